@@ -1,0 +1,84 @@
+using System.ComponentModel.DataAnnotations;
+
+namespace Polly.PriorityRouting;
+
+/// <summary>
+/// One backend that the priority routing strategy can send a request to.
+/// </summary>
+/// <remarks>
+/// This is configuration only: runtime state such as "throttled until" lives in the
+/// <see cref="IBackendStateStore"/>, keyed by <see cref="Name"/>.
+/// </remarks>
+public sealed class PriorityBackend
+{
+    private IDictionary<string, string> _headers = new Dictionary<string, string>(StringComparer.OrdinalIgnoreCase);
+
+    /// <summary>
+    /// Gets or sets the absolute <c>http</c> or <c>https</c> address of the backend.
+    /// </summary>
+    /// <remarks>
+    /// The address may carry a base path (for example <c>https://apim.example.net/team-a/</c>): the path and query of
+    /// each request are appended to it exactly once per attempt. The scheme, host and port of the request itself are a
+    /// placeholder that the strategy replaces.
+    /// </remarks>
+    [Required]
+    public Uri? BaseAddress { get; set; }
+
+    /// <summary>
+    /// Gets or sets the priority tier of the backend. Tier <c>1</c> is tried first; <c>2</c>, <c>3</c>, … are fallbacks.
+    /// </summary>
+    /// <value>The default value is <c>1</c>. The value must be at least <c>1</c>.</value>
+    [Range(PriorityRoutingConstants.MinPriority, int.MaxValue)]
+    public int Priority { get; set; } = PriorityRoutingConstants.DefaultPriority;
+
+    /// <summary>
+    /// Gets or sets the share of traffic the backend receives among the available backends of its tier.
+    /// </summary>
+    /// <value>The default value is <c>1</c>. The value must be between <c>1</c> and <c>1000</c>.</value>
+    [Range(PriorityRoutingConstants.MinWeight, PriorityRoutingConstants.MaxWeight)]
+    public int Weight { get; set; } = PriorityRoutingConstants.DefaultWeight;
+
+    /// <summary>
+    /// Gets or sets the unique name of the backend, used as its key in the state store and in telemetry.
+    /// </summary>
+    /// <value>
+    /// The default value is <see langword="null"/>, meaning <see cref="BaseAddress"/> without its query string.
+    /// </value>
+    public string? Name { get; set; }
+
+    /// <summary>
+    /// Gets or sets headers sent to this backend only, for example an <c>api-key</c>.
+    /// </summary>
+    /// <remarks>
+    /// A header set here replaces a header of the same name on the request, for attempts on this backend only.
+    /// Header values are secrets: they are never logged nor reported in telemetry.
+    /// </remarks>
+    /// <value>An empty, case-insensitive dictionary by default. Never <see langword="null"/>.</value>
+    public IDictionary<string, string> Headers
+    {
+        get => _headers;
+        set => _headers = value ?? new Dictionary<string, string>(StringComparer.OrdinalIgnoreCase);
+    }
+
+    /// <summary>
+    /// Returns the name of the backend, never its headers.
+    /// </summary>
+    /// <returns>The effective name of the backend.</returns>
+    public override string ToString() => GetEffectiveName() ?? "(no address)";
+
+    internal string? GetEffectiveName()
+    {
+        if (!string.IsNullOrWhiteSpace(Name))
+        {
+            return Name;
+        }
+
+        if (BaseAddress is { IsAbsoluteUri: true } address)
+        {
+            // The query may carry a secret (e.g. "?code=..."): it never becomes part of the name.
+            return address.GetLeftPart(UriPartial.Path);
+        }
+
+        return null;
+    }
+}

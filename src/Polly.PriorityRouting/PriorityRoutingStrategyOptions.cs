@@ -1,0 +1,100 @@
+using System.ComponentModel.DataAnnotations;
+using Microsoft.Extensions.Http.Resilience;
+
+namespace Polly.PriorityRouting;
+
+/// <summary>
+/// The options of the priority routing strategy.
+/// </summary>
+/// <remarks>
+/// The strategy sends each attempt to the best available backend: the lowest <see cref="PriorityBackend.Priority"/>
+/// tier that still has a backend not throttled and not yet tried by this request, weighted-random within the tier.
+/// A handled outcome takes the backend out of rotation for the time the service asked for and the request moves on at
+/// once; when nothing is left the strategy answers <c>429</c> or <c>503</c> with the time until the soonest backend
+/// frees up.
+/// </remarks>
+public class PriorityRoutingStrategyOptions : ResilienceStrategyOptions
+{
+    /// <summary>
+    /// Initializes a new instance of the <see cref="PriorityRoutingStrategyOptions"/> class.
+    /// </summary>
+    public PriorityRoutingStrategyOptions()
+    {
+        Name = PriorityRoutingConstants.StrategyType;
+    }
+
+    /// <summary>
+    /// Gets or sets the backends to route to. At least one is required.
+    /// </summary>
+    [Required]
+    [MinLength(1)]
+    public IList<PriorityBackend> Backends { get; set; } = [];
+
+    /// <summary>
+    /// Gets or sets how long a backend stays out of rotation when a handled outcome carries no throttle signal
+    /// (no <c>Retry-After</c>, <c>retry-after-ms</c>, <c>x-ms-retry-after-ms</c> or <c>x-ratelimit-reset-*</c>).
+    /// </summary>
+    /// <value>The default value is 10 seconds. It must be between zero and <see cref="MaxCooldown"/>.</value>
+    [Range(typeof(TimeSpan), "00:00:00", "1.00:00:00")]
+    public TimeSpan DefaultCooldown { get; set; } = PriorityRoutingConstants.DefaultCooldown;
+
+    /// <summary>
+    /// Gets or sets the upper bound of every cooldown, whatever a backend's headers say.
+    /// </summary>
+    /// <value>The default value is 5 minutes. It must be between zero and one day.</value>
+    [Range(typeof(TimeSpan), "00:00:00", "1.00:00:00")]
+    public TimeSpan MaxCooldown { get; set; } = PriorityRoutingConstants.DefaultMaxCooldown;
+
+    /// <summary>
+    /// Gets or sets the maximum number of attempts of one execution.
+    /// </summary>
+    /// <value>
+    /// The default value is <see langword="null"/>: each backend is tried at most once per execution. A backend is never
+    /// tried twice within one execution, whatever this value.
+    /// </value>
+    [Range(PriorityRoutingConstants.MinAttempts, int.MaxValue)]
+    public int? MaxAttempts { get; set; }
+
+    /// <summary>
+    /// Gets or sets the predicate that decides whether an outcome takes its backend out of rotation and moves the
+    /// request on to the next backend.
+    /// </summary>
+    /// <value>
+    /// The default handles <c>408</c>, <c>429</c>, every <c>5xx</c>, <see cref="HttpRequestException"/>,
+    /// <see cref="Polly.Timeout.TimeoutRejectedException"/>, and a cancellation that the caller did not ask for.
+    /// Other outcomes (<c>2xx</c>, <c>400</c>, <c>401</c>, <c>404</c>, …) go back to the caller unchanged.
+    /// A <see cref="PredicateBuilder{TResult}"/> can be used through
+    /// <see cref="PriorityRoutingPredicateBuilderExtensions.ToPriorityRoutingPredicate"/>.
+    /// </value>
+    [Required]
+    public Func<PriorityRoutingPredicateArguments, ValueTask<bool>> ShouldHandle { get; set; } = DefaultShouldHandle;
+
+    /// <summary>
+    /// Gets or sets the store that keeps which backends are unavailable.
+    /// </summary>
+    /// <value>
+    /// The default value is <see langword="null"/>, meaning <see cref="InMemoryBackendStateStore.Shared"/>: every
+    /// pipeline of the process shares what it learns, by backend name.
+    /// </value>
+    public IBackendStateStore? StateStore { get; set; }
+
+    /// <summary>
+    /// Gets or sets a callback invoked when a backend is taken out of rotation.
+    /// </summary>
+    public Func<OnBackendUnavailableArguments, ValueTask>? OnBackendUnavailable { get; set; }
+
+    /// <summary>
+    /// Gets or sets a callback invoked when no backend is left to try and the strategy answers 429 or 503.
+    /// </summary>
+    public Func<OnBackendsExhaustedArguments, ValueTask>? OnBackendsExhausted { get; set; }
+
+    /// <summary>
+    /// Gets or sets the source of randomness for the weighted choice: given an exclusive upper bound, returns a value
+    /// in [0, bound). Tests replace it to make choices deterministic.
+    /// </summary>
+    internal Func<int, int> Randomizer { get; set; } = Random.Shared.Next;
+
+    private static ValueTask<bool> DefaultShouldHandle(PriorityRoutingPredicateArguments args)
+        => new(HttpClientResiliencePredicates.IsTransient(args.Outcome) ||
+               (args.Outcome.Exception is OperationCanceledException && !args.Context.CancellationToken.IsCancellationRequested));
+}

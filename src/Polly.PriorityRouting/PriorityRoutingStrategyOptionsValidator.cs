@@ -1,0 +1,159 @@
+using System.ComponentModel.DataAnnotations;
+using System.Globalization;
+
+namespace Polly.PriorityRouting;
+
+/// <summary>
+/// The cross-field rules of <see cref="PriorityRoutingStrategyOptions"/>, with error messages that name the field.
+/// </summary>
+/// <remarks>
+/// Used when the strategy is added to a pipeline and by the options validation of the DI registration, which passes a
+/// prefix such as <c>Routing.</c> so that messages name the configuration path.
+/// </remarks>
+internal static class PriorityRoutingStrategyOptionsValidator
+{
+    public static List<string> Validate(PriorityRoutingStrategyOptions options, string prefix = "")
+    {
+        var errors = new List<string>();
+        ValidateBackends(options.Backends, prefix, errors);
+
+        if (options.DefaultCooldown < TimeSpan.Zero)
+        {
+            errors.Add(Invariant($"{prefix}DefaultCooldown must not be negative, but was {options.DefaultCooldown}."));
+        }
+
+        if (options.MaxCooldown < TimeSpan.Zero)
+        {
+            errors.Add(Invariant($"{prefix}MaxCooldown must not be negative, but was {options.MaxCooldown}."));
+        }
+        else if (options.DefaultCooldown > options.MaxCooldown)
+        {
+            errors.Add(Invariant(
+                $"{prefix}DefaultCooldown ({options.DefaultCooldown}) must not exceed {prefix}MaxCooldown ({options.MaxCooldown})."));
+        }
+
+        if (options.MaxAttempts < PriorityRoutingConstants.MinAttempts)
+        {
+            errors.Add(Invariant($"{prefix}MaxAttempts must be at least 1 when set, but was {options.MaxAttempts}."));
+        }
+
+        if (options.ShouldHandle is null)
+        {
+            errors.Add($"{prefix}ShouldHandle is required.");
+        }
+
+        return errors;
+    }
+
+    public static void ThrowIfInvalid(PriorityRoutingStrategyOptions options)
+    {
+        var errors = Validate(options);
+        if (errors.Count > 0)
+        {
+            throw new ValidationException(
+                $"The '{nameof(PriorityRoutingStrategyOptions)}' are invalid.{Environment.NewLine}{Environment.NewLine}" +
+                $"Validation Errors:{Environment.NewLine}{string.Join(Environment.NewLine, errors)}");
+        }
+    }
+
+    private static void ValidateBackends(IList<PriorityBackend>? backends, string prefix, List<string> errors)
+    {
+        if (backends is null || backends.Count == 0)
+        {
+            errors.Add($"{prefix}Backends must contain at least one backend.");
+            return;
+        }
+
+        var names = new Dictionary<string, int>(StringComparer.Ordinal);
+        for (var i = 0; i < backends.Count; i++)
+        {
+            var path = Invariant($"{prefix}Backends[{i}]");
+            var backend = backends[i];
+            if (backend is null)
+            {
+                errors.Add($"{path} must not be null.");
+                continue;
+            }
+
+            ValidateAddress(backend.BaseAddress, path, errors);
+
+            if (backend.Priority < PriorityRoutingConstants.MinPriority)
+            {
+                errors.Add(Invariant($"{path}.Priority must be at least 1, but was {backend.Priority}."));
+            }
+
+            if (backend.Weight is < PriorityRoutingConstants.MinWeight or > PriorityRoutingConstants.MaxWeight)
+            {
+                errors.Add(Invariant($"{path}.Weight must be between 1 and 1000, but was {backend.Weight}."));
+            }
+
+            if (backend.GetEffectiveName() is { } name)
+            {
+                if (names.TryGetValue(name, out var first))
+                {
+                    errors.Add(Invariant(
+                        $"{path}.Name '{name}' is already used by {prefix}Backends[{first}]; backend names must be unique."));
+                }
+                else
+                {
+                    names.Add(name, i);
+                }
+            }
+
+            ValidateHeaders(backend.Headers, path, errors);
+        }
+    }
+
+    private static void ValidateAddress(Uri? address, string path, List<string> errors)
+    {
+        if (address is null)
+        {
+            errors.Add($"{path}.BaseAddress is required.");
+        }
+        else if (!address.IsAbsoluteUri)
+        {
+            errors.Add($"{path}.BaseAddress must be an absolute URI, but was relative.");
+        }
+        else if (address.Scheme != Uri.UriSchemeHttp && address.Scheme != Uri.UriSchemeHttps)
+        {
+            errors.Add($"{path}.BaseAddress must use the http or https scheme, but used '{address.Scheme}'.");
+        }
+    }
+
+    private static void ValidateHeaders(IDictionary<string, string> headers, string path, List<string> errors)
+    {
+        foreach (var header in headers)
+        {
+            // Values are secrets: messages name the header, never its value.
+            if (!IsToken(header.Key))
+            {
+                errors.Add($"{path}.Headers has an invalid header name '{header.Key}'.");
+            }
+            else if (header.Value is null || header.Value.AsSpan().IndexOfAny('\r', '\n', '\0') >= 0)
+            {
+                errors.Add($"{path}.Headers['{header.Key}'] must be a single-line value.");
+            }
+        }
+    }
+
+    private static bool IsToken(string? name)
+    {
+        if (string.IsNullOrEmpty(name))
+        {
+            return false;
+        }
+
+        foreach (var c in name)
+        {
+            var valid = c is > ' ' and < (char)127 && "\"(),/:;<=>?@[\\]{}".IndexOf(c, StringComparison.Ordinal) < 0;
+            if (!valid)
+            {
+                return false;
+            }
+        }
+
+        return true;
+    }
+
+    private static string Invariant(FormattableString value) => value.ToString(CultureInfo.InvariantCulture);
+}

@@ -1,0 +1,103 @@
+namespace Polly.PriorityRouting;
+
+/// <summary>
+/// Builds the request of one attempt from the caller's original request, so that nothing leaks between attempts.
+/// </summary>
+internal static class AttemptRequest
+{
+    /// <summary>
+    /// Creates the request for <paramref name="backend"/>: the backend's scheme, host, port and base path applied
+    /// exactly once to the original path and query, the original headers and options, the backend's own headers.
+    /// </summary>
+    /// <remarks>
+    /// The content object is shared with the original request (it is made replayable first, see
+    /// <see cref="PrepareContentAsync"/>), so the attempt request must never be disposed: that would dispose the body.
+    /// </remarks>
+    public static HttpRequestMessage Create(HttpRequestMessage original, RoutedBackend backend)
+    {
+        var request = new HttpRequestMessage(original.Method, BuildUri(original.RequestUri, backend))
+        {
+            Version = original.Version,
+            VersionPolicy = original.VersionPolicy,
+            Content = original.Content,
+        };
+
+        foreach (var header in original.Headers.NonValidated)
+        {
+            // Host names the placeholder; headers the backend sets itself are replaced, never merged.
+            if (string.Equals(header.Key, "Host", StringComparison.OrdinalIgnoreCase) || backend.HasHeader(header.Key))
+            {
+                continue;
+            }
+
+            request.Headers.TryAddWithoutValidation(header.Key, header.Value);
+        }
+
+        foreach (var header in backend.Headers)
+        {
+            request.Headers.TryAddWithoutValidation(header.Key, header.Value);
+        }
+
+        var options = (IDictionary<string, object?>)request.Options;
+        foreach (var option in original.Options)
+        {
+            options[option.Key] = option.Value;
+        }
+
+        return request;
+    }
+
+    public static Uri BuildUri(Uri? original, RoutedBackend backend)
+    {
+        string pathAndQuery;
+        if (original is null)
+        {
+            pathAndQuery = "/";
+        }
+        else if (original.IsAbsoluteUri)
+        {
+            pathAndQuery = original.GetComponents(UriComponents.PathAndQuery, UriFormat.UriEscaped);
+        }
+        else
+        {
+            pathAndQuery = original.OriginalString.StartsWith('/') ? original.OriginalString : "/" + original.OriginalString;
+        }
+
+        if (backend.Query is null)
+        {
+            return new Uri(backend.AddressPrefix + pathAndQuery, UriKind.Absolute);
+        }
+
+        // The backend's own query (e.g. "api-version=...") comes first, the request's follows.
+        var queryStart = pathAndQuery.IndexOf('?', StringComparison.Ordinal);
+        var combined = queryStart < 0
+            ? string.Concat(backend.AddressPrefix, pathAndQuery, "?", backend.Query)
+            : string.Concat(
+                backend.AddressPrefix,
+                pathAndQuery.AsSpan(0, queryStart),
+                "?" + backend.Query + "&",
+                pathAndQuery.AsSpan(queryStart + 1));
+
+        return new Uri(combined, UriKind.Absolute);
+    }
+
+    /// <summary>
+    /// Makes the request body replayable across attempts. Byte-array based contents (string, form, bytes) and JSON
+    /// contents serialize again on each attempt; any other content, <see cref="StreamContent"/> above all, is buffered
+    /// once, because its stream can be read only once.
+    /// </summary>
+    public static ValueTask PrepareContentAsync(HttpRequestMessage request, CancellationToken cancellationToken)
+    {
+        if (request.Content is null or ByteArrayContent or ReadOnlyMemoryContent or System.Net.Http.Json.JsonContent)
+        {
+            return default;
+        }
+
+        // A synchronous Send blocks on this task, which is what a synchronous caller asked for.
+#if NET9_0_OR_GREATER
+        return new ValueTask(request.Content.LoadIntoBufferAsync(cancellationToken));
+#else
+        return new ValueTask(request.Content.LoadIntoBufferAsync());
+#endif
+    }
+}

@@ -1,0 +1,125 @@
+namespace Polly.PriorityRouting;
+
+/// <summary>
+/// Chooses the backend of the next attempt: the best tier that still has an available, untried backend, and within
+/// that tier a weighted-random choice.
+/// </summary>
+/// <remarks>
+/// The decision reads the store without locks and allocates nothing.
+/// </remarks>
+internal sealed class BackendSelector
+{
+    private readonly RoutedBackend[] _backends;
+    private readonly int[] _tierStarts;
+    private readonly IBackendStateStore _store;
+    private readonly Func<int, int> _randomizer;
+
+    public BackendSelector(IReadOnlyList<PriorityBackend> backends, IBackendStateStore store, Func<int, int> randomizer)
+    {
+        // Stable sort by priority: the configured order is kept within a tier.
+        _backends = [.. backends
+            .Select((backend, position) => (backend, position))
+            .OrderBy(item => item.backend.Priority)
+            .ThenBy(item => item.position)
+            .Select((item, index) => new RoutedBackend(item.backend, index))];
+
+        var starts = new List<int>();
+        for (var i = 0; i < _backends.Length; i++)
+        {
+            if (i == 0 || _backends[i].Priority != _backends[i - 1].Priority)
+            {
+                starts.Add(i);
+            }
+        }
+
+        starts.Add(_backends.Length);
+        _tierStarts = [.. starts];
+        _store = store;
+        _randomizer = randomizer;
+    }
+
+    public IReadOnlyList<RoutedBackend> Backends => _backends;
+
+    public IBackendStateStore Store => _store;
+
+    public bool IsAvailable(RoutedBackend backend, DateTimeOffset now)
+        => !_store.TryGetUnavailability(backend.Name, out var unavailability) || !unavailability.IsActiveAt(now);
+
+    public RoutedBackend? SelectNext(in TriedBackends tried, DateTimeOffset now)
+    {
+        for (var tier = 0; tier < _tierStarts.Length - 1; tier++)
+        {
+            var start = _tierStarts[tier];
+            var end = _tierStarts[tier + 1];
+
+            var totalWeight = 0;
+            for (var i = start; i < end; i++)
+            {
+                if (IsCandidate(i, tried, now))
+                {
+                    totalWeight += _backends[i].Weight;
+                }
+            }
+
+            if (totalWeight == 0)
+            {
+                continue;
+            }
+
+            var pick = _randomizer(totalWeight);
+            RoutedBackend? lastCandidate = null;
+            for (var i = start; i < end; i++)
+            {
+                if (!IsCandidate(i, tried, now))
+                {
+                    continue;
+                }
+
+                lastCandidate = _backends[i];
+                pick -= lastCandidate.Weight;
+                if (pick < 0)
+                {
+                    return lastCandidate;
+                }
+            }
+
+            // The store changed between the two passes (another request marked a backend): take what is left.
+            if (lastCandidate is not null)
+            {
+                return lastCandidate;
+            }
+        }
+
+        return null;
+    }
+
+    /// <summary>
+    /// Computes the answer when nothing is left: the time until the soonest backend frees up (zero when one already
+    /// has) and whether any pending unavailability comes from throttling.
+    /// </summary>
+    public (TimeSpan RetryAfter, bool Throttled) GetExhaustion(DateTimeOffset now)
+    {
+        var soonest = TimeSpan.MaxValue;
+        var throttled = false;
+        foreach (var backend in _backends)
+        {
+            if (!_store.TryGetUnavailability(backend.Name, out var unavailability) || !unavailability.IsActiveAt(now))
+            {
+                soonest = TimeSpan.Zero;
+                continue;
+            }
+
+            throttled |= unavailability.Reason == BackendUnavailableReason.Throttled;
+            var remaining = unavailability.Until - now;
+            if (remaining < soonest)
+            {
+                soonest = remaining;
+            }
+        }
+
+        return (soonest == TimeSpan.MaxValue ? TimeSpan.Zero : soonest, throttled);
+    }
+
+    private bool IsCandidate(int index, in TriedBackends tried, DateTimeOffset now)
+        => !tried.Contains(index) && IsAvailable(_backends[index], now);
+}

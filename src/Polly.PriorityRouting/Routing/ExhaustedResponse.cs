@@ -1,0 +1,46 @@
+using System.Globalization;
+using System.Net;
+using System.Net.Http.Headers;
+using System.Text;
+
+namespace Polly.PriorityRouting;
+
+/// <summary>
+/// The one honest answer when no backend is left: 429 or 503 with the time until the soonest backend frees up, in
+/// every form clients read (<c>Retry-After</c> in whole seconds, <c>retry-after-ms</c>), and an OpenAI-style error body.
+/// </summary>
+internal static class ExhaustedResponse
+{
+    public const string ThrottledCode = "all_backends_throttled";
+
+    public const string UnavailableCode = "all_backends_unavailable";
+
+    public static HttpResponseMessage Create(HttpStatusCode statusCode, TimeSpan retryAfter, HttpRequestMessage request)
+    {
+        // Whole seconds round up: a client that waits the advertised time must find a backend free.
+        var seconds = (long)Math.Ceiling(retryAfter.TotalSeconds);
+        var milliseconds = (long)Math.Ceiling(retryAfter.TotalMilliseconds);
+        var throttled = statusCode == HttpStatusCode.TooManyRequests;
+        var code = throttled ? ThrottledCode : UnavailableCode;
+        var what = throttled ? "throttled" : "unavailable";
+        var message = string.Create(
+            CultureInfo.InvariantCulture,
+            $"All backends are {what}. Retry after {seconds} second{(seconds == 1 ? string.Empty : "s")}.");
+
+        var response = new HttpResponseMessage(statusCode)
+        {
+            RequestMessage = request,
+            Content = new StringContent(
+                "{\"error\":{\"code\":\"" + code + "\",\"message\":\"" + message + "\"}}",
+                Encoding.UTF8,
+                "application/json"),
+        };
+
+        response.Headers.RetryAfter = new RetryConditionHeaderValue(TimeSpan.FromSeconds(seconds));
+        response.Headers.TryAddWithoutValidation(
+            PriorityRoutingConstants.RetryAfterMillisecondsHeader,
+            milliseconds.ToString(CultureInfo.InvariantCulture));
+        response.Headers.TryAddWithoutValidation(PriorityRoutingConstants.ExhaustedHeader, "true");
+        return response;
+    }
+}

@@ -1,0 +1,212 @@
+using System.Net;
+using Polly.Telemetry;
+using Polly.Timeout;
+
+// GetRequestMessage/SetRequestMessage are experimental in Microsoft.Extensions.Http.Resilience. They are the documented
+// way for a strategy to swap the request of an attempt (ResilienceHandler re-reads it per attempt), which is exactly
+// what routing needs: suppressed on purpose, here only.
+#pragma warning disable EXTEXP0001
+
+namespace Polly.PriorityRouting;
+
+/// <summary>
+/// Sends each attempt to the best available backend, takes a failing backend out of rotation for the time it asked
+/// for, moves on at once, and answers 429/503 with the soonest recovery time when nothing is left.
+/// </summary>
+internal sealed class PriorityRoutingResilienceStrategy : ResilienceStrategy<HttpResponseMessage>
+{
+    private readonly BackendSelector _selector;
+    private readonly TimeProvider _timeProvider;
+    private readonly ResilienceStrategyTelemetry _telemetry;
+    private readonly TimeSpan _defaultCooldown;
+    private readonly TimeSpan _maxCooldown;
+    private readonly int _maxAttempts;
+    private readonly Func<PriorityRoutingPredicateArguments, ValueTask<bool>> _shouldHandle;
+    private readonly Func<OnBackendUnavailableArguments, ValueTask>? _onBackendUnavailable;
+    private readonly Func<OnBackendsExhaustedArguments, ValueTask>? _onBackendsExhausted;
+
+    public PriorityRoutingResilienceStrategy(
+        PriorityRoutingStrategyOptions options,
+        TimeProvider timeProvider,
+        ResilienceStrategyTelemetry telemetry)
+    {
+        _selector = new BackendSelector(
+            [.. options.Backends],
+            options.StateStore ?? InMemoryBackendStateStore.Shared,
+            options.Randomizer);
+        _timeProvider = timeProvider;
+        _telemetry = telemetry;
+        _defaultCooldown = options.DefaultCooldown;
+        _maxCooldown = options.MaxCooldown;
+        _maxAttempts = Math.Min(options.MaxAttempts ?? int.MaxValue, _selector.Backends.Count);
+        _shouldHandle = options.ShouldHandle;
+        _onBackendUnavailable = options.OnBackendUnavailable;
+        _onBackendsExhausted = options.OnBackendsExhausted;
+    }
+
+    internal BackendSelector Selector => _selector;
+
+    protected override async ValueTask<Outcome<HttpResponseMessage>> ExecuteCore<TState>(
+        Func<ResilienceContext, TState, ValueTask<Outcome<HttpResponseMessage>>> callback,
+        ResilienceContext context,
+        TState state)
+    {
+        var original = context.GetRequestMessage();
+        if (original is null)
+        {
+            return Outcome.FromException<HttpResponseMessage>(new InvalidOperationException(
+                "The priority routing strategy needs the request message in the resilience context. Use it in a pipeline " +
+                "added with AddResilienceHandler, or call ResilienceContext.SetRequestMessage before executing."));
+        }
+
+        var tried = new TriedBackends(_selector.Backends.Count);
+        var attempt = 0;
+        try
+        {
+            while (true)
+            {
+                if (context.CancellationToken.IsCancellationRequested)
+                {
+                    return Outcome.FromException<HttpResponseMessage>(new OperationCanceledException(context.CancellationToken));
+                }
+
+                var now = _timeProvider.GetUtcNow();
+                var backend = attempt < _maxAttempts ? _selector.SelectNext(tried, now) : null;
+                if (backend is null)
+                {
+                    return await ExhaustedAsync(context, original, attempt, now).ConfigureAwait(context.ContinueOnCapturedContext);
+                }
+
+                tried.Add(backend.Index);
+                if (attempt == 0 && _maxAttempts > 1)
+                {
+                    try
+                    {
+                        await AttemptRequest.PrepareContentAsync(original, context.CancellationToken)
+                            .ConfigureAwait(context.ContinueOnCapturedContext);
+                    }
+                    catch (Exception e)
+                    {
+                        // Reading the caller's body failed: no backend is at fault.
+                        return Outcome.FromException<HttpResponseMessage>(e);
+                    }
+                }
+
+                context.SetRequestMessage(AttemptRequest.Create(original, backend));
+                var outcome = await callback(context, state).ConfigureAwait(context.ContinueOnCapturedContext);
+
+                if (outcome.Exception is OperationCanceledException && context.CancellationToken.IsCancellationRequested)
+                {
+                    // The caller gave up: the backend did nothing wrong and must not be marked.
+                    return outcome;
+                }
+
+                var predicateArguments = new PriorityRoutingPredicateArguments(context, outcome, backend.Name, backend.Priority);
+                if (!await _shouldHandle(predicateArguments).ConfigureAwait(context.ContinueOnCapturedContext))
+                {
+                    return outcome;
+                }
+
+                await MarkUnavailableAsync(context, outcome, backend, attempt).ConfigureAwait(context.ContinueOnCapturedContext);
+                attempt++;
+            }
+        }
+        finally
+        {
+            // An outer strategy (retry) executes us again: it must find the caller's request, not our last attempt's.
+            context.SetRequestMessage(original);
+        }
+    }
+
+    private async ValueTask MarkUnavailableAsync(
+        ResilienceContext context,
+        Outcome<HttpResponseMessage> outcome,
+        RoutedBackend backend,
+        int attempt)
+    {
+        var now = _timeProvider.GetUtcNow();
+        var (reason, cooldown) = Classify(outcome, now);
+        var unavailability = new BackendUnavailability(now + cooldown, reason);
+
+        try
+        {
+            await _selector.Store.MarkUnavailableAsync(backend.Name, unavailability, now, context.CancellationToken)
+                .ConfigureAwait(context.ContinueOnCapturedContext);
+        }
+        catch (Exception) when (!context.CancellationToken.IsCancellationRequested)
+        {
+            // A failing store never fails a request: this attempt still fails over, later ones may retry the backend.
+        }
+
+        var arguments = new OnBackendUnavailableArguments(
+            context, outcome, backend.Name, backend.Priority, reason, cooldown, attempt);
+        _telemetry.Report(
+            new ResilienceEvent(ResilienceEventSeverity.Warning, PriorityRoutingConstants.OnBackendUnavailableEvent),
+            context,
+            outcome,
+            arguments);
+
+        try
+        {
+            if (_onBackendUnavailable is not null)
+            {
+                await _onBackendUnavailable(arguments).ConfigureAwait(context.ContinueOnCapturedContext);
+            }
+        }
+        finally
+        {
+            // The discarded answer must give its connection back to the pool.
+            outcome.Result?.Dispose();
+        }
+    }
+
+    private (BackendUnavailableReason Reason, TimeSpan Cooldown) Classify(Outcome<HttpResponseMessage> outcome, DateTimeOffset now)
+    {
+        if (outcome.Result is not { } response)
+        {
+            var reason = outcome.Exception switch
+            {
+                TimeoutRejectedException or OperationCanceledException => BackendUnavailableReason.Timeout,
+                HttpRequestException => BackendUnavailableReason.TransportError,
+                _ => BackendUnavailableReason.Other,
+            };
+            return (reason, _defaultCooldown);
+        }
+
+        var hasSignal = ThrottleSignalParser.TryGetCooldown(response, now, _maxCooldown, out var cooldown);
+        var statusReason = response.StatusCode switch
+        {
+            HttpStatusCode.TooManyRequests => BackendUnavailableReason.Throttled,
+            _ when hasSignal => BackendUnavailableReason.Throttled,
+            HttpStatusCode.RequestTimeout => BackendUnavailableReason.Timeout,
+            >= HttpStatusCode.InternalServerError => BackendUnavailableReason.ServerError,
+            _ => BackendUnavailableReason.Other,
+        };
+        return (statusReason, hasSignal ? cooldown : _defaultCooldown);
+    }
+
+    private async ValueTask<Outcome<HttpResponseMessage>> ExhaustedAsync(
+        ResilienceContext context,
+        HttpRequestMessage original,
+        int attemptCount,
+        DateTimeOffset now)
+    {
+        var (retryAfter, throttled) = _selector.GetExhaustion(now);
+        var statusCode = throttled ? HttpStatusCode.TooManyRequests : HttpStatusCode.ServiceUnavailable;
+        var outcome = Outcome.FromResult(ExhaustedResponse.Create(statusCode, retryAfter, original));
+
+        var arguments = new OnBackendsExhaustedArguments(context, statusCode, retryAfter, attemptCount);
+        _telemetry.Report(
+            new ResilienceEvent(ResilienceEventSeverity.Error, PriorityRoutingConstants.OnBackendsExhaustedEvent),
+            context,
+            outcome,
+            arguments);
+
+        if (_onBackendsExhausted is not null)
+        {
+            await _onBackendsExhausted(arguments).ConfigureAwait(context.ContinueOnCapturedContext);
+        }
+
+        return outcome;
+    }
+}

@@ -1,0 +1,56 @@
+namespace Polly.PriorityRouting;
+
+/// <summary>
+/// The immutable runtime view of one <see cref="PriorityBackend"/>, precomputed once per pipeline so that an attempt
+/// only concatenates strings.
+/// </summary>
+internal sealed class RoutedBackend
+{
+    public RoutedBackend(PriorityBackend backend, int index)
+    {
+        var address = backend.BaseAddress!;
+        Name = backend.GetEffectiveName()!;
+        Priority = backend.Priority;
+        Weight = backend.Weight;
+        Index = index;
+
+        // "https://apim.example.net/team-a/" -> "https://apim.example.net/team-a": the request path starts with '/'.
+        var path = address.GetComponents(UriComponents.Path | UriComponents.KeepDelimiter, UriFormat.UriEscaped).TrimEnd('/');
+        AddressPrefix = address.GetComponents(UriComponents.SchemeAndServer, UriFormat.UriEscaped) + path;
+        var query = address.GetComponents(UriComponents.Query, UriFormat.UriEscaped);
+        Query = string.IsNullOrEmpty(query) ? null : query;
+        Headers = [.. backend.Headers];
+    }
+
+    public string Name { get; }
+
+    public int Priority { get; }
+
+    public int Weight { get; }
+
+    public int Index { get; }
+
+    /// <summary>Gets scheme, host, port and base path, without a trailing slash.</summary>
+    public string AddressPrefix { get; }
+
+    /// <summary>Gets the backend's own query string without '?', or <see langword="null"/>.</summary>
+    public string? Query { get; }
+
+    public KeyValuePair<string, string>[] Headers { get; }
+
+    public bool HasHeader(string name)
+    {
+        foreach (var header in Headers)
+        {
+            if (string.Equals(header.Key, name, StringComparison.OrdinalIgnoreCase))
+            {
+                return true;
+            }
+        }
+
+        return false;
+    }
+
+    /// <summary>Returns the name only: header values are secrets.</summary>
+    public override string ToString() => Name;
+}

@@ -1,0 +1,32 @@
+namespace Polly.PriorityRouting;
+
+/// <summary>
+/// The set of backends one execution has already tried: a bit mask, so that up to 64 backends cost no allocation.
+/// </summary>
+internal struct TriedBackends
+{
+    private const int MaskCapacity = 64;
+
+    private readonly bool[]? _overflow;
+    private ulong _mask;
+
+    public TriedBackends(int backendCount)
+    {
+        _overflow = backendCount > MaskCapacity ? new bool[backendCount] : null;
+        _mask = 0;
+    }
+
+    public readonly bool Contains(int index) => _overflow is null ? (_mask & (1UL << index)) != 0 : _overflow[index];
+
+    public void Add(int index)
+    {
+        if (_overflow is null)
+        {
+            _mask |= 1UL << index;
+        }
+        else
+        {
+            _overflow[index] = true;
+        }
+    }
+}
