@@ -61,6 +61,7 @@ internal sealed class PriorityRoutingResilienceStrategy : ResilienceStrategy<Htt
 
         var tried = new TriedBackends(_selector.Backends.Count);
         var attempt = 0;
+        var throttledInThisCall = false;
         try
         {
             while (true)
@@ -74,7 +75,7 @@ internal sealed class PriorityRoutingResilienceStrategy : ResilienceStrategy<Htt
                 var backend = attempt < _maxAttempts ? _selector.SelectNext(tried, now) : null;
                 if (backend is null)
                 {
-                    return await ExhaustedAsync(context, original, attempt, now).ConfigureAwait(context.ContinueOnCapturedContext);
+                    return await ExhaustedAsync(context, original, attempt, throttledInThisCall, now).ConfigureAwait(context.ContinueOnCapturedContext);
                 }
 
                 tried.Add(backend.Index);
@@ -107,7 +108,8 @@ internal sealed class PriorityRoutingResilienceStrategy : ResilienceStrategy<Htt
                     return outcome;
                 }
 
-                await MarkUnavailableAsync(context, outcome, backend, attempt).ConfigureAwait(context.ContinueOnCapturedContext);
+                var reason = await MarkUnavailableAsync(context, outcome, backend, attempt).ConfigureAwait(context.ContinueOnCapturedContext);
+                throttledInThisCall |= reason == BackendUnavailableReason.Throttled;
                 attempt++;
             }
         }
@@ -118,7 +120,7 @@ internal sealed class PriorityRoutingResilienceStrategy : ResilienceStrategy<Htt
         }
     }
 
-    private async ValueTask MarkUnavailableAsync(
+    private async ValueTask<BackendUnavailableReason> MarkUnavailableAsync(
         ResilienceContext context,
         Outcome<HttpResponseMessage> outcome,
         RoutedBackend backend,
@@ -158,6 +160,8 @@ internal sealed class PriorityRoutingResilienceStrategy : ResilienceStrategy<Htt
             // The discarded answer must give its connection back to the pool.
             outcome.Result?.Dispose();
         }
+
+        return reason;
     }
 
     private (BackendUnavailableReason Reason, TimeSpan Cooldown) Classify(Outcome<HttpResponseMessage> outcome, DateTimeOffset now)
@@ -189,10 +193,13 @@ internal sealed class PriorityRoutingResilienceStrategy : ResilienceStrategy<Htt
         ResilienceContext context,
         HttpRequestMessage original,
         int attemptCount,
+        bool throttledInThisCall,
         DateTimeOffset now)
     {
+        // 429 when throttling is why nothing is left: a pending throttle deadline, or a throttle seen by this call
+        // (a backend that said "Retry-After: 0" is free again, yet the call was throttled).
         var (retryAfter, throttled) = _selector.GetExhaustion(now);
-        var statusCode = throttled ? HttpStatusCode.TooManyRequests : HttpStatusCode.ServiceUnavailable;
+        var statusCode = throttled || throttledInThisCall ? HttpStatusCode.TooManyRequests : HttpStatusCode.ServiceUnavailable;
         var outcome = Outcome.FromResult(ExhaustedResponse.Create(statusCode, retryAfter, original));
 
         var arguments = new OnBackendsExhaustedArguments(context, statusCode, retryAfter, attemptCount);

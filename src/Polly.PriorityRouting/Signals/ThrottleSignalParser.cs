@@ -195,7 +195,7 @@ internal static class ThrottleSignalParser
         => TryGetNumber(headers, name, out var value) && value == 0;
 
     private static bool TryParseNumber(ReadOnlySpan<char> value, out double number)
-        => double.TryParse(value.Trim(), NumberStyles.AllowDecimalPoint | NumberStyles.AllowLeadingSign, CultureInfo.InvariantCulture, out number)
+        => double.TryParse(value.Trim(), NumberStyles.Float, CultureInfo.InvariantCulture, out number)
            && double.IsFinite(number);
 
     private static bool TryGetFirstValue(HttpResponseHeaders headers, string name, out string value)

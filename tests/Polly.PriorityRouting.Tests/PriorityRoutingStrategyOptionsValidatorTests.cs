@@ -1,0 +1,91 @@
+using System.ComponentModel.DataAnnotations;
+
+namespace Polly.PriorityRouting.Tests;
+
+public class PriorityRoutingStrategyOptionsValidatorTests
+{
+    public static TheoryData<Action<PriorityRoutingStrategyOptions>, string> InvalidOptions => new()
+    {
+        { o => o.Backends.Clear(), "Backends must contain at least one backend." },
+        { o => o.Backends = null!, "Backends must contain at least one backend." },
+        { o => o.Backends[1] = null!, "Backends[1] must not be null." },
+        { o => o.Backends[1].BaseAddress = null, "Backends[1].BaseAddress is required." },
+        { o => o.Backends[1].BaseAddress = new Uri("/relative", UriKind.Relative), "Backends[1].BaseAddress must be an absolute URI, but was relative." },
+        { o => o.Backends[0].BaseAddress = new Uri("ftp://files.example/"), "Backends[0].BaseAddress must use the http or https scheme, but used 'ftp'." },
+        { o => o.Backends[1].Priority = 0, "Backends[1].Priority must be at least 1, but was 0." },
+        { o => o.Backends[0].Weight = 0, "Backends[0].Weight must be between 1 and 1000, but was 0." },
+        { o => o.Backends[0].Weight = 1001, "Backends[0].Weight must be between 1 and 1000, but was 1001." },
+        { o => o.Backends[1].Name = "a", "Backends[1].Name 'a' is already used by Backends[0]; backend names must be unique." },
+        { o => o.Backends[1].Headers["bad header"] = "x", "Backends[1].Headers has an invalid header name 'bad header'." },
+        { o => o.Backends[1].Headers["api-key"] = "x\r\ny", "Backends[1].Headers['api-key'] must be a single-line value." },
+        { o => o.DefaultCooldown = TimeSpan.FromSeconds(-1), "DefaultCooldown must not be negative, but was -00:00:01." },
+        { o => o.MaxCooldown = TimeSpan.FromSeconds(-1), "MaxCooldown must not be negative, but was -00:00:01." },
+        { o => o.DefaultCooldown = TimeSpan.FromMinutes(6), "DefaultCooldown (00:06:00) must not exceed MaxCooldown (00:05:00)." },
+        { o => o.MaxAttempts = 0, "MaxAttempts must be at least 1 when set, but was 0." },
+        { o => o.ShouldHandle = null!, "ShouldHandle is required." },
+    };
+
+    [Theory]
+    [MemberData(nameof(InvalidOptions))]
+    public void Adding_the_strategy_fails_with_a_message_naming_the_field(Action<PriorityRoutingStrategyOptions> breakIt, string expected)
+    {
+        var options = ValidOptions();
+        breakIt(options);
+
+        var act = () => new ResiliencePipelineBuilder<HttpResponseMessage>().AddPriorityRouting(options);
+
+        act.Should().Throw<ValidationException>().Which.Message.Should().Contain(expected);
+        PriorityRoutingStrategyOptionsValidator.Validate(options).Should().Equal(expected);
+    }
+
+    [Fact]
+    public void Reports_every_error_with_the_given_prefix()
+    {
+        var options = ValidOptions();
+        options.Backends[0].Weight = 0;
+        options.Backends[1].Priority = -3;
+        options.MaxAttempts = -1;
+
+        PriorityRoutingStrategyOptionsValidator.Validate(options, "Routing.").Should().Equal(
+            "Routing.Backends[0].Weight must be between 1 and 1000, but was 0.",
+            "Routing.Backends[1].Priority must be at least 1, but was -3.",
+            "Routing.MaxAttempts must be at least 1 when set, but was -1.");
+    }
+
+    [Fact]
+    public void Default_names_collide_when_two_backends_share_an_address()
+    {
+        var options = ValidOptions();
+        options.Backends[0].Name = null;
+        options.Backends[1].Name = null;
+        options.Backends[0].BaseAddress = new Uri("https://same.example/x/?key=1");
+        options.Backends[1].BaseAddress = new Uri("https://same.example/x/?key=2");
+
+        PriorityRoutingStrategyOptionsValidator.Validate(options).Should().Equal(
+            "Backends[1].Name 'https://same.example/x/' is already used by Backends[0]; backend names must be unique.");
+    }
+
+    [Fact]
+    public void Header_values_never_appear_in_messages()
+    {
+        var options = ValidOptions();
+        options.Backends[0].Headers["api-key"] = "super-secret\n";
+
+        var act = () => new ResiliencePipelineBuilder<HttpResponseMessage>().AddPriorityRouting(options);
+
+        act.Should().Throw<ValidationException>().Which.Message.Should().NotContain("super-secret");
+    }
+
+    [Fact]
+    public void Valid_options_pass()
+        => PriorityRoutingStrategyOptionsValidator.Validate(ValidOptions()).Should().BeEmpty();
+
+    private static PriorityRoutingStrategyOptions ValidOptions() => new()
+    {
+        Backends =
+        [
+            new PriorityBackend { Name = "a", BaseAddress = new Uri("https://a.example/") },
+            new PriorityBackend { Name = "b", BaseAddress = new Uri("https://b.example/"), Priority = 2 },
+        ],
+    };
+}

@@ -1,0 +1,33 @@
+using System.Net;
+
+namespace Polly.PriorityRouting.Tests.Routing;
+
+public class ExhaustedResponseTests
+{
+    [Theory]
+    [InlineData(HttpStatusCode.TooManyRequests, 2_500, "3", "2500", "all_backends_throttled", "All backends are throttled. Retry after 3 seconds.")]
+    [InlineData(HttpStatusCode.ServiceUnavailable, 1_000, "1", "1000", "all_backends_unavailable", "All backends are unavailable. Retry after 1 second.")]
+    [InlineData(HttpStatusCode.TooManyRequests, 0, "0", "0", "all_backends_throttled", "All backends are throttled. Retry after 0 seconds.")]
+    [InlineData(HttpStatusCode.TooManyRequests, 0.2, "1", "1", "all_backends_throttled", "All backends are throttled. Retry after 1 second.")]
+    public async Task Carries_status_retry_headers_and_an_openai_style_body(
+        HttpStatusCode status,
+        double milliseconds,
+        string retryAfter,
+        string retryAfterMs,
+        string code,
+        string message)
+    {
+        using var request = new HttpRequestMessage(HttpMethod.Get, "http://placeholder/x");
+
+        using var response = ExhaustedResponse.Create(status, TimeSpan.FromMilliseconds(milliseconds), request);
+
+        response.StatusCode.Should().Be(status);
+        response.RequestMessage.Should().BeSameAs(request);
+        response.Headers.GetValues("Retry-After").Should().Equal(retryAfter);
+        response.Headers.GetValues("retry-after-ms").Should().Equal(retryAfterMs);
+        response.Headers.GetValues("x-priority-routing-exhausted").Should().Equal("true");
+        response.Content.Headers.ContentType!.ToString().Should().Be("application/json; charset=utf-8");
+        (await response.Content.ReadAsStringAsync()).Should().Be(
+            "{\"error\":{\"code\":\"" + code + "\",\"message\":\"" + message + "\"}}");
+    }
+}

@@ -1,0 +1,111 @@
+namespace Polly.PriorityRouting.Tests.State;
+
+public class InMemoryBackendStateStoreTests
+{
+    private static readonly DateTimeOffset Now = new(2026, 11, 24, 12, 0, 0, TimeSpan.Zero);
+
+    [Fact]
+    public async Task Unknown_backend_has_no_entry()
+    {
+        var store = new InMemoryBackendStateStore();
+        await store.MarkUnavailableAsync("a", new(Now.AddSeconds(5), BackendUnavailableReason.Throttled), Now, default);
+
+        store.TryGetUnavailability("b", out var state).Should().BeFalse();
+        state.Should().Be(default(BackendUnavailability));
+    }
+
+    [Fact]
+    public async Task Later_deadline_wins_whatever_the_order()
+    {
+        var store = new InMemoryBackendStateStore();
+        var later = new BackendUnavailability(Now.AddSeconds(10), BackendUnavailableReason.Throttled);
+        var sooner = new BackendUnavailability(Now.AddSeconds(2), BackendUnavailableReason.ServerError);
+
+        await store.MarkUnavailableAsync("a", later, Now, default);
+        await store.MarkUnavailableAsync("a", sooner, Now, default);
+        store.TryGetUnavailability("a", out var state).Should().BeTrue();
+        state.Should().Be(later);
+
+        await store.MarkUnavailableAsync("b", sooner, Now, default);
+        await store.MarkUnavailableAsync("b", later, Now, default);
+        store.TryGetUnavailability("b", out state).Should().BeTrue();
+        state.Should().Be(later);
+    }
+
+    [Fact]
+    public async Task Concurrent_marks_keep_the_latest_deadline()
+    {
+        var store = new InMemoryBackendStateStore();
+        var deadlines = Enumerable.Range(1, 2_000).Select(i => Now.AddMilliseconds(i)).ToArray();
+        Random.Shared.Shuffle(deadlines);
+
+        await Parallel.ForEachAsync(deadlines, new ParallelOptions { MaxDegreeOfParallelism = 4 }, async (deadline, ct) =>
+            await store.MarkUnavailableAsync("a", new(deadline, BackendUnavailableReason.Throttled), Now, ct));
+
+        store.TryGetUnavailability("a", out var state).Should().BeTrue();
+        state.Until.Should().Be(Now.AddMilliseconds(2_000));
+    }
+
+    [Fact]
+    public async Task Expired_entries_are_swept_on_a_later_write()
+    {
+        var store = new InMemoryBackendStateStore();
+        await store.MarkUnavailableAsync("a", new(Now.AddSeconds(1), BackendUnavailableReason.Throttled), Now, default);
+        await store.MarkUnavailableAsync("b", new(Now.AddMinutes(10), BackendUnavailableReason.Throttled), Now, default);
+        store.Count.Should().Be(2);
+
+        var later = Now.AddMinutes(1);
+        await store.MarkUnavailableAsync("c", new(later.AddSeconds(1), BackendUnavailableReason.Throttled), later, default);
+
+        store.Count.Should().Be(2);
+        store.TryGetUnavailability("a", out _).Should().BeFalse();
+        store.TryGetUnavailability("b", out _).Should().BeTrue();
+        store.TryGetUnavailability("c", out _).Should().BeTrue();
+    }
+
+    [Fact]
+    public async Task Reset_and_clear_put_backends_back_into_rotation()
+    {
+        var store = new InMemoryBackendStateStore();
+        await store.MarkUnavailableAsync("a", new(Now.AddSeconds(5), BackendUnavailableReason.Throttled), Now, default);
+        await store.MarkUnavailableAsync("b", new(Now.AddSeconds(5), BackendUnavailableReason.Throttled), Now, default);
+
+        store.Reset("a").Should().BeTrue();
+        store.Reset("a").Should().BeFalse();
+        store.TryGetUnavailability("a", out _).Should().BeFalse();
+
+        store.Clear();
+        store.Count.Should().Be(0);
+    }
+
+    [Fact]
+    public async Task Reads_allocate_nothing()
+    {
+        var store = new InMemoryBackendStateStore();
+        await store.MarkUnavailableAsync("a", new(Now.AddSeconds(5), BackendUnavailableReason.Throttled), Now, default);
+        store.TryGetUnavailability("a", out _);
+
+        var before = GC.GetAllocatedBytesForCurrentThread();
+        for (var i = 0; i < 1_000; i++)
+        {
+            store.TryGetUnavailability("a", out _);
+            store.TryGetUnavailability("missing", out _);
+        }
+
+        (GC.GetAllocatedBytesForCurrentThread() - before).Should().Be(0);
+    }
+
+    [Fact]
+    public void Shared_is_one_instance()
+        => InMemoryBackendStateStore.Shared.Should().BeSameAs(InMemoryBackendStateStore.Shared);
+
+    [Fact]
+    public void Unavailability_is_active_strictly_before_its_deadline()
+    {
+        var state = new BackendUnavailability(Now, BackendUnavailableReason.Timeout);
+
+        state.IsActiveAt(Now.AddTicks(-1)).Should().BeTrue();
+        state.IsActiveAt(Now).Should().BeFalse();
+        state.ToString().Should().Be("Timeout until 2026-11-24T12:00:00.0000000+00:00");
+    }
+}
