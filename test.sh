@@ -26,24 +26,28 @@ rm -rf "$results"
 dotnet build Polly.PriorityRouting.sln -c Release -nologo -clp:ErrorsOnly
 
 status=0
-dotnet test Polly.PriorityRouting.sln -c Release --no-build -nologo \
-  --logger "trx" --logger "console;verbosity=minimal" \
-  --results-directory "$results" -- RunConfiguration.TreatNoTestsAsError=true || status=$?
+# One run per test project, each with its own results file (a shared run names files by the second and can collide).
+for project in tests/*/*.csproj; do
+  name=$(basename "$project" .csproj)
+  dotnet test "$project" -c Release --no-build -nologo \
+    --logger "trx;LogFileName=${name}.trx" --logger "console;verbosity=minimal" \
+    --results-directory "$results" -- RunConfiguration.TreatNoTestsAsError=true || status=$?
+done
 
-passed=0; failed=0; skipped=0; files=0
+passed=0; failed=0; skipped=0; files=0; projects=0
+for project in tests/*/*.csproj; do projects=$((projects + 1)); done
+counter() { local v; v=$(echo "$counters" | sed -n "s/.* $1=\"\([0-9]*\)\".*/\1/p"); echo "${v:-0}"; }
 for trx in "$results"/*.trx; do
   [ -e "$trx" ] || continue
   files=$((files + 1))
   counters=$(grep -o '<Counters [^>]*>' "$trx" | head -1)
-  get() { echo "$counters" | sed -n "s/.* $1=\"\([0-9]*\)\".*/\1/p"; }
-  total=$(get total); executed=$(get executed); p=$(get passed); f=$(get failed)
-  passed=$((passed + ${p:-0}))
-  failed=$((failed + ${f:-0} + $(get error) + $(get timeout) + $(get aborted)))
-  skipped=$((skipped + ${total:-0} - ${executed:-0} + $(get notExecuted)))
+  passed=$((passed + $(counter passed)))
+  failed=$((failed + $(counter failed) + $(counter error) + $(counter timeout) + $(counter aborted)))
+  skipped=$((skipped + $(counter total) - $(counter executed) + $(counter notExecuted)))
 done
 
-if [ "$files" -eq 0 ]; then
-  echo "error: no test results were produced." >&2
+if [ "$files" -ne "$projects" ]; then
+  echo "error: ${projects} test projects but ${files} result files: a test run crashed before writing results." >&2
   status=1
 fi
 
