@@ -61,6 +61,17 @@ public sealed class PriorityBackend
     }
 
     /// <summary>
+    /// Gets or sets a source of bearer tokens for this backend, called once per attempt on this backend only; its
+    /// result is sent as <c>Authorization: Bearer …</c>.
+    /// </summary>
+    /// <remarks>
+    /// This lets Microsoft Entra ID tokens (for example <c>TokenCredential.GetTokenAsync</c>) be used without a
+    /// dependency on Azure libraries. Cache tokens in the source: it is called on the hot path. Tokens are never
+    /// logged. The default value is <see langword="null"/>: no <c>Authorization</c> header is added.
+    /// </remarks>
+    public Func<CancellationToken, ValueTask<string>>? BearerTokenProvider { get; set; }
+
+    /// <summary>
     /// Returns the name of the backend, never its headers.
     /// </summary>
     /// <returns>The effective name of the backend.</returns>

@@ -38,4 +38,10 @@ internal static class PriorityRoutingConstants
     public static readonly TimeSpan DefaultCooldown = TimeSpan.FromSeconds(10);
 
     public static readonly TimeSpan DefaultMaxCooldown = TimeSpan.FromMinutes(5);
+
+    public const int DefaultMaxRetryAttempts = 3;
+
+    public static readonly TimeSpan DefaultTotalRequestTimeout = TimeSpan.FromMinutes(2);
+
+    public static readonly TimeSpan DefaultAttemptTimeout = TimeSpan.FromSeconds(30);
 }

@@ -13,7 +13,7 @@ internal static class AttemptRequest
     /// The content object is shared with the original request (it is made replayable first, see
     /// <see cref="PrepareContentAsync"/>), so the attempt request must never be disposed: that would dispose the body.
     /// </remarks>
-    public static HttpRequestMessage Create(HttpRequestMessage original, RoutedBackend backend)
+    public static HttpRequestMessage Create(HttpRequestMessage original, RoutedBackend backend, string? bearerToken = null)
     {
         var request = new HttpRequestMessage(original.Method, BuildUri(original.RequestUri, backend))
         {
@@ -36,6 +36,12 @@ internal static class AttemptRequest
         foreach (var header in backend.Headers)
         {
             request.Headers.TryAddWithoutValidation(header.Key, header.Value);
+        }
+
+        if (bearerToken is not null)
+        {
+            request.Headers.Remove("Authorization");
+            request.Headers.TryAddWithoutValidation("Authorization", "Bearer " + bearerToken);
         }
 
         var options = (IDictionary<string, object?>)request.Options;

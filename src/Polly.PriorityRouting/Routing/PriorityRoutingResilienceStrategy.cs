@@ -93,8 +93,7 @@ internal sealed class PriorityRoutingResilienceStrategy : ResilienceStrategy<Htt
                     }
                 }
 
-                context.SetRequestMessage(AttemptRequest.Create(original, backend));
-                var outcome = await callback(context, state).ConfigureAwait(context.ContinueOnCapturedContext);
+                var outcome = await SendAttemptAsync(callback, context, state, original, backend).ConfigureAwait(context.ContinueOnCapturedContext);
 
                 if (outcome.Exception is OperationCanceledException && context.CancellationToken.IsCancellationRequested)
                 {
@@ -118,6 +117,31 @@ internal sealed class PriorityRoutingResilienceStrategy : ResilienceStrategy<Htt
             // An outer strategy (retry) executes us again: it must find the caller's request, not our last attempt's.
             context.SetRequestMessage(original);
         }
+    }
+
+    private static async ValueTask<Outcome<HttpResponseMessage>> SendAttemptAsync<TState>(
+        Func<ResilienceContext, TState, ValueTask<Outcome<HttpResponseMessage>>> callback,
+        ResilienceContext context,
+        TState state,
+        HttpRequestMessage original,
+        RoutedBackend backend)
+    {
+        string? bearerToken = null;
+        if (backend.BearerTokenProvider is { } tokenProvider)
+        {
+            try
+            {
+                bearerToken = await tokenProvider(context.CancellationToken).ConfigureAwait(context.ContinueOnCapturedContext);
+            }
+            catch (Exception e)
+            {
+                // The token source failed: the outcome goes through ShouldHandle like any other failure.
+                return Outcome.FromException<HttpResponseMessage>(e);
+            }
+        }
+
+        context.SetRequestMessage(AttemptRequest.Create(original, backend, bearerToken));
+        return await callback(context, state).ConfigureAwait(context.ContinueOnCapturedContext);
     }
 
     private async ValueTask<BackendUnavailableReason> MarkUnavailableAsync(

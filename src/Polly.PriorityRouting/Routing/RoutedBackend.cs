@@ -20,6 +20,7 @@ internal sealed class RoutedBackend
         var query = address.GetComponents(UriComponents.Query, UriFormat.UriEscaped);
         Query = string.IsNullOrEmpty(query) ? null : query;
         Headers = [.. backend.Headers];
+        BearerTokenProvider = backend.BearerTokenProvider;
     }
 
     public string Name { get; }
@@ -38,8 +39,15 @@ internal sealed class RoutedBackend
 
     public KeyValuePair<string, string>[] Headers { get; }
 
+    public Func<CancellationToken, ValueTask<string>>? BearerTokenProvider { get; }
+
     public bool HasHeader(string name)
     {
+        if (BearerTokenProvider is not null && string.Equals(name, "Authorization", StringComparison.OrdinalIgnoreCase))
+        {
+            return true;
+        }
+
         foreach (var header in Headers)
         {
             if (string.Equals(header.Key, name, StringComparison.OrdinalIgnoreCase))

@@ -1,0 +1,123 @@
+using System.Text.RegularExpressions;
+using Microsoft.Extensions.Configuration;
+using Microsoft.Extensions.DependencyInjection;
+using Microsoft.Extensions.Options;
+
+namespace Polly.PriorityRouting;
+
+/// <summary>
+/// Configures a priority routing handler registered with <c>AddPriorityRoutingHandler</c>.
+/// </summary>
+public static partial class PriorityRoutingHandlerBuilderExtensions
+{
+    /// <summary>
+    /// Binds the options to a configuration section and reloads them when it changes. Unknown keys and values that do
+    /// not convert are reported at validation with their path (for example <c>Routing.Backends[1].Priority</c>).
+    /// </summary>
+    /// <param name="builder">The handler builder.</param>
+    /// <param name="section">The configuration section.</param>
+    /// <returns>The same builder.</returns>
+    public static IPriorityRoutingHandlerBuilder Configure(this IPriorityRoutingHandlerBuilder builder, IConfigurationSection section)
+    {
+        ArgumentNullException.ThrowIfNull(builder);
+        ArgumentNullException.ThrowIfNull(section);
+
+        builder.Services.AddOptions<PriorityRoutingHandlerOptions>(builder.PipelineName).Configure(options => Bind(section, options));
+        builder.Services.AddSingleton<IOptionsChangeTokenSource<PriorityRoutingHandlerOptions>>(
+            new ConfigurationChangeTokenSource<PriorityRoutingHandlerOptions>(builder.PipelineName, section));
+        return builder;
+    }
+
+    /// <summary>
+    /// Configures the options in code.
+    /// </summary>
+    /// <param name="builder">The handler builder.</param>
+    /// <param name="configure">Configures the options.</param>
+    /// <returns>The same builder.</returns>
+    public static IPriorityRoutingHandlerBuilder Configure(this IPriorityRoutingHandlerBuilder builder, Action<PriorityRoutingHandlerOptions> configure)
+    {
+        ArgumentNullException.ThrowIfNull(builder);
+        ArgumentNullException.ThrowIfNull(configure);
+
+        builder.Services.AddOptions<PriorityRoutingHandlerOptions>(builder.PipelineName).Configure(configure);
+        return builder;
+    }
+
+    /// <summary>
+    /// Configures the options in code, with access to services.
+    /// </summary>
+    /// <param name="builder">The handler builder.</param>
+    /// <param name="configure">Configures the options.</param>
+    /// <returns>The same builder.</returns>
+    public static IPriorityRoutingHandlerBuilder Configure(
+        this IPriorityRoutingHandlerBuilder builder,
+        Action<PriorityRoutingHandlerOptions, IServiceProvider> configure)
+    {
+        ArgumentNullException.ThrowIfNull(builder);
+        ArgumentNullException.ThrowIfNull(configure);
+
+        builder.Services.AddOptions<PriorityRoutingHandlerOptions>(builder.PipelineName).Configure<IServiceProvider>(
+            (options, services) => configure(options, services));
+        return builder;
+    }
+
+    /// <summary>
+    /// Gives one backend a source of bearer tokens, called per attempt on that backend only and sent as
+    /// <c>Authorization: Bearer …</c>. Works with Microsoft Entra ID without a dependency on Azure libraries.
+    /// </summary>
+    /// <param name="builder">The handler builder.</param>
+    /// <param name="backendName">The backend's name; validation fails if no backend has it.</param>
+    /// <param name="tokenProvider">Returns a token; cache tokens there, it runs on every attempt.</param>
+    /// <returns>The same builder.</returns>
+    public static IPriorityRoutingHandlerBuilder AddBearerToken(
+        this IPriorityRoutingHandlerBuilder builder,
+        string backendName,
+        Func<CancellationToken, ValueTask<string>> tokenProvider)
+    {
+        ArgumentNullException.ThrowIfNull(builder);
+        ArgumentException.ThrowIfNullOrWhiteSpace(backendName);
+        ArgumentNullException.ThrowIfNull(tokenProvider);
+
+        // Post-configure: applied after every (re)binding, so the source survives configuration reloads.
+        builder.Services.AddOptions<PriorityRoutingHandlerOptions>(builder.PipelineName).PostConfigure(options =>
+        {
+            var backend = options.Routing?.Backends?.FirstOrDefault(b => b?.GetEffectiveName() == backendName);
+            if (backend is null)
+            {
+                options.BindingErrors.Add($"Routing.Backends has no backend named '{backendName}' for the bearer token source.");
+                return;
+            }
+
+            backend.BearerTokenProvider = tokenProvider;
+        });
+        return builder;
+    }
+
+    private static void Bind(IConfigurationSection section, PriorityRoutingHandlerOptions options)
+    {
+        try
+        {
+            section.Bind(options, binder => binder.ErrorOnUnknownConfiguration = true);
+        }
+        catch (InvalidOperationException e)
+        {
+            // The binder wraps the useful message ("...at 'Section:Routing:Backends:1:Priority'..."): take the innermost,
+            // and name the path the way users read it: "Routing.Backends[1].Priority".
+            Exception withPath = e;
+            for (var inner = e.InnerException; inner is not null; inner = inner.InnerException)
+            {
+                if (inner.Message.Contains(section.Path + ":", StringComparison.Ordinal) || inner.Message.Contains("were not found", StringComparison.Ordinal))
+                {
+                    withPath = inner;
+                }
+            }
+
+            var message = withPath.Message.Replace(section.Path + ":", string.Empty, StringComparison.Ordinal);
+            message = IndexSegment().Replace(message, "[$1]");
+            options.BindingErrors.Add(message.Replace(':', '.'));
+        }
+    }
+
+    [GeneratedRegex(@":(\d+)(?=[:'])")]
+    private static partial Regex IndexSegment();
+}

@@ -1,0 +1,30 @@
+using System.Globalization;
+using Microsoft.Extensions.Options;
+
+namespace Polly.PriorityRouting;
+
+/// <summary>
+/// The rules that span fields: every rule of the routing strategy under <c>Routing.</c>, the attempt timeout against
+/// the total timeout, credentials for backends that exist, and values that did not bind.
+/// </summary>
+internal sealed class PriorityRoutingHandlerOptionsCrossFieldValidator : IValidateOptions<PriorityRoutingHandlerOptions>
+{
+    public ValidateOptionsResult Validate(string? name, PriorityRoutingHandlerOptions options)
+    {
+        var errors = new List<string>(options.BindingErrors);
+        if (options.Routing is not null)
+        {
+            errors.AddRange(PriorityRoutingStrategyOptionsValidator.Validate(options.Routing, "Routing."));
+        }
+
+        if (options.AttemptTimeout is not null && options.TotalRequestTimeout is not null &&
+            options.AttemptTimeout.Timeout > options.TotalRequestTimeout.Timeout)
+        {
+            errors.Add(string.Create(
+                CultureInfo.InvariantCulture,
+                $"AttemptTimeout.Timeout ({options.AttemptTimeout.Timeout}) must not exceed TotalRequestTimeout.Timeout ({options.TotalRequestTimeout.Timeout})."));
+        }
+
+        return errors.Count == 0 ? ValidateOptionsResult.Success : ValidateOptionsResult.Fail(errors);
+    }
+}

@@ -1,0 +1,111 @@
+using Microsoft.Extensions.Http.Resilience;
+using Polly.Retry;
+using Polly.Timeout;
+
+namespace Polly.PriorityRouting;
+
+/// <summary>
+/// Composes the handler's pipeline: total timeout → retry → priority routing → attempt timeout, with a retry that
+/// never waits past the time the total timeout leaves.
+/// </summary>
+internal static class PriorityRoutingHandlerPipeline
+{
+    private static readonly ResiliencePropertyKey<DateTimeOffset> DeadlineKey = new("Polly.PriorityRouting.Deadline");
+
+    public static void Compose(ResiliencePipelineBuilder<HttpResponseMessage> pipeline, PriorityRoutingHandlerOptions options, IBackendStateStore store)
+    {
+        var timeProvider = pipeline.TimeProvider ?? TimeProvider.System;
+
+        // New option objects: the monitored instances may serve several pipelines and must not be wrapped twice.
+        pipeline
+            .AddTimeout(StampDeadline(options.TotalRequestTimeout, timeProvider))
+            .AddRetry(CapByDeadline(options.Retry, timeProvider))
+            .AddPriorityRouting(WithStore(options.Routing, store))
+            .AddTimeout(options.AttemptTimeout);
+    }
+
+    private static HttpTimeoutStrategyOptions StampDeadline(HttpTimeoutStrategyOptions source, TimeProvider timeProvider) => new()
+    {
+        Name = source.Name,
+        Timeout = source.Timeout,
+        OnTimeout = source.OnTimeout,
+        TimeoutGenerator = async args =>
+        {
+            var timeout = source.TimeoutGenerator is null
+                ? source.Timeout
+                : await source.TimeoutGenerator(args).ConfigureAwait(args.Context.ContinueOnCapturedContext);
+            args.Context.Properties.Set(DeadlineKey, timeProvider.GetUtcNow() + timeout);
+            return timeout;
+        },
+    };
+
+    private static HttpRetryStrategyOptions CapByDeadline(HttpRetryStrategyOptions source, TimeProvider timeProvider)
+    {
+        var useRetryAfter = source.ShouldRetryAfterHeader;
+        var sourceDelay = source.DelayGenerator;
+        var sourceShouldHandle = source.ShouldHandle;
+        return new HttpRetryStrategyOptions
+        {
+            Name = source.Name,
+            MaxRetryAttempts = source.MaxRetryAttempts,
+            BackoffType = source.BackoffType,
+            UseJitter = source.UseJitter,
+            Delay = source.Delay,
+            MaxDelay = source.MaxDelay,
+            OnRetry = source.OnRetry,
+            ShouldRetryAfterHeader = false,
+            ShouldHandle = async args =>
+            {
+                if (!await sourceShouldHandle(args).ConfigureAwait(args.Context.ContinueOnCapturedContext))
+                {
+                    return false;
+                }
+
+                // A wait that would end after the total timeout only turns an honest "retry after N" into a timeout.
+                return !(useRetryAfter &&
+                    TryGetRetryAfter(args.Outcome, out var delay) &&
+                    args.Context.Properties.TryGetValue(DeadlineKey, out var deadline) &&
+                    timeProvider.GetUtcNow() + delay >= deadline);
+            },
+            DelayGenerator = async args =>
+            {
+                if (useRetryAfter && TryGetRetryAfter(args.Outcome, out var delay))
+                {
+                    return delay;
+                }
+
+                return sourceDelay is null
+                    ? null
+                    : await sourceDelay(args).ConfigureAwait(args.Context.ContinueOnCapturedContext);
+            },
+        };
+    }
+
+    private static bool TryGetRetryAfter(Outcome<HttpResponseMessage> outcome, out TimeSpan delay)
+    {
+        // retry-after-ms first: the exhausted answer carries the exact time, Retry-After only whole seconds.
+        if (outcome.Result is { } response &&
+            ThrottleSignalParser.TryGetRetryAfter(response.Headers, DateTimeOffset.UtcNow, out var seconds))
+        {
+            delay = seconds <= 0 ? TimeSpan.Zero : TimeSpan.FromSeconds(Math.Min(seconds, TimeSpan.FromDays(1).TotalSeconds));
+            return true;
+        }
+
+        delay = default;
+        return false;
+    }
+
+    private static PriorityRoutingStrategyOptions WithStore(PriorityRoutingStrategyOptions source, IBackendStateStore store) => new()
+    {
+        Name = source.Name,
+        Backends = source.Backends,
+        DefaultCooldown = source.DefaultCooldown,
+        MaxCooldown = source.MaxCooldown,
+        MaxAttempts = source.MaxAttempts,
+        ShouldHandle = source.ShouldHandle,
+        StateStore = store,
+        OnBackendUnavailable = source.OnBackendUnavailable,
+        OnBackendsExhausted = source.OnBackendsExhausted,
+        Randomizer = source.Randomizer,
+    };
+}

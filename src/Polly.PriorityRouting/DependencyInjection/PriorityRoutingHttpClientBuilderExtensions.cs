@@ -1,0 +1,77 @@
+using Microsoft.Extensions.Configuration;
+using Microsoft.Extensions.DependencyInjection.Extensions;
+using Microsoft.Extensions.Http.Resilience;
+using Microsoft.Extensions.Options;
+using Polly;
+using Polly.PriorityRouting;
+
+namespace Microsoft.Extensions.DependencyInjection;
+
+/// <summary>
+/// Registers the priority routing handler on an <see cref="IHttpClientBuilder"/>, in one line.
+/// </summary>
+public static class PriorityRoutingHttpClientBuilderExtensions
+{
+    private const string PipelineSuffix = "priority-routing";
+
+    /// <summary>
+    /// Adds the priority routing handler, configured from a configuration section shaped like
+    /// <see cref="PriorityRoutingHandlerOptions"/> (<c>Routing</c>, <c>Retry</c>, <c>TotalRequestTimeout</c>,
+    /// <c>AttemptTimeout</c>). The options reload with the configuration; throttle state survives reloads.
+    /// </summary>
+    /// <param name="builder">The HTTP client builder.</param>
+    /// <param name="section">The configuration section.</param>
+    /// <returns>A builder to keep configuring the handler.</returns>
+    public static IPriorityRoutingHandlerBuilder AddPriorityRoutingHandler(this IHttpClientBuilder builder, IConfigurationSection section)
+    {
+        ArgumentNullException.ThrowIfNull(section);
+        return builder.AddPriorityRoutingHandler().Configure(section);
+    }
+
+    /// <summary>
+    /// Adds the priority routing handler, configured in code.
+    /// </summary>
+    /// <param name="builder">The HTTP client builder.</param>
+    /// <param name="configure">Configures the options.</param>
+    /// <returns>A builder to keep configuring the handler.</returns>
+    public static IPriorityRoutingHandlerBuilder AddPriorityRoutingHandler(this IHttpClientBuilder builder, Action<PriorityRoutingHandlerOptions> configure)
+    {
+        ArgumentNullException.ThrowIfNull(configure);
+        return builder.AddPriorityRoutingHandler().Configure(configure);
+    }
+
+    /// <summary>
+    /// Adds the priority routing handler: from outer to inner, a total request timeout, a retry that waits for the
+    /// exhausted answer's <c>Retry-After</c> (never past the time left), priority routing, and an attempt timeout.
+    /// </summary>
+    /// <param name="builder">The HTTP client builder.</param>
+    /// <returns>A builder to configure the handler (<c>Configure</c>, <c>AddBearerToken</c>).</returns>
+    /// <remarks>
+    /// Options are named after the pipeline (<see cref="IPriorityRoutingHandlerBuilder.PipelineName"/>), so every named
+    /// client keeps its own backends, while all share the <see cref="IBackendStateStore"/> registered in DI (or
+    /// <see cref="InMemoryBackendStateStore.Shared"/>), by backend name. Options are validated when the host starts.
+    /// </remarks>
+    public static IPriorityRoutingHandlerBuilder AddPriorityRoutingHandler(this IHttpClientBuilder builder)
+    {
+        ArgumentNullException.ThrowIfNull(builder);
+
+        var optionsName = $"{builder.Name}-{PipelineSuffix}";
+        builder.Services.AddOptions<PriorityRoutingHandlerOptions>(optionsName).ValidateOnStart();
+        builder.Services.TryAddEnumerable(
+            ServiceDescriptor.Singleton<IValidateOptions<PriorityRoutingHandlerOptions>, PriorityRoutingHandlerOptionsValidator>());
+        builder.Services.TryAddEnumerable(
+            ServiceDescriptor.Singleton<IValidateOptions<PriorityRoutingHandlerOptions>, PriorityRoutingHandlerOptionsCrossFieldValidator>());
+
+        builder.AddResilienceHandler(PipelineSuffix, (pipeline, context) =>
+        {
+            context.EnableReloads<PriorityRoutingHandlerOptions>(optionsName);
+            var options = context.GetOptions<PriorityRoutingHandlerOptions>(optionsName);
+            var store = options.Routing.StateStore
+                ?? context.ServiceProvider.GetService<IBackendStateStore>()
+                ?? InMemoryBackendStateStore.Shared;
+            PriorityRoutingHandlerPipeline.Compose(pipeline, options, store);
+        });
+
+        return new PriorityRoutingHandlerBuilder(optionsName, builder.Services);
+    }
+}

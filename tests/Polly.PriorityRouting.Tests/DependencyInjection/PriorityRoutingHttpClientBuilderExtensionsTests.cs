@@ -1,0 +1,257 @@
+using System.Net;
+using System.Text;
+using Microsoft.Extensions.Configuration;
+using Microsoft.Extensions.DependencyInjection;
+using Microsoft.Extensions.Hosting;
+using Microsoft.Extensions.Options;
+using Microsoft.Extensions.Time.Testing;
+using Polly.PriorityRouting.Tests.Support;
+
+namespace Polly.PriorityRouting.Tests.DependencyInjection;
+
+public class PriorityRoutingHttpClientBuilderExtensionsTests
+{
+    private const string IssueJson = """
+        {
+          "PriorityRouting": {
+            "Routing": {
+              "Backends": [
+                { "Name": "ptu",        "BaseAddress": "https://ptu.example.com/",  "Priority": 1, "Headers": { "api-key": "k1" } },
+                { "Name": "paygo-east", "BaseAddress": "https://east.example.com/", "Priority": 2, "Weight": 2 }
+              ],
+              "DefaultCooldown": "00:00:10"
+            },
+            "Retry": { "MaxRetryAttempts": 3 },
+            "TotalRequestTimeout": { "Timeout": "00:02:00" }
+          }
+        }
+        """;
+
+    [Fact]
+    public void The_configuration_shape_of_the_issue_binds_as_is()
+    {
+        using var provider = Services(Json(IssueJson), out var name, out _);
+
+        var options = provider.GetRequiredService<IOptionsMonitor<PriorityRoutingHandlerOptions>>().Get(name);
+
+        name.Should().Be("aoai-priority-routing");
+        options.Routing.Backends.Select(b => (b.Name, b.BaseAddress!.AbsoluteUri, b.Priority, b.Weight)).Should().Equal(
+            ("ptu", "https://ptu.example.com/", 1, 1),
+            ("paygo-east", "https://east.example.com/", 2, 2));
+        options.Routing.Backends[0].Headers["api-key"].Should().Be("k1");
+        options.Routing.Backends[0].Headers["API-KEY"].Should().Be("k1", "header names are case-insensitive");
+        options.Routing.DefaultCooldown.Should().Be(TimeSpan.FromSeconds(10));
+        options.Retry.MaxRetryAttempts.Should().Be(3);
+        options.Retry.ShouldRetryAfterHeader.Should().BeTrue();
+        options.TotalRequestTimeout.Timeout.Should().Be(TimeSpan.FromMinutes(2));
+        options.AttemptTimeout.Timeout.Should().Be(TimeSpan.FromSeconds(30));
+    }
+
+    [Theory]
+    [InlineData("""{ "Routing": { "Backends": [ { "BaseAddress": "https://a/" }, { "BaseAddress": "not a uri" } ] } }""",
+        "Routing.Backends[1].BaseAddress must be an absolute URI, but was relative.")]
+    [InlineData("""{ "Routing": { "Backends": [ { "BaseAddress": "https://a/" }, { "BaseAddress": "https://b/", "Priority": "abc" } ] } }""",
+        "Routing.Backends[1].Priority")]
+    [InlineData("""{ "Routing": { "Backends": [ { "BaseAddress": "https://a/", "Prioirty": 2 } ] } }""",
+        "'Prioirty'")]
+    [InlineData("""{ "Routing": { "Backends": [ { "BaseAddress": "https://a/", "Weight": 0 } ] } }""",
+        "Routing.Backends[0].Weight must be between 1 and 1000, but was 0.")]
+    [InlineData("""{ "Routing": { "Backends": [] } }""",
+        "Routing.Backends must contain at least one backend.")]
+    [InlineData("""{ "Routing": { "Backends": [ { "BaseAddress": "https://a/" } ] }, "AttemptTimeout": { "Timeout": "00:03:00" } }""",
+        "AttemptTimeout.Timeout (00:03:00) must not exceed TotalRequestTimeout.Timeout (00:02:00).")]
+    [InlineData("""{ "Routing": { "Backends": [ { "BaseAddress": "https://a/" } ] }, "Retry": { "MaxRetryAttempts": 0 } }""",
+        "Retry.MaxRetryAttempts")]
+    [InlineData("""{ "Routing": { "Backends": [ { "BaseAddress": "https://a/" } ], "DefaultCooldown": "00:10:00" } }""",
+        "Routing.DefaultCooldown (00:10:00) must not exceed Routing.MaxCooldown (00:05:00).")]
+    public async Task Invalid_configuration_fails_at_host_start_naming_the_field(string json, string expected)
+    {
+        var builder = Host.CreateEmptyApplicationBuilder(new HostApplicationBuilderSettings());
+        builder.Configuration.AddJsonStream(new MemoryStream(Encoding.UTF8.GetBytes("{\"PriorityRouting\":" + json + "}")));
+        builder.Services.AddHttpClient("aoai").AddPriorityRoutingHandler(builder.Configuration.GetSection("PriorityRouting"));
+        using var host = builder.Build();
+
+        var act = () => host.StartAsync();
+
+        (await act.Should().ThrowAsync<OptionsValidationException>()).Which.Message.Should().Contain(expected);
+    }
+
+    [Fact]
+    public async Task Requests_follow_the_configured_tiers_and_the_registered_store()
+    {
+        var store = new InMemoryBackendStateStore();
+        var transport = new RecordingHandler().Respond("ptu.example.com", HttpStatusCode.TooManyRequests, ("Retry-After", "20"));
+        using var provider = Services(Json(IssueJson), out _, out _, transport, services => services.AddSingleton<IBackendStateStore>(store));
+        var client = provider.GetRequiredService<IHttpClientFactory>().CreateClient("aoai");
+
+        using var response = await client.GetAsync("http://placeholder/openai/models");
+
+        response.StatusCode.Should().Be(HttpStatusCode.OK);
+        transport.Requests.Select(r => r.Uri.AbsoluteUri).Should().Equal("https://ptu.example.com/openai/models", "https://east.example.com/openai/models");
+        transport.Requests.First().Headers["api-key"].Should().Be("k1");
+        transport.Requests.Last().Headers.Should().NotContainKey("api-key");
+        store.TryGetUnavailability("ptu", out var state).Should().BeTrue();
+        state.Reason.Should().Be(BackendUnavailableReason.Throttled);
+    }
+
+    [Fact]
+    public async Task A_reload_replaces_the_backends_and_keeps_throttle_state()
+    {
+        var config = new ConfigurationBuilder().AddInMemoryCollection(new Dictionary<string, string?>
+        {
+            ["PriorityRouting:Routing:Backends:0:Name"] = "a",
+            ["PriorityRouting:Routing:Backends:0:BaseAddress"] = "https://a.example/",
+            ["PriorityRouting:Routing:Backends:1:Name"] = "b",
+            ["PriorityRouting:Routing:Backends:1:BaseAddress"] = "https://b.example/",
+            ["PriorityRouting:Routing:Backends:1:Priority"] = "2",
+        }).Build();
+        var store = new InMemoryBackendStateStore();
+        var transport = new RecordingHandler().Respond("a.example", HttpStatusCode.TooManyRequests, ("Retry-After", "60"));
+        using var provider = Services(config, out _, out _, transport, services => services.AddSingleton<IBackendStateStore>(store));
+        var client = provider.GetRequiredService<IHttpClientFactory>().CreateClient("aoai");
+        (await client.GetAsync("http://placeholder/")).Dispose();
+
+        // b leaves, c arrives at priority 1; a keeps its throttle.
+        config["PriorityRouting:Routing:Backends:1:Name"] = "c";
+        config["PriorityRouting:Routing:Backends:1:BaseAddress"] = "https://c.example/";
+        config["PriorityRouting:Routing:Backends:1:Priority"] = "1";
+        config.Reload();
+        (await client.GetAsync("http://placeholder/")).Dispose();
+
+        transport.Hosts.Should().Equal("a.example", "b.example", "c.example");
+        store.TryGetUnavailability("a", out _).Should().BeTrue();
+    }
+
+    [Fact]
+    public async Task Named_clients_keep_their_own_backends_and_share_the_store()
+    {
+        var store = new InMemoryBackendStateStore();
+        var transport = new RecordingHandler().Respond("shared.example", HttpStatusCode.TooManyRequests, ("Retry-After", "60"));
+        var services = new ServiceCollection();
+        services.AddSingleton<IBackendStateStore>(store);
+        services.AddHttpClient("one").ConfigurePrimaryHttpMessageHandler(() => transport).AddPriorityRoutingHandler(o =>
+        {
+            o.Routing.Backends.Add(new PriorityBackend { Name = "shared", BaseAddress = new Uri("https://shared.example/") });
+            o.Routing.Backends.Add(new PriorityBackend { Name = "one-only", BaseAddress = new Uri("https://one.example/"), Priority = 2 });
+        });
+        services.AddHttpClient("two").ConfigurePrimaryHttpMessageHandler(() => transport).AddPriorityRoutingHandler(o =>
+        {
+            o.Routing.Backends.Add(new PriorityBackend { Name = "shared", BaseAddress = new Uri("https://shared.example/") });
+            o.Routing.Backends.Add(new PriorityBackend { Name = "two-only", BaseAddress = new Uri("https://two.example/"), Priority = 2 });
+        });
+        using var provider = services.BuildServiceProvider();
+        var factory = provider.GetRequiredService<IHttpClientFactory>();
+
+        (await factory.CreateClient("one").GetAsync("http://placeholder/")).Dispose();
+        (await factory.CreateClient("two").GetAsync("http://placeholder/")).Dispose();
+
+        transport.Hosts.Should().Equal("shared.example", "one.example", "two.example");
+    }
+
+    [Fact]
+    public async Task Bearer_tokens_are_fetched_per_attempt_for_their_backend_only()
+    {
+        var calls = 0;
+        var transport = new RecordingHandler().Respond("a.example", HttpStatusCode.TooManyRequests, ("Retry-After", "0"));
+        var services = new ServiceCollection();
+        services.AddHttpClient("aoai").ConfigurePrimaryHttpMessageHandler(() => transport)
+            .AddPriorityRoutingHandler(o =>
+            {
+                o.Routing.StateStore = new InMemoryBackendStateStore();
+                o.Routing.Backends.Add(new PriorityBackend { Name = "a", BaseAddress = new Uri("https://a.example/") });
+                o.Routing.Backends.Add(new PriorityBackend { Name = "b", BaseAddress = new Uri("https://b.example/"), Priority = 2 });
+            })
+            .AddBearerToken("a", _ => new ValueTask<string>("token-" + Interlocked.Increment(ref calls)));
+        using var provider = services.BuildServiceProvider();
+        var client = provider.GetRequiredService<IHttpClientFactory>().CreateClient("aoai");
+
+        using var request = new HttpRequestMessage(HttpMethod.Get, "http://placeholder/");
+        request.Headers.Authorization = new System.Net.Http.Headers.AuthenticationHeaderValue("Bearer", "caller-token");
+        (await client.SendAsync(request)).Dispose();
+        (await client.GetAsync("http://placeholder/")).Dispose();
+
+        transport.Requests.Select(r => (r.Host, r.Headers.GetValueOrDefault("Authorization"))).Should().Equal(
+            ("a.example", "Bearer token-1"),
+            ("b.example", "Bearer caller-token"),
+            ("a.example", "Bearer token-2"),
+            ("b.example", null));
+    }
+
+    [Fact]
+    public async Task A_bearer_token_for_an_unknown_backend_fails_validation()
+    {
+        var builder = Host.CreateEmptyApplicationBuilder(new HostApplicationBuilderSettings());
+        builder.Services.AddHttpClient("aoai")
+            .AddPriorityRoutingHandler(o => o.Routing.Backends.Add(new PriorityBackend { Name = "a", BaseAddress = new Uri("https://a/") }))
+            .AddBearerToken("typo", _ => new ValueTask<string>("t"));
+        using var host = builder.Build();
+
+        var act = () => host.StartAsync();
+
+        (await act.Should().ThrowAsync<OptionsValidationException>()).Which.Message.Should()
+            .Contain("Routing.Backends has no backend named 'typo' for the bearer token source.");
+    }
+
+    [Fact]
+    public async Task Without_a_registered_store_the_shared_store_is_used_and_no_retry_outlives_the_total_timeout()
+    {
+        var name = "dflt-" + Guid.NewGuid().ToString("N");
+        var transport = new RecordingHandler().Respond("a.example", HttpStatusCode.TooManyRequests, ("Retry-After", "600"));
+        var services = new ServiceCollection();
+        services.AddHttpClient("aoai").ConfigurePrimaryHttpMessageHandler(() => transport).AddPriorityRoutingHandler(o =>
+            o.Routing.Backends.Add(new PriorityBackend { Name = name, BaseAddress = new Uri("https://a.example/") }));
+        using var provider = services.BuildServiceProvider();
+        var stopwatch = System.Diagnostics.Stopwatch.StartNew();
+
+        using var response = await provider.GetRequiredService<IHttpClientFactory>().CreateClient("aoai").GetAsync("http://placeholder/");
+
+        // 600 s is past the 2 min total timeout: the caller gets the honest answer now instead of a timeout later.
+        stopwatch.Elapsed.Should().BeLessThan(TimeSpan.FromSeconds(10));
+        response.StatusCode.Should().Be(HttpStatusCode.TooManyRequests);
+        response.Headers.GetValues("Retry-After").Should().Equal(["300"], "the cooldown is clamped to MaxCooldown");
+        transport.Hosts.Should().Equal("a.example");
+        InMemoryBackendStateStore.Shared.TryGetUnavailability(name, out _).Should().BeTrue();
+        InMemoryBackendStateStore.Shared.Reset(name);
+    }
+
+    [Fact]
+    public void The_time_provider_from_di_drives_cooldowns()
+    {
+        var time = new FakeTimeProvider(new DateTimeOffset(2030, 1, 1, 0, 0, 0, TimeSpan.Zero));
+        var store = new InMemoryBackendStateStore();
+        var transport = new RecordingHandler().Respond("ptu.example.com", HttpStatusCode.TooManyRequests, ("Retry-After", "20"));
+        using var provider = Services(Json(IssueJson), out _, out _, transport, services =>
+        {
+            services.AddSingleton<IBackendStateStore>(store);
+            services.AddSingleton<TimeProvider>(time);
+        });
+
+        provider.GetRequiredService<IHttpClientFactory>().CreateClient("aoai").Send(new HttpRequestMessage(HttpMethod.Get, "http://placeholder/")).Dispose();
+
+        store.TryGetUnavailability("ptu", out var state).Should().BeTrue();
+        state.Until.Should().Be(time.GetUtcNow().AddSeconds(20));
+    }
+
+    private static IConfiguration Json(string json)
+        => new ConfigurationBuilder().AddJsonStream(new MemoryStream(Encoding.UTF8.GetBytes(json))).Build();
+
+    private static ServiceProvider Services(
+        IConfiguration configuration,
+        out string optionsName,
+        out IPriorityRoutingHandlerBuilder handler,
+        HttpMessageHandler? transport = null,
+        Action<IServiceCollection>? configure = null)
+    {
+        var services = new ServiceCollection();
+        configure?.Invoke(services);
+        var client = services.AddHttpClient("aoai");
+        if (transport is not null)
+        {
+            client.ConfigurePrimaryHttpMessageHandler(() => transport);
+        }
+
+        handler = client.AddPriorityRoutingHandler(configuration.GetSection("PriorityRouting"));
+        optionsName = handler.PipelineName;
+        return services.BuildServiceProvider();
+    }
+}
