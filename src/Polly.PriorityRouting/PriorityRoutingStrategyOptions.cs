@@ -94,6 +94,13 @@ public class PriorityRoutingStrategyOptions : ResilienceStrategyOptions
     /// </summary>
     internal Func<int, int> Randomizer { get; set; } = Random.Shared.Next;
 
+    /// <summary>
+    /// Gets or sets a value indicating whether backend headers and tokens travel in the request options, to be applied
+    /// by <see cref="BackendCredentialsHandler"/> below the logging handlers. Set by the DI registration, which installs
+    /// that handler.
+    /// </summary>
+    internal bool DeferCredentials { get; set; }
+
     private static ValueTask<bool> DefaultShouldHandle(PriorityRoutingPredicateArguments args)
         => new(HttpClientResiliencePredicates.IsTransient(args.Outcome) ||
                (args.Outcome.Exception is OperationCanceledException && !args.Context.CancellationToken.IsCancellationRequested));

@@ -107,5 +107,6 @@ internal static class PriorityRoutingHandlerPipeline
         OnBackendUnavailable = source.OnBackendUnavailable,
         OnBackendsExhausted = source.OnBackendsExhausted,
         Randomizer = source.Randomizer,
+        DeferCredentials = true,
     };
 }

@@ -1,5 +1,6 @@
 using Microsoft.Extensions.Configuration;
 using Microsoft.Extensions.DependencyInjection.Extensions;
+using Microsoft.Extensions.Http;
 using Microsoft.Extensions.Http.Resilience;
 using Microsoft.Extensions.Options;
 using Polly;
@@ -61,6 +62,9 @@ public static class PriorityRoutingHttpClientBuilderExtensions
             ServiceDescriptor.Singleton<IValidateOptions<PriorityRoutingHandlerOptions>, PriorityRoutingHandlerOptionsValidator>());
         builder.Services.TryAddEnumerable(
             ServiceDescriptor.Singleton<IValidateOptions<PriorityRoutingHandlerOptions>, PriorityRoutingHandlerOptionsCrossFieldValidator>());
+
+        // Backend headers and tokens are applied below IHttpClientFactory's logging handlers: see BackendCredentialsHandler.
+        builder.Services.AddSingleton<IHttpMessageHandlerBuilderFilter>(new BackendCredentialsHandlerBuilderFilter(builder.Name));
 
         builder.AddResilienceHandler(PipelineSuffix, (pipeline, context) =>
         {

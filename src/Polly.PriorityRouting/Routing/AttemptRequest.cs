@@ -13,7 +13,11 @@ internal static class AttemptRequest
     /// The content object is shared with the original request (it is made replayable first, see
     /// <see cref="PrepareContentAsync"/>), so the attempt request must never be disposed: that would dispose the body.
     /// </remarks>
-    public static HttpRequestMessage Create(HttpRequestMessage original, RoutedBackend backend, string? bearerToken = null)
+    public static HttpRequestMessage Create(
+        HttpRequestMessage original,
+        RoutedBackend backend,
+        string? bearerToken = null,
+        bool deferCredentials = false)
     {
         var request = new HttpRequestMessage(original.Method, BuildUri(original.RequestUri, backend))
         {
@@ -33,21 +37,24 @@ internal static class AttemptRequest
             request.Headers.TryAddWithoutValidation(header.Key, header.Value);
         }
 
-        foreach (var header in backend.Headers)
-        {
-            request.Headers.TryAddWithoutValidation(header.Key, header.Value);
-        }
-
-        if (bearerToken is not null)
-        {
-            request.Headers.Remove("Authorization");
-            request.Headers.TryAddWithoutValidation("Authorization", "Bearer " + bearerToken);
-        }
-
         var options = (IDictionary<string, object?>)request.Options;
         foreach (var option in original.Options)
         {
             options[option.Key] = option.Value;
+        }
+
+        if (backend.Headers.Length > 0 || bearerToken is not null)
+        {
+            var credentials = new AttemptCredentials(backend.Headers, bearerToken);
+            if (deferCredentials)
+            {
+                // Applied by BackendCredentialsHandler below the logging handlers.
+                request.Options.Set(AttemptCredentials.Key, credentials);
+            }
+            else
+            {
+                credentials.ApplyTo(request);
+            }
         }
 
         return request;

@@ -24,6 +24,7 @@ internal sealed class PriorityRoutingResilienceStrategy : ResilienceStrategy<Htt
     private readonly Func<PriorityRoutingPredicateArguments, ValueTask<bool>> _shouldHandle;
     private readonly Func<OnBackendUnavailableArguments, ValueTask>? _onBackendUnavailable;
     private readonly Func<OnBackendsExhaustedArguments, ValueTask>? _onBackendsExhausted;
+    private readonly bool _deferCredentials;
 
     public PriorityRoutingResilienceStrategy(
         PriorityRoutingStrategyOptions options,
@@ -42,6 +43,7 @@ internal sealed class PriorityRoutingResilienceStrategy : ResilienceStrategy<Htt
         _shouldHandle = options.ShouldHandle;
         _onBackendUnavailable = options.OnBackendUnavailable;
         _onBackendsExhausted = options.OnBackendsExhausted;
+        _deferCredentials = options.DeferCredentials;
     }
 
     internal BackendSelector Selector => _selector;
@@ -119,7 +121,7 @@ internal sealed class PriorityRoutingResilienceStrategy : ResilienceStrategy<Htt
         }
     }
 
-    private static async ValueTask<Outcome<HttpResponseMessage>> SendAttemptAsync<TState>(
+    private async ValueTask<Outcome<HttpResponseMessage>> SendAttemptAsync<TState>(
         Func<ResilienceContext, TState, ValueTask<Outcome<HttpResponseMessage>>> callback,
         ResilienceContext context,
         TState state,
@@ -140,7 +142,7 @@ internal sealed class PriorityRoutingResilienceStrategy : ResilienceStrategy<Htt
             }
         }
 
-        context.SetRequestMessage(AttemptRequest.Create(original, backend, bearerToken));
+        context.SetRequestMessage(AttemptRequest.Create(original, backend, bearerToken, _deferCredentials));
         return await callback(context, state).ConfigureAwait(context.ContinueOnCapturedContext);
     }
 
