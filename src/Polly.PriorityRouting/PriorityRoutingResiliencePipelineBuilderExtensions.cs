@@ -30,7 +30,12 @@ public static class PriorityRoutingResiliencePipelineBuilderExtensions
 
         PriorityRoutingStrategyOptionsValidator.ThrowIfInvalid(options);
         return builder.AddStrategy(
-            context => new PriorityRoutingResilienceStrategy(options, builder.TimeProvider ?? TimeProvider.System, context.Telemetry),
+            context => new PriorityRoutingResilienceStrategy(
+                options,
+                builder.TimeProvider ?? TimeProvider.System,
+                context.Telemetry,
+                builder.Name,
+                builder.InstanceName),
             options);
     }
 }

@@ -1,4 +1,6 @@
 using System.ComponentModel.DataAnnotations;
+using System.Diagnostics.Metrics;
+using Microsoft.Extensions.Logging;
 using Microsoft.Extensions.Http.Resilience;
 
 namespace Polly.PriorityRouting;
@@ -87,6 +89,24 @@ public class PriorityRoutingStrategyOptions : ResilienceStrategyOptions
     /// Gets or sets a callback invoked when no backend is left to try and the strategy answers 429 or 503.
     /// </summary>
     public Func<OnBackendsExhaustedArguments, ValueTask>? OnBackendsExhausted { get; set; }
+
+    /// <summary>
+    /// Gets or sets the logger factory for the strategy's own logs (backend unavailable, exhausted answers).
+    /// </summary>
+    /// <value>
+    /// The default value is <see langword="null"/>: no logs of its own (Polly's telemetry still reports the events).
+    /// <c>AddPriorityRoutingHandler</c> sets it from DI.
+    /// </value>
+    public ILoggerFactory? LoggerFactory { get; set; }
+
+    /// <summary>
+    /// Gets or sets the meter factory that creates the <c>Polly.PriorityRouting</c> meter.
+    /// </summary>
+    /// <value>
+    /// The default value is <see langword="null"/>: a process-wide meter. <c>AddPriorityRoutingHandler</c> sets it
+    /// from DI.
+    /// </value>
+    public IMeterFactory? MeterFactory { get; set; }
 
     /// <summary>
     /// Gets or sets the source of randomness for the weighted choice: given an exclusive upper bound, returns a value

@@ -1,4 +1,6 @@
+using System.Diagnostics.Metrics;
 using Microsoft.Extensions.Http.Resilience;
+using Microsoft.Extensions.Logging;
 using Polly.Retry;
 using Polly.Timeout;
 
@@ -12,7 +14,11 @@ internal static class PriorityRoutingHandlerPipeline
 {
     private static readonly ResiliencePropertyKey<DateTimeOffset> DeadlineKey = new("Polly.PriorityRouting.Deadline");
 
-    public static void Compose(ResiliencePipelineBuilder<HttpResponseMessage> pipeline, PriorityRoutingHandlerOptions options, IBackendStateStore store)
+    public static void Compose(
+        ResiliencePipelineBuilder<HttpResponseMessage> pipeline,
+        PriorityRoutingHandlerOptions options,
+        IBackendStateStore store,
+        IServiceProvider services)
     {
         var timeProvider = pipeline.TimeProvider ?? TimeProvider.System;
 
@@ -20,7 +26,7 @@ internal static class PriorityRoutingHandlerPipeline
         pipeline
             .AddTimeout(StampDeadline(options.TotalRequestTimeout, timeProvider))
             .AddRetry(CapByDeadline(options.Retry, timeProvider))
-            .AddPriorityRouting(WithStore(options.Routing, store))
+            .AddPriorityRouting(WithServices(options.Routing, store, services))
             .AddTimeout(options.AttemptTimeout);
     }
 
@@ -95,7 +101,10 @@ internal static class PriorityRoutingHandlerPipeline
         return false;
     }
 
-    private static PriorityRoutingStrategyOptions WithStore(PriorityRoutingStrategyOptions source, IBackendStateStore store) => new()
+    private static PriorityRoutingStrategyOptions WithServices(
+        PriorityRoutingStrategyOptions source,
+        IBackendStateStore store,
+        IServiceProvider services) => new()
     {
         Name = source.Name,
         Backends = source.Backends,
@@ -108,5 +117,7 @@ internal static class PriorityRoutingHandlerPipeline
         OnBackendsExhausted = source.OnBackendsExhausted,
         Randomizer = source.Randomizer,
         DeferCredentials = true,
+        LoggerFactory = source.LoggerFactory ?? (ILoggerFactory?)services.GetService(typeof(ILoggerFactory)),
+        MeterFactory = source.MeterFactory ?? (IMeterFactory?)services.GetService(typeof(IMeterFactory)),
     };
 }

@@ -73,7 +73,7 @@ public static class PriorityRoutingHttpClientBuilderExtensions
             var store = options.Routing.StateStore
                 ?? context.ServiceProvider.GetService<IBackendStateStore>()
                 ?? InMemoryBackendStateStore.Shared;
-            PriorityRoutingHandlerPipeline.Compose(pipeline, options, store);
+            PriorityRoutingHandlerPipeline.Compose(pipeline, options, store, context.ServiceProvider);
         });
 
         return new PriorityRoutingHandlerBuilder(optionsName, builder.Services);

@@ -1,4 +1,7 @@
+using System.Diagnostics;
 using System.Net;
+using Microsoft.Extensions.Logging;
+using Microsoft.Extensions.Logging.Abstractions;
 using Polly.Telemetry;
 using Polly.Timeout;
 
@@ -13,7 +16,7 @@ namespace Polly.PriorityRouting;
 /// Sends each attempt to the best available backend, takes a failing backend out of rotation for the time it asked
 /// for, moves on at once, and answers 429/503 with the soonest recovery time when nothing is left.
 /// </summary>
-internal sealed class PriorityRoutingResilienceStrategy : ResilienceStrategy<HttpResponseMessage>
+internal sealed partial class PriorityRoutingResilienceStrategy : ResilienceStrategy<HttpResponseMessage>, IDisposable
 {
     private readonly BackendSelector _selector;
     private readonly TimeProvider _timeProvider;
@@ -25,11 +28,17 @@ internal sealed class PriorityRoutingResilienceStrategy : ResilienceStrategy<Htt
     private readonly Func<OnBackendUnavailableArguments, ValueTask>? _onBackendUnavailable;
     private readonly Func<OnBackendsExhaustedArguments, ValueTask>? _onBackendsExhausted;
     private readonly bool _deferCredentials;
+    private readonly ILogger _logger;
+    private readonly PriorityRoutingMetrics _metrics;
+    private readonly PriorityRoutingGaugeSource _gaugeSource;
+    private readonly TagList _tags;
 
     public PriorityRoutingResilienceStrategy(
         PriorityRoutingStrategyOptions options,
         TimeProvider timeProvider,
-        ResilienceStrategyTelemetry telemetry)
+        ResilienceStrategyTelemetry telemetry,
+        string? pipelineName = null,
+        string? pipelineInstanceName = null)
     {
         _selector = new BackendSelector(
             [.. options.Backends],
@@ -44,9 +53,23 @@ internal sealed class PriorityRoutingResilienceStrategy : ResilienceStrategy<Htt
         _onBackendUnavailable = options.OnBackendUnavailable;
         _onBackendsExhausted = options.OnBackendsExhausted;
         _deferCredentials = options.DeferCredentials;
+        _logger = options.LoggerFactory?.CreateLogger(PriorityRoutingMetrics.MeterName) ?? NullLogger.Instance;
+
+        _tags = new TagList
+        {
+            { PriorityRoutingTags.PipelineName, pipelineName },
+            { PriorityRoutingTags.PipelineInstance, pipelineInstanceName },
+            { PriorityRoutingTags.StrategyName, options.Name },
+        };
+        _metrics = PriorityRoutingMetrics.For(options.MeterFactory);
+        _gaugeSource = new PriorityRoutingGaugeSource(_selector, timeProvider, _tags);
+        _metrics.Register(_gaugeSource);
     }
 
     internal BackendSelector Selector => _selector;
+
+    /// <summary>Called by Polly when the pipeline is disposed (e.g. replaced by an options reload).</summary>
+    public void Dispose() => _metrics.Unregister(_gaugeSource);
 
     protected override async ValueTask<Outcome<HttpResponseMessage>> ExecuteCore<TState>(
         Func<ResilienceContext, TState, ValueTask<Outcome<HttpResponseMessage>>> callback,
@@ -64,6 +87,7 @@ internal sealed class PriorityRoutingResilienceStrategy : ResilienceStrategy<Htt
         var tried = new TriedBackends(_selector.Backends.Count);
         var attempt = 0;
         var throttledInThisCall = false;
+        RoutedBackend? failedBackend = null;
         try
         {
             while (true)
@@ -95,22 +119,30 @@ internal sealed class PriorityRoutingResilienceStrategy : ResilienceStrategy<Htt
                     }
                 }
 
+                if (failedBackend is not null)
+                {
+                    RecordFailover(failedBackend, backend, attempt);
+                }
+
                 var outcome = await SendAttemptAsync(callback, context, state, original, backend).ConfigureAwait(context.ContinueOnCapturedContext);
 
                 if (outcome.Exception is OperationCanceledException && context.CancellationToken.IsCancellationRequested)
                 {
                     // The caller gave up: the backend did nothing wrong and must not be marked.
+                    RecordAttempt(backend, outcome, "canceled");
                     return outcome;
                 }
 
                 var predicateArguments = new PriorityRoutingPredicateArguments(context, outcome, backend.Name, backend.Priority);
                 if (!await _shouldHandle(predicateArguments).ConfigureAwait(context.ContinueOnCapturedContext))
                 {
+                    RecordAttempt(backend, outcome, PriorityRoutingTags.ReturnedOutcome);
                     return outcome;
                 }
 
                 var reason = await MarkUnavailableAsync(context, outcome, backend, attempt).ConfigureAwait(context.ContinueOnCapturedContext);
                 throttledInThisCall |= reason == BackendUnavailableReason.Throttled;
+                failedBackend = backend;
                 attempt++;
             }
         }
@@ -155,15 +187,34 @@ internal sealed class PriorityRoutingResilienceStrategy : ResilienceStrategy<Htt
         var now = _timeProvider.GetUtcNow();
         var (reason, cooldown) = Classify(outcome, now);
         var unavailability = new BackendUnavailability(now + cooldown, reason);
+        var reasonTag = PriorityRoutingTags.ToTagValue(reason);
+        RecordAttempt(backend, outcome, reasonTag);
+
+        // One warning when a backend leaves rotation, not one per concurrent request that sees it fail.
+        if (_selector.IsAvailable(backend, now))
+        {
+            Log.BackendUnavailable(_logger, backend.Name, backend.Priority, reason, (long)cooldown.TotalMilliseconds);
+        }
+        else
+        {
+            Log.BackendUnavailabilityRenewed(_logger, backend.Name, backend.Priority, reason, (long)cooldown.TotalMilliseconds);
+        }
+
+        var tags = _tags;
+        tags.Add(PriorityRoutingTags.BackendName, backend.Name);
+        tags.Add(PriorityRoutingTags.BackendPriority, backend.Priority);
+        tags.Add(PriorityRoutingTags.Reason, reasonTag);
+        _metrics.BackendsMarkedUnavailable.Add(1, tags);
 
         try
         {
             await _selector.Store.MarkUnavailableAsync(backend.Name, unavailability, now, context.CancellationToken)
                 .ConfigureAwait(context.ContinueOnCapturedContext);
         }
-        catch (Exception) when (!context.CancellationToken.IsCancellationRequested)
+        catch (Exception e) when (!context.CancellationToken.IsCancellationRequested)
         {
             // A failing store never fails a request: this attempt still fails over, later ones may retry the backend.
+            Log.StoreWriteFailed(_logger, backend.Name, e);
         }
 
         var arguments = new OnBackendUnavailableArguments(
@@ -188,6 +239,39 @@ internal sealed class PriorityRoutingResilienceStrategy : ResilienceStrategy<Htt
         }
 
         return reason;
+    }
+
+    private void RecordAttempt(RoutedBackend backend, Outcome<HttpResponseMessage> outcome, string outcomeTag)
+    {
+        if (!_metrics.Attempts.Enabled)
+        {
+            return;
+        }
+
+        var tags = _tags;
+        tags.Add(PriorityRoutingTags.BackendName, backend.Name);
+        tags.Add(PriorityRoutingTags.BackendPriority, backend.Priority);
+        tags.Add(PriorityRoutingTags.Outcome, outcomeTag);
+        if (outcome.Result is { } response)
+        {
+            tags.Add(PriorityRoutingTags.StatusCode, (int)response.StatusCode);
+        }
+
+        _metrics.Attempts.Add(1, tags);
+    }
+
+    private void RecordFailover(RoutedBackend from, RoutedBackend to, int attempt)
+    {
+        Log.FailingOver(_logger, from.Name, from.Priority, to.Name, to.Priority, attempt);
+        if (!_metrics.Failovers.Enabled)
+        {
+            return;
+        }
+
+        var tags = _tags;
+        tags.Add(PriorityRoutingTags.BackendName, from.Name);
+        tags.Add(PriorityRoutingTags.BackendPriority, from.Priority);
+        _metrics.Failovers.Add(1, tags);
     }
 
     private (BackendUnavailableReason Reason, TimeSpan Cooldown) Classify(Outcome<HttpResponseMessage> outcome, DateTimeOffset now)
@@ -227,6 +311,11 @@ internal sealed class PriorityRoutingResilienceStrategy : ResilienceStrategy<Htt
         var (retryAfter, throttled) = _selector.GetExhaustion(now);
         var statusCode = throttled || throttledInThisCall ? HttpStatusCode.TooManyRequests : HttpStatusCode.ServiceUnavailable;
         var outcome = Outcome.FromResult(ExhaustedResponse.Create(statusCode, retryAfter, original));
+
+        var tags = _tags;
+        tags.Add(PriorityRoutingTags.StatusCode, (int)statusCode);
+        _metrics.Exhausted.Add(1, tags);
+        Log.BackendsExhausted(_logger, (int)statusCode, (long)Math.Ceiling(retryAfter.TotalMilliseconds), attemptCount);
 
         var arguments = new OnBackendsExhaustedArguments(context, statusCode, retryAfter, attemptCount);
         _telemetry.Report(

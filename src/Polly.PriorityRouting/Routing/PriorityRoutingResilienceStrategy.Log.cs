@@ -1,0 +1,33 @@
+using Microsoft.Extensions.Logging;
+
+namespace Polly.PriorityRouting;
+
+internal sealed partial class PriorityRoutingResilienceStrategy
+{
+    /// <summary>
+    /// The strategy's logs. Event ids are documented in docs/observability.md; messages name backends, never header
+    /// values or URLs.
+    /// </summary>
+    private static partial class Log
+    {
+        [LoggerMessage(1, LogLevel.Warning,
+            "Backend '{BackendName}' (priority {Priority}) is unavailable for {CooldownMs} ms: {Reason}.")]
+        public static partial void BackendUnavailable(ILogger logger, string backendName, int priority, BackendUnavailableReason reason, long cooldownMs);
+
+        [LoggerMessage(2, LogLevel.Debug,
+            "Backend '{BackendName}' (priority {Priority}) failed again while unavailable; kept out for {CooldownMs} ms more: {Reason}.")]
+        public static partial void BackendUnavailabilityRenewed(ILogger logger, string backendName, int priority, BackendUnavailableReason reason, long cooldownMs);
+
+        [LoggerMessage(3, LogLevel.Debug,
+            "Failing over from backend '{FromBackend}' (priority {FromPriority}) to '{ToBackend}' (priority {ToPriority}), attempt {AttemptNumber}.")]
+        public static partial void FailingOver(ILogger logger, string fromBackend, int fromPriority, string toBackend, int toPriority, int attemptNumber);
+
+        [LoggerMessage(4, LogLevel.Information,
+            "No backend left to try after {AttemptCount} attempts; answering {StatusCode} with a retry after {RetryAfterMs} ms.")]
+        public static partial void BackendsExhausted(ILogger logger, int statusCode, long retryAfterMs, int attemptCount);
+
+        [LoggerMessage(5, LogLevel.Warning,
+            "The backend state store failed to record backend '{BackendName}'; routing goes on with what the store still serves.")]
+        public static partial void StoreWriteFailed(ILogger logger, string backendName, Exception exception);
+    }
+}

@@ -1,0 +1,125 @@
+using System.Diagnostics;
+using System.Diagnostics.Metrics;
+
+namespace Polly.PriorityRouting;
+
+/// <summary>
+/// The instruments of the <c>Polly.PriorityRouting</c> meter. One instance per meter; strategies register as sources
+/// of the observable gauges and unregister when their pipeline is disposed (options reload).
+/// </summary>
+/// <remarks>
+/// Tags carry backend names, priorities, pipeline and strategy names only: never header values, never URLs.
+/// </remarks>
+internal sealed class PriorityRoutingMetrics
+{
+    public const string MeterName = "Polly.PriorityRouting";
+
+    private static readonly Lazy<PriorityRoutingMetrics> SharedInstance = new(() => new PriorityRoutingMetrics(new Meter(MeterName)));
+
+    // IMeterFactory hands out one Meter per name: instruments are created once per meter, not once per pipeline.
+    private static readonly System.Runtime.CompilerServices.ConditionalWeakTable<Meter, PriorityRoutingMetrics> ByMeter = new();
+
+    private readonly List<WeakReference<PriorityRoutingGaugeSource>> _sources = [];
+
+    public PriorityRoutingMetrics(Meter meter)
+    {
+        Attempts = meter.CreateCounter<long>(
+            "priority_routing.attempts",
+            unit: "{attempt}",
+            description: "Attempts sent to backends, by backend, priority and outcome.");
+        Failovers = meter.CreateCounter<long>(
+            "priority_routing.failovers",
+            unit: "{failover}",
+            description: "Attempts that failed and moved the request on to another backend, by the backend that failed.");
+        BackendsMarkedUnavailable = meter.CreateCounter<long>(
+            "priority_routing.backend.unavailable",
+            unit: "{event}",
+            description: "Backends taken out of rotation, by backend and reason.");
+        Exhausted = meter.CreateCounter<long>(
+            "priority_routing.exhausted",
+            unit: "{answer}",
+            description: "Synthetic 429/503 answers given because no backend was left to try.");
+        meter.CreateObservableGauge(
+            "priority_routing.backends.unavailable",
+            ObserveUnavailableBackends,
+            unit: "{backend}",
+            description: "Backends currently out of rotation, per priority tier.");
+        meter.CreateObservableGauge(
+            "priority_routing.time_until_available",
+            ObserveTimeUntilAvailable,
+            unit: "s",
+            description: "Time until the soonest backend becomes available again (0 when one is).");
+    }
+
+    /// <summary>Gets the instruments on a process-wide meter, for pipelines built without an <c>IMeterFactory</c>.</summary>
+    public static PriorityRoutingMetrics Shared => SharedInstance.Value;
+
+    public static PriorityRoutingMetrics For(IMeterFactory? meterFactory)
+        => meterFactory is null
+            ? Shared
+            : ByMeter.GetValue(meterFactory.Create(MeterName), meter => new PriorityRoutingMetrics(meter));
+
+    public Counter<long> Attempts { get; }
+
+    public Counter<long> Failovers { get; }
+
+    public Counter<long> BackendsMarkedUnavailable { get; }
+
+    public Counter<long> Exhausted { get; }
+
+    public void Register(PriorityRoutingGaugeSource source)
+    {
+        lock (_sources)
+        {
+            _sources.Add(new WeakReference<PriorityRoutingGaugeSource>(source));
+        }
+    }
+
+    public void Unregister(PriorityRoutingGaugeSource source)
+    {
+        lock (_sources)
+        {
+            _sources.RemoveAll(reference => !reference.TryGetTarget(out var target) || ReferenceEquals(target, source));
+        }
+    }
+
+    private List<PriorityRoutingGaugeSource> LiveSources()
+    {
+        lock (_sources)
+        {
+            var live = new List<PriorityRoutingGaugeSource>(_sources.Count);
+            _sources.RemoveAll(reference =>
+            {
+                if (reference.TryGetTarget(out var target))
+                {
+                    live.Add(target);
+                    return false;
+                }
+
+                return true;
+            });
+            return live;
+        }
+    }
+
+    private IEnumerable<Measurement<int>> ObserveUnavailableBackends()
+    {
+        foreach (var source in LiveSources())
+        {
+            foreach (var (priority, unavailable) in source.CountUnavailableByTier())
+            {
+                var tags = source.Tags;
+                tags.Add(PriorityRoutingTags.BackendPriority, priority);
+                yield return new Measurement<int>(unavailable, tags);
+            }
+        }
+    }
+
+    private IEnumerable<Measurement<double>> ObserveTimeUntilAvailable()
+    {
+        foreach (var source in LiveSources())
+        {
+            yield return new Measurement<double>(source.TimeUntilAvailable().TotalSeconds, source.Tags);
+        }
+    }
+}

@@ -1,0 +1,35 @@
+namespace Polly.PriorityRouting;
+
+/// <summary>
+/// Tag names of the <c>Polly.PriorityRouting</c> instruments; pipeline and strategy tags match Polly's own metrics.
+/// </summary>
+internal static class PriorityRoutingTags
+{
+    public const string PipelineName = "pipeline.name";
+
+    public const string PipelineInstance = "pipeline.instance";
+
+    public const string StrategyName = "strategy.name";
+
+    public const string BackendName = "backend.name";
+
+    public const string BackendPriority = "backend.priority";
+
+    public const string Outcome = "outcome";
+
+    public const string Reason = "reason";
+
+    public const string StatusCode = "http.response.status_code";
+
+    /// <summary>Outcome of an attempt that went back to the caller (not handled): success or any other answer.</summary>
+    public const string ReturnedOutcome = "returned";
+
+    public static string ToTagValue(BackendUnavailableReason reason) => reason switch
+    {
+        BackendUnavailableReason.Throttled => "throttled",
+        BackendUnavailableReason.ServerError => "server_error",
+        BackendUnavailableReason.TransportError => "transport_error",
+        BackendUnavailableReason.Timeout => "timeout",
+        _ => "other",
+    };
+}
