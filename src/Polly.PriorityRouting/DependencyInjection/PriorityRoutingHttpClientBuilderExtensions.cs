@@ -13,8 +13,6 @@ namespace Microsoft.Extensions.DependencyInjection;
 /// </summary>
 public static class PriorityRoutingHttpClientBuilderExtensions
 {
-    private const string PipelineSuffix = "priority-routing";
-
     /// <summary>
     /// Adds the priority routing handler, configured from a configuration section shaped like
     /// <see cref="PriorityRoutingHandlerOptions"/> (<c>Routing</c>, <c>Retry</c>, <c>TotalRequestTimeout</c>,
@@ -56,7 +54,7 @@ public static class PriorityRoutingHttpClientBuilderExtensions
     {
         ArgumentNullException.ThrowIfNull(builder);
 
-        var optionsName = $"{builder.Name}-{PipelineSuffix}";
+        var optionsName = PriorityRoutingHandlerNames.OptionsName(builder.Name);
         builder.Services.AddOptions<PriorityRoutingHandlerOptions>(optionsName).ValidateOnStart();
         builder.Services.TryAddEnumerable(
             ServiceDescriptor.Singleton<IValidateOptions<PriorityRoutingHandlerOptions>, PriorityRoutingHandlerOptionsValidator>());
@@ -66,7 +64,8 @@ public static class PriorityRoutingHttpClientBuilderExtensions
         // Backend headers and tokens are applied below IHttpClientFactory's logging handlers: see BackendCredentialsHandler.
         builder.Services.AddSingleton<IHttpMessageHandlerBuilderFilter>(new BackendCredentialsHandlerBuilderFilter(builder.Name));
 
-        builder.AddResilienceHandler(PipelineSuffix, (pipeline, context) =>
+        builder.Services.AddPriorityRoutingSnapshots();
+        builder.AddResilienceHandler(PriorityRoutingHandlerNames.PipelineSuffix, (pipeline, context) =>
         {
             context.EnableReloads<PriorityRoutingHandlerOptions>(optionsName);
             var options = context.GetOptions<PriorityRoutingHandlerOptions>(optionsName);

@@ -1,0 +1,9 @@
+namespace Polly.PriorityRouting;
+
+internal static class PriorityRoutingHandlerNames
+{
+    public const string PipelineSuffix = "priority-routing";
+
+    /// <summary>The name of a client's options and pipeline, as <c>AddStandardResilienceHandler</c> does it.</summary>
+    public static string OptionsName(string clientName) => $"{clientName}-{PipelineSuffix}";
+}

@@ -1,0 +1,42 @@
+using Microsoft.Extensions.DependencyInjection;
+using Microsoft.Extensions.Options;
+
+namespace Polly.PriorityRouting;
+
+/// <summary>
+/// Takes snapshots of the backends of clients registered with <c>AddPriorityRoutingHandler</c>, from the same options
+/// and store their pipelines use. Registered in DI by <c>AddPriorityRoutingHandler</c>.
+/// </summary>
+public sealed class PriorityRoutingSnapshotProvider
+{
+    private readonly IOptionsMonitor<PriorityRoutingHandlerOptions> _options;
+    private readonly IServiceProvider _services;
+    private readonly TimeProvider _timeProvider;
+
+    /// <summary>
+    /// Initializes a new instance of the <see cref="PriorityRoutingSnapshotProvider"/> class.
+    /// </summary>
+    /// <param name="options">The handler options, named per client.</param>
+    /// <param name="services">The services, to find the registered <see cref="IBackendStateStore"/> and time provider.</param>
+    public PriorityRoutingSnapshotProvider(IOptionsMonitor<PriorityRoutingHandlerOptions> options, IServiceProvider services)
+    {
+        ArgumentNullException.ThrowIfNull(options);
+        ArgumentNullException.ThrowIfNull(services);
+        _options = options;
+        _services = services;
+        _timeProvider = services.GetService<TimeProvider>() ?? TimeProvider.System;
+    }
+
+    /// <summary>
+    /// Takes a snapshot of one client's backends.
+    /// </summary>
+    /// <param name="clientName">The name of the <see cref="HttpClient"/> registered with <c>AddPriorityRoutingHandler</c>.</param>
+    /// <returns>The snapshot.</returns>
+    public PriorityRoutingSnapshot GetSnapshot(string clientName)
+    {
+        ArgumentException.ThrowIfNullOrEmpty(clientName);
+        var routing = _options.Get(PriorityRoutingHandlerNames.OptionsName(clientName)).Routing;
+        var store = routing.StateStore ?? _services.GetService<IBackendStateStore>() ?? InMemoryBackendStateStore.Shared;
+        return PriorityRoutingSnapshot.Create(routing.Backends, store, _timeProvider.GetUtcNow());
+    }
+}
