@@ -10,6 +10,11 @@ namespace Polly.PriorityRouting.Tests.Support;
 internal sealed class RoutingHarness : IDisposable
 {
     public RoutingHarness(Action<PriorityRoutingStrategyOptions>? configure = null, params PriorityBackend[] backends)
+        : this(configure, null, backends)
+    {
+    }
+
+    public RoutingHarness(Action<PriorityRoutingStrategyOptions>? configure, string? pipelineName, params PriorityBackend[] backends)
     {
         Options = new PriorityRoutingStrategyOptions
         {
@@ -17,7 +22,7 @@ internal sealed class RoutingHarness : IDisposable
             StateStore = Store,
         };
         configure?.Invoke(Options);
-        Pipeline = new ResiliencePipelineBuilder<HttpResponseMessage> { TimeProvider = Time }
+        Pipeline = new ResiliencePipelineBuilder<HttpResponseMessage> { TimeProvider = Time, Name = pipelineName }
             .AddPriorityRouting(Options)
             .Build();
         Client = new HttpClient(new ResilienceHandler(Pipeline) { InnerHandler = Transport })

@@ -1,0 +1,119 @@
+using System.Diagnostics.Metrics;
+using System.Net;
+using Microsoft.Extensions.DependencyInjection;
+using Microsoft.Extensions.Diagnostics.Metrics.Testing;
+using Polly.PriorityRouting.Tests.Support;
+using Polly.Registry;
+
+namespace Polly.PriorityRouting.Tests.Telemetry;
+
+public sealed class PriorityRoutingMetricsTests : IDisposable
+{
+    private readonly ServiceProvider _services = new ServiceCollection().AddMetrics().BuildServiceProvider();
+
+    private IMeterFactory MeterFactory => _services.GetRequiredService<IMeterFactory>();
+
+    public void Dispose() => _services.Dispose();
+
+    [Fact]
+    public async Task Counts_attempts_failovers_unavailability_and_exhaustion_with_exact_tags()
+    {
+        using var attempts = Collector<long>("priority_routing.attempts");
+        using var failovers = Collector<long>("priority_routing.failovers");
+        using var unavailable = Collector<long>("priority_routing.backend.unavailable");
+        using var exhausted = Collector<long>("priority_routing.exhausted");
+        using var h = Harness();
+        h.Transport
+            .Respond("a", HttpStatusCode.TooManyRequests, ("Retry-After", "5"))
+            .Respond("b", HttpStatusCode.ServiceUnavailable)
+            .Respond("c", HttpStatusCode.OK);
+
+        (await h.Client.GetAsync("/?api-key=secret-in-query")).Dispose();
+
+        attempts.GetMeasurementSnapshot().Select(m => (m.Value, Tag(m, "backend.name"), Tag(m, "backend.priority"), Tag(m, "outcome"), Tag(m, "http.response.status_code")))
+            .Should().Equal(
+                (1L, "a", "1", "throttled", "429"),
+                (1L, "b", "1", "server_error", "503"),
+                (1L, "c", "2", "returned", "200"));
+        failovers.GetMeasurementSnapshot().Select(m => (m.Value, Tag(m, "backend.name"), Tag(m, "backend.priority")))
+            .Should().Equal((1L, "a", "1"), (1L, "b", "1"));
+        unavailable.GetMeasurementSnapshot().Select(m => (m.Value, Tag(m, "backend.name"), Tag(m, "reason")))
+            .Should().Equal((1L, "a", "throttled"), (1L, "b", "server_error"));
+        exhausted.GetMeasurementSnapshot().Should().BeEmpty();
+
+        var last = attempts.LastMeasurement!;
+        Tag(last, "pipeline.name").Should().Be("client-pipeline");
+        Tag(last, "strategy.name").Should().Be("PriorityRouting");
+        last.Tags.Keys.Should().BeEquivalentTo(
+            "pipeline.name", "pipeline.instance", "strategy.name", "backend.name", "backend.priority", "outcome", "http.response.status_code");
+        last.Tags.Values.Select(v => v?.ToString()).Should().NotContain(v => v != null && (v.Contains("secret") || v.Contains("http")));
+
+        h.Transport.Respond("c", HttpStatusCode.TooManyRequests, ("retry-after-ms", "1500"));
+        (await h.Client.GetAsync("/")).Dispose();
+
+        exhausted.GetMeasurementSnapshot().Select(m => (m.Value, Tag(m, "http.response.status_code"))).Should().Equal((1L, "429"));
+    }
+
+    [Fact]
+    public async Task Gauges_report_unavailable_backends_per_tier_and_the_time_until_one_frees_up()
+    {
+        using var unavailable = Collector<int>("priority_routing.backends.unavailable");
+        using var soonest = Collector<double>("priority_routing.time_until_available");
+        using var h = Harness();
+        h.Transport
+            .Respond("a", HttpStatusCode.TooManyRequests, ("Retry-After", "5"))
+            .Respond("b", HttpStatusCode.TooManyRequests, ("Retry-After", "8"));
+
+        (await h.Client.GetAsync("/")).Dispose();
+        unavailable.RecordObservableInstruments();
+        soonest.RecordObservableInstruments();
+
+        unavailable.GetMeasurementSnapshot().Select(m => (m.Value, Tag(m, "backend.priority"))).Should().Equal((2, "1"), (0, "2"));
+        soonest.LastMeasurement!.Value.Should().Be(0, "c is still available");
+
+        h.Transport.Respond("c", HttpStatusCode.TooManyRequests, ("Retry-After", "3"));
+        h.Time.Advance(TimeSpan.FromSeconds(1));
+        (await h.Client.GetAsync("/")).Dispose();
+        soonest.RecordObservableInstruments();
+
+        soonest.LastMeasurement!.Value.Should().Be(3);
+    }
+
+    [Fact]
+    public async Task A_disposed_pipeline_stops_reporting_gauges()
+    {
+        using var unavailable = Collector<int>("priority_routing.backends.unavailable");
+        var options = new PriorityRoutingStrategyOptions
+        {
+            Backends = [RoutingHarness.Backend("a", 1)],
+            StateStore = new InMemoryBackendStateStore(),
+            MeterFactory = MeterFactory,
+        };
+        var registry = new ResiliencePipelineRegistry<string>();
+        registry.TryAddBuilder<HttpResponseMessage>("p", (builder, _) => builder.AddPriorityRouting(options));
+        registry.GetPipeline<HttpResponseMessage>("p");
+
+        unavailable.RecordObservableInstruments();
+        unavailable.GetMeasurementSnapshot().Should().ContainSingle();
+
+        await registry.DisposeAsync();
+        unavailable.Clear();
+        unavailable.RecordObservableInstruments();
+        unavailable.GetMeasurementSnapshot().Should().BeEmpty();
+        await Task.CompletedTask;
+    }
+
+    private MetricCollector<T> Collector<T>(string instrument)
+        where T : struct
+        => new(MeterFactory, PriorityRoutingMetrics.MeterName, instrument);
+
+    private RoutingHarness Harness() => new(o =>
+    {
+        o.Randomizer = _ => 0;
+        o.MeterFactory = MeterFactory;
+    }, pipelineName: "client-pipeline");
+
+    private static string? Tag<T>(CollectedMeasurement<T> measurement, string name)
+        where T : struct
+        => measurement.Tags.TryGetValue(name, out var value) ? Convert.ToString(value, System.Globalization.CultureInfo.InvariantCulture) : null;
+}
