@@ -31,4 +31,10 @@ public enum BackendUnavailableReason
     /// The attempt timed out (an inner timeout strategy, or <c>408 Request Timeout</c>).
     /// </summary>
     Timeout = 4,
+
+    /// <summary>
+    /// The backend failed several times in a row (server errors, transport errors, timeouts) and was ejected by outlier
+    /// detection; it returns through a single probe request.
+    /// </summary>
+    Ejected = 5,
 }

@@ -41,6 +41,15 @@ internal static class PriorityRoutingConstants
 
     public const int DefaultMaxRetryAttempts = 3;
 
+    public const int DefaultConsecutiveFailures = 5;
+
+    public static readonly TimeSpan DefaultBaseEjectionTime = TimeSpan.FromSeconds(30);
+
+    public static readonly TimeSpan DefaultMaxEjectionTime = TimeSpan.FromMinutes(5);
+
+    /// <summary>Separates a backend's name from a throttle partition in store keys: <c>ptu#gpt-4o</c>.</summary>
+    public const char PartitionSeparator = '#';
+
     public static readonly TimeSpan DefaultTotalRequestTimeout = TimeSpan.FromMinutes(2);
 
     public static readonly TimeSpan DefaultAttemptTimeout = TimeSpan.FromSeconds(30);

@@ -72,6 +72,33 @@ public class PriorityRoutingStrategyOptions : ResilienceStrategyOptions
     public Func<PriorityRoutingPredicateArguments, ValueTask<bool>> ShouldHandle { get; set; } = DefaultShouldHandle;
 
     /// <summary>
+    /// Gets or sets outlier ejection: backends failing several times in a row are ejected for a growing time.
+    /// </summary>
+    /// <value>On by default: 5 failures in a row, 30 seconds base, 5 minutes at most.</value>
+    [Required]
+    public OutlierEjectionOptions OutlierEjection { get; set; } = new();
+
+    /// <summary>
+    /// Gets or sets a value indicating whether a response reporting an exhausted budget
+    /// (<c>x-ratelimit-remaining-requests: 0</c> or <c>x-ratelimit-remaining-tokens: 0</c>) takes its backend out of
+    /// rotation until the matching <c>x-ratelimit-reset-*</c>, so that the next request does not pay a 429.
+    /// </summary>
+    /// <value>The default value is <see langword="true"/>. The response itself goes back to the caller untouched.</value>
+    public bool ProactiveThrottling { get; set; } = true;
+
+    /// <summary>
+    /// Gets or sets a function that derives a throttle partition from the request, for services that throttle per
+    /// partition rather than per host — Azure OpenAI throttles per deployment: use
+    /// <see cref="ThrottlePartitions.AzureOpenAIDeployment"/>.
+    /// </summary>
+    /// <value>
+    /// The default value is <see langword="null"/>: throttling applies to the whole backend. With a partition, a throttle
+    /// is stored under <c>{backend}#{partition}</c> and only requests of that partition skip the backend; server errors,
+    /// transport errors, timeouts and ejections still apply to the whole backend.
+    /// </value>
+    public Func<HttpRequestMessage, string?>? ThrottlePartitionKey { get; set; }
+
+    /// <summary>
     /// Gets or sets the store that keeps which backends are unavailable.
     /// </summary>
     /// <value>

@@ -37,6 +37,8 @@ internal static class PriorityRoutingStrategyOptionsValidator
             errors.Add(Invariant($"{prefix}MaxAttempts must be at least 1 when set, but was {options.MaxAttempts}."));
         }
 
+        ValidateOutlierEjection(options.OutlierEjection, prefix, errors);
+
         if (options.ShouldHandle is null)
         {
             errors.Add($"{prefix}ShouldHandle is required.");
@@ -89,6 +91,11 @@ internal static class PriorityRoutingStrategyOptionsValidator
 
             if (backend.GetEffectiveName() is { } name)
             {
+                if (name.Contains(PriorityRoutingConstants.PartitionSeparator, StringComparison.Ordinal))
+                {
+                    errors.Add($"{path}.Name '{name}' must not contain '{PriorityRoutingConstants.PartitionSeparator}', which separates throttle partitions in store keys.");
+                }
+
                 if (names.TryGetValue(name, out var first))
                 {
                     errors.Add(Invariant(
@@ -101,6 +108,30 @@ internal static class PriorityRoutingStrategyOptionsValidator
             }
 
             ValidateHeaders(backend.Headers, path, errors);
+        }
+    }
+
+    private static void ValidateOutlierEjection(OutlierEjectionOptions? ejection, string prefix, List<string> errors)
+    {
+        if (ejection is null)
+        {
+            errors.Add($"{prefix}OutlierEjection is required.");
+            return;
+        }
+
+        if (ejection.ConsecutiveFailures is < 1 or > 1000)
+        {
+            errors.Add(Invariant($"{prefix}OutlierEjection.ConsecutiveFailures must be between 1 and 1000, but was {ejection.ConsecutiveFailures}."));
+        }
+
+        if (ejection.BaseEjectionTime <= TimeSpan.Zero)
+        {
+            errors.Add(Invariant($"{prefix}OutlierEjection.BaseEjectionTime must be positive, but was {ejection.BaseEjectionTime}."));
+        }
+        else if (ejection.MaxEjectionTime < ejection.BaseEjectionTime)
+        {
+            errors.Add(Invariant(
+                $"{prefix}OutlierEjection.MaxEjectionTime ({ejection.MaxEjectionTime}) must not be less than {prefix}OutlierEjection.BaseEjectionTime ({ejection.BaseEjectionTime})."));
         }
     }
 

@@ -13,8 +13,13 @@ internal sealed class BackendSelector
     private readonly int[] _tierStarts;
     private readonly IBackendStateStore _store;
     private readonly Func<int, int> _randomizer;
+    private readonly OutlierDetector? _detector;
 
-    public BackendSelector(IReadOnlyList<PriorityBackend> backends, IBackendStateStore store, Func<int, int> randomizer)
+    public BackendSelector(
+        IReadOnlyList<PriorityBackend> backends,
+        IBackendStateStore store,
+        Func<int, int> randomizer,
+        OutlierDetector? detector = null)
     {
         // Stable sort by priority: the configured order is kept within a tier.
         _backends = [.. backends
@@ -36,16 +41,23 @@ internal sealed class BackendSelector
         _tierStarts = [.. starts];
         _store = store;
         _randomizer = randomizer;
+        _detector = detector;
     }
 
     public IReadOnlyList<RoutedBackend> Backends => _backends;
 
     public IBackendStateStore Store => _store;
 
-    public bool IsAvailable(RoutedBackend backend, DateTimeOffset now)
-        => !_store.TryGetUnavailability(backend.Name, out var unavailability) || !unavailability.IsActiveAt(now);
+    /// <summary>
+    /// Returns whether a backend may take an attempt now: not marked (as a whole, nor for the request's throttle
+    /// partition) and not being probed by another request after an ejection.
+    /// </summary>
+    public bool IsAvailable(RoutedBackend backend, DateTimeOffset now, string? partition = null)
+        => !IsMarked(backend.Name, now)
+           && (partition is null || !IsMarked(backend.GetPartitionKey(partition), now))
+           && (_detector is null || !_detector.IsProbeInFlight(backend.Name));
 
-    public RoutedBackend? SelectNext(in TriedBackends tried, DateTimeOffset now)
+    public RoutedBackend? SelectNext(in TriedBackends tried, DateTimeOffset now, string? partition = null)
     {
         for (var tier = 0; tier < _tierStarts.Length - 1; tier++)
         {
@@ -55,7 +67,7 @@ internal sealed class BackendSelector
             var totalWeight = 0;
             for (var i = start; i < end; i++)
             {
-                if (IsCandidate(i, tried, now))
+                if (IsCandidate(i, tried, now, partition))
                 {
                     totalWeight += _backends[i].Weight;
                 }
@@ -70,7 +82,7 @@ internal sealed class BackendSelector
             RoutedBackend? lastCandidate = null;
             for (var i = start; i < end; i++)
             {
-                if (!IsCandidate(i, tried, now))
+                if (!IsCandidate(i, tried, now, partition))
                 {
                     continue;
                 }
@@ -97,20 +109,20 @@ internal sealed class BackendSelector
     /// Computes the answer when nothing is left: the time until the soonest backend frees up (zero when one already
     /// has) and whether any pending unavailability comes from throttling.
     /// </summary>
-    public (TimeSpan RetryAfter, bool Throttled) GetExhaustion(DateTimeOffset now)
+    public (TimeSpan RetryAfter, bool Throttled) GetExhaustion(DateTimeOffset now, string? partition = null)
     {
         var soonest = TimeSpan.MaxValue;
         var throttled = false;
         foreach (var backend in _backends)
         {
-            if (!_store.TryGetUnavailability(backend.Name, out var unavailability) || !unavailability.IsActiveAt(now))
+            // A backend is back when both its own mark and its partition's mark have passed.
+            var remaining = Remaining(backend.Name, now, ref throttled);
+            if (partition is not null)
             {
-                soonest = TimeSpan.Zero;
-                continue;
+                var partitionRemaining = Remaining(backend.GetPartitionKey(partition), now, ref throttled);
+                remaining = partitionRemaining > remaining ? partitionRemaining : remaining;
             }
 
-            throttled |= unavailability.Reason == BackendUnavailableReason.Throttled;
-            var remaining = unavailability.Until - now;
             if (remaining < soonest)
             {
                 soonest = remaining;
@@ -120,6 +132,20 @@ internal sealed class BackendSelector
         return (soonest == TimeSpan.MaxValue ? TimeSpan.Zero : soonest, throttled);
     }
 
-    private bool IsCandidate(int index, in TriedBackends tried, DateTimeOffset now)
-        => !tried.Contains(index) && IsAvailable(_backends[index], now);
+    private TimeSpan Remaining(string key, DateTimeOffset now, ref bool throttled)
+    {
+        if (!_store.TryGetUnavailability(key, out var unavailability) || !unavailability.IsActiveAt(now))
+        {
+            return TimeSpan.Zero;
+        }
+
+        throttled |= unavailability.Reason == BackendUnavailableReason.Throttled;
+        return unavailability.Until - now;
+    }
+
+    public bool IsMarked(string key, DateTimeOffset now)
+        => _store.TryGetUnavailability(key, out var unavailability) && unavailability.IsActiveAt(now);
+
+    private bool IsCandidate(int index, in TriedBackends tried, DateTimeOffset now, string? partition)
+        => !tried.Contains(index) && IsAvailable(_backends[index], now, partition);
 }

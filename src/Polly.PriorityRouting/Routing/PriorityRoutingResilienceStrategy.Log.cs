@@ -29,5 +29,13 @@ internal sealed partial class PriorityRoutingResilienceStrategy
         [LoggerMessage(5, LogLevel.Warning,
             "The backend state store failed to record backend '{BackendName}'; routing goes on with what the store still serves.")]
         public static partial void StoreWriteFailed(ILogger logger, string backendName, Exception exception);
+
+        [LoggerMessage(6, LogLevel.Warning,
+            "Backend '{BackendName}' (priority {Priority}) is ejected for {EjectionMs} ms after repeated failures (ejection {Ejections} in a row, last: {Reason}); one probe request goes first when it ends.")]
+        public static partial void BackendEjected(ILogger logger, string backendName, int priority, long ejectionMs, int ejections, BackendUnavailableReason reason);
+
+        [LoggerMessage(7, LogLevel.Information,
+            "Backend '{BackendName}' (priority {Priority}) reported a spent rate-limit budget; out of rotation for {CooldownMs} ms until it resets.")]
+        public static partial void BudgetExhausted(ILogger logger, string backendName, int priority, long cooldownMs);
     }
 }

@@ -32,6 +32,10 @@ internal sealed partial class PriorityRoutingResilienceStrategy : ResilienceStra
     private readonly PriorityRoutingMetrics _metrics;
     private readonly PriorityRoutingGaugeSource _gaugeSource;
     private readonly TagList _tags;
+    private readonly OutlierDetector? _detector;
+    private readonly OutlierEjectionOptions _ejection;
+    private readonly bool _proactiveThrottling;
+    private readonly Func<HttpRequestMessage, string?>? _partitionKey;
 
     public PriorityRoutingResilienceStrategy(
         PriorityRoutingStrategyOptions options,
@@ -40,10 +44,20 @@ internal sealed partial class PriorityRoutingResilienceStrategy : ResilienceStra
         string? pipelineName = null,
         string? pipelineInstanceName = null)
     {
-        _selector = new BackendSelector(
-            [.. options.Backends],
-            options.StateStore ?? InMemoryBackendStateStore.Shared,
-            options.Randomizer);
+        var store = options.StateStore ?? InMemoryBackendStateStore.Shared;
+
+        // A snapshot: options objects are mutable and may be rebound by a reload.
+        _ejection = new OutlierEjectionOptions
+        {
+            Enabled = options.OutlierEjection.Enabled,
+            ConsecutiveFailures = options.OutlierEjection.ConsecutiveFailures,
+            BaseEjectionTime = options.OutlierEjection.BaseEjectionTime,
+            MaxEjectionTime = options.OutlierEjection.MaxEjectionTime,
+        };
+        _detector = _ejection.Enabled ? OutlierDetector.For(store) : null;
+        _proactiveThrottling = options.ProactiveThrottling;
+        _partitionKey = options.ThrottlePartitionKey;
+        _selector = new BackendSelector([.. options.Backends], store, options.Randomizer, _detector);
         _timeProvider = timeProvider;
         _telemetry = telemetry;
         _defaultCooldown = options.DefaultCooldown;
@@ -84,6 +98,16 @@ internal sealed partial class PriorityRoutingResilienceStrategy : ResilienceStra
                 "added with AddResilienceHandler, or call ResilienceContext.SetRequestMessage before executing."));
         }
 
+        string? partition;
+        try
+        {
+            partition = _partitionKey?.Invoke(original);
+        }
+        catch (Exception e)
+        {
+            return Outcome.FromException<HttpResponseMessage>(e);
+        }
+
         var tried = new TriedBackends(_selector.Backends.Count);
         var attempt = 0;
         var throttledInThisCall = false;
@@ -98,13 +122,20 @@ internal sealed partial class PriorityRoutingResilienceStrategy : ResilienceStra
                 }
 
                 var now = _timeProvider.GetUtcNow();
-                var backend = attempt < _maxAttempts ? _selector.SelectNext(tried, now) : null;
+                var backend = attempt < _maxAttempts ? _selector.SelectNext(tried, now, partition) : null;
                 if (backend is null)
                 {
-                    return await ExhaustedAsync(context, original, attempt, throttledInThisCall, now).ConfigureAwait(context.ContinueOnCapturedContext);
+                    return await ExhaustedAsync(context, original, attempt, throttledInThisCall, now, partition).ConfigureAwait(context.ContinueOnCapturedContext);
                 }
 
                 tried.Add(backend.Index);
+                var isProbe = false;
+                if (_detector is not null && !_detector.TryAdmit(backend.Name, now, out isProbe))
+                {
+                    // Its ejection just ended and another request is probing it: leave it to the probe.
+                    continue;
+                }
+
                 if (attempt == 0 && _maxAttempts > 1)
                 {
                     try
@@ -130,6 +161,11 @@ internal sealed partial class PriorityRoutingResilienceStrategy : ResilienceStra
                 {
                     // The caller gave up: the backend did nothing wrong and must not be marked.
                     RecordAttempt(backend, outcome, "canceled");
+                    if (isProbe)
+                    {
+                        _detector!.ReleaseProbe(backend.Name);
+                    }
+
                     return outcome;
                 }
 
@@ -137,10 +173,11 @@ internal sealed partial class PriorityRoutingResilienceStrategy : ResilienceStra
                 if (!await _shouldHandle(predicateArguments).ConfigureAwait(context.ContinueOnCapturedContext))
                 {
                     RecordAttempt(backend, outcome, PriorityRoutingTags.ReturnedOutcome);
+                    await OnReturnedAsync(context, outcome, backend, attempt, partition, isProbe).ConfigureAwait(context.ContinueOnCapturedContext);
                     return outcome;
                 }
 
-                var reason = await MarkUnavailableAsync(context, outcome, backend, attempt).ConfigureAwait(context.ContinueOnCapturedContext);
+                var reason = await MarkUnavailableAsync(context, outcome, backend, attempt, partition).ConfigureAwait(context.ContinueOnCapturedContext);
                 throttledInThisCall |= reason == BackendUnavailableReason.Throttled;
                 failedBackend = backend;
                 attempt++;
@@ -178,59 +215,103 @@ internal sealed partial class PriorityRoutingResilienceStrategy : ResilienceStra
         return await callback(context, state).ConfigureAwait(context.ContinueOnCapturedContext);
     }
 
+    /// <summary>
+    /// An outcome that goes back to the caller: the backend answered, so it is healthy for outlier detection; and if
+    /// the answer says a rate-limit budget is spent, the backend leaves rotation before anyone pays a 429.
+    /// </summary>
+    private async ValueTask OnReturnedAsync(
+        ResilienceContext context,
+        Outcome<HttpResponseMessage> outcome,
+        RoutedBackend backend,
+        int attempt,
+        string? partition,
+        bool isProbe)
+    {
+        if (outcome.Result is not { } response)
+        {
+            if (isProbe)
+            {
+                _detector!.ReleaseProbe(backend.Name);
+            }
+
+            return;
+        }
+
+        _detector?.RecordHealthy(backend.Name);
+        if (!_proactiveThrottling ||
+            !ThrottleSignalParser.TryGetExhaustedBudgetReset(response.Headers, _maxCooldown, out var cooldown) ||
+            cooldown <= TimeSpan.Zero)
+        {
+            return;
+        }
+
+        var now = _timeProvider.GetUtcNow();
+        var key = partition is null ? backend.Name : backend.GetPartitionKey(partition);
+        Log.BudgetExhausted(_logger, backend.Name, backend.Priority, (long)cooldown.TotalMilliseconds);
+        RecordUnavailable(backend, BackendUnavailableReason.Throttled);
+        await WriteAsync(context, backend, key, new BackendUnavailability(now + cooldown, BackendUnavailableReason.Throttled), now)
+            .ConfigureAwait(context.ContinueOnCapturedContext);
+        await ReportUnavailableAsync(
+            context,
+            new OnBackendUnavailableArguments(context, outcome, backend.Name, backend.Priority, BackendUnavailableReason.Throttled, cooldown, attempt))
+            .ConfigureAwait(context.ContinueOnCapturedContext);
+    }
+
     private async ValueTask<BackendUnavailableReason> MarkUnavailableAsync(
         ResilienceContext context,
         Outcome<HttpResponseMessage> outcome,
         RoutedBackend backend,
-        int attempt)
+        int attempt,
+        string? partition)
     {
         var now = _timeProvider.GetUtcNow();
         var (reason, cooldown) = Classify(outcome, now);
-        var unavailability = new BackendUnavailability(now + cooldown, reason);
-        var reasonTag = PriorityRoutingTags.ToTagValue(reason);
-        RecordAttempt(backend, outcome, reasonTag);
+        RecordAttempt(backend, outcome, PriorityRoutingTags.ToTagValue(reason));
+        var ejected = false;
+        if (_detector is not null)
+        {
+            if (reason is BackendUnavailableReason.ServerError or BackendUnavailableReason.TransportError or BackendUnavailableReason.Timeout)
+            {
+                if (_detector.RecordFailure(backend.Name, now, _ejection) is { } ejection)
+                {
+                    Log.BackendEjected(_logger, backend.Name, backend.Priority, (long)ejection.Duration.TotalMilliseconds, ejection.Ejections, reason);
+                    ejected = true;
+                    reason = BackendUnavailableReason.Ejected;
+                    cooldown = ejection.Duration > cooldown ? ejection.Duration : cooldown;
+                }
+            }
+            else
+            {
+                // A throttle (or a custom-handled answer) proves the backend is up.
+                _detector.RecordHealthy(backend.Name);
+            }
+        }
+
+        // Throttles are per partition when the service throttles per partition (Azure OpenAI deployments); failures
+        // of the backend itself apply to all its partitions.
+        var key = partition is not null && reason == BackendUnavailableReason.Throttled ? backend.GetPartitionKey(partition) : backend.Name;
 
         // One warning when a backend leaves rotation, not one per concurrent request that sees it fail.
-        if (_selector.IsAvailable(backend, now))
+        if (!ejected)
         {
-            Log.BackendUnavailable(_logger, backend.Name, backend.Priority, reason, (long)cooldown.TotalMilliseconds);
-        }
-        else
-        {
-            Log.BackendUnavailabilityRenewed(_logger, backend.Name, backend.Priority, reason, (long)cooldown.TotalMilliseconds);
+            if (!_selector.IsMarked(key, now))
+            {
+                Log.BackendUnavailable(_logger, backend.Name, backend.Priority, reason, (long)cooldown.TotalMilliseconds);
+            }
+            else
+            {
+                Log.BackendUnavailabilityRenewed(_logger, backend.Name, backend.Priority, reason, (long)cooldown.TotalMilliseconds);
+            }
         }
 
-        var tags = _tags;
-        tags.Add(PriorityRoutingTags.BackendName, backend.Name);
-        tags.Add(PriorityRoutingTags.BackendPriority, backend.Priority);
-        tags.Add(PriorityRoutingTags.Reason, reasonTag);
-        _metrics.BackendsMarkedUnavailable.Add(1, tags);
-
-        try
-        {
-            await _selector.Store.MarkUnavailableAsync(backend.Name, unavailability, now, context.CancellationToken)
-                .ConfigureAwait(context.ContinueOnCapturedContext);
-        }
-        catch (Exception e) when (!context.CancellationToken.IsCancellationRequested)
-        {
-            // A failing store never fails a request: this attempt still fails over, later ones may retry the backend.
-            Log.StoreWriteFailed(_logger, backend.Name, e);
-        }
+        RecordUnavailable(backend, reason);
+        await WriteAsync(context, backend, key, new BackendUnavailability(now + cooldown, reason), now).ConfigureAwait(context.ContinueOnCapturedContext);
 
         var arguments = new OnBackendUnavailableArguments(
             context, outcome, backend.Name, backend.Priority, reason, cooldown, attempt);
-        _telemetry.Report(
-            new ResilienceEvent(ResilienceEventSeverity.Warning, PriorityRoutingConstants.OnBackendUnavailableEvent),
-            context,
-            outcome,
-            arguments);
-
         try
         {
-            if (_onBackendUnavailable is not null)
-            {
-                await _onBackendUnavailable(arguments).ConfigureAwait(context.ContinueOnCapturedContext);
-            }
+            await ReportUnavailableAsync(context, arguments).ConfigureAwait(context.ContinueOnCapturedContext);
         }
         finally
         {
@@ -239,6 +320,48 @@ internal sealed partial class PriorityRoutingResilienceStrategy : ResilienceStra
         }
 
         return reason;
+    }
+
+    private async ValueTask ReportUnavailableAsync(ResilienceContext context, OnBackendUnavailableArguments arguments)
+    {
+        _telemetry.Report(
+            new ResilienceEvent(ResilienceEventSeverity.Warning, PriorityRoutingConstants.OnBackendUnavailableEvent),
+            context,
+            arguments.Outcome,
+            arguments);
+
+        if (_onBackendUnavailable is not null)
+        {
+            await _onBackendUnavailable(arguments).ConfigureAwait(context.ContinueOnCapturedContext);
+        }
+    }
+
+    private async ValueTask WriteAsync(
+        ResilienceContext context,
+        RoutedBackend backend,
+        string key,
+        BackendUnavailability unavailability,
+        DateTimeOffset now)
+    {
+        try
+        {
+            await _selector.Store.MarkUnavailableAsync(key, unavailability, now, context.CancellationToken)
+                .ConfigureAwait(context.ContinueOnCapturedContext);
+        }
+        catch (Exception e) when (!context.CancellationToken.IsCancellationRequested)
+        {
+            // A failing store never fails a request: this attempt still fails over, later ones may retry the backend.
+            Log.StoreWriteFailed(_logger, backend.Name, e);
+        }
+    }
+
+    private void RecordUnavailable(RoutedBackend backend, BackendUnavailableReason reason)
+    {
+        var tags = _tags;
+        tags.Add(PriorityRoutingTags.BackendName, backend.Name);
+        tags.Add(PriorityRoutingTags.BackendPriority, backend.Priority);
+        tags.Add(PriorityRoutingTags.Reason, PriorityRoutingTags.ToTagValue(reason));
+        _metrics.BackendsMarkedUnavailable.Add(1, tags);
     }
 
     private void RecordAttempt(RoutedBackend backend, Outcome<HttpResponseMessage> outcome, string outcomeTag)
@@ -304,11 +427,12 @@ internal sealed partial class PriorityRoutingResilienceStrategy : ResilienceStra
         HttpRequestMessage original,
         int attemptCount,
         bool throttledInThisCall,
-        DateTimeOffset now)
+        DateTimeOffset now,
+        string? partition)
     {
         // 429 when throttling is why nothing is left: a pending throttle deadline, or a throttle seen by this call
         // (a backend that said "Retry-After: 0" is free again, yet the call was throttled).
-        var (retryAfter, throttled) = _selector.GetExhaustion(now);
+        var (retryAfter, throttled) = _selector.GetExhaustion(now, partition);
         var statusCode = throttled || throttledInThisCall ? HttpStatusCode.TooManyRequests : HttpStatusCode.ServiceUnavailable;
         var outcome = Outcome.FromResult(ExhaustedResponse.Create(statusCode, retryAfter, original));
 

@@ -1,3 +1,5 @@
+using System.Collections.Concurrent;
+
 namespace Polly.PriorityRouting;
 
 /// <summary>
@@ -22,6 +24,10 @@ internal sealed class RoutedBackend
         Headers = [.. backend.Headers];
         BearerTokenProvider = backend.BearerTokenProvider;
     }
+
+    private const int MaxCachedPartitionKeys = 1024;
+
+    private readonly ConcurrentDictionary<string, string> _partitionKeys = new(StringComparer.Ordinal);
 
     public string Name { get; }
 
@@ -57,6 +63,25 @@ internal sealed class RoutedBackend
         }
 
         return false;
+    }
+
+    /// <summary>Returns the store key of a throttle partition on this backend: <c>{name}#{partition}</c>.</summary>
+    public string GetPartitionKey(string partition)
+    {
+        if (_partitionKeys.TryGetValue(partition, out var key))
+        {
+            return key;
+        }
+
+        key = string.Concat(Name, PriorityRoutingConstants.PartitionSeparator.ToString(), partition);
+
+        // Partitions are few (deployments); the cap keeps a misbehaving partition function from growing memory.
+        if (_partitionKeys.Count < MaxCachedPartitionKeys)
+        {
+            _partitionKeys.TryAdd(partition, key);
+        }
+
+        return key;
     }
 
     /// <summary>Returns the name only: header values are secrets.</summary>

@@ -111,6 +111,33 @@ internal static class ThrottleSignalParser
     }
 
     /// <summary>
+    /// Reads a budget that a response reports as exhausted (<c>x-ratelimit-remaining-requests: 0</c> or
+    /// <c>x-ratelimit-remaining-tokens: 0</c>) and the matching reset; the later one when both are exhausted.
+    /// </summary>
+    /// <returns><see langword="true"/> when a budget is exhausted and its reset parses.</returns>
+    public static bool TryGetExhaustedBudgetReset(HttpResponseHeaders headers, TimeSpan maxCooldown, out TimeSpan cooldown)
+    {
+        var found = false;
+        var seconds = 0d;
+        if (IsZero(headers, PriorityRoutingConstants.RateLimitRemainingRequestsHeader) &&
+            TryGetDuration(headers, PriorityRoutingConstants.RateLimitResetRequestsHeader, out var requests))
+        {
+            seconds = requests;
+            found = true;
+        }
+
+        if (IsZero(headers, PriorityRoutingConstants.RateLimitRemainingTokensHeader) &&
+            TryGetDuration(headers, PriorityRoutingConstants.RateLimitResetTokensHeader, out var tokens))
+        {
+            seconds = Math.Max(seconds, tokens);
+            found = true;
+        }
+
+        cooldown = found ? Clamp(seconds, maxCooldown) : default;
+        return found;
+    }
+
+    /// <summary>
     /// Parses a duration in seconds: a plain number (<c>1.5</c>) or Go's duration form used by OpenAI
     /// (<c>1s</c>, <c>6m0s</c>, <c>20ms</c>, <c>1h2m3.5s</c>).
     /// </summary>

@@ -30,6 +30,7 @@ internal static class PriorityRoutingTags
         BackendUnavailableReason.ServerError => "server_error",
         BackendUnavailableReason.TransportError => "transport_error",
         BackendUnavailableReason.Timeout => "timeout",
+        BackendUnavailableReason.Ejected => "ejected",
         _ => "other",
     };
 }
