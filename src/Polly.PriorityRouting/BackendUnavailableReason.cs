@@ -3,6 +3,9 @@ namespace Polly.PriorityRouting;
 /// <summary>
 /// Why a backend was taken out of rotation.
 /// </summary>
+/// <remarks>
+/// The numeric values travel between replicas through distributed stores: they are never renumbered, only added.
+/// </remarks>
 public enum BackendUnavailableReason
 {
     /// <summary>
