@@ -1,0 +1,4 @@
+namespace Polly.PriorityRouting.SdkTests.Support;
+
+/// <summary>One request as a fake backend received it.</summary>
+internal sealed record RecordedRequest(string Method, string Path, string Query, IReadOnlyDictionary<string, string> Headers, string Body);
