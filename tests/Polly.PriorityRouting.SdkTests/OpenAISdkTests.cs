@@ -23,7 +23,7 @@ public sealed class OpenAISdkTests : FakeBackendsTestBase
         completion.Id.Should().Be("chatcmpl-a-1");
         completion.Model.Should().Be("gpt-4o");
         completion.FinishReason.Should().Be(ChatFinishReason.Stop);
-        completion.Usage.TotalTokens.Should().Be(12);
+        completion.Usage.TotalTokenCount.Should().Be(12);
         (A.Hits, B.Hits).Should().Be((1, 0));
         var request = A.Served.Single();
         (request.Method, request.Path, request.Query).Should().Be(("POST", "/v1/chat/completions", string.Empty));
@@ -77,7 +77,7 @@ public sealed class OpenAISdkTests : FakeBackendsTestBase
         text.ToString().Should().Be("Streaming works across a failover.");
         updates.Should().Be(8, "role, five words, finish and usage chunks");
         finish.Should().Be(ChatFinishReason.Stop);
-        usage!.TotalTokens.Should().Be(14);
+        usage!.TotalTokenCount.Should().Be(14);
         (A.Hits, B.Hits).Should().Be((1, 1));
         B.Served.Single().Body.Should().Contain("\"stream\":true");
     }
