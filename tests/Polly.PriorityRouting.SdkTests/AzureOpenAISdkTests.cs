@@ -1,0 +1,71 @@
+using System.ClientModel;
+using System.Text;
+using Azure.AI.OpenAI;
+using OpenAI.Chat;
+using Polly.PriorityRouting.SdkTests.Support;
+
+namespace Polly.PriorityRouting.SdkTests;
+
+/// <summary>Azure.AI.OpenAI's <see cref="AzureOpenAIClient"/> over an <see cref="HttpClient"/> with priority routing.</summary>
+public sealed class AzureOpenAISdkTests : FakeBackendsTestBase
+{
+    private const string Deployment = "gpt-4o-prod";
+
+    private static readonly ChatMessage[] Messages = [new UserChatMessage("Say hello.")];
+
+    [Fact]
+    public async Task Failover_keeps_the_deployment_path_and_api_version_and_sends_each_backend_only_its_own_key()
+    {
+        A.ThrottleFor(TimeSpan.FromSeconds(30));
+        B.ThrottleFor(TimeSpan.FromSeconds(30));
+        using var host = new SdkClientHost(SdkClientHost.Route(
+            (A, 1, "api-key", "key-a"), (B, 2, "api-key", "key-b"), (C, 3, "api-key", "key-c")));
+        var chat = CreateChatClient(host);
+
+        ChatCompletion completion = await chat.CompleteChatAsync(Messages);
+
+        completion.Content.Single().Text.Should().Be("Hello from c.");
+        completion.Model.Should().Be(Deployment);
+        (A.Hits, B.Hits, C.Hits).Should().Be((1, 1, 1));
+        foreach (var (backend, key) in new[] { (A, "key-a"), (B, "key-b"), (C, "key-c") })
+        {
+            var request = backend.Received.Single().Request;
+            request.Path.Should().Be($"/openai/deployments/{Deployment}/chat/completions");
+            request.Query.Should().Be("?api-version=2024-10-21");
+            request.Headers["api-key"].Should().Be(key, "each backend receives only its own key, never the SDK's placeholder");
+            request.Headers.Should().NotContainKey("Authorization");
+        }
+    }
+
+    [Fact]
+    public async Task A_streamed_completion_fails_over_invisibly()
+    {
+        A.ThrottleFor(TimeSpan.FromSeconds(30));
+        using var host = new SdkClientHost(SdkClientHost.Route((A, 1, "api-key", "key-a"), (B, 1, "api-key", "key-b")));
+        var chat = CreateChatClient(host);
+        var text = new StringBuilder();
+
+        for (var call = 0; call < 2; call++)
+        {
+            await foreach (StreamingChatCompletionUpdate update in chat.CompleteChatStreamingAsync(Messages))
+            {
+                foreach (var part in update.ContentUpdate)
+                {
+                    text.Append(part.Text);
+                }
+            }
+        }
+
+        text.ToString().Should().Be("Hello from b.Hello from b.");
+        (A.Hits, B.Hits).Should().Be((1, 2), "the same tier fails over, and the throttled backend is then skipped");
+    }
+
+    internal static ChatClient CreateChatClient(SdkClientHost host)
+    {
+        var azure = new AzureOpenAIClient(
+            new Uri("http://placeholder/"),                 // the routing replaces scheme, host and port per attempt
+            new ApiKeyCredential("placeholder"),            // replaced by each backend's own "api-key" header
+            new AzureOpenAIClientOptions(AzureOpenAIClientOptions.ServiceVersion.V2024_10_21) { Transport = host.Transport });
+        return azure.GetChatClient(Deployment);
+    }
+}
