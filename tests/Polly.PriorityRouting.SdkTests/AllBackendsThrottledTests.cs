@@ -1,9 +1,11 @@
 using System.ClientModel;
 using System.ClientModel.Primitives;
 using System.Diagnostics;
+using System.Globalization;
 using OpenAI;
 using OpenAI.Chat;
 using Polly.PriorityRouting.SdkTests.Support;
+using Xunit.Abstractions;
 
 namespace Polly.PriorityRouting.SdkTests;
 
@@ -11,41 +13,80 @@ namespace Polly.PriorityRouting.SdkTests;
 /// Every backend is throttled for about a second: the call still succeeds after about a second. Who waits depends on
 /// the composition, and an SDK attempt recorder tells which one did.
 /// </summary>
-public sealed class AllBackendsThrottledTests : FakeBackendsTestBase
+public sealed class AllBackendsThrottledTests(ITestOutputHelper output) : FakeBackendsTestBase
 {
     private static readonly ChatMessage[] Messages = [new UserChatMessage("Say hello.")];
 
     [Fact]
     public async Task With_the_documented_composition_the_outer_Polly_retry_waits_and_the_SDK_sees_one_success()
     {
-        var stopwatch = ThrottleBothForOneSecond();
+        var stopwatch = Throttle(TimeSpan.FromSeconds(1));
         using var host = new SdkClientHost(SdkClientHost.Route((A, 1, null, null), (B, 2, null, null)), outerRetry: true);
         var recorder = new SdkAttemptRecorder();
         var chat = OpenAISdkTests.CreateChatClient(host, recorder);
 
         ChatCompletion completion = await chat.CompleteChatAsync(Messages);
 
+        Log(stopwatch);
         stopwatch.Elapsed.Should().BeGreaterThan(TimeSpan.FromSeconds(0.9)).And.BeLessThan(TimeSpan.FromSeconds(8));
         completion.Content.Single().Text.Should().Be("Hello from a.");
         // The exhausted 429 is answered inside the HttpClient: the outer retry reads its Retry-After (1 s) and tries
         // again before the SDK sees anything, so the SDK made exactly one attempt and its own retry never ran.
+        // Polly's RetryAfterHelper reads only Retry-After (whole seconds): with 1.4 s of throttling it waits 2 s.
         recorder.Statuses.Should().Equal(200);
         (A.Hits, A.Throttled, B.Hits, B.Throttled).Should().Be((2, 1, 1, 1));
     }
 
     [Fact]
-    public async Task Without_an_outer_retry_the_SDK_own_retry_honours_retry_after_ms()
+    public async Task Without_an_outer_retry_the_OpenAI_SDK_retries_itself_after_Retry_After()
     {
-        var stopwatch = ThrottleBothForOneSecond();
+        var stopwatch = Throttle(TimeSpan.FromSeconds(1));
         using var host = new SdkClientHost(SdkClientHost.Route((A, 1, null, null), (B, 2, null, null)), outerRetry: false);
         var recorder = new SdkAttemptRecorder();
         var chat = OpenAISdkTests.CreateChatClient(host, recorder);
 
         ChatCompletion completion = await chat.CompleteChatAsync(Messages);
 
+        Log(stopwatch);
         stopwatch.Elapsed.Should().BeGreaterThan(TimeSpan.FromSeconds(0.9)).And.BeLessThan(TimeSpan.FromSeconds(8));
         completion.Content.Single().Text.Should().Be("Hello from a.");
         // The SDK got the strategy's exhausted 429 and retried it itself, after the advertised delay.
+        recorder.Statuses.Should().Equal(429, 200);
+        (A.Hits, A.Throttled, B.Hits, B.Throttled).Should().Be((2, 1, 1, 1));
+    }
+
+    [Fact]
+    public async Task The_OpenAI_SDK_waits_whole_Retry_After_seconds_not_retry_after_ms()
+    {
+        // 1.4 s of throttling: the exhausted answer says retry-after-ms ≈ 1400 and Retry-After: 2 (rounded up).
+        // System.ClientModel's ClientRetryPolicy (OpenAI 2.15 / System.ClientModel 1.16) reads only Retry-After.
+        var stopwatch = Throttle(TimeSpan.FromSeconds(1.4));
+        using var host = new SdkClientHost(SdkClientHost.Route((A, 1, null, null), (B, 2, null, null)), outerRetry: false);
+        var recorder = new SdkAttemptRecorder();
+        var chat = OpenAISdkTests.CreateChatClient(host, recorder);
+
+        ChatCompletion completion = await chat.CompleteChatAsync(Messages);
+
+        Log(stopwatch);
+        stopwatch.Elapsed.Should().BeGreaterThan(TimeSpan.FromSeconds(1.95)).And.BeLessThan(TimeSpan.FromSeconds(8));
+        completion.Content.Single().Text.Should().Be("Hello from a.");
+        recorder.Statuses.Should().Equal(429, 200);
+    }
+
+    [Fact]
+    public async Task Without_an_outer_retry_the_Azure_SDK_retries_itself_after_retry_after_ms()
+    {
+        // Azure.AI.OpenAI's own retry policy reads retry-after-ms (and x-ms-retry-after-ms) before Retry-After.
+        var stopwatch = Throttle(TimeSpan.FromSeconds(1.4));
+        using var host = new SdkClientHost(SdkClientHost.Route((A, 1, "api-key", "key-a"), (B, 2, "api-key", "key-b")), outerRetry: false);
+        var recorder = new SdkAttemptRecorder();
+        var chat = AzureOpenAISdkTests.CreateChatClient(host, recorder);
+
+        ChatCompletion completion = await chat.CompleteChatAsync(Messages);
+
+        Log(stopwatch);
+        stopwatch.Elapsed.Should().BeGreaterThan(TimeSpan.FromSeconds(1.3)).And.BeLessThan(TimeSpan.FromSeconds(1.95));
+        completion.Content.Single().Text.Should().Be("Hello from a.");
         recorder.Statuses.Should().Equal(429, 200);
         (A.Hits, A.Throttled, B.Hits, B.Throttled).Should().Be((2, 1, 1, 1));
     }
@@ -70,20 +111,26 @@ public sealed class AllBackendsThrottledTests : FakeBackendsTestBase
         error.Status.Should().Be(429);
         var response = error.GetRawResponse()!;
         response.Headers.TryGetValue("Retry-After", out var retryAfter).Should().BeTrue();
-        retryAfter.Should().Be("20");
         response.Headers.TryGetValue("retry-after-ms", out var retryAfterMs).Should().BeTrue();
-        long.Parse(retryAfterMs!, System.Globalization.CultureInfo.InvariantCulture).Should().BeInRange(19_000, 20_000);
-        response.Content.ToString().Should().StartWith("{\"error\":{\"code\":\"all_backends_throttled\",\"message\":\"All backends are throttled. Retry after 20 seconds.\"}}");
+        // B, the soonest to free up, counts down from 20 s: whole seconds are the milliseconds rounded up.
+        var milliseconds = long.Parse(retryAfterMs!, CultureInfo.InvariantCulture);
+        milliseconds.Should().BeInRange(15_000, 20_000);
+        var seconds = (long)Math.Ceiling(milliseconds / 1000.0);
+        retryAfter.Should().Be(seconds.ToString(CultureInfo.InvariantCulture));
+        response.Content.ToString().Should().Be(
+            $"{{\"error\":{{\"code\":\"all_backends_throttled\",\"message\":\"All backends are throttled. Retry after {seconds} seconds.\"}}}}");
         (A.Hits, B.Hits).Should().Be((1, 1));
     }
 
-    /// <summary>Both backends answer 429 until one second from now; the returned stopwatch runs from now.</summary>
-    private Stopwatch ThrottleBothForOneSecond()
+    /// <summary>Both backends answer 429 for <paramref name="duration"/> from now; the stopwatch runs from now.</summary>
+    private Stopwatch Throttle(TimeSpan duration)
     {
         var stopwatch = Stopwatch.StartNew();
-        var until = DateTimeOffset.UtcNow.AddSeconds(1);
+        var until = DateTimeOffset.UtcNow + duration;
         A.ThrottleUntil(until);
         B.ThrottleUntil(until);
         return stopwatch;
     }
+
+    private void Log(Stopwatch stopwatch) => output.WriteLine($"elapsed {stopwatch.Elapsed.TotalMilliseconds:F0} ms");
 }

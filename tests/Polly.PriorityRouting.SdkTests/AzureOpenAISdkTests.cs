@@ -1,4 +1,5 @@
 using System.ClientModel;
+using System.ClientModel.Primitives;
 using System.Text;
 using Azure.AI.OpenAI;
 using OpenAI.Chat;
@@ -41,7 +42,7 @@ public sealed class AzureOpenAISdkTests : FakeBackendsTestBase
     public async Task A_streamed_completion_fails_over_invisibly()
     {
         A.ThrottleFor(TimeSpan.FromSeconds(30));
-        using var host = new SdkClientHost(SdkClientHost.Route((A, 1, "api-key", "key-a"), (B, 1, "api-key", "key-b")));
+        using var host = new SdkClientHost(SdkClientHost.Route((A, 1, "api-key", "key-a"), (B, 2, "api-key", "key-b")));
         var chat = CreateChatClient(host);
         var text = new StringBuilder();
 
@@ -57,15 +58,24 @@ public sealed class AzureOpenAISdkTests : FakeBackendsTestBase
         }
 
         text.ToString().Should().Be("Hello from b.Hello from b.");
-        (A.Hits, B.Hits).Should().Be((1, 2), "the same tier fails over, and the throttled backend is then skipped");
+        (A.Hits, B.Hits).Should().Be((1, 2), "the throttled backend is skipped on the second call");
     }
 
-    internal static ChatClient CreateChatClient(SdkClientHost host)
+    internal static ChatClient CreateChatClient(SdkClientHost host, SdkAttemptRecorder? recorder = null)
     {
+        var options = new AzureOpenAIClientOptions(AzureOpenAIClientOptions.ServiceVersion.V2024_10_21)
+        {
+            Transport = host.Transport,                     // every call goes through the "aoai" HttpClient
+        };
+        if (recorder is not null)
+        {
+            options.AddPolicy(recorder, PipelinePosition.PerTry);
+        }
+
         var azure = new AzureOpenAIClient(
             new Uri("http://placeholder/"),                 // the routing replaces scheme, host and port per attempt
             new ApiKeyCredential("placeholder"),            // replaced by each backend's own "api-key" header
-            new AzureOpenAIClientOptions(AzureOpenAIClientOptions.ServiceVersion.V2024_10_21) { Transport = host.Transport });
+            options);
         return azure.GetChatClient(Deployment);
     }
 }

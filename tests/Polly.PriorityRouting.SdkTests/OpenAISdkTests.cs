@@ -1,4 +1,5 @@
 using System.ClientModel;
+using System.ClientModel.Primitives;
 using System.Text;
 using OpenAI;
 using OpenAI.Chat;
@@ -109,7 +110,7 @@ public sealed class OpenAISdkTests : FakeBackendsTestBase
         };
         if (recorder is not null)
         {
-            options.AddPolicy(recorder, System.ClientModel.Primitives.PipelinePosition.PerTry);
+            options.AddPolicy(recorder, PipelinePosition.PerTry);
         }
 
         return new ChatClient("gpt-4o", new ApiKeyCredential("sk-placeholder"), options);
