@@ -97,13 +97,7 @@ public sealed class AllBackendsThrottledTests(ITestOutputHelper output) : FakeBa
         A.ThrottleFor(TimeSpan.FromSeconds(30));
         B.ThrottleFor(TimeSpan.FromSeconds(20));
         using var host = new SdkClientHost(SdkClientHost.Route((A, 1, null, null), (B, 2, null, null)), outerRetry: false);
-        var options = new OpenAIClientOptions
-        {
-            Transport = host.Transport,
-            Endpoint = new Uri("http://placeholder/v1"),
-            RetryPolicy = new ClientRetryPolicy(maxRetries: 0),
-        };
-        var chat = new ChatClient("gpt-4o", new ApiKeyCredential("sk-placeholder"), options);
+        var chat = OpenAISdkTests.CreateChatClient(host, sdkRetries: 0);
 
         var act = () => chat.CompleteChatAsync(Messages);
 

@@ -101,13 +101,21 @@ public sealed class OpenAISdkTests : FakeBackendsTestBase
         C.Received.Single().Request.Headers["Authorization"].Should().Be("Bearer sk-c");
     }
 
-    internal static ChatClient CreateChatClient(SdkClientHost host, SdkAttemptRecorder? recorder = null)
+    /// <param name="host">The routing HttpClient.</param>
+    /// <param name="recorder">Records the SDK's own attempts, if given.</param>
+    /// <param name="sdkRetries">The SDK's own retries; null keeps its default (3).</param>
+    internal static ChatClient CreateChatClient(SdkClientHost host, SdkAttemptRecorder? recorder = null, int? sdkRetries = null)
     {
         var options = new OpenAIClientOptions
         {
             Transport = host.Transport,                      // every call goes through the "aoai" HttpClient
             Endpoint = new Uri("http://placeholder/v1"),     // the routing replaces scheme, host and port per attempt
         };
+        if (sdkRetries is not null)
+        {
+            options.RetryPolicy = new ClientRetryPolicy(sdkRetries.Value);
+        }
+
         if (recorder is not null)
         {
             options.AddPolicy(recorder, PipelinePosition.PerTry);

@@ -15,8 +15,9 @@ namespace Polly.PriorityRouting.SdkTests.Support;
 /// <summary>
 /// A loopback Azure OpenAI / OpenAI chat-completions service: a real Kestrel server on 127.0.0.1 and a random port that
 /// serves <c>POST /openai/deployments/{deployment}/chat/completions?api-version=…</c> (Azure style) and
-/// <c>POST /v1/chat/completions</c> (OpenAI style), plain or streamed as server-sent events, and can be told to throttle
-/// with the headers and error body the real services send. It records every request it receives.
+/// <c>POST /v1/chat/completions</c> (OpenAI style), under any base path (as behind a gateway), plain or streamed as
+/// server-sent events, and can be told to throttle with the headers and error body the real services send. It records
+/// every request it receives.
 /// </summary>
 internal sealed partial class FakeOpenAIBackend : IAsyncDisposable
 {
@@ -83,7 +84,10 @@ internal sealed partial class FakeOpenAIBackend : IAsyncDisposable
         await _app.DisposeAsync();
     }
 
-    [GeneratedRegex("^/openai/deployments/(?<deployment>[^/]+)/chat/completions$")]
+    /// <summary>How long a completion takes before its first byte.</summary>
+    public TimeSpan Latency { get; set; }
+
+    [GeneratedRegex("^(/[^/]+)*/openai/deployments/(?<deployment>[^/]+)/chat/completions$")]
     private static partial Regex AzureChatPath();
 
     private static Task WriteJsonAsync(HttpContext context, int status, JsonNode body)
@@ -123,7 +127,7 @@ internal sealed partial class FakeOpenAIBackend : IAsyncDisposable
 
         var azure = AzureChatPath().Match(request.Path);
         var apiVersion = context.Request.Query["api-version"].ToString();
-        if (!HttpMethods.IsPost(request.Method) || (!azure.Success && request.Path != "/v1/chat/completions"))
+        if (!HttpMethods.IsPost(request.Method) || (!azure.Success && !request.Path.EndsWith("/v1/chat/completions", StringComparison.Ordinal)))
         {
             Received.Enqueue((request, false));
             await WriteJsonAsync(context, 404, Error("404", "Resource not found"));
@@ -146,6 +150,7 @@ internal sealed partial class FakeOpenAIBackend : IAsyncDisposable
         }
 
         Received.Enqueue((request, false));
+        await Task.Delay(Latency, context.RequestAborted);
         var json = JsonNode.Parse(body)!.AsObject();
         var model = json["model"]?.GetValue<string>() ?? azure.Groups["deployment"].Value;
         var id = $"chatcmpl-{Name}-{Hits}";

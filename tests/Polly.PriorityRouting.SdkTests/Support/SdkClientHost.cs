@@ -6,7 +6,8 @@ namespace Polly.PriorityRouting.SdkTests.Support;
 
 /// <summary>
 /// A DI container with the named <see cref="HttpClient"/> "aoai" registered exactly as the README documents it:
-/// an outer retry that honours <c>Retry-After</c>, priority routing, and a per-attempt timeout.
+/// an outer retry that honours <c>Retry-After</c>, priority routing, and a per-attempt timeout — or, if given, the
+/// <c>pipeline</c> a recipe composes.
 /// </summary>
 internal sealed class SdkClientHost : IDisposable
 {
@@ -14,22 +15,26 @@ internal sealed class SdkClientHost : IDisposable
 
     private readonly ServiceProvider _services;
 
-    public SdkClientHost(PriorityRoutingStrategyOptions options, bool outerRetry = true)
+    public SdkClientHost(
+        PriorityRoutingStrategyOptions options,
+        bool outerRetry = true,
+        Action<ResiliencePipelineBuilder<HttpResponseMessage>>? pipeline = null)
     {
         options.StateStore ??= new InMemoryBackendStateStore();
         Options = options;
+        pipeline ??= b =>
+        {
+            if (outerRetry)
+            {
+                b.AddRetry(new HttpRetryStrategyOptions { ShouldRetryAfterHeader = true });
+            }
+
+            b.AddPriorityRouting(options)
+             .AddTimeout(TimeSpan.FromSeconds(30));
+        };
         var services = new ServiceCollection();
         services.AddHttpClient(ClientName, c => c.BaseAddress = new Uri("http://placeholder/"))
-            .AddResilienceHandler(ClientName, b =>
-            {
-                if (outerRetry)
-                {
-                    b.AddRetry(new HttpRetryStrategyOptions { ShouldRetryAfterHeader = true });
-                }
-
-                b.AddPriorityRouting(options)
-                 .AddTimeout(TimeSpan.FromSeconds(30));
-            });
+            .AddResilienceHandler(ClientName, pipeline);
         _services = services.BuildServiceProvider();
         Client = _services.GetRequiredService<IHttpClientFactory>().CreateClient(ClientName);
         Transport = new HttpClientPipelineTransport(Client);
