@@ -84,6 +84,29 @@ public sealed class OpenAISdkTests : FakeBackendsTestBase
     }
 
     [Fact]
+    public async Task Streamed_words_reach_the_SDK_while_the_backend_is_still_writing()
+    {
+        A.ThrottleFor(TimeSpan.FromSeconds(30));
+        var pause = new TaskCompletionSource(TaskCreationOptions.RunContinuationsAsynchronously);
+        B.StreamPause = pause.Task;
+        using var host = new SdkClientHost(SdkClientHost.Route((A, 1, null, null), (B, 2, null, null)));
+        var chat = CreateChatClient(host);
+        var words = new List<string>();
+
+        await foreach (StreamingChatCompletionUpdate update in chat.CompleteChatStreamingAsync(Messages))
+        {
+            words.AddRange(update.ContentUpdate.Select(p => p.Text).Where(t => t.Length > 0));
+            if (words.Count == 1)
+            {
+                pause.Task.IsCompleted.Should().BeFalse("the first word arrived while the backend was paused mid-stream");
+                pause.SetResult();
+            }
+        }
+
+        words.Should().Equal("Hello", " from", " b.");
+    }
+
+    [Fact]
     public async Task Each_backend_receives_only_its_own_key()
     {
         A.ThrottleFor(TimeSpan.FromSeconds(30));

@@ -84,6 +84,9 @@ internal sealed partial class FakeOpenAIBackend : IAsyncDisposable
         await _app.DisposeAsync();
     }
 
+    /// <summary>When set, a stream pauses after its first word until this task completes.</summary>
+    public Task? StreamPause { get; set; }
+
     /// <summary>How long a completion takes before its first byte.</summary>
     public TimeSpan Latency { get; set; }
 
@@ -219,9 +222,13 @@ internal sealed partial class FakeOpenAIBackend : IAsyncDisposable
         }
 
         await Chunk(new JsonObject { ["role"] = "assistant", ["content"] = string.Empty, ["refusal"] = null }, null);
-        foreach (var word in Words())
+        foreach (var (word, index) in Words().Select((w, i) => (w, i)))
         {
             await Chunk(new JsonObject { ["content"] = word }, null);
+            if (index == 0 && StreamPause is { } pause)
+            {
+                await pause.WaitAsync(TimeSpan.FromSeconds(10), context.RequestAborted);
+            }
         }
 
         await Chunk([], "stop");
