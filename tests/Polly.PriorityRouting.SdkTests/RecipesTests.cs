@@ -144,6 +144,8 @@ public sealed class RecipesTests : FakeBackendsTestBase
         (await call.Should().ThrowAsync<ClientResultException>()).Which.Status.Should().Be(429);
         (await call.Should().ThrowAsync<ClientResultException>()).Which.Status.Should().Be(429);
         await call.Should().ThrowAsync<BrokenCircuitException>();
+        HttpClientResiliencePredicates.IsTransientHttpException(new BrokenCircuitException())
+            .Should().BeFalse("so the default outer retry lets an open circuit fail fast");
         (A.Hits, B.Hits).Should().Be((1, 3), "the second exhausted answer came from the store, without a backend call");
     }
 
