@@ -4,6 +4,7 @@ using OpenAI.Chat;
 using Polly.CircuitBreaker;
 using Polly.PriorityRouting.SdkTests.Support;
 using Polly.RateLimiting;
+using Polly.Retry;
 
 namespace Polly.PriorityRouting.SdkTests;
 
@@ -144,8 +145,10 @@ public sealed class RecipesTests : FakeBackendsTestBase
         (await call.Should().ThrowAsync<ClientResultException>()).Which.Status.Should().Be(429);
         (await call.Should().ThrowAsync<ClientResultException>()).Which.Status.Should().Be(429);
         await call.Should().ThrowAsync<BrokenCircuitException>();
-        HttpClientResiliencePredicates.IsTransientHttpException(new BrokenCircuitException())
-            .Should().BeFalse("so the default outer retry lets an open circuit fail fast");
+        var openCircuit = new RetryPredicateArguments<HttpResponseMessage>(
+            ResilienceContextPool.Shared.Get(), Outcome.FromException<HttpResponseMessage>(new BrokenCircuitException()), attemptNumber: 0);
+        (await new HttpRetryStrategyOptions().ShouldHandle(openCircuit))
+            .Should().BeFalse("the default outer retry lets an open circuit fail fast");
         (A.Hits, B.Hits).Should().Be((1, 3), "the second exhausted answer came from the store, without a backend call");
     }
 
