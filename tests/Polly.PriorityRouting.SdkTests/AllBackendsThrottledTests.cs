@@ -20,39 +20,23 @@ public sealed class AllBackendsThrottledTests(ITestOutputHelper output) : FakeBa
     [Fact]
     public async Task With_the_documented_composition_the_outer_Polly_retry_waits_and_the_SDK_sees_one_success()
     {
-        var stopwatch = Throttle(TimeSpan.FromSeconds(1));
-        using var host = new SdkClientHost(SdkClientHost.Route((A, 1, null, null), (B, 2, null, null)), outerRetry: true);
-        var recorder = new SdkAttemptRecorder();
-        var chat = OpenAISdkTests.CreateChatClient(host, recorder);
+        var (elapsed, sdkStatuses) = await CallWhileBothThrottledAsync(TimeSpan.FromSeconds(1), outerRetry: true, azure: false);
 
-        ChatCompletion completion = await chat.CompleteChatAsync(Messages);
-
-        Log(stopwatch);
-        stopwatch.Elapsed.Should().BeGreaterThan(TimeSpan.FromSeconds(0.9)).And.BeLessThan(TimeSpan.FromSeconds(8));
-        completion.Content.Single().Text.Should().Be("Hello from a.");
+        elapsed.Should().BeGreaterThan(TimeSpan.FromSeconds(0.9)).And.BeLessThan(TimeSpan.FromSeconds(8));
         // The exhausted 429 is answered inside the HttpClient: the outer retry reads its Retry-After (1 s) and tries
         // again before the SDK sees anything, so the SDK made exactly one attempt and its own retry never ran.
         // Polly's RetryAfterHelper reads only Retry-After (whole seconds): with 1.4 s of throttling it waits 2 s.
-        recorder.Statuses.Should().Equal(200);
-        (A.Hits, A.Throttled, B.Hits, B.Throttled).Should().Be((2, 1, 1, 1));
+        sdkStatuses.Should().Equal(200);
     }
 
     [Fact]
     public async Task Without_an_outer_retry_the_OpenAI_SDK_retries_itself_after_Retry_After()
     {
-        var stopwatch = Throttle(TimeSpan.FromSeconds(1));
-        using var host = new SdkClientHost(SdkClientHost.Route((A, 1, null, null), (B, 2, null, null)), outerRetry: false);
-        var recorder = new SdkAttemptRecorder();
-        var chat = OpenAISdkTests.CreateChatClient(host, recorder);
+        var (elapsed, sdkStatuses) = await CallWhileBothThrottledAsync(TimeSpan.FromSeconds(1), outerRetry: false, azure: false);
 
-        ChatCompletion completion = await chat.CompleteChatAsync(Messages);
-
-        Log(stopwatch);
-        stopwatch.Elapsed.Should().BeGreaterThan(TimeSpan.FromSeconds(0.9)).And.BeLessThan(TimeSpan.FromSeconds(8));
-        completion.Content.Single().Text.Should().Be("Hello from a.");
+        elapsed.Should().BeGreaterThan(TimeSpan.FromSeconds(0.9)).And.BeLessThan(TimeSpan.FromSeconds(8));
         // The SDK got the strategy's exhausted 429 and retried it itself, after the advertised delay.
-        recorder.Statuses.Should().Equal(429, 200);
-        (A.Hits, A.Throttled, B.Hits, B.Throttled).Should().Be((2, 1, 1, 1));
+        sdkStatuses.Should().Equal(429, 200);
     }
 
     [Fact]
@@ -60,35 +44,20 @@ public sealed class AllBackendsThrottledTests(ITestOutputHelper output) : FakeBa
     {
         // 1.4 s of throttling: the exhausted answer says retry-after-ms ≈ 1400 and Retry-After: 2 (rounded up).
         // System.ClientModel's ClientRetryPolicy (OpenAI 2.15 / System.ClientModel 1.16) reads only Retry-After.
-        var stopwatch = Throttle(TimeSpan.FromSeconds(1.4));
-        using var host = new SdkClientHost(SdkClientHost.Route((A, 1, null, null), (B, 2, null, null)), outerRetry: false);
-        var recorder = new SdkAttemptRecorder();
-        var chat = OpenAISdkTests.CreateChatClient(host, recorder);
+        var (elapsed, sdkStatuses) = await CallWhileBothThrottledAsync(TimeSpan.FromSeconds(1.4), outerRetry: false, azure: false);
 
-        ChatCompletion completion = await chat.CompleteChatAsync(Messages);
-
-        Log(stopwatch);
-        stopwatch.Elapsed.Should().BeGreaterThan(TimeSpan.FromSeconds(1.95)).And.BeLessThan(TimeSpan.FromSeconds(8));
-        completion.Content.Single().Text.Should().Be("Hello from a.");
-        recorder.Statuses.Should().Equal(429, 200);
+        elapsed.Should().BeGreaterThan(TimeSpan.FromSeconds(1.95)).And.BeLessThan(TimeSpan.FromSeconds(8));
+        sdkStatuses.Should().Equal(429, 200);
     }
 
     [Fact]
     public async Task Without_an_outer_retry_the_Azure_SDK_retries_itself_after_retry_after_ms()
     {
         // Azure.AI.OpenAI's own retry policy reads retry-after-ms (and x-ms-retry-after-ms) before Retry-After.
-        var stopwatch = Throttle(TimeSpan.FromSeconds(1.4));
-        using var host = new SdkClientHost(SdkClientHost.Route((A, 1, "api-key", "key-a"), (B, 2, "api-key", "key-b")), outerRetry: false);
-        var recorder = new SdkAttemptRecorder();
-        var chat = AzureOpenAISdkTests.CreateChatClient(host, recorder);
+        var (elapsed, sdkStatuses) = await CallWhileBothThrottledAsync(TimeSpan.FromSeconds(1.4), outerRetry: false, azure: true);
 
-        ChatCompletion completion = await chat.CompleteChatAsync(Messages);
-
-        Log(stopwatch);
-        stopwatch.Elapsed.Should().BeGreaterThan(TimeSpan.FromSeconds(1.3)).And.BeLessThan(TimeSpan.FromSeconds(1.95));
-        completion.Content.Single().Text.Should().Be("Hello from a.");
-        recorder.Statuses.Should().Equal(429, 200);
-        (A.Hits, A.Throttled, B.Hits, B.Throttled).Should().Be((2, 1, 1, 1));
+        elapsed.Should().BeGreaterThan(TimeSpan.FromSeconds(1.3)).And.BeLessThan(TimeSpan.FromSeconds(1.95));
+        sdkStatuses.Should().Equal(429, 200);
     }
 
     [Fact]
@@ -116,15 +85,27 @@ public sealed class AllBackendsThrottledTests(ITestOutputHelper output) : FakeBa
         (A.Hits, B.Hits).Should().Be((1, 1));
     }
 
-    /// <summary>Both backends answer 429 for <paramref name="duration"/> from now; the stopwatch runs from now.</summary>
-    private Stopwatch Throttle(TimeSpan duration)
+    /// <summary>
+    /// Throttles A (tier 1) and B (tier 2) for <paramref name="duration"/>, makes one chat completion through the OpenAI
+    /// or the Azure SDK, checks that A answered it after exactly one 429 from each, and returns how long it took and the
+    /// status of each attempt the SDK itself made.
+    /// </summary>
+    private async Task<(TimeSpan Elapsed, int[] SdkStatuses)> CallWhileBothThrottledAsync(TimeSpan duration, bool outerRetry, bool azure)
     {
         var stopwatch = Stopwatch.StartNew();
         var until = DateTimeOffset.UtcNow + duration;
         A.ThrottleUntil(until);
         B.ThrottleUntil(until);
-        return stopwatch;
-    }
+        using var host = new SdkClientHost(SdkClientHost.Route((A, 1, "api-key", "key-a"), (B, 2, "api-key", "key-b")), outerRetry);
+        var recorder = new SdkAttemptRecorder();
+        var chat = azure ? AzureOpenAISdkTests.CreateChatClient(host, recorder) : OpenAISdkTests.CreateChatClient(host, recorder);
 
-    private void Log(Stopwatch stopwatch) => output.WriteLine($"elapsed {stopwatch.Elapsed.TotalMilliseconds:F0} ms");
+        ChatCompletion completion = await chat.CompleteChatAsync(Messages);
+
+        var elapsed = stopwatch.Elapsed;
+        output.WriteLine($"elapsed {elapsed.TotalMilliseconds:F0} ms");
+        completion.Content.Single().Text.Should().Be("Hello from a.");
+        (A.Hits, A.Throttled, B.Hits, B.Throttled).Should().Be((2, 1, 1, 1));
+        return (elapsed, [.. recorder.Statuses]);
+    }
 }

@@ -17,23 +17,20 @@ public sealed class AzureOpenAISdkTests : FakeBackendsTestBase
     [Fact]
     public async Task Failover_keeps_the_deployment_path_and_api_version_and_sends_each_backend_only_its_own_key()
     {
-        A.ThrottleFor(TimeSpan.FromSeconds(30));
-        B.ThrottleFor(TimeSpan.FromSeconds(30));
-        using var host = new SdkClientHost(SdkClientHost.Route(
-            (A, 1, "api-key", "key-a"), (B, 2, "api-key", "key-b"), (C, 3, "api-key", "key-c")));
+        static string Key(string backend) => $"key-{backend}";
+        using var host = RouteOverThrottledTiersWithOwnKeys("api-key", Key);
         var chat = CreateChatClient(host);
 
         ChatCompletion completion = await chat.CompleteChatAsync(Messages);
 
         completion.Content.Single().Text.Should().Be("Hello from c.");
         completion.Model.Should().Be(Deployment);
-        (A.Hits, B.Hits, C.Hits).Should().Be((1, 1, 1));
-        foreach (var (backend, key) in new[] { (A, "key-a"), (B, "key-b"), (C, "key-c") })
+        EachWasCalledOnceWithItsOwnKey("api-key", Key);
+        foreach (var backend in new[] { A, B, C })
         {
             var request = backend.Received.Single().Request;
             request.Path.Should().Be($"/openai/deployments/{Deployment}/chat/completions");
             request.Query.Should().Be("?api-version=2024-10-21");
-            request.Headers["api-key"].Should().Be(key, "each backend receives only its own key, never the SDK's placeholder");
             request.Headers.Should().NotContainKey("Authorization");
         }
     }

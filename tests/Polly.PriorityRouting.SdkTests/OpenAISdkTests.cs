@@ -109,19 +109,14 @@ public sealed class OpenAISdkTests : FakeBackendsTestBase
     [Fact]
     public async Task Each_backend_receives_only_its_own_key()
     {
-        A.ThrottleFor(TimeSpan.FromSeconds(30));
-        B.ThrottleFor(TimeSpan.FromSeconds(30));
-        using var host = new SdkClientHost(SdkClientHost.Route(
-            (A, 1, "Authorization", "Bearer sk-a"), (B, 1, "Authorization", "Bearer sk-b"), (C, 2, "Authorization", "Bearer sk-c")));
+        static string Key(string backend) => $"Bearer sk-{backend}";
+        using var host = RouteOverThrottledTiersWithOwnKeys("Authorization", Key);
         var chat = CreateChatClient(host);
 
         ChatCompletion completion = await chat.CompleteChatAsync(Messages);
 
         completion.Content.Single().Text.Should().Be("Hello from c.");
-        (A.Hits, B.Hits, C.Hits).Should().Be((1, 1, 1));
-        A.Received.Single().Request.Headers["Authorization"].Should().Be("Bearer sk-a");
-        B.Received.Single().Request.Headers["Authorization"].Should().Be("Bearer sk-b");
-        C.Received.Single().Request.Headers["Authorization"].Should().Be("Bearer sk-c");
+        EachWasCalledOnceWithItsOwnKey("Authorization", Key);
     }
 
     /// <param name="host">The routing HttpClient.</param>
