@@ -26,6 +26,7 @@ internal sealed partial class FakeOpenAIBackend : IAsyncDisposable
 
     private readonly WebApplication _app;
     private long _throttledUntilTicks;
+    private long _nextThrottleTicks;
     private int _hits;
 
     private FakeOpenAIBackend(WebApplication app, string name)
@@ -65,15 +66,22 @@ internal sealed partial class FakeOpenAIBackend : IAsyncDisposable
         return backend;
     }
 
-    /// <summary>Answers 429 until <paramref name="until"/>; the throttle headers count down to that moment.</summary>
-    public FakeOpenAIBackend ThrottleUntil(DateTimeOffset until)
+    /// <summary>Answers 429 for <paramref name="duration"/> from now; the throttle headers count down to its end.</summary>
+    public FakeOpenAIBackend ThrottleFor(TimeSpan duration)
     {
-        Interlocked.Exchange(ref _throttledUntilTicks, until.UtcTicks);
+        Interlocked.Exchange(ref _throttledUntilTicks, (DateTimeOffset.UtcNow + duration).UtcTicks);
         return this;
     }
 
-    /// <summary>Answers 429 for <paramref name="duration"/> from now.</summary>
-    public FakeOpenAIBackend ThrottleFor(TimeSpan duration) => ThrottleUntil(DateTimeOffset.UtcNow + duration);
+    /// <summary>
+    /// Answers 429 for <paramref name="duration"/> from the next request on, so that the window does not depend on how
+    /// long a loaded machine takes to send that request.
+    /// </summary>
+    public FakeOpenAIBackend ThrottleFromNextRequestFor(TimeSpan duration)
+    {
+        Interlocked.Exchange(ref _nextThrottleTicks, duration.Ticks);
+        return this;
+    }
 
     /// <summary>The requests that were answered with a completion.</summary>
     public IReadOnlyList<RecordedRequest> Served => [.. Received.Where(r => !r.Throttled).Select(r => r.Request)];
@@ -118,6 +126,12 @@ internal sealed partial class FakeOpenAIBackend : IAsyncDisposable
     private async Task HandleAsync(HttpContext context)
     {
         Interlocked.Increment(ref _hits);
+        var now = DateTimeOffset.UtcNow;
+        if (Interlocked.Exchange(ref _nextThrottleTicks, 0) is > 0 and var next)
+        {
+            Interlocked.Exchange(ref _throttledUntilTicks, (now + TimeSpan.FromTicks(next)).UtcTicks);
+        }
+
         using var reader = new StreamReader(context.Request.Body);
         var body = await reader.ReadToEndAsync(context.RequestAborted);
         var request = new RecordedRequest(
@@ -125,7 +139,8 @@ internal sealed partial class FakeOpenAIBackend : IAsyncDisposable
             context.Request.Path.Value ?? string.Empty,
             context.Request.QueryString.Value ?? string.Empty,
             context.Request.Headers.ToDictionary(h => h.Key, h => h.Value.ToString(), StringComparer.OrdinalIgnoreCase),
-            body);
+            body,
+            now);
         context.Response.Headers["x-backend"] = Name;
 
         var azure = AzureChatPath().Match(request.Path);
@@ -144,7 +159,7 @@ internal sealed partial class FakeOpenAIBackend : IAsyncDisposable
             return;
         }
 
-        var remaining = new DateTimeOffset(Interlocked.Read(ref _throttledUntilTicks), TimeSpan.Zero) - DateTimeOffset.UtcNow;
+        var remaining = new DateTimeOffset(Interlocked.Read(ref _throttledUntilTicks), TimeSpan.Zero) - now;
         if (remaining > TimeSpan.Zero)
         {
             Received.Enqueue((request, true));
