@@ -122,6 +122,7 @@ public sealed class AllBackendsThrottledTests(ITestOutputHelper output) : FakeBa
     {
         attempts[0].Status.Should().Be(429);
         attempts[^1].Status.Should().Be(200);
-        attempts[1..^1].Should().HaveCountLessThanOrEqualTo(1).And.OnlyContain(a => a.Status == 429 && a.RetryAfterMs == "1");
+        attempts.Should().HaveCountLessThanOrEqualTo(3);
+        attempts[1..^1].Where(a => (a.Status, a.RetryAfterMs) != (429, "1")).Should().BeEmpty();
     }
 }
