@@ -1,8 +1,6 @@
 using System.ClientModel;
-using System.ClientModel.Primitives;
 using System.Diagnostics;
 using System.Globalization;
-using OpenAI;
 using OpenAI.Chat;
 using Polly.PriorityRouting.SdkTests.Support;
 using Xunit.Abstractions;
@@ -10,8 +8,9 @@ using Xunit.Abstractions;
 namespace Polly.PriorityRouting.SdkTests;
 
 /// <summary>
-/// Every backend is throttled for about a second: the call still succeeds after about a second. Who waits depends on
-/// the composition, and an SDK attempt recorder tells which one did.
+/// Every backend is throttled for about a second (1 or 1.4 s): the call still succeeds once they free up. Who waits —
+/// the outer Polly retry or the SDK's own retry, and for how long — depends on the composition and the SDK; an SDK
+/// attempt recorder tells which one did.
 /// </summary>
 public sealed class AllBackendsThrottledTests(ITestOutputHelper output) : FakeBackendsTestBase
 {
@@ -20,7 +19,7 @@ public sealed class AllBackendsThrottledTests(ITestOutputHelper output) : FakeBa
     [Fact]
     public async Task With_the_documented_composition_the_outer_Polly_retry_waits_and_the_SDK_sees_one_success()
     {
-        var (elapsed, wait, sdkAttempts) = await CallWhileBothThrottledAsync(TimeSpan.FromSeconds(1), outerRetry: true, azure: false);
+        var (elapsed, _, sdkAttempts) = await CallWhileBothThrottledAsync(TimeSpan.FromSeconds(1), outerRetry: true, azure: false);
 
         elapsed.Should().BeGreaterThan(TimeSpan.FromSeconds(0.9)).And.BeLessThan(TimeSpan.FromSeconds(8));
         // The exhausted 429 is answered inside the HttpClient: the outer retry reads its Retry-After (1 s) and tries
@@ -32,7 +31,7 @@ public sealed class AllBackendsThrottledTests(ITestOutputHelper output) : FakeBa
     [Fact]
     public async Task Without_an_outer_retry_the_OpenAI_SDK_retries_itself_after_Retry_After()
     {
-        var (elapsed, wait, sdkAttempts) = await CallWhileBothThrottledAsync(TimeSpan.FromSeconds(1), outerRetry: false, azure: false);
+        var (elapsed, _, sdkAttempts) = await CallWhileBothThrottledAsync(TimeSpan.FromSeconds(1), outerRetry: false, azure: false);
 
         elapsed.Should().BeGreaterThan(TimeSpan.FromSeconds(0.9)).And.BeLessThan(TimeSpan.FromSeconds(8));
         // The SDK got the strategy's exhausted 429 and retried it itself, after the advertised delay.
