@@ -1,0 +1,34 @@
+using System.ClientModel.Primitives;
+using System.Collections.Concurrent;
+
+namespace Polly.PriorityRouting.SdkTests.Support;
+
+/// <summary>
+/// A per-try SDK pipeline policy that records the status code (and <c>retry-after-ms</c>) of every attempt the SDK
+/// itself makes, so a test can tell the SDK's own retries apart from the retries inside the <see cref="HttpClient"/>.
+/// </summary>
+internal sealed class SdkAttemptRecorder : PipelinePolicy
+{
+    public ConcurrentQueue<(int Status, string? RetryAfterMs)> Attempts { get; } = new();
+
+    public IReadOnlyList<int> Statuses => [.. Attempts.Select(a => a.Status)];
+
+    public override void Process(PipelineMessage message, IReadOnlyList<PipelinePolicy> pipeline, int currentIndex)
+    {
+        ProcessNext(message, pipeline, currentIndex);
+        Record(message);
+    }
+
+    public override async ValueTask ProcessAsync(PipelineMessage message, IReadOnlyList<PipelinePolicy> pipeline, int currentIndex)
+    {
+        await ProcessNextAsync(message, pipeline, currentIndex);
+        Record(message);
+    }
+
+    private void Record(PipelineMessage message)
+    {
+        string? retryAfterMs = null;
+        message.Response?.Headers.TryGetValue("retry-after-ms", out retryAfterMs);
+        Attempts.Enqueue((message.Response?.Status ?? 0, retryAfterMs));
+    }
+}
