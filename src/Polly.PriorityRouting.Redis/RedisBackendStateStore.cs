@@ -26,8 +26,9 @@ internal sealed partial class RedisBackendStateStore : IBackendStateStore, IAsyn
 {
     private readonly InMemoryBackendStateStore _mirror = new();
 
-    // Backends marked while their deadline could not be written; published by the next successful recovery.
-    private readonly ConcurrentDictionary<string, byte> _unpublished = new(StringComparer.Ordinal);
+    // What this replica itself marked while Redis could not be written; published by the next successful recovery.
+    // Kept apart from the mirror so that only first-hand deadlines are published, never ones learned from others.
+    private readonly ConcurrentDictionary<string, BackendUnavailability> _unpublished = new(StringComparer.Ordinal);
     private readonly SemaphoreSlim _recoveryLock = new(1, 1);
     private readonly TaskCompletionSource _firstSynchronization = new(TaskCreationOptions.RunContinuationsAsynchronously);
     private readonly CancellationTokenSource _disposing = new();
@@ -91,7 +92,7 @@ internal sealed partial class RedisBackendStateStore : IBackendStateStore, IAsyn
         if (remaining > TimeSpan.Zero)
         {
             // Not awaited on purpose: the request goes on while Redis is written; failures are handled inside.
-            _ = PublishAsync(backendName, ToWholeMilliseconds(remaining), unavailability.Reason);
+            _ = PublishAsync(backendName, unavailability, ToWholeMilliseconds(remaining));
         }
 
         return default;
@@ -174,12 +175,12 @@ internal sealed partial class RedisBackendStateStore : IBackendStateStore, IAsyn
         }
     }
 
-    private async Task PublishAsync(string backendName, long remainingMilliseconds, BackendUnavailableReason reason)
+    private async Task PublishAsync(string backendName, BackendUnavailability unavailability, long remainingMilliseconds)
     {
         if (_multiplexer is not { IsConnected: true } multiplexer)
         {
             // Still connecting, or in an outage: the next synchronization publishes it.
-            _unpublished.TryAdd(backendName, 0);
+            KeepUnpublished(backendName, unavailability);
             if (_multiplexer is not null)
             {
                 ReportOutage(null);
@@ -190,11 +191,11 @@ internal sealed partial class RedisBackendStateStore : IBackendStateStore, IAsyn
 
         try
         {
-            await WriteAsync(multiplexer, backendName, remainingMilliseconds, reason).ConfigureAwait(false);
+            await WriteAsync(multiplexer, backendName, remainingMilliseconds, unavailability.Reason).ConfigureAwait(false);
         }
         catch (Exception e) when (e is RedisException or TimeoutException or ObjectDisposedException or InvalidCastException)
         {
-            _unpublished.TryAdd(backendName, 0);
+            KeepUnpublished(backendName, unavailability);
             ReportOutage(e);
             return;
         }
@@ -358,14 +359,18 @@ internal sealed partial class RedisBackendStateStore : IBackendStateStore, IAsyn
         return loaded;
     }
 
+    private void KeepUnpublished(string backendName, BackendUnavailability unavailability)
+        => _unpublished.AddOrUpdate(backendName, unavailability, (_, kept) => kept.Until >= unavailability.Until ? kept : unavailability);
+
     private async Task<int> PublishUnpublishedAsync(IConnectionMultiplexer multiplexer)
     {
         var published = 0;
-        foreach (var backendName in _unpublished.Keys)
+        foreach (var (backendName, unavailability) in _unpublished)
         {
-            _unpublished.TryRemove(backendName, out _);
+            // Removed only if unchanged: a later mark made meanwhile stays for the next round.
+            _unpublished.TryRemove(new KeyValuePair<string, BackendUnavailability>(backendName, unavailability));
             var now = _timeProvider.GetUtcNow();
-            if (!_mirror.TryGetUnavailability(backendName, out var unavailability) || !unavailability.IsActiveAt(now))
+            if (!unavailability.IsActiveAt(now))
             {
                 continue;
             }
@@ -378,7 +383,7 @@ internal sealed partial class RedisBackendStateStore : IBackendStateStore, IAsyn
             }
             catch
             {
-                _unpublished.TryAdd(backendName, 0);
+                KeepUnpublished(backendName, unavailability);
                 throw;
             }
         }

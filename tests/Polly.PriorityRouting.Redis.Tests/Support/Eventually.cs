@@ -1,0 +1,23 @@
+using System.Diagnostics;
+
+namespace Polly.PriorityRouting.Redis.Tests.Support;
+
+internal static class Eventually
+{
+    /// <summary>
+    /// Waits, bounded, until the condition holds; fails with the given description otherwise.
+    /// </summary>
+    public static async Task HoldsAsync(Func<bool> condition, TimeSpan timeout, string description)
+    {
+        var waited = Stopwatch.StartNew();
+        while (!condition())
+        {
+            if (waited.Elapsed > timeout)
+            {
+                throw new TimeoutException($"Not within {timeout}: {description}.");
+            }
+
+            await Task.Delay(10);
+        }
+    }
+}
