@@ -48,7 +48,13 @@ public sealed class Replica : IAsyncDisposable
         return replica;
     }
 
-    public int WarningCount => Logs.GetSnapshot().Count(record => record.Level == LogLevel.Warning);
+    /// <summary>
+    /// Gets what the store logged, apart from the logs of the HTTP client and of the resilience pipeline.
+    /// </summary>
+    public IReadOnlyList<FakeLogRecord> StoreLogs
+        => [.. Logs.GetSnapshot().Where(record => record.Category == typeof(RedisBackendStateStore).FullName)];
+
+    public int WarningCount => StoreLogs.Count(record => record.Level == LogLevel.Warning);
 
     public ValueTask MarkAsync(string backendName, TimeSpan cooldown, BackendUnavailableReason reason = BackendUnavailableReason.Throttled)
     {

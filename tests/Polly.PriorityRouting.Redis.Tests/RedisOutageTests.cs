@@ -1,0 +1,105 @@
+using System.Diagnostics;
+using System.Net;
+using Microsoft.Extensions.Logging;
+using Polly.PriorityRouting.Redis.Tests.Support;
+
+namespace Polly.PriorityRouting.Redis.Tests;
+
+/// <summary>
+/// Redis goes away in the middle of a run and comes back on the same port: requests never notice, each replica warns
+/// once, and what was learned meanwhile is shared when Redis returns.
+/// </summary>
+public sealed class RedisOutageTests : IClassFixture<RedisServerFixture>
+{
+    private const string AnyPath = "http://placeholder/v1/chat/completions";
+    private static readonly TimeSpan OutageNoticed = TimeSpan.FromSeconds(5);
+
+    // StackExchange.Redis retries the connection with a back-off: a restart can take a few seconds to be seen.
+    private static readonly TimeSpan ReconnectionNoticed = TimeSpan.FromSeconds(15);
+
+    private readonly RedisServerFixture _redis;
+    private readonly string _keyPrefix = $"test:{Guid.NewGuid():N}:";
+
+    public RedisOutageTests(RedisServerFixture redis) => _redis = redis;
+
+    [Fact]
+    public async Task RedisKilledMidRun_NoRequestFails_OneWarningPerReplica_AndSharingResumesWithWhatWasLearned()
+    {
+        await using var primary = await FakeBackendServer.StartAsync(throttles: false);
+        await using var secondary = await FakeBackendServer.StartAsync(throttles: false);
+        await using var hostA = await RoutedHost.StartAsync(_redis.Configuration, _keyPrefix, primary, secondary);
+        await using var hostB = await RoutedHost.StartAsync(_redis.Configuration, _keyPrefix, primary, secondary);
+        var clientA = hostA.CreateClient();
+        var clientB = hostB.CreateClient();
+        (await SendAsync(clientA, 3)).Should().Be(0);
+        (primary.Hits, secondary.Hits).Should().Be((3, 0));
+
+        _redis.Kill();
+        await Eventually.HoldsAsync(() => hostA.RedisStore.IsInOutage && hostB.RedisStore.IsInOutage, OutageNoticed, "both replicas notice the outage");
+
+        // During the outage the primary starts throttling: host A learns it, locally only.
+        primary.Throttles = true;
+        var slowest = TimeSpan.Zero;
+        for (var i = 0; i < 20; i++)
+        {
+            var sent = Stopwatch.StartNew();
+            (await SendAsync(clientA, 1)).Should().Be(0, "a request never fails because of the store");
+            slowest = sent.Elapsed > slowest ? sent.Elapsed : slowest;
+        }
+
+        (primary.Hits, secondary.Hits).Should().Be((4, 20), "host A paid one 429, then skipped the primary on local state");
+        slowest.Should().BeLessThan(TimeSpan.FromSeconds(1), "no request waits on an unreachable Redis");
+        hostA.WarningCount.Should().Be(1);
+        hostB.WarningCount.Should().Be(1);
+
+        _redis.Start();
+        var learnedByB = await hostB.WaitForAsync("backend-1", timeout: ReconnectionNoticed);
+
+        learnedByB.Reason.Should().Be(BackendUnavailableReason.Throttled);
+        (await SendAsync(clientB, 5)).Should().Be(0);
+        (primary.Hits, secondary.Hits).Should().Be((4, 25), "host B learned, after the outage, what host A learned during it");
+        hostA.WarningCount.Should().Be(1, "one warning per outage, not per request nor per reconnection attempt");
+        hostB.WarningCount.Should().Be(1);
+        await Eventually.HoldsAsync(() => !hostA.RedisStore.IsInOutage, ReconnectionNoticed, "host A ends its outage");
+        hostA.StoreLogs.Should().ContainSingle(record => record.Level == LogLevel.Information)
+            .Which.Message.Should().Contain("1 deadlines learned meanwhile published");
+
+        // And sharing goes on in the other direction too.
+        await hostB.MarkAsync("backend-2", TimeSpan.FromSeconds(30));
+        (await hostA.WaitForAsync("backend-2")).Reason.Should().Be(BackendUnavailableReason.Throttled);
+    }
+
+    [Fact]
+    public async Task RedisUnreachableAtStart_DoesNotBlockCreation_AndTheStoreWorksLocallyWithOneWarning()
+    {
+        var unusedPort = _redis.Port == 1 ? 2 : 1;
+        var created = Stopwatch.StartNew();
+        await using var replica = Replica.Create($"127.0.0.1:{unusedPort},connectTimeout=1000", _keyPrefix);
+        created.Elapsed.Should().BeLessThan(TimeSpan.FromMilliseconds(500));
+
+        for (var i = 0; i < 10; i++)
+        {
+            var marking = replica.MarkAsync("backend-x", TimeSpan.FromSeconds(10 + i));
+            marking.IsCompletedSuccessfully.Should().BeTrue();
+        }
+
+        replica.Store.TryGetUnavailability("backend-x", out var local).Should().BeTrue();
+        local.Until.Should().Be(replica.Time.GetUtcNow() + TimeSpan.FromSeconds(19));
+        await Eventually.HoldsAsync(() => replica.WarningCount == 1, TimeSpan.FromSeconds(5), "the outage is reported");
+        await replica.MarkAsync("backend-y", TimeSpan.FromSeconds(10));
+        await Task.Delay(200);
+        replica.WarningCount.Should().Be(1);
+    }
+
+    private static async Task<int> SendAsync(HttpClient client, int count)
+    {
+        var failed = 0;
+        for (var i = 0; i < count; i++)
+        {
+            using var answer = await client.GetAsync(AnyPath);
+            failed += answer.StatusCode == HttpStatusCode.OK ? 0 : 1;
+        }
+
+        return failed;
+    }
+}
