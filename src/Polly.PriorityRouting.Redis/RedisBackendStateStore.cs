@@ -42,6 +42,7 @@ internal sealed partial class RedisBackendStateStore : IBackendStateStore, IAsyn
     private readonly Task _starting;
 
     private IConnectionMultiplexer? _multiplexer;
+    private string _publishedChannelName;
     private int _outage;
     private int _subscribed;
     private int _disposed;
@@ -59,6 +60,7 @@ internal sealed partial class RedisBackendStateStore : IBackendStateStore, IAsyn
         _timeProvider = timeProvider;
         _logger = logger;
         _onMessage = OnMessage;
+        _publishedChannelName = layout.ChannelName;
 
         // Never on the caller's thread: the app starts whether or not Redis answers.
         _starting = Task.Run(StartAsync);
@@ -130,8 +132,24 @@ internal sealed partial class RedisBackendStateStore : IBackendStateStore, IAsyn
             }
         }
 
+        // The recovery lock is not disposed: a recovery started by a late connection event may still release it.
         _disposing.Dispose();
-        _recoveryLock.Dispose();
+    }
+
+    /// <summary>
+    /// Returns the <c>channelPrefix</c> of the multiplexer's configuration: the script publishes on the raw channel name,
+    /// so it must add the prefix the multiplexer adds to the subscription.
+    /// </summary>
+    private static string ChannelPrefixOf(IConnectionMultiplexer multiplexer)
+    {
+        try
+        {
+            return (string?)ConfigurationOptions.Parse(multiplexer.Configuration).ChannelPrefix ?? string.Empty;
+        }
+        catch (ArgumentException)
+        {
+            return string.Empty;
+        }
     }
 
     private static long ToWholeMilliseconds(TimeSpan remaining) => Math.Max(1, (long)Math.Ceiling(remaining.TotalMilliseconds));
@@ -160,6 +178,7 @@ internal sealed partial class RedisBackendStateStore : IBackendStateStore, IAsyn
             return;
         }
 
+        _publishedChannelName = ChannelPrefixOf(multiplexer) + _layout.ChannelName;
         _multiplexer = multiplexer;
         multiplexer.ConnectionFailed += OnConnectionFailed;
         multiplexer.ConnectionRestored += OnConnectionRestored;
@@ -193,8 +212,9 @@ internal sealed partial class RedisBackendStateStore : IBackendStateStore, IAsyn
         {
             await WriteAsync(multiplexer, backendName, remainingMilliseconds, unavailability.Reason).ConfigureAwait(false);
         }
-        catch (Exception e) when (e is RedisException or TimeoutException or ObjectDisposedException or InvalidCastException)
+        catch (Exception e)
         {
+            // Nobody awaits this task: every failure, whatever its type, ends here and never reaches a request.
             KeepUnpublished(backendName, unavailability);
             ReportOutage(e);
             return;
@@ -216,7 +236,7 @@ internal sealed partial class RedisBackendStateStore : IBackendStateStore, IAsyn
         var result = await multiplexer.GetDatabase().ScriptEvaluateAsync(
             MarkUnavailableScript.Source,
             [_layout.KeyOf(backendName)],
-            [remainingMilliseconds, (int)reason, _layout.Channel.ToString(), message.Format()]).ConfigureAwait(false);
+            [remainingMilliseconds, (int)reason, _publishedChannelName, message.Format()]).ConfigureAwait(false);
 
         var inForce = (RedisResult[])result!;
         var remaining = (long)inForce[0];
@@ -292,7 +312,7 @@ internal sealed partial class RedisBackendStateStore : IBackendStateStore, IAsyn
 
             _firstSynchronization.TrySetResult();
         }
-        catch (Exception e) when (e is RedisException or TimeoutException or ObjectDisposedException or InvalidCastException)
+        catch (Exception e)
         {
             // Still unreachable or half-connected: the next restoration event tries again.
             ReportOutage(e);

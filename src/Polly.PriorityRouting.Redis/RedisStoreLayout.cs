@@ -12,10 +12,16 @@ internal sealed class RedisStoreLayout
     public RedisStoreLayout(string keyPrefix, string channelName)
     {
         _keyPrefix = keyPrefix;
+        ChannelName = channelName;
         Channel = RedisChannel.Literal(channelName);
         ScanPattern = keyPrefix + "*";
     }
 
+    public string ChannelName { get; }
+
+    /// <summary>
+    /// Gets the channel to subscribe to; the multiplexer adds its <c>channelPrefix</c>, if any, to it.
+    /// </summary>
     public RedisChannel Channel { get; }
 
     public RedisValue ScanPattern { get; }

@@ -36,6 +36,18 @@ public sealed class RedisBackendStateStoreSharingTests : IClassFixture<RedisServ
     }
 
     [Fact]
+    public async Task MultiplexerWithAChannelPrefix_StillCarriesMarks()
+    {
+        var configuration = _redis.Configuration + ",channelPrefix=app-one:";
+        await using var replicaA = await Replica.StartAsync(configuration, _keyPrefix, ClockOfA);
+        await using var replicaB = await Replica.StartAsync(configuration, _keyPrefix, ClockOfB);
+
+        await replicaA.MarkAsync("backend-x", TimeSpan.FromSeconds(30));
+
+        (await replicaB.WaitForAsync("backend-x")).Until.Should().Be(ClockOfB + TimeSpan.FromSeconds(30));
+    }
+
+    [Fact]
     public async Task MarkUnavailableAsync_UpdatesTheLocalMirrorSynchronously_WithoutWaitingForRedis()
     {
         await using var replica = await Replica.StartAsync(_redis.Configuration, _keyPrefix);
@@ -53,15 +65,19 @@ public sealed class RedisBackendStateStoreSharingTests : IClassFixture<RedisServ
         await using var replica = await Replica.StartAsync(_redis.Configuration, _keyPrefix);
         var key = _keyPrefix + "backend-x";
 
-        await replica.MarkAsync("backend-x", TimeSpan.FromMilliseconds(300));
+        await replica.MarkAsync("backend-x", TimeSpan.FromMilliseconds(500));
 
-        await Eventually.HoldsAsync(() => Database.KeyExists(key), TimeSpan.FromSeconds(2), "the key is written");
-        ((string?)await Database.StringGetAsync(key)).Should().Be("1");
-        var timeToLive = await Database.ExecuteAsync("PTTL", key);
-        ((long)timeToLive).Should().BeInRange(1, 300);
+        // PTTL and value read in one atomic snapshot, polled until the background write has landed.
+        RedisResult[] snapshot = [];
+        await Eventually.HoldsAsync(
+            async () => (long)(snapshot = (RedisResult[])(await Database.ScriptEvaluateAsync("return { redis.call('PTTL', KEYS[1]), redis.call('GET', KEYS[1]) }", [key]))!)[0] > 0,
+            TimeSpan.FromSeconds(2),
+            "the key is written");
+        ((long)snapshot[0]).Should().BeInRange(1, 500);
+        ((string?)snapshot[1]).Should().Be("1");
 
         // Redis's own clock expires the key: a short real wait, bounded.
-        await Eventually.HoldsAsync(() => !Database.KeyExists(key), TimeSpan.FromSeconds(2), "the key expires");
+        await Eventually.HoldsAsync(async () => !await Database.KeyExistsAsync(key), TimeSpan.FromSeconds(2), "the key expires");
         ((long)await Database.ExecuteAsync("PTTL", key)).Should().Be(-2);
     }
 
@@ -71,7 +87,7 @@ public sealed class RedisBackendStateStoreSharingTests : IClassFixture<RedisServ
         await using var replicaA = await Replica.StartAsync(_redis.Configuration, _keyPrefix, ClockOfA);
         await replicaA.MarkAsync("backend-x", TimeSpan.FromSeconds(30));
         await replicaA.MarkAsync("backend|with|separators", TimeSpan.FromSeconds(20), BackendUnavailableReason.Timeout);
-        await Eventually.HoldsAsync(() => Database.KeyExists(_keyPrefix + "backend|with|separators"), TimeSpan.FromSeconds(2), "both keys are written");
+        await Eventually.HoldsAsync(async () => await Database.KeyExistsAsync(_keyPrefix + "backend|with|separators"), TimeSpan.FromSeconds(2), "both keys are written");
 
         await using var replicaB = await Replica.StartAsync(_redis.Configuration, _keyPrefix, ClockOfB);
 
@@ -105,7 +121,7 @@ public sealed class RedisBackendStateStoreSharingTests : IClassFixture<RedisServ
         replicaA.Store.TryGetUnavailability("backend-x", out var seenByA).Should().BeTrue();
         seenByA.Until.Should().BeOnOrBefore(ClockOfA + TimeSpan.FromSeconds(60)).And.BeAfter(ClockOfA + TimeSpan.FromSeconds(59.5));
 
-        await Eventually.HoldsAsync(() => (long)Database.Execute("PTTL", _keyPrefix + "backend-x") > 59_000, TimeSpan.FromSeconds(2), "Redis holds the later deadline");
+        await Eventually.HoldsAsync(async () => (long)await Database.ExecuteAsync("PTTL", _keyPrefix + "backend-x") > 59_000, TimeSpan.FromSeconds(2), "Redis holds the later deadline");
         ((long)await Database.ExecuteAsync("PTTL", _keyPrefix + "backend-x")).Should().BeInRange(59_000, 60_000);
     }
 
