@@ -1,5 +1,4 @@
 using System.Diagnostics;
-using System.Net;
 using Microsoft.Extensions.Logging;
 using Polly.PriorityRouting.Redis.Tests.Support;
 
@@ -11,7 +10,6 @@ namespace Polly.PriorityRouting.Redis.Tests;
 /// </summary>
 public sealed class RedisOutageTests : IClassFixture<RedisServerFixture>
 {
-    private const string AnyPath = "http://placeholder/v1/chat/completions";
     private static readonly TimeSpan OutageNoticed = TimeSpan.FromSeconds(5);
 
     // StackExchange.Redis retries the connection with a back-off: a restart can take a few seconds to be seen.
@@ -25,13 +23,11 @@ public sealed class RedisOutageTests : IClassFixture<RedisServerFixture>
     [Fact]
     public async Task RedisKilledMidRun_NoRequestFails_OneWarningPerReplica_AndSharingResumesWithWhatWasLearned()
     {
-        await using var primary = await FakeBackendServer.StartAsync(throttles: false);
-        await using var secondary = await FakeBackendServer.StartAsync(throttles: false);
-        await using var hostA = await RoutedHost.StartAsync(_redis.Configuration, _keyPrefix, primary, secondary);
-        await using var hostB = await RoutedHost.StartAsync(_redis.Configuration, _keyPrefix, primary, secondary);
+        await using var hosts = await TwoHostsOverOneRedis.StartAsync(_redis, primaryThrottles: false);
+        var (primary, secondary, hostA, hostB) = (hosts.Primary, hosts.Secondary, hosts.HostA, hosts.HostB);
         var clientA = hostA.CreateClient();
         var clientB = hostB.CreateClient();
-        (await SendAsync(clientA, 3)).Should().Be(0);
+        (await clientA.SendAsync(3)).Should().Be(0);
         (primary.Hits, secondary.Hits).Should().Be((3, 0));
 
         _redis.Kill();
@@ -43,7 +39,7 @@ public sealed class RedisOutageTests : IClassFixture<RedisServerFixture>
         for (var i = 0; i < 20; i++)
         {
             var sent = Stopwatch.StartNew();
-            (await SendAsync(clientA, 1)).Should().Be(0, "a request never fails because of the store");
+            (await clientA.SendAsync(1)).Should().Be(0, "a request never fails because of the store");
             slowest = sent.Elapsed > slowest ? sent.Elapsed : slowest;
         }
 
@@ -56,7 +52,7 @@ public sealed class RedisOutageTests : IClassFixture<RedisServerFixture>
         var learnedByB = await hostB.WaitForAsync("backend-1", timeout: ReconnectionNoticed);
 
         learnedByB.Reason.Should().Be(BackendUnavailableReason.Throttled);
-        (await SendAsync(clientB, 5)).Should().Be(0);
+        (await clientB.SendAsync(5)).Should().Be(0);
         (primary.Hits, secondary.Hits).Should().Be((4, 25), "host B learned, after the outage, what host A learned during it");
         hostA.WarningCount.Should().Be(1, "one warning per outage, not per request nor per reconnection attempt");
         hostB.WarningCount.Should().Be(1);
@@ -89,17 +85,5 @@ public sealed class RedisOutageTests : IClassFixture<RedisServerFixture>
         await replica.MarkAsync("backend-y", TimeSpan.FromSeconds(10));
         await Task.Delay(200);
         replica.WarningCount.Should().Be(1);
-    }
-
-    private static async Task<int> SendAsync(HttpClient client, int count)
-    {
-        var failed = 0;
-        for (var i = 0; i < count; i++)
-        {
-            using var answer = await client.GetAsync(AnyPath);
-            failed += answer.StatusCode == HttpStatusCode.OK ? 0 : 1;
-        }
-
-        return failed;
     }
 }
