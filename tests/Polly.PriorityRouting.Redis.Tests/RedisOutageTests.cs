@@ -86,4 +86,40 @@ public sealed class RedisOutageTests : IClassFixture<RedisServerFixture>
         await Task.Delay(200);
         replica.WarningCount.Should().Be(1);
     }
+
+    [Fact]
+    public async Task RedisDownAtStart_StoreSynchronizesOnceRedisIsUp_AndPublishesWhatItLearnedMeanwhile()
+    {
+        await using var peer = await Replica.StartAsync(_redis.Configuration, _keyPrefix);
+        _redis.Kill();
+        try
+        {
+            var created = Stopwatch.StartNew();
+            await using var late = Replica.Create(_redis.Configuration, _keyPrefix);
+            created.Elapsed.Should().BeLessThan(TimeSpan.FromMilliseconds(500), "creating the store never waits for Redis");
+            await late.MarkAsync("backend-x", TimeSpan.FromSeconds(30));
+            await Eventually.HoldsAsync(() => late.WarningCount == 1, OutageNoticed, "the late replica reports the outage");
+
+            _redis.Start();
+            await late.RedisStore.FirstSynchronization.WaitAsync(ReconnectionNoticed);
+
+            // Learned by push, or by the peer's own reload if its subscription came back after the publication.
+            var learned = await peer.WaitForAsync("backend-x", timeout: ReconnectionNoticed);
+            learned.Until.Should().BeAfter(peer.Time.GetUtcNow() + TimeSpan.FromSeconds(20)).And.BeOnOrBefore(peer.Time.GetUtcNow() + TimeSpan.FromSeconds(30));
+            late.WarningCount.Should().Be(1);
+            peer.WarningCount.Should().Be(1);
+        }
+        finally
+        {
+            EnsureRedisRuns();
+        }
+    }
+
+    private void EnsureRedisRuns()
+    {
+        if (!_redis.IsRunning)
+        {
+            _redis.Start();
+        }
+    }
 }

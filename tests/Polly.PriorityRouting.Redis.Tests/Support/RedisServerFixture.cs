@@ -25,6 +25,8 @@ public sealed class RedisServerFixture : IDisposable
 
     public int Port { get; }
 
+    public bool IsRunning => _process is { HasExited: false };
+
     /// <summary>
     /// Gets the configuration string of the server. Command timeouts keep their defaults (5 s): on a loaded machine a
     /// shorter one turns a slow answer into a spurious outage.
