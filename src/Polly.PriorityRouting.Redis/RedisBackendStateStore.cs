@@ -39,7 +39,9 @@ internal sealed partial class RedisBackendStateStore : IBackendStateStore, IAsyn
     private readonly TimeProvider _timeProvider;
     private readonly ILogger _logger;
     private readonly Action<RedisChannel, RedisValue> _onMessage;
-    private readonly Task _starting;
+
+    // Hands the multiplexer over between the background start and disposal, whichever comes first.
+    private readonly object _lifetimeGate = new();
 
     private IConnectionMultiplexer? _multiplexer;
     private string _publishedChannelName;
@@ -63,7 +65,7 @@ internal sealed partial class RedisBackendStateStore : IBackendStateStore, IAsyn
         _publishedChannelName = layout.ChannelName;
 
         // Never on the caller's thread: the app starts whether or not Redis answers.
-        _starting = Task.Run(StartAsync);
+        _ = Task.Run(StartAsync);
     }
 
     /// <summary>
@@ -104,36 +106,29 @@ internal sealed partial class RedisBackendStateStore : IBackendStateStore, IAsyn
 
     public async ValueTask DisposeAsync()
     {
-        if (Interlocked.Exchange(ref _disposed, 1) == 1)
+        IConnectionMultiplexer? multiplexer;
+        lock (_lifetimeGate)
         {
-            return;
+            if (_disposed == 1)
+            {
+                return;
+            }
+
+            _disposed = 1;
+            multiplexer = _multiplexer;
         }
 
         await _disposing.CancelAsync().ConfigureAwait(false);
-        await _starting.ConfigureAwait(false);
 
-        if (_multiplexer is { } multiplexer)
+        // Still connecting: the background start releases the connection when it completes, so disposal never waits
+        // for a connect timeout.
+        if (multiplexer is not null)
         {
-            multiplexer.ConnectionFailed -= OnConnectionFailed;
-            multiplexer.ConnectionRestored -= OnConnectionRestored;
-            try
-            {
-                await multiplexer.GetSubscriber().UnsubscribeAsync(_layout.Channel, _onMessage, CommandFlags.FireAndForget)
-                    .ConfigureAwait(false);
-            }
-            catch (Exception e) when (e is RedisException or ObjectDisposedException)
-            {
-                // Nothing to unsubscribe from when Redis is gone.
-            }
-
-            if (_ownsConnection)
-            {
-                await multiplexer.DisposeAsync().ConfigureAwait(false);
-            }
+            await ReleaseAsync(multiplexer).ConfigureAwait(false);
         }
 
-        // The recovery lock is not disposed: a recovery started by a late connection event may still release it.
-        _disposing.Dispose();
+        // Neither the recovery lock nor the cancellation source is disposed: a recovery started by a late connection
+        // event may still use them, and neither holds anything that needs releasing (no wait handle, no timer).
     }
 
     /// <summary>
@@ -179,9 +174,22 @@ internal sealed partial class RedisBackendStateStore : IBackendStateStore, IAsyn
         }
 
         _publishedChannelName = ChannelPrefixOf(multiplexer) + _layout.ChannelName;
-        _multiplexer = multiplexer;
-        multiplexer.ConnectionFailed += OnConnectionFailed;
-        multiplexer.ConnectionRestored += OnConnectionRestored;
+        lock (_lifetimeGate)
+        {
+            if (_disposed == 0)
+            {
+                _multiplexer = multiplexer;
+                multiplexer.ConnectionFailed += OnConnectionFailed;
+                multiplexer.ConnectionRestored += OnConnectionRestored;
+            }
+        }
+
+        if (_multiplexer is null)
+        {
+            // Disposed while connecting.
+            await ReleaseAsync(multiplexer).ConfigureAwait(false);
+            return;
+        }
 
         if (multiplexer.IsConnected)
         {
@@ -191,6 +199,26 @@ internal sealed partial class RedisBackendStateStore : IBackendStateStore, IAsyn
         {
             // The restoration event of the first successful connection starts the synchronization.
             ReportOutage(null);
+        }
+    }
+
+    private async Task ReleaseAsync(IConnectionMultiplexer multiplexer)
+    {
+        multiplexer.ConnectionFailed -= OnConnectionFailed;
+        multiplexer.ConnectionRestored -= OnConnectionRestored;
+        try
+        {
+            await multiplexer.GetSubscriber().UnsubscribeAsync(_layout.Channel, _onMessage, CommandFlags.FireAndForget)
+                .ConfigureAwait(false);
+        }
+        catch (Exception e) when (e is RedisException or ObjectDisposedException)
+        {
+            // Nothing to unsubscribe from when Redis is gone.
+        }
+
+        if (_ownsConnection)
+        {
+            await multiplexer.DisposeAsync().ConfigureAwait(false);
         }
     }
 
