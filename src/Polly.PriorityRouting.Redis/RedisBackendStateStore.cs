@@ -1,5 +1,4 @@
 using System.Collections.Concurrent;
-using System.Globalization;
 using Microsoft.Extensions.Logging;
 using StackExchange.Redis;
 
@@ -272,7 +271,7 @@ internal sealed partial class RedisBackendStateStore : IBackendStateStore, IAsyn
         {
             // Another replica already holds the backend longer: this replica learns it from the answer.
             var now = _timeProvider.GetUtcNow();
-            var reasonInForce = ThrottleMessage.ToReason((int)inForce[1]);
+            var reasonInForce = ThrottleMessage.ParseStoredReason((string?)inForce[1]);
             MarkLocally(backendName, new BackendUnavailability(now.AddMilliseconds(remaining), reasonInForce), now);
         }
     }
@@ -396,10 +395,10 @@ internal sealed partial class RedisBackendStateStore : IBackendStateStore, IAsyn
         {
             var remaining = await timeToLive.ConfigureAwait(false);
             var value = await reason.ConfigureAwait(false);
-            if (remaining is { } left && left > TimeSpan.Zero && int.TryParse((string?)value, NumberStyles.None, CultureInfo.InvariantCulture, out var reasonValue))
+            if (remaining is { } left && left > TimeSpan.Zero)
             {
                 var now = _timeProvider.GetUtcNow();
-                MarkLocally(backendName, new BackendUnavailability(now + left, ThrottleMessage.ToReason(reasonValue)), now);
+                MarkLocally(backendName, new BackendUnavailability(now + left, ThrottleMessage.ParseStoredReason((string?)value)), now);
                 loaded++;
             }
         }

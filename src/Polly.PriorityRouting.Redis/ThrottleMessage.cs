@@ -46,4 +46,10 @@ internal readonly record struct ThrottleMessage(string Sender, long RemainingMil
     // A newer writer may know reasons this reader does not: they still take the backend out, as "other".
     internal static BackendUnavailableReason ToReason(int value)
         => Enum.IsDefined((BackendUnavailableReason)value) ? (BackendUnavailableReason)value : BackendUnavailableReason.Other;
+
+    /// <summary>
+    /// Reads the reason stored as a key's value; anything unreadable still counts, as "other".
+    /// </summary>
+    internal static BackendUnavailableReason ParseStoredReason(string? stored)
+        => int.TryParse(stored, NumberStyles.None, CultureInfo.InvariantCulture, out var value) ? ToReason(value) : BackendUnavailableReason.Other;
 }

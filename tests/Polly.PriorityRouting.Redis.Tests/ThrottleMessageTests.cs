@@ -41,4 +41,15 @@ public sealed class ThrottleMessageTests
     {
         ThrottleMessage.TryParse(payload, out _).Should().BeFalse();
     }
+
+    [Theory]
+    [InlineData("1", BackendUnavailableReason.Throttled)]
+    [InlineData("4", BackendUnavailableReason.Timeout)]
+    [InlineData("99", BackendUnavailableReason.Other)]
+    [InlineData("throttled", BackendUnavailableReason.Other)]
+    [InlineData(null, BackendUnavailableReason.Other)]
+    public void ParseStoredReason_ReadsTheIntegerAndCountsAnythingElseAsOther(string? stored, BackendUnavailableReason expected)
+    {
+        ThrottleMessage.ParseStoredReason(stored).Should().Be(expected);
+    }
 }
