@@ -192,7 +192,7 @@ internal sealed partial class RedisBackendStateStore : IBackendStateStore, IAsyn
 
         if (multiplexer.IsConnected)
         {
-            await RecoverAsync().ConfigureAwait(false);
+            await RecoverAsync(onlyDuringOutage: false).ConfigureAwait(false);
         }
         else
         {
@@ -250,7 +250,7 @@ internal sealed partial class RedisBackendStateStore : IBackendStateStore, IAsyn
         if (IsInOutage)
         {
             // The write went through although the store believed Redis gone (e.g. after a timeout): sync again.
-            _ = RecoverAsync();
+            _ = RecoverAsync(onlyDuringOutage: true);
         }
     }
 
@@ -296,7 +296,7 @@ internal sealed partial class RedisBackendStateStore : IBackendStateStore, IAsyn
 
     private void OnConnectionFailed(object? sender, ConnectionFailedEventArgs args) => ReportOutage(args.Exception);
 
-    private void OnConnectionRestored(object? sender, ConnectionFailedEventArgs args) => _ = RecoverAsync();
+    private void OnConnectionRestored(object? sender, ConnectionFailedEventArgs args) => _ = RecoverAsync(onlyDuringOutage: false);
 
     private void ReportOutage(Exception? exception)
     {
@@ -309,8 +309,12 @@ internal sealed partial class RedisBackendStateStore : IBackendStateStore, IAsyn
     /// <summary>
     /// Subscribes if needed, loads the shared state and publishes what was learned while Redis was unreachable.
     /// </summary>
+    /// <param name="onlyDuringOutage">
+    /// Whether to skip the work once another recovery has ended the outage: after an outage, many background writes
+    /// succeed at once and must not each start a load.
+    /// </param>
     /// <remarks>The subscription comes first, so that nothing published during the load is missed.</remarks>
-    private async Task RecoverAsync()
+    private async Task RecoverAsync(bool onlyDuringOutage)
     {
         if (Volatile.Read(ref _disposed) == 1 || _multiplexer is not { IsConnected: true } multiplexer)
         {
@@ -328,6 +332,11 @@ internal sealed partial class RedisBackendStateStore : IBackendStateStore, IAsyn
 
         try
         {
+            if (onlyDuringOutage && !IsInOutage)
+            {
+                return;
+            }
+
             await EnsureSubscribedAsync(multiplexer).ConfigureAwait(false);
             var loaded = await LoadAsync(multiplexer).ConfigureAwait(false);
             var published = await PublishUnpublishedAsync(multiplexer).ConfigureAwait(false);
