@@ -1,0 +1,56 @@
+using Microsoft.AspNetCore.Builder;
+using Microsoft.AspNetCore.Http;
+using Microsoft.Extensions.Logging;
+
+namespace Polly.PriorityRouting.Redis.Tests.Support;
+
+/// <summary>
+/// A real Kestrel server on a random loopback port that counts its hits and answers either 200 or 429 with
+/// <c>Retry-After: 30</c>.
+/// </summary>
+public sealed class FakeBackendServer : IAsyncDisposable
+{
+    private readonly WebApplication _app;
+    private int _hits;
+
+    private FakeBackendServer(WebApplication app, bool throttles)
+    {
+        _app = app;
+        Throttles = throttles;
+        app.Run(context =>
+        {
+            Interlocked.Increment(ref _hits);
+            if (Throttles)
+            {
+                context.Response.StatusCode = StatusCodes.Status429TooManyRequests;
+                context.Response.Headers.RetryAfter = "30";
+                return Task.CompletedTask;
+            }
+
+            return context.Response.WriteAsync("ok");
+        });
+    }
+
+    public bool Throttles { get; set; }
+
+    public int Hits => Volatile.Read(ref _hits);
+
+    public Uri BaseAddress => new(_app.Urls.Single());
+
+    public static async Task<FakeBackendServer> StartAsync(bool throttles)
+    {
+        var builder = WebApplication.CreateSlimBuilder();
+        builder.Logging.ClearProviders();
+        var app = builder.Build();
+        app.Urls.Add("http://127.0.0.1:0");
+        var server = new FakeBackendServer(app, throttles);
+        await app.StartAsync();
+        return server;
+    }
+
+    public async ValueTask DisposeAsync()
+    {
+        await _app.StopAsync();
+        await _app.DisposeAsync();
+    }
+}
