@@ -36,12 +36,14 @@ public class RoutingBenchmarks
                 options.Groups.Add(new UriEndpointGroup { Endpoints = { new WeightedUriEndpoint { Uri = uri } } });
             }
         }));
-        AddClient(services, "ours3").AddResilienceHandler("ours3", b => b.AddPriorityRouting(RoutingOptions(3)));
-        AddClient(services, "ours64").AddResilienceHandler("ours64", b => b.AddPriorityRouting(RoutingOptions(64)));
+        AddClient(services, "ours3").AddResilienceHandler("ours3", b => b.AddPriorityRouting(RoutingOptions(3, PtuThenPayAsYouGo)));
+
+        // The selector's worst happy path: every backend in one tier, so each pick weighs all 64 against the store.
+        AddClient(services, "ours64").AddResilienceHandler("ours64", b => b.AddPriorityRouting(RoutingOptions(64, _ => 1)));
 
         // Backend 0, alone at priority 1, always answers 429: each request fails over once to a priority-2 backend.
         AddClient(services, "oursOneThrottled", throttledHost: "backend0")
-            .AddResilienceHandler("oursOneThrottled", b => b.AddPriorityRouting(RoutingOptions(3)));
+            .AddResilienceHandler("oursOneThrottled", b => b.AddPriorityRouting(RoutingOptions(3, PtuThenPayAsYouGo)));
 
         _services = services.BuildServiceProvider();
         var factory = _services.GetRequiredService<IHttpMessageHandlerFactory>();
@@ -68,7 +70,7 @@ public class RoutingBenchmarks
     [Benchmark(Description = "(d) priority routing, 3 backends")]
     public Task<HttpResponseMessage> PriorityRouting3() => Send(_ours3);
 
-    [Benchmark(Description = "(e) priority routing, 64 backends")]
+    [Benchmark(Description = "(e) priority routing, 64 backends, one tier")]
     public Task<HttpResponseMessage> PriorityRouting64() => Send(_ours64);
 
     [Benchmark(Description = "(f) priority routing, 1 failover")]
@@ -105,15 +107,16 @@ public class RoutingBenchmarks
     private static IEnumerable<Uri> BackendAddresses(int count)
         => Enumerable.Range(0, count).Select(i => new Uri($"http://backend{i}/"));
 
-    private static PriorityRoutingStrategyOptions RoutingOptions(int backendCount)
+    // Backend 0 alone at priority 1 (a PTU), the rest at priority 2 (pay-as-you-go).
+    private static int PtuThenPayAsYouGo(int index) => index == 0 ? 1 : 2;
+
+    private static PriorityRoutingStrategyOptions RoutingOptions(int backendCount, Func<int, int> priorityOf)
     {
         var options = new PriorityRoutingStrategyOptions { StateStore = new InMemoryBackendStateStore() };
         var index = 0;
         foreach (var address in BackendAddresses(backendCount))
         {
-            // Backend 0 alone at priority 1 (a PTU), the rest at priority 2 (pay-as-you-go).
-            var priority = index == 0 ? 1 : 2;
-            options.Backends.Add(new PriorityBackend { Name = $"backend{index}", BaseAddress = address, Priority = priority });
+            options.Backends.Add(new PriorityBackend { Name = $"backend{index}", BaseAddress = address, Priority = priorityOf(index) });
             index++;
         }
 
