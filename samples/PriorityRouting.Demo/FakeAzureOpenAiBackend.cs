@@ -2,6 +2,7 @@ using System.Globalization;
 using System.Threading.RateLimiting;
 using Microsoft.AspNetCore.Hosting.Server;
 using Microsoft.AspNetCore.Hosting.Server.Features;
+using PriorityRouting.Samples;
 
 namespace PriorityRouting.Demo;
 
@@ -69,11 +70,11 @@ internal sealed class FakeAzureOpenAiBackend : IAsyncDisposable
         {
             Statistics.RecordThrottled();
             var retryAfter = lease.TryGetMetadata(MetadataName.RetryAfter, out var wait) ? wait : TimeSpan.FromSeconds(1 / Spec.RequestsPerSecond);
-            var headers = context.Response.Headers;
-            headers["retry-after"] = Math.Max(1, (long)Math.Ceiling(retryAfter.TotalSeconds)).ToString(CultureInfo.InvariantCulture);
-            headers["retry-after-ms"] = ((long)Math.Ceiling(retryAfter.TotalMilliseconds)).ToString(CultureInfo.InvariantCulture);
-            headers["x-ratelimit-remaining-requests"] = "0";
-            headers["x-ratelimit-reset-requests"] = retryAfter.TotalSeconds.ToString("0.###", CultureInfo.InvariantCulture) + "s";
+            foreach (var (name, value) in AzureOpenAiThrottleHeaders.For(retryAfter))
+            {
+                context.Response.Headers[name] = value;
+            }
+
             return Results.Json(
                 new { error = new { code = "429", message = $"Requests to the ChatCompletions_Create Operation under Azure OpenAI API version 2024-10-21 have exceeded call rate limit of your current OpenAI S0 pricing tier. Please retry after {Math.Ceiling(retryAfter.TotalSeconds)} second." } },
                 statusCode: StatusCodes.Status429TooManyRequests);

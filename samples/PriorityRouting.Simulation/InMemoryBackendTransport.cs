@@ -1,5 +1,5 @@
-using System.Globalization;
 using System.Net;
+using PriorityRouting.Samples;
 
 namespace PriorityRouting.Simulation;
 
@@ -49,11 +49,11 @@ internal sealed class InMemoryBackendTransport : HttpMessageHandler
         }
 
         var response = new HttpResponseMessage(HttpStatusCode.TooManyRequests) { RequestMessage = request };
-        var headers = response.Headers;
-        headers.TryAddWithoutValidation("retry-after", Math.Max(1, (long)Math.Ceiling(retryAfter.TotalSeconds)).ToString(CultureInfo.InvariantCulture));
-        headers.TryAddWithoutValidation("retry-after-ms", ((long)Math.Ceiling(retryAfter.TotalMilliseconds)).ToString(CultureInfo.InvariantCulture));
-        headers.TryAddWithoutValidation("x-ratelimit-remaining-requests", "0");
-        headers.TryAddWithoutValidation("x-ratelimit-reset-requests", retryAfter.TotalSeconds.ToString("0.###", CultureInfo.InvariantCulture) + "s");
+        foreach (var (name, value) in AzureOpenAiThrottleHeaders.For(retryAfter))
+        {
+            response.Headers.TryAddWithoutValidation(name, value);
+        }
+
         return response;
     }
 }
