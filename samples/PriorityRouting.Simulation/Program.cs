@@ -3,17 +3,26 @@ using System.Globalization;
 using PriorityRouting.Simulation;
 using PriorityRouting.Simulation.Routers;
 
-// Usage: dotnet run -c Release --project samples/PriorityRouting.Simulation [-- --period <seconds>] [--measured <seconds>]
+// Usage: dotnet run -c Release --project samples/PriorityRouting.Simulation
+//            [-- --period <seconds>] [--measured <seconds>] [--charts <directory>]
 var settings = new SimulationSettings();
+var chartDirectory = Path.Combine("artifacts", "simulation");
 for (var i = 0; i + 1 < args.Length; i += 2)
 {
-    var seconds = TimeSpan.FromSeconds(double.Parse(args[i + 1], CultureInfo.InvariantCulture));
-    settings = args[i] switch
+    switch (args[i])
     {
-        "--period" => settings with { ReplenishmentPeriod = seconds },
-        "--measured" => settings with { Measured = seconds },
-        _ => throw new ArgumentException($"Unknown option {args[i]}. Options: --period <seconds>, --measured <seconds>."),
-    };
+        case "--period":
+            settings = settings with { ReplenishmentPeriod = Seconds(args[i + 1]) };
+            break;
+        case "--measured":
+            settings = settings with { Measured = Seconds(args[i + 1]) };
+            break;
+        case "--charts":
+            chartDirectory = args[i + 1];
+            break;
+        default:
+            throw new ArgumentException($"Unknown option {args[i]}. Options: --period <seconds>, --measured <seconds>, --charts <directory>.");
+    }
 }
 
 Console.WriteLine("Priority routing simulation: virtual clock, in-memory transport, deterministic.");
@@ -38,4 +47,12 @@ foreach (var line in SimulationReport.CheckTargets(results))
     Console.WriteLine("    " + line);
 }
 
+Console.WriteLine();
+foreach (var chart in SimulationCharts.Save(chartDirectory, results))
+{
+    Console.WriteLine($"Chart: {Path.GetFullPath(chart)}");
+}
+
 return 0;
+
+static TimeSpan Seconds(string value) => TimeSpan.FromSeconds(double.Parse(value, CultureInfo.InvariantCulture));
