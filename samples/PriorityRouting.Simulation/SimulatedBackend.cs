@@ -1,0 +1,15 @@
+namespace PriorityRouting.Simulation;
+
+/// <summary>
+/// One backend during one run: its token bucket and what it answered inside the measured window.
+/// </summary>
+internal sealed class SimulatedBackend(SimulatedBackendSpec spec, VirtualTokenBucket bucket)
+{
+    public SimulatedBackendSpec Spec { get; } = spec;
+
+    public VirtualTokenBucket Bucket { get; } = bucket;
+
+    public long Ok { get; set; }
+
+    public long Throttled { get; set; }
+}
