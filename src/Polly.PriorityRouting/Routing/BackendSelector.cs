@@ -9,12 +9,6 @@ namespace Polly.PriorityRouting;
 /// </remarks>
 internal sealed class BackendSelector
 {
-    /// <summary>
-    /// A mark that ends within this much is treated as passed: timers fire up to a millisecond early, and a client that
-    /// waited exactly the advertised <c>retry-after-ms</c> must find the backend free rather than a second 429.
-    /// </summary>
-    internal static readonly TimeSpan ClockTolerance = TimeSpan.FromMilliseconds(2);
-
     private readonly RoutedBackend[] _backends;
     private readonly int[] _tierStarts;
     private readonly IBackendStateStore _store;
@@ -140,7 +134,7 @@ internal sealed class BackendSelector
 
     private TimeSpan Remaining(string key, DateTimeOffset now, ref bool throttled)
     {
-        if (!_store.TryGetUnavailability(key, out var unavailability) || !unavailability.IsActiveAt(now + ClockTolerance))
+        if (!_store.TryGetUnavailability(key, out var unavailability) || !unavailability.IsActiveAt(now))
         {
             return TimeSpan.Zero;
         }
@@ -150,7 +144,7 @@ internal sealed class BackendSelector
     }
 
     public bool IsMarked(string key, DateTimeOffset now)
-        => _store.TryGetUnavailability(key, out var unavailability) && unavailability.IsActiveAt(now + ClockTolerance);
+        => _store.TryGetUnavailability(key, out var unavailability) && unavailability.IsActiveAt(now);
 
     private bool IsCandidate(int index, in TriedBackends tried, DateTimeOffset now, string? partition)
         => !tried.Contains(index) && IsAvailable(_backends[index], now, partition);

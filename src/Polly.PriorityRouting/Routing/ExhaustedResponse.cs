@@ -15,11 +15,18 @@ internal static class ExhaustedResponse
 
     public const string UnavailableCode = "all_backends_unavailable";
 
+    /// <summary>
+    /// Added to <c>retry-after-ms</c>: timers fire up to a millisecond early, and a client that waits exactly the
+    /// advertised time must find the backend free — not get a second answer saying "retry after 1 ms", which a
+    /// whole-second client turns into a lost second.
+    /// </summary>
+    public const int TimerSlackMilliseconds = 2;
+
     public static HttpResponseMessage Create(HttpStatusCode statusCode, TimeSpan retryAfter, HttpRequestMessage request)
     {
         // Whole seconds round up: a client that waits the advertised time must find a backend free.
         var seconds = (long)Math.Ceiling(retryAfter.TotalSeconds);
-        var milliseconds = (long)Math.Ceiling(retryAfter.TotalMilliseconds);
+        var milliseconds = retryAfter > TimeSpan.Zero ? (long)Math.Ceiling(retryAfter.TotalMilliseconds) + TimerSlackMilliseconds : 0;
         var throttled = statusCode == HttpStatusCode.TooManyRequests;
         var code = throttled ? ThrottledCode : UnavailableCode;
         var what = throttled ? "throttled" : "unavailable";

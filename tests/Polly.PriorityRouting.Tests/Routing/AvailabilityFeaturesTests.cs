@@ -199,7 +199,7 @@ public class AvailabilityFeaturesTests
         using var other = await h.Client.GetAsync("/openai/deployments/gpt-35/chat/completions");
 
         exhausted.StatusCode.Should().Be(HttpStatusCode.TooManyRequests);
-        exhausted.Headers.GetValues("retry-after-ms").Should().Equal("7000");
+        exhausted.Headers.GetValues("retry-after-ms").Should().Equal("7002");
         other.StatusCode.Should().Be(HttpStatusCode.OK);
     }
 

@@ -5,10 +5,11 @@ namespace Polly.PriorityRouting.Tests.Routing;
 public class ExhaustedResponseTests
 {
     [Theory]
-    [InlineData(HttpStatusCode.TooManyRequests, 2_500, "3", "2500", "all_backends_throttled", "All backends are throttled. Retry after 3 seconds.")]
-    [InlineData(HttpStatusCode.ServiceUnavailable, 1_000, "1", "1000", "all_backends_unavailable", "All backends are unavailable. Retry after 1 second.")]
+    // retry-after-ms carries 2 ms of slack for timers that fire early; Retry-After is the exact time rounded up.
+    [InlineData(HttpStatusCode.TooManyRequests, 2_500, "3", "2502", "all_backends_throttled", "All backends are throttled. Retry after 3 seconds.")]
+    [InlineData(HttpStatusCode.ServiceUnavailable, 1_000, "1", "1002", "all_backends_unavailable", "All backends are unavailable. Retry after 1 second.")]
     [InlineData(HttpStatusCode.TooManyRequests, 0, "0", "0", "all_backends_throttled", "All backends are throttled. Retry after 0 seconds.")]
-    [InlineData(HttpStatusCode.TooManyRequests, 0.2, "1", "1", "all_backends_throttled", "All backends are throttled. Retry after 1 second.")]
+    [InlineData(HttpStatusCode.TooManyRequests, 0.2, "1", "3", "all_backends_throttled", "All backends are throttled. Retry after 1 second.")]
     public async Task Carries_status_retry_headers_and_an_openai_style_body(
         HttpStatusCode status,
         double milliseconds,
