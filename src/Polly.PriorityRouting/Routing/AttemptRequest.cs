@@ -19,7 +19,7 @@ internal static class AttemptRequest
         string? bearerToken = null,
         bool deferCredentials = false)
     {
-        var request = new HttpRequestMessage(original.Method, BuildUri(original.RequestUri, backend))
+        var request = new HttpRequestMessage(original.Method, backend.GetAttemptUri(original.RequestUri))
         {
             Version = original.Version,
             VersionPolicy = original.VersionPolicy,

@@ -61,44 +61,30 @@ internal sealed class BackendSelector
     {
         for (var tier = 0; tier < _tierStarts.Length - 1; tier++)
         {
-            var start = _tierStarts[tier];
-            var end = _tierStarts[tier + 1];
-
-            var totalWeight = 0;
-            for (var i = start; i < end; i++)
-            {
-                if (IsCandidate(i, tried, now, partition))
-                {
-                    totalWeight += _backends[i].Weight;
-                }
-            }
-
-            if (totalWeight == 0)
-            {
-                continue;
-            }
-
-            var pick = _randomizer(totalWeight);
-            RoutedBackend? lastCandidate = null;
-            for (var i = start; i < end; i++)
+            // One pass of weighted reservoir sampling: each candidate replaces the pick with probability
+            // weight / (weights seen so far), which picks each with probability weight / total. One store read per
+            // backend instead of two, and no inconsistency if the store changes mid-way. Walking the tier backwards
+            // makes a randomizer that always answers 0 pick the first configured candidate (deterministic tests).
+            RoutedBackend? pick = null;
+            var seenWeight = 0;
+            for (var i = _tierStarts[tier + 1] - 1; i >= _tierStarts[tier]; i--)
             {
                 if (!IsCandidate(i, tried, now, partition))
                 {
                     continue;
                 }
 
-                lastCandidate = _backends[i];
-                pick -= lastCandidate.Weight;
-                if (pick < 0)
+                var backend = _backends[i];
+                seenWeight += backend.Weight;
+                if (pick is null || _randomizer(seenWeight) < backend.Weight)
                 {
-                    return lastCandidate;
+                    pick = backend;
                 }
             }
 
-            // The store changed between the two passes (another request marked a backend): take what is left.
-            if (lastCandidate is not null)
+            if (pick is not null)
             {
-                return lastCandidate;
+                return pick;
             }
         }
 

@@ -27,7 +27,12 @@ internal sealed class RoutedBackend
 
     private const int MaxCachedPartitionKeys = 1024;
 
+    private const int MaxCachedAttemptUris = 1024;
+
     private readonly ConcurrentDictionary<string, string> _partitionKeys = new(StringComparer.Ordinal);
+
+    // Apps call a handful of URLs (deployments x operations): the attempt URI of each is built once per backend.
+    private readonly ConcurrentDictionary<string, Uri> _attemptUris = new(StringComparer.Ordinal);
 
     public string Name { get; }
 
@@ -63,6 +68,28 @@ internal sealed class RoutedBackend
         }
 
         return false;
+    }
+
+    /// <summary>Returns the request's path and query on this backend; cached per distinct request URI, up to a bound.</summary>
+    public Uri GetAttemptUri(Uri? original)
+    {
+        if (original is not { IsAbsoluteUri: true })
+        {
+            return AttemptRequest.BuildUri(original, this);
+        }
+
+        if (_attemptUris.TryGetValue(original.OriginalString, out var cached))
+        {
+            return cached;
+        }
+
+        var uri = AttemptRequest.BuildUri(original, this);
+        if (_attemptUris.Count < MaxCachedAttemptUris)
+        {
+            _attemptUris.TryAdd(original.OriginalString, uri);
+        }
+
+        return uri;
     }
 
     /// <summary>Returns the store key of a throttle partition on this backend: <c>{name}#{partition}</c>.</summary>

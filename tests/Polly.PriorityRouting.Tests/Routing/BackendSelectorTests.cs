@@ -65,16 +65,17 @@ public class BackendSelectorTests
     }
 
     [Fact]
-    public void Weighted_pick_maps_the_random_draw_onto_cumulative_weights()
+    public void Weighted_pick_replaces_with_probability_weight_over_weight_seen()
     {
-        var draws = new Queue<int>([0, 1, 3, 4, 5]);
+        // Walking c (2), b (3), a (1): b replaces c when draw(5) < 3, a replaces the pick when draw(6) < 1.
+        var draws = new Queue<int>([4, 0, 0, 1, 4, 5]);
         var bounds = new List<int>();
         var selector = Selector(bound => { bounds.Add(bound); return draws.Dequeue(); }, ("a", 1, 1), ("b", 1, 3), ("c", 1, 2));
 
-        var picks = Enumerable.Range(0, 5).Select(_ => selector.SelectNext(new TriedBackends(3), Now)!.Name).ToArray();
+        var picks = Enumerable.Range(0, 3).Select(_ => selector.SelectNext(new TriedBackends(3), Now)!.Name).ToArray();
 
-        picks.Should().Equal("a", "b", "b", "c", "c");
-        bounds.Should().AllBeEquivalentTo(6);
+        picks.Should().Equal("a", "b", "c");
+        bounds.Should().Equal(5, 6, 5, 6, 5, 6);
     }
 
     [Fact]
