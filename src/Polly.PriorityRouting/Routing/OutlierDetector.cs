@@ -18,6 +18,9 @@ internal sealed class OutlierDetector
 
     private readonly ConcurrentDictionary<string, BackendOutlierState> _states = new(StringComparer.Ordinal);
 
+    // ConcurrentDictionary.IsEmpty takes every lock when the dictionary is empty: the hot path reads this instead.
+    private int _trackedCount;
+
     public static OutlierDetector For(IBackendStateStore store) => ByStore.GetValue(store, _ => new OutlierDetector());
 
     /// <summary>
@@ -25,7 +28,7 @@ internal sealed class OutlierDetector
     /// Lock-free and allocation-free; free when the backend never failed.
     /// </summary>
     public bool IsProbeInFlight(string backendName)
-        => !_states.IsEmpty && _states.TryGetValue(backendName, out var state) && Volatile.Read(ref state.ProbeInFlight) == 1;
+        => Volatile.Read(ref _trackedCount) != 0 && _states.TryGetValue(backendName, out var state) && Volatile.Read(ref state.ProbeInFlight) == 1;
 
     /// <summary>
     /// Admits an attempt on a backend: always, unless its ejection has ended and the probe slot is taken.
@@ -34,7 +37,7 @@ internal sealed class OutlierDetector
     public bool TryAdmit(string backendName, DateTimeOffset now, out bool isProbe)
     {
         isProbe = false;
-        if (_states.IsEmpty || !_states.TryGetValue(backendName, out var state))
+        if (Volatile.Read(ref _trackedCount) == 0 || !_states.TryGetValue(backendName, out var state))
         {
             return true;
         }
@@ -60,7 +63,7 @@ internal sealed class OutlierDetector
     /// <summary>The backend answered (any answer that is not a server error, a transport error or a timeout).</summary>
     public void RecordHealthy(string backendName)
     {
-        if (_states.IsEmpty || !_states.TryGetValue(backendName, out var state))
+        if (Volatile.Read(ref _trackedCount) == 0 || !_states.TryGetValue(backendName, out var state))
         {
             return;
         }
@@ -76,7 +79,7 @@ internal sealed class OutlierDetector
     /// <summary>The attempt ended without telling anything about the backend (e.g. the caller cancelled).</summary>
     public void ReleaseProbe(string backendName)
     {
-        if (!_states.IsEmpty && _states.TryGetValue(backendName, out var state))
+        if (Volatile.Read(ref _trackedCount) != 0 && _states.TryGetValue(backendName, out var state))
         {
             Volatile.Write(ref state.ProbeInFlight, 0);
         }
@@ -88,7 +91,19 @@ internal sealed class OutlierDetector
     /// <returns>The ejection time when this failure ejects the backend; otherwise <see langword="null"/>.</returns>
     public (TimeSpan Duration, int Ejections)? RecordFailure(string backendName, DateTimeOffset now, OutlierEjectionOptions options)
     {
-        var state = _states.GetOrAdd(backendName, static _ => new BackendOutlierState());
+        if (!_states.TryGetValue(backendName, out var state))
+        {
+            state = new BackendOutlierState();
+            if (_states.TryAdd(backendName, state))
+            {
+                Interlocked.Increment(ref _trackedCount);
+            }
+            else
+            {
+                state = _states[backendName];
+            }
+        }
+
         lock (state)
         {
             state.ConsecutiveFailures++;

@@ -17,6 +17,9 @@ public sealed class InMemoryBackendStateStore : IBackendStateStore
     private readonly ConcurrentDictionary<string, BackendUnavailability> _entries = new(StringComparer.Ordinal);
     private long _nextSweepTicks;
 
+    // Nothing marked is the common case: readers skip hashing the name. (ConcurrentDictionary.IsEmpty would take locks.)
+    private int _count;
+
     /// <summary>
     /// Gets the store shared by every pipeline of the process that does not configure its own.
     /// </summary>
@@ -31,6 +34,12 @@ public sealed class InMemoryBackendStateStore : IBackendStateStore
     public bool TryGetUnavailability(string backendName, out BackendUnavailability unavailability)
     {
         ArgumentNullException.ThrowIfNull(backendName);
+        if (Volatile.Read(ref _count) == 0)
+        {
+            unavailability = default;
+            return false;
+        }
+
         return _entries.TryGetValue(backendName, out unavailability);
     }
 
@@ -50,7 +59,11 @@ public sealed class InMemoryBackendStateStore : IBackendStateStore
     /// <summary>
     /// Removes every entry. Intended for tests and for operators who want to put all backends back into rotation.
     /// </summary>
-    public void Clear() => _entries.Clear();
+    public void Clear()
+    {
+        _entries.Clear();
+        Volatile.Write(ref _count, _entries.Count);
+    }
 
     /// <summary>
     /// Removes the entry of one backend, putting it back into rotation at once.
@@ -60,7 +73,13 @@ public sealed class InMemoryBackendStateStore : IBackendStateStore
     public bool Reset(string backendName)
     {
         ArgumentNullException.ThrowIfNull(backendName);
-        return _entries.TryRemove(backendName, out _);
+        if (_entries.TryRemove(backendName, out _))
+        {
+            Interlocked.Decrement(ref _count);
+            return true;
+        }
+
+        return false;
     }
 
     private void Mark(string backendName, BackendUnavailability unavailability)
@@ -71,6 +90,7 @@ public sealed class InMemoryBackendStateStore : IBackendStateStore
             {
                 if (_entries.TryAdd(backendName, unavailability))
                 {
+                    Interlocked.Increment(ref _count);
                     return;
                 }
 
@@ -104,7 +124,10 @@ public sealed class InMemoryBackendStateStore : IBackendStateStore
             if (!entry.Value.IsActiveAt(now))
             {
                 // Removes only if unchanged, so a concurrent extension survives the sweep.
-                _entries.TryRemove(entry);
+                if (_entries.TryRemove(entry))
+                {
+                    Interlocked.Decrement(ref _count);
+                }
             }
         }
     }
