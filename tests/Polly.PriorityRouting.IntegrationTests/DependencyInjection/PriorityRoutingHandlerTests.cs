@@ -8,42 +8,24 @@ using Polly.PriorityRouting.IntegrationTests.Support;
 
 namespace Polly.PriorityRouting.IntegrationTests.DependencyInjection;
 
-public sealed class PriorityRoutingHandlerTests : IAsyncLifetime
+public sealed class PriorityRoutingHandlerTests : ThreeBackendsTestBase
 {
-    private FakeBackend _a = null!;
-    private FakeBackend _b = null!;
-    private FakeBackend _c = null!;
-
-    public async Task InitializeAsync()
-    {
-        _a = await FakeBackend.StartAsync("a");
-        _b = await FakeBackend.StartAsync("b");
-        _c = await FakeBackend.StartAsync("c");
-    }
-
-    public async Task DisposeAsync()
-    {
-        await _a.DisposeAsync();
-        await _b.DisposeAsync();
-        await _c.DisposeAsync();
-    }
-
     [Fact]
     public async Task Secrets_never_reach_logs_over_a_full_failover()
     {
-        _a.Throttle(30);
-        _b.Behave((context, _) => FakeBackend.Status(context, 503));
+        A.Throttle(30);
+        B.Behave((context, _) => FakeBackend.Status(context, 503));
         var services = new ServiceCollection();
         services.AddLogging(logging => logging.AddFakeLogging().SetMinimumLevel(LogLevel.Trace));
         services.AddSingleton<IBackendStateStore>(new InMemoryBackendStateStore());
         services.AddHttpClient("aoai")
             .AddPriorityRoutingHandler(o =>
             {
-                var a = new PriorityBackend { Name = "a", BaseAddress = new Uri(_a.Address, "?code=sekret-query-value") };
+                var a = new PriorityBackend { Name = "a", BaseAddress = new Uri(A.Address, "?code=sekret-query-value") };
                 a.Headers["api-key"] = "sekret-api-key-a";
                 o.Routing.Backends.Add(a);
-                o.Routing.Backends.Add(new PriorityBackend { Name = "b", BaseAddress = _b.Address, Priority = 2 });
-                o.Routing.Backends.Add(new PriorityBackend { Name = "c", BaseAddress = _c.Address, Priority = 3 });
+                o.Routing.Backends.Add(new PriorityBackend { Name = "b", BaseAddress = B.Address, Priority = 2 });
+                o.Routing.Backends.Add(new PriorityBackend { Name = "c", BaseAddress = C.Address, Priority = 3 });
             })
             .AddBearerToken("b", _ => new ValueTask<string>("sekret-token-b"));
         using var provider = services.BuildServiceProvider();
@@ -53,9 +35,9 @@ public sealed class PriorityRoutingHandlerTests : IAsyncLifetime
 
         response.StatusCode.Should().Be(HttpStatusCode.OK);
         response.Headers.GetValues("x-backend").Should().Equal("c");
-        _a.Received.Single().Headers["api-key"].Should().Be("sekret-api-key-a");
-        _a.Received.Single().Query.Should().Be("?code=sekret-query-value&user-query=sekret-caller-query");
-        _b.Received.Single().Headers["Authorization"].Should().Be("Bearer sekret-token-b");
+        A.Received.Single().Headers["api-key"].Should().Be("sekret-api-key-a");
+        A.Received.Single().Query.Should().Be("?code=sekret-query-value&user-query=sekret-caller-query");
+        B.Received.Single().Headers["Authorization"].Should().Be("Bearer sekret-token-b");
 
         var records = provider.GetRequiredService<FakeLogCollector>().GetSnapshot();
         records.Count(r => r.Message.Contains("OnBackendUnavailable", StringComparison.Ordinal)).Should().Be(2);
@@ -73,14 +55,14 @@ public sealed class PriorityRoutingHandlerTests : IAsyncLifetime
             => start.ElapsedMilliseconds < 800
                 ? FakeBackend.Status(context, 429, ("retry-after-ms", "800"), ("Retry-After", "1"))
                 : FakeBackend.Ok(context, hit);
-        _a.Behave(Throttled800Ms);
-        _b.Behave(Throttled800Ms);
+        A.Behave(Throttled800Ms);
+        B.Behave(Throttled800Ms);
         var services = new ServiceCollection();
         services.AddSingleton<IBackendStateStore>(new InMemoryBackendStateStore());
         services.AddHttpClient("aoai").AddPriorityRoutingHandler(o =>
         {
-            o.Routing.Backends.Add(new PriorityBackend { Name = "a", BaseAddress = _a.Address });
-            o.Routing.Backends.Add(new PriorityBackend { Name = "b", BaseAddress = _b.Address, Priority = 2 });
+            o.Routing.Backends.Add(new PriorityBackend { Name = "a", BaseAddress = A.Address });
+            o.Routing.Backends.Add(new PriorityBackend { Name = "b", BaseAddress = B.Address, Priority = 2 });
         });
         using var provider = services.BuildServiceProvider();
         var client = provider.GetRequiredService<IHttpClientFactory>().CreateClient("aoai");
@@ -91,8 +73,8 @@ public sealed class PriorityRoutingHandlerTests : IAsyncLifetime
         response.StatusCode.Should().Be(HttpStatusCode.OK);
         start.Elapsed.Should().BeGreaterThanOrEqualTo(TimeSpan.FromMilliseconds(750)).And.BeLessThan(TimeSpan.FromSeconds(3),
             "retry-after-ms is honoured to the millisecond, not rounded up to whole seconds");
-        _a.Hits.Should().Be(2);
-        _b.Hits.Should().Be(1);
+        A.Hits.Should().Be(2);
+        B.Hits.Should().Be(1);
     }
 
     [Fact]
@@ -100,7 +82,7 @@ public sealed class PriorityRoutingHandlerTests : IAsyncLifetime
     {
         var directory = Directory.CreateTempSubdirectory("priority-routing-");
         var file = Path.Combine(directory.FullName, "appsettings.json");
-        await File.WriteAllTextAsync(file, Settings(_a, _b));
+        await File.WriteAllTextAsync(file, Settings(A, B));
         try
         {
             var configuration = new ConfigurationBuilder()
@@ -113,19 +95,19 @@ public sealed class PriorityRoutingHandlerTests : IAsyncLifetime
             var client = provider.GetRequiredService<IHttpClientFactory>().CreateClient("aoai");
             (await client.GetAsync("http://placeholder/")).Dispose();
 
-            await File.WriteAllTextAsync(file, Settings(_c, _b));
+            await File.WriteAllTextAsync(file, Settings(C, B));
             var deadline = Stopwatch.StartNew();
-            while (_c.Hits == 0 && deadline.Elapsed < TimeSpan.FromSeconds(10))
+            while (C.Hits == 0 && deadline.Elapsed < TimeSpan.FromSeconds(10))
             {
                 (await client.GetAsync("http://placeholder/")).Dispose();
                 await Task.Delay(100);
             }
 
-            _c.Hits.Should().BeGreaterThan(0, "the reloaded backend list routes to c");
-            _b.Hits.Should().Be(0);
-            var aHits = _a.Hits;
+            C.Hits.Should().BeGreaterThan(0, "the reloaded backend list routes to c");
+            B.Hits.Should().Be(0);
+            var aHits = A.Hits;
             (await client.GetAsync("http://placeholder/")).Dispose();
-            _a.Hits.Should().Be(aHits, "a left the configuration");
+            A.Hits.Should().Be(aHits, "a left the configuration");
         }
         finally
         {

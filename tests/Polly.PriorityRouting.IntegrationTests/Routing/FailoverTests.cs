@@ -7,31 +7,13 @@ using Polly.PriorityRouting.IntegrationTests.Support;
 
 namespace Polly.PriorityRouting.IntegrationTests.Routing;
 
-public sealed class FailoverTests : IAsyncLifetime
+public sealed class FailoverTests : ThreeBackendsTestBase
 {
-    private FakeBackend _a = null!;
-    private FakeBackend _b = null!;
-    private FakeBackend _c = null!;
-
-    public async Task InitializeAsync()
-    {
-        _a = await FakeBackend.StartAsync("a");
-        _b = await FakeBackend.StartAsync("b");
-        _c = await FakeBackend.StartAsync("c");
-    }
-
-    public async Task DisposeAsync()
-    {
-        await _a.DisposeAsync();
-        await _b.DisposeAsync();
-        await _c.DisposeAsync();
-    }
-
     [Fact]
     public async Task A_429_is_absorbed_by_the_next_backend_and_remembered()
     {
-        _a.Throttle(retryAfterSeconds: 30);
-        using var host = new ClientHost(ClientHost.Route((_a, 1), (_b, 2)));
+        A.Throttle(retryAfterSeconds: 30);
+        using var host = new ClientHost(ClientHost.Route((A, 1), (B, 2)));
 
         using var first = await host.Client.GetAsync("/v1/models");
         using var second = await host.Client.GetAsync("/v1/models");
@@ -39,15 +21,15 @@ public sealed class FailoverTests : IAsyncLifetime
         first.StatusCode.Should().Be(HttpStatusCode.OK);
         first.Headers.GetValues("x-backend").Should().Equal("b");
         second.Headers.GetValues("x-backend").Should().Equal("b");
-        _a.Hits.Should().Be(1);
-        _b.Hits.Should().Be(2);
+        A.Hits.Should().Be(1);
+        B.Hits.Should().Be(2);
     }
 
     [Fact]
     public async Task A_503_fails_over()
     {
-        _a.Behave((context, _) => FakeBackend.Status(context, 503));
-        using var host = new ClientHost(ClientHost.Route((_a, 1), (_b, 2)));
+        A.Behave((context, _) => FakeBackend.Status(context, 503));
+        using var host = new ClientHost(ClientHost.Route((A, 1), (B, 2)));
 
         using var response = await host.Client.GetAsync("/");
 
@@ -59,7 +41,7 @@ public sealed class FailoverTests : IAsyncLifetime
     [Fact]
     public async Task A_refused_connection_fails_over()
     {
-        var options = ClientHost.Route((_b, 2));
+        var options = ClientHost.Route((B, 2));
         options.Backends.Insert(0, new PriorityBackend { Name = "refused", BaseAddress = FakeBackend.RefusedAddress(), Priority = 1 });
         using var host = new ClientHost(options);
 
@@ -74,9 +56,9 @@ public sealed class FailoverTests : IAsyncLifetime
     [Fact]
     public async Task An_attempt_timeout_fails_over()
     {
-        _a.Behave(async (context, _) => await Task.Delay(TimeSpan.FromSeconds(10), context.RequestAborted));
+        A.Behave(async (context, _) => await Task.Delay(TimeSpan.FromSeconds(10), context.RequestAborted));
         using var host = new ClientHost(
-            ClientHost.Route((_a, 1), (_b, 2)),
+            ClientHost.Route((A, 1), (B, 2)),
             inner: b => b.AddTimeout(TimeSpan.FromMilliseconds(300)));
         var stopwatch = Stopwatch.StartNew();
 
@@ -94,29 +76,29 @@ public sealed class FailoverTests : IAsyncLifetime
     [InlineData(404)]
     public async Task Other_client_errors_reach_the_caller_unchanged(int status)
     {
-        _a.Behave((context, _) => FakeBackend.Status(context, status, ("x-ms-error-code", "InvalidRequest")));
-        using var host = new ClientHost(ClientHost.Route((_a, 1), (_b, 2)));
+        A.Behave((context, _) => FakeBackend.Status(context, status, ("x-ms-error-code", "InvalidRequest")));
+        using var host = new ClientHost(ClientHost.Route((A, 1), (B, 2)));
 
         using var response = await host.Client.GetAsync("/");
 
         ((int)response.StatusCode).Should().Be(status);
         response.Headers.GetValues("x-ms-error-code").Should().Equal("InvalidRequest");
         (await response.Content.ReadAsStringAsync()).Should().Be("{\"error\":{\"code\":\"" + status + "\",\"message\":\"from backend\"}}");
-        _b.Hits.Should().Be(0);
+        B.Hits.Should().Be(0);
     }
 
     [Fact]
     public async Task Path_and_query_are_preserved_and_the_base_path_applied_once_across_three_attempts()
     {
-        _a.Throttle(30);
-        _b.Throttle(30);
+        A.Throttle(30);
+        B.Throttle(30);
         var options = new PriorityRoutingStrategyOptions
         {
             Backends =
             [
-                new() { Name = "a", BaseAddress = new Uri(_a.Address, "team-a/"), Priority = 1 },
-                new() { Name = "b", BaseAddress = new Uri(_b.Address, "ai/v2"), Priority = 2 },
-                new() { Name = "c", BaseAddress = new Uri(_c.Address, "apim/x/?subscription=s1"), Priority = 3 },
+                new() { Name = "a", BaseAddress = new Uri(A.Address, "team-a/"), Priority = 1 },
+                new() { Name = "b", BaseAddress = new Uri(B.Address, "ai/v2"), Priority = 2 },
+                new() { Name = "c", BaseAddress = new Uri(C.Address, "apim/x/?subscription=s1"), Priority = 3 },
             ],
         };
         using var host = new ClientHost(options);
@@ -124,21 +106,21 @@ public sealed class FailoverTests : IAsyncLifetime
         using var response = await host.Client.GetAsync("openai/deployments/gpt-4o/chat/completions?api-version=2024-06-01&q=a%20b");
 
         response.StatusCode.Should().Be(HttpStatusCode.OK);
-        _a.Received.Single().Path.Should().Be("/team-a/openai/deployments/gpt-4o/chat/completions");
-        _b.Received.Single().Path.Should().Be("/ai/v2/openai/deployments/gpt-4o/chat/completions");
-        _c.Received.Single().Path.Should().Be("/apim/x/openai/deployments/gpt-4o/chat/completions");
-        _a.Received.Single().Query.Should().Be("?api-version=2024-06-01&q=a%20b");
-        _b.Received.Single().Query.Should().Be("?api-version=2024-06-01&q=a%20b");
-        _c.Received.Single().Query.Should().Be("?subscription=s1&api-version=2024-06-01&q=a%20b");
-        _c.Received.Single().Headers["Host"].Should().Be(_c.Address.Authority);
+        A.Received.Single().Path.Should().Be("/team-a/openai/deployments/gpt-4o/chat/completions");
+        B.Received.Single().Path.Should().Be("/ai/v2/openai/deployments/gpt-4o/chat/completions");
+        C.Received.Single().Path.Should().Be("/apim/x/openai/deployments/gpt-4o/chat/completions");
+        A.Received.Single().Query.Should().Be("?api-version=2024-06-01&q=a%20b");
+        B.Received.Single().Query.Should().Be("?api-version=2024-06-01&q=a%20b");
+        C.Received.Single().Query.Should().Be("?subscription=s1&api-version=2024-06-01&q=a%20b");
+        C.Received.Single().Headers["Host"].Should().Be(C.Address.Authority);
     }
 
     [Fact]
     public async Task Each_backend_receives_its_own_api_key_and_no_other()
     {
-        _a.Throttle(30);
-        _b.Throttle(30);
-        var options = ClientHost.Route((_a, 1), (_b, 2), (_c, 3));
+        A.Throttle(30);
+        B.Throttle(30);
+        var options = ClientHost.Route((A, 1), (B, 2), (C, 3));
         options.Backends[0].Headers["api-key"] = "key-a";
         options.Backends[1].Headers["api-key"] = "key-b";
         options.Backends[1].Headers["Authorization"] = "Bearer token-b";
@@ -149,12 +131,12 @@ public sealed class FailoverTests : IAsyncLifetime
         using var response = await host.Client.SendAsync(request);
 
         response.StatusCode.Should().Be(HttpStatusCode.OK);
-        _a.Received.Single().Headers["api-key"].Should().Be("key-a");
-        _a.Received.Single().Headers.Should().NotContainKey("Authorization");
-        _b.Received.Single().Headers["api-key"].Should().Be("key-b");
-        _b.Received.Single().Headers["Authorization"].Should().Be("Bearer token-b");
-        _c.Received.Single().Headers.Should().NotContainKey("api-key").And.NotContainKey("Authorization");
-        new[] { _a, _b, _c }.Should().OnlyContain(b => b.Received.Single().Headers["x-ms-client-request-id"] == "req-1");
+        A.Received.Single().Headers["api-key"].Should().Be("key-a");
+        A.Received.Single().Headers.Should().NotContainKey("Authorization");
+        B.Received.Single().Headers["api-key"].Should().Be("key-b");
+        B.Received.Single().Headers["Authorization"].Should().Be("Bearer token-b");
+        C.Received.Single().Headers.Should().NotContainKey("api-key").And.NotContainKey("Authorization");
+        new[] { A, B, C }.Should().OnlyContain(b => b.Received.Single().Headers["x-ms-client-request-id"] == "req-1");
         request.Headers.Contains("api-key").Should().BeFalse("the caller's request is never modified");
     }
 
@@ -164,8 +146,8 @@ public sealed class FailoverTests : IAsyncLifetime
     [MemberData(nameof(ContentKinds))]
     public async Task Post_bodies_are_identical_on_the_second_backend(string kind)
     {
-        _a.Throttle(30);
-        using var host = new ClientHost(ClientHost.Route((_a, 1), (_b, 2)));
+        A.Throttle(30);
+        using var host = new ClientHost(ClientHost.Route((A, 1), (B, 2)));
         const string Json = "{\"messages\":[{\"role\":\"user\",\"content\":\"hello\"}],\"max_tokens\":5}";
         HttpContent content = kind switch
         {
@@ -177,9 +159,9 @@ public sealed class FailoverTests : IAsyncLifetime
         using var response = await host.Client.PostAsync("/chat", content);
 
         response.StatusCode.Should().Be(HttpStatusCode.OK);
-        _a.Received.Single().Body.Should().Be(Json);
-        _b.Received.Single().Body.Should().Be(Json);
-        _b.Received.Single().Method.Should().Be("POST");
+        A.Received.Single().Body.Should().Be(Json);
+        B.Received.Single().Body.Should().Be(Json);
+        B.Received.Single().Method.Should().Be("POST");
     }
 
     [Fact]
@@ -187,8 +169,8 @@ public sealed class FailoverTests : IAsyncLifetime
     {
         var release = new TaskCompletionSource(TaskCreationOptions.RunContinuationsAsynchronously);
         var finished = false;
-        _a.Throttle(30);
-        _b.Behave(async (context, _) =>
+        A.Throttle(30);
+        B.Behave(async (context, _) =>
         {
             context.Response.ContentType = "text/event-stream";
             await context.Response.WriteAsync("data: {\"delta\":\"first\"}\n\n");
@@ -197,7 +179,7 @@ public sealed class FailoverTests : IAsyncLifetime
             await context.Response.WriteAsync("data: [DONE]\n\n");
             finished = true;
         });
-        using var host = new ClientHost(ClientHost.Route((_a, 1), (_b, 2)));
+        using var host = new ClientHost(ClientHost.Route((A, 1), (B, 2)));
 
         using var response = await host.Client.SendAsync(
             new HttpRequestMessage(HttpMethod.Post, "/chat") { Content = new StringContent("{\"stream\":true}") },
@@ -216,9 +198,9 @@ public sealed class FailoverTests : IAsyncLifetime
     {
         // If a discarded 429 were not disposed its connection would never return to the pool, and the next request to
         // the same backend would wait forever for MaxConnectionsPerServer = 1.
-        _a.Behave((context, _) => FakeBackend.Status(context, 429, ("Retry-After", "0")));
+        A.Behave((context, _) => FakeBackend.Status(context, 429, ("Retry-After", "0")));
         using var host = new ClientHost(
-            ClientHost.Route((_a, 1), (_b, 2)),
+            ClientHost.Route((A, 1), (B, 2)),
             primaryHandler: () => new SocketsHttpHandler { MaxConnectionsPerServer = 1 });
         using var deadline = new CancellationTokenSource(TimeSpan.FromSeconds(20));
 
@@ -228,8 +210,8 @@ public sealed class FailoverTests : IAsyncLifetime
             response.Headers.GetValues("x-backend").Should().Equal("b");
         }
 
-        _a.Hits.Should().Be(25);
-        _b.Hits.Should().Be(25);
+        A.Hits.Should().Be(25);
+        B.Hits.Should().Be(25);
     }
 
     [Fact]
@@ -253,10 +235,10 @@ public sealed class FailoverTests : IAsyncLifetime
             };
         }
 
-        _a.Behave(Flapping(1));
-        _b.Behave(Flapping(2));
-        _c.Behave(Flapping(3));
-        var options = ClientHost.Route((_a, 1), (_b, 1), (_c, 2));
+        A.Behave(Flapping(1));
+        B.Behave(Flapping(2));
+        C.Behave(Flapping(3));
+        var options = ClientHost.Route((A, 1), (B, 1), (C, 2));
         using var host = new ClientHost(
             options,
             outer: b => b.AddRetry(new HttpRetryStrategyOptions { ShouldRetryAfterHeader = true, MaxRetryAttempts = 10, Delay = TimeSpan.FromMilliseconds(50) }));
@@ -268,15 +250,15 @@ public sealed class FailoverTests : IAsyncLifetime
         }));
 
         responses.Should().OnlyContain(r => r.StatusCode == HttpStatusCode.OK && r.Item2 == "ok");
-        (_a.Hits + _b.Hits + _c.Hits).Should().BeGreaterThan(200, "some attempts were throttled and failed over");
+        (A.Hits + B.Hits + C.Hits).Should().BeGreaterThan(200, "some attempts were throttled and failed over");
     }
 
     [Fact]
     public async Task Everything_throttled_answers_once_with_the_soonest_recovery()
     {
-        _a.Throttle(30);
-        _b.Behave((context, _) => FakeBackend.Status(context, 429, ("retry-after-ms", "12500")));
-        using var host = new ClientHost(ClientHost.Route((_a, 1), (_b, 2)));
+        A.Throttle(30);
+        B.Behave((context, _) => FakeBackend.Status(context, 429, ("retry-after-ms", "12500")));
+        using var host = new ClientHost(ClientHost.Route((A, 1), (B, 2)));
 
         using var response = await host.Client.GetAsync("/");
 
@@ -284,17 +266,17 @@ public sealed class FailoverTests : IAsyncLifetime
         response.Headers.GetValues("Retry-After").Should().Equal("13");
         response.Headers.GetValues("retry-after-ms").Should().ContainSingle().Which.Should().MatchRegex("^12[0-9]{3}$");
         (await response.Content.ReadAsStringAsync()).Should().StartWith("{\"error\":{\"code\":\"all_backends_throttled\"");
-        _a.Hits.Should().Be(1);
-        _b.Hits.Should().Be(1);
+        A.Hits.Should().Be(1);
+        B.Hits.Should().Be(1);
     }
 
     [Fact]
     public async Task An_outer_retry_waits_for_the_exhausted_retry_after_and_then_succeeds()
     {
-        _a.Behave((context, hit) => hit == 1 ? FakeBackend.Status(context, 429, ("Retry-After", "1")) : FakeBackend.Ok(context, hit));
-        _b.Behave((context, hit) => hit == 1 ? FakeBackend.Status(context, 429, ("Retry-After", "1")) : FakeBackend.Ok(context, hit));
+        A.Behave((context, hit) => hit == 1 ? FakeBackend.Status(context, 429, ("Retry-After", "1")) : FakeBackend.Ok(context, hit));
+        B.Behave((context, hit) => hit == 1 ? FakeBackend.Status(context, 429, ("Retry-After", "1")) : FakeBackend.Ok(context, hit));
         using var host = new ClientHost(
-            ClientHost.Route((_a, 1), (_b, 2)),
+            ClientHost.Route((A, 1), (B, 2)),
             outer: b => b.AddRetry(new HttpRetryStrategyOptions { ShouldRetryAfterHeader = true, MaxRetryAttempts = 3 }));
         var stopwatch = Stopwatch.StartNew();
 
@@ -304,28 +286,28 @@ public sealed class FailoverTests : IAsyncLifetime
         response.StatusCode.Should().Be(HttpStatusCode.OK);
         response.Headers.GetValues("x-backend").Should().Equal("a");
         stopwatch.Elapsed.Should().BeGreaterThanOrEqualTo(TimeSpan.FromSeconds(0.9)).And.BeLessThan(TimeSpan.FromSeconds(5));
-        _a.Hits.Should().Be(2);
-        _b.Hits.Should().Be(1);
+        A.Hits.Should().Be(2);
+        B.Hits.Should().Be(1);
     }
 
     [Fact]
     public void Synchronous_send_fails_over()
     {
-        _a.Throttle(30);
-        using var host = new ClientHost(ClientHost.Route((_a, 1), (_b, 2)));
+        A.Throttle(30);
+        using var host = new ClientHost(ClientHost.Route((A, 1), (B, 2)));
 
         using var response = host.Client.Send(new HttpRequestMessage(HttpMethod.Post, "/sync") { Content = new StringContent("payload") });
 
         response.StatusCode.Should().Be(HttpStatusCode.OK);
         response.Headers.GetValues("x-backend").Should().Equal("b");
-        _b.Received.Single().Body.Should().Be("payload");
+        B.Received.Single().Body.Should().Be("payload");
     }
 
     [Fact]
     public async Task The_snippet_from_the_issue_works_as_written()
     {
-        _a.Throttle(30);
-        var options = ClientHost.Route((_a, 1), (_b, 2));
+        A.Throttle(30);
+        var options = ClientHost.Route((A, 1), (B, 2));
         var services = new ServiceCollection();
         services.AddHttpClient("aoai", c => c.BaseAddress = new Uri("http://placeholder/"))
             .AddResilienceHandler("aoai", b => b
