@@ -24,7 +24,9 @@ public sealed class FaultSoakTests(ITestOutputHelper output) : IAsyncLifetime
 {
     private const int Requests = 20_000;
     private const int Concurrency = 256;
-    private const ulong Seed = 0x5EED_2026_1124UL;
+    // With this seed every kind of fault falls within the first 751 hits of every backend (each gets 2,000+ hits in a
+    // run), so "every fault happened on every backend" holds whatever the interleaving.
+    private const ulong Seed = 0x5EED_2026_11B1UL;
 
     // The library's wire names (internal there, and the exhausted answer's contract with every client).
     private const string ExhaustedHeader = "x-priority-routing-exhausted";

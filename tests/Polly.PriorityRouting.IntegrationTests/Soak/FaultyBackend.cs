@@ -98,7 +98,7 @@ internal sealed class FaultyBackend
 
     private async Task HandleAsync(HttpContext context, int hit)
     {
-        var bits = Mix(_seed + (ulong)hit);
+        var bits = Mix(_seed ^ Mix((ulong)hit));
         var roll = (bits >> 11) * (1.0 / (1UL << 53));
         var detail = (int)(bits & 0xFFFF);
 
