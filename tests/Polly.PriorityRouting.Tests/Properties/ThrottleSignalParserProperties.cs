@@ -1,6 +1,7 @@
 using System.Globalization;
 using System.Net;
 using CsCheck;
+using Polly.PriorityRouting.Tests.Signals;
 
 namespace Polly.PriorityRouting.Tests.Properties;
 
@@ -91,7 +92,7 @@ public class ThrottleSignalParserProperties
         Responses.Sample(
             (status, headers, now, max) =>
             {
-                using var response = Response(status, headers);
+                using var response = ThrottleSignalParserTests.Response((HttpStatusCode)status, headers); // refuses invalid names, never throws
 
                 var found = ThrottleSignalParser.TryGetCooldown(response, now, max, out var cooldown);
 
@@ -147,7 +148,7 @@ public class ThrottleSignalParserProperties
         Gen.Select(Gen.OneOf("retry-after-ms", "x-ms-retry-after-ms"), Gen.Double[-1e6, 1e9], MaxCooldown).Sample(
             (name, milliseconds, max) =>
             {
-                using var response = Response(200, [(name, milliseconds.ToString("R", CultureInfo.InvariantCulture))]);
+                using var response = ThrottleSignalParserTests.Response(HttpStatusCode.OK, [(name, milliseconds.ToString("R", CultureInfo.InvariantCulture))]);
 
                 ThrottleSignalParser.TryGetCooldown(response, Epoch, max, out var cooldown).Should().BeTrue();
 
@@ -165,7 +166,7 @@ public class ThrottleSignalParserProperties
             {
                 var date = new DateTimeOffset(now.UtcTicks / TimeSpan.TicksPerSecond * TimeSpan.TicksPerSecond, TimeSpan.Zero)
                     .AddSeconds(offsetSeconds);
-                using var response = Response(429, [("Retry-After", date.ToString("r", CultureInfo.InvariantCulture))]);
+                using var response = ThrottleSignalParserTests.Response(HttpStatusCode.TooManyRequests, [("Retry-After", date.ToString("r", CultureInfo.InvariantCulture))]);
 
                 ThrottleSignalParser.TryGetCooldown(response, now, TimeSpan.FromDays(1), out var cooldown).Should().BeTrue();
 
@@ -191,16 +192,4 @@ public class ThrottleSignalParserProperties
 
     private static string Escape(string value)
         => string.Concat(value.Select(c => c is >= ' ' and <= '~' ? c.ToString() : $"\\u{(int)c:x4}"));
-
-    private static HttpResponseMessage Response(int status, (string Name, string Value)[] headers)
-    {
-        var response = new HttpResponseMessage((HttpStatusCode)status);
-        foreach (var (name, value) in headers)
-        {
-            // Refuses invalid names (returns false) rather than throwing: those samples test the other headers.
-            response.Headers.TryAddWithoutValidation(name, value);
-        }
-
-        return response;
-    }
 }
