@@ -203,7 +203,7 @@ public class ThrottleSignalParserTests
         seconds.Should().BeApproximately(expectedSeconds, 1e-12);
     }
 
-    private static HttpResponseMessage Response(HttpStatusCode status, params (string Name, string Value)[] headers)
+    internal static HttpResponseMessage Response(HttpStatusCode status, params (string Name, string Value)[] headers)
     {
         var response = new HttpResponseMessage(status);
         foreach (var (name, value) in headers)
