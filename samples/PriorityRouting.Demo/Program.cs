@@ -127,12 +127,7 @@ async Task<ScenarioResult> RunScenarioAsync(
 
         var clients = providers.Select(p => p.GetRequiredService<IHttpClientFactory>().CreateClient("aoai")).ToList();
         var burst = await new BurstDriver(options, backends, metrics is null ? null : metrics.PrintProgress).RunAsync(clients);
-        if (metrics is not null)
-        {
-            Console.WriteLine();
-            metrics.PrintSummary(title);
-            Console.WriteLine();
-        }
+        metrics?.PrintSummary(title);
 
         return new ScenarioResult(title, burst, backends);
     }

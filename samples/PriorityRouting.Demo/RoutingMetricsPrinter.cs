@@ -81,6 +81,7 @@ internal sealed class RoutingMetricsPrinter : IDisposable
         }
 
         Observe();
+        Console.WriteLine();
         Console.WriteLine($"Metrics of meter {MeterName}, {title}:");
         var header = $"  {"backend",-12} {"attempts",9} {"returned",9} {"throttled",10} {"other",6} {"failovers",10}  backend.unavailable (by reason)";
         Console.WriteLine(header);
@@ -92,8 +93,9 @@ internal sealed class RoutingMetricsPrinter : IDisposable
             var returned = outcomes.Where(o => o.Label == "returned").Sum(o => o.Count);
             var throttled = outcomes.Where(o => o.Label == "throttled").Sum(o => o.Count);
             var unavailable = Values(MarkedUnavailable, backend.Name);
-            Console.WriteLine(string.Create(CultureInfo.InvariantCulture,
-                $"  {backend.Name,-12} {attempts,9} {returned,9} {throttled,10} {attempts - returned - throttled,6} {Values(Failovers, backend.Name).Sum(o => o.Count),10}  {unavailable.Sum(o => o.Count)} {Describe(unavailable)}"));
+            var row = string.Create(CultureInfo.InvariantCulture,
+                $"  {backend.Name,-12} {attempts,9} {returned,9} {throttled,10} {attempts - returned - throttled,6} {Values(Failovers, backend.Name).Sum(o => o.Count),10}  {unavailable.Sum(o => o.Count)} {Describe(unavailable)}");
+            Console.WriteLine(row.TrimEnd());
         }
 
         Console.WriteLine($"  {Exhausted}: {ByKey(Exhausted, "0")}");
@@ -102,6 +104,8 @@ internal sealed class RoutingMetricsPrinter : IDisposable
             Console.WriteLine($"  {UnavailableBackends} (peak): {Tiers(_gaugePeak)}");
             Console.WriteLine($"  {TimeUntilAvailable} (peak): {Seconds(_gaugePeak)}");
         }
+
+        Console.WriteLine();
     }
 
     public void Dispose() => _listener.Dispose();
@@ -132,8 +136,8 @@ internal sealed class RoutingMetricsPrinter : IDisposable
             ? string.Create(CultureInfo.InvariantCulture, $"{seconds:0.000} s")
             : "-";
 
-    private static string Describe(IEnumerable<(string Label, long Count)> values)
-        => "(" + string.Join(", ", values.Where(v => v.Label.Length > 0).Select(v => $"{v.Label} {v.Count}")) + ")";
+    private static string Describe(List<(string Label, long Count)> values)
+        => values.Count == 0 ? string.Empty : "(" + string.Join(", ", values.Select(v => $"{v.Label} {v.Count}")) + ")";
 
     private void OnCounter(Instrument instrument, long value, ReadOnlySpan<KeyValuePair<string, object?>> tags)
     {
