@@ -58,7 +58,7 @@ return 0;
 // and its own store): once sharing throttle state through Redis, once with a private in-memory store each.
 async Task<int> CompareReplicasAsync(string redis)
 {
-    if (!await RedisProbe.ReportAsync(redis))
+    if (await RedisProbe.ReportAsync(redis) is not { } reachable)
     {
         return 2;
     }
@@ -84,6 +84,11 @@ async Task<int> CompareReplicasAsync(string redis)
     Console.WriteLine();
     ResultsTable.Print([shared, separate]);
     Console.WriteLine();
+    if (!reachable)
+    {
+        Console.WriteLine("Redis was unreachable at the start: the Redis column shows the stores failing open, not sharing.");
+    }
+
     Console.WriteLine("(No chart with --redis: the chart compares priority routing with the standard handler.)");
     return 0;
 }

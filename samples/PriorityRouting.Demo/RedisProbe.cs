@@ -9,8 +9,10 @@ namespace PriorityRouting.Demo;
 /// </summary>
 internal static class RedisProbe
 {
-    /// <summary>Prints whether Redis answers a PING; returns <see langword="false"/> when the configuration does not parse.</summary>
-    public static async Task<bool> ReportAsync(string configuration)
+    /// <summary>
+    /// Prints whether Redis answers a PING, and returns it; <see langword="null"/> when the configuration does not parse.
+    /// </summary>
+    public static async Task<bool?> ReportAsync(string configuration)
     {
         ConfigurationOptions parsed;
         try
@@ -20,7 +22,7 @@ internal static class RedisProbe
         catch (ArgumentException exception)
         {
             Console.Error.WriteLine($"--redis: not a StackExchange.Redis configuration string ({exception.Message}).");
-            return false;
+            return null;
         }
 
         // Endpoints only: the configuration string may carry a password.
@@ -28,7 +30,7 @@ internal static class RedisProbe
         if (endpoints.Length == 0)
         {
             Console.Error.WriteLine("--redis: the configuration string names no endpoint, e.g. 127.0.0.1:6399.");
-            return false;
+            return null;
         }
 
         parsed.AbortOnConnectFail = false;
@@ -41,13 +43,13 @@ internal static class RedisProbe
             var roundTrip = await connection.GetDatabase().PingAsync().ConfigureAwait(false);
             Console.WriteLine(string.Create(CultureInfo.InvariantCulture,
                 $"Redis at {endpoints} answers (PING {roundTrip.TotalMilliseconds:0.0} ms)."));
+            return true;
         }
         catch (RedisException exception)
         {
             Console.WriteLine($"WARNING: Redis at {endpoints} is unreachable ({exception.GetType().Name}). The Redis stores fail open:");
             Console.WriteLine("         every replica routes on what it learned itself, so expect the numbers of the in-memory mode.");
+            return false;
         }
-
-        return true;
     }
 }

@@ -176,7 +176,8 @@ internal sealed class RoutingMetricsPrinter : IDisposable
         => [.. _totals
             .Where(entry => entry.Key.Instrument == instrument && entry.Key.Key.StartsWith(backend + "|", StringComparison.Ordinal))
             .Select(entry => (Label: entry.Key.Key[(backend.Length + 1)..], Count: entry.Value))
-            .OrderByDescending(value => value.Count)];
+            .OrderBy(value => value.Label switch { "returned" => 0, "throttled" => 1, _ => 2 })
+            .ThenBy(value => value.Label, StringComparer.Ordinal)];
 
     private string PerBackend(string instrument)
     {
