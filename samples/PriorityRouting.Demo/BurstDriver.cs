@@ -9,7 +9,11 @@ namespace PriorityRouting.Demo;
 /// Sends chat completions at a fixed rate (open loop, capped by a concurrency limit), prints one progress line per
 /// second, and reports what the caller saw.
 /// </summary>
-internal sealed class BurstDriver(DemoOptions options, IReadOnlyList<FakeAzureOpenAiBackend> backends)
+/// <remarks>
+/// With several clients (one per replica), call <c>i</c> goes to client <c>i mod n</c>: each replica is offered
+/// <c>rate / n</c>. <paramref name="afterProgress"/> runs after each progress line (the metrics lines).
+/// </remarks>
+internal sealed class BurstDriver(DemoOptions options, IReadOnlyList<FakeAzureOpenAiBackend> backends, Action? afterProgress = null)
 {
     private const string ChatCompletionPath = "openai/deployments/gpt-4o/chat/completions?api-version=2024-10-21";
     private const string ChatCompletionBody =
@@ -18,7 +22,7 @@ internal sealed class BurstDriver(DemoOptions options, IReadOnlyList<FakeAzureOp
     private int _succeeded;
     private int _failed;
 
-    public async Task<BurstResult> RunAsync(HttpClient client)
+    public async Task<BurstResult> RunAsync(IReadOnlyList<HttpClient> clients)
     {
         var total = (int)Math.Round(options.Rate * options.Duration.TotalSeconds);
         var latencies = new ConcurrentBag<TimeSpan>();
@@ -37,7 +41,7 @@ internal sealed class BurstDriver(DemoOptions options, IReadOnlyList<FakeAzureOp
             }
 
             await slots.WaitAsync().ConfigureAwait(false);
-            calls.Add(CallAsync(client, slots, latencies));
+            calls.Add(CallAsync(clients[i % clients.Count], slots, latencies));
         }
 
         await Task.WhenAll(calls).ConfigureAwait(false);
@@ -95,6 +99,7 @@ internal sealed class BurstDriver(DemoOptions options, IReadOnlyList<FakeAzureOp
                 }
 
                 Console.WriteLine(line.ToString());
+                afterProgress?.Invoke();
             }
         }
         catch (OperationCanceledException)

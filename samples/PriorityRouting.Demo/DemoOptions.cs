@@ -17,19 +17,27 @@ internal sealed record DemoOptions
 
     public string ChartPath { get; init; } = Path.Combine("artifacts", "demo", "requests-per-second.png");
 
-    // ─── Future option: --redis <configuration> ──────────────────────────────────────────────────────────────
-    // Polly.PriorityRouting.Redis is being built in parallel. When it lands, this value selects a Redis-backed
-    // IBackendStateStore in Program.CreateStateStore, so that several demo processes share throttle state.
+    /// <summary>Gets a value indicating whether the library's metrics are printed while and after the bursts run.</summary>
+    public bool Metrics { get; init; }
+
+    /// <summary>
+    /// Gets the StackExchange.Redis configuration string: when set, the demo compares replicas sharing a Redis store with
+    /// replicas keeping their own in-memory store, instead of the default two scenarios.
+    /// </summary>
     public string? RedisConfiguration { get; init; }
+
+    /// <summary>Gets the number of in-process replicas of the Redis comparison; they split the offered load.</summary>
+    public int Replicas { get; init; } = 4;
 
     public const string Usage =
         "Usage: dotnet run --project samples/PriorityRouting.Demo -- [--duration <seconds>] [--rate <requests/s>] " +
-        "[--concurrency <n>] [--chart <path.png>] [--redis <configuration> (not available yet)]";
+        "[--concurrency <n>] [--chart <path.png>] [--metrics] [--redis <configuration> [--replicas <n>]]";
 
     public static bool TryParse(string[] args, out DemoOptions options, out string? error)
     {
         options = new DemoOptions();
         error = null;
+        var replicasGiven = false;
         for (var i = 0; i < args.Length; i++)
         {
             var name = args[i];
@@ -37,6 +45,12 @@ internal sealed record DemoOptions
             {
                 error = string.Empty;
                 return false;
+            }
+
+            if (name == "--metrics")
+            {
+                options = options with { Metrics = true };
+                continue;
             }
 
             if (i + 1 >= args.Length)
@@ -63,10 +77,20 @@ internal sealed record DemoOptions
                 case "--redis":
                     options = options with { RedisConfiguration = value };
                     break;
+                case "--replicas" when int.TryParse(value, CultureInfo.InvariantCulture, out var replicas) && replicas > 0:
+                    options = options with { Replicas = replicas };
+                    replicasGiven = true;
+                    break;
                 default:
                     error = $"Unknown option or invalid value: {name} {value}";
                     return false;
             }
+        }
+
+        if (replicasGiven && options.RedisConfiguration is null)
+        {
+            error = "--replicas is part of the Redis comparison: give --redis <configuration> too.";
+            return false;
         }
 
         return true;

@@ -22,6 +22,7 @@ internal static class ResultsTable
             rows.Add(($"{backendName}: requests / 200 / 429", [.. scenarios.Select(s => BackendCell(s, backendName))]));
         }
 
+        rows.Add(("429s received (all backends)", [.. scenarios.Select(s => $"{Throttled(s)}")]));
         rows.Add(("429s received per success", [.. scenarios.Select(ThrottledPerSuccess)]));
         rows.Add(("client-visible failures", [.. scenarios.Select(s => $"{s.Burst.Failed} of {s.Burst.Sent}")]));
         rows.Add(("latency p50 / p95 (ms, successes)", [.. scenarios.Select(s => $"{Milliseconds(s.Burst.Percentile(0.50))} / {Milliseconds(s.Burst.Percentile(0.95))}")]));
@@ -51,11 +52,13 @@ internal static class ResultsTable
 
     private static string ThrottledPerSuccess(ScenarioResult scenario)
     {
-        var throttled = scenario.Backends.Sum(b => b.Statistics.Throttled);
+        var throttled = Throttled(scenario);
         return scenario.Burst.Succeeded == 0
             ? "n/a"
             : ((double)throttled / scenario.Burst.Succeeded).ToString("0.00", CultureInfo.InvariantCulture);
     }
+
+    private static long Throttled(ScenarioResult scenario) => scenario.Backends.Sum(b => b.Statistics.Throttled);
 
     private static string Milliseconds(TimeSpan value) => value.TotalMilliseconds.ToString("0", CultureInfo.InvariantCulture);
 }
