@@ -58,15 +58,18 @@ public class BackendSelectorProperties
     }
 
     [Fact]
-    public void Hands_out_exactly_the_weights_when_the_randomizer_enumerates_every_value()
+    public void Hands_out_exactly_the_weights_over_every_sequence_of_draws()
     {
-        // Fed each value of [0, total weight) once, the choice must land on each candidate exactly its weight's times:
-        // this catches off-by-one boundaries and skipped candidates without any statistics.
+        // The selector samples a tier in one pass (weighted reservoir sampling): walking the candidates, each one after
+        // the first replaces the pick when a draw from [0, weight seen so far) falls below its weight. Fed every
+        // sequence of draws once, each candidate must be chosen in exact proportion to its weight:
+        // count × total weight == weight × number of sequences. Exact integers: this catches off-by-one boundaries and
+        // skipped candidates without any statistics.
         Scenario.Sample(
             (specs, _) =>
             {
-                var next = 0;
-                var (selector, tried, eligible) = Build(specs, bound => next++ % bound);
+                var draws = new Queue<int>();
+                var (selector, tried, eligible) = Build(specs, _ => draws.Dequeue());
                 if (eligible.Count == 0)
                 {
                     selector.SelectNext(tried, Now).Should().BeNull();
@@ -74,18 +77,41 @@ public class BackendSelectorProperties
                 }
 
                 var bestTier = eligible.Min(i => selector.Backends[i].Priority);
-                var candidates = eligible.Where(i => selector.Backends[i].Priority == bestTier).ToArray();
-                var total = candidates.Sum(i => selector.Backends[i].Weight);
-                var counts = new int[selector.Backends.Count];
-                for (var draw = 0; draw < total; draw++)
+                var walk = eligible.Where(i => selector.Backends[i].Priority == bestTier).OrderByDescending(i => i).ToArray();
+                var bounds = new int[walk.Length - 1];
+                var seen = selector.Backends[walk[0]].Weight;
+                long sequences = 1;
+                for (var k = 1; k < walk.Length; k++)
                 {
-                    counts[selector.SelectNext(tried, Now)!.Index]++;
+                    seen += selector.Backends[walk[k]].Weight;
+                    bounds[k - 1] = seen;
+                    sequences *= seen;
+                    if (sequences > 50_000)
+                    {
+                        return; // too many sequences to enumerate; the statistical property covers large tiers
+                    }
                 }
 
-                next.Should().Be(total, "one draw per selection");
-                foreach (var i in candidates)
+                var counts = new long[selector.Backends.Count];
+                var odometer = new int[bounds.Length];
+                for (long sequence = 0; sequence < sequences; sequence++)
                 {
-                    counts[i].Should().Be(selector.Backends[i].Weight, $"backend {selector.Backends[i].Name}");
+                    foreach (var draw in odometer)
+                    {
+                        draws.Enqueue(draw);
+                    }
+
+                    counts[selector.SelectNext(tried, Now)!.Index]++;
+                    draws.Should().BeEmpty("one draw per candidate after the first");
+                    for (var k = 0; k < odometer.Length && ++odometer[k] == bounds[k]; k++)
+                    {
+                        odometer[k] = 0;
+                    }
+                }
+
+                foreach (var i in walk)
+                {
+                    (counts[i] * seen).Should().Be(selector.Backends[i].Weight * sequences, $"backend {selector.Backends[i].Name}");
                 }
             },
             iter: 1_000,

@@ -145,7 +145,8 @@ public class PriorityRoutingResilienceStrategyProperties
                 var throttled = states.Any(s => s is { } v && v.IsActiveAt(now) && v.Reason == BackendUnavailableReason.Throttled) ||
                                 index.Any(i => cases[i].Behaviour.Status == 429 || cases[i].Behaviour.Header is not null);
                 answer.StatusCode.Should().Be(throttled ? HttpStatusCode.TooManyRequests : HttpStatusCode.ServiceUnavailable);
-                answer.Headers.GetValues("retry-after-ms").Single().Should().Be(((long)Math.Ceiling(soonest.TotalMilliseconds)).ToString(CultureInfo.InvariantCulture));
+                answer.Headers.GetValues("retry-after-ms").Single().Should().Be(
+                    (soonest == TimeSpan.Zero ? 0 : (long)Math.Ceiling(soonest.TotalMilliseconds) + ExhaustedResponse.TimerSlackMilliseconds).ToString(CultureInfo.InvariantCulture));
                 answer.Headers.RetryAfter!.Delta.Should().Be(TimeSpan.FromSeconds(Math.Ceiling(soonest.TotalSeconds)));
             },
             iter: 3_000,
