@@ -120,7 +120,7 @@ internal sealed class BackendSelector
 
     private TimeSpan Remaining(string key, DateTimeOffset now, ref bool throttled)
     {
-        if (!_store.TryGetUnavailability(key, out var unavailability) || !unavailability.IsActiveAt(now))
+        if (!TryRead(key, out var unavailability) || !unavailability.IsActiveAt(now))
         {
             return TimeSpan.Zero;
         }
@@ -130,7 +130,21 @@ internal sealed class BackendSelector
     }
 
     public bool IsMarked(string key, DateTimeOffset now)
-        => _store.TryGetUnavailability(key, out var unavailability) && unavailability.IsActiveAt(now);
+        => TryRead(key, out var unavailability) && unavailability.IsActiveAt(now);
+
+    private bool TryRead(string key, out BackendUnavailability unavailability)
+    {
+        try
+        {
+            return _store.TryGetUnavailability(key, out unavailability);
+        }
+        catch (Exception)
+        {
+            // A store that cannot answer fails open: the backend counts as available, and its own answer decides.
+            unavailability = default;
+            return false;
+        }
+    }
 
     private bool IsCandidate(int index, in TriedBackends tried, DateTimeOffset now, string? partition)
         => !tried.Contains(index) && IsAvailable(_backends[index], now, partition);

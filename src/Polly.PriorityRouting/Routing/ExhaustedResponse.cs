@@ -43,7 +43,7 @@ internal static class ExhaustedResponse
                 "application/json"),
         };
 
-        response.Headers.RetryAfter = new RetryConditionHeaderValue(TimeSpan.FromSeconds(seconds));
+        response.Headers.RetryAfter = new RetryConditionHeaderValue(TimeSpan.FromSeconds(Math.Min(seconds, int.MaxValue)));
         response.Headers.TryAddWithoutValidation(
             PriorityRoutingConstants.RetryAfterMillisecondsHeader,
             milliseconds.ToString(CultureInfo.InvariantCulture));

@@ -305,12 +305,12 @@ internal sealed partial class PriorityRoutingResilienceStrategy : ResilienceStra
         }
 
         RecordUnavailable(backend, reason);
-        await WriteAsync(context, backend, key, new BackendUnavailability(now + cooldown, reason), now).ConfigureAwait(context.ContinueOnCapturedContext);
-
-        var arguments = new OnBackendUnavailableArguments(
-            context, outcome, backend.Name, backend.Priority, reason, cooldown, attempt);
         try
         {
+            await WriteAsync(context, backend, key, new BackendUnavailability(now + cooldown, reason), now)
+                .ConfigureAwait(context.ContinueOnCapturedContext);
+            var arguments = new OnBackendUnavailableArguments(
+                context, outcome, backend.Name, backend.Priority, reason, cooldown, attempt);
             await ReportUnavailableAsync(context, arguments).ConfigureAwait(context.ContinueOnCapturedContext);
         }
         finally
@@ -348,10 +348,14 @@ internal sealed partial class PriorityRoutingResilienceStrategy : ResilienceStra
             await _selector.Store.MarkUnavailableAsync(key, unavailability, now, context.CancellationToken)
                 .ConfigureAwait(context.ContinueOnCapturedContext);
         }
-        catch (Exception e) when (!context.CancellationToken.IsCancellationRequested)
+        catch (Exception e)
         {
             // A failing store never fails a request: this attempt still fails over, later ones may retry the backend.
-            Log.StoreWriteFailed(_logger, backend.Name, e);
+            // A store that gave up because the caller cancelled is not failing: the loop returns the cancellation next.
+            if (!context.CancellationToken.IsCancellationRequested)
+            {
+                Log.StoreWriteFailed(_logger, backend.Name, e);
+            }
         }
     }
 
@@ -433,6 +437,15 @@ internal sealed partial class PriorityRoutingResilienceStrategy : ResilienceStra
         // 429 when throttling is why nothing is left: a pending throttle deadline, or a throttle seen by this call
         // (a backend that said "Retry-After: 0" is free again, yet the call was throttled).
         var (retryAfter, throttled) = _selector.GetExhaustion(now, partition);
+
+        // A deadline written by another pipeline or replica may be far out: never advertise more than this pipeline
+        // itself could have set.
+        var longest = _ejection.MaxEjectionTime > _maxCooldown ? _ejection.MaxEjectionTime : _maxCooldown;
+        if (retryAfter > longest)
+        {
+            retryAfter = longest;
+        }
+
         var statusCode = throttled || throttledInThisCall ? HttpStatusCode.TooManyRequests : HttpStatusCode.ServiceUnavailable;
         var outcome = Outcome.FromResult(ExhaustedResponse.Create(statusCode, retryAfter, original));
 

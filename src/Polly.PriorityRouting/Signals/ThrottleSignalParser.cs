@@ -42,8 +42,9 @@ internal static class ThrottleSignalParser
     /// </summary>
     public static bool TryGetRetryAfter(HttpResponseHeaders headers, DateTimeOffset now, out double seconds)
     {
-        if (TryGetNumber(headers, PriorityRoutingConstants.RetryAfterMillisecondsHeader, out var milliseconds) ||
-            TryGetNumber(headers, PriorityRoutingConstants.MsRetryAfterMillisecondsHeader, out milliseconds))
+        // A negative delay is not a signal (RFC 9110 allows none): the next header, if any, decides.
+        if ((TryGetNumber(headers, PriorityRoutingConstants.RetryAfterMillisecondsHeader, out var milliseconds) && milliseconds >= 0) ||
+            (TryGetNumber(headers, PriorityRoutingConstants.MsRetryAfterMillisecondsHeader, out milliseconds) && milliseconds >= 0))
         {
             seconds = milliseconds / 1000;
             return true;
@@ -67,7 +68,7 @@ internal static class ThrottleSignalParser
             }
 
             // Not RFC 9110, but sent in the wild: fractional or out-of-range delta seconds.
-            if (TryParseNumber(retryAfter, out seconds))
+            if (TryParseNumber(retryAfter, out seconds) && seconds >= 0)
             {
                 return true;
             }
@@ -146,7 +147,7 @@ internal static class ThrottleSignalParser
         value = value.Trim();
         if (TryParseNumber(value, out seconds))
         {
-            return true;
+            return seconds >= 0;
         }
 
         seconds = 0;
@@ -203,7 +204,7 @@ internal static class ThrottleSignalParser
         }
 
         // Compare before converting: TimeSpan.FromSeconds overflows on huge values.
-        return seconds >= max.TotalSeconds ? max : TimeSpan.FromTicks((long)(seconds * TimeSpan.TicksPerSecond));
+        return seconds >= max.TotalSeconds ? max : TimeSpan.FromTicks((long)Math.Round(seconds * TimeSpan.TicksPerSecond));
     }
 
     private static bool TryGetNumber(HttpResponseHeaders headers, string name, out double value)

@@ -471,6 +471,71 @@ public class PriorityRoutingResilienceStrategyTests
         (await act.Should().ThrowAsync<InvalidOperationException>()).Which.Message.Should().Contain("AddResilienceHandler");
     }
 
+    [Fact]
+    public async Task A_store_that_observes_the_callers_cancellation_does_not_leak_the_discarded_response()
+    {
+        using var cts = new CancellationTokenSource();
+        using var h = Harness(o => o.StateStore = new CancellationObservingStore());
+        var discarded = new DisposeTrackingContent("throttled");
+        h.Transport.Respond("a", _ =>
+        {
+            cts.Cancel();
+            return new HttpResponseMessage(HttpStatusCode.TooManyRequests) { Content = discarded };
+        });
+
+        var act = () => h.Client.GetAsync("/", cts.Token);
+
+        await act.Should().ThrowAsync<OperationCanceledException>();
+        discarded.IsDisposed.Should().BeTrue();
+        h.Transport.Hosts.Should().Equal("a");
+    }
+
+    [Fact]
+    public async Task A_far_deadline_in_the_store_still_gives_an_exhausted_answer_clamped_to_the_longest_cooldown()
+    {
+        using var h = Harness(backends: [RoutingHarness.Backend("a", 1)]);
+        await h.Store.MarkUnavailableAsync("a", new BackendUnavailability(DateTimeOffset.MaxValue, BackendUnavailableReason.Other), h.Time.GetUtcNow(), default);
+
+        using var response = await h.Client.GetAsync("/");
+
+        response.StatusCode.Should().Be(HttpStatusCode.ServiceUnavailable);
+        response.Headers.GetValues("Retry-After").Should().Equal("300");
+        h.Transport.Requests.Should().BeEmpty();
+    }
+
+    [Fact]
+    public async Task A_store_whose_reads_fail_routes_as_if_nothing_were_marked()
+    {
+        using var h = Harness(o => o.StateStore = new ReadFailingStore());
+        h.Transport.Respond("a", HttpStatusCode.TooManyRequests);
+
+        using var response = await h.Client.GetAsync("/");
+
+        response.StatusCode.Should().Be(HttpStatusCode.OK);
+        h.Transport.Hosts.Should().Equal("a", "b");
+    }
+
+    private sealed class CancellationObservingStore : IBackendStateStore
+    {
+        public bool TryGetUnavailability(string backendName, out BackendUnavailability unavailability)
+        {
+            unavailability = default;
+            return false;
+        }
+
+        public ValueTask MarkUnavailableAsync(string backendName, BackendUnavailability unavailability, DateTimeOffset now, CancellationToken cancellationToken)
+            => cancellationToken.IsCancellationRequested ? ValueTask.FromCanceled(cancellationToken) : default;
+    }
+
+    private sealed class ReadFailingStore : IBackendStateStore
+    {
+        public bool TryGetUnavailability(string backendName, out BackendUnavailability unavailability)
+            => throw new InvalidOperationException("store is down");
+
+        public ValueTask MarkUnavailableAsync(string backendName, BackendUnavailability unavailability, DateTimeOffset now, CancellationToken cancellationToken)
+            => ValueTask.FromException(new InvalidOperationException("store is down"));
+    }
+
     private sealed class ThrowingStore : IBackendStateStore
     {
         public bool TryGetUnavailability(string backendName, out BackendUnavailability unavailability)

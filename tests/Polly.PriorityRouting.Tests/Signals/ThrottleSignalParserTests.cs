@@ -26,7 +26,6 @@ public class ThrottleSignalParserTests
     [InlineData("x-ratelimit-reset-requests", "2h", 300_000)]
     [InlineData("Retry-After", "99999999999", 300_000)]
     [InlineData("retry-after-ms", "1e300", 300_000)]
-    [InlineData("retry-after-ms", "-5", 0)]
     public void Parses_every_signal_format_and_clamps(string header, string value, double expectedMilliseconds)
     {
         using var response = Response(HttpStatusCode.TooManyRequests, (header, value));
@@ -50,6 +49,9 @@ public class ThrottleSignalParserTests
     [InlineData("x-ratelimit-reset-requests", "s")]
     [InlineData("x-ratelimit-reset-tokens", "..s")]
     [InlineData("x-ratelimit-reset-tokens", "-1s")]
+    [InlineData("x-ratelimit-reset-tokens", "-1.5")]
+    [InlineData("retry-after-ms", "-5")]
+    [InlineData("Retry-After", "-3")]
     [InlineData("x-ratelimit-reset-tokens", "\u0000\u0001")]
     public void Garbage_never_throws_and_yields_no_signal(string header, string value)
     {
@@ -89,6 +91,26 @@ public class ThrottleSignalParserTests
         ThrottleSignalParser.TryGetCooldown(response, Now, Max, out var cooldown).Should().BeTrue();
 
         cooldown.Should().Be(TimeSpan.FromSeconds(3));
+    }
+
+    [Fact]
+    public void A_negative_retry_after_falls_back_to_the_next_signal()
+    {
+        using var response = Response(HttpStatusCode.TooManyRequests, ("Retry-After", "-5"), ("x-ratelimit-reset-requests", "30s"));
+
+        ThrottleSignalParser.TryGetCooldown(response, Now, Max, out var cooldown).Should().BeTrue();
+
+        cooldown.Should().Be(TimeSpan.FromSeconds(30));
+    }
+
+    [Fact]
+    public void Milliseconds_convert_to_the_nearest_tick()
+    {
+        using var response = Response(HttpStatusCode.TooManyRequests, ("retry-after-ms", "33907"));
+
+        ThrottleSignalParser.TryGetCooldown(response, Now, Max, out var cooldown).Should().BeTrue();
+
+        cooldown.Should().Be(TimeSpan.FromMilliseconds(33907));
     }
 
     [Fact]
