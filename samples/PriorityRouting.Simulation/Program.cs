@@ -29,10 +29,6 @@ Console.WriteLine("Priority routing simulation: virtual clock, in-memory transpo
 Console.WriteLine(string.Join(", ", settings.Backends.Select(b => string.Create(CultureInfo.InvariantCulture, $"{b.Name} (priority {b.Priority}, {b.RequestsPerSecond:0} req/s)"))));
 Console.WriteLine(string.Create(CultureInfo.InvariantCulture,
     $"Token buckets refilled every {settings.ReplenishmentPeriod.TotalSeconds:0.###} s; {settings.Warmup.TotalSeconds:0} s warm-up, {settings.Measured.TotalSeconds:0} s measured in steps of {settings.Step.TotalMilliseconds:0} ms; clients retry 429/503 up to {settings.ClientRetries} times after Retry-After."));
-if (!PriorityRoutingRouter.IsDeterministic)
-{
-    Console.WriteLine("Note: the strategy's randomizer could not be seeded; choices within a tier are random.");
-}
 
 Console.WriteLine();
 var stopwatch = Stopwatch.StartNew();

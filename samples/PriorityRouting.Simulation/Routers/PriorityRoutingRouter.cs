@@ -1,4 +1,3 @@
-using System.Reflection;
 using Microsoft.Extensions.Http.Resilience;
 using Polly;
 using Polly.PriorityRouting;
@@ -12,15 +11,7 @@ namespace PriorityRouting.Simulation.Routers;
 /// </summary>
 internal sealed class PriorityRoutingRouter(bool sharedStore) : IRouterUnderTest
 {
-    // The options' Randomizer is internal (tests make choices deterministic with it). The simulation must be
-    // reproducible too, so it sets it by reflection; if the property ever goes away, choices within a tier are random
-    // and the numbers vary slightly from run to run.
-    private static readonly PropertyInfo? RandomizerProperty =
-        typeof(PriorityRoutingStrategyOptions).GetProperty("Randomizer", BindingFlags.Instance | BindingFlags.NonPublic);
-
     public string Name => sharedStore ? "ours, shared store" : "ours, store per replica";
-
-    public static bool IsDeterministic => RandomizerProperty is not null;
 
     public Uri RequestAddress(SimulationSettings settings) => new(SimulationDriver.PlaceholderAddress, SimulationDriver.RequestPath);
 
@@ -39,7 +30,8 @@ internal sealed class PriorityRoutingRouter(bool sharedStore) : IRouterUnderTest
             options.Backends.Add(new PriorityBackend { Name = backend.Name, BaseAddress = backend.Address, Priority = backend.Priority });
         }
 
-        RandomizerProperty?.SetValue(options, new Func<int, int>(random.Next));
+        // The options' Randomizer is internal (visible to this project): seeded per replica, the run is reproducible.
+        options.Randomizer = random.Next;
 
         var pipeline = new ResiliencePipelineBuilder<HttpResponseMessage> { TimeProvider = environment.Time }
             .AddPriorityRouting(options)
