@@ -9,6 +9,8 @@ namespace Polly.PriorityRouting;
 /// </remarks>
 internal sealed class BackendSelector
 {
+    private const int MaskedTierSize = 64;
+
     private readonly RoutedBackend[] _backends;
     private readonly int[] _tierStarts;
     private readonly IBackendStateStore _store;
@@ -61,27 +63,11 @@ internal sealed class BackendSelector
     {
         for (var tier = 0; tier < _tierStarts.Length - 1; tier++)
         {
-            // One pass of weighted reservoir sampling: each candidate replaces the pick with probability
-            // weight / (weights seen so far), which picks each with probability weight / total. One store read per
-            // backend instead of two, and no inconsistency if the store changes mid-way. Walking the tier backwards
-            // makes a randomizer that always answers 0 pick the first configured candidate (deterministic tests).
-            RoutedBackend? pick = null;
-            var seenWeight = 0;
-            for (var i = _tierStarts[tier + 1] - 1; i >= _tierStarts[tier]; i--)
-            {
-                if (!IsCandidate(i, tried, now, partition))
-                {
-                    continue;
-                }
-
-                var backend = _backends[i];
-                seenWeight += backend.Weight;
-                if (pick is null || _randomizer(seenWeight) < backend.Weight)
-                {
-                    pick = backend;
-                }
-            }
-
+            var start = _tierStarts[tier];
+            var end = _tierStarts[tier + 1];
+            var pick = end - start <= MaskedTierSize
+                ? PickByCumulativeWeight(start, end, tried, now, partition)
+                : PickByReservoir(start, end, tried, now, partition);
             if (pick is not null)
             {
                 return pick;
@@ -89,6 +75,75 @@ internal sealed class BackendSelector
         }
 
         return null;
+    }
+
+    /// <summary>
+    /// One read of the store per backend, remembered in a bit mask; then one draw in [0, total weight) mapped onto the
+    /// cumulative weights of the candidates. A randomizer that answers 0 picks the first configured candidate.
+    /// </summary>
+    private RoutedBackend? PickByCumulativeWeight(int start, int end, in TriedBackends tried, DateTimeOffset now, string? partition)
+    {
+        ulong candidates = 0;
+        var totalWeight = 0;
+        for (var i = start; i < end; i++)
+        {
+            if (IsCandidate(i, tried, now, partition))
+            {
+                candidates |= 1UL << (i - start);
+                totalWeight += _backends[i].Weight;
+            }
+        }
+
+        if (totalWeight == 0)
+        {
+            return null;
+        }
+
+        var draw = _randomizer(totalWeight);
+        RoutedBackend? last = null;
+        for (var i = start; candidates != 0; i++, candidates >>= 1)
+        {
+            if ((candidates & 1) == 0)
+            {
+                continue;
+            }
+
+            last = _backends[i];
+            draw -= last.Weight;
+            if (draw < 0)
+            {
+                break;
+            }
+        }
+
+        return last;
+    }
+
+    /// <summary>
+    /// Tiers wider than the mask: one pass of weighted reservoir sampling — each candidate replaces the pick with
+    /// probability weight / (weights seen so far), which picks each with probability weight / total. Walking backwards
+    /// keeps "a randomizer that answers 0 picks the first configured candidate".
+    /// </summary>
+    private RoutedBackend? PickByReservoir(int start, int end, in TriedBackends tried, DateTimeOffset now, string? partition)
+    {
+        RoutedBackend? pick = null;
+        var seenWeight = 0;
+        for (var i = end - 1; i >= start; i--)
+        {
+            if (!IsCandidate(i, tried, now, partition))
+            {
+                continue;
+            }
+
+            var backend = _backends[i];
+            seenWeight += backend.Weight;
+            if (pick is null || _randomizer(seenWeight) < backend.Weight)
+            {
+                pick = backend;
+            }
+        }
+
+        return pick;
     }
 
     /// <summary>

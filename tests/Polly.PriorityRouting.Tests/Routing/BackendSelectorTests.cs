@@ -65,17 +65,46 @@ public class BackendSelectorTests
     }
 
     [Fact]
-    public void Weighted_pick_replaces_with_probability_weight_over_weight_seen()
+    public void Weighted_pick_maps_the_random_draw_onto_cumulative_weights()
     {
-        // Walking c (2), b (3), a (1): b replaces c when draw(5) < 3, a replaces the pick when draw(6) < 1.
-        var draws = new Queue<int>([4, 0, 0, 1, 4, 5]);
+        var draws = new Queue<int>([0, 1, 3, 4, 5]);
         var bounds = new List<int>();
         var selector = Selector(bound => { bounds.Add(bound); return draws.Dequeue(); }, ("a", 1, 1), ("b", 1, 3), ("c", 1, 2));
 
-        var picks = Enumerable.Range(0, 3).Select(_ => selector.SelectNext(new TriedBackends(3), Now)!.Name).ToArray();
+        var picks = Enumerable.Range(0, 5).Select(_ => selector.SelectNext(new TriedBackends(3), Now)!.Name).ToArray();
 
-        picks.Should().Equal("a", "b", "c");
-        bounds.Should().Equal(5, 6, 5, 6, 5, 6);
+        picks.Should().Equal("a", "b", "b", "c", "c");
+        bounds.Should().AllBeEquivalentTo(6);
+    }
+
+    [Fact]
+    public void Tiers_wider_than_64_follow_the_weights_too()
+    {
+        // 100 backends in one tier, weights 1..4: reservoir sampling, checked per weight class over 200,000 draws.
+        var random = new Random(20261124);
+        var backends = Enumerable.Range(0, 100).Select(i => ($"w{i:000}", 1, 1 + (i % 4))).ToArray();
+        var selector = Selector(random.Next, backends);
+        var perWeight = new int[5];
+        const int Draws = 200_000;
+        for (var i = 0; i < Draws; i++)
+        {
+            perWeight[selector.SelectNext(new TriedBackends(100), Now)!.Weight]++;
+        }
+
+        // Each class holds 25 backends: its share is weight × 25 / 250. Five sigma of a binomial share is under 0.006.
+        for (var weight = 1; weight <= 4; weight++)
+        {
+            ((double)perWeight[weight] / Draws).Should().BeApproximately(weight * 25 / 250.0, 0.006, $"weight {weight}");
+        }
+    }
+
+    [Fact]
+    public void Wide_tiers_pick_the_first_configured_candidate_when_every_draw_is_zero()
+    {
+        var backends = Enumerable.Range(0, 70).Select(i => ($"b{i:000}", 1, 1)).ToArray();
+        var selector = Selector(_ => 0, backends);
+
+        selector.SelectNext(new TriedBackends(70), Now)!.Name.Should().Be("b000");
     }
 
     [Fact]
