@@ -114,14 +114,16 @@ public sealed class AllBackendsThrottledTests(ITestOutputHelper output) : FakeBa
 
     /// <summary>
     /// The SDK's attempts were the exhausted 429, then its retry's 200 — with, at most once, an exhausted 429 saying
-    /// <c>retry-after-ms: 1</c> in between: .NET timers count whole milliseconds, so a wait of exactly retry-after-ms
-    /// can end up to 1 ms before the backend's deadline in the store (see the report of the "Real clients" work).
+    /// <c>retry-after-ms</c> of 1–3 in between: timers can fire a millisecond early. retry-after-ms carries 2 ms of
+    /// slack for that, but <c>Retry-After</c> (whole seconds, what the OpenAI SDK reads) deliberately does not: on
+    /// loopback a delay just under a whole second can then end a hair before the deadline, while on a real network the
+    /// answer's transit covers it — adding the slack there would cost every such client a whole second.
     /// </summary>
     private static void ShouldBeOneRetryAfterTheExhaustedAnswer((int Status, string? RetryAfterMs)[] attempts)
     {
         attempts[0].Status.Should().Be(429);
         attempts[^1].Status.Should().Be(200);
         attempts.Should().HaveCountLessThanOrEqualTo(3);
-        attempts[1..^1].Where(a => (a.Status, a.RetryAfterMs) != (429, "1")).Should().BeEmpty();
+        attempts[1..^1].Where(a => !(a.Status == 429 && a.RetryAfterMs is "1" or "2" or "3")).Should().BeEmpty();
     }
 }

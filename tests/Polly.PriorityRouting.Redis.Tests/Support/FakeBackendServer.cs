@@ -39,12 +39,9 @@ public sealed class FakeBackendServer : IAsyncDisposable
 
     public static async Task<FakeBackendServer> StartAsync(bool throttles)
     {
-        var builder = WebApplication.CreateSlimBuilder();
-        builder.Logging.ClearProviders();
-        var app = builder.Build();
-        app.Urls.Add("http://127.0.0.1:0");
+        var app = LoopbackServer.Create();
         var server = new FakeBackendServer(app, throttles);
-        await app.StartAsync();
+        await LoopbackServer.StartAsync(app);
         return server;
     }
 

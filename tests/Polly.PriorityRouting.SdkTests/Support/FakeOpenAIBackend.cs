@@ -54,15 +54,10 @@ internal sealed partial class FakeOpenAIBackend : IAsyncDisposable
 
     public static async Task<FakeOpenAIBackend> StartAsync(string name)
     {
-        var builder = WebApplication.CreateSlimBuilder();
-        builder.Logging.ClearProviders();
-        var app = builder.Build();
-        app.Urls.Add("http://127.0.0.1:0");
+        var app = LoopbackServer.Create();
         var backend = new FakeOpenAIBackend(app, name);
         app.Run(backend.HandleAsync);
-        await app.StartAsync();
-        var address = app.Services.GetRequiredService<IServer>().Features.Get<IServerAddressesFeature>()!.Addresses.Single();
-        backend.Address = new Uri(address + "/");
+        backend.Address = await LoopbackServer.StartAsync(app);
         return backend;
     }
 

@@ -51,7 +51,7 @@ public class PriorityRoutingResilienceStrategyLogTests
     [Fact]
     public async Task A_failing_store_is_logged_as_a_warning_and_the_request_succeeds()
     {
-        using var h = Harness(o => o.StateStore = new FailingStore());
+        using var h = Harness(o => o.StateStore = ScriptedStore.FailingWrites());
         h.Transport.Respond("a", HttpStatusCode.TooManyRequests);
 
         using var response = await h.Client.GetAsync("/");
@@ -82,16 +82,4 @@ public class PriorityRoutingResilienceStrategyLogTests
         o.LoggerFactory = LoggerFactory.Create(b => b.AddProvider(new FakeLoggerProvider(_logs)).SetMinimumLevel(LogLevel.Trace));
         configure?.Invoke(o);
     }, backends);
-
-    private sealed class FailingStore : IBackendStateStore
-    {
-        public bool TryGetUnavailability(string backendName, out BackendUnavailability unavailability)
-        {
-            unavailability = default;
-            return false;
-        }
-
-        public ValueTask MarkUnavailableAsync(string backendName, BackendUnavailability unavailability, DateTimeOffset now, CancellationToken cancellationToken)
-            => ValueTask.FromException(new InvalidOperationException("down"));
-    }
 }

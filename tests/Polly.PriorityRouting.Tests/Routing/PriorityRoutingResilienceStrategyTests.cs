@@ -395,7 +395,7 @@ public class PriorityRoutingResilienceStrategyTests
     [Fact]
     public async Task A_failing_store_never_fails_a_request()
     {
-        using var h = Harness(o => o.StateStore = new ThrowingStore());
+        using var h = Harness(o => o.StateStore = new ScriptedStore(mark: _ => throw new InvalidOperationException("store is down")));
         h.Transport.Respond("a", HttpStatusCode.TooManyRequests);
 
         using var response = await h.Client.GetAsync("/");
@@ -475,7 +475,7 @@ public class PriorityRoutingResilienceStrategyTests
     public async Task A_store_that_observes_the_callers_cancellation_does_not_leak_the_discarded_response()
     {
         using var cts = new CancellationTokenSource();
-        using var h = Harness(o => o.StateStore = new CancellationObservingStore());
+        using var h = Harness(o => o.StateStore = new ScriptedStore(mark: ct => ct.IsCancellationRequested ? ValueTask.FromCanceled(ct) : default));
         var discarded = new DisposeTrackingContent("throttled");
         h.Transport.Respond("a", _ =>
         {
@@ -506,45 +506,12 @@ public class PriorityRoutingResilienceStrategyTests
     [Fact]
     public async Task A_store_whose_reads_fail_routes_as_if_nothing_were_marked()
     {
-        using var h = Harness(o => o.StateStore = new ReadFailingStore());
+        using var h = Harness(o => o.StateStore = new ScriptedStore(read: _ => throw new InvalidOperationException("store is down"), mark: _ => ValueTask.FromException(new InvalidOperationException("store is down"))));
         h.Transport.Respond("a", HttpStatusCode.TooManyRequests);
 
         using var response = await h.Client.GetAsync("/");
 
         response.StatusCode.Should().Be(HttpStatusCode.OK);
         h.Transport.Hosts.Should().Equal("a", "b");
-    }
-
-    private sealed class CancellationObservingStore : IBackendStateStore
-    {
-        public bool TryGetUnavailability(string backendName, out BackendUnavailability unavailability)
-        {
-            unavailability = default;
-            return false;
-        }
-
-        public ValueTask MarkUnavailableAsync(string backendName, BackendUnavailability unavailability, DateTimeOffset now, CancellationToken cancellationToken)
-            => cancellationToken.IsCancellationRequested ? ValueTask.FromCanceled(cancellationToken) : default;
-    }
-
-    private sealed class ReadFailingStore : IBackendStateStore
-    {
-        public bool TryGetUnavailability(string backendName, out BackendUnavailability unavailability)
-            => throw new InvalidOperationException("store is down");
-
-        public ValueTask MarkUnavailableAsync(string backendName, BackendUnavailability unavailability, DateTimeOffset now, CancellationToken cancellationToken)
-            => ValueTask.FromException(new InvalidOperationException("store is down"));
-    }
-
-    private sealed class ThrowingStore : IBackendStateStore
-    {
-        public bool TryGetUnavailability(string backendName, out BackendUnavailability unavailability)
-        {
-            unavailability = default;
-            return false;
-        }
-
-        public ValueTask MarkUnavailableAsync(string backendName, BackendUnavailability unavailability, DateTimeOffset now, CancellationToken cancellationToken)
-            => throw new InvalidOperationException("store is down");
     }
 }
