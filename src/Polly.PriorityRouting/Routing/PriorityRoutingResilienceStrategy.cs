@@ -170,7 +170,19 @@ internal sealed partial class PriorityRoutingResilienceStrategy : ResilienceStra
                 }
 
                 var predicateArguments = new PriorityRoutingPredicateArguments(context, outcome, backend.Name, backend.Priority);
-                if (!await _shouldHandle(predicateArguments).ConfigureAwait(context.ContinueOnCapturedContext))
+                bool handled;
+                try
+                {
+                    handled = await _shouldHandle(predicateArguments).ConfigureAwait(context.ContinueOnCapturedContext);
+                }
+                catch when (isProbe)
+                {
+                    // A throwing predicate must not leave the probe slot taken: the backend would never be tried again.
+                    _detector!.ReleaseProbe(backend.Name);
+                    throw;
+                }
+
+                if (!handled)
                 {
                     RecordAttempt(backend, outcome, PriorityRoutingTags.ReturnedOutcome);
                     await OnReturnedAsync(context, outcome, backend, attempt, partition, isProbe).ConfigureAwait(context.ContinueOnCapturedContext);

@@ -65,6 +65,31 @@ public class AvailabilityFeaturesTests
     }
 
     [Fact]
+    public async Task A_predicate_that_throws_on_the_probe_does_not_keep_the_probe_slot()
+    {
+        var throwOnce = false;
+        using var h = Harness(o =>
+        {
+            o.OutlierEjection.ConsecutiveFailures = 1;
+            o.ShouldHandle = args => throwOnce && args.BackendName == "a"
+                ? throw new InvalidOperationException("predicate bug")
+                : new ValueTask<bool>(args.Outcome.Result?.StatusCode >= HttpStatusCode.InternalServerError);
+        });
+        h.Transport.Respond("a", HttpStatusCode.InternalServerError);
+        (await h.Client.GetAsync("/")).Dispose();
+        h.Time.Advance(TimeSpan.FromSeconds(30));
+        h.Transport.Respond("a", HttpStatusCode.OK);
+        throwOnce = true;
+
+        var act = () => h.Client.GetAsync("/");
+        await act.Should().ThrowAsync<InvalidOperationException>();
+        throwOnce = false;
+        using var response = await h.Client.GetAsync("/");
+
+        (await response.Content.ReadAsStringAsync()).Should().Be("a", "the next request may probe a again");
+    }
+
+    [Fact]
     public async Task A_failed_probe_doubles_the_ejection()
     {
         using var h = Harness(o => o.OutlierEjection.ConsecutiveFailures = 1);
