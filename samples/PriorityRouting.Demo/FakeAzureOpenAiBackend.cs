@@ -80,11 +80,16 @@ internal sealed class FakeAzureOpenAiBackend : IAsyncDisposable
                 statusCode: StatusCodes.Status429TooManyRequests);
         }
 
+        // Like the real service, every answer says what is left of the budget once this request is counted, and when
+        // it refills (here: the next token); a client that reads them can stop before paying a 429.
+        var remaining = _limiter.GetStatistics()?.CurrentAvailablePermits ?? 0;
+
         // A model takes a while to answer; the spread makes the latency percentiles meaningful.
         await Task.Delay(TimeSpan.FromMilliseconds(Random.Shared.Next(40, 120)), context.RequestAborted).ConfigureAwait(false);
         Statistics.RecordOk();
-        context.Response.Headers["x-ratelimit-remaining-requests"] =
-            _limiter.GetStatistics()?.CurrentAvailablePermits.ToString(CultureInfo.InvariantCulture) ?? "0";
+        context.Response.Headers["x-ratelimit-remaining-requests"] = remaining.ToString(CultureInfo.InvariantCulture);
+        context.Response.Headers["x-ratelimit-reset-requests"] =
+            (1 / Spec.RequestsPerSecond).ToString("0.###", CultureInfo.InvariantCulture) + "s";
         return Results.Json(new
         {
             id = "chatcmpl-" + Guid.NewGuid().ToString("N")[..12],
