@@ -1,3 +1,4 @@
+using System.Globalization;
 using System.Net;
 using PriorityRouting.Samples;
 
@@ -40,7 +41,13 @@ internal sealed class InMemoryBackendTransport : HttpMessageHandler
                 backend.Ok++;
             }
 
-            return new HttpResponseMessage(HttpStatusCode.OK) { RequestMessage = request };
+            // Like Azure OpenAI, every answer reports the budget left and when it refills; routers may read them.
+            var ok = new HttpResponseMessage(HttpStatusCode.OK) { RequestMessage = request };
+            ok.Headers.TryAddWithoutValidation("x-ratelimit-remaining-requests", backend.Bucket.Remaining.ToString(CultureInfo.InvariantCulture));
+            ok.Headers.TryAddWithoutValidation(
+                "x-ratelimit-reset-requests",
+                backend.Bucket.UntilReplenishment(now).TotalSeconds.ToString("0.###", CultureInfo.InvariantCulture) + "s");
+            return ok;
         }
 
         if (measured)

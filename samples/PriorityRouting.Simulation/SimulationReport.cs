@@ -81,8 +81,9 @@ public static class SimulationReport
         if (maxReplicas > 1 && perReplica is not null && shared is not null)
         {
             var factor = perReplica.ThrottledPerSuccess / shared.ThrottledPerSuccess;
+            var cut = shared.ThrottledPerSuccess == 0 ? "none left" : Invariant($"{factor:0.0}x");
             lines.Add(Verdict(factor >= 4, Invariant(
-                $"{maxReplicas} replicas: shared store cuts 429s per success >= 4x: {perReplica.ThrottledPerSuccess:0.0000} -> {shared.ThrottledPerSuccess:0.0000} ({factor:0.0}x)")));
+                $"{maxReplicas} replicas: shared store cuts 429s per success >= 4x: {perReplica.ThrottledPerSuccess:0.0000} -> {shared.ThrottledPerSuccess:0.0000} ({cut})")));
         }
 
         return lines;

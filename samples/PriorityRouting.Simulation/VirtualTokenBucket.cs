@@ -23,6 +23,12 @@ internal sealed class VirtualTokenBucket
         _nextReplenishment = start + phase;
     }
 
+    /// <summary>Gets the whole tokens left after the last acquisition, as <c>x-ratelimit-remaining-requests</c> reports them.</summary>
+    public long Remaining => (long)Math.Floor(_tokens);
+
+    /// <summary>Returns the time until the next refill, as <c>x-ratelimit-reset-requests</c> reports it.</summary>
+    public TimeSpan UntilReplenishment(DateTimeOffset now) => _nextReplenishment - now;
+
     /// <summary>Takes one token, or tells how long until the next refill.</summary>
     public bool TryAcquire(DateTimeOffset now, out TimeSpan retryAfter)
     {
