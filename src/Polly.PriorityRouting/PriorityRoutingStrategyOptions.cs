@@ -136,6 +136,12 @@ public class PriorityRoutingStrategyOptions : ResilienceStrategyOptions
     public IMeterFactory? MeterFactory { get; set; }
 
     /// <summary>
+    /// Returns a shallow copy (every option, including ones added later), for the DI registration to set services on
+    /// without touching the monitored instance.
+    /// </summary>
+    internal PriorityRoutingStrategyOptions Clone() => (PriorityRoutingStrategyOptions)MemberwiseClone();
+
+    /// <summary>
     /// Gets or sets the source of randomness for the weighted choice: given an exclusive upper bound, returns a value
     /// in [0, bound). Tests replace it to make choices deterministic.
     /// </summary>

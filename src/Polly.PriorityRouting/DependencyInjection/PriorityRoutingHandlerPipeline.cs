@@ -17,7 +17,6 @@ internal static class PriorityRoutingHandlerPipeline
     public static void Compose(
         ResiliencePipelineBuilder<HttpResponseMessage> pipeline,
         PriorityRoutingHandlerOptions options,
-        IBackendStateStore store,
         IServiceProvider services)
     {
         var timeProvider = pipeline.TimeProvider ?? TimeProvider.System;
@@ -26,7 +25,7 @@ internal static class PriorityRoutingHandlerPipeline
         pipeline
             .AddTimeout(StampDeadline(options.TotalRequestTimeout, timeProvider))
             .AddRetry(CapByDeadline(options.Retry, timeProvider))
-            .AddPriorityRouting(WithServices(options.Routing, store, services))
+            .AddPriorityRouting(WithServices(options.Routing, services))
             .AddTimeout(options.AttemptTimeout);
     }
 
@@ -69,13 +68,13 @@ internal static class PriorityRoutingHandlerPipeline
 
                 // A wait that would end after the total timeout only turns an honest "retry after N" into a timeout.
                 return !(useRetryAfter &&
-                    TryGetRetryAfter(args.Outcome, out var delay) &&
+                    TryGetRetryAfter(args.Outcome, timeProvider, out var delay) &&
                     args.Context.Properties.TryGetValue(DeadlineKey, out var deadline) &&
                     timeProvider.GetUtcNow() + delay >= deadline);
             },
             DelayGenerator = async args =>
             {
-                if (useRetryAfter && TryGetRetryAfter(args.Outcome, out var delay))
+                if (useRetryAfter && TryGetRetryAfter(args.Outcome, timeProvider, out var delay))
                 {
                     return delay;
                 }
@@ -87,11 +86,11 @@ internal static class PriorityRoutingHandlerPipeline
         };
     }
 
-    private static bool TryGetRetryAfter(Outcome<HttpResponseMessage> outcome, out TimeSpan delay)
+    private static bool TryGetRetryAfter(Outcome<HttpResponseMessage> outcome, TimeProvider timeProvider, out TimeSpan delay)
     {
         // retry-after-ms first: the exhausted answer carries the exact time, Retry-After only whole seconds.
         if (outcome.Result is { } response &&
-            ThrottleSignalParser.TryGetRetryAfter(response.Headers, DateTimeOffset.UtcNow, out var seconds))
+            ThrottleSignalParser.TryGetRetryAfter(response.Headers, timeProvider.GetUtcNow(), out var seconds))
         {
             delay = seconds <= 0 ? TimeSpan.Zero : TimeSpan.FromSeconds(Math.Min(seconds, TimeSpan.FromDays(1).TotalSeconds));
             return true;
@@ -101,23 +100,21 @@ internal static class PriorityRoutingHandlerPipeline
         return false;
     }
 
-    private static PriorityRoutingStrategyOptions WithServices(
-        PriorityRoutingStrategyOptions source,
-        IBackendStateStore store,
-        IServiceProvider services) => new()
+    /// <summary>
+    /// The store a client's pipeline uses: its own option, else the one registered in DI, else the shared one.
+    /// </summary>
+    public static IBackendStateStore ResolveStore(PriorityRoutingStrategyOptions routing, IServiceProvider services)
+        => routing.StateStore
+           ?? (IBackendStateStore?)services.GetService(typeof(IBackendStateStore))
+           ?? InMemoryBackendStateStore.Shared;
+
+    private static PriorityRoutingStrategyOptions WithServices(PriorityRoutingStrategyOptions source, IServiceProvider services)
     {
-        Name = source.Name,
-        Backends = source.Backends,
-        DefaultCooldown = source.DefaultCooldown,
-        MaxCooldown = source.MaxCooldown,
-        MaxAttempts = source.MaxAttempts,
-        ShouldHandle = source.ShouldHandle,
-        StateStore = store,
-        OnBackendUnavailable = source.OnBackendUnavailable,
-        OnBackendsExhausted = source.OnBackendsExhausted,
-        Randomizer = source.Randomizer,
-        DeferCredentials = true,
-        LoggerFactory = source.LoggerFactory ?? (ILoggerFactory?)services.GetService(typeof(ILoggerFactory)),
-        MeterFactory = source.MeterFactory ?? (IMeterFactory?)services.GetService(typeof(IMeterFactory)),
-    };
+        var options = source.Clone();
+        options.StateStore = ResolveStore(source, services);
+        options.DeferCredentials = true;
+        options.LoggerFactory ??= (ILoggerFactory?)services.GetService(typeof(ILoggerFactory));
+        options.MeterFactory ??= (IMeterFactory?)services.GetService(typeof(IMeterFactory));
+        return options;
+    }
 }

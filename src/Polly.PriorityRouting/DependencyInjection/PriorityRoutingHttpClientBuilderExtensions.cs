@@ -69,10 +69,7 @@ public static class PriorityRoutingHttpClientBuilderExtensions
         {
             context.EnableReloads<PriorityRoutingHandlerOptions>(optionsName);
             var options = context.GetOptions<PriorityRoutingHandlerOptions>(optionsName);
-            var store = options.Routing.StateStore
-                ?? context.ServiceProvider.GetService<IBackendStateStore>()
-                ?? InMemoryBackendStateStore.Shared;
-            PriorityRoutingHandlerPipeline.Compose(pipeline, options, store, context.ServiceProvider);
+            PriorityRoutingHandlerPipeline.Compose(pipeline, options, context.ServiceProvider);
         });
 
         return new PriorityRoutingHandlerBuilder(optionsName, builder.Services);

@@ -36,7 +36,9 @@ public sealed class PriorityRoutingSnapshotProvider
     {
         ArgumentException.ThrowIfNullOrEmpty(clientName);
         var routing = _options.Get(PriorityRoutingHandlerNames.OptionsName(clientName)).Routing;
-        var store = routing.StateStore ?? _services.GetService<IBackendStateStore>() ?? InMemoryBackendStateStore.Shared;
-        return PriorityRoutingSnapshot.Create(routing.Backends, store, _timeProvider.GetUtcNow());
+        return PriorityRoutingSnapshot.Create(
+            routing.Backends,
+            PriorityRoutingHandlerPipeline.ResolveStore(routing, _services),
+            _timeProvider.GetUtcNow());
     }
 }

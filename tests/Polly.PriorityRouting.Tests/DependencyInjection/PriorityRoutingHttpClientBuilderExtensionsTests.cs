@@ -123,6 +123,46 @@ public class PriorityRoutingHttpClientBuilderExtensionsTests
     }
 
     [Fact]
+    public async Task Every_routing_option_reaches_the_pipeline()
+    {
+        var json = """
+            {
+              "PriorityRouting": {
+                "Routing": {
+                  "Backends": [
+                    { "Name": "a", "BaseAddress": "https://a.example/" },
+                    { "Name": "b", "BaseAddress": "https://b.example/", "Priority": 2 },
+                    { "Name": "c", "BaseAddress": "https://c.example/", "Priority": 3 }
+                  ],
+                  "OutlierEjection": { "ConsecutiveFailures": 1 },
+                  "ProactiveThrottling": false
+                }
+              }
+            }
+            """;
+        var store = new InMemoryBackendStateStore();
+        var transport = new RecordingHandler()
+            .Respond("a.example", HttpStatusCode.InternalServerError)
+            .Respond("b.example", HttpStatusCode.TooManyRequests, ("Retry-After", "30"))
+            .Respond("c.example", HttpStatusCode.OK, ("x-ratelimit-remaining-requests", "0"), ("x-ratelimit-reset-requests", "5s"));
+        using var provider = Services(Json(json), out var name, out _, transport, services =>
+        {
+            services.AddSingleton<IBackendStateStore>(store);
+            services.Configure<PriorityRoutingHandlerOptions>("aoai-priority-routing", o => o.Routing.ThrottlePartitionKey = ThrottlePartitions.AzureOpenAIDeployment);
+        });
+
+        using var response = await provider.GetRequiredService<IHttpClientFactory>().CreateClient("aoai")
+            .GetAsync("http://placeholder/openai/deployments/gpt-4o/chat/completions");
+
+        response.StatusCode.Should().Be(HttpStatusCode.OK);
+        store.TryGetUnavailability("a", out var a).Should().BeTrue();
+        a.Reason.Should().Be(BackendUnavailableReason.Ejected, "OutlierEjection.ConsecutiveFailures = 1");
+        store.TryGetUnavailability("b#gpt-4o", out _).Should().BeTrue("the throttle partition applies");
+        store.TryGetUnavailability("b", out _).Should().BeFalse();
+        store.TryGetUnavailability("c", out _).Should().BeFalse("ProactiveThrottling = false");
+    }
+
+    [Fact]
     public async Task Named_clients_keep_their_own_backends_and_share_the_store()
     {
         var store = new InMemoryBackendStateStore();
