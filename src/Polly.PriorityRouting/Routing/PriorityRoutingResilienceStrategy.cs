@@ -258,7 +258,7 @@ internal sealed partial class PriorityRoutingResilienceStrategy : ResilienceStra
         }
 
         var now = _timeProvider.GetUtcNow();
-        var key = partition is null ? backend.Name : backend.GetPartitionKey(partition);
+        var key = backend.GetThrottleKey(partition);
         Log.BudgetExhausted(_logger, backend.Name, backend.Priority, (long)cooldown.TotalMilliseconds);
         RecordUnavailable(backend, BackendUnavailableReason.Throttled);
         await WriteAsync(context, backend, key, new BackendUnavailability(now + cooldown, BackendUnavailableReason.Throttled), now)
@@ -299,9 +299,8 @@ internal sealed partial class PriorityRoutingResilienceStrategy : ResilienceStra
             }
         }
 
-        // Throttles are per partition when the service throttles per partition (Azure OpenAI deployments); failures
-        // of the backend itself apply to all its partitions.
-        var key = partition is not null && reason == BackendUnavailableReason.Throttled ? backend.GetPartitionKey(partition) : backend.Name;
+        // Failures of the backend itself apply to all its partitions.
+        var key = reason == BackendUnavailableReason.Throttled ? backend.GetThrottleKey(partition) : backend.Name;
 
         // One warning when a backend leaves rotation, not one per concurrent request that sees it fail.
         if (!ejected)

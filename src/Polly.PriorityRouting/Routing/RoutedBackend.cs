@@ -92,6 +92,12 @@ internal sealed class RoutedBackend
         return uri;
     }
 
+    /// <summary>
+    /// Returns the store key a throttle of this backend is kept under: its partition's when the request has one, since
+    /// the service throttles per partition; else the backend's own name.
+    /// </summary>
+    public string GetThrottleKey(string? partition) => partition is null ? Name : GetPartitionKey(partition);
+
     /// <summary>Returns the store key of a throttle partition on this backend: <c>{name}#{partition}</c>.</summary>
     public string GetPartitionKey(string partition)
     {
