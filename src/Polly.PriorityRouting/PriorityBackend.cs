@@ -7,7 +7,9 @@ namespace Polly.PriorityRouting;
 /// </summary>
 /// <remarks>
 /// This is configuration only: runtime state such as "throttled until" lives in the
-/// <see cref="IBackendStateStore"/>, keyed by <see cref="Name"/>.
+/// <see cref="IBackendStateStore"/>, keyed by the backend's identity: its <see cref="Name"/> and its
+/// <see cref="BaseAddress"/> (without query) together. Pipelines share what they learn about a backend only when both
+/// match, so two unrelated clients that each call a different address <c>"primary"</c> never share state by accident.
 /// </remarks>
 public sealed class PriorityBackend
 {
@@ -39,11 +41,16 @@ public sealed class PriorityBackend
     public int Weight { get; set; } = PriorityRoutingConstants.DefaultWeight;
 
     /// <summary>
-    /// Gets or sets the unique name of the backend, used as its key in the state store and in telemetry.
+    /// Gets or sets the unique name of the backend, shown in telemetry and part of its identity in the state store.
     /// </summary>
     /// <value>
     /// The default value is <see langword="null"/>, meaning <see cref="BaseAddress"/> without its query string.
     /// </value>
+    /// <remarks>
+    /// The state store keys a backend by <c>{Name}@{address}</c> (just <c>{address}</c> without a name), the address
+    /// being scheme, host, port and base path: two clients share throttles and ejections of a backend when they give it
+    /// the same name and address, and never otherwise.
+    /// </remarks>
     public string? Name { get; set; }
 
     /// <summary>
@@ -91,5 +98,29 @@ public sealed class PriorityBackend
         }
 
         return null;
+    }
+
+    /// <summary>
+    /// Returns the backend's identity in the state store: <c>{Name}@{location}</c>, or <c>{location}</c> without a name.
+    /// </summary>
+    internal string? GetStateIdentity()
+    {
+        if (BaseAddress is not { IsAbsoluteUri: true } address)
+        {
+            return null;
+        }
+
+        var location = GetLocation(address);
+        return string.IsNullOrWhiteSpace(Name) ? location : string.Concat(Name, "@", location);
+    }
+
+    /// <summary>
+    /// Returns scheme, host, port and base path without a trailing slash and without query:
+    /// <c>https://apim.example.net/team-a/?x=1</c> → <c>https://apim.example.net/team-a</c>.
+    /// </summary>
+    internal static string GetLocation(Uri address)
+    {
+        var path = address.GetComponents(UriComponents.Path | UriComponents.KeepDelimiter, UriFormat.UriEscaped).TrimEnd('/');
+        return address.GetComponents(UriComponents.SchemeAndServer, UriFormat.UriEscaped) + path;
     }
 }

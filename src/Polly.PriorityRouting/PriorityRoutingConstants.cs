@@ -8,6 +8,9 @@ internal static class PriorityRoutingConstants
 
     public const string OnBackendsExhaustedEvent = "OnBackendsExhausted";
 
+    /// <summary>Polly's own name for the event that reports each attempt (as its retry and hedging do).</summary>
+    public const string ExecutionAttemptEvent = "ExecutionAttempt";
+
     public const int DefaultPriority = 1;
 
     public const int MinPriority = 1;
@@ -47,8 +50,12 @@ internal static class PriorityRoutingConstants
 
     public static readonly TimeSpan DefaultMaxEjectionTime = TimeSpan.FromMinutes(5);
 
-    /// <summary>Separates a backend's name from a throttle partition in store keys: <c>ptu#gpt-4o</c>.</summary>
-    public const char PartitionSeparator = '#';
+    /// <summary>
+    /// What the exhausted answer advertises for a backend whose ejection ended while its single probe is in flight: the
+    /// probe's answer decides, typically within one round trip, so a short wait — never "retry after 0", which makes
+    /// an outer retry spin.
+    /// </summary>
+    public static readonly TimeSpan ProbeRetryDelay = TimeSpan.FromSeconds(1);
 
     public static readonly TimeSpan DefaultTotalRequestTimeout = TimeSpan.FromMinutes(2);
 

@@ -91,11 +91,6 @@ internal static class PriorityRoutingStrategyOptionsValidator
 
             if (backend.GetEffectiveName() is { } name)
             {
-                if (name.Contains(PriorityRoutingConstants.PartitionSeparator, StringComparison.Ordinal))
-                {
-                    errors.Add($"{path}.Name '{name}' must not contain '{PriorityRoutingConstants.PartitionSeparator}', which separates throttle partitions in store keys.");
-                }
-
                 if (names.TryGetValue(name, out var first))
                 {
                     errors.Add(Invariant(

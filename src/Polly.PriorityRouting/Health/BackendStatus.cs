@@ -1,15 +1,23 @@
 namespace Polly.PriorityRouting;
 
 /// <summary>
-/// The state of one backend at the moment a <see cref="PriorityRoutingSnapshot"/> was taken.
+/// The state of one backend at the moment a <see cref="PriorityRoutingSnapshot"/> was taken: its own, and that of each
+/// of its throttle partitions that is out of rotation.
 /// </summary>
 public sealed class BackendStatus
 {
-    internal BackendStatus(string name, int priority, int weight, BackendUnavailability? unavailability, DateTimeOffset now)
+    internal BackendStatus(
+        string name,
+        int priority,
+        int weight,
+        BackendUnavailability? unavailability,
+        IReadOnlyList<PartitionStatus> partitions,
+        DateTimeOffset now)
     {
         Name = name;
         Priority = priority;
         Weight = weight;
+        Partitions = partitions;
         if (unavailability is { } state && state.IsActiveAt(now))
         {
             UnavailableUntil = state.Until;
@@ -27,7 +35,7 @@ public sealed class BackendStatus
     /// <summary>Gets the backend's weight within its tier.</summary>
     public int Weight { get; }
 
-    /// <summary>Gets a value indicating whether the backend is in rotation.</summary>
+    /// <summary>Gets a value indicating whether the backend as a whole is in rotation.</summary>
     public bool IsAvailable => UnavailableUntil is null;
 
     /// <summary>Gets the moment the backend returns to rotation, or <see langword="null"/> when it is available.</summary>
@@ -39,10 +47,38 @@ public sealed class BackendStatus
     /// <summary>Gets the time until the backend returns to rotation; zero when it is available.</summary>
     public TimeSpan TimeUntilAvailable { get; }
 
+    /// <summary>Gets the throttle partitions of this backend that are out of rotation while the backend may not be.</summary>
+    public IReadOnlyList<PartitionStatus> Partitions { get; }
+
+    /// <summary>Returns whether requests of one partition can go to this backend: it is available and so is the partition.</summary>
+    /// <param name="partition">The partition.</param>
+    /// <returns><see langword="true"/> when neither the backend nor the partition is out of rotation.</returns>
+    public bool IsAvailableFor(string partition) => TimeUntilAvailableFor(partition) == TimeSpan.Zero;
+
+    /// <summary>Returns the time until requests of one partition can go to this backend again.</summary>
+    /// <param name="partition">The partition.</param>
+    /// <returns>The later of the backend's and the partition's time; zero when both are available.</returns>
+    public TimeSpan TimeUntilAvailableFor(string partition)
+    {
+        var remaining = TimeUntilAvailable;
+        foreach (var status in Partitions)
+        {
+            if (string.Equals(status.Partition, partition, StringComparison.Ordinal) && status.TimeUntilAvailable > remaining)
+            {
+                remaining = status.TimeUntilAvailable;
+            }
+        }
+
+        return remaining;
+    }
+
     /// <summary>Describes the state, for logs and health reports. Never shows headers or addresses.</summary>
-    /// <returns>For example <c>ptu (priority 1): throttled for 2.5 s</c>.</returns>
+    /// <returns>For example <c>ptu (priority 1): available; gpt-4o: Throttled for 2.5 s</c>.</returns>
     public override string ToString()
-        => IsAvailable
+    {
+        var own = IsAvailable
             ? $"{Name} (priority {Priority}): available"
             : FormattableString.Invariant($"{Name} (priority {Priority}): {Reason} for {TimeUntilAvailable.TotalSeconds:0.###} s");
+        return Partitions.Count == 0 ? own : own + "; " + string.Join("; ", Partitions);
+    }
 }

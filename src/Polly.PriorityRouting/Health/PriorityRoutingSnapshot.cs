@@ -1,7 +1,8 @@
 namespace Polly.PriorityRouting;
 
 /// <summary>
-/// A read-only view of which backends are in rotation, and, for those that are not, until when and why.
+/// A read-only view of which backends — and which throttle partitions of them — are in rotation, and, for those that
+/// are not, until when and why.
 /// </summary>
 public sealed class PriorityRoutingSnapshot
 {
@@ -9,6 +10,7 @@ public sealed class PriorityRoutingSnapshot
     {
         TakenAt = takenAt;
         Backends = backends;
+        Partitions = [.. backends.SelectMany(backend => backend.Partitions).Select(status => status.Partition).Distinct(StringComparer.Ordinal)];
     }
 
     /// <summary>Gets the moment the snapshot was taken.</summary>
@@ -17,38 +19,85 @@ public sealed class PriorityRoutingSnapshot
     /// <summary>Gets the backends, best tier first, in configured order within a tier.</summary>
     public IReadOnlyList<BackendStatus> Backends { get; }
 
+    /// <summary>Gets the throttle partitions that are out of rotation on at least one backend.</summary>
+    public IReadOnlyList<string> Partitions { get; }
+
     /// <summary>Gets a value indicating whether at least one backend is in rotation.</summary>
     public bool IsAnyAvailable => Backends.Any(backend => backend.IsAvailable);
 
     /// <summary>Gets a value indicating whether at least one backend of the best (lowest-numbered) tier is in rotation.</summary>
-    public bool IsTopTierAvailable
-        => Backends.Count > 0 && Backends.Where(backend => backend.Priority == Backends[0].Priority).Any(backend => backend.IsAvailable);
+    public bool IsTopTierAvailable => TopTier().Any(backend => backend.IsAvailable);
 
     /// <summary>Gets the time until the soonest backend returns to rotation; zero when one is available.</summary>
     public TimeSpan TimeUntilAnyAvailable => Backends.Count == 0 ? TimeSpan.Zero : Backends.Min(backend => backend.TimeUntilAvailable);
 
+    /// <summary>Returns whether requests of one partition have a backend in rotation.</summary>
+    /// <param name="partition">The partition.</param>
+    /// <returns><see langword="true"/> when a backend is available for the partition.</returns>
+    public bool IsAnyAvailableFor(string partition) => Backends.Any(backend => backend.IsAvailableFor(partition));
+
+    /// <summary>Returns whether requests of one partition have a backend of the best tier in rotation.</summary>
+    /// <param name="partition">The partition.</param>
+    /// <returns><see langword="true"/> when a backend of the best tier is available for the partition.</returns>
+    public bool IsTopTierAvailableFor(string partition) => TopTier().Any(backend => backend.IsAvailableFor(partition));
+
+    /// <summary>Returns the time until requests of one partition have a backend in rotation again.</summary>
+    /// <param name="partition">The partition.</param>
+    /// <returns>Zero when one is available.</returns>
+    public TimeSpan TimeUntilAnyAvailableFor(string partition)
+        => Backends.Count == 0 ? TimeSpan.Zero : Backends.Min(backend => backend.TimeUntilAvailableFor(partition));
+
     /// <summary>
-    /// Takes a snapshot of the given backends from a store.
+    /// Takes a snapshot of a pipeline's backends as its routing sees them.
     /// </summary>
-    /// <param name="backends">The backends, as configured.</param>
+    /// <param name="options">The routing options (backends, cooldown bounds, outlier ejection).</param>
     /// <param name="store">The store that the routing uses.</param>
     /// <param name="now">The current time.</param>
     /// <returns>The snapshot.</returns>
-    public static PriorityRoutingSnapshot Create(IEnumerable<PriorityBackend> backends, IBackendStateStore store, DateTimeOffset now)
+    public static PriorityRoutingSnapshot Create(PriorityRoutingStrategyOptions options, IBackendStateStore store, DateTimeOffset now)
     {
-        ArgumentNullException.ThrowIfNull(backends);
+        ArgumentNullException.ThrowIfNull(options);
         ArgumentNullException.ThrowIfNull(store);
-
-        var statuses = backends
-            .Where(backend => backend?.GetEffectiveName() is not null)
-            .OrderBy(backend => backend.Priority)
-            .Select(backend =>
-            {
-                var name = backend.GetEffectiveName()!;
-                BackendUnavailability? state = store.TryGetUnavailability(name, out var unavailability) ? unavailability : null;
-                return new BackendStatus(name, backend.Priority, backend.Weight, state, now);
-            })
-            .ToArray();
-        return new PriorityRoutingSnapshot(now, statuses);
+        return From(new BackendPool(options, store, TimeProvider.System), now);
     }
+
+    /// <summary>Takes a snapshot through the same reads the routing makes (clamped deadlines, partitions).</summary>
+    internal static PriorityRoutingSnapshot From(BackendPool pool, DateTimeOffset now)
+    {
+        var availability = pool.Availability;
+        var statuses = pool.Backends.Select(backend =>
+        {
+            BackendUnavailability? own = availability.TryGetActive(backend.StateKey, now, out var whole) ? whole : null;
+            return new BackendStatus(backend.Name, backend.Priority, backend.Weight, own, PartitionsOf(availability, backend, now), now);
+        });
+        return new PriorityRoutingSnapshot(now, [.. statuses]);
+    }
+
+    private static PartitionStatus[] PartitionsOf(BackendAvailability availability, RoutedBackend backend, DateTimeOffset now)
+    {
+        IReadOnlyList<KeyValuePair<BackendStateKey, BackendUnavailability>> entries;
+        try
+        {
+            entries = availability.Store.GetEntries(backend.StateKey.Backend);
+        }
+        catch (Exception)
+        {
+            // A store that cannot list its entries shows no partitions rather than failing a health check.
+            return [];
+        }
+
+        var partitions = new List<PartitionStatus>();
+        foreach (var entry in entries)
+        {
+            if (entry.Key.Partition is { } partition && availability.TryGetActive(entry.Key, now, out var state))
+            {
+                partitions.Add(new PartitionStatus(partition, state, now));
+            }
+        }
+
+        return [.. partitions.OrderBy(status => status.Partition, StringComparer.Ordinal)];
+    }
+
+    private IEnumerable<BackendStatus> TopTier()
+        => Backends.Count == 0 ? [] : Backends.Where(backend => backend.Priority == Backends[0].Priority);
 }

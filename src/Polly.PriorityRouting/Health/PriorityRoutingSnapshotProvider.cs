@@ -37,7 +37,7 @@ public sealed class PriorityRoutingSnapshotProvider
         ArgumentException.ThrowIfNullOrEmpty(clientName);
         var routing = _options.Get(PriorityRoutingHandlerNames.OptionsName(clientName)).Routing;
         return PriorityRoutingSnapshot.Create(
-            routing.Backends,
+            routing,
             PriorityRoutingHandlerPipeline.ResolveStore(routing, _services),
             _timeProvider.GetUtcNow());
     }

@@ -28,8 +28,9 @@ internal static class AttemptRequest
 
         foreach (var header in original.Headers.NonValidated)
         {
-            // Host names the placeholder; headers the backend sets itself are replaced, never merged.
-            if (string.Equals(header.Key, "Host", StringComparison.OrdinalIgnoreCase) || backend.HasHeader(header.Key))
+            // Host names the placeholder; headers the backend sets itself are replaced, never merged, and a backend with
+            // its own credential never receives the caller's.
+            if (string.Equals(header.Key, "Host", StringComparison.OrdinalIgnoreCase) || backend.ReplacesCallerHeader(header.Key))
             {
                 continue;
             }
@@ -95,13 +96,14 @@ internal static class AttemptRequest
     }
 
     /// <summary>
-    /// Makes the request body replayable across attempts. Byte-array based contents (string, form, bytes) and JSON
-    /// contents serialize again on each attempt; any other content, <see cref="StreamContent"/> above all, is buffered
-    /// once, because its stream can be read only once.
+    /// Makes the request body replayable on every attempt, an outer retry's included, and reads it now, so that a body
+    /// that cannot be read fails as the caller's own error before any backend is involved. Byte-array based contents
+    /// (string, form, bytes) are replayable as they are; any other content (<see cref="StreamContent"/>, JSON, …) is
+    /// buffered once. Buffering an already buffered content does nothing.
     /// </summary>
     public static ValueTask PrepareContentAsync(HttpRequestMessage request, CancellationToken cancellationToken)
     {
-        if (request.Content is null or ByteArrayContent or ReadOnlyMemoryContent or System.Net.Http.Json.JsonContent)
+        if (request.Content is null or ByteArrayContent or ReadOnlyMemoryContent)
         {
             return default;
         }

@@ -13,22 +13,15 @@ internal sealed class BackendSelector
 
     private readonly RoutedBackend[] _backends;
     private readonly int[] _tierStarts;
-    private readonly IBackendStateStore _store;
+    private readonly BackendAvailability _availability;
     private readonly Func<int, int> _randomizer;
-    private readonly OutlierDetector? _detector;
 
-    public BackendSelector(
-        IReadOnlyList<PriorityBackend> backends,
-        IBackendStateStore store,
-        Func<int, int> randomizer,
-        OutlierDetector? detector = null)
+    /// <param name="backends">The backends, best tier first (see <see cref="BackendPool.Route"/>).</param>
+    /// <param name="availability">Says which backends are in rotation.</param>
+    /// <param name="randomizer">Returns a value in [0, bound).</param>
+    public BackendSelector(RoutedBackend[] backends, BackendAvailability availability, Func<int, int> randomizer)
     {
-        // Stable sort by priority: the configured order is kept within a tier.
-        _backends = [.. backends
-            .Select((backend, position) => (backend, position))
-            .OrderBy(item => item.backend.Priority)
-            .ThenBy(item => item.position)
-            .Select((item, index) => new RoutedBackend(item.backend, index))];
+        _backends = backends;
 
         var starts = new List<int>();
         for (var i = 0; i < _backends.Length; i++)
@@ -41,23 +34,9 @@ internal sealed class BackendSelector
 
         starts.Add(_backends.Length);
         _tierStarts = [.. starts];
-        _store = store;
+        _availability = availability;
         _randomizer = randomizer;
-        _detector = detector;
     }
-
-    public IReadOnlyList<RoutedBackend> Backends => _backends;
-
-    public IBackendStateStore Store => _store;
-
-    /// <summary>
-    /// Returns whether a backend may take an attempt now: not marked (as a whole, nor for the request's throttle
-    /// partition) and not being probed by another request after an ejection.
-    /// </summary>
-    public bool IsAvailable(RoutedBackend backend, DateTimeOffset now, string? partition = null)
-        => !IsMarked(backend.Name, now)
-           && (partition is null || !IsMarked(backend.GetPartitionKey(partition), now))
-           && (_detector is null || !_detector.IsProbeInFlight(backend.Name));
 
     public RoutedBackend? SelectNext(in TriedBackends tried, DateTimeOffset now, string? partition = null)
     {
@@ -146,61 +125,6 @@ internal sealed class BackendSelector
         return pick;
     }
 
-    /// <summary>
-    /// Computes the answer when nothing is left: the time until the soonest backend frees up (zero when one already
-    /// has) and whether any pending unavailability comes from throttling.
-    /// </summary>
-    public (TimeSpan RetryAfter, bool Throttled) GetExhaustion(DateTimeOffset now, string? partition = null)
-    {
-        var soonest = TimeSpan.MaxValue;
-        var throttled = false;
-        foreach (var backend in _backends)
-        {
-            // A backend is back when both its own mark and its partition's mark have passed.
-            var remaining = Remaining(backend.Name, now, ref throttled);
-            if (partition is not null)
-            {
-                var partitionRemaining = Remaining(backend.GetPartitionKey(partition), now, ref throttled);
-                remaining = partitionRemaining > remaining ? partitionRemaining : remaining;
-            }
-
-            if (remaining < soonest)
-            {
-                soonest = remaining;
-            }
-        }
-
-        return (soonest == TimeSpan.MaxValue ? TimeSpan.Zero : soonest, throttled);
-    }
-
-    private TimeSpan Remaining(string key, DateTimeOffset now, ref bool throttled)
-    {
-        if (!TryRead(key, out var unavailability) || !unavailability.IsActiveAt(now))
-        {
-            return TimeSpan.Zero;
-        }
-
-        throttled |= unavailability.Reason == BackendUnavailableReason.Throttled;
-        return unavailability.Until - now;
-    }
-
-    public bool IsMarked(string key, DateTimeOffset now)
-        => TryRead(key, out var unavailability) && unavailability.IsActiveAt(now);
-
-    private bool TryRead(string key, out BackendUnavailability unavailability)
-    {
-        try
-        {
-            return _store.TryGetUnavailability(key, out unavailability);
-        }
-        catch (Exception)
-        {
-            // A store that cannot answer fails open: the backend counts as available, and its own answer decides.
-            unavailability = default;
-            return false;
-        }
-    }
-
     private bool IsCandidate(int index, in TriedBackends tried, DateTimeOffset now, string? partition)
-        => !tried.Contains(index) && IsAvailable(_backends[index], now, partition);
+        => !tried.Contains(index) && _availability.IsAvailable(_backends[index], now, partition);
 }

@@ -8,38 +8,42 @@ namespace Polly.PriorityRouting;
 /// </summary>
 internal sealed class RoutedBackend
 {
-    public RoutedBackend(PriorityBackend backend, int index)
-    {
-        var address = backend.BaseAddress!;
-        Name = backend.GetEffectiveName()!;
-        Priority = backend.Priority;
-        Weight = backend.Weight;
-        Index = index;
-
-        // "https://apim.example.net/team-a/" -> "https://apim.example.net/team-a": the request path starts with '/'.
-        var path = address.GetComponents(UriComponents.Path | UriComponents.KeepDelimiter, UriFormat.UriEscaped).TrimEnd('/');
-        AddressPrefix = address.GetComponents(UriComponents.SchemeAndServer, UriFormat.UriEscaped) + path;
-        var query = address.GetComponents(UriComponents.Query, UriFormat.UriEscaped);
-        Query = string.IsNullOrEmpty(query) ? null : query;
-        Headers = [.. backend.Headers];
-        BearerTokenProvider = backend.BearerTokenProvider;
-    }
-
-    private const int MaxCachedPartitionKeys = 1024;
-
     private const int MaxCachedAttemptUris = 1024;
 
-    private readonly ConcurrentDictionary<string, string> _partitionKeys = new(StringComparer.Ordinal);
+    // Headers that carry a caller's or a backend's credential. A backend with a credential of its own receives that one
+    // only: a caller's api-key must never reach a backend that authenticates with a bearer token, and vice versa.
+    private static readonly string[] CredentialHeaders = ["Authorization", "api-key", "Ocp-Apim-Subscription-Key", "x-api-key"];
 
     // Apps call a handful of URLs (deployments x operations): the attempt URI of each is built once per backend.
     private readonly ConcurrentDictionary<string, Uri> _attemptUris = new(StringComparer.Ordinal);
 
+    public RoutedBackend(PriorityBackend backend, int index)
+    {
+        var address = backend.BaseAddress!;
+        Name = backend.GetEffectiveName()!;
+        StateKey = new BackendStateKey(backend.GetStateIdentity()!);
+        Priority = backend.Priority;
+        Weight = backend.Weight;
+        Index = index;
+        AddressPrefix = PriorityBackend.GetLocation(address);
+        var query = address.GetComponents(UriComponents.Query, UriFormat.UriEscaped);
+        Query = string.IsNullOrEmpty(query) ? null : query;
+        Headers = [.. backend.Headers];
+        BearerTokenProvider = backend.BearerTokenProvider;
+        HasCredential = BearerTokenProvider is not null || Headers.Any(header => IsCredentialHeader(header.Key));
+    }
+
+    /// <summary>Gets the display name: logs, metrics, snapshots.</summary>
     public string Name { get; }
+
+    /// <summary>Gets the key of the whole backend in the state store (its identity: name and address).</summary>
+    public BackendStateKey StateKey { get; }
 
     public int Priority { get; }
 
     public int Weight { get; }
 
+    /// <summary>Gets the position in the pipeline's backends, best tier first.</summary>
     public int Index { get; }
 
     /// <summary>Gets scheme, host, port and base path, without a trailing slash.</summary>
@@ -52,9 +56,16 @@ internal sealed class RoutedBackend
 
     public Func<CancellationToken, ValueTask<string>>? BearerTokenProvider { get; }
 
-    public bool HasHeader(string name)
+    /// <summary>Gets a value indicating whether the backend authenticates with a key header or a bearer token of its own.</summary>
+    public bool HasCredential { get; }
+
+    /// <summary>
+    /// Returns whether a header of the caller's request must not be sent to this backend: the backend sets it itself,
+    /// or it is a credential and the backend has its own.
+    /// </summary>
+    public bool ReplacesCallerHeader(string name)
     {
-        if (BearerTokenProvider is not null && string.Equals(name, "Authorization", StringComparison.OrdinalIgnoreCase))
+        if (HasCredential && IsCredentialHeader(name))
         {
             return true;
         }
@@ -92,31 +103,22 @@ internal sealed class RoutedBackend
         return uri;
     }
 
-    /// <summary>
-    /// Returns the store key a throttle of this backend is kept under: its partition's when the request has one, since
-    /// the service throttles per partition; else the backend's own name.
-    /// </summary>
-    public string GetThrottleKey(string? partition) => partition is null ? Name : GetPartitionKey(partition);
-
-    /// <summary>Returns the store key of a throttle partition on this backend: <c>{name}#{partition}</c>.</summary>
-    public string GetPartitionKey(string partition)
-    {
-        if (_partitionKeys.TryGetValue(partition, out var key))
-        {
-            return key;
-        }
-
-        key = string.Concat(Name, PriorityRoutingConstants.PartitionSeparator.ToString(), partition);
-
-        // Partitions are few (deployments); the cap keeps a misbehaving partition function from growing memory.
-        if (_partitionKeys.Count < MaxCachedPartitionKeys)
-        {
-            _partitionKeys.TryAdd(partition, key);
-        }
-
-        return key;
-    }
+    /// <summary>Returns the state key of a throttle of this backend: the request's partition's, else the whole backend's.</summary>
+    public BackendStateKey GetThrottleKey(string? partition) => partition is null ? StateKey : StateKey.ForPartition(partition);
 
     /// <summary>Returns the name only: header values are secrets.</summary>
     public override string ToString() => Name;
+
+    private static bool IsCredentialHeader(string name)
+    {
+        foreach (var credential in CredentialHeaders)
+        {
+            if (string.Equals(credential, name, StringComparison.OrdinalIgnoreCase))
+            {
+                return true;
+            }
+        }
+
+        return false;
+    }
 }

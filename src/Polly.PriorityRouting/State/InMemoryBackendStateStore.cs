@@ -6,92 +6,116 @@ namespace Polly.PriorityRouting;
 /// A process-wide, thread-safe <see cref="IBackendStateStore"/> kept in memory.
 /// </summary>
 /// <remarks>
-/// Reads are lock-free and allocate nothing. Entries whose deadline has passed are ignored by readers and removed
-/// on a later write, so a store never grows beyond the number of backends marked within one cooldown.
+/// Reads are lock-free and allocate nothing. The store holds at most <see cref="Capacity"/> entries: expired entries
+/// are ignored by readers, swept by a write at most every 30 seconds, and swept at once when a write finds the store
+/// full. When it is full of entries that are all still active, a new key is not kept (the backend or partition is
+/// then routed to until its next failure marks it again) — an existing key is always extended.
 /// </remarks>
 public sealed class InMemoryBackendStateStore : IBackendStateStore
 {
+    /// <summary>The default <see cref="Capacity"/>.</summary>
+    public const int DefaultCapacity = 100_000;
+
     // Expired entries are swept at most this often (measured on the writers' clock), to keep writes cheap.
     private static readonly TimeSpan SweepInterval = TimeSpan.FromSeconds(30);
 
-    private readonly ConcurrentDictionary<string, BackendUnavailability> _entries = new(StringComparer.Ordinal);
-    private long _nextSweepTicks;
+    // A store full of active entries must not sweep on every write: at most this often.
+    private static readonly TimeSpan FullSweepInterval = TimeSpan.FromSeconds(1);
 
-    // Nothing marked is the common case: readers skip hashing the name. (ConcurrentDictionary.IsEmpty would take locks.)
+    private readonly ConcurrentDictionary<BackendStateKey, BackendUnavailability> _entries = new();
+    private long _nextSweepTicks;
+    private long _nextFullSweepTicks;
+
+    // Nothing marked is the common case: readers skip hashing the key. (ConcurrentDictionary.IsEmpty would take locks.)
     private int _count;
+
+    /// <summary>
+    /// Initializes a new instance of the <see cref="InMemoryBackendStateStore"/> class holding at most
+    /// <see cref="DefaultCapacity"/> entries.
+    /// </summary>
+    public InMemoryBackendStateStore()
+        : this(DefaultCapacity)
+    {
+    }
+
+    /// <summary>
+    /// Initializes a new instance of the <see cref="InMemoryBackendStateStore"/> class.
+    /// </summary>
+    /// <param name="capacity">The most entries the store holds, at least 1.</param>
+    public InMemoryBackendStateStore(int capacity)
+    {
+        ArgumentOutOfRangeException.ThrowIfLessThan(capacity, 1);
+        Capacity = capacity;
+    }
 
     /// <summary>
     /// Gets the store shared by every pipeline of the process that does not configure its own.
     /// </summary>
     public static InMemoryBackendStateStore Shared { get; } = new();
 
+    /// <summary>Gets the most entries the store holds.</summary>
+    public int Capacity { get; }
+
     /// <summary>
     /// Gets the number of entries currently held, expired or not.
     /// </summary>
-    public int Count => _entries.Count;
+    public int Count => Volatile.Read(ref _count);
 
     /// <inheritdoc/>
-    public bool TryGetUnavailability(string backendName, out BackendUnavailability unavailability)
+    public bool TryGetUnavailability(BackendStateKey key, out BackendUnavailability unavailability)
     {
-        ArgumentNullException.ThrowIfNull(backendName);
         if (Volatile.Read(ref _count) == 0)
         {
             unavailability = default;
             return false;
         }
 
-        return _entries.TryGetValue(backendName, out unavailability);
+        return _entries.TryGetValue(key, out unavailability);
     }
 
     /// <inheritdoc/>
     public ValueTask MarkUnavailableAsync(
-        string backendName,
+        BackendStateKey key,
         BackendUnavailability unavailability,
         DateTimeOffset now,
         CancellationToken cancellationToken)
     {
-        ArgumentNullException.ThrowIfNull(backendName);
-        Mark(backendName, unavailability);
-        SweepExpired(now);
+        Mark(key, unavailability, now);
         return default;
     }
 
     /// <summary>
-    /// Removes every entry. Intended for tests and for operators who want to put all backends back into rotation.
+    /// Marks an entry synchronously; the same as <see cref="MarkUnavailableAsync"/>, which never waits.
     /// </summary>
-    public void Clear()
+    /// <param name="key">The backend, and optionally the partition.</param>
+    /// <param name="unavailability">The new deadline and its reason.</param>
+    /// <param name="now">The current time, which drives the sweep of expired entries.</param>
+    /// <returns><see langword="true"/> when the entry now holds <paramref name="unavailability"/>.</returns>
+    public bool Mark(BackendStateKey key, BackendUnavailability unavailability, DateTimeOffset now)
     {
-        _entries.Clear();
-        Volatile.Write(ref _count, _entries.Count);
-    }
-
-    /// <summary>
-    /// Removes the entry of one backend, putting it back into rotation at once.
-    /// </summary>
-    /// <param name="backendName">The backend's name.</param>
-    /// <returns><see langword="true"/> when an entry was removed.</returns>
-    public bool Reset(string backendName)
-    {
-        ArgumentNullException.ThrowIfNull(backendName);
-        if (_entries.TryRemove(backendName, out _))
+        if (key.Backend is null)
         {
-            Interlocked.Decrement(ref _count);
-            return true;
+            throw new ArgumentException("The key has no backend.", nameof(key));
         }
 
-        return false;
-    }
-
-    private void Mark(string backendName, BackendUnavailability unavailability)
-    {
+        SweepExpired(now, SweepInterval, ref _nextSweepTicks);
         while (true)
         {
-            if (!_entries.TryGetValue(backendName, out var current))
+            if (!_entries.TryGetValue(key, out var current))
             {
-                if (_entries.TryAdd(backendName, unavailability))
+                if (Volatile.Read(ref _count) >= Capacity)
+                {
+                    SweepExpired(now, FullSweepInterval, ref _nextFullSweepTicks);
+                    if (Volatile.Read(ref _count) >= Capacity)
+                    {
+                        return false;
+                    }
+                }
+
+                if (_entries.TryAdd(key, unavailability))
                 {
                     Interlocked.Increment(ref _count);
-                    return;
+                    return true;
                 }
 
                 continue;
@@ -100,34 +124,78 @@ public sealed class InMemoryBackendStateStore : IBackendStateStore
             // Keep the later deadline: a re-failure extends, a late or out-of-order report never shortens.
             if (current.Until >= unavailability.Until)
             {
-                return;
+                return false;
             }
 
-            if (_entries.TryUpdate(backendName, unavailability, current))
+            if (_entries.TryUpdate(key, unavailability, current))
             {
-                return;
+                return true;
             }
         }
     }
 
-    private void SweepExpired(DateTimeOffset now)
+    /// <inheritdoc/>
+    public IReadOnlyList<KeyValuePair<BackendStateKey, BackendUnavailability>> GetEntries(string backend)
     {
-        var nextSweep = Volatile.Read(ref _nextSweepTicks);
+        ArgumentNullException.ThrowIfNull(backend);
+        if (Volatile.Read(ref _count) == 0)
+        {
+            return [];
+        }
+
+        return [.. _entries.Where(entry => string.Equals(entry.Key.Backend, backend, StringComparison.Ordinal))];
+    }
+
+    /// <summary>
+    /// Removes every entry. Intended for tests and for operators who want to put all backends back into rotation.
+    /// </summary>
+    public void Clear()
+    {
+        foreach (var entry in _entries)
+        {
+            if (_entries.TryRemove(entry))
+            {
+                Interlocked.Decrement(ref _count);
+            }
+        }
+    }
+
+    /// <summary>
+    /// Removes one entry, putting the backend (or partition) back into rotation at once.
+    /// </summary>
+    /// <param name="key">The backend, and optionally the partition.</param>
+    /// <returns><see langword="true"/> when an entry was removed.</returns>
+    public bool Reset(BackendStateKey key)
+    {
+        if (_entries.TryRemove(key, out _))
+        {
+            Interlocked.Decrement(ref _count);
+            return true;
+        }
+
+        return false;
+    }
+
+    private void SweepExpired(DateTimeOffset now, TimeSpan interval, ref long nextSweepTicks)
+    {
+        var nextSweep = Volatile.Read(ref nextSweepTicks);
         if (now.UtcTicks < nextSweep ||
-            Interlocked.CompareExchange(ref _nextSweepTicks, now.UtcTicks + SweepInterval.Ticks, nextSweep) != nextSweep)
+            Interlocked.CompareExchange(ref nextSweepTicks, now.UtcTicks + interval.Ticks, nextSweep) != nextSweep)
+        {
+            return;
+        }
+
+        if (Volatile.Read(ref _count) == 0)
         {
             return;
         }
 
         foreach (var entry in _entries)
         {
-            if (!entry.Value.IsActiveAt(now))
+            // Removes only if unchanged, so a concurrent extension survives the sweep.
+            if (!entry.Value.IsActiveAt(now) && _entries.TryRemove(entry))
             {
-                // Removes only if unchanged, so a concurrent extension survives the sweep.
-                if (_entries.TryRemove(entry))
-                {
-                    Interlocked.Decrement(ref _count);
-                }
+                Interlocked.Decrement(ref _count);
             }
         }
     }

@@ -31,24 +31,24 @@ internal sealed class PriorityRoutingMetrics
             "priority_routing.failovers",
             unit: "{failover}",
             description: "Attempts that failed and moved the request on to another backend, by the backend that failed.");
-        BackendsMarkedUnavailable = meter.CreateCounter<long>(
-            "priority_routing.backend.unavailable",
-            unit: "{event}",
-            description: "Backends taken out of rotation, by backend and reason.");
+        MarkedUnavailable = meter.CreateCounter<long>(
+            "priority_routing.backend.marked_unavailable",
+            unit: "{mark}",
+            description: "Marks that took a backend (or a partition of it) out of rotation or kept it out, by backend and reason.");
         Exhausted = meter.CreateCounter<long>(
             "priority_routing.exhausted",
             unit: "{answer}",
             description: "Synthetic 429/503 answers given because no backend was left to try.");
         meter.CreateObservableGauge(
-            "priority_routing.backends.unavailable",
+            "priority_routing.tier.unavailable_backends",
             ObserveUnavailableBackends,
             unit: "{backend}",
-            description: "Backends currently out of rotation, per priority tier.");
+            description: "Backends currently out of rotation, per priority tier; with a partition tag, those out for that throttle partition.");
         meter.CreateObservableGauge(
             "priority_routing.time_until_available",
             ObserveTimeUntilAvailable,
             unit: "s",
-            description: "Time until the soonest backend becomes available again (0 when one is).");
+            description: "Time until the soonest backend becomes available again (0 when one is); with a partition tag, for that throttle partition.");
     }
 
     /// <summary>Gets the instruments on a process-wide meter, for pipelines built without an <c>IMeterFactory</c>.</summary>
@@ -63,7 +63,7 @@ internal sealed class PriorityRoutingMetrics
 
     public Counter<long> Failovers { get; }
 
-    public Counter<long> BackendsMarkedUnavailable { get; }
+    public Counter<long> MarkedUnavailable { get; }
 
     public Counter<long> Exhausted { get; }
 
@@ -106,11 +106,19 @@ internal sealed class PriorityRoutingMetrics
     {
         foreach (var source in LiveSources())
         {
-            foreach (var (priority, unavailable) in source.CountUnavailableByTier())
+            var snapshot = source.TakeSnapshot();
+            foreach (var tier in snapshot.Backends.GroupBy(backend => backend.Priority))
             {
                 var tags = source.Tags;
-                tags.Add(PriorityRoutingTags.BackendPriority, priority);
-                yield return new Measurement<int>(unavailable, tags);
+                tags.Add(PriorityRoutingTags.BackendPriority, tier.Key);
+                yield return new Measurement<int>(tier.Count(backend => !backend.IsAvailable), tags);
+
+                foreach (var partition in snapshot.Partitions)
+                {
+                    var partitionTags = tags;
+                    partitionTags.Add(PriorityRoutingTags.Partition, partition);
+                    yield return new Measurement<int>(tier.Count(backend => !backend.IsAvailableFor(partition)), partitionTags);
+                }
             }
         }
     }
@@ -119,7 +127,14 @@ internal sealed class PriorityRoutingMetrics
     {
         foreach (var source in LiveSources())
         {
-            yield return new Measurement<double>(source.TimeUntilAvailable().TotalSeconds, source.Tags);
+            var snapshot = source.TakeSnapshot();
+            yield return new Measurement<double>(snapshot.TimeUntilAnyAvailable.TotalSeconds, source.Tags);
+            foreach (var partition in snapshot.Partitions)
+            {
+                var tags = source.Tags;
+                tags.Add(PriorityRoutingTags.Partition, partition);
+                yield return new Measurement<double>(snapshot.TimeUntilAnyAvailableFor(partition).TotalSeconds, tags);
+            }
         }
     }
 }

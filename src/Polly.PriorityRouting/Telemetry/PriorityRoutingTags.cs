@@ -19,10 +19,15 @@ internal static class PriorityRoutingTags
 
     public const string Reason = "reason";
 
+    public const string Partition = "partition";
+
     public const string StatusCode = "http.response.status_code";
 
     /// <summary>Outcome of an attempt that went back to the caller (not handled): success or any other answer.</summary>
     public const string ReturnedOutcome = "returned";
+
+    /// <summary>Outcome of an attempt the caller cancelled: it says nothing about the backend.</summary>
+    public const string CanceledOutcome = "canceled";
 
     public static string ToTagValue(BackendUnavailableReason reason) => reason switch
     {

@@ -2,11 +2,11 @@ using Microsoft.Extensions.Logging;
 
 namespace Polly.PriorityRouting;
 
-internal sealed partial class PriorityRoutingResilienceStrategy
+internal sealed partial class RoutingTelemetry
 {
     /// <summary>
-    /// The strategy's logs. Event ids are documented in docs/observability.md; messages name backends, never header
-    /// values or URLs.
+    /// The strategy's logs. Event ids and levels are documented in docs/observability.md; messages name backends,
+    /// never header values or URLs.
     /// </summary>
     private static partial class Log
     {
@@ -24,7 +24,11 @@ internal sealed partial class PriorityRoutingResilienceStrategy
 
         [LoggerMessage(4, LogLevel.Information,
             "No backend left to try after {AttemptCount} attempts; answering {StatusCode} with a retry after {RetryAfterMs} ms.")]
-        public static partial void BackendsExhausted(ILogger logger, int statusCode, long retryAfterMs, int attemptCount);
+        public static partial void ExhaustedThrottled(ILogger logger, int statusCode, long retryAfterMs, int attemptCount);
+
+        [LoggerMessage(8, LogLevel.Warning,
+            "No backend left to try after {AttemptCount} attempts; answering {StatusCode} with a retry after {RetryAfterMs} ms.")]
+        public static partial void ExhaustedUnavailable(ILogger logger, int statusCode, long retryAfterMs, int attemptCount);
 
         [LoggerMessage(5, LogLevel.Warning,
             "The backend state store failed to record backend '{BackendName}'; routing goes on with what the store still serves.")]

@@ -1,0 +1,43 @@
+namespace Polly.PriorityRouting;
+
+/// <summary>
+/// One attempt's admission to a backend. When the attempt is the probe that ends an ejection, disposing the lease gives
+/// the probe slot back unless an outcome was recorded first — so a request that fails before sending, is cancelled,
+/// or meets a throwing predicate can never keep the backend out of rotation for good.
+/// </summary>
+/// <remarks>
+/// The lease also remembers the ejection episode it was admitted in: a verdict from an attempt admitted before the
+/// backend was ejected says nothing new and is ignored (see <see cref="BackendHealthTracker"/>).
+/// </remarks>
+internal readonly struct BackendLease : IDisposable
+{
+    public BackendLease(RoutedBackend backend, BackendHealth? health, long probeToken, long episode)
+    {
+        Backend = backend;
+        Health = health;
+        ProbeToken = probeToken;
+        Episode = episode;
+    }
+
+    public RoutedBackend Backend { get; }
+
+    /// <summary>Gets the backend's tracked health, or <see langword="null"/> while it has never failed.</summary>
+    public BackendHealth? Health { get; }
+
+    /// <summary>Gets the probe slot this lease holds; 0 when it is not the probe.</summary>
+    public long ProbeToken { get; }
+
+    /// <summary>Gets the ejection episode the attempt was admitted in.</summary>
+    public long Episode { get; }
+
+    public bool IsProbe => ProbeToken != 0;
+
+    /// <summary>Gives the probe slot back if the attempt ended without a verdict; does nothing otherwise.</summary>
+    public void Dispose()
+    {
+        if (ProbeToken != 0)
+        {
+            Health!.ReleaseProbe(ProbeToken);
+        }
+    }
+}
