@@ -101,6 +101,16 @@ public sealed class PriorityBackend
     }
 
     /// <summary>
+    /// Returns the key under which the state store keeps this backend, or one throttle partition of it — for operators
+    /// who read or reset a backend's state (for example <see cref="InMemoryBackendStateStore.Reset"/>).
+    /// </summary>
+    /// <param name="partition">The throttle partition, or <see langword="null"/> for the whole backend.</param>
+    /// <returns>The key: <c>{Name}@{address}</c>, the address being scheme, host, port and base path.</returns>
+    /// <exception cref="InvalidOperationException"><see cref="BaseAddress"/> is not an absolute URI.</exception>
+    public BackendStateKey GetStateKey(string? partition = null)
+        => new(GetStateIdentity() ?? throw new InvalidOperationException("The backend has no absolute BaseAddress."), partition);
+
+    /// <summary>
     /// Returns the backend's identity in the state store: <c>{Name}@{location}</c>, or <c>{location}</c> without a name.
     /// </summary>
     internal string? GetStateIdentity()

@@ -29,61 +29,59 @@ internal static class PriorityRoutingHandlerPipeline
             .AddTimeout(options.AttemptTimeout);
     }
 
-    private static HttpTimeoutStrategyOptions StampDeadline(HttpTimeoutStrategyOptions source, TimeProvider timeProvider) => new()
+    private static HttpTimeoutStrategyOptions StampDeadline(HttpTimeoutStrategyOptions source, TimeProvider timeProvider)
     {
-        Name = source.Name,
-        Timeout = source.Timeout,
-        OnTimeout = source.OnTimeout,
-        TimeoutGenerator = async args =>
+        var options = OptionsCopy.Shallow(source);
+        var sourceGenerator = source.TimeoutGenerator;
+        options.TimeoutGenerator = async args =>
         {
-            var timeout = source.TimeoutGenerator is null
+            var timeout = sourceGenerator is null
                 ? source.Timeout
-                : await source.TimeoutGenerator(args).ConfigureAwait(args.Context.ContinueOnCapturedContext);
+                : await sourceGenerator(args).ConfigureAwait(args.Context.ContinueOnCapturedContext);
             args.Context.Properties.Set(DeadlineKey, timeProvider.GetUtcNow() + timeout);
             return timeout;
-        },
-    };
+        };
+        return options;
+    }
 
-    private static HttpRetryStrategyOptions CapByDeadline(HttpRetryStrategyOptions source, TimeProvider timeProvider)
+    /// <summary>
+    /// A copy of the configured retry (every option kept) that reads the exhausted answer's exact delay and never
+    /// waits past the total timeout.
+    /// </summary>
+    internal static HttpRetryStrategyOptions CapByDeadline(HttpRetryStrategyOptions source, TimeProvider timeProvider)
     {
         var useRetryAfter = source.ShouldRetryAfterHeader;
         var sourceDelay = source.DelayGenerator;
         var sourceShouldHandle = source.ShouldHandle;
-        return new HttpRetryStrategyOptions
+        var options = OptionsCopy.Shallow(source);
+
+        // Off first: its setter resets DelayGenerator, which is replaced just below.
+        options.ShouldRetryAfterHeader = false;
+        options.ShouldHandle = async args =>
         {
-            Name = source.Name,
-            MaxRetryAttempts = source.MaxRetryAttempts,
-            BackoffType = source.BackoffType,
-            UseJitter = source.UseJitter,
-            Delay = source.Delay,
-            MaxDelay = source.MaxDelay,
-            OnRetry = source.OnRetry,
-            ShouldRetryAfterHeader = false,
-            ShouldHandle = async args =>
+            if (!await sourceShouldHandle(args).ConfigureAwait(args.Context.ContinueOnCapturedContext))
             {
-                if (!await sourceShouldHandle(args).ConfigureAwait(args.Context.ContinueOnCapturedContext))
-                {
-                    return false;
-                }
+                return false;
+            }
 
-                // A wait that would end after the total timeout only turns an honest "retry after N" into a timeout.
-                return !(useRetryAfter &&
-                    TryGetRetryAfter(args.Outcome, timeProvider, out var delay) &&
-                    args.Context.Properties.TryGetValue(DeadlineKey, out var deadline) &&
-                    timeProvider.GetUtcNow() + delay >= deadline);
-            },
-            DelayGenerator = async args =>
-            {
-                if (useRetryAfter && TryGetRetryAfter(args.Outcome, timeProvider, out var delay))
-                {
-                    return delay;
-                }
-
-                return sourceDelay is null
-                    ? null
-                    : await sourceDelay(args).ConfigureAwait(args.Context.ContinueOnCapturedContext);
-            },
+            // A wait that would end after the total timeout only turns an honest "retry after N" into a timeout.
+            return !(useRetryAfter &&
+                TryGetRetryAfter(args.Outcome, timeProvider, out var delay) &&
+                args.Context.Properties.TryGetValue(DeadlineKey, out var deadline) &&
+                timeProvider.GetUtcNow() + delay >= deadline);
         };
+        options.DelayGenerator = async args =>
+        {
+            if (useRetryAfter && TryGetRetryAfter(args.Outcome, timeProvider, out var delay))
+            {
+                return delay;
+            }
+
+            return sourceDelay is null
+                ? null
+                : await sourceDelay(args).ConfigureAwait(args.Context.ContinueOnCapturedContext);
+        };
+        return options;
     }
 
     private static bool TryGetRetryAfter(Outcome<HttpResponseMessage> outcome, TimeProvider timeProvider, out TimeSpan delay)

@@ -152,7 +152,7 @@ internal sealed class BackendPool
         => Availability.GetExhaustion(_backends, _timeProvider.GetUtcNow(), partition);
 
     /// <summary>Sorts backends by priority, keeping the configured order within a tier.</summary>
-    private static RoutedBackend[] Route(IEnumerable<PriorityBackend> backends)
+    internal static RoutedBackend[] Route(IEnumerable<PriorityBackend> backends)
         => [.. backends
             .Select((backend, position) => (backend, position))
             .OrderBy(item => item.backend.Priority)

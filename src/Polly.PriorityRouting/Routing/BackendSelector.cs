@@ -38,6 +38,9 @@ internal sealed class BackendSelector
         _randomizer = randomizer;
     }
 
+    /// <summary>Gets the backends, best tier first.</summary>
+    public IReadOnlyList<RoutedBackend> Backends => _backends;
+
     public RoutedBackend? SelectNext(in TriedBackends tried, DateTimeOffset now, string? partition = null)
     {
         for (var tier = 0; tier < _tierStarts.Length - 1; tier++)

@@ -90,7 +90,7 @@ public class PriorityRoutingHttpClientBuilderExtensionsTests
         transport.Requests.Select(r => r.Uri.AbsoluteUri).Should().Equal("https://ptu.example.com/openai/models", "https://east.example.com/openai/models");
         transport.Requests.First().Headers["api-key"].Should().Be("k1");
         transport.Requests.Last().Headers.Should().NotContainKey("api-key");
-        store.TryGetUnavailability("ptu", out var state).Should().BeTrue();
+        store.TryGetUnavailability(new("ptu@https://ptu.example.com"), out var state).Should().BeTrue();
         state.Reason.Should().Be(BackendUnavailableReason.Throttled);
     }
 
@@ -119,7 +119,7 @@ public class PriorityRoutingHttpClientBuilderExtensionsTests
         (await client.GetAsync("http://placeholder/")).Dispose();
 
         transport.Hosts.Should().Equal("a.example", "b.example", "c.example");
-        store.TryGetUnavailability("a", out _).Should().BeTrue();
+        store.TryGetUnavailability(new("a@https://a.example"), out _).Should().BeTrue();
     }
 
     [Fact]
@@ -155,11 +155,11 @@ public class PriorityRoutingHttpClientBuilderExtensionsTests
             .GetAsync("http://placeholder/openai/deployments/gpt-4o/chat/completions");
 
         response.StatusCode.Should().Be(HttpStatusCode.OK);
-        store.TryGetUnavailability("a", out var a).Should().BeTrue();
+        store.TryGetUnavailability(new("a@https://a.example"), out var a).Should().BeTrue();
         a.Reason.Should().Be(BackendUnavailableReason.Ejected, "OutlierEjection.ConsecutiveFailures = 1");
-        store.TryGetUnavailability("b#gpt-4o", out _).Should().BeTrue("the throttle partition applies");
-        store.TryGetUnavailability("b", out _).Should().BeFalse();
-        store.TryGetUnavailability("c", out _).Should().BeFalse("ProactiveThrottling = false");
+        store.TryGetUnavailability(new("b@https://b.example", "gpt-4o"), out _).Should().BeTrue("the throttle partition applies");
+        store.TryGetUnavailability(new("b@https://b.example"), out _).Should().BeFalse();
+        store.TryGetUnavailability(new("c@https://c.example"), out _).Should().BeFalse("ProactiveThrottling = false");
     }
 
     [Fact]
@@ -250,8 +250,8 @@ public class PriorityRoutingHttpClientBuilderExtensionsTests
         response.StatusCode.Should().Be(HttpStatusCode.TooManyRequests);
         response.Headers.GetValues("Retry-After").Should().Equal(["300"], "the cooldown is clamped to MaxCooldown");
         transport.Hosts.Should().Equal("a.example");
-        InMemoryBackendStateStore.Shared.TryGetUnavailability(name, out _).Should().BeTrue();
-        InMemoryBackendStateStore.Shared.Reset(name);
+        InMemoryBackendStateStore.Shared.TryGetUnavailability(new($"{name}@https://a.example"), out _).Should().BeTrue();
+        InMemoryBackendStateStore.Shared.Reset(new($"{name}@https://a.example"));
     }
 
     [Fact]
@@ -268,7 +268,7 @@ public class PriorityRoutingHttpClientBuilderExtensionsTests
 
         provider.GetRequiredService<IHttpClientFactory>().CreateClient("aoai").Send(new HttpRequestMessage(HttpMethod.Get, "http://placeholder/")).Dispose();
 
-        store.TryGetUnavailability("ptu", out var state).Should().BeTrue();
+        store.TryGetUnavailability(new("ptu@https://ptu.example.com"), out var state).Should().BeTrue();
         state.Until.Should().Be(time.GetUtcNow().AddSeconds(20));
     }
 

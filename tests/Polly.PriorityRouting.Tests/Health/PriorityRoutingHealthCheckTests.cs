@@ -106,8 +106,8 @@ public sealed class PriorityRoutingHealthCheckTests : IDisposable
         (await health.CheckHealthAsync()).Entries["routing"].Status.Should().Be(HealthStatus.Degraded);
     }
 
-    private ValueTask Mark(string name, double seconds, BackendUnavailableReason reason)
-        => _store.MarkUnavailableAsync(name, new(_time.GetUtcNow().AddSeconds(seconds), reason), _time.GetUtcNow(), default);
+    private ValueTask Mark(string name, double seconds, BackendUnavailableReason reason, string? partition = null)
+        => _store.MarkUnavailableAsync(new BackendStateKey($"{name}@https://{name}", partition), new(_time.GetUtcNow().AddSeconds(seconds), reason), _time.GetUtcNow(), default);
 
     private async Task<HealthReportEntry> Check()
         => (await _services.GetRequiredService<HealthCheckService>().CheckHealthAsync()).Entries["priority-routing-aoai"];

@@ -1,4 +1,5 @@
 using CsCheck;
+using Polly.PriorityRouting.Tests.Support;
 
 namespace Polly.PriorityRouting.Tests.Properties;
 
@@ -157,11 +158,11 @@ public class BackendSelectorProperties
             backends.Add(new PriorityBackend { Name = name, BaseAddress = new Uri($"http://{name}/"), Priority = specs[i].Priority, Weight = specs[i].Weight });
             if (specs[i].Deadline is { } offset)
             {
-                store.Entries[name] = new BackendUnavailability(Now + offset, BackendUnavailableReason.Throttled);
+                store.Entries[new BackendStateKey($"{name}@http://{name}")] = new BackendUnavailability(Now + offset, BackendUnavailableReason.Throttled);
             }
         }
 
-        var selector = new BackendSelector(backends, store, randomizer);
+        var selector = Selectors.Create(backends, store, randomizer);
         var tried = new TriedBackends(specs.Length);
         var eligible = new HashSet<int>();
         foreach (var routed in selector.Backends)
@@ -227,12 +228,15 @@ public class BackendSelectorProperties
     /// <summary>A store that keeps exactly what it is given (expired entries included: no sweeping).</summary>
     private sealed class FixedStateStore : IBackendStateStore
     {
-        public Dictionary<string, BackendUnavailability> Entries { get; } = new(StringComparer.Ordinal);
+        public Dictionary<BackendStateKey, BackendUnavailability> Entries { get; } = [];
 
-        public bool TryGetUnavailability(string backendName, out BackendUnavailability unavailability)
-            => Entries.TryGetValue(backendName, out unavailability);
+        public bool TryGetUnavailability(BackendStateKey key, out BackendUnavailability unavailability)
+            => Entries.TryGetValue(key, out unavailability);
 
-        public ValueTask MarkUnavailableAsync(string backendName, BackendUnavailability unavailability, DateTimeOffset now, CancellationToken cancellationToken)
+        public ValueTask MarkUnavailableAsync(BackendStateKey key, BackendUnavailability unavailability, DateTimeOffset now, CancellationToken cancellationToken)
             => throw new NotSupportedException("The selector only reads.");
+
+        public IReadOnlyList<KeyValuePair<BackendStateKey, BackendUnavailability>> GetEntries(string backend)
+            => throw new NotSupportedException("The selector only reads single entries.");
     }
 }

@@ -56,7 +56,7 @@ public class PriorityRoutingResilienceStrategyProperties
                     if (cases[i].Deadline is { } offset)
                     {
                         var state = new BackendUnavailability(now + offset, cases[i].Throttled ? BackendUnavailableReason.Throttled : BackendUnavailableReason.ServerError);
-                        h.Store.MarkUnavailableAsync("h" + i, state, now, default).AsTask().GetAwaiter().GetResult();
+                        h.Store.MarkUnavailableAsync(RoutingHarness.Key("h" + i), state, now, default).AsTask().GetAwaiter().GetResult();
                         before["h" + i] = state;
                     }
 

@@ -1,3 +1,5 @@
+using Polly.PriorityRouting.Tests.Support;
+
 namespace Polly.PriorityRouting.Tests.Routing;
 
 public class BackendSelectorTests
@@ -28,8 +30,8 @@ public class BackendSelectorTests
     public async Task Skips_unavailable_backends_until_their_deadline()
     {
         var selector = Selector(_ => 0, ("a", 1, 1), ("b", 1, 1), ("c", 2, 1));
-        await _store.MarkUnavailableAsync("a", new(Now.AddSeconds(5), BackendUnavailableReason.Throttled), Now, default);
-        await _store.MarkUnavailableAsync("b", new(Now.AddSeconds(3), BackendUnavailableReason.Throttled), Now, default);
+        await _store.MarkUnavailableAsync(RoutingHarness.Key("a"), new(Now.AddSeconds(5), BackendUnavailableReason.Throttled), Now, default);
+        await _store.MarkUnavailableAsync(RoutingHarness.Key("b"), new(Now.AddSeconds(3), BackendUnavailableReason.Throttled), Now, default);
 
         selector.SelectNext(new TriedBackends(3), Now)!.Name.Should().Be("c");
         selector.SelectNext(new TriedBackends(3), Now.AddSeconds(3))!.Name.Should().Be("b");
@@ -40,7 +42,7 @@ public class BackendSelectorTests
     public async Task Returns_null_when_nothing_is_left()
     {
         var selector = Selector(_ => 0, ("a", 1, 1), ("b", 2, 1));
-        await _store.MarkUnavailableAsync("a", new(Now.AddSeconds(5), BackendUnavailableReason.Throttled), Now, default);
+        await _store.MarkUnavailableAsync(RoutingHarness.Key("a"), new(Now.AddSeconds(5), BackendUnavailableReason.Throttled), Now, default);
         var tried = new TriedBackends(2);
         tried.Add(1);
 
@@ -111,12 +113,12 @@ public class BackendSelectorTests
     public async Task Exhaustion_reports_the_soonest_deadline_and_whether_any_is_a_throttle()
     {
         var selector = Selector(_ => 0, ("a", 1, 1), ("b", 2, 1));
-        await _store.MarkUnavailableAsync("a", new(Now.AddSeconds(8), BackendUnavailableReason.Throttled), Now, default);
-        await _store.MarkUnavailableAsync("b", new(Now.AddSeconds(3), BackendUnavailableReason.ServerError), Now, default);
+        await _store.MarkUnavailableAsync(RoutingHarness.Key("a"), new(Now.AddSeconds(8), BackendUnavailableReason.Throttled), Now, default);
+        await _store.MarkUnavailableAsync(RoutingHarness.Key("b"), new(Now.AddSeconds(3), BackendUnavailableReason.ServerError), Now, default);
 
-        selector.GetExhaustion(Now).Should().Be((TimeSpan.FromSeconds(3), true));
-        selector.GetExhaustion(Now.AddSeconds(4)).Should().Be((TimeSpan.Zero, true));
-        selector.GetExhaustion(Now.AddSeconds(9)).Should().Be((TimeSpan.Zero, false));
+        Selectors.Availability(_store).GetExhaustion(selector.Backends, Now, null).Should().Be((TimeSpan.FromSeconds(3), true));
+        Selectors.Availability(_store).GetExhaustion(selector.Backends, Now.AddSeconds(4), null).Should().Be((TimeSpan.Zero, true));
+        Selectors.Availability(_store).GetExhaustion(selector.Backends, Now.AddSeconds(9), null).Should().Be((TimeSpan.Zero, false));
     }
 
     [Fact]
@@ -141,7 +143,7 @@ public class BackendSelectorTests
     public async Task Choosing_allocates_nothing()
     {
         var selector = Selector(Random.Shared.Next, ("a", 1, 1), ("b", 1, 2), ("c", 2, 1));
-        await _store.MarkUnavailableAsync("a", new(Now.AddSeconds(8), BackendUnavailableReason.Throttled), Now, default);
+        await _store.MarkUnavailableAsync(RoutingHarness.Key("a"), new(Now.AddSeconds(8), BackendUnavailableReason.Throttled), Now, default);
         selector.SelectNext(new TriedBackends(3), Now);
 
         var before = GC.GetAllocatedBytesForCurrentThread();
@@ -156,7 +158,7 @@ public class BackendSelectorTests
     }
 
     private BackendSelector Selector(Func<int, int> randomizer, params (string Name, int Priority, int Weight)[] backends)
-        => new(
+        => Selectors.Create(
             [.. backends.Select(b => new PriorityBackend
             {
                 Name = b.Name,

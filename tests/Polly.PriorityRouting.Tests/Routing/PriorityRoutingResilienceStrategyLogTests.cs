@@ -36,7 +36,7 @@ public class PriorityRoutingResilienceStrategyLogTests
         h.Transport.Respond("a", _ =>
         {
             // Another request marked a first, while this one was in flight.
-            h.Store.MarkUnavailableAsync("a", new(h.Time.GetUtcNow().AddSeconds(30), BackendUnavailableReason.Throttled), h.Time.GetUtcNow(), default)
+            h.Store.MarkUnavailableAsync(RoutingHarness.Key("a"), new(h.Time.GetUtcNow().AddSeconds(30), BackendUnavailableReason.Throttled), h.Time.GetUtcNow(), default)
                 .AsTask().GetAwaiter().GetResult();
             return new HttpResponseMessage(HttpStatusCode.TooManyRequests);
         });

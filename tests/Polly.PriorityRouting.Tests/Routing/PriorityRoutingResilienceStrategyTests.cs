@@ -108,9 +108,9 @@ public class PriorityRoutingResilienceStrategyTests
 
         (await client.GetAsync("http://placeholder/")).Dispose();
 
-        InMemoryBackendStateStore.Shared.TryGetUnavailability(name, out var state).Should().BeTrue();
+        InMemoryBackendStateStore.Shared.TryGetUnavailability(options.Backends[0].GetStateKey(), out var state).Should().BeTrue();
         state.Reason.Should().Be(BackendUnavailableReason.Throttled);
-        InMemoryBackendStateStore.Shared.Reset(name);
+        InMemoryBackendStateStore.Shared.Reset(options.Backends[0].GetStateKey());
     }
 
     [Fact]
@@ -249,7 +249,7 @@ public class PriorityRoutingResilienceStrategyTests
         var first = h.StateOf("a")!.Value.Until;
 
         // Another replica's late report with a shorter deadline does not shorten it.
-        await h.Store.MarkUnavailableAsync("a", new(first.AddSeconds(-8), BackendUnavailableReason.Throttled), h.Time.GetUtcNow(), default);
+        await h.Store.MarkUnavailableAsync(RoutingHarness.Key("a"), new(first.AddSeconds(-8), BackendUnavailableReason.Throttled), h.Time.GetUtcNow(), default);
         h.StateOf("a")!.Value.Until.Should().Be(first);
 
         h.Time.Advance(TimeSpan.FromSeconds(10));
@@ -494,7 +494,7 @@ public class PriorityRoutingResilienceStrategyTests
     public async Task A_far_deadline_in_the_store_still_gives_an_exhausted_answer_clamped_to_the_longest_cooldown()
     {
         using var h = Harness(backends: [RoutingHarness.Backend("a", 1)]);
-        await h.Store.MarkUnavailableAsync("a", new BackendUnavailability(DateTimeOffset.MaxValue, BackendUnavailableReason.Other), h.Time.GetUtcNow(), default);
+        await h.Store.MarkUnavailableAsync(RoutingHarness.Key("a"), new BackendUnavailability(DateTimeOffset.MaxValue, BackendUnavailableReason.Other), h.Time.GetUtcNow(), default);
 
         using var response = await h.Client.GetAsync("/");
 

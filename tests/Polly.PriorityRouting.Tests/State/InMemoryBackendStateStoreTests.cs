@@ -8,9 +8,9 @@ public class InMemoryBackendStateStoreTests
     public async Task Unknown_backend_has_no_entry()
     {
         var store = new InMemoryBackendStateStore();
-        await store.MarkUnavailableAsync("a", new(Now.AddSeconds(5), BackendUnavailableReason.Throttled), Now, default);
+        await store.MarkUnavailableAsync(new BackendStateKey("a"), new(Now.AddSeconds(5), BackendUnavailableReason.Throttled), Now, default);
 
-        store.TryGetUnavailability("b", out var state).Should().BeFalse();
+        store.TryGetUnavailability(new BackendStateKey("b"), out var state).Should().BeFalse();
         state.Should().Be(default(BackendUnavailability));
     }
 
@@ -21,14 +21,14 @@ public class InMemoryBackendStateStoreTests
         var later = new BackendUnavailability(Now.AddSeconds(10), BackendUnavailableReason.Throttled);
         var sooner = new BackendUnavailability(Now.AddSeconds(2), BackendUnavailableReason.ServerError);
 
-        await store.MarkUnavailableAsync("a", later, Now, default);
-        await store.MarkUnavailableAsync("a", sooner, Now, default);
-        store.TryGetUnavailability("a", out var state).Should().BeTrue();
+        await store.MarkUnavailableAsync(new BackendStateKey("a"), later, Now, default);
+        await store.MarkUnavailableAsync(new BackendStateKey("a"), sooner, Now, default);
+        store.TryGetUnavailability(new BackendStateKey("a"), out var state).Should().BeTrue();
         state.Should().Be(later);
 
-        await store.MarkUnavailableAsync("b", sooner, Now, default);
-        await store.MarkUnavailableAsync("b", later, Now, default);
-        store.TryGetUnavailability("b", out state).Should().BeTrue();
+        await store.MarkUnavailableAsync(new BackendStateKey("b"), sooner, Now, default);
+        await store.MarkUnavailableAsync(new BackendStateKey("b"), later, Now, default);
+        store.TryGetUnavailability(new BackendStateKey("b"), out state).Should().BeTrue();
         state.Should().Be(later);
     }
 
@@ -40,9 +40,9 @@ public class InMemoryBackendStateStoreTests
         Random.Shared.Shuffle(deadlines);
 
         await Parallel.ForEachAsync(deadlines, new ParallelOptions { MaxDegreeOfParallelism = 4 }, async (deadline, ct) =>
-            await store.MarkUnavailableAsync("a", new(deadline, BackendUnavailableReason.Throttled), Now, ct));
+            await store.MarkUnavailableAsync(new BackendStateKey("a"), new(deadline, BackendUnavailableReason.Throttled), Now, ct));
 
-        store.TryGetUnavailability("a", out var state).Should().BeTrue();
+        store.TryGetUnavailability(new BackendStateKey("a"), out var state).Should().BeTrue();
         state.Until.Should().Be(Now.AddMilliseconds(2_000));
     }
 
@@ -50,29 +50,29 @@ public class InMemoryBackendStateStoreTests
     public async Task Expired_entries_are_swept_on_a_later_write()
     {
         var store = new InMemoryBackendStateStore();
-        await store.MarkUnavailableAsync("a", new(Now.AddSeconds(1), BackendUnavailableReason.Throttled), Now, default);
-        await store.MarkUnavailableAsync("b", new(Now.AddMinutes(10), BackendUnavailableReason.Throttled), Now, default);
+        await store.MarkUnavailableAsync(new BackendStateKey("a"), new(Now.AddSeconds(1), BackendUnavailableReason.Throttled), Now, default);
+        await store.MarkUnavailableAsync(new BackendStateKey("b"), new(Now.AddMinutes(10), BackendUnavailableReason.Throttled), Now, default);
         store.Count.Should().Be(2);
 
         var later = Now.AddMinutes(1);
-        await store.MarkUnavailableAsync("c", new(later.AddSeconds(1), BackendUnavailableReason.Throttled), later, default);
+        await store.MarkUnavailableAsync(new BackendStateKey("c"), new(later.AddSeconds(1), BackendUnavailableReason.Throttled), later, default);
 
         store.Count.Should().Be(2);
-        store.TryGetUnavailability("a", out _).Should().BeFalse();
-        store.TryGetUnavailability("b", out _).Should().BeTrue();
-        store.TryGetUnavailability("c", out _).Should().BeTrue();
+        store.TryGetUnavailability(new BackendStateKey("a"), out _).Should().BeFalse();
+        store.TryGetUnavailability(new BackendStateKey("b"), out _).Should().BeTrue();
+        store.TryGetUnavailability(new BackendStateKey("c"), out _).Should().BeTrue();
     }
 
     [Fact]
     public async Task Reset_and_clear_put_backends_back_into_rotation()
     {
         var store = new InMemoryBackendStateStore();
-        await store.MarkUnavailableAsync("a", new(Now.AddSeconds(5), BackendUnavailableReason.Throttled), Now, default);
-        await store.MarkUnavailableAsync("b", new(Now.AddSeconds(5), BackendUnavailableReason.Throttled), Now, default);
+        await store.MarkUnavailableAsync(new BackendStateKey("a"), new(Now.AddSeconds(5), BackendUnavailableReason.Throttled), Now, default);
+        await store.MarkUnavailableAsync(new BackendStateKey("b"), new(Now.AddSeconds(5), BackendUnavailableReason.Throttled), Now, default);
 
-        store.Reset("a").Should().BeTrue();
-        store.Reset("a").Should().BeFalse();
-        store.TryGetUnavailability("a", out _).Should().BeFalse();
+        store.Reset(new BackendStateKey("a")).Should().BeTrue();
+        store.Reset(new BackendStateKey("a")).Should().BeFalse();
+        store.TryGetUnavailability(new BackendStateKey("a"), out _).Should().BeFalse();
 
         store.Clear();
         store.Count.Should().Be(0);
@@ -82,14 +82,14 @@ public class InMemoryBackendStateStoreTests
     public async Task Reads_allocate_nothing()
     {
         var store = new InMemoryBackendStateStore();
-        await store.MarkUnavailableAsync("a", new(Now.AddSeconds(5), BackendUnavailableReason.Throttled), Now, default);
-        store.TryGetUnavailability("a", out _);
+        await store.MarkUnavailableAsync(new BackendStateKey("a"), new(Now.AddSeconds(5), BackendUnavailableReason.Throttled), Now, default);
+        store.TryGetUnavailability(new BackendStateKey("a"), out _);
 
         var before = GC.GetAllocatedBytesForCurrentThread();
         for (var i = 0; i < 1_000; i++)
         {
-            store.TryGetUnavailability("a", out _);
-            store.TryGetUnavailability("missing", out _);
+            store.TryGetUnavailability(new BackendStateKey("a"), out _);
+            store.TryGetUnavailability(new BackendStateKey("missing"), out _);
         }
 
         (GC.GetAllocatedBytesForCurrentThread() - before).Should().Be(0);

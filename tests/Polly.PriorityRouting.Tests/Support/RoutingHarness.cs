@@ -47,8 +47,11 @@ internal sealed class RoutingHarness : IDisposable
     public static PriorityBackend Backend(string name, int priority, int weight = 1)
         => new() { Name = name, BaseAddress = new Uri($"http://{name}/"), Priority = priority, Weight = weight };
 
-    public BackendUnavailability? StateOf(string name)
-        => Store.TryGetUnavailability(name, out var state) ? state : null;
+    /// <summary>The store key of a backend made by <see cref="Backend"/>: its name and address.</summary>
+    public static BackendStateKey Key(string name, string? partition = null) => new($"{name}@http://{name}", partition);
+
+    public BackendUnavailability? StateOf(string name, string? partition = null)
+        => Store.TryGetUnavailability(Key(name, partition), out var state) ? state : null;
 
     public void Dispose() => Client.Dispose();
 }

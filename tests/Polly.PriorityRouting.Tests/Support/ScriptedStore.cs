@@ -2,18 +2,20 @@ namespace Polly.PriorityRouting.Tests.Support;
 
 /// <summary>A store whose reads and writes do what a test says: fail, observe cancellation, or nothing.</summary>
 internal sealed class ScriptedStore(
-    Func<string, BackendUnavailability?>? read = null,
+    Func<BackendStateKey, BackendUnavailability?>? read = null,
     Func<CancellationToken, ValueTask>? mark = null) : IBackendStateStore
 {
     public static ScriptedStore FailingWrites() => new(mark: _ => ValueTask.FromException(new InvalidOperationException("store is down")));
 
-    public bool TryGetUnavailability(string backendName, out BackendUnavailability unavailability)
+    public bool TryGetUnavailability(BackendStateKey key, out BackendUnavailability unavailability)
     {
-        var state = read?.Invoke(backendName);
+        var state = read?.Invoke(key);
         unavailability = state ?? default;
         return state is not null;
     }
 
-    public ValueTask MarkUnavailableAsync(string backendName, BackendUnavailability unavailability, DateTimeOffset now, CancellationToken cancellationToken)
+    public ValueTask MarkUnavailableAsync(BackendStateKey key, BackendUnavailability unavailability, DateTimeOffset now, CancellationToken cancellationToken)
         => mark?.Invoke(cancellationToken) ?? default;
+
+    public IReadOnlyList<KeyValuePair<BackendStateKey, BackendUnavailability>> GetEntries(string backend) => [];
 }
