@@ -23,7 +23,6 @@ public class PriorityRoutingStrategyOptionsValidatorTests
         { o => o.DefaultCooldown = TimeSpan.FromMinutes(6), "DefaultCooldown (00:06:00) must not exceed MaxCooldown (00:05:00)." },
         { o => o.MaxAttempts = 0, "MaxAttempts must be at least 1 when set, but was 0." },
         { o => o.ShouldHandle = null!, "ShouldHandle is required." },
-        { o => o.Backends[0].Name = "a#1", "Backends[0].Name 'a#1' must not contain '#', which separates throttle partitions in store keys." },
         { o => o.OutlierEjection = null!, "OutlierEjection is required." },
         { o => o.OutlierEjection.ConsecutiveFailures = 0, "OutlierEjection.ConsecutiveFailures must be between 1 and 1000, but was 0." },
         { o => o.OutlierEjection.BaseEjectionTime = TimeSpan.Zero, "OutlierEjection.BaseEjectionTime must be positive, but was 00:00:00." },

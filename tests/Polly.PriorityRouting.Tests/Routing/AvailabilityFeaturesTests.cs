@@ -193,7 +193,7 @@ public class AvailabilityFeaturesTests
 
         (await otherDeployment.Content.ReadAsStringAsync()).Should().Be("a");
         (await sameDeployment.Content.ReadAsStringAsync()).Should().Be("b");
-        h.StateOf("a#gpt-4o").Should().Be(new BackendUnavailability(h.Time.GetUtcNow().AddSeconds(20), BackendUnavailableReason.Throttled));
+        h.StateOf("a", "gpt-4o").Should().Be(new BackendUnavailability(h.Time.GetUtcNow().AddSeconds(20), BackendUnavailableReason.Throttled));
         h.StateOf("a").Should().BeNull();
     }
 

@@ -387,9 +387,11 @@ public class PriorityRoutingResilienceStrategyTests
         listener.Events.Where(e => e.Event != "PipelineExecuting" && e.Event != "PipelineExecuted")
             .Select(e => (e.Event, e.Severity, e.Strategy))
             .Should().Equal(
+                ("ExecutionAttempt", ResilienceEventSeverity.Warning, "routing"),
                 ("OnBackendUnavailable", ResilienceEventSeverity.Warning, "routing"),
+                ("ExecutionAttempt", ResilienceEventSeverity.Warning, "routing"),
                 ("OnBackendUnavailable", ResilienceEventSeverity.Warning, "routing"),
-                ("OnBackendsExhausted", ResilienceEventSeverity.Error, "routing"));
+                ("OnBackendsExhausted", ResilienceEventSeverity.Information, "routing"));
     }
 
     [Fact]

@@ -20,7 +20,7 @@ public sealed class PriorityRoutingMetricsTests : IDisposable
     {
         using var attempts = Collector<long>("priority_routing.attempts");
         using var failovers = Collector<long>("priority_routing.failovers");
-        using var unavailable = Collector<long>("priority_routing.backend.unavailable");
+        using var unavailable = Collector<long>("priority_routing.backend.marked_unavailable");
         using var exhausted = Collector<long>("priority_routing.exhausted");
         using var h = Harness();
         h.Transport
@@ -45,7 +45,8 @@ public sealed class PriorityRoutingMetricsTests : IDisposable
         Tag(last, "pipeline.name").Should().Be("client-pipeline");
         Tag(last, "strategy.name").Should().Be("PriorityRouting");
         last.Tags.Keys.Should().BeEquivalentTo(
-            "pipeline.name", "pipeline.instance", "strategy.name", "backend.name", "backend.priority", "outcome", "http.response.status_code");
+            ["pipeline.name", "strategy.name", "backend.name", "backend.priority", "outcome", "http.response.status_code"],
+            "an unnamed pipeline instance is omitted, not sent empty");
         last.Tags.Values.Select(v => v?.ToString()).Should().NotContain(v => v != null && (v.Contains("secret") || v.Contains("http")));
 
         h.Transport.Respond("c", HttpStatusCode.TooManyRequests, ("retry-after-ms", "1500"));
@@ -57,7 +58,7 @@ public sealed class PriorityRoutingMetricsTests : IDisposable
     [Fact]
     public async Task Gauges_report_unavailable_backends_per_tier_and_the_time_until_one_frees_up()
     {
-        using var unavailable = Collector<int>("priority_routing.backends.unavailable");
+        using var unavailable = Collector<int>("priority_routing.tier.unavailable_backends");
         using var soonest = Collector<double>("priority_routing.time_until_available");
         using var h = Harness();
         h.Transport
@@ -80,9 +81,33 @@ public sealed class PriorityRoutingMetricsTests : IDisposable
     }
 
     [Fact]
+    public async Task Gauges_report_a_throttled_partition_of_every_backend_of_a_tier()
+    {
+        using var unavailable = Collector<int>("priority_routing.tier.unavailable_backends");
+        using var soonest = Collector<double>("priority_routing.time_until_available");
+        using var h = new RoutingHarness(o =>
+        {
+            o.Randomizer = _ => 0;
+            o.MeterFactory = MeterFactory;
+            o.ThrottlePartitionKey = ThrottlePartitions.AzureOpenAIDeployment;
+        }, pipelineName: "client-pipeline");
+        h.Transport.Respond("a", HttpStatusCode.TooManyRequests, ("Retry-After", "5"))
+            .Respond("b", HttpStatusCode.TooManyRequests, ("Retry-After", "8"))
+            .Respond("c", HttpStatusCode.TooManyRequests, ("Retry-After", "3"));
+
+        (await h.Client.GetAsync("/openai/deployments/gpt-4o/chat/completions")).Dispose();
+        unavailable.RecordObservableInstruments();
+        soonest.RecordObservableInstruments();
+
+        unavailable.GetMeasurementSnapshot().Select(m => (m.Value, Tag(m, "backend.priority"), Tag(m, "partition"))).Should().Equal(
+            (0, "1", null), (2, "1", "gpt-4o"), (0, "2", null), (1, "2", "gpt-4o"));
+        soonest.GetMeasurementSnapshot().Select(m => (m.Value, Tag(m, "partition"))).Should().Equal((0d, null), (3d, "gpt-4o"));
+    }
+
+    [Fact]
     public async Task A_disposed_pipeline_stops_reporting_gauges()
     {
-        using var unavailable = Collector<int>("priority_routing.backends.unavailable");
+        using var unavailable = Collector<int>("priority_routing.tier.unavailable_backends");
         var options = new PriorityRoutingStrategyOptions
         {
             Backends = [RoutingHarness.Backend("a", 1)],
