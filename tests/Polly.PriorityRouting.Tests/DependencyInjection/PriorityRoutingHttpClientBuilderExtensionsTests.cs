@@ -272,6 +272,52 @@ public class PriorityRoutingHttpClientBuilderExtensionsTests
         state.Until.Should().Be(time.GetUtcNow().AddSeconds(20));
     }
 
+    [Fact]
+    public async Task Credentials_registered_for_every_client_reach_their_backend()
+    {
+        var transport = new RecordingHandler().Respond("ptu.example.com", HttpStatusCode.TooManyRequests);
+        var services = new ServiceCollection();
+        services.ConfigureHttpClientDefaults(b => b.ConfigurePrimaryHttpMessageHandler(() => transport).AddPriorityRoutingHandler(o =>
+        {
+            o.Routing.StateStore = new InMemoryBackendStateStore();
+            o.Routing.Backends.Add(new PriorityBackend { Name = "ptu", BaseAddress = new Uri("https://ptu.example.com/"), Headers = { ["api-key"] = "k1" } });
+            o.Routing.Backends.Add(new PriorityBackend { Name = "east", BaseAddress = new Uri("https://east.example.com/"), Priority = 2, Headers = { ["api-key"] = "k2" } });
+        }));
+        using var provider = services.BuildServiceProvider();
+
+        (await provider.GetRequiredService<IHttpClientFactory>().CreateClient("any").GetAsync("http://placeholder/")).Dispose();
+
+        transport.Requests.Select(r => (r.Host, r.Headers.GetValueOrDefault("api-key"))).Should().Equal(
+            ("ptu.example.com", "k1"), ("east.example.com", "k2"));
+    }
+
+    [Fact]
+    public void The_handlers_retry_keeps_every_configured_retry_option()
+    {
+        var source = new Microsoft.Extensions.Http.Resilience.HttpRetryStrategyOptions
+        {
+            Randomizer = () => 0.25,
+            MaxRetryAttempts = 7,
+            UseJitter = true,
+            Name = "my-retry",
+            OnRetry = _ => default,
+            MaxDelay = TimeSpan.FromSeconds(9),
+        };
+
+        var copy = PriorityRoutingHandlerPipeline.CapByDeadline(source, TimeProvider.System);
+
+        var replaced = new[] { "ShouldHandle", "DelayGenerator", "ShouldRetryAfterHeader" };
+        foreach (var property in typeof(Microsoft.Extensions.Http.Resilience.HttpRetryStrategyOptions).GetProperties().Where(p => p.CanRead && p.CanWrite))
+        {
+            if (!replaced.Contains(property.Name))
+            {
+                property.GetValue(copy).Should().Be(property.GetValue(source), $"{property.Name} must survive the copy");
+            }
+        }
+
+        copy.Randomizer.Should().BeSameAs(source.Randomizer);
+    }
+
     private static IConfiguration Json(string json)
         => new ConfigurationBuilder().AddJsonStream(new MemoryStream(Encoding.UTF8.GetBytes(json))).Build();
 

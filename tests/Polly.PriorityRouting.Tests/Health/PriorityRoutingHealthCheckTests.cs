@@ -29,6 +29,29 @@ public sealed class PriorityRoutingHealthCheckTests : IDisposable
     public void Dispose() => _services.Dispose();
 
     [Fact]
+    public async Task A_deployment_that_answers_nothing_but_429_is_not_healthy()
+    {
+        await Mark("ptu", 5, BackendUnavailableReason.Throttled, partition: "gpt-4o");
+        var spilling = await Check();
+
+        await Mark("east", 7, BackendUnavailableReason.Throttled, partition: "gpt-4o");
+        await Mark("west", 9, BackendUnavailableReason.Throttled, partition: "gpt-4o");
+        var exhausted = await Check();
+
+        spilling.Status.Should().Be(HealthStatus.Degraded);
+        spilling.Description.Should().Be("3 of 3 backends of 'aoai' available; the priority 1 tier is unavailable for partition 'gpt-4o'.");
+        spilling.Data["ptu"].Should().Be("ptu (priority 1): available; gpt-4o: Throttled for 5 s");
+        exhausted.Status.Should().Be(HealthStatus.Unhealthy);
+        exhausted.Description.Should().Be(
+            "3 of 3 backends of 'aoai' available; no backend is available for partition 'gpt-4o'; the soonest returns in 5 s.");
+        var snapshot = _services.GetRequiredService<PriorityRoutingSnapshotProvider>().GetSnapshot("aoai");
+        snapshot.Partitions.Should().Equal("gpt-4o");
+        snapshot.IsAnyAvailable.Should().BeTrue();
+        snapshot.IsAnyAvailableFor("gpt-4o").Should().BeFalse();
+        snapshot.IsAnyAvailableFor("o3").Should().BeTrue();
+    }
+
+    [Fact]
     public async Task Healthy_while_the_best_tier_has_a_backend()
     {
         await Mark("east", 5, BackendUnavailableReason.Throttled);

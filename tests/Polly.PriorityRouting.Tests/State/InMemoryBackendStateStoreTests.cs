@@ -108,4 +108,38 @@ public class InMemoryBackendStateStoreTests
         state.IsActiveAt(Now).Should().BeFalse();
         state.ToString().Should().Be("Timeout until 2026-11-24T12:00:00.0000000+00:00");
     }
+
+    [Fact]
+    public void Holds_at_most_its_capacity_and_sweeps_expired_partitions_when_full()
+    {
+        var store = new InMemoryBackendStateStore();
+        for (var i = 0; i < 100_000; i++)
+        {
+            store.Mark(new BackendStateKey("ptu@https://ptu", "deployment-" + i), new(Now.AddSeconds(1), BackendUnavailableReason.Throttled), Now)
+                .Should().BeTrue();
+        }
+
+        store.Mark(new BackendStateKey("ptu@https://ptu", "one-too-many"), new(Now.AddSeconds(1), BackendUnavailableReason.Throttled), Now)
+            .Should().BeFalse("the store is full of active entries");
+        store.Count.Should().Be(InMemoryBackendStateStore.DefaultCapacity);
+        store.Mark(new BackendStateKey("ptu@https://ptu", "deployment-7"), new(Now.AddSeconds(5), BackendUnavailableReason.Throttled), Now)
+            .Should().BeTrue("an existing entry is always extended");
+
+        var later = Now.AddSeconds(2);
+        store.Mark(new BackendStateKey("ptu@https://ptu"), new(later.AddSeconds(10), BackendUnavailableReason.ServerError), later).Should().BeTrue();
+
+        store.Count.Should().Be(2, "a write to a full store sweeps what expired: deployment-7 and the new mark remain");
+    }
+
+    [Fact]
+    public void Entries_of_one_backend_include_its_partitions()
+    {
+        var store = new InMemoryBackendStateStore();
+        store.Mark(new BackendStateKey("a@http://a"), new(Now.AddSeconds(1), BackendUnavailableReason.ServerError), Now);
+        store.Mark(new BackendStateKey("a@http://a", "gpt-4o"), new(Now.AddSeconds(2), BackendUnavailableReason.Throttled), Now);
+        store.Mark(new BackendStateKey("b@http://b", "gpt-4o"), new(Now.AddSeconds(3), BackendUnavailableReason.Throttled), Now);
+
+        store.GetEntries("a@http://a").Select(e => e.Key).Should().BeEquivalentTo(
+            [new BackendStateKey("a@http://a"), new BackendStateKey("a@http://a", "gpt-4o")]);
+    }
 }
