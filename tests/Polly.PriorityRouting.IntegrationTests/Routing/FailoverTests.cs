@@ -34,7 +34,7 @@ public sealed class FailoverTests : ThreeBackendsTestBase
         using var response = await host.Client.GetAsync("/");
 
         response.Headers.GetValues("x-backend").Should().Equal("b");
-        host.Options.StateStore!.TryGetUnavailability("a", out var state).Should().BeTrue();
+        host.Options.StateStore!.TryGetUnavailability(host.Options.Backends[0].GetStateKey(), out var state).Should().BeTrue();
         state.Reason.Should().Be(BackendUnavailableReason.ServerError);
     }
 
@@ -49,7 +49,7 @@ public sealed class FailoverTests : ThreeBackendsTestBase
 
         response.StatusCode.Should().Be(HttpStatusCode.OK);
         response.Headers.GetValues("x-backend").Should().Equal("b");
-        options.StateStore!.TryGetUnavailability("refused", out var state).Should().BeTrue();
+        options.StateStore!.TryGetUnavailability(options.Backends[0].GetStateKey(), out var state).Should().BeTrue();
         state.Reason.Should().Be(BackendUnavailableReason.TransportError);
     }
 
@@ -66,7 +66,7 @@ public sealed class FailoverTests : ThreeBackendsTestBase
 
         response.Headers.GetValues("x-backend").Should().Equal("b");
         stopwatch.Elapsed.Should().BeLessThan(TimeSpan.FromSeconds(5));
-        host.Options.StateStore!.TryGetUnavailability("a", out var state).Should().BeTrue();
+        host.Options.StateStore!.TryGetUnavailability(host.Options.Backends[0].GetStateKey(), out var state).Should().BeTrue();
         state.Reason.Should().Be(BackendUnavailableReason.Timeout);
     }
 
@@ -320,7 +320,7 @@ public sealed class FailoverTests : ThreeBackendsTestBase
         using var response = await client.GetAsync("/openai/models");
 
         response.Headers.GetValues("x-backend").Should().Equal("b");
-        InMemoryBackendStateStore.Shared.Reset("a");
+        InMemoryBackendStateStore.Shared.Reset(options.Backends[0].GetStateKey());
     }
 
     private sealed class NonSeekableStream(byte[] data) : MemoryStream(data)

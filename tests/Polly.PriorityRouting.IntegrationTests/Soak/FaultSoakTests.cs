@@ -83,7 +83,7 @@ public sealed class FaultSoakTests(ITestOutputHelper output) : IAsyncLifetime
             MaxCooldown = MaxCooldown,
             StateStore = store,
 
-            // Outlier ejection has its own tests (AvailabilityFeaturesTests, OutlierDetectorTests). Here it would eject a
+            // Outlier ejection has its own tests (AvailabilityFeaturesTests, BackendHealthTrackerTests). Here it would eject a
             // priority-1 backend for 30 s after a burst of attempt timeouts at start-up, ending the fault mix on it and
             // writing deadlines the backends never announced; the soak checks the store against what they said.
             OutlierEjection = { Enabled = false },
@@ -228,7 +228,7 @@ public sealed class FaultSoakTests(ITestOutputHelper output) : IAsyncLifetime
         heard.Should().NotBeNull(because);
         backend.MaxAnnounced.Should().BeOnOrAfter(heard!.Value, because);
 
-        if (!store.TryGetUnavailability(backend.Name, out var state))
+        if (!store.TryGetUnavailability(new PriorityBackend { Name = backend.Name, BaseAddress = backend.Backend.Address }.GetStateKey(), out var state))
         {
             // The store sweeps expired entries (every 30 s of writes): a missing entry must be one whose time has passed.
             heard.Value.Should().BeBefore(checkedAt, because);
