@@ -61,6 +61,9 @@ public sealed class AllBackendsThrottledTests(ITestOutputHelper output) : FakeBa
         ShouldBeOneRetryAfterTheExhaustedAnswer(sdkAttempts);
     }
 
+    /// <summary>What the exhausted answer adds to <c>retry-after-ms</c> for timers that fire early.</summary>
+    private const int TimerSlackMilliseconds = 2;
+
     [Fact]
     public async Task With_no_retry_at_all_the_SDK_surfaces_the_exhausted_answer()
     {
@@ -76,10 +79,12 @@ public sealed class AllBackendsThrottledTests(ITestOutputHelper output) : FakeBa
         var response = error.GetRawResponse()!;
         response.Headers.TryGetValue("Retry-After", out var retryAfter).Should().BeTrue();
         response.Headers.TryGetValue("retry-after-ms", out var retryAfterMs).Should().BeTrue();
-        // B, the soonest to free up, counts down from 20 s: whole seconds are the milliseconds rounded up.
+        // B, the soonest to free up, counts down from 20 s. retry-after-ms is that time rounded up plus the 2 ms timer
+        // slack (so up to 20,002 when the answer comes within a millisecond of B's 429); whole seconds are the time
+        // without the slack, rounded up.
         var milliseconds = long.Parse(retryAfterMs!, CultureInfo.InvariantCulture);
-        milliseconds.Should().BeInRange(15_000, 20_000);
-        var seconds = (long)Math.Ceiling(milliseconds / 1000.0);
+        milliseconds.Should().BeInRange(15_000, 20_000 + TimerSlackMilliseconds);
+        var seconds = (long)Math.Ceiling((milliseconds - TimerSlackMilliseconds) / 1000.0);
         retryAfter.Should().Be(seconds.ToString(CultureInfo.InvariantCulture));
         response.Content.ToString().Should().Be(
             $"{{\"error\":{{\"code\":\"all_backends_throttled\",\"message\":\"All backends are throttled. Retry after {seconds} seconds.\"}}}}");

@@ -323,6 +323,63 @@ public sealed class FailoverTests : ThreeBackendsTestBase
         InMemoryBackendStateStore.Shared.Reset(options.Backends[0].GetStateKey());
     }
 
+    [Fact]
+    public async Task A_single_backend_with_an_outer_retry_replays_a_non_seekable_upload()
+    {
+        A.Behave((context, hit) => hit == 1 ? FakeBackend.Status(context, 429, ("Retry-After", "0")) : FakeBackend.Ok(context, hit));
+        using var host = new ClientHost(
+            ClientHost.Route((A, 1)),
+            outer: b => b.AddRetry(new HttpRetryStrategyOptions { ShouldRetryAfterHeader = true, MaxRetryAttempts = 2, Delay = TimeSpan.Zero }));
+
+        using var response = await host.Client.PostAsync("/upload", new StreamContent(new NonSeekableStream("payload"u8.ToArray())));
+
+        response.StatusCode.Should().Be(HttpStatusCode.OK);
+        A.Received.Select(r => r.Body).Should().Equal("payload", "payload");
+    }
+
+    [Fact]
+    public async Task A_callers_broken_upload_surfaces_as_the_callers_error_and_never_marks_the_backend()
+    {
+        using var host = new ClientHost(ClientHost.Route((A, 1)));
+
+        var act = () => host.Client.PostAsync("/upload", new StreamContent(new BrokenStream()));
+
+        (await act.Should().ThrowAsync<HttpRequestException>()).WithInnerException<IOException>().WithMessage("the upload broke");
+        A.Hits.Should().Be(0);
+        host.Options.StateStore!.TryGetUnavailability(host.Options.Backends[0].GetStateKey(), out _).Should().BeFalse();
+    }
+
+    [Fact]
+    public async Task A_predicate_that_throws_gives_the_connection_back()
+    {
+        // With one connection per server, an answer nobody disposes would starve every later request to A.
+        var options = ClientHost.Route((A, 1));
+        options.ShouldHandle = _ => throw new InvalidOperationException("predicate broke");
+        using var host = new ClientHost(options, primaryHandler: () => new SocketsHttpHandler { MaxConnectionsPerServer = 1 });
+        using var deadline = new CancellationTokenSource(TimeSpan.FromSeconds(20));
+
+        for (var i = 0; i < 3; i++)
+        {
+            var act = () => host.Client.GetAsync("/", deadline.Token);
+            await act.Should().ThrowAsync<InvalidOperationException>().WithMessage("predicate broke");
+        }
+
+        A.Hits.Should().Be(3);
+    }
+
+    private sealed class BrokenStream : MemoryStream
+    {
+        public override bool CanSeek => false;
+
+        public override int Read(byte[] buffer, int offset, int count) => throw new IOException("the upload broke");
+
+        public override Task<int> ReadAsync(byte[] buffer, int offset, int count, CancellationToken cancellationToken)
+            => throw new IOException("the upload broke");
+
+        public override ValueTask<int> ReadAsync(Memory<byte> buffer, CancellationToken cancellationToken = default)
+            => throw new IOException("the upload broke");
+    }
+
     private sealed class NonSeekableStream(byte[] data) : MemoryStream(data)
     {
         public override bool CanSeek => false;
