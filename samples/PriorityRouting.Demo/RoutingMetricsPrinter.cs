@@ -20,9 +20,9 @@ internal sealed class RoutingMetricsPrinter : IDisposable
     private const string MeterName = "Polly.PriorityRouting";
     private const string Attempts = "priority_routing.attempts";
     private const string Failovers = "priority_routing.failovers";
-    private const string MarkedUnavailable = "priority_routing.backend.unavailable";
+    private const string MarkedUnavailable = "priority_routing.backend.marked_unavailable";
     private const string Exhausted = "priority_routing.exhausted";
-    private const string UnavailableBackends = "priority_routing.backends.unavailable";
+    private const string UnavailableBackends = "priority_routing.tier.unavailable_backends";
     private const string TimeUntilAvailable = "priority_routing.time_until_available";
     private const string Indent = "         ";
 
@@ -64,11 +64,11 @@ internal sealed class RoutingMetricsPrinter : IDisposable
         Observe();
         Console.WriteLine($"{Indent}{"attempts",-20}{PerBackend(Attempts)}");
         Console.WriteLine($"{Indent}{"failovers",-20}{PerBackend(Failovers)}");
-        Console.WriteLine($"{Indent}{"backend.unavailable",-20}{PerBackend(MarkedUnavailable)}");
+        Console.WriteLine($"{Indent}{"marked_unavailable",-20}{PerBackend(MarkedUnavailable)}");
         Console.WriteLine($"{Indent}{"exhausted",-20}{ByKey(Exhausted, "none")}");
         lock (_gaugeLock)
         {
-            Console.WriteLine($"{Indent}{"gauges",-20}backends.unavailable {Tiers(_gaugeNow)}  time_until_available {Seconds(_gaugeNow)}");
+            Console.WriteLine($"{Indent}{"gauges",-20}tier.unavailable_backends {Tiers(_gaugeNow)}  time_until_available {Seconds(_gaugeNow)}");
         }
     }
 
@@ -83,7 +83,7 @@ internal sealed class RoutingMetricsPrinter : IDisposable
         Observe();
         Console.WriteLine();
         Console.WriteLine($"Metrics of meter {MeterName}, {title}:");
-        var header = $"  {"backend",-12} {"attempts",9} {"returned",9} {"throttled",10} {"other",6} {"failovers",10}  backend.unavailable (by reason)";
+        var header = $"  {"backend",-12} {"attempts",9} {"returned",9} {"throttled",10} {"other",6} {"failovers",10}  marked_unavailable (by reason)";
         Console.WriteLine(header);
         Console.WriteLine("  " + new string('-', header.Length - 2));
         foreach (var backend in _backends)
