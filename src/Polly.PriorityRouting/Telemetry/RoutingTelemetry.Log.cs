@@ -22,13 +22,9 @@ internal sealed partial class RoutingTelemetry
             "Failing over from backend '{FromBackend}' (priority {FromPriority}) to '{ToBackend}' (priority {ToPriority}), attempt {AttemptNumber}.")]
         public static partial void FailingOver(ILogger logger, string fromBackend, int fromPriority, string toBackend, int toPriority, int attemptNumber);
 
-        [LoggerMessage(4, LogLevel.Information,
-            "No backend left to try after {AttemptCount} attempts; answering {StatusCode} with a retry after {RetryAfterMs} ms.")]
-        public static partial void ExhaustedThrottled(ILogger logger, int statusCode, long retryAfterMs, int attemptCount);
-
-        [LoggerMessage(8, LogLevel.Warning,
-            "No backend left to try after {AttemptCount} attempts; answering {StatusCode} with a retry after {RetryAfterMs} ms.")]
-        public static partial void ExhaustedUnavailable(ILogger logger, int statusCode, long retryAfterMs, int attemptCount);
+        /// <summary>Information for a 429 (routine for a saturated deployment), Warning for a 503 (backends failing).</summary>
+        [LoggerMessage(EventId = 4, Message = "No backend left to try after {AttemptCount} attempts; answering {StatusCode} with a retry after {RetryAfterMs} ms.")]
+        public static partial void BackendsExhausted(ILogger logger, LogLevel level, int statusCode, long retryAfterMs, int attemptCount);
 
         [LoggerMessage(5, LogLevel.Warning,
             "The backend state store failed to record backend '{BackendName}'; routing goes on with what the store still serves.")]

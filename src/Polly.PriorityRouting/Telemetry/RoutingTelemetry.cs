@@ -154,14 +154,7 @@ internal sealed partial class RoutingTelemetry
 
         var throttled = statusCode == HttpStatusCode.TooManyRequests;
         var retryAfterMs = (long)Math.Ceiling(retryAfter.TotalMilliseconds);
-        if (throttled)
-        {
-            Log.ExhaustedThrottled(_logger, (int)statusCode, retryAfterMs, attemptCount);
-        }
-        else
-        {
-            Log.ExhaustedUnavailable(_logger, (int)statusCode, retryAfterMs, attemptCount);
-        }
+        Log.BackendsExhausted(_logger, throttled ? LogLevel.Information : LogLevel.Warning, (int)statusCode, retryAfterMs, attemptCount);
 
         var arguments = new OnBackendsExhaustedArguments(context, statusCode, retryAfter, attemptCount);
         _polly.Report(

@@ -49,6 +49,21 @@ public class PriorityRoutingResilienceStrategyLogTests
     }
 
     [Fact]
+    public async Task An_exhausted_503_is_a_warning_and_an_exhausted_429_is_information_never_an_error()
+    {
+        using var h = Harness();
+        h.Transport.Respond("a", HttpStatusCode.InternalServerError)
+            .Respond("b", HttpStatusCode.BadGateway)
+            .Respond("c", HttpStatusCode.ServiceUnavailable);
+
+        (await h.Client.GetAsync("/")).Dispose();
+
+        _logs.GetSnapshot().Where(r => r.Id.Id == 4).Select(r => (r.Level, r.Message)).Should().Equal(
+            (LogLevel.Warning, "No backend left to try after 3 attempts; answering 503 with a retry after 10000 ms."));
+        _logs.GetSnapshot().Should().NotContain(r => r.Level >= LogLevel.Error);
+    }
+
+    [Fact]
     public async Task A_failing_store_is_logged_as_a_warning_and_the_request_succeeds()
     {
         using var h = Harness(o => o.StateStore = ScriptedStore.FailingWrites());

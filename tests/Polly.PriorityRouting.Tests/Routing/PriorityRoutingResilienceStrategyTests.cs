@@ -395,6 +395,38 @@ public class PriorityRoutingResilienceStrategyTests
     }
 
     [Fact]
+    public async Task A_backend_already_out_is_reported_to_polly_once_per_attempt_not_again_as_unavailable()
+    {
+        var listener = new RecordingTelemetryListener();
+        var store = new InMemoryBackendStateStore();
+        var options = new PriorityRoutingStrategyOptions
+        {
+            Name = "routing",
+            Backends = [RoutingHarness.Backend("a", 1), RoutingHarness.Backend("b", 2)],
+            StateStore = store,
+            Randomizer = _ => 0,
+        };
+        var pipeline = new ResiliencePipelineBuilder<HttpResponseMessage> { Name = "pipeline", TelemetryListener = listener }
+            .AddPriorityRouting(options)
+            .Build();
+        var transport = new RecordingHandler().Respond("a", _ =>
+        {
+            // A concurrent request marked a while this one was in flight.
+            store.Mark(RoutingHarness.Key("a"), new(DateTimeOffset.UtcNow.AddSeconds(30), BackendUnavailableReason.Throttled), DateTimeOffset.UtcNow);
+            return new HttpResponseMessage(HttpStatusCode.TooManyRequests);
+        });
+        using var client = new HttpClient(new ResilienceHandler(pipeline) { InnerHandler = transport });
+
+        (await client.GetAsync("http://placeholder/")).Dispose();
+
+        listener.Events.Where(e => e.Event != "PipelineExecuting" && e.Event != "PipelineExecuted")
+            .Select(e => (e.Event, e.Severity))
+            .Should().Equal(
+                ("ExecutionAttempt", ResilienceEventSeverity.Warning),
+                ("ExecutionAttempt", ResilienceEventSeverity.Information));
+    }
+
+    [Fact]
     public async Task A_failing_store_never_fails_a_request()
     {
         using var h = Harness(o => o.StateStore = new ScriptedStore(mark: _ => throw new InvalidOperationException("store is down")));
