@@ -65,6 +65,7 @@ public static class PriorityRoutingHttpClientBuilderExtensions
         builder.Services.AddSingleton<IHttpMessageHandlerBuilderFilter>(new BackendCredentialsHandlerBuilderFilter(builder.Name));
 
         builder.Services.AddPriorityRoutingSnapshots();
+        builder.Services.AddSingleton(new PriorityRoutingRegistration(builder.Name));
         builder.AddResilienceHandler(PriorityRoutingHandlerNames.PipelineSuffix, (pipeline, context) =>
         {
             context.EnableReloads<PriorityRoutingHandlerOptions>(optionsName);

@@ -35,7 +35,11 @@ public sealed class PriorityRoutingSnapshotProvider
     public PriorityRoutingSnapshot GetSnapshot(string clientName)
     {
         ArgumentException.ThrowIfNullOrEmpty(clientName);
-        var routing = _options.Get(PriorityRoutingHandlerNames.OptionsName(clientName)).Routing;
+        // A handler registered for every client (ConfigureHttpClientDefaults) keeps its options under no client name.
+        var registered = _services.GetServices<PriorityRoutingRegistration>();
+        var optionsClient = registered.Any(r => r.ClientName == clientName) || !registered.Any(r => r.ClientName is null) ? clientName : null;
+        var routing = _options.Get(PriorityRoutingHandlerNames.OptionsName(optionsClient)).Routing;
+
         return PriorityRoutingSnapshot.Create(
             routing,
             PriorityRoutingHandlerPipeline.ResolveStore(routing, _services),

@@ -289,6 +289,8 @@ public class PriorityRoutingHttpClientBuilderExtensionsTests
 
         transport.Requests.Select(r => (r.Host, r.Headers.GetValueOrDefault("api-key"))).Should().Equal(
             ("ptu.example.com", "k1"), ("east.example.com", "k2"));
+        provider.GetRequiredService<PriorityRoutingSnapshotProvider>().GetSnapshot("any").Backends
+            .Select(b => (b.Name, b.Reason)).Should().Equal(("ptu", BackendUnavailableReason.Throttled), ("east", (BackendUnavailableReason?)null));
     }
 
     [Fact]
