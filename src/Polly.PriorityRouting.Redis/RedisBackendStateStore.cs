@@ -27,7 +27,7 @@ internal sealed partial class RedisBackendStateStore : IBackendStateStore, IAsyn
 
     // What this replica itself marked while Redis could not be written; published by the next successful recovery.
     // Kept apart from the mirror so that only first-hand deadlines are published, never ones learned from others.
-    private readonly ConcurrentDictionary<string, BackendUnavailability> _unpublished = new(StringComparer.Ordinal);
+    private readonly ConcurrentDictionary<BackendStateKey, BackendUnavailability> _unpublished = new();
     private readonly SemaphoreSlim _recoveryLock = new(1, 1);
     private readonly TaskCompletionSource _firstSynchronization = new(TaskCreationOptions.RunContinuationsAsynchronously);
     private readonly CancellationTokenSource _disposing = new();
@@ -78,24 +78,27 @@ internal sealed partial class RedisBackendStateStore : IBackendStateStore, IAsyn
     internal bool IsInOutage => Volatile.Read(ref _outage) == 1;
 
     /// <inheritdoc/>
-    public bool TryGetUnavailability(string backendName, out BackendUnavailability unavailability)
-        => _mirror.TryGetUnavailability(backendName, out unavailability);
+    public bool TryGetUnavailability(BackendStateKey key, out BackendUnavailability unavailability)
+        => _mirror.TryGetUnavailability(key, out unavailability);
+
+    /// <inheritdoc/>
+    public IReadOnlyList<KeyValuePair<BackendStateKey, BackendUnavailability>> GetEntries(string backend)
+        => _mirror.GetEntries(backend);
 
     /// <inheritdoc/>
     public ValueTask MarkUnavailableAsync(
-        string backendName,
+        BackendStateKey key,
         BackendUnavailability unavailability,
         DateTimeOffset now,
         CancellationToken cancellationToken)
     {
-        ArgumentNullException.ThrowIfNull(backendName);
-        MarkLocally(backendName, unavailability, now);
+        MarkLocally(key, unavailability, now);
 
         var remaining = unavailability.Until - now;
-        if (remaining > TimeSpan.Zero)
+        if (remaining > TimeSpan.Zero && StateKeyEncoding.CanEncode(key))
         {
             // Not awaited on purpose: the request goes on while Redis is written; failures are handled inside.
-            _ = PublishAsync(backendName, unavailability, ToWholeMilliseconds(remaining));
+            _ = PublishAsync(key, unavailability, ToWholeMilliseconds(remaining));
         }
 
         return default;
@@ -148,14 +151,9 @@ internal sealed partial class RedisBackendStateStore : IBackendStateStore, IAsyn
 
     private static long ToWholeMilliseconds(TimeSpan remaining) => Math.Max(1, (long)Math.Ceiling(remaining.TotalMilliseconds));
 
-    private void MarkLocally(string backendName, BackendUnavailability unavailability, DateTimeOffset now)
+    private void MarkLocally(BackendStateKey key, BackendUnavailability unavailability, DateTimeOffset now)
     {
-        // The in-memory store completes synchronously; the fallback only guards against that ever changing.
-        var marking = _mirror.MarkUnavailableAsync(backendName, unavailability, now, CancellationToken.None);
-        if (!marking.IsCompletedSuccessfully)
-        {
-            marking.AsTask().GetAwaiter().GetResult();
-        }
+        _mirror.Mark(key, unavailability, now);
     }
 
     private async Task StartAsync()
@@ -221,12 +219,12 @@ internal sealed partial class RedisBackendStateStore : IBackendStateStore, IAsyn
         }
     }
 
-    private async Task PublishAsync(string backendName, BackendUnavailability unavailability, long remainingMilliseconds)
+    private async Task PublishAsync(BackendStateKey key, BackendUnavailability unavailability, long remainingMilliseconds)
     {
         if (_multiplexer is not { IsConnected: true } multiplexer)
         {
             // Still connecting, or in an outage: the next synchronization publishes it.
-            KeepUnpublished(backendName, unavailability);
+            KeepUnpublished(key, unavailability);
             if (_multiplexer is not null)
             {
                 ReportOutage(null);
@@ -237,12 +235,12 @@ internal sealed partial class RedisBackendStateStore : IBackendStateStore, IAsyn
 
         try
         {
-            await WriteAsync(multiplexer, backendName, remainingMilliseconds, unavailability.Reason).ConfigureAwait(false);
+            await WriteAsync(multiplexer, key, remainingMilliseconds, unavailability.Reason).ConfigureAwait(false);
         }
         catch (Exception e)
         {
             // Nobody awaits this task: every failure, whatever its type, ends here and never reaches a request.
-            KeepUnpublished(backendName, unavailability);
+            KeepUnpublished(key, unavailability);
             ReportOutage(e);
             return;
         }
@@ -257,12 +255,12 @@ internal sealed partial class RedisBackendStateStore : IBackendStateStore, IAsyn
     /// <summary>
     /// Runs <see cref="MarkUnavailableScript"/> and, when Redis already holds a later deadline, adopts it locally.
     /// </summary>
-    private async Task WriteAsync(IConnectionMultiplexer multiplexer, string backendName, long remainingMilliseconds, BackendUnavailableReason reason)
+    private async Task WriteAsync(IConnectionMultiplexer multiplexer, BackendStateKey key, long remainingMilliseconds, BackendUnavailableReason reason)
     {
-        var message = new ThrottleMessage(_instanceId, remainingMilliseconds, reason, backendName);
+        var message = new ThrottleMessage(_instanceId, remainingMilliseconds, reason, key);
         var result = await multiplexer.GetDatabase().ScriptEvaluateAsync(
             MarkUnavailableScript.Source,
-            [_layout.KeyOf(backendName)],
+            [_layout.KeyOf(key)],
             [remainingMilliseconds, (int)reason, _publishedChannelName, message.Format()]).ConfigureAwait(false);
 
         var inForce = (RedisResult[])result!;
@@ -272,13 +270,13 @@ internal sealed partial class RedisBackendStateStore : IBackendStateStore, IAsyn
             // Another replica already holds the backend longer: this replica learns it from the answer.
             var now = _timeProvider.GetUtcNow();
             var reasonInForce = ThrottleMessage.ParseStoredReason((string?)inForce[1]);
-            MarkLocally(backendName, new BackendUnavailability(now.AddMilliseconds(remaining), reasonInForce), now);
+            MarkLocally(key, new BackendUnavailability(now.AddMilliseconds(remaining), reasonInForce), now);
         }
     }
 
     private void OnMessage(RedisChannel channel, RedisValue payload)
     {
-        if (!ThrottleMessage.TryParse(payload, out var message))
+        if (!ThrottleMessage.TryParse(((string?)payload).AsSpan(), out var message))
         {
             Log.IgnoredMalformedMessage(_logger, channel.ToString());
             return;
@@ -291,7 +289,7 @@ internal sealed partial class RedisBackendStateStore : IBackendStateStore, IAsyn
 
         // The writer sent the time left, not a moment: the deadline is set on this replica's own clock.
         var now = _timeProvider.GetUtcNow();
-        MarkLocally(message.BackendName, new BackendUnavailability(now.AddMilliseconds(message.RemainingMilliseconds), message.Reason), now);
+        MarkLocally(message.Key, new BackendUnavailability(now.AddMilliseconds(message.RemainingMilliseconds), message.Reason), now);
     }
 
     private void OnConnectionFailed(object? sender, ConnectionFailedEventArgs args) => ReportOutage(args.Exception);
@@ -381,7 +379,7 @@ internal sealed partial class RedisBackendStateStore : IBackendStateStore, IAsyn
     private async Task<int> LoadAsync(IConnectionMultiplexer multiplexer)
     {
         var database = multiplexer.GetDatabase();
-        var reads = new List<(string BackendName, Task<TimeSpan?> TimeToLive, Task<RedisValue> Reason)>();
+        var reads = new List<(BackendStateKey Key, Task<TimeSpan?> TimeToLive, Task<RedisValue> Reason)>();
         foreach (var server in multiplexer.GetServers())
         {
             if (server.IsReplica || !server.IsConnected)
@@ -391,23 +389,23 @@ internal sealed partial class RedisBackendStateStore : IBackendStateStore, IAsyn
 
             await foreach (var key in server.KeysAsync(database.Database, _layout.ScanPattern).ConfigureAwait(false))
             {
-                if (_layout.TryGetBackendName(key, out var backendName))
+                if (_layout.TryGetStateKey(key, out var stateKey))
                 {
                     // Not awaited one by one: the reads of all keys are pipelined.
-                    reads.Add((backendName, database.KeyTimeToLiveAsync(key), database.StringGetAsync(key)));
+                    reads.Add((stateKey, database.KeyTimeToLiveAsync(key), database.StringGetAsync(key)));
                 }
             }
         }
 
         var loaded = 0;
-        foreach (var (backendName, timeToLive, reason) in reads)
+        foreach (var (key, timeToLive, reason) in reads)
         {
             var remaining = await timeToLive.ConfigureAwait(false);
             var value = await reason.ConfigureAwait(false);
             if (remaining is { } left && left > TimeSpan.Zero)
             {
                 var now = _timeProvider.GetUtcNow();
-                MarkLocally(backendName, new BackendUnavailability(now + left, ThrottleMessage.ParseStoredReason((string?)value)), now);
+                MarkLocally(key, new BackendUnavailability(now + left, ThrottleMessage.ParseStoredReason((string?)value)), now);
                 loaded++;
             }
         }
@@ -415,16 +413,16 @@ internal sealed partial class RedisBackendStateStore : IBackendStateStore, IAsyn
         return loaded;
     }
 
-    private void KeepUnpublished(string backendName, BackendUnavailability unavailability)
-        => _unpublished.AddOrUpdate(backendName, unavailability, (_, kept) => kept.Until >= unavailability.Until ? kept : unavailability);
+    private void KeepUnpublished(BackendStateKey key, BackendUnavailability unavailability)
+        => _unpublished.AddOrUpdate(key, unavailability, (_, kept) => kept.Until >= unavailability.Until ? kept : unavailability);
 
     private async Task<int> PublishUnpublishedAsync(IConnectionMultiplexer multiplexer)
     {
         var published = 0;
-        foreach (var (backendName, unavailability) in _unpublished)
+        foreach (var (key, unavailability) in _unpublished)
         {
             // Removed only if unchanged: a later mark made meanwhile stays for the next round.
-            _unpublished.TryRemove(new KeyValuePair<string, BackendUnavailability>(backendName, unavailability));
+            _unpublished.TryRemove(new KeyValuePair<BackendStateKey, BackendUnavailability>(key, unavailability));
             var now = _timeProvider.GetUtcNow();
             if (!unavailability.IsActiveAt(now))
             {
@@ -433,13 +431,13 @@ internal sealed partial class RedisBackendStateStore : IBackendStateStore, IAsyn
 
             try
             {
-                await WriteAsync(multiplexer, backendName, ToWholeMilliseconds(unavailability.Until - now), unavailability.Reason)
+                await WriteAsync(multiplexer, key, ToWholeMilliseconds(unavailability.Until - now), unavailability.Reason)
                     .ConfigureAwait(false);
                 published++;
             }
             catch
             {
-                KeepUnpublished(backendName, unavailability);
+                KeepUnpublished(key, unavailability);
                 throw;
             }
         }

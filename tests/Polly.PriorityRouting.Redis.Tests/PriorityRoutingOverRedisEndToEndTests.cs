@@ -19,7 +19,7 @@ public sealed class PriorityRoutingOverRedisEndToEndTests : IClassFixture<RedisS
 
         (await hostA.CreateClient().SendAsync(1)).Should().Be(0, "host A fails over to the secondary");
         (primary.Hits, secondary.Hits).Should().Be((1, 1));
-        await hostB.WaitForAsync("backend-1");
+        await hostB.WaitForAsync(hosts.PrimaryKey);
 
         (await hostB.CreateClient().SendAsync(5)).Should().Be(0);
 

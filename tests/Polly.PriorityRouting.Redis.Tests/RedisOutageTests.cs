@@ -49,7 +49,7 @@ public sealed class RedisOutageTests : IClassFixture<RedisServerFixture>
         hostB.WarningCount.Should().Be(1);
 
         _redis.Start();
-        var learnedByB = await hostB.WaitForAsync("backend-1", timeout: ReconnectionNoticed);
+        var learnedByB = await hostB.WaitForAsync(hosts.PrimaryKey, timeout: ReconnectionNoticed);
 
         learnedByB.Reason.Should().Be(BackendUnavailableReason.Throttled);
         (await clientB.SendAsync(5)).Should().Be(0);
@@ -61,8 +61,8 @@ public sealed class RedisOutageTests : IClassFixture<RedisServerFixture>
             .Which.Message.Should().Contain("1 deadlines learned meanwhile published");
 
         // And sharing goes on in the other direction too.
-        await hostB.MarkAsync("backend-2", TimeSpan.FromSeconds(30));
-        (await hostA.WaitForAsync("backend-2")).Reason.Should().Be(BackendUnavailableReason.Throttled);
+        await hostB.MarkAsync(hosts.SecondaryKey, TimeSpan.FromSeconds(30));
+        (await hostA.WaitForAsync(hosts.SecondaryKey)).Reason.Should().Be(BackendUnavailableReason.Throttled);
     }
 
     [Fact]
@@ -79,7 +79,7 @@ public sealed class RedisOutageTests : IClassFixture<RedisServerFixture>
             marking.IsCompletedSuccessfully.Should().BeTrue();
         }
 
-        replica.Store.TryGetUnavailability("backend-x", out var local).Should().BeTrue();
+        replica.Store.TryGetUnavailability(new BackendStateKey("backend-x"), out var local).Should().BeTrue();
         local.Until.Should().Be(replica.Time.GetUtcNow() + TimeSpan.FromSeconds(19));
         await Eventually.HoldsAsync(() => replica.WarningCount == 1, TimeSpan.FromSeconds(5), "the outage is reported");
         await replica.MarkAsync("backend-y", TimeSpan.FromSeconds(10));
