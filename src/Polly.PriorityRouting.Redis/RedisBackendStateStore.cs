@@ -47,11 +47,16 @@ internal sealed partial class RedisBackendStateStore : IBackendStateStore, IAsyn
     private int _outage;
     private int _subscribed;
     private int _disposed;
+    private int _loads;
+    private int _restorations;
+    private int _passes;
+    private int _active;
 
     public RedisBackendStateStore(
         Task<IConnectionMultiplexer> connecting,
         bool ownsConnection,
         RedisStoreLayout layout,
+        PriorityRoutingRedisStoreOptions options,
         TimeProvider timeProvider,
         ILogger<RedisBackendStateStore> logger)
     {
@@ -76,6 +81,21 @@ internal sealed partial class RedisBackendStateStore : IBackendStateStore, IAsyn
     /// Gets whether the store currently considers Redis unreachable.
     /// </summary>
     internal bool IsInOutage => Volatile.Read(ref _outage) == 1;
+
+    // Test hooks.
+    internal int UnpublishedCount => _unpublished.Count;
+
+    internal int LoadCount => Volatile.Read(ref _loads);
+
+    internal int RestorationCount => Volatile.Read(ref _restorations);
+
+    internal int SynchronizationPasses => Volatile.Read(ref _passes);
+
+    internal bool IsSynchronizing => Volatile.Read(ref _active) > 0;
+
+    internal IConnectionMultiplexer? Multiplexer => _multiplexer;
+
+    internal const int MaxUnpublished = 10_000;
 
     /// <inheritdoc/>
     public bool TryGetUnavailability(BackendStateKey key, out BackendUnavailability unavailability)
@@ -294,7 +314,11 @@ internal sealed partial class RedisBackendStateStore : IBackendStateStore, IAsyn
 
     private void OnConnectionFailed(object? sender, ConnectionFailedEventArgs args) => ReportOutage(args.Exception);
 
-    private void OnConnectionRestored(object? sender, ConnectionFailedEventArgs args) => _ = RecoverAsync(onlyDuringOutage: false);
+    private void OnConnectionRestored(object? sender, ConnectionFailedEventArgs args)
+    {
+        _ = RecoverAsync(onlyDuringOutage: false);
+        Interlocked.Increment(ref _restorations);
+    }
 
     private void ReportOutage(Exception? exception)
     {
@@ -313,6 +337,20 @@ internal sealed partial class RedisBackendStateStore : IBackendStateStore, IAsyn
     /// </param>
     /// <remarks>The subscription comes first, so that nothing published during the load is missed.</remarks>
     private async Task RecoverAsync(bool onlyDuringOutage)
+    {
+        Interlocked.Increment(ref _active);
+        try
+        {
+            await RecoverCoreAsync(onlyDuringOutage).ConfigureAwait(false);
+        }
+        finally
+        {
+            Interlocked.Increment(ref _passes);
+            Interlocked.Decrement(ref _active);
+        }
+    }
+
+    private async Task RecoverCoreAsync(bool onlyDuringOutage)
     {
         if (Volatile.Read(ref _disposed) == 1 || _multiplexer is not { IsConnected: true } multiplexer)
         {
@@ -378,6 +416,7 @@ internal sealed partial class RedisBackendStateStore : IBackendStateStore, IAsyn
     /// </summary>
     private async Task<int> LoadAsync(IConnectionMultiplexer multiplexer)
     {
+        Interlocked.Increment(ref _loads);
         var database = multiplexer.GetDatabase();
         var reads = new List<(BackendStateKey Key, Task<TimeSpan?> TimeToLive, Task<RedisValue> Reason)>();
         foreach (var server in multiplexer.GetServers())

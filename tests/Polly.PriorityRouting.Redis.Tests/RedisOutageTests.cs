@@ -115,6 +115,32 @@ public sealed class RedisOutageTests : IClassFixture<RedisServerFixture>
         }
     }
 
+    [Fact]
+    public async Task RedisRestarted_ReloadsTheStateOnce_HoweverManyConnectionsAreRestored()
+    {
+        await using var replica = await Replica.StartAsync(_redis.Configuration, _keyPrefix);
+        _redis.Kill();
+        try
+        {
+            await Eventually.HoldsAsync(() => replica.RedisStore.IsInOutage, OutageNoticed, "the replica notices the outage");
+            var loads = replica.RedisStore.LoadCount;
+
+            _redis.Start();
+
+            // The interactive and the subscription connection are each restored, each with its own event.
+            await Eventually.HoldsAsync(
+                () => replica.RedisStore.RestorationCount >= 2 && !replica.RedisStore.IsInOutage && !replica.RedisStore.IsSynchronizing,
+                ReconnectionNoticed,
+                "both connections are restored and the replica is synchronized");
+            (replica.RedisStore.LoadCount - loads).Should().Be(1, "one reconnection is one load, not one per connection");
+            replica.WarningCount.Should().Be(1);
+        }
+        finally
+        {
+            EnsureRedisRuns();
+        }
+    }
+
     private void EnsureRedisRuns()
     {
         if (!_redis.IsRunning)
