@@ -58,8 +58,24 @@ internal readonly record struct ThrottleMessage(string Sender, long RemainingMil
         => Enum.IsDefined((BackendUnavailableReason)value) ? (BackendUnavailableReason)value : BackendUnavailableReason.Other;
 
     /// <summary>
-    /// Reads the reason stored as a key's value; anything unreadable still counts, as "other".
+    /// Reads the reason stored as a key's value, as the script answers it; anything unreadable still counts, as "other".
     /// </summary>
     internal static BackendUnavailableReason ParseStoredReason(string? stored)
-        => int.TryParse(stored, NumberStyles.None, CultureInfo.InvariantCulture, out var value) ? ToReason(value) : BackendUnavailableReason.Other;
+        => TryParseStoredReason(stored, out var reason) ? reason : BackendUnavailableReason.Other;
+
+    /// <summary>
+    /// Reads the reason stored as a key's value: an integer, an unknown one read as "other". A key whose value is not an
+    /// integer was not written by a store, and is not loaded.
+    /// </summary>
+    internal static bool TryParseStoredReason(string? stored, out BackendUnavailableReason reason)
+    {
+        if (stored is { Length: > 0 and <= 10 } && int.TryParse(stored, NumberStyles.None, CultureInfo.InvariantCulture, out var value))
+        {
+            reason = ToReason(value);
+            return true;
+        }
+
+        reason = BackendUnavailableReason.Other;
+        return false;
+    }
 }
