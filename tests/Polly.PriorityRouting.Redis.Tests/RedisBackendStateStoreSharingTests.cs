@@ -190,4 +190,20 @@ public sealed class RedisBackendStateStoreSharingTests : IClassFixture<RedisServ
         // The multiplexer belongs to the app: disposing the store leaves it open.
         shared.IsConnected.Should().BeTrue();
     }
+
+    [Fact]
+    public async Task KeyTooLongToShare_IsKeptLocally_AndNeverWritten()
+    {
+        await using var replica = await Replica.StartAsync(_redis.Configuration, _keyPrefix);
+        var tooLong = new BackendStateKey("b@https://b.example.net", new string('p', StateKeyEncoding.MaxPartitionLength + 1));
+
+        await replica.MarkAsync(tooLong, TimeSpan.FromSeconds(30));
+        await replica.MarkAsync("backend-y", TimeSpan.FromSeconds(30));
+
+        // backend-y goes through the same pipeline after the long key: once it is written, the long key would have been.
+        await Eventually.HoldsAsync(async () => await Database.KeyExistsAsync(_keyPrefix + "9:backend-y"), TimeSpan.FromSeconds(5), "backend-y is written");
+        replica.Store.TryGetUnavailability(tooLong, out _).Should().BeTrue();
+        (await _inspector.GetServers()[0].KeysAsync(pattern: _keyPrefix + "*").ToListAsync()).Should().ContainSingle();
+        replica.WarningCount.Should().Be(0);
+    }
 }
