@@ -5,8 +5,10 @@ namespace Polly.PriorityRouting.Redis;
 /// an app.
 /// </summary>
 /// <remarks>
-/// Each backend marked unavailable is one Redis string key, <see cref="KeyPrefix"/> followed by the backend's name,
-/// that expires at the backend's deadline. Every change is pushed to the other replicas on one pub/sub channel.
+/// Each backend (or throttle partition of one) marked unavailable is one Redis string key, <see cref="KeyPrefix"/>
+/// followed by the length-prefixed backend identity (<c>{Name}@{address}</c>) and partition, that expires at the
+/// deadline. Every change is pushed to the other replicas on one pub/sub channel. See docs/distributed.md for the key
+/// layout and the message format.
 /// </remarks>
 public sealed class PriorityRoutingRedisStoreOptions
 {
