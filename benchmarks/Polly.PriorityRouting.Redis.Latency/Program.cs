@@ -34,7 +34,7 @@ await baselineSubscriber.GetSubscriber().SubscribeAsync(baselineChannel, (_, val
 
 // Both replicas connect and subscribe in the background: wait until a probe goes through.
 var ready = Stopwatch.StartNew();
-while (!reader.TryGetUnavailability("probe", out _))
+while (!reader.TryGetUnavailability(new BackendStateKey("probe"), out _))
 {
     if (ready.Elapsed > TimeSpan.FromSeconds(10))
     {
@@ -42,7 +42,7 @@ while (!reader.TryGetUnavailability("probe", out _))
         return 1;
     }
 
-    await MarkAsync(writer, "probe");
+    await MarkAsync(writer, new BackendStateKey("probe"));
     await Task.Delay(50);
 }
 
@@ -70,12 +70,13 @@ async Task<(double[] Propagation, double[] CallerWait, double[] Baseline)> Measu
         WaitUntil(() => Volatile.Read(ref baselineReceived) == i);
         baseline[i] = Stopwatch.GetElapsedTime(sent).TotalMilliseconds;
 
-        var backendName = $"{run}-{i}";
+        // A partitioned key, as Azure OpenAI deployments are marked: the key and the message carry both fields.
+        var key = new BackendStateKey($"{run}-{i}@https://backend.example.net", "gpt-4o");
         var started = Stopwatch.GetTimestamp();
-        await MarkAsync(writer, backendName);
+        await MarkAsync(writer, key);
         callerWait[i] = Stopwatch.GetElapsedTime(started).TotalMilliseconds;
 
-        WaitUntil(() => reader.TryGetUnavailability(backendName, out _));
+        WaitUntil(() => reader.TryGetUnavailability(key, out _));
         propagation[i] = Stopwatch.GetElapsedTime(started).TotalMilliseconds;
     }
 
@@ -91,10 +92,10 @@ void WaitUntil(Func<bool> condition)
     }
 }
 
-static ValueTask MarkAsync(IBackendStateStore store, string backendName)
+static ValueTask MarkAsync(IBackendStateStore store, BackendStateKey key)
 {
     var now = DateTimeOffset.UtcNow;
-    return store.MarkUnavailableAsync(backendName, new BackendUnavailability(now.AddSeconds(60), BackendUnavailableReason.Throttled), now, CancellationToken.None);
+    return store.MarkUnavailableAsync(key, new BackendUnavailability(now.AddSeconds(60), BackendUnavailableReason.Throttled), now, CancellationToken.None);
 }
 
 static ServiceProvider CreateReplica(string configuration, string keyPrefix)

@@ -97,6 +97,7 @@ public static class PriorityRoutingRedisServiceCollectionExtensions
             connecting,
             ownsConnection,
             new RedisStoreLayout(options.KeyPrefix, options.EffectiveChannelName),
+            options,
             serviceProvider.GetService<TimeProvider>() ?? TimeProvider.System,
             serviceProvider.GetService<ILogger<RedisBackendStateStore>>() ?? NullLogger<RedisBackendStateStore>.Instance);
     }

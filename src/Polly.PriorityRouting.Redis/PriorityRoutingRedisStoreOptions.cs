@@ -5,8 +5,10 @@ namespace Polly.PriorityRouting.Redis;
 /// an app.
 /// </summary>
 /// <remarks>
-/// Each backend marked unavailable is one Redis string key, <see cref="KeyPrefix"/> followed by the backend's name,
-/// that expires at the backend's deadline. Every change is pushed to the other replicas on one pub/sub channel.
+/// Each backend (or throttle partition of one) marked unavailable is one Redis string key, <see cref="KeyPrefix"/>
+/// followed by the length-prefixed backend identity (<c>{Name}@{address}</c>) and partition, that expires at the
+/// deadline. Every change is pushed to the other replicas on one pub/sub channel. See docs/distributed.md for the key
+/// layout and the message format.
 /// </remarks>
 public sealed class PriorityRoutingRedisStoreOptions
 {
@@ -42,6 +44,28 @@ public sealed class PriorityRoutingRedisStoreOptions
     /// are not scoped to a Redis database: apps that share a server must differ in their prefix or their channel.
     /// </value>
     public string? ChannelName { get; set; }
+
+    /// <summary>
+    /// Gets or sets the longest unavailability the store accepts from elsewhere: a deadline received from another
+    /// replica, loaded from Redis, or answered by Redis to a write is held at most this long, and a key that Redis holds
+    /// longer is overwritten by the next mark.
+    /// </summary>
+    /// <value>
+    /// The default value is <see cref="DefaultMaxUnavailability"/> (5 minutes, the strategy's default longest cooldown
+    /// and ejection time). It must be more than zero and at most one day. Set it at least as long as the longest
+    /// <c>MaxCooldown</c> and <c>MaxEjectionTime</c> of the pipelines that share the store: longer deadlines are
+    /// shared shortened to it.
+    /// </value>
+    /// <remarks>
+    /// The keep-later rule makes a deadline irreversible until it passes: without a bound, one far-out deadline (a
+    /// misconfigured replica, a bad header, a stray key) would take a backend out for as long as it says.
+    /// </remarks>
+    public TimeSpan MaxUnavailability { get; set; } = DefaultMaxUnavailability;
+
+    /// <summary>
+    /// The default value of <see cref="MaxUnavailability"/>: 5 minutes.
+    /// </summary>
+    public static readonly TimeSpan DefaultMaxUnavailability = TimeSpan.FromMinutes(5);
 
     internal string EffectiveChannelName => ChannelName ?? KeyPrefix + "events";
 }

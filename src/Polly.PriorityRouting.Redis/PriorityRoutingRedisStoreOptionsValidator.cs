@@ -9,6 +9,7 @@ namespace Polly.PriorityRouting.Redis;
 internal sealed class PriorityRoutingRedisStoreOptionsValidator : IValidateOptions<PriorityRoutingRedisStoreOptions>
 {
     private static readonly char[] GlobCharacters = ['*', '?', '[', ']', '\\'];
+    private static readonly TimeSpan MaxMaxUnavailability = TimeSpan.FromDays(1);
 
     public ValidateOptionsResult Validate(string? name, PriorityRoutingRedisStoreOptions options)
     {
@@ -27,6 +28,11 @@ internal sealed class PriorityRoutingRedisStoreOptionsValidator : IValidateOptio
         if (options.ChannelName is not null && string.IsNullOrWhiteSpace(options.ChannelName))
         {
             failures.Add($"{nameof(options.ChannelName)} must be null (derived from the key prefix) or a non-empty channel name.");
+        }
+
+        if (options.MaxUnavailability <= TimeSpan.Zero || options.MaxUnavailability > MaxMaxUnavailability)
+        {
+            failures.Add($"{nameof(options.MaxUnavailability)} must be more than zero and at most one day (it was {options.MaxUnavailability}).");
         }
 
         if (options.Configuration is not null && !IsValidConfiguration(options.Configuration))

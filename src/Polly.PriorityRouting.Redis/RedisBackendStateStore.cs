@@ -1,4 +1,3 @@
-using System.Collections.Concurrent;
 using Microsoft.Extensions.Logging;
 using StackExchange.Redis;
 
@@ -13,223 +12,161 @@ namespace Polly.PriorityRouting.Redis;
 /// <para>
 /// Redis is never on the request path. <see cref="TryGetUnavailability"/> reads memory only; <see cref="MarkUnavailableAsync"/>
 /// completes synchronously and leaves the Redis write to a task the caller does not wait for. When Redis cannot be
-/// reached the store goes on locally (fail-open), logs one warning per outage, remembers what it could not publish, and
-/// on reconnection loads the shared state again and publishes what it learned meanwhile.
+/// reached the store goes on locally (fail-open): <see cref="RedisConnection"/> logs one warning per outage,
+/// <see cref="UnpublishedMarks"/> keeps (bounded) what could not be written, and <see cref="RedisSynchronizer"/> loads
+/// the shared state again and publishes it when Redis returns.
 /// </para>
 /// <para>
 /// Deadlines cross the network as remaining milliseconds only (see <see cref="ThrottleMessage"/> and
-/// <see cref="MarkUnavailableScript"/>), so that clock skew between replicas cannot move a deadline.
+/// <see cref="MarkUnavailableScript"/>), so that clock skew between replicas cannot move a deadline, and a deadline
+/// from elsewhere is held at most <see cref="PriorityRoutingRedisStoreOptions.MaxUnavailability"/>.
 /// </para>
 /// </remarks>
 internal sealed partial class RedisBackendStateStore : IBackendStateStore, IAsyncDisposable, IDisposable
 {
-    private readonly InMemoryBackendStateStore _mirror = new();
+    /// <summary>The most marks kept for publication while Redis cannot be written.</summary>
+    internal const int MaxUnpublished = UnpublishedMarks.DefaultCapacity;
 
-    // What this replica itself marked while Redis could not be written; published by the next successful recovery.
-    // Kept apart from the mirror so that only first-hand deadlines are published, never ones learned from others.
-    private readonly ConcurrentDictionary<string, BackendUnavailability> _unpublished = new(StringComparer.Ordinal);
-    private readonly SemaphoreSlim _recoveryLock = new(1, 1);
-    private readonly TaskCompletionSource _firstSynchronization = new(TaskCreationOptions.RunContinuationsAsynchronously);
+    private readonly LocalMirror _mirror;
+    private readonly UnpublishedMarks _unpublished = new();
     private readonly CancellationTokenSource _disposing = new();
-    private readonly string _instanceId = Guid.NewGuid().ToString("N");
-    private readonly Task<IConnectionMultiplexer> _connecting;
-    private readonly bool _ownsConnection;
-    private readonly RedisStoreLayout _layout;
-    private readonly TimeProvider _timeProvider;
+    private readonly RedisConnection _connection;
+    private readonly RedisMarkWriter _writer;
+    private readonly RedisSynchronizer _synchronizer;
     private readonly ILogger _logger;
-    private readonly Action<RedisChannel, RedisValue> _onMessage;
-
-    // Hands the multiplexer over between the background start and disposal, whichever comes first.
-    private readonly object _lifetimeGate = new();
-
-    private IConnectionMultiplexer? _multiplexer;
-    private string _publishedChannelName;
-    private int _outage;
-    private int _subscribed;
     private int _disposed;
 
     public RedisBackendStateStore(
         Task<IConnectionMultiplexer> connecting,
         bool ownsConnection,
         RedisStoreLayout layout,
+        PriorityRoutingRedisStoreOptions options,
         TimeProvider timeProvider,
         ILogger<RedisBackendStateStore> logger)
     {
-        _connecting = connecting;
-        _ownsConnection = ownsConnection;
-        _layout = layout;
-        _timeProvider = timeProvider;
+        var instanceId = Guid.NewGuid().ToString("N");
         _logger = logger;
-        _onMessage = OnMessage;
-        _publishedChannelName = layout.ChannelName;
+        _mirror = new LocalMirror(timeProvider, options.MaxUnavailability);
+        _connection = new RedisConnection(connecting, ownsConnection, logger);
+        _writer = new RedisMarkWriter(layout, _mirror, instanceId);
+        _synchronizer = new RedisSynchronizer(_connection, layout, _mirror, _unpublished, _writer, instanceId, logger, _disposing.Token);
 
         // Never on the caller's thread: the app starts whether or not Redis answers.
         _ = Task.Run(StartAsync);
     }
 
-    /// <summary>
-    /// Gets a task that completes once the store has subscribed and loaded the shared state for the first time.
-    /// </summary>
-    internal Task FirstSynchronization => _firstSynchronization.Task;
+    /// <summary>Gets a task that completes once the store has subscribed and loaded the shared state for the first time.</summary>
+    internal Task FirstSynchronization => _synchronizer.FirstSynchronization;
 
-    /// <summary>
-    /// Gets whether the store currently considers Redis unreachable.
-    /// </summary>
-    internal bool IsInOutage => Volatile.Read(ref _outage) == 1;
+    /// <summary>Gets whether the store currently considers its state not shared.</summary>
+    internal bool IsInOutage => _connection.IsInOutage;
+
+    // Test hooks.
+    internal int UnpublishedCount => _unpublished.Count;
+
+    internal int LoadCount => _synchronizer.LoadCount;
+
+    internal int RestorationCount => _connection.RestorationCount;
+
+    internal int SynchronizationPasses => _synchronizer.Passes;
+
+    internal bool IsSynchronizing => _synchronizer.IsSynchronizing;
+
+    internal IConnectionMultiplexer? Multiplexer => _connection.Multiplexer;
 
     /// <inheritdoc/>
-    public bool TryGetUnavailability(string backendName, out BackendUnavailability unavailability)
-        => _mirror.TryGetUnavailability(backendName, out unavailability);
+    public bool TryGetUnavailability(BackendStateKey key, out BackendUnavailability unavailability)
+        => _mirror.TryGetUnavailability(key, out unavailability);
+
+    /// <inheritdoc/>
+    public IReadOnlyList<KeyValuePair<BackendStateKey, BackendUnavailability>> GetEntries(string backend)
+        => _mirror.GetEntries(backend);
 
     /// <inheritdoc/>
     public ValueTask MarkUnavailableAsync(
-        string backendName,
+        BackendStateKey key,
         BackendUnavailability unavailability,
         DateTimeOffset now,
         CancellationToken cancellationToken)
     {
-        ArgumentNullException.ThrowIfNull(backendName);
-        MarkLocally(backendName, unavailability, now);
+        _mirror.MarkOwn(key, unavailability, now);
 
         var remaining = unavailability.Until - now;
-        if (remaining > TimeSpan.Zero)
+        if (remaining <= TimeSpan.Zero)
         {
-            // Not awaited on purpose: the request goes on while Redis is written; failures are handled inside.
-            _ = PublishAsync(backendName, unavailability, ToWholeMilliseconds(remaining));
+            return default;
         }
 
+        if (!StateKeyEncoding.CanEncode(key))
+        {
+            Log.KeyTooLongToShare(_logger, key.Backend.Length, key.Partition?.Length ?? 0);
+            return default;
+        }
+
+        // Not awaited on purpose: the request goes on while Redis is written; failures are handled inside.
+        _ = PublishAsync(key, unavailability, _mirror.ToSharedMilliseconds(remaining));
         return default;
     }
 
-    public void Dispose() => DisposeAsync().AsTask().GetAwaiter().GetResult();
+    /// <summary>
+    /// Stops synchronizing, unsubscribes without waiting and closes an owned connection synchronously: never blocks on
+    /// asynchronous work. Prefer <see cref="DisposeAsync"/>, which the service provider calls when disposed asynchronously.
+    /// </summary>
+    public void Dispose()
+    {
+        if (Interlocked.Exchange(ref _disposed, 1) == 1)
+        {
+            return;
+        }
+
+        _disposing.Cancel();
+        _synchronizer.Unsubscribe();
+        _connection.Dispose();
+    }
 
     public async ValueTask DisposeAsync()
     {
-        IConnectionMultiplexer? multiplexer;
-        lock (_lifetimeGate)
+        if (Interlocked.Exchange(ref _disposed, 1) == 1)
         {
-            if (_disposed == 1)
-            {
-                return;
-            }
-
-            _disposed = 1;
-            multiplexer = _multiplexer;
+            return;
         }
 
         await _disposing.CancelAsync().ConfigureAwait(false);
+        _synchronizer.Unsubscribe();
+        await _connection.DisposeAsync().ConfigureAwait(false);
 
-        // Still connecting: the background start releases the connection when it completes, so disposal never waits
-        // for a connect timeout.
-        if (multiplexer is not null)
-        {
-            await ReleaseAsync(multiplexer).ConfigureAwait(false);
-        }
-
-        // Neither the recovery lock nor the cancellation source is disposed: a recovery started by a late connection
-        // event may still use them, and neither holds anything that needs releasing (no wait handle, no timer).
-    }
-
-    /// <summary>
-    /// Returns the <c>channelPrefix</c> of the multiplexer's configuration: the script publishes on the raw channel name,
-    /// so it must add the prefix the multiplexer adds to the subscription.
-    /// </summary>
-    private static string ChannelPrefixOf(IConnectionMultiplexer multiplexer)
-    {
-        try
-        {
-            return (string?)ConfigurationOptions.Parse(multiplexer.Configuration).ChannelPrefix ?? string.Empty;
-        }
-        catch (ArgumentException)
-        {
-            return string.Empty;
-        }
-    }
-
-    private static long ToWholeMilliseconds(TimeSpan remaining) => Math.Max(1, (long)Math.Ceiling(remaining.TotalMilliseconds));
-
-    private void MarkLocally(string backendName, BackendUnavailability unavailability, DateTimeOffset now)
-    {
-        // The in-memory store completes synchronously; the fallback only guards against that ever changing.
-        var marking = _mirror.MarkUnavailableAsync(backendName, unavailability, now, CancellationToken.None);
-        if (!marking.IsCompletedSuccessfully)
-        {
-            marking.AsTask().GetAwaiter().GetResult();
-        }
+        // The cancellation source is not disposed: a late connection event may still read its token, and it holds no
+        // wait handle nor timer.
     }
 
     private async Task StartAsync()
     {
-        IConnectionMultiplexer multiplexer;
-        try
+        if (await _connection.ConnectAsync(_synchronizer.Request).ConfigureAwait(false) is not { } multiplexer)
         {
-            multiplexer = await _connecting.ConfigureAwait(false);
-        }
-        catch (Exception e)
-        {
-            // With AbortOnConnectFail=false this is rare (e.g. an unresolvable name): the store stays local for good.
-            ReportOutage(e);
             return;
         }
 
-        _publishedChannelName = ChannelPrefixOf(multiplexer) + _layout.ChannelName;
-        lock (_lifetimeGate)
-        {
-            if (_disposed == 0)
-            {
-                _multiplexer = multiplexer;
-                multiplexer.ConnectionFailed += OnConnectionFailed;
-                multiplexer.ConnectionRestored += OnConnectionRestored;
-            }
-        }
-
-        if (_multiplexer is null)
-        {
-            // Disposed while connecting.
-            await ReleaseAsync(multiplexer).ConfigureAwait(false);
-            return;
-        }
-
+        _writer.UseChannelPrefix(RedisConnection.ChannelPrefixOf(multiplexer));
         if (multiplexer.IsConnected)
         {
-            await RecoverAsync(onlyDuringOutage: false).ConfigureAwait(false);
+            _synchronizer.Request();
         }
         else
         {
             // The restoration event of the first successful connection starts the synchronization.
-            ReportOutage(null);
+            _connection.ReportOutage(null);
         }
     }
 
-    private async Task ReleaseAsync(IConnectionMultiplexer multiplexer)
+    private async Task PublishAsync(BackendStateKey key, BackendUnavailability unavailability, long remainingMilliseconds)
     {
-        multiplexer.ConnectionFailed -= OnConnectionFailed;
-        multiplexer.ConnectionRestored -= OnConnectionRestored;
-        try
-        {
-            await multiplexer.GetSubscriber().UnsubscribeAsync(_layout.Channel, _onMessage, CommandFlags.FireAndForget)
-                .ConfigureAwait(false);
-        }
-        catch (Exception e) when (e is RedisException or ObjectDisposedException)
-        {
-            // Nothing to unsubscribe from when Redis is gone.
-        }
-
-        if (_ownsConnection)
-        {
-            await multiplexer.DisposeAsync().ConfigureAwait(false);
-        }
-    }
-
-    private async Task PublishAsync(string backendName, BackendUnavailability unavailability, long remainingMilliseconds)
-    {
-        if (_multiplexer is not { IsConnected: true } multiplexer)
+        if (_connection.Multiplexer is not { IsConnected: true } multiplexer)
         {
             // Still connecting, or in an outage: the next synchronization publishes it.
-            KeepUnpublished(backendName, unavailability);
-            if (_multiplexer is not null)
+            _unpublished.Keep(key, unavailability, _mirror.Now);
+            if (_connection.Multiplexer is not null)
             {
-                ReportOutage(null);
+                _connection.ReportOutage(null);
             }
 
             return;
@@ -237,227 +174,27 @@ internal sealed partial class RedisBackendStateStore : IBackendStateStore, IAsyn
 
         try
         {
-            await WriteAsync(multiplexer, backendName, remainingMilliseconds, unavailability.Reason).ConfigureAwait(false);
+            await _writer.WriteAsync(multiplexer, key, remainingMilliseconds, unavailability.Reason).ConfigureAwait(false);
         }
         catch (Exception e)
         {
             // Nobody awaits this task: every failure, whatever its type, ends here and never reaches a request.
-            KeepUnpublished(backendName, unavailability);
-            ReportOutage(e);
+            _unpublished.Keep(key, unavailability, _mirror.Now);
+            _connection.ReportOutage(e);
             return;
         }
 
-        if (IsInOutage)
+        if (_connection.IsInOutage)
         {
             // The write went through although the store believed Redis gone (e.g. after a timeout): sync again.
-            _ = RecoverAsync(onlyDuringOutage: true);
+            _synchronizer.Request();
         }
-    }
-
-    /// <summary>
-    /// Runs <see cref="MarkUnavailableScript"/> and, when Redis already holds a later deadline, adopts it locally.
-    /// </summary>
-    private async Task WriteAsync(IConnectionMultiplexer multiplexer, string backendName, long remainingMilliseconds, BackendUnavailableReason reason)
-    {
-        var message = new ThrottleMessage(_instanceId, remainingMilliseconds, reason, backendName);
-        var result = await multiplexer.GetDatabase().ScriptEvaluateAsync(
-            MarkUnavailableScript.Source,
-            [_layout.KeyOf(backendName)],
-            [remainingMilliseconds, (int)reason, _publishedChannelName, message.Format()]).ConfigureAwait(false);
-
-        var inForce = (RedisResult[])result!;
-        var remaining = (long)inForce[0];
-        if (remaining > remainingMilliseconds)
-        {
-            // Another replica already holds the backend longer: this replica learns it from the answer.
-            var now = _timeProvider.GetUtcNow();
-            var reasonInForce = ThrottleMessage.ParseStoredReason((string?)inForce[1]);
-            MarkLocally(backendName, new BackendUnavailability(now.AddMilliseconds(remaining), reasonInForce), now);
-        }
-    }
-
-    private void OnMessage(RedisChannel channel, RedisValue payload)
-    {
-        if (!ThrottleMessage.TryParse(payload, out var message))
-        {
-            Log.IgnoredMalformedMessage(_logger, channel.ToString());
-            return;
-        }
-
-        if (message.Sender == _instanceId)
-        {
-            return;
-        }
-
-        // The writer sent the time left, not a moment: the deadline is set on this replica's own clock.
-        var now = _timeProvider.GetUtcNow();
-        MarkLocally(message.BackendName, new BackendUnavailability(now.AddMilliseconds(message.RemainingMilliseconds), message.Reason), now);
-    }
-
-    private void OnConnectionFailed(object? sender, ConnectionFailedEventArgs args) => ReportOutage(args.Exception);
-
-    private void OnConnectionRestored(object? sender, ConnectionFailedEventArgs args) => _ = RecoverAsync(onlyDuringOutage: false);
-
-    private void ReportOutage(Exception? exception)
-    {
-        if (Interlocked.Exchange(ref _outage, 1) == 0)
-        {
-            Log.RedisUnavailable(_logger, exception);
-        }
-    }
-
-    /// <summary>
-    /// Subscribes if needed, loads the shared state and publishes what was learned while Redis was unreachable.
-    /// </summary>
-    /// <param name="onlyDuringOutage">
-    /// Whether to skip the work once another recovery has ended the outage: after an outage, many background writes
-    /// succeed at once and must not each start a load.
-    /// </param>
-    /// <remarks>The subscription comes first, so that nothing published during the load is missed.</remarks>
-    private async Task RecoverAsync(bool onlyDuringOutage)
-    {
-        if (Volatile.Read(ref _disposed) == 1 || _multiplexer is not { IsConnected: true } multiplexer)
-        {
-            return;
-        }
-
-        try
-        {
-            await _recoveryLock.WaitAsync(_disposing.Token).ConfigureAwait(false);
-        }
-        catch (OperationCanceledException)
-        {
-            return;
-        }
-
-        try
-        {
-            if (onlyDuringOutage && !IsInOutage)
-            {
-                return;
-            }
-
-            await EnsureSubscribedAsync(multiplexer).ConfigureAwait(false);
-            var loaded = await LoadAsync(multiplexer).ConfigureAwait(false);
-            var published = await PublishUnpublishedAsync(multiplexer).ConfigureAwait(false);
-
-            if (Interlocked.Exchange(ref _outage, 0) == 1)
-            {
-                Log.RedisAvailableAgain(_logger, loaded, published);
-            }
-
-            _firstSynchronization.TrySetResult();
-        }
-        catch (Exception e)
-        {
-            // Still unreachable or half-connected: the next restoration event tries again.
-            ReportOutage(e);
-        }
-        finally
-        {
-            _recoveryLock.Release();
-        }
-    }
-
-    private async Task EnsureSubscribedAsync(IConnectionMultiplexer multiplexer)
-    {
-        if (Volatile.Read(ref _subscribed) == 1)
-        {
-            // StackExchange.Redis itself subscribes again on every reconnection.
-            return;
-        }
-
-        var subscriber = multiplexer.GetSubscriber();
-
-        // A failed earlier attempt may have left the handler registered: never register it twice.
-        await subscriber.UnsubscribeAsync(_layout.Channel, _onMessage).ConfigureAwait(false);
-        await subscriber.SubscribeAsync(_layout.Channel, _onMessage).ConfigureAwait(false);
-        Volatile.Write(ref _subscribed, 1);
-    }
-
-    /// <summary>
-    /// Reads every key under the prefix with <c>SCAN</c>, then its <c>PTTL</c> and value, into the mirror.
-    /// </summary>
-    private async Task<int> LoadAsync(IConnectionMultiplexer multiplexer)
-    {
-        var database = multiplexer.GetDatabase();
-        var reads = new List<(string BackendName, Task<TimeSpan?> TimeToLive, Task<RedisValue> Reason)>();
-        foreach (var server in multiplexer.GetServers())
-        {
-            if (server.IsReplica || !server.IsConnected)
-            {
-                continue;
-            }
-
-            await foreach (var key in server.KeysAsync(database.Database, _layout.ScanPattern).ConfigureAwait(false))
-            {
-                if (_layout.TryGetBackendName(key, out var backendName))
-                {
-                    // Not awaited one by one: the reads of all keys are pipelined.
-                    reads.Add((backendName, database.KeyTimeToLiveAsync(key), database.StringGetAsync(key)));
-                }
-            }
-        }
-
-        var loaded = 0;
-        foreach (var (backendName, timeToLive, reason) in reads)
-        {
-            var remaining = await timeToLive.ConfigureAwait(false);
-            var value = await reason.ConfigureAwait(false);
-            if (remaining is { } left && left > TimeSpan.Zero)
-            {
-                var now = _timeProvider.GetUtcNow();
-                MarkLocally(backendName, new BackendUnavailability(now + left, ThrottleMessage.ParseStoredReason((string?)value)), now);
-                loaded++;
-            }
-        }
-
-        return loaded;
-    }
-
-    private void KeepUnpublished(string backendName, BackendUnavailability unavailability)
-        => _unpublished.AddOrUpdate(backendName, unavailability, (_, kept) => kept.Until >= unavailability.Until ? kept : unavailability);
-
-    private async Task<int> PublishUnpublishedAsync(IConnectionMultiplexer multiplexer)
-    {
-        var published = 0;
-        foreach (var (backendName, unavailability) in _unpublished)
-        {
-            // Removed only if unchanged: a later mark made meanwhile stays for the next round.
-            _unpublished.TryRemove(new KeyValuePair<string, BackendUnavailability>(backendName, unavailability));
-            var now = _timeProvider.GetUtcNow();
-            if (!unavailability.IsActiveAt(now))
-            {
-                continue;
-            }
-
-            try
-            {
-                await WriteAsync(multiplexer, backendName, ToWholeMilliseconds(unavailability.Until - now), unavailability.Reason)
-                    .ConfigureAwait(false);
-                published++;
-            }
-            catch
-            {
-                KeepUnpublished(backendName, unavailability);
-                throw;
-            }
-        }
-
-        return published;
     }
 
     private static partial class Log
     {
-        [LoggerMessage(1, LogLevel.Warning,
-            "Redis is unreachable: backend throttle state is no longer shared and is kept locally until Redis returns. Requests are not affected.")]
-        public static partial void RedisUnavailable(ILogger logger, Exception? exception);
-
-        [LoggerMessage(2, LogLevel.Information,
-            "Redis is reachable again: throttle state is shared again ({Loaded} deadlines loaded, {Published} deadlines learned meanwhile published).")]
-        public static partial void RedisAvailableAgain(ILogger logger, int loaded, int published);
-
-        [LoggerMessage(3, LogLevel.Debug, "Ignored a malformed message on the channel {Channel}.")]
-        public static partial void IgnoredMalformedMessage(ILogger logger, string channel);
+        [LoggerMessage(5, LogLevel.Debug,
+            "A mark is kept locally only: its backend identity ({BackendLength} characters) or partition ({PartitionLength}) is too long to share.")]
+        public static partial void KeyTooLongToShare(ILogger logger, int backendLength, int partitionLength);
     }
 }

@@ -37,6 +37,29 @@ public sealed class PriorityRoutingRedisStoreOptionsValidationTests
             .And.NotContain("secret-value");
     }
 
+    [Theory]
+    [InlineData(0)]
+    [InlineData(-1)]
+    [InlineData(86_400_001)]
+    public void MaxUnavailabilityOutOfRange_FailsResolution_NamingTheField(long milliseconds)
+    {
+        var failures = ResolveFailures(options => options.MaxUnavailability = TimeSpan.FromMilliseconds(milliseconds));
+
+        failures.Should().ContainSingle().Which.Should().StartWith("MaxUnavailability must be more than zero and at most one day");
+    }
+
+    [Theory]
+    [InlineData(1)]
+    [InlineData(86_400_000)]
+    public void MaxUnavailabilityAtTheBounds_IsValid(long milliseconds)
+    {
+        using var provider = new ServiceCollection()
+            .AddPriorityRoutingRedisStore("127.0.0.1:1,connectTimeout=1000", options => options.MaxUnavailability = TimeSpan.FromMilliseconds(milliseconds))
+            .BuildServiceProvider();
+
+        provider.GetRequiredService<IBackendStateStore>().Should().NotBeNull();
+    }
+
     [Fact]
     public void SeveralInvalidFields_AreAllNamed()
     {
@@ -71,6 +94,8 @@ public sealed class PriorityRoutingRedisStoreOptionsValidationTests
         options.ChannelName.Should().BeNull();
         options.EffectiveChannelName.Should().Be("polly:priority-routing:events");
         options.Configuration.Should().BeNull();
+        options.MaxUnavailability.Should().Be(TimeSpan.FromMinutes(5));
+        PriorityRoutingRedisStoreOptions.DefaultMaxUnavailability.Should().Be(TimeSpan.FromMinutes(5));
     }
 
     [Fact]

@@ -40,7 +40,7 @@ public sealed class RedisAccessControlTests : IClassFixture<RedisServerFixture>,
         await replicaA.MarkAsync("acl-backend", TimeSpan.FromSeconds(30));
 
         (await replicaB.WaitForAsync("acl-backend")).Until.Should().Be(replicaB.Time.GetUtcNow() + TimeSpan.FromSeconds(30));
-        ((string?)await _admin.GetDatabase().StringGetAsync("polly:priority-routing:acl-backend")).Should().Be("1");
+        ((string?)await _admin.GetDatabase().StringGetAsync("polly:priority-routing:11:acl-backend")).Should().Be("1");
         replicaA.WarningCount.Should().Be(0);
         replicaB.WarningCount.Should().Be(0);
     }
@@ -70,11 +70,11 @@ public sealed class RedisAccessControlTests : IClassFixture<RedisServerFixture>,
             await replica.MarkAsync("wrong-password-backend", TimeSpan.FromSeconds(30));
         }
 
-        replica.Store.TryGetUnavailability("wrong-password-backend", out var local).Should().BeTrue();
+        replica.Store.TryGetUnavailability(new BackendStateKey("wrong-password-backend"), out var local).Should().BeTrue();
         local.Until.Should().Be(replica.Time.GetUtcNow() + TimeSpan.FromSeconds(30));
         await Eventually.HoldsAsync(() => replica.WarningCount == 1, TimeSpan.FromSeconds(5), "the failure is reported");
         await Task.Delay(1500);
         replica.WarningCount.Should().Be(1);
-        (await _admin.GetDatabase().KeyExistsAsync("polly:priority-routing:wrong-password-backend")).Should().BeFalse();
+        (await _admin.GetDatabase().KeyExistsAsync("polly:priority-routing:22:wrong-password-backend")).Should().BeFalse();
     }
 }

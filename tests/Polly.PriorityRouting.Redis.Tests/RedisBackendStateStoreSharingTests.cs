@@ -55,7 +55,7 @@ public sealed class RedisBackendStateStoreSharingTests : IClassFixture<RedisServ
         var marking = replica.MarkAsync("backend-x", TimeSpan.FromSeconds(30), BackendUnavailableReason.ServerError);
 
         marking.IsCompletedSuccessfully.Should().BeTrue();
-        replica.Store.TryGetUnavailability("backend-x", out var local).Should().BeTrue();
+        replica.Store.TryGetUnavailability(new BackendStateKey("backend-x"), out var local).Should().BeTrue();
         local.Should().Be(new BackendUnavailability(ClockOfA + TimeSpan.FromSeconds(30), BackendUnavailableReason.ServerError));
     }
 
@@ -63,7 +63,7 @@ public sealed class RedisBackendStateStoreSharingTests : IClassFixture<RedisServ
     public async Task Write_StoresTheReasonWithAnExpiryAtTheDeadline_AndTheKeyIsGoneAfterIt()
     {
         await using var replica = await Replica.StartAsync(_redis.Configuration, _keyPrefix);
-        var key = _keyPrefix + "backend-x";
+        var key = _keyPrefix + "9:backend-x";
 
         await replica.MarkAsync("backend-x", TimeSpan.FromMilliseconds(500));
 
@@ -93,7 +93,7 @@ public sealed class RedisBackendStateStoreSharingTests : IClassFixture<RedisServ
 
         // backend-y goes through the same pipeline after backend-x: once it is announced, backend-x would have been too.
         await Eventually.HoldsAsync(() => Volatile.Read(ref announcements) == 1, TimeSpan.FromSeconds(2), "backend-y is announced");
-        (await Database.KeyExistsAsync(_keyPrefix + "backend-x")).Should().BeFalse();
+        (await Database.KeyExistsAsync(_keyPrefix + "9:backend-x")).Should().BeFalse();
         announcements.Should().Be(1);
     }
 
@@ -103,18 +103,18 @@ public sealed class RedisBackendStateStoreSharingTests : IClassFixture<RedisServ
         await using var replicaA = await Replica.StartAsync(_redis.Configuration, _keyPrefix, ClockOfA);
         await replicaA.MarkAsync("backend-x", TimeSpan.FromSeconds(30));
         await replicaA.MarkAsync("backend|with|separators", TimeSpan.FromSeconds(20), BackendUnavailableReason.Timeout);
-        await Eventually.HoldsAsync(async () => await Database.KeyExistsAsync(_keyPrefix + "backend|with|separators"), TimeSpan.FromSeconds(2), "both keys are written");
+        await Eventually.HoldsAsync(async () => await Database.KeyExistsAsync(_keyPrefix + "23:backend|with|separators"), TimeSpan.FromSeconds(2), "both keys are written");
 
         await using var replicaB = await Replica.StartAsync(_redis.Configuration, _keyPrefix, ClockOfB);
 
         // Loaded from PTTL: the time already elapsed on Redis's clock is gone, nothing more.
-        replicaB.Store.TryGetUnavailability("backend-x", out var x).Should().BeTrue();
+        replicaB.Store.TryGetUnavailability(new BackendStateKey("backend-x"), out var x).Should().BeTrue();
         x.Reason.Should().Be(BackendUnavailableReason.Throttled);
         x.Until.Should().BeOnOrBefore(ClockOfB + TimeSpan.FromSeconds(30)).And.BeAfter(ClockOfB + TimeSpan.FromSeconds(25));
-        replicaB.Store.TryGetUnavailability("backend|with|separators", out var other).Should().BeTrue();
+        replicaB.Store.TryGetUnavailability(new BackendStateKey("backend|with|separators"), out var other).Should().BeTrue();
         other.Reason.Should().Be(BackendUnavailableReason.Timeout);
         other.Until.Should().BeOnOrBefore(ClockOfB + TimeSpan.FromSeconds(20)).And.BeAfter(ClockOfB + TimeSpan.FromSeconds(15));
-        replicaB.Store.TryGetUnavailability("backend-never-marked", out _).Should().BeFalse();
+        replicaB.Store.TryGetUnavailability(new BackendStateKey("backend-never-marked"), out _).Should().BeFalse();
     }
 
     [Fact]
@@ -135,11 +135,11 @@ public sealed class RedisBackendStateStoreSharingTests : IClassFixture<RedisServ
         // A learns B's mark by push: exactly 120 s on A's own clock (a write answered by Redis may show it a moment
         // earlier as "120 s minus the time elapsed", which the push then extends).
         await replicaA.WaitForAsync("backend-x", u => u.Until == ClockOfA + TimeSpan.FromSeconds(120));
-        replicaB.Store.TryGetUnavailability("backend-x", out var seenByB).Should().BeTrue();
+        replicaB.Store.TryGetUnavailability(new BackendStateKey("backend-x"), out var seenByB).Should().BeTrue();
         seenByB.Until.Should().Be(ClockOfB + TimeSpan.FromSeconds(120));
 
-        await Eventually.HoldsAsync(async () => (long)await Database.ExecuteAsync("PTTL", _keyPrefix + "backend-x") > 60_000, TimeSpan.FromSeconds(2), "Redis holds the later deadline");
-        ((long)await Database.ExecuteAsync("PTTL", _keyPrefix + "backend-x")).Should().BeInRange(100_000, 120_000);
+        await Eventually.HoldsAsync(async () => (long)await Database.ExecuteAsync("PTTL", _keyPrefix + "9:backend-x") > 60_000, TimeSpan.FromSeconds(2), "Redis holds the later deadline");
+        ((long)await Database.ExecuteAsync("PTTL", _keyPrefix + "9:backend-x")).Should().BeInRange(100_000, 120_000);
     }
 
     [Fact]
@@ -160,8 +160,8 @@ public sealed class RedisBackendStateStoreSharingTests : IClassFixture<RedisServ
 
         var seenByC = await replicaC.WaitForAsync("backend-x", u => u.Until > ClockOfA + TimeSpan.FromSeconds(5));
         seenByC.Until.Should().BeAfter(ClockOfA + TimeSpan.FromSeconds(25)).And.BeOnOrBefore(ClockOfA + TimeSpan.FromSeconds(30));
-        ((long)await Database.ExecuteAsync("PTTL", _keyPrefix + "backend-x")).Should().BeGreaterThan(25_000);
-        replicaB.Store.TryGetUnavailability("backend-x", out var seenByB).Should().BeTrue();
+        ((long)await Database.ExecuteAsync("PTTL", _keyPrefix + "9:backend-x")).Should().BeGreaterThan(25_000);
+        replicaB.Store.TryGetUnavailability(new BackendStateKey("backend-x"), out var seenByB).Should().BeTrue();
         seenByB.Until.Should().Be(ClockOfB + TimeSpan.FromSeconds(30));
         announcements.Should().Be(0, "a mark that changes nothing is not announced");
     }
@@ -182,12 +182,28 @@ public sealed class RedisBackendStateStoreSharingTests : IClassFixture<RedisServ
 
             await replicaA.MarkAsync("backend-x", TimeSpan.FromSeconds(30));
 
-            await Eventually.HoldsAsync(() => store.TryGetUnavailability("backend-x", out _), TimeSpan.FromSeconds(2), "the store learns about backend-x");
-            store.TryGetUnavailability("backend-x", out var seen).Should().BeTrue();
+            await Eventually.HoldsAsync(() => store.TryGetUnavailability(new BackendStateKey("backend-x"), out _), TimeSpan.FromSeconds(2), "the store learns about backend-x");
+            store.TryGetUnavailability(new BackendStateKey("backend-x"), out var seen).Should().BeTrue();
             seen.Should().Be(new BackendUnavailability(ClockOfB + TimeSpan.FromSeconds(30), BackendUnavailableReason.Throttled));
         }
 
         // The multiplexer belongs to the app: disposing the store leaves it open.
         shared.IsConnected.Should().BeTrue();
+    }
+
+    [Fact]
+    public async Task KeyTooLongToShare_IsKeptLocally_AndNeverWritten()
+    {
+        await using var replica = await Replica.StartAsync(_redis.Configuration, _keyPrefix);
+        var tooLong = new BackendStateKey("b@https://b.example.net", new string('p', StateKeyEncoding.MaxPartitionLength + 1));
+
+        await replica.MarkAsync(tooLong, TimeSpan.FromSeconds(30));
+        await replica.MarkAsync("backend-y", TimeSpan.FromSeconds(30));
+
+        // backend-y goes through the same pipeline after the long key: once it is written, the long key would have been.
+        await Eventually.HoldsAsync(async () => await Database.KeyExistsAsync(_keyPrefix + "9:backend-y"), TimeSpan.FromSeconds(5), "backend-y is written");
+        replica.Store.TryGetUnavailability(tooLong, out _).Should().BeTrue();
+        (await _inspector.GetServers()[0].KeysAsync(pattern: _keyPrefix + "*").ToListAsync()).Should().ContainSingle();
+        replica.WarningCount.Should().Be(0);
     }
 }

@@ -49,7 +49,7 @@ public sealed class RedisOutageTests : IClassFixture<RedisServerFixture>
         hostB.WarningCount.Should().Be(1);
 
         _redis.Start();
-        var learnedByB = await hostB.WaitForAsync("backend-1", timeout: ReconnectionNoticed);
+        var learnedByB = await hostB.WaitForAsync(hosts.PrimaryKey, timeout: ReconnectionNoticed);
 
         learnedByB.Reason.Should().Be(BackendUnavailableReason.Throttled);
         (await clientB.SendAsync(5)).Should().Be(0);
@@ -61,8 +61,8 @@ public sealed class RedisOutageTests : IClassFixture<RedisServerFixture>
             .Which.Message.Should().Contain("1 deadlines learned meanwhile published");
 
         // And sharing goes on in the other direction too.
-        await hostB.MarkAsync("backend-2", TimeSpan.FromSeconds(30));
-        (await hostA.WaitForAsync("backend-2")).Reason.Should().Be(BackendUnavailableReason.Throttled);
+        await hostB.MarkAsync(hosts.SecondaryKey, TimeSpan.FromSeconds(30));
+        (await hostA.WaitForAsync(hosts.SecondaryKey)).Reason.Should().Be(BackendUnavailableReason.Throttled);
     }
 
     [Fact]
@@ -79,7 +79,7 @@ public sealed class RedisOutageTests : IClassFixture<RedisServerFixture>
             marking.IsCompletedSuccessfully.Should().BeTrue();
         }
 
-        replica.Store.TryGetUnavailability("backend-x", out var local).Should().BeTrue();
+        replica.Store.TryGetUnavailability(new BackendStateKey("backend-x"), out var local).Should().BeTrue();
         local.Until.Should().Be(replica.Time.GetUtcNow() + TimeSpan.FromSeconds(19));
         await Eventually.HoldsAsync(() => replica.WarningCount == 1, TimeSpan.FromSeconds(5), "the outage is reported");
         await replica.MarkAsync("backend-y", TimeSpan.FromSeconds(10));
@@ -108,6 +108,32 @@ public sealed class RedisOutageTests : IClassFixture<RedisServerFixture>
             learned.Until.Should().BeAfter(peer.Time.GetUtcNow() + TimeSpan.FromSeconds(20)).And.BeOnOrBefore(peer.Time.GetUtcNow() + TimeSpan.FromSeconds(30));
             late.WarningCount.Should().Be(1);
             peer.WarningCount.Should().Be(1);
+        }
+        finally
+        {
+            EnsureRedisRuns();
+        }
+    }
+
+    [Fact]
+    public async Task RedisRestarted_ReloadsTheStateOnce_HoweverManyConnectionsAreRestored()
+    {
+        await using var replica = await Replica.StartAsync(_redis.Configuration, _keyPrefix);
+        _redis.Kill();
+        try
+        {
+            await Eventually.HoldsAsync(() => replica.RedisStore.IsInOutage, OutageNoticed, "the replica notices the outage");
+            var loads = replica.RedisStore.LoadCount;
+
+            _redis.Start();
+
+            // The interactive and the subscription connection are each restored, each with its own event.
+            await Eventually.HoldsAsync(
+                () => replica.RedisStore.RestorationCount >= 2 && !replica.RedisStore.IsInOutage && !replica.RedisStore.IsSynchronizing,
+                ReconnectionNoticed,
+                "both connections are restored and the replica is synchronized");
+            (replica.RedisStore.LoadCount - loads).Should().Be(1, "one reconnection is one load, not one per connection");
+            replica.WarningCount.Should().Be(1);
         }
         finally
         {

@@ -16,9 +16,7 @@ public sealed class RedisServerFixture : IDisposable
 
     public RedisServerFixture()
     {
-        _executable = FindExecutable() ?? throw new InvalidOperationException(
-            "redis-server was not found on PATH. The Redis store is tested against a real server: install it with " +
-            "'apt-get install -y redis-server' (test.sh does this), then run the tests again.");
+        _executable = RedisExecutable.Find("redis-server");
         Port = GetFreePort();
         Start();
     }
@@ -97,10 +95,4 @@ public sealed class RedisServerFixture : IDisposable
         listener.Start();
         return ((IPEndPoint)listener.LocalEndpoint).Port;
     }
-
-    private static string? FindExecutable()
-        => (Environment.GetEnvironmentVariable("PATH") ?? string.Empty)
-            .Split(Path.PathSeparator, StringSplitOptions.RemoveEmptyEntries)
-            .Select(directory => Path.Combine(directory, "redis-server"))
-            .FirstOrDefault(File.Exists);
 }

@@ -56,22 +56,31 @@ public sealed class Replica : IAsyncDisposable
 
     public int WarningCount => StoreLogs.Count(record => record.Level == LogLevel.Warning);
 
-    public ValueTask MarkAsync(string backendName, TimeSpan cooldown, BackendUnavailableReason reason = BackendUnavailableReason.Throttled)
+    public ValueTask MarkAsync(string backend, TimeSpan cooldown, BackendUnavailableReason reason = BackendUnavailableReason.Throttled)
+        => MarkAsync(new BackendStateKey(backend), cooldown, reason);
+
+    public ValueTask MarkAsync(BackendStateKey key, TimeSpan cooldown, BackendUnavailableReason reason = BackendUnavailableReason.Throttled)
     {
         var now = Time.GetUtcNow();
-        return Store.MarkUnavailableAsync(backendName, new BackendUnavailability(now + cooldown, reason), now, CancellationToken.None);
+        return Store.MarkUnavailableAsync(key, new BackendUnavailability(now + cooldown, reason), now, CancellationToken.None);
     }
 
     /// <summary>
     /// Waits, bounded, until the replica's mirror holds an entry for the backend that satisfies the condition.
     /// </summary>
-    public async Task<BackendUnavailability> WaitForAsync(string backendName, Func<BackendUnavailability, bool>? condition = null, TimeSpan? timeout = null)
+    public Task<BackendUnavailability> WaitForAsync(string backend, Func<BackendUnavailability, bool>? condition = null, TimeSpan? timeout = null)
+        => WaitForAsync(new BackendStateKey(backend), condition, timeout);
+
+    /// <summary>
+    /// Waits, bounded, until the replica's mirror holds an entry for the key that satisfies the condition.
+    /// </summary>
+    public async Task<BackendUnavailability> WaitForAsync(BackendStateKey key, Func<BackendUnavailability, bool>? condition = null, TimeSpan? timeout = null)
     {
         BackendUnavailability found = default;
         await Eventually.HoldsAsync(
-            () => Store.TryGetUnavailability(backendName, out found) && (condition?.Invoke(found) ?? true),
+            () => Store.TryGetUnavailability(key, out found) && (condition?.Invoke(found) ?? true),
             timeout ?? TimeSpan.FromSeconds(2),
-            $"the replica learns about '{backendName}'");
+            $"the replica learns about '{key}'");
         return found;
     }
 

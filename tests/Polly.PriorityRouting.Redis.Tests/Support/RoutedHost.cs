@@ -16,7 +16,13 @@ public static class RoutedHost
     /// </summary>
     public const string AnyPath = "http://placeholder/v1/chat/completions";
 
-    public static async Task<Replica> StartAsync(string configuration, string keyPrefix, params FakeBackendServer[] backendsByPriority)
+    public static Task<Replica> StartAsync(string configuration, string keyPrefix, params FakeBackendServer[] backendsByPriority)
+        => StartAsync(configuration, keyPrefix, [.. backendsByPriority.Select((backend, index) => ($"backend-{index + 1}", backend))]);
+
+    /// <summary>
+    /// Starts a replica whose backends, by priority, have the given names.
+    /// </summary>
+    public static async Task<Replica> StartAsync(string configuration, string keyPrefix, (string Name, FakeBackendServer Server)[] backendsByPriority)
     {
         var replica = await Replica.StartAsync(configuration, keyPrefix, DateTimeOffset.UtcNow, services => services
             .AddHttpClient(ClientName)
@@ -25,13 +31,19 @@ public static class RoutedHost
                 StateStore = context.ServiceProvider.GetRequiredService<IBackendStateStore>(),
                 Backends = [.. backendsByPriority.Select((backend, index) => new PriorityBackend
                 {
-                    Name = $"backend-{index + 1}",
-                    BaseAddress = backend.BaseAddress,
+                    Name = backend.Name,
+                    BaseAddress = backend.Server.BaseAddress,
                     Priority = index + 1,
                 })],
             })));
         return replica;
     }
+
+    /// <summary>
+    /// Returns the store key of a named backend: its identity is its name and its address (<c>{name}@{location}</c>).
+    /// </summary>
+    public static BackendStateKey StateKeyOf(string name, FakeBackendServer server)
+        => new($"{name}@{server.BaseAddress.GetLeftPart(UriPartial.Authority)}");
 
     public static HttpClient CreateClient(this Replica replica)
         => replica.Services.GetRequiredService<IHttpClientFactory>().CreateClient(ClientName);

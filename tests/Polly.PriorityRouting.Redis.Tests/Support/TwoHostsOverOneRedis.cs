@@ -20,6 +20,12 @@ public sealed class TwoHostsOverOneRedis : IAsyncDisposable
 
     public Replica HostA { get; }
 
+    /// <summary>Gets the store key of the primary: <c>backend-1@{its address}</c>.</summary>
+    public BackendStateKey PrimaryKey => RoutedHost.StateKeyOf("backend-1", Primary);
+
+    /// <summary>Gets the store key of the secondary: <c>backend-2@{its address}</c>.</summary>
+    public BackendStateKey SecondaryKey => RoutedHost.StateKeyOf("backend-2", Secondary);
+
     public Replica HostB { get; }
 
     public static async Task<TwoHostsOverOneRedis> StartAsync(RedisServerFixture redis, bool primaryThrottles)

@@ -1,0 +1,54 @@
+namespace Polly.PriorityRouting.Redis;
+
+/// <summary>
+/// The replica's own copy of the shared state, which every read is served from: the replica's own marks as they are,
+/// and deadlines learned from elsewhere as a time remaining, set on this replica's clock and bounded by
+/// <see cref="PriorityRoutingRedisStoreOptions.MaxUnavailability"/>.
+/// </summary>
+internal sealed class LocalMirror
+{
+    private readonly InMemoryBackendStateStore _entries = new();
+    private readonly TimeProvider _timeProvider;
+
+    public LocalMirror(TimeProvider timeProvider, TimeSpan maxUnavailability)
+    {
+        _timeProvider = timeProvider;
+        MaxMilliseconds = ToWholeMilliseconds(maxUnavailability);
+    }
+
+    /// <summary>Gets the longest time a deadline from elsewhere is held, and the longest one written to Redis.</summary>
+    public long MaxMilliseconds { get; }
+
+    public DateTimeOffset Now => _timeProvider.GetUtcNow();
+
+    public bool TryGetUnavailability(BackendStateKey key, out BackendUnavailability unavailability)
+        => _entries.TryGetUnavailability(key, out unavailability);
+
+    public IReadOnlyList<KeyValuePair<BackendStateKey, BackendUnavailability>> GetEntries(string backend)
+        => _entries.GetEntries(backend);
+
+    /// <summary>Keeps a mark of this replica's own pipelines, as it is (the pipelines bound their own cooldowns).</summary>
+    public void MarkOwn(BackendStateKey key, BackendUnavailability unavailability, DateTimeOffset now)
+        => _entries.Mark(key, unavailability, now);
+
+    /// <summary>
+    /// Keeps a deadline learned from a peer's message, a load or the script's answer: at most the maximum from now.
+    /// </summary>
+    public void Adopt(BackendStateKey key, long remainingMilliseconds, BackendUnavailableReason reason)
+    {
+        if (remainingMilliseconds <= 0)
+        {
+            return;
+        }
+
+        var now = Now;
+        _entries.Mark(key, new BackendUnavailability(now.AddMilliseconds(Math.Min(remainingMilliseconds, MaxMilliseconds)), reason), now);
+    }
+
+    /// <summary>
+    /// Returns the time to share for a deadline of this replica: whole milliseconds rounded up, at most the maximum.
+    /// </summary>
+    public long ToSharedMilliseconds(TimeSpan remaining) => Math.Min(ToWholeMilliseconds(remaining), MaxMilliseconds);
+
+    private static long ToWholeMilliseconds(TimeSpan remaining) => Math.Max(1, (long)Math.Ceiling(remaining.TotalMilliseconds));
+}

@@ -1,0 +1,231 @@
+using Microsoft.Extensions.Logging;
+using StackExchange.Redis;
+
+namespace Polly.PriorityRouting.Redis;
+
+/// <summary>
+/// The store's connection to Redis and whether its state is shared right now: hands the multiplexer over between the
+/// background start and disposal, turns connection events into one warning per outage, and says "shared again" only
+/// when a synchronization proves it.
+/// </summary>
+/// <remarks>
+/// An outage begins with the first failure — a connection lost, a write that fails, a synchronization that cannot
+/// reach every primary — and ends only when a synchronization completes with no failure reported since it began. In
+/// between, failures are counted but not logged, whatever the number of connections, nodes or reconnection attempts.
+/// </remarks>
+internal sealed partial class RedisConnection : IDisposable, IAsyncDisposable
+{
+    private readonly Task<IConnectionMultiplexer> _connecting;
+    private readonly bool _ownsConnection;
+    private readonly ILogger _logger;
+
+    // Guards the multiplexer handover, the outage flag and the failure count.
+    private readonly object _gate = new();
+
+    private IConnectionMultiplexer? _multiplexer;
+    private Action? _onRestored;
+    private bool _disposed;
+    private bool _inOutage;
+    private long _failures;
+    private int _restorations;
+
+    public RedisConnection(Task<IConnectionMultiplexer> connecting, bool ownsConnection, ILogger logger)
+    {
+        _connecting = connecting;
+        _ownsConnection = ownsConnection;
+        _logger = logger;
+    }
+
+    /// <summary>Gets the multiplexer once connected in the background, or <see langword="null"/>.</summary>
+    public IConnectionMultiplexer? Multiplexer => Volatile.Read(ref _multiplexer);
+
+    public bool IsInOutage
+    {
+        get
+        {
+            lock (_gate)
+            {
+                return _inOutage;
+            }
+        }
+    }
+
+    /// <summary>Gets how many failures were reported so far; a synchronization ends an outage only if none came since it began.</summary>
+    public long Failures
+    {
+        get
+        {
+            lock (_gate)
+            {
+                return _failures;
+            }
+        }
+    }
+
+    /// <summary>Gets how many connection restorations were reported (a test hook).</summary>
+    public int RestorationCount => Volatile.Read(ref _restorations);
+
+    /// <summary>
+    /// Gets the <c>channelPrefix</c> of the multiplexer's configuration: the script publishes on the raw channel name,
+    /// so it must add the prefix the multiplexer adds to the subscription.
+    /// </summary>
+    public static string ChannelPrefixOf(IConnectionMultiplexer multiplexer)
+    {
+        try
+        {
+            return (string?)ConfigurationOptions.Parse(multiplexer.Configuration).ChannelPrefix ?? string.Empty;
+        }
+        catch (ArgumentException)
+        {
+            return string.Empty;
+        }
+    }
+
+    /// <summary>
+    /// Waits for the background connection and hooks its events; returns <see langword="null"/> when it failed for good
+    /// or the store was disposed meanwhile.
+    /// </summary>
+    /// <param name="onRestored">Called on every restored connection, on the thread that raises the event.</param>
+    public async Task<IConnectionMultiplexer?> ConnectAsync(Action onRestored)
+    {
+        IConnectionMultiplexer multiplexer;
+        try
+        {
+            multiplexer = await _connecting.ConfigureAwait(false);
+        }
+        catch (Exception e)
+        {
+            // With AbortOnConnectFail=false this is rare (e.g. an unresolvable name): the store stays local for good.
+            ReportOutage(e);
+            return null;
+        }
+
+        lock (_gate)
+        {
+            if (!_disposed)
+            {
+                _onRestored = onRestored;
+                multiplexer.ConnectionFailed += OnConnectionFailed;
+                multiplexer.ConnectionRestored += OnConnectionRestored;
+                Volatile.Write(ref _multiplexer, multiplexer);
+                return multiplexer;
+            }
+        }
+
+        // Disposed while connecting: nobody else will release it.
+        if (_ownsConnection)
+        {
+            await multiplexer.DisposeAsync().ConfigureAwait(false);
+        }
+
+        return null;
+    }
+
+    /// <summary>
+    /// Reports a failure: the first one of an outage logs the warning, the others are only counted.
+    /// </summary>
+    public void ReportOutage(Exception? exception)
+    {
+        bool began;
+        lock (_gate)
+        {
+            _failures++;
+            began = !_inOutage;
+            _inOutage = true;
+        }
+
+        if (began)
+        {
+            Log.RedisUnavailable(_logger, exception);
+        }
+    }
+
+    /// <summary>
+    /// Ends the outage after a complete synchronization, unless a failure was reported since it began.
+    /// </summary>
+    /// <param name="failuresAtStart">The <see cref="Failures"/> read when the synchronization began.</param>
+    /// <param name="loaded">How many deadlines the synchronization loaded.</param>
+    /// <param name="published">How many deadlines learned during the outage it published.</param>
+    /// <returns><see langword="true"/> when the state is shared now.</returns>
+    public bool TryEndOutage(long failuresAtStart, int loaded, int published)
+    {
+        bool ended;
+        lock (_gate)
+        {
+            if (_failures != failuresAtStart)
+            {
+                return false;
+            }
+
+            ended = _inOutage;
+            _inOutage = false;
+        }
+
+        if (ended)
+        {
+            Log.RedisAvailableAgain(_logger, loaded, published);
+        }
+
+        return true;
+    }
+
+    /// <summary>Unhooks the events and closes an owned connection synchronously; never waits on asynchronous work.</summary>
+    public void Dispose()
+    {
+        if (TakeForDisposal() is { } multiplexer && _ownsConnection)
+        {
+            multiplexer.Dispose();
+        }
+    }
+
+    public async ValueTask DisposeAsync()
+    {
+        if (TakeForDisposal() is { } multiplexer && _ownsConnection)
+        {
+            await multiplexer.DisposeAsync().ConfigureAwait(false);
+        }
+    }
+
+    private IConnectionMultiplexer? TakeForDisposal()
+    {
+        IConnectionMultiplexer? multiplexer;
+        lock (_gate)
+        {
+            if (_disposed)
+            {
+                return null;
+            }
+
+            _disposed = true;
+            multiplexer = _multiplexer;
+        }
+
+        // Still connecting: the background start releases the connection when it completes.
+        if (multiplexer is not null)
+        {
+            multiplexer.ConnectionFailed -= OnConnectionFailed;
+            multiplexer.ConnectionRestored -= OnConnectionRestored;
+        }
+
+        return multiplexer;
+    }
+
+    private void OnConnectionFailed(object? sender, ConnectionFailedEventArgs args) => ReportOutage(args.Exception);
+
+    private void OnConnectionRestored(object? sender, ConnectionFailedEventArgs args)
+    {
+        _onRestored?.Invoke();
+        Interlocked.Increment(ref _restorations);
+    }
+
+    private static partial class Log
+    {
+        [LoggerMessage(1, LogLevel.Warning,
+            "Redis is unreachable: backend throttle state is no longer shared and is kept locally until Redis returns. Requests are not affected.")]
+        public static partial void RedisUnavailable(ILogger logger, Exception? exception);
+
+        [LoggerMessage(2, LogLevel.Information,
+            "Redis is reachable again: throttle state is shared again ({Loaded} deadlines loaded, {Published} deadlines learned meanwhile published).")]
+        public static partial void RedisAvailableAgain(ILogger logger, int loaded, int published);
+    }
+}

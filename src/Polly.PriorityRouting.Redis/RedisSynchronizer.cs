@@ -1,0 +1,295 @@
+using Microsoft.Extensions.Logging;
+using StackExchange.Redis;
+
+namespace Polly.PriorityRouting.Redis;
+
+/// <summary>
+/// Keeps the mirror in step with Redis: subscribes to the channel, loads the shared state, and publishes what this
+/// replica learned while Redis was unreachable — once per start or recovery, however many events ask for it.
+/// </summary>
+/// <remarks>
+/// <para>
+/// Every reason to synchronize (the start, each restored connection — one per connection type and per endpoint —, a
+/// write that succeeds during an outage) only <see cref="Request">requests</see> it. One pass runs at a time, and the
+/// requests made meanwhile make one more pass, not one each. A pass does nothing unless the state needs it (before the
+/// first synchronization, or during an outage), and loads nothing until every primary and the subscription are
+/// connected: a pass that ran when the first of several connections came back would load a state that the next
+/// restoration must load again.
+/// </para>
+/// <para>
+/// A pass that cannot complete while Redis seems reachable (a node that answers but still refuses commands, say) is
+/// tried again after a delay that doubles from 1 to 30 seconds, so that an outage never outlives Redis's for want of
+/// an event.
+/// </para>
+/// </remarks>
+internal sealed partial class RedisSynchronizer
+{
+    private static readonly TimeSpan FirstRetryDelay = TimeSpan.FromSeconds(1);
+    private static readonly TimeSpan LongestRetryDelay = TimeSpan.FromSeconds(30);
+
+    private readonly RedisConnection _connection;
+    private readonly RedisStoreLayout _layout;
+    private readonly LocalMirror _mirror;
+    private readonly UnpublishedMarks _unpublished;
+    private readonly RedisStateLoader _loader;
+    private readonly RedisMarkWriter _writer;
+    private readonly string _instanceId;
+    private readonly ILogger _logger;
+    private readonly CancellationToken _disposing;
+    private readonly Action<RedisChannel, RedisValue> _onMessage;
+    private readonly TaskCompletionSource _firstSynchronization = new(TaskCreationOptions.RunContinuationsAsynchronously);
+
+    private int _requested;
+    private int _running;
+    private int _subscribed;
+    private int _retryScheduled;
+    private int _passes;
+    private TimeSpan _retryDelay = FirstRetryDelay;
+
+    public RedisSynchronizer(
+        RedisConnection connection,
+        RedisStoreLayout layout,
+        LocalMirror mirror,
+        UnpublishedMarks unpublished,
+        RedisMarkWriter writer,
+        string instanceId,
+        ILogger logger,
+        CancellationToken disposing)
+    {
+        _connection = connection;
+        _layout = layout;
+        _mirror = mirror;
+        _unpublished = unpublished;
+        _writer = writer;
+        _instanceId = instanceId;
+        _logger = logger;
+        _disposing = disposing;
+        _loader = new RedisStateLoader(layout, mirror, logger);
+        _onMessage = OnMessage;
+    }
+
+    /// <summary>Gets a task that completes once the store has subscribed and loaded the shared state for the first time.</summary>
+    public Task FirstSynchronization => _firstSynchronization.Task;
+
+    /// <summary>Gets whether a pass runs or is about to (a test hook).</summary>
+    public bool IsSynchronizing => Volatile.Read(ref _running) == 1;
+
+    /// <summary>Gets how many passes ended, complete or not (a test hook).</summary>
+    public int Passes => Volatile.Read(ref _passes);
+
+    /// <summary>Gets how many loads began (a test hook).</summary>
+    public int LoadCount => _loader.LoadCount;
+
+    private bool NeedsSynchronization => _connection.IsInOutage || !_firstSynchronization.Task.IsCompleted;
+
+    /// <summary>
+    /// Asks for a synchronization; returns at once. Requests made while a pass runs make one more pass.
+    /// </summary>
+    public void Request()
+    {
+        Volatile.Write(ref _requested, 1);
+        if (Interlocked.CompareExchange(ref _running, 1, 0) == 0)
+        {
+            // Never on the caller's thread: it may be StackExchange.Redis's event thread, or a request's.
+            _ = Task.Run(RunAsync);
+        }
+    }
+
+    /// <summary>Unsubscribes without waiting (disposal).</summary>
+    public void Unsubscribe()
+    {
+        try
+        {
+            _connection.Multiplexer?.GetSubscriber().Unsubscribe(_layout.Channel, _onMessage, CommandFlags.FireAndForget);
+        }
+        catch (Exception e) when (e is RedisException or ObjectDisposedException)
+        {
+            // Nothing to unsubscribe from when Redis is gone.
+        }
+    }
+
+    private async Task RunAsync()
+    {
+        while (true)
+        {
+            while (Interlocked.Exchange(ref _requested, 0) == 1 && !_disposing.IsCancellationRequested)
+            {
+                await PassAsync().ConfigureAwait(false);
+            }
+
+            Volatile.Write(ref _running, 0);
+
+            // A request made between the last check and the line above found the pass still running: serve it.
+            if (Volatile.Read(ref _requested) == 0 || Interlocked.CompareExchange(ref _running, 1, 0) != 0)
+            {
+                return;
+            }
+        }
+    }
+
+    private async Task PassAsync()
+    {
+        try
+        {
+            if (_connection.Multiplexer is not { } multiplexer || !NeedsSynchronization)
+            {
+                return;
+            }
+
+            if (await SynchronizeAsync(multiplexer).ConfigureAwait(false))
+            {
+                _retryDelay = FirstRetryDelay;
+            }
+            else if (multiplexer.IsConnected)
+            {
+                ScheduleRetry();
+            }
+        }
+        catch (Exception e) when (!_disposing.IsCancellationRequested)
+        {
+            // Still unreachable or half-connected: the next restoration, write or retry tries again.
+            _connection.ReportOutage(e);
+            ScheduleRetry();
+        }
+        catch (Exception)
+        {
+            // Disposed meanwhile: nothing to report.
+        }
+        finally
+        {
+            Interlocked.Increment(ref _passes);
+        }
+    }
+
+    /// <summary>
+    /// Subscribes if needed, then — once every primary and the subscription are connected — loads the state and
+    /// publishes what was learned meanwhile. The subscription comes first, so that nothing published during the load is
+    /// missed.
+    /// </summary>
+    /// <returns><see langword="true"/> when the state is shared now.</returns>
+    private async Task<bool> SynchronizeAsync(IConnectionMultiplexer multiplexer)
+    {
+        var failuresAtStart = _connection.Failures;
+        var primaries = RedisStateLoader.PrimariesOf(multiplexer);
+        if (primaries.Count == 0 || primaries.Any(server => !server.IsConnected))
+        {
+            // A shard that cannot be loaded: the state is not shared, whatever the other shards say.
+            _connection.ReportOutage(null);
+            return false;
+        }
+
+        var subscriber = multiplexer.GetSubscriber();
+        await EnsureSubscribedAsync(subscriber).ConfigureAwait(false);
+        if (!subscriber.IsConnected(_layout.Channel))
+        {
+            _connection.ReportOutage(null);
+            return false;
+        }
+
+        var loaded = await _loader.LoadAsync(multiplexer, primaries, _disposing).ConfigureAwait(false);
+        var published = await PublishUnpublishedAsync(multiplexer).ConfigureAwait(false);
+        if (!_connection.TryEndOutage(failuresAtStart, loaded, published))
+        {
+            return false;
+        }
+
+        _firstSynchronization.TrySetResult();
+        return true;
+    }
+
+    private async Task EnsureSubscribedAsync(ISubscriber subscriber)
+    {
+        if (Volatile.Read(ref _subscribed) == 1)
+        {
+            // StackExchange.Redis itself subscribes again on every reconnection.
+            return;
+        }
+
+        // A failed earlier attempt may have left the handler registered: never register it twice.
+        await subscriber.UnsubscribeAsync(_layout.Channel, _onMessage).ConfigureAwait(false);
+        await subscriber.SubscribeAsync(_layout.Channel, _onMessage).ConfigureAwait(false);
+        Volatile.Write(ref _subscribed, 1);
+    }
+
+    private async Task<int> PublishUnpublishedAsync(IConnectionMultiplexer multiplexer)
+    {
+        var marks = _unpublished.TakeActive(_mirror.Now);
+        for (var i = 0; i < marks.Count; i++)
+        {
+            var (key, unavailability) = marks[i];
+            var remaining = unavailability.Until - _mirror.Now;
+            if (remaining <= TimeSpan.Zero)
+            {
+                continue;
+            }
+
+            try
+            {
+                await _writer.WriteAsync(multiplexer, key, _mirror.ToSharedMilliseconds(remaining), unavailability.Reason).ConfigureAwait(false);
+            }
+            catch
+            {
+                // This mark and those not yet written wait for the next pass.
+                foreach (var (keptKey, kept) in marks.Skip(i))
+                {
+                    _unpublished.Keep(keptKey, kept, _mirror.Now);
+                }
+
+                throw;
+            }
+        }
+
+        return marks.Count;
+    }
+
+    private void ScheduleRetry()
+    {
+        if (Interlocked.Exchange(ref _retryScheduled, 1) == 1)
+        {
+            return;
+        }
+
+        var delay = _retryDelay;
+        _retryDelay = TimeSpan.FromTicks(Math.Min(delay.Ticks * 2, LongestRetryDelay.Ticks));
+        _ = Task.Run(async () =>
+        {
+            try
+            {
+                // Real time, not the store's TimeProvider: this paces network attempts, it measures no deadline.
+                await Task.Delay(delay, _disposing).ConfigureAwait(false);
+            }
+            catch (OperationCanceledException)
+            {
+                return;
+            }
+
+            Volatile.Write(ref _retryScheduled, 0);
+            Request();
+        });
+    }
+
+    private void OnMessage(RedisChannel channel, RedisValue payload)
+    {
+        // Bounded before it is decoded: a stray publisher cannot make this replica read megabytes.
+        if (payload.IsNullOrEmpty || payload.Length() > ThrottleMessage.MaxLength * 4 ||
+            !ThrottleMessage.TryParse(((string?)payload).AsSpan(), out var message))
+        {
+            Log.IgnoredMalformedMessage(_logger, channel.ToString());
+            return;
+        }
+
+        if (message.Sender == _instanceId)
+        {
+            return;
+        }
+
+        // The writer sent the time left, not a moment: the deadline is set on this replica's own clock, bounded.
+        _mirror.Adopt(message.Key, message.RemainingMilliseconds, message.Reason);
+    }
+
+    private static partial class Log
+    {
+        [LoggerMessage(3, LogLevel.Debug, "Ignored a malformed message on the channel {Channel}.")]
+        public static partial void IgnoredMalformedMessage(ILogger logger, string channel);
+    }
+}

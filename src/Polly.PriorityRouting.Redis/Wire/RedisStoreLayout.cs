@@ -1,0 +1,56 @@
+using StackExchange.Redis;
+
+namespace Polly.PriorityRouting.Redis;
+
+/// <summary>
+/// Where the store keeps things in Redis: one string key per unavailable backend or partition, and one pub/sub channel.
+/// </summary>
+/// <remarks>
+/// A key is the prefix followed by the <see cref="StateKeyEncoding">encoded</see> backend identity and partition:
+/// <c>polly:priority-routing:24:ptu@https://ptu.example.com#gpt-4o</c>. Keys carry no hash tag of their own, so on a
+/// Redis Cluster the backends spread over the shards (a braced part of an identity, a partition or the prefix is a hash
+/// tag to Redis, which only moves the key to another slot).
+/// </remarks>
+internal sealed class RedisStoreLayout
+{
+    private readonly string _keyPrefix;
+
+    public RedisStoreLayout(string keyPrefix, string channelName)
+    {
+        _keyPrefix = keyPrefix;
+        ChannelName = channelName;
+        Channel = RedisChannel.Literal(channelName);
+        ScanPattern = keyPrefix + "*";
+    }
+
+    public string ChannelName { get; }
+
+    /// <summary>
+    /// Gets the channel to subscribe to; the multiplexer adds its <c>channelPrefix</c>, if any, to it.
+    /// </summary>
+    public RedisChannel Channel { get; }
+
+    public RedisValue ScanPattern { get; }
+
+    /// <summary>
+    /// Returns the Redis key of a backend or partition; call only with a key <see cref="StateKeyEncoding.CanEncode"/> accepts.
+    /// </summary>
+    public RedisKey KeyOf(BackendStateKey key) => _keyPrefix + StateKeyEncoding.Encode(key);
+
+    /// <summary>
+    /// Reads back the backend and partition of a key found under the prefix; rejects keys this layout did not write.
+    /// </summary>
+    public bool TryGetStateKey(RedisKey redisKey, out BackendStateKey key)
+    {
+        var text = (string?)redisKey;
+        if (text is null ||
+            text.Length > _keyPrefix.Length + StateKeyEncoding.MaxEncodedLength ||
+            !text.StartsWith(_keyPrefix, StringComparison.Ordinal))
+        {
+            key = default;
+            return false;
+        }
+
+        return StateKeyEncoding.TryDecode(text.AsSpan(_keyPrefix.Length), out key);
+    }
+}
