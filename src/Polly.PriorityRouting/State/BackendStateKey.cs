@@ -15,12 +15,14 @@ public readonly struct BackendStateKey : IEquatable<BackendStateKey>
     /// Initializes a new instance of the <see cref="BackendStateKey"/> struct.
     /// </summary>
     /// <param name="backend">The backend's identity.</param>
-    /// <param name="partition">The throttle partition, or <see langword="null"/> for the whole backend.</param>
+    /// <param name="partition">The throttle partition, or <see langword="null"/> (or empty) for the whole backend.</param>
     public BackendStateKey(string backend, string? partition = null)
     {
         ArgumentException.ThrowIfNullOrEmpty(backend);
         Backend = backend;
-        Partition = partition;
+
+        // An empty partition is no partition: one key for the whole backend, whatever a partition function returns.
+        Partition = string.IsNullOrEmpty(partition) ? null : partition;
     }
 
     /// <summary>Gets the backend's identity: its name and its address without query, e.g. <c>ptu@https://ptu.example.com</c>.</summary>
