@@ -30,7 +30,7 @@ public sealed class ThrottleMessageTests
         ThrottleMessage.TryParse(message.Format(), out var parsed).Should().BeTrue();
 
         parsed.Should().Be(message);
-        parsed.Key.Partition.Should().Be(partition);
+        parsed.Key.Partition.Should().Be(string.IsNullOrEmpty(partition) ? null : partition, "an empty partition is the whole backend");
     }
 
     [Fact]
