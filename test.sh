@@ -1,5 +1,6 @@
 #!/usr/bin/env bash
-# Runs every test of the repository on a fresh machine: installs what is missing, builds, tests, and ends with
+# Runs every test of the repository on a fresh machine: installs what is missing, builds, tests (and the package smoke
+# test, tests/PackageSmoke/run.sh), and ends with
 # one line "tests: N passed, N failed, N skipped" summed over all test projects.
 set -euo pipefail
 cd "$(dirname "$0")"
@@ -25,17 +26,34 @@ rm -rf "$results"
 
 dotnet build Polly.PriorityRouting.sln -c Release -nologo -clp:ErrorsOnly
 
+# The test projects of the solution; tests/PackageSmoke is a consumer of the packages, run below by its own script.
+test_projects() { for project in tests/*/*.csproj; do [[ "$project" == tests/PackageSmoke/* ]] || echo "$project"; done; }
+
 status=0
 # One run per test project, each with its own results file (a shared run names files by the second and can collide).
-for project in tests/*/*.csproj; do
+for project in $(test_projects); do
   name=$(basename "$project" .csproj)
   dotnet test "$project" -c Release --no-build -nologo \
     --logger "trx;LogFileName=${name}.trx" --logger "console;verbosity=minimal" \
     --results-directory "$results" -- RunConfiguration.TreatNoTestsAsError=true || status=$?
 done
 
-passed=0; failed=0; skipped=0; files=0; projects=0
-for project in tests/*/*.csproj; do projects=$((projects + 1)); done
+# Package smoke test: pack, build a consumer of the packages, run a failover and an exhausted answer on net10.0 and
+# net8.0. Its checks count as tests; a failure before any check ran counts as one failed test.
+smoke_passed=0; smoke_failed=0; smoke_start=$SECONDS
+smoke_output=$(tests/PackageSmoke/run.sh 2>&1) || status=$?
+echo "$smoke_output"
+smoke_line=$(grep '^package smoke: ' <<<"$smoke_output" | tail -1 || true)
+if [ -n "$smoke_line" ]; then
+  smoke_passed=$(sed -n 's/^package smoke: \([0-9]*\) passed.*/\1/p' <<<"$smoke_line")
+  smoke_failed=$(sed -n 's/.* \([0-9]*\) failed$/\1/p' <<<"$smoke_line")
+else
+  smoke_failed=1
+fi
+echo "package smoke took $((SECONDS - smoke_start)) s"
+
+passed=$smoke_passed; failed=$smoke_failed; skipped=0; files=0; projects=0
+for project in $(test_projects); do projects=$((projects + 1)); done
 counter() { local v; v=$(echo "$counters" | sed -n "s/.* $1=\"\([0-9]*\)\".*/\1/p"); echo "${v:-0}"; }
 for trx in "$results"/*.trx; do
   [ -e "$trx" ] || continue

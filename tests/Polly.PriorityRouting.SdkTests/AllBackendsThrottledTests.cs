@@ -87,7 +87,7 @@ public sealed class AllBackendsThrottledTests(ITestOutputHelper output) : FakeBa
         var seconds = (long)Math.Ceiling((milliseconds - TimerSlackMilliseconds) / 1000.0);
         retryAfter.Should().Be(seconds.ToString(CultureInfo.InvariantCulture));
         response.Content.ToString().Should().Be(
-            $"{{\"error\":{{\"code\":\"all_backends_throttled\",\"message\":\"All backends are throttled. Retry after {seconds} seconds.\"}}}}");
+            $"{{\"error\":{{\"message\":\"All backends are throttled. Retry after {seconds} seconds.\",\"type\":\"requests\",\"param\":null,\"code\":\"all_backends_throttled\"}}}}");
         (A.Hits, B.Hits).Should().Be((1, 1));
     }
 

@@ -58,19 +58,41 @@ public sealed class AzureOpenAISdkTests : FakeBackendsTestBase
         (A.Hits, B.Hits).Should().Be((1, 2), "the throttled backend is skipped on the second call");
     }
 
-    internal static ChatClient CreateChatClient(SdkClientHost host, SdkAttemptRecorder? recorder = null)
+    [Fact]
+    public async Task The_exhausted_answer_reads_as_an_Azure_OpenAI_rate_limit_error()
+    {
+        A.ThrottleFor(TimeSpan.FromSeconds(30));
+        B.ThrottleFor(TimeSpan.FromSeconds(20));
+        using var host = new SdkClientHost(SdkClientHost.Route((A, 1, "api-key", "key-a"), (B, 2, "api-key", "key-b")), outerRetry: false);
+        var chat = CreateChatClient(host, sdkRetries: 0);
+
+        var act = () => chat.CompleteChatAsync(Messages);
+
+        var error = (await act.Should().ThrowAsync<ClientResultException>()).Which;
+        var seconds = error.GetRawResponse()!.Headers.TryGetValue("Retry-After", out var retryAfter) ? retryAfter : "?";
+        error.Message.Should().Be(
+            $"HTTP 429 (requests: all_backends_throttled)\n\nAll backends are throttled. Retry after {seconds} seconds.");
+    }
+
+    internal static ChatClient CreateChatClient(SdkClientHost host, SdkAttemptRecorder? recorder = null, int? sdkRetries = null)
     {
         var options = new AzureOpenAIClientOptions(AzureOpenAIClientOptions.ServiceVersion.V2024_10_21)
         {
             Transport = host.Transport,                     // every call goes through the "aoai" HttpClient
         };
+        if (sdkRetries is not null)
+        {
+            options.RetryPolicy = new ClientRetryPolicy(sdkRetries.Value);
+        }
+
         if (recorder is not null)
         {
             options.AddPolicy(recorder, PipelinePosition.PerTry);
         }
 
+        // The SDK requires an endpoint; any absolute URI does, the routing replaces scheme, host and port per attempt.
         var azure = new AzureOpenAIClient(
-            new Uri("http://placeholder/"),                 // the routing replaces scheme, host and port per attempt
+            new Uri("https://priority-routing.invalid/"),
             new ApiKeyCredential("placeholder"),            // replaced by each backend's own "api-key" header
             options);
         return azure.GetChatClient(Deployment);

@@ -119,15 +119,32 @@ public sealed class OpenAISdkTests : FakeBackendsTestBase
         EachWasCalledOnceWithItsOwnKey("Authorization", Key);
     }
 
+    [Fact]
+    public async Task The_exhausted_answer_reads_as_an_OpenAI_rate_limit_error()
+    {
+        A.ThrottleFor(TimeSpan.FromSeconds(30));
+        B.ThrottleFor(TimeSpan.FromSeconds(20));
+        using var host = new SdkClientHost(SdkClientHost.Route((A, 1, null, null), (B, 2, null, null)), outerRetry: false);
+        var chat = CreateChatClient(host, sdkRetries: 0);
+
+        var act = () => chat.CompleteChatAsync(Messages);
+
+        var error = (await act.Should().ThrowAsync<ClientResultException>()).Which;
+        var seconds = error.GetRawResponse()!.Headers.TryGetValue("Retry-After", out var retryAfter) ? retryAfter : "?";
+        error.Message.Should().Be(
+            $"HTTP 429 (requests: all_backends_throttled)\n\nAll backends are throttled. Retry after {seconds} seconds.");
+    }
+
     /// <param name="host">The routing HttpClient.</param>
     /// <param name="recorder">Records the SDK's own attempts, if given.</param>
     /// <param name="sdkRetries">The SDK's own retries; null keeps its default (3).</param>
     internal static ChatClient CreateChatClient(SdkClientHost host, SdkAttemptRecorder? recorder = null, int? sdkRetries = null)
     {
+        // No Endpoint: the SDK's default (https://api.openai.com/v1) only supplies the path; the routing replaces its
+        // scheme, host and port per attempt.
         var options = new OpenAIClientOptions
         {
             Transport = host.Transport,                      // every call goes through the "aoai" HttpClient
-            Endpoint = new Uri("http://placeholder/v1"),     // the routing replaces scheme, host and port per attempt
         };
         if (sdkRetries is not null)
         {

@@ -1,4 +1,3 @@
-using System.Text.RegularExpressions;
 using Microsoft.Extensions.Configuration;
 using Microsoft.Extensions.DependencyInjection;
 using Microsoft.Extensions.Options;
@@ -8,11 +7,12 @@ namespace Polly.PriorityRouting;
 /// <summary>
 /// Configures a priority routing handler registered with <c>AddPriorityRoutingHandler</c>.
 /// </summary>
-public static partial class PriorityRoutingHandlerBuilderExtensions
+public static class PriorityRoutingHandlerBuilderExtensions
 {
     /// <summary>
-    /// Binds the options to a configuration section and reloads them when it changes. Unknown keys and values that do
-    /// not convert are reported at validation with their path (for example <c>Routing.Backends[1].Priority</c>).
+    /// Binds the options to a configuration section and reloads them when it changes. Unknown keys (with the nearest
+    /// known one), values that do not convert and values of the wrong shape are reported at validation with their path,
+    /// for example <c>Routing.Backends[0].Prioirty is not a known setting (did you mean Priority?).</c>
     /// </summary>
     /// <param name="builder">The handler builder.</param>
     /// <param name="section">The configuration section.</param>
@@ -81,6 +81,11 @@ public static partial class PriorityRoutingHandlerBuilderExtensions
         // Post-configure: applied after every (re)binding, so the source survives configuration reloads.
         builder.Services.AddOptions<PriorityRoutingHandlerOptions>(builder.PipelineName).PostConfigure(options =>
         {
+            if (options.BindingFailed)
+            {
+                return; // The backends did not bind: a missing name would be a false consequence.
+            }
+
             var backend = options.Routing?.Backends?.FirstOrDefault(b => b?.GetEffectiveName() == backendName);
             if (backend is null)
             {
@@ -95,29 +100,25 @@ public static partial class PriorityRoutingHandlerBuilderExtensions
 
     private static void Bind(IConfigurationSection section, PriorityRoutingHandlerOptions options)
     {
-        try
+        // Check the keys first: the binder stops at its first error and its message loses the position of list items.
+        // On any error nothing is bound, and validation reports these errors alone — rules checked against defaults
+        // would only add false consequences ("Backends must contain at least one backend").
+        var errors = ConfigurationBindingChecker.Check(section, options.GetType());
+        if (errors.Count == 0)
         {
-            section.Bind(options, binder => binder.ErrorOnUnknownConfiguration = true);
-        }
-        catch (InvalidOperationException e)
-        {
-            // The binder wraps the useful message ("...at 'Section:Routing:Backends:1:Priority'..."): take the innermost,
-            // and name the path the way users read it: "Routing.Backends[1].Priority".
-            Exception withPath = e;
-            for (var inner = e.InnerException; inner is not null; inner = inner.InnerException)
+            try
             {
-                if (inner.Message.Contains(section.Path + ":", StringComparison.Ordinal) || inner.Message.Contains("were not found", StringComparison.Ordinal))
-                {
-                    withPath = inner;
-                }
+                section.Bind(options, binder => binder.ErrorOnUnknownConfiguration = true);
+                return;
             }
-
-            var message = withPath.Message.Replace(section.Path + ":", string.Empty, StringComparison.Ordinal);
-            message = IndexSegment().Replace(message, "[$1]");
-            options.BindingErrors.Add(message.Replace(':', '.'));
+            catch (InvalidOperationException e)
+            {
+                // Not expected after the check; the binder's innermost message is the most precise one it has.
+                errors.Add(e.GetBaseException().Message);
+            }
         }
-    }
 
-    [GeneratedRegex(@":(\d+)(?=[:'])")]
-    private static partial Regex IndexSegment();
+        options.BindingFailed = true;
+        options.BindingErrors.AddRange(errors);
+    }
 }

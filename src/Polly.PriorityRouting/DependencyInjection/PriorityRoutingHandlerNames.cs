@@ -5,6 +5,13 @@ internal static class PriorityRoutingHandlerNames
     public const string PipelineSuffix = "priority-routing";
 
     /// <summary>
+    /// The BaseAddress the handler gives a client that has none, so that relative request URIs pass
+    /// <see cref="HttpClient"/>'s check; the routing replaces scheme, host and port on every attempt, and nothing
+    /// resolves the reserved <c>.invalid</c> domain should a request ever bypass it.
+    /// </summary>
+    public static readonly Uri PlaceholderBaseAddress = new("http://priority-routing.invalid/");
+
+    /// <summary>
     /// The name of a client's options and pipeline, as <c>AddStandardResilienceHandler</c> does it; for a handler
     /// registered for every client (<c>ConfigureHttpClientDefaults</c>), <paramref name="clientName"/> is <see langword="null"/>.
     /// </summary>

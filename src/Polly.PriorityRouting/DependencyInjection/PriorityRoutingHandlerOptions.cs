@@ -62,4 +62,7 @@ public class PriorityRoutingHandlerOptions
 
     /// <summary>Errors met while binding configuration, reported by validation with the field's path.</summary>
     internal List<string> BindingErrors { get; } = [];
+
+    /// <summary>Gets or sets a value indicating whether the configuration did not bind: its errors are then the only ones reported.</summary>
+    internal bool BindingFailed { get; set; }
 }

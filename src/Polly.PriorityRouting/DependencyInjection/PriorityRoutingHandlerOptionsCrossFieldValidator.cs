@@ -11,6 +11,12 @@ internal sealed class PriorityRoutingHandlerOptionsCrossFieldValidator : IValida
 {
     public ValidateOptionsResult Validate(string? name, PriorityRoutingHandlerOptions options)
     {
+        if (options.BindingFailed)
+        {
+            // Nothing was bound: rules checked against the defaults would report false consequences.
+            return ValidateOptionsResult.Fail(options.BindingErrors);
+        }
+
         var errors = new List<string>(options.BindingErrors);
         if (options.Routing is not null)
         {

@@ -46,6 +46,8 @@ public static class PriorityRoutingHttpClientBuilderExtensions
     /// <param name="builder">The HTTP client builder.</param>
     /// <returns>A builder to configure the handler (<c>Configure</c>, <c>AddBearerToken</c>).</returns>
     /// <remarks>
+    /// The client needs no <see cref="HttpClient.BaseAddress"/>: relative request URIs work as they are (the handler
+    /// gives a client without one a placeholder), and absolute ones too; every attempt goes to the chosen backend.
     /// Options are named after the pipeline (<see cref="IPriorityRoutingHandlerBuilder.PipelineName"/>), so every named
     /// client keeps its own backends, while all share the <see cref="IBackendStateStore"/> registered in DI (or
     /// <see cref="InMemoryBackendStateStore.Shared"/>), by backend name. Options are validated when the host starts.
@@ -60,6 +62,12 @@ public static class PriorityRoutingHttpClientBuilderExtensions
             ServiceDescriptor.Singleton<IValidateOptions<PriorityRoutingHandlerOptions>, PriorityRoutingHandlerOptionsValidator>());
         builder.Services.TryAddEnumerable(
             ServiceDescriptor.Singleton<IValidateOptions<PriorityRoutingHandlerOptions>, PriorityRoutingHandlerOptionsCrossFieldValidator>());
+
+        // HttpClient rejects a relative request URI without a BaseAddress before any handler runs, yet the routing decides
+        // every attempt's address: fill in a placeholder. Post-configured, so it runs after every action of the user,
+        // whatever the registration order, and keeps a BaseAddress the user set.
+        builder.Services.PostConfigure<HttpClientFactoryOptions>(builder.Name, options =>
+            options.HttpClientActions.Add(client => client.BaseAddress ??= PriorityRoutingHandlerNames.PlaceholderBaseAddress));
 
         // Backend headers and tokens are applied below IHttpClientFactory's logging handlers: see BackendCredentialsHandler.
         builder.Services.AddSingleton<IHttpMessageHandlerBuilderFilter>(new BackendCredentialsHandlerBuilderFilter(builder.Name));

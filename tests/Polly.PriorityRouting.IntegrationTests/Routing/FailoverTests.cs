@@ -265,7 +265,7 @@ public sealed class FailoverTests : ThreeBackendsTestBase
         response.StatusCode.Should().Be(HttpStatusCode.TooManyRequests);
         response.Headers.GetValues("Retry-After").Should().Equal("13");
         response.Headers.GetValues("retry-after-ms").Should().ContainSingle().Which.Should().MatchRegex("^12[0-9]{3}$");
-        (await response.Content.ReadAsStringAsync()).Should().StartWith("{\"error\":{\"code\":\"all_backends_throttled\"");
+        (await response.Content.ReadAsStringAsync()).Should().StartWith("{\"error\":{\"message\":\"All backends are throttled.");
         A.Hits.Should().Be(1);
         B.Hits.Should().Be(1);
     }

@@ -33,7 +33,8 @@ internal sealed class SdkClientHost : IDisposable
              .AddTimeout(TimeSpan.FromSeconds(30));
         };
         var services = new ServiceCollection();
-        services.AddHttpClient(ClientName, c => c.BaseAddress = new Uri("http://placeholder/"))
+        // No BaseAddress: the SDKs send absolute request URIs, and the routing replaces their scheme, host and port.
+        services.AddHttpClient(ClientName)
             .AddResilienceHandler(ClientName, pipeline);
         _services = services.BuildServiceProvider();
         Client = _services.GetRequiredService<IHttpClientFactory>().CreateClient(ClientName);

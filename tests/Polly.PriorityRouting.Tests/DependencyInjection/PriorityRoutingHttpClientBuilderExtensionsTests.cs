@@ -50,30 +50,103 @@ public class PriorityRoutingHttpClientBuilderExtensionsTests
     [Theory]
     [InlineData("""{ "Routing": { "Backends": [ { "BaseAddress": "https://a/" }, { "BaseAddress": "not a uri" } ] } }""",
         "Routing.Backends[1].BaseAddress must be an absolute URI, but was relative.")]
-    [InlineData("""{ "Routing": { "Backends": [ { "BaseAddress": "https://a/" }, { "BaseAddress": "https://b/", "Priority": "abc" } ] } }""",
-        "Routing.Backends[1].Priority")]
-    [InlineData("""{ "Routing": { "Backends": [ { "BaseAddress": "https://a/", "Prioirty": 2 } ] } }""",
-        "'Prioirty'")]
     [InlineData("""{ "Routing": { "Backends": [ { "BaseAddress": "https://a/", "Weight": 0 } ] } }""",
         "Routing.Backends[0].Weight must be between 1 and 1000, but was 0.")]
     [InlineData("""{ "Routing": { "Backends": [] } }""",
         "Routing.Backends must contain at least one backend.")]
     [InlineData("""{ "Routing": { "Backends": [ { "BaseAddress": "https://a/" } ] }, "AttemptTimeout": { "Timeout": "00:03:00" } }""",
         "AttemptTimeout.Timeout (00:03:00) must not exceed TotalRequestTimeout.Timeout (00:02:00).")]
-    [InlineData("""{ "Routing": { "Backends": [ { "BaseAddress": "https://a/" } ] }, "Retry": { "MaxRetryAttempts": 0 } }""",
-        "Retry.MaxRetryAttempts")]
     [InlineData("""{ "Routing": { "Backends": [ { "BaseAddress": "https://a/" } ], "DefaultCooldown": "00:10:00" } }""",
         "Routing.DefaultCooldown (00:10:00) must not exceed Routing.MaxCooldown (00:05:00).")]
     public async Task Invalid_configuration_fails_at_host_start_naming_the_field(string json, string expected)
     {
+        var act = () => StartHostAsync(json);
+
+        (await act.Should().ThrowAsync<OptionsValidationException>()).Which.Message.Should().Be(expected);
+    }
+
+    [Fact]
+    public async Task A_retry_option_out_of_range_is_reported_by_the_data_annotations()
+    {
+        var act = () => StartHostAsync("""{ "Routing": { "Backends": [ { "BaseAddress": "https://a/" } ] }, "Retry": { "MaxRetryAttempts": 0 } }""");
+
+        (await act.Should().ThrowAsync<OptionsValidationException>()).Which.Message.Should().Be(
+            "MaxRetryAttempts: The field aoai-priority-routing.Retry.MaxRetryAttempts must be between 1 and 2147483647.");
+    }
+
+    [Theory]
+    // An unknown key: its full path, the nearest known key within two edits, and nothing else.
+    [InlineData("""{ "Routing": { "Backends": [ { "BaseAddress": "https://a/", "Prioirty": 2 } ] } }""",
+        "Routing.Backends[0].Prioirty is not a known setting (did you mean Priority?).")]
+    [InlineData("""{ "Routing": { "Backends": [ { "BaseAddress": "https://a/" }, { "BaseAddress": "https://b/", "Wieght": 2 } ] } }""",
+        "Routing.Backends[1].Wieght is not a known setting (did you mean Weight?).")]
+    [InlineData("""{ "Routing": { "Backends": [ { "BaseAddress": "https://a/" } ], "OutlierEjection": { "consecutivefailure": 3 } } }""",
+        "Routing.OutlierEjection.consecutivefailure is not a known setting (did you mean ConsecutiveFailures?).")]
+    [InlineData("""{ "Routing": { "Backends": [ { "BaseAddress": "https://a/" } ] }, "Retyr": { "MaxRetryAttempts": 3 } }""",
+        "Retyr is not a known setting (did you mean Retry?).")]
+    [InlineData("""{ "Routing": { "Backends": [ { "BaseAddress": "https://a/", "Colour": "red" } ] } }""",
+        "Routing.Backends[0].Colour is not a known setting.")]
+    // A value that does not convert: what was expected and what was found.
+    [InlineData("""{ "Routing": { "Backends": [ { "BaseAddress": "https://a/" }, { "BaseAddress": "https://b/", "Priority": "abc" } ] } }""",
+        "Routing.Backends[1].Priority must be a whole number, but was 'abc'.")]
+    [InlineData("""{ "Routing": { "Backends": [ { "BaseAddress": "https://a/" } ], "DefaultCooldown": "ten seconds" } }""",
+        "Routing.DefaultCooldown must be a time span such as 00:00:30, but was 'ten seconds'.")]
+    [InlineData("""{ "Routing": { "Backends": [ { "BaseAddress": "https://a/" } ], "ProactiveThrottling": "yes" } }""",
+        "Routing.ProactiveThrottling must be true or false, but was 'yes'.")]
+    [InlineData("""{ "Routing": { "Backends": [ { "BaseAddress": "https://a/" } ], "MaxAttempts": "3.5" } }""",
+        "Routing.MaxAttempts must be a whole number, but was '3.5'.")]
+    [InlineData("""{ "Routing": { "Backends": [ { "BaseAddress": "https://a/" } ] }, "Retry": { "BackoffType": "Fibonacci" } }""",
+        "Retry.BackoffType must be one of Constant, Linear, Exponential, but was 'Fibonacci'.")]
+    // The wrong shape: an object or an array where a value is expected, an array where an object is, and the reverse.
+    [InlineData("""{ "Routing": { "Backends": [ { "BaseAddress": "https://a/", "Priority": { "Value": 1 } } ] } }""",
+        "Routing.Backends[0].Priority must be a whole number, but was an object.")]
+    [InlineData("""{ "Routing": { "Backends": [ { "BaseAddress": [ "https://a/", "https://b/" ] } ] } }""",
+        "Routing.Backends[0].BaseAddress must be a URI, but was an array.")]
+    [InlineData("""{ "Routing": { "Backends": [ { "BaseAddress": "https://a/" } ], "OutlierEjection": [ { "Enabled": false } ] } }""",
+        "Routing.OutlierEjection must be an object, but was an array.")]
+    [InlineData("""{ "Routing": [ { "Backends": [ { "BaseAddress": "https://a/" } ] } ] }""",
+        "Routing must be an object, but was an array.")]
+    [InlineData("""{ "Routing": { "Backends": { "BaseAddress": "https://a/" } } }""",
+        "Routing.Backends must be an array, but was an object.")]
+    [InlineData("""{ "Routing": { "Backends": "https://a/" } }""",
+        "Routing.Backends must be an array, but was a value.")]
+    [InlineData("""{ "Routing": { "Backends": [ "https://a/" ] } }""",
+        "Routing.Backends[0] must be an object, but was a value.")]
+    [InlineData("""{ "Routing": { "Backends": [ { "BaseAddress": "https://a/", "Headers": { "api-key": { "value": "k" } } } ] } }""",
+        "Routing.Backends[0].Headers.api-key must be a string, but was an object.")]
+    // What only code can set.
+    [InlineData("""{ "Routing": { "Backends": [ { "BaseAddress": "https://a/" } ], "StateStore": "redis" } }""",
+        "Routing.StateStore cannot be set from configuration; set it in code.")]
+    // Several errors: each one, in the order of the configuration's keys (alphabetical).
+    [InlineData("""{ "Routing": { "Backends": [ { "BaseAddress": "https://a/", "Prioirty": 2, "Weight": "heavy" } ] } }""",
+        "Routing.Backends[0].Prioirty is not a known setting (did you mean Priority?).; Routing.Backends[0].Weight must be a whole number, but was 'heavy'.")]
+    public async Task A_configuration_that_does_not_bind_is_reported_alone_with_the_path_and_what_was_expected(string json, string expected)
+    {
+        var act = () => StartHostAsync(json);
+
+        (await act.Should().ThrowAsync<OptionsValidationException>()).Which.Message.Should().Be(expected);
+    }
+
+    [Fact]
+    public async Task A_binding_error_hides_the_bearer_token_check_of_backends_that_did_not_bind()
+    {
+        var act = () => StartHostAsync(
+            """{ "Routing": { "Backends": [ { "Name": "ptu", "BaseAddress": "https://a/", "Prioirty": 2 } ] } }""",
+            handler => handler.AddBearerToken("ptu", _ => new ValueTask<string>("token")));
+
+        (await act.Should().ThrowAsync<OptionsValidationException>()).Which.Message.Should().Be(
+            "Routing.Backends[0].Prioirty is not a known setting (did you mean Priority?).");
+    }
+
+    private static async Task StartHostAsync(string json, Action<IPriorityRoutingHandlerBuilder>? configure = null)
+    {
         var builder = Host.CreateEmptyApplicationBuilder(new HostApplicationBuilderSettings());
         builder.Configuration.AddJsonStream(new MemoryStream(Encoding.UTF8.GetBytes("{\"PriorityRouting\":" + json + "}")));
-        builder.Services.AddHttpClient("aoai").AddPriorityRoutingHandler(builder.Configuration.GetSection("PriorityRouting"));
+        var handler = builder.Services.AddHttpClient("aoai").AddPriorityRoutingHandler(builder.Configuration.GetSection("PriorityRouting"));
+        configure?.Invoke(handler);
         using var host = builder.Build();
-
-        var act = () => host.StartAsync();
-
-        (await act.Should().ThrowAsync<OptionsValidationException>()).Which.Message.Should().Contain(expected);
+        await host.StartAsync();
+        await host.StopAsync();
     }
 
     [Fact]
