@@ -86,14 +86,16 @@ public class DocumentationSnippetsTests
 
             public sealed class NoStore : IBackendStateStore
             {
-                public bool TryGetUnavailability(string backendName, out BackendUnavailability unavailability)
+                public bool TryGetUnavailability(BackendStateKey key, out BackendUnavailability unavailability)
                 {
                     unavailability = default;
                     return false;
                 }
 
-                public ValueTask MarkUnavailableAsync(string backendName, BackendUnavailability unavailability, DateTimeOffset now, CancellationToken cancellationToken)
+                public ValueTask MarkUnavailableAsync(BackendStateKey key, BackendUnavailability unavailability, DateTimeOffset now, CancellationToken cancellationToken)
                     => default;
+
+                public IReadOnlyList<KeyValuePair<BackendStateKey, BackendUnavailability>> GetEntries(string backend) => [];
             }
             """).Should().BeEmpty();
     }
