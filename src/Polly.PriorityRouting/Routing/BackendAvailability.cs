@@ -63,9 +63,10 @@ internal sealed class BackendAvailability
             }
         }
 
-        if (remaining == TimeSpan.Zero && _tracker is not null && _tracker.IsProbeInFlight(backend))
+        if (remaining < PriorityRoutingConstants.ProbeRetryDelay && _tracker is not null && _tracker.IsProbeInFlight(backend))
         {
-            // The probe's answer decides: a short, non-zero wait rather than "retry after 0", which makes retries spin.
+            // The probe's answer decides, whatever shorter mark the backend has: a short, non-zero wait rather than
+            // "retry after 0", which makes retries spin.
             remaining = PriorityRoutingConstants.ProbeRetryDelay;
         }
 

@@ -312,7 +312,8 @@ internal sealed class RoutingModel
                 }
             }
 
-            if (wait == TimeSpan.Zero && backend.ProbeHeldBy is not null)
+            // While its probe is in flight nobody else may use the backend, whatever shorter mark it has: the probe decides.
+            if (backend.ProbeHeldBy is not null && wait < ProbeDecidesIn)
             {
                 wait = ProbeDecidesIn;
                 Seen.ExhaustedWhileProbing++;
