@@ -5,6 +5,14 @@ using PriorityRouting.Simulation.Routers;
 
 // Usage: dotnet run -c Release --project samples/PriorityRouting.Simulation
 //            [-- --period <seconds>] [--measured <seconds>] [--charts <directory>]
+//        or: dotnet run -c Release --project samples/PriorityRouting.Simulation -- --latency
+if (args.Contains("--latency"))
+{
+    // Usage: dotnet run -c Release --project samples/PriorityRouting.Simulation -- --latency
+    Console.Write(LatencySimulation.Format(await LatencySimulation.RunAllAsync()));
+    return 0;
+}
+
 var settings = new SimulationSettings();
 var chartDirectory = Path.Combine("artifacts", "simulation");
 for (var i = 0; i + 1 < args.Length; i += 2)

@@ -87,6 +87,43 @@ public class PriorityRoutingStrategyOptions : ResilienceStrategyOptions
     public bool ProactiveThrottling { get; set; } = true;
 
     /// <summary>
+    /// Gets or sets how long a response may take, after its headers arrive, to make the first byte of its body
+    /// available. A backend that sends headers and then nothing (a stuck model server) is treated as a timeout: the
+    /// response is disposed, the backend is marked like any timeout, and the request fails over in the same call.
+    /// </summary>
+    /// <value>
+    /// The default value is <see langword="null"/>: the attempt ends when the headers arrive, as without streaming. When
+    /// set, it must be between 1 ms and one day. Bodies known to be empty (<c>HEAD</c>, <c>204</c>, <c>304</c>,
+    /// <c>Content-Length: 0</c>) never wait. The byte read is not lost: the caller receives the whole body, still
+    /// streamed. Setting it also turns on the watching of response bodies (see <see cref="StreamStallTimeout"/>).
+    /// </value>
+    [Range(typeof(TimeSpan), "00:00:00.001", "1.00:00:00")]
+    public TimeSpan? FirstByteTimeout { get; set; }
+
+    /// <summary>
+    /// Gets or sets how long a read of a response body that is already the caller's may wait for its next byte before
+    /// the stream counts as stalled against the backend's health. Nothing is thrown into the caller's read loop: the
+    /// read goes on, and only outlier ejection, metrics and logs learn of it.
+    /// </summary>
+    /// <value>
+    /// The default value is <see langword="null"/>: stalls are not detected. When set, it must be between 1 ms and one
+    /// day. Setting it turns on the watching of response bodies: an aborted body counts as a failure of its backend, and
+    /// a backend counts as healthy only when its body ends well (or the caller stops reading after bytes arrived).
+    /// </value>
+    [Range(typeof(TimeSpan), "00:00:00.001", "1.00:00:00")]
+    public TimeSpan? StreamStallTimeout { get; set; }
+
+    /// <summary>
+    /// Gets or sets how the strategy chooses among the available backends of one tier.
+    /// </summary>
+    /// <value>
+    /// The default value is <see cref="BackendSelectionMode.WeightedRandom"/>.
+    /// <see cref="BackendSelectionMode.LatencyAware"/> also turns on the watching of response bodies, which measures
+    /// the time to first byte.
+    /// </value>
+    public BackendSelectionMode SelectionMode { get; set; }
+
+    /// <summary>
     /// Gets or sets a function that derives a throttle partition from the request, for services that throttle per
     /// partition rather than per host — Azure OpenAI throttles per deployment: use
     /// <see cref="ThrottlePartitions.AzureOpenAIDeployment"/>.

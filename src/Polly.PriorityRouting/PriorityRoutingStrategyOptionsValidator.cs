@@ -38,6 +38,7 @@ internal static class PriorityRoutingStrategyOptionsValidator
         }
 
         ValidateOutlierEjection(options.OutlierEjection, prefix, errors);
+        ValidateStreaming(options, prefix, errors);
 
         if (options.ShouldHandle is null)
         {
@@ -127,6 +128,24 @@ internal static class PriorityRoutingStrategyOptionsValidator
         {
             errors.Add(Invariant(
                 $"{prefix}OutlierEjection.MaxEjectionTime ({ejection.MaxEjectionTime}) must not be less than {prefix}OutlierEjection.BaseEjectionTime ({ejection.BaseEjectionTime})."));
+        }
+    }
+
+    private static void ValidateStreaming(PriorityRoutingStrategyOptions options, string prefix, List<string> errors)
+    {
+        if (options.FirstByteTimeout is { } firstByte && (firstByte < TimeSpan.FromMilliseconds(1) || firstByte > TimeSpan.FromDays(1)))
+        {
+            errors.Add(Invariant($"{prefix}FirstByteTimeout must be between 1 ms and one day when set, but was {firstByte}."));
+        }
+
+        if (options.StreamStallTimeout is { } stall && (stall < TimeSpan.FromMilliseconds(1) || stall > TimeSpan.FromDays(1)))
+        {
+            errors.Add(Invariant($"{prefix}StreamStallTimeout must be between 1 ms and one day when set, but was {stall}."));
+        }
+
+        if (!Enum.IsDefined(options.SelectionMode))
+        {
+            errors.Add(Invariant($"{prefix}SelectionMode must be WeightedRandom or LatencyAware, but was {(int)options.SelectionMode}."));
         }
     }
 

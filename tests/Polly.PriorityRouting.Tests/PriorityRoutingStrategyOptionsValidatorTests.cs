@@ -27,6 +27,9 @@ public class PriorityRoutingStrategyOptionsValidatorTests
         { o => o.OutlierEjection.ConsecutiveFailures = 0, "OutlierEjection.ConsecutiveFailures must be between 1 and 1000, but was 0." },
         { o => o.OutlierEjection.BaseEjectionTime = TimeSpan.Zero, "OutlierEjection.BaseEjectionTime must be positive, but was 00:00:00." },
         { o => o.OutlierEjection.MaxEjectionTime = TimeSpan.FromSeconds(10), "OutlierEjection.MaxEjectionTime (00:00:10) must not be less than OutlierEjection.BaseEjectionTime (00:00:30)." },
+        { o => o.FirstByteTimeout = TimeSpan.Zero, "FirstByteTimeout must be between 1 ms and one day when set, but was 00:00:00." },
+        { o => o.StreamStallTimeout = TimeSpan.FromDays(2), "StreamStallTimeout must be between 1 ms and one day when set, but was 2.00:00:00." },
+        { o => o.SelectionMode = (BackendSelectionMode)7, "SelectionMode must be WeightedRandom or LatencyAware, but was 7." },
     };
 
     [Theory]

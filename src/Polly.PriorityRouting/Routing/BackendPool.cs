@@ -41,13 +41,17 @@ internal sealed class BackendPool
 
         var longest = _ejection.Enabled && _ejection.MaxEjectionTime > _maxCooldown ? _ejection.MaxEjectionTime : _maxCooldown;
         Availability = new BackendAvailability(store, _tracker, longest);
-        _selector = new BackendSelector(_backends, Availability, options.Randomizer);
+        Latency = options.SelectionMode == BackendSelectionMode.LatencyAware ? new LatencyTracker(_backends.Length) : null;
+        _selector = new BackendSelector(_backends, Availability, options.Randomizer, Latency);
     }
 
     /// <summary>Gets the backends, best tier first, in configured order within a tier.</summary>
     public IReadOnlyList<RoutedBackend> Backends => _backends;
 
     public BackendAvailability Availability { get; }
+
+    /// <summary>Gets the time-to-first-byte averages of latency-aware selection; <see langword="null"/> when it is off.</summary>
+    public LatencyTracker? Latency { get; }
 
     /// <summary>
     /// Selects the best backend this request has not tried yet and admits an attempt on it.
@@ -125,7 +129,8 @@ internal sealed class BackendPool
         BackendLease lease,
         Outcome<HttpResponseMessage> outcome,
         string? partition,
-        CancellationToken cancellationToken)
+        CancellationToken cancellationToken,
+        bool deferHealth = false)
     {
         if (outcome.Result is not { } response)
         {
@@ -133,7 +138,12 @@ internal sealed class BackendPool
             return null;
         }
 
-        _tracker?.RecordHealthy(lease);
+        if (!deferHealth)
+        {
+            // A watched body reports the backend's health when it ends instead (see ResponseBodyWatcher).
+            _tracker?.RecordHealthy(lease);
+        }
+
         if (!_proactiveThrottling ||
             !ThrottleSignalParser.TryGetExhaustedBudgetReset(response.Headers, _maxCooldown, out var cooldown) ||
             cooldown <= TimeSpan.Zero)
@@ -147,6 +157,28 @@ internal sealed class BackendPool
             .ConfigureAwait(false);
     }
 
+    /// <summary>
+    /// A watched response body ended well, or the caller stopped reading after bytes arrived: the backend is healthy
+    /// (its run of failures ends), unless the lease predates its current ejection.
+    /// </summary>
+    public void RecordBodyHealthy(in BackendLease lease) => _tracker?.RecordHealthy(lease);
+
+    /// <summary>
+    /// A watched response body broke after it reached the caller (aborted, or stalled): one more failure in its
+    /// backend's run. Nothing is written unless that failure ejects the backend.
+    /// </summary>
+    /// <returns>The ejection's verdict when the backend was ejected; otherwise <see langword="null"/>.</returns>
+    public ValueTask<BackendVerdict?> RecordBodyBrokenAsync(BackendLease lease, BackendUnavailableReason cause)
+    {
+        var now = _timeProvider.GetUtcNow();
+        if (_tracker?.RecordFailure(lease, now, _ejection) is not { } ejection)
+        {
+            return default;
+        }
+
+        return MarkEjectedAsync(lease.Backend, cause, ejection.Duration, ejection.Ejections, now);
+    }
+
     /// <summary>Computes the exhausted answer's delay and whether it is a throttle, over this pipeline's backends.</summary>
     public (TimeSpan RetryAfter, bool Throttled) GetExhaustion(string? partition)
         => Availability.GetExhaustion(_backends, _timeProvider.GetUtcNow(), partition);
@@ -158,6 +190,9 @@ internal sealed class BackendPool
             .OrderBy(item => item.backend.Priority)
             .ThenBy(item => item.position)
             .Select((item, index) => new RoutedBackend(item.backend, index))];
+
+    private async ValueTask<BackendVerdict?> MarkEjectedAsync(RoutedBackend backend, BackendUnavailableReason cause, TimeSpan duration, int ejections, DateTimeOffset now)
+        => await MarkAsync(backend.StateKey, BackendUnavailableReason.Ejected, cause, duration, ejections, now, CancellationToken.None).ConfigureAwait(false);
 
     private async ValueTask<BackendVerdict> MarkAsync(
         BackendStateKey key,

@@ -7,7 +7,7 @@ namespace Polly.PriorityRouting;
 /// <remarks>
 /// The decision reads the store without locks and allocates nothing.
 /// </remarks>
-internal sealed class BackendSelector
+internal sealed partial class BackendSelector
 {
     private const int MaskedTierSize = 64;
 
@@ -15,11 +15,13 @@ internal sealed class BackendSelector
     private readonly int[] _tierStarts;
     private readonly BackendAvailability _availability;
     private readonly Func<int, int> _randomizer;
+    private readonly LatencyTracker? _latency;
 
     /// <param name="backends">The backends, best tier first (see <see cref="BackendPool.Route"/>).</param>
     /// <param name="availability">Says which backends are in rotation.</param>
     /// <param name="randomizer">Returns a value in [0, bound).</param>
-    public BackendSelector(RoutedBackend[] backends, BackendAvailability availability, Func<int, int> randomizer)
+    /// <param name="latency">When set, the choice within a tier is latency-aware (see <see cref="LatencyTracker"/>).</param>
+    public BackendSelector(RoutedBackend[] backends, BackendAvailability availability, Func<int, int> randomizer, LatencyTracker? latency = null)
     {
         _backends = backends;
 
@@ -36,6 +38,7 @@ internal sealed class BackendSelector
         _tierStarts = [.. starts];
         _availability = availability;
         _randomizer = randomizer;
+        _latency = latency;
     }
 
     /// <summary>Gets the backends, best tier first.</summary>
@@ -47,9 +50,11 @@ internal sealed class BackendSelector
         {
             var start = _tierStarts[tier];
             var end = _tierStarts[tier + 1];
-            var pick = end - start <= MaskedTierSize
-                ? PickByCumulativeWeight(start, end, tried, now, partition)
-                : PickByReservoir(start, end, tried, now, partition);
+            var pick = _latency is not null
+                ? PickByLatency(start, end, tried, now, partition)
+                : end - start <= MaskedTierSize
+                    ? PickByCumulativeWeight(start, end, tried, now, partition)
+                    : PickByReservoir(start, end, tried, now, partition);
             if (pick is not null)
             {
                 return pick;

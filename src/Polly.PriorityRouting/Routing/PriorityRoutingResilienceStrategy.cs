@@ -26,6 +26,7 @@ internal sealed class PriorityRoutingResilienceStrategy : ResilienceStrategy<Htt
     private readonly Func<PriorityRoutingPredicateArguments, ValueTask<bool>> _shouldHandle;
     private readonly Func<HttpRequestMessage, string?>? _partitionKey;
     private readonly bool _deferCredentials;
+    private readonly ResponseBodyWatcher? _bodies;
 
     public PriorityRoutingResilienceStrategy(
         PriorityRoutingStrategyOptions options,
@@ -41,6 +42,7 @@ internal sealed class PriorityRoutingResilienceStrategy : ResilienceStrategy<Htt
         _shouldHandle = options.ShouldHandle;
         _partitionKey = options.ThrottlePartitionKey;
         _deferCredentials = options.DeferCredentials;
+        _bodies = ResponseBodyWatcher.Create(options, _pool, _telemetry, timeProvider);
         _gauges = new PriorityRoutingGaugeSource(_pool, timeProvider, _telemetry.Tags);
         _telemetry.Metrics.Register(_gauges);
     }
@@ -126,10 +128,34 @@ internal sealed class PriorityRoutingResilienceStrategy : ResilienceStrategy<Htt
                         return Outcome.FromException<HttpResponseMessage>(e);
                     }
 
+                    var deferHealth = false;
+                    if (!handled && _bodies is not null && outcome.Result is { } response)
+                    {
+                        // The attempt is not over until the body's first byte: a backend that sends headers and then
+                        // nothing fails over here, while nothing has reached the caller yet.
+                        var body = await _bodies.PrepareAsync(response, original.Method, lease, started, context.ContinueOnCapturedContext, context.CancellationToken)
+                            .ConfigureAwait(context.ContinueOnCapturedContext);
+                        duration = _timeProvider.GetElapsedTime(started);
+                        if (body.IsCanceled)
+                        {
+                            var canceled = Outcome.FromException<HttpResponseMessage>(new OperationCanceledException(context.CancellationToken));
+                            _telemetry.AttemptEnded(context, backend, canceled, attempt, duration, handled: false, PriorityRoutingTags.CanceledOutcome);
+                            return canceled;
+                        }
+
+                        if (body.Failure is { } failure)
+                        {
+                            outcome = failure;
+                            handled = true;
+                        }
+
+                        deferHealth = body.DeferHealth;
+                    }
+
                     if (!handled)
                     {
                         _telemetry.AttemptEnded(context, backend, outcome, attempt, duration, handled: false, PriorityRoutingTags.ReturnedOutcome);
-                        if (await _pool.RecordReturnedAsync(lease, outcome, partition, context.CancellationToken).ConfigureAwait(context.ContinueOnCapturedContext) is { } spent)
+                        if (await _pool.RecordReturnedAsync(lease, outcome, partition, context.CancellationToken, deferHealth).ConfigureAwait(context.ContinueOnCapturedContext) is { } spent)
                         {
                             await _telemetry.BackendMarkedAsync(context, outcome, backend, spent, attempt, proactive: true).ConfigureAwait(context.ContinueOnCapturedContext);
                         }

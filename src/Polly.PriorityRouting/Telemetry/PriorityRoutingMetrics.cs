@@ -39,6 +39,14 @@ internal sealed class PriorityRoutingMetrics
             "priority_routing.exhausted",
             unit: "{answer}",
             description: "Synthetic 429/503 answers given because no backend was left to try.");
+        TimeToFirstByte = meter.CreateHistogram<double>(
+            "priority_routing.backend.time_to_first_byte",
+            unit: "s",
+            description: "Time from sending an attempt to the first byte of its response body (headers for an empty body), by backend; recorded when response bodies are watched.");
+        BrokenStreams = meter.CreateCounter<long>(
+            "priority_routing.streams.broken",
+            unit: "{stream}",
+            description: "Response bodies that broke after reaching the caller, by backend and reason (aborted, stalled).");
         meter.CreateObservableGauge(
             "priority_routing.tier.unavailable_backends",
             ObserveUnavailableBackends,
@@ -66,6 +74,10 @@ internal sealed class PriorityRoutingMetrics
     public Counter<long> MarkedUnavailable { get; }
 
     public Counter<long> Exhausted { get; }
+
+    public Histogram<double> TimeToFirstByte { get; }
+
+    public Counter<long> BrokenStreams { get; }
 
     public void Register(PriorityRoutingGaugeSource source)
     {

@@ -29,6 +29,12 @@ internal static class PriorityRoutingTags
     /// <summary>Outcome of an attempt the caller cancelled: it says nothing about the backend.</summary>
     public const string CanceledOutcome = "canceled";
 
+    /// <summary>Reason of a broken stream: a read failed with the transport's exception.</summary>
+    public const string AbortedStream = "aborted";
+
+    /// <summary>Reason of a broken stream: a read waited longer than the stall timeout.</summary>
+    public const string StalledStream = "stalled";
+
     public static string ToTagValue(BackendUnavailableReason reason) => reason switch
     {
         BackendUnavailableReason.Throttled => "throttled",

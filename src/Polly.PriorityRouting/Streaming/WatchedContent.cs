@@ -1,0 +1,80 @@
+using System.Net;
+
+namespace Polly.PriorityRouting;
+
+/// <summary>
+/// The response content handed to the caller when its body is watched: the backend's content headers, and a body read
+/// through <see cref="WatchedStream"/> — from its first byte, still streamed, never buffered here.
+/// </summary>
+internal sealed class WatchedContent : HttpContent
+{
+    private readonly HttpContent _inner;
+    private readonly WatchedStream _stream;
+
+    public WatchedContent(HttpContent inner, WatchedStream stream)
+    {
+        _inner = inner;
+        _stream = stream;
+        foreach (var header in inner.Headers.NonValidated)
+        {
+            Headers.TryAddWithoutValidation(header.Key, header.Value);
+        }
+    }
+
+    protected override Task SerializeToStreamAsync(Stream stream, TransportContext? context)
+        => SerializeToStreamAsync(stream, context, CancellationToken.None);
+
+    protected override async Task SerializeToStreamAsync(Stream stream, TransportContext? context, CancellationToken cancellationToken)
+    {
+        var body = await GetStreamAsync(cancellationToken).ConfigureAwait(false);
+        await body.CopyToAsync(stream, cancellationToken).ConfigureAwait(false);
+    }
+
+    protected override void SerializeToStream(Stream stream, TransportContext? context, CancellationToken cancellationToken)
+        => GetStream(cancellationToken).CopyTo(stream);
+
+    protected override Task<Stream> CreateContentReadStreamAsync() => CreateContentReadStreamAsync(CancellationToken.None);
+
+    protected override async Task<Stream> CreateContentReadStreamAsync(CancellationToken cancellationToken)
+        => await GetStreamAsync(cancellationToken).ConfigureAwait(false);
+
+    protected override Stream CreateContentReadStream(CancellationToken cancellationToken) => GetStream(cancellationToken);
+
+    protected override bool TryComputeLength(out long length)
+    {
+        // A Content-Length the backend sent was copied with the headers; otherwise the length is unknown.
+        length = 0;
+        return false;
+    }
+
+    protected override void Dispose(bool disposing)
+    {
+        if (disposing)
+        {
+            _stream.Dispose();
+            _inner.Dispose();
+        }
+
+        base.Dispose(disposing);
+    }
+
+    private async ValueTask<Stream> GetStreamAsync(CancellationToken cancellationToken)
+    {
+        if (!_stream.HasStream)
+        {
+            _stream.Attach(await _inner.ReadAsStreamAsync(cancellationToken).ConfigureAwait(false));
+        }
+
+        return _stream;
+    }
+
+    private WatchedStream GetStream(CancellationToken cancellationToken)
+    {
+        if (!_stream.HasStream)
+        {
+            _stream.Attach(_inner.ReadAsStream(cancellationToken));
+        }
+
+        return _stream;
+    }
+}
