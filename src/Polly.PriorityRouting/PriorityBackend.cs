@@ -14,6 +14,7 @@ namespace Polly.PriorityRouting;
 public sealed class PriorityBackend
 {
     private IDictionary<string, string> _headers = new Dictionary<string, string>(StringComparer.OrdinalIgnoreCase);
+    private IDictionary<string, string> _models = new Dictionary<string, string>(StringComparer.Ordinal);
 
     /// <summary>
     /// Gets or sets the absolute <c>http</c> or <c>https</c> address of the backend.
@@ -65,6 +66,33 @@ public sealed class PriorityBackend
     {
         get => _headers;
         set => _headers = value ?? new Dictionary<string, string>(StringComparer.OrdinalIgnoreCase);
+    }
+
+    /// <summary>
+    /// Gets or sets the models this backend serves: each logical model name a caller asks for, mapped to this backend's
+    /// own deployment (Azure OpenAI) or model name.
+    /// </summary>
+    /// <remarks>
+    /// <para>
+    /// Empty (the default): the backend serves every model, under the name the request carries. Not empty: the backend
+    /// serves only these names, and each attempt on it carries its own name instead — in the
+    /// <c>/openai/deployments/{name}/</c> segment of the path, or else in the top-level <c>"model"</c> of a JSON body
+    /// (rewritten without re-serialising anything else). A request goes only to backends that serve its model; when
+    /// every backend has a map and none serves the name, the answer is a 404 <c>model_not_found</c> without calling any
+    /// backend. Names match exactly (case-sensitive). Two logical names may map to one deployment (aliases); they share
+    /// its throttles.
+    /// </para>
+    /// <para>
+    /// Throttles of a mapped request are kept per deployment of the backend (Azure OpenAI throttles per deployment), so
+    /// a 429 for one model leaves the backend's other models in rotation. From configuration:
+    /// <c>Routing:Backends:{i}:Models:{logical name} = {this backend's name}</c>.
+    /// </para>
+    /// </remarks>
+    /// <value>An empty, case-sensitive dictionary by default. Never <see langword="null"/>.</value>
+    public IDictionary<string, string> Models
+    {
+        get => _models;
+        set => _models = value ?? new Dictionary<string, string>(StringComparer.Ordinal);
     }
 
     /// <summary>

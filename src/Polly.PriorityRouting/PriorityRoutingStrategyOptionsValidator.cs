@@ -10,7 +10,7 @@ namespace Polly.PriorityRouting;
 /// Used when the strategy is added to a pipeline and by the options validation of the DI registration, which passes a
 /// prefix such as <c>Routing.</c> so that messages name the configuration path.
 /// </remarks>
-internal static class PriorityRoutingStrategyOptionsValidator
+internal static partial class PriorityRoutingStrategyOptionsValidator
 {
     public static List<string> Validate(PriorityRoutingStrategyOptions options, string prefix = "")
     {
@@ -104,6 +104,7 @@ internal static class PriorityRoutingStrategyOptionsValidator
             }
 
             ValidateHeaders(backend.Headers, path, errors);
+            ValidateModels(backend.Models, path, errors);
         }
     }
 

@@ -12,18 +12,20 @@ internal static class AttemptRequest
     /// <remarks>
     /// The content object is shared with the original request (it is made replayable first, see
     /// <see cref="PrepareContentAsync"/>), so the attempt request must never be disposed: that would dispose the body.
+    /// <paramref name="content"/>, when given, replaces it for this attempt (the body with the backend's model name).
     /// </remarks>
     public static HttpRequestMessage Create(
         HttpRequestMessage original,
         RoutedBackend backend,
         string? bearerToken = null,
-        bool deferCredentials = false)
+        bool deferCredentials = false,
+        HttpContent? content = null)
     {
         var request = new HttpRequestMessage(original.Method, backend.GetAttemptUri(original.RequestUri))
         {
             Version = original.Version,
             VersionPolicy = original.VersionPolicy,
-            Content = original.Content,
+            Content = content ?? original.Content,
         };
 
         foreach (var header in original.Headers.NonValidated)
@@ -75,6 +77,12 @@ internal static class AttemptRequest
         else
         {
             pathAndQuery = original.OriginalString.StartsWith('/') ? original.OriginalString : "/" + original.OriginalString;
+        }
+
+        if (backend.Models is { } models)
+        {
+            // The backend's own deployment name in /openai/deployments/{name}/ (cached with the attempt URI).
+            pathAndQuery = DeploymentPath.Rewrite(pathAndQuery, models);
         }
 
         if (backend.Query is null)

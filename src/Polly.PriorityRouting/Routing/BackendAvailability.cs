@@ -78,12 +78,19 @@ internal sealed class BackendAvailability
     /// unavailability is a throttle.
     /// </summary>
     public (TimeSpan RetryAfter, bool Throttled) GetExhaustion(IReadOnlyList<RoutedBackend> backends, DateTimeOffset now, string? partition)
+        => GetExhaustion(backends, now, new RequestRoute(partition));
+
+    /// <summary>
+    /// Computes the answer when nothing is left for a request's route: each backend read for the request's partition
+    /// on it (its own deployment, for a mapped model).
+    /// </summary>
+    public (TimeSpan RetryAfter, bool Throttled) GetExhaustion(IReadOnlyList<RoutedBackend> backends, DateTimeOffset now, RequestRoute route)
     {
         var soonest = TimeSpan.MaxValue;
         var anyThrottled = false;
         foreach (var backend in backends)
         {
-            var remaining = GetTimeUntilAvailable(backend, now, partition, out var throttled);
+            var remaining = GetTimeUntilAvailable(backend, now, route.PartitionOn(backend), out var throttled);
             anyThrottled |= throttled;
             if (remaining < soonest)
             {

@@ -43,6 +43,7 @@ internal sealed class BackendPool
         Availability = new BackendAvailability(store, _tracker, longest);
         Latency = options.SelectionMode == BackendSelectionMode.LatencyAware ? new LatencyTracker(_backends.Length) : null;
         _selector = new BackendSelector(_backends, Availability, options.Randomizer, Latency);
+        Models = ModelCatalog.Create(_backends);
     }
 
     /// <summary>Gets the backends, best tier first, in configured order within a tier.</summary>
@@ -53,16 +54,19 @@ internal sealed class BackendPool
     /// <summary>Gets the time-to-first-byte averages of latency-aware selection; <see langword="null"/> when it is off.</summary>
     public LatencyTracker? Latency { get; }
 
+    /// <summary>Gets which backends serve which model; <see langword="null"/> when no backend has a model map.</summary>
+    public ModelCatalog? Models { get; }
+
     /// <summary>
     /// Selects the best backend this request has not tried yet and admits an attempt on it.
     /// </summary>
     /// <returns><see langword="false"/> when no backend is left.</returns>
-    public bool TryAcquire(ref TriedBackends tried, string? partition, out BackendLease lease)
+    public bool TryAcquire(ref TriedBackends tried, RequestRoute route, out BackendLease lease)
     {
         while (true)
         {
             var now = _timeProvider.GetUtcNow();
-            var backend = _selector.SelectNext(tried, now, partition);
+            var backend = _selector.SelectNext(tried, now, route);
             if (backend is null)
             {
                 lease = default;
@@ -92,7 +96,7 @@ internal sealed class BackendPool
     public async ValueTask<BackendVerdict> RecordFailureAsync(
         BackendLease lease,
         Outcome<HttpResponseMessage> outcome,
-        string? partition,
+        RequestRoute route,
         CancellationToken cancellationToken)
     {
         var backend = lease.Backend;
@@ -116,7 +120,7 @@ internal sealed class BackendPool
         }
 
         // Throttles are per partition when the request has one; failures of the backend itself apply to all of it.
-        var key = reason == BackendUnavailableReason.Throttled ? backend.GetThrottleKey(partition) : backend.StateKey;
+        var key = reason == BackendUnavailableReason.Throttled ? backend.GetThrottleKey(route.PartitionOn(backend)) : backend.StateKey;
         return await MarkAsync(key, reason, cause, cooldown, ejections, now, cancellationToken).ConfigureAwait(false);
     }
 
@@ -128,7 +132,7 @@ internal sealed class BackendPool
     public async ValueTask<BackendVerdict?> RecordReturnedAsync(
         BackendLease lease,
         Outcome<HttpResponseMessage> outcome,
-        string? partition,
+        RequestRoute route,
         CancellationToken cancellationToken,
         bool deferHealth = false)
     {
@@ -153,7 +157,7 @@ internal sealed class BackendPool
 
         var now = _timeProvider.GetUtcNow();
         return await MarkAsync(
-                lease.Backend.GetThrottleKey(partition), BackendUnavailableReason.Throttled, BackendUnavailableReason.Throttled, cooldown, 0, now, cancellationToken)
+                lease.Backend.GetThrottleKey(route.PartitionOn(lease.Backend)), BackendUnavailableReason.Throttled, BackendUnavailableReason.Throttled, cooldown, 0, now, cancellationToken)
             .ConfigureAwait(false);
     }
 
@@ -179,9 +183,12 @@ internal sealed class BackendPool
         return MarkEjectedAsync(lease.Backend, cause, ejection.Duration, ejection.Ejections, now);
     }
 
-    /// <summary>Computes the exhausted answer's delay and whether it is a throttle, over this pipeline's backends.</summary>
-    public (TimeSpan RetryAfter, bool Throttled) GetExhaustion(string? partition)
-        => Availability.GetExhaustion(_backends, _timeProvider.GetUtcNow(), partition);
+    /// <summary>
+    /// Computes the exhausted answer's delay and whether it is a throttle, over the backends that could have taken the
+    /// request: those that serve its model, else all of this pipeline's.
+    /// </summary>
+    public (TimeSpan RetryAfter, bool Throttled) GetExhaustion(RequestRoute route)
+        => Availability.GetExhaustion(route.Model?.Backends ?? _backends, _timeProvider.GetUtcNow(), route);
 
     /// <summary>Sorts backends by priority, keeping the configured order within a tier.</summary>
     internal static RoutedBackend[] Route(IEnumerable<PriorityBackend> backends)

@@ -44,17 +44,17 @@ internal sealed partial class BackendSelector
     /// <summary>Gets the backends, best tier first.</summary>
     public IReadOnlyList<RoutedBackend> Backends => _backends;
 
-    public RoutedBackend? SelectNext(in TriedBackends tried, DateTimeOffset now, string? partition = null)
+    public RoutedBackend? SelectNext(in TriedBackends tried, DateTimeOffset now, RequestRoute route = default)
     {
         for (var tier = 0; tier < _tierStarts.Length - 1; tier++)
         {
             var start = _tierStarts[tier];
             var end = _tierStarts[tier + 1];
             var pick = _latency is not null
-                ? PickByLatency(start, end, tried, now, partition)
+                ? PickByLatency(start, end, tried, now, route)
                 : end - start <= MaskedTierSize
-                    ? PickByCumulativeWeight(start, end, tried, now, partition)
-                    : PickByReservoir(start, end, tried, now, partition);
+                    ? PickByCumulativeWeight(start, end, tried, now, route)
+                    : PickByReservoir(start, end, tried, now, route);
             if (pick is not null)
             {
                 return pick;
@@ -68,13 +68,13 @@ internal sealed partial class BackendSelector
     /// One read of the store per backend, remembered in a bit mask; then one draw in [0, total weight) mapped onto the
     /// cumulative weights of the candidates. A randomizer that answers 0 picks the first configured candidate.
     /// </summary>
-    private RoutedBackend? PickByCumulativeWeight(int start, int end, in TriedBackends tried, DateTimeOffset now, string? partition)
+    private RoutedBackend? PickByCumulativeWeight(int start, int end, in TriedBackends tried, DateTimeOffset now, RequestRoute route)
     {
         ulong candidates = 0;
         var totalWeight = 0;
         for (var i = start; i < end; i++)
         {
-            if (IsCandidate(i, tried, now, partition))
+            if (IsCandidate(i, tried, now, route))
             {
                 candidates |= 1UL << (i - start);
                 totalWeight += _backends[i].Weight;
@@ -111,13 +111,13 @@ internal sealed partial class BackendSelector
     /// probability weight / (weights seen so far), which picks each with probability weight / total. Walking backwards
     /// keeps "a randomizer that answers 0 picks the first configured candidate".
     /// </summary>
-    private RoutedBackend? PickByReservoir(int start, int end, in TriedBackends tried, DateTimeOffset now, string? partition)
+    private RoutedBackend? PickByReservoir(int start, int end, in TriedBackends tried, DateTimeOffset now, RequestRoute route)
     {
         RoutedBackend? pick = null;
         var seenWeight = 0;
         for (var i = end - 1; i >= start; i--)
         {
-            if (!IsCandidate(i, tried, now, partition))
+            if (!IsCandidate(i, tried, now, route))
             {
                 continue;
             }
@@ -133,6 +133,6 @@ internal sealed partial class BackendSelector
         return pick;
     }
 
-    private bool IsCandidate(int index, in TriedBackends tried, DateTimeOffset now, string? partition)
-        => !tried.Contains(index) && _availability.IsAvailable(_backends[index], now, partition);
+    private bool IsCandidate(int index, in TriedBackends tried, DateTimeOffset now, RequestRoute route)
+        => !tried.Contains(index) && _availability.IsAvailable(_backends[index], now, route.PartitionOn(_backends[index]));
 }

@@ -45,6 +45,10 @@ internal sealed class PriorityRoutingResilienceStrategy : ResilienceStrategy<Htt
         _bodies = ResponseBodyWatcher.Create(options, _pool, _telemetry, timeProvider);
         _gauges = new PriorityRoutingGaugeSource(_pool, timeProvider, _telemetry.Tags);
         _telemetry.Metrics.Register(_gauges);
+        if (_pool.Models is { } models)
+        {
+            _telemetry.ModelsRouted(models);
+        }
     }
 
     internal BackendPool Pool => _pool;
@@ -66,19 +70,33 @@ internal sealed class PriorityRoutingResilienceStrategy : ResilienceStrategy<Htt
         }
 
         string? partition;
+        ModelRequest? model = null;
         try
         {
             // The caller's own failures (a body that cannot be read, a partition function that throws) surface as
             // theirs, before any backend is involved; the body then replays on every attempt, an outer retry's too.
             partition = _partitionKey?.Invoke(original);
             await AttemptRequest.PrepareContentAsync(original, context.CancellationToken).ConfigureAwait(context.ContinueOnCapturedContext);
+            if (_pool.Models is { } models)
+            {
+                // The model, and so the backends that may take the request: once, from the path or the buffered body.
+                model = await ModelRequest.ResolveAsync(models, original, context.CancellationToken).ConfigureAwait(context.ContinueOnCapturedContext);
+            }
         }
         catch (Exception e)
         {
             return Outcome.FromException<HttpResponseMessage>(e);
         }
 
+        if (model is { Route: null })
+        {
+            _telemetry.ModelNotFound(model.Name);
+            return Outcome.FromResult(ModelNotFoundResponse.Create(original, model.Name, _pool.Models!.Names));
+        }
+
+        var route = new RequestRoute(partition, model?.Route);
         var tried = new TriedBackends(_pool.Backends.Count);
+        route.Model?.ExcludeOthers(ref tried);
         var throttledInThisCall = false;
         RoutedBackend? failed = null;
         try
@@ -90,9 +108,9 @@ internal sealed class PriorityRoutingResilienceStrategy : ResilienceStrategy<Htt
                     return Outcome.FromException<HttpResponseMessage>(new OperationCanceledException(context.CancellationToken));
                 }
 
-                if (attempt >= _maxAttempts || !_pool.TryAcquire(ref tried, partition, out var lease))
+                if (attempt >= _maxAttempts || !_pool.TryAcquire(ref tried, route, out var lease))
                 {
-                    return await ExhaustedAsync(context, original, attempt, partition, throttledInThisCall).ConfigureAwait(context.ContinueOnCapturedContext);
+                    return await ExhaustedAsync(context, original, attempt, route, throttledInThisCall).ConfigureAwait(context.ContinueOnCapturedContext);
                 }
 
                 // Disposing the lease frees a probe slot on every path that records no verdict.
@@ -105,7 +123,7 @@ internal sealed class PriorityRoutingResilienceStrategy : ResilienceStrategy<Htt
                     }
 
                     var started = _timeProvider.GetTimestamp();
-                    var outcome = await SendAsync(callback, context, state, original, backend).ConfigureAwait(context.ContinueOnCapturedContext);
+                    var outcome = await SendAsync(callback, context, state, original, backend, model).ConfigureAwait(context.ContinueOnCapturedContext);
                     var duration = _timeProvider.GetElapsedTime(started);
 
                     if (outcome.Exception is OperationCanceledException && context.CancellationToken.IsCancellationRequested)
@@ -155,7 +173,7 @@ internal sealed class PriorityRoutingResilienceStrategy : ResilienceStrategy<Htt
                     if (!handled)
                     {
                         _telemetry.AttemptEnded(context, backend, outcome, attempt, duration, handled: false, PriorityRoutingTags.ReturnedOutcome);
-                        if (await _pool.RecordReturnedAsync(lease, outcome, partition, context.CancellationToken, deferHealth).ConfigureAwait(context.ContinueOnCapturedContext) is { } spent)
+                        if (await _pool.RecordReturnedAsync(lease, outcome, route, context.CancellationToken, deferHealth).ConfigureAwait(context.ContinueOnCapturedContext) is { } spent)
                         {
                             await _telemetry.BackendMarkedAsync(context, outcome, backend, spent, attempt, proactive: true).ConfigureAwait(context.ContinueOnCapturedContext);
                         }
@@ -165,7 +183,7 @@ internal sealed class PriorityRoutingResilienceStrategy : ResilienceStrategy<Htt
 
                     try
                     {
-                        var verdict = await _pool.RecordFailureAsync(lease, outcome, partition, context.CancellationToken).ConfigureAwait(context.ContinueOnCapturedContext);
+                        var verdict = await _pool.RecordFailureAsync(lease, outcome, route, context.CancellationToken).ConfigureAwait(context.ContinueOnCapturedContext);
                         _telemetry.AttemptEnded(context, backend, outcome, attempt, duration, handled: true, PriorityRoutingTags.ToTagValue(verdict.Cause));
                         await _telemetry.BackendMarkedAsync(context, outcome, backend, verdict, attempt, proactive: false).ConfigureAwait(context.ContinueOnCapturedContext);
                         throttledInThisCall |= verdict.Cause == BackendUnavailableReason.Throttled;
@@ -192,7 +210,8 @@ internal sealed class PriorityRoutingResilienceStrategy : ResilienceStrategy<Htt
         ResilienceContext context,
         TState state,
         HttpRequestMessage original,
-        RoutedBackend backend)
+        RoutedBackend backend,
+        ModelRequest? model)
     {
         string? bearerToken = null;
         if (backend.BearerTokenProvider is { } tokenProvider)
@@ -208,7 +227,7 @@ internal sealed class PriorityRoutingResilienceStrategy : ResilienceStrategy<Htt
             }
         }
 
-        context.SetRequestMessage(AttemptRequest.Create(original, backend, bearerToken, _deferCredentials));
+        context.SetRequestMessage(AttemptRequest.Create(original, backend, bearerToken, _deferCredentials, model?.ContentFor(backend)));
         return await callback(context, state).ConfigureAwait(context.ContinueOnCapturedContext);
     }
 
@@ -216,12 +235,12 @@ internal sealed class PriorityRoutingResilienceStrategy : ResilienceStrategy<Htt
         ResilienceContext context,
         HttpRequestMessage original,
         int attemptCount,
-        string? partition,
+        RequestRoute route,
         bool throttledInThisCall)
     {
         // 429 when throttling is why nothing is left: a pending throttle deadline, or a throttle seen by this call
         // (a backend that said "Retry-After: 0" is free again, yet the call was throttled).
-        var (retryAfter, throttled) = _pool.GetExhaustion(partition);
+        var (retryAfter, throttled) = _pool.GetExhaustion(route);
         var statusCode = throttled || throttledInThisCall ? HttpStatusCode.TooManyRequests : HttpStatusCode.ServiceUnavailable;
         var outcome = Outcome.FromResult(ExhaustedResponse.Create(statusCode, retryAfter, original));
         await _telemetry.ExhaustedAsync(context, outcome, statusCode, retryAfter, attemptCount).ConfigureAwait(context.ContinueOnCapturedContext);

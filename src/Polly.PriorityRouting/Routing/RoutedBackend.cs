@@ -31,6 +31,7 @@ internal sealed class RoutedBackend
         Headers = [.. backend.Headers];
         BearerTokenProvider = backend.BearerTokenProvider;
         HasCredential = BearerTokenProvider is not null || Headers.Any(header => IsCredentialHeader(header.Key));
+        Models = BackendModelMap.Create(backend.Models);
     }
 
     /// <summary>Gets the display name: logs, metrics, snapshots.</summary>
@@ -55,6 +56,9 @@ internal sealed class RoutedBackend
     public KeyValuePair<string, string>[] Headers { get; }
 
     public Func<CancellationToken, ValueTask<string>>? BearerTokenProvider { get; }
+
+    /// <summary>Gets the models the backend serves and its own names for them; <see langword="null"/>: every name, unchanged.</summary>
+    public BackendModelMap? Models { get; }
 
     /// <summary>Gets a value indicating whether the backend authenticates with a key header or a bearer token of its own.</summary>
     public bool HasCredential { get; }

@@ -1,0 +1,29 @@
+namespace Polly.PriorityRouting;
+
+/// <summary>
+/// What one request routes over: the throttle partition of the request (<see cref="PriorityRoutingStrategyOptions.ThrottlePartitionKey"/>)
+/// and, when the pipeline maps models, the route of its model — which backends serve it and under which name.
+/// </summary>
+/// <remarks>
+/// A throttle of a mapped request is kept per deployment: on a backend that maps the model, its partition is the
+/// backend's own name for it (Azure OpenAI throttles per deployment); on a backend without a map, the request's
+/// partition as before. Without a model route this is exactly the request's partition: the path of pools without maps
+/// is unchanged.
+/// </remarks>
+internal readonly struct RequestRoute
+{
+    public RequestRoute(string? partition, ModelRoute? model = null)
+    {
+        Partition = partition;
+        Model = model;
+    }
+
+    /// <summary>Gets the request's own throttle partition, or <see langword="null"/>.</summary>
+    public string? Partition { get; }
+
+    /// <summary>Gets the route of the request's model, or <see langword="null"/> when every backend may take it.</summary>
+    public ModelRoute? Model { get; }
+
+    /// <summary>Returns the throttle partition of this request on <paramref name="backend"/>.</summary>
+    public string? PartitionOn(RoutedBackend backend) => Model?.DeploymentOn(backend)?.Name ?? Partition;
+}

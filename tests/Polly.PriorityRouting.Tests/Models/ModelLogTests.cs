@@ -1,0 +1,47 @@
+using System.Net;
+using System.Text;
+using Microsoft.Extensions.Logging;
+using Microsoft.Extensions.Logging.Testing;
+using Polly.PriorityRouting.Tests.Support;
+
+namespace Polly.PriorityRouting.Tests.Models;
+
+public class ModelLogTests
+{
+    private readonly FakeLogCollector _logs = new();
+
+    [Fact]
+    public void The_models_are_logged_once_per_pipeline_build_with_what_happens_to_other_names()
+    {
+        var a = RoutingHarness.Backend("a", 1);
+        a.Models["gpt-4o"] = "gpt-4o-ptu";
+        a.Models["gpt-4o-latest"] = "gpt-4o-ptu";
+
+        using var h = Harness(a, RoutingHarness.Backend("b", 2));
+
+        _logs.GetSnapshot().Select(r => (r.Id.Id, r.Level, r.Message)).Should().Equal((
+            20,
+            LogLevel.Information,
+            "Models: 'gpt-4o' on a as 'gpt-4o-ptu', b unchanged; 'gpt-4o-latest' on a as 'gpt-4o-ptu', b unchanged. Other model names are sent unchanged to b."));
+    }
+
+    [Fact]
+    public async Task A_name_no_backend_serves_is_logged_at_debug_bounded()
+    {
+        var a = RoutingHarness.Backend("a", 1);
+        a.Models["gpt-4o"] = "gpt-4o-ptu";
+        using var h = Harness(a);
+
+        (await h.Client.PostAsync("/v1/chat/completions", new StringContent("{\"model\":\"" + new string('x', 300) + "\"}", Encoding.UTF8, "application/json"))).Dispose();
+
+        _logs.GetSnapshot().Where(r => r.Id.Id == 21).Select(r => (r.Level, r.Message)).Should().Equal((
+            LogLevel.Debug,
+            $"No backend serves model '{new string('x', 256)}…'; answering 404 without calling a backend."));
+    }
+
+    private RoutingHarness Harness(params PriorityBackend[] backends) => new(o =>
+    {
+        o.Randomizer = _ => 0;
+        o.LoggerFactory = LoggerFactory.Create(b => b.AddProvider(new FakeLoggerProvider(_logs)).SetMinimumLevel(LogLevel.Trace));
+    }, backends);
+}
