@@ -34,7 +34,8 @@ public sealed class RecipesTests : FakeBackendsTestBase
                 return default;
             },
         };
-        A.ThrottleFor(TimeSpan.FromSeconds(30));
+        // From its first request: the cooldown A announces is then 30 s to the millisecond, however slow the set-up.
+        A.ThrottleFromNextRequestFor(TimeSpan.FromSeconds(30));
         using var host = new SdkClientHost(options);
         var chat = AzureOpenAISdkTests.CreateChatClient(host);
 
