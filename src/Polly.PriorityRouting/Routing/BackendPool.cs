@@ -20,6 +20,8 @@ internal sealed class BackendPool
     private readonly TimeSpan _defaultCooldown;
     private readonly TimeSpan _maxCooldown;
     private readonly bool _proactiveThrottling;
+    private readonly BackendBudgets? _budgets;
+    private readonly Func<HttpRequestMessage, long> _requestCost;
 
     public BackendPool(PriorityRoutingStrategyOptions options, IBackendStateStore store, TimeProvider timeProvider)
     {
@@ -41,7 +43,9 @@ internal sealed class BackendPool
 
         var longest = _ejection.Enabled && _ejection.MaxEjectionTime > _maxCooldown ? _ejection.MaxEjectionTime : _maxCooldown;
         Availability = new BackendAvailability(store, _tracker, longest);
-        _selector = new BackendSelector(_backends, Availability, options.Randomizer);
+        _budgets = options.TokenBudgets ? BackendBudgets.For(store) : null;
+        _requestCost = options.RequestCost ?? OpenAIRequestCost.Estimate;
+        _selector = new BackendSelector(_backends, Availability, options.Randomizer, _budgets);
     }
 
     /// <summary>Gets the backends, best tier first, in configured order within a tier.</summary>
@@ -53,12 +57,19 @@ internal sealed class BackendPool
     /// Selects the best backend this request has not tried yet and admits an attempt on it.
     /// </summary>
     /// <returns><see langword="false"/> when no backend is left.</returns>
-    public bool TryAcquire(ref TriedBackends tried, string? partition, out BackendLease lease)
+    public bool TryAcquire(ref TriedBackends tried, string? partition, out BackendLease lease) => TryAcquire(ref tried, partition, 0, out lease);
+
+    /// <summary>
+    /// Selects the best backend this request has not tried yet whose budget admits <paramref name="cost"/> tokens, admits
+    /// an attempt on it, and spends the cost from its budget view.
+    /// </summary>
+    /// <returns><see langword="false"/> when no backend is left.</returns>
+    public bool TryAcquire(ref TriedBackends tried, string? partition, long cost, out BackendLease lease)
     {
         while (true)
         {
             var now = _timeProvider.GetUtcNow();
-            var backend = _selector.SelectNext(tried, now, partition);
+            var backend = _selector.SelectNext(tried, now, partition, cost);
             if (backend is null)
             {
                 lease = default;
@@ -66,6 +77,7 @@ internal sealed class BackendPool
             }
 
             tried.Add(backend.Index);
+            _budgets?.Spend(backend.GetThrottleKey(partition), cost, now);
             if (_tracker is null)
             {
                 lease = new BackendLease(backend, null, 0, 0);
@@ -93,6 +105,11 @@ internal sealed class BackendPool
     {
         var backend = lease.Backend;
         var now = _timeProvider.GetUtcNow();
+        if (outcome.Result is { } answer)
+        {
+            _budgets?.Observe(backend.GetThrottleKey(partition), answer.Headers, now, _maxCooldown);
+        }
+
         var (cause, cooldown) = OutcomeClassifier.Classify(outcome, now, _defaultCooldown, _maxCooldown);
         var reason = cause;
         var ejections = 0;
@@ -134,6 +151,7 @@ internal sealed class BackendPool
         }
 
         _tracker?.RecordHealthy(lease);
+        _budgets?.Observe(lease.Backend.GetThrottleKey(partition), response.Headers, _timeProvider.GetUtcNow(), _maxCooldown);
         if (!_proactiveThrottling ||
             !ThrottleSignalParser.TryGetExhaustedBudgetReset(response.Headers, _maxCooldown, out var cooldown) ||
             cooldown <= TimeSpan.Zero)
@@ -148,8 +166,29 @@ internal sealed class BackendPool
     }
 
     /// <summary>Computes the exhausted answer's delay and whether it is a throttle, over this pipeline's backends.</summary>
-    public (TimeSpan RetryAfter, bool Throttled) GetExhaustion(string? partition)
-        => Availability.GetExhaustion(_backends, _timeProvider.GetUtcNow(), partition);
+    public (TimeSpan RetryAfter, bool Throttled) GetExhaustion(string? partition, long cost = 0)
+        => _budgets is null
+            ? Availability.GetExhaustion(_backends, _timeProvider.GetUtcNow(), partition)
+            : BudgetExhaustion.Compute(_backends, Availability, _budgets, _timeProvider.GetUtcNow(), partition, cost);
+
+    /// <summary>Estimates a request's cost in tokens once per execution; 0 when budgets are off or the estimate fails.</summary>
+    public long EstimateCost(HttpRequestMessage request)
+    {
+        if (_budgets is null)
+        {
+            return 0;
+        }
+
+        try
+        {
+            return Math.Max(0, _requestCost(request));
+        }
+        catch (Exception)
+        {
+            // An estimate is advice: a failing one routes as if the cost were unknown.
+            return 0;
+        }
+    }
 
     /// <summary>Sorts backends by priority, keeping the configured order within a tier.</summary>
     internal static RoutedBackend[] Route(IEnumerable<PriorityBackend> backends)

@@ -15,12 +15,15 @@ internal sealed class BackendSelector
     private readonly int[] _tierStarts;
     private readonly BackendAvailability _availability;
     private readonly Func<int, int> _randomizer;
+    private readonly BackendBudgets? _budgets;
 
     /// <param name="backends">The backends, best tier first (see <see cref="BackendPool.Route"/>).</param>
     /// <param name="availability">Says which backends are in rotation.</param>
     /// <param name="randomizer">Returns a value in [0, bound).</param>
-    public BackendSelector(RoutedBackend[] backends, BackendAvailability availability, Func<int, int> randomizer)
+    /// <param name="budgets">The budget view admission reads, or <see langword="null"/> when budgets are off.</param>
+    public BackendSelector(RoutedBackend[] backends, BackendAvailability availability, Func<int, int> randomizer, BackendBudgets? budgets = null)
     {
+        _budgets = budgets;
         _backends = backends;
 
         var starts = new List<int>();
@@ -41,15 +44,19 @@ internal sealed class BackendSelector
     /// <summary>Gets the backends, best tier first.</summary>
     public IReadOnlyList<RoutedBackend> Backends => _backends;
 
-    public RoutedBackend? SelectNext(in TriedBackends tried, DateTimeOffset now, string? partition = null)
+    /// <summary>
+    /// Returns the next backend: the best tier with a candidate (untried, in rotation, and — with a budget view — able
+    /// to admit <paramref name="cost"/> tokens), weighted-random within it.
+    /// </summary>
+    public RoutedBackend? SelectNext(in TriedBackends tried, DateTimeOffset now, string? partition = null, long cost = 0)
     {
         for (var tier = 0; tier < _tierStarts.Length - 1; tier++)
         {
             var start = _tierStarts[tier];
             var end = _tierStarts[tier + 1];
             var pick = end - start <= MaskedTierSize
-                ? PickByCumulativeWeight(start, end, tried, now, partition)
-                : PickByReservoir(start, end, tried, now, partition);
+                ? PickByCumulativeWeight(start, end, tried, now, partition, cost)
+                : PickByReservoir(start, end, tried, now, partition, cost);
             if (pick is not null)
             {
                 return pick;
@@ -63,13 +70,13 @@ internal sealed class BackendSelector
     /// One read of the store per backend, remembered in a bit mask; then one draw in [0, total weight) mapped onto the
     /// cumulative weights of the candidates. A randomizer that answers 0 picks the first configured candidate.
     /// </summary>
-    private RoutedBackend? PickByCumulativeWeight(int start, int end, in TriedBackends tried, DateTimeOffset now, string? partition)
+    private RoutedBackend? PickByCumulativeWeight(int start, int end, in TriedBackends tried, DateTimeOffset now, string? partition, long cost)
     {
         ulong candidates = 0;
         var totalWeight = 0;
         for (var i = start; i < end; i++)
         {
-            if (IsCandidate(i, tried, now, partition))
+            if (IsCandidate(i, tried, now, partition, cost))
             {
                 candidates |= 1UL << (i - start);
                 totalWeight += _backends[i].Weight;
@@ -106,13 +113,13 @@ internal sealed class BackendSelector
     /// probability weight / (weights seen so far), which picks each with probability weight / total. Walking backwards
     /// keeps "a randomizer that answers 0 picks the first configured candidate".
     /// </summary>
-    private RoutedBackend? PickByReservoir(int start, int end, in TriedBackends tried, DateTimeOffset now, string? partition)
+    private RoutedBackend? PickByReservoir(int start, int end, in TriedBackends tried, DateTimeOffset now, string? partition, long cost)
     {
         RoutedBackend? pick = null;
         var seenWeight = 0;
         for (var i = end - 1; i >= start; i--)
         {
-            if (!IsCandidate(i, tried, now, partition))
+            if (!IsCandidate(i, tried, now, partition, cost))
             {
                 continue;
             }
@@ -128,6 +135,7 @@ internal sealed class BackendSelector
         return pick;
     }
 
-    private bool IsCandidate(int index, in TriedBackends tried, DateTimeOffset now, string? partition)
-        => !tried.Contains(index) && _availability.IsAvailable(_backends[index], now, partition);
+    private bool IsCandidate(int index, in TriedBackends tried, DateTimeOffset now, string? partition, long cost)
+        => !tried.Contains(index) && _availability.IsAvailable(_backends[index], now, partition) &&
+           (_budgets is null || _budgets.CanAdmit(_backends[index].GetThrottleKey(partition), cost, now));
 }

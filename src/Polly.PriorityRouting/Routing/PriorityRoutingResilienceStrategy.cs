@@ -64,12 +64,14 @@ internal sealed class PriorityRoutingResilienceStrategy : ResilienceStrategy<Htt
         }
 
         string? partition;
+        long cost;
         try
         {
             // The caller's own failures (a body that cannot be read, a partition function that throws) surface as
             // theirs, before any backend is involved; the body then replays on every attempt, an outer retry's too.
             partition = _partitionKey?.Invoke(original);
             await AttemptRequest.PrepareContentAsync(original, context.CancellationToken).ConfigureAwait(context.ContinueOnCapturedContext);
+            cost = _pool.EstimateCost(original);
         }
         catch (Exception e)
         {
@@ -88,9 +90,9 @@ internal sealed class PriorityRoutingResilienceStrategy : ResilienceStrategy<Htt
                     return Outcome.FromException<HttpResponseMessage>(new OperationCanceledException(context.CancellationToken));
                 }
 
-                if (attempt >= _maxAttempts || !_pool.TryAcquire(ref tried, partition, out var lease))
+                if (attempt >= _maxAttempts || !_pool.TryAcquire(ref tried, partition, cost, out var lease))
                 {
-                    return await ExhaustedAsync(context, original, attempt, partition, throttledInThisCall).ConfigureAwait(context.ContinueOnCapturedContext);
+                    return await ExhaustedAsync(context, original, attempt, partition, cost, throttledInThisCall).ConfigureAwait(context.ContinueOnCapturedContext);
                 }
 
                 // Disposing the lease frees a probe slot on every path that records no verdict.
@@ -191,11 +193,12 @@ internal sealed class PriorityRoutingResilienceStrategy : ResilienceStrategy<Htt
         HttpRequestMessage original,
         int attemptCount,
         string? partition,
+        long cost,
         bool throttledInThisCall)
     {
         // 429 when throttling is why nothing is left: a pending throttle deadline, or a throttle seen by this call
         // (a backend that said "Retry-After: 0" is free again, yet the call was throttled).
-        var (retryAfter, throttled) = _pool.GetExhaustion(partition);
+        var (retryAfter, throttled) = _pool.GetExhaustion(partition, cost);
         var statusCode = throttled || throttledInThisCall ? HttpStatusCode.TooManyRequests : HttpStatusCode.ServiceUnavailable;
         var outcome = Outcome.FromResult(ExhaustedResponse.Create(statusCode, retryAfter, original));
         await _telemetry.ExhaustedAsync(context, outcome, statusCode, retryAfter, attemptCount).ConfigureAwait(context.ContinueOnCapturedContext);
