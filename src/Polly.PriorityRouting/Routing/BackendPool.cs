@@ -105,11 +105,6 @@ internal sealed class BackendPool
     {
         var backend = lease.Backend;
         var now = _timeProvider.GetUtcNow();
-        if (outcome.Result is { } answer)
-        {
-            _budgets?.Observe(backend.GetThrottleKey(partition), answer.Headers, now, _maxCooldown);
-        }
-
         var (cause, cooldown) = OutcomeClassifier.Classify(outcome, now, _defaultCooldown, _maxCooldown);
         var reason = cause;
         var ejections = 0;
@@ -151,6 +146,8 @@ internal sealed class BackendPool
         }
 
         _tracker?.RecordHealthy(lease);
+        // Budgets are read from answers that go back to the caller only: a handled answer (a 429) marks the backend with
+        // its most precise signal (retry-after-ms), which a coarser x-ratelimit-reset-* must not outlast.
         _budgets?.Observe(lease.Backend.GetThrottleKey(partition), response.Headers, _timeProvider.GetUtcNow(), _maxCooldown);
         if (!_proactiveThrottling ||
             !ThrottleSignalParser.TryGetExhaustedBudgetReset(response.Headers, _maxCooldown, out var cooldown) ||
