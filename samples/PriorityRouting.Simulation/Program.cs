@@ -4,7 +4,7 @@ using PriorityRouting.Simulation;
 using PriorityRouting.Simulation.Routers;
 
 // Usage: dotnet run -c Release --project samples/PriorityRouting.Simulation
-//            [-- --period <seconds>] [--measured <seconds>] [--charts <directory>] [--json]
+//            [-- --period <seconds>] [--measured <seconds>] [--loads 1,1.5] [--replicas 1,8] [--scenario mixed] [--routers ours] [--charts <directory>] [--json]
 var settings = new SimulationSettings();
 var chartDirectory = Path.Combine("artifacts", "simulation");
 var json = args.Contains("--json");
@@ -19,11 +19,23 @@ for (var i = 0; i + 1 < args.Length; i += 2)
         case "--measured":
             settings = settings with { Measured = Seconds(args[i + 1]) };
             break;
+        case "--loads":
+            settings = settings with { LoadFactors = [.. args[i + 1].Split(',').Select(l => double.Parse(l, CultureInfo.InvariantCulture))] };
+            break;
+        case "--replicas":
+            settings = settings with { ReplicaCounts = [.. args[i + 1].Split(',').Select(r => int.Parse(r, CultureInfo.InvariantCulture))] };
+            break;
+        case "--scenario":
+            settings = settings with { Scenarios = [.. settings.Scenarios.Where(s => s.Name.Contains(args[i + 1], StringComparison.OrdinalIgnoreCase))] };
+            break;
+        case "--routers":
+            settings = settings with { RouterFilter = args[i + 1] };
+            break;
         case "--charts":
             chartDirectory = args[i + 1];
             break;
         default:
-            throw new ArgumentException($"Unknown option {args[i]}. Options: --period <seconds>, --measured <seconds>, --charts <directory>, --json.");
+            throw new ArgumentException($"Unknown option {args[i]}. Options: --period <seconds>, --measured <seconds>, --loads <list>, --replicas <list>, --scenario <name part>, --routers <name part>, --charts <directory>, --json.");
     }
 }
 

@@ -45,7 +45,7 @@ public static class SimulationDriver
         {
             foreach (var replicas in settings.ReplicaCounts)
             {
-                foreach (var router in Routers)
+                foreach (var router in Routers.Where(r => settings.RouterFilter is null || r.Name.Contains(settings.RouterFilter, StringComparison.Ordinal)))
                 {
                     foreach (var load in settings.LoadFactors)
                     {

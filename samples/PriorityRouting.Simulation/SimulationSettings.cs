@@ -49,6 +49,9 @@ public sealed record SimulationSettings
     /// </summary>
     public int ClientRetries { get; init; } = 3;
 
+    /// <summary>Gets a part of the names of the routers to run; <see langword="null"/> runs them all.</summary>
+    public string? RouterFilter { get; init; }
+
     /// <summary>Gets the seed of every random choice of the run.</summary>
     public int Seed { get; init; } = 20261124;
 }

@@ -14,6 +14,13 @@ internal sealed class BackendBudget
 {
     public const long Unknown = -1;
 
+    /// <summary>
+    /// How many refill windows past the soonest reset the exhausted answers may promise: beyond that, overload is
+    /// sustained and promising further only builds a queue of callers told to wait longer and longer (measured in
+    /// docs/benchmarks.md: without the bound, p99 time to success reached 93 s at 3x load).
+    /// </summary>
+    public const int MaxPromisedWindows = 1;
+
     public long RemainingTokens { get; set; } = Unknown;
 
     public long LimitTokens { get; set; } = Unknown;
@@ -66,8 +73,9 @@ internal sealed class BackendBudget
 
     /// <summary>
     /// Promises a request of <paramref name="cost"/> tokens a moment, no sooner than <paramref name="earliest"/>, at
-    /// which the demand already promised plus this one still fits the refilled budget; advances by the refill window
-    /// while it does not.
+    /// which the demand already promised plus this one still fits the refilled budget: the soonest reset, else the next
+    /// window (up to <see cref="MaxPromisedWindows"/> past it); when those are full, <paramref name="earliest"/> itself,
+    /// reserving nothing.
     /// </summary>
     public DateTimeOffset Promise(long cost, DateTimeOffset earliest)
     {
@@ -78,15 +86,18 @@ internal sealed class BackendBudget
             PromisedRequests = 0;
         }
 
-        if (Window > TimeSpan.Zero)
+        if (!Fits(cost))
         {
-            // Bounded: a request larger than the limit takes the first window that has nothing else promised.
-            for (var windows = 0; windows < 1024 && !Fits(cost); windows++)
+            if (Window <= TimeSpan.Zero || PromisedAt + Window > earliest + (Window * MaxPromisedWindows))
             {
-                PromisedAt += Window;
-                PromisedTokens = 0;
-                PromisedRequests = 0;
+                // Every window within the horizon is promised: the queue must not grow without bound under sustained
+                // overload. This caller gets the plain soonest moment, reserving nothing.
+                return earliest;
             }
+
+            PromisedAt += Window;
+            PromisedTokens = 0;
+            PromisedRequests = 0;
         }
 
         PromisedTokens += cost;

@@ -84,7 +84,7 @@ public class BackendBudgetsTests
     }
 
     [Fact]
-    public void Promises_fill_the_refilled_budget_then_move_to_the_next_window()
+    public void Promises_fill_the_refilled_budget_then_the_next_window_and_no_further()
     {
         var budgets = new BackendBudgets();
         budgets.Observe(
@@ -98,7 +98,7 @@ public class BackendBudgetsTests
         budgets.Promise(Key, 4000, reset).Should().Be(reset);
         budgets.Promise(Key, 4000, reset).Should().Be(reset.AddSeconds(10), "8,000 of 10,000 are promised at the reset");
         budgets.Promise(Key, 6000, reset).Should().Be(reset.AddSeconds(10));
-        budgets.Promise(Key, 1, reset).Should().Be(reset.AddSeconds(20));
+        budgets.Promise(Key, 1, reset).Should().Be(reset, "both windows of the horizon are full: the soonest moment, nothing reserved");
         budgets.Promise(Key, 1, reset.AddSeconds(30)).Should().Be(reset.AddSeconds(30), "promises of past windows are kept or broken by now");
     }
 
