@@ -131,6 +131,24 @@ public static class OpenAIRequestCost
         }
     }
 
+    /// <summary>
+    /// The UTF-8 length of an escaped string: serializers escape non-ASCII text (<c>\u0436</c>, 6 bytes for 2), and
+    /// the text, not its escaping, is what the service tokenizes.
+    /// </summary>
+    private static long UnescapedLength(ref Utf8JsonReader reader)
+    {
+        var escaped = reader.HasValueSequence ? (int)reader.ValueSequence.Length : reader.ValueSpan.Length;
+        var buffer = ArrayPool<byte>.Shared.Rent(escaped);
+        try
+        {
+            return reader.CopyString(buffer);
+        }
+        finally
+        {
+            ArrayPool<byte>.Shared.Return(buffer);
+        }
+    }
+
     /// <summary>Counts the string bytes and number tokens of the value the reader is on, nested values included.</summary>
     private static void CountText(ref Utf8JsonReader reader, ref long bytes, ref long tokenIds)
     {
@@ -140,7 +158,7 @@ public static class OpenAIRequestCost
             switch (reader.TokenType)
             {
                 case JsonTokenType.String:
-                    bytes += reader.HasValueSequence ? reader.ValueSequence.Length : reader.ValueSpan.Length;
+                    bytes += reader.ValueIsEscaped ? UnescapedLength(ref reader) : reader.HasValueSequence ? reader.ValueSequence.Length : reader.ValueSpan.Length;
                     break;
                 case JsonTokenType.Number:
                     tokenIds++;

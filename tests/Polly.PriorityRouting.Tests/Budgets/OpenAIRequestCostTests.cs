@@ -46,6 +46,14 @@ public class OpenAIRequestCostTests
     }
 
     [Fact]
+    public void Escaped_text_counts_as_the_text_it_stands_for()
+    {
+        // "\u0436\u0436" is "жж": 4 UTF-8 bytes (1 token), not the 12 bytes of its escaping.
+        OpenAIRequestCost.Estimate("{\"prompt\":\"\\u0436\\u0436\"}"u8).Should().Be(1);
+        OpenAIRequestCost.Estimate("{\"prompt\":\"a\\nb\\\"c\"}"u8).Should().Be(2, "a, newline, b, quote, c: 5 bytes");
+    }
+
+    [Fact]
     public void Anything_else_costs_zero()
     {
         OpenAIRequestCost.Estimate("not json"u8).Should().Be(0);
