@@ -39,6 +39,14 @@ internal sealed class PriorityRoutingMetrics
             "priority_routing.exhausted",
             unit: "{answer}",
             description: "Synthetic 429/503 answers given because no backend was left to try.");
+        Spillovers = meter.CreateCounter<long>(
+            "priority_routing.provisioned.spillovers",
+            unit: "{answer}",
+            description: "Answers that carried x-ms-spillover-from-deployment: an Azure OpenAI provisioned deployment spilled the request over to its standard deployment.");
+        Utilization = meter.CreateHistogram<double>(
+            "priority_routing.provisioned.utilization",
+            unit: "%",
+            description: "The azure-openai-deployment-utilization an Azure OpenAI provisioned deployment reported on an answer.");
         meter.CreateObservableGauge(
             "priority_routing.tier.unavailable_backends",
             ObserveUnavailableBackends,
@@ -66,6 +74,10 @@ internal sealed class PriorityRoutingMetrics
     public Counter<long> MarkedUnavailable { get; }
 
     public Counter<long> Exhausted { get; }
+
+    public Counter<long> Spillovers { get; }
+
+    public Histogram<double> Utilization { get; }
 
     public void Register(PriorityRoutingGaugeSource source)
     {
