@@ -15,7 +15,13 @@ public sealed class InMemoryBackendHandler : HttpMessageHandler
     // Never disposed by callers in the benchmarks, so one object can be returned to every request.
     private static readonly HttpResponseMessage CachedOk = new(HttpStatusCode.OK);
 
+    // Azure OpenAI's budget headers, plenty left: every answer is read into the budget view and admits the next request.
+    private static readonly HttpResponseMessage CachedOkWithBudgets = CreateOkWithBudgets();
+
     public ISet<string> ThrottledHosts { get; } = new HashSet<string>(StringComparer.OrdinalIgnoreCase);
+
+    /// <summary>Gets or sets a value indicating whether 200 answers carry <c>x-ratelimit-*</c> budget headers.</summary>
+    public bool BudgetHeaders { get; set; }
 
     protected override Task<HttpResponseMessage> SendAsync(HttpRequestMessage request, CancellationToken cancellationToken)
     {
@@ -26,6 +32,18 @@ public sealed class InMemoryBackendHandler : HttpMessageHandler
             return Task.FromResult(throttled);
         }
 
-        return Task.FromResult(CachedOk);
+        return Task.FromResult(BudgetHeaders ? CachedOkWithBudgets : CachedOk);
+    }
+
+    private static HttpResponseMessage CreateOkWithBudgets()
+    {
+        var ok = new HttpResponseMessage(HttpStatusCode.OK);
+        ok.Headers.TryAddWithoutValidation("x-ratelimit-remaining-tokens", "149000");
+        ok.Headers.TryAddWithoutValidation("x-ratelimit-limit-tokens", "150000");
+        ok.Headers.TryAddWithoutValidation("x-ratelimit-reset-tokens", "6s");
+        ok.Headers.TryAddWithoutValidation("x-ratelimit-remaining-requests", "899");
+        ok.Headers.TryAddWithoutValidation("x-ratelimit-limit-requests", "900");
+        ok.Headers.TryAddWithoutValidation("x-ratelimit-reset-requests", "6s");
+        return ok;
     }
 }

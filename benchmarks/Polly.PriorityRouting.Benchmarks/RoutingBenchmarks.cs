@@ -18,6 +18,11 @@ namespace Polly.PriorityRouting.Benchmarks;
 public class RoutingBenchmarks
 {
     private const int RequestsPerThread = 256;
+    // A typical chat completion: a system prompt, one user message of about 500 tokens, an output cap.
+    private static readonly byte[] ChatBody = System.Text.Encoding.UTF8.GetBytes(
+        "{\"model\":\"gpt-4o\",\"messages\":[{\"role\":\"system\",\"content\":\"You are a helpful assistant.\"},{\"role\":\"user\",\"content\":\"" +
+        string.Concat(Enumerable.Repeat("Summarise the following paragraph in one sentence. ", 40)) + "\"}],\"max_tokens\":512,\"temperature\":0.2}");
+
     private const string PlaceholderAddress = "http://placeholder/openai/deployments/gpt/chat/completions?api-version=2024-10-21";
 
     private ServiceProvider? _services;
@@ -28,6 +33,9 @@ public class RoutingBenchmarks
     private HttpMessageInvoker _ours3 = null!;
     private HttpMessageInvoker _ours64 = null!;
     private HttpMessageInvoker _oursOneThrottled = null!;
+    private HttpMessageInvoker _ours3BudgetsOff = null!;
+    private HttpMessageInvoker _oursBudgetHeaders = null!;
+    private HttpMessageInvoker _oursBudgetHeadersOff = null!;
 
     [GlobalSetup]
     public void Setup()
@@ -53,6 +61,14 @@ public class RoutingBenchmarks
         AddClient(services, "oursOneThrottled", throttledHost: "backend0")
             .AddResilienceHandler("oursOneThrottled", b => b.AddPriorityRouting(RoutingOptions(3, PtuThenPayAsYouGo)));
 
+        // Token budgets off: the strategy exactly as it routed before the budget view.
+        AddClient(services, "ours3BudgetsOff").AddResilienceHandler("ours3BudgetsOff", b => b.AddPriorityRouting(WithoutBudgets(RoutingOptions(3, PtuThenPayAsYouGo))));
+
+        // A chat body and answers that report their budgets: the estimate, admission and the view's reads all run.
+        AddClient(services, "oursBudgetHeaders", budgetHeaders: true).AddResilienceHandler("oursBudgetHeaders", b => b.AddPriorityRouting(RoutingOptions(3, PtuThenPayAsYouGo)));
+        AddClient(services, "oursBudgetHeadersOff", budgetHeaders: true)
+            .AddResilienceHandler("oursBudgetHeadersOff", b => b.AddPriorityRouting(WithoutBudgets(RoutingOptions(3, PtuThenPayAsYouGo))));
+
         _services = services.BuildServiceProvider();
         var factory = _services.GetRequiredService<IHttpMessageHandlerFactory>();
         _empty = new HttpMessageInvoker(factory.CreateHandler("empty"), disposeHandler: false);
@@ -62,6 +78,9 @@ public class RoutingBenchmarks
         _ours3 = new HttpMessageInvoker(factory.CreateHandler("ours3"), disposeHandler: false);
         _ours64 = new HttpMessageInvoker(factory.CreateHandler("ours64"), disposeHandler: false);
         _oursOneThrottled = new HttpMessageInvoker(factory.CreateHandler("oursOneThrottled"), disposeHandler: false);
+        _ours3BudgetsOff = new HttpMessageInvoker(factory.CreateHandler("ours3BudgetsOff"), disposeHandler: false);
+        _oursBudgetHeaders = new HttpMessageInvoker(factory.CreateHandler("oursBudgetHeaders"), disposeHandler: false);
+        _oursBudgetHeadersOff = new HttpMessageInvoker(factory.CreateHandler("oursBudgetHeadersOff"), disposeHandler: false);
     }
 
     [GlobalCleanup]
@@ -81,6 +100,15 @@ public class RoutingBenchmarks
 
     [Benchmark(Description = "(d) priority routing, 3 backends")]
     public Task<HttpResponseMessage> PriorityRouting3() => Send(_ours3);
+
+    [Benchmark(Description = "(d') priority routing, 3 backends, token budgets off")]
+    public Task<HttpResponseMessage> PriorityRouting3BudgetsOff() => Send(_ours3BudgetsOff);
+
+    [Benchmark(Description = "(h) priority routing, 3 backends, chat body, budget headers")]
+    public Task<HttpResponseMessage> PriorityRoutingBudgetHeaders() => SendChat(_oursBudgetHeaders);
+
+    [Benchmark(Description = "(h') priority routing, 3 backends, chat body, budget headers, token budgets off")]
+    public Task<HttpResponseMessage> PriorityRoutingBudgetHeadersOff() => SendChat(_oursBudgetHeadersOff);
 
     [Benchmark(Description = "(e) priority routing, 64 backends, one tier")]
     public Task<HttpResponseMessage> PriorityRouting64() => Send(_ours64);
@@ -104,10 +132,21 @@ public class RoutingBenchmarks
     private static Task<HttpResponseMessage> Send(HttpMessageInvoker invoker)
         => invoker.SendAsync(new HttpRequestMessage(HttpMethod.Post, PlaceholderAddress), CancellationToken.None);
 
-    private static IHttpClientBuilder AddClient(IServiceCollection services, string name, string? throttledHost = null)
+    private static Task<HttpResponseMessage> SendChat(HttpMessageInvoker invoker)
+        => invoker.SendAsync(
+            new HttpRequestMessage(HttpMethod.Post, PlaceholderAddress) { Content = new ByteArrayContent(ChatBody) { Headers = { ContentType = new("application/json") } } },
+            CancellationToken.None);
+
+    private static PriorityRoutingStrategyOptions WithoutBudgets(PriorityRoutingStrategyOptions options)
+    {
+        options.TokenBudgets = false;
+        return options;
+    }
+
+    private static IHttpClientBuilder AddClient(IServiceCollection services, string name, string? throttledHost = null, bool budgetHeaders = false)
         => services.AddHttpClient(name).ConfigurePrimaryHttpMessageHandler(() =>
         {
-            var handler = new InMemoryBackendHandler();
+            var handler = new InMemoryBackendHandler { BudgetHeaders = budgetHeaders };
             if (throttledHost is not null)
             {
                 handler.ThrottledHosts.Add(throttledHost);

@@ -6,20 +6,30 @@ namespace PriorityRouting.Simulation;
 
 /// <summary>
 /// The network of the simulation: routes a request to the backend named by its host, with no sockets and no real time.
-/// A throttled backend answers 429 with the headers Azure OpenAI sends.
+/// A backend admits a request by its cost (one request, or its estimated tokens: prompt plus <c>max_tokens</c>, as
+/// Azure OpenAI does), reports on every answer the budget left, its limit and when it refills, and answers 429 with
+/// the headers Azure OpenAI sends when the request does not fit.
 /// </summary>
 internal sealed class InMemoryBackendTransport : HttpMessageHandler
 {
     private readonly Dictionary<string, SimulatedBackend> _backendsByHost;
     private readonly TimeProvider _time;
     private readonly DateTimeOffset _measureFrom;
+    private readonly DateTimeOffset _measureUntil;
+    private readonly bool _tokens;
+    private readonly SpillTracker _spill;
 
-    public InMemoryBackendTransport(IEnumerable<SimulatedBackend> backends, TimeProvider time, DateTimeOffset measureFrom)
+    public InMemoryBackendTransport(IReadOnlyList<SimulatedBackend> backends, TimeProvider time, DateTimeOffset measureFrom, DateTimeOffset measureUntil, bool tokens)
     {
+        _measureUntil = measureUntil;
         _backendsByHost = backends.ToDictionary(b => b.Spec.Address.Host, StringComparer.OrdinalIgnoreCase);
         _time = time;
         _measureFrom = measureFrom;
+        _tokens = tokens;
+        _spill = new SpillTracker(backends);
     }
+
+    public SpillTracker Spill => _spill;
 
     // A handler holds nothing here, so the client factory disposing it (it is shared by every replica) is harmless.
     protected override Task<HttpResponseMessage> SendAsync(HttpRequestMessage request, CancellationToken cancellationToken)
@@ -32,21 +42,25 @@ internal sealed class InMemoryBackendTransport : HttpMessageHandler
             return new HttpResponseMessage(HttpStatusCode.BadGateway) { RequestMessage = request };
         }
 
+        var cost = request.Headers.NonValidated.TryGetValues(SimulatedRequests.CostHeader, out var values) &&
+                   long.TryParse(values.ToString(), NumberStyles.Integer, CultureInfo.InvariantCulture, out var parsed)
+            ? parsed
+            : 1;
         var now = _time.GetUtcNow();
-        var measured = now >= _measureFrom;
-        if (backend.Bucket.TryAcquire(now, out var retryAfter))
+        var measured = now >= _measureFrom && now < _measureUntil;
+        var bucket = backend.Bucket;
+        if (bucket.TryAcquire(now, out var retryAfter, cost))
         {
             if (measured)
             {
                 backend.Ok++;
+                backend.OkUnits += cost;
+                _spill.Served(backend, cost, now);
             }
 
-            // Like Azure OpenAI, every answer reports the budget left and when it refills; routers may read them.
+            // Like Azure OpenAI, every answer reports the budget left, its limit and when it refills; routers may read them.
             var ok = new HttpResponseMessage(HttpStatusCode.OK) { RequestMessage = request };
-            ok.Headers.TryAddWithoutValidation("x-ratelimit-remaining-requests", backend.Bucket.Remaining.ToString(CultureInfo.InvariantCulture));
-            ok.Headers.TryAddWithoutValidation(
-                "x-ratelimit-reset-requests",
-                backend.Bucket.UntilReplenishment(now).TotalSeconds.ToString("0.###", CultureInfo.InvariantCulture) + "s");
+            AddBudget(ok, bucket, now);
             return ok;
         }
 
@@ -56,11 +70,32 @@ internal sealed class InMemoryBackendTransport : HttpMessageHandler
         }
 
         var response = new HttpResponseMessage(HttpStatusCode.TooManyRequests) { RequestMessage = request };
-        foreach (var (name, value) in AzureOpenAiThrottleHeaders.For(retryAfter))
+        if (_tokens)
         {
-            response.Headers.TryAddWithoutValidation(name, value);
+            response.Headers.TryAddWithoutValidation("retry-after", Math.Max(1, (long)Math.Ceiling(retryAfter.TotalSeconds)).ToString(CultureInfo.InvariantCulture));
+            response.Headers.TryAddWithoutValidation("retry-after-ms", ((long)Math.Ceiling(retryAfter.TotalMilliseconds)).ToString(CultureInfo.InvariantCulture));
+            AddBudget(response, bucket, now);
+        }
+        else
+        {
+            foreach (var (name, value) in AzureOpenAiThrottleHeaders.For(retryAfter))
+            {
+                response.Headers.TryAddWithoutValidation(name, value);
+            }
+
+            response.Headers.TryAddWithoutValidation("x-ratelimit-limit-requests", bucket.Limit.ToString(CultureInfo.InvariantCulture));
         }
 
         return response;
+    }
+
+    private void AddBudget(HttpResponseMessage response, VirtualTokenBucket bucket, DateTimeOffset now)
+    {
+        var kind = _tokens ? "tokens" : "requests";
+        response.Headers.TryAddWithoutValidation("x-ratelimit-remaining-" + kind, bucket.Remaining.ToString(CultureInfo.InvariantCulture));
+        response.Headers.TryAddWithoutValidation("x-ratelimit-limit-" + kind, bucket.Limit.ToString(CultureInfo.InvariantCulture));
+        response.Headers.TryAddWithoutValidation(
+            "x-ratelimit-reset-" + kind,
+            bucket.UntilReplenishment(now).TotalSeconds.ToString("0.###", CultureInfo.InvariantCulture) + "s");
     }
 }

@@ -4,7 +4,7 @@ using PriorityRouting.Simulation;
 using PriorityRouting.Simulation.Routers;
 
 // Usage: dotnet run -c Release --project samples/PriorityRouting.Simulation
-//            [-- --period <seconds>] [--measured <seconds>] [--charts <directory>]
+//            [-- --period <seconds>] [--measured <seconds>] [--loads 1,1.5] [--replicas 1,8] [--scenario mixed] [--routers ours] [--charts <directory>] [--json]
 //        or: dotnet run -c Release --project samples/PriorityRouting.Simulation -- --latency
 if (args.Contains("--latency"))
 {
@@ -15,6 +15,8 @@ if (args.Contains("--latency"))
 
 var settings = new SimulationSettings();
 var chartDirectory = Path.Combine("artifacts", "simulation");
+var json = args.Contains("--json");
+args = [.. args.Where(a => a != "--json")];
 for (var i = 0; i + 1 < args.Length; i += 2)
 {
     switch (args[i])
@@ -25,16 +27,39 @@ for (var i = 0; i + 1 < args.Length; i += 2)
         case "--measured":
             settings = settings with { Measured = Seconds(args[i + 1]) };
             break;
+        case "--loads":
+            settings = settings with { LoadFactors = [.. args[i + 1].Split(',').Select(l => double.Parse(l, CultureInfo.InvariantCulture))] };
+            break;
+        case "--replicas":
+            settings = settings with { ReplicaCounts = [.. args[i + 1].Split(',').Select(r => int.Parse(r, CultureInfo.InvariantCulture))] };
+            break;
+        case "--scenario":
+            settings = settings with { Scenarios = [.. settings.Scenarios.Where(s => s.Name.Contains(args[i + 1], StringComparison.OrdinalIgnoreCase))] };
+            break;
+        case "--routers":
+            settings = settings with { RouterFilter = args[i + 1] };
+            break;
         case "--charts":
             chartDirectory = args[i + 1];
             break;
         default:
-            throw new ArgumentException($"Unknown option {args[i]}. Options: --period <seconds>, --measured <seconds>, --charts <directory>.");
+            throw new ArgumentException($"Unknown option {args[i]}. Options: --period <seconds>, --measured <seconds>, --loads <list>, --replicas <list>, --scenario <name part>, --routers <name part>, --charts <directory>, --json.");
     }
 }
 
+if (json)
+{
+    // One JSON array on stdout and nothing else, for scripts.
+    Console.WriteLine(SimulationJson.Format(await SimulationDriver.RunAllAsync(settings)));
+    return 0;
+}
+
 Console.WriteLine("Priority routing simulation: virtual clock, in-memory transport, deterministic.");
-Console.WriteLine(string.Join(", ", settings.Backends.Select(b => string.Create(CultureInfo.InvariantCulture, $"{b.Name} (priority {b.Priority}, {b.RequestsPerSecond:0} req/s)"))));
+foreach (var scenario in settings.Scenarios)
+{
+    Console.WriteLine(scenario.Name + ": " + string.Join(", ", scenario.Backends.Select(b => string.Create(CultureInfo.InvariantCulture, $"{b.Name} (priority {b.Priority}, {b.CapacityPerSecond:0} {scenario.Unit}/s)"))));
+}
+
 Console.WriteLine(string.Create(CultureInfo.InvariantCulture,
     $"Token buckets refilled every {settings.ReplenishmentPeriod.TotalSeconds:0.###} s; {settings.Warmup.TotalSeconds:0} s warm-up, {settings.Measured.TotalSeconds:0} s measured in steps of {settings.Step.TotalMilliseconds:0} ms; clients retry 429/503 up to {settings.ClientRetries} times after Retry-After."));
 

@@ -11,5 +11,8 @@ internal sealed class SimulatedBackend(SimulatedBackendSpec spec, VirtualTokenBu
 
     public long Ok { get; set; }
 
+    /// <summary>Gets or sets the capacity units (requests or tokens) served inside the measured window.</summary>
+    public long OkUnits { get; set; }
+
     public long Throttled { get; set; }
 }

@@ -5,8 +5,11 @@ namespace PriorityRouting.Simulation;
 /// </summary>
 /// <param name="Name">The backend's name, also its host name on the in-memory transport.</param>
 /// <param name="Priority">The routing tier, 1 first.</param>
-/// <param name="RequestsPerSecond">The sustained capacity.</param>
-public sealed record SimulatedBackendSpec(string Name, int Priority, double RequestsPerSecond)
+/// <param name="CapacityPerSecond">
+/// The sustained capacity, in the scenario's unit: requests per second when requests are counted, tokens per second
+/// when tokens are (see <see cref="SimulationScenario.MixedSizes"/>).
+/// </param>
+public sealed record SimulatedBackendSpec(string Name, int Priority, double CapacityPerSecond)
 {
     public Uri Address => new($"http://{Name}/");
 }

@@ -9,7 +9,7 @@ namespace PriorityRouting.Simulation;
 /// </summary>
 public static class SimulationCharts
 {
-    private static readonly Color[] Palette = [Colors.Gray, Colors.Purple, Colors.DarkOrange, Colors.SteelBlue, Colors.SeaGreen];
+    private static readonly Color[] Palette = [Colors.Gray, Colors.Purple, Colors.DarkOrange, Colors.Olive, Colors.SteelBlue, Colors.SeaGreen];
 
     /// <summary>Writes <c>simulation-throughput.png</c> and <c>simulation-429s.png</c> into <paramref name="directory"/>.</summary>
     /// <returns>The paths written.</returns>
@@ -17,13 +17,17 @@ public static class SimulationCharts
     {
         Directory.CreateDirectory(directory);
         var replicas = results.Max(r => r.Replicas);
+
+        // The mixed-size scenario when it ran: it is the one that tells the routers apart on tokens.
+        var scenario = results.Select(r => r.Scenario).LastOrDefault(s => s.Contains("mixed", StringComparison.Ordinal)) ?? results[0].Scenario;
+        results = [.. results.Where(r => r.Scenario == scenario)];
         var throughput = Path.Combine(directory, "simulation-throughput.png");
         var throttled = Path.Combine(directory, "simulation-429s.png");
 
         DrawPerRouter(results, replicas, r => r.ServedFraction * 100, logScale: false,
-            $"Served throughput, {replicas} replicas", "% of aggregate capacity").SavePng(throughput, 900, 500);
+            $"Served share, {scenario}, {replicas} replicas", "% of aggregate capacity").SavePng(throughput, 900, 500);
         DrawPerRouter(results, replicas, r => r.ThrottledPerSuccess, logScale: true,
-            $"Backend 429s per successful request, {replicas} replicas", "429s per success (log scale; none is drawn at 0.0001)").SavePng(throttled, 900, 500);
+            $"Backend 429s per success, {scenario}, {replicas} replicas", "429s per success (log scale; none is drawn at 0.0001)").SavePng(throttled, 900, 500);
         return [throughput, throttled];
     }
 

@@ -23,27 +23,36 @@ public static class SimulationDriver
     private static readonly TimeSpan RetryDelayWithoutHeader = TimeSpan.FromSeconds(2);
     private static readonly DateTimeOffset VirtualStart = new(2026, 1, 1, 0, 0, 0, TimeSpan.Zero);
 
+    /// <summary>
+    /// Gets the routers, side by side in every run: "ours (before)" is the same strategy with
+    /// <see cref="Polly.PriorityRouting.PriorityRoutingStrategyOptions.TokenBudgets"/> off, which is how the strategy
+    /// routed before the budget view existed. Both of ours use one store for all replicas (what the Redis store gives).
+    /// </summary>
     internal static IReadOnlyList<IRouterUnderTest> Routers { get; } =
     [
         new SingleEndpointRouter(),
         new HedgingOrderedGroupsRouter(),
         new ReplicaLocalPriorityRouter(),
-        new PriorityRoutingRouter(sharedStore: false),
-        new PriorityRoutingRouter(sharedStore: true),
+        new UsageBasedRouter(),
+        new PriorityRoutingRouter(tokenBudgets: false),
+        new PriorityRoutingRouter(tokenBudgets: true),
     ];
 
     public static async Task<IReadOnlyList<RunResult>> RunAllAsync(SimulationSettings settings, Action<RunResult>? onResult = null)
     {
         var results = new List<RunResult>();
-        foreach (var replicas in settings.ReplicaCounts)
+        foreach (var scenario in settings.Scenarios)
         {
-            foreach (var router in Routers)
+            foreach (var replicas in settings.ReplicaCounts)
             {
-                foreach (var load in settings.LoadFactors)
+                foreach (var router in Routers.Where(r => settings.RouterFilter is null || r.Name.Contains(settings.RouterFilter, StringComparison.Ordinal)))
                 {
-                    var result = await RunAsync(settings, router, load, replicas).ConfigureAwait(false);
-                    onResult?.Invoke(result);
-                    results.Add(result);
+                    foreach (var load in settings.LoadFactors)
+                    {
+                        var result = await RunAsync(settings, scenario, router, load, replicas).ConfigureAwait(false);
+                        onResult?.Invoke(result);
+                        results.Add(result);
+                    }
                 }
             }
         }
@@ -51,30 +60,43 @@ public static class SimulationDriver
         return results;
     }
 
-    internal static async Task<RunResult> RunAsync(SimulationSettings settings, IRouterUnderTest router, double loadFactor, int replicaCount)
+    internal static async Task<RunResult> RunAsync(SimulationSettings settings, SimulationScenario scenario, IRouterUnderTest router, double loadFactor, int replicaCount)
     {
         var time = new FakeTimeProvider(VirtualStart);
-        var backends = CreateBackends(settings, time.GetUtcNow());
+        var backends = CreateBackends(settings, scenario, time.GetUtcNow());
         var measureFrom = VirtualStart + settings.Warmup;
         var end = measureFrom + settings.Measured;
-        var environment = new RouterEnvironment(settings, new InMemoryBackendTransport(backends, time, measureFrom), time);
+        var transport = new InMemoryBackendTransport(backends, time, measureFrom, end, scenario.MixedSizes);
+        var environment = new RouterEnvironment(settings, scenario, transport, time);
         var replicas = router.CreateReplicas(environment, replicaCount);
-        var address = router.RequestAddress(settings);
+        var address = router.RequestAddress(scenario);
+        var requests = new SimulatedRequests(scenario, settings.Seed);
+        var sizes = new Random(settings.Seed ^ 0x5eed);
 
         var counts = new ClientCounts();
+        var timesToSuccess = new List<double>();
         var retries = new PriorityQueue<PendingRetry, (DateTimeOffset Due, long Sequence)>();
         long retrySequence = 0;
         var issued = new long[replicaCount];
-        var ratePerReplica = loadFactor * settings.AggregateCapacity / replicaCount;
+        var ratePerReplica = loadFactor * scenario.AggregateCapacity / requests.MeanCost / replicaCount;
 
-        for (var now = time.GetUtcNow(); now < end; time.Advance(settings.Step), now = time.GetUtcNow())
+        // Requests are counted by cohort: those first sent inside the measured window, followed through every retry, even
+        // after the window ends (the load goes on, unmeasured, until the last of them is served or given up), so that a
+        // router that tells callers to come back late cannot push its rejections out of the count.
+        var cohortPending = 0L;
+        for (var now = time.GetUtcNow(); now < end || cohortPending > 0; time.Advance(settings.Step), now = time.GetUtcNow())
         {
-            var measured = now >= measureFrom;
+            var inWindow = now >= measureFrom && now < end;
 
             while (retries.TryPeek(out var due, out var priority) && priority.Due <= now)
             {
                 retries.Dequeue();
-                await SendAsync(due.Replica, due.RetriesDone).ConfigureAwait(false);
+                if (due.Measured)
+                {
+                    cohortPending--;
+                }
+
+                await SendAsync(due.Replica, due.RetriesDone, due.Body, due.FirstSent, due.Measured).ConfigureAwait(false);
             }
 
             // New requests: each replica's share of the offered load, interleaved so that no replica sees the others'
@@ -89,28 +111,40 @@ public static class SimulationDriver
                     {
                         issued[replica]++;
                         sentThisRound = true;
-                        if (measured)
+                        if (inWindow)
                         {
                             counts.NewRequests++;
                         }
 
-                        await SendAsync(replica, retriesDone: 0).ConfigureAwait(false);
+                        await SendAsync(replica, retriesDone: 0, sizes.Next(requests.Count), now, inWindow).ConfigureAwait(false);
                     }
                 }
             }
 
-            async Task SendAsync(int replica, int retriesDone)
+            async Task SendAsync(int replica, int retriesDone, int body, DateTimeOffset firstSent, bool measured)
             {
+                if (measured && retriesDone > 0)
+                {
+                    counts.Retries++;
+                }
+
                 TimeSpan retryAfter;
                 try
                 {
-                    using var request = new HttpRequestMessage(HttpMethod.Post, address);
+                    using var request = requests.Create(address, body);
                     using var response = await replicas[replica].SendAsync(request, CancellationToken.None).ConfigureAwait(false);
                     if (response.IsSuccessStatusCode)
                     {
+                        if (inWindow)
+                        {
+                            counts.ServedUnits += requests.CostOf(body);
+                        }
+
                         if (measured)
                         {
                             counts.Successes++;
+                            counts.RetriesServed += retriesDone > 0 ? 1 : 0;
+                            timesToSuccess.Add((now - firstSent).TotalMilliseconds);
                         }
 
                         return;
@@ -135,7 +169,8 @@ public static class SimulationDriver
                 {
                     // A retry is never due before the next wave: waiting zero means "next step" on a stepped clock.
                     var dueAt = now + (retryAfter < settings.Step ? settings.Step : retryAfter);
-                    retries.Enqueue(new PendingRetry(replica, retriesDone + 1), (dueAt, retrySequence++));
+                    retries.Enqueue(new PendingRetry(replica, retriesDone + 1, body, firstSent, measured), (dueAt, retrySequence++));
+                    cohortPending += measured ? 1 : 0;
                 }
             }
         }
@@ -146,28 +181,40 @@ public static class SimulationDriver
         }
 
         var priorityOne = backends.Where(b => b.Spec.Priority == 1).ToList();
+        timesToSuccess.Sort();
         return new RunResult(
             router.Name,
+            scenario.Name,
             loadFactor,
             replicaCount,
+            settings.ClientRetries,
             settings.Measured.TotalSeconds,
-            settings.AggregateCapacity,
-            priorityOne.Sum(b => b.Spec.RequestsPerSecond),
+            scenario.AggregateCapacity,
+            scenario.PriorityOneCapacity,
             counts.NewRequests,
             counts.Successes,
+            counts.ServedUnits,
             backends.Sum(b => b.Throttled),
             counts.ClientVisibleRejections,
-            priorityOne.Sum(b => b.Ok));
+            priorityOne.Sum(b => b.OkUnits),
+            counts.Retries,
+            counts.RetriesServed,
+            Percentile(timesToSuccess, 0.50),
+            Percentile(timesToSuccess, 0.99),
+            transport.Spill.Utilisation());
     }
 
-    private static List<SimulatedBackend> CreateBackends(SimulationSettings settings, DateTimeOffset start)
+    private static double Percentile(List<double> sorted, double quantile)
+        => sorted.Count == 0 ? double.NaN : sorted[Math.Min(sorted.Count - 1, (int)Math.Ceiling(quantile * sorted.Count) - 1)];
+
+    private static List<SimulatedBackend> CreateBackends(SimulationSettings settings, SimulationScenario scenario, DateTimeOffset start)
     {
-        var count = settings.Backends.Count;
+        var count = scenario.Backends.Count;
 
         // Refills are spread over the period: real deployments do not share a clock.
-        return [.. settings.Backends.Select((spec, index) => new SimulatedBackend(
+        return [.. scenario.Backends.Select((spec, index) => new SimulatedBackend(
             spec,
-            new VirtualTokenBucket(spec.RequestsPerSecond, settings.ReplenishmentPeriod, start, settings.ReplenishmentPeriod * (index + 1) / (count + 1))))];
+            new VirtualTokenBucket(spec.CapacityPerSecond, settings.ReplenishmentPeriod, start, settings.ReplenishmentPeriod * (index + 1) / (count + 1))))];
     }
 
     private static TimeSpan ReadRetryAfter(HttpResponseMessage response)
@@ -181,7 +228,7 @@ public static class SimulationDriver
         return response.Headers.RetryAfter?.Delta ?? RetryDelayWithoutHeader;
     }
 
-    private readonly record struct PendingRetry(int Replica, int RetriesDone);
+    private readonly record struct PendingRetry(int Replica, int RetriesDone, int Body, DateTimeOffset FirstSent, bool Measured);
 
     private sealed class ClientCounts
     {
@@ -190,5 +237,11 @@ public static class SimulationDriver
         public long Successes { get; set; }
 
         public long ClientVisibleRejections { get; set; }
+
+        public long ServedUnits { get; set; }
+
+        public long Retries { get; set; }
+
+        public long RetriesServed { get; set; }
     }
 }

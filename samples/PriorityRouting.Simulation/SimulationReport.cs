@@ -1,61 +1,92 @@
 using System.Globalization;
 using System.Text;
+using PriorityRouting.Simulation.Routers;
 
 namespace PriorityRouting.Simulation;
 
 /// <summary>
-/// Formats the results as Markdown tables (readable in a terminal, pasteable into docs) and checks the targets.
+/// Formats the results as Markdown tables (readable in a terminal, pasteable into docs) and checks the goals.
 /// </summary>
 public static class SimulationReport
 {
-    public const string OursShared = "ours, shared store";
-    public const string OursPerReplica = "ours, store per replica";
-
-    private const double TargetLoad = 2.0;
+    public const string Ours = PriorityRoutingRouter.OursName;
+    public const string OursBefore = PriorityRoutingRouter.BeforeName;
 
     public static string Format(SimulationSettings settings, IReadOnlyList<RunResult> results)
     {
         var text = new StringBuilder();
-        foreach (var replicas in settings.ReplicaCounts)
+        foreach (var scenario in settings.Scenarios)
         {
-            var ofReplicas = results.Where(r => r.Replicas == replicas).ToList();
-            AppendAcrossLoads(text, settings, ofReplicas, $"{replicas} replica(s): served throughput, % of aggregate capacity", r => Percent(r.ServedFraction), showPhysicalLimit: true);
-            AppendAcrossLoads(text, settings, ofReplicas, $"{replicas} replica(s): backend 429s per success", r => Invariant($"{r.ThrottledPerSuccess:0.0000}"));
-            AppendAcrossLoads(text, settings, ofReplicas, $"{replicas} replica(s): client-visible 429/503 per request", r => Invariant($"{r.ClientVisibleRejectionsPerRequest:0.000}"));
-
-            text.AppendLine(Invariant($"### {replicas} replica(s), {TargetLoad:0.0}x load: details"));
-            text.AppendLine();
-            text.AppendLine("| router | served | backend 429s per success | client-visible 429/503 per request | priority-1 utilisation |");
-            text.AppendLine("|---|---:|---:|---:|---:|");
-            foreach (var result in ofReplicas.Where(r => r.LoadFactor == TargetLoad))
+            foreach (var replicas in settings.ReplicaCounts)
             {
-                text.AppendLine(Invariant(
-                    $"| {result.Router} | {Percent(result.ServedFraction)} | {result.ThrottledPerSuccess:0.0000} | {result.ClientVisibleRejectionsPerRequest:0.000} | {Percent(result.PriorityOneUtilisation)} |"));
-            }
+                var runs = results.Where(r => r.Scenario == scenario.Name && r.Replicas == replicas).ToList();
+                if (runs.Count == 0)
+                {
+                    continue;
+                }
 
-            text.AppendLine();
+                var title = $"{scenario.Name}, {replicas} replica(s)";
+                AppendAcrossLoads(text, settings, runs, $"{title}: served share of aggregate {scenario.Unit} capacity", r => Percent(r.ServedFraction));
+                AppendAcrossLoads(text, settings, runs, $"{title}: backend 429s per success", r => Invariant($"{r.ThrottledPerSuccess:0.0000}"));
+                AppendAcrossLoads(text, settings, runs, $"{title}: client-visible 429/503 per request (floor)", r => Invariant($"{r.ClientVisibleRejectionsPerRequest:0.000} ({r.ClientVisibleRejectionsFloor:0.000})"));
+                AppendAcrossLoads(text, settings, runs, $"{title}: kept-promise rate (served share of retries)", r => Invariant($"{r.KeptPromiseRate:0.000}"));
+                AppendAcrossLoads(text, settings, runs, $"{title}: p50 / p99 time to success, ms", r => Invariant($"{r.P50TimeToSuccessMs:0} / {r.P99TimeToSuccessMs:0}"));
+                AppendAcrossLoads(text, settings, runs, $"{title}: priority-1 utilisation while anything spills over", r => double.IsNaN(r.PriorityOneUtilisationWhileSpilling) ? "-" : Percent(r.PriorityOneUtilisationWhileSpilling));
+            }
         }
 
         return text.ToString();
     }
 
-    private static void AppendAcrossLoads(
-        StringBuilder text,
-        SimulationSettings settings,
-        List<RunResult> results,
-        string title,
-        Func<RunResult, string> cell,
-        bool showPhysicalLimit = false)
+    /// <summary>Checks the goals of ours; returns one line per goal, each starting with PASS or MISS.</summary>
+    public static IReadOnlyList<string> CheckTargets(IReadOnlyList<RunResult> results)
+    {
+        var lines = new List<string>();
+        foreach (var scenario in results.Select(r => r.Scenario).Distinct())
+        {
+            var mixed = scenario.Contains("mixed", StringComparison.Ordinal);
+            foreach (var run in results.Where(r => r.Scenario == scenario && r.Router == Ours).OrderBy(r => r.Replicas).ThenBy(r => r.LoadFactor))
+            {
+                var where = Invariant($"{scenario}, {run.Replicas} replica(s), {run.LoadFactor:0.0}x");
+                if (mixed)
+                {
+                    lines.Add(Verdict(run.ThrottledPerSuccess <= 0.001, Invariant($"{where}: backend 429s per success <= 0.001: {run.ThrottledPerSuccess:0.0000}")));
+                    if (run.LoadFactor > 1)
+                    {
+                        lines.Add(Verdict(run.ServedFraction >= 0.99, Invariant($"{where}: served share >= 99%: {Percent(run.ServedFraction)}")));
+                    }
+
+                    if (!double.IsNaN(run.PriorityOneUtilisationWhileSpilling))
+                    {
+                        lines.Add(Verdict(run.PriorityOneUtilisationWhileSpilling >= 0.98, Invariant($"{where}: priority-1 utilisation while spilling >= 98%: {Percent(run.PriorityOneUtilisationWhileSpilling)}")));
+                    }
+                }
+
+                if (run.LoadFactor is 1.5 or 2.0)
+                {
+                    var before = Find(results, scenario, OursBefore, run.LoadFactor, run.Replicas);
+                    var python = Find(results, scenario, "python-style, per replica", run.LoadFactor, run.Replicas);
+                    lines.Add(Verdict(run.KeptPromiseRate >= 0.9, Invariant(
+                        $"{where}: kept-promise rate >= 0.9: {run.KeptPromiseRate:0.000} (ours (before) {before?.KeptPromiseRate:0.000}, python-style {python?.KeptPromiseRate:0.000})")));
+                }
+
+                if (run.LoadFactor == 2.0)
+                {
+                    lines.Add(Verdict(run.ClientVisibleRejectionsPerRequest - run.ClientVisibleRejectionsFloor <= 0.25, Invariant(
+                        $"{where}: client-visible 429/503 per request within 0.25 of the floor: {run.ClientVisibleRejectionsPerRequest:0.000} vs {run.ClientVisibleRejectionsFloor:0.000}")));
+                }
+            }
+        }
+
+        return lines;
+    }
+
+    private static void AppendAcrossLoads(StringBuilder text, SimulationSettings settings, List<RunResult> results, string title, Func<RunResult, string> cell)
     {
         text.AppendLine("### " + title);
         text.AppendLine();
         text.AppendLine("| router | " + string.Join(" | ", settings.LoadFactors.Select(l => Invariant($"{l:0.0}x load"))) + " |");
         text.AppendLine("|---|" + string.Concat(settings.LoadFactors.Select(_ => "---:|")));
-        if (showPhysicalLimit)
-        {
-            text.AppendLine("| *physical limit* | " + string.Join(" | ", settings.LoadFactors.Select(l => Percent(Math.Min(l, 1)))) + " |");
-        }
-
         foreach (var router in results.Select(r => r.Router).Distinct())
         {
             text.AppendLine($"| {router} | " + string.Join(" | ", settings.LoadFactors.Select(load => cell(results.Single(r => r.Router == router && r.LoadFactor == load)))) + " |");
@@ -64,33 +95,8 @@ public static class SimulationReport
         text.AppendLine();
     }
 
-    /// <summary>Checks the targets of ours; returns one line per target, each starting with PASS or MISS.</summary>
-    public static IReadOnlyList<string> CheckTargets(IReadOnlyList<RunResult> results)
-    {
-        var lines = new List<string>();
-        var single = Find(results, OursShared, TargetLoad, 1);
-        if (single is not null)
-        {
-            lines.Add(Verdict(single.ServedFraction >= 0.99, Invariant($"served >= 99% of aggregate capacity at 2x overload, 1 replica: {Percent(single.ServedFraction)}")));
-            lines.Add(Verdict(single.ThrottledPerSuccess <= 0.01, Invariant($"<= 0.01 backend 429s per success, 1 replica: {single.ThrottledPerSuccess:0.0000}")));
-        }
-
-        var maxReplicas = results.Max(r => r.Replicas);
-        var perReplica = Find(results, OursPerReplica, TargetLoad, maxReplicas);
-        var shared = Find(results, OursShared, TargetLoad, maxReplicas);
-        if (maxReplicas > 1 && perReplica is not null && shared is not null)
-        {
-            var factor = perReplica.ThrottledPerSuccess / shared.ThrottledPerSuccess;
-            var cut = shared.ThrottledPerSuccess == 0 ? "none left" : Invariant($"{factor:0.0}x");
-            lines.Add(Verdict(factor >= 4, Invariant(
-                $"{maxReplicas} replicas: shared store cuts 429s per success >= 4x: {perReplica.ThrottledPerSuccess:0.0000} -> {shared.ThrottledPerSuccess:0.0000} ({cut})")));
-        }
-
-        return lines;
-    }
-
-    private static RunResult? Find(IReadOnlyList<RunResult> results, string router, double load, int replicas)
-        => results.FirstOrDefault(r => r.Router == router && r.LoadFactor == load && r.Replicas == replicas);
+    private static RunResult? Find(IReadOnlyList<RunResult> results, string scenario, string router, double load, int replicas)
+        => results.FirstOrDefault(r => r.Scenario == scenario && r.Router == router && r.LoadFactor == load && r.Replicas == replicas);
 
     private static string Verdict(bool met, string what) => (met ? "PASS  " : "MISS  ") + what;
 

@@ -5,14 +5,21 @@ namespace PriorityRouting.Simulation;
 /// </summary>
 public sealed record SimulationSettings
 {
+    /// <summary>Gets the name of the scenario of uniform requests against request budgets.</summary>
+    public const string UniformScenario = "uniform requests";
+
+    /// <summary>Gets the name of the scenario of mixed-size requests against token budgets.</summary>
+    public const string MixedScenario = "mixed sizes, token budgets";
+
     /// <summary>
-    /// Gets the backends: a reserved (PTU) deployment at priority 1 and two pay-as-you-go deployments at priority 2.
+    /// Gets the scenarios. Both have a reserved (PTU) deployment at priority 1 and two pay-as-you-go deployments at
+    /// priority 2: uniform requests against 50 + 25 + 25 requests per second, and mixed sizes against 1.2M + 600k +
+    /// 600k tokens per minute (20,000 + 10,000 + 10,000 tokens per second).
     /// </summary>
-    public IReadOnlyList<SimulatedBackendSpec> Backends { get; init; } =
+    public IReadOnlyList<SimulationScenario> Scenarios { get; init; } =
     [
-        new("ptu", 1, 50),
-        new("paygo-east", 2, 25),
-        new("paygo-west", 2, 25),
+        new(UniformScenario, [new("ptu", 1, 50), new("paygo-east", 2, 25), new("paygo-west", 2, 25)], MixedSizes: false),
+        new(MixedScenario, [new("ptu", 1, 20_000), new("paygo-east", 2, 10_000), new("paygo-west", 2, 10_000)], MixedSizes: true),
     ];
 
     /// <summary>
@@ -31,7 +38,7 @@ public sealed record SimulationSettings
     public TimeSpan Measured { get; init; } = TimeSpan.FromSeconds(40);
 
     /// <summary>Gets the offered load, as multiples of the aggregate capacity.</summary>
-    public IReadOnlyList<double> LoadFactors { get; init; } = [0.5, 1.0, 1.5, 2.0, 2.5, 3.0];
+    public IReadOnlyList<double> LoadFactors { get; init; } = [1.0, 1.5, 2.0, 3.0];
 
     /// <summary>Gets the numbers of replicas (app instances) that share the offered load.</summary>
     public IReadOnlyList<int> ReplicaCounts { get; init; } = [1, 8];
@@ -42,8 +49,9 @@ public sealed record SimulationSettings
     /// </summary>
     public int ClientRetries { get; init; } = 3;
 
+    /// <summary>Gets a part of the names of the routers to run; <see langword="null"/> runs them all.</summary>
+    public string? RouterFilter { get; init; }
+
     /// <summary>Gets the seed of every random choice of the run.</summary>
     public int Seed { get; init; } = 20261124;
-
-    public double AggregateCapacity => Backends.Sum(b => b.RequestsPerSecond);
 }

@@ -124,6 +124,28 @@ public class PriorityRoutingStrategyOptions : ResilienceStrategyOptions
     public BackendSelectionMode SelectionMode { get; set; }
 
     /// <summary>
+    /// Gets or sets a value indicating whether the strategy keeps a budget view per backend (and partition) from the
+    /// rate-limit headers of every answer (<c>x-ratelimit-remaining-tokens</c>, <c>-requests</c>, their <c>-limit-</c>
+    /// and <c>-reset-</c> companions), skips a backend whose budget cannot admit the request's estimated cost (see
+    /// <see cref="RequestCost"/>), and spreads the callers its exhausted answers send back over the budgets' refills.
+    /// </summary>
+    /// <value>
+    /// The default value is <see langword="true"/>. A backend that reports no budget is routed to as without the view;
+    /// <see langword="false"/> routes exactly as before the view existed.
+    /// </value>
+    public bool TokenBudgets { get; set; } = true;
+
+    /// <summary>
+    /// Gets or sets the function that estimates a request's cost in tokens for <see cref="TokenBudgets"/>; it runs once
+    /// per execution, on the request with its body buffered.
+    /// </summary>
+    /// <value>
+    /// The default value is <see langword="null"/>, meaning <see cref="OpenAIRequestCost.Estimate(HttpRequestMessage)"/>:
+    /// prompt plus output cap for OpenAI / Azure OpenAI bodies, 0 for anything else. Return 0 when the cost is unknown.
+    /// </value>
+    public Func<HttpRequestMessage, long>? RequestCost { get; set; }
+
+    /// <summary>
     /// Gets or sets a function that derives a throttle partition from the request, for services that throttle per
     /// partition rather than per host — Azure OpenAI throttles per deployment: use
     /// <see cref="ThrottlePartitions.AzureOpenAIDeployment"/>.

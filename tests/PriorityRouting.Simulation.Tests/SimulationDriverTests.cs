@@ -1,8 +1,10 @@
+using System.Text.Json;
+
 namespace PriorityRouting.Simulation.Tests;
 
 public class SimulationDriverTests
 {
-    // Small enough to run in a few seconds, large enough to cover two refills of every bucket at 2x overload.
+    // Small enough to run in seconds, large enough to cover two refills of every bucket at 2x overload.
     private static readonly SimulationSettings Settings = new()
     {
         LoadFactors = [2.0],
@@ -10,20 +12,73 @@ public class SimulationDriverTests
         Measured = TimeSpan.FromSeconds(20),
     };
 
+    private static readonly Lazy<Task<IReadOnlyList<RunResult>>> Results = new(() => SimulationDriver.RunAllAsync(Settings));
+
     [Fact]
     public async Task Two_runs_with_the_same_settings_give_the_same_numbers()
     {
-        var first = await SimulationDriver.RunAllAsync(Settings);
-        var second = await SimulationDriver.RunAllAsync(Settings);
+        var settings = Settings with { ReplicaCounts = [8], Scenarios = [Settings.Scenarios.Single(s => s.MixedSizes)] };
+
+        var first = await SimulationDriver.RunAllAsync(settings);
+        var second = await SimulationDriver.RunAllAsync(settings);
 
         second.Should().Equal(first);
     }
 
     [Fact]
-    public async Task Ours_meets_its_targets_at_twice_the_capacity()
+    public async Task Every_router_runs_in_every_scenario_side_by_side()
     {
-        var results = await SimulationDriver.RunAllAsync(Settings);
+        var results = await Results.Value;
 
-        SimulationReport.CheckTargets(results).Should().HaveCount(3).And.OnlyContain(line => line.StartsWith("PASS", StringComparison.Ordinal));
+        results.Select(r => r.Router).Distinct().Should().Equal(
+            "one endpoint + retry", "hedging, ordered groups", "python-style, per replica", "litellm-style usage-based", "ours (before)", "ours");
+        results.Should().HaveCount(2 * 2 * 6);
+    }
+
+    [Fact]
+    public async Task With_mixed_sizes_ours_admits_by_budget_and_pays_no_429()
+    {
+        var results = await Results.Value;
+
+        foreach (var ours in results.Where(r => r.Scenario == SimulationSettings.MixedScenario && r.Router == SimulationReport.Ours))
+        {
+            ours.BackendThrottled.Should().Be(0);
+            ours.ServedFraction.Should().BeGreaterThanOrEqualTo(0.99);
+            var before = results.Single(r => r.Scenario == ours.Scenario && r.Replicas == ours.Replicas && r.Router == SimulationReport.OursBefore);
+            before.BackendThrottled.Should().BeGreaterThan(0, "size-blind admission pays 429s");
+        }
+    }
+
+    [Fact]
+    public async Task Ours_keeps_more_of_its_promises_than_before()
+    {
+        var results = await Results.Value;
+
+        foreach (var ours in results.Where(r => r.Router == SimulationReport.Ours))
+        {
+            var before = results.Single(r => r.Scenario == ours.Scenario && r.Replicas == ours.Replicas && r.Router == SimulationReport.OursBefore);
+            ours.KeptPromiseRate.Should().BeGreaterThan(before.KeptPromiseRate);
+        }
+    }
+
+    [Fact]
+    public async Task The_json_report_has_one_object_per_run_with_the_named_fields()
+    {
+        var results = await Results.Value;
+
+        using var json = JsonDocument.Parse(SimulationJson.Format(results));
+
+        json.RootElement.GetArrayLength().Should().Be(results.Count);
+        var first = json.RootElement[0];
+        foreach (var field in new[]
+                 {
+                     "router", "scenario", "replicas", "load", "servedShare", "backend429PerSuccess", "clientExhaustedPerRequest",
+                     "clientExhaustedFloor", "keptPromiseRate", "p50TimeToSuccessMs", "p99TimeToSuccessMs", "priority1Utilisation",
+                 })
+        {
+            first.TryGetProperty(field, out _).Should().BeTrue(field);
+        }
+
+        json.RootElement.EnumerateArray().Should().Contain(e => e.GetProperty("router").GetString() == "ours" && e.GetProperty("scenario").GetString()!.Contains("mixed"));
     }
 }

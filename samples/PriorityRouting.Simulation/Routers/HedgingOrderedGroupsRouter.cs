@@ -14,14 +14,14 @@ internal sealed class HedgingOrderedGroupsRouter : IRouterUnderTest
 
     public string Name => "hedging, ordered groups";
 
-    public Uri RequestAddress(SimulationSettings settings) => new(SimulationDriver.PlaceholderAddress, SimulationDriver.RequestPath);
+    public Uri RequestAddress(SimulationScenario scenario) => new(SimulationDriver.PlaceholderAddress, SimulationDriver.RequestPath);
 
     public IReadOnlyList<HttpMessageInvoker> CreateReplicas(RouterEnvironment environment, int replicaCount)
         => [.. Enumerable.Range(0, replicaCount).Select(_ => CreateReplica(environment))];
 
     private static HttpMessageInvoker CreateReplica(RouterEnvironment environment)
     {
-        var backends = environment.Settings.Backends.OrderBy(b => b.Priority).ToList();
+        var backends = environment.Scenario.Backends.OrderBy(b => b.Priority).ToList();
         var services = new ServiceCollection();
         services.AddSingleton<TimeProvider>(environment.Time);
         services.AddHttpClient(ClientName)

@@ -5,27 +5,35 @@ using Polly.PriorityRouting;
 namespace PriorityRouting.Simulation.Routers;
 
 /// <summary>
-/// Ours: the priority routing strategy in a <see cref="ResilienceHandler"/>, on the virtual clock. With
-/// <c>sharedStore</c> every replica uses one store (what the Redis store gives across processes); without it, each
-/// replica has its own in-memory store.
+/// Ours: the priority routing strategy in a <see cref="ResilienceHandler"/>, on the virtual clock, every replica on one
+/// store (what the Redis store gives across processes). With <c>tokenBudgets</c> off it is "ours (before)": the
+/// strategy as it routed before the budget view (<see cref="PriorityRoutingStrategyOptions.TokenBudgets"/>).
 /// </summary>
-internal sealed class PriorityRoutingRouter(bool sharedStore) : IRouterUnderTest
+/// <remarks>
+/// The budget view is kept per store instance in the process; the replicas here share one store instance, so they share
+/// one budget view — as replicas would if the view were published through Redis, which it is not yet (see
+/// docs/benchmarks.md).
+/// </remarks>
+internal sealed class PriorityRoutingRouter(bool tokenBudgets) : IRouterUnderTest
 {
-    public string Name => sharedStore ? "ours, shared store" : "ours, store per replica";
+    public const string OursName = "ours";
 
-    public Uri RequestAddress(SimulationSettings settings) => new(SimulationDriver.PlaceholderAddress, SimulationDriver.RequestPath);
+    public const string BeforeName = "ours (before)";
+
+    public string Name => tokenBudgets ? OursName : BeforeName;
+
+    public Uri RequestAddress(SimulationScenario scenario) => new(SimulationDriver.PlaceholderAddress, SimulationDriver.RequestPath);
 
     public IReadOnlyList<HttpMessageInvoker> CreateReplicas(RouterEnvironment environment, int replicaCount)
     {
         var shared = new InMemoryBackendStateStore();
-        return [.. Enumerable.Range(0, replicaCount).Select(replica =>
-            CreateReplica(environment, sharedStore ? shared : new InMemoryBackendStateStore(), environment.RandomFor(replica)))];
+        return [.. Enumerable.Range(0, replicaCount).Select(replica => CreateReplica(environment, shared, environment.RandomFor(replica), tokenBudgets))];
     }
 
-    private static HttpMessageInvoker CreateReplica(RouterEnvironment environment, IBackendStateStore store, Random random)
+    private static HttpMessageInvoker CreateReplica(RouterEnvironment environment, IBackendStateStore store, Random random, bool tokenBudgets)
     {
-        var options = new PriorityRoutingStrategyOptions { StateStore = store };
-        foreach (var backend in environment.Settings.Backends)
+        var options = new PriorityRoutingStrategyOptions { StateStore = store, TokenBudgets = tokenBudgets };
+        foreach (var backend in environment.Scenario.Backends)
         {
             options.Backends.Add(new PriorityBackend { Name = backend.Name, BaseAddress = backend.Address, Priority = backend.Priority });
         }

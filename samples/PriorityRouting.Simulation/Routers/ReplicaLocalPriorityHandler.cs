@@ -40,7 +40,12 @@ internal sealed class ReplicaLocalPriorityHandler : DelegatingHandler
             }
 
             tried[chosen] = true;
-            var attempt = new HttpRequestMessage(request.Method, new Uri(_backends[chosen].Address, request.RequestUri!.PathAndQuery));
+            var attempt = new HttpRequestMessage(request.Method, new Uri(_backends[chosen].Address, request.RequestUri!.PathAndQuery)) { Content = request.Content };
+            foreach (var header in request.Headers.NonValidated)
+            {
+                attempt.Headers.TryAddWithoutValidation(header.Key, header.Value);
+            }
+
             var response = await base.SendAsync(attempt, cancellationToken).ConfigureAwait(false);
             if (response.StatusCode != HttpStatusCode.TooManyRequests && (int)response.StatusCode < 500)
             {

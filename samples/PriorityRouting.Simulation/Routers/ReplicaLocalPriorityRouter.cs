@@ -7,9 +7,9 @@ internal sealed class ReplicaLocalPriorityRouter : IRouterUnderTest
 {
     public string Name => "python-style, per replica";
 
-    public Uri RequestAddress(SimulationSettings settings) => new(SimulationDriver.PlaceholderAddress, SimulationDriver.RequestPath);
+    public Uri RequestAddress(SimulationScenario scenario) => new(SimulationDriver.PlaceholderAddress, SimulationDriver.RequestPath);
 
     public IReadOnlyList<HttpMessageInvoker> CreateReplicas(RouterEnvironment environment, int replicaCount)
         => [.. Enumerable.Range(0, replicaCount).Select(replica => new HttpMessageInvoker(
-            new ReplicaLocalPriorityHandler(environment.Settings.Backends, environment.Time, environment.RandomFor(replica), environment.Transport)))];
+            new ReplicaLocalPriorityHandler(environment.Scenario.Backends, environment.Time, environment.RandomFor(replica), environment.Transport)))];
 }

@@ -8,8 +8,8 @@ internal sealed class SingleEndpointRouter : IRouterUnderTest
 {
     public string Name => "one endpoint + retry";
 
-    public Uri RequestAddress(SimulationSettings settings)
-        => new(settings.Backends.OrderBy(b => b.Priority).First().Address, SimulationDriver.RequestPath);
+    public Uri RequestAddress(SimulationScenario scenario)
+        => new(scenario.Backends.OrderBy(b => b.Priority).First().Address, SimulationDriver.RequestPath);
 
     public IReadOnlyList<HttpMessageInvoker> CreateReplicas(RouterEnvironment environment, int replicaCount)
         => [.. Enumerable.Range(0, replicaCount).Select(_ => new HttpMessageInvoker(environment.Transport, disposeHandler: false))];

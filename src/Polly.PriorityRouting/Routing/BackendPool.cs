@@ -20,6 +20,8 @@ internal sealed class BackendPool
     private readonly TimeSpan _defaultCooldown;
     private readonly TimeSpan _maxCooldown;
     private readonly bool _proactiveThrottling;
+    private readonly BackendBudgets? _budgets;
+    private readonly Func<HttpRequestMessage, long> _requestCost;
 
     public BackendPool(PriorityRoutingStrategyOptions options, IBackendStateStore store, TimeProvider timeProvider)
     {
@@ -42,7 +44,9 @@ internal sealed class BackendPool
         var longest = _ejection.Enabled && _ejection.MaxEjectionTime > _maxCooldown ? _ejection.MaxEjectionTime : _maxCooldown;
         Availability = new BackendAvailability(store, _tracker, longest);
         Latency = options.SelectionMode == BackendSelectionMode.LatencyAware ? new LatencyTracker(_backends.Length) : null;
-        _selector = new BackendSelector(_backends, Availability, options.Randomizer, Latency);
+        _budgets = options.TokenBudgets ? BackendBudgets.For(store) : null;
+        _requestCost = options.RequestCost ?? OpenAIRequestCost.Estimate;
+        _selector = new BackendSelector(_backends, Availability, options.Randomizer, Latency, _budgets);
         Models = ModelCatalog.Create(_backends);
     }
 
@@ -74,6 +78,7 @@ internal sealed class BackendPool
             }
 
             tried.Add(backend.Index);
+            _budgets?.Spend(backend.GetThrottleKey(route.PartitionOn(backend)), route.Cost, now);
             if (_tracker is null)
             {
                 lease = new BackendLease(backend, null, 0, 0);
@@ -148,6 +153,9 @@ internal sealed class BackendPool
             _tracker?.RecordHealthy(lease);
         }
 
+        // Budgets are read from answers that go back to the caller only: a handled answer (a 429) marks the backend with
+        // its most precise signal (retry-after-ms), which a coarser x-ratelimit-reset-* must not outlast.
+        _budgets?.Observe(lease.Backend.GetThrottleKey(route.PartitionOn(lease.Backend)), response.Headers, _timeProvider.GetUtcNow(), _maxCooldown);
         if (!_proactiveThrottling ||
             !ThrottleSignalParser.TryGetExhaustedBudgetReset(response.Headers, _maxCooldown, out var cooldown) ||
             cooldown <= TimeSpan.Zero)
@@ -185,10 +193,35 @@ internal sealed class BackendPool
 
     /// <summary>
     /// Computes the exhausted answer's delay and whether it is a throttle, over the backends that could have taken the
-    /// request: those that serve its model, else all of this pipeline's.
+    /// request: those that serve its model, else all of this pipeline's; with budgets, after the demand already told
+    /// to come back.
     /// </summary>
     public (TimeSpan RetryAfter, bool Throttled) GetExhaustion(RequestRoute route)
-        => Availability.GetExhaustion(route.Model?.Backends ?? _backends, _timeProvider.GetUtcNow(), route);
+    {
+        var backends = route.Model?.Backends ?? _backends;
+        return _budgets is null
+            ? Availability.GetExhaustion(backends, _timeProvider.GetUtcNow(), route)
+            : BudgetExhaustion.Compute(backends, Availability, _budgets, _timeProvider.GetUtcNow(), route);
+    }
+
+    /// <summary>Estimates a request's cost in tokens once per execution; 0 when budgets are off or the estimate fails.</summary>
+    public long EstimateCost(HttpRequestMessage request)
+    {
+        if (_budgets is null)
+        {
+            return 0;
+        }
+
+        try
+        {
+            return Math.Max(0, _requestCost(request));
+        }
+        catch (Exception)
+        {
+            // An estimate is advice: a failing one routes as if the cost were unknown.
+            return 0;
+        }
+    }
 
     /// <summary>Sorts backends by priority, keeping the configured order within a tier.</summary>
     internal static RoutedBackend[] Route(IEnumerable<PriorityBackend> backends)

@@ -16,13 +16,21 @@ internal sealed partial class BackendSelector
     private readonly BackendAvailability _availability;
     private readonly Func<int, int> _randomizer;
     private readonly LatencyTracker? _latency;
+    private readonly BackendBudgets? _budgets;
 
     /// <param name="backends">The backends, best tier first (see <see cref="BackendPool.Route"/>).</param>
     /// <param name="availability">Says which backends are in rotation.</param>
     /// <param name="randomizer">Returns a value in [0, bound).</param>
     /// <param name="latency">When set, the choice within a tier is latency-aware (see <see cref="LatencyTracker"/>).</param>
-    public BackendSelector(RoutedBackend[] backends, BackendAvailability availability, Func<int, int> randomizer, LatencyTracker? latency = null)
+    /// <param name="budgets">The budget view admission reads, or <see langword="null"/> when budgets are off.</param>
+    public BackendSelector(
+        RoutedBackend[] backends,
+        BackendAvailability availability,
+        Func<int, int> randomizer,
+        LatencyTracker? latency = null,
+        BackendBudgets? budgets = null)
     {
+        _budgets = budgets;
         _backends = backends;
 
         var starts = new List<int>();
@@ -44,6 +52,10 @@ internal sealed partial class BackendSelector
     /// <summary>Gets the backends, best tier first.</summary>
     public IReadOnlyList<RoutedBackend> Backends => _backends;
 
+    /// <summary>
+    /// Returns the next backend: the best tier with a candidate (untried, in rotation, and — with a budget view — able
+    /// to admit the request's cost), weighted-random within it.
+    /// </summary>
     public RoutedBackend? SelectNext(in TriedBackends tried, DateTimeOffset now, RequestRoute route = default)
     {
         for (var tier = 0; tier < _tierStarts.Length - 1; tier++)
@@ -134,5 +146,10 @@ internal sealed partial class BackendSelector
     }
 
     private bool IsCandidate(int index, in TriedBackends tried, DateTimeOffset now, RequestRoute route)
-        => !tried.Contains(index) && _availability.IsAvailable(_backends[index], now, route.PartitionOn(_backends[index]));
+    {
+        var backend = _backends[index];
+        var partition = route.PartitionOn(backend);
+        return !tried.Contains(index) && _availability.IsAvailable(backend, now, partition) &&
+               (_budgets is null || _budgets.CanAdmit(backend.GetThrottleKey(partition), route.Cost, now));
+    }
 }

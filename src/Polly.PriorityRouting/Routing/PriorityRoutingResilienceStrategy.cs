@@ -71,6 +71,7 @@ internal sealed class PriorityRoutingResilienceStrategy : ResilienceStrategy<Htt
 
         string? partition;
         ModelRequest? model = null;
+        long cost;
         try
         {
             // The caller's own failures (a body that cannot be read, a partition function that throws) surface as
@@ -82,6 +83,7 @@ internal sealed class PriorityRoutingResilienceStrategy : ResilienceStrategy<Htt
                 // The model, and so the backends that may take the request: once, from the path or the buffered body.
                 model = await ModelRequest.ResolveAsync(models, original, context.CancellationToken).ConfigureAwait(context.ContinueOnCapturedContext);
             }
+            cost = _pool.EstimateCost(original);
         }
         catch (Exception e)
         {
@@ -94,7 +96,7 @@ internal sealed class PriorityRoutingResilienceStrategy : ResilienceStrategy<Htt
             return Outcome.FromResult(ModelNotFoundResponse.Create(original, model.Name, _pool.Models!.Names));
         }
 
-        var route = new RequestRoute(partition, model?.Route);
+        var route = new RequestRoute(partition, model?.Route, cost);
         var tried = new TriedBackends(_pool.Backends.Count);
         route.Model?.ExcludeOthers(ref tried);
         var throttledInThisCall = false;

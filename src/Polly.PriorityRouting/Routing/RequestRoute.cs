@@ -12,10 +12,11 @@ namespace Polly.PriorityRouting;
 /// </remarks>
 internal readonly struct RequestRoute
 {
-    public RequestRoute(string? partition, ModelRoute? model = null)
+    public RequestRoute(string? partition, ModelRoute? model = null, long cost = 0)
     {
         Partition = partition;
         Model = model;
+        Cost = cost;
     }
 
     /// <summary>Gets the request's own throttle partition, or <see langword="null"/>.</summary>
@@ -23,6 +24,9 @@ internal readonly struct RequestRoute
 
     /// <summary>Gets the route of the request's model, or <see langword="null"/> when every backend may take it.</summary>
     public ModelRoute? Model { get; }
+
+    /// <summary>Gets the request's estimated cost in tokens for budget admission; 0 when unknown or budgets are off.</summary>
+    public long Cost { get; }
 
     /// <summary>Returns the throttle partition of this request on <paramref name="backend"/>.</summary>
     public string? PartitionOn(RoutedBackend backend) => Model?.DeploymentOn(backend)?.Name ?? Partition;

@@ -47,6 +47,15 @@ internal sealed class PriorityRoutingMetrics
             "priority_routing.streams.broken",
             unit: "{stream}",
             description: "Response bodies that broke after reaching the caller, by backend and reason (aborted, stalled).");
+
+        Spillovers = meter.CreateCounter<long>(
+            "priority_routing.provisioned.spillovers",
+            unit: "{answer}",
+            description: "Answers that carried x-ms-spillover-from-deployment: an Azure OpenAI provisioned deployment spilled the request over to its standard deployment.");
+        Utilization = meter.CreateHistogram<double>(
+            "priority_routing.provisioned.utilization",
+            unit: "%",
+            description: "The azure-openai-deployment-utilization an Azure OpenAI provisioned deployment reported on an answer.");
         meter.CreateObservableGauge(
             "priority_routing.tier.unavailable_backends",
             ObserveUnavailableBackends,
@@ -78,6 +87,10 @@ internal sealed class PriorityRoutingMetrics
     public Histogram<double> TimeToFirstByte { get; }
 
     public Counter<long> BrokenStreams { get; }
+
+    public Counter<long> Spillovers { get; }
+
+    public Histogram<double> Utilization { get; }
 
     public void Register(PriorityRoutingGaugeSource source)
     {

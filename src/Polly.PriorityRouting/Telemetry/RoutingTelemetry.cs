@@ -61,6 +61,11 @@ internal sealed partial class RoutingTelemetry
             outcome,
             new ExecutionAttemptArguments(attemptNumber, duration, handled));
 
+        if (outcome.Result is { } answer && (_metrics.Spillovers.Enabled || _metrics.Utilization.Enabled))
+        {
+            ProvisionedSignals.Record(answer.Headers, _metrics.Spillovers, _metrics.Utilization, WithBackend(backend));
+        }
+
         if (!_metrics.Attempts.Enabled)
         {
             return;

@@ -128,6 +128,22 @@ public sealed class PriorityRoutingMetricsTests : IDisposable
         await Task.CompletedTask;
     }
 
+    [Fact]
+    public async Task Provisioned_deployments_report_spillover_and_utilisation_by_backend()
+    {
+        using var spillovers = Collector<long>("priority_routing.provisioned.spillovers");
+        using var utilization = Collector<double>("priority_routing.provisioned.utilization");
+        using var h = Harness();
+        h.Transport.Respond("a", HttpStatusCode.OK, ("x-ms-spillover-from-deployment", "gpt-4o-ptu"), ("azure-openai-deployment-utilization", "87.5%"));
+
+        (await h.Client.GetAsync("/")).Dispose();
+        h.Transport.Respond("a", HttpStatusCode.OK, ("azure-openai-deployment-utilization", "not a number"));
+        (await h.Client.GetAsync("/")).Dispose();
+
+        spillovers.GetMeasurementSnapshot().Select(m => (m.Value, Tag(m, "backend.name"), Tag(m, "backend.priority"))).Should().Equal((1L, "a", "1"));
+        utilization.GetMeasurementSnapshot().Select(m => (m.Value, Tag(m, "backend.name"))).Should().Equal((87.5, "a"));
+    }
+
     private MetricCollector<T> Collector<T>(string instrument)
         where T : struct
         => new(MeterFactory, PriorityRoutingMetrics.MeterName, instrument);

@@ -1,0 +1,63 @@
+using System.Globalization;
+using System.Text;
+
+namespace PriorityRouting.Simulation;
+
+/// <summary>
+/// The request bodies of a run, drawn once from the seed: chat completions whose prompt text is 4 UTF-8 bytes per token
+/// (so that the prompt's true size is known) and whose cost, as the backend admits it, is prompt plus <c>max_tokens</c>.
+/// Uniform requests cost 1 (one request of a request budget) and have no body.
+/// </summary>
+internal sealed class SimulatedRequests
+{
+    public const string CostHeader = "x-simulated-cost";
+
+    private const int PoolSize = 256;
+    private static readonly int[] OutputCaps = [256, 512, 1024, 1024, 2048, 4096];
+
+    private readonly byte[][] _bodies;
+    private readonly long[] _costs;
+
+    public SimulatedRequests(SimulationScenario scenario, int seed)
+    {
+        if (!scenario.MixedSizes)
+        {
+            _bodies = [[]];
+            _costs = [1];
+            return;
+        }
+
+        var random = new Random(seed);
+        _bodies = new byte[PoolSize][];
+        _costs = new long[PoolSize];
+        for (var i = 0; i < PoolSize; i++)
+        {
+            // Prompts log-uniform over 200..8,000 tokens; the "user" role string counts one token of them.
+            var prompt = (int)Math.Round(200 * Math.Pow(40, random.NextDouble()));
+            var cap = OutputCaps[random.Next(OutputCaps.Length)];
+            var body = "{\"model\":\"gpt-4o\",\"messages\":[{\"role\":\"user\",\"content\":\"" + new string('x', (prompt - 1) * 4) +
+                       "\"}],\"max_tokens\":" + cap.ToString(CultureInfo.InvariantCulture) + "}";
+            _bodies[i] = Encoding.UTF8.GetBytes(body);
+            _costs[i] = prompt + cap;
+        }
+    }
+
+    public int Count => _bodies.Length;
+
+    public double MeanCost => _costs.Average();
+
+    public long CostOf(int index) => _costs[index];
+
+    public HttpRequestMessage Create(Uri address, int index)
+    {
+        var request = new HttpRequestMessage(HttpMethod.Post, address);
+        if (_bodies[index].Length > 0)
+        {
+            request.Content = new ByteArrayContent(_bodies[index]);
+            request.Content.Headers.ContentType = new("application/json");
+        }
+
+        request.Headers.TryAddWithoutValidation(CostHeader, _costs[index].ToString(CultureInfo.InvariantCulture));
+        return request;
+    }
+}

@@ -1,0 +1,48 @@
+namespace Polly.PriorityRouting;
+
+/// <summary>
+/// The exhausted answer with a budget view: a backend is free when it is in rotation and its budget admits the
+/// request; the advertised moment is the one the budget view promises this caller, after the demand already sent back
+/// (see <see cref="BackendBudget.Promise"/>), so that callers told to come back do not all come back to one instant.
+/// </summary>
+internal static class BudgetExhaustion
+{
+    public static (TimeSpan RetryAfter, bool Throttled) Compute(
+        IReadOnlyList<RoutedBackend> backends,
+        BackendAvailability availability,
+        BackendBudgets budgets,
+        DateTimeOffset now,
+        RequestRoute route)
+    {
+        var soonest = TimeSpan.MaxValue;
+        RoutedBackend? soonestBackend = null;
+        var anyThrottled = false;
+        foreach (var backend in backends)
+        {
+            var partition = route.PartitionOn(backend);
+            var remaining = availability.GetTimeUntilAvailable(backend, now, partition, out var throttled);
+            var budgetWait = budgets.TimeUntilAdmitted(backend.GetThrottleKey(partition), route.Cost, now);
+            if (budgetWait > remaining)
+            {
+                // A spent budget is a throttle the backend would answer with a 429.
+                remaining = budgetWait;
+                throttled = true;
+            }
+
+            anyThrottled |= throttled;
+            if (remaining < soonest)
+            {
+                soonest = remaining;
+                soonestBackend = backend;
+            }
+        }
+
+        if (soonestBackend is null)
+        {
+            return (TimeSpan.Zero, anyThrottled);
+        }
+
+        var promised = budgets.Promise(soonestBackend.GetThrottleKey(route.PartitionOn(soonestBackend)), route.Cost, now + soonest) - now;
+        return (promised > availability.LongestCooldown ? availability.LongestCooldown : promised, anyThrottled);
+    }
+}

@@ -1,0 +1,141 @@
+using System.Net;
+using Polly.PriorityRouting.Tests.Support;
+
+namespace Polly.PriorityRouting.Tests.Budgets;
+
+public class BackendBudgetsTests
+{
+    private static readonly DateTimeOffset Now = new(2026, 11, 24, 12, 0, 0, TimeSpan.Zero);
+    private static readonly TimeSpan MaxCooldown = TimeSpan.FromMinutes(5);
+    private static readonly BackendStateKey Key = RoutingHarness.Key("a");
+
+    [Fact]
+    public void An_unknown_budget_admits_everything()
+    {
+        var budgets = new BackendBudgets();
+
+        budgets.CanAdmit(Key, 1_000_000, Now).Should().BeTrue();
+        budgets.TimeUntilAdmitted(Key, 1_000_000, Now).Should().Be(TimeSpan.Zero);
+        budgets.Promise(Key, 10, Now.AddSeconds(3)).Should().Be(Now.AddSeconds(3));
+        budgets.Count.Should().Be(0);
+    }
+
+    [Fact]
+    public void A_request_larger_than_the_remaining_tokens_waits_for_the_reset_then_fits()
+    {
+        var budgets = new BackendBudgets();
+        budgets.Observe(Key, Headers(("x-ratelimit-remaining-tokens", "1000"), ("x-ratelimit-limit-tokens", "10000"), ("x-ratelimit-reset-tokens", "6s")), Now, MaxCooldown);
+
+        budgets.CanAdmit(Key, 1000, Now).Should().BeTrue();
+        budgets.CanAdmit(Key, 6000, Now).Should().BeFalse();
+        budgets.TimeUntilAdmitted(Key, 6000, Now.AddSeconds(1)).Should().Be(TimeSpan.FromSeconds(5));
+        budgets.CanAdmit(Key, 6000, Now.AddSeconds(6)).Should().BeTrue("the budget is back at its limit at the reset");
+        budgets.CanAdmit(Key, 20_000, Now).Should().BeTrue("a request larger than the whole limit is left to the backend");
+    }
+
+    [Fact]
+    public void Spending_takes_the_cost_off_until_the_next_answer_reports_the_budget()
+    {
+        var budgets = new BackendBudgets();
+        budgets.Observe(Key, Headers(("x-ratelimit-remaining-tokens", "5000"), ("x-ratelimit-reset-tokens", "10")), Now, MaxCooldown);
+
+        budgets.Spend(Key, 3000, Now);
+        budgets.CanAdmit(Key, 3000, Now).Should().BeFalse();
+        budgets.CanAdmit(Key, 2000, Now).Should().BeTrue();
+
+        budgets.Observe(Key, Headers(("x-ratelimit-remaining-tokens", "4000"), ("x-ratelimit-reset-tokens", "10")), Now, MaxCooldown);
+        budgets.CanAdmit(Key, 3000, Now).Should().BeTrue();
+    }
+
+    [Fact]
+    public void A_spent_request_budget_holds_every_request_back_until_its_reset()
+    {
+        var budgets = new BackendBudgets();
+        budgets.Observe(Key, Headers(("x-ratelimit-remaining-requests", "1"), ("x-ratelimit-reset-requests", "2s")), Now, MaxCooldown);
+
+        budgets.CanAdmit(Key, 0, Now).Should().BeTrue();
+        budgets.Spend(Key, 0, Now);
+        budgets.CanAdmit(Key, 0, Now).Should().BeFalse();
+        budgets.TimeUntilAdmitted(Key, 0, Now).Should().Be(TimeSpan.FromSeconds(2));
+    }
+
+    [Fact]
+    public void Partitions_have_budgets_of_their_own()
+    {
+        var budgets = new BackendBudgets();
+        budgets.Observe(Key.ForPartition("gpt-4o"), Headers(("x-ratelimit-remaining-tokens", "0"), ("x-ratelimit-reset-tokens", "5s")), Now, MaxCooldown);
+
+        budgets.CanAdmit(Key.ForPartition("gpt-4o"), 10, Now).Should().BeFalse();
+        budgets.CanAdmit(Key.ForPartition("gpt-4o-mini"), 10, Now).Should().BeTrue();
+        budgets.CanAdmit(Key, 10, Now).Should().BeTrue();
+    }
+
+    [Fact]
+    public void The_view_is_bounded_and_an_untracked_key_routes_as_without_it()
+    {
+        var budgets = new BackendBudgets();
+        for (var i = 0; i < BackendBudgets.MaxEntries + 10; i++)
+        {
+            budgets.Observe(Key.ForPartition("p" + i), Headers(("x-ratelimit-remaining-tokens", "0"), ("x-ratelimit-reset-tokens", "5s")), Now, MaxCooldown);
+        }
+
+        budgets.Count.Should().Be(BackendBudgets.MaxEntries);
+        budgets.CanAdmit(Key.ForPartition("p" + (BackendBudgets.MaxEntries + 5)), 10, Now).Should().BeTrue();
+    }
+
+    [Fact]
+    public void Promises_fill_the_refilled_budget_then_the_next_window_and_no_further()
+    {
+        var budgets = new BackendBudgets();
+        budgets.Observe(
+            Key,
+            Headers(("x-ratelimit-remaining-tokens", "0"), ("x-ratelimit-limit-tokens", "10000"), ("x-ratelimit-reset-tokens", "10s")),
+            Now,
+            MaxCooldown);
+        var reset = Now.AddSeconds(10);
+
+        budgets.Promise(Key, 4000, reset).Should().Be(reset);
+        budgets.Promise(Key, 4000, reset).Should().Be(reset);
+        budgets.Promise(Key, 4000, reset).Should().Be(reset.AddSeconds(10), "8,000 of 10,000 are promised at the reset");
+        budgets.Promise(Key, 6000, reset).Should().Be(reset.AddSeconds(10));
+        budgets.Promise(Key, 1, reset).Should().Be(reset, "both windows of the horizon are full: the soonest moment, nothing reserved");
+        budgets.Promise(Key, 1, reset.AddSeconds(30)).Should().Be(reset.AddSeconds(30), "promises of past windows are kept or broken by now");
+    }
+
+    [Fact]
+    public void Request_budgets_bound_the_promises_too()
+    {
+        var budgets = new BackendBudgets();
+        budgets.Observe(
+            Key,
+            Headers(("x-ratelimit-remaining-requests", "0"), ("x-ratelimit-limit-requests", "2"), ("x-ratelimit-reset-requests", "1s")),
+            Now,
+            MaxCooldown);
+        var reset = Now.AddSeconds(1);
+
+        budgets.Promise(Key, 0, reset).Should().Be(reset);
+        budgets.Promise(Key, 0, reset).Should().Be(reset);
+        budgets.Promise(Key, 0, reset).Should().Be(reset.AddSeconds(1));
+    }
+
+    [Fact]
+    public void Answers_without_budgets_change_nothing_and_garbage_is_ignored()
+    {
+        var budgets = new BackendBudgets();
+        budgets.Observe(Key, Headers(("x-ratelimit-remaining-tokens", "lots"), ("retry-after", "5")), Now, MaxCooldown);
+        budgets.Observe(Key, Headers(("x-ratelimit-remaining-tokens", "-3")), Now, MaxCooldown);
+
+        budgets.Count.Should().Be(0);
+    }
+
+    private static System.Net.Http.Headers.HttpResponseHeaders Headers(params (string Name, string Value)[] headers)
+    {
+        var response = new HttpResponseMessage(HttpStatusCode.OK);
+        foreach (var (name, value) in headers)
+        {
+            response.Headers.TryAddWithoutValidation(name, value);
+        }
+
+        return response.Headers;
+    }
+}
