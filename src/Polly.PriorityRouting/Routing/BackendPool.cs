@@ -148,8 +148,10 @@ internal sealed class BackendPool
     }
 
     /// <summary>Computes the exhausted answer's delay and whether it is a throttle, over this pipeline's backends.</summary>
-    public (TimeSpan RetryAfter, bool Throttled) GetExhaustion(string? partition)
-        => Availability.GetExhaustion(_backends, _timeProvider.GetUtcNow(), partition);
+    /// <param name="partition">The request's throttle partition.</param>
+    /// <param name="only">The one backend the request was restricted to (affinity), or <see langword="null"/>.</param>
+    public (TimeSpan RetryAfter, bool Throttled) GetExhaustion(string? partition, RoutedBackend? only = null)
+        => Availability.GetExhaustion(only is null ? _backends : [only], _timeProvider.GetUtcNow(), partition);
 
     /// <summary>Sorts backends by priority, keeping the configured order within a tier.</summary>
     internal static RoutedBackend[] Route(IEnumerable<PriorityBackend> backends)

@@ -26,6 +26,7 @@ internal sealed class PriorityRoutingResilienceStrategy : ResilienceStrategy<Htt
     private readonly Func<PriorityRoutingPredicateArguments, ValueTask<bool>> _shouldHandle;
     private readonly Func<HttpRequestMessage, string?>? _partitionKey;
     private readonly bool _deferCredentials;
+    private readonly AffinityRouter? _affinity;
 
     public PriorityRoutingResilienceStrategy(
         PriorityRoutingStrategyOptions options,
@@ -41,11 +42,16 @@ internal sealed class PriorityRoutingResilienceStrategy : ResilienceStrategy<Htt
         _shouldHandle = options.ShouldHandle;
         _partitionKey = options.ThrottlePartitionKey;
         _deferCredentials = options.DeferCredentials;
+        _affinity = options.Affinity is { Enabled: true } affinity
+            ? new AffinityRouter(affinity, affinity.Store ?? options.AffinityStoreFromServices ?? InMemoryAffinityStore.Shared, _pool.Backends)
+            : null;
         _gauges = new PriorityRoutingGaugeSource(_pool, timeProvider, _telemetry.Tags);
         _telemetry.Metrics.Register(_gauges);
     }
 
     internal BackendPool Pool => _pool;
+
+    internal AffinityRouter? Affinity => _affinity;
 
     /// <summary>Called by Polly when the pipeline is disposed (e.g. replaced by an options reload).</summary>
     public void Dispose() => _telemetry.Metrics.Unregister(_gauges);
@@ -64,19 +70,32 @@ internal sealed class PriorityRoutingResilienceStrategy : ResilienceStrategy<Htt
         }
 
         string? partition;
+        AffinityDecision affinity = default;
         try
         {
             // The caller's own failures (a body that cannot be read, a partition function that throws) surface as
             // theirs, before any backend is involved; the body then replays on every attempt, an outer retry's too.
             partition = _partitionKey?.Invoke(original);
             await AttemptRequest.PrepareContentAsync(original, context.CancellationToken).ConfigureAwait(context.ContinueOnCapturedContext);
+            if (_affinity is not null)
+            {
+                affinity = await _affinity.ResolveAsync(original, context.CancellationToken).ConfigureAwait(context.ContinueOnCapturedContext);
+            }
         }
         catch (Exception e)
         {
             return Outcome.FromException<HttpResponseMessage>(e);
         }
 
-        var tried = new TriedBackends(_pool.Backends.Count);
+        if (affinity.MissingBackend is not null)
+        {
+            return Outcome.FromResult(AffinityRouter.NotConfigured(affinity, original));
+        }
+
+        // A request that refers to an id goes to the backend holding it, and nowhere else.
+        var tried = affinity.Pinned is { } pinned
+            ? TriedBackends.AllExcept(_pool.Backends.Count, pinned.Index)
+            : new TriedBackends(_pool.Backends.Count);
         var throttledInThisCall = false;
         RoutedBackend? failed = null;
         try
@@ -90,7 +109,7 @@ internal sealed class PriorityRoutingResilienceStrategy : ResilienceStrategy<Htt
 
                 if (attempt >= _maxAttempts || !_pool.TryAcquire(ref tried, partition, out var lease))
                 {
-                    return await ExhaustedAsync(context, original, attempt, partition, throttledInThisCall).ConfigureAwait(context.ContinueOnCapturedContext);
+                    return await ExhaustedAsync(context, original, attempt, partition, affinity.Pinned, throttledInThisCall).ConfigureAwait(context.ContinueOnCapturedContext);
                 }
 
                 // Disposing the lease frees a probe slot on every path that records no verdict.
@@ -132,6 +151,11 @@ internal sealed class PriorityRoutingResilienceStrategy : ResilienceStrategy<Htt
                         if (await _pool.RecordReturnedAsync(lease, outcome, partition, context.CancellationToken).ConfigureAwait(context.ContinueOnCapturedContext) is { } spent)
                         {
                             await _telemetry.BackendMarkedAsync(context, outcome, backend, spent, attempt, proactive: true).ConfigureAwait(context.ContinueOnCapturedContext);
+                        }
+
+                        if (!affinity.IsEmpty && outcome.Result is { } returned)
+                        {
+                            await _affinity!.ObserveAsync(affinity, returned, backend, context.CancellationToken).ConfigureAwait(context.ContinueOnCapturedContext);
                         }
 
                         return outcome;
@@ -191,11 +215,12 @@ internal sealed class PriorityRoutingResilienceStrategy : ResilienceStrategy<Htt
         HttpRequestMessage original,
         int attemptCount,
         string? partition,
+        RoutedBackend? pinned,
         bool throttledInThisCall)
     {
         // 429 when throttling is why nothing is left: a pending throttle deadline, or a throttle seen by this call
         // (a backend that said "Retry-After: 0" is free again, yet the call was throttled).
-        var (retryAfter, throttled) = _pool.GetExhaustion(partition);
+        var (retryAfter, throttled) = _pool.GetExhaustion(partition, pinned);
         var statusCode = throttled || throttledInThisCall ? HttpStatusCode.TooManyRequests : HttpStatusCode.ServiceUnavailable;
         var outcome = Outcome.FromResult(ExhaustedResponse.Create(statusCode, retryAfter, original));
         await _telemetry.ExhaustedAsync(context, outcome, statusCode, retryAfter, attemptCount).ConfigureAwait(context.ContinueOnCapturedContext);

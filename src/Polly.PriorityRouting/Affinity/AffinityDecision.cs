@@ -1,0 +1,13 @@
+namespace Polly.PriorityRouting;
+
+/// <summary>How affinity routes one request.</summary>
+/// <param name="Request">What the request refers to, creates or deletes.</param>
+/// <param name="Pinned">The only backend the request may go to, or <see langword="null"/> to route normally.</param>
+/// <param name="MissingBackend">
+/// The identity of the backend that holds the referenced id when that backend is no longer configured, else
+/// <see langword="null"/>.
+/// </param>
+internal readonly record struct AffinityDecision(AffinityRequest Request, RoutedBackend? Pinned, string? MissingBackend)
+{
+    public bool IsEmpty => Request.IsEmpty;
+}
