@@ -149,9 +149,27 @@ internal sealed class BackendPool
 
     /// <summary>Computes the exhausted answer's delay and whether it is a throttle, over this pipeline's backends.</summary>
     /// <param name="partition">The request's throttle partition.</param>
-    /// <param name="only">The one backend the request was restricted to (affinity), or <see langword="null"/>.</param>
-    public (TimeSpan RetryAfter, bool Throttled) GetExhaustion(string? partition, RoutedBackend? only = null)
-        => Availability.GetExhaustion(only is null ? _backends : [only], _timeProvider.GetUtcNow(), partition);
+    /// <param name="excluded">The backends the request was never allowed to use (affinity, hints), if any.</param>
+    public (TimeSpan RetryAfter, bool Throttled) GetExhaustion(string? partition, in TriedBackends? excluded = null)
+    {
+        IReadOnlyList<RoutedBackend> allowed = _backends;
+        if (excluded is { } restricted)
+        {
+            // Only on the exhausted path of a restricted request: allocating the list is fine.
+            var list = new List<RoutedBackend>();
+            foreach (var backend in _backends)
+            {
+                if (!restricted.Contains(backend.Index))
+                {
+                    list.Add(backend);
+                }
+            }
+
+            allowed = list;
+        }
+
+        return Availability.GetExhaustion(allowed, _timeProvider.GetUtcNow(), partition);
+    }
 
     /// <summary>Sorts backends by priority, keeping the configured order within a tier.</summary>
     internal static RoutedBackend[] Route(IEnumerable<PriorityBackend> backends)

@@ -92,10 +92,13 @@ internal sealed class PriorityRoutingResilienceStrategy : ResilienceStrategy<Htt
             return Outcome.FromResult(AffinityRouter.NotConfigured(affinity, original));
         }
 
-        // A request that refers to an id goes to the backend holding it, and nowhere else.
+        // A request that refers to an id goes to the backend holding it, and nowhere else; hints narrow further. The
+        // exhausted answer is then computed over what was allowed.
         var tried = affinity.Pinned is { } pinned
             ? TriedBackends.AllExcept(_pool.Backends.Count, pinned.Index)
             : new TriedBackends(_pool.Backends.Count);
+        var hinted = RoutingHints.Apply(original, _pool.Backends, ref tried, out var noFailover);
+        TriedBackends? excluded = affinity.Pinned is not null || hinted ? tried.Copy() : null;
         var throttledInThisCall = false;
         RoutedBackend? failed = null;
         try
@@ -109,7 +112,14 @@ internal sealed class PriorityRoutingResilienceStrategy : ResilienceStrategy<Htt
 
                 if (attempt >= _maxAttempts || !_pool.TryAcquire(ref tried, partition, out var lease))
                 {
-                    return await ExhaustedAsync(context, original, attempt, partition, affinity.Pinned, throttledInThisCall).ConfigureAwait(context.ContinueOnCapturedContext);
+                    return await ExhaustedAsync(context, original, attempt, partition, excluded, throttledInThisCall).ConfigureAwait(context.ContinueOnCapturedContext);
+                }
+
+                if (noFailover)
+                {
+                    // One backend only: a failure answers with its own Retry-After.
+                    tried = TriedBackends.AllExcept(_pool.Backends.Count, lease.Backend.Index);
+                    excluded = tried.Copy();
                 }
 
                 // Disposing the lease frees a probe slot on every path that records no verdict.
@@ -215,12 +225,12 @@ internal sealed class PriorityRoutingResilienceStrategy : ResilienceStrategy<Htt
         HttpRequestMessage original,
         int attemptCount,
         string? partition,
-        RoutedBackend? pinned,
+        TriedBackends? excluded,
         bool throttledInThisCall)
     {
         // 429 when throttling is why nothing is left: a pending throttle deadline, or a throttle seen by this call
         // (a backend that said "Retry-After: 0" is free again, yet the call was throttled).
-        var (retryAfter, throttled) = _pool.GetExhaustion(partition, pinned);
+        var (retryAfter, throttled) = _pool.GetExhaustion(partition, excluded);
         var statusCode = throttled || throttledInThisCall ? HttpStatusCode.TooManyRequests : HttpStatusCode.ServiceUnavailable;
         var outcome = Outcome.FromResult(ExhaustedResponse.Create(statusCode, retryAfter, original));
         await _telemetry.ExhaustedAsync(context, outcome, statusCode, retryAfter, attemptCount).ConfigureAwait(context.ContinueOnCapturedContext);
