@@ -1,6 +1,7 @@
 using System.ClientModel;
 using System.ClientModel.Primitives;
 using System.Text.Json;
+using Azure.AI.OpenAI;
 using OpenAI.Batch;
 using OpenAI.Files;
 using OpenAI.Responses;
@@ -53,6 +54,37 @@ public sealed class AffinitySdkTests : IAsyncLifetime
         Backend(origin).Hits.Should().Be(22);
         _backends.Where(b => b.Name != origin).Sum(b => b.Hits).Should().Be(0);
         _backends.Sum(b => b.NotFound).Should().Be(0);
+    }
+
+    [Fact]
+    public async Task Through_the_Azure_OpenAI_client_a_file_is_read_back_and_deleted_on_its_backend()
+    {
+        // Azure.AI.OpenAI 2.9.0-beta.1's Responses client does not load with OpenAI 2.15 (MissingMethodException in
+        // AzureResponsesClient); its file client does, and uses the Azure URL style (/openai/files?api-version=…).
+        using var host = new AffinityClientHost(_backends);
+        var azure = new AzureOpenAIClient(
+            new Uri("https://placeholder.openai.azure.com/"),
+            new ApiKeyCredential("unused"),
+            new AzureOpenAIClientOptions(AzureOpenAIClientOptions.ServiceVersion.V2024_10_21)
+            {
+                Transport = host.Transport,
+                RetryPolicy = new ClientRetryPolicy(0),
+            });
+        var files = azure.GetOpenAIFileClient();
+
+        OpenAIFile file = await files.UploadFileAsync(BinaryData.FromString("{}"), "in.jsonl", FileUploadPurpose.Batch);
+        var origin = OriginOf(file.Id);
+        for (var i = 0; i < 10; i++)
+        {
+            OpenAIFile read = await files.GetFileAsync(file.Id);
+            read.Id.Should().Be(file.Id);
+        }
+
+        FileDeletionResult deleted = await files.DeleteFileAsync(file.Id);
+        deleted.Deleted.Should().BeTrue();
+        Backend(origin).Received.Should().OnlyContain(r => r.Path.StartsWith("/openai/files", StringComparison.Ordinal) && r.Status == 200);
+        Backend(origin).Hits.Should().Be(12);
+        _backends.Where(b => b.Name != origin).Sum(b => b.Hits).Should().Be(0);
     }
 
     [Fact]

@@ -22,6 +22,9 @@ public sealed class AffinityOptions
     /// <summary>The default <see cref="ResourceLifetime"/>.</summary>
     public static readonly TimeSpan DefaultResourceLifetime = TimeSpan.FromDays(365);
 
+    /// <summary>The default <see cref="StickyLifetime"/>.</summary>
+    public static readonly TimeSpan DefaultStickyLifetime = TimeSpan.FromMinutes(10);
+
     /// <summary>
     /// Gets or sets a value indicating whether hard affinity is on.
     /// </summary>
@@ -51,6 +54,18 @@ public sealed class AffinityOptions
     /// <value>The default value is 365 days.</value>
     [Range(typeof(TimeSpan), "00:00:01", "3650.00:00:00")]
     public TimeSpan ResourceLifetime { get; set; } = DefaultResourceLifetime;
+
+    /// <summary>
+    /// Gets or sets how long a soft-affinity key (<see cref="PriorityRoutingRequestOptions.AffinityKey"/>, or the
+    /// body's <c>prompt_cache_key</c> or <c>user</c>) keeps its backend after its last successful request.
+    /// </summary>
+    /// <value>The default value is 10 minutes, about the lifetime of a prompt cache.</value>
+    /// <remarks>
+    /// Soft affinity prefers the key's backend while it is available; when it is throttled or fails, the request is
+    /// routed normally and the key moves to the backend that answered.
+    /// </remarks>
+    [Range(typeof(TimeSpan), "00:00:01", "1.00:00:00")]
+    public TimeSpan StickyLifetime { get; set; } = DefaultStickyLifetime;
 
     internal TimeSpan LifetimeOf(AffinityKind kind)
         => kind is AffinityKind.Response or AffinityKind.Conversation ? ResponseLifetime : ResourceLifetime;

@@ -4,7 +4,8 @@ namespace Polly.PriorityRouting;
 /// <param name="Referenced">The id the request refers to (routes it), or empty.</param>
 /// <param name="Creates">The kind of id a successful answer creates (learned from that answer), or <see cref="AffinityKind.None"/>.</param>
 /// <param name="Deletes">Whether a successful answer deletes <paramref name="Referenced"/>.</param>
-internal readonly record struct AffinityRequest(AffinityId Referenced, AffinityKind Creates, bool Deletes)
+/// <param name="StickyKey">The body's soft-affinity key (<c>prompt_cache_key</c>, else <c>user</c>), if any.</param>
+internal readonly record struct AffinityRequest(AffinityId Referenced, AffinityKind Creates, bool Deletes, string? StickyKey = null)
 {
-    public bool IsEmpty => Referenced.IsEmpty && Creates == AffinityKind.None;
+    public bool IsEmpty => Referenced.IsEmpty && Creates == AffinityKind.None && StickyKey is null;
 }

@@ -18,9 +18,13 @@ internal static class AffinityRequestParser
     /// <summary>Bodies larger than this are not scanned (the request is routed on its path alone).</summary>
     internal const int MaxScannedBody = 16 * 1024 * 1024;
 
+    /// <summary>Soft-affinity keys longer than this are ignored.</summary>
+    internal const int MaxStickyKeyLength = 256;
+
     public static AffinityRequest Parse(HttpRequestMessage request)
     {
         var path = PathOf(request.RequestUri);
+        var chat = request.Method == HttpMethod.Post && path.EndsWith("/chat/completions", StringComparison.Ordinal);
         var method = request.Method;
         var collection = AffinityKind.None;
         var firstCollection = AffinityKind.None;
@@ -60,24 +64,30 @@ internal static class AffinityRequestParser
 
         if (firstCollection == AffinityKind.None)
         {
-            return default;
+            // A chat completion refers to no stored state; its body may carry a soft-affinity key.
+            return chat && request.Content is { } chatContent && IsJson(chatContent)
+                ? new AffinityRequest(default, AffinityKind.None, false, ScanBody(chatContent).StickyKey)
+                : default;
         }
 
         var creates = method == HttpMethod.Post && lastWasCollection && referenced.IsEmpty && collection == firstCollection
             ? collection
             : AffinityKind.None;
+        string? sticky = null;
         if (referenced.IsEmpty && method == HttpMethod.Post && request.Content is { } content && IsJson(content))
         {
-            referenced = ScanBody(content);
+            (referenced, sticky) = ScanBody(content);
         }
 
         // A new response chained to a stored one is created on the same backend, and is learned too.
-        return new AffinityRequest(referenced, creates, method == HttpMethod.Delete && idIsLast);
+        return new AffinityRequest(referenced, creates, method == HttpMethod.Delete && idIsLast, referenced.IsEmpty ? sticky : null);
     }
 
-    /// <summary>Finds the first id-valued property of a JSON body.</summary>
-    internal static AffinityId ScanBody(ReadOnlySpan<byte> json)
+    /// <summary>Finds the first id-valued property of a JSON body, and its top-level soft-affinity key.</summary>
+    internal static (AffinityId Id, string? StickyKey) ScanBody(ReadOnlySpan<byte> json)
     {
+        string? sticky = null;
+        var stickyIsCacheKey = false;
         var reader = new Utf8JsonReader(json, new JsonReaderOptions { CommentHandling = JsonCommentHandling.Skip });
         try
         {
@@ -85,6 +95,19 @@ internal static class AffinityRequestParser
             {
                 if (reader.TokenType != JsonTokenType.PropertyName)
                 {
+                    continue;
+                }
+
+                if (reader.CurrentDepth == 1 && !stickyIsCacheKey &&
+                    (reader.ValueTextEquals("prompt_cache_key"u8) || (sticky is null && reader.ValueTextEquals("user"u8))))
+                {
+                    var cacheKey = reader.ValueTextEquals("prompt_cache_key"u8);
+                    if (reader.Read() && reader.TokenType == JsonTokenType.String && reader.ValueSpan.Length <= MaxStickyKeyLength &&
+                        reader.GetString() is { Length: > 0 } key)
+                    {
+                        (sticky, stickyIsCacheKey) = (key, cacheKey);
+                    }
+
                     continue;
                 }
 
@@ -98,14 +121,14 @@ internal static class AffinityRequestParser
                 {
                     if (Id(ref reader, kind) is { IsEmpty: false } id)
                     {
-                        return id;
+                        return (id, null);
                     }
                 }
                 else if (reader.TokenType == JsonTokenType.StartArray && kind == AffinityKind.VectorStore)
                 {
                     if (reader.Read() && reader.TokenType == JsonTokenType.String && Id(ref reader, kind) is { IsEmpty: false } id)
                     {
-                        return id;
+                        return (id, null);
                     }
                 }
                 else if (reader.TokenType == JsonTokenType.StartObject && kind == AffinityKind.Conversation)
@@ -117,7 +140,7 @@ internal static class AffinityRequestParser
                         if (reader.TokenType == JsonTokenType.PropertyName && reader.CurrentDepth == depth + 1 && reader.ValueTextEquals("id"u8) &&
                             reader.Read() && reader.TokenType == JsonTokenType.String && Id(ref reader, kind) is { IsEmpty: false } id)
                         {
-                            return id;
+                            return (id, null);
                         }
                     }
                 }
@@ -126,9 +149,10 @@ internal static class AffinityRequestParser
         catch (JsonException)
         {
             // Not JSON after all: the backend will say so; the request is routed normally.
+            return default;
         }
 
-        return default;
+        return (default, sticky);
     }
 
     internal static AffinityKind CollectionOf(ReadOnlySpan<char> segment) => segment switch
@@ -144,7 +168,7 @@ internal static class AffinityRequestParser
         _ => AffinityKind.None,
     };
 
-    private static AffinityId ScanBody(HttpContent content)
+    private static (AffinityId Id, string? StickyKey) ScanBody(HttpContent content)
     {
         var length = content.Headers.ContentLength;
         if (length is not (> 0 and <= MaxScannedBody))

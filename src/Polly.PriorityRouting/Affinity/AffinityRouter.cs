@@ -17,6 +17,9 @@ internal sealed class AffinityRouter
     /// <summary>The error code of the answer to a request whose id lives on a backend no longer configured.</summary>
     public const string NotConfiguredCode = "affinity_backend_not_configured";
 
+    /// <summary>Soft-affinity keys are stored under this prefix, apart from ids.</summary>
+    public const string StickyPrefix = "~";
+
     private readonly IAffinityStore _store;
     private readonly AffinityOptions _options;
     private readonly Dictionary<string, RoutedBackend> _byIdentity;
@@ -24,7 +27,12 @@ internal sealed class AffinityRouter
     public AffinityRouter(AffinityOptions options, IAffinityStore store, IReadOnlyList<RoutedBackend> backends)
     {
         // A snapshot: options objects are mutable and may be rebound by a reload.
-        _options = new AffinityOptions { ResponseLifetime = options.ResponseLifetime, ResourceLifetime = options.ResourceLifetime };
+        _options = new AffinityOptions
+        {
+            ResponseLifetime = options.ResponseLifetime,
+            ResourceLifetime = options.ResourceLifetime,
+            StickyLifetime = options.StickyLifetime,
+        };
         _store = store;
         _byIdentity = new Dictionary<string, RoutedBackend>(StringComparer.Ordinal);
         foreach (var backend in backends)
@@ -43,7 +51,7 @@ internal sealed class AffinityRouter
         var parsed = AffinityRequestParser.Parse(request);
         if (parsed.Referenced.IsEmpty)
         {
-            return new AffinityDecision(parsed, null, null);
+            return await ResolveStickyAsync(request, parsed, cancellationToken).ConfigureAwait(false);
         }
 
         string? holder;
@@ -91,12 +99,46 @@ internal sealed class AffinityRouter
             }
         }
 
+        if (decision.StickyKey is { } key)
+        {
+            // Sliding: every success re-pins the key to the backend that served it (where it moved to, after a
+            // failover). Not awaited: stickiness is an optimisation, the answer does not wait for it.
+            _ = PinAsync(StickyPrefix + key, backend.StateKey.Backend, _options.StickyLifetime, CancellationToken.None).AsTask();
+        }
+
         if (request.Creates != AffinityKind.None && response.Content is { } content)
         {
             var identity = backend.StateKey.Backend;
             var lifetime = _options.LifetimeOf(request.Creates);
             response.Content = new AffinitySniffingContent(content, (id, token) => PinAsync(id, identity, lifetime, token));
         }
+    }
+
+    /// <summary>Soft affinity: the backend a request's key was last served by, if any.</summary>
+    private async ValueTask<AffinityDecision> ResolveStickyAsync(HttpRequestMessage request, AffinityRequest parsed, CancellationToken cancellationToken)
+    {
+        var key = ((IReadOnlyDictionary<string, object?>)request.Options).Count > 0 &&
+                  request.Options.TryGetValue(PriorityRoutingRequestOptions.AffinityKey, out var option) &&
+                  option is { Length: > 0 and <= AffinityRequestParser.MaxStickyKeyLength }
+            ? option
+            : parsed.StickyKey;
+        if (key is null)
+        {
+            return new AffinityDecision(parsed, null, null);
+        }
+
+        string? holder;
+        try
+        {
+            holder = await _store.FindAsync(StickyPrefix + key, cancellationToken).ConfigureAwait(false);
+        }
+        catch (Exception) when (!cancellationToken.IsCancellationRequested)
+        {
+            holder = null;
+        }
+
+        var preferred = holder is not null && _byIdentity.TryGetValue(holder, out var backend) ? backend : null;
+        return new AffinityDecision(parsed, null, null, key, preferred);
     }
 
     /// <summary>The answer to a request whose id lives on a backend that is no longer configured: nothing else holds it.</summary>

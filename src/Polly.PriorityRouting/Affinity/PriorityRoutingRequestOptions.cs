@@ -26,6 +26,13 @@ public static class PriorityRoutingRequestOptions
     public static readonly HttpRequestOptionsKey<int> MaxPriority = new("Polly.PriorityRouting.MaxPriority");
 
     /// <summary>
+    /// A soft-affinity key (a session, a conversation, a prompt-cache key): requests with the same key stay on one
+    /// backend for <see cref="AffinityOptions.StickyLifetime"/> after the last one, and move when it is unavailable.
+    /// Takes precedence over the body's <c>prompt_cache_key</c> and <c>user</c>.
+    /// </summary>
+    public static readonly HttpRequestOptionsKey<string> AffinityKey = new("Polly.PriorityRouting.AffinityKey");
+
+    /// <summary>
     /// When <see langword="true"/>, the request is sent to one backend only: if that attempt fails, the caller gets the
     /// exhausted answer with that backend's <c>Retry-After</c> instead of a failover.
     /// </summary>

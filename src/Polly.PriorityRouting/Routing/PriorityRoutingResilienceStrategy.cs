@@ -99,6 +99,19 @@ internal sealed class PriorityRoutingResilienceStrategy : ResilienceStrategy<Htt
             : new TriedBackends(_pool.Backends.Count);
         var hinted = RoutingHints.Apply(original, _pool.Backends, ref tried, out var noFailover);
         TriedBackends? excluded = affinity.Pinned is not null || hinted ? tried.Copy() : null;
+
+        // Soft affinity: the key's backend, only while it is available and allowed; released after it fails.
+        var sticky = affinity.Preferred is { } preferred && !tried.Contains(preferred.Index) &&
+                     _pool.Availability.IsAvailable(preferred, _timeProvider.GetUtcNow(), partition)
+            ? preferred
+            : null;
+        var unrestricted = tried;
+        if (sticky is not null)
+        {
+            unrestricted = tried.Copy();
+            tried = TriedBackends.AllExcept(_pool.Backends.Count, sticky.Index);
+        }
+
         var throttledInThisCall = false;
         RoutedBackend? failed = null;
         try
@@ -110,7 +123,18 @@ internal sealed class PriorityRoutingResilienceStrategy : ResilienceStrategy<Htt
                     return Outcome.FromException<HttpResponseMessage>(new OperationCanceledException(context.CancellationToken));
                 }
 
-                if (attempt >= _maxAttempts || !_pool.TryAcquire(ref tried, partition, out var lease))
+                BackendLease lease = default;
+                var acquired = attempt < _maxAttempts && _pool.TryAcquire(ref tried, partition, out lease);
+                if (!acquired && sticky is not null)
+                {
+                    // The key's backend could not be admitted after all: route normally.
+                    tried = unrestricted;
+                    tried.Add(sticky.Index);
+                    sticky = null;
+                    acquired = attempt < _maxAttempts && _pool.TryAcquire(ref tried, partition, out lease);
+                }
+
+                if (!acquired)
                 {
                     return await ExhaustedAsync(context, original, attempt, partition, excluded, throttledInThisCall).ConfigureAwait(context.ContinueOnCapturedContext);
                 }
@@ -185,6 +209,13 @@ internal sealed class PriorityRoutingResilienceStrategy : ResilienceStrategy<Htt
                     }
 
                     failed = backend;
+                    if (sticky is not null)
+                    {
+                        // The key's backend failed: route normally from here, the key follows the backend that answers.
+                        tried = unrestricted;
+                        tried.Add(sticky.Index);
+                        sticky = null;
+                    }
                 }
             }
         }

@@ -126,7 +126,7 @@ public class AffinityRequestParserTests
     [InlineData("""not json""")]
     public void Bodies_without_a_valid_id_route_normally(string body)
     {
-        AffinityRequestParser.ScanBody(Encoding.UTF8.GetBytes(body)).IsEmpty.Should().BeTrue();
+        AffinityRequestParser.ScanBody(Encoding.UTF8.GetBytes(body)).Id.IsEmpty.Should().BeTrue();
     }
 
     [Fact]
