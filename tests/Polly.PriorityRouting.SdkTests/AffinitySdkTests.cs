@@ -192,6 +192,36 @@ public sealed class AffinitySdkTests : IAsyncLifetime
         _backends.Sum(b => b.Hits).Should().Be(60);
     }
 
+    [Fact]
+    public async Task A_prompt_cache_key_keeps_its_creates_on_one_backend_and_moves_when_that_backend_is_throttled()
+    {
+        using var host = new AffinityClientHost(_backends);
+        var responses = host.OpenAI().GetResponsesClient();
+        async Task<string> CreateAsync()
+        {
+            var options = new CreateResponseOptions("gpt-4o", [ResponseItem.CreateUserMessageItem("Hello.")]) { PromptCacheKey = "tenant-7" };
+            ResponseResult created = await responses.CreateResponseAsync(options);
+            return OriginOf(created.Id);
+        }
+
+        var first = await CreateAsync();
+        for (var i = 0; i < 9; i++)
+        {
+            (await CreateAsync()).Should().Be(first);
+        }
+
+        Backend(first).ThrottleFor(TimeSpan.FromSeconds(60));
+        var moved = await CreateAsync();
+        moved.Should().NotBe(first);
+        for (var i = 0; i < 5; i++)
+        {
+            (await CreateAsync()).Should().Be(moved, "the key moved with the request");
+        }
+
+        Backend(first).Received.Select(r => r.Status).Should().Equal([.. Enumerable.Repeat(200, 10), 429], "one 429, failed over within the call");
+        Backend(moved).Hits.Should().Be(6);
+    }
+
     private static string OriginOf(string id) => id.Split('_', '-')[1][..1];
 
     private FakeStatefulOpenAIBackend Backend(string name) => _backends.Single(b => b.Name == name);
