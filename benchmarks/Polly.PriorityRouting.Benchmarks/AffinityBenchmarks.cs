@@ -19,6 +19,9 @@ public class AffinityBenchmarks
     private const string ResponsesAddress = "http://placeholder/openai/v1/responses";
 
     private static readonly byte[] FollowUpBody = Encoding.UTF8.GetBytes("""{"model":"gpt-4o","input":"and then?","previous_response_id":"resp_pinned"}""");
+    private static readonly byte[] ChatBody = Encoding.UTF8.GetBytes(
+        "{\"messages\":[{\"role\":\"system\",\"content\":\"You are terse.\"},{\"role\":\"user\",\"content\":\"" + new string('x', 1000) + "\"}],\"max_tokens\":100}");
+
     private static readonly byte[] CreateBody = Encoding.UTF8.GetBytes("""{"model":"gpt-4o","input":"hello"}""");
 
     private ServiceProvider? _services;
@@ -55,6 +58,12 @@ public class AffinityBenchmarks
 
     [Benchmark(Description = "(d) chat, no id, affinity on")]
     public Task<int> ChatOn() => SendAsync(_on, ChatAddress, null);
+
+    [Benchmark(Description = "(j0) chat with a 1 KB JSON body, affinity off")]
+    public Task<int> ChatBodyOff() => SendAsync(_off, ChatAddress, ChatBody);
+
+    [Benchmark(Description = "(j) chat with a 1 KB JSON body and no key, affinity on")]
+    public Task<int> ChatBodyOn() => SendAsync(_on, ChatAddress, ChatBody);
 
     [Benchmark(Description = "(h0) follow-up with previous_response_id, affinity off")]
     public Task<int> FollowUpOff() => SendAsync(_off, ResponsesAddress, FollowUpBody);
