@@ -66,7 +66,7 @@ internal static class AffinityRequestParser
         {
             // A chat completion refers to no stored state; its body may carry a soft-affinity key.
             return chat && request.Content is { } chatContent && IsJson(chatContent)
-                ? new AffinityRequest(default, AffinityKind.None, false, ScanBody(chatContent).StickyKey)
+                ? new AffinityRequest(default, AffinityKind.None, false, ScanBody(chatContent, stickyOnly: true).StickyKey)
                 : default;
         }
 
@@ -155,6 +155,31 @@ internal static class AffinityRequestParser
         return (default, sticky);
     }
 
+    /// <summary>
+    /// Whether a JSON body may hold a <c>"prompt_cache_key"</c> or <c>"user"</c> property: a byte search, so that
+    /// bodies without either (<c>"role":"user"</c> is a value, not a property) are not parsed.
+    /// </summary>
+    internal static bool MayHaveStickyKey(ReadOnlySpan<byte> json)
+    {
+        if (json.IndexOf("\"prompt_cache_key\""u8) >= 0)
+        {
+            return true;
+        }
+
+        var rest = json;
+        while (rest.IndexOf("\"user\""u8) is >= 0 and var at)
+        {
+            rest = rest[(at + 6)..];
+            var next = rest.TrimStart(" \t\r\n"u8);
+            if (!next.IsEmpty && next[0] == (byte)':')
+            {
+                return true;
+            }
+        }
+
+        return false;
+    }
+
     internal static AffinityKind CollectionOf(ReadOnlySpan<char> segment) => segment switch
     {
         "responses" => AffinityKind.Response,
@@ -168,7 +193,7 @@ internal static class AffinityRequestParser
         _ => AffinityKind.None,
     };
 
-    private static (AffinityId Id, string? StickyKey) ScanBody(HttpContent content)
+    private static (AffinityId Id, string? StickyKey) ScanBody(HttpContent content, bool stickyOnly = false)
     {
         var length = content.Headers.ContentLength;
         if (length is not (> 0 and <= MaxScannedBody))
@@ -203,7 +228,10 @@ internal static class AffinityRequestParser
                 read += n;
             }
 
-            return ScanBody(buffer.AsSpan(0, read));
+            var json = buffer.AsSpan(0, read);
+
+            // A chat body is parsed only if a vectorized search finds a key property in it: most carry none.
+            return stickyOnly && !MayHaveStickyKey(json) ? default : ScanBody(json);
         }
         finally
         {

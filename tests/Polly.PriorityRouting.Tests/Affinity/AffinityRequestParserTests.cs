@@ -129,6 +129,28 @@ public class AffinityRequestParserTests
         AffinityRequestParser.ScanBody(Encoding.UTF8.GetBytes(body)).Id.IsEmpty.Should().BeTrue();
     }
 
+    [Theory]
+    [InlineData("""{"messages":[{"role":"user","content":"hi"}]}""", false)]
+    [InlineData("""{"messages":[{"role":"user","content":"the user: me"}]}""", false)]
+    [InlineData("""{"messages":[],"user":"u-1"}""", true)]
+    [InlineData("""{"messages":[], "user" :\n "u-1"}""", true)]
+    [InlineData("""{"prompt_cache_key":"k","messages":[]}""", true)]
+    public void A_chat_body_is_parsed_only_when_it_may_hold_a_key(string body, bool mayHold)
+    {
+        AffinityRequestParser.MayHaveStickyKey(Encoding.UTF8.GetBytes(body)).Should().Be(mayHold);
+    }
+
+    [Fact]
+    public void A_chat_body_with_a_user_property_yields_it_as_the_sticky_key()
+    {
+        using var request = new HttpRequestMessage(HttpMethod.Post, "http://x/openai/deployments/gpt-4o/chat/completions?api-version=2024-10-21")
+        {
+            Content = new StringContent("""{"messages":[{"role":"user","content":"hi"}],"user":"u-1"}""", Encoding.UTF8, "application/json"),
+        };
+
+        AffinityRequestParser.Parse(request).Should().Be(new AffinityRequest(default, AffinityKind.None, false, "u-1"));
+    }
+
     [Fact]
     public void An_overlong_id_is_ignored()
     {
