@@ -56,7 +56,7 @@ public sealed class AffinityOptions
     public TimeSpan ResourceLifetime { get; set; } = DefaultResourceLifetime;
 
     /// <summary>
-    /// Gets or sets how long a soft-affinity key (<see cref="PriorityRoutingRequestOptions.AffinityKey"/>, or the
+    /// Gets or sets how long a soft-affinity key (<see cref="PriorityRoutingHints.AffinityKey"/>, or the
     /// body's <c>prompt_cache_key</c> or <c>user</c>) keeps its backend after its last successful request.
     /// </summary>
     /// <value>The default value is 10 minutes, about the lifetime of a prompt cache.</value>

@@ -46,12 +46,16 @@ internal sealed class AffinityRouter
     /// <summary>
     /// Finds what the request refers to and where it lives: at most one store read, and none for a request without ids.
     /// </summary>
-    public async ValueTask<AffinityDecision> ResolveAsync(HttpRequestMessage request, CancellationToken cancellationToken)
+    /// <param name="request">The caller's request.</param>
+    /// <param name="stickyKey">The soft-affinity key of the request's hints, if any.</param>
+    /// <param name="cancellationToken">The cancellation token.</param>
+    public async ValueTask<AffinityDecision> ResolveAsync(HttpRequestMessage request, string? stickyKey, CancellationToken cancellationToken)
     {
         var parsed = AffinityRequestParser.Parse(request);
         if (parsed.Referenced.IsEmpty)
         {
-            return await ResolveStickyAsync(request, parsed, cancellationToken).ConfigureAwait(false);
+            var key = stickyKey is { Length: > 0 and <= AffinityRequestParser.MaxStickyKeyLength } ? stickyKey : parsed.StickyKey;
+            return key is null ? new AffinityDecision(parsed, null, null) : await ResolveStickyAsync(parsed, key, cancellationToken).ConfigureAwait(false);
         }
 
         string? holder;
@@ -115,18 +119,8 @@ internal sealed class AffinityRouter
     }
 
     /// <summary>Soft affinity: the backend a request's key was last served by, if any.</summary>
-    private async ValueTask<AffinityDecision> ResolveStickyAsync(HttpRequestMessage request, AffinityRequest parsed, CancellationToken cancellationToken)
+    private async ValueTask<AffinityDecision> ResolveStickyAsync(AffinityRequest parsed, string key, CancellationToken cancellationToken)
     {
-        var key = ((IReadOnlyDictionary<string, object?>)request.Options).Count > 0 &&
-                  request.Options.TryGetValue(PriorityRoutingRequestOptions.AffinityKey, out var option) &&
-                  option is { Length: > 0 and <= AffinityRequestParser.MaxStickyKeyLength }
-            ? option
-            : parsed.StickyKey;
-        if (key is null)
-        {
-            return new AffinityDecision(parsed, null, null);
-        }
-
         string? holder;
         try
         {

@@ -1,35 +1,25 @@
 namespace Polly.PriorityRouting;
 
-/// <summary>Applies the <see cref="PriorityRoutingRequestOptions"/> of a request to the backends it may try.</summary>
+/// <summary>Applies a request's <see cref="PriorityRoutingHints"/> to the backends it may try.</summary>
 internal static class RoutingHints
 {
     /// <summary>
-    /// Marks as tried every backend the request's hints exclude.
+    /// Marks as tried every backend the hints exclude.
     /// </summary>
-    /// <returns>Whether the request has any hint; <paramref name="noFailover"/> says whether it forbids failover.</returns>
-    public static bool Apply(HttpRequestMessage request, IReadOnlyList<RoutedBackend> backends, ref TriedBackends tried, out bool noFailover)
+    /// <returns>Whether the hints narrow the backends; <paramref name="noFailover"/> says whether they forbid failover.</returns>
+    public static bool Apply(PriorityRoutingHints? hints, IReadOnlyList<RoutedBackend> backends, ref TriedBackends tried, out bool noFailover)
     {
-        var options = request.Options;
-        if (((IReadOnlyDictionary<string, object?>)options).Count == 0)
-        {
-            noFailover = false;
-            return false;
-        }
-
-        noFailover = options.TryGetValue(PriorityRoutingRequestOptions.NoFailover, out var single) && single;
-        var hasOnly = options.TryGetValue(PriorityRoutingRequestOptions.OnlyBackends, out var only) && only is not null;
-        var hasExcluded = options.TryGetValue(PriorityRoutingRequestOptions.ExcludedBackends, out var excluded) && excluded is not null;
-        var hasMaxPriority = options.TryGetValue(PriorityRoutingRequestOptions.MaxPriority, out var maxPriority);
-        if (!hasOnly && !hasExcluded && !hasMaxPriority)
+        noFailover = hints?.NoFailover == true;
+        if (hints is null || (hints.OnlyBackends is null && hints.ExcludedBackends is null && hints.MaxPriority is null))
         {
             return noFailover;
         }
 
         foreach (var backend in backends)
         {
-            if ((hasOnly && !only!.Contains(backend.Name, StringComparer.Ordinal)) ||
-                (hasExcluded && excluded!.Contains(backend.Name, StringComparer.Ordinal)) ||
-                (hasMaxPriority && backend.Priority > maxPriority))
+            if ((hints.OnlyBackends is { } only && !only.Contains(backend.Name, StringComparer.Ordinal)) ||
+                (hints.ExcludedBackends is { } excluded && excluded.Contains(backend.Name, StringComparer.Ordinal)) ||
+                (hints.MaxPriority is { } maxPriority && backend.Priority > maxPriority))
             {
                 tried.Add(backend.Index);
             }

@@ -71,6 +71,7 @@ internal sealed class PriorityRoutingResilienceStrategy : ResilienceStrategy<Htt
 
         string? partition;
         AffinityDecision affinity = default;
+        var hints = PriorityRoutingRequestOptions.Of(original);
         try
         {
             // The caller's own failures (a body that cannot be read, a partition function that throws) surface as
@@ -79,7 +80,7 @@ internal sealed class PriorityRoutingResilienceStrategy : ResilienceStrategy<Htt
             await AttemptRequest.PrepareContentAsync(original, context.CancellationToken).ConfigureAwait(context.ContinueOnCapturedContext);
             if (_affinity is not null)
             {
-                affinity = await _affinity.ResolveAsync(original, context.CancellationToken).ConfigureAwait(context.ContinueOnCapturedContext);
+                affinity = await _affinity.ResolveAsync(original, hints?.AffinityKey, context.CancellationToken).ConfigureAwait(context.ContinueOnCapturedContext);
             }
         }
         catch (Exception e)
@@ -97,7 +98,7 @@ internal sealed class PriorityRoutingResilienceStrategy : ResilienceStrategy<Htt
         var tried = affinity.Pinned is { } pinned
             ? TriedBackends.AllExcept(_pool.Backends.Count, pinned.Index)
             : new TriedBackends(_pool.Backends.Count);
-        var hinted = RoutingHints.Apply(original, _pool.Backends, ref tried, out var noFailover);
+        var hinted = RoutingHints.Apply(hints, _pool.Backends, ref tried, out var noFailover);
         TriedBackends? excluded = affinity.Pinned is not null || hinted ? tried.Copy() : null;
 
         // Soft affinity: the key's backend, only while it is available and allowed; released after it fails.

@@ -17,7 +17,7 @@ public class RoutingHintsTests
     {
         using var h = Harness();
 
-        using var response = await h.Client.SendAsync(Request(r => r.Options.Set(PriorityRoutingRequestOptions.OnlyBackends, ["c"])));
+        using var response = await h.Client.SendAsync(Request(new PriorityRoutingHints { OnlyBackends = ["c"] }));
 
         h.Transport.Hosts.Should().Equal(["c"]);
     }
@@ -27,7 +27,7 @@ public class RoutingHintsTests
     {
         using var h = Harness();
 
-        using var response = await h.Client.SendAsync(Request(r => r.Options.Set(PriorityRoutingRequestOptions.ExcludedBackends, ["a"])));
+        using var response = await h.Client.SendAsync(Request(new PriorityRoutingHints { ExcludedBackends = ["a"] }));
 
         h.Transport.Hosts.Should().Equal(["b"]);
     }
@@ -39,7 +39,7 @@ public class RoutingHintsTests
         h.Transport.Respond("a", HttpStatusCode.TooManyRequests, ("Retry-After", "7"));
         h.Transport.Respond("b", HttpStatusCode.TooManyRequests, ("Retry-After", "9"));
 
-        using var response = await h.Client.SendAsync(Request(r => r.Options.Set(PriorityRoutingRequestOptions.MaxPriority, 1)));
+        using var response = await h.Client.SendAsync(Request(new PriorityRoutingHints { MaxPriority = 1 }));
 
         response.StatusCode.Should().Be(HttpStatusCode.TooManyRequests);
         response.Headers.RetryAfter!.Delta.Should().Be(TimeSpan.FromSeconds(7), "c (available now) was not allowed");
@@ -52,7 +52,7 @@ public class RoutingHintsTests
         using var h = Harness();
         h.Transport.Respond("a", HttpStatusCode.TooManyRequests, ("Retry-After", "7"));
 
-        using var response = await h.Client.SendAsync(Request(r => r.Options.Set(PriorityRoutingRequestOptions.NoFailover, true)));
+        using var response = await h.Client.SendAsync(Request(new PriorityRoutingHints { NoFailover = true }));
 
         response.StatusCode.Should().Be(HttpStatusCode.TooManyRequests);
         response.Headers.RetryAfter!.Delta.Should().Be(TimeSpan.FromSeconds(7));
@@ -69,7 +69,7 @@ public class RoutingHintsTests
             h.Time.GetUtcNow(),
             CancellationToken.None);
 
-        using var response = await h.Client.SendAsync(Request(r => r.Options.Set(PriorityRoutingRequestOptions.NoFailover, true)));
+        using var response = await h.Client.SendAsync(Request(new PriorityRoutingHints { NoFailover = true }));
 
         response.StatusCode.Should().Be(HttpStatusCode.OK);
         h.Transport.Hosts.Should().Equal(["b"]);
@@ -82,17 +82,17 @@ public class RoutingHintsTests
         ((InMemoryAffinityStore)h.Options.Affinity.Store!).Pin("resp_1", "a@http://a", TimeSpan.FromDays(1));
 
         using var response = await h.Client.SendAsync(Request(
-            r => r.Options.Set(PriorityRoutingRequestOptions.ExcludedBackends, ["a"]),
+            new PriorityRoutingHints { ExcludedBackends = ["a"] },
             "/v1/responses/resp_1"));
 
         response.StatusCode.Should().Be(HttpStatusCode.ServiceUnavailable);
         h.Transport.Requests.Should().BeEmpty();
     }
 
-    private static HttpRequestMessage Request(Action<HttpRequestMessage> hint, string path = "/v1/chat/completions")
+    private static HttpRequestMessage Request(PriorityRoutingHints hints, string path = "/v1/chat/completions")
     {
         var request = new HttpRequestMessage(HttpMethod.Get, path);
-        hint(request);
+        request.Options.Set(PriorityRoutingRequestOptions.Hints, hints);
         return request;
     }
 }

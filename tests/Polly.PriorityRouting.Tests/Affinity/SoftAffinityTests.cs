@@ -130,7 +130,7 @@ public class SoftAffinityTests
         };
         if (key is not null)
         {
-            request.Options.Set(PriorityRoutingRequestOptions.AffinityKey, key);
+            request.Options.Set(PriorityRoutingRequestOptions.Hints, new PriorityRoutingHints { AffinityKey = key });
         }
 
         return request;
