@@ -81,6 +81,10 @@ public static class PriorityRoutingRedisServiceCollectionExtensions
         // One store per container, and it is the store: it replaces any other registration.
         services.RemoveAll<IBackendStateStore>();
         services.AddSingleton<IBackendStateStore>(CreateStore);
+
+        // Affinity pins are shared through the same connection.
+        services.RemoveAll<IAffinityStore>();
+        services.AddSingleton<IAffinityStore>(CreateAffinityStore);
         return services;
     }
 
@@ -100,6 +104,17 @@ public static class PriorityRoutingRedisServiceCollectionExtensions
             options,
             serviceProvider.GetService<TimeProvider>() ?? TimeProvider.System,
             serviceProvider.GetService<ILogger<RedisBackendStateStore>>() ?? NullLogger<RedisBackendStateStore>.Instance);
+    }
+
+    private static RedisAffinityStore CreateAffinityStore(IServiceProvider serviceProvider)
+    {
+        var options = serviceProvider.GetRequiredService<IOptions<PriorityRoutingRedisStoreOptions>>().Value;
+        var store = serviceProvider.GetRequiredService<IBackendStateStore>() as RedisBackendStateStore;
+        return new RedisAffinityStore(
+            () => store?.Multiplexer,
+            options.KeyPrefix,
+            serviceProvider.GetService<TimeProvider>() ?? TimeProvider.System,
+            serviceProvider.GetService<ILogger<RedisAffinityStore>>() ?? NullLogger<RedisAffinityStore>.Instance);
     }
 
     private static Task<IConnectionMultiplexer> ConnectInBackground(string configuration)

@@ -167,6 +167,14 @@ public class PriorityRoutingStrategyOptions : ResilienceStrategyOptions
     public IBackendStateStore? StateStore { get; set; }
 
     /// <summary>
+    /// Gets or sets hard affinity: requests that refer to server-side state (a stored response, a file, a batch, …) go
+    /// to the backend that created it, and only there.
+    /// </summary>
+    /// <value>On by default for OpenAI and Azure OpenAI requests; see <see cref="AffinityOptions"/>.</value>
+    [Required]
+    public AffinityOptions Affinity { get; set; } = new();
+
+    /// <summary>
     /// Gets or sets a callback invoked when a backend is taken out of rotation.
     /// </summary>
     public Func<OnBackendUnavailableArguments, ValueTask>? OnBackendUnavailable { get; set; }
@@ -212,6 +220,9 @@ public class PriorityRoutingStrategyOptions : ResilienceStrategyOptions
     /// that handler.
     /// </summary>
     internal bool DeferCredentials { get; set; }
+
+    /// <summary>Gets or sets the <see cref="IAffinityStore"/> registered in DI, set by the DI registration.</summary>
+    internal IAffinityStore? AffinityStoreFromServices { get; set; }
 
     private static ValueTask<bool> DefaultShouldHandle(PriorityRoutingPredicateArguments args)
         => new(HttpClientResiliencePredicates.IsTransient(args.Outcome) ||

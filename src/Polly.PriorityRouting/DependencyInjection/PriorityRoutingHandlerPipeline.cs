@@ -111,6 +111,7 @@ internal static class PriorityRoutingHandlerPipeline
         var options = source.Clone();
         options.StateStore = ResolveStore(source, services);
         options.DeferCredentials = true;
+        options.AffinityStoreFromServices = (IAffinityStore?)services.GetService(typeof(IAffinityStore));
         options.LoggerFactory ??= (ILoggerFactory?)services.GetService(typeof(ILoggerFactory));
         options.MeterFactory ??= (IMeterFactory?)services.GetService(typeof(IMeterFactory));
         return options;

@@ -198,7 +198,13 @@ internal sealed class BackendPool
     /// </summary>
     public (TimeSpan RetryAfter, bool Throttled) GetExhaustion(RequestRoute route)
     {
-        var backends = route.Model?.Backends ?? _backends;
+        IReadOnlyList<RoutedBackend> backends = route.Model?.Backends ?? _backends;
+        if (route.Excluded is { } excluded)
+        {
+            // Only on the exhausted path of a restricted request (affinity, hints): allocating the list is fine.
+            backends = [.. backends.Where(backend => !excluded.Contains(backend.Index))];
+        }
+
         return _budgets is null
             ? Availability.GetExhaustion(backends, _timeProvider.GetUtcNow(), route)
             : BudgetExhaustion.Compute(backends, Availability, _budgets, _timeProvider.GetUtcNow(), route);

@@ -27,6 +27,7 @@ internal sealed class PriorityRoutingResilienceStrategy : ResilienceStrategy<Htt
     private readonly Func<HttpRequestMessage, string?>? _partitionKey;
     private readonly bool _deferCredentials;
     private readonly ResponseBodyWatcher? _bodies;
+    private readonly AffinityRouter? _affinity;
 
     public PriorityRoutingResilienceStrategy(
         PriorityRoutingStrategyOptions options,
@@ -43,6 +44,9 @@ internal sealed class PriorityRoutingResilienceStrategy : ResilienceStrategy<Htt
         _partitionKey = options.ThrottlePartitionKey;
         _deferCredentials = options.DeferCredentials;
         _bodies = ResponseBodyWatcher.Create(options, _pool, _telemetry, timeProvider);
+        _affinity = options.Affinity is { Enabled: true } affinity
+            ? new AffinityRouter(affinity, affinity.Store ?? options.AffinityStoreFromServices ?? InMemoryAffinityStore.Shared, _pool.Backends)
+            : null;
         _gauges = new PriorityRoutingGaugeSource(_pool, timeProvider, _telemetry.Tags);
         _telemetry.Metrics.Register(_gauges);
         if (_pool.Models is { } models)
@@ -72,6 +76,8 @@ internal sealed class PriorityRoutingResilienceStrategy : ResilienceStrategy<Htt
         string? partition;
         ModelRequest? model = null;
         long cost;
+        AffinityDecision affinity = default;
+        var hints = PriorityRoutingRequestOptions.Of(original);
         try
         {
             // The caller's own failures (a body that cannot be read, a partition function that throws) surface as
@@ -84,6 +90,10 @@ internal sealed class PriorityRoutingResilienceStrategy : ResilienceStrategy<Htt
                 model = await ModelRequest.ResolveAsync(models, original, context.CancellationToken).ConfigureAwait(context.ContinueOnCapturedContext);
             }
             cost = _pool.EstimateCost(original);
+            if (_affinity is not null)
+            {
+                affinity = await _affinity.ResolveAsync(original, hints?.AffinityKey, context.CancellationToken).ConfigureAwait(context.ContinueOnCapturedContext);
+            }
         }
         catch (Exception e)
         {
@@ -96,9 +106,32 @@ internal sealed class PriorityRoutingResilienceStrategy : ResilienceStrategy<Htt
             return Outcome.FromResult(ModelNotFoundResponse.Create(original, model.Name, _pool.Models!.Names));
         }
 
-        var route = new RequestRoute(partition, model?.Route, cost);
-        var tried = new TriedBackends(_pool.Backends.Count);
-        route.Model?.ExcludeOthers(ref tried);
+        if (affinity.MissingBackend is not null)
+        {
+            return Outcome.FromResult(AffinityRouter.NotConfigured(affinity, original));
+        }
+
+        // A request that refers to an id goes to the backend holding it, and nowhere else; its model and hints narrow
+        // further. The exhausted answer is then computed over what was allowed.
+        var tried = affinity.Pinned is { } pinned
+            ? TriedBackends.AllExcept(_pool.Backends.Count, pinned.Index)
+            : new TriedBackends(_pool.Backends.Count);
+        model?.Route?.ExcludeOthers(ref tried);
+        var hinted = RoutingHints.Apply(hints, _pool.Backends, ref tried, out var noFailover);
+        var route = new RequestRoute(partition, model?.Route, cost, affinity.Pinned is not null || hinted ? tried.Copy() : null);
+
+        // Soft affinity: the key's backend, only while it is available and allowed; released after it fails.
+        var sticky = affinity.Preferred is { } preferred && !tried.Contains(preferred.Index) &&
+                     _pool.Availability.IsAvailable(preferred, _timeProvider.GetUtcNow(), route.PartitionOn(preferred))
+            ? preferred
+            : null;
+        var unrestricted = tried;
+        if (sticky is not null)
+        {
+            unrestricted = tried.Copy();
+            tried = TriedBackends.AllExcept(_pool.Backends.Count, sticky.Index);
+        }
+
         var throttledInThisCall = false;
         RoutedBackend? failed = null;
         try
@@ -110,9 +143,27 @@ internal sealed class PriorityRoutingResilienceStrategy : ResilienceStrategy<Htt
                     return Outcome.FromException<HttpResponseMessage>(new OperationCanceledException(context.CancellationToken));
                 }
 
-                if (attempt >= _maxAttempts || !_pool.TryAcquire(ref tried, route, out var lease))
+                BackendLease lease = default;
+                var acquired = attempt < _maxAttempts && _pool.TryAcquire(ref tried, route, out lease);
+                if (!acquired && sticky is not null)
+                {
+                    // The key's backend could not be admitted after all: route normally.
+                    tried = unrestricted;
+                    tried.Add(sticky.Index);
+                    sticky = null;
+                    acquired = attempt < _maxAttempts && _pool.TryAcquire(ref tried, route, out lease);
+                }
+
+                if (!acquired)
                 {
                     return await ExhaustedAsync(context, original, attempt, route, throttledInThisCall).ConfigureAwait(context.ContinueOnCapturedContext);
+                }
+
+                if (noFailover)
+                {
+                    // One backend only: a failure answers with its own Retry-After.
+                    tried = TriedBackends.AllExcept(_pool.Backends.Count, lease.Backend.Index);
+                    route = route.WithExcluded(tried.Copy());
                 }
 
                 // Disposing the lease frees a probe slot on every path that records no verdict.
@@ -180,6 +231,11 @@ internal sealed class PriorityRoutingResilienceStrategy : ResilienceStrategy<Htt
                             await _telemetry.BackendMarkedAsync(context, outcome, backend, spent, attempt, proactive: true).ConfigureAwait(context.ContinueOnCapturedContext);
                         }
 
+                        if (!affinity.IsEmpty && outcome.Result is { } returned)
+                        {
+                            await _affinity!.ObserveAsync(affinity, returned, backend, context.CancellationToken).ConfigureAwait(context.ContinueOnCapturedContext);
+                        }
+
                         return outcome;
                     }
 
@@ -197,6 +253,13 @@ internal sealed class PriorityRoutingResilienceStrategy : ResilienceStrategy<Htt
                     }
 
                     failed = backend;
+                    if (sticky is not null)
+                    {
+                        // The key's backend failed: route normally from here, the key follows the backend that answers.
+                        tried = unrestricted;
+                        tried.Add(sticky.Index);
+                        sticky = null;
+                    }
                 }
             }
         }

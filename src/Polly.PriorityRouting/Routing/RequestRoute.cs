@@ -12,11 +12,12 @@ namespace Polly.PriorityRouting;
 /// </remarks>
 internal readonly struct RequestRoute
 {
-    public RequestRoute(string? partition, ModelRoute? model = null, long cost = 0)
+    public RequestRoute(string? partition, ModelRoute? model = null, long cost = 0, TriedBackends? excluded = null)
     {
         Partition = partition;
         Model = model;
         Cost = cost;
+        Excluded = excluded;
     }
 
     /// <summary>Gets the request's own throttle partition, or <see langword="null"/>.</summary>
@@ -27,6 +28,15 @@ internal readonly struct RequestRoute
 
     /// <summary>Gets the request's estimated cost in tokens for budget admission; 0 when unknown or budgets are off.</summary>
     public long Cost { get; }
+
+    /// <summary>
+    /// Gets the backends this request was never allowed to use (affinity pins it, hints narrow it), or
+    /// <see langword="null"/>: the exhausted answer is computed over the others only.
+    /// </summary>
+    public TriedBackends? Excluded { get; }
+
+    /// <summary>Returns the same route with another set of excluded backends.</summary>
+    public RequestRoute WithExcluded(TriedBackends excluded) => new(Partition, Model, Cost, excluded);
 
     /// <summary>Returns the throttle partition of this request on <paramref name="backend"/>.</summary>
     public string? PartitionOn(RoutedBackend backend) => Model?.DeploymentOn(backend)?.Name ?? Partition;

@@ -1,0 +1,67 @@
+using System.Net;
+
+namespace Polly.PriorityRouting;
+
+/// <summary>
+/// The content of an answer that creates an id: the backend's content, unbuffered and untouched, read through an
+/// <see cref="AffinitySniffingStream"/>; same headers.
+/// </summary>
+internal sealed class AffinitySniffingContent : HttpContent
+{
+    private readonly HttpContent _inner;
+    private readonly Func<string, CancellationToken, ValueTask> _onId;
+    private readonly bool _eventStream;
+
+    public AffinitySniffingContent(HttpContent inner, Func<string, CancellationToken, ValueTask> onId)
+    {
+        _inner = inner;
+        _onId = onId;
+        _eventStream = string.Equals(inner.Headers.ContentType?.MediaType, "text/event-stream", StringComparison.OrdinalIgnoreCase);
+        foreach (var header in inner.Headers.NonValidated)
+        {
+            Headers.TryAddWithoutValidation(header.Key, header.Value);
+        }
+    }
+
+    protected override async Task SerializeToStreamAsync(Stream stream, TransportContext? context)
+        => await SerializeToStreamAsync(stream, context, CancellationToken.None).ConfigureAwait(false);
+
+    protected override async Task SerializeToStreamAsync(Stream stream, TransportContext? context, CancellationToken cancellationToken)
+    {
+        var source = await CreateContentReadStreamAsync(cancellationToken).ConfigureAwait(false);
+        await using (source.ConfigureAwait(false))
+        {
+            await source.CopyToAsync(stream, cancellationToken).ConfigureAwait(false);
+        }
+    }
+
+    protected override void SerializeToStream(Stream stream, TransportContext? context, CancellationToken cancellationToken)
+    {
+        using var source = CreateContentReadStream(cancellationToken);
+        source.CopyTo(stream);
+    }
+
+    protected override Task<Stream> CreateContentReadStreamAsync() => CreateContentReadStreamAsync(CancellationToken.None);
+
+    protected override async Task<Stream> CreateContentReadStreamAsync(CancellationToken cancellationToken)
+        => new AffinitySniffingStream(await _inner.ReadAsStreamAsync(cancellationToken).ConfigureAwait(false), _eventStream, _onId);
+
+    protected override Stream CreateContentReadStream(CancellationToken cancellationToken)
+        => new AffinitySniffingStream(_inner.ReadAsStream(cancellationToken), _eventStream, _onId);
+
+    protected override bool TryComputeLength(out long length)
+    {
+        length = 0;
+        return false;
+    }
+
+    protected override void Dispose(bool disposing)
+    {
+        if (disposing)
+        {
+            _inner.Dispose();
+        }
+
+        base.Dispose(disposing);
+    }
+}

@@ -1,0 +1,147 @@
+using System.Net;
+using System.Text;
+using System.Text.Json;
+using Microsoft.Extensions.DependencyInjection;
+using Polly.PriorityRouting.Redis.Tests.Support;
+using Polly.PriorityRouting.SdkTests.Support;
+using StackExchange.Redis;
+
+namespace Polly.PriorityRouting.Redis.Tests;
+
+/// <summary>
+/// Two replicas (two service providers, two multiplexers, the one-line handler) over one real redis-server and three
+/// stateful fake backends: an id created through one replica is routed to its backend by the other, at once.
+/// </summary>
+public sealed class RedisAffinityTests : IClassFixture<RedisServerFixture>, IAsyncLifetime
+{
+    private readonly RedisServerFixture _redis;
+    private readonly string _keyPrefix = $"test:{Guid.NewGuid():N}:";
+    private FakeStatefulOpenAIBackend[] _backends = [];
+
+    public RedisAffinityTests(RedisServerFixture redis) => _redis = redis;
+
+    public async Task InitializeAsync()
+        => _backends = await Task.WhenAll(FakeStatefulOpenAIBackend.StartAsync("a"), FakeStatefulOpenAIBackend.StartAsync("b"), FakeStatefulOpenAIBackend.StartAsync("c"));
+
+    public async Task DisposeAsync()
+    {
+        foreach (var backend in _backends)
+        {
+            await backend.DisposeAsync();
+        }
+    }
+
+    [Fact]
+    public async Task A_conversation_alternating_between_two_replicas_stays_on_its_backend_each_follow_up_sent_the_instant_the_previous_answer_arrived()
+    {
+        await using var replicaA = await AffinityReplica.StartAsync(_redis.Configuration, _keyPrefix, _backends);
+        await using var replicaB = await AffinityReplica.StartAsync(_redis.Configuration, _keyPrefix, _backends);
+
+        var previous = await replicaA.CreateAsync(null);
+        var origin = OriginOf(previous);
+        for (var i = 0; i < 20; i++)
+        {
+            var replica = i % 2 == 0 ? replicaB : replicaA;
+            previous = await replica.CreateAsync(previous);
+            OriginOf(previous).Should().Be(origin);
+        }
+
+        _backends.Where(b => b.Name != origin).Sum(b => b.Hits).Should().Be(0);
+        _backends.Sum(b => b.NotFound).Should().Be(0);
+        replicaB.Affinity.RemoteLookups.Should().Be(10, "B had seen none of the ids A created: one Redis read each");
+        replicaA.Affinity.RemoteLookups.Should().Be(10);
+    }
+
+    [Fact]
+    public async Task A_pin_is_one_redis_key_outside_the_throttle_prefix_that_expires_with_the_response()
+    {
+        await using var replica = await AffinityReplica.StartAsync(_redis.Configuration, _keyPrefix, _backends);
+        await using var inspector = await ConnectionMultiplexer.ConnectAsync(_redis.Configuration);
+
+        var id = await replica.CreateAsync(null);
+
+        var key = "affinity:" + _keyPrefix + id;
+        var value = await inspector.GetDatabase().StringGetWithExpiryAsync(key);
+        ((string?)value.Value).Should().Be($"{OriginOf(id)}@{_backends.Single(b => b.Name == OriginOf(id)).Address.AbsoluteUri.TrimEnd('/')}");
+        value.Expiry.Should().BeCloseTo(TimeSpan.FromDays(30), TimeSpan.FromMinutes(1));
+        var server = inspector.GetServer(inspector.GetEndPoints()[0]);
+        server.Keys(pattern: _keyPrefix + "*").Should().BeEmpty("the throttle store's SCAN never walks affinity keys");
+    }
+
+    [Fact]
+    public async Task A_streamed_create_on_one_replica_routes_a_follow_up_from_the_other_before_the_stream_ends()
+    {
+        var pause = new TaskCompletionSource();
+        foreach (var backend in _backends)
+        {
+            backend.StreamPause = pause.Task;
+        }
+
+        await using var replicaA = await AffinityReplica.StartAsync(_redis.Configuration, _keyPrefix, _backends);
+        await using var replicaB = await AffinityReplica.StartAsync(_redis.Configuration, _keyPrefix, _backends);
+        using var request = new HttpRequestMessage(HttpMethod.Post, "https://placeholder/v1/responses")
+        {
+            Content = new StringContent("""{"model":"gpt-4o","input":"hi","stream":true}""", Encoding.UTF8, "application/json"),
+        };
+
+        using var streamed = await replicaA.Client.SendAsync(request, HttpCompletionOption.ResponseHeadersRead);
+        using var reader = new StreamReader(await streamed.Content.ReadAsStreamAsync());
+        (await reader.ReadLineAsync()).Should().Be("event: response.created");
+        var data = (await reader.ReadLineAsync())!;
+        using var created = JsonDocument.Parse(data["data: ".Length..]);
+        var id = created.RootElement.GetProperty("response").GetProperty("id").GetString()!;
+
+        var followUp = await replicaB.CreateAsync(id);
+
+        OriginOf(followUp).Should().Be(OriginOf(id));
+        pause.SetResult();
+        (await reader.ReadToEndAsync()).Should().Contain("response.completed");
+        _backends.Where(b => b.Name != OriginOf(id)).Sum(b => b.Hits).Should().Be(0);
+    }
+
+    private static string OriginOf(string id) => id.Split('_', '-')[1][..1];
+
+    /// <summary>One replica of an app: the Redis store and the one-line handler, over the given backends.</summary>
+    private sealed class AffinityReplica : IAsyncDisposable
+    {
+        private readonly ServiceProvider _services;
+
+        private AffinityReplica(ServiceProvider services)
+        {
+            _services = services;
+            Client = services.GetRequiredService<IHttpClientFactory>().CreateClient("aoai");
+        }
+
+        public HttpClient Client { get; }
+
+        public RedisAffinityStore Affinity => (RedisAffinityStore)_services.GetRequiredService<IAffinityStore>();
+
+        public static async Task<AffinityReplica> StartAsync(string configuration, string keyPrefix, FakeStatefulOpenAIBackend[] backends)
+        {
+            var services = new ServiceCollection().AddPriorityRoutingRedisStore(configuration, options => options.KeyPrefix = keyPrefix);
+            services.AddHttpClient("aoai").AddPriorityRoutingHandler(options =>
+            {
+                foreach (var backend in backends)
+                {
+                    options.Routing.Backends.Add(new PriorityBackend { Name = backend.Name, BaseAddress = backend.Address });
+                }
+            });
+            var replica = new AffinityReplica(services.BuildServiceProvider());
+            var store = (RedisBackendStateStore)replica._services.GetRequiredService<IBackendStateStore>();
+            await store.FirstSynchronization.WaitAsync(TimeSpan.FromSeconds(5));
+            return replica;
+        }
+
+        /// <summary>Creates a response (chained to <paramref name="previous"/> if given) and returns its id.</summary>
+        public async Task<string> CreateAsync(string? previous)
+        {
+            var body = previous is null ? """{"model":"gpt-4o","input":"hi"}""" : $$"""{"model":"gpt-4o","input":"more","previous_response_id":"{{previous}}"}""";
+            using var response = await Client.PostAsync("https://placeholder/openai/v1/responses", new StringContent(body, Encoding.UTF8, "application/json"));
+            response.StatusCode.Should().Be(HttpStatusCode.OK, await response.Content.ReadAsStringAsync());
+            using var json = JsonDocument.Parse(await response.Content.ReadAsStringAsync());
+            return json.RootElement.GetProperty("id").GetString()!;
+        }
+
+        public ValueTask DisposeAsync() => _services.DisposeAsync();
+    }
+}

@@ -1,0 +1,180 @@
+using System.Text;
+
+namespace Polly.PriorityRouting.Tests.Affinity;
+
+public class AffinityRequestParserTests
+{
+    [Theory]
+    [InlineData("GET", "http://x/openai/v1/responses/resp_123", "resp_123", nameof(AffinityKind.Response))]
+    [InlineData("GET", "https://x/openai/responses/resp_123?api-version=2025-04-01-preview", "resp_123", nameof(AffinityKind.Response))]
+    [InlineData("GET", "http://x/v1/responses/resp_123/input_items?limit=2", "resp_123", nameof(AffinityKind.Response))]
+    [InlineData("POST", "http://x/v1/responses/resp_123/cancel", "resp_123", nameof(AffinityKind.Response))]
+    [InlineData("GET", "/openai/files/file-abc/content?api-version=2024-10-21", "file-abc", nameof(AffinityKind.File))]
+    [InlineData("GET", "http://x/gateway/openai/v1/batches/batch_9", "batch_9", nameof(AffinityKind.Batch))]
+    [InlineData("POST", "http://x/v1/vector_stores/vs_1/files", "vs_1", nameof(AffinityKind.VectorStore))]
+    [InlineData("GET", "http://x/v1/conversations/conv_7/items", "conv_7", nameof(AffinityKind.Conversation))]
+    [InlineData("GET", "http://x/v1/containers/cntr_1/files/cfile_2", "cntr_1", nameof(AffinityKind.Container))]
+    [InlineData("POST", "http://x/openai/threads/thread_1/runs/run_2?api-version=2024-05-01-preview", "thread_1", nameof(AffinityKind.Thread))]
+    [InlineData("GET", "http://x/v1/assistants/asst_1", "asst_1", nameof(AffinityKind.Assistant))]
+    public void Finds_the_id_of_a_path(string method, string uri, string id, string kindName)
+    {
+        var kind = Enum.Parse<AffinityKind>(kindName);
+        using var request = new HttpRequestMessage(new HttpMethod(method), new Uri(uri, UriKind.RelativeOrAbsolute));
+
+        var parsed = AffinityRequestParser.Parse(request);
+
+        parsed.Referenced.Should().Be(new AffinityId(id, kind));
+        parsed.Creates.Should().Be(AffinityKind.None);
+        parsed.Deletes.Should().BeFalse();
+    }
+
+    [Theory]
+    [InlineData("http://x/openai/v1/responses", nameof(AffinityKind.Response))]
+    [InlineData("http://x/openai/responses?api-version=2025-04-01-preview", nameof(AffinityKind.Response))]
+    [InlineData("http://x/v1/files", nameof(AffinityKind.File))]
+    [InlineData("http://x/v1/batches", nameof(AffinityKind.Batch))]
+    [InlineData("http://x/v1/vector_stores", nameof(AffinityKind.VectorStore))]
+    [InlineData("http://x/v1/conversations", nameof(AffinityKind.Conversation))]
+    [InlineData("http://x/v1/containers", nameof(AffinityKind.Container))]
+    [InlineData("http://x/openai/threads?api-version=2024-05-01-preview", nameof(AffinityKind.Thread))]
+    public void A_post_to_a_collection_creates_an_id_of_its_kind(string uri, string kindName)
+    {
+        var kind = Enum.Parse<AffinityKind>(kindName);
+        using var request = new HttpRequestMessage(HttpMethod.Post, uri);
+
+        AffinityRequestParser.Parse(request).Should().Be(new AffinityRequest(default, kind, false));
+    }
+
+    [Fact]
+    public void A_delete_of_an_id_forgets_it()
+    {
+        using var request = new HttpRequestMessage(HttpMethod.Delete, "http://x/v1/files/file-abc");
+
+        AffinityRequestParser.Parse(request).Should().Be(new AffinityRequest(new AffinityId("file-abc", AffinityKind.File), AffinityKind.None, true));
+    }
+
+    [Fact]
+    public void A_delete_below_an_id_does_not_forget_it()
+    {
+        using var request = new HttpRequestMessage(HttpMethod.Delete, "http://x/v1/vector_stores/vs_1/files/file-2");
+
+        AffinityRequestParser.Parse(request).Should().Be(new AffinityRequest(new AffinityId("vs_1", AffinityKind.VectorStore), AffinityKind.None, false));
+    }
+
+    [Theory]
+    [InlineData("http://x/openai/deployments/gpt-4o/chat/completions?api-version=2024-10-21")]
+    [InlineData("http://x/v1/chat/completions")]
+    [InlineData("http://x/v1/embeddings")]
+    [InlineData("http://x/v1/responses/input_tokens")]
+    [InlineData("http://x/v1/threads/runs")]
+    [InlineData("http://x/v1/files/has%20space")]
+    public void Requests_without_ids_are_empty(string uri)
+    {
+        using var request = new HttpRequestMessage(HttpMethod.Get, uri);
+
+        AffinityRequestParser.Parse(request).IsEmpty.Should().BeTrue();
+    }
+
+    [Theory]
+    [InlineData("""{"model":"gpt-4o","input":"hi","previous_response_id":"resp_1"}""", "resp_1", nameof(AffinityKind.Response))]
+    [InlineData("""{"model":"gpt-4o","conversation":"conv_1","input":"hi"}""", "conv_1", nameof(AffinityKind.Conversation))]
+    [InlineData("""{"model":"gpt-4o","conversation":{"id":"conv_2"},"input":"hi"}""", "conv_2", nameof(AffinityKind.Conversation))]
+    [InlineData("""{"model":"gpt-4o","input":[{"role":"user","content":[{"type":"input_file","file_id":"file-9"}]}]}""", "file-9", nameof(AffinityKind.File))]
+    [InlineData("""{"model":"gpt-4o","tools":[{"type":"file_search","vector_store_ids":["vs_3","vs_4"]}]}""", "vs_3", nameof(AffinityKind.VectorStore))]
+    [InlineData("""{"model":"gpt-4o","tools":[{"type":"code_interpreter","container":"cntr_5"}]}""", "cntr_5", nameof(AffinityKind.Container))]
+    public void Finds_the_id_of_a_responses_body_and_still_learns_the_new_response(string body, string id, string kindName)
+    {
+        var kind = Enum.Parse<AffinityKind>(kindName);
+        using var request = new HttpRequestMessage(HttpMethod.Post, "http://x/v1/responses")
+        {
+            Content = new StringContent(body, Encoding.UTF8, "application/json"),
+        };
+
+        AffinityRequestParser.Parse(request).Should().Be(new AffinityRequest(new AffinityId(id, kind), AffinityKind.Response, false));
+    }
+
+    [Fact]
+    public void Finds_the_input_file_of_a_batch()
+    {
+        using var request = new HttpRequestMessage(HttpMethod.Post, "http://x/openai/batches?api-version=2024-10-21")
+        {
+            Content = new StringContent("""{"input_file_id":"file-in","endpoint":"/chat/completions","completion_window":"24h"}""", Encoding.UTF8, "application/json"),
+        };
+
+        AffinityRequestParser.Parse(request).Should().Be(new AffinityRequest(new AffinityId("file-in", AffinityKind.File), AffinityKind.Batch, false));
+    }
+
+    [Fact]
+    public void Reading_the_body_leaves_it_readable()
+    {
+        using var request = new HttpRequestMessage(HttpMethod.Post, "http://x/v1/responses")
+        {
+            Content = new StringContent("""{"previous_response_id":"resp_1"}""", Encoding.UTF8, "application/json"),
+        };
+
+        AffinityRequestParser.Parse(request);
+
+        using var reader = new StreamReader(request.Content.ReadAsStream());
+        reader.ReadToEnd().Should().Be("""{"previous_response_id":"resp_1"}""");
+    }
+
+    [Theory]
+    [InlineData("""{"previous_response_id":123}""")]
+    [InlineData("""{"previous_response_id":"not an id"}""")]
+    [InlineData("""{"previous_response_id":"resp_\u0031"}""")]
+    [InlineData("""{"input":"previous_response_id"}""")]
+    [InlineData("""not json""")]
+    public void Bodies_without_a_valid_id_route_normally(string body)
+    {
+        AffinityRequestParser.ScanBody(Encoding.UTF8.GetBytes(body)).Id.IsEmpty.Should().BeTrue();
+    }
+
+    [Theory]
+    [InlineData("""{"messages":[{"role":"user","content":"hi"}]}""", false)]
+    [InlineData("""{"messages":[{"role":"user","content":"the user: me"}]}""", false)]
+    [InlineData("""{"messages":[],"user":"u-1"}""", true)]
+    [InlineData("""{"messages":[], "user" :\n "u-1"}""", true)]
+    [InlineData("""{"prompt_cache_key":"k","messages":[]}""", true)]
+    public void A_chat_body_is_parsed_only_when_it_may_hold_a_key(string body, bool mayHold)
+    {
+        AffinityRequestParser.MayHaveStickyKey(Encoding.UTF8.GetBytes(body)).Should().Be(mayHold);
+    }
+
+    [Fact]
+    public void A_chat_body_with_a_user_property_yields_it_as_the_sticky_key()
+    {
+        using var request = new HttpRequestMessage(HttpMethod.Post, "http://x/openai/deployments/gpt-4o/chat/completions?api-version=2024-10-21")
+        {
+            Content = new StringContent("""{"messages":[{"role":"user","content":"hi"}],"user":"u-1"}""", Encoding.UTF8, "application/json"),
+        };
+
+        AffinityRequestParser.Parse(request).Should().Be(new AffinityRequest(default, AffinityKind.None, false, "u-1"));
+    }
+
+    [Fact]
+    public void An_overlong_id_is_ignored()
+    {
+        var id = "resp_" + new string('a', AffinityId.MaxLength);
+        using var request = new HttpRequestMessage(HttpMethod.Get, "http://x/v1/responses/" + id);
+
+        AffinityRequestParser.Parse(request).Referenced.IsEmpty.Should().BeTrue();
+    }
+
+    [Fact]
+    public void A_chat_completion_allocates_nothing()
+    {
+        using var request = new HttpRequestMessage(HttpMethod.Post, "http://x/openai/deployments/gpt-4o/chat/completions?api-version=2024-10-21")
+        {
+            Content = new StringContent("""{"messages":[]}""", Encoding.UTF8, "application/json"),
+        };
+        AffinityRequestParser.Parse(request);
+
+        var before = GC.GetAllocatedBytesForCurrentThread();
+        for (var i = 0; i < 100; i++)
+        {
+            AffinityRequestParser.Parse(request);
+        }
+
+        (GC.GetAllocatedBytesForCurrentThread() - before).Should().Be(0);
+    }
+}
