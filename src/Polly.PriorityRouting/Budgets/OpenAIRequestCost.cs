@@ -40,13 +40,21 @@ public static class OpenAIRequestCost
 
         try
         {
-            using var stream = content.ReadAsStream();
+            // HttpContent hands every reader the same cached stream: never dispose it, and leave it where it was found,
+            // so that the next reader (affinity, the model map) sees the whole body too.
+            var stream = content.ReadAsStream();
             if (stream is MemoryStream memory && memory.TryGetBuffer(out var buffer))
             {
                 return Estimate(buffer.AsSpan((int)memory.Position));
             }
 
-            var length = stream.CanSeek ? stream.Length - stream.Position : MaxBodyBytes;
+            if (!stream.CanSeek)
+            {
+                return 0;
+            }
+
+            var start = stream.Position;
+            var length = stream.Length - start;
             if (length is <= 0 or > MaxBodyBytes)
             {
                 return 0;
@@ -57,7 +65,7 @@ public static class OpenAIRequestCost
             {
                 var read = 0;
                 int chunk;
-                while (read < rented.Length && (chunk = stream.Read(rented, read, rented.Length - read)) > 0)
+                while (read < length && (chunk = stream.Read(rented, read, (int)length - read)) > 0)
                 {
                     read += chunk;
                 }
@@ -66,6 +74,7 @@ public static class OpenAIRequestCost
             }
             finally
             {
+                stream.Position = start;
                 ArrayPool<byte>.Shared.Return(rented);
             }
         }
