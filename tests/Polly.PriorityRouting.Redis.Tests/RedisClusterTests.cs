@@ -115,8 +115,10 @@ public sealed class RedisClusterTests : IClassFixture<RedisClusterFixture>, IAsy
             levels.Length.Should().BeGreaterThanOrEqualTo(2).And.Match(n => n % 2 == 0, "every outage ended");
         }
 
+        // Replica A's mark for the dead shard reached Redis (B read it back above) — published by the recovery that ended
+        // the outage, or by an earlier pass that failed before it could: which pass counts it depends on timing.
         replicaA.StoreLogs.First(record => record.Level == LogLevel.Information)
-            .Message.Should().Contain("1 deadlines learned meanwhile published");
+            .Message.Should().StartWith("Redis is reachable again: throttle state is shared again (");
     }
 
     [Fact]
