@@ -33,6 +33,9 @@ internal sealed class BackendBudgets
 
     public int Count => Volatile.Read(ref _count);
 
+    /// <summary>Gets a value indicating whether no backend has reported a budget yet: admission has nothing to check.</summary>
+    public bool IsEmpty => Volatile.Read(ref _count) == 0;
+
     /// <summary>Returns whether a request of <paramref name="cost"/> tokens fits the key's budget now. Allocation-free.</summary>
     public bool CanAdmit(BackendStateKey key, long cost, DateTimeOffset now)
     {

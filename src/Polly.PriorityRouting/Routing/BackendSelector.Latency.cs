@@ -7,7 +7,7 @@ internal sealed partial class BackendSelector
     /// scaled by <see cref="LatencyTracker.ScaleWeight"/> against the fastest candidate. The scaled weights are read once
     /// into a stack buffer, so the draw is exact even while other requests update the averages.
     /// </summary>
-    private RoutedBackend? PickByLatency(int start, int end, in TriedBackends tried, DateTimeOffset now, RequestRoute route)
+    private RoutedBackend? PickByLatency(int start, int end, in TriedBackends tried, DateTimeOffset now, in RequestRoute route)
     {
         if (end - start > MaskedTierSize)
         {
@@ -65,7 +65,7 @@ internal sealed partial class BackendSelector
     }
 
     /// <summary>Tiers wider than the mask: the fastest candidate first, then weighted reservoir sampling on scaled weights.</summary>
-    private RoutedBackend? PickWideByLatency(int start, int end, in TriedBackends tried, DateTimeOffset now, RequestRoute route)
+    private RoutedBackend? PickWideByLatency(int start, int end, in TriedBackends tried, DateTimeOffset now, in RequestRoute route)
     {
         var latency = _latency!;
         var fastest = double.PositiveInfinity;

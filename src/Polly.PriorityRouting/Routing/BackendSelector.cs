@@ -80,7 +80,7 @@ internal sealed partial class BackendSelector
     /// One read of the store per backend, remembered in a bit mask; then one draw in [0, total weight) mapped onto the
     /// cumulative weights of the candidates. A randomizer that answers 0 picks the first configured candidate.
     /// </summary>
-    private RoutedBackend? PickByCumulativeWeight(int start, int end, in TriedBackends tried, DateTimeOffset now, RequestRoute route)
+    private RoutedBackend? PickByCumulativeWeight(int start, int end, in TriedBackends tried, DateTimeOffset now, in RequestRoute route)
     {
         ulong candidates = 0;
         var totalWeight = 0;
@@ -123,7 +123,7 @@ internal sealed partial class BackendSelector
     /// probability weight / (weights seen so far), which picks each with probability weight / total. Walking backwards
     /// keeps "a randomizer that answers 0 picks the first configured candidate".
     /// </summary>
-    private RoutedBackend? PickByReservoir(int start, int end, in TriedBackends tried, DateTimeOffset now, RequestRoute route)
+    private RoutedBackend? PickByReservoir(int start, int end, in TriedBackends tried, DateTimeOffset now, in RequestRoute route)
     {
         RoutedBackend? pick = null;
         var seenWeight = 0;
@@ -145,11 +145,11 @@ internal sealed partial class BackendSelector
         return pick;
     }
 
-    private bool IsCandidate(int index, in TriedBackends tried, DateTimeOffset now, RequestRoute route)
+    private bool IsCandidate(int index, in TriedBackends tried, DateTimeOffset now, in RequestRoute route)
     {
         var backend = _backends[index];
         var partition = route.PartitionOn(backend);
         return !tried.Contains(index) && _availability.IsAvailable(backend, now, partition) &&
-               (_budgets is null || _budgets.CanAdmit(backend.GetThrottleKey(partition), route.Cost, now));
+               (_budgets is null || _budgets.IsEmpty || _budgets.CanAdmit(backend.GetThrottleKey(partition), route.Cost, now));
     }
 }
