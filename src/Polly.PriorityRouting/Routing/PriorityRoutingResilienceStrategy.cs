@@ -24,10 +24,9 @@ internal sealed class PriorityRoutingResilienceStrategy : ResilienceStrategy<Htt
     private readonly TimeProvider _timeProvider;
     private readonly int _maxAttempts;
     private readonly Func<PriorityRoutingPredicateArguments, ValueTask<bool>> _shouldHandle;
-    private readonly Func<HttpRequestMessage, string?>? _partitionKey;
     private readonly bool _deferCredentials;
+    private readonly RequestPlanner _planner;
     private readonly ResponseBodyWatcher? _bodies;
-    private readonly AffinityRouter? _affinity;
 
     public PriorityRoutingResilienceStrategy(
         PriorityRoutingStrategyOptions options,
@@ -41,12 +40,9 @@ internal sealed class PriorityRoutingResilienceStrategy : ResilienceStrategy<Htt
         _timeProvider = timeProvider;
         _maxAttempts = Math.Min(options.MaxAttempts ?? int.MaxValue, _pool.Backends.Count);
         _shouldHandle = options.ShouldHandle;
-        _partitionKey = options.ThrottlePartitionKey;
         _deferCredentials = options.DeferCredentials;
+        _planner = new RequestPlanner(options, _pool, _telemetry, timeProvider);
         _bodies = ResponseBodyWatcher.Create(options, _pool, _telemetry, timeProvider);
-        _affinity = options.Affinity is { Enabled: true } affinity
-            ? new AffinityRouter(affinity, affinity.Store ?? options.AffinityStoreFromServices ?? InMemoryAffinityStore.Shared, _pool.Backends)
-            : null;
         _gauges = new PriorityRoutingGaugeSource(_pool, timeProvider, _telemetry.Tags);
         _telemetry.Metrics.Register(_gauges);
         if (_pool.Models is { } models)
@@ -73,63 +69,20 @@ internal sealed class PriorityRoutingResilienceStrategy : ResilienceStrategy<Htt
                 "added with AddResilienceHandler, or call ResilienceContext.SetRequestMessage before executing."));
         }
 
-        string? partition;
-        ModelRequest? model = null;
-        long cost;
-        AffinityDecision affinity = default;
-        var hints = PriorityRoutingRequestOptions.Of(original);
+        RequestPlan plan;
         try
         {
-            // The caller's own failures (a body that cannot be read, a partition function that throws) surface as
-            // theirs, before any backend is involved; the body then replays on every attempt, an outer retry's too.
-            partition = _partitionKey?.Invoke(original);
-            await AttemptRequest.PrepareContentAsync(original, context.CancellationToken).ConfigureAwait(context.ContinueOnCapturedContext);
-            if (_pool.Models is { } models)
-            {
-                // The model, and so the backends that may take the request: once, from the path or the buffered body.
-                model = await ModelRequest.ResolveAsync(models, original, context.CancellationToken).ConfigureAwait(context.ContinueOnCapturedContext);
-            }
-            cost = _pool.EstimateCost(original);
-            if (_affinity is not null)
-            {
-                affinity = await _affinity.ResolveAsync(original, hints?.AffinityKey, context.CancellationToken).ConfigureAwait(context.ContinueOnCapturedContext);
-            }
+            plan = await _planner.PlanAsync(original, context.ContinueOnCapturedContext, context.CancellationToken).ConfigureAwait(context.ContinueOnCapturedContext);
         }
         catch (Exception e)
         {
+            // The caller's own failure: no backend is involved, none is marked.
             return Outcome.FromException<HttpResponseMessage>(e);
         }
 
-        if (model is { Route: null })
+        if (plan.Answer is { } answer)
         {
-            _telemetry.ModelNotFound(model.Name);
-            return Outcome.FromResult(ModelNotFoundResponse.Create(original, model.Name, _pool.Models!.Names));
-        }
-
-        if (affinity.MissingBackend is not null)
-        {
-            return Outcome.FromResult(AffinityRouter.NotConfigured(affinity, original));
-        }
-
-        // A request that refers to an id goes to the backend holding it, and nowhere else; its model and hints narrow
-        // further. The exhausted answer is then computed over what was allowed.
-        var tried = affinity.Pinned is { } pinned
-            ? TriedBackends.AllExcept(_pool.Backends.Count, pinned.Index)
-            : new TriedBackends(_pool.Backends.Count);
-        model?.Route?.ExcludeOthers(ref tried);
-        var hinted = RoutingHints.Apply(hints, _pool.Backends, ref tried, out var noFailover);
-        var route = new RequestRoute(partition, model?.Route, cost, affinity.Pinned is not null || hinted ? tried.Copy() : null);
-
-        // Soft affinity: the key's backend, only while it is available and allowed; released after it fails.
-        var sticky = affinity.Preferred is { } preferred && !tried.Contains(preferred.Index) &&
-                     _pool.Availability.IsAvailable(preferred, _timeProvider.GetUtcNow(), route.PartitionOn(preferred))
-            ? preferred
-            : null;
-        var unrestricted = tried;
-        if (sticky is not null)
-        {
-            unrestricted = tried.Copy();
-            tried = TriedBackends.AllExcept(_pool.Backends.Count, sticky.Index);
+            return Outcome.FromResult(answer);
         }
 
         var throttledInThisCall = false;
@@ -143,27 +96,9 @@ internal sealed class PriorityRoutingResilienceStrategy : ResilienceStrategy<Htt
                     return Outcome.FromException<HttpResponseMessage>(new OperationCanceledException(context.CancellationToken));
                 }
 
-                BackendLease lease = default;
-                var acquired = attempt < _maxAttempts && _pool.TryAcquire(ref tried, route, out lease);
-                if (!acquired && sticky is not null)
+                if (attempt >= _maxAttempts || !plan.TryAcquire(_pool, out var lease))
                 {
-                    // The key's backend could not be admitted after all: route normally.
-                    tried = unrestricted;
-                    tried.Add(sticky.Index);
-                    sticky = null;
-                    acquired = attempt < _maxAttempts && _pool.TryAcquire(ref tried, route, out lease);
-                }
-
-                if (!acquired)
-                {
-                    return await ExhaustedAsync(context, original, attempt, route, throttledInThisCall).ConfigureAwait(context.ContinueOnCapturedContext);
-                }
-
-                if (noFailover)
-                {
-                    // One backend only: a failure answers with its own Retry-After.
-                    tried = TriedBackends.AllExcept(_pool.Backends.Count, lease.Backend.Index);
-                    route = route.WithExcluded(tried.Copy());
+                    return await ExhaustedAsync(context, original, attempt, plan.Route, throttledInThisCall).ConfigureAwait(context.ContinueOnCapturedContext);
                 }
 
                 // Disposing the lease frees a probe slot on every path that records no verdict.
@@ -176,7 +111,7 @@ internal sealed class PriorityRoutingResilienceStrategy : ResilienceStrategy<Htt
                     }
 
                     var started = _timeProvider.GetTimestamp();
-                    var outcome = await SendAsync(callback, context, state, original, backend, model).ConfigureAwait(context.ContinueOnCapturedContext);
+                    var outcome = await SendAsync(callback, context, state, original, backend, plan.Model).ConfigureAwait(context.ContinueOnCapturedContext);
                     var duration = _timeProvider.GetElapsedTime(started);
 
                     if (outcome.Exception is OperationCanceledException && context.CancellationToken.IsCancellationRequested)
@@ -226,14 +161,15 @@ internal sealed class PriorityRoutingResilienceStrategy : ResilienceStrategy<Htt
                     if (!handled)
                     {
                         _telemetry.AttemptEnded(context, backend, outcome, attempt, duration, handled: false, PriorityRoutingTags.ReturnedOutcome);
-                        if (await _pool.RecordReturnedAsync(lease, outcome, route, context.CancellationToken, deferHealth).ConfigureAwait(context.ContinueOnCapturedContext) is { } spent)
+                        if (await _pool.RecordReturnedAsync(lease, outcome, plan.Route, context.CancellationToken, deferHealth).ConfigureAwait(context.ContinueOnCapturedContext) is { } spent)
                         {
                             await _telemetry.BackendMarkedAsync(context, outcome, backend, spent, attempt, proactive: true).ConfigureAwait(context.ContinueOnCapturedContext);
                         }
 
-                        if (!affinity.IsEmpty && outcome.Result is { } returned)
+                        if (!plan.Affinity.IsEmpty && outcome.Result is { } returned)
                         {
-                            await _affinity!.ObserveAsync(affinity, returned, backend, context.CancellationToken).ConfigureAwait(context.ContinueOnCapturedContext);
+                            // Ids the answer creates are learned as it streams; a DELETE forgets them.
+                            await _planner.Affinity!.ObserveAsync(plan.Affinity, returned, backend, context.CancellationToken).ConfigureAwait(context.ContinueOnCapturedContext);
                         }
 
                         return outcome;
@@ -241,7 +177,7 @@ internal sealed class PriorityRoutingResilienceStrategy : ResilienceStrategy<Htt
 
                     try
                     {
-                        var verdict = await _pool.RecordFailureAsync(lease, outcome, route, context.CancellationToken).ConfigureAwait(context.ContinueOnCapturedContext);
+                        var verdict = await _pool.RecordFailureAsync(lease, outcome, plan.Route, context.CancellationToken).ConfigureAwait(context.ContinueOnCapturedContext);
                         _telemetry.AttemptEnded(context, backend, outcome, attempt, duration, handled: true, PriorityRoutingTags.ToTagValue(verdict.Cause));
                         await _telemetry.BackendMarkedAsync(context, outcome, backend, verdict, attempt, proactive: false).ConfigureAwait(context.ContinueOnCapturedContext);
                         throttledInThisCall |= verdict.Cause == BackendUnavailableReason.Throttled;
@@ -253,13 +189,7 @@ internal sealed class PriorityRoutingResilienceStrategy : ResilienceStrategy<Htt
                     }
 
                     failed = backend;
-                    if (sticky is not null)
-                    {
-                        // The key's backend failed: route normally from here, the key follows the backend that answers.
-                        tried = unrestricted;
-                        tried.Add(sticky.Index);
-                        sticky = null;
-                    }
+                    plan.OnFailover();
                 }
             }
         }
