@@ -8,7 +8,7 @@ namespace Polly.PriorityRouting;
 /// completes the id waits for the pin to be stored before it hands those bytes on, so a caller can never hold the id
 /// before every replica can route it.
 /// </summary>
-internal sealed class AffinitySniffingStream : Stream
+internal sealed class AffinitySniffingStream : ReadOnlyStream
 {
     /// <summary>The most bytes looked at: OpenAI answers and <c>response.created</c> events start with the id.</summary>
     public const int LookAhead = 4096;
@@ -27,22 +27,6 @@ internal sealed class AffinitySniffingStream : Stream
         _seen = ArrayPool<byte>.Shared.Rent(LookAhead);
     }
 
-    public override bool CanRead => true;
-
-    public override bool CanSeek => false;
-
-    public override bool CanWrite => false;
-
-    public override long Length => throw new NotSupportedException();
-
-    public override long Position
-    {
-        get => throw new NotSupportedException();
-        set => throw new NotSupportedException();
-    }
-
-    public override int Read(byte[] buffer, int offset, int count) => Read(buffer.AsSpan(offset, count));
-
     public override int Read(Span<byte> buffer)
     {
         var read = _inner.Read(buffer);
@@ -54,9 +38,6 @@ internal sealed class AffinitySniffingStream : Stream
 
         return read;
     }
-
-    public override Task<int> ReadAsync(byte[] buffer, int offset, int count, CancellationToken cancellationToken)
-        => ReadAsync(buffer.AsMemory(offset, count), cancellationToken).AsTask();
 
     public override ValueTask<int> ReadAsync(Memory<byte> buffer, CancellationToken cancellationToken = default)
         => _seen is null ? _inner.ReadAsync(buffer, cancellationToken) : SniffAsync(buffer, cancellationToken);
@@ -71,16 +52,6 @@ internal sealed class AffinitySniffingStream : Stream
 
         return read;
     }
-
-    public override void Flush()
-    {
-    }
-
-    public override long Seek(long offset, SeekOrigin origin) => throw new NotSupportedException();
-
-    public override void SetLength(long value) => throw new NotSupportedException();
-
-    public override void Write(byte[] buffer, int offset, int count) => throw new NotSupportedException();
 
     protected override void Dispose(bool disposing)
     {

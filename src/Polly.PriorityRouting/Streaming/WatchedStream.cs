@@ -18,7 +18,7 @@ namespace Polly.PriorityRouting;
 /// never reads nor disposes, nothing is recorded and nothing stays referenced: no timer runs unless a read waits.
 /// </para>
 /// </remarks>
-internal sealed class WatchedStream : Stream
+internal sealed class WatchedStream : ReadOnlyStream
 {
     private readonly ResponseBodyWatcher _watcher;
     private readonly BackendLease _lease;
@@ -54,20 +54,6 @@ internal sealed class WatchedStream : Stream
 
     private bool IsReadWaiting => Volatile.Read(ref _readWaiting) != 0;
 
-    public override bool CanRead => true;
-
-    public override bool CanSeek => false;
-
-    public override bool CanWrite => false;
-
-    public override long Length => throw new NotSupportedException();
-
-    public override long Position
-    {
-        get => throw new NotSupportedException();
-        set => throw new NotSupportedException();
-    }
-
     /// <summary>Sets the backend's stream when the caller first reads (bodies that were not read ahead).</summary>
     public void Attach(Stream inner) => _inner ??= inner;
 
@@ -102,11 +88,6 @@ internal sealed class WatchedStream : Stream
         return AwaitReadAsync(read, buffer.Length, cancellationToken);
     }
 
-    public override Task<int> ReadAsync(byte[] buffer, int offset, int count, CancellationToken cancellationToken)
-        => ReadAsync(buffer.AsMemory(offset, count), cancellationToken).AsTask();
-
-    public override int Read(byte[] buffer, int offset, int count) => Read(buffer.AsSpan(offset, count));
-
     public override int Read(Span<byte> buffer)
     {
         if (TryReadPrefetched(buffer, out var copied))
@@ -131,16 +112,6 @@ internal sealed class WatchedStream : Stream
         OnRead(count, buffer.Length);
         return count;
     }
-
-    public override void Flush()
-    {
-    }
-
-    public override long Seek(long offset, SeekOrigin origin) => throw new NotSupportedException();
-
-    public override void SetLength(long value) => throw new NotSupportedException();
-
-    public override void Write(byte[] buffer, int offset, int count) => throw new NotSupportedException();
 
     protected override void Dispose(bool disposing)
     {
