@@ -26,6 +26,9 @@ internal sealed partial class RedisAffinityStore : IAffinityStore
     /// <summary>What the throttle store's key prefix is preceded by for affinity keys.</summary>
     public const string KeyPrefixPrefix = "affinity:";
 
+    /// <summary>What soft-affinity keys are preceded by, apart from ids (which never contain it).</summary>
+    public const string StickyPrefix = "~";
+
     private readonly Func<IConnectionMultiplexer?> _multiplexer;
     private readonly string _keyPrefix;
     private readonly InMemoryAffinityStore _local;
@@ -124,6 +127,14 @@ internal sealed partial class RedisAffinityStore : IAffinityStore
             Failed(e);
         }
     }
+
+    /// <inheritdoc/>
+    public ValueTask<string?> FindStickyAsync(string key, CancellationToken cancellationToken)
+        => FindAsync(StickyPrefix + key, cancellationToken);
+
+    /// <inheritdoc/>
+    public ValueTask PinStickyAsync(string key, string backend, TimeSpan timeToLive, CancellationToken cancellationToken)
+        => PinAsync(StickyPrefix + key, backend, timeToLive, cancellationToken);
 
     private void Failed(Exception? exception)
     {
