@@ -247,38 +247,14 @@ internal sealed partial class RedisSynchronizer
         return marks.Count;
     }
 
-    /// <summary>
-    /// Writes the affinity pins created while Redis could not be written. A pin is taken out of the set only once
-    /// written; one that vanished meanwhile was deleted, and what was just written is removed again. A failure leaves
-    /// the rest for the next pass.
-    /// </summary>
-    private async Task<int> PublishUnpublishedPinsAsync(IConnectionMultiplexer multiplexer)
+    /// <summary>Writes the affinity pins created while Redis could not be written; a failure leaves the rest for the next pass.</summary>
+    private Task<int> PublishUnpublishedPinsAsync(IConnectionMultiplexer multiplexer)
     {
         var database = multiplexer.GetDatabase();
-        var published = 0;
-        foreach (var pin in _unpublishedPins.Pending)
-        {
-            var (id, (backend, expiresAt)) = pin;
-            var remaining = expiresAt - _mirror.Now;
-            if (remaining <= TimeSpan.Zero)
-            {
-                _unpublishedPins.TryComplete(pin);
-                continue;
-            }
-
-            var key = _layout.AffinityKeyOf(id);
-            await database.StringSetAsync(key, backend, remaining).ConfigureAwait(false);
-            if (_unpublishedPins.TryComplete(pin))
-            {
-                published++;
-            }
-            else if (!_unpublishedPins.Contains(id))
-            {
-                await database.KeyDeleteAsync(key).ConfigureAwait(false);
-            }
-        }
-
-        return published;
+        return _unpublishedPins.PublishAsync(
+            (id, backend, timeToLive) => database.StringSetAsync(_layout.AffinityKeyOf(id), backend, timeToLive),
+            id => database.KeyDeleteAsync(_layout.AffinityKeyOf(id)),
+            () => _mirror.Now);
     }
 
     private void ScheduleRetry()

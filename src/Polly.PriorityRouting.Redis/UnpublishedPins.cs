@@ -13,9 +13,8 @@ namespace Polly.PriorityRouting.Redis;
 /// The default capacity covers 100 creations a second for well over a minute of outage.
 /// </para>
 /// <para>
-/// A deleted id is <see cref="Forget">forgotten</see>, so the synchronization never writes it back. A pin is taken out
-/// only once written (<see cref="TryComplete"/>, only if unchanged): when it vanished while it was written, the id was
-/// deleted meanwhile and the writer removes what it wrote.
+/// A deleted id is <see cref="Forget">forgotten</see>, so the synchronization never writes it back; one deleted while it
+/// is being written is removed again (<see cref="PublishAsync"/>).
 /// </para>
 /// <para>
 /// Soft-affinity keys are never kept: they are pinned again by every successful request, which publishes them once
@@ -92,13 +91,50 @@ internal sealed class UnpublishedPins
         }
     }
 
-    public bool Contains(string id) => _pins.ContainsKey(id);
-
     /// <summary>Gets the pins kept right now, in no order; the set may change while the caller walks them.</summary>
     public IEnumerable<KeyValuePair<string, UnpublishedPin>> Pending => _pins;
 
-    /// <summary>Takes a written pin out of the set, unless it changed or vanished since it was read.</summary>
-    public bool TryComplete(KeyValuePair<string, UnpublishedPin> pin)
+    /// <summary>
+    /// Writes every kept pin with the lifetime it has left and takes it out of the set once written. A pin forgotten
+    /// while it was written (its id was deleted meanwhile) is removed again with <paramref name="remove"/>, so that a
+    /// <c>DELETE</c> and a publication never leave the pin behind, in whatever order they reach Redis. A failure is
+    /// thrown and leaves the pins not yet written for the next attempt.
+    /// </summary>
+    /// <param name="write">Writes one pin (id, backend, time to live).</param>
+    /// <param name="remove">Removes one id's pin.</param>
+    /// <param name="clock">The replica's clock, read for each pin.</param>
+    /// <returns>The number of pins written and taken out.</returns>
+    public async Task<int> PublishAsync(Func<string, string, TimeSpan, Task> write, Func<string, Task> remove, Func<DateTimeOffset> clock)
+    {
+        var published = 0;
+        foreach (var pin in _pins)
+        {
+            var (id, (backend, expiresAt)) = pin;
+            var remaining = expiresAt - clock();
+            if (remaining <= TimeSpan.Zero)
+            {
+                TryComplete(pin);
+                continue;
+            }
+
+            await write(id, backend, remaining).ConfigureAwait(false);
+            if (TryComplete(pin))
+            {
+                published++;
+            }
+            else if (!_pins.ContainsKey(id))
+            {
+                await remove(id).ConfigureAwait(false);
+            }
+
+            // Otherwise it was kept again meanwhile, which only a failed write does: the next attempt writes it.
+        }
+
+        return published;
+    }
+
+    // Removes only if unchanged, so that a concurrent extension or deletion is seen.
+    private bool TryComplete(KeyValuePair<string, UnpublishedPin> pin)
     {
         if (_pins.TryRemove(pin))
         {

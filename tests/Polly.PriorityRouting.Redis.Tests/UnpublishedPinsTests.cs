@@ -43,28 +43,70 @@ public sealed class UnpublishedPinsTests
     }
 
     [Fact]
-    public void A_written_pin_is_taken_out_only_if_it_did_not_change_meanwhile()
+    public async Task Publishing_writes_each_pin_with_the_lifetime_it_has_left_and_empties_the_set()
     {
         var pins = new UnpublishedPins();
-        pins.Keep("resp_1", "a", Now.AddDays(1), Now);
-        var read = pins.Pending.Single();
+        pins.Keep("resp_1", "a", Now.AddDays(30), Now);
+        pins.Keep("file-2", "b", Now.AddSeconds(90), Now);
+        var written = new List<(string, string, TimeSpan)>();
 
-        pins.Keep("resp_1", "a", Now.AddDays(2), Now);
+        var published = await pins.PublishAsync(
+            (id, backend, timeToLive) => Record(written, (id, backend, timeToLive)),
+            _ => throw new InvalidOperationException("nothing was deleted"),
+            () => Now.AddSeconds(30));
 
-        pins.TryComplete(read).Should().BeFalse("it was extended while it was written");
-        pins.TryComplete(pins.Pending.Single()).Should().BeTrue();
+        published.Should().Be(2);
+        written.Should().BeEquivalentTo([("resp_1", "a", TimeSpan.FromDays(30) - TimeSpan.FromSeconds(30)), ("file-2", "b", TimeSpan.FromMinutes(1))]);
         pins.Count.Should().Be(0);
     }
 
     [Fact]
-    public void A_pin_deleted_while_it_was_written_is_not_completed_and_is_no_longer_held()
+    public async Task A_pin_deleted_while_it_is_written_is_removed_again()
     {
         var pins = new UnpublishedPins();
-        pins.Keep("resp_1", "a", Now.AddDays(1), Now);
-        var read = pins.Pending.Single();
+        pins.Keep("resp_1", "a", Now.AddDays(30), Now);
+        var removed = new List<string>();
 
-        pins.Forget("resp_1");
+        // The DELETE arrives while the pin's SET is on its way: whichever reaches Redis first, the pin must not stay.
+        var published = await pins.PublishAsync(
+            (id, _, _) =>
+            {
+                pins.Forget(id);
+                return Task.CompletedTask;
+            },
+            id => Record(removed, id),
+            () => Now);
 
-        (pins.TryComplete(read), pins.Contains("resp_1")).Should().Be((false, false), "the writer must remove what it wrote");
+        (published, pins.Count).Should().Be((0, 0));
+        removed.Should().Equal("resp_1");
+    }
+
+    [Fact]
+    public async Task A_failed_write_leaves_the_pins_not_yet_written_for_the_next_attempt()
+    {
+        var pins = new UnpublishedPins();
+        pins.Keep("resp_1", "a", Now.AddDays(30), Now);
+
+        var act = () => pins.PublishAsync((_, _, _) => throw new TimeoutException("Redis timed out"), _ => Task.CompletedTask, () => Now);
+
+        await act.Should().ThrowAsync<TimeoutException>();
+        pins.Pending.Should().Equal([KeyValuePair.Create("resp_1", new UnpublishedPin("a", Now.AddDays(30)))]);
+    }
+
+    [Fact]
+    public async Task A_pin_that_expired_while_it_waited_is_dropped_unwritten()
+    {
+        var pins = new UnpublishedPins();
+        pins.Keep("resp_1", "a", Now.AddMinutes(1), Now);
+
+        var published = await pins.PublishAsync((_, _, _) => throw new InvalidOperationException("expired"), _ => Task.CompletedTask, () => Now.AddMinutes(1));
+
+        (published, pins.Count).Should().Be((0, 0));
+    }
+
+    private static Task Record<T>(List<T> list, T item)
+    {
+        list.Add(item);
+        return Task.CompletedTask;
     }
 }
