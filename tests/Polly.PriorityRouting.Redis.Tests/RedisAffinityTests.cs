@@ -148,6 +148,34 @@ public sealed class RedisAffinityTests : IClassFixture<RedisServerFixture>, IAsy
         (await database.KeyExistsAsync("affinity:" + _keyPrefix + deleted)).Should().BeFalse("a deleted id is never resurrected");
     }
 
+    [Fact]
+    public async Task A_soft_affinity_key_is_shared_under_a_key_of_its_own_that_slides_with_the_sticky_lifetime()
+    {
+        await using var replicaA = await AffinityReplica.StartAsync(_redis.Configuration, _keyPrefix, _backends);
+        await using var replicaB = await AffinityReplica.StartAsync(_redis.Configuration, _keyPrefix, _backends);
+        await using var inspector = await ConnectionMultiplexer.ConnectAsync(_redis.Configuration);
+        var database = inspector.GetDatabase();
+        var key = "affinity:" + _keyPrefix + "~user-1";
+
+        var origin = OriginOf(await replicaA.CreateAsync(null, user: "user-1"));
+
+        // The answer does not wait for a soft key: it is written right after.
+        await Eventually.HoldsAsync(async () => await database.KeyExistsAsync(key), TimeSpan.FromSeconds(5), "the soft key reaches Redis");
+        var stored = await database.StringGetWithExpiryAsync(key);
+        ((string?)stored.Value).Should().Be(IdentityOf(origin));
+        stored.Expiry.Should().BeCloseTo(TimeSpan.FromMinutes(10), TimeSpan.FromSeconds(30));
+
+        var lookups = replicaB.Affinity.RemoteLookups;
+        for (var i = 0; i < 5; i++)
+        {
+            OriginOf(await replicaB.CreateAsync(null, user: "user-1")).Should().Be(origin);
+        }
+
+        (replicaB.Affinity.RemoteLookups - lookups).Should().Be(1, "B read the key once, then kept it");
+        replicaB.Affinity.Local.StickyCount.Should().Be(1);
+        replicaB.Affinity.Local.Count.Should().Be(5, "the five responses B created, apart from the soft key");
+    }
+
     private static string OriginOf(string id) => id.Split('_', '-')[1][..1];
 
     private string IdentityOf(string name) => $"{name}@{_backends.Single(b => b.Name == name).Address.AbsoluteUri.TrimEnd('/')}";
@@ -221,9 +249,11 @@ public sealed class RedisAffinityTests : IClassFixture<RedisServerFixture>, IAsy
         }
 
         /// <summary>Creates a response (chained to <paramref name="previous"/> if given) and returns its id.</summary>
-        public async Task<string> CreateAsync(string? previous)
+        public async Task<string> CreateAsync(string? previous, string? user = null)
         {
-            var body = previous is null ? """{"model":"gpt-4o","input":"hi"}""" : $$"""{"model":"gpt-4o","input":"more","previous_response_id":"{{previous}}"}""";
+            var body = previous is not null ? $$"""{"model":"gpt-4o","input":"more","previous_response_id":"{{previous}}"}"""
+                : user is not null ? $$"""{"model":"gpt-4o","input":"hi","user":"{{user}}"}"""
+                : """{"model":"gpt-4o","input":"hi"}""";
             using var response = await Client.PostAsync("https://placeholder/openai/v1/responses", new StringContent(body, Encoding.UTF8, "application/json"));
             response.StatusCode.Should().Be(HttpStatusCode.OK, await response.Content.ReadAsStringAsync());
             using var json = JsonDocument.Parse(await response.Content.ReadAsStringAsync());
