@@ -76,11 +76,7 @@ internal sealed class RedisAffinityStore : IAffinityStore
     public async ValueTask PinAsync(string id, string backend, TimeSpan timeToLive, CancellationToken cancellationToken)
     {
         _local.Pin(id, backend, timeToLive);
-        if (!await SetAsync(_layout.AffinityKeyOf(id), backend, timeToLive).ConfigureAwait(false))
-        {
-            var now = _timeProvider.GetUtcNow();
-            _unpublished.Keep(id, backend, now + timeToLive, now);
-        }
+        await SetAsync(_layout.AffinityKeyOf(id), backend, timeToLive, keepForPublication: id).ConfigureAwait(false);
     }
 
     /// <inheritdoc/>
@@ -128,8 +124,8 @@ internal sealed class RedisAffinityStore : IAffinityStore
     {
         await _local.PinStickyAsync(key, backend, timeToLive, cancellationToken).ConfigureAwait(false);
 
-        // Never kept for later: the key's next successful request pins it again.
-        _ = await SetAsync(_layout.StickyKeyOf(key), backend, timeToLive).ConfigureAwait(false);
+        // Never kept for publication: the key's next successful request pins it again.
+        await SetAsync(_layout.StickyKeyOf(key), backend, timeToLive, keepForPublication: null).ConfigureAwait(false);
     }
 
     private async ValueTask<(string Backend, TimeSpan Expiry)?> GetAsync(RedisKey key)
@@ -153,24 +149,39 @@ internal sealed class RedisAffinityStore : IAffinityStore
         }
     }
 
-    /// <returns><see langword="true"/> when Redis holds the pin now.</returns>
-    private async ValueTask<bool> SetAsync(RedisKey key, string backend, TimeSpan timeToLive)
+    /// <summary>
+    /// Writes a pin; when Redis cannot take it, keeps the id for publication (<paramref name="keepForPublication"/>:
+    /// <see langword="null"/> for a soft key), then reports the outage.
+    /// </summary>
+    private async ValueTask SetAsync(RedisKey key, string backend, TimeSpan timeToLive, string? keepForPublication)
     {
-        if (Connected() is not { } multiplexer)
+        var multiplexer = _connection.Multiplexer;
+        Exception? failure = null;
+        if (multiplexer is { IsConnected: true })
         {
-            return false;
+            try
+            {
+                await multiplexer.GetDatabase().StringSetAsync(key, backend, timeToLive).ConfigureAwait(false);
+                Succeeded();
+                return;
+            }
+            catch (Exception e)
+            {
+                failure = e;
+            }
         }
 
-        try
+        if (keepForPublication is not null)
         {
-            await multiplexer.GetDatabase().StringSetAsync(key, backend, timeToLive).ConfigureAwait(false);
-            Succeeded();
-            return true;
+            // Kept before the outage is reported, so that the synchronization that ends it cannot miss the pin.
+            var now = _timeProvider.GetUtcNow();
+            _unpublished.Keep(keepForPublication, backend, now + timeToLive, now);
         }
-        catch (Exception e)
+
+        if (multiplexer is not null)
         {
-            _connection.ReportOutage(e);
-            return false;
+            // Still connecting otherwise: the first synchronization publishes what was kept.
+            _connection.ReportOutage(failure);
         }
     }
 
