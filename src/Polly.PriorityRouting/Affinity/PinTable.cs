@@ -15,11 +15,14 @@ internal sealed class PinTable
     private readonly ConcurrentDictionary<string, Entry> _entries = new(StringComparer.Ordinal);
     private readonly object _evictionLock = new();
 
+    // Counted here: ConcurrentDictionary.Count takes every lock of the table, and a pin asks on every write.
+    private int _count;
+
     public PinTable(int capacity) => Capacity = capacity;
 
     public int Capacity { get; }
 
-    public int Count => _entries.Count;
+    public int Count => Volatile.Read(ref _count);
 
     public bool TryFind(string key, DateTimeOffset now, out string backend)
     {
@@ -35,21 +38,45 @@ internal sealed class PinTable
 
     public void Pin(string key, string backend, DateTimeOffset expiresAt, DateTimeOffset now)
     {
-        if (_entries.Count >= Capacity && !_entries.ContainsKey(key))
+        var entry = new Entry(backend, expiresAt);
+        while (true)
         {
-            MakeRoom(now);
-        }
+            if (_entries.TryGetValue(key, out var held))
+            {
+                if (_entries.TryUpdate(key, entry, held))
+                {
+                    return;
+                }
 
-        _entries[key] = new Entry(backend, expiresAt);
+                continue;
+            }
+
+            if (Count >= Capacity)
+            {
+                MakeRoom(now);
+            }
+
+            if (_entries.TryAdd(key, entry))
+            {
+                Interlocked.Increment(ref _count);
+                return;
+            }
+        }
     }
 
-    public void Remove(string key) => _entries.TryRemove(key, out _);
+    public void Remove(string key)
+    {
+        if (_entries.TryRemove(key, out _))
+        {
+            Interlocked.Decrement(ref _count);
+        }
+    }
 
     private void MakeRoom(DateTimeOffset now)
     {
         lock (_evictionLock)
         {
-            if (_entries.Count < Capacity)
+            if (Count < Capacity)
             {
                 return;
             }
@@ -58,11 +85,11 @@ internal sealed class PinTable
             {
                 if (entry.Value.ExpiresAt <= now)
                 {
-                    _entries.TryRemove(entry);
+                    TryRemove(entry);
                 }
             }
 
-            var excess = _entries.Count - Capacity + 1;
+            var excess = Count - Capacity + 1;
             if (excess <= 0)
             {
                 return;
@@ -71,8 +98,17 @@ internal sealed class PinTable
             var evict = Math.Max(excess, Capacity / 10);
             foreach (var entry in _entries.OrderBy(entry => entry.Value.ExpiresAt).Take(evict).ToList())
             {
-                _entries.TryRemove(entry);
+                TryRemove(entry);
             }
+        }
+    }
+
+    // Removes only if unchanged: an entry pinned again meanwhile stays.
+    private void TryRemove(KeyValuePair<string, Entry> entry)
+    {
+        if (_entries.TryRemove(entry))
+        {
+            Interlocked.Decrement(ref _count);
         }
     }
 
