@@ -106,16 +106,15 @@ public static class PriorityRoutingRedisServiceCollectionExtensions
             serviceProvider.GetService<ILogger<RedisBackendStateStore>>() ?? NullLogger<RedisBackendStateStore>.Instance);
     }
 
-    private static RedisAffinityStore CreateAffinityStore(IServiceProvider serviceProvider)
-    {
-        var options = serviceProvider.GetRequiredService<IOptions<PriorityRoutingRedisStoreOptions>>().Value;
-        var store = serviceProvider.GetRequiredService<IBackendStateStore>() as RedisBackendStateStore;
-        return new RedisAffinityStore(
-            () => store?.Multiplexer,
-            options.KeyPrefix,
-            serviceProvider.GetService<TimeProvider>() ?? TimeProvider.System,
-            serviceProvider.GetService<ILogger<RedisAffinityStore>>() ?? NullLogger<RedisAffinityStore>.Instance);
-    }
+    private static IAffinityStore CreateAffinityStore(IServiceProvider serviceProvider)
+        => serviceProvider.GetRequiredService<IBackendStateStore>() is RedisBackendStateStore store
+            ? store.Affinity
+
+            // The throttle store was replaced after this registration: pins stay in this process, as without Redis.
+            : new InMemoryAffinityStore(
+                InMemoryAffinityStore.DefaultCapacity,
+                InMemoryAffinityStore.DefaultStickyCapacity,
+                serviceProvider.GetService<TimeProvider>() ?? TimeProvider.System);
 
     private static Task<IConnectionMultiplexer> ConnectInBackground(string configuration)
     {

@@ -29,6 +29,7 @@ internal sealed partial class RedisBackendStateStore : IBackendStateStore, IAsyn
 
     private readonly LocalMirror _mirror;
     private readonly UnpublishedMarks _unpublished = new();
+    private readonly UnpublishedPins _unpublishedPins = new();
     private readonly CancellationTokenSource _disposing = new();
     private readonly RedisConnection _connection;
     private readonly RedisMarkWriter _writer;
@@ -49,11 +50,17 @@ internal sealed partial class RedisBackendStateStore : IBackendStateStore, IAsyn
         _mirror = new LocalMirror(timeProvider, options.MaxUnavailability);
         _connection = new RedisConnection(connecting, ownsConnection, logger);
         _writer = new RedisMarkWriter(layout, _mirror, instanceId);
-        _synchronizer = new RedisSynchronizer(_connection, layout, _mirror, _unpublished, _writer, instanceId, logger, _disposing.Token);
+        _synchronizer = new RedisSynchronizer(_connection, layout, _mirror, _unpublished, _unpublishedPins, _writer, instanceId, logger, _disposing.Token);
+        Affinity = new RedisAffinityStore(_connection, _synchronizer, layout, _unpublishedPins, timeProvider);
 
         // Never on the caller's thread: the app starts whether or not Redis answers.
         _ = Task.Run(StartAsync);
     }
+
+    /// <summary>
+    /// Gets the affinity store that shares this store's connection: one connection, one outage, one synchronization.
+    /// </summary>
+    internal RedisAffinityStore Affinity { get; }
 
     /// <summary>Gets a task that completes once the store has subscribed and loaded the shared state for the first time.</summary>
     internal Task FirstSynchronization => _synchronizer.FirstSynchronization;

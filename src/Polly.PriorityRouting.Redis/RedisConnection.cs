@@ -146,8 +146,9 @@ internal sealed partial class RedisConnection : IDisposable, IAsyncDisposable
     /// <param name="failuresAtStart">The <see cref="Failures"/> read when the synchronization began.</param>
     /// <param name="loaded">How many deadlines the synchronization loaded.</param>
     /// <param name="published">How many deadlines learned during the outage it published.</param>
+    /// <param name="pinsPublished">How many affinity pins created during the outage it published.</param>
     /// <returns><see langword="true"/> when the state is shared now.</returns>
-    public bool TryEndOutage(long failuresAtStart, int loaded, int published)
+    public bool TryEndOutage(long failuresAtStart, int loaded, int published, int pinsPublished)
     {
         bool ended;
         lock (_gate)
@@ -163,7 +164,7 @@ internal sealed partial class RedisConnection : IDisposable, IAsyncDisposable
 
         if (ended)
         {
-            Log.RedisAvailableAgain(_logger, loaded, published);
+            Log.RedisAvailableAgain(_logger, loaded, published, pinsPublished);
         }
 
         return true;
@@ -221,11 +222,13 @@ internal sealed partial class RedisConnection : IDisposable, IAsyncDisposable
     private static partial class Log
     {
         [LoggerMessage(1, LogLevel.Warning,
-            "Redis is unreachable: backend throttle state is no longer shared and is kept locally until Redis returns. Requests are not affected.")]
+            "Redis is unreachable: backend throttle state and affinity pins are no longer shared and are kept locally until Redis returns. " +
+            "Requests are not affected, except that ids created on other replicas meanwhile are routed normally.")]
         public static partial void RedisUnavailable(ILogger logger, Exception? exception);
 
         [LoggerMessage(2, LogLevel.Information,
-            "Redis is reachable again: throttle state is shared again ({Loaded} deadlines loaded, {Published} deadlines learned meanwhile published).")]
-        public static partial void RedisAvailableAgain(ILogger logger, int loaded, int published);
+            "Redis is reachable again: throttle state is shared again ({Loaded} deadlines loaded, {Published} deadlines learned meanwhile published, " +
+            "{PinsPublished} affinity pins created meanwhile published).")]
+        public static partial void RedisAvailableAgain(ILogger logger, int loaded, int published, int pinsPublished);
     }
 }

@@ -5,7 +5,8 @@ namespace Polly.PriorityRouting.Redis;
 
 /// <summary>
 /// Keeps the mirror in step with Redis: subscribes to the channel, loads the shared state, and publishes what this
-/// replica learned while Redis was unreachable — once per start or recovery, however many events ask for it.
+/// replica learned while Redis was unreachable (throttle marks and affinity pins) — once per start or recovery, however
+/// many events ask for it.
 /// </summary>
 /// <remarks>
 /// <para>
@@ -31,6 +32,7 @@ internal sealed partial class RedisSynchronizer
     private readonly RedisStoreLayout _layout;
     private readonly LocalMirror _mirror;
     private readonly UnpublishedMarks _unpublished;
+    private readonly UnpublishedPins _unpublishedPins;
     private readonly RedisStateLoader _loader;
     private readonly RedisMarkWriter _writer;
     private readonly string _instanceId;
@@ -51,6 +53,7 @@ internal sealed partial class RedisSynchronizer
         RedisStoreLayout layout,
         LocalMirror mirror,
         UnpublishedMarks unpublished,
+        UnpublishedPins unpublishedPins,
         RedisMarkWriter writer,
         string instanceId,
         ILogger logger,
@@ -60,6 +63,7 @@ internal sealed partial class RedisSynchronizer
         _layout = layout;
         _mirror = mirror;
         _unpublished = unpublished;
+        _unpublishedPins = unpublishedPins;
         _writer = writer;
         _instanceId = instanceId;
         _logger = logger;
@@ -188,7 +192,8 @@ internal sealed partial class RedisSynchronizer
 
         var loaded = await _loader.LoadAsync(multiplexer, primaries, _disposing).ConfigureAwait(false);
         var published = await PublishUnpublishedAsync(multiplexer).ConfigureAwait(false);
-        if (!_connection.TryEndOutage(failuresAtStart, loaded, published))
+        var pinsPublished = await PublishUnpublishedPinsAsync(multiplexer).ConfigureAwait(false);
+        if (!_connection.TryEndOutage(failuresAtStart, loaded, published, pinsPublished))
         {
             return false;
         }
@@ -240,6 +245,16 @@ internal sealed partial class RedisSynchronizer
         }
 
         return marks.Count;
+    }
+
+    /// <summary>Writes the affinity pins created while Redis could not be written; a failure leaves the rest for the next pass.</summary>
+    private Task<int> PublishUnpublishedPinsAsync(IConnectionMultiplexer multiplexer)
+    {
+        var database = multiplexer.GetDatabase();
+        return _unpublishedPins.PublishAsync(
+            (id, backend, timeToLive) => database.StringSetAsync(_layout.AffinityKeyOf(id), backend, timeToLive),
+            id => database.KeyDeleteAsync(_layout.AffinityKeyOf(id)),
+            () => _mirror.Now);
     }
 
     private void ScheduleRetry()

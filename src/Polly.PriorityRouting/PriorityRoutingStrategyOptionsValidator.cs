@@ -39,6 +39,7 @@ internal static partial class PriorityRoutingStrategyOptionsValidator
 
         ValidateOutlierEjection(options.OutlierEjection, prefix, errors);
         ValidateStreaming(options, prefix, errors);
+        ValidateAffinity(options.Affinity, prefix, errors);
 
         if (options.ShouldHandle is null)
         {
@@ -129,6 +130,27 @@ internal static partial class PriorityRoutingStrategyOptionsValidator
         {
             errors.Add(Invariant(
                 $"{prefix}OutlierEjection.MaxEjectionTime ({ejection.MaxEjectionTime}) must not be less than {prefix}OutlierEjection.BaseEjectionTime ({ejection.BaseEjectionTime})."));
+        }
+    }
+
+    private static void ValidateAffinity(AffinityOptions? affinity, string prefix, List<string> errors)
+    {
+        if (affinity is null)
+        {
+            errors.Add($"{prefix}Affinity is required.");
+            return;
+        }
+
+        ValidateLifetime(affinity.ResponseLifetime, AffinityOptions.MaxLifetime, $"{prefix}Affinity.ResponseLifetime", errors);
+        ValidateLifetime(affinity.ResourceLifetime, AffinityOptions.MaxLifetime, $"{prefix}Affinity.ResourceLifetime", errors);
+        ValidateLifetime(affinity.StickyLifetime, AffinityOptions.MaxStickyLifetime, $"{prefix}Affinity.StickyLifetime", errors);
+    }
+
+    private static void ValidateLifetime(TimeSpan lifetime, TimeSpan max, string path, List<string> errors)
+    {
+        if (lifetime < AffinityOptions.MinLifetime || lifetime > max)
+        {
+            errors.Add(Invariant($"{path} must be between {AffinityOptions.MinLifetime} and {max}, but was {lifetime}."));
         }
     }
 

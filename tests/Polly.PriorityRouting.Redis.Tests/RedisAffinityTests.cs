@@ -99,7 +99,121 @@ public sealed class RedisAffinityTests : IClassFixture<RedisServerFixture>, IAsy
         _backends.Where(b => b.Name != OriginOf(id)).Sum(b => b.Hits).Should().Be(0);
     }
 
+    [Fact]
+    public async Task A_response_created_during_a_redis_outage_is_published_when_redis_returns_and_the_other_replica_routes_its_follow_up_there()
+    {
+        await using var replicaA = await AffinityReplica.StartAsync(_redis.Configuration, _keyPrefix, _backends);
+        await using var replicaB = await AffinityReplica.StartAsync(_redis.Configuration, _keyPrefix, _backends);
+        await using var outage = await RedisOutage.BeginAsync(_redis, replicaA, replicaB);
+
+        var id = await replicaA.CreateAsync(null);
+        replicaA.Affinity.UnpublishedPinCount.Should().Be(1, "the pin could not be written and waits for Redis");
+
+        await outage.EndAsync();
+
+        await using var inspector = await ConnectionMultiplexer.ConnectAsync(_redis.Configuration);
+        var stored = await inspector.GetDatabase().StringGetWithExpiryAsync("affinity:" + _keyPrefix + id);
+        ((string?)stored.Value).Should().Be(IdentityOf(OriginOf(id)), "replica A published the pin as soon as Redis returned");
+        stored.Expiry.Should().BeCloseTo(TimeSpan.FromDays(30), TimeSpan.FromMinutes(1));
+        replicaA.Affinity.UnpublishedPinCount.Should().Be(0);
+
+        var lookups = replicaB.Affinity.RemoteLookups;
+        var followUp = await replicaB.CreateAsync(id);
+
+        OriginOf(followUp).Should().Be(OriginOf(id));
+        (replicaB.Affinity.RemoteLookups - lookups).Should().Be(1, "B had never seen the id: one Redis read");
+        _backends.Sum(b => b.NotFound).Should().Be(0);
+        _backends.Where(b => b.Name != OriginOf(id)).Sum(b => b.Hits).Should().Be(0);
+    }
+
+    [Fact]
+    public async Task A_response_deleted_during_a_redis_outage_is_not_published_when_redis_returns()
+    {
+        await using var replicaA = await AffinityReplica.StartAsync(_redis.Configuration, _keyPrefix, _backends);
+        await using var outage = await RedisOutage.BeginAsync(_redis, replicaA);
+
+        var deleted = await replicaA.CreateAsync(null);
+        var kept = await replicaA.CreateAsync(null);
+        using (var response = await replicaA.Client.DeleteAsync($"https://placeholder/openai/v1/responses/{deleted}"))
+        {
+            response.StatusCode.Should().Be(HttpStatusCode.OK, "the delete went to the response's backend");
+        }
+
+        replicaA.Affinity.UnpublishedPinCount.Should().Be(1);
+        await outage.EndAsync();
+
+        await using var inspector = await ConnectionMultiplexer.ConnectAsync(_redis.Configuration);
+        var database = inspector.GetDatabase();
+        (await database.KeyExistsAsync("affinity:" + _keyPrefix + kept)).Should().BeTrue("the other pin of the outage was published");
+        (await database.KeyExistsAsync("affinity:" + _keyPrefix + deleted)).Should().BeFalse("a deleted id is never resurrected");
+    }
+
+    [Fact]
+    public async Task A_soft_affinity_key_is_shared_under_a_key_of_its_own_that_slides_with_the_sticky_lifetime()
+    {
+        await using var replicaA = await AffinityReplica.StartAsync(_redis.Configuration, _keyPrefix, _backends);
+        await using var replicaB = await AffinityReplica.StartAsync(_redis.Configuration, _keyPrefix, _backends);
+        await using var inspector = await ConnectionMultiplexer.ConnectAsync(_redis.Configuration);
+        var database = inspector.GetDatabase();
+        var key = "affinity:" + _keyPrefix + "~user-1";
+
+        var origin = OriginOf(await replicaA.CreateAsync(null, user: "user-1"));
+
+        // The answer does not wait for a soft key: it is written right after.
+        await Eventually.HoldsAsync(async () => await database.KeyExistsAsync(key), TimeSpan.FromSeconds(5), "the soft key reaches Redis");
+        var stored = await database.StringGetWithExpiryAsync(key);
+        ((string?)stored.Value).Should().Be(IdentityOf(origin));
+        stored.Expiry.Should().BeCloseTo(TimeSpan.FromMinutes(10), TimeSpan.FromSeconds(30));
+
+        var lookups = replicaB.Affinity.RemoteLookups;
+        for (var i = 0; i < 5; i++)
+        {
+            OriginOf(await replicaB.CreateAsync(null, user: "user-1")).Should().Be(origin);
+        }
+
+        (replicaB.Affinity.RemoteLookups - lookups).Should().Be(1, "B read the key once, then kept it");
+        replicaB.Affinity.Local.StickyCount.Should().Be(1);
+        replicaB.Affinity.Local.Count.Should().Be(5, "the five responses B created, apart from the soft key");
+    }
+
     private static string OriginOf(string id) => id.Split('_', '-')[1][..1];
+
+    private string IdentityOf(string name) => $"{name}@{_backends.Single(b => b.Name == name).Address.AbsoluteUri.TrimEnd('/')}";
+
+    /// <summary>Redis killed until <see cref="EndAsync"/> restarts it on the same port; every replica has noticed both.</summary>
+    private sealed class RedisOutage : IAsyncDisposable
+    {
+        private static readonly TimeSpan Noticed = TimeSpan.FromSeconds(15);
+        private readonly RedisServerFixture _redis;
+        private readonly AffinityReplica[] _replicas;
+
+        private RedisOutage(RedisServerFixture redis, AffinityReplica[] replicas) => (_redis, _replicas) = (redis, replicas);
+
+        public static async Task<RedisOutage> BeginAsync(RedisServerFixture redis, params AffinityReplica[] replicas)
+        {
+            redis.Kill();
+            await Eventually.HoldsAsync(() => replicas.All(r => r.State.IsInOutage), Noticed, "every replica notices the outage");
+            return new RedisOutage(redis, replicas);
+        }
+
+        /// <summary>Restarts Redis and waits until every replica has synchronized again (published what it kept).</summary>
+        public async Task EndAsync()
+        {
+            _redis.Start();
+            await Eventually.HoldsAsync(
+                () => _replicas.All(r => !r.State.IsInOutage && !r.State.IsSynchronizing), Noticed, "every replica synchronizes again");
+        }
+
+        public ValueTask DisposeAsync()
+        {
+            if (!_redis.IsRunning)
+            {
+                _redis.Start();
+            }
+
+            return default;
+        }
+    }
 
     /// <summary>One replica of an app: the Redis store and the one-line handler, over the given backends.</summary>
     private sealed class AffinityReplica : IAsyncDisposable
@@ -115,6 +229,8 @@ public sealed class RedisAffinityTests : IClassFixture<RedisServerFixture>, IAsy
         public HttpClient Client { get; }
 
         public RedisAffinityStore Affinity => (RedisAffinityStore)_services.GetRequiredService<IAffinityStore>();
+
+        public RedisBackendStateStore State => (RedisBackendStateStore)_services.GetRequiredService<IBackendStateStore>();
 
         public static async Task<AffinityReplica> StartAsync(string configuration, string keyPrefix, FakeStatefulOpenAIBackend[] backends)
         {
@@ -133,9 +249,11 @@ public sealed class RedisAffinityTests : IClassFixture<RedisServerFixture>, IAsy
         }
 
         /// <summary>Creates a response (chained to <paramref name="previous"/> if given) and returns its id.</summary>
-        public async Task<string> CreateAsync(string? previous)
+        public async Task<string> CreateAsync(string? previous, string? user = null)
         {
-            var body = previous is null ? """{"model":"gpt-4o","input":"hi"}""" : $$"""{"model":"gpt-4o","input":"more","previous_response_id":"{{previous}}"}""";
+            var body = previous is not null ? $$"""{"model":"gpt-4o","input":"more","previous_response_id":"{{previous}}"}"""
+                : user is not null ? $$"""{"model":"gpt-4o","input":"hi","user":"{{user}}"}"""
+                : """{"model":"gpt-4o","input":"hi"}""";
             using var response = await Client.PostAsync("https://placeholder/openai/v1/responses", new StringContent(body, Encoding.UTF8, "application/json"));
             response.StatusCode.Should().Be(HttpStatusCode.OK, await response.Content.ReadAsStringAsync());
             using var json = JsonDocument.Parse(await response.Content.ReadAsStringAsync());

@@ -13,6 +13,14 @@ public sealed class RedisStoreLayoutTests
     }
 
     [Fact]
+    public void Affinity_keys_live_outside_the_prefix_and_soft_keys_apart_from_ids()
+    {
+        ((string?)_layout.AffinityKeyOf("resp_1")).Should().Be("affinity:app:pr:resp_1");
+        ((string?)_layout.StickyKeyOf("resp_1")).Should().Be("affinity:app:pr:~resp_1");
+        _layout.TryGetStateKey(_layout.AffinityKeyOf("resp_1"), out _).Should().BeFalse("the throttle state's load never reads a pin");
+    }
+
+    [Fact]
     public void KeyOf_AddsThePartitionAfterAMarker()
     {
         ((string?)_layout.KeyOf(new BackendStateKey("ptu@https://ptu.example.com", "gpt-4o"))).Should().Be("app:pr:27:ptu@https://ptu.example.com#gpt-4o");

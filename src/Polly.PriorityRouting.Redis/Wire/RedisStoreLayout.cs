@@ -10,14 +10,29 @@ namespace Polly.PriorityRouting.Redis;
 /// <c>polly:priority-routing:24:ptu@https://ptu.example.com#gpt-4o</c>. Keys carry no hash tag of their own, so on a
 /// Redis Cluster the backends spread over the shards (a braced part of an identity, a partition or the prefix is a hash
 /// tag to Redis, which only moves the key to another slot).
+/// <para>
+/// Affinity pins live outside the prefix, under <c>affinity:{prefix}</c>, so that the throttle state's <c>SCAN</c>
+/// never walks them: <c>affinity:{prefix}{id}</c> for an id, <c>affinity:{prefix}~{key}</c> for a soft-affinity key
+/// (ids never contain <c>~</c>).
+/// </para>
 /// </remarks>
 internal sealed class RedisStoreLayout
 {
+    /// <summary>What the key prefix is preceded by for affinity keys.</summary>
+    public const string AffinityPrefix = "affinity:";
+
+    /// <summary>What a soft-affinity key is preceded by, after the affinity prefix.</summary>
+    public const string StickyPrefix = "~";
+
     private readonly string _keyPrefix;
+    private readonly string _affinityKeyPrefix;
+    private readonly string _stickyKeyPrefix;
 
     public RedisStoreLayout(string keyPrefix, string channelName)
     {
         _keyPrefix = keyPrefix;
+        _affinityKeyPrefix = AffinityPrefix + keyPrefix;
+        _stickyKeyPrefix = _affinityKeyPrefix + StickyPrefix;
         ChannelName = channelName;
         Channel = RedisChannel.Literal(channelName);
         ScanPattern = keyPrefix + "*";
@@ -36,6 +51,12 @@ internal sealed class RedisStoreLayout
     /// Returns the Redis key of a backend or partition; call only with a key <see cref="StateKeyEncoding.CanEncode"/> accepts.
     /// </summary>
     public RedisKey KeyOf(BackendStateKey key) => _keyPrefix + StateKeyEncoding.Encode(key);
+
+    /// <summary>Returns the Redis key of an id's pin.</summary>
+    public RedisKey AffinityKeyOf(string id) => _affinityKeyPrefix + id;
+
+    /// <summary>Returns the Redis key of a soft-affinity key.</summary>
+    public RedisKey StickyKeyOf(string key) => _stickyKeyPrefix + key;
 
     /// <summary>
     /// Reads back the backend and partition of a key found under the prefix; rejects keys this layout did not write.

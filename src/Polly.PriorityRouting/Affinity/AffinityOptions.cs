@@ -25,6 +25,12 @@ public sealed class AffinityOptions
     /// <summary>The default <see cref="StickyLifetime"/>.</summary>
     public static readonly TimeSpan DefaultStickyLifetime = TimeSpan.FromMinutes(10);
 
+    // The bounds of the lifetimes, checked by PriorityRoutingStrategyOptionsValidator (the [Range] attributes document
+    // them to tools; nested options are not validated by data annotations).
+    internal static readonly TimeSpan MinLifetime = TimeSpan.FromSeconds(1);
+    internal static readonly TimeSpan MaxLifetime = TimeSpan.FromDays(3650);
+    internal static readonly TimeSpan MaxStickyLifetime = TimeSpan.FromDays(1);
+
     /// <summary>
     /// Gets or sets a value indicating whether hard affinity is on.
     /// </summary>

@@ -17,9 +17,6 @@ internal sealed class AffinityRouter
     /// <summary>The error code of the answer to a request whose id lives on a backend no longer configured.</summary>
     public const string NotConfiguredCode = "affinity_backend_not_configured";
 
-    /// <summary>Soft-affinity keys are stored under this prefix, apart from ids.</summary>
-    public const string StickyPrefix = "~";
-
     private readonly IAffinityStore _store;
     private readonly AffinityOptions _options;
     private readonly Dictionary<string, RoutedBackend> _byIdentity;
@@ -107,7 +104,7 @@ internal sealed class AffinityRouter
         {
             // Sliding: every success re-pins the key to the backend that served it (where it moved to, after a
             // failover). Not awaited: stickiness is an optimisation, the answer does not wait for it.
-            _ = PinAsync(StickyPrefix + key, backend.StateKey.Backend, _options.StickyLifetime, CancellationToken.None).AsTask();
+            _ = PinStickyAsync(key, backend.StateKey.Backend, _options.StickyLifetime).AsTask();
         }
 
         if (request.Creates != AffinityKind.None && response.Content is { } content)
@@ -124,7 +121,7 @@ internal sealed class AffinityRouter
         string? holder;
         try
         {
-            holder = await _store.FindAsync(StickyPrefix + key, cancellationToken).ConfigureAwait(false);
+            holder = await _store.FindStickyAsync(key, cancellationToken).ConfigureAwait(false);
         }
         catch (Exception) when (!cancellationToken.IsCancellationRequested)
         {
@@ -161,6 +158,18 @@ internal sealed class AffinityRouter
         catch (Exception)
         {
             // A store that cannot pin never breaks the answer: later requests with this id are routed normally.
+        }
+    }
+
+    private async ValueTask PinStickyAsync(string key, string backend, TimeSpan lifetime)
+    {
+        try
+        {
+            await _store.PinStickyAsync(key, backend, lifetime, CancellationToken.None).ConfigureAwait(false);
+        }
+        catch (Exception)
+        {
+            // Stickiness is an optimisation: the key's next request is routed normally.
         }
     }
 }

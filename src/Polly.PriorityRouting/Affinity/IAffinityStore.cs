@@ -14,6 +14,11 @@ namespace Polly.PriorityRouting;
 /// never fail a request: a store that cannot answer returns <see langword="null"/> (the request is routed normally) and
 /// a pin that cannot be shared stays local.
 /// </para>
+/// <para>
+/// Soft-affinity keys (<see cref="FindStickyAsync"/>, <see cref="PinStickyAsync"/>) are kept apart from ids, with a
+/// bound of their own: they come from callers (<c>user</c>, <c>prompt_cache_key</c>), and however many distinct ones
+/// arrive they must never evict an id, whose loss sends a follow-up to a backend that answers 404.
+/// </para>
 /// </remarks>
 public interface IAffinityStore
 {
@@ -43,4 +48,24 @@ public interface IAffinityStore
     /// <param name="cancellationToken">The cancellation token.</param>
     /// <returns>A task that completes when the id is forgotten.</returns>
     ValueTask RemoveAsync(string id, CancellationToken cancellationToken);
+
+    /// <summary>
+    /// Finds the backend a soft-affinity key was last served by.
+    /// </summary>
+    /// <param name="key">The key, as the caller gave it (<see cref="PriorityRoutingHints.AffinityKey"/>, or the body's
+    /// <c>prompt_cache_key</c> or <c>user</c>).</param>
+    /// <param name="cancellationToken">The cancellation token.</param>
+    /// <returns>The backend's identity (<see cref="BackendStateKey.Backend"/>), or <see langword="null"/> when unknown.</returns>
+    ValueTask<string?> FindStickyAsync(string key, CancellationToken cancellationToken);
+
+    /// <summary>
+    /// Records that <paramref name="key"/> was last served by <paramref name="backend"/>, for
+    /// <paramref name="timeToLive"/>; called on every success, so the lifetime slides.
+    /// </summary>
+    /// <param name="key">The soft-affinity key.</param>
+    /// <param name="backend">The backend's identity (<see cref="BackendStateKey.Backend"/>).</param>
+    /// <param name="timeToLive">How long the key keeps its backend.</param>
+    /// <param name="cancellationToken">The cancellation token.</param>
+    /// <returns>A task that completes when the key is recorded.</returns>
+    ValueTask PinStickyAsync(string key, string backend, TimeSpan timeToLive, CancellationToken cancellationToken);
 }

@@ -1,54 +1,87 @@
-using System.Collections.Concurrent;
-
 namespace Polly.PriorityRouting;
 
 /// <summary>
-/// A process-wide, thread-safe <see cref="IAffinityStore"/> kept in memory, bounded by <see cref="Capacity"/>.
+/// A process-wide, thread-safe <see cref="IAffinityStore"/> kept in memory: id pins bounded by <see cref="Capacity"/>,
+/// soft-affinity keys bounded apart by <see cref="StickyCapacity"/>.
 /// </summary>
 /// <remarks>
-/// Expired pins are ignored by readers and swept when a pin finds the store full; when the store is still full of live
-/// pins, the tenth of them closest to expiry is evicted, so that a new pin is always kept. A request whose id was evicted
-/// is routed normally (as on a replica that has never seen the id).
+/// <para>
+/// Ids and soft-affinity keys never compete for room: soft keys come from callers (<c>user</c>,
+/// <c>prompt_cache_key</c>), and however many distinct ones arrive they can evict only each other, never the pin of a
+/// stored response or a file.
+/// </para>
+/// <para>
+/// Expired entries are ignored by readers and swept when a new one finds its space full; when a space is still full of
+/// live entries, the tenth of them closest to expiry is evicted, so that a new entry is always kept (for soft keys,
+/// whose lifetime slides, those idle longest). A request whose id was evicted is routed normally (as on a replica that
+/// has never seen the id); a soft key that was evicted only loses its preference.
+/// </para>
 /// </remarks>
 public sealed class InMemoryAffinityStore : IAffinityStore
 {
     /// <summary>The default <see cref="Capacity"/>.</summary>
     public const int DefaultCapacity = 100_000;
 
-    private readonly ConcurrentDictionary<string, Entry> _pins = new(StringComparer.Ordinal);
+    /// <summary>
+    /// The default <see cref="StickyCapacity"/>: at the default 10-minute <see cref="AffinityOptions.StickyLifetime"/>,
+    /// about 80 new keys a second before the keys idle longest lose their preference.
+    /// </summary>
+    public const int DefaultStickyCapacity = 50_000;
+
+    private readonly PinTable _ids;
+    private readonly PinTable _stickyKeys;
     private readonly TimeProvider _timeProvider;
-    private readonly object _evictionLock = new();
 
     /// <summary>
     /// Initializes a new instance of the <see cref="InMemoryAffinityStore"/> class holding at most
-    /// <see cref="DefaultCapacity"/> pins.
+    /// <see cref="DefaultCapacity"/> ids and <see cref="DefaultStickyCapacity"/> soft-affinity keys.
     /// </summary>
     public InMemoryAffinityStore()
-        : this(DefaultCapacity, TimeProvider.System)
+        : this(DefaultCapacity, DefaultStickyCapacity, TimeProvider.System)
+    {
+    }
+
+    /// <summary>
+    /// Initializes a new instance of the <see cref="InMemoryAffinityStore"/> class holding at most
+    /// <paramref name="capacity"/> ids and as many soft-affinity keys.
+    /// </summary>
+    /// <param name="capacity">The most ids held, at least 1; also the most soft-affinity keys held.</param>
+    /// <param name="timeProvider">The clock that expires pins.</param>
+    public InMemoryAffinityStore(int capacity, TimeProvider timeProvider)
+        : this(capacity, capacity, timeProvider)
     {
     }
 
     /// <summary>
     /// Initializes a new instance of the <see cref="InMemoryAffinityStore"/> class.
     /// </summary>
-    /// <param name="capacity">The most pins held, at least 1.</param>
+    /// <param name="capacity">The most ids held, at least 1.</param>
+    /// <param name="stickyCapacity">The most soft-affinity keys held, at least 1.</param>
     /// <param name="timeProvider">The clock that expires pins.</param>
-    public InMemoryAffinityStore(int capacity, TimeProvider timeProvider)
+    public InMemoryAffinityStore(int capacity, int stickyCapacity, TimeProvider timeProvider)
     {
         ArgumentOutOfRangeException.ThrowIfLessThan(capacity, 1);
+        ArgumentOutOfRangeException.ThrowIfLessThan(stickyCapacity, 1);
         ArgumentNullException.ThrowIfNull(timeProvider);
-        Capacity = capacity;
+        _ids = new PinTable(capacity);
+        _stickyKeys = new PinTable(stickyCapacity);
         _timeProvider = timeProvider;
     }
 
     /// <summary>Gets the store shared by every pipeline of the process that does not configure its own.</summary>
     public static InMemoryAffinityStore Shared { get; } = new();
 
-    /// <summary>Gets the most pins the store holds.</summary>
-    public int Capacity { get; }
+    /// <summary>Gets the most ids the store holds.</summary>
+    public int Capacity => _ids.Capacity;
 
-    /// <summary>Gets the number of pins held, expired or not.</summary>
-    public int Count => _pins.Count;
+    /// <summary>Gets the most soft-affinity keys the store holds, apart from ids.</summary>
+    public int StickyCapacity => _stickyKeys.Capacity;
+
+    /// <summary>Gets the number of ids held, expired or not.</summary>
+    public int Count => _ids.Count;
+
+    /// <summary>Gets the number of soft-affinity keys held, expired or not.</summary>
+    public int StickyCount => _stickyKeys.Count;
 
     /// <inheritdoc/>
     public ValueTask<string?> FindAsync(string id, CancellationToken cancellationToken)
@@ -61,14 +94,7 @@ public sealed class InMemoryAffinityStore : IAffinityStore
     public bool TryFind(string id, out string backend)
     {
         ArgumentNullException.ThrowIfNull(id);
-        if (_pins.TryGetValue(id, out var pin) && pin.ExpiresAt > _timeProvider.GetUtcNow())
-        {
-            backend = pin.Backend;
-            return true;
-        }
-
-        backend = string.Empty;
-        return false;
+        return _ids.TryFind(id, _timeProvider.GetUtcNow(), out backend);
     }
 
     /// <inheritdoc/>
@@ -87,53 +113,31 @@ public sealed class InMemoryAffinityStore : IAffinityStore
         ArgumentNullException.ThrowIfNull(id);
         ArgumentNullException.ThrowIfNull(backend);
         var now = _timeProvider.GetUtcNow();
-        if (_pins.Count >= Capacity && !_pins.ContainsKey(id))
-        {
-            MakeRoom(now);
-        }
-
-        _pins[id] = new Entry(backend, now + timeToLive);
+        _ids.Pin(id, backend, now + timeToLive, now);
     }
 
     /// <inheritdoc/>
     public ValueTask RemoveAsync(string id, CancellationToken cancellationToken)
     {
         ArgumentNullException.ThrowIfNull(id);
-        _pins.TryRemove(id, out _);
+        _ids.Remove(id);
         return default;
     }
 
-    private void MakeRoom(DateTimeOffset now)
+    /// <inheritdoc/>
+    public ValueTask<string?> FindStickyAsync(string key, CancellationToken cancellationToken)
     {
-        lock (_evictionLock)
-        {
-            if (_pins.Count < Capacity)
-            {
-                return;
-            }
-
-            foreach (var pin in _pins)
-            {
-                if (pin.Value.ExpiresAt <= now)
-                {
-                    _pins.TryRemove(pin);
-                }
-            }
-
-            var excess = _pins.Count - Capacity + 1;
-            if (excess <= 0)
-            {
-                return;
-            }
-
-            // Rare (a store full of live pins): evict a tenth at once so that the sort is paid once per many pins.
-            var evict = Math.Max(excess, Capacity / 10);
-            foreach (var pin in _pins.OrderBy(pin => pin.Value.ExpiresAt).Take(evict).ToList())
-            {
-                _pins.TryRemove(pin);
-            }
-        }
+        ArgumentNullException.ThrowIfNull(key);
+        return new(_stickyKeys.TryFind(key, _timeProvider.GetUtcNow(), out var backend) ? backend : null);
     }
 
-    private readonly record struct Entry(string Backend, DateTimeOffset ExpiresAt);
+    /// <inheritdoc/>
+    public ValueTask PinStickyAsync(string key, string backend, TimeSpan timeToLive, CancellationToken cancellationToken)
+    {
+        ArgumentNullException.ThrowIfNull(key);
+        ArgumentNullException.ThrowIfNull(backend);
+        var now = _timeProvider.GetUtcNow();
+        _stickyKeys.Pin(key, backend, now + timeToLive, now);
+        return default;
+    }
 }

@@ -211,5 +211,9 @@ public class AffinityRoutingTests
         public ValueTask PinAsync(string id, string backend, TimeSpan timeToLive, CancellationToken cancellationToken) => throw new InvalidOperationException("down");
 
         public ValueTask RemoveAsync(string id, CancellationToken cancellationToken) => throw new InvalidOperationException("down");
+
+        public ValueTask<string?> FindStickyAsync(string key, CancellationToken cancellationToken) => throw new InvalidOperationException("down");
+
+        public ValueTask PinStickyAsync(string key, string backend, TimeSpan timeToLive, CancellationToken cancellationToken) => throw new InvalidOperationException("down");
     }
 }

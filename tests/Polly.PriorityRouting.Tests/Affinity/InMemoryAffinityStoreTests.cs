@@ -71,4 +71,38 @@ public class InMemoryAffinityStoreTests
 
         (store.Count, store.TryFind("resp_2", out _)).Should().Be((2, true));
     }
+
+    [Fact]
+    public async Task Two_hundred_thousand_distinct_soft_keys_leave_every_id_pin_in_place_and_stay_within_their_own_capacity()
+    {
+        var store = new InMemoryAffinityStore();
+        for (var i = 0; i < 1_000; i++)
+        {
+            store.Pin($"resp_{i}", "a", TimeSpan.FromMinutes(1) + TimeSpan.FromSeconds(i));
+        }
+
+        // Soft keys that outlive every id pin: were they in one space, the ids would be the first evicted.
+        for (var i = 0; i < 200_000; i++)
+        {
+            await store.PinStickyAsync($"user-{i}", "b", TimeSpan.FromDays(1), CancellationToken.None);
+        }
+
+        Enumerable.Range(0, 1_000).Count(i => store.TryFind($"resp_{i}", out _)).Should().Be(1_000);
+        // 50,000 fill the space; each further 5,000 evict the tenth idle longest and fill it again.
+        (store.Count, store.StickyCount).Should().Be((1_000, InMemoryAffinityStore.DefaultStickyCapacity));
+        (await store.FindStickyAsync("user-199999", CancellationToken.None)).Should().Be("b", "a new soft key is always kept");
+        (await store.FindStickyAsync("user-0", CancellationToken.None)).Should().BeNull("the soft keys idle longest went first");
+    }
+
+    [Fact]
+    public async Task An_id_and_a_soft_key_with_the_same_text_are_kept_apart()
+    {
+        var store = new InMemoryAffinityStore(10, _time);
+        store.Pin("resp_1", "a", TimeSpan.FromDays(1));
+
+        await store.PinStickyAsync("resp_1", "b", TimeSpan.FromMinutes(10), CancellationToken.None);
+
+        (store.TryFind("resp_1", out var holder), holder).Should().Be((true, "a"));
+        (await store.FindStickyAsync("resp_1", CancellationToken.None)).Should().Be("b");
+    }
 }

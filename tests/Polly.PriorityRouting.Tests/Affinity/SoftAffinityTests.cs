@@ -78,8 +78,7 @@ public class SoftAffinityTests
 
         // With a out, the rotation's second draw over b and c picks c; the key then stays there.
         h.Transport.Hosts.Should().Equal(["a", "c", "c", "c"]);
-        _pins.TryFind("~s", out var holder).Should().BeTrue();
-        holder.Should().Be("c@http://c");
+        (await _pins.FindStickyAsync("s", CancellationToken.None)).Should().Be("c@http://c");
     }
 
     [Fact]
@@ -122,6 +121,28 @@ public class SoftAffinityTests
         h.Transport.Hosts.Should().Equal(["a", "a", "b", "c"]);
     }
 
+    [Fact]
+    public async Task Callers_sending_many_distinct_users_never_evict_the_pins_of_stored_responses()
+    {
+        // A store nearly full of stored-response pins: the users a caller chooses must not push any of them out.
+        var pins = new InMemoryAffinityStore(100, TimeProvider.System);
+        for (var i = 0; i < 95; i++)
+        {
+            pins.Pin($"resp_{i}", "b@http://b", TimeSpan.FromDays(30) + TimeSpan.FromSeconds(i));
+        }
+
+        using var h = Harness(pins);
+        for (var i = 0; i < 200; i++)
+        {
+            using var response = await h.Client.SendAsync(Chat(body: $$"""{"messages":[],"user":"user-{{i}}"}"""));
+        }
+
+        Enumerable.Range(0, 95).Where(i => !pins.TryFind($"resp_{i}", out _)).Should().BeEmpty("no stored response lost its pin");
+        using var followUp = await h.Client.PostAsync(
+            "/v1/responses", new StringContent("""{"previous_response_id":"resp_0","input":"more"}""", Encoding.UTF8, "application/json"));
+        h.Transport.Hosts[^1].Should().Be("b");
+    }
+
     private static HttpRequestMessage Chat(string? key = null, string? body = null)
     {
         var request = new HttpRequestMessage(HttpMethod.Post, "/openai/deployments/gpt-4o/chat/completions?api-version=2024-10-21")
@@ -136,11 +157,11 @@ public class SoftAffinityTests
         return request;
     }
 
-    private RoutingHarness Harness() => new(
+    private RoutingHarness Harness(InMemoryAffinityStore? pins = null) => new(
         o =>
         {
             o.Randomizer = bound => _draws++ % bound;
-            o.Affinity.Store = _pins;
+            o.Affinity.Store = pins ?? _pins;
         },
         RoutingHarness.Backend("a", 1),
         RoutingHarness.Backend("b", 1),
