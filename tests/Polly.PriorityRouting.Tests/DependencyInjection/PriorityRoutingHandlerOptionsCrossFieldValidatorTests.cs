@@ -53,4 +53,22 @@ public class PriorityRoutingHandlerOptionsCrossFieldValidatorTests
             requestFailure?.GetType().Name + ": " + requestFailure?.Message);
         startFailure!.Message.Should().Contain(field);
     }
+
+    [Fact]
+    public async Task A_first_byte_timeout_longer_than_the_total_timeout_fails_at_host_start()
+    {
+        // Defect: PriorityRoutingHandlerOptionsCrossFieldValidator (DependencyInjection/PriorityRoutingHandlerOptionsCrossFieldValidator.cs:23-29)
+        // compares only AttemptTimeout with TotalRequestTimeout: a FirstByteTimeout beyond it never fires (the total
+        // timeout cancels the wait as the caller's cancellation), so a backend that stalls after its headers is never failed over nor marked.
+        var builder = Host.CreateEmptyApplicationBuilder(new HostApplicationBuilderSettings());
+        builder.Configuration.AddJsonStream(new MemoryStream(Encoding.UTF8.GetBytes(
+            """{ "PriorityRouting": { "Routing": { "Backends": [ { "BaseAddress": "https://a/" } ], "FirstByteTimeout": "00:03:00" } } }""")));
+        builder.Services.AddHttpClient("aoai").AddPriorityRoutingHandler(builder.Configuration.GetSection("PriorityRouting"));
+        using var host = builder.Build();
+
+        var act = () => host.StartAsync();
+
+        (await act.Should().ThrowAsync<OptionsValidationException>()).Which.Message.Should().Be(
+            "Routing.FirstByteTimeout (00:03:00) must be less than TotalRequestTimeout.Timeout (00:02:00).");
+    }
 }
