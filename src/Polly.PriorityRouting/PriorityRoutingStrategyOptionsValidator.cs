@@ -12,19 +12,31 @@ namespace Polly.PriorityRouting;
 /// </remarks>
 internal static partial class PriorityRoutingStrategyOptionsValidator
 {
+    private static readonly TimeSpan MaxCooldownLimit = TimeSpan.FromDays(1);
+
     public static List<string> Validate(PriorityRoutingStrategyOptions options, string prefix = "")
     {
         var errors = new List<string>();
         ValidateBackends(options.Backends, prefix, errors);
 
+        // The upper bounds are the [Range] of the properties, which Polly enforces when it builds the pipeline: checked
+        // here too, so that a host validating on start fails at start rather than at the first request.
         if (options.DefaultCooldown < TimeSpan.Zero)
         {
             errors.Add(Invariant($"{prefix}DefaultCooldown must not be negative, but was {options.DefaultCooldown}."));
+        }
+        else if (options.DefaultCooldown > MaxCooldownLimit)
+        {
+            errors.Add(Invariant($"{prefix}DefaultCooldown must not exceed one day, but was {options.DefaultCooldown}."));
         }
 
         if (options.MaxCooldown < TimeSpan.Zero)
         {
             errors.Add(Invariant($"{prefix}MaxCooldown must not be negative, but was {options.MaxCooldown}."));
+        }
+        else if (options.MaxCooldown > MaxCooldownLimit)
+        {
+            errors.Add(Invariant($"{prefix}MaxCooldown must not exceed one day, but was {options.MaxCooldown}."));
         }
         else if (options.DefaultCooldown > options.MaxCooldown)
         {

@@ -31,6 +31,16 @@ internal sealed class PriorityRoutingHandlerOptionsCrossFieldValidator : IValida
                 $"AttemptTimeout.Timeout ({options.AttemptTimeout.Timeout}) must not exceed TotalRequestTimeout.Timeout ({options.TotalRequestTimeout.Timeout})."));
         }
 
+        // The first-byte wait runs inside the total timeout: one at least as long never fires, and a backend that stalls
+        // after its headers would end in the caller's timeout instead of a failover.
+        if (options.Routing?.FirstByteTimeout is { } firstByte && options.TotalRequestTimeout is not null &&
+            firstByte >= options.TotalRequestTimeout.Timeout)
+        {
+            errors.Add(string.Create(
+                CultureInfo.InvariantCulture,
+                $"Routing.FirstByteTimeout ({firstByte}) must be less than TotalRequestTimeout.Timeout ({options.TotalRequestTimeout.Timeout})."));
+        }
+
         return errors.Count == 0 ? ValidateOptionsResult.Success : ValidateOptionsResult.Fail(errors);
     }
 }

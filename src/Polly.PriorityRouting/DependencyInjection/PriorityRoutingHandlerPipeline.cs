@@ -38,7 +38,12 @@ internal static class PriorityRoutingHandlerPipeline
             var timeout = sourceGenerator is null
                 ? source.Timeout
                 : await sourceGenerator(args).ConfigureAwait(args.Context.ContinueOnCapturedContext);
-            args.Context.Properties.Set(DeadlineKey, timeProvider.GetUtcNow() + timeout);
+            if (timeout > TimeSpan.Zero)
+            {
+                // Polly applies no timeout for zero, negative or infinite (-1 ms): then there is no deadline to cap by.
+                args.Context.Properties.Set(DeadlineKey, timeProvider.GetUtcNow() + timeout);
+            }
+
             return timeout;
         };
         return options;

@@ -19,6 +19,8 @@ internal sealed class PriorityRoutingHealthCheck(string clientName, PriorityRout
         var tier = snapshot.Backends.Count > 0 ? snapshot.Backends[0].Priority : 0;
         var partitionsOut = snapshot.Partitions.Where(partition => !snapshot.IsAnyAvailableFor(partition)).ToArray();
         var partitionsSpilling = snapshot.Partitions.Where(partition => !snapshot.IsTopTierAvailableFor(partition)).Except(partitionsOut).ToArray();
+        var modelsOut = snapshot.Models.Where(model => !model.IsAvailable).ToArray();
+        var modelsSpilling = snapshot.Models.Where(model => model.IsAvailable && !model.IsTopTierAvailable).Select(model => model.Name).ToArray();
 
         HealthCheckResult result;
         if (!snapshot.IsAnyAvailable)
@@ -37,6 +39,16 @@ internal sealed class PriorityRoutingHealthCheck(string clientName, PriorityRout
                     $"{summary}; no backend is available for {Describe(partitionsOut)}; the soonest returns in {soonest.TotalSeconds:0.###} s."),
                 data: data);
         }
+        else if (modelsOut.Length > 0)
+        {
+            // With model maps a model's throttles sit under each backend's own deployment name: only its backends count.
+            var soonest = modelsOut.Min(model => model.TimeUntilAvailable);
+            result = new HealthCheckResult(
+                context.Registration.FailureStatus,
+                FormattableString.Invariant(
+                    $"{summary}; no backend is available for {Describe("model", [.. modelsOut.Select(model => model.Name)])}; the soonest returns in {soonest.TotalSeconds:0.###} s."),
+                data: data);
+        }
         else if (!snapshot.IsTopTierAvailable)
         {
             result = HealthCheckResult.Degraded($"{summary}; the priority {tier} tier is unavailable.", data: data);
@@ -44,6 +56,10 @@ internal sealed class PriorityRoutingHealthCheck(string clientName, PriorityRout
         else if (partitionsSpilling.Length > 0)
         {
             result = HealthCheckResult.Degraded($"{summary}; the priority {tier} tier is unavailable for {Describe(partitionsSpilling)}.", data: data);
+        }
+        else if (modelsSpilling.Length > 0)
+        {
+            result = HealthCheckResult.Degraded($"{summary}; the best tier serving {Describe("model", modelsSpilling)} is unavailable.", data: data);
         }
         else
         {
@@ -53,6 +69,8 @@ internal sealed class PriorityRoutingHealthCheck(string clientName, PriorityRout
         return Task.FromResult(result);
     }
 
-    private static string Describe(string[] partitions)
-        => (partitions.Length == 1 ? "partition " : "partitions ") + string.Join(", ", partitions.Select(partition => $"'{partition}'"));
+    private static string Describe(string[] partitions) => Describe("partition", partitions);
+
+    private static string Describe(string kind, string[] names)
+        => kind + (names.Length == 1 ? " " : "s ") + string.Join(", ", names.Select(name => $"'{name}'"));
 }

@@ -6,12 +6,19 @@ namespace Polly.PriorityRouting;
 /// </summary>
 public sealed class PriorityRoutingSnapshot
 {
-    private PriorityRoutingSnapshot(DateTimeOffset takenAt, IReadOnlyList<BackendStatus> backends)
+    private PriorityRoutingSnapshot(DateTimeOffset takenAt, IReadOnlyList<BackendStatus> backends, IReadOnlyList<ModelAvailability> models)
     {
         TakenAt = takenAt;
         Backends = backends;
         Partitions = [.. backends.SelectMany(backend => backend.Partitions).Select(status => status.Partition).Distinct(StringComparer.Ordinal)];
+        Models = models;
     }
+
+    /// <summary>
+    /// Gets, when backends have model maps, each configured model as its own backends see it: a model's throttles are
+    /// kept under each backend's own deployment name, so only the backends that serve it can say whether it is served.
+    /// </summary>
+    internal IReadOnlyList<ModelAvailability> Models { get; }
 
     /// <summary>Gets the moment the snapshot was taken.</summary>
     public DateTimeOffset TakenAt { get; }
@@ -70,7 +77,34 @@ public sealed class PriorityRoutingSnapshot
             BackendUnavailability? own = availability.TryGetActive(backend.StateKey, now, out var whole) ? whole : null;
             return new BackendStatus(backend.Name, backend.Priority, backend.Weight, own, PartitionsOf(availability, backend, now), now);
         });
-        return new PriorityRoutingSnapshot(now, [.. statuses]);
+        return new PriorityRoutingSnapshot(now, [.. statuses], ModelsOf(pool, now));
+    }
+
+    private static ModelAvailability[] ModelsOf(BackendPool pool, DateTimeOffset now)
+    {
+        if (pool.Models is not { } catalog)
+        {
+            return [];
+        }
+
+        var models = new List<ModelAvailability>();
+        foreach (var name in catalog.Names)
+        {
+            var route = catalog.RouteOf(name);
+            var soonest = TimeSpan.MaxValue;
+            var topTier = route.Backends.Length > 0 ? route.Backends[0].Priority : 0;
+            var topTierAvailable = false;
+            foreach (var backend in route.Backends)
+            {
+                var remaining = pool.Availability.GetTimeUntilAvailable(backend, now, route.DeploymentOn(backend)?.Name, out _);
+                soonest = remaining < soonest ? remaining : soonest;
+                topTierAvailable |= backend.Priority == topTier && remaining == TimeSpan.Zero;
+            }
+
+            models.Add(new ModelAvailability(name, soonest == TimeSpan.MaxValue ? TimeSpan.Zero : soonest, topTierAvailable));
+        }
+
+        return [.. models];
     }
 
     private static PartitionStatus[] PartitionsOf(BackendAvailability availability, RoutedBackend backend, DateTimeOffset now)

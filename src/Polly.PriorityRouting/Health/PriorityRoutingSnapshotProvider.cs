@@ -32,12 +32,21 @@ public sealed class PriorityRoutingSnapshotProvider
     /// </summary>
     /// <param name="clientName">The name of the <see cref="HttpClient"/> registered with <c>AddPriorityRoutingHandler</c>.</param>
     /// <returns>The snapshot.</returns>
+    /// <exception cref="ArgumentException">No client of that name has a priority routing handler.</exception>
     public PriorityRoutingSnapshot GetSnapshot(string clientName)
     {
         ArgumentException.ThrowIfNullOrEmpty(clientName);
         // A handler registered for every client (ConfigureHttpClientDefaults) keeps its options under no client name.
-        var registered = _services.GetServices<PriorityRoutingRegistration>();
-        var optionsClient = registered.Any(r => r.ClientName == clientName) || !registered.Any(r => r.ClientName is null) ? clientName : null;
+        var registered = _services.GetServices<PriorityRoutingRegistration>().ToArray();
+        var ownHandler = registered.Any(r => r.ClientName == clientName);
+        if (!ownHandler && !registered.Any(r => r.ClientName is null))
+        {
+            // Otherwise the options of that name are the defaults, and their validation would blame an empty backend list.
+            throw new ArgumentException(
+                $"No HttpClient named '{clientName}' has a priority routing handler (AddPriorityRoutingHandler).", nameof(clientName));
+        }
+
+        var optionsClient = ownHandler ? clientName : null;
         var routing = _options.Get(PriorityRoutingHandlerNames.OptionsName(optionsClient)).Routing;
 
         return PriorityRoutingSnapshot.Create(

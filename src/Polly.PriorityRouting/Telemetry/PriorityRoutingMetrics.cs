@@ -19,7 +19,10 @@ internal sealed class PriorityRoutingMetrics
     // IMeterFactory hands out one Meter per name: instruments are created once per meter, not once per pipeline.
     private static readonly System.Runtime.CompilerServices.ConditionalWeakTable<Meter, PriorityRoutingMetrics> ByMeter = new();
 
+    private const int MinSweepSize = 16;
+
     private readonly List<WeakReference<PriorityRoutingGaugeSource>> _sources = [];
+    private int _nextSweep = MinSweepSize;
 
     public PriorityRoutingMetrics(Meter meter)
     {
@@ -96,6 +99,14 @@ internal sealed class PriorityRoutingMetrics
     {
         lock (_sources)
         {
+            // Pipelines built outside a registry are never disposed, and nothing may ever read the gauges: collected
+            // sources are dropped here too, whenever the list has doubled since the last sweep (amortised O(1)).
+            if (_sources.Count >= _nextSweep)
+            {
+                _sources.RemoveAll(reference => !reference.TryGetTarget(out _));
+                _nextSweep = Math.Max(MinSweepSize, _sources.Count * 2);
+            }
+
             _sources.Add(new WeakReference<PriorityRoutingGaugeSource>(source));
         }
     }

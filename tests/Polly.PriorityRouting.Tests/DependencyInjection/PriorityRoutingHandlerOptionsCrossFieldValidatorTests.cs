@@ -1,0 +1,74 @@
+using System.Text;
+using Microsoft.Extensions.Configuration;
+using Microsoft.Extensions.DependencyInjection;
+using Microsoft.Extensions.Hosting;
+using Microsoft.Extensions.Options;
+
+namespace Polly.PriorityRouting.Tests.DependencyInjection;
+
+public class PriorityRoutingHandlerOptionsCrossFieldValidatorTests
+{
+    [Theory]
+    [InlineData("""{ "Routing": { "Backends": [ { "BaseAddress": "https://a/" } ], "MaxCooldown": "2.00:00:00" } }""", "Routing.MaxCooldown")]
+    [InlineData("""{ "Routing": { "Backends": [ { "BaseAddress": "https://a/" } ], "MaxCooldown": "3.00:00:00", "DefaultCooldown": "2.00:00:00" } }""", "Routing.DefaultCooldown")]
+    public async Task A_cooldown_the_pipeline_rejects_fails_at_host_start_naming_the_field(string json, string field)
+    {
+        // Defect: PriorityRoutingStrategyOptionsValidator.Validate (PriorityRoutingStrategyOptionsValidator.cs:20-33) checks
+        // only the lower bounds; the [Range(0, 1 day)] upper bound is enforced by Polly's AddStrategy when the pipeline is
+        // built, i.e. the host starts and the first request throws a ValidationException.
+        var builder = Host.CreateEmptyApplicationBuilder(new HostApplicationBuilderSettings());
+        builder.Configuration.AddJsonStream(new MemoryStream(Encoding.UTF8.GetBytes("{\"PriorityRouting\":" + json + "}")));
+        builder.Services.AddHttpClient("aoai").AddPriorityRoutingHandler(builder.Configuration.GetSection("PriorityRouting"));
+        using var host = builder.Build();
+
+        Exception? startFailure = null;
+        try
+        {
+            await host.StartAsync();
+            await host.StopAsync();
+        }
+        catch (OptionsValidationException e)
+        {
+            startFailure = e;
+        }
+
+        // What a user meets today when the host started: the first request fails.
+        Exception? requestFailure = null;
+        if (startFailure is null)
+        {
+            try
+            {
+                using var client = host.Services.GetRequiredService<IHttpClientFactory>().CreateClient("aoai");
+                using var cts = new CancellationTokenSource(TimeSpan.FromSeconds(5));
+                (await client.GetAsync("http://placeholder/", cts.Token)).Dispose();
+            }
+            catch (Exception e)
+            {
+                requestFailure = e;
+            }
+        }
+
+        startFailure.Should().NotBeNull(
+            "a configuration the pipeline cannot be built with must fail at start; instead the first request threw: {0}",
+            requestFailure?.GetType().Name + ": " + requestFailure?.Message);
+        startFailure!.Message.Should().Contain(field);
+    }
+
+    [Fact]
+    public async Task A_first_byte_timeout_longer_than_the_total_timeout_fails_at_host_start()
+    {
+        // Defect: PriorityRoutingHandlerOptionsCrossFieldValidator (DependencyInjection/PriorityRoutingHandlerOptionsCrossFieldValidator.cs:23-29)
+        // compares only AttemptTimeout with TotalRequestTimeout: a FirstByteTimeout beyond it never fires (the total
+        // timeout cancels the wait as the caller's cancellation), so a backend that stalls after its headers is never failed over nor marked.
+        var builder = Host.CreateEmptyApplicationBuilder(new HostApplicationBuilderSettings());
+        builder.Configuration.AddJsonStream(new MemoryStream(Encoding.UTF8.GetBytes(
+            """{ "PriorityRouting": { "Routing": { "Backends": [ { "BaseAddress": "https://a/" } ], "FirstByteTimeout": "00:03:00" } } }""")));
+        builder.Services.AddHttpClient("aoai").AddPriorityRoutingHandler(builder.Configuration.GetSection("PriorityRouting"));
+        using var host = builder.Build();
+
+        var act = () => host.StartAsync();
+
+        (await act.Should().ThrowAsync<OptionsValidationException>()).Which.Message.Should().Be(
+            "Routing.FirstByteTimeout (00:03:00) must be less than TotalRequestTimeout.Timeout (00:02:00).");
+    }
+}
