@@ -215,10 +215,20 @@ internal sealed class PriorityRoutingResilienceStrategy : ResilienceStrategy<Htt
             {
                 bearerToken = await tokenProvider(context.CancellationToken).ConfigureAwait(context.ContinueOnCapturedContext);
             }
+            catch (OperationCanceledException e) when (context.CancellationToken.IsCancellationRequested)
+            {
+                // The caller gave up while the token was fetched: the attempt loop reports it as the caller's.
+                return Outcome.FromException<HttpResponseMessage>(e);
+            }
             catch (Exception e)
             {
-                // The token source failed: the outcome goes through ShouldHandle like any other failure.
-                return Outcome.FromException<HttpResponseMessage>(e);
+                // The backend's credential could not be obtained (an Entra ID outage, a revoked identity): the backend
+                // cannot be reached, like a refused connection, so it is a transport failure that the default predicate
+                // fails over from; the token source's own exception stays inside it.
+                return Outcome.FromException<HttpResponseMessage>(new HttpRequestException(
+                    HttpRequestError.Unknown,
+                    $"The bearer token of backend '{backend.Name}' could not be obtained: {e.Message}",
+                    e));
             }
         }
 

@@ -51,8 +51,9 @@ internal sealed class ResponseBodyWatcher
            response.Content.Headers.ContentLength == 0;
 
     /// <summary>
-    /// Prepares a response that goes back to the caller: with a first-byte timeout, reads ahead until the first byte
-    /// is available (or the body is known empty); then wraps the body so that its end is reported.
+    /// Prepares a response that goes back to the caller: with a first-byte timeout or latency-aware selection, reads
+    /// ahead until the first byte is available (or the body is known empty); then wraps the body so that its end is
+    /// reported.
     /// </summary>
     /// <returns>
     /// Ready (the response's content may have been replaced), or a failure to fail over with, or the caller's
@@ -72,12 +73,16 @@ internal sealed class ResponseBodyWatcher
             return BodyPreparation.Ready(deferHealth: false);
         }
 
-        if (_firstByteTimeout is not { } timeout)
+        if (_firstByteTimeout is null && _pool.Latency is null)
         {
-            // No wait: the caller's first read measures the time to first byte.
+            // Only stalls are watched: no wait, and the caller's first read stands for the time to first byte.
             response.Content = new WatchedContent(response.Content, new WatchedStream(this, lease, attemptStarted));
             return BodyPreparation.Ready(deferHealth: true);
         }
+
+        // Latency-aware selection reads ahead too (with no deadline of its own): a sample taken at the caller's first
+        // read would charge the caller's own delay to the backend and move traffic away from a fast one.
+        var timeout = _firstByteTimeout ?? System.Threading.Timeout.InfiniteTimeSpan;
 
         var buffer = ArrayPool<byte>.Shared.Rent(PrefetchSize);
         var timeoutSource = PooledTimeoutSources.Rent(TimeProvider, timeout);

@@ -8,9 +8,8 @@ public class BearerTokenFailoverTests
     [Fact]
     public async Task A_backend_whose_token_source_fails_is_skipped_for_one_with_its_own_key()
     {
-        // Defect: PriorityRoutingResilienceStrategy.SendAsync (Routing/PriorityRoutingResilienceStrategy.cs:216-221) returns the
-        // token source's exception as the attempt's outcome; the default ShouldHandle does not handle it, so an Entra ID
-        // outage on the PTU fails every request although the pay-as-you-go backend, with its own api-key, could serve it.
+        // A token source that fails (an Entra ID outage on the PTU) must not fail every request while the pay-as-you-go
+        // backend, with its own api-key, could serve it.
         var ptu = RoutingHarness.Backend("ptu", 1);
         ptu.BearerTokenProvider = _ => throw new InvalidOperationException("ManagedIdentityCredential authentication unavailable.");
         var paygo = RoutingHarness.Backend("paygo", 2);

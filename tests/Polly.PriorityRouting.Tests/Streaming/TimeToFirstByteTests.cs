@@ -15,9 +15,8 @@ public sealed class TimeToFirstByteTests : IDisposable
     [Fact]
     public async Task A_caller_that_reads_late_does_not_make_a_backend_whose_body_had_arrived_look_slow()
     {
-        // Defect: without FirstByteTimeout, WatchedStream.OnRead (Streaming/WatchedStream.cs:247-251) samples the time to
-        // first byte when the caller's first read *returns*; a read that completes at once (the bytes were already there)
-        // measures the caller's own delay, and latency-aware selection moves traffic away from a fast backend.
+        // A read that completes at once (the bytes were already there) must not measure the caller's own delay:
+        // latency-aware selection would move traffic away from a fast backend.
         using var ttfb = new MetricCollector<double>(
             _services.GetRequiredService<IMeterFactory>(), PriorityRoutingMetrics.MeterName, "priority_routing.backend.time_to_first_byte");
         using var h = new RoutingHarness(
