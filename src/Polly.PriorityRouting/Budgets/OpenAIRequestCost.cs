@@ -19,6 +19,12 @@ public static class OpenAIRequestCost
     /// <summary>The UTF-8 bytes of prompt text counted as one token by the estimate.</summary>
     public const int BytesPerToken = 4;
 
+    /// <summary>
+    /// Output caps above this (16,777,216 tokens, far beyond any model's output) count as this: the caller controls the
+    /// number, and cap × <c>n</c> must never wrap around to a negative cost, which spending would add to a budget.
+    /// </summary>
+    internal const long MaxOutputCap = 1L << 24;
+
     /// <summary>The largest body read for an estimate; a larger body costs 0 (it is not read twice).</summary>
     public const int MaxBodyBytes = 4 * 1024 * 1024;
 
@@ -108,7 +114,7 @@ public static class OpenAIRequestCost
                     reader.Read();
                     if (reader.TokenType == JsonTokenType.Number && reader.TryGetInt64(out var cap) && cap > outputCap)
                     {
-                        outputCap = cap;
+                        outputCap = Math.Min(cap, MaxOutputCap);
                     }
                 }
                 else if (reader.ValueTextEquals("n"u8))

@@ -33,6 +33,15 @@ public class OpenAIRequestCostTests
     }
 
     [Fact]
+    public void A_callers_absurd_output_cap_saturates_instead_of_wrapping_to_a_negative_cost()
+    {
+        // A negative cost would *add* to a budget when spent; the caller controls these numbers.
+        var body = "{\"messages\":[{\"role\":\"user\",\"content\":\"abcd\"}],\"max_tokens\":9223372036854775807,\"n\":128}";
+
+        OpenAIRequestCost.Estimate(Encoding.UTF8.GetBytes(body)).Should().Be(2 + (OpenAIRequestCost.MaxOutputCap * 128));
+    }
+
+    [Fact]
     public void Completions_count_the_prompt()
     {
         OpenAIRequestCost.Estimate("{\"prompt\":\"12345678\",\"max_tokens\":16}"u8).Should().Be(2 + 16);
