@@ -6,7 +6,8 @@ namespace PriorityRouting.Simulation.Routers;
 
 /// <summary>
 /// Ours: the priority routing strategy in a <see cref="ResilienceHandler"/>, on the virtual clock, every replica with its
-/// own store over shared deadlines (<see cref="ReplicaStateStore"/>: what the Redis store gives across processes). With
+/// own store over shared deadlines and, unless <see cref="SimulationSettings.BudgetSharing"/> is off, shared budget
+/// observations (<see cref="ReplicaStateStore"/>: what the Redis store gives across processes). With
 /// <c>tokenBudgets</c> off it is "ours (before)": the strategy as it routed before the budget view
 /// (<see cref="PriorityRoutingStrategyOptions.TokenBudgets"/>).
 /// </summary>
@@ -23,7 +24,9 @@ internal sealed class PriorityRoutingRouter(bool tokenBudgets) : IRouterUnderTes
     public IReadOnlyList<HttpMessageInvoker> CreateReplicas(RouterEnvironment environment, int replicaCount)
     {
         var shared = new InMemoryBackendStateStore();
-        return [.. Enumerable.Range(0, replicaCount).Select(replica => CreateReplica(environment, new ReplicaStateStore(shared), environment.RandomFor(replica), tokenBudgets))];
+        var settings = environment.Settings;
+        var budgets = settings.BudgetSharing ? new SimulatedBudgetChannel(environment.Time, settings.BudgetPublishInterval, settings.BudgetDelay) : null;
+        return [.. Enumerable.Range(0, replicaCount).Select(replica => CreateReplica(environment, new ReplicaStateStore(shared, budgets), environment.RandomFor(replica), tokenBudgets))];
     }
 
     private static HttpMessageInvoker CreateReplica(RouterEnvironment environment, IBackendStateStore store, Random random, bool tokenBudgets)
