@@ -48,6 +48,7 @@ internal sealed class RedisBudgetChannel
     private int _peerCount;
     private long _nextRecountTicks;
     private long _published;
+    private long _received;
 
     public RedisBudgetChannel(
         RedisConnection connection,
@@ -85,6 +86,9 @@ internal sealed class RedisBudgetChannel
 
     /// <summary>Gets how many messages were published (a test hook).</summary>
     public long Published => Interlocked.Read(ref _published);
+
+    /// <summary>Gets how many observations of other replicas were handed to the view (a test hook).</summary>
+    public long Received => Interlocked.Read(ref _received);
 
     public void Subscribe(Action<BackendStateKey, BackendBudgetObservation> onObservation) => Volatile.Write(ref _subscriber, onObservation);
 
@@ -128,6 +132,7 @@ internal sealed class RedisBudgetChannel
         var now = _mirror.Now;
         CountPeer(message.Sender, now);
         Volatile.Read(ref _subscriber)?.Invoke(message.Key, message.ToObservation(now, _mirror.MaxMilliseconds));
+        Interlocked.Increment(ref _received);
         return true;
     }
 
