@@ -73,9 +73,7 @@ internal sealed class BackendBudgets
 
         lock (budget)
         {
-            var r = budget.TimeUntilAdmitted(cost, now, Share) == TimeSpan.Zero;
-           
-            return r;
+            return budget.TimeUntilAdmitted(cost, now, Share) == TimeSpan.Zero;
         }
     }
 
@@ -146,7 +144,6 @@ internal sealed class BackendBudgets
             if (hasTokens)
             {
                 var resetAt = now + GetDuration(headers, PriorityRoutingConstants.RateLimitResetTokensHeader, maxCooldown);
-               
                 budget.Tokens.Merge(remainingTokens, GetNumberOrUnknown(headers, LimitTokensHeader), resetAt, now, ownAnswer: true);
             }
 
@@ -156,7 +153,7 @@ internal sealed class BackendBudgets
                 budget.Requests.Merge(remainingRequests, GetNumberOrUnknown(headers, LimitRequestsHeader), resetAt, now, ownAnswer: true);
             }
 
-            shared = ToObservation(budget);
+            shared = _store is null ? default : ToObservation(budget);
         }
 
         // Outside the lock: the store may take its own.
@@ -181,7 +178,6 @@ internal sealed class BackendBudgets
         {
             if (hasTokens)
             {
-               
                 budget.Tokens.Merge(observation.RemainingTokens!.Value, OrUnknown(observation.LimitTokens), observation.TokensResetAt, now, ownAnswer: false);
             }
 
