@@ -1,5 +1,6 @@
 using System.Net;
 using System.Text;
+using Microsoft.Extensions.DependencyInjection;
 using Microsoft.Extensions.Logging;
 using Polly.PriorityRouting.Redis.Tests.Support;
 using StackExchange.Redis;
@@ -111,17 +112,38 @@ public sealed class RedisBudgetSharingTests : IClassFixture<RedisServerFixture>
 
         await Eventually.HoldsAsync(() => replica.RedisStore.Budgets.Received == senders, Delivered, "every message arrives");
         replica.RedisStore.PeerCount.Should().Be(RedisBudgetChannel.MaxPeers);
+    }
 
-        var observation = new BackendBudgetObservation(10, 100_000, replica.Time.GetUtcNow().AddSeconds(60), null, null, default);
-        for (var i = 0; i < RedisBudgetChannel.MaxPending + 100; i++)
+    [Fact]
+    public async Task ObservationsWaitingForTheInterval_AreBounded_OneLatestPerBackend()
+    {
+        var keyPrefix = $"test:{Guid.NewGuid():N}:";
+        await using var replica = await Replica.StartAsync(_redis.Configuration, keyPrefix, configureServices: services =>
+            services.Configure<PriorityRoutingRedisStoreOptions>(options => options.BudgetPublishInterval = TimeSpan.FromSeconds(10)));
+        var budgets = replica.RedisStore.Budgets;
+        var now = replica.Time.GetUtcNow();
+        var first = new BackendStateKey("backend", "p0");
+
+        // The first observation after a quiet interval goes at once; the next ones wait for the end of the interval.
+        replica.RedisStore.PublishBudget(first, Observed(50, now), now);
+        await Eventually.HoldsAsync(() => budgets.Published == 1, Delivered, "the first observation is published at once");
+
+        for (var remaining = 40; remaining > 0; remaining -= 10)
         {
-            replica.RedisStore.PublishBudget(new BackendStateKey("backend", "p" + i), observation, replica.Time.GetUtcNow());
+            replica.RedisStore.PublishBudget(first, Observed(remaining, now), now);
         }
 
-        replica.RedisStore.Budgets.PendingCount.Should().BeLessThanOrEqualTo(RedisBudgetChannel.MaxPending);
-        await Eventually.HoldsAsync(() => replica.RedisStore.Budgets.PendingCount == 0, Delivered, "the pending observations are published");
-        replica.RedisStore.Budgets.Published.Should().BeLessThanOrEqualTo(RedisBudgetChannel.MaxPending);
+        budgets.PendingCount.Should().Be(1, "a later observation of a backend replaces the pending one");
+        for (var i = 1; i < RedisBudgetChannel.MaxPending + 100; i++)
+        {
+            replica.RedisStore.PublishBudget(new BackendStateKey("backend", "p" + i), Observed(10, now), now);
+        }
+
+        budgets.PendingCount.Should().Be(RedisBudgetChannel.MaxPending);
+        budgets.Published.Should().Be(1);
     }
+
+    private static BackendBudgetObservation Observed(long remaining, DateTimeOffset now) => new(remaining, 100_000, now.AddSeconds(60), null, null, default);
 
     private static async Task<HttpStatusCode> SendChatAsync(Replica replica, int maxTokens)
     {
