@@ -31,27 +31,37 @@ internal sealed class BackendBudgets
     private readonly ConcurrentDictionary<BackendStateKey, BackendBudget> _budgets = new();
     private readonly IBackendBudgetStore? _store;
     private int _count;
+    private int _subscribed;
 
     /// <summary>Initializes a view of this process only.</summary>
     public BackendBudgets()
     {
     }
 
-    /// <summary>Initializes a view that shares its answers' budgets through <paramref name="store"/> and merges the others'.</summary>
+    /// <summary>Initializes a view that shares its answers' budgets through <paramref name="store"/>; see <see cref="SubscribeOnce"/>.</summary>
     /// <param name="store">The store that carries observations between processes.</param>
-    /// <param name="timeProvider">The clock remote observations are merged at.</param>
-    public BackendBudgets(IBackendBudgetStore store, TimeProvider timeProvider)
-    {
-        _store = store;
-        store.SubscribeToBudgets((key, observation) => Merge(key, observation, timeProvider.GetUtcNow()));
-    }
+    public BackendBudgets(IBackendBudgetStore store) => _store = store;
 
     /// <summary>
-    /// Returns the view of a store: created with the first pipeline on it, subscribed to the store's budget observations
-    /// when it shares them (on that pipeline's clock).
+    /// Returns the view of a store: created with the first pipeline on it and, when the store shares budgets, subscribed
+    /// to them on that pipeline's clock.
     /// </summary>
     public static BackendBudgets For(IBackendStateStore store, TimeProvider timeProvider)
-        => ByStore.GetValue(store, store => store is IBackendBudgetStore shared ? new BackendBudgets(shared, timeProvider) : new BackendBudgets());
+    {
+        // The table may create a view twice when two pipelines start at once, and keeps one: only that one subscribes.
+        var view = ByStore.GetValue(store, static store => store is IBackendBudgetStore shared ? new BackendBudgets(shared) : new BackendBudgets());
+        view.SubscribeOnce(timeProvider);
+        return view;
+    }
+
+    /// <summary>Subscribes to the store's observations of other processes, merged at <paramref name="timeProvider"/>'s now; once.</summary>
+    public void SubscribeOnce(TimeProvider timeProvider)
+    {
+        if (_store is not null && Interlocked.Exchange(ref _subscribed, 1) == 0)
+        {
+            _store.SubscribeToBudgets((key, observation) => Merge(key, observation, timeProvider.GetUtcNow()));
+        }
+    }
 
     public int Count => Volatile.Read(ref _count);
 

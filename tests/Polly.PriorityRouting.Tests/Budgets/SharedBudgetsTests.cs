@@ -18,7 +18,7 @@ public class SharedBudgetsTests
     public void A_budget_a_peer_saw_spent_holds_this_process_back()
     {
         var (store, time) = (new RecordingBudgetStore(), new FakeTimeProvider(Now));
-        var budgets = new BackendBudgets(store, time);
+        var budgets = Subscribed(store, time);
         budgets.Observe(Key, Tokens(remaining: 50_000, reset: "10s"), Now, MaxCooldown);
 
         store.Deliver(Key, Observed(remaining: 4_000, resetAt: Now.AddSeconds(10)));
@@ -32,7 +32,7 @@ public class SharedBudgetsTests
     public void A_report_arriving_late_never_raises_the_budget_within_its_window()
     {
         var (store, time) = (new RecordingBudgetStore(), new FakeTimeProvider(Now));
-        var budgets = new BackendBudgets(store, time);
+        var budgets = Subscribed(store, time);
         store.Deliver(Key, Observed(remaining: 3_000, resetAt: Now.AddSeconds(10)));
 
         // A peer's older report, then this process's own answer to a request admitted before the peer's.
@@ -47,7 +47,7 @@ public class SharedBudgetsTests
     public void A_report_of_a_window_already_over_is_ignored_and_one_of_the_next_window_replaces_the_current()
     {
         var (store, time) = (new RecordingBudgetStore(), new FakeTimeProvider(Now));
-        var budgets = new BackendBudgets(store, time);
+        var budgets = Subscribed(store, time);
         budgets.Observe(Key, Tokens(remaining: 5_000, reset: "10s"), Now, MaxCooldown);
 
         store.Deliver(Key, Observed(remaining: 0, resetAt: Now.AddSeconds(1)));
@@ -78,7 +78,7 @@ public class SharedBudgetsTests
     public void With_peers_a_refill_nobody_reported_yet_is_shared_among_them()
     {
         var store = new RecordingBudgetStore { PeerCount = 3 };
-        var budgets = new BackendBudgets(store, new FakeTimeProvider(Now));
+        var budgets = Subscribed(store, new FakeTimeProvider(Now));
         budgets.Observe(Key, Tokens(remaining: 0, reset: "10s", limit: "100000"), Now, MaxCooldown);
         var refilled = Now.AddSeconds(10);
 
@@ -96,7 +96,7 @@ public class SharedBudgetsTests
     public void Own_spends_hold_until_an_own_answer_reports_them_not_a_peers()
     {
         var (store, time) = (new RecordingBudgetStore(), new FakeTimeProvider(Now));
-        var budgets = new BackendBudgets(store, time);
+        var budgets = Subscribed(store, time);
         budgets.Observe(Key, Tokens(remaining: 10_000, reset: "10s"), Now, MaxCooldown);
         budgets.Spend(Key, 4_000, Now);
 
@@ -112,7 +112,7 @@ public class SharedBudgetsTests
     public void The_view_publishes_its_picture_at_each_own_answer_and_nothing_at_a_peers_report()
     {
         var (store, time) = (new RecordingBudgetStore(), new FakeTimeProvider(Now));
-        var budgets = new BackendBudgets(store, time);
+        var budgets = Subscribed(store, time);
 
         budgets.Observe(Key, Tokens(remaining: 7_000, reset: "10s", limit: "100000"), Now, MaxCooldown);
         store.Deliver(Key, Observed(remaining: 2_000, resetAt: Now.AddSeconds(10)));
@@ -127,7 +127,7 @@ public class SharedBudgetsTests
     public void A_peer_report_without_a_count_or_of_a_passed_reset_changes_nothing()
     {
         var (store, time) = (new RecordingBudgetStore(), new FakeTimeProvider(Now));
-        var budgets = new BackendBudgets(store, time);
+        var budgets = Subscribed(store, time);
 
         store.Deliver(Key, new BackendBudgetObservation(null, 100_000, Now.AddSeconds(10), null, null, default));
         store.Deliver(Key, Observed(remaining: 0, resetAt: Now));
@@ -141,7 +141,7 @@ public class SharedBudgetsTests
     public void Peer_reports_are_bounded_like_answers()
     {
         var (store, time) = (new RecordingBudgetStore(), new FakeTimeProvider(Now));
-        var budgets = new BackendBudgets(store, time);
+        var budgets = Subscribed(store, time);
 
         for (var i = 0; i < BackendBudgets.MaxEntries + 10; i++)
         {
@@ -155,7 +155,7 @@ public class SharedBudgetsTests
     public void With_peers_each_process_promises_only_its_share_of_a_refill()
     {
         var store = new RecordingBudgetStore { PeerCount = 1 };
-        var budgets = new BackendBudgets(store, new FakeTimeProvider(Now));
+        var budgets = Subscribed(store, new FakeTimeProvider(Now));
         budgets.Observe(Key, Tokens(remaining: 0, reset: "10s", limit: "10000"), Now, MaxCooldown);
         var reset = Now.AddSeconds(10);
 
@@ -177,6 +177,13 @@ public class SharedBudgetsTests
         time.Advance(TimeSpan.FromHours(1));
         store.Deliver(Key, Observed(remaining: 0, resetAt: time.GetUtcNow().AddSeconds(10)));
         view.CanAdmit(Key, 1, time.GetUtcNow()).Should().BeFalse("the observation was merged on the fake clock, not the system one");
+    }
+
+    private static BackendBudgets Subscribed(RecordingBudgetStore store, TimeProvider time)
+    {
+        var budgets = new BackendBudgets(store);
+        budgets.SubscribeOnce(time);
+        return budgets;
     }
 
     private static BackendBudgetObservation Observed(long remaining, DateTimeOffset resetAt) => new(remaining, null, resetAt, null, null, default);
