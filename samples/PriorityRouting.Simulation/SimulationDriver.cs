@@ -26,7 +26,8 @@ public static class SimulationDriver
     /// <summary>
     /// Gets the routers, side by side in every run: "ours (before)" is the same strategy with
     /// <see cref="Polly.PriorityRouting.PriorityRoutingStrategyOptions.TokenBudgets"/> off, which is how the strategy
-    /// routed before the budget view existed. Both of ours give each replica its own store over shared deadlines and budget observations (what the Redis store gives).
+    /// routed before the budget view existed. Both of ours give each replica its own store over shared deadlines and
+    /// budget observations (what the Redis store gives).
     /// </summary>
     internal static IReadOnlyList<IRouterUnderTest> Routers { get; } =
     [
