@@ -8,7 +8,8 @@ namespace Polly.PriorityRouting;
 /// A budget read from an answer holds until its reset moment and is then taken as full again (its limit — this
 /// process's share of it when peers share the store —, or unknown when the limit was never reported): a step, not a
 /// slope. That never over-estimates a budget refilled in windows (Azure checks per-minute quotas over short windows); a
-/// budget refilled continuously is under-estimated until the next answer reports it again. Every method taking a
+/// budget refilled continuously (OpenAI's) is under-estimated until its reset moment: within a window the view never
+/// raises a count, since a higher count may be an older report (see <see cref="BudgetCounter"/>). Every method taking a
 /// <c>share</c> takes this process's share of a refilled limit (1 alone, 1/n with n processes on the store).
 /// </remarks>
 internal sealed class BackendBudget
