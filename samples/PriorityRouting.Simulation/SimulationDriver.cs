@@ -26,7 +26,8 @@ public static class SimulationDriver
     /// <summary>
     /// Gets the routers, side by side in every run: "ours (before)" is the same strategy with
     /// <see cref="Polly.PriorityRouting.PriorityRoutingStrategyOptions.TokenBudgets"/> off, which is how the strategy
-    /// routed before the budget view existed. Both of ours use one store for all replicas (what the Redis store gives).
+    /// routed before the budget view existed. Both of ours give each replica its own store over shared deadlines and
+    /// budget observations (what the Redis store gives).
     /// </summary>
     internal static IReadOnlyList<IRouterUnderTest> Routers { get; } =
     [
@@ -80,6 +81,11 @@ public static class SimulationDriver
         var issued = new long[replicaCount];
         var ratePerReplica = loadFactor * scenario.AggregateCapacity / requests.MeanCost / replicaCount;
 
+        // How many requests a replica has been offered by now. Staggered, replica r is a fraction r/replicas of an
+        // interval ahead: processes started apart do not send in lockstep, so their requests interleave in time.
+        long Target(double offered, int replica)
+            => (long)Math.Floor(offered + (settings.StaggerReplicas ? (double)replica / replicaCount : 0));
+
         // Requests are counted by cohort: those first sent inside the measured window, followed through every retry, even
         // after the window ends (the load goes on, unmeasured, until the last of them is served or given up), so that a
         // router that tells callers to come back late cannot push its rejections out of the count.
@@ -101,13 +107,13 @@ public static class SimulationDriver
 
             // New requests: each replica's share of the offered load, interleaved so that no replica sees the others'
             // answers before sending its own (they are separate processes).
-            var target = (long)Math.Floor(ratePerReplica * (now + settings.Step - VirtualStart).TotalSeconds);
+            var offered = ratePerReplica * (now + settings.Step - VirtualStart).TotalSeconds;
             for (var sentThisRound = true; sentThisRound;)
             {
                 sentThisRound = false;
                 for (var replica = 0; replica < replicaCount; replica++)
                 {
-                    if (issued[replica] < target)
+                    if (issued[replica] < Target(offered, replica))
                     {
                         issued[replica]++;
                         sentThisRound = true;

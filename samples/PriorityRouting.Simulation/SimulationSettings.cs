@@ -49,6 +49,27 @@ public sealed record SimulationSettings
     /// </summary>
     public int ClientRetries { get; init; } = 3;
 
+    /// <summary>
+    /// Gets a value indicating whether the replicas' requests are spread over time (replica r sends a fraction r/replicas
+    /// of an interval ahead) rather than in lockstep (every replica sends in the same wave).
+    /// </summary>
+    public bool StaggerReplicas { get; init; } = true;
+
+    /// <summary>
+    /// Gets a value indicating whether the replicas of ours share budget observations as the Redis store does; off, each
+    /// replica learns budgets from its own answers only (deadlines are shared either way).
+    /// </summary>
+    public bool BudgetSharing { get; init; } = true;
+
+    /// <summary>
+    /// Gets how often a replica publishes budget observations at most: the first after a quiet interval at once, the
+    /// latest per backend at the end of the interval otherwise (as <c>PriorityRoutingRedisStoreOptions.BudgetPublishInterval</c>).
+    /// </summary>
+    public TimeSpan BudgetPublishInterval { get; init; } = TimeSpan.FromMilliseconds(100);
+
+    /// <summary>Gets how long a published observation takes to reach the other replicas (Redis pub/sub in one region).</summary>
+    public TimeSpan BudgetDelay { get; init; } = TimeSpan.FromMilliseconds(5);
+
     /// <summary>Gets a part of the names of the routers to run; <see langword="null"/> runs them all.</summary>
     public string? RouterFilter { get; init; }
 

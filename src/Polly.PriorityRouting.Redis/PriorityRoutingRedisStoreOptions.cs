@@ -63,6 +63,23 @@ public sealed class PriorityRoutingRedisStoreOptions
     public TimeSpan MaxUnavailability { get; set; } = DefaultMaxUnavailability;
 
     /// <summary>
+    /// Gets or sets how often a replica publishes the rate-limit budgets its answers report, at most: the first
+    /// observation after a quiet interval is published at once, the later ones of the interval together (the latest per
+    /// backend) at its end.
+    /// </summary>
+    /// <value>
+    /// The default value is <see cref="DefaultBudgetPublishInterval"/> (100 ms). It must be between zero (every answer
+    /// at once) and 10 seconds. Budgets are published only when the strategy's <c>TokenBudgets</c> is on and answers
+    /// report <c>x-ratelimit-remaining-*</c>; see docs/distributed.md for what the interval costs and buys.
+    /// </value>
+    public TimeSpan BudgetPublishInterval { get; set; } = DefaultBudgetPublishInterval;
+
+    /// <summary>
+    /// The default value of <see cref="BudgetPublishInterval"/>: 100 milliseconds.
+    /// </summary>
+    public static readonly TimeSpan DefaultBudgetPublishInterval = TimeSpan.FromMilliseconds(100);
+
+    /// <summary>
     /// The default value of <see cref="MaxUnavailability"/>: 5 minutes.
     /// </summary>
     public static readonly TimeSpan DefaultMaxUnavailability = TimeSpan.FromMinutes(5);

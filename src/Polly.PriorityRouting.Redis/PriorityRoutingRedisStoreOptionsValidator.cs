@@ -10,6 +10,7 @@ internal sealed class PriorityRoutingRedisStoreOptionsValidator : IValidateOptio
 {
     private static readonly char[] GlobCharacters = ['*', '?', '[', ']', '\\'];
     private static readonly TimeSpan MaxMaxUnavailability = TimeSpan.FromDays(1);
+    private static readonly TimeSpan MaxBudgetPublishInterval = TimeSpan.FromSeconds(10);
 
     public ValidateOptionsResult Validate(string? name, PriorityRoutingRedisStoreOptions options)
     {
@@ -33,6 +34,11 @@ internal sealed class PriorityRoutingRedisStoreOptionsValidator : IValidateOptio
         if (options.MaxUnavailability <= TimeSpan.Zero || options.MaxUnavailability > MaxMaxUnavailability)
         {
             failures.Add($"{nameof(options.MaxUnavailability)} must be more than zero and at most one day (it was {options.MaxUnavailability}).");
+        }
+
+        if (options.BudgetPublishInterval < TimeSpan.Zero || options.BudgetPublishInterval > MaxBudgetPublishInterval)
+        {
+            failures.Add($"{nameof(options.BudgetPublishInterval)} must be between zero and 10 seconds (it was {options.BudgetPublishInterval}).");
         }
 
         if (options.Configuration is not null && !IsValidConfiguration(options.Configuration))

@@ -6,7 +6,8 @@ namespace Polly.PriorityRouting.Redis;
 /// <summary>
 /// An <see cref="IBackendStateStore"/> shared by every replica connected to one Redis: reads are served by a local
 /// mirror, writes go to the mirror at once and to Redis in the background, and a pub/sub subscription keeps the mirror
-/// current with what the other replicas learn.
+/// current with what the other replicas learn. As an <see cref="IBackendBudgetStore"/> it also carries the budgets the
+/// replicas' answers report, on the same channel (<see cref="RedisBudgetChannel"/>).
 /// </summary>
 /// <remarks>
 /// <para>
@@ -22,7 +23,7 @@ namespace Polly.PriorityRouting.Redis;
 /// from elsewhere is held at most <see cref="PriorityRoutingRedisStoreOptions.MaxUnavailability"/>.
 /// </para>
 /// </remarks>
-internal sealed partial class RedisBackendStateStore : IBackendStateStore, IAsyncDisposable, IDisposable
+internal sealed partial class RedisBackendStateStore : IBackendStateStore, IBackendBudgetStore, IAsyncDisposable, IDisposable
 {
     /// <summary>The most marks kept for publication while Redis cannot be written.</summary>
     internal const int MaxUnpublished = UnpublishedMarks.DefaultCapacity;
@@ -33,6 +34,7 @@ internal sealed partial class RedisBackendStateStore : IBackendStateStore, IAsyn
     private readonly CancellationTokenSource _disposing = new();
     private readonly RedisConnection _connection;
     private readonly RedisMarkWriter _writer;
+    private readonly RedisBudgetChannel _budgets;
     private readonly RedisSynchronizer _synchronizer;
     private readonly ILogger _logger;
     private int _disposed;
@@ -50,7 +52,8 @@ internal sealed partial class RedisBackendStateStore : IBackendStateStore, IAsyn
         _mirror = new LocalMirror(timeProvider, options.MaxUnavailability);
         _connection = new RedisConnection(connecting, ownsConnection, logger);
         _writer = new RedisMarkWriter(layout, _mirror, instanceId);
-        _synchronizer = new RedisSynchronizer(_connection, layout, _mirror, _unpublished, _unpublishedPins, _writer, instanceId, logger, _disposing.Token);
+        _budgets = new RedisBudgetChannel(_connection, layout, _mirror, instanceId, options.BudgetPublishInterval, _disposing.Token);
+        _synchronizer = new RedisSynchronizer(_connection, layout, _mirror, _unpublished, _unpublishedPins, _writer, _budgets, instanceId, logger, _disposing.Token);
         Affinity = new RedisAffinityStore(_connection, _synchronizer, layout, _unpublishedPins, timeProvider);
 
         // Never on the caller's thread: the app starts whether or not Redis answers.
@@ -80,6 +83,11 @@ internal sealed partial class RedisBackendStateStore : IBackendStateStore, IAsyn
     internal bool IsSynchronizing => _synchronizer.IsSynchronizing;
 
     internal IConnectionMultiplexer? Multiplexer => _connection.Multiplexer;
+
+    internal RedisBudgetChannel Budgets => _budgets;
+
+    /// <inheritdoc/>
+    public int PeerCount => _budgets.PeerCount;
 
     /// <inheritdoc/>
     public bool TryGetUnavailability(BackendStateKey key, out BackendUnavailability unavailability)
@@ -114,6 +122,12 @@ internal sealed partial class RedisBackendStateStore : IBackendStateStore, IAsyn
         _ = PublishAsync(key, unavailability, _mirror.ToSharedMilliseconds(remaining));
         return default;
     }
+
+    /// <inheritdoc/>
+    public void PublishBudget(BackendStateKey key, BackendBudgetObservation observation, DateTimeOffset now) => _budgets.Publish(key, observation);
+
+    /// <inheritdoc/>
+    public void SubscribeToBudgets(Action<BackendStateKey, BackendBudgetObservation> onObservation) => _budgets.Subscribe(onObservation);
 
     /// <summary>
     /// Stops synchronizing, unsubscribes without waiting and closes an owned connection synchronously: never blocks on

@@ -35,6 +35,7 @@ internal sealed partial class RedisSynchronizer
     private readonly UnpublishedPins _unpublishedPins;
     private readonly RedisStateLoader _loader;
     private readonly RedisMarkWriter _writer;
+    private readonly RedisBudgetChannel _budgets;
     private readonly string _instanceId;
     private readonly ILogger _logger;
     private readonly CancellationToken _disposing;
@@ -55,6 +56,7 @@ internal sealed partial class RedisSynchronizer
         UnpublishedMarks unpublished,
         UnpublishedPins unpublishedPins,
         RedisMarkWriter writer,
+        RedisBudgetChannel budgets,
         string instanceId,
         ILogger logger,
         CancellationToken disposing)
@@ -65,6 +67,7 @@ internal sealed partial class RedisSynchronizer
         _unpublished = unpublished;
         _unpublishedPins = unpublishedPins;
         _writer = writer;
+        _budgets = budgets;
         _instanceId = instanceId;
         _logger = logger;
         _disposing = disposing;
@@ -286,8 +289,18 @@ internal sealed partial class RedisSynchronizer
     private void OnMessage(RedisChannel channel, RedisValue payload)
     {
         // Bounded before it is decoded: a stray publisher cannot make this replica read megabytes.
-        if (payload.IsNullOrEmpty || payload.Length() > ThrottleMessage.MaxLength * 4 ||
-            !ThrottleMessage.TryParse(((string?)payload).AsSpan(), out var message))
+        var text = payload.IsNullOrEmpty || payload.Length() > ThrottleMessage.MaxLength * 4 ? null : (string?)payload;
+        if (text is not null && BudgetMessage.IsBudgetMessage(text))
+        {
+            if (!_budgets.Receive(text))
+            {
+                Log.IgnoredMalformedMessage(_logger, channel.ToString());
+            }
+
+            return;
+        }
+
+        if (text is null || !ThrottleMessage.TryParse(text.AsSpan(), out var message))
         {
             Log.IgnoredMalformedMessage(_logger, channel.ToString());
             return;

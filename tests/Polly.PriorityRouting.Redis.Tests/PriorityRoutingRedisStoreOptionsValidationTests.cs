@@ -60,6 +60,28 @@ public sealed class PriorityRoutingRedisStoreOptionsValidationTests
         provider.GetRequiredService<IBackendStateStore>().Should().NotBeNull();
     }
 
+    [Theory]
+    [InlineData(-1)]
+    [InlineData(10_001)]
+    public void BudgetPublishIntervalOutOfRange_FailsResolution_NamingTheField(long milliseconds)
+    {
+        var failures = ResolveFailures(options => options.BudgetPublishInterval = TimeSpan.FromMilliseconds(milliseconds));
+
+        failures.Should().ContainSingle().Which.Should().StartWith("BudgetPublishInterval must be between zero and 10 seconds");
+    }
+
+    [Theory]
+    [InlineData(0)]
+    [InlineData(10_000)]
+    public void BudgetPublishIntervalAtTheBounds_IsValid(long milliseconds)
+    {
+        using var provider = new ServiceCollection()
+            .AddPriorityRoutingRedisStore("127.0.0.1:1,connectTimeout=1000", options => options.BudgetPublishInterval = TimeSpan.FromMilliseconds(milliseconds))
+            .BuildServiceProvider();
+
+        provider.GetRequiredService<IBackendStateStore>().Should().NotBeNull();
+    }
+
     [Fact]
     public void SeveralInvalidFields_AreAllNamed()
     {
@@ -96,6 +118,7 @@ public sealed class PriorityRoutingRedisStoreOptionsValidationTests
         options.Configuration.Should().BeNull();
         options.MaxUnavailability.Should().Be(TimeSpan.FromMinutes(5));
         PriorityRoutingRedisStoreOptions.DefaultMaxUnavailability.Should().Be(TimeSpan.FromMinutes(5));
+        options.BudgetPublishInterval.Should().Be(TimeSpan.FromMilliseconds(100));
     }
 
     [Fact]

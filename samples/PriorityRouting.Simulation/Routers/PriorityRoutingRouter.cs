@@ -5,15 +5,12 @@ using Polly.PriorityRouting;
 namespace PriorityRouting.Simulation.Routers;
 
 /// <summary>
-/// Ours: the priority routing strategy in a <see cref="ResilienceHandler"/>, on the virtual clock, every replica on one
-/// store (what the Redis store gives across processes). With <c>tokenBudgets</c> off it is "ours (before)": the
-/// strategy as it routed before the budget view (<see cref="PriorityRoutingStrategyOptions.TokenBudgets"/>).
+/// Ours: the priority routing strategy in a <see cref="ResilienceHandler"/>, on the virtual clock, every replica with its
+/// own store over shared deadlines and, unless <see cref="SimulationSettings.BudgetSharing"/> is off, shared budget
+/// observations (<see cref="ReplicaStateStore"/>: what the Redis store gives across processes). With
+/// <c>tokenBudgets</c> off it is "ours (before)": the strategy as it routed before the budget view
+/// (<see cref="PriorityRoutingStrategyOptions.TokenBudgets"/>).
 /// </summary>
-/// <remarks>
-/// The budget view is kept per store instance in the process; the replicas here share one store instance, so they share
-/// one budget view — as replicas would if the view were published through Redis, which it is not yet (see
-/// docs/benchmarks.md).
-/// </remarks>
 internal sealed class PriorityRoutingRouter(bool tokenBudgets) : IRouterUnderTest
 {
     public const string OursName = "ours";
@@ -27,7 +24,9 @@ internal sealed class PriorityRoutingRouter(bool tokenBudgets) : IRouterUnderTes
     public IReadOnlyList<HttpMessageInvoker> CreateReplicas(RouterEnvironment environment, int replicaCount)
     {
         var shared = new InMemoryBackendStateStore();
-        return [.. Enumerable.Range(0, replicaCount).Select(replica => CreateReplica(environment, shared, environment.RandomFor(replica), tokenBudgets))];
+        var settings = environment.Settings;
+        var budgets = settings.BudgetSharing ? new SimulatedBudgetChannel(environment.Time, settings.BudgetPublishInterval, settings.BudgetDelay) : null;
+        return [.. Enumerable.Range(0, replicaCount).Select(replica => CreateReplica(environment, new ReplicaStateStore(shared, budgets), environment.RandomFor(replica), tokenBudgets))];
     }
 
     private static HttpMessageInvoker CreateReplica(RouterEnvironment environment, IBackendStateStore store, Random random, bool tokenBudgets)

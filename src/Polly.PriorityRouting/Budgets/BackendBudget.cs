@@ -1,18 +1,20 @@
 namespace Polly.PriorityRouting;
 
 /// <summary>
-/// What one backend (or one partition of it) last said about its rate-limit budgets, what this process spent since,
-/// and the demand already told to come back when it refills. Guarded by its own lock.
+/// What the answers of one backend (or one partition of it) said about its rate-limit budgets, what this process spent
+/// since, and the demand already told to come back when it refills. Guarded by its own lock.
 /// </summary>
 /// <remarks>
-/// A budget read from an answer holds until its reset moment and is then taken as full again (its limit, or unknown
-/// when the limit was never reported): a step, not a slope. That never over-estimates a budget refilled in windows
-/// (Azure checks per-minute quotas over short windows); a budget refilled continuously is under-estimated until the
-/// next answer reports it again.
+/// A budget read from an answer holds until its reset moment and is then taken as full again (its limit — this
+/// process's share of it when peers share the store —, or unknown when the limit was never reported): a step, not a
+/// slope. That never over-estimates a budget refilled in windows (Azure checks per-minute quotas over short windows); a
+/// budget refilled continuously (OpenAI's) is under-estimated until its reset moment: within a window the view never
+/// raises a count, since a higher count may be an older report (see <see cref="BudgetCounter"/>). Every method taking a
+/// <c>share</c> takes this process's share of a refilled limit (1 alone, 1/n with n processes on the store).
 /// </remarks>
 internal sealed class BackendBudget
 {
-    public const long Unknown = -1;
+    public const long Unknown = BudgetCounter.Unknown;
 
     /// <summary>
     /// How many refill windows past the soonest reset the exhausted answers may promise: beyond that, overload is
@@ -21,20 +23,14 @@ internal sealed class BackendBudget
     /// </summary>
     public const int MaxPromisedWindows = 1;
 
-    public long RemainingTokens { get; set; } = Unknown;
+    /// <summary>The token budget (<c>x-ratelimit-*-tokens</c>). A field: the counter is mutated in place.</summary>
+    public BudgetCounter Tokens = new();
 
-    public long LimitTokens { get; set; } = Unknown;
+    /// <summary>The request budget (<c>x-ratelimit-*-requests</c>).</summary>
+    public BudgetCounter Requests = new();
 
-    public DateTimeOffset TokensResetAt { get; set; }
-
-    public long RemainingRequests { get; set; } = Unknown;
-
-    public long LimitRequests { get; set; } = Unknown;
-
-    public DateTimeOffset RequestsResetAt { get; set; }
-
-    /// <summary>Gets or sets the longest reset delay ever reported: the refill window the promises advance by.</summary>
-    public TimeSpan Window { get; set; }
+    /// <summary>Gets the longest reset delay ever reported: the refill window the promises advance by.</summary>
+    public TimeSpan Window => Tokens.Window > Requests.Window ? Tokens.Window : Requests.Window;
 
     /// <summary>Gets or sets the refill moment the exhausted answers currently send callers back to.</summary>
     public DateTimeOffset PromisedAt { get; set; }
@@ -43,29 +39,25 @@ internal sealed class BackendBudget
 
     public long PromisedRequests { get; set; }
 
-    /// <summary>Returns the tokens available at <paramref name="now"/>, or <see cref="Unknown"/>.</summary>
-    public long TokensAt(DateTimeOffset now) => now < TokensResetAt ? RemainingTokens : LimitTokens;
-
-    /// <summary>Returns the requests available at <paramref name="now"/>, or <see cref="Unknown"/>.</summary>
-    public long RequestsAt(DateTimeOffset now) => now < RequestsResetAt ? RemainingRequests : LimitRequests;
-
     /// <summary>
     /// Returns how long until a request of <paramref name="cost"/> tokens fits: zero when it fits now or nothing is
-    /// known; a request larger than the whole limit is never held back (only the backend can judge it).
+    /// known; a request larger than the whole limit (or than the share of it assumed after a reset) is never held back:
+    /// only the backend can judge it.
     /// </summary>
-    public TimeSpan TimeUntilAdmitted(long cost, DateTimeOffset now)
+    public TimeSpan TimeUntilAdmitted(long cost, DateTimeOffset now, double share)
     {
         var wait = TimeSpan.Zero;
-        var tokens = TokensAt(now);
-        if (tokens != Unknown && tokens < Math.Max(cost, 1) && (LimitTokens == Unknown || cost <= LimitTokens) && now < TokensResetAt)
+        var tokens = Tokens.Available(now, share);
+        var largest = Tokens.IsAssumed ? Tokens.ShareOfLimit(share) : Tokens.Limit;
+        if (tokens != Unknown && tokens < Math.Max(cost, 1) && (largest == Unknown || cost <= largest) && now < Tokens.ResetAt)
         {
-            wait = TokensResetAt - now;
+            wait = Tokens.ResetAt - now;
         }
 
-        var requests = RequestsAt(now);
-        if (requests != Unknown && requests < 1 && now < RequestsResetAt && RequestsResetAt - now > wait)
+        var requests = Requests.Available(now, share);
+        if (requests != Unknown && requests < 1 && now < Requests.ResetAt && Requests.ResetAt - now > wait)
         {
-            wait = RequestsResetAt - now;
+            wait = Requests.ResetAt - now;
         }
 
         return wait;
@@ -77,7 +69,7 @@ internal sealed class BackendBudget
     /// window (up to <see cref="MaxPromisedWindows"/> past it); when those are full, <paramref name="earliest"/> itself,
     /// reserving nothing.
     /// </summary>
-    public DateTimeOffset Promise(long cost, DateTimeOffset earliest)
+    public DateTimeOffset Promise(long cost, DateTimeOffset earliest, double share)
     {
         if (PromisedAt < earliest)
         {
@@ -86,7 +78,7 @@ internal sealed class BackendBudget
             PromisedRequests = 0;
         }
 
-        if (!Fits(cost))
+        if (!Fits(cost, share))
         {
             if (Window <= TimeSpan.Zero || PromisedAt + Window > earliest + (Window * MaxPromisedWindows))
             {
@@ -105,7 +97,9 @@ internal sealed class BackendBudget
         return PromisedAt;
     }
 
-    private bool Fits(long cost)
+    // Each process promises its share of a refill: the callers of every process sharing the store come back at once.
+    private bool Fits(long cost, double share)
         => (PromisedTokens == 0 && PromisedRequests == 0) ||
-           ((LimitTokens == Unknown || PromisedTokens + cost <= LimitTokens) && (LimitRequests == Unknown || PromisedRequests + 1 <= LimitRequests));
+           ((Tokens.Limit == Unknown || PromisedTokens + cost <= Tokens.ShareOfLimit(share)) &&
+            (Requests.Limit == Unknown || PromisedRequests + 1 <= Requests.ShareOfLimit(share)));
 }

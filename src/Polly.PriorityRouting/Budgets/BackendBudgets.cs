@@ -10,7 +10,9 @@ namespace Polly.PriorityRouting;
 /// (<c>x-ratelimit-remaining-*</c>, <c>-limit-*</c>, <c>-reset-*</c>), less what this process has sent since. Admission
 /// reads it to skip a backend that cannot take a request of a given cost; the exhausted answer spreads the callers it
 /// sends back over the refills. One view per store, like <see cref="BackendHealthTracker"/>, so that every pipeline
-/// sharing a store shares it (in this process; it is not written to the store).
+/// sharing a store shares it; a store that implements <see cref="IBackendBudgetStore"/> also carries the counts its
+/// answers report to the views of other processes, and theirs to this one (see <see cref="BudgetCounter"/> for how
+/// reports merge). Spends stay in the process that made them.
 /// </summary>
 /// <remarks>
 /// Bounded: at most <see cref="MaxEntries"/> keys (partitions come from requests); beyond that a key has no budget and
@@ -27,11 +29,46 @@ internal sealed class BackendBudgets
     private static readonly ConditionalWeakTable<IBackendStateStore, BackendBudgets> ByStore = new();
 
     private readonly ConcurrentDictionary<BackendStateKey, BackendBudget> _budgets = new();
+    private readonly IBackendBudgetStore? _store;
     private int _count;
+    private int _subscribed;
 
-    public static BackendBudgets For(IBackendStateStore store) => ByStore.GetValue(store, _ => new BackendBudgets());
+    /// <summary>Initializes a view of this process only.</summary>
+    public BackendBudgets()
+    {
+    }
+
+    /// <summary>Initializes a view that shares its answers' budgets through <paramref name="store"/>; see <see cref="SubscribeOnce"/>.</summary>
+    /// <param name="store">The store that carries observations between processes.</param>
+    public BackendBudgets(IBackendBudgetStore store) => _store = store;
+
+    /// <summary>
+    /// Returns the view of a store: created with the first pipeline on it and, when the store shares budgets, subscribed
+    /// to them on that pipeline's clock.
+    /// </summary>
+    public static BackendBudgets For(IBackendStateStore store, TimeProvider timeProvider)
+    {
+        // The table may create a view twice when two pipelines start at once, and keeps one: only that one subscribes.
+        var view = ByStore.GetValue(store, static store => store is IBackendBudgetStore shared ? new BackendBudgets(shared) : new BackendBudgets());
+        view.SubscribeOnce(timeProvider);
+        return view;
+    }
+
+    /// <summary>Subscribes to the store's observations of other processes, merged at <paramref name="timeProvider"/>'s now; once.</summary>
+    public void SubscribeOnce(TimeProvider timeProvider)
+    {
+        if (_store is not null && Interlocked.Exchange(ref _subscribed, 1) == 0)
+        {
+            _store.SubscribeToBudgets((key, observation) => Merge(key, observation, timeProvider.GetUtcNow()));
+        }
+    }
 
     public int Count => Volatile.Read(ref _count);
+
+    /// <summary>
+    /// Gets this process's share of a refilled limit: 1, or 1/n when n processes share budgets through the store.
+    /// </summary>
+    private double Share => _store is { PeerCount: > 0 and var peers } ? 1.0 / (1 + peers) : 1.0;
 
     /// <summary>Gets a value indicating whether no backend has reported a budget yet: admission has nothing to check.</summary>
     public bool IsEmpty => Volatile.Read(ref _count) == 0;
@@ -46,7 +83,7 @@ internal sealed class BackendBudgets
 
         lock (budget)
         {
-            return budget.TimeUntilAdmitted(cost, now) == TimeSpan.Zero;
+            return budget.TimeUntilAdmitted(cost, now, Share) == TimeSpan.Zero;
         }
     }
 
@@ -60,7 +97,7 @@ internal sealed class BackendBudgets
 
         lock (budget)
         {
-            return budget.TimeUntilAdmitted(cost, now);
+            return budget.TimeUntilAdmitted(cost, now, Share);
         }
     }
 
@@ -74,15 +111,9 @@ internal sealed class BackendBudgets
 
         lock (budget)
         {
-            if (budget.RemainingTokens != BackendBudget.Unknown && now < budget.TokensResetAt)
-            {
-                budget.RemainingTokens = Math.Max(0, budget.RemainingTokens - cost);
-            }
-
-            if (budget.RemainingRequests != BackendBudget.Unknown && now < budget.RequestsResetAt)
-            {
-                budget.RemainingRequests = Math.Max(0, budget.RemainingRequests - 1);
-            }
+            var share = Share;
+            budget.Tokens.Spend(cost, now, share);
+            budget.Requests.Spend(1, now, share);
         }
     }
 
@@ -100,56 +131,103 @@ internal sealed class BackendBudgets
 
         lock (budget)
         {
-            return budget.Promise(cost, earliest);
+            return budget.Promise(cost, earliest, Share);
         }
     }
 
-    /// <summary>Reads the budgets an answer reports; an answer without them changes nothing and allocates nothing.</summary>
+    /// <summary>
+    /// Reads the budgets an answer reports and, when the store shares budgets, hands the merged counts to it; an answer
+    /// without them changes nothing and allocates nothing.
+    /// </summary>
     public void Observe(BackendStateKey key, HttpResponseHeaders headers, DateTimeOffset now, TimeSpan maxCooldown)
     {
         var hasTokens = TryGetNumber(headers, PriorityRoutingConstants.RateLimitRemainingTokensHeader, out var remainingTokens);
         var hasRequests = TryGetNumber(headers, PriorityRoutingConstants.RateLimitRemainingRequestsHeader, out var remainingRequests);
-        if (!hasTokens && !hasRequests)
+        if ((!hasTokens && !hasRequests) || GetOrAdd(key) is not { } budget)
         {
             return;
         }
 
-        if (!_budgets.TryGetValue(key, out var budget))
+        BackendBudgetObservation shared;
+        lock (budget)
         {
-            if (Volatile.Read(ref _count) >= MaxEntries)
+            if (hasTokens)
             {
-                return;
+                var resetAt = now + GetDuration(headers, PriorityRoutingConstants.RateLimitResetTokensHeader, maxCooldown);
+                budget.Tokens.Merge(remainingTokens, GetNumberOrUnknown(headers, LimitTokensHeader), resetAt, now, ownAnswer: true);
             }
 
-            budget = _budgets.GetOrAdd(key, static _ => new BackendBudget());
-            Interlocked.Exchange(ref _count, _budgets.Count);
+            if (hasRequests)
+            {
+                var resetAt = now + GetDuration(headers, PriorityRoutingConstants.RateLimitResetRequestsHeader, maxCooldown);
+                budget.Requests.Merge(remainingRequests, GetNumberOrUnknown(headers, LimitRequestsHeader), resetAt, now, ownAnswer: true);
+            }
+
+            shared = _store is null ? default : ToObservation(budget);
+        }
+
+        // Outside the lock: the store may take its own.
+        _store?.PublishBudget(key, shared, now);
+    }
+
+    /// <summary>
+    /// Merges what another process's answers reported (through the store): like an answer of this process, except that
+    /// its counts do not include this process's spends.
+    /// </summary>
+    public void Merge(BackendStateKey key, BackendBudgetObservation observation, DateTimeOffset now)
+    {
+        // A report of a window already over says nothing about the budget now.
+        var hasTokens = observation.RemainingTokens is >= 0 && observation.TokensResetAt > now;
+        var hasRequests = observation.RemainingRequests is >= 0 && observation.RequestsResetAt > now;
+        if ((!hasTokens && !hasRequests) || GetOrAdd(key) is not { } budget)
+        {
+            return;
         }
 
         lock (budget)
         {
             if (hasTokens)
             {
-                budget.RemainingTokens = remainingTokens;
-                budget.TokensResetAt = now + GetDuration(headers, PriorityRoutingConstants.RateLimitResetTokensHeader, budget, maxCooldown);
-                if (TryGetNumber(headers, LimitTokensHeader, out var limit))
-                {
-                    budget.LimitTokens = limit;
-                }
+                budget.Tokens.Merge(observation.RemainingTokens!.Value, OrUnknown(observation.LimitTokens), observation.TokensResetAt, now, ownAnswer: false);
             }
 
             if (hasRequests)
             {
-                budget.RemainingRequests = remainingRequests;
-                budget.RequestsResetAt = now + GetDuration(headers, PriorityRoutingConstants.RateLimitResetRequestsHeader, budget, maxCooldown);
-                if (TryGetNumber(headers, LimitRequestsHeader, out var limit))
-                {
-                    budget.LimitRequests = limit;
-                }
+                budget.Requests.Merge(observation.RemainingRequests!.Value, OrUnknown(observation.LimitRequests), observation.RequestsResetAt, now, ownAnswer: false);
             }
         }
     }
 
-    private static TimeSpan GetDuration(HttpResponseHeaders headers, string name, BackendBudget budget, TimeSpan maxCooldown)
+    private static BackendBudgetObservation ToObservation(BackendBudget budget) => new(
+        OrNull(budget.Tokens.Reported),
+        OrNull(budget.Tokens.Limit),
+        budget.Tokens.ResetAt,
+        OrNull(budget.Requests.Reported),
+        OrNull(budget.Requests.Limit),
+        budget.Requests.ResetAt);
+
+    private static long? OrNull(long value) => value == BackendBudget.Unknown ? null : value;
+
+    private static long OrUnknown(long? value) => value is >= 0 ? value.Value : BackendBudget.Unknown;
+
+    private BackendBudget? GetOrAdd(BackendStateKey key)
+    {
+        if (_budgets.TryGetValue(key, out var budget))
+        {
+            return budget;
+        }
+
+        if (Volatile.Read(ref _count) >= MaxEntries)
+        {
+            return null;
+        }
+
+        budget = _budgets.GetOrAdd(key, static _ => new BackendBudget());
+        Interlocked.Exchange(ref _count, _budgets.Count);
+        return budget;
+    }
+
+    private static TimeSpan GetDuration(HttpResponseHeaders headers, string name, TimeSpan maxCooldown)
     {
         if (!TryGetFirstValue(headers, name, out var raw) || !ThrottleSignalParser.TryParseDuration(raw, out var seconds))
         {
@@ -157,14 +235,11 @@ internal sealed class BackendBudgets
             return TimeSpan.Zero;
         }
 
-        var duration = TimeSpan.FromSeconds(Math.Min(seconds, maxCooldown.TotalSeconds));
-        if (duration > budget.Window)
-        {
-            budget.Window = duration;
-        }
-
-        return duration;
+        return TimeSpan.FromSeconds(Math.Min(seconds, maxCooldown.TotalSeconds));
     }
+
+    private static long GetNumberOrUnknown(HttpResponseHeaders headers, string name)
+        => TryGetNumber(headers, name, out var value) ? value : BackendBudget.Unknown;
 
     private static bool TryGetNumber(HttpResponseHeaders headers, string name, out long value)
     {

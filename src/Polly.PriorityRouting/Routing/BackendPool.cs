@@ -44,7 +44,7 @@ internal sealed class BackendPool
         var longest = _ejection.Enabled && _ejection.MaxEjectionTime > _maxCooldown ? _ejection.MaxEjectionTime : _maxCooldown;
         Availability = new BackendAvailability(store, _tracker, longest);
         Latency = options.SelectionMode == BackendSelectionMode.LatencyAware ? new LatencyTracker(_backends.Length) : null;
-        _budgets = options.TokenBudgets ? BackendBudgets.For(store) : null;
+        _budgets = options.TokenBudgets ? BackendBudgets.For(store, timeProvider) : null;
         _requestCost = options.RequestCost ?? OpenAIRequestCost.Estimate;
         _selector = new BackendSelector(_backends, Availability, options.Randomizer, Latency, _budgets);
         Models = ModelCatalog.Create(_backends);

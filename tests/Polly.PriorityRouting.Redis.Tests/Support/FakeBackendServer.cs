@@ -5,7 +5,8 @@ namespace Polly.PriorityRouting.Redis.Tests.Support;
 
 /// <summary>
 /// A real Kestrel server on a random loopback port that counts its hits and answers either 200 or 429 with
-/// <c>Retry-After: 30</c>.
+/// <c>Retry-After: 30</c>; with <see cref="RemainingTokens"/> set, its 200 answers report a token budget as Azure
+/// OpenAI does (that many tokens left of 100,000, refilled in 60 s).
 /// </summary>
 public sealed class FakeBackendServer : IAsyncDisposable
 {
@@ -26,11 +27,20 @@ public sealed class FakeBackendServer : IAsyncDisposable
                 return Task.CompletedTask;
             }
 
+            if (RemainingTokens is { } remaining)
+            {
+                context.Response.Headers["x-ratelimit-remaining-tokens"] = remaining.ToString(System.Globalization.CultureInfo.InvariantCulture);
+                context.Response.Headers["x-ratelimit-limit-tokens"] = "100000";
+                context.Response.Headers["x-ratelimit-reset-tokens"] = "60s";
+            }
+
             return context.Response.WriteAsync("ok");
         });
     }
 
     public bool Throttles { get; set; }
+
+    public long? RemainingTokens { get; set; }
 
     public int Hits => Volatile.Read(ref _hits);
 
