@@ -1,5 +1,3 @@
-using System.Collections.Concurrent;
-
 namespace Polly.PriorityRouting.Redis;
 
 /// <summary>
@@ -8,7 +6,7 @@ namespace Polly.PriorityRouting.Redis;
 /// </summary>
 /// <remarks>
 /// <para>
-/// When the set is full of live pins, a new pin is not kept (the policy of <see cref="UnpublishedMarks"/>): its id still
+/// When the set is full of live pins, a new pin is not kept (the policy of <see cref="WaitingForRedis{TKey, TValue}"/>): its id still
 /// routes to its backend from this replica, and the other replicas route it normally, as an id they have never seen.
 /// The default capacity covers 100 creations a second for well over a minute of outage.
 /// </para>
@@ -24,75 +22,26 @@ namespace Polly.PriorityRouting.Redis;
 internal sealed class UnpublishedPins
 {
     /// <summary>The default <see cref="Capacity"/>.</summary>
-    public const int DefaultCapacity = 10_000;
+    public const int DefaultCapacity = WaitingForRedis<string, UnpublishedPin>.DefaultCapacity;
 
-    // Expired pins are dropped at most this often on the way in, and at most every second when the set is full.
-    private static readonly TimeSpan SweepInterval = TimeSpan.FromSeconds(10);
-    private static readonly TimeSpan FullSweepInterval = TimeSpan.FromSeconds(1);
+    private readonly WaitingForRedis<string, UnpublishedPin> _pins;
 
-    private readonly ConcurrentDictionary<string, UnpublishedPin> _pins = new(StringComparer.Ordinal);
-    private int _count;
-    private long _nextSweepTicks;
-    private long _nextFullSweepTicks;
+    public UnpublishedPins(int capacity = DefaultCapacity) => _pins = new(static pin => pin.ExpiresAt, capacity, StringComparer.Ordinal);
 
-    public UnpublishedPins(int capacity = DefaultCapacity) => Capacity = capacity;
+    public int Capacity => _pins.Capacity;
 
-    public int Capacity { get; }
+    public int Count => _pins.Count;
 
-    public int Count => Volatile.Read(ref _count);
+    /// <summary>Gets the pins kept right now, in no order; the set may change while the caller walks them.</summary>
+    public IEnumerable<KeyValuePair<string, UnpublishedPin>> Pending => _pins.Entries;
 
     /// <summary>
     /// Keeps a pin for the next synchronization (a kept id takes the later expiry); drops it if it already expired.
     /// </summary>
-    public void Keep(string id, string backend, DateTimeOffset expiresAt, DateTimeOffset now)
-    {
-        if (expiresAt <= now)
-        {
-            return;
-        }
-
-        DropExpiredIfDue(now, SweepInterval, ref _nextSweepTicks);
-        var pin = new UnpublishedPin(backend, expiresAt);
-        while (true)
-        {
-            if (_pins.TryGetValue(id, out var kept))
-            {
-                if (kept.ExpiresAt >= expiresAt || _pins.TryUpdate(id, pin, kept))
-                {
-                    return;
-                }
-
-                continue;
-            }
-
-            if (Count >= Capacity)
-            {
-                DropExpiredIfDue(now, FullSweepInterval, ref _nextFullSweepTicks);
-                if (Count >= Capacity)
-                {
-                    return;
-                }
-            }
-
-            if (_pins.TryAdd(id, pin))
-            {
-                Interlocked.Increment(ref _count);
-                return;
-            }
-        }
-    }
+    public void Keep(string id, string backend, DateTimeOffset expiresAt, DateTimeOffset now) => _pins.Keep(id, new UnpublishedPin(backend, expiresAt), now);
 
     /// <summary>Forgets an id that was deleted: it must never be published.</summary>
-    public void Forget(string id)
-    {
-        if (_pins.TryRemove(id, out _))
-        {
-            Interlocked.Decrement(ref _count);
-        }
-    }
-
-    /// <summary>Gets the pins kept right now, in no order; the set may change while the caller walks them.</summary>
-    public IEnumerable<KeyValuePair<string, UnpublishedPin>> Pending => _pins;
+    public void Forget(string id) => _pins.Forget(id);
 
     /// <summary>
     /// Writes every kept pin with the lifetime it has left and takes it out of the set once written. A pin forgotten
@@ -107,22 +56,22 @@ internal sealed class UnpublishedPins
     public async Task<int> PublishAsync(Func<string, string, TimeSpan, Task> write, Func<string, Task> remove, Func<DateTimeOffset> clock)
     {
         var published = 0;
-        foreach (var pin in _pins)
+        foreach (var pin in _pins.Entries)
         {
             var (id, (backend, expiresAt)) = pin;
             var remaining = expiresAt - clock();
             if (remaining <= TimeSpan.Zero)
             {
-                TryComplete(pin);
+                _pins.TryTake(pin);
                 continue;
             }
 
             await write(id, backend, remaining).ConfigureAwait(false);
-            if (TryComplete(pin))
+            if (_pins.TryTake(pin))
             {
                 published++;
             }
-            else if (!_pins.ContainsKey(id))
+            else if (!_pins.Contains(id))
             {
                 await remove(id).ConfigureAwait(false);
             }
@@ -131,35 +80,5 @@ internal sealed class UnpublishedPins
         }
 
         return published;
-    }
-
-    // Removes only if unchanged, so that a concurrent extension or deletion is seen.
-    private bool TryComplete(KeyValuePair<string, UnpublishedPin> pin)
-    {
-        if (_pins.TryRemove(pin))
-        {
-            Interlocked.Decrement(ref _count);
-            return true;
-        }
-
-        return false;
-    }
-
-    private void DropExpiredIfDue(DateTimeOffset now, TimeSpan interval, ref long nextSweepTicks)
-    {
-        var due = Volatile.Read(ref nextSweepTicks);
-        if (Count == 0 || now.UtcTicks < due ||
-            Interlocked.CompareExchange(ref nextSweepTicks, now.UtcTicks + interval.Ticks, due) != due)
-        {
-            return;
-        }
-
-        foreach (var pin in _pins)
-        {
-            if (pin.Value.ExpiresAt <= now)
-            {
-                TryComplete(pin);
-            }
-        }
     }
 }
