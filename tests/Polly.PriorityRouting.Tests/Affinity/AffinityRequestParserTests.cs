@@ -5,44 +5,46 @@ namespace Polly.PriorityRouting.Tests.Affinity;
 public class AffinityRequestParserTests
 {
     [Theory]
-    [InlineData("GET", "http://x/openai/v1/responses/resp_123", "resp_123", nameof(AffinityKind.Response))]
-    [InlineData("GET", "https://x/openai/responses/resp_123?api-version=2025-04-01-preview", "resp_123", nameof(AffinityKind.Response))]
-    [InlineData("GET", "http://x/v1/responses/resp_123/input_items?limit=2", "resp_123", nameof(AffinityKind.Response))]
-    [InlineData("POST", "http://x/v1/responses/resp_123/cancel", "resp_123", nameof(AffinityKind.Response))]
-    [InlineData("GET", "/openai/files/file-abc/content?api-version=2024-10-21", "file-abc", nameof(AffinityKind.File))]
-    [InlineData("GET", "http://x/gateway/openai/v1/batches/batch_9", "batch_9", nameof(AffinityKind.Batch))]
-    [InlineData("POST", "http://x/v1/vector_stores/vs_1/files", "vs_1", nameof(AffinityKind.VectorStore))]
-    [InlineData("GET", "http://x/v1/conversations/conv_7/items", "conv_7", nameof(AffinityKind.Conversation))]
-    [InlineData("GET", "http://x/v1/containers/cntr_1/files/cfile_2", "cntr_1", nameof(AffinityKind.Container))]
-    [InlineData("POST", "http://x/openai/threads/thread_1/runs/run_2?api-version=2024-05-01-preview", "thread_1", nameof(AffinityKind.Thread))]
-    [InlineData("GET", "http://x/v1/assistants/asst_1", "asst_1", nameof(AffinityKind.Assistant))]
+    [InlineData("GET", "http://x/openai/v1/responses/resp_123", "resp_123", nameof(OpenAIAffinityKinds.Response))]
+    [InlineData("GET", "https://x/openai/responses/resp_123?api-version=2025-04-01-preview", "resp_123", nameof(OpenAIAffinityKinds.Response))]
+    [InlineData("GET", "http://x/v1/responses/resp_123/input_items?limit=2", "resp_123", nameof(OpenAIAffinityKinds.Response))]
+    [InlineData("POST", "http://x/v1/responses/resp_123/cancel", "resp_123", nameof(OpenAIAffinityKinds.Response))]
+    [InlineData("GET", "/openai/files/file-abc/content?api-version=2024-10-21", "file-abc", nameof(OpenAIAffinityKinds.File))]
+    [InlineData("GET", "http://x/gateway/openai/v1/batches/batch_9", "batch_9", nameof(OpenAIAffinityKinds.Batch))]
+    [InlineData("POST", "http://x/v1/vector_stores/vs_1/files", "vs_1", nameof(OpenAIAffinityKinds.VectorStore))]
+    [InlineData("GET", "http://x/v1/conversations/conv_7/items", "conv_7", nameof(OpenAIAffinityKinds.Conversation))]
+    [InlineData("GET", "http://x/v1/containers/cntr_1/files/cfile_2", "cntr_1", nameof(OpenAIAffinityKinds.Container))]
+    [InlineData("POST", "http://x/openai/threads/thread_1/runs/run_2?api-version=2024-05-01-preview", "thread_1", nameof(OpenAIAffinityKinds.Thread))]
+    [InlineData("GET", "http://x/v1/assistants/asst_1", "asst_1", nameof(OpenAIAffinityKinds.Assistant))]
     public void Finds_the_id_of_a_path(string method, string uri, string id, string kindName)
     {
-        var kind = Enum.Parse<AffinityKind>(kindName);
+        var kind = Kind(kindName);
         using var request = new HttpRequestMessage(new HttpMethod(method), new Uri(uri, UriKind.RelativeOrAbsolute));
 
-        var parsed = AffinityRequestParser.Parse(request);
+        var parsed = Read(request);
 
         parsed.Referenced.Should().Be(new AffinityId(id, kind));
-        parsed.Creates.Should().Be(AffinityKind.None);
-        parsed.Deletes.Should().BeFalse();
+        parsed.Creates.Should().BeNull();
+        parsed.DeletesReferenced.Should().BeFalse();
     }
 
     [Theory]
-    [InlineData("http://x/openai/v1/responses", nameof(AffinityKind.Response))]
-    [InlineData("http://x/openai/responses?api-version=2025-04-01-preview", nameof(AffinityKind.Response))]
-    [InlineData("http://x/v1/files", nameof(AffinityKind.File))]
-    [InlineData("http://x/v1/batches", nameof(AffinityKind.Batch))]
-    [InlineData("http://x/v1/vector_stores", nameof(AffinityKind.VectorStore))]
-    [InlineData("http://x/v1/conversations", nameof(AffinityKind.Conversation))]
-    [InlineData("http://x/v1/containers", nameof(AffinityKind.Container))]
-    [InlineData("http://x/openai/threads?api-version=2024-05-01-preview", nameof(AffinityKind.Thread))]
+    [InlineData("http://x/openai/v1/responses", nameof(OpenAIAffinityKinds.Response))]
+    [InlineData("http://x/openai/responses?api-version=2025-04-01-preview", nameof(OpenAIAffinityKinds.Response))]
+    [InlineData("http://x/v1/files", nameof(OpenAIAffinityKinds.File))]
+    [InlineData("http://x/v1/batches", nameof(OpenAIAffinityKinds.Batch))]
+    [InlineData("http://x/v1/vector_stores", nameof(OpenAIAffinityKinds.VectorStore))]
+    [InlineData("http://x/v1/conversations", nameof(OpenAIAffinityKinds.Conversation))]
+    [InlineData("http://x/v1/containers", nameof(OpenAIAffinityKinds.Container))]
+    [InlineData("http://x/openai/threads?api-version=2024-05-01-preview", nameof(OpenAIAffinityKinds.Thread))]
     public void A_post_to_a_collection_creates_an_id_of_its_kind(string uri, string kindName)
     {
-        var kind = Enum.Parse<AffinityKind>(kindName);
+        var kind = Kind(kindName);
         using var request = new HttpRequestMessage(HttpMethod.Post, uri);
 
-        AffinityRequestParser.Parse(request).Should().Be(new AffinityRequest(default, kind, false));
+        var parsed = Read(request);
+
+        (parsed.Referenced, parsed.Creates, parsed.DeletesReferenced).Should().Be((default(AffinityId), kind, false));
     }
 
     [Fact]
@@ -50,7 +52,9 @@ public class AffinityRequestParserTests
     {
         using var request = new HttpRequestMessage(HttpMethod.Delete, "http://x/v1/files/file-abc");
 
-        AffinityRequestParser.Parse(request).Should().Be(new AffinityRequest(new AffinityId("file-abc", AffinityKind.File), AffinityKind.None, true));
+        var parsed = Read(request);
+
+        (parsed.Referenced, parsed.Creates, parsed.DeletesReferenced).Should().Be((new AffinityId("file-abc", OpenAIAffinityKinds.File), (AffinityIdKind?)null, true));
     }
 
     [Fact]
@@ -58,7 +62,9 @@ public class AffinityRequestParserTests
     {
         using var request = new HttpRequestMessage(HttpMethod.Delete, "http://x/v1/vector_stores/vs_1/files/file-2");
 
-        AffinityRequestParser.Parse(request).Should().Be(new AffinityRequest(new AffinityId("vs_1", AffinityKind.VectorStore), AffinityKind.None, false));
+        var parsed = Read(request);
+
+        (parsed.Referenced, parsed.Creates, parsed.DeletesReferenced).Should().Be((new AffinityId("vs_1", OpenAIAffinityKinds.VectorStore), (AffinityIdKind?)null, false));
     }
 
     [Theory]
@@ -72,25 +78,27 @@ public class AffinityRequestParserTests
     {
         using var request = new HttpRequestMessage(HttpMethod.Get, uri);
 
-        AffinityRequestParser.Parse(request).IsEmpty.Should().BeTrue();
+        Read(request).IsEmpty.Should().BeTrue();
     }
 
     [Theory]
-    [InlineData("""{"model":"gpt-4o","input":"hi","previous_response_id":"resp_1"}""", "resp_1", nameof(AffinityKind.Response))]
-    [InlineData("""{"model":"gpt-4o","conversation":"conv_1","input":"hi"}""", "conv_1", nameof(AffinityKind.Conversation))]
-    [InlineData("""{"model":"gpt-4o","conversation":{"id":"conv_2"},"input":"hi"}""", "conv_2", nameof(AffinityKind.Conversation))]
-    [InlineData("""{"model":"gpt-4o","input":[{"role":"user","content":[{"type":"input_file","file_id":"file-9"}]}]}""", "file-9", nameof(AffinityKind.File))]
-    [InlineData("""{"model":"gpt-4o","tools":[{"type":"file_search","vector_store_ids":["vs_3","vs_4"]}]}""", "vs_3", nameof(AffinityKind.VectorStore))]
-    [InlineData("""{"model":"gpt-4o","tools":[{"type":"code_interpreter","container":"cntr_5"}]}""", "cntr_5", nameof(AffinityKind.Container))]
+    [InlineData("""{"model":"gpt-4o","input":"hi","previous_response_id":"resp_1"}""", "resp_1", nameof(OpenAIAffinityKinds.Response))]
+    [InlineData("""{"model":"gpt-4o","conversation":"conv_1","input":"hi"}""", "conv_1", nameof(OpenAIAffinityKinds.Conversation))]
+    [InlineData("""{"model":"gpt-4o","conversation":{"id":"conv_2"},"input":"hi"}""", "conv_2", nameof(OpenAIAffinityKinds.Conversation))]
+    [InlineData("""{"model":"gpt-4o","input":[{"role":"user","content":[{"type":"input_file","file_id":"file-9"}]}]}""", "file-9", nameof(OpenAIAffinityKinds.File))]
+    [InlineData("""{"model":"gpt-4o","tools":[{"type":"file_search","vector_store_ids":["vs_3","vs_4"]}]}""", "vs_3", nameof(OpenAIAffinityKinds.VectorStore))]
+    [InlineData("""{"model":"gpt-4o","tools":[{"type":"code_interpreter","container":"cntr_5"}]}""", "cntr_5", nameof(OpenAIAffinityKinds.Container))]
     public void Finds_the_id_of_a_responses_body_and_still_learns_the_new_response(string body, string id, string kindName)
     {
-        var kind = Enum.Parse<AffinityKind>(kindName);
+        var kind = Kind(kindName);
         using var request = new HttpRequestMessage(HttpMethod.Post, "http://x/v1/responses")
         {
             Content = new StringContent(body, Encoding.UTF8, "application/json"),
         };
 
-        AffinityRequestParser.Parse(request).Should().Be(new AffinityRequest(new AffinityId(id, kind), AffinityKind.Response, false));
+        var parsed = Read(request);
+
+        (parsed.Referenced, parsed.Creates, parsed.DeletesReferenced).Should().Be((new AffinityId(id, kind), OpenAIAffinityKinds.Response, false));
     }
 
     [Fact]
@@ -101,7 +109,9 @@ public class AffinityRequestParserTests
             Content = new StringContent("""{"input_file_id":"file-in","endpoint":"/chat/completions","completion_window":"24h"}""", Encoding.UTF8, "application/json"),
         };
 
-        AffinityRequestParser.Parse(request).Should().Be(new AffinityRequest(new AffinityId("file-in", AffinityKind.File), AffinityKind.Batch, false));
+        var parsed = Read(request);
+
+        (parsed.Referenced, parsed.Creates).Should().Be((new AffinityId("file-in", OpenAIAffinityKinds.File), OpenAIAffinityKinds.Batch));
     }
 
     [Fact]
@@ -112,7 +122,7 @@ public class AffinityRequestParserTests
             Content = new StringContent("""{"previous_response_id":"resp_1"}""", Encoding.UTF8, "application/json"),
         };
 
-        AffinityRequestParser.Parse(request);
+        Read(request);
 
         using var reader = new StreamReader(request.Content.ReadAsStream());
         reader.ReadToEnd().Should().Be("""{"previous_response_id":"resp_1"}""");
@@ -148,7 +158,9 @@ public class AffinityRequestParserTests
             Content = new StringContent("""{"messages":[{"role":"user","content":"hi"}],"user":"u-1"}""", Encoding.UTF8, "application/json"),
         };
 
-        AffinityRequestParser.Parse(request).Should().Be(new AffinityRequest(default, AffinityKind.None, false, "u-1"));
+        var parsed = Read(request);
+
+        (parsed.Referenced.IsEmpty, parsed.Creates, parsed.StickyKey).Should().Be((true, (AffinityIdKind?)null, "u-1"));
     }
 
     [Fact]
@@ -157,7 +169,7 @@ public class AffinityRequestParserTests
         var id = "resp_" + new string('a', AffinityId.MaxLength);
         using var request = new HttpRequestMessage(HttpMethod.Get, "http://x/v1/responses/" + id);
 
-        AffinityRequestParser.Parse(request).Referenced.IsEmpty.Should().BeTrue();
+        Read(request).Referenced.IsEmpty.Should().BeTrue();
     }
 
     [Fact]
@@ -167,14 +179,19 @@ public class AffinityRequestParserTests
         {
             Content = new StringContent("""{"messages":[]}""", Encoding.UTF8, "application/json"),
         };
-        AffinityRequestParser.Parse(request);
+        Read(request);
 
         var before = GC.GetAllocatedBytesForCurrentThread();
         for (var i = 0; i < 100; i++)
         {
-            AffinityRequestParser.Parse(request);
+            Read(request);
         }
 
         (GC.GetAllocatedBytesForCurrentThread() - before).Should().Be(0);
     }
+
+    internal static AffinityIdKind Kind(string name)
+        => (AffinityIdKind)typeof(OpenAIAffinityKinds).GetField(name)!.GetValue(null)!;
+
+    private static AffinityRequest Read(HttpRequestMessage request) => AffinityRequestReader.Read(OpenAIAffinityIdExtractor.Instance, request);
 }
