@@ -72,7 +72,6 @@ public class AffinityRequestParserTests
     [InlineData("http://x/v1/chat/completions")]
     [InlineData("http://x/v1/embeddings")]
     [InlineData("http://x/v1/responses/input_tokens")]
-    [InlineData("http://x/v1/threads/runs")]
     [InlineData("http://x/v1/files/has%20space")]
     public void Requests_without_ids_are_empty(string uri)
     {
@@ -188,6 +187,79 @@ public class AffinityRequestParserTests
         }
 
         (GC.GetAllocatedBytesForCurrentThread() - before).Should().Be(0);
+    }
+
+    [Theory]
+    [InlineData("http://x/v1/threads/runs")]
+    [InlineData("http://x/openai/threads/runs?api-version=2024-05-01-preview")]
+    public void Create_thread_and_run_learns_the_thread_from_the_answer_and_routes_by_its_assistant(string uri)
+    {
+        using var request = new HttpRequestMessage(HttpMethod.Post, uri) { Content = new StringContent("""{"assistant_id":"asst_1"}""", Encoding.UTF8, "application/json") };
+
+        var parsed = Read(request);
+
+        (parsed.Referenced, parsed.Creates, parsed.CreatedIdProperty, parsed.CreatedParentIdProperty).Should().Be(
+            (new AffinityId("asst_1", OpenAIAffinityKinds.Assistant), OpenAIAffinityKinds.Thread, (string?)null, "thread_id"));
+    }
+
+    [Fact]
+    public void A_run_created_in_a_thread_routes_by_the_thread_and_is_learned()
+    {
+        using var request = new HttpRequestMessage(HttpMethod.Post, "http://x/v1/threads/thread_1/runs") { Content = new StringContent("{}", Encoding.UTF8, "application/json") };
+
+        var parsed = Read(request);
+
+        (parsed.Referenced, parsed.Creates, parsed.CreatedParentIdProperty).Should().Be(
+            (new AffinityId("thread_1", OpenAIAffinityKinds.Thread), OpenAIAffinityKinds.Thread, (string?)null));
+    }
+
+    [Theory]
+    [InlineData("GET", "http://x/v1/threads/runs")]
+    [InlineData("POST", "http://x/v1/threads/thread_1/messages")]
+    [InlineData("POST", "http://x/v1/threads/thread_1/runs/run_2/cancel")]
+    [InlineData("POST", "http://x/v1/vector_stores/vs_1/file_batches")]
+    [InlineData("POST", "http://x/v1/containers/cntr_1/files")]
+    [InlineData("POST", "http://x/v1/conversations/conv_1/items")]
+    public void Children_only_ever_addressed_under_their_parent_are_not_learned(string method, string uri)
+    {
+        using var request = new HttpRequestMessage(new HttpMethod(method), uri);
+
+        Read(request).Creates.Should().BeNull();
+    }
+
+    [Fact]
+    public void A_reasoning_item_sent_back_in_input_routes_the_request()
+    {
+        const string Body = """
+            {"model":"o4-mini","store":false,"include":["reasoning.encrypted_content"],"input":[
+              {"type":"message","role":"user","content":"hi","id":"msg_1"},
+              {"type":"reasoning","id":"rs_abc","summary":[],"encrypted_content":"gAAAA"},
+              {"type":"message","role":"user","content":"more"}]}
+            """;
+        using var request = new HttpRequestMessage(HttpMethod.Post, "http://x/v1/responses") { Content = new StringContent(Body, Encoding.UTF8, "application/json") };
+
+        var parsed = Read(request);
+
+        (parsed.Referenced, parsed.Creates, parsed.LearnsReasoningItems).Should().Be((new AffinityId("rs_abc", OpenAIAffinityKinds.ReasoningItem), OpenAIAffinityKinds.Response, true));
+    }
+
+    [Theory]
+    [InlineData("""{"input":[{"type":"message","id":"msg_1","content":"rs_abc"}]}""")]
+    [InlineData("""{"id":"rs_top","input":"hi"}""")]
+    [InlineData("""{"input":[{"type":"reasoning","id":"rs_has space"}]}""")]
+    public void Only_a_reasoning_item_id_in_the_body_routes(string body)
+    {
+        AffinityRequestParser.ScanBody(Encoding.UTF8.GetBytes(body)).Id.IsEmpty.Should().BeTrue();
+    }
+
+    [Fact]
+    public void Only_creates_of_responses_learn_reasoning_items()
+    {
+        using var files = new HttpRequestMessage(HttpMethod.Post, "http://x/v1/files");
+        using var cancel = new HttpRequestMessage(HttpMethod.Post, "http://x/v1/responses/resp_1/cancel");
+        using var create = new HttpRequestMessage(HttpMethod.Post, "http://x/v1/responses");
+
+        (Read(files).LearnsReasoningItems, Read(cancel).LearnsReasoningItems, Read(create).LearnsReasoningItems).Should().Be((false, false, true));
     }
 
     internal static AffinityIdKind Kind(string name)

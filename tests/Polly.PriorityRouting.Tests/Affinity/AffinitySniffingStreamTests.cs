@@ -135,6 +135,86 @@ public class AffinitySniffingStreamTests
         large.Should().Be(small);
     }
 
+    [Fact]
+    public async Task A_nested_create_pins_both_ids_each_before_the_bytes_that_carry_it_are_handed_on()
+    {
+        var body = Encoding.UTF8.GetBytes("""{"id":"run_1","object":"thread.run","thread_id":"thread_9","status":"queued"}""");
+        var pinned = new List<(string Id, int BytesHandedOnBefore)>();
+        var handedOn = 0;
+        await using var stream = new AffinitySniffingStream(new ChunkedStream(body, 10), eventStream: false, new AffinityAnswerIds("id", "thread_id"), (id, _) =>
+        {
+            pinned.Add((id, handedOn));
+            return default;
+        });
+
+        await CopyCountingAsync(stream, body.Length, n => handedOn += n);
+
+        pinned.Should().Equal([("run_1", 10), ("thread_9", 50)], "each id's closing quote is in the read after the last one handed on before its pin");
+    }
+
+    [Fact]
+    public async Task Reasoning_items_are_pinned_past_the_first_4_KB_and_in_later_events_before_their_bytes_are_handed_on()
+    {
+        var head = "data: {\"type\":\"response.created\",\"response\":{\"id\":\"resp_1\",\"instructions\":\"" + new string('x', 5000) + "\"}}\n\n";
+        var item = "data: {\"type\":\"response.output_item.added\",\"item\":{\"id\":\"rs_1\",\"type\":\"reasoning\"}}\n\n";
+        var body = Encoding.UTF8.GetBytes(head + item + item.Replace("added", "done", StringComparison.Ordinal));
+        var pinned = new List<(string Id, int BytesHandedOnBefore)>();
+        var handedOn = 0;
+        await using var stream = new AffinitySniffingStream(new ChunkedStream(body, 1000), eventStream: true, new AffinityAnswerIds("id", ReasoningItems: true), (id, _) =>
+        {
+            pinned.Add((id, handedOn));
+            return default;
+        });
+
+        await CopyCountingAsync(stream, body.Length, n => handedOn += n);
+
+        pinned.Should().Equal([("resp_1", 0), ("rs_1", 5000)], "rs_1 ends in the sixth read of 1000 bytes, and is pinned once");
+    }
+
+    [Fact]
+    public async Task Sniffing_reasoning_items_adds_a_constant_allocation_whatever_the_size()
+    {
+        static async Task<long> AllocatedFor(int items)
+        {
+            var body = new StringBuilder("{\"id\":\"resp_1\",\"output\":[");
+            for (var i = 0; i < items; i++)
+            {
+                body.Append("{\"type\":\"message\",\"id\":\"msg_1\",\"text\":\"").Append('x', 1000).Append("\"},");
+            }
+
+            var source = new MemoryStream(Encoding.UTF8.GetBytes(body.Append("{}]}").ToString()));
+            var buffer = new byte[8192];
+            var before = GC.GetAllocatedBytesForCurrentThread();
+            await using (var stream = new AffinitySniffingStream(source, eventStream: false, new AffinityAnswerIds("id", ReasoningItems: true), static (_, _) => default))
+            {
+                while (await stream.ReadAsync(buffer) > 0)
+                {
+                }
+            }
+
+            return GC.GetAllocatedBytesForCurrentThread() - before;
+        }
+
+        await AllocatedFor(10);
+        await AllocatedFor(1000);
+
+        (await AllocatedFor(1000)).Should().Be(await AllocatedFor(10));
+    }
+
+    private static async Task CopyCountingAsync(Stream stream, int expected, Action<int> handedOn)
+    {
+        var buffer = new byte[4096];
+        var total = 0;
+        int read;
+        while ((read = await stream.ReadAsync(buffer)) > 0)
+        {
+            total += read;
+            handedOn(read);
+        }
+
+        total.Should().Be(expected);
+    }
+
     /// <summary>Hands out its bytes a few at a time.</summary>
     private sealed class ChunkedStream(byte[] bytes, int chunk) : MemoryStream(bytes)
     {
