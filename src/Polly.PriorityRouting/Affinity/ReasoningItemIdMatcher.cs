@@ -15,8 +15,9 @@ internal sealed class ReasoningItemIdMatcher
     /// <summary>The most distinct ids one answer may pin.</summary>
     public const int MaxIds = 16;
 
-    private readonly byte[] _id = new byte[AffinityId.MaxLength];
-    private readonly string?[] _found = new string?[MaxIds];
+    // Allocated on the first "id":"rs_ seen: most answers carry no reasoning item and cost only this object.
+    private byte[]? _id;
+    private string?[]? _found;
     private State _state;
     private int _matched;
     private int _idLength;
@@ -130,9 +131,10 @@ internal sealed class ReasoningItemIdMatcher
                     return null;
                 }
 
-                _id[_matched] = b;
                 if (++_matched == Prefix.Length)
                 {
+                    _id ??= new byte[AffinityId.MaxLength];
+                    Prefix.CopyTo(_id);
                     (_state, _idLength) = (State.InId, Prefix.Length);
                 }
 
@@ -144,9 +146,9 @@ internal sealed class ReasoningItemIdMatcher
                     return Found(_id.AsSpan(0, _idLength));
                 }
 
-                if (IsIdByte(b) && _idLength < _id.Length)
+                if (IsIdByte(b) && _idLength < AffinityId.MaxLength)
                 {
-                    _id[_idLength++] = b;
+                    _id![_idLength++] = b;
                 }
                 else
                 {
@@ -175,6 +177,7 @@ internal sealed class ReasoningItemIdMatcher
     /// <summary>The id, unless this answer already gave it (a stream repeats each item in several events).</summary>
     private string? Found(ReadOnlySpan<byte> id)
     {
+        _found ??= new string?[MaxIds];
         for (var i = 0; i < Count; i++)
         {
             if (Equals(_found[i]!, id))
