@@ -39,6 +39,7 @@ internal static partial class PriorityRoutingStrategyOptionsValidator
 
         ValidateOutlierEjection(options.OutlierEjection, prefix, errors);
         ValidateStreaming(options, prefix, errors);
+        ValidateAffinity(options.Affinity, prefix, errors);
 
         if (options.ShouldHandle is null)
         {
@@ -129,6 +130,34 @@ internal static partial class PriorityRoutingStrategyOptionsValidator
         {
             errors.Add(Invariant(
                 $"{prefix}OutlierEjection.MaxEjectionTime ({ejection.MaxEjectionTime}) must not be less than {prefix}OutlierEjection.BaseEjectionTime ({ejection.BaseEjectionTime})."));
+        }
+    }
+
+    private static void ValidateAffinity(AffinityOptions? affinity, string prefix, List<string> errors)
+    {
+        if (affinity is null)
+        {
+            errors.Add($"{prefix}Affinity is required.");
+            return;
+        }
+
+        if (affinity.IdExtractor is null)
+        {
+            errors.Add($"{prefix}Affinity.IdExtractor is required.");
+        }
+
+        var longest = TimeSpan.FromDays(3650);
+        foreach (var (name, value, max, maxText) in new[]
+        {
+            (nameof(affinity.ResponseLifetime), affinity.ResponseLifetime, longest, "3650 days"),
+            (nameof(affinity.ResourceLifetime), affinity.ResourceLifetime, longest, "3650 days"),
+            (nameof(affinity.StickyLifetime), affinity.StickyLifetime, TimeSpan.FromDays(1), "one day"),
+        })
+        {
+            if (value < TimeSpan.FromSeconds(1) || value > max)
+            {
+                errors.Add(Invariant($"{prefix}Affinity.{name} must be between 1 s and {maxText}, but was {value}."));
+            }
         }
     }
 

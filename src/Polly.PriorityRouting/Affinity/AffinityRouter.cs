@@ -34,7 +34,7 @@ internal sealed class AffinityRouter
             ResourceLifetime = options.ResourceLifetime,
             StickyLifetime = options.StickyLifetime,
         };
-        _extractor = options.IdExtractor ?? OpenAIAffinityIdExtractor.Instance;
+        _extractor = options.IdExtractor;
         _store = store;
         _byIdentity = new Dictionary<string, RoutedBackend>(StringComparer.Ordinal);
         foreach (var backend in backends)
