@@ -1,5 +1,3 @@
-using System.Text.Json;
-
 namespace Polly.PriorityRouting;
 
 /// <summary>
@@ -12,9 +10,9 @@ namespace Polly.PriorityRouting;
 /// <remarks>
 /// A request whose path names no collection costs one scan of its path and allocates nothing. The body (already
 /// buffered for replay, read into a pooled buffer by <see cref="AffinityRequestReader"/>) is read once with a
-/// <see cref="Utf8JsonReader"/>.
+/// <see cref="System.Text.Json.Utf8JsonReader"/> (<c>AffinityRequestParser.Body.cs</c>).
 /// </remarks>
-internal static class AffinityRequestParser
+internal static partial class AffinityRequestParser
 {
     /// <summary>Soft-affinity keys longer than this are ignored.</summary>
     internal const int MaxStickyKeyLength = 256;
@@ -91,19 +89,6 @@ internal static class AffinityRequestParser
         };
     }
 
-    /// <summary>Completes a request that <see cref="Parse"/> found to need its body.</summary>
-    public static AffinityRequest ParseBody(ReadOnlySpan<byte> body, AffinityRequest fromPath)
-    {
-        // A chat body is parsed only if a vectorized search finds a key property in it: most carry none.
-        if (fromPath.ReadsStickyKeyOnly && !MayHaveStickyKey(body))
-        {
-            return fromPath;
-        }
-
-        var (referenced, sticky) = ScanBody(body);
-        return fromPath with { Referenced = referenced, StickyKey = referenced.IsEmpty ? sticky : null };
-    }
-
     /// <summary>Where a path ending in <c>/runs</c> creates an Assistants run.</summary>
     private enum RunsOf
     {
@@ -115,115 +100,6 @@ internal static class AffinityRequestParser
 
         /// <summary><c>/threads/{id}/runs</c>: a run in the referenced thread.</summary>
         ReferencedThread,
-    }
-
-    /// <summary>Finds the first id-valued property of a JSON body, and its top-level soft-affinity key.</summary>
-    internal static (AffinityId Id, string? StickyKey) ScanBody(ReadOnlySpan<byte> json)
-    {
-        string? sticky = null;
-        var stickyIsCacheKey = false;
-        var reader = new Utf8JsonReader(json, new JsonReaderOptions { CommentHandling = JsonCommentHandling.Skip });
-        try
-        {
-            while (reader.Read())
-            {
-                if (reader.TokenType != JsonTokenType.PropertyName)
-                {
-                    continue;
-                }
-
-                if (reader.CurrentDepth == 1 && !stickyIsCacheKey &&
-                    (reader.ValueTextEquals("prompt_cache_key"u8) || (sticky is null && reader.ValueTextEquals("user"u8))))
-                {
-                    var cacheKey = reader.ValueTextEquals("prompt_cache_key"u8);
-                    if (reader.Read() && reader.TokenType == JsonTokenType.String && reader.ValueSpan.Length <= MaxStickyKeyLength &&
-                        reader.GetString() is { Length: > 0 } key)
-                    {
-                        (sticky, stickyIsCacheKey) = (key, cacheKey);
-                    }
-
-                    continue;
-                }
-
-                if (reader.CurrentDepth > 1 && reader.ValueTextEquals("id"u8))
-                {
-                    // A reasoning item sent back in "input": {"type":"reasoning","id":"rs_…","encrypted_content":…}.
-                    if (reader.Read() && reader.TokenType == JsonTokenType.String && reader.ValueSpan.StartsWith("rs_"u8) &&
-                        Id(ref reader, OpenAIAffinityKinds.ReasoningItem) is { IsEmpty: false } item)
-                    {
-                        return (item, null);
-                    }
-
-                    continue;
-                }
-
-                var kind = PropertyKind(ref reader);
-                if (kind is null || !reader.Read())
-                {
-                    continue;
-                }
-
-                if (reader.TokenType == JsonTokenType.String)
-                {
-                    if (Id(ref reader, kind) is { IsEmpty: false } id)
-                    {
-                        return (id, null);
-                    }
-                }
-                else if (reader.TokenType == JsonTokenType.StartArray && kind == OpenAIAffinityKinds.VectorStore)
-                {
-                    if (reader.Read() && reader.TokenType == JsonTokenType.String && Id(ref reader, kind) is { IsEmpty: false } id)
-                    {
-                        return (id, null);
-                    }
-                }
-                else if (reader.TokenType == JsonTokenType.StartObject && kind == OpenAIAffinityKinds.Conversation)
-                {
-                    // "conversation": {"id": "conv_…"}
-                    var depth = reader.CurrentDepth;
-                    while (reader.Read() && reader.CurrentDepth > depth)
-                    {
-                        if (reader.TokenType == JsonTokenType.PropertyName && reader.CurrentDepth == depth + 1 && reader.ValueTextEquals("id"u8) &&
-                            reader.Read() && reader.TokenType == JsonTokenType.String && Id(ref reader, kind) is { IsEmpty: false } id)
-                        {
-                            return (id, null);
-                        }
-                    }
-                }
-            }
-        }
-        catch (JsonException)
-        {
-            // Not JSON after all: the backend will say so; the request is routed normally.
-            return default;
-        }
-
-        return (default, sticky);
-    }
-
-    /// <summary>
-    /// Whether a JSON body may hold a <c>"prompt_cache_key"</c> or <c>"user"</c> property: a byte search, so that
-    /// bodies without either (<c>"role":"user"</c> is a value, not a property) are not parsed.
-    /// </summary>
-    internal static bool MayHaveStickyKey(ReadOnlySpan<byte> json)
-    {
-        if (json.IndexOf("\"prompt_cache_key\""u8) >= 0)
-        {
-            return true;
-        }
-
-        var rest = json;
-        while (rest.IndexOf("\"user\""u8) is >= 0 and var at)
-        {
-            rest = rest[(at + 6)..];
-            var next = rest.TrimStart(" \t\r\n"u8);
-            if (!next.IsEmpty && next[0] == (byte)':')
-            {
-                return true;
-            }
-        }
-
-        return false;
     }
 
     internal static AffinityIdKind? CollectionOf(ReadOnlySpan<char> segment) => segment switch
@@ -238,38 +114,6 @@ internal static class AffinityRequestParser
         "assistants" => OpenAIAffinityKinds.Assistant,
         _ => null,
     };
-
-    private static AffinityId Id(ref Utf8JsonReader reader, AffinityIdKind kind)
-    {
-        if (reader.ValueSpan.Length > AffinityId.MaxLength || reader.ValueIsEscaped)
-        {
-            return default;
-        }
-
-        var value = reader.GetString();
-        return value is not null && AffinityId.IsValid(value) ? new AffinityId(value, kind) : default;
-    }
-
-    private static AffinityIdKind? PropertyKind(ref Utf8JsonReader reader)
-    {
-        if (reader.ValueIsEscaped || reader.ValueSpan.Length > 32)
-        {
-            return null;
-        }
-
-        var name = reader.ValueSpan;
-        return name switch
-        {
-            _ when name.SequenceEqual("previous_response_id"u8) => OpenAIAffinityKinds.Response,
-            _ when name.SequenceEqual("conversation"u8) => OpenAIAffinityKinds.Conversation,
-            _ when name.SequenceEqual("file_id"u8) || name.SequenceEqual("input_file_id"u8) => OpenAIAffinityKinds.File,
-            _ when name.SequenceEqual("vector_store_ids"u8) => OpenAIAffinityKinds.VectorStore,
-            _ when name.SequenceEqual("thread_id"u8) => OpenAIAffinityKinds.Thread,
-            _ when name.SequenceEqual("assistant_id"u8) => OpenAIAffinityKinds.Assistant,
-            _ when name.SequenceEqual("container"u8) => OpenAIAffinityKinds.Container,
-            _ => null,
-        };
-    }
 
     private static bool IsJson(HttpContent content)
         => content.Headers.ContentType?.MediaType is not { } mediaType || mediaType.Contains("json", StringComparison.OrdinalIgnoreCase);
