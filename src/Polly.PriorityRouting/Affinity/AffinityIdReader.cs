@@ -23,13 +23,13 @@ internal static class AffinityIdReader
     /// <param name="prefix">The bytes seen so far.</param>
     /// <param name="eventStream">Whether the answer is a server-sent event stream.</param>
     /// <param name="complete">Whether no more bytes will be looked at.</param>
-    /// <param name="idProperty">The property that holds the created id.</param>
+    /// <param name="idProperty">The property that holds the created id, or <see langword="null"/>.</param>
     /// <param name="parentProperty">A second property that holds an id, or <see langword="null"/>.</param>
     /// <param name="id">The value of <paramref name="idProperty"/>, once found.</param>
     /// <param name="parentId">The value of <paramref name="parentProperty"/>, once found.</param>
     /// <returns>Whether more bytes could hold more.</returns>
     public static Result TryRead(
-        ReadOnlySpan<byte> prefix, bool eventStream, bool complete, string idProperty, string? parentProperty, out string? id, out string? parentId)
+        ReadOnlySpan<byte> prefix, bool eventStream, bool complete, string? idProperty, string? parentProperty, out string? id, out string? parentId)
     {
         id = null;
         parentId = null;
@@ -57,7 +57,7 @@ internal static class AffinityIdReader
                     case JsonTokenType.StartObject when reader.CurrentDepth == 0:
                         continue;
                     case JsonTokenType.PropertyName when reader.CurrentDepth == 1 || (reader.CurrentDepth == 2 && inResponse):
-                        if (id is null && reader.ValueTextEquals(idProperty))
+                        if (idProperty is not null && id is null && reader.ValueTextEquals(idProperty))
                         {
                             if (!reader.Read())
                             {
@@ -90,7 +90,7 @@ internal static class AffinityIdReader
                             return more;
                         }
 
-                        if (id is not null && (parentProperty is null || parentId is not null))
+                        if ((idProperty is null || id is not null) && (parentProperty is null || parentId is not null))
                         {
                             return Result.Done;
                         }

@@ -48,6 +48,12 @@ public readonly record struct AffinityRequest
     /// <summary>Gets a value indicating whether the body is read for a soft-affinity key only (a chat completion).</summary>
     internal bool ReadsStickyKeyOnly { get; init; }
 
+    /// <summary>
+    /// Gets a value indicating whether the created response is not stored (<c>"store": false</c>): its id cannot be
+    /// referenced later and is not pinned; its reasoning items still are.
+    /// </summary>
+    internal bool CreatesUnstored { get; init; }
+
     /// <summary>Gets a value indicating whether the answer's reasoning items (<c>rs_…</c>) are learned too.</summary>
     internal bool LearnsReasoningItems { get; init; }
 

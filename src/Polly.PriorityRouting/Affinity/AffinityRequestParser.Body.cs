@@ -14,14 +14,23 @@ internal static partial class AffinityRequestParser
             return fromPath;
         }
 
-        var (referenced, sticky) = ScanBody(body);
-        return fromPath with { Referenced = referenced, StickyKey = referenced.IsEmpty ? sticky : null };
+        var (referenced, sticky, unstored) = ScanBody(body, findStore: fromPath.Creates == OpenAIAffinityKinds.Response);
+        return fromPath with
+        {
+            Referenced = referenced,
+            StickyKey = referenced.IsEmpty ? sticky : null,
+            CreatesUnstored = unstored && fromPath.Creates == OpenAIAffinityKinds.Response,
+        };
     }
 
-    /// <summary>Finds the first id-valued property of a JSON body, and its top-level soft-affinity key.</summary>
-    internal static (AffinityId Id, string? StickyKey) ScanBody(ReadOnlySpan<byte> json)
+    /// <summary>
+    /// Finds the first id-valued property of a JSON body, its top-level soft-affinity key, and whether it has a
+    /// top-level <c>"store": false</c> — searched past the id only when <paramref name="findStore"/> (a new response).
+    /// </summary>
+    internal static (AffinityId Id, string? StickyKey, bool Unstored) ScanBody(ReadOnlySpan<byte> json, bool findStore = false)
     {
         string? sticky = null;
+        var unstored = false;
         var stickyIsCacheKey = false;
         var reader = new Utf8JsonReader(json, new JsonReaderOptions { CommentHandling = JsonCommentHandling.Skip });
         try
@@ -52,9 +61,15 @@ internal static partial class AffinityRequestParser
                     if (reader.Read() && reader.TokenType == JsonTokenType.String && reader.ValueSpan.StartsWith("rs_"u8) &&
                         Id(ref reader, OpenAIAffinityKinds.ReasoningItem) is { IsEmpty: false } item)
                     {
-                        return (item, null);
+                        return (item, null, unstored || (findStore && IsUnstored(ref reader)));
                     }
 
+                    continue;
+                }
+
+                if (reader.CurrentDepth == 1 && reader.ValueTextEquals("store"u8))
+                {
+                    unstored = reader.Read() && reader.TokenType == JsonTokenType.False;
                     continue;
                 }
 
@@ -68,14 +83,14 @@ internal static partial class AffinityRequestParser
                 {
                     if (Id(ref reader, kind) is { IsEmpty: false } id)
                     {
-                        return (id, null);
+                        return (id, null, unstored || (findStore && IsUnstored(ref reader)));
                     }
                 }
                 else if (reader.TokenType == JsonTokenType.StartArray && kind == OpenAIAffinityKinds.VectorStore)
                 {
                     if (reader.Read() && reader.TokenType == JsonTokenType.String && Id(ref reader, kind) is { IsEmpty: false } id)
                     {
-                        return (id, null);
+                        return (id, null, unstored || (findStore && IsUnstored(ref reader)));
                     }
                 }
                 else if (reader.TokenType == JsonTokenType.StartObject && kind == OpenAIAffinityKinds.Conversation)
@@ -87,7 +102,7 @@ internal static partial class AffinityRequestParser
                         if (reader.TokenType == JsonTokenType.PropertyName && reader.CurrentDepth == depth + 1 && reader.ValueTextEquals("id"u8) &&
                             reader.Read() && reader.TokenType == JsonTokenType.String && Id(ref reader, kind) is { IsEmpty: false } id)
                         {
-                            return (id, null);
+                            return (id, null, unstored || (findStore && IsUnstored(ref reader)));
                         }
                     }
                 }
@@ -99,7 +114,36 @@ internal static partial class AffinityRequestParser
             return default;
         }
 
-        return (default, sticky);
+        return (default, sticky, unstored);
+    }
+
+    /// <summary>Whether the rest of the body has a top-level <c>"store": false</c>; nested values are skipped whole.</summary>
+    private static bool IsUnstored(ref Utf8JsonReader reader)
+    {
+        try
+        {
+            while (reader.Read())
+            {
+                if (reader.TokenType != JsonTokenType.PropertyName || reader.CurrentDepth != 1)
+                {
+                    continue;
+                }
+
+                if (reader.ValueTextEquals("store"u8))
+                {
+                    return reader.Read() && reader.TokenType == JsonTokenType.False;
+                }
+
+                reader.Read();
+                reader.Skip();
+            }
+        }
+        catch (JsonException)
+        {
+            // The id found before stands; an unreadable rest only means the response id is pinned, as by default.
+        }
+
+        return false;
     }
 
     /// <summary>

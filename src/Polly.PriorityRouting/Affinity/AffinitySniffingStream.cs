@@ -36,7 +36,7 @@ internal sealed class AffinitySniffingStream : ReadOnlyStream
         _ids = ids;
         _onId = onId;
         _reasoning = ids.ReasoningItems ? new ReasoningItemIdMatcher() : null;
-        _seen = ArrayPool<byte>.Shared.Rent(LookAhead);
+        _seen = ids.IdProperty is null && ids.ParentProperty is null ? null : ArrayPool<byte>.Shared.Rent(LookAhead);
     }
 
     private bool IsSniffing => _seen is not null || _reasoning is { IsFull: false };

@@ -262,6 +262,29 @@ public class AffinityRequestParserTests
         (Read(files).LearnsReasoningItems, Read(cancel).LearnsReasoningItems, Read(create).LearnsReasoningItems).Should().Be((false, false, true));
     }
 
+    [Theory]
+    [InlineData("""{"model":"o4-mini","store":false,"input":"hi"}""", null)]
+    [InlineData("""{"input":[{"type":"reasoning","id":"rs_1","encrypted_content":"x"}],"include":["reasoning.encrypted_content"],"store":false}""", null)]
+    [InlineData("""{"model":"o4-mini","store":true,"input":"hi"}""", "id")]
+    [InlineData("""{"model":"o4-mini","input":"hi","tools":[{"type":"function","parameters":{"store":false}}]}""", "id")]
+    [InlineData("""{"model":"o4-mini","input":"hi"}""", "id")]
+    public void An_unstored_response_learns_its_reasoning_items_but_not_its_own_id(string body, string? idProperty)
+    {
+        using var request = new HttpRequestMessage(HttpMethod.Post, "http://x/v1/responses") { Content = new StringContent(body, Encoding.UTF8, "application/json") };
+
+        var answer = AffinityAnswerIds.Of(Read(request));
+
+        (answer.IdProperty, answer.ReasoningItems).Should().Be((idProperty, true));
+    }
+
+    [Fact]
+    public void An_id_found_before_an_unreadable_rest_still_routes()
+    {
+        var scanned = AffinityRequestParser.ScanBody(Encoding.UTF8.GetBytes("""{"previous_response_id":"resp_1","store":fal"""), findStore: true);
+
+        (scanned.Id, scanned.Unstored).Should().Be((new AffinityId("resp_1", OpenAIAffinityKinds.Response), false));
+    }
+
     internal static AffinityIdKind Kind(string name)
         => (AffinityIdKind)typeof(OpenAIAffinityKinds).GetField(name)!.GetValue(null)!;
 
