@@ -129,8 +129,8 @@ public class AffinitySniffingStreamTests
             await AllocatedFor(1_000_000, sniffed);
         }
 
-        var small = await AllocatedFor(1_000, sniffed: true) - await AllocatedFor(1_000, sniffed: false);
-        var large = await AllocatedFor(1_000_000, sniffed: true) - await AllocatedFor(1_000_000, sniffed: false);
+        var small = await FewestAsync(() => AllocatedFor(1_000, sniffed: true)) - await FewestAsync(() => AllocatedFor(1_000, sniffed: false));
+        var large = await FewestAsync(() => AllocatedFor(1_000_000, sniffed: true)) - await FewestAsync(() => AllocatedFor(1_000_000, sniffed: false));
 
         large.Should().Be(small);
     }
@@ -198,7 +198,22 @@ public class AffinitySniffingStreamTests
         await AllocatedFor(10);
         await AllocatedFor(1000);
 
-        (await AllocatedFor(1000)).Should().Be(await AllocatedFor(10));
+        (await FewestAsync(() => AllocatedFor(1000))).Should().Be(await FewestAsync(() => AllocatedFor(10)));
+    }
+
+    /// <summary>
+    /// The fewest bytes of three runs: a gen-2 collection from a test running in parallel may trim the array pool's
+    /// per-thread cache, and the next rent then allocates — never the other way round.
+    /// </summary>
+    private static async Task<long> FewestAsync(Func<Task<long>> allocated)
+    {
+        var fewest = long.MaxValue;
+        for (var i = 0; i < 3; i++)
+        {
+            fewest = Math.Min(fewest, await allocated());
+        }
+
+        return fewest;
     }
 
     private static async Task CopyCountingAsync(Stream stream, int expected, Action<int> handedOn)
