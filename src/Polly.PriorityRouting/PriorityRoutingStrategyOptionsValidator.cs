@@ -153,6 +153,11 @@ internal static partial class PriorityRoutingStrategyOptionsValidator
             return;
         }
 
+        if (affinity.IdExtractor is null)
+        {
+            errors.Add($"{prefix}Affinity.IdExtractor is required.");
+        }
+
         ValidateLifetime(affinity.ResponseLifetime, AffinityOptions.MaxLifetime, $"{prefix}Affinity.ResponseLifetime", errors);
         ValidateLifetime(affinity.ResourceLifetime, AffinityOptions.MaxLifetime, $"{prefix}Affinity.ResourceLifetime", errors);
         ValidateLifetime(affinity.StickyLifetime, AffinityOptions.MaxStickyLifetime, $"{prefix}Affinity.StickyLifetime", errors);

@@ -30,6 +30,11 @@ public class PriorityRoutingStrategyOptionsValidatorTests
         { o => o.FirstByteTimeout = TimeSpan.Zero, "FirstByteTimeout must be between 1 ms and one day when set, but was 00:00:00." },
         { o => o.StreamStallTimeout = TimeSpan.FromDays(2), "StreamStallTimeout must be between 1 ms and one day when set, but was 2.00:00:00." },
         { o => o.SelectionMode = (BackendSelectionMode)7, "SelectionMode must be WeightedRandom or LatencyAware, but was 7." },
+        { o => o.Affinity = null!, "Affinity is required." },
+        { o => o.Affinity.IdExtractor = null!, "Affinity.IdExtractor is required." },
+        { o => o.Affinity.ResponseLifetime = TimeSpan.Zero, "Affinity.ResponseLifetime must be between 00:00:01 and 3650.00:00:00, but was 00:00:00." },
+        { o => o.Affinity.ResourceLifetime = TimeSpan.FromDays(3651), "Affinity.ResourceLifetime must be between 00:00:01 and 3650.00:00:00, but was 3651.00:00:00." },
+        { o => o.Affinity.StickyLifetime = TimeSpan.FromDays(2), "Affinity.StickyLifetime must be between 00:00:01 and 1.00:00:00, but was 2.00:00:00." },
     };
 
     [Theory]

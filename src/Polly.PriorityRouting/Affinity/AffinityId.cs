@@ -1,30 +1,22 @@
 namespace Polly.PriorityRouting;
 
-/// <summary>An id a request refers to, with its kind.</summary>
-/// <param name="Value">The id.</param>
+/// <summary>An id of server-side state that a request refers to, with its kind.</summary>
+/// <param name="Value">The id, as the backend created it.</param>
 /// <param name="Kind">What it names.</param>
-internal readonly record struct AffinityId(string Value, AffinityKind Kind)
+public readonly record struct AffinityId(string Value, AffinityIdKind Kind)
 {
     /// <summary>The longest id kept: ids come from callers and backends, and OpenAI's are far shorter.</summary>
     public const int MaxLength = 128;
 
-    public bool IsEmpty => Kind == AffinityKind.None;
+    /// <summary>Gets a value indicating whether this is no id (the default value).</summary>
+    public bool IsEmpty => Kind is null;
 
-    /// <summary>Names the kind for error messages: "stored response", "file", …</summary>
-    public static string Describe(AffinityKind kind) => kind switch
-    {
-        AffinityKind.Response => "stored response",
-        AffinityKind.Conversation => "conversation",
-        AffinityKind.File => "file",
-        AffinityKind.Batch => "batch",
-        AffinityKind.VectorStore => "vector store",
-        AffinityKind.Container => "container",
-        AffinityKind.Thread => "Assistants thread",
-        AffinityKind.Assistant => "assistant",
-        _ => "id",
-    };
-
-    /// <summary>An id is short and made of letters, digits, '-', '_' and '.': anything else is not kept.</summary>
+    /// <summary>
+    /// Whether <paramref name="id"/> can be kept: at most <see cref="MaxLength"/> characters, all letters, digits,
+    /// <c>-</c>, <c>_</c> or <c>.</c>. Ids that are not are ignored (the request is routed normally).
+    /// </summary>
+    /// <param name="id">The candidate id.</param>
+    /// <returns><see langword="true"/> when the id can be kept.</returns>
     public static bool IsValid(ReadOnlySpan<char> id)
     {
         if (id.IsEmpty || id.Length > MaxLength)
@@ -44,5 +36,5 @@ internal readonly record struct AffinityId(string Value, AffinityKind Kind)
     }
 
     /// <inheritdoc/>
-    public override string ToString() => $"{Describe(Kind)} '{Value}'";
+    public override string ToString() => IsEmpty ? string.Empty : $"{Kind.Description} '{Value}'";
 }

@@ -10,8 +10,8 @@ namespace Polly.PriorityRouting;
 /// Ids are learned from the answers that create them (the JSON <c>"id"</c>, or the first server-sent event of a stream)
 /// without buffering the answer, and found in request paths and JSON bodies (<c>previous_response_id</c>,
 /// <c>conversation</c>, <c>file_id</c>, <c>input_file_id</c>, <c>vector_store_ids</c>, …) of the OpenAI and Azure
-/// OpenAI APIs (<c>/v1/…</c>, <c>/openai/v1/…</c>, <c>/openai/…?api-version=…</c>). A request that carries no id is routed
-/// as before. When the pinned backend is throttled or ejected the request gets the exhausted answer with that
+/// OpenAI APIs (<c>/v1/…</c>, <c>/openai/v1/…</c>, <c>/openai/…?api-version=…</c>) — or of another API, by the
+/// <see cref="IdExtractor"/> set. A request that carries no id is routed as before. When the pinned backend is throttled or ejected the request gets the exhausted answer with that
 /// backend's own <c>Retry-After</c>; it is never sent to another backend.
 /// </remarks>
 public sealed class AffinityOptions
@@ -47,15 +47,17 @@ public sealed class AffinityOptions
     public IAffinityStore? Store { get; set; }
 
     /// <summary>
-    /// Gets or sets how long a stored response (and a conversation) stays pinned after it was created.
+    /// Gets or sets how long a stored response (and a conversation, and the reasoning items of a response) stays pinned
+    /// after it was created.
     /// </summary>
     /// <value>The default value is 30 days.</value>
     [Range(typeof(TimeSpan), "00:00:01", "3650.00:00:00")]
     public TimeSpan ResponseLifetime { get; set; } = DefaultResponseLifetime;
 
     /// <summary>
-    /// Gets or sets how long files, batches, vector stores, containers, threads and assistants stay pinned after they
-    /// were created; a successful <c>DELETE</c> of the id forgets it at once.
+    /// Gets or sets how long files, batches, vector stores, containers, threads and assistants — and ids of an
+    /// <see cref="AffinityIdKind"/> without a lifetime of its own — stay pinned after they were created; a successful
+    /// <c>DELETE</c> of the id forgets it at once.
     /// </summary>
     /// <value>The default value is 365 days.</value>
     [Range(typeof(TimeSpan), "00:00:01", "3650.00:00:00")]
@@ -73,6 +75,13 @@ public sealed class AffinityOptions
     [Range(typeof(TimeSpan), "00:00:01", "1.00:00:00")]
     public TimeSpan StickyLifetime { get; set; } = DefaultStickyLifetime;
 
-    internal TimeSpan LifetimeOf(AffinityKind kind)
-        => kind is AffinityKind.Response or AffinityKind.Conversation ? ResponseLifetime : ResourceLifetime;
+    /// <summary>
+    /// Gets or sets what finds the ids in requests and answers.
+    /// </summary>
+    /// <value>
+    /// The default value is <see cref="OpenAIAffinityIdExtractor.Instance"/>: the OpenAI and Azure OpenAI APIs. Set in
+    /// code only; configuration does not bind it.
+    /// </value>
+    [Required]
+    public AffinityIdExtractor IdExtractor { get; set; } = OpenAIAffinityIdExtractor.Instance;
 }

@@ -19,6 +19,7 @@ internal sealed class AffinityRouter
 
     private readonly IAffinityStore _store;
     private readonly AffinityOptions _options;
+    private readonly AffinityIdExtractor _extractor;
     private readonly Dictionary<string, RoutedBackend> _byIdentity;
 
     public AffinityRouter(AffinityOptions options, IAffinityStore store, IReadOnlyList<RoutedBackend> backends)
@@ -30,6 +31,7 @@ internal sealed class AffinityRouter
             ResourceLifetime = options.ResourceLifetime,
             StickyLifetime = options.StickyLifetime,
         };
+        _extractor = options.IdExtractor;
         _store = store;
         _byIdentity = new Dictionary<string, RoutedBackend>(StringComparer.Ordinal);
         foreach (var backend in backends)
@@ -48,7 +50,7 @@ internal sealed class AffinityRouter
     /// <param name="cancellationToken">The cancellation token.</param>
     public async ValueTask<AffinityDecision> ResolveAsync(HttpRequestMessage request, string? stickyKey, CancellationToken cancellationToken)
     {
-        var parsed = AffinityRequestParser.Parse(request);
+        var parsed = AffinityRequestReader.Read(_extractor, request);
         if (parsed.Referenced.IsEmpty)
         {
             var key = stickyKey is { Length: > 0 and <= AffinityRequestParser.MaxStickyKeyLength } ? stickyKey : parsed.StickyKey;
@@ -88,7 +90,7 @@ internal sealed class AffinityRouter
         }
 
         var request = decision.Request;
-        if (request.Deletes)
+        if (request.DeletesReferenced)
         {
             try
             {
@@ -107,11 +109,39 @@ internal sealed class AffinityRouter
             _ = PinStickyAsync(key, backend.StateKey.Backend, _options.StickyLifetime).AsTask();
         }
 
-        if (request.Creates != AffinityKind.None && response.Content is { } content)
+        if (request.Creates is { } kind)
         {
-            var identity = backend.StateKey.Backend;
-            var lifetime = _options.LifetimeOf(request.Creates);
-            response.Content = new AffinitySniffingContent(content, (id, token) => PinAsync(id, identity, lifetime, token));
+            await LearnCreatedAsync(request, kind, response, backend.StateKey.Backend, cancellationToken).ConfigureAwait(false);
+        }
+    }
+
+    /// <summary>
+    /// Pins the id a successful answer created: read from its headers by the extractor (pinned now), else from its body
+    /// as it flows to the caller.
+    /// </summary>
+    private async ValueTask LearnCreatedAsync(AffinityRequest request, AffinityIdKind kind, HttpResponseMessage response, string identity, CancellationToken cancellationToken)
+    {
+        var lifetime = kind.LifetimeUnder(_options);
+        string? fromHeaders;
+        try
+        {
+            fromHeaders = _extractor.ReadCreatedId(response, request);
+        }
+        catch (Exception e) when (e is not OutOfMemoryException)
+        {
+            fromHeaders = null;
+        }
+
+        if (fromHeaders is not null)
+        {
+            if (AffinityId.IsValid(fromHeaders))
+            {
+                await PinAsync(fromHeaders, identity, lifetime, cancellationToken).ConfigureAwait(false);
+            }
+        }
+        else if (response.Content is { } content)
+        {
+            response.Content = new AffinitySniffingContent(content, AffinityAnswerIds.Of(request), (id, token) => PinAsync(id, identity, lifetime, token));
         }
     }
 
@@ -136,7 +166,7 @@ internal sealed class AffinityRouter
     public static HttpResponseMessage NotConfigured(AffinityDecision decision, HttpRequestMessage request)
     {
         var id = decision.Request.Referenced;
-        var message = "The " + AffinityId.Describe(id.Kind) + " '" + id.Value + "' was created on backend '" + decision.MissingBackend +
+        var message = "The " + id.Kind.Description + " '" + id.Value + "' was created on backend '" + decision.MissingBackend +
             "', which is no longer configured. It exists on that backend only, so the request was sent to no other backend.";
         return new HttpResponseMessage(HttpStatusCode.NotFound)
         {

@@ -11,10 +11,17 @@ internal sealed class AffinitySniffingContent : HttpContent
     private readonly HttpContent _inner;
     private readonly Func<string, CancellationToken, ValueTask> _onId;
     private readonly bool _eventStream;
+    private readonly AffinityAnswerIds _ids;
 
     public AffinitySniffingContent(HttpContent inner, Func<string, CancellationToken, ValueTask> onId)
+        : this(inner, AffinityAnswerIds.Id, onId)
+    {
+    }
+
+    public AffinitySniffingContent(HttpContent inner, AffinityAnswerIds ids, Func<string, CancellationToken, ValueTask> onId)
     {
         _inner = inner;
+        _ids = ids;
         _onId = onId;
         _eventStream = string.Equals(inner.Headers.ContentType?.MediaType, "text/event-stream", StringComparison.OrdinalIgnoreCase);
         foreach (var header in inner.Headers.NonValidated)
@@ -44,10 +51,10 @@ internal sealed class AffinitySniffingContent : HttpContent
     protected override Task<Stream> CreateContentReadStreamAsync() => CreateContentReadStreamAsync(CancellationToken.None);
 
     protected override async Task<Stream> CreateContentReadStreamAsync(CancellationToken cancellationToken)
-        => new AffinitySniffingStream(await _inner.ReadAsStreamAsync(cancellationToken).ConfigureAwait(false), _eventStream, _onId);
+        => new AffinitySniffingStream(await _inner.ReadAsStreamAsync(cancellationToken).ConfigureAwait(false), _eventStream, _ids, _onId);
 
     protected override Stream CreateContentReadStream(CancellationToken cancellationToken)
-        => new AffinitySniffingStream(_inner.ReadAsStream(cancellationToken), _eventStream, _onId);
+        => new AffinitySniffingStream(_inner.ReadAsStream(cancellationToken), _eventStream, _ids, _onId);
 
     protected override bool TryComputeLength(out long length)
     {

@@ -20,6 +20,11 @@ internal sealed class AffinityClientHost : IDisposable
     }
 
     public AffinityClientHost(Action<IServiceCollection>? configureServices, params FakeStatefulOpenAIBackend[] backends)
+        : this(configureServices, null, backends)
+    {
+    }
+
+    private AffinityClientHost(Action<IServiceCollection>? configureServices, Action<AffinityOptions>? configureAffinity, FakeStatefulOpenAIBackend[] backends)
     {
         var services = new ServiceCollection();
         configureServices?.Invoke(services);
@@ -31,7 +36,8 @@ internal sealed class AffinityClientHost : IDisposable
             }
 
             options.Routing.StateStore ??= configureServices is null ? new InMemoryBackendStateStore() : null;
-            options.Routing.Affinity.Store = configureServices is null ? new InMemoryAffinityStore() : null;
+            options.Routing.Affinity.Store = configureServices is null ? Pins : null;
+            configureAffinity?.Invoke(options.Routing.Affinity);
             options.TotalRequestTimeout.Timeout = TimeSpan.FromSeconds(10);
             options.AttemptTimeout.Timeout = TimeSpan.FromSeconds(10);
         });
@@ -42,9 +48,16 @@ internal sealed class AffinityClientHost : IDisposable
 
     public IServiceProvider Services => _services;
 
+    /// <summary>Gets the pins of a host built without services of its own.</summary>
+    public InMemoryAffinityStore Pins { get; } = new();
+
     public HttpClient Client { get; }
 
     public HttpClientPipelineTransport Transport { get; }
+
+    /// <summary>A host whose affinity options are adjusted (an id extractor of its own, …).</summary>
+    public static AffinityClientHost WithAffinity(Action<AffinityOptions> configureAffinity, params FakeStatefulOpenAIBackend[] backends)
+        => new(null, configureAffinity, backends);
 
     /// <summary>An OpenAI client whose calls go through the routing client, without retries of its own.</summary>
     /// <param name="endpoint">The SDK's endpoint; only its path matters (the routing sets scheme, host and port).</param>

@@ -11,7 +11,11 @@ namespace Polly.PriorityRouting.SdkTests.Support;
 /// A loopback Azure OpenAI / OpenAI service that keeps real state of its own, as a deployment does: the Responses API
 /// (create, plain or streamed; get; <c>previous_response_id</c>), files and batches, under <c>/v1/</c>,
 /// <c>/openai/v1/</c> and <c>/openai/…?api-version=</c>. It creates its own ids and answers 404 — with the services'
-/// error bodies — for ids it does not hold. It can be told to throttle.
+/// error bodies — for ids it does not hold. It can be told to throttle. Besides: encrypted reasoning items
+/// (<c>include: ["reasoning.encrypted_content"]</c>, sent back in a later <c>input</c>; the service answers 400 for
+/// content it did not encrypt), Assistants threads and runs (<c>/threads/runs</c>, <c>/threads/{id}/runs</c>), and a
+/// made-up sessions API (<c>POST /api/sessions</c> answers 201 with <c>{"sessionId":…}</c> and a <c>Location</c>) for
+/// custom id extractors.
 /// </summary>
 internal sealed class FakeStatefulOpenAIBackend : IAsyncDisposable
 {
@@ -21,6 +25,10 @@ internal sealed class FakeStatefulOpenAIBackend : IAsyncDisposable
     private readonly ConcurrentDictionary<string, JsonObject> _responses = new();
     private readonly ConcurrentDictionary<string, JsonObject> _files = new();
     private readonly ConcurrentDictionary<string, JsonObject> _batches = new();
+    private readonly ConcurrentDictionary<string, string> _reasoning = new();
+    private readonly ConcurrentDictionary<string, JsonObject> _threads = new();
+    private readonly ConcurrentDictionary<string, JsonObject> _runs = new();
+    private readonly ConcurrentDictionary<string, List<string>> _sessions = new();
     private long _throttledUntilTicks;
     private int _sequence;
 
@@ -59,7 +67,9 @@ internal sealed class FakeStatefulOpenAIBackend : IAsyncDisposable
         return this;
     }
 
-    public bool Holds(string id) => _responses.ContainsKey(id) || _files.ContainsKey(id) || _batches.ContainsKey(id);
+    public bool Holds(string id)
+        => _responses.ContainsKey(id) || _files.ContainsKey(id) || _batches.ContainsKey(id) || _reasoning.ContainsKey(id) ||
+           _threads.ContainsKey(id) || _runs.ContainsKey(id) || _sessions.ContainsKey(id);
 
     public async ValueTask DisposeAsync()
     {
@@ -99,8 +109,18 @@ internal sealed class FakeStatefulOpenAIBackend : IAsyncDisposable
             return 429;
         }
 
-        // …/responses[/{id}], …/files[/{id}], …/batches[/{id}] under any prefix.
         var segments = path.Split('/', StringSplitOptions.RemoveEmptyEntries);
+        if (Array.IndexOf(segments, "threads") is >= 0 and var threads)
+        {
+            return await AnswerThreadsAsync(context, segments[(threads + 1)..], method);
+        }
+
+        if (path.StartsWith("/api/sessions", StringComparison.Ordinal))
+        {
+            return await AnswerSessionsAsync(context, segments[2..], method);
+        }
+
+        // …/responses[/{id}], …/files[/{id}], …/batches[/{id}] under any prefix.
         var at = Array.FindLastIndex(segments, s => s is "responses" or "files" or "batches");
         if (at < 0)
         {
@@ -149,10 +169,34 @@ internal sealed class FakeStatefulOpenAIBackend : IAsyncDisposable
             return 404;
         }
 
+        // Reasoning items sent back must have been encrypted here: another deployment cannot decrypt them.
+        foreach (var item in body["input"] as JsonArray ?? [])
+        {
+            if (item?["type"]?.GetValue<string>() == "reasoning" &&
+                (item["id"]?.GetValue<string>() is not { } rs || !_reasoning.TryGetValue(rs, out var encrypted) || item["encrypted_content"]?.GetValue<string>() != encrypted))
+            {
+                await WriteJsonAsync(context, 400, Error("The encrypted content for item " + item["id"] + " could not be verified.", "invalid_encrypted_content", "input"));
+                return 400;
+            }
+        }
+
         var id = NextId("resp_");
         var text = $"Answer {id} from {Name}.";
-        var response = ResponseObject(id, body["model"]?.GetValue<string>() ?? "gpt-4o", previous, "completed", text);
-        _responses[id] = response;
+        var instructions = body["instructions"]?.GetValue<string>();
+        JsonObject? reasoning = null;
+        if (body["include"] is JsonArray include && include.Any(i => i?.GetValue<string>() == "reasoning.encrypted_content"))
+        {
+            var rs = NextId("rs_");
+            _reasoning[rs] = $"enc-{Name}-{rs}-" + new string('e', 2000);
+            reasoning = new JsonObject { ["id"] = rs, ["type"] = "reasoning", ["summary"] = new JsonArray(), ["encrypted_content"] = _reasoning[rs] };
+        }
+
+        var response = ResponseObject(id, body["model"]?.GetValue<string>() ?? "gpt-4o", previous, "completed", text, instructions, reasoning);
+        if (body["store"]?.GetValue<bool>() != false)
+        {
+            _responses[id] = response;
+        }
+
         if (body["stream"]?.GetValue<bool>() != true)
         {
             await WriteJsonAsync(context, 200, response);
@@ -170,11 +214,17 @@ internal sealed class FakeStatefulOpenAIBackend : IAsyncDisposable
             await context.Response.Body.FlushAsync();
         }
 
-        var inProgress = ResponseObject(id, response["model"]!.GetValue<string>(), previous, "in_progress", null);
+        var inProgress = ResponseObject(id, response["model"]!.GetValue<string>(), previous, "in_progress", null, instructions, null);
         await EventAsync("response.created", new JsonObject { ["response"] = inProgress });
         if (StreamPause is { } pause)
         {
             await pause.WaitAsync(TimeSpan.FromSeconds(10), context.RequestAborted);
+        }
+
+        if (reasoning is not null)
+        {
+            await EventAsync("response.output_item.added", new JsonObject { ["output_index"] = 0, ["item"] = reasoning.DeepClone() });
+            await EventAsync("response.output_item.done", new JsonObject { ["output_index"] = 0, ["item"] = reasoning.DeepClone() });
         }
 
         await EventAsync("response.output_text.delta", new JsonObject
@@ -185,9 +235,14 @@ internal sealed class FakeStatefulOpenAIBackend : IAsyncDisposable
         return 200;
     }
 
-    private static JsonObject ResponseObject(string id, string model, string? previous, string status, string? text)
+    private static JsonObject ResponseObject(string id, string model, string? previous, string status, string? text, string? instructions = null, JsonObject? reasoning = null)
     {
         var output = new JsonArray();
+        if (reasoning is not null)
+        {
+            output.Add(reasoning.DeepClone());
+        }
+
         if (text is not null)
         {
             output.Add(new JsonObject
@@ -207,6 +262,7 @@ internal sealed class FakeStatefulOpenAIBackend : IAsyncDisposable
             ["created_at"] = Created,
             ["status"] = status,
             ["model"] = model,
+            ["instructions"] = instructions,
             ["previous_response_id"] = previous,
             ["output"] = output,
             ["parallel_tool_calls"] = true,
@@ -260,5 +316,110 @@ internal sealed class FakeStatefulOpenAIBackend : IAsyncDisposable
         _batches[id] = created;
         await WriteJsonAsync(context, 200, created);
         return 200;
+    }
+
+    /// <summary>
+    /// <c>POST /threads/runs</c> (a thread and a run in it; streamed, its first event is <c>thread.created</c>),
+    /// <c>POST /threads/{id}/runs</c>, <c>GET /threads/{id}</c>, <c>GET /threads/{id}/runs/{run}</c>.
+    /// </summary>
+    private async Task<int> AnswerThreadsAsync(HttpContext context, string[] rest, string method)
+    {
+        if (rest is ["runs"] && HttpMethods.IsPost(method))
+        {
+            var body = JsonNode.Parse(await new StreamReader(context.Request.Body).ReadToEndAsync())!.AsObject();
+            var thread = NewThread();
+            var run = NewRun(thread);
+            if (body["stream"]?.GetValue<bool>() != true)
+            {
+                await WriteJsonAsync(context, 200, run);
+                return 200;
+            }
+
+            context.Response.StatusCode = 200;
+            context.Response.ContentType = "text/event-stream";
+            await context.Response.WriteAsync($"event: thread.created\ndata: {thread.ToJsonString()}\n\n");
+            await context.Response.WriteAsync($"event: thread.run.created\ndata: {run.ToJsonString()}\n\n");
+            await context.Response.WriteAsync("event: done\ndata: [DONE]\n\n");
+            return 200;
+        }
+
+        if (rest.Length == 0 || !_threads.TryGetValue(rest[0], out var held))
+        {
+            await WriteJsonAsync(context, 404, Error($"No thread found with id '{(rest.Length > 0 ? rest[0] : null)}'.", "not_found"));
+            return 404;
+        }
+
+        switch (rest[1..])
+        {
+            case [] when HttpMethods.IsGet(method):
+                await WriteJsonAsync(context, 200, held.DeepClone());
+                return 200;
+            case ["runs"] when HttpMethods.IsPost(method):
+                await WriteJsonAsync(context, 200, NewRun(held));
+                return 200;
+            case ["runs", var runId] when HttpMethods.IsGet(method) && _runs.TryGetValue(runId, out var run) && run["thread_id"]!.GetValue<string>() == rest[0]:
+                await WriteJsonAsync(context, 200, run.DeepClone());
+                return 200;
+            default:
+                await WriteJsonAsync(context, 404, Error("Not found.", "not_found"));
+                return 404;
+        }
+    }
+
+    private JsonObject NewThread()
+    {
+        var id = NextId("thread_");
+        return _threads[id] = new JsonObject { ["id"] = id, ["object"] = "thread", ["created_at"] = Created, ["metadata"] = new JsonObject() };
+    }
+
+    private JsonObject NewRun(JsonObject thread)
+    {
+        var id = NextId("run_");
+        return _runs[id] = new JsonObject
+        {
+            ["id"] = id, ["object"] = "thread.run", ["created_at"] = Created, ["thread_id"] = thread["id"]!.GetValue<string>(), ["status"] = "queued",
+        };
+    }
+
+    /// <summary>
+    /// A made-up API with server-side sessions: <c>POST /api/sessions</c> → 201 <c>{"sessionId":…}</c> and
+    /// <c>Location</c>; <c>POST /api/sessions/{id}/messages</c> → 200 with the session's message count;
+    /// <c>DELETE /api/sessions/{id}</c>. Ids it does not hold → 404.
+    /// </summary>
+    private async Task<int> AnswerSessionsAsync(HttpContext context, string[] rest, string method)
+    {
+        if (rest.Length == 0 && HttpMethods.IsPost(method))
+        {
+            var id = NextId("sess-");
+            _sessions[id] = [];
+            context.Response.Headers.Location = "/api/sessions/" + id;
+            await WriteJsonAsync(context, 201, new JsonObject { ["status"] = "open", ["sessionId"] = id });
+            return 201;
+        }
+
+        if (rest.Length == 0 || !_sessions.TryGetValue(rest[0], out var messages))
+        {
+            await WriteJsonAsync(context, 404, new JsonObject { ["error"] = "unknown session" });
+            return 404;
+        }
+
+        switch (rest[1..])
+        {
+            case ["messages"] when HttpMethods.IsPost(method):
+                lock (messages)
+                {
+                    messages.Add("m");
+                }
+
+                await WriteJsonAsync(context, 200, new JsonObject { ["sessionId"] = rest[0], ["messages"] = messages.Count });
+                return 200;
+            case [] when HttpMethods.IsDelete(method):
+                _sessions.TryRemove(rest[0], out _);
+                context.Response.StatusCode = 204;
+                return 204;
+            default:
+                await WriteJsonAsync(context, 404, new JsonObject { ["error"] = "not found" });
+                return 404;
+        }
     }
 }

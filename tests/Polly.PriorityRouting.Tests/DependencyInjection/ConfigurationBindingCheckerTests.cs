@@ -98,6 +98,22 @@ public class ConfigurationBindingCheckerTests
             "Routing.Backends[0].BaseAddress must be a URI, but was 'http://[::1?…'.");
     }
 
+    [Fact]
+    public void The_affinity_id_extractor_and_store_are_code_only_and_binding_the_rest_keeps_them()
+    {
+        var code = Json("""{ "Routing": { "Affinity": { "IdExtractor": "Custom", "Store": { "a": "b" } } } }""");
+        var bound = Json("""{ "Routing": { "Affinity": { "Enabled": "true", "ResponseLifetime": "1.00:00:00" } } }""");
+
+        ConfigurationBindingChecker.Check(code, typeof(PriorityRoutingHandlerOptions)).Should().Equal(
+            "Routing.Affinity.IdExtractor cannot be set from configuration; set it in code.",
+            "Routing.Affinity.Store cannot be set from configuration; set it in code.");
+        ConfigurationBindingChecker.Check(bound, typeof(PriorityRoutingHandlerOptions)).Should().BeEmpty();
+        var options = new PriorityRoutingHandlerOptions();
+        bound.Bind(options, binder => binder.ErrorOnUnknownConfiguration = true);
+        options.Routing.Affinity.ResponseLifetime.Should().Be(TimeSpan.FromDays(1));
+        options.Routing.Affinity.IdExtractor.Should().BeSameAs(OpenAIAffinityIdExtractor.Instance);
+    }
+
     private static IConfiguration Json(string json)
         => new ConfigurationBuilder().AddJsonStream(new MemoryStream(Encoding.UTF8.GetBytes(json))).Build();
 }
