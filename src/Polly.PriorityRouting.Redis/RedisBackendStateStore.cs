@@ -174,7 +174,8 @@ internal sealed partial class RedisBackendStateStore : IBackendStateStore, IBack
         }
         else
         {
-            // The restoration event of the first successful connection starts the synchronization.
+            // The first connection attempt failed (Redis down or unreachable at start): an outage to warn about. The
+            // restoration event of the first successful connection starts the synchronization.
             _connection.ReportOutage(null);
         }
     }

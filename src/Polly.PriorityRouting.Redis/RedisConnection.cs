@@ -26,6 +26,7 @@ internal sealed partial class RedisConnection : IDisposable, IAsyncDisposable
     private Action? _onRestored;
     private bool _disposed;
     private bool _inOutage;
+    private bool _started;
     private long _failures;
     private int _restorations;
 
@@ -132,12 +133,33 @@ internal sealed partial class RedisConnection : IDisposable, IAsyncDisposable
             _failures++;
             began = !_inOutage;
             _inOutage = true;
+            _started = true;
         }
 
         if (began)
         {
             Log.RedisUnavailable(_logger, exception);
         }
+    }
+
+    /// <summary>
+    /// Reports a connection that is not ready (a primary or the subscription not connected): an outage, once the state
+    /// was shared or a connection failed; before that the start is still under way, which is no outage to warn about
+    /// (a loaded machine can take a moment to open the subscription). The failure is counted either way, so a
+    /// synchronization that began before it does not declare the state shared.
+    /// </summary>
+    public void ReportNotReady()
+    {
+        lock (_gate)
+        {
+            if (!_started)
+            {
+                _failures++;
+                return;
+            }
+        }
+
+        ReportOutage(null);
     }
 
     /// <summary>
@@ -160,6 +182,7 @@ internal sealed partial class RedisConnection : IDisposable, IAsyncDisposable
 
             ended = _inOutage;
             _inOutage = false;
+            _started = true;
         }
 
         if (ended)

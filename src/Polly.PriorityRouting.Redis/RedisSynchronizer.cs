@@ -181,7 +181,7 @@ internal sealed partial class RedisSynchronizer
         if (primaries.Count == 0 || primaries.Any(server => !server.IsConnected))
         {
             // A shard that cannot be loaded: the state is not shared, whatever the other shards say.
-            _connection.ReportOutage(null);
+            _connection.ReportNotReady();
             return false;
         }
 
@@ -189,7 +189,7 @@ internal sealed partial class RedisSynchronizer
         await EnsureSubscribedAsync(subscriber).ConfigureAwait(false);
         if (!subscriber.IsConnected(_layout.Channel))
         {
-            _connection.ReportOutage(null);
+            _connection.ReportNotReady();
             return false;
         }
 
