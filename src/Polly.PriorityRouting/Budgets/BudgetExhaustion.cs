@@ -4,10 +4,11 @@ namespace Polly.PriorityRouting;
 /// The exhausted answer with a budget view: a backend is free when it is in rotation and its budget admits the
 /// request; the advertised moment is the one the budget view promises this caller, after the demand already sent back
 /// (see <see cref="BackendBudget.Promise"/>), so that callers told to come back do not all come back to one instant.
+/// The promise is also the reservation a caller waiting in the strategy holds (see <see cref="WaitQueue"/>).
 /// </summary>
 internal static class BudgetExhaustion
 {
-    public static (TimeSpan RetryAfter, bool Throttled) Compute(
+    public static (TimeSpan RetryAfter, bool Throttled, BudgetReservation? Reservation) Compute(
         IReadOnlyList<RoutedBackend> backends,
         BackendAvailability availability,
         BackendBudgets budgets,
@@ -39,10 +40,18 @@ internal static class BudgetExhaustion
 
         if (soonestBackend is null)
         {
-            return (TimeSpan.Zero, anyThrottled);
+            return (TimeSpan.Zero, anyThrottled, null);
         }
 
-        var promised = budgets.Promise(soonestBackend.GetThrottleKey(route.PartitionOn(soonestBackend)), route.Cost, now + soonest) - now;
-        return (promised > availability.LongestCooldown ? availability.LongestCooldown : promised, anyThrottled);
+        var key = soonestBackend.GetThrottleKey(route.PartitionOn(soonestBackend));
+        var promisedAt = budgets.Promise(key, route.Cost, now + soonest, out var reserved);
+        var promised = promisedAt - now;
+        if (promised > availability.LongestCooldown)
+        {
+            // Clamped: the moment is no longer the one promised, and holds no room.
+            return (availability.LongestCooldown, anyThrottled, null);
+        }
+
+        return (promised, anyThrottled, reserved ? new BudgetReservation(key, route.Cost, promisedAt) : null);
     }
 }
