@@ -30,6 +30,8 @@ public class PriorityRoutingStrategyOptionsValidatorTests
         { o => o.FirstByteTimeout = TimeSpan.Zero, "FirstByteTimeout must be between 1 ms and one day when set, but was 00:00:00." },
         { o => o.StreamStallTimeout = TimeSpan.FromDays(2), "StreamStallTimeout must be between 1 ms and one day when set, but was 2.00:00:00." },
         { o => o.SelectionMode = (BackendSelectionMode)7, "SelectionMode must be WeightedRandom or LatencyAware, but was 7." },
+        { o => o.MaxQueueWait = TimeSpan.Zero, "MaxQueueWait must be between 1 ms and one day when set, but was 00:00:00." },
+        { o => { o.MaxQueueWait = TimeSpan.FromSeconds(10); o.TokenBudgets = false; }, "MaxQueueWait waits for room the token budget view promises: it requires TokenBudgets to be true." },
     };
 
     [Theory]

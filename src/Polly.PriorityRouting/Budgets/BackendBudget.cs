@@ -116,6 +116,19 @@ internal sealed class BackendBudget
     }
 
     /// <summary>
+    /// Takes back the room promised at <paramref name="promisedAt"/> to a caller who will not come (a waiter that
+    /// cancelled), while that refill is still the one being promised; an earlier refill's room is left to newcomers.
+    /// </summary>
+    public void Withdraw(long cost, DateTimeOffset promisedAt)
+    {
+        if (PromisedAt == promisedAt)
+        {
+            PromisedTokens = Math.Max(0, PromisedTokens - cost);
+            PromisedRequests = Math.Max(0, PromisedRequests - 1);
+        }
+    }
+
+    /// <summary>
     /// How long a budget that cannot admit stays so: until its reset; past it, a budget short only because of held
     /// promises is short for a moment — the waiters holding them are about to spend them.
     /// </summary>

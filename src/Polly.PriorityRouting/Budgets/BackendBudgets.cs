@@ -150,6 +150,20 @@ internal sealed class BackendBudgets
     /// </summary>
     public void Hold(BackendStateKey key, long cost) => AddHeld(key, cost, 1);
 
+    /// <summary>A waiter cancelled before its refill came: its room goes to whoever asks next.</summary>
+    public void Withdraw(BudgetReservation reservation)
+    {
+        if (!_budgets.TryGetValue(reservation.Key, out var budget))
+        {
+            return;
+        }
+
+        lock (budget)
+        {
+            budget.Withdraw(reservation.Cost, reservation.DueAt);
+        }
+    }
+
     /// <summary>The released caller is about to be admitted, or gave up: what it held is free again.</summary>
     public void Unhold(BackendStateKey key, long cost) => AddHeld(key, -cost, -1);
 

@@ -22,7 +22,8 @@ namespace Polly.PriorityRouting;
 /// <para>
 /// Bounded: a waiter is accepted only when its promised refill comes within what is left of the bound (the bound is
 /// per execution, over all its waits), and at most <see cref="MaxWaiters"/> wait at once. A cancelled waiter leaves the
-/// queue at once and holds nothing; disposing the queue releases every waiter to try once more.
+/// queue at once, gives its room in the refill back to the promises and holds nothing; disposing the queue releases
+/// every waiter to try once more.
 /// </para>
 /// </remarks>
 internal sealed class WaitQueue : IDisposable
@@ -144,6 +145,7 @@ internal sealed class WaitQueue : IDisposable
             }
         }
 
+        _budgets.Withdraw(waiter.Reservation);
         waiter.Released.TrySetResult(WaitOutcome.Canceled);
     }
 
