@@ -10,8 +10,8 @@ namespace PriorityRouting.Simulation.Routers;
 /// observations (<see cref="ReplicaStateStore"/>: what the Redis store gives across processes). With
 /// <c>tokenBudgets</c> off it is "ours (before)": the strategy as it routed before the budget view
 /// (<see cref="PriorityRoutingStrategyOptions.TokenBudgets"/>). With <c>queueWait</c> it is "ours (queue)": callers
-/// that no backend can take wait inside the strategy, up to one refill period
-/// (<see cref="PriorityRoutingStrategyOptions.MaxQueueWait"/>), instead of being answered 429.
+/// that no backend can take wait inside the strategy, up to <see cref="SimulationSettings.QueueWait"/> (one refill period
+/// unless set; <see cref="PriorityRoutingStrategyOptions.MaxQueueWait"/>), instead of being answered 429.
 /// </summary>
 internal sealed class PriorityRoutingRouter(bool tokenBudgets, bool queueWait = false) : IRouterUnderTest
 {
@@ -30,7 +30,7 @@ internal sealed class PriorityRoutingRouter(bool tokenBudgets, bool queueWait = 
         var shared = new InMemoryBackendStateStore();
         var settings = environment.Settings;
         var budgets = settings.BudgetSharing ? new SimulatedBudgetChannel(environment.Time, settings.BudgetPublishInterval, settings.BudgetDelay) : null;
-        var maxQueueWait = queueWait ? settings.ReplenishmentPeriod : (TimeSpan?)null;
+        var maxQueueWait = queueWait ? settings.QueueWait ?? settings.ReplenishmentPeriod : (TimeSpan?)null;
         return [.. Enumerable.Range(0, replicaCount).Select(replica => CreateReplica(environment, new ReplicaStateStore(shared, budgets), environment.RandomFor(replica), tokenBudgets, maxQueueWait))];
     }
 

@@ -116,6 +116,30 @@ internal sealed class BackendBudget
     }
 
     /// <summary>
+    /// Promises a request room in the refill at <paramref name="at"/> only — the moment this backend can next admit —
+    /// when the demand already promised there leaves room; never a later window. Lets a waiter take another backend's
+    /// sooner refill rather than the soonest backend's next one (see <see cref="BudgetExhaustion"/>).
+    /// </summary>
+    public bool TryPromiseAt(long cost, DateTimeOffset at, double share)
+    {
+        if (PromisedAt < at)
+        {
+            PromisedAt = at;
+            PromisedTokens = 0;
+            PromisedRequests = 0;
+        }
+
+        if (PromisedAt != at || !Fits(cost, share))
+        {
+            return false;
+        }
+
+        PromisedTokens += cost;
+        PromisedRequests++;
+        return true;
+    }
+
+    /// <summary>
     /// Takes back the room promised at <paramref name="promisedAt"/> to a caller who will not come (a waiter that
     /// cancelled), while that refill is still the one being promised; an earlier refill's room is left to newcomers.
     /// </summary>

@@ -144,6 +144,20 @@ internal sealed class BackendBudgets
         }
     }
 
+    /// <summary>Promises room in the key's refill at <paramref name="at"/> only; see <see cref="BackendBudget.TryPromiseAt"/>.</summary>
+    public bool TryPromiseAt(BackendStateKey key, long cost, DateTimeOffset at)
+    {
+        if (Volatile.Read(ref _count) == 0 || !_budgets.TryGetValue(key, out var budget))
+        {
+            return false;
+        }
+
+        lock (budget)
+        {
+            return budget.TryPromiseAt(cost, at, Share);
+        }
+    }
+
     /// <summary>
     /// A caller waiting in the strategy for its promised refill is released: until it spends (or gives up), the tokens
     /// it was promised are held from everyone else's admission. See <see cref="BackendBudget.HeldTokens"/>.

@@ -4,7 +4,9 @@ namespace Polly.PriorityRouting;
 /// The exhausted answer with a budget view: a backend is free when it is in rotation and its budget admits the
 /// request; the advertised moment is the one the budget view promises this caller, after the demand already sent back
 /// (see <see cref="BackendBudget.Promise"/>), so that callers told to come back do not all come back to one instant.
-/// The promise is also the reservation a caller waiting in the strategy holds (see <see cref="WaitQueue"/>).
+/// The promise is also the reservation a caller waiting in the strategy holds (see <see cref="WaitQueue"/>): with waiting
+/// on, the caller is first promised the soonest refill of any backend that still has room within the bound, so that a
+/// full refill of the soonest backend sends waiters to the next backend's refill rather than to its own next window.
 /// </summary>
 internal static class BudgetExhaustion
 {
@@ -13,8 +15,10 @@ internal static class BudgetExhaustion
         BackendAvailability availability,
         BackendBudgets budgets,
         DateTimeOffset now,
-        RequestRoute route)
+        RequestRoute route,
+        TimeSpan? waitBound = null)
     {
+        List<(TimeSpan Remaining, RoutedBackend Backend)>? candidates = waitBound is null ? null : new(backends.Count);
         var soonest = TimeSpan.MaxValue;
         RoutedBackend? soonestBackend = null;
         var anyThrottled = false;
@@ -31,6 +35,11 @@ internal static class BudgetExhaustion
             }
 
             anyThrottled |= throttled;
+            if (remaining > TimeSpan.Zero && remaining <= waitBound)
+            {
+                candidates!.Add((remaining, backend));
+            }
+
             if (remaining < soonest)
             {
                 soonest = remaining;
@@ -41,6 +50,19 @@ internal static class BudgetExhaustion
         if (soonestBackend is null)
         {
             return (TimeSpan.Zero, anyThrottled, null);
+        }
+
+        if (candidates is { Count: > 0 })
+        {
+            // Stable: ties keep the configured (best tier first) order.
+            foreach (var (remaining, backend) in candidates.OrderBy(candidate => candidate.Remaining))
+            {
+                var candidateKey = backend.GetThrottleKey(route.PartitionOn(backend));
+                if (budgets.TryPromiseAt(candidateKey, route.Cost, now + remaining))
+                {
+                    return (remaining, anyThrottled, new BudgetReservation(candidateKey, route.Cost, now + remaining));
+                }
+            }
         }
 
         var key = soonestBackend.GetThrottleKey(route.PartitionOn(soonestBackend));

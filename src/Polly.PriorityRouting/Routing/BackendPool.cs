@@ -222,7 +222,7 @@ internal sealed class BackendPool
             return (retryAfter, throttled, null);
         }
 
-        return BudgetExhaustion.Compute(backends, Availability, _budgets, _timeProvider.GetUtcNow(), route);
+        return BudgetExhaustion.Compute(backends, Availability, _budgets, _timeProvider.GetUtcNow(), route, Queue?.MaxWait);
     }
 
     /// <summary>Estimates a request's cost in tokens once per execution; 0 when budgets are off or the estimate fails.</summary>

@@ -151,6 +151,36 @@ public class QueuedWaitTests
     }
 
     [Fact]
+    public async Task A_waiter_takes_another_backends_sooner_refill_when_the_soonest_one_is_promised_in_full()
+    {
+        using var h = Harness(o => o.MaxQueueWait = TimeSpan.FromSeconds(16), RoutingHarness.Backend("a", 1), RoutingHarness.Backend("b", 1));
+        h.Transport.Respond("b", _ =>
+        {
+            var response = new HttpResponseMessage(HttpStatusCode.OK) { Content = new StringContent("{}") };
+            response.Headers.TryAddWithoutValidation("x-ratelimit-remaining-tokens", "0");
+            response.Headers.TryAddWithoutValidation("x-ratelimit-limit-tokens", "10000");
+            response.Headers.TryAddWithoutValidation("x-ratelimit-reset-tokens", "15s");
+            return response;
+        });
+        await SpendTheBudgetAsync(h);
+        (await Post(h, "spend b", 100)).Dispose();
+
+        var first = Post(h, "first", 3000);
+        var second = Post(h, "second", 3000);
+        var third = Post(h, "third", 3000);
+        third.IsCompleted.Should().BeFalse("a's refill at 10 s is promised in full, b's at 15 s has room within the bound");
+
+        h.Time.Advance(Window);
+        (await first).StatusCode.Should().Be(HttpStatusCode.OK);
+        (await second).StatusCode.Should().Be(HttpStatusCode.OK);
+        third.IsCompleted.Should().BeFalse();
+        h.Time.Advance(TimeSpan.FromSeconds(5));
+
+        (await third).StatusCode.Should().Be(HttpStatusCode.OK);
+        h.Transport.Hosts.Should().Equal("a", "b", "a", "a", "b");
+    }
+
+    [Fact]
     public async Task Without_MaxQueueWait_an_exhausted_caller_is_answered_at_once_as_before()
     {
         using var h = Harness(o => { });
