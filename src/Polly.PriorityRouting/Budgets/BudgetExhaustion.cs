@@ -60,7 +60,7 @@ internal static class BudgetExhaustion
                 var candidateKey = backend.GetThrottleKey(route.PartitionOn(backend));
                 if (budgets.TryPromiseAt(candidateKey, route.Cost, now + remaining))
                 {
-                    return (remaining, anyThrottled, new BudgetReservation(candidateKey, route.Cost, now + remaining));
+                    return (remaining, anyThrottled, new BudgetReservation(candidateKey, route.Cost, now + remaining, backend.Name));
                 }
             }
         }
@@ -74,6 +74,6 @@ internal static class BudgetExhaustion
             return (availability.LongestCooldown, anyThrottled, null);
         }
 
-        return (promised, anyThrottled, reserved ? new BudgetReservation(key, route.Cost, promisedAt) : null);
+        return (promised, anyThrottled, reserved ? new BudgetReservation(key, route.Cost, promisedAt, soonestBackend.Name) : null);
     }
 }

@@ -14,12 +14,12 @@ internal sealed partial class RoutingTelemetry
         if (_metrics.QueuedWaits.Enabled)
         {
             var tags = Tags;
-            tags.Add(PriorityRoutingTags.BackendName, reservation.Key.Backend);
+            tags.Add(PriorityRoutingTags.BackendName, reservation.BackendName);
             tags.Add(PriorityRoutingTags.Outcome, outcomeTag);
             _metrics.QueuedWaits.Record(waited.TotalSeconds, tags);
         }
 
-        Log.QueuedWaitEnded(_logger, (long)waited.TotalMilliseconds, reservation.Key.Backend, outcomeTag);
+        Log.QueuedWaitEnded(_logger, (long)waited.TotalMilliseconds, reservation.BackendName, outcomeTag);
     }
 
     private static partial class Log

@@ -1,6 +1,9 @@
+using System.Diagnostics.Metrics;
 using System.Globalization;
 using System.Net;
 using System.Text;
+using Microsoft.Extensions.DependencyInjection;
+using Microsoft.Extensions.Diagnostics.Metrics.Testing;
 using Polly.PriorityRouting.Tests.Support;
 
 namespace Polly.PriorityRouting.Tests.Budgets;
@@ -181,6 +184,35 @@ public class QueuedWaitTests
     }
 
     [Fact]
+    public async Task Each_wait_is_recorded_with_its_time_backend_and_outcome()
+    {
+        using var services = new ServiceCollection().AddMetrics().BuildServiceProvider();
+        var meters = services.GetRequiredService<IMeterFactory>();
+        using var waits = new MetricCollector<double>(meters, PriorityRoutingMetrics.MeterName, "priority_routing.queue.wait_duration");
+        using var h = Harness(o =>
+        {
+            o.MaxQueueWait = Window;
+            o.MeterFactory = meters;
+        });
+        await SpendTheBudgetAsync(h);
+        using var cancellation = new CancellationTokenSource();
+
+        var served = Post(h, "served", 3000);
+        h.Time.Advance(TimeSpan.FromSeconds(4));
+        var cancelled = Post(h, "cancelled", 3000, cancellation.Token);
+        h.Time.Advance(TimeSpan.FromSeconds(1));
+        await cancellation.CancelAsync();
+        await Assert.ThrowsAnyAsync<OperationCanceledException>(() => cancelled);
+        h.Time.Advance(TimeSpan.FromSeconds(5));
+        (await served).Dispose();
+
+        var measurements = waits.GetMeasurementSnapshot();
+        measurements.Select(m => (m.Value, m.Tags["outcome"], m.Tags["backend.name"])).Should().Equal(
+            (1.0, "canceled", "a"),
+            (10.0, "released", "a"));
+    }
+
+    [Fact]
     public async Task Without_MaxQueueWait_an_exhausted_caller_is_answered_at_once_as_before()
     {
         using var h = Harness(o => { });
@@ -199,7 +231,7 @@ public class QueuedWaitTests
     {
         var time = new Microsoft.Extensions.Time.Testing.FakeTimeProvider(DateTimeOffset.UnixEpoch);
         var queue = new WaitQueue(time, new BackendBudgets(), Window);
-        var reservation = new BudgetReservation(RoutingHarness.Key("a"), 10, time.GetUtcNow() + TimeSpan.FromSeconds(5));
+        var reservation = new BudgetReservation(RoutingHarness.Key("a"), 10, time.GetUtcNow() + TimeSpan.FromSeconds(5), "a");
 
         var waiting = queue.WaitAsync(reservation, TimeSpan.Zero, continueOnCapturedContext: false, CancellationToken.None);
         queue.Count.Should().Be(1);
@@ -215,7 +247,7 @@ public class QueuedWaitTests
     {
         var time = new Microsoft.Extensions.Time.Testing.FakeTimeProvider(DateTimeOffset.UnixEpoch);
         using var queue = new WaitQueue(time, new BackendBudgets(), Window);
-        var reservation = new BudgetReservation(RoutingHarness.Key("a"), 10, time.GetUtcNow() + TimeSpan.FromSeconds(4));
+        var reservation = new BudgetReservation(RoutingHarness.Key("a"), 10, time.GetUtcNow() + TimeSpan.FromSeconds(4), "a");
 
         (await queue.WaitAsync(reservation, TimeSpan.FromSeconds(7), continueOnCapturedContext: false, CancellationToken.None))
             .Should().Be(WaitOutcome.NotQueued, "7 s waited and 4 s more exceed the 10 s bound");
