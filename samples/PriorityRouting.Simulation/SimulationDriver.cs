@@ -54,7 +54,9 @@ public static class SimulationDriver
                 {
                     foreach (var load in settings.LoadFactors)
                     {
-                        var result = await RunAsync(settings, scenario, router, load, replicas).ConfigureAwait(false);
+                        // On the thread pool, away from any synchronization context (a test runner's): a call that
+                        // waits inside the router must continue inline when the virtual clock releases it.
+                        var result = await Task.Run(() => RunAsync(settings, scenario, router, load, replicas)).ConfigureAwait(false);
                         onResult?.Invoke(result);
                         results.Add(result);
                     }

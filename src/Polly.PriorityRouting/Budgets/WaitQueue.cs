@@ -15,9 +15,10 @@ namespace Polly.PriorityRouting;
 /// is answered with the moment it was promised.
 /// </para>
 /// <para>
-/// Released waiters continue synchronously on the timer's callback, one after the other, each until its next attempt
-/// is sent (its first asynchronous step): each is admitted before the next is released, and on a virtual clock the
-/// release happens inside the clock's advance, which keeps runs deterministic.
+/// Released waiters continue synchronously on the timer's callback (timer threads have no synchronization context, so
+/// the runtime runs the continuations inline), one after the other, each until its next attempt is sent (its first
+/// asynchronous step): each is admitted before the next is released, and on a virtual clock advanced from a thread
+/// without a synchronization context the release happens inside the clock's advance, which keeps runs deterministic.
 /// </para>
 /// <para>
 /// Bounded: a waiter is accepted only when its promised refill comes within what is left of the bound (the bound is

@@ -127,6 +127,8 @@ internal sealed class PriorityRoutingResilienceStrategy : ResilienceStrategy<Htt
                                 return Outcome.FromException<HttpResponseMessage>(new OperationCanceledException(context.CancellationToken));
                             }
 
+                            // A new round over every allowed backend, MaxAttempts of them; the next attempt keeps
+                            // this number (the loop's increment).
                             plan = fresh.Copy();
                             roundStart = attempt;
                             failed = null;

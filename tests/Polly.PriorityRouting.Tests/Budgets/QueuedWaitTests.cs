@@ -31,9 +31,9 @@ public class QueuedWaitTests
         first.IsCompleted.Should().BeFalse("the caller waits for the refill instead of a 429");
         second.IsCompleted.Should().BeFalse();
 
-        h.Time.Advance(Window - TimeSpan.FromMilliseconds(1));
+        Advance(h, Window - TimeSpan.FromMilliseconds(1));
         first.IsCompleted.Should().BeFalse();
-        h.Time.Advance(TimeSpan.FromMilliseconds(1));
+        Advance(h, TimeSpan.FromMilliseconds(1));
 
         using var firstResponse = await first;
         using var secondResponse = await second;
@@ -49,11 +49,11 @@ public class QueuedWaitTests
         await SpendTheBudgetAsync(h);
 
         var first = Post(h, "first", 3000);
-        h.Time.Advance(TimeSpan.FromSeconds(5));
+        Advance(h, TimeSpan.FromSeconds(5));
         var newcomer = Post(h, "newcomer", 3000);
         newcomer.IsCompleted.Should().BeFalse("the budget is spent: the newcomer is promised room after the first caller");
 
-        h.Time.Advance(TimeSpan.FromSeconds(5));
+        Advance(h, TimeSpan.FromSeconds(5));
         var late = Post(h, "late", 3000);
 
         (await first).StatusCode.Should().Be(HttpStatusCode.OK);
@@ -61,7 +61,7 @@ public class QueuedWaitTests
         late.IsCompleted.Should().BeFalse("the refill went to the two who waited: the caller arriving with it waits for the next");
         Callers(h).Should().Equal("spend", "first", "newcomer");
 
-        h.Time.Advance(Window);
+        Advance(h, Window);
         (await late).StatusCode.Should().Be(HttpStatusCode.OK);
         Callers(h).Should().Equal("spend", "first", "newcomer", "late");
     }
@@ -103,7 +103,7 @@ public class QueuedWaitTests
         third.Headers.RetryAfter!.Delta.Should().Be(TimeSpan.FromSeconds(20));
         first.IsCompleted.Should().BeFalse();
 
-        h.Time.Advance(Window);
+        Advance(h, Window);
         (await first).StatusCode.Should().Be(HttpStatusCode.OK);
         (await second).StatusCode.Should().Be(HttpStatusCode.OK);
         Callers(h).Should().Equal("spend", "first", "second");
@@ -129,7 +129,7 @@ public class QueuedWaitTests
         var third = Post(h, "third", 3000);
         third.IsCompleted.Should().BeFalse("the cancelled caller's room in the refill is the third's now");
 
-        h.Time.Advance(Window);
+        Advance(h, Window);
         (await second).StatusCode.Should().Be(HttpStatusCode.OK);
         (await third).StatusCode.Should().Be(HttpStatusCode.OK);
         Callers(h).Should().Equal("spend", "second", "third");
@@ -148,7 +148,7 @@ public class QueuedWaitTests
         var hinted = h.Client.SendAsync(request);
         hinted.IsCompleted.Should().BeFalse("b has room, but the request may only use a");
 
-        h.Time.Advance(Window);
+        Advance(h, Window);
         (await hinted).StatusCode.Should().Be(HttpStatusCode.OK);
         h.Transport.Hosts.Should().Equal("a", "a");
     }
@@ -173,11 +173,11 @@ public class QueuedWaitTests
         var third = Post(h, "third", 3000);
         third.IsCompleted.Should().BeFalse("a's refill at 10 s is promised in full, b's at 15 s has room within the bound");
 
-        h.Time.Advance(Window);
+        Advance(h, Window);
         (await first).StatusCode.Should().Be(HttpStatusCode.OK);
         (await second).StatusCode.Should().Be(HttpStatusCode.OK);
         third.IsCompleted.Should().BeFalse();
-        h.Time.Advance(TimeSpan.FromSeconds(5));
+        Advance(h, TimeSpan.FromSeconds(5));
 
         (await third).StatusCode.Should().Be(HttpStatusCode.OK);
         h.Transport.Hosts.Should().Equal("a", "b", "a", "a", "b");
@@ -198,12 +198,12 @@ public class QueuedWaitTests
         using var cancellation = new CancellationTokenSource();
 
         var served = Post(h, "served", 3000);
-        h.Time.Advance(TimeSpan.FromSeconds(4));
+        Advance(h, TimeSpan.FromSeconds(4));
         var cancelled = Post(h, "cancelled", 3000, cancellation.Token);
-        h.Time.Advance(TimeSpan.FromSeconds(1));
+        Advance(h, TimeSpan.FromSeconds(1));
         await cancellation.CancelAsync();
         await Assert.ThrowsAnyAsync<OperationCanceledException>(() => cancelled);
-        h.Time.Advance(TimeSpan.FromSeconds(5));
+        Advance(h, TimeSpan.FromSeconds(5));
         (await served).Dispose();
 
         var measurements = waits.GetMeasurementSnapshot();
@@ -252,6 +252,25 @@ public class QueuedWaitTests
         (await queue.WaitAsync(reservation, TimeSpan.FromSeconds(7), continueOnCapturedContext: false, CancellationToken.None))
             .Should().Be(WaitOutcome.NotQueued, "7 s waited and 4 s more exceed the 10 s bound");
         queue.Count.Should().Be(0);
+    }
+
+    /// <summary>
+    /// Advances the clock off the test runner's synchronization context, as a real timer thread fires: released waiters
+    /// then continue inline, one after the other, and the order the tests assert is the order the queue released them
+    /// in (on a thread with a context, the runtime would queue each continuation to the thread pool instead).
+    /// </summary>
+    private static void Advance(RoutingHarness h, TimeSpan delta)
+    {
+        var context = SynchronizationContext.Current;
+        SynchronizationContext.SetSynchronizationContext(null);
+        try
+        {
+            h.Time.Advance(delta);
+        }
+        finally
+        {
+            SynchronizationContext.SetSynchronizationContext(context);
+        }
     }
 
     private static async Task SpendTheBudgetAsync(RoutingHarness h)
