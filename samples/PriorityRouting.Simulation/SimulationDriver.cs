@@ -56,7 +56,7 @@ public static class SimulationDriver
                     {
                         // On the thread pool, away from any synchronization context (a test runner's): a call that
                         // waits inside the router must continue inline when the virtual clock releases it.
-                        var result = await Task.Run(() => RunAsync(settings, scenario, router, load, replicas)).ConfigureAwait(false);
+                        var result = await Task.Run(() => Run(settings, scenario, router, load, replicas)).ConfigureAwait(false);
                         onResult?.Invoke(result);
                         results.Add(result);
                     }
@@ -67,7 +67,7 @@ public static class SimulationDriver
         return results;
     }
 
-    internal static async Task<RunResult> RunAsync(SimulationSettings settings, SimulationScenario scenario, IRouterUnderTest router, double loadFactor, int replicaCount)
+    internal static RunResult Run(SimulationSettings settings, SimulationScenario scenario, IRouterUnderTest router, double loadFactor, int replicaCount)
     {
         var time = new FakeTimeProvider(VirtualStart);
         var backends = CreateBackends(settings, scenario, time.GetUtcNow());
