@@ -35,11 +35,14 @@ internal sealed class WaitQueue : IDisposable
     /// </summary>
     public const int MaxWaiters = 4096;
 
-    private readonly TimeProvider _timeProvider;
-    private readonly BackendBudgets _budgets;
+    private static readonly TimeSpan Infinite = System.Threading.Timeout.InfiniteTimeSpan;
+
+    // Refill first, then arrival: the release order.
     private static readonly Comparer<Waiter> ReleaseOrder = Comparer<Waiter>.Create(static (x, y) =>
         x.Reservation.DueAt != y.Reservation.DueAt ? x.Reservation.DueAt.CompareTo(y.Reservation.DueAt) : x.Arrival.CompareTo(y.Arrival));
 
+    private readonly TimeProvider _timeProvider;
+    private readonly BackendBudgets _budgets;
     private readonly SortedSet<Waiter> _waiters = new(ReleaseOrder);
     private readonly ITimer _timer;
     private long _arrivals;
@@ -50,7 +53,7 @@ internal sealed class WaitQueue : IDisposable
         _timeProvider = timeProvider;
         _budgets = budgets;
         MaxWait = maxWait;
-        _timer = timeProvider.CreateTimer(static state => ((WaitQueue)state!).ReleaseDue(), this, System.Threading.Timeout.InfiniteTimeSpan, System.Threading.Timeout.InfiniteTimeSpan);
+        _timer = timeProvider.CreateTimer(static state => ((WaitQueue)state!).ReleaseDue(), this, Infinite, Infinite);
     }
 
     /// <summary>Gets the bound on one execution's total wait.</summary>
@@ -97,7 +100,7 @@ internal sealed class WaitQueue : IDisposable
             _waiters.Add(waiter);
             if (_waiters.Min == waiter)
             {
-                _timer.Change(wait, System.Threading.Timeout.InfiniteTimeSpan);
+                _timer.Change(wait, Infinite);
             }
         }
 
@@ -166,7 +169,7 @@ internal sealed class WaitQueue : IDisposable
 
             if (!_disposed && _waiters.Min is { } next)
             {
-                _timer.Change(next.Reservation.DueAt - now, System.Threading.Timeout.InfiniteTimeSpan);
+                _timer.Change(next.Reservation.DueAt - now, Infinite);
             }
         }
 
