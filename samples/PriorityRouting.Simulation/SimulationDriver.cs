@@ -5,14 +5,17 @@ using PriorityRouting.Simulation.Routers;
 namespace PriorityRouting.Simulation;
 
 /// <summary>
-/// Runs every router at every offered load and number of replicas, on a virtual clock, one request at a time.
+/// Runs every router at every offered load and number of replicas, on a virtual clock: each step sends what is due,
+/// then advances the clock.
 /// </summary>
 /// <remarks>
 /// The caller's retry is played by the driver, the same for every router: a 429/503 answer (or an exception) is
 /// re-issued after the <c>retry-after-ms</c> / <c>Retry-After</c> it carried (2 s without one, the standard retry's
 /// first delay), at most <see cref="SimulationSettings.ClientRetries"/> times. Polly's own retry would wait on the
-/// virtual clock inside the call; the driver waits between waves instead, so that each call completes synchronously
-/// and the run is deterministic.
+/// virtual clock inside the call; the driver waits between waves instead. Most calls complete synchronously; a call
+/// that waits on the virtual clock inside the router (<see cref="Polly.PriorityRouting.PriorityRoutingStrategyOptions.MaxQueueWait"/>)
+/// stays in flight and completes while the clock advances — its timer's callback runs it on to its answer, which the
+/// driver records at that moment. Nothing runs on other threads, so the run stays deterministic.
 /// </remarks>
 public static class SimulationDriver
 {
@@ -37,6 +40,7 @@ public static class SimulationDriver
         new UsageBasedRouter(),
         new PriorityRoutingRouter(tokenBudgets: false),
         new PriorityRoutingRouter(tokenBudgets: true),
+        new PriorityRoutingRouter(tokenBudgets: true, queueWait: true),
     ];
 
     public static async Task<IReadOnlyList<RunResult>> RunAllAsync(SimulationSettings settings, Action<RunResult>? onResult = null)
@@ -50,7 +54,9 @@ public static class SimulationDriver
                 {
                     foreach (var load in settings.LoadFactors)
                     {
-                        var result = await RunAsync(settings, scenario, router, load, replicas).ConfigureAwait(false);
+                        // On the thread pool, away from any synchronization context (a test runner's): a call that
+                        // waits inside the router must continue inline when the virtual clock releases it.
+                        var result = await Task.Run(() => Run(settings, scenario, router, load, replicas)).ConfigureAwait(false);
                         onResult?.Invoke(result);
                         results.Add(result);
                     }
@@ -61,7 +67,7 @@ public static class SimulationDriver
         return results;
     }
 
-    internal static async Task<RunResult> RunAsync(SimulationSettings settings, SimulationScenario scenario, IRouterUnderTest router, double loadFactor, int replicaCount)
+    internal static RunResult Run(SimulationSettings settings, SimulationScenario scenario, IRouterUnderTest router, double loadFactor, int replicaCount)
     {
         var time = new FakeTimeProvider(VirtualStart);
         var backends = CreateBackends(settings, scenario, time.GetUtcNow());
@@ -90,7 +96,10 @@ public static class SimulationDriver
         // after the window ends (the load goes on, unmeasured, until the last of them is served or given up), so that a
         // router that tells callers to come back late cannot push its rejections out of the count.
         var cohortPending = 0L;
-        for (var now = time.GetUtcNow(); now < end || cohortPending > 0; time.Advance(settings.Step), now = time.GetUtcNow())
+
+        // Calls of the cohort still in flight (waiting inside the router): the run goes on until they are answered.
+        var cohortInFlight = 0L;
+        for (var now = time.GetUtcNow(); now < end || cohortPending > 0 || cohortInFlight > 0; time.Advance(settings.Step), now = time.GetUtcNow())
         {
             var inWindow = now >= measureFrom && now < end;
 
@@ -102,7 +111,7 @@ public static class SimulationDriver
                     cohortPending--;
                 }
 
-                await SendAsync(due.Replica, due.RetriesDone, due.Body, due.FirstSent, due.Measured).ConfigureAwait(false);
+                Send(due.Replica, due.RetriesDone, due.Body, due.FirstSent, due.Measured);
             }
 
             // New requests: each replica's share of the offered load, interleaved so that no replica sees the others'
@@ -122,8 +131,19 @@ public static class SimulationDriver
                             counts.NewRequests++;
                         }
 
-                        await SendAsync(replica, retriesDone: 0, sizes.Next(requests.Count), now, inWindow).ConfigureAwait(false);
+                        Send(replica, retriesDone: 0, sizes.Next(requests.Count), now, inWindow);
                     }
+                }
+            }
+
+            // Starts a call; one that does not complete at once is followed to its answer as the clock advances.
+            void Send(int replica, int retriesDone, int body, DateTimeOffset firstSent, bool measured)
+            {
+                var call = SendAsync(replica, retriesDone, body, firstSent, measured);
+                if (!call.IsCompleted && measured)
+                {
+                    cohortInFlight++;
+                    _ = call.ContinueWith(_ => cohortInFlight--, CancellationToken.None, TaskContinuationOptions.ExecuteSynchronously, TaskScheduler.Default);
                 }
             }
 
@@ -135,13 +155,17 @@ public static class SimulationDriver
                 }
 
                 TimeSpan retryAfter;
+                DateTimeOffset answeredAt;
                 try
                 {
                     using var request = requests.Create(address, body);
                     using var response = await replicas[replica].SendAsync(request, CancellationToken.None).ConfigureAwait(false);
+
+                    // The clock may have advanced while the call waited inside the router.
+                    answeredAt = time.GetUtcNow();
                     if (response.IsSuccessStatusCode)
                     {
-                        if (inWindow)
+                        if (answeredAt >= measureFrom && answeredAt < end)
                         {
                             counts.ServedUnits += requests.CostOf(body);
                         }
@@ -150,7 +174,7 @@ public static class SimulationDriver
                         {
                             counts.Successes++;
                             counts.RetriesServed += retriesDone > 0 ? 1 : 0;
-                            timesToSuccess.Add((now - firstSent).TotalMilliseconds);
+                            timesToSuccess.Add((answeredAt - firstSent).TotalMilliseconds);
                         }
 
                         return;
@@ -164,6 +188,7 @@ public static class SimulationDriver
                 {
                     // An open circuit breaker or a timeout: a failure the caller sees, retried after the default delay.
                     retryAfter = RetryDelayWithoutHeader;
+                    answeredAt = time.GetUtcNow();
                 }
 
                 if (measured)
@@ -174,7 +199,7 @@ public static class SimulationDriver
                 if (retriesDone < settings.ClientRetries)
                 {
                     // A retry is never due before the next wave: waiting zero means "next step" on a stepped clock.
-                    var dueAt = now + (retryAfter < settings.Step ? settings.Step : retryAfter);
+                    var dueAt = answeredAt + (retryAfter < settings.Step ? settings.Step : retryAfter);
                     retries.Enqueue(new PendingRetry(replica, retriesDone + 1, body, firstSent, measured), (dueAt, retrySequence++));
                     cohortPending += measured ? 1 : 0;
                 }

@@ -11,6 +11,7 @@ public static class SimulationReport
 {
     public const string Ours = PriorityRoutingRouter.OursName;
     public const string OursBefore = PriorityRoutingRouter.BeforeName;
+    public const string OursQueue = PriorityRoutingRouter.QueueName;
 
     public static string Format(SimulationSettings settings, IReadOnlyList<RunResult> results)
     {

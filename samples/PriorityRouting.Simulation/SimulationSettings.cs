@@ -70,6 +70,12 @@ public sealed record SimulationSettings
     /// <summary>Gets how long a published observation takes to reach the other replicas (Redis pub/sub in one region).</summary>
     public TimeSpan BudgetDelay { get; init; } = TimeSpan.FromMilliseconds(5);
 
+    /// <summary>
+    /// Gets the <c>MaxQueueWait</c> of "ours (queue)"; <see langword="null"/> (the default) is one
+    /// <see cref="ReplenishmentPeriod"/>.
+    /// </summary>
+    public TimeSpan? QueueWait { get; init; }
+
     /// <summary>Gets a part of the names of the routers to run; <see langword="null"/> runs them all.</summary>
     public string? RouterFilter { get; init; }
 

@@ -146,6 +146,23 @@ public class PriorityRoutingStrategyOptions : ResilienceStrategyOptions
     public Func<HttpRequestMessage, long>? RequestCost { get; set; }
 
     /// <summary>
+    /// Gets or sets how long, at most, a request that no backend can take now may wait inside the strategy for the
+    /// room its budget view promises it in a refill, instead of being answered 429 at once. Waiters are served first
+    /// come, first served, and the capacity that returns goes to them before new arrivals; a request whose promised
+    /// refill comes later than the bound (or that has already waited the bound) gets the exhausted answer at once, whose
+    /// <c>Retry-After</c> is the moment it was promised.
+    /// </summary>
+    /// <value>
+    /// The default value is <see langword="null"/>: no request waits, every exhausted request is answered at once. When
+    /// set, it must be between 1 ms and one day, and <see cref="TokenBudgets"/> must be on (the wait is for room the
+    /// budget view promises; a backend that reports no budget is never waited for). Keep it below the caller's
+    /// timeout: a waiting request counts against it. A refill window (10 s for Azure OpenAI's per-minute quotas checked
+    /// over 10 s windows) is a good bound.
+    /// </value>
+    [Range(typeof(TimeSpan), "00:00:00.001", "1.00:00:00")]
+    public TimeSpan? MaxQueueWait { get; set; }
+
+    /// <summary>
     /// Gets or sets a function that derives a throttle partition from the request, for services that throttle per
     /// partition rather than per host — Azure OpenAI throttles per deployment: use
     /// <see cref="ThrottlePartitions.AzureOpenAIDeployment"/>.

@@ -51,6 +51,7 @@ internal static partial class PriorityRoutingStrategyOptionsValidator
 
         ValidateOutlierEjection(options.OutlierEjection, prefix, errors);
         ValidateStreaming(options, prefix, errors);
+        ValidateQueueWait(options, prefix, errors);
         ValidateAffinity(options.Affinity, prefix, errors);
 
         if (options.ShouldHandle is null)
@@ -186,6 +187,23 @@ internal static partial class PriorityRoutingStrategyOptionsValidator
         if (!Enum.IsDefined(options.SelectionMode))
         {
             errors.Add(Invariant($"{prefix}SelectionMode must be WeightedRandom or LatencyAware, but was {(int)options.SelectionMode}."));
+        }
+    }
+
+    private static void ValidateQueueWait(PriorityRoutingStrategyOptions options, string prefix, List<string> errors)
+    {
+        if (options.MaxQueueWait is not { } wait)
+        {
+            return;
+        }
+
+        if (wait < TimeSpan.FromMilliseconds(1) || wait > TimeSpan.FromDays(1))
+        {
+            errors.Add(Invariant($"{prefix}MaxQueueWait must be between 1 ms and one day when set, but was {wait}."));
+        }
+        else if (!options.TokenBudgets)
+        {
+            errors.Add($"{prefix}MaxQueueWait waits for room the token budget view promises: it requires {prefix}TokenBudgets to be true.");
         }
     }
 

@@ -35,6 +35,8 @@ public class PriorityRoutingStrategyOptionsValidatorTests
         { o => o.Affinity.ResponseLifetime = TimeSpan.Zero, "Affinity.ResponseLifetime must be between 00:00:01 and 3650.00:00:00, but was 00:00:00." },
         { o => o.Affinity.ResourceLifetime = TimeSpan.FromDays(3651), "Affinity.ResourceLifetime must be between 00:00:01 and 3650.00:00:00, but was 3651.00:00:00." },
         { o => o.Affinity.StickyLifetime = TimeSpan.FromDays(2), "Affinity.StickyLifetime must be between 00:00:01 and 1.00:00:00, but was 2.00:00:00." },
+        { o => o.MaxQueueWait = TimeSpan.Zero, "MaxQueueWait must be between 1 ms and one day when set, but was 00:00:00." },
+        { o => { o.MaxQueueWait = TimeSpan.FromSeconds(10); o.TokenBudgets = false; }, "MaxQueueWait waits for room the token budget view promises: it requires TokenBudgets to be true." },
     };
 
     [Theory]

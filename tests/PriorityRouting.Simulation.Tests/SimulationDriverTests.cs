@@ -31,8 +31,8 @@ public class SimulationDriverTests
         var results = await Results.Value;
 
         results.Select(r => r.Router).Distinct().Should().Equal(
-            "one endpoint + retry", "hedging, ordered groups", "python-style, per replica", "litellm-style usage-based", "ours (before)", "ours");
-        results.Should().HaveCount(2 * 2 * 6);
+            "one endpoint + retry", "hedging, ordered groups", "python-style, per replica", "litellm-style usage-based", "ours (before)", "ours", "ours (queue)");
+        results.Should().HaveCount(2 * 2 * 7);
     }
 
     [Fact]
@@ -49,6 +49,23 @@ public class SimulationDriverTests
             {
                 ours.BackendThrottled.Should().Be(0);
                 ours.ServedFraction.Should().BeGreaterThanOrEqualTo(0.99);
+            }
+        }
+    }
+
+    [Fact]
+    public async Task Waiting_in_the_strategy_answers_fewer_callers_429_and_pays_no_more_backend_429s()
+    {
+        var results = await Results.Value;
+
+        foreach (var queue in results.Where(r => r.Scenario == SimulationSettings.MixedScenario && r.Router == SimulationReport.OursQueue))
+        {
+            var ours = results.Single(r => r.Scenario == queue.Scenario && r.Replicas == queue.Replicas && r.Router == SimulationReport.Ours);
+            queue.ClientVisibleRejectionsPerRequest.Should().BeLessThan(ours.ClientVisibleRejectionsPerRequest, "callers with room in a refill within the bound wait for it");
+            queue.ServedFraction.Should().BeGreaterThanOrEqualTo(ours.ServedFraction - 0.02);
+            if (queue.Replicas == 1)
+            {
+                queue.BackendThrottled.Should().Be(0);
             }
         }
     }

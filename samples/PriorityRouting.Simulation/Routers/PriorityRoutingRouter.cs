@@ -9,15 +9,19 @@ namespace PriorityRouting.Simulation.Routers;
 /// own store over shared deadlines and, unless <see cref="SimulationSettings.BudgetSharing"/> is off, shared budget
 /// observations (<see cref="ReplicaStateStore"/>: what the Redis store gives across processes). With
 /// <c>tokenBudgets</c> off it is "ours (before)": the strategy as it routed before the budget view
-/// (<see cref="PriorityRoutingStrategyOptions.TokenBudgets"/>).
+/// (<see cref="PriorityRoutingStrategyOptions.TokenBudgets"/>). With <c>queueWait</c> it is "ours (queue)": callers
+/// that no backend can take wait inside the strategy, up to <see cref="SimulationSettings.QueueWait"/> (one refill period
+/// unless set; <see cref="PriorityRoutingStrategyOptions.MaxQueueWait"/>), instead of being answered 429.
 /// </summary>
-internal sealed class PriorityRoutingRouter(bool tokenBudgets) : IRouterUnderTest
+internal sealed class PriorityRoutingRouter(bool tokenBudgets, bool queueWait = false) : IRouterUnderTest
 {
     public const string OursName = "ours";
 
     public const string BeforeName = "ours (before)";
 
-    public string Name => tokenBudgets ? OursName : BeforeName;
+    public const string QueueName = "ours (queue)";
+
+    public string Name => queueWait ? QueueName : tokenBudgets ? OursName : BeforeName;
 
     public Uri RequestAddress(SimulationScenario scenario) => new(SimulationDriver.PlaceholderAddress, SimulationDriver.RequestPath);
 
@@ -26,12 +30,13 @@ internal sealed class PriorityRoutingRouter(bool tokenBudgets) : IRouterUnderTes
         var shared = new InMemoryBackendStateStore();
         var settings = environment.Settings;
         var budgets = settings.BudgetSharing ? new SimulatedBudgetChannel(environment.Time, settings.BudgetPublishInterval, settings.BudgetDelay) : null;
-        return [.. Enumerable.Range(0, replicaCount).Select(replica => CreateReplica(environment, new ReplicaStateStore(shared, budgets), environment.RandomFor(replica), tokenBudgets))];
+        var maxQueueWait = queueWait ? settings.QueueWait ?? settings.ReplenishmentPeriod : (TimeSpan?)null;
+        return [.. Enumerable.Range(0, replicaCount).Select(replica => CreateReplica(environment, new ReplicaStateStore(shared, budgets), environment.RandomFor(replica), tokenBudgets, maxQueueWait))];
     }
 
-    private static HttpMessageInvoker CreateReplica(RouterEnvironment environment, IBackendStateStore store, Random random, bool tokenBudgets)
+    private static HttpMessageInvoker CreateReplica(RouterEnvironment environment, IBackendStateStore store, Random random, bool tokenBudgets, TimeSpan? maxQueueWait)
     {
-        var options = new PriorityRoutingStrategyOptions { StateStore = store, TokenBudgets = tokenBudgets };
+        var options = new PriorityRoutingStrategyOptions { StateStore = store, TokenBudgets = tokenBudgets, MaxQueueWait = maxQueueWait };
         foreach (var backend in environment.Scenario.Backends)
         {
             options.Backends.Add(new PriorityBackend { Name = backend.Name, BaseAddress = backend.Address, Priority = backend.Priority });

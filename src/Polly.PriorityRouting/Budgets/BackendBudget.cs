@@ -23,6 +23,9 @@ internal sealed class BackendBudget
     /// </summary>
     public const int MaxPromisedWindows = 1;
 
+    /// <summary>A short, non-zero wait while released waiters spend what they hold (see <see cref="HeldTokens"/>).</summary>
+    private static readonly TimeSpan HeldPromiseDelay = TimeSpan.FromMilliseconds(100);
+
     /// <summary>The token budget (<c>x-ratelimit-*-tokens</c>). A field: the counter is mutated in place.</summary>
     public BudgetCounter Tokens = new();
 
@@ -40,6 +43,15 @@ internal sealed class BackendBudget
     public long PromisedRequests { get; set; }
 
     /// <summary>
+    /// Gets or sets the tokens promised to callers waiting in the strategy (<see cref="PriorityRoutingStrategyOptions.MaxQueueWait"/>)
+    /// whose refill has come and who are about to spend them: admission of anyone else sees the budget less these.
+    /// </summary>
+    public long HeldTokens { get; set; }
+
+    /// <summary>Gets or sets the requests held the same way as <see cref="HeldTokens"/>.</summary>
+    public long HeldRequests { get; set; }
+
+    /// <summary>
     /// Returns how long until a request of <paramref name="cost"/> tokens fits: zero when it fits now or nothing is
     /// known; a request larger than the whole limit (or than the share of it assumed after a reset) is never held back:
     /// only the backend can judge it.
@@ -49,15 +61,15 @@ internal sealed class BackendBudget
         var wait = TimeSpan.Zero;
         var tokens = Tokens.Available(now, share);
         var largest = Tokens.IsAssumed ? Tokens.ShareOfLimit(share) : Tokens.Limit;
-        if (tokens != Unknown && tokens < Math.Max(cost, 1) && (largest == Unknown || cost <= largest) && now < Tokens.ResetAt)
+        if (tokens != Unknown && tokens - HeldTokens < Math.Max(cost, 1) && (largest == Unknown || cost <= largest))
         {
-            wait = Tokens.ResetAt - now;
+            wait = UntilRefill(Tokens.ResetAt, HeldTokens, now);
         }
 
         var requests = Requests.Available(now, share);
-        if (requests != Unknown && requests < 1 && now < Requests.ResetAt && Requests.ResetAt - now > wait)
+        if (requests != Unknown && requests - HeldRequests < 1 && UntilRefill(Requests.ResetAt, HeldRequests, now) is var requestsWait && requestsWait > wait)
         {
-            wait = Requests.ResetAt - now;
+            wait = requestsWait;
         }
 
         return wait;
@@ -69,8 +81,13 @@ internal sealed class BackendBudget
     /// window (up to <see cref="MaxPromisedWindows"/> past it); when those are full, <paramref name="earliest"/> itself,
     /// reserving nothing.
     /// </summary>
-    public DateTimeOffset Promise(long cost, DateTimeOffset earliest, double share)
+    /// <param name="cost">The request's estimated tokens.</param>
+    /// <param name="earliest">The soonest moment any backend of the request frees up.</param>
+    /// <param name="share">This process's share of a refilled limit.</param>
+    /// <param name="reserved">Whether the moment holds room for the request (<see langword="false"/> when every window is full).</param>
+    public DateTimeOffset Promise(long cost, DateTimeOffset earliest, double share, out bool reserved)
     {
+        reserved = false;
         if (PromisedAt < earliest)
         {
             PromisedAt = earliest;
@@ -94,8 +111,53 @@ internal sealed class BackendBudget
 
         PromisedTokens += cost;
         PromisedRequests++;
+        reserved = true;
         return PromisedAt;
     }
+
+    /// <summary>
+    /// Promises a request room in the refill at <paramref name="at"/> only — the moment this backend can next admit —
+    /// when the demand already promised there leaves room; never a later window. Lets a waiter take another backend's
+    /// sooner refill rather than the soonest backend's next one (see <see cref="BudgetExhaustion"/>).
+    /// </summary>
+    public bool TryPromiseAt(long cost, DateTimeOffset at, double share)
+    {
+        if (PromisedAt < at)
+        {
+            PromisedAt = at;
+            PromisedTokens = 0;
+            PromisedRequests = 0;
+        }
+
+        if (PromisedAt != at || !Fits(cost, share))
+        {
+            return false;
+        }
+
+        PromisedTokens += cost;
+        PromisedRequests++;
+        return true;
+    }
+
+    /// <summary>
+    /// Takes back the room promised at <paramref name="promisedAt"/> to a caller who will not come (a waiter that
+    /// cancelled), while that refill is still the one being promised; an earlier refill's room is left to newcomers.
+    /// </summary>
+    public void Withdraw(long cost, DateTimeOffset promisedAt)
+    {
+        if (PromisedAt == promisedAt)
+        {
+            PromisedTokens = Math.Max(0, PromisedTokens - cost);
+            PromisedRequests = Math.Max(0, PromisedRequests - 1);
+        }
+    }
+
+    /// <summary>
+    /// How long a budget that cannot admit stays so: until its reset; past it, a budget short only because of held
+    /// promises is short for a moment — the waiters holding them are about to spend them.
+    /// </summary>
+    private static TimeSpan UntilRefill(DateTimeOffset resetAt, long held, DateTimeOffset now)
+        => now < resetAt ? resetAt - now : held > 0 ? HeldPromiseDelay : TimeSpan.Zero;
 
     // Each process promises its share of a refill: the callers of every process sharing the store come back at once.
     private bool Fits(long cost, double share)

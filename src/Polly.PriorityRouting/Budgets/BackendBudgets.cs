@@ -123,7 +123,16 @@ internal sealed class BackendBudgets
     /// back; <paramref name="earliest"/> itself when nothing is known about the key.
     /// </summary>
     public DateTimeOffset Promise(BackendStateKey key, long cost, DateTimeOffset earliest)
+        => Promise(key, cost, earliest, out _);
+
+    /// <inheritdoc cref="Promise(BackendStateKey, long, DateTimeOffset)"/>
+    /// <param name="key">The backend (or partition) the caller is sent back to.</param>
+    /// <param name="cost">The request's estimated tokens.</param>
+    /// <param name="earliest">The soonest moment any backend of the request frees up.</param>
+    /// <param name="reserved">Whether the moment holds room for this request in the key's refill.</param>
+    public DateTimeOffset Promise(BackendStateKey key, long cost, DateTimeOffset earliest, out bool reserved)
     {
+        reserved = false;
         if (Volatile.Read(ref _count) == 0 || !_budgets.TryGetValue(key, out var budget))
         {
             return earliest;
@@ -131,9 +140,46 @@ internal sealed class BackendBudgets
 
         lock (budget)
         {
-            return budget.Promise(cost, earliest, Share);
+            return budget.Promise(cost, earliest, Share, out reserved);
         }
     }
+
+    /// <summary>Promises room in the key's refill at <paramref name="at"/> only; see <see cref="BackendBudget.TryPromiseAt"/>.</summary>
+    public bool TryPromiseAt(BackendStateKey key, long cost, DateTimeOffset at)
+    {
+        if (Volatile.Read(ref _count) == 0 || !_budgets.TryGetValue(key, out var budget))
+        {
+            return false;
+        }
+
+        lock (budget)
+        {
+            return budget.TryPromiseAt(cost, at, Share);
+        }
+    }
+
+    /// <summary>
+    /// A caller waiting in the strategy for its promised refill is released: until it spends (or gives up), the tokens
+    /// it was promised are held from everyone else's admission. See <see cref="BackendBudget.HeldTokens"/>.
+    /// </summary>
+    public void Hold(BackendStateKey key, long cost) => AddHeld(key, cost, 1);
+
+    /// <summary>A waiter cancelled before its refill came: its room goes to whoever asks next.</summary>
+    public void Withdraw(BudgetReservation reservation)
+    {
+        if (!_budgets.TryGetValue(reservation.Key, out var budget))
+        {
+            return;
+        }
+
+        lock (budget)
+        {
+            budget.Withdraw(reservation.Cost, reservation.DueAt);
+        }
+    }
+
+    /// <summary>The released caller is about to be admitted, or gave up: what it held is free again.</summary>
+    public void Unhold(BackendStateKey key, long cost) => AddHeld(key, -cost, -1);
 
     /// <summary>
     /// Reads the budgets an answer reports and, when the store shares budgets, hands the merged counts to it; an answer
@@ -195,6 +241,20 @@ internal sealed class BackendBudgets
             {
                 budget.Requests.Merge(observation.RemainingRequests!.Value, OrUnknown(observation.LimitRequests), observation.RequestsResetAt, now, ownAnswer: false);
             }
+        }
+    }
+
+    private void AddHeld(BackendStateKey key, long tokens, long requests)
+    {
+        if (!_budgets.TryGetValue(key, out var budget))
+        {
+            return;
+        }
+
+        lock (budget)
+        {
+            budget.HeldTokens = Math.Max(0, budget.HeldTokens + tokens);
+            budget.HeldRequests = Math.Max(0, budget.HeldRequests + requests);
         }
     }
 

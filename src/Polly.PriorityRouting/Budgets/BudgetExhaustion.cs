@@ -4,16 +4,21 @@ namespace Polly.PriorityRouting;
 /// The exhausted answer with a budget view: a backend is free when it is in rotation and its budget admits the
 /// request; the advertised moment is the one the budget view promises this caller, after the demand already sent back
 /// (see <see cref="BackendBudget.Promise"/>), so that callers told to come back do not all come back to one instant.
+/// The promise is also the reservation a caller waiting in the strategy holds (see <see cref="WaitQueue"/>): with waiting
+/// on, the caller is first promised the soonest refill of any backend that still has room within the bound, so that a
+/// full refill of the soonest backend sends waiters to the next backend's refill rather than to its own next window.
 /// </summary>
 internal static class BudgetExhaustion
 {
-    public static (TimeSpan RetryAfter, bool Throttled) Compute(
+    public static (TimeSpan RetryAfter, bool Throttled, BudgetReservation? Reservation) Compute(
         IReadOnlyList<RoutedBackend> backends,
         BackendAvailability availability,
         BackendBudgets budgets,
         DateTimeOffset now,
-        RequestRoute route)
+        RequestRoute route,
+        TimeSpan? waitBound = null)
     {
+        List<(TimeSpan Remaining, RoutedBackend Backend)>? candidates = waitBound is null ? null : new(backends.Count);
         var soonest = TimeSpan.MaxValue;
         RoutedBackend? soonestBackend = null;
         var anyThrottled = false;
@@ -30,6 +35,11 @@ internal static class BudgetExhaustion
             }
 
             anyThrottled |= throttled;
+            if (remaining > TimeSpan.Zero && remaining <= waitBound)
+            {
+                candidates!.Add((remaining, backend));
+            }
+
             if (remaining < soonest)
             {
                 soonest = remaining;
@@ -39,10 +49,31 @@ internal static class BudgetExhaustion
 
         if (soonestBackend is null)
         {
-            return (TimeSpan.Zero, anyThrottled);
+            return (TimeSpan.Zero, anyThrottled, null);
         }
 
-        var promised = budgets.Promise(soonestBackend.GetThrottleKey(route.PartitionOn(soonestBackend)), route.Cost, now + soonest) - now;
-        return (promised > availability.LongestCooldown ? availability.LongestCooldown : promised, anyThrottled);
+        if (candidates is { Count: > 0 })
+        {
+            // Stable: ties keep the configured (best tier first) order.
+            foreach (var (remaining, backend) in candidates.OrderBy(candidate => candidate.Remaining))
+            {
+                var candidateKey = backend.GetThrottleKey(route.PartitionOn(backend));
+                if (budgets.TryPromiseAt(candidateKey, route.Cost, now + remaining))
+                {
+                    return (remaining, anyThrottled, new BudgetReservation(candidateKey, route.Cost, now + remaining, backend.Name));
+                }
+            }
+        }
+
+        var key = soonestBackend.GetThrottleKey(route.PartitionOn(soonestBackend));
+        var promisedAt = budgets.Promise(key, route.Cost, now + soonest, out var reserved);
+        var promised = promisedAt - now;
+        if (promised > availability.LongestCooldown)
+        {
+            // Clamped: the moment is no longer the one promised, and holds no room.
+            return (availability.LongestCooldown, anyThrottled, null);
+        }
+
+        return (promised, anyThrottled, reserved ? new BudgetReservation(key, route.Cost, promisedAt, soonestBackend.Name) : null);
     }
 }

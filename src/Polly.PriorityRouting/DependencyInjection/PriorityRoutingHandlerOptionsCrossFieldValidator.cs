@@ -41,6 +41,16 @@ internal sealed class PriorityRoutingHandlerOptionsCrossFieldValidator : IValida
                 $"Routing.FirstByteTimeout ({firstByte}) must be less than TotalRequestTimeout.Timeout ({options.TotalRequestTimeout.Timeout})."));
         }
 
+        // A request waiting in the strategy for a refill counts against the total timeout: one at least as long would
+        // turn a promised wait into the caller's timeout instead of an answer.
+        if (options.Routing?.MaxQueueWait is { } queueWait && options.TotalRequestTimeout is not null &&
+            queueWait >= options.TotalRequestTimeout.Timeout)
+        {
+            errors.Add(string.Create(
+                CultureInfo.InvariantCulture,
+                $"Routing.MaxQueueWait ({queueWait}) must be less than TotalRequestTimeout.Timeout ({options.TotalRequestTimeout.Timeout})."));
+        }
+
         return errors.Count == 0 ? ValidateOptionsResult.Success : ValidateOptionsResult.Fail(errors);
     }
 }

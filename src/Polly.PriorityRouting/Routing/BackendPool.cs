@@ -47,6 +47,7 @@ internal sealed class BackendPool
         _budgets = options.TokenBudgets ? BackendBudgets.For(store, timeProvider) : null;
         _requestCost = options.RequestCost ?? OpenAIRequestCost.Estimate;
         _selector = new BackendSelector(_backends, Availability, options.Randomizer, Latency, _budgets);
+        Queue = _budgets is not null && options.MaxQueueWait is { } maxWait ? new WaitQueue(timeProvider, _budgets, maxWait) : null;
         Models = ModelCatalog.Create(_backends);
     }
 
@@ -60,6 +61,12 @@ internal sealed class BackendPool
 
     /// <summary>Gets which backends serve which model; <see langword="null"/> when no backend has a model map.</summary>
     public ModelCatalog? Models { get; }
+
+    /// <summary>
+    /// Gets where requests wait for the room promised them in a refill (<see cref="PriorityRoutingStrategyOptions.MaxQueueWait"/>);
+    /// <see langword="null"/> when waiting is off. Per pipeline: it is disposed with the strategy.
+    /// </summary>
+    public WaitQueue? Queue { get; }
 
     /// <summary>
     /// Selects the best backend this request has not tried yet and admits an attempt on it.
@@ -196,7 +203,11 @@ internal sealed class BackendPool
     /// request: those that serve its model, else all of this pipeline's; with budgets, after the demand already told
     /// to come back.
     /// </summary>
-    public (TimeSpan RetryAfter, bool Throttled) GetExhaustion(RequestRoute route)
+    /// <returns>
+    /// The delay, whether it is a throttle, and the room the budget view promised the request in a refill (see
+    /// <see cref="BudgetExhaustion"/>), which a caller waiting in the strategy holds; <see langword="null"/> when nothing was promised.
+    /// </returns>
+    public (TimeSpan RetryAfter, bool Throttled, BudgetReservation? Reservation) GetExhaustion(RequestRoute route)
     {
         IReadOnlyList<RoutedBackend> backends = route.Model?.Backends ?? _backends;
         if (route.Excluded is { } excluded)
@@ -205,9 +216,13 @@ internal sealed class BackendPool
             backends = [.. backends.Where(backend => !excluded.Contains(backend.Index))];
         }
 
-        return _budgets is null
-            ? Availability.GetExhaustion(backends, _timeProvider.GetUtcNow(), route)
-            : BudgetExhaustion.Compute(backends, Availability, _budgets, _timeProvider.GetUtcNow(), route);
+        if (_budgets is null)
+        {
+            var (retryAfter, throttled) = Availability.GetExhaustion(backends, _timeProvider.GetUtcNow(), route);
+            return (retryAfter, throttled, null);
+        }
+
+        return BudgetExhaustion.Compute(backends, Availability, _budgets, _timeProvider.GetUtcNow(), route, Queue?.MaxWait);
     }
 
     /// <summary>Estimates a request's cost in tokens once per execution; 0 when budgets are off or the estimate fails.</summary>

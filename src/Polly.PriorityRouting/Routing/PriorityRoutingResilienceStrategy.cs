@@ -27,6 +27,7 @@ internal sealed class PriorityRoutingResilienceStrategy : ResilienceStrategy<Htt
     private readonly bool _deferCredentials;
     private readonly RequestPlanner _planner;
     private readonly ResponseBodyWatcher? _bodies;
+    private readonly WaitQueue? _queue;
 
     public PriorityRoutingResilienceStrategy(
         PriorityRoutingStrategyOptions options,
@@ -43,6 +44,7 @@ internal sealed class PriorityRoutingResilienceStrategy : ResilienceStrategy<Htt
         _deferCredentials = options.DeferCredentials;
         _planner = new RequestPlanner(options, _pool, _telemetry, timeProvider);
         _bodies = ResponseBodyWatcher.Create(options, _pool, _telemetry, timeProvider);
+        _queue = _pool.Queue;
         _gauges = new PriorityRoutingGaugeSource(_pool, timeProvider, _telemetry.Tags);
         _telemetry.Metrics.Register(_gauges);
         if (_pool.Models is { } models)
@@ -54,7 +56,13 @@ internal sealed class PriorityRoutingResilienceStrategy : ResilienceStrategy<Htt
     internal BackendPool Pool => _pool;
 
     /// <summary>Called by Polly when the pipeline is disposed (e.g. replaced by an options reload).</summary>
-    public void Dispose() => _telemetry.Metrics.Unregister(_gauges);
+    public void Dispose()
+    {
+        _telemetry.Metrics.Unregister(_gauges);
+
+        // Waiters try once more now rather than wait on a timer that no longer fires.
+        _queue?.Dispose();
+    }
 
     protected override async ValueTask<Outcome<HttpResponseMessage>> ExecuteCore<TState>(
         Func<ResilienceContext, TState, ValueTask<Outcome<HttpResponseMessage>>> callback,
@@ -87,6 +95,11 @@ internal sealed class PriorityRoutingResilienceStrategy : ResilienceStrategy<Htt
 
         var throttledInThisCall = false;
         RoutedBackend? failed = null;
+
+        // With waiting on, a request released after a refill starts over from its plan as made.
+        var fresh = _queue is null ? default : plan.Copy();
+        var roundStart = 0;
+        var waited = TimeSpan.Zero;
         try
         {
             for (var attempt = 0; ; attempt++)
@@ -96,9 +109,35 @@ internal sealed class PriorityRoutingResilienceStrategy : ResilienceStrategy<Htt
                     return Outcome.FromException<HttpResponseMessage>(new OperationCanceledException(context.CancellationToken));
                 }
 
-                if (attempt >= _maxAttempts || !plan.TryAcquire(_pool, out var lease))
+                if (attempt - roundStart >= _maxAttempts || !plan.TryAcquire(_pool, out var lease))
                 {
-                    return await ExhaustedAsync(context, original, attempt, plan.Route, throttledInThisCall).ConfigureAwait(context.ContinueOnCapturedContext);
+                    var exhaustion = _pool.GetExhaustion(plan.Route);
+                    if (_queue is not null && exhaustion.Reservation is { } reservation)
+                    {
+                        var waitStarted = _timeProvider.GetTimestamp();
+                        var waitOutcome = await _queue.WaitAsync(reservation, waited, context.ContinueOnCapturedContext, context.CancellationToken)
+                            .ConfigureAwait(context.ContinueOnCapturedContext);
+                        if (waitOutcome != WaitOutcome.NotQueued)
+                        {
+                            var waitedNow = _timeProvider.GetElapsedTime(waitStarted);
+                            waited += waitedNow;
+                            _telemetry.QueuedWaitEnded(reservation, waitOutcome, waitedNow);
+                            if (waitOutcome == WaitOutcome.Canceled)
+                            {
+                                return Outcome.FromException<HttpResponseMessage>(new OperationCanceledException(context.CancellationToken));
+                            }
+
+                            // A new round over every allowed backend, MaxAttempts of them; the next attempt keeps
+                            // this number (the loop's increment).
+                            plan = fresh.Copy();
+                            roundStart = attempt;
+                            failed = null;
+                            attempt--;
+                            continue;
+                        }
+                    }
+
+                    return await ExhaustedAsync(context, original, attempt, exhaustion, throttledInThisCall).ConfigureAwait(context.ContinueOnCapturedContext);
                 }
 
                 // Disposing the lease frees a probe slot on every path that records no verdict.
@@ -240,12 +279,12 @@ internal sealed class PriorityRoutingResilienceStrategy : ResilienceStrategy<Htt
         ResilienceContext context,
         HttpRequestMessage original,
         int attemptCount,
-        RequestRoute route,
+        (TimeSpan RetryAfter, bool Throttled, BudgetReservation? Reservation) exhaustion,
         bool throttledInThisCall)
     {
         // 429 when throttling is why nothing is left: a pending throttle deadline, or a throttle seen by this call
         // (a backend that said "Retry-After: 0" is free again, yet the call was throttled).
-        var (retryAfter, throttled) = _pool.GetExhaustion(route);
+        var (retryAfter, throttled, _) = exhaustion;
         var statusCode = throttled || throttledInThisCall ? HttpStatusCode.TooManyRequests : HttpStatusCode.ServiceUnavailable;
         var outcome = Outcome.FromResult(ExhaustedResponse.Create(statusCode, retryAfter, original));
         await _telemetry.ExhaustedAsync(context, outcome, statusCode, retryAfter, attemptCount).ConfigureAwait(context.ContinueOnCapturedContext);

@@ -78,6 +78,18 @@ internal struct RequestPlan
         return acquired;
     }
 
+    /// <summary>
+    /// Returns a copy that owns its own tried sets: kept before the first attempt, it lets a request that waited for a
+    /// refill start over with every allowed backend (those that failed before the wait may have room now).
+    /// </summary>
+    public readonly RequestPlan Copy()
+    {
+        var copy = this;
+        copy._tried = _tried.Copy();
+        copy._unrestricted = _unrestricted.Copy();
+        return copy;
+    }
+
     /// <summary>An attempt failed and the request moves on: a soft-affinity preference ends here.</summary>
     public void OnFailover()
     {

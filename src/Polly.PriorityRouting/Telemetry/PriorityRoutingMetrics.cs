@@ -50,6 +50,10 @@ internal sealed class PriorityRoutingMetrics
             "priority_routing.streams.broken",
             unit: "{stream}",
             description: "Response bodies that broke after reaching the caller, by backend and reason (aborted, stalled).");
+        QueuedWaits = meter.CreateHistogram<double>(
+            "priority_routing.queue.wait_duration",
+            unit: "s",
+            description: "Waits of requests that no backend could take, for the room promised them in a refill (MaxQueueWait), by the backend waited for and outcome (released, canceled).");
 
         Spillovers = meter.CreateCounter<long>(
             "priority_routing.provisioned.spillovers",
@@ -90,6 +94,8 @@ internal sealed class PriorityRoutingMetrics
     public Histogram<double> TimeToFirstByte { get; }
 
     public Counter<long> BrokenStreams { get; }
+
+    public Histogram<double> QueuedWaits { get; }
 
     public Counter<long> Spillovers { get; }
 

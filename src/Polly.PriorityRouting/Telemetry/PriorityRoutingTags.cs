@@ -29,6 +29,9 @@ internal static class PriorityRoutingTags
     /// <summary>Outcome of an attempt the caller cancelled: it says nothing about the backend.</summary>
     public const string CanceledOutcome = "canceled";
 
+    /// <summary>Outcome of a queued wait whose promised refill came: the request tried again.</summary>
+    public const string ReleasedOutcome = "released";
+
     /// <summary>Reason of a broken stream: a read failed with the transport's exception.</summary>
     public const string AbortedStream = "aborted";
 

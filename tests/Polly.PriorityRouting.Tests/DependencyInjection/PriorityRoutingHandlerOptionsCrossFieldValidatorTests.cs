@@ -71,4 +71,34 @@ public class PriorityRoutingHandlerOptionsCrossFieldValidatorTests
         (await act.Should().ThrowAsync<OptionsValidationException>()).Which.Message.Should().Be(
             "Routing.FirstByteTimeout (00:03:00) must be less than TotalRequestTimeout.Timeout (00:02:00).");
     }
+
+    [Fact]
+    public async Task A_queue_wait_bound_from_configuration_as_long_as_the_total_timeout_fails_at_host_start()
+    {
+        var builder = Host.CreateEmptyApplicationBuilder(new HostApplicationBuilderSettings());
+        builder.Configuration.AddJsonStream(new MemoryStream(Encoding.UTF8.GetBytes(
+            """{ "PriorityRouting": { "Routing": { "Backends": [ { "BaseAddress": "https://a/" } ], "MaxQueueWait": "00:02:00" } } }""")));
+        builder.Services.AddHttpClient("aoai").AddPriorityRoutingHandler(builder.Configuration.GetSection("PriorityRouting"));
+        using var host = builder.Build();
+
+        var act = () => host.StartAsync();
+
+        (await act.Should().ThrowAsync<OptionsValidationException>()).Which.Message.Should().Be(
+            "Routing.MaxQueueWait (00:02:00) must be less than TotalRequestTimeout.Timeout (00:02:00).");
+    }
+
+    [Fact]
+    public async Task A_queue_wait_bound_from_configuration_below_the_total_timeout_starts()
+    {
+        var builder = Host.CreateEmptyApplicationBuilder(new HostApplicationBuilderSettings());
+        builder.Configuration.AddJsonStream(new MemoryStream(Encoding.UTF8.GetBytes(
+            """{ "PriorityRouting": { "Routing": { "Backends": [ { "BaseAddress": "https://a/" } ], "MaxQueueWait": "00:00:10" } } }""")));
+        builder.Services.AddHttpClient("aoai").AddPriorityRoutingHandler(builder.Configuration.GetSection("PriorityRouting"));
+        using var host = builder.Build();
+
+        await host.StartAsync();
+
+        host.Services.GetRequiredService<IOptionsMonitor<PriorityRoutingHandlerOptions>>().Get(PriorityRoutingHandlerNames.OptionsName("aoai")).Routing.MaxQueueWait.Should().Be(TimeSpan.FromSeconds(10));
+        await host.StopAsync();
+    }
 }
