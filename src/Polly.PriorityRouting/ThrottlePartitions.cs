@@ -21,7 +21,7 @@ public static class ThrottlePartitions
             return null;
         }
 
-        var path = uri.IsAbsoluteUri ? uri.AbsolutePath : "/" + uri.OriginalString.TrimStart('/');
+        var path = uri.IsAbsoluteUri ? uri.AbsolutePath : PathOfRelative(uri.OriginalString);
         var start = path.IndexOf(DeploymentsSegment, StringComparison.OrdinalIgnoreCase);
         if (start < 0)
         {
@@ -32,5 +32,13 @@ public static class ThrottlePartitions
         var end = path.IndexOf('/', start);
         var name = end < 0 ? path[start..] : path[start..end];
         return name.Length == 0 ? null : Uri.UnescapeDataString(name);
+    }
+
+    // A relative URI has no AbsolutePath: its original string still carries the query and fragment, which are no part
+    // of a deployment's name.
+    private static string PathOfRelative(string relative)
+    {
+        var end = relative.AsSpan().IndexOfAny('?', '#');
+        return "/" + (end < 0 ? relative : relative[..end]).TrimStart('/');
     }
 }
