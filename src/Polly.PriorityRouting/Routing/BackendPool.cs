@@ -85,19 +85,19 @@ internal sealed class BackendPool
             }
 
             tried.Add(backend.Index);
-            _budgets?.Spend(backend.GetThrottleKey(route.PartitionOn(backend)), route.Cost, now);
             if (_tracker is null)
             {
                 lease = new BackendLease(backend, null, 0, 0);
-                return true;
             }
-
-            if (_tracker.TryAdmit(backend, now, out lease))
+            else if (!_tracker.TryAdmit(backend, now, out lease))
             {
-                return true;
+                // Its ejection just ended and another request began probing it since it was selected: leave it to the probe.
+                continue;
             }
 
-            // Its ejection just ended and another request is probing it: leave it to the probe.
+            // Spent once admitted: a backend left to its probe is sent nothing.
+            _budgets?.Spend(backend.GetThrottleKey(route.PartitionOn(backend)), route.Cost, now);
+            return true;
         }
     }
 

@@ -131,6 +131,56 @@ public class BackendStateOwnershipTests
     }
 
     [Fact]
+    public async Task A_request_that_leaves_a_backend_to_its_probe_spends_none_of_that_backends_budget()
+    {
+        var gate = new TaskCompletionSource(TaskCreationOptions.RunContinuationsAsynchronously);
+        using var h = new RoutingHarness(
+            o =>
+            {
+                o.Randomizer = _ => 0;
+                o.DefaultCooldown = TimeSpan.Zero;
+            },
+            RoutingHarness.Backend("a", 1),
+            RoutingHarness.Backend("b", 2));
+        h.Transport.Respond("a", _ =>
+        {
+            var answer = new HttpResponseMessage(HttpStatusCode.OK) { Content = new StringContent("{}") };
+            answer.Headers.TryAddWithoutValidation("x-ratelimit-remaining-tokens", "10000");
+            answer.Headers.TryAddWithoutValidation("x-ratelimit-reset-tokens", "60s");
+            return answer;
+        });
+        (await h.Client.PostAsync("/", Chat(0))).Dispose();
+        h.Transport.Respond("a", HttpStatusCode.InternalServerError);
+        for (var i = 0; i < 5; i++)
+        {
+            (await h.Client.GetAsync("/")).Dispose();
+        }
+
+        h.StateOf("a")!.Value.Reason.Should().Be(BackendUnavailableReason.Ejected);
+        h.Time.Advance(TimeSpan.FromSeconds(30));
+        h.Transport.Respond("a", HttpStatusCode.OK); // no budget headers: the view keeps 10,000 less what was sent to a
+        using var gated = new HttpClient(new ResilienceHandler(h.Pipeline) { InnerHandler = new GateHandler(gate.Task, h.Transport) })
+        {
+            BaseAddress = new Uri("http://placeholder/"),
+        };
+
+        var probe = gated.PostAsync("/", Chat(1000)); // about 1,260 tokens, sent to a
+        (await h.Client.PostAsync("/", Chat(3000))).Dispose(); // a is probing: this one goes to b and sends a nothing
+        gate.SetResult();
+        (await probe).Dispose();
+        (await h.Client.PostAsync("/", Chat(6000))).Dispose(); // about 7,515 tokens: fits 10,000 - 1,260
+
+        h.Transport.Hosts.TakeLast(3).Should().Equal(["b", "a", "a"], "only what was sent to a is spent from its budget");
+    }
+
+    private static StringContent Chat(int maxTokens)
+        => new(
+            "{\"messages\":[{\"role\":\"user\",\"content\":\"" + new string('x', maxTokens) + "\"}],\"max_tokens\":" +
+            maxTokens.ToString(System.Globalization.CultureInfo.InvariantCulture) + "}",
+            System.Text.Encoding.UTF8,
+            "application/json");
+
+    [Fact]
     public async Task Two_clients_share_a_backend_only_when_name_and_address_match()
     {
         var store = new InMemoryBackendStateStore();
