@@ -177,6 +177,15 @@ internal sealed class PriorityRoutingMetrics
                 tags.Add(PriorityRoutingTags.Partition, partition);
                 yield return new Measurement<double>(snapshot.TimeUntilAnyAvailableFor(partition).TotalSeconds, tags);
             }
+
+            // With model maps a model's throttles sit under each backend's own deployment name, so only a series over
+            // the backends that serve the model says when it can be served again.
+            foreach (var model in snapshot.Models)
+            {
+                var tags = source.Tags;
+                tags.Add(PriorityRoutingTags.Model, model.Name);
+                yield return new Measurement<double>(model.TimeUntilAvailable.TotalSeconds, tags);
+            }
         }
     }
 }

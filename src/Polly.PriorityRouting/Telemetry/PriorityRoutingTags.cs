@@ -21,6 +21,9 @@ internal static class PriorityRoutingTags
 
     public const string Partition = "partition";
 
+    /// <summary>The logical model name of a model map (a configured name: bounded).</summary>
+    public const string Model = "model";
+
     public const string StatusCode = "http.response.status_code";
 
     /// <summary>Outcome of an attempt that went back to the caller (not handled): success or any other answer.</summary>

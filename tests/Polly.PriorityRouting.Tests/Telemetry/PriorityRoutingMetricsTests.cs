@@ -105,6 +105,34 @@ public sealed class PriorityRoutingMetricsTests : IDisposable
     }
 
     [Fact]
+    public async Task With_model_maps_the_time_until_available_has_a_series_per_model_over_the_backends_that_serve_it()
+    {
+        // Each backend's throttles sit under its own deployment name: a partition series cannot tell that every backend
+        // serving o3 is out while gpt-4o is served; a model series over the model's own backends can.
+        using var soonest = Collector<double>("priority_routing.time_until_available");
+        var ptu = RoutingHarness.Backend("ptu", 1);
+        ptu.Models["gpt-4o"] = "gpt-4o-ptu";
+        var east = RoutingHarness.Backend("east", 2);
+        east.Models["o3"] = "o3";
+        var west = RoutingHarness.Backend("west", 2);
+        west.Models["o3"] = "o3-2025-04-16";
+        using var h = new RoutingHarness(o =>
+        {
+            o.Randomizer = _ => 0;
+            o.MeterFactory = MeterFactory;
+        }, ptu, east, west);
+        h.Transport.Respond("east", HttpStatusCode.TooManyRequests, ("Retry-After", "5"))
+            .Respond("west", HttpStatusCode.TooManyRequests, ("Retry-After", "8"));
+
+        using var o3 = new StringContent("{\"model\":\"o3\"}", System.Text.Encoding.UTF8, "application/json");
+        (await h.Client.PostAsync("/v1/chat/completions", o3)).StatusCode.Should().Be(HttpStatusCode.TooManyRequests);
+        soonest.RecordObservableInstruments();
+
+        soonest.GetMeasurementSnapshot().Where(m => Tag(m, "model") is not null).Select(m => (m.Value, Tag(m, "model")))
+            .Should().BeEquivalentTo([(0d, "gpt-4o"), (5d, "o3")]);
+    }
+
+    [Fact]
     public async Task A_disposed_pipeline_stops_reporting_gauges()
     {
         using var unavailable = Collector<int>("priority_routing.tier.unavailable_backends");
