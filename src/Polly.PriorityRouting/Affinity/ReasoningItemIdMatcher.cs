@@ -180,7 +180,7 @@ internal sealed class ReasoningItemIdMatcher
         _found ??= new string?[MaxIds];
         for (var i = 0; i < Count; i++)
         {
-            if (Equals(_found[i]!, id))
+            if (System.Text.Ascii.Equals(id, _found[i]))
             {
                 return null;
             }
@@ -189,23 +189,5 @@ internal sealed class ReasoningItemIdMatcher
         var value = System.Text.Encoding.ASCII.GetString(id);
         _found[Count++] = value;
         return value;
-    }
-
-    private static bool Equals(string found, ReadOnlySpan<byte> id)
-    {
-        if (found.Length != id.Length)
-        {
-            return false;
-        }
-
-        for (var i = 0; i < id.Length; i++)
-        {
-            if (found[i] != id[i])
-            {
-                return false;
-            }
-        }
-
-        return true;
     }
 }

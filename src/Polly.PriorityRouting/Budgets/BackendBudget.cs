@@ -90,9 +90,7 @@ internal sealed class BackendBudget
         reserved = false;
         if (PromisedAt < earliest)
         {
-            PromisedAt = earliest;
-            PromisedTokens = 0;
-            PromisedRequests = 0;
+            PromiseFrom(earliest);
         }
 
         if (!Fits(cost, share))
@@ -104,13 +102,10 @@ internal sealed class BackendBudget
                 return earliest;
             }
 
-            PromisedAt += Window;
-            PromisedTokens = 0;
-            PromisedRequests = 0;
+            PromiseFrom(PromisedAt + Window);
         }
 
-        PromisedTokens += cost;
-        PromisedRequests++;
+        Take(cost);
         reserved = true;
         return PromisedAt;
     }
@@ -124,9 +119,7 @@ internal sealed class BackendBudget
     {
         if (PromisedAt < at)
         {
-            PromisedAt = at;
-            PromisedTokens = 0;
-            PromisedRequests = 0;
+            PromiseFrom(at);
         }
 
         if (PromisedAt != at || !Fits(cost, share))
@@ -134,8 +127,7 @@ internal sealed class BackendBudget
             return false;
         }
 
-        PromisedTokens += cost;
-        PromisedRequests++;
+        Take(cost);
         return true;
     }
 
@@ -158,6 +150,21 @@ internal sealed class BackendBudget
     /// </summary>
     private static TimeSpan UntilRefill(DateTimeOffset resetAt, long held, DateTimeOffset now)
         => now < resetAt ? resetAt - now : held > 0 ? HeldPromiseDelay : TimeSpan.Zero;
+
+    /// <summary>Moves the promises to the refill at <paramref name="at"/>, with nothing promised there yet.</summary>
+    private void PromiseFrom(DateTimeOffset at)
+    {
+        PromisedAt = at;
+        PromisedTokens = 0;
+        PromisedRequests = 0;
+    }
+
+    /// <summary>Takes a request's room in the refill being promised.</summary>
+    private void Take(long cost)
+    {
+        PromisedTokens += cost;
+        PromisedRequests++;
+    }
 
     // Each process promises its share of a refill: the callers of every process sharing the store come back at once.
     private bool Fits(long cost, double share)

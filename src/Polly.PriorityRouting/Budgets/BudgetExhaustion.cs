@@ -18,15 +18,17 @@ internal static class BudgetExhaustion
         RequestRoute route,
         TimeSpan? waitBound = null)
     {
-        List<(TimeSpan Remaining, RoutedBackend Backend)>? candidates = waitBound is null ? null : new(backends.Count);
+        List<(TimeSpan Remaining, RoutedBackend Backend, BackendStateKey Key)>? candidates = waitBound is null ? null : new(backends.Count);
         var soonest = TimeSpan.MaxValue;
         RoutedBackend? soonestBackend = null;
+        BackendStateKey soonestKey = default;
         var anyThrottled = false;
         foreach (var backend in backends)
         {
             var partition = route.PartitionOn(backend);
             var remaining = availability.GetTimeUntilAvailable(backend, now, partition, out var throttled);
-            var budgetWait = budgets.TimeUntilAdmitted(backend.GetThrottleKey(partition), route.Cost, now);
+            var key = backend.GetThrottleKey(partition);
+            var budgetWait = budgets.TimeUntilAdmitted(key, route.Cost, now);
             if (budgetWait > remaining)
             {
                 // A spent budget is a throttle the backend would answer with a 429.
@@ -37,13 +39,14 @@ internal static class BudgetExhaustion
             anyThrottled |= throttled;
             if (remaining > TimeSpan.Zero && remaining <= waitBound)
             {
-                candidates!.Add((remaining, backend));
+                candidates!.Add((remaining, backend, key));
             }
 
             if (remaining < soonest)
             {
                 soonest = remaining;
                 soonestBackend = backend;
+                soonestKey = key;
             }
         }
 
@@ -55,9 +58,8 @@ internal static class BudgetExhaustion
         if (candidates is { Count: > 0 })
         {
             // Stable: ties keep the configured (best tier first) order.
-            foreach (var (remaining, backend) in candidates.OrderBy(candidate => candidate.Remaining))
+            foreach (var (remaining, backend, candidateKey) in candidates.OrderBy(candidate => candidate.Remaining))
             {
-                var candidateKey = backend.GetThrottleKey(route.PartitionOn(backend));
                 if (budgets.TryPromiseAt(candidateKey, route.Cost, now + remaining))
                 {
                     return (remaining, anyThrottled, new BudgetReservation(candidateKey, route.Cost, now + remaining, backend.Name));
@@ -65,8 +67,7 @@ internal static class BudgetExhaustion
             }
         }
 
-        var key = soonestBackend.GetThrottleKey(route.PartitionOn(soonestBackend));
-        var promisedAt = budgets.Promise(key, route.Cost, now + soonest, out var reserved);
+        var promisedAt = budgets.Promise(soonestKey, route.Cost, now + soonest, out var reserved);
         var promised = promisedAt - now;
         if (promised > availability.LongestCooldown)
         {
@@ -74,6 +75,6 @@ internal static class BudgetExhaustion
             return (availability.LongestCooldown, anyThrottled, null);
         }
 
-        return (promised, anyThrottled, reserved ? new BudgetReservation(key, route.Cost, promisedAt, soonestBackend.Name) : null);
+        return (promised, anyThrottled, reserved ? new BudgetReservation(soonestKey, route.Cost, promisedAt, soonestBackend.Name) : null);
     }
 }
