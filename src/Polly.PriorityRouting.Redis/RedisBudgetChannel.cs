@@ -100,17 +100,30 @@ internal sealed class RedisBudgetChannel
             return;
         }
 
-        if (_pending.TryGetValue(key, out _))
+        // Update or add, never a blind set: a flush may take the key out between a check and a set, and a set would
+        // then add it back without counting it (the count would drift low and a later flush not be scheduled).
+        while (true)
         {
-            _pending[key] = observation;
-        }
-        else if (Volatile.Read(ref _pendingCount) < MaxPending && _pending.TryAdd(key, observation))
-        {
-            Interlocked.Increment(ref _pendingCount);
-        }
-        else
-        {
-            return;
+            if (_pending.TryGetValue(key, out var kept))
+            {
+                if (_pending.TryUpdate(key, observation, kept))
+                {
+                    break;
+                }
+
+                continue;
+            }
+
+            if (Volatile.Read(ref _pendingCount) >= MaxPending)
+            {
+                return;
+            }
+
+            if (_pending.TryAdd(key, observation))
+            {
+                Interlocked.Increment(ref _pendingCount);
+                break;
+            }
         }
 
         ScheduleFlush();
