@@ -10,27 +10,14 @@ namespace Polly.PriorityRouting.SdkTests;
 /// Creates that make a parent on the way (<c>POST /threads/runs</c>: a thread and a run in it) or a child under a pinned
 /// parent (<c>POST /threads/{id}/runs</c>), through the one-line handler over three stateful backends.
 /// </summary>
-public sealed class AffinityNestedCreatesTests : IAsyncLifetime
+public sealed class AffinityNestedCreatesTests : StatefulBackendsTest
 {
-    private FakeStatefulOpenAIBackend[] _backends = [];
-
-    public async Task InitializeAsync()
-        => _backends = await Task.WhenAll(FakeStatefulOpenAIBackend.StartAsync("a"), FakeStatefulOpenAIBackend.StartAsync("b"), FakeStatefulOpenAIBackend.StartAsync("c"));
-
-    public async Task DisposeAsync()
-    {
-        foreach (var backend in _backends)
-        {
-            await backend.DisposeAsync();
-        }
-    }
-
     [Theory]
     [InlineData("https://placeholder/v1/threads", "")]
     [InlineData("https://placeholder/openai/threads", "?api-version=2024-05-01-preview")]
     public async Task The_thread_that_create_thread_and_run_makes_routes_every_later_request_to_its_backend(string threads, string query)
     {
-        using var host = new AffinityClientHost(_backends);
+        using var host = new AffinityClientHost(Backends);
 
         using var created = await host.Client.PostAsync($"{threads}/runs{query}", Json("""{"assistant_id":"asst_unpinned"}"""));
         var run = await created.Content.ReadFromJsonAsync<JsonElement>();
@@ -48,7 +35,7 @@ public sealed class AffinityNestedCreatesTests : IAsyncLifetime
 
         polled.StatusCode.Should().Be(HttpStatusCode.OK);
         origin.Received.Select(r => r.Status).Should().Equal(Enumerable.Repeat(200, 13));
-        _backends.Where(b => b != origin).Sum(b => b.Hits).Should().Be(0);
+        Backends.Where(b => b != origin).Sum(b => b.Hits).Should().Be(0);
         host.Pins.TryFind(threadId, out _).Should().BeTrue();
         host.Pins.TryFind(run.GetProperty("id").GetString()!, out _).Should().BeTrue("the run is pinned with its thread");
         host.Pins.TryFind(secondRun, out _).Should().BeTrue("a run created in a pinned thread is pinned too");
@@ -57,7 +44,7 @@ public sealed class AffinityNestedCreatesTests : IAsyncLifetime
     [Fact]
     public async Task A_streamed_create_thread_and_run_pins_the_thread_from_its_first_event()
     {
-        using var host = new AffinityClientHost(_backends);
+        using var host = new AffinityClientHost(Backends);
 
         using var request = new HttpRequestMessage(HttpMethod.Post, "https://placeholder/v1/threads/runs") { Content = Json("""{"assistant_id":"asst_x","stream":true}""") };
         using var streamed = await host.Client.SendAsync(request, HttpCompletionOption.ResponseHeadersRead);
@@ -72,10 +59,10 @@ public sealed class AffinityNestedCreatesTests : IAsyncLifetime
         }
 
         origin.Hits.Should().Be(11);
-        _backends.Sum(b => b.NotFound).Should().Be(0);
+        Backends.Sum(b => b.NotFound).Should().Be(0);
     }
 
     private static StringContent Json(string json) => new(json, Encoding.UTF8, "application/json");
 
-    private FakeStatefulOpenAIBackend Backend(string id) => _backends.Single(b => b.Holds(id));
+    private FakeStatefulOpenAIBackend Backend(string id) => Backends.Single(b => b.Holds(id));
 }

@@ -11,30 +11,17 @@ namespace Polly.PriorityRouting.SdkTests;
 /// previous answer's items back in <c>input</c>, with no <c>previous_response_id</c>; only the backend that encrypted
 /// them can read them. Through the OpenAI SDK's Responses client and the one-line handler, over three stateful backends.
 /// </summary>
-public sealed class AffinityReasoningItemsSdkTests : IAsyncLifetime
+public sealed class AffinityReasoningItemsSdkTests : StatefulBackendsTest
 {
     /// <summary>Echoed at the top of every answer, so that its reasoning item comes after the first 4 KB.</summary>
     private static readonly string LongInstructions = "Think step by step. " + new string('-', 5000);
-
-    private FakeStatefulOpenAIBackend[] _backends = [];
-
-    public async Task InitializeAsync()
-        => _backends = await Task.WhenAll(FakeStatefulOpenAIBackend.StartAsync("a"), FakeStatefulOpenAIBackend.StartAsync("b"), FakeStatefulOpenAIBackend.StartAsync("c"));
-
-    public async Task DisposeAsync()
-    {
-        foreach (var backend in _backends)
-        {
-            await backend.DisposeAsync();
-        }
-    }
 
     [Theory]
     [InlineData(false)]
     [InlineData(true)]
     public async Task Reasoning_items_sent_back_without_a_stored_response_reach_the_backend_that_encrypted_them(bool streamed)
     {
-        using var host = new AffinityClientHost(_backends);
+        using var host = new AffinityClientHost(Backends);
         var responses = host.OpenAI().GetResponsesClient();
         var conversation = new List<ResponseItem>();
 
@@ -54,10 +41,10 @@ public sealed class AffinityReasoningItemsSdkTests : IAsyncLifetime
         }
 
         var reasoning = conversation.OfType<ReasoningResponseItem>().Select(r => r.Id).ToList();
-        var origin = _backends.Single(b => b.Holds(reasoning[0]));
+        var origin = Backends.Single(b => b.Holds(reasoning[0]));
         reasoning.Should().OnlyContain(id => origin.Holds(id), "every turn was answered where the first reasoning item lives");
         origin.Received.Select(r => r.Status).Should().Equal(Enumerable.Repeat(200, 10));
-        _backends.Where(b => b != origin).Sum(b => b.Hits).Should().Be(0);
+        Backends.Where(b => b != origin).Sum(b => b.Hits).Should().Be(0);
         host.Pins.Count.Should().Be(10, "each answer pins its one reasoning item; an unstored response's id cannot be referenced, and is not pinned");
     }
 

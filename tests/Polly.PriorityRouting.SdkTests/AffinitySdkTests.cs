@@ -15,27 +15,14 @@ namespace Polly.PriorityRouting.SdkTests;
 /// Hard affinity through the one-line handler and the OpenAI SDK's Responses, Files and Batch clients, over three
 /// equal-weight backends that each keep their own state and answer 404 for ids they do not hold.
 /// </summary>
-public sealed class AffinitySdkTests : IAsyncLifetime
+public sealed class AffinitySdkTests : StatefulBackendsTest
 {
-    private FakeStatefulOpenAIBackend[] _backends = [];
-
-    public async Task InitializeAsync()
-        => _backends = await Task.WhenAll(FakeStatefulOpenAIBackend.StartAsync("a"), FakeStatefulOpenAIBackend.StartAsync("b"), FakeStatefulOpenAIBackend.StartAsync("c"));
-
-    public async Task DisposeAsync()
-    {
-        foreach (var backend in _backends)
-        {
-            await backend.DisposeAsync();
-        }
-    }
-
     [Theory]
     [InlineData("https://api.openai.com/v1")]
     [InlineData("https://placeholder.openai.azure.com/openai/v1")]
     public async Task Twenty_follow_ups_chained_with_previous_response_id_all_succeed_on_the_origin(string endpoint)
     {
-        using var host = new AffinityClientHost(_backends);
+        using var host = new AffinityClientHost(Backends);
         var responses = host.OpenAI(endpoint).GetResponsesClient();
 
         ResponseResult first = await responses.CreateResponseAsync("gpt-4o", "Hello.", previousResponseId: null);
@@ -52,8 +39,8 @@ public sealed class AffinitySdkTests : IAsyncLifetime
         ResponseResult read = await responses.GetResponseAsync(previous);
         read.Id.Should().Be(previous);
         Backend(origin).Hits.Should().Be(22);
-        _backends.Where(b => b.Name != origin).Sum(b => b.Hits).Should().Be(0);
-        _backends.Sum(b => b.NotFound).Should().Be(0);
+        Backends.Where(b => b.Name != origin).Sum(b => b.Hits).Should().Be(0);
+        Backends.Sum(b => b.NotFound).Should().Be(0);
     }
 
     [Fact]
@@ -61,7 +48,7 @@ public sealed class AffinitySdkTests : IAsyncLifetime
     {
         // Azure.AI.OpenAI 2.9.0-beta.1's Responses client does not load with OpenAI 2.15 (MissingMethodException in
         // AzureResponsesClient); its file client does, and uses the Azure URL style (/openai/files?api-version=…).
-        using var host = new AffinityClientHost(_backends);
+        using var host = new AffinityClientHost(Backends);
         var azure = new AzureOpenAIClient(
             new Uri("https://placeholder.openai.azure.com/"),
             new ApiKeyCredential("unused"),
@@ -84,19 +71,19 @@ public sealed class AffinitySdkTests : IAsyncLifetime
         deleted.Deleted.Should().BeTrue();
         Backend(origin).Received.Should().OnlyContain(r => r.Path.StartsWith("/openai/files", StringComparison.Ordinal) && r.Status == 200);
         Backend(origin).Hits.Should().Be(12);
-        _backends.Where(b => b.Name != origin).Sum(b => b.Hits).Should().Be(0);
+        Backends.Where(b => b.Name != origin).Sum(b => b.Hits).Should().Be(0);
     }
 
     [Fact]
     public async Task A_streamed_create_routes_its_id_while_the_stream_is_still_running()
     {
         var pause = new TaskCompletionSource();
-        foreach (var backend in _backends)
+        foreach (var backend in Backends)
         {
             backend.StreamPause = pause.Task;
         }
 
-        using var host = new AffinityClientHost(_backends);
+        using var host = new AffinityClientHost(Backends);
         var responses = host.OpenAI().GetResponsesClient();
         var stream = await responses.CreateResponseStreamingAsync("gpt-4o", "Stream, please.", previousResponseId: null);
         await using var updates = ((IAsyncEnumerable<StreamingResponseUpdate>)stream).GetAsyncEnumerator();
@@ -118,13 +105,13 @@ public sealed class AffinitySdkTests : IAsyncLifetime
         }
 
         kinds.Should().Contain(typeof(StreamingResponseCompletedUpdate));
-        _backends.Where(b => b.Name != origin).Sum(b => b.Hits).Should().Be(0);
+        Backends.Where(b => b.Name != origin).Sum(b => b.Hits).Should().Be(0);
     }
 
     [Fact]
     public async Task A_file_uploaded_then_a_batch_created_from_it_are_both_read_back_from_their_backend()
     {
-        using var host = new AffinityClientHost(_backends);
+        using var host = new AffinityClientHost(Backends);
         var client = host.OpenAI();
         var files = client.GetOpenAIFileClient();
         var batches = client.GetBatchClient();
@@ -152,13 +139,13 @@ public sealed class AffinitySdkTests : IAsyncLifetime
         FileDeletionResult deleted = await files.DeleteFileAsync(file.Id);
         deleted.Deleted.Should().BeTrue();
         Backend(origin).Hits.Should().Be(13, "upload, 5 reads, batch, 5 reads, delete");
-        _backends.Where(b => b.Name != origin).Sum(b => b.Hits).Should().Be(0);
+        Backends.Where(b => b.Name != origin).Sum(b => b.Hits).Should().Be(0);
     }
 
     [Fact]
     public async Task A_throttled_origin_answers_the_follow_up_with_its_own_retry_after_and_no_other_backend_sees_it()
     {
-        using var host = new AffinityClientHost(_backends);
+        using var host = new AffinityClientHost(Backends);
         var responses = host.OpenAI().GetResponsesClient();
         ResponseResult first = await responses.CreateResponseAsync("gpt-4o", "Hello.", previousResponseId: null);
         var origin = Backend(OriginOf(first.Id));
@@ -173,13 +160,13 @@ public sealed class AffinitySdkTests : IAsyncLifetime
         int.Parse(retryAfter!, System.Globalization.CultureInfo.InvariantCulture).Should().BeInRange(58, 60, "the origin's own Retry-After");
         headers.TryGetValue("x-priority-routing-exhausted", out _).Should().BeTrue();
         origin.Received.Select(r => r.Status).Should().Equal([200, 429]);
-        _backends.Where(b => b != origin).Sum(b => b.Hits).Should().Be(0);
+        Backends.Where(b => b != origin).Sum(b => b.Hits).Should().Be(0);
     }
 
     [Fact]
     public async Task Creates_without_ids_still_spread_over_every_backend()
     {
-        using var host = new AffinityClientHost(_backends);
+        using var host = new AffinityClientHost(Backends);
         var responses = host.OpenAI().GetResponsesClient();
 
         for (var i = 0; i < 60; i++)
@@ -188,14 +175,14 @@ public sealed class AffinitySdkTests : IAsyncLifetime
         }
 
         // Weighted-random over three equal backends: each is missed by 60 draws with probability (2/3)^60 < 1e-10.
-        _backends.Should().OnlyContain(b => b.Hits > 0);
-        _backends.Sum(b => b.Hits).Should().Be(60);
+        Backends.Should().OnlyContain(b => b.Hits > 0);
+        Backends.Sum(b => b.Hits).Should().Be(60);
     }
 
     [Fact]
     public async Task A_prompt_cache_key_keeps_its_creates_on_one_backend_and_moves_when_that_backend_is_throttled()
     {
-        using var host = new AffinityClientHost(_backends);
+        using var host = new AffinityClientHost(Backends);
         var responses = host.OpenAI().GetResponsesClient();
         async Task<string> CreateAsync()
         {
@@ -224,5 +211,5 @@ public sealed class AffinitySdkTests : IAsyncLifetime
 
     private static string OriginOf(string id) => id.Split('_', '-')[1][..1];
 
-    private FakeStatefulOpenAIBackend Backend(string name) => _backends.Single(b => b.Name == name);
+    private FakeStatefulOpenAIBackend Backend(string name) => Backends.Single(b => b.Name == name);
 }

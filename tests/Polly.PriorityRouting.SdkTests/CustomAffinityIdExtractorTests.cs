@@ -12,27 +12,14 @@ namespace Polly.PriorityRouting.SdkTests;
 /// A custom <see cref="AffinityIdExtractor"/> for an API of one's own (a sessions API), through the one-line handler,
 /// over three equal-weight backends that each keep their own sessions and answer 404 for the others'.
 /// </summary>
-public sealed class CustomAffinityIdExtractorTests : IAsyncLifetime
+public sealed class CustomAffinityIdExtractorTests : StatefulBackendsTest
 {
-    private FakeStatefulOpenAIBackend[] _backends = [];
-
-    public async Task InitializeAsync()
-        => _backends = await Task.WhenAll(FakeStatefulOpenAIBackend.StartAsync("a"), FakeStatefulOpenAIBackend.StartAsync("b"), FakeStatefulOpenAIBackend.StartAsync("c"));
-
-    public async Task DisposeAsync()
-    {
-        foreach (var backend in _backends)
-        {
-            await backend.DisposeAsync();
-        }
-    }
-
     [Theory]
     [InlineData(false)]
     [InlineData(true)]
     public async Task A_session_created_by_a_custom_api_keeps_every_later_request_on_its_backend_until_deleted(bool fromLocation)
     {
-        using var host = AffinityClientHost.WithAffinity(a => a.IdExtractor = new SessionsIdExtractor(fromLocation), _backends);
+        using var host = AffinityClientHost.WithAffinity(a => a.IdExtractor = new SessionsIdExtractor(fromLocation), Backends);
 
         using var created = await host.Client.PostAsync("https://placeholder/api/sessions", null);
         created.StatusCode.Should().Be(HttpStatusCode.Created);
@@ -52,13 +39,13 @@ public sealed class CustomAffinityIdExtractorTests : IAsyncLifetime
         deleted.StatusCode.Should().Be(HttpStatusCode.NoContent);
         host.Pins.TryFind(id, out _).Should().BeFalse("a successful DELETE forgets the session");
         origin.Received.Select(r => r.Status).Should().Equal([201, .. Enumerable.Repeat(200, 20), 204]);
-        _backends.Where(b => b != origin).Sum(b => b.Hits).Should().Be(0);
+        Backends.Where(b => b != origin).Sum(b => b.Hits).Should().Be(0);
     }
 
     [Fact]
     public async Task A_custom_extractor_that_delegates_keeps_the_openai_shapes()
     {
-        using var host = AffinityClientHost.WithAffinity(a => a.IdExtractor = new SessionsIdExtractor(fromLocation: false), _backends);
+        using var host = AffinityClientHost.WithAffinity(a => a.IdExtractor = new SessionsIdExtractor(fromLocation: false), Backends);
         var responses = host.OpenAI().GetResponsesClient();
 
         ResponseResult first = await responses.CreateResponseAsync("gpt-4o", "Hello.", previousResponseId: null);
@@ -71,13 +58,13 @@ public sealed class CustomAffinityIdExtractorTests : IAsyncLifetime
 
         var origin = Backend(first.Id);
         origin.Hits.Should().Be(11);
-        _backends.Sum(b => b.NotFound).Should().Be(0);
+        Backends.Sum(b => b.NotFound).Should().Be(0);
     }
 
     [Fact]
     public async Task A_custom_extractor_that_throws_routes_the_request_normally()
     {
-        using var host = AffinityClientHost.WithAffinity(a => a.IdExtractor = new ThrowingExtractor(), _backends);
+        using var host = AffinityClientHost.WithAffinity(a => a.IdExtractor = new ThrowingExtractor(), Backends);
 
         using var response = await host.Client.PostAsync("https://placeholder/api/sessions", null);
 
@@ -86,7 +73,7 @@ public sealed class CustomAffinityIdExtractorTests : IAsyncLifetime
     }
 
     /// <summary>The backend that created an id: ids end in the backend's name and a sequence number.</summary>
-    private FakeStatefulOpenAIBackend Backend(string id) => _backends.Single(b => b.Holds(id));
+    private FakeStatefulOpenAIBackend Backend(string id) => Backends.Single(b => b.Holds(id));
 
     private sealed class ThrowingExtractor : AffinityIdExtractor
     {
