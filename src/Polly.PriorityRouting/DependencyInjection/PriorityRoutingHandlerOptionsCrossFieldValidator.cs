@@ -1,4 +1,5 @@
 using System.Globalization;
+using Microsoft.Extensions.Http.Resilience;
 using Microsoft.Extensions.Options;
 
 namespace Polly.PriorityRouting;
@@ -33,24 +34,20 @@ internal sealed class PriorityRoutingHandlerOptionsCrossFieldValidator : IValida
 
         // The first-byte wait runs inside the total timeout: one at least as long never fires, and a backend that stalls
         // after its headers would end in the caller's timeout instead of a failover.
-        if (options.Routing?.FirstByteTimeout is { } firstByte && options.TotalRequestTimeout is not null &&
-            firstByte >= options.TotalRequestTimeout.Timeout)
-        {
-            errors.Add(string.Create(
-                CultureInfo.InvariantCulture,
-                $"Routing.FirstByteTimeout ({firstByte}) must be less than TotalRequestTimeout.Timeout ({options.TotalRequestTimeout.Timeout})."));
-        }
+        RequireShorterThanTotal(options.Routing?.FirstByteTimeout, "Routing.FirstByteTimeout", options.TotalRequestTimeout, errors);
 
         // A request waiting in the strategy for a refill counts against the total timeout: one at least as long would
         // turn a promised wait into the caller's timeout instead of an answer.
-        if (options.Routing?.MaxQueueWait is { } queueWait && options.TotalRequestTimeout is not null &&
-            queueWait >= options.TotalRequestTimeout.Timeout)
-        {
-            errors.Add(string.Create(
-                CultureInfo.InvariantCulture,
-                $"Routing.MaxQueueWait ({queueWait}) must be less than TotalRequestTimeout.Timeout ({options.TotalRequestTimeout.Timeout})."));
-        }
+        RequireShorterThanTotal(options.Routing?.MaxQueueWait, "Routing.MaxQueueWait", options.TotalRequestTimeout, errors);
 
         return errors.Count == 0 ? ValidateOptionsResult.Success : ValidateOptionsResult.Fail(errors);
+    }
+
+    private static void RequireShorterThanTotal(TimeSpan? value, string path, HttpTimeoutStrategyOptions? total, List<string> errors)
+    {
+        if (value is { } wait && total is not null && wait >= total.Timeout)
+        {
+            errors.Add(string.Create(CultureInfo.InvariantCulture, $"{path} ({wait}) must be less than TotalRequestTimeout.Timeout ({total.Timeout})."));
+        }
     }
 }

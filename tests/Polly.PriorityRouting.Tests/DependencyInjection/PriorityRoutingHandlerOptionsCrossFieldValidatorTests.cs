@@ -16,10 +16,7 @@ public class PriorityRoutingHandlerOptionsCrossFieldValidatorTests
         // Defect: PriorityRoutingStrategyOptionsValidator.Validate (PriorityRoutingStrategyOptionsValidator.cs:20-33) checks
         // only the lower bounds; the [Range(0, 1 day)] upper bound is enforced by Polly's AddStrategy when the pipeline is
         // built, i.e. the host starts and the first request throws a ValidationException.
-        var builder = Host.CreateEmptyApplicationBuilder(new HostApplicationBuilderSettings());
-        builder.Configuration.AddJsonStream(new MemoryStream(Encoding.UTF8.GetBytes("{\"PriorityRouting\":" + json + "}")));
-        builder.Services.AddHttpClient("aoai").AddPriorityRoutingHandler(builder.Configuration.GetSection("PriorityRouting"));
-        using var host = builder.Build();
+        using var host = HostWithSection(json);
 
         Exception? startFailure = null;
         try
@@ -60,11 +57,7 @@ public class PriorityRoutingHandlerOptionsCrossFieldValidatorTests
         // Defect: PriorityRoutingHandlerOptionsCrossFieldValidator (DependencyInjection/PriorityRoutingHandlerOptionsCrossFieldValidator.cs:23-29)
         // compares only AttemptTimeout with TotalRequestTimeout: a FirstByteTimeout beyond it never fires (the total
         // timeout cancels the wait as the caller's cancellation), so a backend that stalls after its headers is never failed over nor marked.
-        var builder = Host.CreateEmptyApplicationBuilder(new HostApplicationBuilderSettings());
-        builder.Configuration.AddJsonStream(new MemoryStream(Encoding.UTF8.GetBytes(
-            """{ "PriorityRouting": { "Routing": { "Backends": [ { "BaseAddress": "https://a/" } ], "FirstByteTimeout": "00:03:00" } } }""")));
-        builder.Services.AddHttpClient("aoai").AddPriorityRoutingHandler(builder.Configuration.GetSection("PriorityRouting"));
-        using var host = builder.Build();
+        using var host = HostWithRouting(""" "FirstByteTimeout": "00:03:00" """);
 
         var act = () => host.StartAsync();
 
@@ -75,11 +68,7 @@ public class PriorityRoutingHandlerOptionsCrossFieldValidatorTests
     [Fact]
     public async Task A_queue_wait_bound_from_configuration_as_long_as_the_total_timeout_fails_at_host_start()
     {
-        var builder = Host.CreateEmptyApplicationBuilder(new HostApplicationBuilderSettings());
-        builder.Configuration.AddJsonStream(new MemoryStream(Encoding.UTF8.GetBytes(
-            """{ "PriorityRouting": { "Routing": { "Backends": [ { "BaseAddress": "https://a/" } ], "MaxQueueWait": "00:02:00" } } }""")));
-        builder.Services.AddHttpClient("aoai").AddPriorityRoutingHandler(builder.Configuration.GetSection("PriorityRouting"));
-        using var host = builder.Build();
+        using var host = HostWithRouting(""" "MaxQueueWait": "00:02:00" """);
 
         var act = () => host.StartAsync();
 
@@ -90,15 +79,23 @@ public class PriorityRoutingHandlerOptionsCrossFieldValidatorTests
     [Fact]
     public async Task A_queue_wait_bound_from_configuration_below_the_total_timeout_starts()
     {
-        var builder = Host.CreateEmptyApplicationBuilder(new HostApplicationBuilderSettings());
-        builder.Configuration.AddJsonStream(new MemoryStream(Encoding.UTF8.GetBytes(
-            """{ "PriorityRouting": { "Routing": { "Backends": [ { "BaseAddress": "https://a/" } ], "MaxQueueWait": "00:00:10" } } }""")));
-        builder.Services.AddHttpClient("aoai").AddPriorityRoutingHandler(builder.Configuration.GetSection("PriorityRouting"));
-        using var host = builder.Build();
+        using var host = HostWithRouting(""" "MaxQueueWait": "00:00:10" """);
 
         await host.StartAsync();
 
         host.Services.GetRequiredService<IOptionsMonitor<PriorityRoutingHandlerOptions>>().Get(PriorityRoutingHandlerNames.OptionsName("aoai")).Routing.MaxQueueWait.Should().Be(TimeSpan.FromSeconds(10));
         await host.StopAsync();
+    }
+
+    /// <summary>A host whose client "aoai" has one backend and the given extra <c>Routing</c> settings.</summary>
+    private static IHost HostWithRouting(string routingSettings)
+        => HostWithSection("""{ "Routing": { "Backends": [ { "BaseAddress": "https://a/" } ], """ + routingSettings + " } }");
+
+    private static IHost HostWithSection(string json)
+    {
+        var builder = Host.CreateEmptyApplicationBuilder(new HostApplicationBuilderSettings());
+        builder.Configuration.AddJsonStream(new MemoryStream(Encoding.UTF8.GetBytes("{\"PriorityRouting\":" + json + "}")));
+        builder.Services.AddHttpClient("aoai").AddPriorityRoutingHandler(builder.Configuration.GetSection("PriorityRouting"));
+        return builder.Build();
     }
 }
