@@ -289,7 +289,7 @@ internal sealed class BackendBudgets
 
     private static TimeSpan GetDuration(HttpResponseHeaders headers, string name, TimeSpan maxCooldown)
     {
-        if (!TryGetFirstValue(headers, name, out var raw) || !ThrottleSignalParser.TryParseDuration(raw, out var seconds))
+        if (!ThrottleSignalParser.TryGetDuration(headers, name, out var seconds))
         {
             // A remaining budget without a reset moment holds for no time: it can neither hold a backend back nor be spent.
             return TimeSpan.Zero;
@@ -304,23 +304,8 @@ internal sealed class BackendBudgets
     private static bool TryGetNumber(HttpResponseHeaders headers, string name, out long value)
     {
         value = 0;
-        return TryGetFirstValue(headers, name, out var raw) &&
+        return ThrottleSignalParser.TryGetFirstValue(headers, name, out var raw) &&
                long.TryParse(raw.AsSpan().Trim(), NumberStyles.Integer, CultureInfo.InvariantCulture, out value) &&
                value >= 0;
-    }
-
-    private static bool TryGetFirstValue(HttpResponseHeaders headers, string name, out string value)
-    {
-        if (headers.NonValidated.TryGetValues(name, out var values))
-        {
-            foreach (var item in values)
-            {
-                value = item;
-                return true;
-            }
-        }
-
-        value = string.Empty;
-        return false;
     }
 }

@@ -213,7 +213,7 @@ internal static class ThrottleSignalParser
         return TryGetFirstValue(headers, name, out var raw) && TryParseNumber(raw, out value);
     }
 
-    private static bool TryGetDuration(HttpResponseHeaders headers, string name, out double seconds)
+    internal static bool TryGetDuration(HttpResponseHeaders headers, string name, out double seconds)
     {
         seconds = default;
         return TryGetFirstValue(headers, name, out var raw) && TryParseDuration(raw, out seconds);
@@ -226,7 +226,8 @@ internal static class ThrottleSignalParser
         => double.TryParse(value.Trim(), NumberStyles.Float, CultureInfo.InvariantCulture, out number)
            && double.IsFinite(number);
 
-    private static bool TryGetFirstValue(HttpResponseHeaders headers, string name, out string value)
+    /// <summary>Reads a header's first value as sent (never validated, never throws).</summary>
+    internal static bool TryGetFirstValue(HttpResponseHeaders headers, string name, out string value)
     {
         // NonValidated: garbage values never throw and are never rewritten by the typed parsers.
         if (headers.NonValidated.TryGetValues(name, out var values))
