@@ -69,36 +69,47 @@ internal sealed class BackendPool
     public WaitQueue? Queue { get; }
 
     /// <summary>
-    /// Selects the best backend this request has not tried yet and admits an attempt on it.
+    /// Selects the best backend open to this request (see <see cref="RequestPlan"/>) and admits an attempt on it; the
+    /// backend is closed to the request's later attempts.
     /// </summary>
     /// <returns><see langword="false"/> when no backend is left.</returns>
-    public bool TryAcquire(ref TriedBackends tried, RequestRoute route, out BackendLease lease)
+    public bool TryAcquire(ref BackendSet closed, RequestRoute route, out BackendLease lease)
     {
         while (true)
         {
             var now = _timeProvider.GetUtcNow();
-            var backend = _selector.SelectNext(tried, now, route);
+            var backend = _selector.SelectNext(closed, now, route);
             if (backend is null)
             {
                 lease = default;
                 return false;
             }
 
-            tried.Add(backend.Index);
-            if (_tracker is null)
+            closed.Add(backend.Index);
+            if (TryAdmit(backend, now, route, out lease))
             {
-                lease = new BackendLease(backend, null, 0, 0);
+                return true;
             }
-            else if (!_tracker.TryAdmit(backend, now, out lease))
-            {
-                // Its ejection just ended and another request began probing it since it was selected: leave it to the probe.
-                continue;
-            }
-
-            // Spent once admitted: a backend left to its probe is sent nothing.
-            _budgets?.Spend(backend.GetThrottleKey(route.PartitionOn(backend)), route.Cost, now);
-            return true;
         }
+    }
+
+    /// <summary>
+    /// Admits an attempt on a soft-affinity backend while it is the best choice: open, in rotation, admitted by its
+    /// budget, and of the best tier that could take the request now — a key never holds a request in a lower tier than
+    /// an available one.
+    /// </summary>
+    /// <returns><see langword="false"/> when it is not the best choice; the request then routes normally.</returns>
+    public bool TryAcquirePreferred(RoutedBackend preferred, ref BackendSet closed, RequestRoute route, out BackendLease lease)
+    {
+        var now = _timeProvider.GetUtcNow();
+        if (!_selector.IsBestChoice(preferred, closed, now, route))
+        {
+            lease = default;
+            return false;
+        }
+
+        closed.Add(preferred.Index);
+        return TryAdmit(preferred, now, route, out lease);
     }
 
     /// <summary>
@@ -242,6 +253,25 @@ internal sealed class BackendPool
             // An estimate is advice: a failing one routes as if the cost were unknown.
             return 0;
         }
+    }
+
+    /// <summary>
+    /// Admits an attempt on a selected backend, unless its ejection just ended and another request is probing it since;
+    /// an admitted request's estimated cost is taken off the budget view then (a backend left to its probe is sent nothing).
+    /// </summary>
+    private bool TryAdmit(RoutedBackend backend, DateTimeOffset now, RequestRoute route, out BackendLease lease)
+    {
+        if (_tracker is null)
+        {
+            lease = new BackendLease(backend, null, 0, 0);
+        }
+        else if (!_tracker.TryAdmit(backend, now, out lease))
+        {
+            return false;
+        }
+
+        _budgets?.Spend(backend.GetThrottleKey(route.PartitionOn(backend)), route.Cost, now);
+        return true;
     }
 
     /// <summary>Sorts backends by priority, keeping the configured order within a tier.</summary>

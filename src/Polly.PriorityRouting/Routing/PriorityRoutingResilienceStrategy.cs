@@ -42,7 +42,7 @@ internal sealed class PriorityRoutingResilienceStrategy : ResilienceStrategy<Htt
         _maxAttempts = Math.Min(options.MaxAttempts ?? int.MaxValue, _pool.Backends.Count);
         _shouldHandle = options.ShouldHandle;
         _deferCredentials = options.DeferCredentials;
-        _planner = new RequestPlanner(options, _pool, _telemetry, timeProvider);
+        _planner = new RequestPlanner(options, _pool, _telemetry);
         _bodies = ResponseBodyWatcher.Create(options, _pool, _telemetry, timeProvider);
         _queue = _pool.Queue;
         _gauges = new PriorityRoutingGaugeSource(_pool, timeProvider, _telemetry.Tags);
@@ -96,8 +96,6 @@ internal sealed class PriorityRoutingResilienceStrategy : ResilienceStrategy<Htt
         var throttledInThisCall = false;
         RoutedBackend? failed = null;
 
-        // With waiting on, a request released after a refill starts over from its plan as made.
-        var fresh = _queue is null ? default : plan.Copy();
         var roundStart = 0;
         var waited = TimeSpan.Zero;
         try
@@ -129,7 +127,7 @@ internal sealed class PriorityRoutingResilienceStrategy : ResilienceStrategy<Htt
 
                             // A new round over every allowed backend, MaxAttempts of them; the next attempt keeps
                             // this number (the loop's increment).
-                            plan = fresh.Copy();
+                            plan.StartOver();
                             roundStart = attempt;
                             failed = null;
                             attempt--;
@@ -228,7 +226,6 @@ internal sealed class PriorityRoutingResilienceStrategy : ResilienceStrategy<Htt
                     }
 
                     failed = backend;
-                    plan.OnFailover();
                 }
             }
         }

@@ -12,7 +12,7 @@ namespace Polly.PriorityRouting;
 /// </remarks>
 internal readonly struct RequestRoute
 {
-    public RequestRoute(string? partition, ModelRoute? model = null, long cost = 0, TriedBackends? excluded = null)
+    public RequestRoute(string? partition, ModelRoute? model = null, long cost = 0, BackendSet? excluded = null)
     {
         Partition = partition;
         Model = model;
@@ -30,13 +30,13 @@ internal readonly struct RequestRoute
     public long Cost { get; }
 
     /// <summary>
-    /// Gets the backends this request was never allowed to use (affinity pins it, hints narrow it), or
-    /// <see langword="null"/>: the exhausted answer is computed over the others only.
+    /// Gets the backends this request may not use when its plan narrowed them beyond its model (a pinned id, hints,
+    /// drained backends, no failover), or <see langword="null"/>: the exhausted answer is computed over the others only.
     /// </summary>
-    public TriedBackends? Excluded { get; }
+    public BackendSet? Excluded { get; }
 
     /// <summary>Returns the same route with another set of excluded backends.</summary>
-    public RequestRoute WithExcluded(TriedBackends excluded) => new(Partition, Model, Cost, excluded);
+    public RequestRoute WithExcluded(BackendSet excluded) => new(Partition, Model, Cost, excluded);
 
     /// <summary>Returns the throttle partition of this request on <paramref name="backend"/>.</summary>
     public string? PartitionOn(RoutedBackend backend) => Model?.DeploymentOn(backend)?.Name ?? Partition;

@@ -60,6 +60,12 @@ internal sealed class RoutedBackend
     /// <summary>Gets the models the backend serves and its own names for them; <see langword="null"/>: every name, unchanged.</summary>
     public BackendModelMap? Models { get; }
 
+    /// <summary>
+    /// Gets a value indicating whether the backend is drained: it takes no new work except requests pinned to it by an
+    /// id it holds (see <see cref="DrainStage"/>). <see langword="false"/> unless set.
+    /// </summary>
+    public bool Drained { get; init; }
+
     /// <summary>Gets a value indicating whether the backend authenticates with a key header or a bearer token of its own.</summary>
     public bool HasCredential { get; }
 
