@@ -148,32 +148,36 @@ internal sealed class BackendPool
     }
 
     /// <summary>
-    /// Records an outcome that goes back to the caller: the backend answered, so it is healthy; and if the answer says a
-    /// rate-limit budget is spent, the backend leaves rotation before anyone pays a 429.
+    /// Records an outcome that goes back to the caller: an answer proves the backend healthy — unless its watched body
+    /// reports that when it ends (see <see cref="ResponseBodyWatcher"/>); an exception the predicate did not handle says
+    /// nothing about it. Either way the lease then frees a probe slot.
     /// </summary>
-    /// <returns>The verdict when the backend left rotation; otherwise <see langword="null"/>.</returns>
-    public async ValueTask<BackendVerdict?> RecordReturnedAsync(
-        BackendLease lease,
-        Outcome<HttpResponseMessage> outcome,
-        RequestRoute route,
-        CancellationToken cancellationToken,
-        bool deferHealth = false)
+    /// <param name="lease">The attempt's admission.</param>
+    /// <param name="healthyNow">Whether the outcome proves the backend healthy now.</param>
+    public void RecordAnswered(in BackendLease lease, bool healthyNow)
     {
-        if (outcome.Result is not { } response)
+        if (healthyNow)
         {
-            // An exception the predicate did not handle says nothing about the backend; the lease frees a probe slot.
-            return null;
-        }
-
-        if (!deferHealth)
-        {
-            // A watched body reports the backend's health when it ends instead (see ResponseBodyWatcher).
             _tracker?.RecordHealthy(lease);
         }
+    }
 
+    /// <summary>
+    /// Reads the rate-limit budget of an answer that goes back to the caller; with proactive throttling, an answer that
+    /// says its budget is spent takes the backend (or the request's partition of it) out of rotation before anyone pays
+    /// a 429.
+    /// </summary>
+    /// <returns>The verdict when the backend left rotation; otherwise <see langword="null"/>.</returns>
+    public async ValueTask<BackendVerdict?> ObserveBudgetAsync(
+        RoutedBackend backend,
+        HttpResponseMessage response,
+        RequestRoute route,
+        CancellationToken cancellationToken)
+    {
         // Budgets are read from answers that go back to the caller only: a handled answer (a 429) marks the backend with
         // its most precise signal (retry-after-ms), which a coarser x-ratelimit-reset-* must not outlast.
-        _budgets?.Observe(lease.Backend.GetThrottleKey(route.PartitionOn(lease.Backend)), response.Headers, _timeProvider.GetUtcNow(), _maxCooldown);
+        var key = backend.GetThrottleKey(route.PartitionOn(backend));
+        _budgets?.Observe(key, response.Headers, _timeProvider.GetUtcNow(), _maxCooldown);
         if (!_proactiveThrottling ||
             !ThrottleSignalParser.TryGetExhaustedBudgetReset(response.Headers, _maxCooldown, out var cooldown) ||
             cooldown <= TimeSpan.Zero)
@@ -182,8 +186,7 @@ internal sealed class BackendPool
         }
 
         var now = _timeProvider.GetUtcNow();
-        return await MarkAsync(
-                lease.Backend.GetThrottleKey(route.PartitionOn(lease.Backend)), BackendUnavailableReason.Throttled, BackendUnavailableReason.Throttled, cooldown, 0, now, cancellationToken)
+        return await MarkAsync(key, BackendUnavailableReason.Throttled, BackendUnavailableReason.Throttled, cooldown, 0, now, cancellationToken)
             .ConfigureAwait(false);
     }
 

@@ -31,6 +31,7 @@ internal sealed class RoutedBackend
         Headers = [.. backend.Headers];
         BearerTokenProvider = backend.BearerTokenProvider;
         HasCredential = BearerTokenProvider is not null || Headers.Any(header => IsCredentialHeader(header.Key));
+        Credentials = AttemptCredentials.Of(Name, Headers, BearerTokenProvider);
         Models = BackendModelMap.Create(backend.Models);
     }
 
@@ -56,6 +57,9 @@ internal sealed class RoutedBackend
     public KeyValuePair<string, string>[] Headers { get; }
 
     public Func<CancellationToken, ValueTask<string>>? BearerTokenProvider { get; }
+
+    /// <summary>Gets the headers and token source applied to each attempt, or <see langword="null"/> when there are none.</summary>
+    public AttemptCredentials? Credentials { get; }
 
     /// <summary>Gets the models the backend serves and its own names for them; <see langword="null"/>: every name, unchanged.</summary>
     public BackendModelMap? Models { get; }

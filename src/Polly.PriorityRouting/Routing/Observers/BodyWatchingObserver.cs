@@ -1,0 +1,16 @@
+namespace Polly.PriorityRouting;
+
+/// <summary>
+/// Body watching as an observer: the attempt is not over until the body's first byte (a backend that sends headers and
+/// then nothing fails over while the caller has seen nothing), and the body's end reports its backend's health.
+/// </summary>
+internal sealed class BodyWatchingObserver(ResponseBodyWatcher watcher) : IAnswerObserver
+{
+    public async ValueTask<AnswerVerdict> ObserveAsync(ReturnedAnswer answer)
+    {
+        var context = answer.Context;
+        var body = await watcher.PrepareAsync(answer.Response, answer.Method, answer.Lease, answer.Started, context.ContinueOnCapturedContext, context.CancellationToken)
+            .ConfigureAwait(context.ContinueOnCapturedContext);
+        return AnswerVerdict.From(body);
+    }
+}
