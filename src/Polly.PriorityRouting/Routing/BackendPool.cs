@@ -6,9 +6,9 @@ namespace Polly.PriorityRouting;
 /// the exhausted answer and snapshots from the same reads.
 /// </summary>
 /// <remarks>
-/// Nothing here is per request except the lease; the state itself lives in the store (deadlines) and in the
-/// <see cref="BackendHealthTracker"/> of that store (failure counts, probe slots), so rebuilt pipelines and other clients
-/// sharing the store see the same backends.
+/// Nothing here is per request except the lease; the state itself is the store's (see <see cref="SharedBackendState"/>:
+/// deadlines, failure counts, probe slots, budgets), so rebuilt pipelines and other clients sharing the store see the
+/// same backends.
 /// </remarks>
 internal sealed class BackendPool
 {
@@ -23,7 +23,10 @@ internal sealed class BackendPool
     private readonly BackendBudgets? _budgets;
     private readonly Func<HttpRequestMessage, long> _requestCost;
 
-    public BackendPool(PriorityRoutingStrategyOptions options, IBackendStateStore store, TimeProvider timeProvider)
+    /// <param name="options">The pipeline's options.</param>
+    /// <param name="shared">What the pipelines on the store share (see <see cref="SharedBackendState"/>).</param>
+    /// <param name="timeProvider">The pipeline's clock.</param>
+    public BackendPool(PriorityRoutingStrategyOptions options, SharedBackendState shared, TimeProvider timeProvider)
     {
         _backends = Route(options.Backends);
 
@@ -35,16 +38,21 @@ internal sealed class BackendPool
             BaseEjectionTime = options.OutlierEjection.BaseEjectionTime,
             MaxEjectionTime = options.OutlierEjection.MaxEjectionTime,
         };
-        _tracker = _ejection.Enabled ? BackendHealthTracker.For(store) : null;
+        _tracker = _ejection.Enabled ? shared.Health : null;
         _timeProvider = timeProvider;
         _defaultCooldown = options.DefaultCooldown;
         _maxCooldown = options.MaxCooldown;
         _proactiveThrottling = options.ProactiveThrottling;
 
         var longest = _ejection.Enabled && _ejection.MaxEjectionTime > _maxCooldown ? _ejection.MaxEjectionTime : _maxCooldown;
-        Availability = new BackendAvailability(store, _tracker, longest);
+        Availability = new BackendAvailability(shared.Store, _tracker, longest);
         Latency = options.SelectionMode == BackendSelectionMode.LatencyAware ? new LatencyTracker(_backends.Length) : null;
-        _budgets = options.TokenBudgets ? BackendBudgets.For(store, timeProvider) : null;
+        if (options.TokenBudgets)
+        {
+            _budgets = shared.Budgets;
+            _budgets.SubscribeOnce(timeProvider);
+        }
+
         _requestCost = options.RequestCost ?? OpenAIRequestCost.Estimate;
         _selector = new BackendSelector(_backends, Availability, options.Randomizer, Latency, _budgets);
         Queue = _budgets is not null && options.MaxQueueWait is { } maxWait ? new WaitQueue(timeProvider, _budgets, maxWait) : null;

@@ -39,7 +39,8 @@ internal sealed class PriorityRoutingResilienceStrategy : ResilienceStrategy<Htt
         string? pipelineName = null,
         string? pipelineInstanceName = null)
     {
-        _pool = new BackendPool(options, options.StateStore ?? InMemoryBackendStateStore.Shared, timeProvider);
+        _pool = new BackendPool(
+            options, SharedBackendState.For(options.StateStore ?? InMemoryBackendStateStore.Shared, options.SharedStateFromServices), timeProvider);
         _telemetry = new RoutingTelemetry(options, telemetry, pipelineName, pipelineInstanceName);
         _timeProvider = timeProvider;
         _maxAttempts = Math.Min(options.MaxAttempts ?? int.MaxValue, _pool.Backends.Count);
