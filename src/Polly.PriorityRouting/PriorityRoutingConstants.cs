@@ -38,6 +38,9 @@ internal static class PriorityRoutingConstants
     /// <summary>Marks the synthetic answer so that callers and outer strategies can tell it from a backend's own.</summary>
     public const string ExhaustedHeader = "x-priority-routing-exhausted";
 
+    /// <summary>The header naming the logical model that served an answer (the requested model, or a fallback).</summary>
+    public const string ModelHeader = "x-priority-routing-model";
+
     public static readonly TimeSpan DefaultCooldown = TimeSpan.FromSeconds(10);
 
     public static readonly TimeSpan DefaultMaxCooldown = TimeSpan.FromMinutes(5);

@@ -17,6 +17,9 @@ namespace Polly.PriorityRouting;
 /// </remarks>
 public class PriorityRoutingStrategyOptions : ResilienceStrategyOptions
 {
+    private IDictionary<string, IList<string>> _modelFallbacks = new Dictionary<string, IList<string>>(StringComparer.Ordinal);
+    private IDictionary<string, IList<string>> _contextWindowFallbacks = new Dictionary<string, IList<string>>(StringComparer.Ordinal);
+
     /// <summary>
     /// Initializes a new instance of the <see cref="PriorityRoutingStrategyOptions"/> class.
     /// </summary>
@@ -161,6 +164,56 @@ public class PriorityRoutingStrategyOptions : ResilienceStrategyOptions
     /// </value>
     [Range(typeof(TimeSpan), "00:00:00.001", "1.00:00:00")]
     public TimeSpan? MaxQueueWait { get; set; }
+
+    /// <summary>
+    /// Gets or sets the model fallback chains: a logical model → the logical models that take its requests, in order,
+    /// when every backend serving it is unavailable or has failed in this call.
+    /// </summary>
+    /// <remarks>
+    /// <para>
+    /// The request goes on in the same call to the backends serving the next model of the requested model's list; the
+    /// <c>/openai/deployments/{name}/</c> segment or the body's top-level <c>"model"</c> is rewritten to each backend's
+    /// name for that model (its <see cref="PriorityBackend.Models"/> entry, else the logical name). A fallback is never
+    /// used while any backend of the requested model, in any tier, is available to the request; the hints
+    /// (<see cref="PriorityRoutingHints.OnlyBackends"/>, <see cref="PriorityRoutingHints.ExcludedBackends"/>,
+    /// <see cref="PriorityRoutingHints.MaxPriority"/>) and drained backends narrow every model of the chain alike.
+    /// <see cref="MaxAttempts"/> bounds the attempts per model. A request pinned to a backend by affinity, a request
+    /// with <see cref="PriorityRoutingHints.NoFailover"/> or <see cref="PriorityRoutingHints.NoModelFallback"/> stays on
+    /// its model. When the whole chain is exhausted, the exhausted answer's <c>Retry-After</c> is the soonest over every
+    /// backend of the chain. Only the requested model's list is followed (a fallback's own list is not).
+    /// </para>
+    /// <para>
+    /// Every answer from a backend carries <c>x-priority-routing-model: {the logical model that served}</c> when the
+    /// pipeline has model maps or fallbacks. From configuration: <c>Routing:ModelFallbacks:{model}:{index}</c>. Names
+    /// must be served by some backend, and a model may not fall back to itself nor through a cycle.
+    /// </para>
+    /// </remarks>
+    /// <value>An empty, case-sensitive dictionary by default. Never <see langword="null"/>.</value>
+    public IDictionary<string, IList<string>> ModelFallbacks
+    {
+        get => _modelFallbacks;
+        set => _modelFallbacks = value ?? new Dictionary<string, IList<string>>(StringComparer.Ordinal);
+    }
+
+    /// <summary>
+    /// Gets or sets the context-window fallback chains: a logical model → the logical models with larger context
+    /// windows that take its requests, in order, when a backend answers that the prompt does not fit.
+    /// </summary>
+    /// <remarks>
+    /// A backend's <c>400</c> whose error body has <c>"code":"context_length_exceeded"</c> (OpenAI's and Azure OpenAI's
+    /// shape) moves the request, in the same call, to the next model of the list of the model that answered — not to
+    /// another backend of the same model — and the backend is not marked unavailable: it answered correctly. Within the
+    /// list, a model whose backends are all unavailable passes the request to the next one as well. Without a
+    /// configured list, that <c>400</c> goes back to the caller unchanged. Only a <c>400</c> of a model that has a list is
+    /// read, and at most 16 KB of it; a body that is not that error reaches the caller intact. From configuration:
+    /// <c>Routing:ContextWindowFallbacks:{model}:{index}</c>.
+    /// </remarks>
+    /// <value>An empty, case-sensitive dictionary by default. Never <see langword="null"/>.</value>
+    public IDictionary<string, IList<string>> ContextWindowFallbacks
+    {
+        get => _contextWindowFallbacks;
+        set => _contextWindowFallbacks = value ?? new Dictionary<string, IList<string>>(StringComparer.Ordinal);
+    }
 
     /// <summary>
     /// Gets or sets a function that derives a throttle partition from the request, for services that throttle per

@@ -53,6 +53,8 @@ internal static partial class PriorityRoutingStrategyOptionsValidator
         ValidateStreaming(options, prefix, errors);
         ValidateQueueWait(options, prefix, errors);
         ValidateAffinity(options.Affinity, prefix, errors);
+        ValidateFallbacks(options.ModelFallbacks, options.Backends, $"{prefix}{nameof(options.ModelFallbacks)}", errors);
+        ValidateFallbacks(options.ContextWindowFallbacks, options.Backends, $"{prefix}{nameof(options.ContextWindowFallbacks)}", errors);
 
         if (options.ShouldHandle is null)
         {

@@ -27,6 +27,13 @@ public sealed class PriorityRoutingHints
     public bool NoFailover { get; set; }
 
     /// <summary>
+    /// Gets or sets a value indicating whether the request stays on its model: neither
+    /// <see cref="PriorityRoutingStrategyOptions.ModelFallbacks"/> nor
+    /// <see cref="PriorityRoutingStrategyOptions.ContextWindowFallbacks"/> move it to another one.
+    /// </summary>
+    public bool NoModelFallback { get; set; }
+
+    /// <summary>
     /// Gets or sets a soft-affinity key (a session, a conversation, a prompt-cache key): requests with the same key stay
     /// on one backend for <see cref="AffinityOptions.StickyLifetime"/> after the last one, and move when it is
     /// unavailable. Takes precedence over the body's <c>prompt_cache_key</c> and <c>user</c>.

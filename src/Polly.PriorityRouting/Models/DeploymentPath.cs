@@ -40,14 +40,20 @@ internal static class DeploymentPath
         }
 
         var segment = pathAndQuery.AsSpan(start, length);
-        if (models.Find(Unescape(segment)) is not { } deployment ||
-            segment.SequenceEqual(deployment.PathSegment))
-        {
-            return pathAndQuery;
-        }
-
-        return string.Concat(pathAndQuery.AsSpan(0, start), deployment.PathSegment, pathAndQuery.AsSpan(start + length));
+        return models.Find(Unescape(segment)) is { } deployment ? Replace(pathAndQuery, start, length, deployment) : pathAndQuery;
     }
+
+    /// <summary>
+    /// Returns <paramref name="pathAndQuery"/> (escaped) with its deployment segment replaced by <paramref name="deployment"/>
+    /// (a model fallback); unchanged when there is no such segment.
+    /// </summary>
+    public static string Rewrite(string pathAndQuery, ModelDeployment deployment)
+        => TryFind(pathAndQuery, out var start, out var length) ? Replace(pathAndQuery, start, length, deployment) : pathAndQuery;
+
+    private static string Replace(string pathAndQuery, int start, int length, ModelDeployment deployment)
+        => pathAndQuery.AsSpan(start, length).SequenceEqual(deployment.PathSegment)
+            ? pathAndQuery
+            : string.Concat(pathAndQuery.AsSpan(0, start), deployment.PathSegment, pathAndQuery.AsSpan(start + length));
 
     private static string Unescape(ReadOnlySpan<char> segment)
 #if NET9_0_OR_GREATER

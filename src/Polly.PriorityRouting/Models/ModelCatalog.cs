@@ -14,10 +14,13 @@ internal sealed class ModelCatalog
 {
     private readonly FrozenDictionary<string, ModelRoute> _routes;
 
-    private ModelCatalog(RoutedBackend[] backends)
+    private ModelCatalog(RoutedBackend[] backends, IDictionary<string, IList<string>> modelFallbacks, IDictionary<string, IList<string>> contextWindowFallbacks)
     {
+        // The names of the fallback chains are configured names too (validated as served at startup).
         var names = backends
             .SelectMany(backend => backend.Models?.LogicalNames ?? [])
+            .Concat(ChainNames(modelFallbacks))
+            .Concat(ChainNames(contextWindowFallbacks))
             .Distinct(StringComparer.Ordinal)
             .Order(StringComparer.Ordinal)
             .ToArray();
@@ -27,6 +30,12 @@ internal sealed class ModelCatalog
             .Select(name => new ModelRoute(name, backends, backend => backend.Models is null || backend.Models.Find(name) is not null))
             .ToFrozenDictionary(route => route.Name!, StringComparer.Ordinal);
         Names = names;
+        foreach (var route in _routes.Values)
+        {
+            route.SetFallbacks(Chain(modelFallbacks, route.Name!), Chain(contextWindowFallbacks, route.Name!));
+        }
+
+        HasFallbacks = modelFallbacks.Count > 0 || contextWindowFallbacks.Count > 0;
 
         var unmapped = new ModelRoute(null, backends, backend => backend.Models is null);
         Unmapped = unmapped.Backends.Length > 0 ? unmapped : null;
@@ -41,12 +50,32 @@ internal sealed class ModelCatalog
     /// </summary>
     public ModelRoute? Unmapped { get; }
 
-    /// <summary>Returns the catalog of a pipeline, or <see langword="null"/> when no backend has a map.</summary>
-    public static ModelCatalog? Create(RoutedBackend[] backends)
-        => backends.Any(backend => backend.Models is not null) ? new ModelCatalog(backends) : null;
+    /// <summary>Gets a value indicating whether any model has a fallback chain.</summary>
+    public bool HasFallbacks { get; }
+
+    /// <summary>Returns the catalog of a pipeline, or <see langword="null"/> when no backend has a map and no model a fallback.</summary>
+    public static ModelCatalog? Create(
+        RoutedBackend[] backends,
+        IDictionary<string, IList<string>>? modelFallbacks = null,
+        IDictionary<string, IList<string>>? contextWindowFallbacks = null)
+    {
+        modelFallbacks ??= new Dictionary<string, IList<string>>();
+        contextWindowFallbacks ??= new Dictionary<string, IList<string>>();
+        return backends.Any(backend => backend.Models is not null) || modelFallbacks.Count > 0 || contextWindowFallbacks.Count > 0
+            ? new ModelCatalog(backends, modelFallbacks, contextWindowFallbacks)
+            : null;
+    }
 
     /// <summary>Returns the route of a logical name; <see langword="null"/> when no backend serves it.</summary>
     public ModelRoute? Resolve(string name) => _routes.TryGetValue(name, out var route) ? route : Unmapped;
+
+    private static IEnumerable<string> ChainNames(IDictionary<string, IList<string>> chains)
+        => chains.SelectMany(chain => (chain.Value ?? []).Prepend(chain.Key));
+
+    private IEnumerable<ModelRoute> Chain(IDictionary<string, IList<string>> chains, string name)
+        => chains.TryGetValue(name, out var chain) && chain is not null
+            ? chain.Where(fallback => !string.Equals(fallback, name, StringComparison.Ordinal)).Select(fallback => _routes[fallback])
+            : [];
 
     /// <summary>Returns the route of a configured name, for telemetry.</summary>
     public ModelRoute RouteOf(string configuredName) => _routes[configuredName];

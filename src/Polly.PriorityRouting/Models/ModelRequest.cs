@@ -56,13 +56,24 @@ internal sealed class ModelRequest
     }
 
     /// <summary>
-    /// Returns the body of an attempt on <paramref name="backend"/>: a rewritten copy-free view when the backend names the
-    /// model differently, otherwise <see langword="null"/> (the caller's content goes as it is).
+    /// Returns the body of an attempt on <paramref name="backend"/> for the model <paramref name="serving"/> (the
+    /// requested one, or a fallback): a rewritten copy-free view when the backend names the model differently, otherwise
+    /// <see langword="null"/> (the caller's content goes as it is).
     /// </summary>
-    public HttpContent? ContentFor(RoutedBackend backend)
-        => _content is not null && Route?.DeploymentOn(backend) is { } deployment && !string.Equals(deployment.Name, Name, StringComparison.Ordinal)
+    public HttpContent? ContentFor(RoutedBackend backend, ModelRoute? serving)
+        => _content is not null && DeploymentOn(backend, serving) is { } deployment && !string.Equals(deployment.Name, Name, StringComparison.Ordinal)
             ? new ModelRewrittenContent(_content, _body, _valueStart, _valueEnd, deployment.JsonLiteral)
             : null;
+
+    /// <summary>
+    /// Returns the deployment segment an attempt's path carries when a path-style request falls back to another model;
+    /// <see langword="null"/> otherwise (the backend's cached attempt URI maps the requested model).
+    /// </summary>
+    public ModelDeployment? PathDeploymentFor(RoutedBackend backend, ModelRoute? serving)
+        => _content is null && serving is not null && serving != Route ? serving.FallbackDeploymentOn(backend) : null;
+
+    private ModelDeployment? DeploymentOn(RoutedBackend backend, ModelRoute? serving)
+        => serving is null || serving == Route ? Route?.DeploymentOn(backend) : serving.FallbackDeploymentOn(backend);
 
     private static async ValueTask<ModelRequest?> ResolveFromBodyAsync(ModelCatalog catalog, HttpContent content, CancellationToken cancellationToken)
     {

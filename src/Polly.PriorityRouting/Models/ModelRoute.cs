@@ -36,6 +36,8 @@ internal sealed class ModelRoute
 
         Backends = [.. serving];
         _excluded = [.. excluded];
+        Self = name is null ? null : new ModelDeployment(name);
+        ModelChain = [this];
     }
 
     /// <summary>Gets the logical name; <see langword="null"/> for names that no map mentions.</summary>
@@ -45,10 +47,35 @@ internal sealed class ModelRoute
     public RoutedBackend[] Backends { get; }
 
     /// <summary>
+    /// Gets this model followed by its <see cref="PriorityRoutingStrategyOptions.ModelFallbacks"/>, in order: the models
+    /// a request for it may be served by. Just this model when it has no fallback.
+    /// </summary>
+    public ModelRoute[] ModelChain { get; private set; }
+
+    /// <summary>Gets this model's <see cref="PriorityRoutingStrategyOptions.ContextWindowFallbacks"/>, in order; empty when none.</summary>
+    public ModelRoute[] ContextWindowChain { get; private set; } = [];
+
+    /// <summary>Gets the logical name as a deployment name: what a fallback writes on a backend without a map.</summary>
+    private ModelDeployment? Self { get; }
+
+    /// <summary>
     /// Returns the backend's own name for the model, or <see langword="null"/> when the backend has no map (it receives
     /// the request unchanged) or does not serve it.
     /// </summary>
     public ModelDeployment? DeploymentOn(RoutedBackend backend) => _deployments[backend.Index];
+
+    /// <summary>
+    /// Returns the name an attempt on <paramref name="backend"/> carries when a request for another model falls back to
+    /// this one: the backend's own name for it, else the logical name.
+    /// </summary>
+    public ModelDeployment? FallbackDeploymentOn(RoutedBackend backend) => _deployments[backend.Index] ?? Self;
+
+    /// <summary>Links the fallback chains, once, when the catalog is built.</summary>
+    public void SetFallbacks(IEnumerable<ModelRoute> modelFallbacks, IEnumerable<ModelRoute> contextWindowFallbacks)
+    {
+        ModelChain = [this, .. modelFallbacks];
+        ContextWindowChain = [.. contextWindowFallbacks];
+    }
 
     /// <summary>Adds the backends that do not serve the model to <paramref name="disallowed"/>, so that selection never picks them.</summary>
     public void ExcludeOthers(ref BackendSet disallowed)

@@ -14,15 +14,19 @@ internal static class AttemptRequest
     /// <remarks>
     /// The content object is shared with the original request (it is made replayable first, see
     /// <see cref="PrepareContentAsync"/>), so the attempt request must never be disposed: that would dispose the body.
-    /// <paramref name="content"/>, when given, replaces it for this attempt (the body with the backend's model name).
+    /// <paramref name="content"/>, when given, replaces it for this attempt (the body with the backend's model name);
+    /// <paramref name="pathDeployment"/>, when given, is the deployment segment of a model fallback.
     /// </remarks>
     public static HttpRequestMessage Create(
         HttpRequestMessage original,
         RoutedBackend backend,
         bool deferCredentials = false,
-        HttpContent? content = null)
+        HttpContent? content = null,
+        ModelDeployment? pathDeployment = null)
     {
-        var request = new HttpRequestMessage(original.Method, backend.GetAttemptUri(original.RequestUri))
+        // A fallback's deployment segment is rare: built each time rather than cached with the backend's attempt URIs.
+        var uri = pathDeployment is null ? backend.GetAttemptUri(original.RequestUri) : BuildUri(original.RequestUri, backend, pathDeployment);
+        var request = new HttpRequestMessage(original.Method, uri)
         {
             Version = original.Version,
             VersionPolicy = original.VersionPolicy,
@@ -56,7 +60,7 @@ internal static class AttemptRequest
         return request;
     }
 
-    public static Uri BuildUri(Uri? original, RoutedBackend backend)
+    public static Uri BuildUri(Uri? original, RoutedBackend backend, ModelDeployment? pathDeployment = null)
     {
         string pathAndQuery;
         if (original is null)
@@ -72,7 +76,11 @@ internal static class AttemptRequest
             pathAndQuery = original.OriginalString.StartsWith('/') ? original.OriginalString : "/" + original.OriginalString;
         }
 
-        if (backend.Models is { } models)
+        if (pathDeployment is not null)
+        {
+            pathAndQuery = DeploymentPath.Rewrite(pathAndQuery, pathDeployment);
+        }
+        else if (backend.Models is { } models)
         {
             // The backend's own deployment name in /openai/deployments/{name}/ (cached with the attempt URI).
             pathAndQuery = DeploymentPath.Rewrite(pathAndQuery, models);

@@ -56,7 +56,7 @@ internal sealed class BackendPool
         _requestCost = options.RequestCost ?? OpenAIRequestCost.Estimate;
         _selector = new BackendSelector(_backends, Availability, options.Randomizer, Latency, _budgets);
         Queue = _budgets is not null && options.MaxQueueWait is { } maxWait ? new WaitQueue(timeProvider, _budgets, maxWait) : null;
-        Models = ModelCatalog.Create(_backends);
+        Models = ModelCatalog.Create(_backends, options.ModelFallbacks, options.ContextWindowFallbacks);
     }
 
     /// <summary>Gets the backends, best tier first, in configured order within a tier.</summary>
@@ -231,13 +231,7 @@ internal sealed class BackendPool
     /// </returns>
     public (TimeSpan RetryAfter, bool Throttled, BudgetReservation? Reservation) GetExhaustion(RequestRoute route)
     {
-        IReadOnlyList<RoutedBackend> backends = route.Model?.Backends ?? _backends;
-        if (route.Excluded is { } excluded)
-        {
-            // Only on the exhausted path of a restricted request (affinity, hints): allocating the list is fine.
-            backends = [.. backends.Where(backend => !excluded.Contains(backend.Index))];
-        }
-
+        var backends = BackendsOf(route);
         if (_budgets is null)
         {
             var (retryAfter, throttled) = Availability.GetExhaustion(backends, _timeProvider.GetUtcNow(), route);
@@ -246,6 +240,16 @@ internal sealed class BackendPool
 
         return BudgetExhaustion.Compute(backends, Availability, _budgets, _timeProvider.GetUtcNow(), route, Queue?.MaxWait);
     }
+
+    /// <summary>
+    /// Returns the time until the soonest backend a route allows is back in rotation, from the store alone: for the
+    /// fallback models of an exhausted chain, where the budget view promises nothing (the requested model's does).
+    /// </summary>
+    public (TimeSpan RetryAfter, bool Throttled) GetTimeUntilAvailable(RequestRoute route)
+        => Availability.GetExhaustion(BackendsOf(route), _timeProvider.GetUtcNow(), route);
+
+    /// <summary>Returns whether a backend open to the request could still take it now (in rotation, admitted by its budget).</summary>
+    public bool HasOpen(in BackendSet closed, RequestRoute route) => _selector.SelectNext(closed, _timeProvider.GetUtcNow(), route) is not null;
 
     /// <summary>Estimates a request's cost in tokens once per execution; 0 when budgets are off or the estimate fails.</summary>
     public long EstimateCost(HttpRequestMessage request)
@@ -283,6 +287,19 @@ internal sealed class BackendPool
 
         _budgets?.Spend(backend.GetThrottleKey(route.PartitionOn(backend)), route.Cost, now);
         return true;
+    }
+
+    /// <summary>The backends a request's exhausted answer counts: its model's, minus those its plan disallowed.</summary>
+    private IReadOnlyList<RoutedBackend> BackendsOf(RequestRoute route)
+    {
+        IReadOnlyList<RoutedBackend> backends = route.Model?.Backends ?? _backends;
+        if (route.Excluded is { } excluded)
+        {
+            // Only on the exhausted path of a restricted request (affinity, hints): allocating the list is fine.
+            backends = [.. backends.Where(backend => !excluded.Contains(backend.Index))];
+        }
+
+        return backends;
     }
 
     /// <summary>Sorts backends by priority, keeping the configured order within a tier.</summary>

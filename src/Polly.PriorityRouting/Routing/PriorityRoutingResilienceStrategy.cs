@@ -25,7 +25,6 @@ internal sealed class PriorityRoutingResilienceStrategy : ResilienceStrategy<Htt
     private readonly RoutingTelemetry _telemetry;
     private readonly PriorityRoutingGaugeSource _gauges;
     private readonly TimeProvider _timeProvider;
-    private readonly int _maxAttempts;
     private readonly Func<PriorityRoutingPredicateArguments, ValueTask<bool>> _shouldHandle;
     private readonly bool _deferCredentials;
     private readonly RequestPlanner _planner;
@@ -43,7 +42,6 @@ internal sealed class PriorityRoutingResilienceStrategy : ResilienceStrategy<Htt
             options, SharedBackendState.For(options.StateStore ?? InMemoryBackendStateStore.Shared, options.SharedStateFromServices), timeProvider);
         _telemetry = new RoutingTelemetry(options, telemetry, pipelineName, pipelineInstanceName);
         _timeProvider = timeProvider;
-        _maxAttempts = Math.Min(options.MaxAttempts ?? int.MaxValue, _pool.Backends.Count);
         _shouldHandle = options.ShouldHandle;
         _deferCredentials = options.DeferCredentials;
         _planner = new RequestPlanner(options, _pool, _telemetry);
@@ -99,7 +97,6 @@ internal sealed class PriorityRoutingResilienceStrategy : ResilienceStrategy<Htt
 
         var throttledInThisCall = false;
         RoutedBackend? failed = null;
-        var roundStart = 0;
         var waited = TimeSpan.Zero;
         try
         {
@@ -111,10 +108,10 @@ internal sealed class PriorityRoutingResilienceStrategy : ResilienceStrategy<Htt
                 }
 
                 // Select.
-                if (attempt - roundStart >= _maxAttempts || !plan.TryAcquire(_pool, out var lease))
+                if (!plan.TryAcquire(_pool, out var lease))
                 {
-                    // Nothing left: wait for a promised refill and start a new round, or answer now.
-                    var exhaustion = _pool.GetExhaustion(plan.Route);
+                    // Nothing left, on any model of the request: wait for a promised refill and start a new round, or answer now.
+                    var exhaustion = plan.GetExhaustion(_pool);
                     var wait = await _waits.WaitAsync(exhaustion.Reservation, waited, context).ConfigureAwait(context.ContinueOnCapturedContext);
                     waited += wait.Waited;
                     switch (wait.Outcome)
@@ -125,7 +122,6 @@ internal sealed class PriorityRoutingResilienceStrategy : ResilienceStrategy<Htt
                             // A new round over every allowed backend, MaxAttempts of them; the next attempt keeps this
                             // number (the loop's increment).
                             plan.StartOver();
-                            roundStart = attempt;
                             failed = null;
                             attempt--;
                             continue;
@@ -145,7 +141,7 @@ internal sealed class PriorityRoutingResilienceStrategy : ResilienceStrategy<Htt
 
                     // Send.
                     var started = _timeProvider.GetTimestamp();
-                    var outcome = await SendAsync(callback, context, state, original, backend, plan.Model).ConfigureAwait(context.ContinueOnCapturedContext);
+                    var outcome = await SendAsync(callback, context, state, original, backend, plan.Model, plan.Route.Model).ConfigureAwait(context.ContinueOnCapturedContext);
                     if (outcome.Exception is OperationCanceledException && context.CancellationToken.IsCancellationRequested)
                     {
                         // The caller gave up: the backend did nothing wrong and must not be marked.
@@ -170,13 +166,24 @@ internal sealed class PriorityRoutingResilienceStrategy : ResilienceStrategy<Htt
                     var verdict = AnswerVerdict.Accepted;
                     if (!handled && outcome.Result is { } response)
                     {
-                        verdict = await _observers.ObserveAsync(new ReturnedAnswer(context, response, lease, original.Method, started, attempt, plan.Route, plan.Affinity))
+                        verdict = await _observers.ObserveAsync(new ReturnedAnswer(context, response, lease, original.Method, started, attempt, plan.Route, plan.Affinity, plan.Model, plan.CanMoveToLargerModel))
                             .ConfigureAwait(context.ContinueOnCapturedContext);
                         if (verdict.IsCanceled)
                         {
                             var canceled = CallerCanceled(context);
                             _telemetry.AttemptEnded(context, backend, canceled, attempt, _timeProvider.GetElapsedTime(started), handled: false, PriorityRoutingTags.CanceledOutcome);
                             return canceled;
+                        }
+
+                        if (verdict.MovesToLargerModel)
+                        {
+                            // The backend answered correctly that the prompt does not fit its model: it stays in
+                            // rotation, and the request goes on to a larger model.
+                            _pool.RecordAnswered(lease, healthyNow: true);
+                            _telemetry.AttemptEnded(context, backend, outcome, attempt, _timeProvider.GetElapsedTime(started), handled: true, PriorityRoutingTags.ContextLengthExceededOutcome);
+                            plan.MoveToLargerModel();
+                            failed = backend;
+                            continue;
                         }
 
                         if (verdict.Failure is { } failure)
@@ -234,9 +241,10 @@ internal sealed class PriorityRoutingResilienceStrategy : ResilienceStrategy<Htt
         TState state,
         HttpRequestMessage original,
         RoutedBackend backend,
-        ModelRequest? model)
+        ModelRequest? model,
+        ModelRoute? serving)
     {
-        var request = AttemptRequest.Create(original, backend, _deferCredentials, model?.ContentFor(backend));
+        var request = AttemptRequest.Create(original, backend, _deferCredentials, model?.ContentFor(backend, serving), model?.PathDeploymentFor(backend, serving));
         if (!_deferCredentials && backend.Credentials is { } credentials)
         {
             // A pipeline composed in code has no handler below it to apply them: here, under the caller's cancellation only.

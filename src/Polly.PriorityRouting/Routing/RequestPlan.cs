@@ -13,24 +13,53 @@ namespace Polly.PriorityRouting;
 /// <see cref="PriorityRoutingStrategyOptions.MaxQueueWait"/>) for that backend only, and its exhausted answer is that
 /// backend's own.
 /// </para>
+/// <para>
+/// A request that may fall back (<see cref="ModelFallbackStage"/>) walks a chain of models, one round each: when no
+/// backend of the current model is left — none in rotation, or every one tried in this call — the next model's
+/// allowed set replaces the current one. <c>MaxAttempts</c> bounds each model's round; a round that reached it while a
+/// backend of its model could still take the request ends the call rather than fall back.
+/// </para>
 /// <para>A mutable struct held by the attempt loop: no allocation per request.</para>
 /// </remarks>
 internal struct RequestPlan
 {
     private readonly bool _noFailover;
+    private readonly int _maxAttempts;
+    private readonly ModelFallbackStage? _fallbacks;
+    private readonly RequestFacts _facts;
     private BackendSet _disallowed;
     private BackendSet _closed;
     private RoutedBackend? _preferred;
+    private int _attempts;
 
-    public RequestPlan(RequestRoute route, BackendSet disallowed, ModelRequest? model, AffinityDecision affinity, RoutedBackend? preferred, bool noFailover)
+    // The models being walked (the requested model's fallback chain, or after a context-length answer that model's
+    // context-window chain); null when the request stays on its model.
+    private ModelRoute[]? _chain;
+    private int _position;
+    private bool _onContextWindowChain;
+
+    public RequestPlan(
+        RequestRoute route,
+        BackendSet disallowed,
+        in RequestFacts facts,
+        RoutedBackend? preferred,
+        int maxAttempts,
+        ModelFallbackStage? fallbacks)
     {
         Route = route;
-        Model = model;
-        Affinity = affinity;
-        _noFailover = noFailover;
+        Model = facts.Model;
+        Affinity = facts.Affinity;
+        _noFailover = facts.Hints?.NoFailover == true;
+        _maxAttempts = maxAttempts;
         _disallowed = disallowed;
         _closed = disallowed.Copy();
         _preferred = preferred;
+        _fallbacks = fallbacks;
+        if (fallbacks is not null)
+        {
+            _facts = facts;
+            _chain = facts.Model!.Route!.ModelChain;
+        }
     }
 
     private RequestPlan(HttpResponseMessage answer) => Answer = answer;
@@ -38,7 +67,10 @@ internal struct RequestPlan
     /// <summary>Gets the answer given without calling any backend (an unknown model, an id whose backend is gone).</summary>
     public HttpResponseMessage? Answer { get; }
 
-    /// <summary>Gets what the request routes over: partition, model, cost, and the backends its exhausted answer counts.</summary>
+    /// <summary>
+    /// Gets what the request routes over now: partition, the model being served (a fallback's, after a fallback), cost,
+    /// and the backends its exhausted answer counts.
+    /// </summary>
     public RequestRoute Route { get; private set; }
 
     /// <summary>Gets the request's logical model when the pipeline maps models; each attempt's body follows it.</summary>
@@ -47,13 +79,98 @@ internal struct RequestPlan
     /// <summary>Gets what affinity decided: the ids the request refers to or creates, a pinned or preferred backend.</summary>
     public AffinityDecision Affinity { get; }
 
+    /// <summary>
+    /// Gets a value indicating whether a context-length answer moves this request to a larger model: the next of the
+    /// context-window chain it walks, or the first of its current model's.
+    /// </summary>
+    public readonly bool CanMoveToLargerModel
+        => _fallbacks is not null && (_onContextWindowChain ? _position + 1 < _chain!.Length : Route.Model!.ContextWindowChain.Length > 0);
+
     public static RequestPlan AnswerWith(HttpResponseMessage answer) => new(answer);
 
     /// <summary>
     /// Acquires the next backend through the pool: the preferred one first, once, while it is the best choice; else the
-    /// best open one.
+    /// best open one; when the current model has none left, the best of the next model of the chain.
     /// </summary>
     public bool TryAcquire(BackendPool pool, out BackendLease lease)
+    {
+        while (true)
+        {
+            if (_attempts < _maxAttempts && TryAcquireOnModel(pool, out lease))
+            {
+                _attempts++;
+                return true;
+            }
+
+            if (!TryFallBack(pool))
+            {
+                lease = default;
+                return false;
+            }
+        }
+    }
+
+    /// <summary>
+    /// Moves the request to the next larger model after a backend answered that its prompt does not fit (see
+    /// <see cref="CanMoveToLargerModel"/>): not another backend of the same model.
+    /// </summary>
+    public void MoveToLargerModel()
+    {
+        if (_onContextWindowChain)
+        {
+            MoveTo(_position + 1);
+            return;
+        }
+
+        _chain = Route.Model!.ContextWindowChain;
+        _onContextWindowChain = true;
+        MoveTo(0);
+    }
+
+    /// <summary>
+    /// A new round after a wait for a refill: every allowed backend is open again (those that failed before the wait
+    /// may have room now), from the first model of the chain; what the request may not use stays closed.
+    /// </summary>
+    public void StartOver()
+    {
+        _attempts = 0;
+        if (_chain is not null && _position != 0)
+        {
+            MoveTo(0);
+            return;
+        }
+
+        _closed = _disallowed.Copy();
+    }
+
+    /// <summary>
+    /// Computes the exhausted answer: over the allowed backends of the current model, or of every model of the chain
+    /// (the soonest of them all; the budget view's promise is the first model's).
+    /// </summary>
+    public readonly (TimeSpan RetryAfter, bool Throttled, BudgetReservation? Reservation) GetExhaustion(BackendPool pool)
+    {
+        if (_chain is null)
+        {
+            return pool.GetExhaustion(Route);
+        }
+
+        var (retryAfter, throttled, reservation) = pool.GetExhaustion(RouteOf(_chain[0]));
+        for (var i = 1; i < _chain.Length; i++)
+        {
+            var (fallbackAfter, fallbackThrottled) = pool.GetTimeUntilAvailable(RouteOf(_chain[i]));
+            throttled |= fallbackThrottled;
+            if (fallbackAfter < retryAfter)
+            {
+                // Coming back then finds a fallback: the first model's promise is not the soonest.
+                retryAfter = fallbackAfter;
+                reservation = null;
+            }
+        }
+
+        return (retryAfter, throttled, reservation);
+    }
+
+    private bool TryAcquireOnModel(BackendPool pool, out BackendLease lease)
     {
         lease = default;
         var acquired = false;
@@ -81,8 +198,35 @@ internal struct RequestPlan
     }
 
     /// <summary>
-    /// A new round after a wait for a refill: every allowed backend is open again (those that failed before the wait
-    /// may have room now); what the request may not use stays closed.
+    /// Moves to the next model of the chain when the current one has nothing left for the request; never while one of
+    /// its backends could still take it (a round that reached <c>MaxAttempts</c> with one left ends the call).
     /// </summary>
-    public void StartOver() => _closed = _disallowed.Copy();
+    private bool TryFallBack(BackendPool pool)
+    {
+        if (_chain is null || _position + 1 >= _chain.Length ||
+            (_attempts >= _maxAttempts && pool.HasOpen(_closed, Route)))
+        {
+            return false;
+        }
+
+        MoveTo(_position + 1);
+        return true;
+    }
+
+    private void MoveTo(int position)
+    {
+        _position = position;
+        var model = _chain![position];
+        _disallowed = _fallbacks!.DisallowedFor(model, _facts, out var narrowed);
+        _closed = _disallowed.Copy();
+        _attempts = 0;
+        _preferred = null;
+        Route = Route.ForModel(model, narrowed ? _disallowed.Copy() : null);
+    }
+
+    private readonly RequestRoute RouteOf(ModelRoute model)
+    {
+        var disallowed = _fallbacks!.DisallowedFor(model, _facts, out var narrowed);
+        return Route.ForModel(model, narrowed ? disallowed : null);
+    }
 }

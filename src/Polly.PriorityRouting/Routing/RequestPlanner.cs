@@ -6,7 +6,7 @@ namespace Polly.PriorityRouting;
 /// in their order of precedence, each narrowing the one set of backends the request may use.
 /// </summary>
 /// <remarks>
-/// The precedence, written here once: <b>model → pinned id → hints → drained → soft preference</b>. A later stage
+/// The precedence, written here once: <b>model → pinned id → hints → drained → soft preference → model fallbacks</b>. A later stage
 /// never widens what an earlier one closed; a stage that answers (an unknown model, an id whose backend is gone) ends
 /// the plan. Stages for features that are off are not in the list.
 /// </remarks>
@@ -15,6 +15,7 @@ internal sealed class RequestPlanner
     private readonly BackendPool _pool;
     private readonly Func<HttpRequestMessage, string?>? _partitionKey;
     private readonly IPlanStage[] _stages;
+    private readonly int _maxAttempts;
 
     public RequestPlanner(PriorityRoutingStrategyOptions options, BackendPool pool, RoutingTelemetry telemetry)
     {
@@ -35,18 +36,26 @@ internal sealed class RequestPlanner
             stages.Add(PinnedIdStage.Instance);
         }
 
-        stages.Add(new HintsStage(pool.Backends));
+        // Hints and draining narrow every model of a request alike: the fallback stage runs them again for each next one.
+        var narrowing = new List<IPlanStage> { new HintsStage(pool.Backends) };
         if (pool.Backends.Any(backend => backend.Drained))
         {
-            stages.Add(new DrainStage(pool.Backends));
+            narrowing.Add(new DrainStage(pool.Backends));
         }
 
+        stages.AddRange(narrowing);
         if (Affinity is not null)
         {
             stages.Add(SoftPreferenceStage.Instance);
         }
 
+        if (pool.Models is { HasFallbacks: true })
+        {
+            stages.Add(new ModelFallbackStage(pool.Backends.Count, [.. narrowing]));
+        }
+
         _stages = [.. stages];
+        _maxAttempts = Math.Min(options.MaxAttempts ?? int.MaxValue, pool.Backends.Count);
     }
 
     /// <summary>Gets the affinity router, or <see langword="null"/> when affinity is off.</summary>
@@ -80,6 +89,7 @@ internal sealed class RequestPlanner
         var disallowed = new BackendSet(_pool.Backends.Count);
         var narrowed = false;
         RoutedBackend? preferred = null;
+        ModelFallbackStage? fallbacks = null;
         foreach (var stage in _stages)
         {
             var step = stage.Apply(facts, ref disallowed);
@@ -90,10 +100,11 @@ internal sealed class RequestPlanner
 
             narrowed |= step.IsNarrowed;
             preferred = step.Preferred ?? preferred;
+            fallbacks = step.Fallbacks ?? fallbacks;
         }
 
         // The exhausted answer is computed over what was allowed.
         var route = new RequestRoute(partition, model?.Route, cost, narrowed ? disallowed.Copy() : null);
-        return new RequestPlan(route, disallowed, model, affinity, preferred, hints?.NoFailover == true);
+        return new RequestPlan(route, disallowed, facts, preferred, _maxAttempts, fallbacks);
     }
 }

@@ -38,6 +38,9 @@ internal readonly struct RequestRoute
     /// <summary>Returns the same route with another set of excluded backends.</summary>
     public RequestRoute WithExcluded(BackendSet excluded) => new(Partition, Model, Cost, excluded);
 
+    /// <summary>Returns the route of the same request on another model of its fallback chain.</summary>
+    public RequestRoute ForModel(ModelRoute model, BackendSet? excluded) => new(Partition, model, Cost, excluded);
+
     /// <summary>Returns the throttle partition of this request on <paramref name="backend"/>.</summary>
     public string? PartitionOn(RoutedBackend backend) => Model?.DeploymentOn(backend)?.Name ?? Partition;
 }

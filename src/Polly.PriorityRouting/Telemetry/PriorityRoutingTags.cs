@@ -29,6 +29,9 @@ internal static class PriorityRoutingTags
     /// <summary>Outcome of an attempt that went back to the caller (not handled): success or any other answer.</summary>
     public const string ReturnedOutcome = "returned";
 
+    /// <summary>Outcome of an attempt answered "context_length_exceeded" that moved the request to a larger model.</summary>
+    public const string ContextLengthExceededOutcome = "context_length_exceeded";
+
     /// <summary>Outcome of an attempt the caller cancelled: it says nothing about the backend.</summary>
     public const string CanceledOutcome = "canceled";
 

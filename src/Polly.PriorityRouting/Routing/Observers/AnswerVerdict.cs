@@ -3,11 +3,12 @@ namespace Polly.PriorityRouting;
 /// <summary>What the observers made of an answer: it goes back (its health verdict now or when its body ends), it fails over, or the caller cancelled.</summary>
 internal readonly struct AnswerVerdict
 {
-    private AnswerVerdict(Outcome<HttpResponseMessage>? failure, bool deferHealth, bool canceled)
+    private AnswerVerdict(Outcome<HttpResponseMessage>? failure, bool deferHealth, bool canceled, bool movesToLargerModel = false)
     {
         Failure = failure;
         DeferHealth = deferHealth;
         IsCanceled = canceled;
+        MovesToLargerModel = movesToLargerModel;
     }
 
     /// <summary>Gets the verdict of an answer that goes back, the backend healthy now.</summary>
@@ -15,6 +16,15 @@ internal readonly struct AnswerVerdict
 
     /// <summary>Gets the verdict of an answer that goes back, whose body reports the backend's health when it ends.</summary>
     public static AnswerVerdict HealthDeferred => new(null, deferHealth: true, canceled: false);
+
+    /// <summary>
+    /// Gets the verdict of an answer saying the prompt does not fit the model (the response is already disposed): the
+    /// request moves to a larger model, the backend stays in rotation.
+    /// </summary>
+    /// <summary>Gets the verdict of an answer the caller cancelled while an observer read it (the response is already disposed).</summary>
+    public static AnswerVerdict Canceled => new(null, deferHealth: false, canceled: true);
+
+    public static AnswerVerdict LargerModel => new(null, deferHealth: false, canceled: false, movesToLargerModel: true);
 
     /// <summary>Gets the attempt's failure (the response is already disposed), or <see langword="null"/>.</summary>
     public Outcome<HttpResponseMessage>? Failure { get; }
@@ -25,7 +35,10 @@ internal readonly struct AnswerVerdict
     /// <summary>Gets a value indicating whether the caller cancelled while an observer waited (the response is already disposed).</summary>
     public bool IsCanceled { get; }
 
-    public bool IsAccepted => Failure is null && !IsCanceled;
+    /// <summary>Gets a value indicating whether the request moves to a larger model (see <see cref="LargerModel"/>).</summary>
+    public bool MovesToLargerModel { get; }
+
+    public bool IsAccepted => Failure is null && !IsCanceled && !MovesToLargerModel;
 
     public static AnswerVerdict From(BodyPreparation body)
         => new(body.Failure, body.DeferHealth, body.IsCanceled);

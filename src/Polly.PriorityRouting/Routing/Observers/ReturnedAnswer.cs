@@ -9,7 +9,9 @@ internal readonly struct ReturnedAnswer(
     long started,
     int attempt,
     RequestRoute route,
-    AffinityDecision affinity)
+    AffinityDecision affinity,
+    ModelRequest? model,
+    bool canMoveToLargerModel)
 {
     public ResilienceContext Context { get; } = context;
 
@@ -30,4 +32,13 @@ internal readonly struct ReturnedAnswer(
     public RequestRoute Route { get; } = route;
 
     public AffinityDecision Affinity { get; } = affinity;
+
+    /// <summary>Gets the request's logical model, or <see langword="null"/> when it names none or the pipeline maps no models.</summary>
+    public ModelRequest? Model { get; } = model;
+
+    /// <summary>Gets the logical model that served the answer: the requested one or a fallback; <see langword="null"/> without a model.</summary>
+    public string? ServedModel => Route.Model?.Name ?? Model?.Name;
+
+    /// <summary>Gets a value indicating whether a context-length answer would move the request to a larger model.</summary>
+    public bool CanMoveToLargerModel { get; } = canMoveToLargerModel;
 }

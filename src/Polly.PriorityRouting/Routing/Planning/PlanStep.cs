@@ -3,11 +3,12 @@ namespace Polly.PriorityRouting;
 /// <summary>What one <see cref="IPlanStage"/> did to a request's plan.</summary>
 internal readonly struct PlanStep
 {
-    private PlanStep(bool isNarrowed, RoutedBackend? preferred, HttpResponseMessage? answer)
+    private PlanStep(bool isNarrowed, RoutedBackend? preferred, HttpResponseMessage? answer, ModelFallbackStage? fallbacks = null)
     {
         IsNarrowed = isNarrowed;
         Preferred = preferred;
         Answer = answer;
+        Fallbacks = fallbacks;
     }
 
     /// <summary>Gets the step of a stage that changed nothing.</summary>
@@ -24,6 +25,11 @@ internal readonly struct PlanStep
 
     /// <summary>Gets the answer given without calling any backend, or <see langword="null"/>.</summary>
     public HttpResponseMessage? Answer { get; }
+
+    /// <summary>Gets the stage that gives the request's next models their allowed sets, or <see langword="null"/>: the request stays on its model.</summary>
+    public ModelFallbackStage? Fallbacks { get; }
+
+    public static PlanStep FallBackWith(ModelFallbackStage fallbacks) => new(isNarrowed: false, null, null, fallbacks);
 
     public static PlanStep Prefer(RoutedBackend backend) => new(isNarrowed: false, backend, null);
 
