@@ -245,8 +245,18 @@ internal sealed class BackendPool
     /// Returns the time until the soonest backend a route allows is back in rotation, from the store alone: for the
     /// fallback models of an exhausted chain, where the budget view promises nothing (the requested model's does).
     /// </summary>
-    public (TimeSpan RetryAfter, bool Throttled) GetTimeUntilAvailable(RequestRoute route)
-        => Availability.GetExhaustion(BackendsOf(route), _timeProvider.GetUtcNow(), route);
+    /// <returns>The delay and whether it is a throttle; no delay when the route allows no backend at all.</returns>
+    public (TimeSpan? RetryAfter, bool Throttled) GetTimeUntilAvailable(RequestRoute route)
+    {
+        var backends = BackendsOf(route);
+        if (backends.Count == 0)
+        {
+            return (null, false);
+        }
+
+        var (retryAfter, throttled) = Availability.GetExhaustion(backends, _timeProvider.GetUtcNow(), route);
+        return (retryAfter, throttled);
+    }
 
     /// <summary>Returns whether a backend open to the request could still take it now (in rotation, admitted by its budget).</summary>
     public bool HasOpen(in BackendSet closed, RequestRoute route) => _selector.SelectNext(closed, _timeProvider.GetUtcNow(), route) is not null;

@@ -154,20 +154,34 @@ internal struct RequestPlan
             return pool.GetExhaustion(Route);
         }
 
-        var (retryAfter, throttled, reservation) = pool.GetExhaustion(RouteOf(_chain[0]));
-        for (var i = 1; i < _chain.Length; i++)
+        // A model none of whose backends the request may use has no say; the budget view's promise is the first model's.
+        TimeSpan? soonest = null;
+        var throttled = false;
+        BudgetReservation? reservation = null;
+        for (var i = 0; i < _chain.Length; i++)
         {
-            var (fallbackAfter, fallbackThrottled) = pool.GetTimeUntilAvailable(RouteOf(_chain[i]));
-            throttled |= fallbackThrottled;
-            if (fallbackAfter < retryAfter)
+            var route = RouteOf(_chain[i]);
+            var (retryAfter, modelThrottled) = pool.GetTimeUntilAvailable(route);
+            if (retryAfter is null)
+            {
+                continue;
+            }
+
+            if (i == 0)
+            {
+                (retryAfter, modelThrottled, reservation) = pool.GetExhaustion(route);
+            }
+
+            throttled |= modelThrottled;
+            if (soonest is null || retryAfter < soonest)
             {
                 // Coming back then finds a fallback: the first model's promise is not the soonest.
-                retryAfter = fallbackAfter;
-                reservation = null;
+                reservation = i == 0 ? reservation : null;
+                soonest = retryAfter;
             }
         }
 
-        return (retryAfter, throttled, reservation);
+        return (soonest ?? TimeSpan.Zero, throttled, reservation);
     }
 
     private bool TryAcquireOnModel(BackendPool pool, out BackendLease lease)

@@ -1,0 +1,240 @@
+using System.Net;
+using System.Text;
+using Polly.PriorityRouting.Tests.Support;
+
+namespace Polly.PriorityRouting.Tests.Models;
+
+/// <summary>
+/// Model fallbacks meeting the other per-request rules, on a fake clock: attempts per model, hints, no failover,
+/// pinned ids, synchronous sends, the chain's exhausted answer, context-window chains.
+/// </summary>
+public class ModelFallbackTests
+{
+    [Fact]
+    public async Task A_throttled_model_goes_straight_to_its_fallback_until_the_throttle_ends()
+    {
+        using var h = Harness(o => o.ModelFallbacks["gpt-4o"] = ["mini"], Serving("a", 1, ("gpt-4o", "gpt-4o-ptu")), Serving("b", 1, ("mini", "mini-deploy")));
+        h.Transport.Respond("a", HttpStatusCode.TooManyRequests, ("Retry-After", "30"));
+
+        (await h.Client.PostAsync("/v1/chat/completions", Chat("gpt-4o"))).Dispose();
+        (await h.Client.PostAsync("/v1/chat/completions", Chat("gpt-4o"))).Dispose();
+        h.Time.Advance(TimeSpan.FromSeconds(30));
+        h.Transport.Respond("a", HttpStatusCode.OK);
+        using var back = await h.Client.PostAsync("/v1/chat/completions", Chat("gpt-4o"));
+
+        h.Transport.Hosts.Should().Equal("a", "b", "b", "a");
+        back.Headers.GetValues("x-priority-routing-model").Should().Equal("gpt-4o");
+    }
+
+    [Fact]
+    public async Task MaxAttempts_bounds_each_model_and_a_fallback_waits_for_the_models_last_available_backend()
+    {
+        using var h = Harness(
+            o => { o.ModelFallbacks["gpt-4o"] = ["mini"]; o.MaxAttempts = 1; },
+            Serving("a", 1, ("gpt-4o", "gpt-4o-ptu")),
+            Serving("a2", 2, ("gpt-4o", "gpt-4o-payg")),
+            Serving("b", 1, ("mini", "mini-deploy")));
+        h.Transport.Respond("a", HttpStatusCode.TooManyRequests, ("Retry-After", "30"));
+
+        using var first = await h.Client.PostAsync("/v1/chat/completions", Chat("gpt-4o"));
+        h.Transport.Respond("a2", HttpStatusCode.TooManyRequests, ("Retry-After", "30"));
+        using var second = await h.Client.PostAsync("/v1/chat/completions", Chat("gpt-4o"));
+
+        first.StatusCode.Should().Be(HttpStatusCode.TooManyRequests, "MaxAttempts was spent while a2 could still serve gpt-4o: no fallback");
+        second.StatusCode.Should().Be(HttpStatusCode.OK);
+        second.Headers.GetValues("x-priority-routing-model").Should().Equal("mini");
+        h.Transport.Hosts.Should().Equal("a", "a2", "b");
+    }
+
+    [Fact]
+    public async Task A_backend_serving_both_models_is_tried_once_for_each()
+    {
+        using var h = Harness(o => o.ModelFallbacks["gpt-4o"] = ["mini"], Serving("a", 1, ("gpt-4o", "gpt-4o-ptu"), ("mini", "mini-deploy")));
+        h.Transport.Respond("a", request => new HttpResponseMessage(
+            request.Content!.ReadAsStringAsync().Result.Contains("gpt-4o-ptu", StringComparison.Ordinal) ? HttpStatusCode.TooManyRequests : HttpStatusCode.OK));
+
+        using var response = await h.Client.PostAsync("/v1/chat/completions", Chat("gpt-4o"));
+
+        response.StatusCode.Should().Be(HttpStatusCode.OK);
+        h.Transport.Requests.Select(r => r.Body).Should().Equal(ChatBody("gpt-4o-ptu"), ChatBody("mini-deploy"));
+        h.StateOf("a", "gpt-4o-ptu")!.Value.Reason.Should().Be(BackendUnavailableReason.Throttled);
+        h.StateOf("a", "mini-deploy").Should().BeNull();
+    }
+
+    [Theory]
+    [InlineData("only")]
+    [InlineData("excluded")]
+    [InlineData("max-priority")]
+    public async Task Hints_narrow_the_fallback_models_backends_too(string hint)
+    {
+        using var h = Harness(
+            o => o.ModelFallbacks["gpt-4o"] = ["mini"],
+            Serving("a", 1, ("gpt-4o", "gpt-4o-ptu")),
+            Serving("b", 2, ("mini", "mini-deploy")),
+            Serving("c", 1, ("mini", "mini-c")));
+        h.Transport.Respond("a", HttpStatusCode.TooManyRequests, ("Retry-After", "30"));
+        var hints = hint switch
+        {
+            "only" => new PriorityRoutingHints { OnlyBackends = ["a", "b"] },
+            "excluded" => new PriorityRoutingHints { ExcludedBackends = ["c"] },
+            _ => new PriorityRoutingHints { MaxPriority = 1, ExcludedBackends = ["c"] },
+        };
+
+        using var response = await h.Client.SendAsync(Post(Chat("gpt-4o"), hints));
+
+        if (hint == "max-priority")
+        {
+            response.StatusCode.Should().Be(HttpStatusCode.TooManyRequests);
+            response.Headers.RetryAfter!.Delta.Should().Be(TimeSpan.FromSeconds(30), "b is above the hint's tier, c excluded: a is the chain's only backend");
+            h.Transport.Hosts.Should().Equal("a");
+        }
+        else
+        {
+            response.StatusCode.Should().Be(HttpStatusCode.OK);
+            h.Transport.Hosts.Should().Equal("a", "b");
+        }
+    }
+
+    [Fact]
+    public async Task NoFailover_sends_once_and_never_falls_back()
+    {
+        using var h = Harness(o => o.ModelFallbacks["gpt-4o"] = ["mini"], Serving("a", 1, ("gpt-4o", "gpt-4o-ptu")), Serving("b", 1, ("mini", "mini-deploy")));
+        h.Transport.Respond("a", HttpStatusCode.TooManyRequests, ("Retry-After", "30"));
+
+        using var response = await h.Client.SendAsync(Post(Chat("gpt-4o"), new PriorityRoutingHints { NoFailover = true }));
+
+        response.StatusCode.Should().Be(HttpStatusCode.TooManyRequests);
+        response.Headers.RetryAfter!.Delta.Should().Be(TimeSpan.FromSeconds(30));
+        h.Transport.Hosts.Should().Equal("a");
+    }
+
+    [Fact]
+    public async Task A_request_pinned_to_a_backend_by_its_id_never_falls_back()
+    {
+        using var h = Harness(o => o.ModelFallbacks["gpt-4o"] = ["mini"], Serving("a", 1, ("gpt-4o", "gpt-4o-ptu")), Serving("b", 1, ("mini", "mini-deploy")));
+        ((InMemoryAffinityStore)(h.Options.Affinity.Store ?? InMemoryAffinityStore.Shared)).Pin("resp_fallback_1", "a@http://a", TimeSpan.FromDays(1));
+        h.Transport.Respond("a", HttpStatusCode.TooManyRequests, ("Retry-After", "30"));
+
+        using var response = await h.Client.PostAsync(
+            "/v1/responses",
+            Json("{\"model\":\"gpt-4o\",\"previous_response_id\":\"resp_fallback_1\",\"input\":\"hi\"}"));
+
+        response.StatusCode.Should().Be(HttpStatusCode.TooManyRequests);
+        h.Transport.Hosts.Should().Equal("a");
+    }
+
+    [Fact]
+    public void A_synchronous_send_falls_back_with_the_rewritten_body()
+    {
+        using var h = Harness(o => o.ModelFallbacks["gpt-4o"] = ["mini"], Serving("a", 1, ("gpt-4o", "gpt-4o-ptu")), Serving("b", 1, ("mini", "mini-deploy")));
+        h.Transport.Respond("a", HttpStatusCode.ServiceUnavailable);
+        using var request = new HttpRequestMessage(HttpMethod.Post, "/v1/chat/completions") { Content = Chat("gpt-4o") };
+
+        using var response = h.Client.Send(request);
+
+        response.StatusCode.Should().Be(HttpStatusCode.OK);
+        h.Transport.Requests.Select(r => r.Body).Should().Equal(ChatBody("gpt-4o-ptu"), ChatBody("mini-deploy"));
+    }
+
+    [Fact]
+    public async Task The_exhausted_chain_answers_the_soonest_return_of_any_of_its_backends()
+    {
+        using var h = Harness(
+            o => o.ModelFallbacks["gpt-4o"] = ["mini", "nano"],
+            Serving("a", 1, ("gpt-4o", "gpt-4o-ptu")),
+            Serving("b", 1, ("mini", "mini-deploy")),
+            Serving("c", 1, ("nano", "nano-deploy")));
+        h.Transport.Respond("a", HttpStatusCode.TooManyRequests, ("Retry-After", "30"));
+        h.Transport.Respond("b", HttpStatusCode.ServiceUnavailable);
+        h.Transport.Respond("c", HttpStatusCode.TooManyRequests, ("Retry-After", "12"));
+
+        using var response = await h.Client.PostAsync("/v1/chat/completions", Chat("gpt-4o"));
+
+        response.StatusCode.Should().Be(HttpStatusCode.TooManyRequests);
+        response.Headers.RetryAfter!.Delta.Should().Be(TimeSpan.FromSeconds(10), "b's server error keeps it out for the default cooldown of 10 s, the soonest of the chain");
+        h.Transport.Hosts.Should().Equal("a", "b", "c");
+    }
+
+    [Fact]
+    public async Task A_context_window_chain_is_walked_while_each_model_says_the_prompt_does_not_fit()
+    {
+        using var h = Harness(
+            o => o.ContextWindowFallbacks["gpt-4o-8k"] = ["gpt-4o-32k", "gpt-4o-128k"],
+            Serving("a", 1, ("gpt-4o-8k", "small")),
+            Serving("b", 1, ("gpt-4o-32k", "medium")),
+            Serving("c", 2, ("gpt-4o-128k", "large")));
+        h.Transport.Respond("a", _ => ContextLengthExceeded());
+        h.Transport.Respond("b", _ => ContextLengthExceeded());
+
+        using var response = await h.Client.PostAsync("/v1/chat/completions", Chat("gpt-4o-8k"));
+
+        response.StatusCode.Should().Be(HttpStatusCode.OK);
+        response.Headers.GetValues("x-priority-routing-model").Should().Equal("gpt-4o-128k");
+        h.Transport.Requests.Select(r => r.Body).Should().Equal(ChatBody("small"), ChatBody("medium"), ChatBody("large"));
+        (h.StateOf("a"), h.StateOf("a", "small"), h.StateOf("b", "medium")).Should().Be((null, null, null));
+    }
+
+    [Fact]
+    public async Task The_last_model_of_a_context_window_chain_returns_its_400_to_the_caller()
+    {
+        using var h = Harness(
+            o => o.ContextWindowFallbacks["gpt-4o-8k"] = ["gpt-4o-32k"],
+            Serving("a", 1, ("gpt-4o-8k", "small")),
+            Serving("b", 1, ("gpt-4o-32k", "medium")));
+        h.Transport.Respond("a", _ => ContextLengthExceeded());
+        h.Transport.Respond("b", _ => ContextLengthExceeded());
+
+        using var response = await h.Client.PostAsync("/v1/chat/completions", Chat("gpt-4o-8k"));
+
+        response.StatusCode.Should().Be(HttpStatusCode.BadRequest);
+        (await response.Content.ReadAsStringAsync()).Should().Be(ContextLengthExceededBody);
+        h.Transport.Hosts.Should().Equal("a", "b");
+    }
+
+    [Theory]
+    [InlineData("{\"error\":{\"code\":\"context_length_exceeded\"}}", true)]
+    [InlineData("{\"code\":\"context_length_exceeded\",\"message\":\"too long\"}", true)]
+    [InlineData("{\"error\":{\"code\":\"invalid_value\",\"message\":\"context_length_exceeded\"}}", false)]
+    [InlineData("{\"error\":{\"details\":{\"inner\":{\"code\":\"context_length_exceeded\"}}}}", false)]
+    [InlineData("not json \"code\":\"context_length_exceeded\"", false)]
+    [InlineData("", false)]
+    public void Only_the_error_code_says_the_prompt_does_not_fit(string body, bool expected)
+        => ContextLengthError.IsContextLengthExceeded(Encoding.UTF8.GetBytes(body)).Should().Be(expected);
+
+    private const string ContextLengthExceededBody = "{\"error\":{\"message\":\"too long\",\"type\":\"invalid_request_error\",\"code\":\"context_length_exceeded\"}}";
+
+    private static HttpResponseMessage ContextLengthExceeded()
+        => new(HttpStatusCode.BadRequest) { Content = new StringContent(ContextLengthExceededBody, Encoding.UTF8, "application/json") };
+
+    private static string ChatBody(string model) => "{\"model\":\"" + model + "\",\"messages\":[]}";
+
+    private static StringContent Chat(string model) => Json(ChatBody(model));
+
+    private static StringContent Json(string body) => new(body, Encoding.UTF8, "application/json");
+
+    private static HttpRequestMessage Post(HttpContent content, PriorityRoutingHints hints)
+    {
+        var request = new HttpRequestMessage(HttpMethod.Post, "/v1/chat/completions") { Content = content };
+        request.Options.Set(PriorityRoutingRequestOptions.Hints, hints);
+        return request;
+    }
+
+    private static PriorityBackend Serving(string name, int priority, params (string Logical, string Own)[] models)
+    {
+        var backend = RoutingHarness.Backend(name, priority);
+        foreach (var (logical, own) in models)
+        {
+            backend.Models[logical] = own;
+        }
+
+        return backend;
+    }
+
+    private static RoutingHarness Harness(Action<PriorityRoutingStrategyOptions> configure, params PriorityBackend[] backends)
+        => new(o =>
+        {
+            o.Randomizer = _ => 0;
+            o.Affinity.Store = new InMemoryAffinityStore();
+            configure(o);
+        }, backends);
+}
