@@ -27,6 +27,15 @@ internal sealed partial class RoutingTelemetry
                 .AppendJoin(", ", route.Backends.Select(backend => route.DeploymentOn(backend) is { } deployment
                     ? $"{backend.Name} as '{deployment.Name}'"
                     : $"{backend.Name} unchanged"));
+            if (route.ModelChain.Length > 1)
+            {
+                routes.Append(", then ").AppendJoin(", then ", route.ModelChain.Skip(1).Select(fallback => $"'{fallback.Name}'"));
+            }
+
+            if (route.ContextWindowChain.Length > 0)
+            {
+                routes.Append(", prompts too long for it to ").AppendJoin(", then ", route.ContextWindowChain.Select(larger => $"'{larger.Name}'"));
+            }
         }
 
         var others = catalog.Unmapped is { } unmapped

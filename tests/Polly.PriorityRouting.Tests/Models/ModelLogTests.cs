@@ -26,6 +26,29 @@ public class ModelLogTests
     }
 
     [Fact]
+    public void The_startup_log_shows_each_models_fallbacks()
+    {
+        var a = RoutingHarness.Backend("a", 1);
+        a.Models["gpt-4o"] = "gpt-4o-ptu";
+        var b = RoutingHarness.Backend("b", 2);
+        b.Models["gpt-4o-mini"] = "mini";
+        b.Models["gpt-4o-128k"] = "big";
+
+        using var h = Harness(
+            o =>
+            {
+                o.ModelFallbacks["gpt-4o"] = ["gpt-4o-mini", "gpt-4o-128k"];
+                o.ContextWindowFallbacks["gpt-4o"] = ["gpt-4o-128k"];
+            },
+            a,
+            b);
+
+        _logs.GetSnapshot().Single(r => r.Id.Id == 20).Message.Should().Be(
+            "Models: 'gpt-4o' on a as 'gpt-4o-ptu', then 'gpt-4o-mini', then 'gpt-4o-128k', prompts too long for it to 'gpt-4o-128k'; " +
+            "'gpt-4o-128k' on b as 'big'; 'gpt-4o-mini' on b as 'mini'. Other model names are answered 404 without calling a backend.");
+    }
+
+    [Fact]
     public async Task A_name_no_backend_serves_is_logged_at_debug_bounded()
     {
         var a = RoutingHarness.Backend("a", 1);
@@ -39,9 +62,12 @@ public class ModelLogTests
             $"No backend serves model '{new string('x', 256)}…'; answering 404 without calling a backend."));
     }
 
-    private RoutingHarness Harness(params PriorityBackend[] backends) => new(o =>
+    private RoutingHarness Harness(params PriorityBackend[] backends) => Harness(_ => { }, backends);
+
+    private RoutingHarness Harness(Action<PriorityRoutingStrategyOptions> configure, params PriorityBackend[] backends) => new(o =>
     {
         o.Randomizer = _ => 0;
         o.LoggerFactory = LoggerFactory.Create(b => b.AddProvider(new FakeLoggerProvider(_logs)).SetMinimumLevel(LogLevel.Trace));
+        configure(o);
     }, backends);
 }
