@@ -176,7 +176,7 @@ internal sealed class BackendPool
     /// a 429.
     /// </summary>
     /// <returns>The verdict when the backend left rotation; otherwise <see langword="null"/>.</returns>
-    public async ValueTask<BackendVerdict?> ObserveBudgetAsync(
+    public ValueTask<BackendVerdict?> ObserveBudgetAsync(
         RoutedBackend backend,
         HttpResponseMessage response,
         RequestRoute route,
@@ -190,12 +190,10 @@ internal sealed class BackendPool
             !ThrottleSignalParser.TryGetExhaustedBudgetReset(response.Headers, _maxCooldown, out var cooldown) ||
             cooldown <= TimeSpan.Zero)
         {
-            return null;
+            return default;
         }
 
-        var now = _timeProvider.GetUtcNow();
-        return await MarkAsync(key, BackendUnavailableReason.Throttled, BackendUnavailableReason.Throttled, cooldown, 0, now, cancellationToken)
-            .ConfigureAwait(false);
+        return MarkSpentAsync(key, cooldown, cancellationToken);
     }
 
     /// <summary>
@@ -292,6 +290,10 @@ internal sealed class BackendPool
             .OrderBy(item => item.backend.Priority)
             .ThenBy(item => item.position)
             .Select((item, index) => new RoutedBackend(item.backend, index))];
+
+    private async ValueTask<BackendVerdict?> MarkSpentAsync(BackendStateKey key, TimeSpan cooldown, CancellationToken cancellationToken)
+        => await MarkAsync(key, BackendUnavailableReason.Throttled, BackendUnavailableReason.Throttled, cooldown, 0, _timeProvider.GetUtcNow(), cancellationToken)
+            .ConfigureAwait(false);
 
     private async ValueTask<BackendVerdict?> MarkEjectedAsync(RoutedBackend backend, BackendUnavailableReason cause, TimeSpan duration, int ejections, DateTimeOffset now)
         => await MarkAsync(backend.StateKey, BackendUnavailableReason.Ejected, cause, duration, ejections, now, CancellationToken.None).ConfigureAwait(false);
