@@ -23,10 +23,15 @@ internal sealed partial class RedisConnection : IDisposable, IAsyncDisposable
     private readonly object _gate = new();
 
     private IConnectionMultiplexer? _multiplexer;
-    private Action? _onRestored;
+    private readonly TaskCompletionSource _firstOutage = new(TaskCreationOptions.RunContinuationsAsynchronously);
+
+    private Action? _synchronize;
     private bool _disposed;
     private bool _inOutage;
     private bool _started;
+    private bool _replicaReported;
+    private bool _readOnlyRefused;
+    private long _outageBeganAt;
     private long _failures;
     private int _restorations;
 
@@ -63,6 +68,33 @@ internal sealed partial class RedisConnection : IDisposable, IAsyncDisposable
         }
     }
 
+    /// <summary>Gets a task that completes when the first outage is declared (Redis unreachable at start, say).</summary>
+    public Task FirstOutage => _firstOutage.Task;
+
+    /// <summary>Gets how long the current outage has lasted, or zero outside an outage.</summary>
+    public TimeSpan OutageDuration
+    {
+        get
+        {
+            lock (_gate)
+            {
+                return _inOutage ? TimeSpan.FromMilliseconds(Environment.TickCount64 - _outageBeganAt) : TimeSpan.Zero;
+            }
+        }
+    }
+
+    /// <summary>Gets whether a write of this outage was refused with <c>READONLY</c>: the store wrote to a replica.</summary>
+    public bool ReadOnlyRefused
+    {
+        get
+        {
+            lock (_gate)
+            {
+                return _readOnlyRefused;
+            }
+        }
+    }
+
     /// <summary>Gets how many connection restorations were reported (a test hook).</summary>
     public int RestorationCount => Volatile.Read(ref _restorations);
 
@@ -86,8 +118,11 @@ internal sealed partial class RedisConnection : IDisposable, IAsyncDisposable
     /// Waits for the background connection and hooks its events; returns <see langword="null"/> when it failed for good
     /// or the store was disposed meanwhile.
     /// </summary>
-    /// <param name="onRestored">Called on every restored connection, on the thread that raises the event.</param>
-    public async Task<IConnectionMultiplexer?> ConnectAsync(Action onRestored)
+    /// <param name="synchronize">
+    /// Called on every restored connection, on every configuration change (a failover), and when an outage begins (so
+    /// that the synchronization, not the requests, finds out when Redis answers again); on the thread that raises it.
+    /// </param>
+    public async Task<IConnectionMultiplexer?> ConnectAsync(Action synchronize)
     {
         IConnectionMultiplexer multiplexer;
         try
@@ -105,9 +140,10 @@ internal sealed partial class RedisConnection : IDisposable, IAsyncDisposable
         {
             if (!_disposed)
             {
-                _onRestored = onRestored;
+                _synchronize = synchronize;
                 multiplexer.ConnectionFailed += OnConnectionFailed;
                 multiplexer.ConnectionRestored += OnConnectionRestored;
+                multiplexer.ConfigurationChanged += OnConfigurationChanged;
                 Volatile.Write(ref _multiplexer, multiplexer);
                 return multiplexer;
             }
@@ -128,18 +164,48 @@ internal sealed partial class RedisConnection : IDisposable, IAsyncDisposable
     public void ReportOutage(Exception? exception)
     {
         bool began;
+        Action? synchronize;
         lock (_gate)
         {
             _failures++;
             began = !_inOutage;
             _inOutage = true;
             _started = true;
+            _readOnlyRefused |= IsReadOnlyRefusal(exception);
+            synchronize = _synchronize;
+            if (began)
+            {
+                _outageBeganAt = Environment.TickCount64;
+            }
         }
 
         if (began)
         {
             Log.RedisUnavailable(_logger, exception);
+            _firstOutage.TrySetResult();
+            synchronize?.Invoke();
         }
+    }
+
+    /// <summary>
+    /// Reports that the only servers connected are read-only replicas: warns once per outage, naming them and the likely
+    /// cause, then counts it as any failure.
+    /// </summary>
+    public void ReportOnlyReplicas(IReadOnlyList<System.Net.EndPoint> replicas)
+    {
+        bool warn;
+        lock (_gate)
+        {
+            warn = !_replicaReported;
+            _replicaReported = true;
+        }
+
+        if (warn)
+        {
+            Log.OnlyReplicas(_logger, string.Join(", ", replicas.Select(EndPointCollection.ToString)));
+        }
+
+        ReportOutage(null);
     }
 
     /// <summary>
@@ -183,6 +249,8 @@ internal sealed partial class RedisConnection : IDisposable, IAsyncDisposable
             ended = _inOutage;
             _inOutage = false;
             _started = true;
+            _replicaReported = false;
+            _readOnlyRefused = false;
         }
 
         if (ended)
@@ -229,6 +297,7 @@ internal sealed partial class RedisConnection : IDisposable, IAsyncDisposable
         {
             multiplexer.ConnectionFailed -= OnConnectionFailed;
             multiplexer.ConnectionRestored -= OnConnectionRestored;
+            multiplexer.ConfigurationChanged -= OnConfigurationChanged;
         }
 
         return multiplexer;
@@ -238,9 +307,14 @@ internal sealed partial class RedisConnection : IDisposable, IAsyncDisposable
 
     private void OnConnectionRestored(object? sender, ConnectionFailedEventArgs args)
     {
-        _onRestored?.Invoke();
+        _synchronize?.Invoke();
         Interlocked.Increment(ref _restorations);
     }
+
+    private void OnConfigurationChanged(object? sender, EndPointEventArgs args) => _synchronize?.Invoke();
+
+    private static bool IsReadOnlyRefusal(Exception? exception)
+        => exception is RedisServerException { Message: var message } && message.StartsWith("READONLY", StringComparison.Ordinal);
 
     private static partial class Log
     {
@@ -253,5 +327,11 @@ internal sealed partial class RedisConnection : IDisposable, IAsyncDisposable
             "Redis is reachable again: throttle state is shared again ({Loaded} deadlines loaded, {Published} deadlines learned meanwhile published, " +
             "{PinsPublished} affinity pins created meanwhile published).")]
         public static partial void RedisAvailableAgain(ILogger logger, int loaded, int published, int pinsPublished);
+
+        [LoggerMessage(6, LogLevel.Warning,
+            "Redis at {Endpoints} is a read-only replica, and no writable primary is connected: throttle state and affinity pins are kept " +
+            "locally. The likely cause is a fixed address whose primary failed over: connect through Sentinel (serviceName=…) or the " +
+            "managed service's DNS name, which follow the primary. Requests are not affected.")]
+        public static partial void OnlyReplicas(ILogger logger, string endpoints);
     }
 }
