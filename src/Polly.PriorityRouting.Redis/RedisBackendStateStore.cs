@@ -180,7 +180,7 @@ internal sealed partial class RedisBackendStateStore : IBackendStateStore, IBack
 
     private async Task StartAsync()
     {
-        if (await _connection.ConnectAsync(_synchronizer.Request).ConfigureAwait(false) is not { } multiplexer)
+        if (await _connection.ConnectAsync(_synchronizer.Request, _synchronizer.IsSpare).ConfigureAwait(false) is not { } multiplexer)
         {
             return;
         }

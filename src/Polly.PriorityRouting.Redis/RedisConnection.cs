@@ -26,11 +26,11 @@ internal sealed partial class RedisConnection : IDisposable, IAsyncDisposable
     private readonly TaskCompletionSource _firstOutage = new(TaskCreationOptions.RunContinuationsAsynchronously);
 
     private Action? _synchronize;
+    private Func<System.Net.EndPoint?, bool>? _isSpare;
     private bool _disposed;
     private bool _inOutage;
     private bool _started;
     private bool _replicaReported;
-    private bool _readOnlyRefused;
     private long _outageBeganAt;
     private long _failures;
     private int _restorations;
@@ -83,18 +83,6 @@ internal sealed partial class RedisConnection : IDisposable, IAsyncDisposable
         }
     }
 
-    /// <summary>Gets whether a write of this outage was refused with <c>READONLY</c>: the store wrote to a replica.</summary>
-    public bool ReadOnlyRefused
-    {
-        get
-        {
-            lock (_gate)
-            {
-                return _readOnlyRefused;
-            }
-        }
-    }
-
     /// <summary>Gets how many connection restorations were reported (a test hook).</summary>
     public int RestorationCount => Volatile.Read(ref _restorations);
 
@@ -122,7 +110,11 @@ internal sealed partial class RedisConnection : IDisposable, IAsyncDisposable
     /// Called on every restored connection, on every configuration change (a failover), and when an outage begins (so
     /// that the synchronization, not the requests, finds out when Redis answers again); on the thread that raises it.
     /// </param>
-    public async Task<IConnectionMultiplexer?> ConnectAsync(Action synchronize)
+    /// <param name="isSpare">
+    /// Tells whether a node is one the shared state does not use right now (a replica, a dead primary that a failover
+    /// replaced, back as a replica): its lost connection is no outage.
+    /// </param>
+    public async Task<IConnectionMultiplexer?> ConnectAsync(Action synchronize, Func<System.Net.EndPoint?, bool> isSpare)
     {
         IConnectionMultiplexer multiplexer;
         try
@@ -141,6 +133,7 @@ internal sealed partial class RedisConnection : IDisposable, IAsyncDisposable
             if (!_disposed)
             {
                 _synchronize = synchronize;
+                _isSpare = isSpare;
                 multiplexer.ConnectionFailed += OnConnectionFailed;
                 multiplexer.ConnectionRestored += OnConnectionRestored;
                 multiplexer.ConfigurationChanged += OnConfigurationChanged;
@@ -171,7 +164,6 @@ internal sealed partial class RedisConnection : IDisposable, IAsyncDisposable
             began = !_inOutage;
             _inOutage = true;
             _started = true;
-            _readOnlyRefused |= IsReadOnlyRefusal(exception);
             synchronize = _synchronize;
             if (began)
             {
@@ -250,7 +242,6 @@ internal sealed partial class RedisConnection : IDisposable, IAsyncDisposable
             _inOutage = false;
             _started = true;
             _replicaReported = false;
-            _readOnlyRefused = false;
         }
 
         if (ended)
@@ -303,7 +294,13 @@ internal sealed partial class RedisConnection : IDisposable, IAsyncDisposable
         return multiplexer;
     }
 
-    private void OnConnectionFailed(object? sender, ConnectionFailedEventArgs args) => ReportOutage(args.Exception);
+    private void OnConnectionFailed(object? sender, ConnectionFailedEventArgs args)
+    {
+        if (_isSpare?.Invoke(args.EndPoint) != true)
+        {
+            ReportOutage(args.Exception);
+        }
+    }
 
     private void OnConnectionRestored(object? sender, ConnectionFailedEventArgs args)
     {
@@ -312,9 +309,6 @@ internal sealed partial class RedisConnection : IDisposable, IAsyncDisposable
     }
 
     private void OnConfigurationChanged(object? sender, EndPointEventArgs args) => _synchronize?.Invoke();
-
-    private static bool IsReadOnlyRefusal(Exception? exception)
-        => exception is RedisServerException { Message: var message } && message.StartsWith("READONLY", StringComparison.Ordinal);
 
     private static partial class Log
     {

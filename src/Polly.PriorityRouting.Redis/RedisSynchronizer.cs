@@ -34,8 +34,8 @@ internal sealed partial class RedisSynchronizer
     // How often, at most, StackExchange.Redis is asked to check the servers' roles again.
     private static readonly TimeSpan RoleCheckInterval = TimeSpan.FromSeconds(2);
 
-    // How long a store connected only to replicas waits for a promotion before it warns (a Sentinel failover takes
-    // seconds); a write refused with READONLY warns at once.
+    // How long a store connected only to replicas waits for a promotion before it warns: a failover takes seconds, and
+    // meanwhile StackExchange.Redis may still send writes to the replica (READONLY), which proves nothing.
     private static readonly TimeSpan ReplicaGrace = TimeSpan.FromSeconds(10);
 
     private readonly RedisConnection _connection;
@@ -111,6 +111,31 @@ internal sealed partial class RedisSynchronizer
         {
             // Never on the caller's thread: it may be StackExchange.Redis's event thread, or a request's.
             _ = Task.Run(RunAsync);
+        }
+    }
+
+    /// <summary>
+    /// Returns whether a node is one the shared state does not use: every slot has a connected, writable primary other
+    /// than it, and it does not carry the subscription. A failover's old primary that returns (as a replica, once
+    /// Sentinel has reconfigured it and closed its clients' connections) is one.
+    /// </summary>
+    public bool IsSpare(System.Net.EndPoint? endPoint)
+    {
+        if (endPoint is null || _connection.Multiplexer is not { } multiplexer)
+        {
+            return false;
+        }
+
+        try
+        {
+            var topology = RedisTopology.Of(multiplexer);
+            return topology.IsComplete
+                && !topology.Primaries.Any(server => Equals(server.EndPoint, endPoint))
+                && !Equals(multiplexer.GetSubscriber().SubscribedEndpoint(_layout.Channel), endPoint);
+        }
+        catch (Exception e) when (e is RedisException or ObjectDisposedException)
+        {
+            return false;
         }
     }
 
@@ -245,7 +270,7 @@ internal sealed partial class RedisSynchronizer
             }
         }
 
-        if (topology.OnlyReplicas is { Count: > 0 } replicas && (_connection.ReadOnlyRefused || _connection.OutageDuration >= ReplicaGrace))
+        if (topology.OnlyReplicas is { Count: > 0 } replicas && _connection.OutageDuration >= ReplicaGrace)
         {
             _connection.ReportOnlyReplicas(replicas);
         }
