@@ -31,7 +31,8 @@ internal sealed partial class RedisConnection : IDisposable, IAsyncDisposable
     private bool _inOutage;
     private bool _started;
     private bool _replicaReported;
-    private long _outageBeganAt;
+    private bool _everShared;
+    private long _unsharedSince = Environment.TickCount64;
     private long _failures;
     private int _restorations;
 
@@ -71,14 +72,14 @@ internal sealed partial class RedisConnection : IDisposable, IAsyncDisposable
     /// <summary>Gets a task that completes when the first outage is declared (Redis unreachable at start, say).</summary>
     public Task FirstOutage => _firstOutage.Task;
 
-    /// <summary>Gets how long the current outage has lasted, or zero outside an outage.</summary>
-    public TimeSpan OutageDuration
+    /// <summary>Gets how long the state has not been shared: since the store began, or since the outage began.</summary>
+    public TimeSpan UnsharedFor
     {
         get
         {
             lock (_gate)
             {
-                return _inOutage ? TimeSpan.FromMilliseconds(Environment.TickCount64 - _outageBeganAt) : TimeSpan.Zero;
+                return _inOutage || !_everShared ? TimeSpan.FromMilliseconds(Environment.TickCount64 - _unsharedSince) : TimeSpan.Zero;
             }
         }
     }
@@ -152,53 +153,17 @@ internal sealed partial class RedisConnection : IDisposable, IAsyncDisposable
     }
 
     /// <summary>
-    /// Reports a failure: the first one of an outage logs the warning, the others are only counted.
+    /// Reports a failure: the first one of an outage logs the warning, the others are only counted. A store that has never
+    /// shared its state and is connected only to replicas says so instead: the one warning names them.
     /// </summary>
     public void ReportOutage(Exception? exception)
-    {
-        bool began;
-        Action? synchronize;
-        lock (_gate)
-        {
-            _failures++;
-            began = !_inOutage;
-            _inOutage = true;
-            _started = true;
-            synchronize = _synchronize;
-            if (began)
-            {
-                _outageBeganAt = Environment.TickCount64;
-            }
-        }
-
-        if (began)
-        {
-            Log.RedisUnavailable(_logger, exception);
-            _firstOutage.TrySetResult();
-            synchronize?.Invoke();
-        }
-    }
+        => Report(exception, Volatile.Read(ref _everShared) || Multiplexer is not { } multiplexer ? null : RedisTopology.Of(multiplexer).OnlyReplicas);
 
     /// <summary>
     /// Reports that the only servers connected are read-only replicas: warns once per outage, naming them and the likely
-    /// cause, then counts it as any failure.
+    /// cause, and counts it as any failure.
     /// </summary>
-    public void ReportOnlyReplicas(IReadOnlyList<System.Net.EndPoint> replicas)
-    {
-        bool warn;
-        lock (_gate)
-        {
-            warn = !_replicaReported;
-            _replicaReported = true;
-        }
-
-        if (warn)
-        {
-            Log.OnlyReplicas(_logger, string.Join(", ", replicas.Select(EndPointCollection.ToString)));
-        }
-
-        ReportOutage(null);
-    }
+    public void ReportOnlyReplicas(IReadOnlyList<System.Net.EndPoint> replicas) => Report(null, replicas);
 
     /// <summary>
     /// Reports a connection that is not ready (a primary or the subscription not connected): an outage, once the state
@@ -242,6 +207,7 @@ internal sealed partial class RedisConnection : IDisposable, IAsyncDisposable
             _inOutage = false;
             _started = true;
             _replicaReported = false;
+            Volatile.Write(ref _everShared, true);
         }
 
         if (ended)
@@ -250,6 +216,42 @@ internal sealed partial class RedisConnection : IDisposable, IAsyncDisposable
         }
 
         return true;
+    }
+
+    private void Report(Exception? exception, IReadOnlyList<System.Net.EndPoint>? onlyReplicas)
+    {
+        bool began;
+        bool warnOfReplicas;
+        Action? synchronize;
+        lock (_gate)
+        {
+            _failures++;
+            began = !_inOutage;
+            _inOutage = true;
+            _started = true;
+            warnOfReplicas = onlyReplicas is { Count: > 0 } && !_replicaReported;
+            _replicaReported |= warnOfReplicas;
+            synchronize = _synchronize;
+            if (began && _everShared)
+            {
+                _unsharedSince = Environment.TickCount64;
+            }
+        }
+
+        if (warnOfReplicas)
+        {
+            Log.OnlyReplicas(_logger, string.Join(", ", onlyReplicas!.Select(EndPointCollection.ToString)));
+        }
+        else if (began)
+        {
+            Log.RedisUnavailable(_logger, exception);
+        }
+
+        if (began)
+        {
+            _firstOutage.TrySetResult();
+            synchronize?.Invoke();
+        }
     }
 
     /// <summary>Unhooks the events and closes an owned connection synchronously; never waits on asynchronous work.</summary>

@@ -270,7 +270,7 @@ internal sealed partial class RedisSynchronizer
             }
         }
 
-        if (topology.OnlyReplicas is { Count: > 0 } replicas && _connection.OutageDuration >= ReplicaGrace)
+        if (topology.OnlyReplicas is { Count: > 0 } replicas && _connection.UnsharedFor >= ReplicaGrace)
         {
             _connection.ReportOnlyReplicas(replicas);
         }

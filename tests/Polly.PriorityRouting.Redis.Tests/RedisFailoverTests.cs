@@ -53,6 +53,58 @@ public sealed class RedisFailoverTests
         var mark = new BackendStateKey("after-return@http://127.0.0.1:3");
         await scenario.A.MarkAsync(mark, TimeSpan.FromMinutes(2));
         await scenario.B.WaitForAsync(mark, timeout: TimeSpan.FromSeconds(10));
+
         scenario.AssertOneCleanOutage(measurement);
+    }
+
+    [Fact]
+    public async Task A_managed_services_dns_name_that_moves_to_the_promoted_replica_is_followed()
+    {
+        using var redis = new RedisReplicationGroup(withSentinels: false);
+        using var name = new TcpForwarder(redis.NodePorts[0]);
+        await using var scenario = await FailoverScenario.StartAsync($"127.0.0.1:{name.Port},connectTimeout=2000");
+
+        var measurement = await scenario.RunAsync(() => redis.Kill(0), () =>
+        {
+            redis.PromoteByHand(1);
+            name.Repoint(redis.NodePorts[1]);
+        });
+
+        _output.WriteLine($"A DNS name that moves: {measurement}");
+        scenario.AssertOneCleanOutage(measurement);
+    }
+
+    [Fact]
+    public async Task A_cluster_replica_promoted_after_its_primary_is_killed_takes_over_its_shard()
+    {
+        using var cluster = new RedisClusterWithReplicas();
+        await using var scenario = await FailoverScenario.StartAsync(cluster.Configuration);
+        var (primary, replica) = cluster.APrimaryAndItsReplica();
+
+        var measurement = await scenario.RunAsync(() => cluster.Kill(primary), () => cluster.WaitForPromotion(replica));
+
+        _output.WriteLine($"Cluster, a replica promoted: {measurement}");
+        scenario.AssertOneCleanOutage(measurement);
+    }
+
+    [Fact]
+    public async Task A_store_whose_only_endpoint_is_a_replica_warns_once_naming_it_and_stays_local()
+    {
+        using var redis = new RedisReplicationGroup(withSentinels: false);
+        var replicaOnly = $"127.0.0.1:{redis.NodePorts[1]}";
+        await using var replica = Replica.Create(replicaOnly + ",connectTimeout=2000", $"test:{Guid.NewGuid():N}:");
+
+        await replica.MarkAsync("backend-x", TimeSpan.FromMinutes(1));
+
+        replica.Store.TryGetUnavailability(new BackendStateKey("backend-x"), out _).Should().BeTrue("the store goes on locally");
+        await Eventually.HoldsAsync(() => replica.WarningCount == 1, TimeSpan.FromSeconds(20), "the store warns");
+        replica.StoreLogs.Single(record => record.Level == Microsoft.Extensions.Logging.LogLevel.Warning).Message
+            .Should().Contain(replicaOnly).And.Contain("read-only replica").And.Contain("Sentinel");
+
+        // Passes go on while it lasts: still one warning.
+        var passes = replica.RedisStore.SynchronizationPasses;
+        await Eventually.HoldsAsync(() => replica.RedisStore.SynchronizationPasses > passes, TimeSpan.FromSeconds(10), "one more pass");
+        replica.WarningCount.Should().Be(1);
+        replica.RedisStore.IsInOutage.Should().BeTrue();
     }
 }
