@@ -19,14 +19,14 @@ namespace Polly.PriorityRouting.Redis;
 /// next restoration must load again, and a subscription still on a node that a failover left would miss marks.
 /// </para>
 /// <para>
-/// A pass that cannot complete is tried again after a delay that doubles from 0.5 to 5 seconds, so that an outage
+/// A pass that cannot complete is tried again after a delay that doubles from 0.5 to 2 seconds, so that an outage
 /// never outlives Redis's for want of an event (a failover that only replaces a node, a hung Redis that answers again).
 /// </para>
 /// </remarks>
 internal sealed partial class RedisSynchronizer
 {
     private static readonly TimeSpan FirstRetryDelay = TimeSpan.FromMilliseconds(500);
-    private static readonly TimeSpan LongestRetryDelay = TimeSpan.FromSeconds(5);
+    private static readonly TimeSpan LongestRetryDelay = TimeSpan.FromSeconds(2);
 
     // How long a pass waits for its own echo to come back through the subscription.
     private static readonly TimeSpan EchoTimeout = TimeSpan.FromSeconds(2);

@@ -101,7 +101,7 @@ public sealed class RedisFailoverTests
         replica.StoreLogs.Single(record => record.Level == Microsoft.Extensions.Logging.LogLevel.Warning).Message
             .Should().Contain(replicaOnly).And.Contain("read-only replica").And.Contain("Sentinel");
 
-        // Passes go on while it lasts: still one warning.
+        // Passes go on while it lasts (one every 2 s at most): still one warning.
         var passes = replica.RedisStore.SynchronizationPasses;
         await Eventually.HoldsAsync(() => replica.RedisStore.SynchronizationPasses > passes, TimeSpan.FromSeconds(10), "one more pass");
         replica.WarningCount.Should().Be(1);
