@@ -1,6 +1,7 @@
 using System.Diagnostics;
 using Polly.PriorityRouting.Redis.Tests.Support;
 using StackExchange.Redis;
+using Xunit.Abstractions;
 
 namespace Polly.PriorityRouting.Redis.Tests;
 
@@ -18,7 +19,9 @@ public sealed class RedisHangTests : IClassFixture<RedisServerFixture>
     private readonly RedisServerFixture _redis;
     private readonly string _keyPrefix = $"test:{Guid.NewGuid():N}:";
 
-    public RedisHangTests(RedisServerFixture redis) => _redis = redis;
+    private readonly ITestOutputHelper _output;
+
+    public RedisHangTests(RedisServerFixture redis, ITestOutputHelper output) => (_redis, _output) = (redis, output);
 
     [Fact]
     public async Task A_lookup_whose_caller_cancels_while_redis_hangs_ends_with_the_callers_cancellation()
@@ -34,6 +37,7 @@ public sealed class RedisHangTests : IClassFixture<RedisServerFixture>
             var lookup = async () => await affinity.FindAsync("resp_never_seen", cancellation.Token);
 
             await lookup.Should().ThrowAsync<OperationCanceledException>("the caller gave up: the lookup is the caller's, not Redis's");
+            _output.WriteLine($"A lookup cancelled at 300 ms ended after {waited.ElapsedMilliseconds} ms.");
             waited.Elapsed.Should().BeLessThan(WellUnderTheCommandTimeout);
         }
         finally
@@ -52,6 +56,7 @@ public sealed class RedisHangTests : IClassFixture<RedisServerFixture>
         {
             var waited = Stopwatch.StartNew();
             await affinity.PinAsync("resp_first", "a@http://a", TimeSpan.FromMinutes(5), CancellationToken.None);
+            _output.WriteLine($"The first pin while Redis hangs took {waited.ElapsedMilliseconds} ms.");
             waited.Elapsed.Should().BeLessThan(WellUnderTheCommandTimeout, "a pin waits for Redis at most the affinity timeout (1 s)");
             replica.RedisStore.IsInOutage.Should().BeTrue("Redis did not answer in time: the outage is declared");
 
@@ -64,7 +69,8 @@ public sealed class RedisHangTests : IClassFixture<RedisServerFixture>
 
             CompletedAtOnce(affinity.FindAsync("resp_never_seen", CancellationToken.None)).Should().BeTrue("during an outage a lookup answers from memory");
             affinity.UnpublishedPinCount.Should().Be(6);
-            replica.WarningCount.Should().Be(1);
+            replica.StoreLogs.Where(record => record.Level == Microsoft.Extensions.Logging.LogLevel.Warning).Select(record => record.Message + " " + record.Exception?.Message)
+                .Should().ContainSingle("one outage, one warning");
         }
         finally
         {
@@ -76,7 +82,9 @@ public sealed class RedisHangTests : IClassFixture<RedisServerFixture>
         await using var inspector = await ConnectionMultiplexer.ConnectAsync(_redis.Configuration);
         (await inspector.GetDatabase().StringGetAsync("affinity:" + _keyPrefix + "resp_4")).ToString().Should().Be("a@http://a");
         affinity.UnpublishedPinCount.Should().Be(0);
-        replica.WarningCount.Should().Be(1);
+
+        // No warning count here: StackExchange.Redis may still drop the connection that stalled, after the recovery,
+        // which is a second outage of its own.
     }
 
     [Fact]

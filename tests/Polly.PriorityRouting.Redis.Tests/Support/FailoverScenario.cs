@@ -25,13 +25,20 @@ public sealed class FailoverScenario : IAsyncDisposable
     private int _requests;
     private int _failed;
 
-    private FailoverScenario(FakeBackendServer first, FakeBackendServer second, Replica a, Replica b)
+    private FailoverScenario(string keyPrefix, FakeBackendServer first, FakeBackendServer second, Replica a, Replica b)
     {
+        KeyPrefix = keyPrefix;
         _first = first;
         _second = second;
         A = a;
         B = b;
     }
+
+    public string KeyPrefix { get; }
+
+    /// <summary>Gets the marks A writes in the window between the kill and the promotion.</summary>
+    public IReadOnlyList<BackendStateKey> WindowMarks { get; } =
+        [.. Enumerable.Range(0, MarksInWindow).Select(i => new BackendStateKey($"window-{i}@http://127.0.0.1:1"))];
 
     public Replica A { get; }
 
@@ -46,7 +53,7 @@ public sealed class FailoverScenario : IAsyncDisposable
         var second = await FakeBackendServer.StartAsync(throttles: false);
         var a = await RoutedHost.StartAsync(configuration, keyPrefix, first, second);
         var b = await RoutedHost.StartAsync(configuration, keyPrefix, first, second);
-        var scenario = new FailoverScenario(first, second, a, b);
+        var scenario = new FailoverScenario(keyPrefix, first, second, a, b);
         scenario._traffic.Add(scenario.SendWithoutPauseAsync(a));
         scenario._traffic.Add(scenario.SendWithoutPauseAsync(b));
         return scenario;
@@ -62,7 +69,7 @@ public sealed class FailoverScenario : IAsyncDisposable
         kill();
         await Eventually.HoldsAsync(() => A.RedisStore.IsInOutage && B.RedisStore.IsInOutage, OutageNoticed, "both app replicas notice the outage");
 
-        var marks = Enumerable.Range(0, MarksInWindow).Select(i => new BackendStateKey($"window-{i}@http://127.0.0.1:1")).ToList();
+        var marks = WindowMarks;
         var pins = Enumerable.Range(0, PinsInWindow).Select(i => $"resp_window_{i}").ToList();
         foreach (var mark in marks)
         {
