@@ -11,7 +11,8 @@ namespace Polly.PriorityRouting.Redis;
 /// <remarks>
 /// <para>
 /// Every reason to synchronize (the start, each restored connection — one per connection type and per endpoint —, a
-/// write that succeeds during an outage) only <see cref="Request">requests</see> it. One pass runs at a time, and the
+/// configuration change, the start of an outage, a write that succeeds during an outage, a retry) only
+/// <see cref="Request">requests</see> it. One pass runs at a time, and the
 /// requests made meanwhile make one more pass, not one each. A pass does nothing unless the state needs it (before the
 /// first synchronization, or during an outage), and loads nothing until every slot has a connected, writable primary
 /// (<see cref="RedisTopology"/>; a dead node that a failover replaced does not count) and the subscription has carried
