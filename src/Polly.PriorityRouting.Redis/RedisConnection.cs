@@ -9,8 +9,9 @@ namespace Polly.PriorityRouting.Redis;
 /// when a synchronization proves it.
 /// </summary>
 /// <remarks>
-/// An outage begins with the first failure — a connection lost, a write that fails, a synchronization that cannot
-/// reach every primary — and ends only when a synchronization completes with no failure reported since it began. In
+/// An outage begins with the first failure — a connection lost (unless to a node the state does not use), a write that
+/// fails, a synchronization that cannot reach a writable primary for every slot — and ends only when a synchronization
+/// completes with no failure reported since it began. In
 /// between, failures are counted but not logged, whatever the number of connections, nodes or reconnection attempts.
 /// </remarks>
 internal sealed partial class RedisConnection : IDisposable, IAsyncDisposable
