@@ -39,7 +39,7 @@ public class BackendBudgetsTests
         var budgets = new BackendBudgets();
         budgets.Observe(Key, Headers(("x-ratelimit-remaining-tokens", "5000"), ("x-ratelimit-reset-tokens", "10")), Now, MaxCooldown);
 
-        budgets.Spend(Key, 3000, Now);
+        budgets.TryTake(Key, 3000, Now).Should().BeTrue();
         budgets.CanAdmit(Key, 3000, Now).Should().BeFalse();
         budgets.CanAdmit(Key, 2000, Now).Should().BeTrue();
 
@@ -48,15 +48,17 @@ public class BackendBudgetsTests
     }
 
     [Fact]
-    public void A_spent_request_budget_holds_every_request_back_until_its_reset()
+    public void A_spent_request_budget_holds_every_request_of_known_cost_back_until_its_reset()
     {
         var budgets = new BackendBudgets();
         budgets.Observe(Key, Headers(("x-ratelimit-remaining-requests", "1"), ("x-ratelimit-reset-requests", "2s")), Now, MaxCooldown);
 
-        budgets.CanAdmit(Key, 0, Now).Should().BeTrue();
-        budgets.Spend(Key, 0, Now);
-        budgets.CanAdmit(Key, 0, Now).Should().BeFalse();
-        budgets.TimeUntilAdmitted(Key, 0, Now).Should().Be(TimeSpan.FromSeconds(2));
+        budgets.TryTake(Key, 1, Now).Should().BeTrue();
+        budgets.TryTake(Key, 1, Now).Should().BeFalse();
+        budgets.CanAdmit(Key, 1, Now).Should().BeFalse();
+        budgets.TimeUntilAdmitted(Key, 1, Now).Should().Be(TimeSpan.FromSeconds(2));
+        budgets.TryTake(Key, 0, Now).Should().BeTrue("a request of unknown cost is admitted as if no budget were known");
+        budgets.TimeUntilAdmitted(Key, 0, Now).Should().Be(TimeSpan.Zero);
     }
 
     [Fact]
@@ -113,9 +115,11 @@ public class BackendBudgetsTests
             MaxCooldown);
         var reset = Now.AddSeconds(1);
 
-        budgets.Promise(Key, 0, reset).Should().Be(reset);
-        budgets.Promise(Key, 0, reset).Should().Be(reset);
-        budgets.Promise(Key, 0, reset).Should().Be(reset.AddSeconds(1));
+        budgets.Promise(Key, 1, reset).Should().Be(reset);
+        budgets.Promise(Key, 1, reset).Should().Be(reset);
+        budgets.Promise(Key, 1, reset).Should().Be(reset.AddSeconds(1));
+        budgets.Promise(Key, 0, reset, out var reserved).Should().Be(reset, "a request of unknown cost reserves nothing");
+        reserved.Should().BeFalse();
     }
 
     [Fact]
