@@ -143,7 +143,8 @@ public class PriorityRoutingStrategyOptions : ResilienceStrategyOptions
     /// <value>
     /// The default value is <see langword="null"/>, meaning <see cref="OpenAIRequestCost.Estimate(HttpRequestMessage)"/>:
     /// prompt plus output cap for OpenAI / Azure OpenAI bodies, 0 for anything else. Return 0 when the cost is unknown:
-    /// a request of cost 0 is admitted as if no budget were known.
+    /// the token budget admits a request of cost 0 as if no budget were known; it still counts as one request against a
+    /// request budget.
     /// </value>
     public Func<HttpRequestMessage, long>? RequestCost { get; set; }
 

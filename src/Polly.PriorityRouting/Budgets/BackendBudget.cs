@@ -56,18 +56,15 @@ internal sealed class BackendBudget
     public bool Evicted { get; set; }
 
     /// <summary>
-    /// Returns how long until a request of <paramref name="cost"/> tokens fits: zero when it fits now, when nothing is
-    /// known, or when it costs nothing (cost 0 is unknown: admitted as if no budget were known); a request larger than
-    /// the whole limit (or than the share of it assumed after a reset) is never held back: only the backend can judge it.
-    /// The room held for waiters whose refill came is not this request's, unless it is <paramref name="own"/>.
+    /// Returns how long until a request of <paramref name="cost"/> tokens fits: zero when it fits now or nothing is
+    /// known. A request of cost 0 (its tokens are unknown: a <c>GET</c>, a body that is not JSON) is never held back by
+    /// the token budget, as if none were known, and counts one request against the request budget like any other; a
+    /// request larger than the whole limit (or than the share of it assumed after a reset) is never held back: only the
+    /// backend can judge it. The room held for waiters whose refill came is not this request's, unless it is
+    /// <paramref name="own"/>.
     /// </summary>
     public TimeSpan TimeUntilAdmitted(long cost, DateTimeOffset now, double share, BudgetHold? own = null)
     {
-        if (cost <= 0)
-        {
-            return TimeSpan.Zero;
-        }
-
         CountDueHolds(now);
         var (heldTokens, heldRequests) = (_dueHeldTokens, _dueHeldRequests);
         if (own is { IsDue: true, Ended: false } && own.Budget == this)
@@ -79,7 +76,7 @@ internal sealed class BackendBudget
         var wait = TimeSpan.Zero;
         var tokens = Tokens.Available(now, share);
         var largest = Tokens.IsAssumed ? Tokens.ShareOfLimit(share) : Tokens.Limit;
-        if (tokens != Unknown && tokens - heldTokens < cost && (largest == Unknown || cost <= largest))
+        if (cost > 0 && tokens != Unknown && tokens - heldTokens < cost && (largest == Unknown || cost <= largest))
         {
             wait = UntilRefill(Tokens.ResetAt, heldTokens, now);
         }
@@ -100,11 +97,6 @@ internal sealed class BackendBudget
     /// <returns>Whether the request was admitted; <paramref name="own"/>, when in this budget, is spent by it.</returns>
     public bool TryTake(long cost, DateTimeOffset now, double share, BudgetHold? own)
     {
-        if (cost <= 0)
-        {
-            return true;
-        }
-
         if (TimeUntilAdmitted(cost, now, share, own) != TimeSpan.Zero)
         {
             return false;
@@ -187,12 +179,6 @@ internal sealed class BackendBudget
     public DateTimeOffset Promise(long cost, DateTimeOffset earliest, double share, out bool reserved)
     {
         reserved = false;
-        if (cost <= 0)
-        {
-            // A request of unknown cost is routed as if no budget were known: no room is reserved for it.
-            return earliest;
-        }
-
         if (PromisedAt < earliest)
         {
             PromiseFrom(earliest);
@@ -222,11 +208,6 @@ internal sealed class BackendBudget
     /// </summary>
     public bool TryPromiseAt(long cost, DateTimeOffset at, double share)
     {
-        if (cost <= 0)
-        {
-            return false;
-        }
-
         if (PromisedAt < at)
         {
             PromiseFrom(at);

@@ -85,12 +85,12 @@ internal sealed class BackendBudgets
     /// admission itself is <see cref="TryTake"/>). Allocation-free.
     /// </summary>
     /// <param name="key">The backend (or partition).</param>
-    /// <param name="cost">The request's estimated tokens; 0 fits always.</param>
+    /// <param name="cost">The request's estimated tokens; 0 (unknown) is held back by a spent request budget only.</param>
     /// <param name="now">The current time.</param>
     /// <param name="own">The room the request holds as a released waiter, or <see langword="null"/>.</param>
     public bool CanAdmit(BackendStateKey key, long cost, DateTimeOffset now, BudgetHold? own = null)
     {
-        if (cost <= 0 || Volatile.Read(ref _count) == 0 || !_budgets.TryGetValue(key, out var budget))
+        if (Volatile.Read(ref _count) == 0 || !_budgets.TryGetValue(key, out var budget))
         {
             return true;
         }
@@ -104,7 +104,7 @@ internal sealed class BackendBudgets
     /// <summary>Returns how long until a request of <paramref name="cost"/> tokens fits the key's budget.</summary>
     public TimeSpan TimeUntilAdmitted(BackendStateKey key, long cost, DateTimeOffset now)
     {
-        if (cost <= 0 || Volatile.Read(ref _count) == 0 || !_budgets.TryGetValue(key, out var budget))
+        if (Volatile.Read(ref _count) == 0 || !_budgets.TryGetValue(key, out var budget))
         {
             return TimeSpan.Zero;
         }
@@ -120,10 +120,10 @@ internal sealed class BackendBudgets
     /// answer reports it, in one step under the budget's lock: concurrent requests are admitted on the room there is,
     /// and not one more. A released waiter's <paramref name="own"/> room in this budget is spent by it.
     /// </summary>
-    /// <returns>Whether the request was admitted: always when it costs nothing or the key has no budget.</returns>
+    /// <returns>Whether the request was admitted: always when the key has no budget.</returns>
     public bool TryTake(BackendStateKey key, long cost, DateTimeOffset now, BudgetHold? own = null)
     {
-        if (cost <= 0 || Volatile.Read(ref _count) == 0 || !_budgets.TryGetValue(key, out var budget))
+        if (Volatile.Read(ref _count) == 0 || !_budgets.TryGetValue(key, out var budget))
         {
             return true;
         }

@@ -33,8 +33,8 @@ namespace Polly.PriorityRouting;
 internal sealed class WaitQueue : IDisposable
 {
     /// <summary>
-    /// The most callers that may wait at once: promises bound the queue by the refills' size, and this bounds it
-    /// when requests are small against a large budget.
+    /// The most callers that may wait at once: promises bound the queue by the refills' size, but requests of unknown
+    /// cost (0) are bounded only by a request budget, and small requests against a large budget hardly at all.
     /// </summary>
     public const int MaxWaiters = 4096;
 

@@ -48,16 +48,25 @@ public class BackendBudgetsTests
     }
 
     [Fact]
-    public void A_spent_request_budget_holds_every_request_of_known_cost_back_until_its_reset()
+    public void A_spent_request_budget_holds_every_request_back_until_its_reset_even_one_of_unknown_cost()
     {
         var budgets = new BackendBudgets();
         budgets.Observe(Key, Headers(("x-ratelimit-remaining-requests", "1"), ("x-ratelimit-reset-requests", "2s")), Now, MaxCooldown);
 
-        budgets.TryTake(Key, 1, Now).Should().BeTrue();
-        budgets.TryTake(Key, 1, Now).Should().BeFalse();
+        budgets.TryTake(Key, 0, Now).Should().BeTrue();
+        budgets.TryTake(Key, 0, Now).Should().BeFalse("a request of unknown tokens is still one request");
         budgets.CanAdmit(Key, 1, Now).Should().BeFalse();
-        budgets.TimeUntilAdmitted(Key, 1, Now).Should().Be(TimeSpan.FromSeconds(2));
-        budgets.TryTake(Key, 0, Now).Should().BeTrue("a request of unknown cost is admitted as if no budget were known");
+        budgets.TimeUntilAdmitted(Key, 0, Now).Should().Be(TimeSpan.FromSeconds(2));
+    }
+
+    [Fact]
+    public void A_spent_token_budget_never_holds_back_a_request_of_unknown_cost()
+    {
+        var budgets = new BackendBudgets();
+        budgets.Observe(Key, Headers(("x-ratelimit-remaining-tokens", "0"), ("x-ratelimit-reset-tokens", "10s")), Now, MaxCooldown);
+
+        budgets.CanAdmit(Key, 1, Now).Should().BeFalse();
+        budgets.TryTake(Key, 0, Now).Should().BeTrue("cost 0 is admitted by the token budget as if none were known");
         budgets.TimeUntilAdmitted(Key, 0, Now).Should().Be(TimeSpan.Zero);
     }
 
@@ -115,11 +124,9 @@ public class BackendBudgetsTests
             MaxCooldown);
         var reset = Now.AddSeconds(1);
 
-        budgets.Promise(Key, 1, reset).Should().Be(reset);
-        budgets.Promise(Key, 1, reset).Should().Be(reset);
-        budgets.Promise(Key, 1, reset).Should().Be(reset.AddSeconds(1));
-        budgets.Promise(Key, 0, reset, out var reserved).Should().Be(reset, "a request of unknown cost reserves nothing");
-        reserved.Should().BeFalse();
+        budgets.Promise(Key, 0, reset).Should().Be(reset);
+        budgets.Promise(Key, 0, reset).Should().Be(reset);
+        budgets.Promise(Key, 0, reset).Should().Be(reset.AddSeconds(1));
     }
 
     [Fact]
