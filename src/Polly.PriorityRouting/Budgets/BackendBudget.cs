@@ -67,7 +67,9 @@ internal sealed class BackendBudget
     {
         CountDueHolds(now);
         var (heldTokens, heldRequests) = (_dueHeldTokens, _dueHeldRequests);
-        if (own is { IsDue: true, Ended: false } && own.Budget == this)
+
+        // Another budget's hold is read under its own lock only: compare the budget first.
+        if (own is not null && own.Budget == this && own.IsDue && !own.Ended)
         {
             heldTokens -= own.Cost;
             heldRequests--;
