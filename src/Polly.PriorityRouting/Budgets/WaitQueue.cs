@@ -18,7 +18,7 @@ namespace Polly.PriorityRouting;
 /// Release: one timer releases the waiters whose refill came, all at once. A released waiter never continues on the
 /// timer's thread: an asynchronous caller continues on the thread pool, and a synchronous caller
 /// (<c>HttpClient.Send</c>) waits on its own thread and continues there — so the waiters of one refill call their
-/// backends together, whatever the calls cost, and a synchronous wait takes no thread-pool thread.
+/// backends together, whatever the calls cost, and a synchronous caller takes no second thread.
 /// </para>
 /// <para>
 /// Cancellation: a cancelled waiter leaves the queue at once and holds nothing; its room goes to the first waiter
