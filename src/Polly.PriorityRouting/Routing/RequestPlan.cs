@@ -85,4 +85,7 @@ internal struct RequestPlan
     /// may have room now); what the request may not use stays closed.
     /// </summary>
     public void StartOver() => _closed = _disallowed.Copy();
+
+    /// <summary>The request was released from a wait holding <paramref name="held"/>: its next admission spends it.</summary>
+    public void Hold(BudgetHold? held) => Route = Route.WithHeld(held);
 }
