@@ -48,11 +48,12 @@ public class PriorityRoutingStrategyOptions : ResilienceStrategyOptions
     public TimeSpan MaxCooldown { get; set; } = PriorityRoutingConstants.DefaultMaxCooldown;
 
     /// <summary>
-    /// Gets or sets the maximum number of attempts of one execution.
+    /// Gets or sets the maximum number of attempts of one round of an execution.
     /// </summary>
     /// <value>
-    /// The default value is <see langword="null"/>: each backend is tried at most once per execution. A backend is never
-    /// tried twice within one execution, whatever this value.
+    /// The default value is <see langword="null"/>: each backend is tried at most once per round. A backend is never
+    /// tried twice within one round, whatever this value. An execution is one round, unless it waits for a refill
+    /// (<see cref="MaxQueueWait"/>): each release from a wait starts a new round, which may try a backend again.
     /// </value>
     [Range(PriorityRoutingConstants.MinAttempts, int.MaxValue)]
     public int? MaxAttempts { get; set; }
@@ -142,7 +143,9 @@ public class PriorityRoutingStrategyOptions : ResilienceStrategyOptions
     /// </summary>
     /// <value>
     /// The default value is <see langword="null"/>, meaning <see cref="OpenAIRequestCost.Estimate(HttpRequestMessage)"/>:
-    /// prompt plus output cap for OpenAI / Azure OpenAI bodies, 0 for anything else. Return 0 when the cost is unknown.
+    /// prompt plus output cap for OpenAI / Azure OpenAI bodies, 0 for anything else. Return 0 when the cost is unknown:
+    /// the token budget admits a request of cost 0 as if no budget were known; it still counts as one request against a
+    /// request budget.
     /// </value>
     public Func<HttpRequestMessage, long>? RequestCost { get; set; }
 
