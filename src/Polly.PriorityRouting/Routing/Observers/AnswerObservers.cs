@@ -3,7 +3,8 @@ namespace Polly.PriorityRouting;
 /// <summary>
 /// The observers of one strategy, built once from the enabled features, in this order: body watching (first byte,
 /// stalls, broken streams), budgets (the reported rate-limit budgets, and proactive throttling), affinity (pins ids
-/// the answer creates, renews soft keys). A feature that is off has no observer: the loop does not ask.
+/// the answer creates, renews soft keys). A feature that is off has no observer: the loop does not ask. Body watching is
+/// always on.
 /// </summary>
 internal sealed class AnswerObservers
 {
@@ -11,11 +12,8 @@ internal sealed class AnswerObservers
 
     public AnswerObservers(PriorityRoutingStrategyOptions options, BackendPool pool, RoutingTelemetry telemetry, TimeProvider timeProvider, AffinityRouter? affinity)
     {
-        var observers = new List<IAnswerObserver>();
-        if (ResponseBodyWatcher.Create(options, pool, telemetry, timeProvider) is { } bodies)
-        {
-            observers.Add(new BodyWatchingObserver(bodies));
-        }
+        // Every body that goes back is watched: how it ends is its backend's health.
+        var observers = new List<IAnswerObserver> { new BodyWatchingObserver(ResponseBodyWatcher.Create(options, pool, telemetry, timeProvider)) };
 
         if (options.TokenBudgets || options.ProactiveThrottling)
         {
