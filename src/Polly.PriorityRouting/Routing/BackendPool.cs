@@ -176,7 +176,7 @@ internal sealed class BackendPool
     /// a 429.
     /// </summary>
     /// <returns>The verdict when the backend left rotation; otherwise <see langword="null"/>.</returns>
-    public async ValueTask<BackendVerdict?> ObserveBudgetAsync(
+    public ValueTask<BackendVerdict?> ObserveBudgetAsync(
         RoutedBackend backend,
         HttpResponseMessage response,
         RequestRoute route,
@@ -190,12 +190,10 @@ internal sealed class BackendPool
             !ThrottleSignalParser.TryGetExhaustedBudgetReset(response.Headers, _maxCooldown, out var cooldown) ||
             cooldown <= TimeSpan.Zero)
         {
-            return null;
+            return default;
         }
 
-        var now = _timeProvider.GetUtcNow();
-        return await MarkAsync(key, BackendUnavailableReason.Throttled, BackendUnavailableReason.Throttled, cooldown, 0, now, cancellationToken)
-            .ConfigureAwait(false);
+        return MarkSpentAsync(key, cooldown, cancellationToken);
     }
 
     /// <summary>
@@ -229,8 +227,11 @@ internal sealed class BackendPool
     /// The delay, whether it is a throttle, and the room the budget view promised the request in a refill (see
     /// <see cref="BudgetExhaustion"/>), which a caller waiting in the strategy holds; <see langword="null"/> when nothing was promised.
     /// </returns>
-    public (TimeSpan RetryAfter, bool Throttled, BudgetReservation? Reservation) GetExhaustion(RequestRoute route)
+    /// <param name="route">The request's route; a room it still holds from a wait is released first.</param>
+    /// <param name="waited">How long the request has waited in the strategy so far: promises are chosen within what is left of the bound.</param>
+    public (TimeSpan RetryAfter, bool Throttled, BudgetReservation? Reservation) GetExhaustion(RequestRoute route, TimeSpan waited = default)
     {
+        route.Held?.Release();
         var backends = BackendsOf(route);
         if (_budgets is null)
         {
@@ -238,7 +239,7 @@ internal sealed class BackendPool
             return (retryAfter, throttled, null);
         }
 
-        return BudgetExhaustion.Compute(backends, Availability, _budgets, _timeProvider.GetUtcNow(), route, Queue?.MaxWait);
+        return BudgetExhaustion.Compute(backends, Availability, _budgets, _timeProvider.GetUtcNow(), route, Queue?.MaxWait - waited);
     }
 
     /// <summary>
@@ -281,8 +282,9 @@ internal sealed class BackendPool
     }
 
     /// <summary>
-    /// Admits an attempt on a selected backend, unless its ejection just ended and another request is probing it since;
-    /// an admitted request's estimated cost is taken off the budget view then (a backend left to its probe is sent nothing).
+    /// Admits an attempt on a selected backend, unless its ejection just ended and another request is probing it since
+    /// (left to the probe), or its budget no longer admits the request's estimated cost (checked and taken in one step:
+    /// the selection's read may be stale by now).
     /// </summary>
     private bool TryAdmit(RoutedBackend backend, DateTimeOffset now, RequestRoute route, out BackendLease lease)
     {
@@ -295,7 +297,14 @@ internal sealed class BackendPool
             return false;
         }
 
-        _budgets?.Spend(backend.GetThrottleKey(route.PartitionOn(backend)), route.Cost, now);
+        if (_budgets is not null && !_budgets.TryTake(backend.GetThrottleKey(route.PartitionOn(backend)), route.Cost, now, route.Held))
+        {
+            lease.Dispose();
+            return false;
+        }
+
+        // A released waiter admitted elsewhere gives its held room back (spent, when admitted where it was held).
+        route.Held?.Release();
         return true;
     }
 
@@ -320,6 +329,10 @@ internal sealed class BackendPool
             .ThenBy(item => item.position)
             .Select((item, index) => new RoutedBackend(item.backend, index))];
 
+    private async ValueTask<BackendVerdict?> MarkSpentAsync(BackendStateKey key, TimeSpan cooldown, CancellationToken cancellationToken)
+        => await MarkAsync(key, BackendUnavailableReason.Throttled, BackendUnavailableReason.Throttled, cooldown, 0, _timeProvider.GetUtcNow(), cancellationToken)
+            .ConfigureAwait(false);
+
     private async ValueTask<BackendVerdict?> MarkEjectedAsync(RoutedBackend backend, BackendUnavailableReason cause, TimeSpan duration, int ejections, DateTimeOffset now)
         => await MarkAsync(backend.StateKey, BackendUnavailableReason.Ejected, cause, duration, ejections, now, CancellationToken.None).ConfigureAwait(false);
 
@@ -335,7 +348,7 @@ internal sealed class BackendPool
         var leftRotation = ejections > 0 || !Availability.IsMarked(key, now);
         try
         {
-            await Availability.Store.MarkUnavailableAsync(key, new BackendUnavailability(now + cooldown, reason), now, cancellationToken)
+            await Availability.Store.MarkUnavailableAsync(key, new BackendUnavailability(now + cooldown, reason, now), now, cancellationToken)
                 .ConfigureAwait(false);
             return new BackendVerdict(reason, cause, cooldown, leftRotation, ejections, null);
         }

@@ -111,7 +111,7 @@ internal sealed class PriorityRoutingResilienceStrategy : ResilienceStrategy<Htt
                 if (!plan.TryAcquire(_pool, out var lease))
                 {
                     // Nothing left, on any model of the request: wait for a promised refill and start a new round, or answer now.
-                    var exhaustion = plan.GetExhaustion(_pool);
+                    var exhaustion = plan.GetExhaustion(_pool, waited);
                     var wait = await _waits.WaitAsync(exhaustion.Reservation, waited, context).ConfigureAwait(context.ContinueOnCapturedContext);
                     waited += wait.Waited;
                     switch (wait.Outcome)
@@ -122,6 +122,7 @@ internal sealed class PriorityRoutingResilienceStrategy : ResilienceStrategy<Htt
                             // A new round over every allowed backend, MaxAttempts of them; the next attempt keeps this
                             // number (the loop's increment).
                             plan.StartOver();
+                            plan.Hold(wait.Held);
                             failed = null;
                             attempt--;
                             continue;
@@ -227,6 +228,9 @@ internal sealed class PriorityRoutingResilienceStrategy : ResilienceStrategy<Htt
         }
         finally
         {
+            // A room still held from a wait (the caller cancelled, or the loop ended before its next admission).
+            plan.Route.Held?.Release();
+
             // An outer strategy (retry) executes us again: it must find the caller's request, not our last attempt's.
             context.SetRequestMessage(original);
         }

@@ -11,24 +11,24 @@ internal sealed class RefillWaits(WaitQueue? queue, RoutingTelemetry telemetry, 
     /// <param name="reservation">The room the exhausted answer promised, or <see langword="null"/>.</param>
     /// <param name="waited">How long this execution has already waited.</param>
     /// <param name="context">The execution's context (its cancellation).</param>
-    /// <returns>How the wait ended, and how long it took.</returns>
-    public async ValueTask<(WaitOutcome Outcome, TimeSpan Waited)> WaitAsync(BudgetReservation? reservation, TimeSpan waited, ResilienceContext context)
+    /// <returns>How the wait ended, how long it took, and the room held for the caller's next admission when released.</returns>
+    public async ValueTask<(WaitOutcome Outcome, TimeSpan Waited, BudgetHold? Held)> WaitAsync(BudgetReservation? reservation, TimeSpan waited, ResilienceContext context)
     {
         if (queue is null || reservation is not { } promised)
         {
-            return (WaitOutcome.NotQueued, TimeSpan.Zero);
+            return (WaitOutcome.NotQueued, TimeSpan.Zero, null);
         }
 
         var started = timeProvider.GetTimestamp();
-        var outcome = await queue.WaitAsync(promised, waited, context.ContinueOnCapturedContext, context.CancellationToken)
+        var (outcome, held) = await queue.WaitAsync(promised, waited, SynchronousExecution.Is(context), context.ContinueOnCapturedContext, context.CancellationToken)
             .ConfigureAwait(context.ContinueOnCapturedContext);
         if (outcome == WaitOutcome.NotQueued)
         {
-            return (outcome, TimeSpan.Zero);
+            return (outcome, TimeSpan.Zero, null);
         }
 
         var waitedNow = timeProvider.GetElapsedTime(started);
         telemetry.QueuedWaitEnded(promised, outcome, waitedNow);
-        return (outcome, waitedNow);
+        return (outcome, waitedNow, held);
     }
 }

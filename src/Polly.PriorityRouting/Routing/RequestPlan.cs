@@ -147,12 +147,17 @@ internal struct RequestPlan
     /// Computes the exhausted answer: over the allowed backends of the current model, or of every model of the chain
     /// (the soonest of them all; the budget view's promise is the first model's).
     /// </summary>
-    public readonly (TimeSpan RetryAfter, bool Throttled, BudgetReservation? Reservation) GetExhaustion(BackendPool pool)
+    /// <param name="pool">The pool.</param>
+    /// <param name="waited">How long the request has waited in the strategy so far (see <see cref="BackendPool.GetExhaustion"/>).</param>
+    public readonly (TimeSpan RetryAfter, bool Throttled, BudgetReservation? Reservation) GetExhaustion(BackendPool pool, TimeSpan waited)
     {
         if (_chain is null)
         {
-            return pool.GetExhaustion(Route);
+            return pool.GetExhaustion(Route, waited);
         }
+
+        // A room still held from a wait is the first model's: given back before the chain is read.
+        Route.Held?.Release();
 
         // A model none of whose backends the request may use has no say; the budget view's promise is the first model's.
         TimeSpan? soonest = null;
@@ -169,7 +174,7 @@ internal struct RequestPlan
 
             if (i == 0)
             {
-                (retryAfter, modelThrottled, reservation) = pool.GetExhaustion(route);
+                (retryAfter, modelThrottled, reservation) = pool.GetExhaustion(route, waited);
             }
 
             throttled |= modelThrottled;
@@ -229,6 +234,8 @@ internal struct RequestPlan
 
     private void MoveTo(int position)
     {
+        // A room held from a wait is on a budget of the model left behind (or started over from): given back.
+        Route.Held?.Release();
         _position = position;
         var model = _chain![position];
         _disallowed = _fallbacks!.DisallowedFor(model, _facts, out var narrowed);
@@ -243,4 +250,7 @@ internal struct RequestPlan
         var disallowed = _fallbacks!.DisallowedFor(model, _facts, out var narrowed);
         return Route.ForModel(model, narrowed ? disallowed : null);
     }
+
+    /// <summary>The request was released from a wait holding <paramref name="held"/>: its next admission spends it.</summary>
+    public void Hold(BudgetHold? held) => Route = Route.WithHeld(held);
 }

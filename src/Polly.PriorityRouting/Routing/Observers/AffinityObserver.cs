@@ -6,14 +6,13 @@ namespace Polly.PriorityRouting;
 /// </summary>
 internal sealed class AffinityObserver(AffinityRouter router) : IAnswerObserver
 {
-    public async ValueTask<AnswerVerdict> ObserveAsync(ReturnedAnswer answer)
-    {
-        if (!answer.Affinity.IsEmpty)
-        {
-            await router.ObserveAsync(answer.Affinity, answer.Response, answer.Lease.Backend, answer.Context.CancellationToken)
-                .ConfigureAwait(answer.Context.ContinueOnCapturedContext);
-        }
+    public ValueTask<AnswerVerdict> ObserveAsync(in ReturnedAnswer answer)
+        => answer.Affinity.IsEmpty ? new(AnswerVerdict.Accepted) : LearnAsync(answer);
 
+    private async ValueTask<AnswerVerdict> LearnAsync(ReturnedAnswer answer)
+    {
+        await router.ObserveAsync(answer.Affinity, answer.Response, answer.Lease.Backend, answer.Context.CancellationToken)
+            .ConfigureAwait(answer.Context.ContinueOnCapturedContext);
         return AnswerVerdict.Accepted;
     }
 }

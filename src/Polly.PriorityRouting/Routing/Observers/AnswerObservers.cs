@@ -4,7 +4,7 @@ namespace Polly.PriorityRouting;
 /// The observers of one strategy, built once from the enabled features, in this order: context-length answers (the
 /// request moves to a larger model), body watching (first byte, stalls, broken streams), budgets (the reported
 /// rate-limit budgets, and proactive throttling), affinity (pins ids the answer creates, renews soft keys), the served
-/// model's header. A feature that is off has no observer: the loop does not ask.
+/// model's header. A feature that is off has no observer: the loop does not ask. Body watching is always on.
 /// </summary>
 internal sealed class AnswerObservers
 {
@@ -19,10 +19,8 @@ internal sealed class AnswerObservers
             observers.Add(ContextWindowObserver.Instance);
         }
 
-        if (ResponseBodyWatcher.Create(options, pool, telemetry, timeProvider) is { } bodies)
-        {
-            observers.Add(new BodyWatchingObserver(bodies));
-        }
+        // Every body that goes back is watched: how it ends is its backend's health.
+        observers.Add(new BodyWatchingObserver(ResponseBodyWatcher.Create(options, pool, telemetry, timeProvider)));
 
         if (options.TokenBudgets || options.ProactiveThrottling)
         {
@@ -43,20 +41,46 @@ internal sealed class AnswerObservers
     }
 
     /// <summary>Runs the observers in order until one fails the attempt or sees the caller cancel.</summary>
-    public async ValueTask<AnswerVerdict> ObserveAsync(ReturnedAnswer answer)
+    /// <remarks>Synchronous, with no state machine, while every observer completes at once: the common answer.</remarks>
+    public ValueTask<AnswerVerdict> ObserveAsync(in ReturnedAnswer answer)
     {
         var deferHealth = false;
-        foreach (var observer in _observers)
+        for (var i = 0; i < _observers.Length; i++)
         {
-            var verdict = await observer.ObserveAsync(answer).ConfigureAwait(answer.Context.ContinueOnCapturedContext);
+            var observing = _observers[i].ObserveAsync(answer);
+            if (!observing.IsCompletedSuccessfully)
+            {
+                return ContinueAsync(observing, i, answer, deferHealth);
+            }
+
+            var verdict = observing.Result;
+            if (!verdict.IsAccepted)
+            {
+                return new(verdict);
+            }
+
+            deferHealth |= verdict.DeferHealth;
+        }
+
+        return new(deferHealth ? AnswerVerdict.HealthDeferred : AnswerVerdict.Accepted);
+    }
+
+    private async ValueTask<AnswerVerdict> ContinueAsync(ValueTask<AnswerVerdict> observing, int index, ReturnedAnswer answer, bool deferHealth)
+    {
+        var continueOnCapturedContext = answer.Context.ContinueOnCapturedContext;
+        for (var i = index; ; observing = _observers[i].ObserveAsync(answer))
+        {
+            var verdict = await observing.ConfigureAwait(continueOnCapturedContext);
             if (!verdict.IsAccepted)
             {
                 return verdict;
             }
 
             deferHealth |= verdict.DeferHealth;
+            if (++i == _observers.Length)
+            {
+                return deferHealth ? AnswerVerdict.HealthDeferred : AnswerVerdict.Accepted;
+            }
         }
-
-        return deferHealth ? AnswerVerdict.HealthDeferred : AnswerVerdict.Accepted;
     }
 }

@@ -6,11 +6,13 @@ namespace Polly.PriorityRouting;
 /// </summary>
 internal sealed class BodyWatchingObserver(ResponseBodyWatcher watcher) : IAnswerObserver
 {
-    public async ValueTask<AnswerVerdict> ObserveAsync(ReturnedAnswer answer)
+    public ValueTask<AnswerVerdict> ObserveAsync(in ReturnedAnswer answer)
     {
         var context = answer.Context;
-        var body = await watcher.PrepareAsync(answer.Response, answer.Method, answer.Lease, answer.Started, context.ContinueOnCapturedContext, context.CancellationToken)
-            .ConfigureAwait(context.ContinueOnCapturedContext);
-        return AnswerVerdict.From(body);
+        var preparing = watcher.PrepareAsync(answer.Response, answer.Method, answer.Lease, answer.Started, context.ContinueOnCapturedContext, context.CancellationToken);
+        return preparing.IsCompletedSuccessfully ? new(AnswerVerdict.From(preparing.Result)) : VerdictAsync(preparing, context.ContinueOnCapturedContext);
     }
+
+    private static async ValueTask<AnswerVerdict> VerdictAsync(ValueTask<BodyPreparation> preparing, bool continueOnCapturedContext)
+        => AnswerVerdict.From(await preparing.ConfigureAwait(continueOnCapturedContext));
 }

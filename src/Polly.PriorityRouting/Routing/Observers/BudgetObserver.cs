@@ -6,11 +6,21 @@ namespace Polly.PriorityRouting;
 /// </summary>
 internal sealed class BudgetObserver(BackendPool pool, RoutingTelemetry telemetry) : IAnswerObserver
 {
-    public async ValueTask<AnswerVerdict> ObserveAsync(ReturnedAnswer answer)
+    public ValueTask<AnswerVerdict> ObserveAsync(in ReturnedAnswer answer)
+    {
+        var marking = pool.ObserveBudgetAsync(answer.Lease.Backend, answer.Response, answer.Route, answer.Context.CancellationToken);
+        if (!marking.IsCompletedSuccessfully)
+        {
+            return ReportAsync(marking, answer);
+        }
+
+        return marking.Result is { } spent ? ReportAsync(new ValueTask<BackendVerdict?>(spent), answer) : new(AnswerVerdict.Accepted);
+    }
+
+    private async ValueTask<AnswerVerdict> ReportAsync(ValueTask<BackendVerdict?> marking, ReturnedAnswer answer)
     {
         var context = answer.Context;
-        if (await pool.ObserveBudgetAsync(answer.Lease.Backend, answer.Response, answer.Route, context.CancellationToken)
-                .ConfigureAwait(context.ContinueOnCapturedContext) is { } spent)
+        if (await marking.ConfigureAwait(context.ContinueOnCapturedContext) is { } spent)
         {
             await telemetry.BackendMarkedAsync(context, Outcome.FromResult(answer.Response), answer.Lease.Backend, spent, answer.Attempt, proactive: true)
                 .ConfigureAwait(context.ContinueOnCapturedContext);

@@ -16,15 +16,13 @@ internal sealed class ContextWindowObserver : IAnswerObserver
 {
     public static readonly ContextWindowObserver Instance = new();
 
-    public async ValueTask<AnswerVerdict> ObserveAsync(ReturnedAnswer answer)
-    {
-        var response = answer.Response;
-        if (!answer.CanMoveToLargerModel || response.StatusCode != HttpStatusCode.BadRequest)
-        {
-            return AnswerVerdict.Accepted;
-        }
+    public ValueTask<AnswerVerdict> ObserveAsync(in ReturnedAnswer answer)
+        => answer.CanMoveToLargerModel && answer.Response.StatusCode == HttpStatusCode.BadRequest
+            ? ReadAsync(answer.Response, answer.Context)
+            : new(AnswerVerdict.Accepted);
 
-        var context = answer.Context;
+    private static async ValueTask<AnswerVerdict> ReadAsync(HttpResponseMessage response, ResilienceContext context)
+    {
         ContextLengthError.ReadAhead read;
         try
         {

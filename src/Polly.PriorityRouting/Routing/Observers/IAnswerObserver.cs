@@ -7,6 +7,6 @@ namespace Polly.PriorityRouting;
 internal interface IAnswerObserver
 {
     /// <summary>Observes an answer; may still turn it into a failure to fail over with, while the caller has seen nothing.</summary>
-    /// <returns><see cref="AnswerVerdict.Accepted"/> to let the next observer see it.</returns>
-    ValueTask<AnswerVerdict> ObserveAsync(ReturnedAnswer answer);
+    /// <returns><see cref="AnswerVerdict.Accepted"/> to let the next observer see it; completed at once unless the observer has to wait.</returns>
+    ValueTask<AnswerVerdict> ObserveAsync(in ReturnedAnswer answer);
 }

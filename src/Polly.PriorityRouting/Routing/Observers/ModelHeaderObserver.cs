@@ -8,7 +8,7 @@ internal sealed class ModelHeaderObserver : IAnswerObserver
 {
     public static readonly ModelHeaderObserver Instance = new();
 
-    public ValueTask<AnswerVerdict> ObserveAsync(ReturnedAnswer answer)
+    public ValueTask<AnswerVerdict> ObserveAsync(in ReturnedAnswer answer)
     {
         if (answer.ServedModel is { } model)
         {
