@@ -156,6 +156,37 @@ public class ModelFallbackTests
     }
 
     [Fact]
+    public async Task A_request_that_waits_for_its_models_refill_starts_again_from_its_model_not_the_fallback()
+    {
+        using var h = Harness(
+            o => { o.ModelFallbacks["gpt-4o"] = ["mini"]; o.MaxQueueWait = TimeSpan.FromSeconds(10); },
+            Serving("a", 1, ("gpt-4o", "gpt-4o-ptu")),
+            Serving("b", 1, ("mini", "mini-deploy")));
+        var answers = 0;
+        h.Transport.Respond("a", _ =>
+        {
+            // The first answer says the budget is spent until its refill in 10 s.
+            var response = new HttpResponseMessage(HttpStatusCode.OK) { Content = new StringContent("{}") };
+            response.Headers.TryAddWithoutValidation("x-ratelimit-remaining-tokens", Interlocked.Increment(ref answers) == 1 ? "0" : "9000");
+            response.Headers.TryAddWithoutValidation("x-ratelimit-limit-tokens", "10000");
+            response.Headers.TryAddWithoutValidation("x-ratelimit-reset-tokens", "10s");
+            return response;
+        });
+        h.Transport.Respond("b", HttpStatusCode.TooManyRequests, ("Retry-After", "30"));
+        (await h.Client.PostAsync("/v1/chat/completions", Chat("gpt-4o"))).Dispose();
+
+        var waiting = h.Client.PostAsync("/v1/chat/completions", Chat("gpt-4o"));
+        h.Transport.Hosts.Should().Equal(["a", "b"], "a's budget is spent: the fallback is tried, and throttled for 30 s");
+        waiting.IsCompleted.Should().BeFalse("a's refill in 10 s is within MaxQueueWait and sooner than the fallback's 30 s");
+        Advance(h, TimeSpan.FromSeconds(10));
+        using var response = await waiting.WaitAsync(TimeSpan.FromSeconds(30));
+
+        response.StatusCode.Should().Be(HttpStatusCode.OK);
+        response.Headers.GetValues("x-priority-routing-model").Should().Equal("gpt-4o");
+        h.Transport.Hosts.Should().Equal("a", "b", "a");
+    }
+
+    [Fact]
     public async Task A_context_window_chain_is_walked_while_each_model_says_the_prompt_does_not_fit()
     {
         using var h = Harness(
@@ -228,6 +259,21 @@ public class ModelFallbackTests
         }
 
         return backend;
+    }
+
+    /// <summary>Advances the fake clock with no synchronization context: a released waiter continues on the thread pool.</summary>
+    private static void Advance(RoutingHarness h, TimeSpan delta)
+    {
+        var context = SynchronizationContext.Current;
+        SynchronizationContext.SetSynchronizationContext(null);
+        try
+        {
+            h.Time.Advance(delta);
+        }
+        finally
+        {
+            SynchronizationContext.SetSynchronizationContext(context);
+        }
     }
 
     private static RoutingHarness Harness(Action<PriorityRoutingStrategyOptions> configure, params PriorityBackend[] backends)
