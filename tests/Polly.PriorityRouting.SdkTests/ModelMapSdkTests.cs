@@ -147,6 +147,23 @@ public sealed class ModelMapSdkTests : FakeBackendsTestBase
         host.Options.StateStore.TryGetUnavailability(host.Options.Backends[0].GetStateKey(), out _).Should().BeFalse();
     }
 
+    [Fact]
+    public async Task Azure_sdk_asks_for_gpt_4o_and_a_throttled_ptu_falls_back_to_gpt_4o_mini_in_the_same_call()
+    {
+        A.ThrottleFor(TimeSpan.FromSeconds(30));
+        var options = Route((A, 1, [("gpt-4o", "gpt-4o-ptu")]), (B, 2, [("gpt-4o-mini", "mini-deploy")]));
+        options.ModelFallbacks["gpt-4o"] = ["gpt-4o-mini"];
+        using var host = new SdkClientHost(options);
+
+        var result = await AzureChat(host, "gpt-4o").CompleteChatAsync(Messages);
+
+        result.Value.Content.Single().Text.Should().Be("Hello from b.");
+        result.GetRawResponse().Headers.TryGetValue("x-priority-routing-model", out var served).Should().BeTrue();
+        served.Should().Be("gpt-4o-mini");
+        (A.Received.Single().Request.Path, B.Served.Single().Path).Should().Be(
+            ("/openai/deployments/gpt-4o-ptu/chat/completions", "/openai/deployments/mini-deploy/chat/completions"));
+    }
+
     private static PriorityRoutingStrategyOptions Route(params (FakeOpenAIBackend Backend, int Priority, (string Logical, string Own)[] Models)[] backends)
     {
         var options = new PriorityRoutingStrategyOptions();
