@@ -206,6 +206,40 @@ public class ModelFallbackTests
     }
 
     [Fact]
+    public async Task A_prompt_too_long_for_its_model_goes_to_the_larger_model_not_to_another_backend_of_the_same_model()
+    {
+        using var h = Harness(
+            o => o.ContextWindowFallbacks["gpt-4o-8k"] = ["gpt-4o-128k"],
+            Serving("a", 1, ("gpt-4o-8k", "small")),
+            Serving("a2", 1, ("gpt-4o-8k", "small-2")),
+            Serving("c", 2, ("gpt-4o-128k", "large")));
+        h.Transport.Respond("a", _ => ContextLengthExceeded());
+
+        using var response = await h.Client.PostAsync("/v1/chat/completions", Chat("gpt-4o-8k"));
+
+        response.StatusCode.Should().Be(HttpStatusCode.OK);
+        h.Transport.Hosts.Should().Equal("a", "c");
+    }
+
+    [Theory]
+    [InlineData(true, false)]
+    [InlineData(false, true)]
+    public async Task A_request_that_stays_on_its_model_gets_the_context_length_400_unchanged(bool noFailover, bool noModelFallback)
+    {
+        using var h = Harness(
+            o => o.ContextWindowFallbacks["gpt-4o-8k"] = ["gpt-4o-128k"],
+            Serving("a", 1, ("gpt-4o-8k", "small")),
+            Serving("c", 2, ("gpt-4o-128k", "large")));
+        h.Transport.Respond("a", _ => ContextLengthExceeded());
+
+        using var response = await h.Client.SendAsync(Post(Chat("gpt-4o-8k"), new PriorityRoutingHints { NoFailover = noFailover, NoModelFallback = noModelFallback }));
+
+        response.StatusCode.Should().Be(HttpStatusCode.BadRequest);
+        (await response.Content.ReadAsStringAsync()).Should().Be(ContextLengthExceededBody);
+        h.Transport.Hosts.Should().Equal("a");
+    }
+
+    [Fact]
     public async Task The_last_model_of_a_context_window_chain_returns_its_400_to_the_caller()
     {
         using var h = Harness(
