@@ -97,6 +97,7 @@ internal sealed class PriorityRoutingResilienceStrategy : ResilienceStrategy<Htt
 
         var throttledInThisCall = false;
         RoutedBackend? failed = null;
+        ModelRoute? failedModel = null;
         var waited = TimeSpan.Zero;
         try
         {
@@ -138,6 +139,10 @@ internal sealed class PriorityRoutingResilienceStrategy : ResilienceStrategy<Htt
                     if (failed is not null)
                     {
                         _telemetry.FailingOver(failed, backend, attempt);
+                        if (failedModel != plan.Route.Model)
+                        {
+                            _telemetry.FallingBackToModel(failedModel!, plan.Route.Model!, attempt);
+                        }
                     }
 
                     // Send.
@@ -182,8 +187,8 @@ internal sealed class PriorityRoutingResilienceStrategy : ResilienceStrategy<Htt
                             // rotation, and the request goes on to a larger model.
                             _pool.RecordAnswered(lease, healthyNow: true);
                             _telemetry.AttemptEnded(context, backend, outcome, attempt, _timeProvider.GetElapsedTime(started), handled: true, PriorityRoutingTags.ContextLengthExceededOutcome);
+                            (failed, failedModel) = (backend, plan.Route.Model);
                             plan.MoveToLargerModel();
-                            failed = backend;
                             continue;
                         }
 
@@ -222,7 +227,7 @@ internal sealed class PriorityRoutingResilienceStrategy : ResilienceStrategy<Htt
                     }
 
                     // Next attempt.
-                    failed = backend;
+                    (failed, failedModel) = (backend, plan.Route.Model);
                 }
             }
         }

@@ -44,6 +44,10 @@ internal sealed partial class RoutingTelemetry
         ModelLog.ModelsRouted(_logger, routes.ToString(), others);
     }
 
+    /// <summary>A request goes on to another model of its chain (configured names: bounded).</summary>
+    public void FallingBackToModel(ModelRoute from, ModelRoute to, int attemptNumber)
+        => ModelLog.FallingBackToModel(_logger, from.Name, to.Name, attemptNumber);
+
     /// <summary>A request named a model that no backend serves (the name as the 404 shows it: bounded).</summary>
     public void ModelNotFound(string model) => ModelLog.ModelNotFound(_logger, ModelNotFoundResponse.Shown(model));
 
@@ -55,5 +59,8 @@ internal sealed partial class RoutingTelemetry
 
         [LoggerMessage(21, LogLevel.Debug, "No backend serves model '{Model}'; answering 404 without calling a backend.")]
         public static partial void ModelNotFound(ILogger logger, string model);
+
+        [LoggerMessage(22, LogLevel.Information, "Falling back from model '{FromModel}' to model '{ToModel}' (attempt {AttemptNumber}).")]
+        public static partial void FallingBackToModel(ILogger logger, string? fromModel, string? toModel, int attemptNumber);
     }
 }

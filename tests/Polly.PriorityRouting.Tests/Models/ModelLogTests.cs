@@ -49,6 +49,23 @@ public class ModelLogTests
     }
 
     [Fact]
+    public async Task A_request_going_on_to_a_fallback_model_is_logged_once()
+    {
+        var a = RoutingHarness.Backend("a", 1);
+        a.Models["gpt-4o"] = "gpt-4o-ptu";
+        var b = RoutingHarness.Backend("b", 2);
+        b.Models["gpt-4o-mini"] = "mini";
+        using var h = Harness(o => o.ModelFallbacks["gpt-4o"] = ["gpt-4o-mini"], a, b);
+        h.Transport.Respond("a", HttpStatusCode.TooManyRequests, ("Retry-After", "30"));
+
+        (await h.Client.PostAsync("/v1/chat/completions", new StringContent("{\"model\":\"gpt-4o\"}", Encoding.UTF8, "application/json"))).Dispose();
+
+        _logs.GetSnapshot().Where(r => r.Id.Id == 22).Select(r => (r.Level, r.Message)).Should().Equal((
+            LogLevel.Information,
+            "Falling back from model 'gpt-4o' to model 'gpt-4o-mini' (attempt 1)."));
+    }
+
+    [Fact]
     public async Task A_name_no_backend_serves_is_logged_at_debug_bounded()
     {
         var a = RoutingHarness.Backend("a", 1);
