@@ -12,25 +12,41 @@ internal static class ContextLengthError
     /// <summary>An error body is small: a body longer than this is not that error, and is not read further.</summary>
     public const int MaxReadBytes = 16 * 1024;
 
-    /// <summary>Reads at most <see cref="MaxReadBytes"/> (and one more byte, to know whether the body ends there).</summary>
-    public static async ValueTask<ReadAhead> ReadAsync(HttpContent content, CancellationToken cancellationToken)
+    /// <summary>An error body comes at once: a body slower than this is not that error, and goes back as it comes.</summary>
+    public static readonly TimeSpan MaxReadTime = TimeSpan.FromSeconds(5);
+
+    /// <summary>
+    /// Reads at most <see cref="MaxReadBytes"/> (and one more byte, to know whether the body ends there), for at most
+    /// <see cref="MaxReadTime"/>. The caller's cancellation is thrown; a body that is too long or too slow is not that error.
+    /// </summary>
+    public static async ValueTask<ReadAhead> ReadAsync(HttpContent content, TimeProvider timeProvider, CancellationToken cancellationToken)
     {
         if (content.Headers.ContentLength is > MaxReadBytes)
         {
-            return new ReadAhead(null, [], 0, IsContextLengthExceeded: false);
+            return new ReadAhead(null, [], 0, Complete: false, IsContextLengthExceeded: false);
         }
 
         var stream = await content.ReadAsStreamAsync(cancellationToken).ConfigureAwait(false);
         var buffer = new byte[MaxReadBytes + 1];
         var length = 0;
-        int read;
-        while (length < buffer.Length && (read = await stream.ReadAsync(buffer.AsMemory(length), cancellationToken).ConfigureAwait(false)) > 0)
+        using var timeout = new CancellationTokenSource(MaxReadTime, timeProvider);
+        using var linked = CancellationTokenSource.CreateLinkedTokenSource(cancellationToken, timeout.Token);
+        try
         {
-            length += read;
+            int read;
+            while (length < buffer.Length && (read = await stream.ReadAsync(buffer.AsMemory(length), linked.Token).ConfigureAwait(false)) > 0)
+            {
+                length += read;
+            }
+        }
+        catch (OperationCanceledException) when (timeout.IsCancellationRequested && !cancellationToken.IsCancellationRequested)
+        {
+            // Too slow for an error body: the caller reads what came and the rest as it comes.
+            return new ReadAhead(stream, buffer, length, Complete: false, IsContextLengthExceeded: false);
         }
 
         var complete = length <= MaxReadBytes;
-        return new ReadAhead(stream, buffer, length, complete && IsContextLengthExceeded(buffer.AsSpan(0, length)));
+        return new ReadAhead(stream, buffer, length, complete, complete && IsContextLengthExceeded(buffer.AsSpan(0, length)));
     }
 
     /// <summary>
@@ -44,7 +60,7 @@ internal static class ContextLengthError
             return original;
         }
 
-        HttpContent restored = read.Length <= MaxReadBytes
+        HttpContent restored = read.Complete
             ? new ByteArrayContent(read.Buffer, 0, read.Length)
             : new StreamContent(new ReadAheadStream(read.Buffer, read.Length, read.Stream));
         foreach (var header in original.Headers.NonValidated)
@@ -52,7 +68,7 @@ internal static class ContextLengthError
             restored.Headers.TryAddWithoutValidation(header.Key, header.Value);
         }
 
-        if (read.Length <= MaxReadBytes)
+        if (read.Complete)
         {
             // All of it is in memory now: the connection goes back to the pool.
             original.Dispose();
@@ -87,6 +103,6 @@ internal static class ContextLengthError
         return false;
     }
 
-    /// <summary>What was read of a body: the stream and the bytes taken from it.</summary>
-    internal readonly record struct ReadAhead(Stream? Stream, byte[] Buffer, int Length, bool IsContextLengthExceeded);
+    /// <summary>What was read of a body: the stream, the bytes taken from it, and whether that was all of it.</summary>
+    internal readonly record struct ReadAhead(Stream? Stream, byte[] Buffer, int Length, bool Complete, bool IsContextLengthExceeded);
 }

@@ -256,6 +256,30 @@ public class ModelFallbackTests
         h.Transport.Hosts.Should().Equal("a", "b");
     }
 
+    [Fact]
+    public async Task A_400_whose_body_is_too_slow_for_an_error_goes_back_with_every_byte_as_it_comes()
+    {
+        using var h = Harness(
+            o => o.ContextWindowFallbacks["gpt-4o-8k"] = ["gpt-4o-128k"],
+            Serving("a", 1, ("gpt-4o-8k", "small")),
+            Serving("c", 2, ("gpt-4o-128k", "large")));
+        var body = new ScriptedBodyStream().Send("{\"error\":");
+        h.Transport.Respond("a", _ => new HttpResponseMessage(HttpStatusCode.BadRequest) { Content = new StreamContent(body) });
+
+        var sending = h.Client.SendAsync(
+            new HttpRequestMessage(HttpMethod.Post, "/v1/chat/completions") { Content = Chat("gpt-4o-8k") },
+            HttpCompletionOption.ResponseHeadersRead);
+        await body.WhenReading().WaitAsync(TimeSpan.FromSeconds(30));
+        sending.IsCompleted.Should().BeFalse("an error body that has not ended may still say the prompt does not fit");
+        Advance(h, ContextLengthError.MaxReadTime);
+        using var response = await sending.WaitAsync(TimeSpan.FromSeconds(30));
+        body.Send("{\"code\":\"context_length_exceeded\"}}").End();
+
+        response.StatusCode.Should().Be(HttpStatusCode.BadRequest);
+        (await response.Content.ReadAsStringAsync()).Should().Be("{\"error\":{\"code\":\"context_length_exceeded\"}}");
+        h.Transport.Hosts.Should().Equal("a");
+    }
+
     [Theory]
     [InlineData("{\"error\":{\"code\":\"context_length_exceeded\"}}", true)]
     [InlineData("{\"code\":\"context_length_exceeded\",\"message\":\"too long\"}", true)]

@@ -16,7 +16,7 @@ internal sealed class AnswerObservers
         if (options.ContextWindowFallbacks.Count > 0)
         {
             // First: an answer that moves the request to a larger model is no answer for the others to observe.
-            observers.Add(ContextWindowObserver.Instance);
+            observers.Add(new ContextWindowObserver(timeProvider));
         }
 
         // Every body that goes back is watched: how it ends is its backend's health.

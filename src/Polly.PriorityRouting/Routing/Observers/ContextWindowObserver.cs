@@ -9,24 +9,22 @@ namespace Polly.PriorityRouting;
 /// list; it reads nothing of any other answer.
 /// </summary>
 /// <remarks>
-/// It reads at most <see cref="ContextLengthError.MaxReadBytes"/> of the body. An answer that is not that error goes
+/// It reads at most <see cref="ContextLengthError.MaxReadBytes"/> of the body, for at most <see cref="ContextLengthError.MaxReadTime"/>. An answer that is not that error goes
 /// back with its body intact: the bytes read are put back in front of the rest (<see cref="ContextLengthError.Restore"/>).
 /// </remarks>
-internal sealed class ContextWindowObserver : IAnswerObserver
+internal sealed class ContextWindowObserver(TimeProvider timeProvider) : IAnswerObserver
 {
-    public static readonly ContextWindowObserver Instance = new();
-
     public ValueTask<AnswerVerdict> ObserveAsync(in ReturnedAnswer answer)
         => answer.CanMoveToLargerModel && answer.Response.StatusCode == HttpStatusCode.BadRequest
             ? ReadAsync(answer.Response, answer.Context)
             : new(AnswerVerdict.Accepted);
 
-    private static async ValueTask<AnswerVerdict> ReadAsync(HttpResponseMessage response, ResilienceContext context)
+    private async ValueTask<AnswerVerdict> ReadAsync(HttpResponseMessage response, ResilienceContext context)
     {
         ContextLengthError.ReadAhead read;
         try
         {
-            read = await ContextLengthError.ReadAsync(response.Content, context.CancellationToken).ConfigureAwait(context.ContinueOnCapturedContext);
+            read = await ContextLengthError.ReadAsync(response.Content, timeProvider, context.CancellationToken).ConfigureAwait(context.ContinueOnCapturedContext);
         }
         catch (Exception) when (context.CancellationToken.IsCancellationRequested)
         {
