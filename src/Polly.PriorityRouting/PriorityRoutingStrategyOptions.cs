@@ -209,7 +209,7 @@ public class PriorityRoutingStrategyOptions : ResilienceStrategyOptions
     /// another backend of the same model — and the backend is not marked unavailable: it answered correctly. Within the
     /// list, a model whose backends are all unavailable passes the request to the next one as well. Without a
     /// configured list, that <c>400</c> goes back to the caller unchanged. Only a <c>400</c> of a model that has a list is
-    /// read, and at most 16 KB of it; a body that is not that error reaches the caller intact. From configuration:
+    /// read, and at most 16 KB of it for at most 5 seconds; a body that is not that error reaches the caller intact. From configuration:
     /// <c>Routing:ContextWindowFallbacks:{model}:{index}</c>.
     /// </remarks>
     /// <value>An empty, case-sensitive dictionary by default. Never <see langword="null"/>.</value>
