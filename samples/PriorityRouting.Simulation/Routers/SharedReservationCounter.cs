@@ -1,0 +1,148 @@
+namespace PriorityRouting.Simulation.Routers;
+
+/// <summary>
+/// The reservation budget "ours (reserved)" holds in the shared store (Redis, in the library to come), one per backend,
+/// shared by every replica: an admission reserves its estimated cost atomically before the request is sent; what
+/// answers report (remaining, limit, reset — measured from when the request was sent) seeds and corrects it.
+/// </summary>
+/// <remarks>
+/// Like the library's budget view, a budget is taken as full again at its reset (a step); the window it advances by is
+/// the longest reset delay ever reported. A report corrects the count to what the backend had spent when it admitted the
+/// request plus what was reserved since, so an answer that arrives seconds late loses nothing reserved meanwhile. Until
+/// a backend has reported a budget, everything is admitted (nothing is known: fail open). Bounded: per backend, the
+/// reservations of the last <see cref="History"/> only.
+/// </remarks>
+internal sealed class SharedReservationCounter
+{
+    /// <summary>How long reservations are remembered to correct the count with a late answer (longer than any completion).</summary>
+    public static readonly TimeSpan History = TimeSpan.FromMinutes(3);
+
+    /// <summary>How far apart two reset moments may be and still describe one window.</summary>
+    private static readonly TimeSpan SameWindow = TimeSpan.FromMilliseconds(50);
+
+    private readonly Dictionary<string, Budget> _budgets = new(StringComparer.OrdinalIgnoreCase);
+
+    /// <summary>Gets how many admissions the counter refused.</summary>
+    public long Refused { get; private set; }
+
+    /// <summary>Reserves <paramref name="cost"/> on <paramref name="backend"/>, or tells how long until its budget refills.</summary>
+    public bool TryReserve(string backend, long cost, DateTimeOffset now, out TimeSpan retryAfter)
+    {
+        var budget = GetOrAdd(backend);
+        budget.Roll(now);
+        budget.Prune(now);
+
+        // A request larger than the whole budget is the backend's to judge.
+        if (budget.Limit >= 0 && budget.WindowEnd > now && budget.Reserved + cost > budget.Limit && cost <= budget.Limit)
+        {
+            Refused++;
+            retryAfter = budget.WindowEnd - now;
+            return false;
+        }
+
+        budget.Reserved += cost;
+        budget.Recent.Enqueue((now, cost));
+        retryAfter = TimeSpan.Zero;
+        return true;
+    }
+
+    /// <summary>The backend refused a reserved request (a 429): its cost was not spent.</summary>
+    public void Release(string backend, long cost)
+    {
+        var budget = GetOrAdd(backend);
+        budget.Reserved = Math.Max(0, budget.Reserved - cost);
+    }
+
+    /// <summary>
+    /// Corrects the count with what an answer reported: <paramref name="remaining"/> of <paramref name="limit"/> until
+    /// <paramref name="resetIn"/> after <paramref name="sentAt"/>, for a request reserved at <paramref name="reservedAt"/>.
+    /// </summary>
+    public void Correct(string backend, long remaining, long limit, TimeSpan resetIn, DateTimeOffset reservedAt, DateTimeOffset sentAt, DateTimeOffset now)
+    {
+        var budget = GetOrAdd(backend);
+        budget.Limit = limit;
+        if (resetIn > budget.Window)
+        {
+            budget.Window = resetIn;
+        }
+
+        var resetAt = sentAt + resetIn;
+        budget.Roll(now);
+        if (resetAt <= now)
+        {
+            // The window it describes is over.
+            return;
+        }
+
+        var reservedSince = 0L;
+        foreach (var (at, cost) in budget.Recent)
+        {
+            reservedSince += at > reservedAt ? cost : 0;
+        }
+
+        var reserved = limit - remaining + reservedSince;
+        if (budget.WindowEnd == default || resetAt > budget.WindowEnd + SameWindow)
+        {
+            // A window the counter had only assumed (or a continuous budget's later "full" moment): the report is the truth.
+            budget.WindowEnd = resetAt;
+            budget.Reserved = reserved;
+        }
+        else if (resetAt >= budget.WindowEnd - SameWindow)
+        {
+            budget.WindowEnd = resetAt;
+            budget.Reserved = Math.Max(budget.Reserved, reserved);
+        }
+    }
+
+    private Budget GetOrAdd(string backend)
+    {
+        if (!_budgets.TryGetValue(backend, out var budget))
+        {
+            _budgets[backend] = budget = new Budget();
+        }
+
+        return budget;
+    }
+
+    private sealed class Budget
+    {
+        public long Limit { get; set; } = -1;
+
+        public TimeSpan Window { get; set; }
+
+        public DateTimeOffset WindowEnd { get; set; }
+
+        public long Reserved { get; set; }
+
+        public Queue<(DateTimeOffset At, long Cost)> Recent { get; } = new();
+
+        /// <summary>At the reset the budget is full again; the next reset is one window later.</summary>
+        public void Roll(DateTimeOffset now)
+        {
+            if (WindowEnd == default || now < WindowEnd)
+            {
+                return;
+            }
+
+            Reserved = 0;
+            if (Window <= TimeSpan.Zero)
+            {
+                WindowEnd = default;
+                return;
+            }
+
+            while (WindowEnd <= now)
+            {
+                WindowEnd += Window;
+            }
+        }
+
+        public void Prune(DateTimeOffset now)
+        {
+            while (Recent.TryPeek(out var oldest) && oldest.At < now - History)
+            {
+                Recent.Dequeue();
+            }
+        }
+    }
+}
