@@ -51,15 +51,6 @@ internal sealed class PriorityRoutingRouter(bool tokenBudgets, bool queueWait = 
         RouterEnvironment environment, HttpMessageHandler transport, IBackendStateStore store, Random random, bool tokenBudgets, TimeSpan? maxQueueWait)
     {
         var options = new PriorityRoutingStrategyOptions { StateStore = store, TokenBudgets = tokenBudgets, MaxQueueWait = maxQueueWait };
-        if (transport is ReservationHandler)
-        {
-            // The shared counter admits; the replica's own budget view (and proactive throttling, which reads the same
-            // headers) would read an answer that arrives seconds after its admission as if its reset were measured from
-            // its arrival, and hold a refilled backend back (docs/benchmarks.md: 55-77 % served in flight).
-            options.TokenBudgets = false;
-            options.ProactiveThrottling = false;
-        }
-
         foreach (var backend in environment.Scenario.Backends)
         {
             options.Backends.Add(new PriorityBackend { Name = backend.Name, BaseAddress = backend.Address, Priority = backend.Priority });

@@ -9,7 +9,8 @@ namespace PriorityRouting.Simulation.Routers;
 /// it): one round trip to the <see cref="SharedReservationCounter"/> before the attempt is sent — it reserves the
 /// request's cost or is refused — and, off the caller's path, the answer's budget sent back to correct the counter. A
 /// refused attempt never reaches the backend: the strategy gets a 429 whose <c>retry-after-ms</c> is the budget's refill,
-/// and fails over as from a backend's 429 (the deadline is shared by every replica).
+/// and fails over as from a backend's 429 (the deadline is shared by every replica). The answers that come back carry,
+/// for the strategy's budget view, the shared count instead of the backend's count of seconds ago (<see cref="HandOver"/>).
 /// </summary>
 /// <remarks>
 /// This models, with the library's public extension points only, what a reservation inside the strategy would do; the
@@ -46,9 +47,29 @@ internal sealed class ReservationHandler(SharedReservationCounter counter, Virtu
         {
             // Off the caller's path: the correction reaches the store half a round trip later.
             _ = CorrectAsync(backend, remaining, limit, resetIn, reservedAt, sentAt, halfTrip);
+            HandOver(response, backend);
         }
 
         return response;
+    }
+
+    /// <summary>
+    /// Hands the strategy's budget view what the shared counter holds now instead of what the answer said when the
+    /// backend admitted the request, seconds ago: the count every replica has reserved, and the reset measured from when
+    /// the request was sent. The view then spreads the callers it sends back over refills as it does for answers that
+    /// arrive at once. (In the simulation the counter is read without a round trip; in the library the value would come
+    /// back with the correction's or the next reservation's.)
+    /// </summary>
+    private void HandOver(HttpResponseMessage response, string backend)
+    {
+        var now = time.GetUtcNow();
+        response.Headers.Remove(PriorityRoutingConstants.RateLimitRemainingTokensHeader);
+        response.Headers.Remove(PriorityRoutingConstants.RateLimitResetTokensHeader);
+        if (counter.TryGetAvailable(backend, now, out var available, out var resetAt))
+        {
+            response.Headers.TryAddWithoutValidation(PriorityRoutingConstants.RateLimitRemainingTokensHeader, available.ToString(CultureInfo.InvariantCulture));
+            response.Headers.TryAddWithoutValidation(PriorityRoutingConstants.RateLimitResetTokensHeader, (resetAt - now).TotalSeconds.ToString("0.###", CultureInfo.InvariantCulture) + "s");
+        }
     }
 
     private async Task CorrectAsync(string backend, long remaining, long limit, TimeSpan resetIn, DateTimeOffset reservedAt, DateTimeOffset sentAt, TimeSpan delay)

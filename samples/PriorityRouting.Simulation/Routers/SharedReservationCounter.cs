@@ -46,6 +46,16 @@ internal sealed class SharedReservationCounter
         return true;
     }
 
+    /// <summary>Returns what is left of <paramref name="backend"/>'s budget now, and until when; <see langword="false"/> when nothing is known.</summary>
+    public bool TryGetAvailable(string backend, DateTimeOffset now, out long available, out DateTimeOffset resetAt)
+    {
+        var budget = GetOrAdd(backend);
+        budget.Roll(now);
+        available = Math.Max(0, budget.Limit - budget.Reserved);
+        resetAt = budget.WindowEnd;
+        return budget.Limit >= 0 && budget.WindowEnd > now;
+    }
+
     /// <summary>The backend refused a reserved request (a 429): its cost was not spent.</summary>
     public void Release(string backend, long cost)
     {
