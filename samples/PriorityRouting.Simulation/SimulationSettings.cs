@@ -102,6 +102,14 @@ public sealed record SimulationSettings
     /// </summary>
     public TimeSpan ReservationRoundTrip { get; init; } = TimeSpan.FromMilliseconds(1);
 
+    /// <summary>
+    /// Gets how "ours (reserved)" reads an answer's budget: <see langword="null"/> (the default) as of the request's
+    /// admission, its reset measured from the send (right when backends report at admission, see
+    /// <see cref="BudgetAtAdmission"/>); else only from answers that arrive within this delay of their send, the reset
+    /// measured from the arrival (right within that delay either way).
+    /// </summary>
+    public TimeSpan? ReservationMaxAnswerDelay { get; init; }
+
     /// <summary>Gets a part of the names of the routers to run; <see langword="null"/> runs them all.</summary>
     public string? RouterFilter { get; init; }
 

@@ -37,7 +37,7 @@ internal sealed class PriorityRoutingRouter(bool tokenBudgets, bool queueWait = 
         var settings = environment.Settings;
         var budgets = settings.BudgetSharing ? new SimulatedBudgetChannel(environment.Time, settings.BudgetPublishInterval, settings.BudgetDelay) : null;
         var maxQueueWait = queueWait ? settings.QueueWait ?? settings.ReplenishmentPeriod : (TimeSpan?)null;
-        var reservations = reserved ? new SharedReservationCounter() : null;
+        var reservations = reserved ? new SharedReservationCounter(settings.ReservationMaxAnswerDelay) : null;
         return [.. Enumerable.Range(0, replicaCount).Select(replica =>
         {
             var transport = reservations is null

@@ -46,7 +46,7 @@ internal sealed class ReservationHandler(SharedReservationCounter counter, Virtu
         if (TryReadBudget(response, out var remaining, out var limit, out var resetIn))
         {
             // Off the caller's path: the correction reaches the store half a round trip later.
-            _ = CorrectAsync(backend, remaining, limit, resetIn, reservedAt, sentAt, halfTrip);
+            _ = CorrectAsync(backend, remaining, limit, resetIn, reservedAt, sentAt, time.GetUtcNow(), halfTrip);
             HandOver(response, backend);
         }
 
@@ -72,10 +72,11 @@ internal sealed class ReservationHandler(SharedReservationCounter counter, Virtu
         }
     }
 
-    private async Task CorrectAsync(string backend, long remaining, long limit, TimeSpan resetIn, DateTimeOffset reservedAt, DateTimeOffset sentAt, TimeSpan delay)
+    private async Task CorrectAsync(
+        string backend, long remaining, long limit, TimeSpan resetIn, DateTimeOffset reservedAt, DateTimeOffset sentAt, DateTimeOffset arrivedAt, TimeSpan delay)
     {
         await delays.Delay(delay, CancellationToken.None).ConfigureAwait(false);
-        counter.Correct(backend, remaining, limit, resetIn, reservedAt, sentAt, time.GetUtcNow());
+        counter.Correct(backend, remaining, limit, resetIn, reservedAt, sentAt, arrivedAt, time.GetUtcNow());
     }
 
     private static HttpResponseMessage Refused(HttpRequestMessage request, TimeSpan retryAfter)

@@ -21,6 +21,14 @@ internal sealed class SharedReservationCounter
     private static readonly TimeSpan SameWindow = TimeSpan.FromMilliseconds(50);
 
     private readonly Dictionary<string, Budget> _budgets = new(StringComparer.OrdinalIgnoreCase);
+    private readonly TimeSpan? _maxAnswerDelay;
+
+    /// <param name="maxAnswerDelay">
+    /// <see langword="null"/>: a report is taken as the backend's state when it admitted the request, its reset measured
+    /// from the send. Otherwise only answers that arrive within this delay of their send correct the counter, their reset
+    /// measured from their arrival (the later of the two readings): right whichever moment the backend reports.
+    /// </param>
+    public SharedReservationCounter(TimeSpan? maxAnswerDelay = null) => _maxAnswerDelay = maxAnswerDelay;
 
     /// <summary>Gets how many admissions the counter refused.</summary>
     public long Refused { get; private set; }
@@ -65,9 +73,10 @@ internal sealed class SharedReservationCounter
 
     /// <summary>
     /// Corrects the count with what an answer reported: <paramref name="remaining"/> of <paramref name="limit"/> until
-    /// <paramref name="resetIn"/> after <paramref name="sentAt"/>, for a request reserved at <paramref name="reservedAt"/>.
+    /// <paramref name="resetIn"/> after <paramref name="sentAt"/> (or <paramref name="arrivedAt"/>, see the constructor),
+    /// for a request reserved at <paramref name="reservedAt"/>.
     /// </summary>
-    public void Correct(string backend, long remaining, long limit, TimeSpan resetIn, DateTimeOffset reservedAt, DateTimeOffset sentAt, DateTimeOffset now)
+    public void Correct(string backend, long remaining, long limit, TimeSpan resetIn, DateTimeOffset reservedAt, DateTimeOffset sentAt, DateTimeOffset arrivedAt, DateTimeOffset now)
     {
         var budget = GetOrAdd(backend);
         budget.Limit = limit;
@@ -76,7 +85,13 @@ internal sealed class SharedReservationCounter
             budget.Window = resetIn;
         }
 
-        var resetAt = sentAt + resetIn;
+        if (arrivedAt - sentAt > _maxAnswerDelay)
+        {
+            return;
+        }
+
+        var resetAt = (_maxAnswerDelay is null ? sentAt : arrivedAt) + resetIn;
+        var sameWindow = SameWindow + (_maxAnswerDelay ?? TimeSpan.Zero);
         budget.Roll(now);
         if (resetAt <= now)
         {
@@ -91,13 +106,13 @@ internal sealed class SharedReservationCounter
         }
 
         var reserved = limit - remaining + reservedSince;
-        if (budget.WindowEnd == default || resetAt > budget.WindowEnd + SameWindow)
+        if (budget.WindowEnd == default || resetAt > budget.WindowEnd + sameWindow)
         {
             // A window the counter had only assumed (or a continuous budget's later "full" moment): the report is the truth.
             budget.WindowEnd = resetAt;
             budget.Reserved = reserved;
         }
-        else if (resetAt >= budget.WindowEnd - SameWindow)
+        else if (resetAt >= budget.WindowEnd - sameWindow)
         {
             budget.WindowEnd = resetAt;
             budget.Reserved = Math.Max(budget.Reserved, reserved);
