@@ -1,6 +1,5 @@
 using System.Globalization;
 using System.Net;
-using Polly.PriorityRouting;
 
 namespace PriorityRouting.Simulation.Routers;
 
@@ -20,6 +19,8 @@ namespace PriorityRouting.Simulation.Routers;
 internal sealed class ReservationHandler(SharedReservationCounter counter, VirtualDelays delays, TimeProvider time, TimeSpan roundTrip, HttpMessageHandler transport)
     : DelegatingHandler(transport)
 {
+    private static readonly string[] BudgetKinds = ["tokens", "requests"];
+
     protected override async Task<HttpResponseMessage> SendAsync(HttpRequestMessage request, CancellationToken cancellationToken)
     {
         var backend = request.RequestUri!.Host;
@@ -43,11 +44,11 @@ internal sealed class ReservationHandler(SharedReservationCounter counter, Virtu
             counter.Release(backend, cost);
         }
 
-        if (TryReadBudget(response, out var remaining, out var limit, out var resetIn))
+        if (TryReadBudget(response, out var kind, out var remaining, out var limit, out var resetIn))
         {
             // Off the caller's path: the correction reaches the store half a round trip later.
             _ = CorrectAsync(backend, remaining, limit, resetIn, reservedAt, sentAt, time.GetUtcNow(), halfTrip);
-            HandOver(response, backend);
+            HandOver(response, backend, kind);
         }
 
         return response;
@@ -60,15 +61,15 @@ internal sealed class ReservationHandler(SharedReservationCounter counter, Virtu
     /// arrive at once. (In the simulation the counter is read without a round trip; in the library the value would come
     /// back with the correction's or the next reservation's.)
     /// </summary>
-    private void HandOver(HttpResponseMessage response, string backend)
+    private void HandOver(HttpResponseMessage response, string backend, string kind)
     {
         var now = time.GetUtcNow();
-        response.Headers.Remove(PriorityRoutingConstants.RateLimitRemainingTokensHeader);
-        response.Headers.Remove(PriorityRoutingConstants.RateLimitResetTokensHeader);
+        response.Headers.Remove("x-ratelimit-remaining-" + kind);
+        response.Headers.Remove("x-ratelimit-reset-" + kind);
         if (counter.TryGetAvailable(backend, now, out var available, out var resetAt))
         {
-            response.Headers.TryAddWithoutValidation(PriorityRoutingConstants.RateLimitRemainingTokensHeader, available.ToString(CultureInfo.InvariantCulture));
-            response.Headers.TryAddWithoutValidation(PriorityRoutingConstants.RateLimitResetTokensHeader, (resetAt - now).TotalSeconds.ToString("0.###", CultureInfo.InvariantCulture) + "s");
+            response.Headers.TryAddWithoutValidation("x-ratelimit-remaining-" + kind, available.ToString(CultureInfo.InvariantCulture));
+            response.Headers.TryAddWithoutValidation("x-ratelimit-reset-" + kind, (resetAt - now).TotalSeconds.ToString("0.###", CultureInfo.InvariantCulture) + "s");
         }
     }
 
@@ -87,15 +88,25 @@ internal sealed class ReservationHandler(SharedReservationCounter counter, Virtu
         return response;
     }
 
-    private static bool TryReadBudget(HttpResponseMessage response, out long remaining, out long limit, out TimeSpan resetIn)
+    /// <summary>Reads the token budget an answer reports, else its request budget (a request costs 1 of those).</summary>
+    private static bool TryReadBudget(HttpResponseMessage response, out string kind, out long remaining, out long limit, out TimeSpan resetIn)
     {
-        limit = 0;
-        resetIn = TimeSpan.Zero;
-        return TryGet(response, PriorityRoutingConstants.RateLimitRemainingTokensHeader, out remaining) &&
-               TryGet(response, "x-ratelimit-limit-tokens", out limit) &&
-               response.Headers.NonValidated.TryGetValues(PriorityRoutingConstants.RateLimitResetTokensHeader, out var reset) &&
-               double.TryParse(reset.ToString().TrimEnd('s'), NumberStyles.Float, CultureInfo.InvariantCulture, out var seconds) &&
-               (resetIn = TimeSpan.FromSeconds(seconds)) >= TimeSpan.Zero;
+        foreach (var candidate in BudgetKinds)
+        {
+            kind = candidate;
+            if (TryGet(response, "x-ratelimit-remaining-" + kind, out remaining) &&
+                TryGet(response, "x-ratelimit-limit-" + kind, out limit) &&
+                response.Headers.NonValidated.TryGetValues("x-ratelimit-reset-" + kind, out var reset) &&
+                double.TryParse(reset.ToString().TrimEnd('s'), NumberStyles.Float, CultureInfo.InvariantCulture, out var seconds) &&
+                seconds >= 0)
+            {
+                resetIn = TimeSpan.FromSeconds(seconds);
+                return true;
+            }
+        }
+
+        (kind, remaining, limit, resetIn) = (string.Empty, 0, 0, TimeSpan.Zero);
+        return false;
     }
 
     private static bool TryGet(HttpResponseMessage response, string name, out long value)
