@@ -80,9 +80,9 @@ internal sealed class SharedReservationCounter
     {
         var budget = GetOrAdd(backend);
         budget.Limit = limit;
-        if (resetIn > budget.Window)
+        if (resetIn > budget.LongestReset)
         {
-            budget.Window = resetIn;
+            budget.LongestReset = resetIn;
         }
 
         if (arrivedAt - sentAt > _maxAnswerDelay)
@@ -106,6 +106,7 @@ internal sealed class SharedReservationCounter
         }
 
         var reserved = limit - remaining + reservedSince;
+        budget.ObserveReset(resetAt, sameWindow);
         if (budget.WindowEnd == default || resetAt > budget.WindowEnd + sameWindow)
         {
             // A window the counter had only assumed (or a continuous budget's later "full" moment): the report is the truth.
@@ -133,13 +134,37 @@ internal sealed class SharedReservationCounter
     {
         public long Limit { get; set; } = -1;
 
-        public TimeSpan Window { get; set; }
+        /// <summary>
+        /// Gets the refill window: the shortest gap between the reset moments of two windows reported one after the
+        /// other (a gap shorter than a reported reset delay is one window seen twice), else the longest reset delay
+        /// reported, which falls short of the window by the time the window's first request came after its refill.
+        /// </summary>
+        public TimeSpan Window => _gap ?? LongestReset;
+
+        public TimeSpan LongestReset { get; set; }
 
         public DateTimeOffset WindowEnd { get; set; }
 
         public long Reserved { get; set; }
 
         public Queue<(DateTimeOffset At, long Cost)> Recent { get; } = new();
+
+        private TimeSpan? _gap;
+        private DateTimeOffset _lastReset;
+
+        public void ObserveReset(DateTimeOffset resetAt, TimeSpan sameWindow)
+        {
+            var gap = resetAt - _lastReset;
+            if (_lastReset != default && gap > sameWindow && gap >= LongestReset && (_gap is null || gap < _gap))
+            {
+                _gap = gap;
+            }
+
+            if (resetAt > _lastReset)
+            {
+                _lastReset = resetAt;
+            }
+        }
 
         /// <summary>At the reset the budget is full again; the next reset is one window later.</summary>
         public void Roll(DateTimeOffset now)
