@@ -127,13 +127,20 @@ public static class SimulationDriver
                     {
                         sentThisRound = true;
                         var background = scenario.HasClasses && classes.NextDouble() < scenario.BackgroundShare;
+                        var body = sizes.Next(requests.Count);
+                        if (background && scenario.DropsBackground)
+                        {
+                            // Drawn like the classes scenario's (same foreground arrivals and sizes), never sent.
+                            continue;
+                        }
+
                         if (inWindow)
                         {
                             counts.NewRequests++;
                             counts.NewBackground += background ? 1 : 0;
                         }
 
-                        Send(replica, retriesDone: 0, sizes.Next(requests.Count), background, now, inWindow);
+                        Send(replica, retriesDone: 0, body, background, now, inWindow);
                     }
                 }
             }
@@ -226,7 +233,7 @@ public static class SimulationDriver
         return new RunResult(
             router.Name,
             scenario.Name,
-            loadFactor,
+            scenario.DropsBackground ? loadFactor * (1 - scenario.BackgroundShare) : loadFactor,
             replicaCount,
             settings.ClientRetries,
             settings.Measured.TotalSeconds,

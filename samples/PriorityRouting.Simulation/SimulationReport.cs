@@ -66,10 +66,21 @@ public static class SimulationReport
             {
                 foreach (var run in results.Where(r => r.Scenario == scenario && r.Router is Ours or OursReserved).OrderBy(r => r.Replicas))
                 {
+                    var where = Invariant($"{scenario}, {run.Router}, {run.Replicas} replica(s)");
                     lines.Add(Verdict(run.ForegroundServedShare >= 0.99, Invariant(
-                        $"{scenario}, {run.Router}, {run.Replicas} replica(s): foreground served share >= 99%: {Percent(run.ForegroundServedShare)} (background {Percent(run.BackgroundServedShare)})")));
+                        $"{where}: foreground served share >= 99%: {Percent(run.ForegroundServedShare)} (background {Percent(run.BackgroundServedShare)})")));
+                    if (results.FirstOrDefault(r => r.Scenario == SimulationSettings.ClassesBaselineScenario && r.Router == run.Router && r.Replicas == run.Replicas) is { } alone)
+                    {
+                        lines.Add(Verdict(run.ForegroundP99TimeToSuccessMs <= 1.1 * alone.ForegroundP99TimeToSuccessMs, Invariant(
+                            $"{where}: foreground p99 time to success within 10% of the run without background: {run.ForegroundP99TimeToSuccessMs:0} ms vs {alone.ForegroundP99TimeToSuccessMs:0} ms")));
+                    }
                 }
 
+                continue;
+            }
+
+            if (scenario == SimulationSettings.ClassesBaselineScenario)
+            {
                 continue;
             }
 

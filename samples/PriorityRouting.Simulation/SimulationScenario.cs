@@ -19,6 +19,12 @@ public sealed record SimulationScenario(string Name, IReadOnlyList<SimulatedBack
     /// <summary>Gets the share of new requests that are background work (summaries, evaluations); 0: none.</summary>
     public double BackgroundShare { get; init; }
 
+    /// <summary>
+    /// Gets a value indicating whether the background requests are drawn but never sent: the same foreground arrivals
+    /// with nothing behind them, the baseline of the classes scenario's foreground time to success.
+    /// </summary>
+    public bool DropsBackground { get; init; }
+
     /// <summary>Gets the offered loads this scenario runs at whatever the settings say; <see langword="null"/>: the settings'.</summary>
     public IReadOnlyList<double>? Loads { get; init; }
 

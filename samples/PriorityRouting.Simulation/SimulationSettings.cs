@@ -17,13 +17,17 @@ public sealed record SimulationSettings
     /// <summary>Gets the name of the scenario of two request classes: half of the demand is background work.</summary>
     public const string ClassesScenario = "classes: mixed sizes in flight, half background";
 
+    /// <summary>Gets the name of the classes scenario without its background: the baseline of the foreground's time to success.</summary>
+    public const string ClassesBaselineScenario = "classes baseline: the same foreground, no background";
+
     /// <summary>
     /// Gets the scenarios. All have a reserved (PTU) deployment at priority 1 and two pay-as-you-go deployments at
     /// priority 2: uniform requests against 50 + 25 + 25 requests per second, and mixed sizes against 1.2M + 600k +
     /// 600k tokens per minute (20,000 + 10,000 + 10,000 tokens per second), answered at once; then the same mixed sizes
     /// with completions that take time (<see cref="CompletionTimes.Chat"/>), bursty arrivals
     /// (<see cref="ArrivalBursts.Default"/>), and the last pay-as-you-go deployment an OpenAI one (continuous refill);
-    /// and that scenario again at 2x overload with half of the requests background work.
+    /// and that scenario again at 2x overload with half of the requests background work, and once more with the
+    /// background not sent (its foreground alone, at 1x).
     /// </summary>
     public IReadOnlyList<SimulationScenario> Scenarios { get; init; } =
     [
@@ -31,6 +35,10 @@ public sealed record SimulationSettings
         new(MixedScenario, [new("ptu", 1, 20_000), new("paygo-east", 2, 10_000), new("paygo-west", 2, 10_000)], MixedSizes: true),
         new(InFlightScenario, InFlightBackends, MixedSizes: true) { Completions = CompletionTimes.Chat, Bursts = ArrivalBursts.Default },
         new(ClassesScenario, InFlightBackends, MixedSizes: true) { Completions = CompletionTimes.Chat, Bursts = ArrivalBursts.Default, BackgroundShare = 0.5, Loads = [2.0] },
+        new(ClassesBaselineScenario, InFlightBackends, MixedSizes: true)
+        {
+            Completions = CompletionTimes.Chat, Bursts = ArrivalBursts.Default, BackgroundShare = 0.5, DropsBackground = true, Loads = [2.0],
+        },
     ];
 
     private static IReadOnlyList<SimulatedBackendSpec> InFlightBackends =>

@@ -46,7 +46,11 @@ public class SimulationDriverTests
 
         scenarios.Should().ContainSingle(s => s.Name.Contains("mixed") && s.Name.Contains("in-flight"))
             .Which.Should().BeSameAs(scenarios.Single(s => s.Completions != null && !s.HasClasses));
-        var classes = scenarios.Single(s => s.Name.Contains("classes"));
+        var classes = scenarios.Single(s => s.Name.Contains("classes") && !s.DropsBackground);
+        var baseline = scenarios.Single(s => s.DropsBackground);
+        (baseline.Name, baseline.BackgroundShare, baseline.Completions, baseline.Bursts).Should().Be((SimulationSettings.ClassesBaselineScenario, 0.5, classes.Completions, classes.Bursts));
+        baseline.Loads.Should().Equal(classes.Loads);
+        baseline.Backends.Should().Equal(classes.Backends);
         (classes.BackgroundShare, classes.Loads, classes.Completions).Should().Be((0.5, classes.Loads, CompletionTimes.Chat));
         classes.Loads.Should().Equal(2.0);
         new SimulationSettings().ReplicaCounts.Should().Equal(1, 8, 32);
@@ -107,7 +111,16 @@ public class SimulationDriverTests
             run.ForegroundP99TimeToSuccessMs.Should().BePositive();
         }
 
-        results.Where(r => r.Scenario != SimulationSettings.ClassesScenario).Should().OnlyContain(r =>
+        foreach (var alone in results.Where(r => r.Scenario == SimulationSettings.ClassesBaselineScenario))
+        {
+            // The same foreground arrivals, the background drawn but not sent: half the demand, a load of 1.
+            var withBackground = classes.Single(r => r.Router == alone.Router && r.Replicas == alone.Replicas);
+            (alone.LoadFactor, alone.BackgroundRequests, alone.ForegroundRequests).Should().Be((1.0, 0L, withBackground.ForegroundRequests));
+            alone.ForegroundServedShare.Should().BeInRange(0, 1);
+            double.IsNaN(alone.BackgroundServedShare).Should().BeTrue();
+        }
+
+        results.Where(r => !r.Scenario.StartsWith("classes", StringComparison.Ordinal)).Should().OnlyContain(r =>
             double.IsNaN(r.ForegroundServedShare) && double.IsNaN(r.BackgroundServedShare) && r.BackgroundRequests == 0);
     }
 
@@ -130,7 +143,7 @@ public class SimulationDriverTests
 
         results.Select(r => r.Router).Distinct().Should().Equal(
             "one endpoint + retry", "hedging, ordered groups", "python-style, per replica", "litellm-style usage-based", "ours (before)", "ours", "ours (queue)", "ours (reserved)");
-        results.Should().HaveCount(4 * 2 * 8);
+        results.Should().HaveCount(5 * 2 * 8);
     }
 
     [Fact]
@@ -222,7 +235,9 @@ public class SimulationDriverTests
             json.RootElement.EnumerateArray().Where(e => !e.TryGetProperty(field, out var _)).Should().BeEmpty(field);
         }
 
-        json.RootElement.EnumerateArray().Should().OnlyContain(e => e.GetProperty("keptPromiseBound").GetDouble() == 0.25, "every row here is at 2x with 3 retries");
+        json.RootElement.EnumerateArray().Should().OnlyContain(
+            e => e.GetProperty("keptPromiseBound").GetDouble() == (e.GetProperty("load").GetDouble() == 1 ? 1 : 0.25),
+            "every row here is at 2x with 3 retries, but the classes baseline's (its background not sent: 1x)");
         var classes = json.RootElement.EnumerateArray().Where(e => e.GetProperty("scenario").GetString()!.Contains("classes")).ToList();
         classes.Should().NotBeEmpty().And.OnlyContain(e => e.GetProperty("foregroundServedShare").ValueKind == JsonValueKind.Number);
         json.RootElement.EnumerateArray().Where(e => !e.GetProperty("scenario").GetString()!.Contains("classes"))
