@@ -1,5 +1,6 @@
 using System.Net;
 using Microsoft.Extensions.Time.Testing;
+using Polly;
 using PriorityRouting.Simulation.Routers;
 
 namespace PriorityRouting.Simulation;
@@ -14,8 +15,10 @@ namespace PriorityRouting.Simulation;
 /// first delay), at most <see cref="SimulationSettings.ClientRetries"/> times. Polly's own retry would wait on the
 /// virtual clock inside the call; the driver waits between waves instead. Most calls complete synchronously; a call
 /// that waits on the virtual clock inside the router (<see cref="Polly.PriorityRouting.PriorityRoutingStrategyOptions.MaxQueueWait"/>)
-/// stays in flight and completes while the clock advances — its timer's callback runs it on to its answer, which the
-/// driver records at that moment. Nothing runs on other threads, so the run stays deterministic.
+/// stays in flight and completes while the clock advances: its timer's callback releases it, its continuation is posted
+/// to the run's <see cref="DeterministicSynchronizationContext"/> (each request carries a resilience context that
+/// continues on the captured context), and the driver runs it on to its answer right after the advance, recording it at
+/// that moment. Nothing runs on other threads, so the run stays deterministic.
 /// </remarks>
 public static class SimulationDriver
 {
@@ -55,8 +58,8 @@ public static class SimulationDriver
                 {
                     foreach (var load in scenario.Loads ?? settings.LoadFactors)
                     {
-                        // On the thread pool, away from any synchronization context (a test runner's): a call that
-                        // waits inside the router must continue inline when the virtual clock releases it.
+                        // On the thread pool, away from any synchronization context (a test runner's): the run
+                        // installs its own, which it pumps itself.
                         var result = await Task.Run(() => Run(settings, scenario, router, load, replicas)).ConfigureAwait(false);
                         onResult?.Invoke(result);
                         results.Add(result);
@@ -70,8 +73,27 @@ public static class SimulationDriver
 
     internal static RunResult Run(SimulationSettings settings, SimulationScenario scenario, IRouterUnderTest router, double loadFactor, int replicaCount)
     {
+        var outer = SynchronizationContext.Current;
+        var pump = new DeterministicSynchronizationContext();
+
+        // Only a router that releases waiters asynchronously needs the context; under any other, an await's continuation
+        // runs inline as its task completes on the run's thread (with a custom context current, the runtime would queue
+        // a ConfigureAwait(false) continuation to the thread pool instead: hedging's, for one).
+        SynchronizationContext.SetSynchronizationContext(router.ReleasesWaitersAsynchronously ? pump : null);
+        try
+        {
+            return Run(settings, scenario, router, loadFactor, replicaCount, pump);
+        }
+        finally
+        {
+            SynchronizationContext.SetSynchronizationContext(outer);
+        }
+    }
+
+    private static RunResult Run(SimulationSettings settings, SimulationScenario scenario, IRouterUnderTest router, double loadFactor, int replicaCount, DeterministicSynchronizationContext pump)
+    {
         var time = new FakeTimeProvider(VirtualStart);
-        var delays = new VirtualDelays(time);
+        var delays = new VirtualDelays(time, pump);
         var backends = CreateBackends(settings, scenario, time.GetUtcNow());
         var measureFrom = VirtualStart + settings.Warmup;
         var end = measureFrom + settings.Measured;
@@ -101,7 +123,7 @@ public static class SimulationDriver
         var cohortInFlight = 0L;
         for (var now = time.GetUtcNow(); now < end || cohortPending > 0 || cohortInFlight > 0; delays.AdvanceTo(now + settings.Step), now = time.GetUtcNow())
         {
-            delays.RunDue();
+            delays.Settle();
             var inWindow = now >= measureFrom && now < end;
 
             while (retries.TryPeek(out var due, out var priority) && priority.Due <= now)
@@ -168,7 +190,11 @@ public static class SimulationDriver
                 try
                 {
                     using var request = requests.Create(address, body, background);
-                    using var response = await replicas[replica].SendAsync(request, CancellationToken.None).ConfigureAwait(false);
+
+                    // A call released from a wait inside the router continues on the run's thread (see the remarks).
+                    request.SetResilienceContext(ResilienceContextPool.Shared.Get(continueOnCapturedContext: true));
+                    // On the run's context: a continuation without it would go to the thread pool.
+                    using var response = await replicas[replica].SendAsync(request, CancellationToken.None).ConfigureAwait(true);
 
                     // The clock may have advanced while the call waited inside the router or its completion was on its way.
                     answeredAt = time.GetUtcNow();

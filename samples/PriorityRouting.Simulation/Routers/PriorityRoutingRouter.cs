@@ -29,6 +29,9 @@ internal sealed class PriorityRoutingRouter(bool tokenBudgets, bool queueWait = 
 
     public string Name => reserved ? ReservedName : queueWait ? QueueName : tokenBudgets ? OursName : BeforeName;
 
+    /// <summary>Gets a value indicating that waiters released from <see cref="PriorityRoutingStrategyOptions.MaxQueueWait"/> continue asynchronously.</summary>
+    public bool ReleasesWaitersAsynchronously => true;
+
     public Uri RequestAddress(SimulationScenario scenario) => new(SimulationDriver.PlaceholderAddress, SimulationDriver.RequestPath);
 
     public IReadOnlyList<HttpMessageInvoker> CreateReplicas(RouterEnvironment environment, int replicaCount)
