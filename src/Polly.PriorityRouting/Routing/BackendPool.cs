@@ -21,7 +21,7 @@ internal sealed class BackendPool
     private readonly TimeSpan _maxCooldown;
     private readonly bool _proactiveThrottling;
     private readonly BackendBudgets? _budgets;
-    private readonly Func<HttpRequestMessage, long> _requestCost;
+    private readonly Func<HttpRequestMessage, long>? _requestCost;
 
     public BackendPool(PriorityRoutingStrategyOptions options, IBackendStateStore store, TimeProvider timeProvider)
     {
@@ -45,7 +45,7 @@ internal sealed class BackendPool
         Availability = new BackendAvailability(store, _tracker, longest);
         Latency = options.SelectionMode == BackendSelectionMode.LatencyAware ? new LatencyTracker(_backends.Length) : null;
         _budgets = options.TokenBudgets ? BackendBudgets.For(store, timeProvider) : null;
-        _requestCost = options.RequestCost ?? OpenAIRequestCost.Estimate;
+        _requestCost = options.RequestCost;
         _selector = new BackendSelector(_backends, Availability, options.Randomizer, Latency, _budgets);
         Queue = _budgets is not null && options.MaxQueueWait is { } maxWait ? new WaitQueue(timeProvider, _budgets, maxWait) : null;
         Models = ModelCatalog.Create(_backends);
@@ -225,12 +225,20 @@ internal sealed class BackendPool
         return BudgetExhaustion.Compute(backends, Availability, _budgets, _timeProvider.GetUtcNow(), route, Queue?.MaxWait);
     }
 
-    /// <summary>Estimates a request's cost in tokens once per execution; 0 when budgets are off or the estimate fails.</summary>
-    public long EstimateCost(HttpRequestMessage request)
+    /// <summary>
+    /// Estimates a request's cost in tokens once per execution: by default from the one read of its body; 0 when budgets
+    /// are off or the estimate fails.
+    /// </summary>
+    public long EstimateCost(HttpRequestMessage request, RequestBody? body)
     {
         if (_budgets is null)
         {
             return 0;
+        }
+
+        if (_requestCost is null)
+        {
+            return body?.Facts.EstimatedTokens ?? 0;
         }
 
         try
