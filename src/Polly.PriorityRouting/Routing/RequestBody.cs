@@ -145,7 +145,8 @@ internal sealed class RequestBody
                 _bytes = buffer.AsMemory(0, read);
             }
 
-            return _isJson ? RequestBodyFacts.Scan(buffer.AsSpan(0, read)) : RequestBodyFacts.None;
+            // The model's name is read when the bytes are kept: a model map needs both (its rewrite splices the bytes).
+            return _isJson ? RequestBodyFacts.Scan(buffer.AsSpan(0, read), readModel: _keepBytes) : RequestBodyFacts.None;
         }
         finally
         {

@@ -58,14 +58,19 @@ internal sealed partial class RequestBodyFacts
     }
 
     /// <summary>Reads a UTF-8 JSON body (a byte order mark is skipped, and counted in the model's range).</summary>
-    public static RequestBodyFacts Scan(ReadOnlySpan<byte> json)
+    /// <param name="json">The body.</param>
+    /// <param name="readModel">
+    /// Whether to read the model's name too (a model map routes on it); otherwise only its range is found, and no string
+    /// is allocated for it.
+    /// </param>
+    public static RequestBodyFacts Scan(ReadOnlySpan<byte> json, bool readModel = false)
     {
         var offset = json.StartsWith("\uFEFF"u8) ? 3 : 0;
         var reader = new Utf8JsonReader(json[offset..], new JsonReaderOptions { CommentHandling = JsonCommentHandling.Skip, MaxDepth = MaxDepth });
         var scratch = ArrayPool<byte>.Shared.Rent(MaxEscapedName);
         try
         {
-            return Scan(ref reader, offset, scratch.AsSpan(0, MaxEscapedName));
+            return Scan(ref reader, offset, readModel, scratch.AsSpan(0, MaxEscapedName));
         }
         catch (Exception e) when (e is JsonException or InvalidOperationException)
         {
@@ -78,7 +83,7 @@ internal sealed partial class RequestBodyFacts
         }
     }
 
-    private static RequestBodyFacts Scan(ref Utf8JsonReader reader, int offset, Span<byte> scratch)
+    private static RequestBodyFacts Scan(ref Utf8JsonReader reader, int offset, bool readModel, Span<byte> scratch)
     {
         if (!reader.Read() || reader.TokenType != JsonTokenType.StartObject)
         {
@@ -111,7 +116,7 @@ internal sealed partial class RequestBodyFacts
             {
                 case Top.Model:
                     (model, modelStart, modelEnd) = reader.TokenType == JsonTokenType.String
-                        ? (reader.GetString(), offset + (int)reader.TokenStartIndex, offset + (int)reader.BytesConsumed)
+                        ? (readModel ? reader.GetString() : string.Empty, offset + (int)reader.TokenStartIndex, offset + (int)reader.BytesConsumed)
                         : (null, 0, 0);
                     break;
                 case Top.N:

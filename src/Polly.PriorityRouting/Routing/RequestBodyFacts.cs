@@ -18,7 +18,10 @@ internal sealed partial class RequestBodyFacts
     {
     }
 
-    /// <summary>Gets the top-level <c>"model"</c> when it is a string, else <see langword="null"/>.</summary>
+    /// <summary>
+    /// Gets the top-level <c>"model"</c> when it is a string, else <see langword="null"/>; empty when it was not asked for
+    /// (<c>readModel</c>).
+    /// </summary>
     public string? Model { get; private init; }
 
     /// <summary>Gets where the token of <see cref="Model"/>'s value starts in the body (its opening quote).</summary>

@@ -55,7 +55,7 @@ public class RequestBodyModelTests
     {
         var bytes = Encoding.UTF8.GetPreamble().Concat(Encoding.UTF8.GetBytes("""{"model":"gpt-4o"}""")).ToArray();
 
-        var facts = RequestBodyFacts.Scan(bytes);
+        var facts = RequestBodyFacts.Scan(bytes, readModel: true);
 
         (facts.Model, facts.ModelStart, facts.ModelEnd).Should().Be(("gpt-4o", 12, 20));
     }
@@ -72,7 +72,7 @@ public class RequestBodyModelTests
     private static (bool Found, string? Model, string? Token) Find(string json)
     {
         var bytes = Encoding.UTF8.GetBytes(json);
-        var facts = RequestBodyFacts.Scan(bytes);
+        var facts = RequestBodyFacts.Scan(bytes, readModel: true);
         var found = facts.Model is not null;
         return (found, facts.Model, found ? Encoding.UTF8.GetString(bytes, facts.ModelStart, facts.ModelEnd - facts.ModelStart) : null);
     }
