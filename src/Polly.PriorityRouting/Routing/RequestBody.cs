@@ -10,8 +10,9 @@ namespace Polly.PriorityRouting;
 /// </summary>
 /// <remarks>
 /// <para>
-/// Nothing is read until a consumer asks (<see cref="Facts"/>): a request that no feature routes on reads no body. The
-/// bytes are copied from the content's replay buffer into a pooled array, parsed, and the array given back; only when
+/// Nothing is read until a consumer asks (<see cref="Facts"/>, <see cref="Bytes"/>): a request that no feature routes
+/// on reads no body, and a body that is not JSON is read only for a custom extractor that asks for its bytes. The bytes
+/// are copied from the content's replay buffer into a pooled array, parsed, and the array given back; only when
 /// the bytes themselves are needed later (<c>keepBytes</c>: a model map rewrites the body on every attempt, a custom
 /// <see cref="AffinityIdExtractor"/> reads it) is the copy an array of its own, kept with the facts.
 /// </para>
@@ -33,6 +34,7 @@ internal sealed class RequestBody
     private readonly bool _isJson;
     private RequestBodyFacts? _facts;
     private ReadOnlyMemory<byte> _bytes;
+    private bool _read;
 
     private RequestBody(HttpRequestMessage request, HttpContent content, bool keepBytes, bool isJson)
     {
@@ -42,18 +44,25 @@ internal sealed class RequestBody
         _isJson = isJson;
     }
 
-    /// <summary>Gets what the body says, read and parsed on first use; <see cref="RequestBodyFacts.None"/> if it cannot be read.</summary>
-    public RequestBodyFacts Facts => _facts ??= Read();
+    /// <summary>
+    /// Gets what the body says, read and parsed on first use; <see cref="RequestBodyFacts.None"/> if it is not JSON (then
+    /// not read) or cannot be read.
+    /// </summary>
+    public RequestBodyFacts Facts => _facts ??= _isJson ? Read() : RequestBodyFacts.None;
 
     /// <summary>
-    /// Gets the whole body as the caller sent it, when it was read with <c>keepBytes</c>; otherwise (or when it could not
-    /// be read) empty.
+    /// Gets the whole body as the caller sent it, read on first use, when <c>keepBytes</c> was asked for; otherwise (or
+    /// when it could not be read) empty.
     /// </summary>
     public ReadOnlyMemory<byte> Bytes
     {
         get
         {
-            _ = Facts;
+            if (!_read)
+            {
+                _facts = Read();
+            }
+
             return _bytes;
         }
     }
@@ -108,6 +117,7 @@ internal sealed class RequestBody
 
     private RequestBodyFacts Read()
     {
+        _read = true;
         var facts = RequestBodyFacts.None;
         try
         {

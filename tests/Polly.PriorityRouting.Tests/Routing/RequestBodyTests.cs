@@ -54,6 +54,34 @@ public class RequestBodyTests
     }
 
     [Fact]
+    public void A_json_body_is_read_once_for_its_facts_and_its_bytes()
+    {
+        var content = new CountingContent("""{"model":"gpt-4o","prompt":"12345678"}""", "application/json");
+        using var request = new HttpRequestMessage(HttpMethod.Post, "http://x/v1/chat/completions") { Content = content };
+
+        var body = RequestBody.Of(request, keepBytes: true)!;
+        (body.Facts.Model, body.Facts.EstimatedTokens, Encoding.UTF8.GetString(body.Bytes.Span)).Should().Be(("gpt-4o", 2L, """{"model":"gpt-4o","prompt":"12345678"}"""));
+        _ = RequestBody.Of(request)!.Facts;
+        OpenAIRequestCost.Estimate(request).Should().Be(2);
+
+        content.Reads.Should().Be(1);
+    }
+
+    [Fact]
+    public void A_body_that_is_not_json_is_not_read_unless_its_bytes_are_asked_for()
+    {
+        var content = new CountingContent("--boundary\r\n", "multipart/form-data");
+        using var request = new HttpRequestMessage(HttpMethod.Post, "http://x/v1/files") { Content = content };
+
+        RequestBody.Of(request).Should().BeNull();
+        RequestBody.Of(request, keepBytes: true)!.Facts.Should().BeSameAs(RequestBodyFacts.None);
+        content.Reads.Should().Be(0, "a model map keeps the bytes of JSON bodies only: an upload is never copied for it");
+
+        RequestBody.Of(request, keepBytes: true)!.Bytes.Length.Should().Be(12, "a custom extractor asking for the body gets it");
+        content.Reads.Should().Be(1);
+    }
+
+    [Fact]
     public void A_request_given_new_content_is_read_anew()
     {
         using var request = Post("""{"model":"first"}""");
@@ -101,6 +129,38 @@ public class RequestBodyTests
         }
 
         return new HttpRequestMessage(HttpMethod.Post, "http://x/v1/responses") { Content = content };
+    }
+
+    /// <summary>A content that is not buffered: every read of it serializes it again, and is counted.</summary>
+    private sealed class CountingContent : HttpContent
+    {
+        private readonly byte[] _bytes;
+
+        public CountingContent(string text, string mediaType)
+        {
+            _bytes = Encoding.UTF8.GetBytes(text);
+            Headers.ContentType = new MediaTypeHeaderValue(mediaType);
+        }
+
+        public int Reads { get; private set; }
+
+        protected override Task SerializeToStreamAsync(Stream stream, TransportContext? context)
+        {
+            Reads++;
+            return stream.WriteAsync(_bytes).AsTask();
+        }
+
+        protected override Stream CreateContentReadStream(CancellationToken cancellationToken)
+        {
+            Reads++;
+            return new MemoryStream(_bytes, writable: false);
+        }
+
+        protected override bool TryComputeLength(out long length)
+        {
+            length = _bytes.Length;
+            return true;
+        }
     }
 
     private sealed class AddressRecordingExtractor : AffinityIdExtractor
