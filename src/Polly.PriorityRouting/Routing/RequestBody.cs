@@ -4,7 +4,7 @@ using System.Net.Http.Headers;
 namespace Polly.PriorityRouting;
 
 /// <summary>
-/// A request's JSON body, read once for everything that routes on it — the model, the token estimate and affinity —
+/// A request's body, read once for everything that routes on it — the model, the token estimate and affinity —
 /// with one rule for what is JSON (<see cref="IsJson"/>) and one size cap (<see cref="MaxBytes"/>), and parsed in one
 /// pass (<see cref="RequestBodyFacts"/>).
 /// </summary>
@@ -17,18 +17,19 @@ namespace Polly.PriorityRouting;
 /// <see cref="AffinityIdExtractor"/> reads it) is the copy an array of its own, kept with the facts.
 /// </para>
 /// <para>
-/// Once read, it is cached on the request's options, tied to its content object: an outer retry (the strategy run
-/// again with the same request) reads and parses nothing again; a request given new content is read anew.
+/// It is kept on the request's options, tied to its content object: everything that asks during one execution (a custom
+/// <see cref="PriorityRoutingStrategyOptions.RequestCost"/> calling <see cref="OpenAIRequestCost.Estimate(HttpRequestMessage)"/>
+/// included) and an outer retry (the strategy run again with the same request) share one read; a request given new
+/// content is read anew.
 /// </para>
 /// </remarks>
 internal sealed class RequestBody
 {
-    /// <summary>The largest body read (64 MB, above the 50 MB OpenAI accepts); a larger one routes as if it had no body.</summary>
+    /// <summary>The largest body read (64 MB, room for inline files and images); a larger one routes as if it had no body.</summary>
     public const int MaxBytes = 64 * 1024 * 1024;
 
     private static readonly HttpRequestOptionsKey<RequestBody> Key = new("Polly.PriorityRouting.RequestBody");
 
-    private readonly HttpRequestMessage _request;
     private readonly HttpContent _content;
     private readonly bool _keepBytes;
     private readonly bool _isJson;
@@ -36,9 +37,8 @@ internal sealed class RequestBody
     private ReadOnlyMemory<byte> _bytes;
     private bool _read;
 
-    private RequestBody(HttpRequestMessage request, HttpContent content, bool keepBytes, bool isJson)
+    private RequestBody(HttpContent content, bool keepBytes, bool isJson)
     {
-        _request = request;
         _content = content;
         _keepBytes = keepBytes;
         _isJson = isJson;
@@ -92,7 +92,9 @@ internal sealed class RequestBody
             return read;
         }
 
-        return new RequestBody(request, content, keepBytes, isJson);
+        var body = new RequestBody(content, keepBytes, isJson);
+        request.Options.Set(Key, body);
+        return body;
     }
 
     /// <summary>
@@ -133,7 +135,6 @@ internal sealed class RequestBody
             // A body that cannot be read again routes as one without a body; sending it will fail as the caller's own.
         }
 
-        _request.Options.Set(Key, this);
         return facts;
     }
 

@@ -59,10 +59,11 @@ public class RequestBodyTests
         var content = new CountingContent("""{"model":"gpt-4o","prompt":"12345678"}""", "application/json");
         using var request = new HttpRequestMessage(HttpMethod.Post, "http://x/v1/chat/completions") { Content = content };
 
+        // The planner's, not read yet; then a custom RequestCost that calls the default estimate first.
         var body = RequestBody.Of(request, keepBytes: true)!;
+        OpenAIRequestCost.Estimate(request).Should().Be(2);
         (body.Facts.Model, body.Facts.EstimatedTokens, Encoding.UTF8.GetString(body.Bytes.Span)).Should().Be(("gpt-4o", 2L, """{"model":"gpt-4o","prompt":"12345678"}"""));
         _ = RequestBody.Of(request)!.Facts;
-        OpenAIRequestCost.Estimate(request).Should().Be(2);
 
         content.Reads.Should().Be(1);
     }
