@@ -8,7 +8,7 @@ internal static partial class AffinityRequestParser
     /// (<see cref="RequestBodyFacts"/>): the id it refers to, else its soft-affinity key; and whether a new response is
     /// stored.
     /// </summary>
-    public static AffinityRequest ParseBody(RequestBodyFacts body, AffinityRequest fromPath) => fromPath with
+    public static AffinityRequest ParseBody(in RequestBodyFacts body, AffinityRequest fromPath) => fromPath with
     {
         Referenced = body.Referenced,
         StickyKey = body.Referenced.IsEmpty ? body.StickyKey : null,

@@ -33,7 +33,7 @@ internal sealed class RequestBody
     private readonly HttpContent _content;
     private readonly bool _keepBytes;
     private readonly bool _isJson;
-    private RequestBodyFacts? _facts;
+    private RequestBodyFacts _facts;
     private ReadOnlyMemory<byte> _bytes;
     private bool _read;
 
@@ -48,7 +48,18 @@ internal sealed class RequestBody
     /// Gets what the body says, read and parsed on first use; <see cref="RequestBodyFacts.None"/> if it is not JSON (then
     /// not read) or cannot be read.
     /// </summary>
-    public RequestBodyFacts Facts => _facts ??= _isJson ? Read() : RequestBodyFacts.None;
+    public RequestBodyFacts Facts
+    {
+        get
+        {
+            if (!_read && _isJson)
+            {
+                _facts = Read();
+            }
+
+            return _facts;
+        }
+    }
 
     /// <summary>
     /// Gets the whole body as the caller sent it, read on first use, when <c>keepBytes</c> was asked for; otherwise (or
@@ -102,9 +113,8 @@ internal sealed class RequestBody
     /// instead of parsing the span again.
     /// </summary>
     public static RequestBodyFacts? FactsOf(HttpRequestMessage request, ReadOnlySpan<byte> span)
-        => request.Options.TryGetValue(Key, out var read) && read._facts is { } facts && !read._bytes.IsEmpty &&
-           read._bytes.Span == span
-            ? facts
+        => request.Options.TryGetValue(Key, out var read) && read._read && read._isJson && !read._bytes.IsEmpty && read._bytes.Span == span
+            ? read._facts
             : null;
 
     /// <summary>

@@ -4,7 +4,7 @@ using System.Text.Json;
 namespace Polly.PriorityRouting;
 
 /// <summary>The one pass over a JSON request body that finds every <see cref="RequestBodyFacts"/>.</summary>
-internal sealed partial class RequestBodyFacts
+internal readonly partial record struct RequestBodyFacts
 {
     // Deep enough for any request schema (tool parameters, response formats); bounded, so a hostile body cannot recurse
     // without end.

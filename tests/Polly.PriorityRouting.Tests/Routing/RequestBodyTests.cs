@@ -35,7 +35,7 @@ public class RequestBodyTests
         using var request = Post("""{"model":"gpt-4o","prompt":"12345678"}""");
         request.Content!.Headers.ContentLength = RequestBody.MaxBytes + 1L;
 
-        RequestBody.Of(request)!.Facts.Should().BeSameAs(RequestBodyFacts.None);
+        RequestBody.Of(request)!.Facts.Should().Be(RequestBodyFacts.None);
     }
 
     [Fact]
@@ -49,7 +49,7 @@ public class RequestBodyTests
         var facts = first.Facts;
 
         RequestBody.Of(request).Should().BeSameAs(first, "an outer retry finds the read of the first execution");
-        RequestBody.Of(request)!.Facts.Should().BeSameAs(facts);
+        RequestBody.Of(request)!.Facts.Should().Be(facts);
         stream.Position.Should().Be(3);
     }
 
@@ -75,7 +75,7 @@ public class RequestBodyTests
         using var request = new HttpRequestMessage(HttpMethod.Post, "http://x/v1/files") { Content = content };
 
         RequestBody.Of(request).Should().BeNull();
-        RequestBody.Of(request, keepBytes: true)!.Facts.Should().BeSameAs(RequestBodyFacts.None);
+        RequestBody.Of(request, keepBytes: true)!.Facts.Should().Be(RequestBodyFacts.None);
         content.Reads.Should().Be(0, "a model map keeps the bytes of JSON bodies only: an upload is never copied for it");
 
         RequestBody.Of(request, keepBytes: true)!.Bytes.Length.Should().Be(12, "a custom extractor asking for the body gets it");
