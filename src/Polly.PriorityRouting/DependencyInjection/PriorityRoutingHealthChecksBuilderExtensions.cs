@@ -40,6 +40,7 @@ public static class PriorityRoutingHealthChecksBuilderExtensions
     internal static IServiceCollection AddPriorityRoutingSnapshots(this IServiceCollection services)
     {
         Microsoft.Extensions.DependencyInjection.Extensions.ServiceCollectionDescriptorExtensions.TryAddSingleton<PriorityRoutingSnapshotProvider>(services);
+        Microsoft.Extensions.DependencyInjection.Extensions.ServiceCollectionDescriptorExtensions.TryAddSingleton<LivePipelines>(services);
         return services;
     }
 }

@@ -28,6 +28,7 @@ internal sealed class PriorityRoutingResilienceStrategy : ResilienceStrategy<Htt
     private readonly RequestPlanner _planner;
     private readonly ResponseBodyWatcher? _bodies;
     private readonly WaitQueue? _queue;
+    private readonly IDisposable? _attachment;
 
     public PriorityRoutingResilienceStrategy(
         PriorityRoutingStrategyOptions options,
@@ -51,6 +52,8 @@ internal sealed class PriorityRoutingResilienceStrategy : ResilienceStrategy<Htt
         {
             _telemetry.ModelsRouted(models);
         }
+
+        _attachment = options.AttachPool?.Invoke(_pool);
     }
 
     internal BackendPool Pool => _pool;
@@ -59,6 +62,7 @@ internal sealed class PriorityRoutingResilienceStrategy : ResilienceStrategy<Htt
     public void Dispose()
     {
         _telemetry.Metrics.Unregister(_gauges);
+        _attachment?.Dispose();
 
         // Waiters try once more now rather than wait on a timer that no longer fires.
         _queue?.Dispose();

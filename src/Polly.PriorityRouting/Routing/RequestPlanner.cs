@@ -65,9 +65,10 @@ internal sealed class RequestPlanner
         // further. The exhausted answer is then computed over what was allowed.
         var count = _pool.Backends.Count;
         var tried = affinity.Pinned is { } pinned ? TriedBackends.AllExcept(count, pinned.Index) : new TriedBackends(count);
+        var drained = affinity.Pinned is null && ExcludeDrained(ref tried);
         model?.Route?.ExcludeOthers(ref tried);
         var hinted = RoutingHints.Apply(hints, _pool.Backends, ref tried, out var noFailover);
-        var route = new RequestRoute(partition, model?.Route, cost, affinity.Pinned is not null || hinted ? tried.Copy() : null);
+        var route = new RequestRoute(partition, model?.Route, cost, affinity.Pinned is not null || hinted || drained ? tried.Copy() : null);
 
         // Soft affinity: the key's backend, only while it is available and allowed.
         var sticky = affinity.Preferred is { } preferred && !tried.Contains(preferred.Index) &&
@@ -75,5 +76,24 @@ internal sealed class RequestPlanner
             ? preferred
             : null;
         return new RequestPlan(route, tried, model, affinity, sticky, noFailover, count);
+    }
+
+    /// <summary>
+    /// A drained backend takes no new request: it is left out before the first attempt, and out of the exhausted
+    /// answer too — it never comes back by time. Only a request pinned to it (above) still goes there.
+    /// </summary>
+    private bool ExcludeDrained(ref TriedBackends tried)
+    {
+        var any = false;
+        foreach (var backend in _pool.Backends)
+        {
+            if (backend.Drained)
+            {
+                tried.Add(backend.Index);
+                any = true;
+            }
+        }
+
+        return any;
     }
 }

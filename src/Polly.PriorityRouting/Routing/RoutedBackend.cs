@@ -24,6 +24,7 @@ internal sealed class RoutedBackend
         StateKey = new BackendStateKey(backend.GetStateIdentity()!);
         Priority = backend.Priority;
         Weight = backend.Weight;
+        Drained = backend.Drain;
         Index = index;
         AddressPrefix = PriorityBackend.GetLocation(address);
         var query = address.GetComponents(UriComponents.Query, UriFormat.UriEscaped);
@@ -43,6 +44,9 @@ internal sealed class RoutedBackend
     public int Priority { get; }
 
     public int Weight { get; }
+
+    /// <summary>Gets a value indicating whether the backend takes only requests pinned to it (<see cref="PriorityBackend.Drain"/>).</summary>
+    public bool Drained { get; }
 
     /// <summary>Gets the position in the pipeline's backends, best tier first.</summary>
     public int Index { get; }
