@@ -41,6 +41,8 @@ public static class PriorityRoutingHealthChecksBuilderExtensions
     {
         Microsoft.Extensions.DependencyInjection.Extensions.ServiceCollectionDescriptorExtensions.TryAddSingleton<PriorityRoutingSnapshotProvider>(services);
         Microsoft.Extensions.DependencyInjection.Extensions.ServiceCollectionDescriptorExtensions.TryAddSingleton<LivePipelines>(services);
+        Microsoft.Extensions.DependencyInjection.Extensions.ServiceCollectionDescriptorExtensions.TryAddEnumerable(
+            services, ServiceDescriptor.Singleton<Microsoft.Extensions.Hosting.IHostedService, LivePipelinesStartup>());
         return services;
     }
 }

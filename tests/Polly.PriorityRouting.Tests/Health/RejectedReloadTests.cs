@@ -2,6 +2,7 @@ using System.Net;
 using Microsoft.Extensions.Configuration;
 using Microsoft.Extensions.DependencyInjection;
 using Microsoft.Extensions.Diagnostics.HealthChecks;
+using Microsoft.Extensions.Hosting;
 using Microsoft.Extensions.Logging;
 using Microsoft.Extensions.Logging.Testing;
 using Polly.PriorityRouting.Tests.Support;
@@ -81,6 +82,23 @@ public sealed class RejectedReloadTests : IDisposable
         (await Check()).Status.Should().Be(HealthStatus.Degraded);
     }
 
+    [Fact]
+    public async Task With_a_host_a_reload_rejected_before_any_client_is_used_is_logged()
+    {
+        var builder = Host.CreateEmptyApplicationBuilder(new HostApplicationBuilderSettings());
+        builder.Configuration.AddConfiguration(_configuration);
+        builder.Services.AddLogging(logging => logging.AddFakeLogging());
+        builder.Services.AddHttpClient("aoai").AddPriorityRoutingHandler(builder.Configuration.GetSection("PriorityRouting"));
+        using var host = builder.Build();
+        await host.StartAsync();
+
+        Reload(("PriorityRouting:Routing:Backends:1:Weight", "0"));
+
+        host.Services.GetRequiredService<FakeLogCollector>().GetSnapshot()
+            .Where(r => r.Category == "Polly.PriorityRouting").Select(r => (r.Level, r.Id.Id)).Should().Equal((LogLevel.Warning, 30));
+        await host.StopAsync();
+    }
+
     /// <summary>
     /// Sets keys and reloads. The options monitor validates a change inside the reload and throws the
     /// <c>OptionsValidationException</c> out of it (for a file, into the file watcher): routing never sees the change.
@@ -96,7 +114,7 @@ public sealed class RejectedReloadTests : IDisposable
         {
             _configuration.Reload();
         }
-        catch (AggregateException e) when (e.InnerExceptions.All(inner => inner is Microsoft.Extensions.Options.OptionsValidationException))
+        catch (AggregateException e) when (e.Flatten().InnerExceptions.All(inner => inner is Microsoft.Extensions.Options.OptionsValidationException))
         {
         }
     }
