@@ -70,10 +70,10 @@ internal sealed partial class LivePipelines : IDisposable
 
             return (configured.Pool, entry.RejectedReload);
         }
-        catch (OptionsValidationException e)
+        catch (Exception e)
         {
-            // The current configuration is invalid: the last good one stands, if there was one.
-            entry.RejectedReload ??= e.Failures.ToArray();
+            // The current configuration is invalid (or a configure action throws): the last good one stands, if any.
+            entry.RejectedReload ??= e is OptionsValidationException invalid ? [.. invalid.Failures] : [e.Message];
             return (entry.Configured?.Pool, entry.RejectedReload);
         }
     }
