@@ -11,6 +11,7 @@ internal sealed class RequestPlanner
     private readonly RoutingTelemetry _telemetry;
     private readonly TimeProvider _timeProvider;
     private readonly Func<HttpRequestMessage, string?>? _partitionKey;
+    private readonly bool _anyDrained;
 
     public RequestPlanner(PriorityRoutingStrategyOptions options, BackendPool pool, RoutingTelemetry telemetry, TimeProvider timeProvider)
     {
@@ -18,6 +19,7 @@ internal sealed class RequestPlanner
         _telemetry = telemetry;
         _timeProvider = timeProvider;
         _partitionKey = options.ThrottlePartitionKey;
+        _anyDrained = pool.Backends.Any(backend => backend.Drained);
         Affinity = options.Affinity is { Enabled: true } affinity
             ? new AffinityRouter(affinity, affinity.Store ?? options.AffinityStoreFromServices ?? InMemoryAffinityStore.Shared, pool.Backends)
             : null;
@@ -65,7 +67,7 @@ internal sealed class RequestPlanner
         // further. The exhausted answer is then computed over what was allowed.
         var count = _pool.Backends.Count;
         var tried = affinity.Pinned is { } pinned ? TriedBackends.AllExcept(count, pinned.Index) : new TriedBackends(count);
-        var drained = affinity.Pinned is null && ExcludeDrained(ref tried);
+        var drained = _anyDrained && affinity.Pinned is null && ExcludeDrained(ref tried);
         model?.Route?.ExcludeOthers(ref tried);
         var hinted = RoutingHints.Apply(hints, _pool.Backends, ref tried, out var noFailover);
         var route = new RequestRoute(partition, model?.Route, cost, affinity.Pinned is not null || hinted || drained ? tried.Copy() : null);
