@@ -19,7 +19,10 @@ namespace Polly.PriorityRouting;
 /// </remarks>
 internal static class HandlerTelemetrySeverity
 {
-    private static readonly ResiliencePropertyKey<bool> RetriedExhaustedAnswer = new("Polly.PriorityRouting.RetriedExhaustedAnswer");
+    // A reference value: a bool would be boxed on every request that goes through the retry.
+    private static readonly ResiliencePropertyKey<object?> RetriedExhaustedAnswer = new("Polly.PriorityRouting.RetriedExhaustedAnswer");
+
+    private static readonly object Exhausted = new();
 
     /// <summary>
     /// The telemetry options registered in DI (listeners, enrichers, the user's severity provider, which still has the
@@ -48,7 +51,7 @@ internal static class HandlerTelemetrySeverity
     public static void NoteRetriedOutcome(ResilienceContext context, Outcome<HttpResponseMessage> outcome)
         => context.Properties.Set(
             RetriedExhaustedAnswer,
-            outcome.Result is { } response && response.Headers.Contains(PriorityRoutingConstants.ExhaustedHeader));
+            outcome.Result is { } response && response.Headers.Contains(PriorityRoutingConstants.ExhaustedHeader) ? Exhausted : null);
 
     private static bool Lower(in SeverityProviderArguments args, string? routing, string? retry, string? attemptTimeout)
     {
@@ -72,6 +75,6 @@ internal static class HandlerTelemetrySeverity
 
         return string.Equals(strategy, retry, StringComparison.Ordinal) &&
                name is "ExecutionAttempt" or "OnRetry" &&
-               args.Context.Properties.TryGetValue(RetriedExhaustedAnswer, out var exhausted) && exhausted;
+               args.Context.Properties.TryGetValue(RetriedExhaustedAnswer, out var retried) && retried == Exhausted;
     }
 }
