@@ -73,7 +73,7 @@ internal sealed partial class LivePipelines : IDisposable
         catch (Exception e)
         {
             // The current configuration is invalid (or a configure action throws): the last good one stands, if any.
-            entry.RejectedReload ??= e is OptionsValidationException invalid ? [.. invalid.Failures] : [e.Message];
+            entry.RejectedReload ??= FailuresOf(e);
             return (entry.Configured?.Pool, entry.RejectedReload);
         }
     }
@@ -88,6 +88,8 @@ internal sealed partial class LivePipelines : IDisposable
 
     private Entry EntryOf(string optionsName) => _entries.GetOrAdd(optionsName, static _ => new Entry());
 
+    private static string[] FailuresOf(Exception e) => e is OptionsValidationException invalid ? [.. invalid.Failures] : [e.Message];
+
     private void Revalidate(string optionsName)
     {
         var entry = EntryOf(optionsName);
@@ -96,16 +98,12 @@ internal sealed partial class LivePipelines : IDisposable
             _ = _factory.Create(optionsName);
             entry.RejectedReload = null;
         }
-        catch (OptionsValidationException e)
-        {
-            entry.RejectedReload = e.Failures.ToArray();
-            Log.ReloadRejected(_logger, PriorityRoutingHandlerNames.DescribeClient(optionsName), string.Join(" ", e.Failures));
-        }
         catch (Exception e)
         {
-            // A configure action that throws: the monitor rejects the change as well, and the last good options stand.
-            entry.RejectedReload = [e.Message];
-            Log.ReloadRejected(_logger, PriorityRoutingHandlerNames.DescribeClient(optionsName), e.Message);
+            // Invalid options, or a configure action that throws: the monitor rejects the change too, and the last good
+            // options stand.
+            entry.RejectedReload = FailuresOf(e);
+            Log.ReloadRejected(_logger, PriorityRoutingHandlerNames.DescribeClient(optionsName), string.Join(" ", entry.RejectedReload));
         }
     }
 
