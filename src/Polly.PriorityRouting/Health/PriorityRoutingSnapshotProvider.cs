@@ -54,7 +54,7 @@ public sealed class PriorityRoutingSnapshotProvider
         // Before the client's first pipeline is built, backends built once from its options show what it will route over.
         var (pool, rejectedReload) = _live.Read(optionsName, _options, options => new BackendPool(
             options.Routing,
-            PriorityRoutingHandlerPipeline.ResolveStore(options.Routing, _services),
+            PriorityRoutingHandlerPipeline.ResolveSharedState(options.Routing, _services),
             _timeProvider));
         var now = _timeProvider.GetUtcNow();
         return pool is null ? PriorityRoutingSnapshot.Empty(now, rejectedReload) : PriorityRoutingSnapshot.From(pool, now, rejectedReload);

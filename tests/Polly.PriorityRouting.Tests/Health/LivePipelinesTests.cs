@@ -71,6 +71,6 @@ public sealed class LivePipelinesTests : IDisposable
     private BackendPool Build(PriorityRoutingHandlerOptions options)
     {
         _builds++;
-        return new BackendPool(options.Routing, new InMemoryBackendStateStore(), TimeProvider.System);
+        return new BackendPool(options.Routing, SharedBackendState.For(new InMemoryBackendStateStore()), TimeProvider.System);
     }
 }
