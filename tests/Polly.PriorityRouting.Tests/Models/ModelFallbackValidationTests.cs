@@ -85,7 +85,7 @@ public class ModelFallbackValidationTests
         var act = () => provider.GetRequiredService<IOptionsMonitor<PriorityRoutingHandlerOptions>>().Get(PriorityRoutingHandlerNames.OptionsName("aoai"));
 
         act.Should().Throw<OptionsValidationException>().Which.Failures.Should().Contain(
-            "Routing.ModelFallbacks['gpt-4o'][1] is 'gpt-4o' itself: a model cannot fall back to itself.");
+            "HttpClient 'aoai': Routing.ModelFallbacks['gpt-4o'][1] is 'gpt-4o' itself: a model cannot fall back to itself.");
     }
 
     private static PriorityRoutingStrategyOptions ValidOptions() => new()
