@@ -10,6 +10,33 @@ namespace Polly.PriorityRouting;
 /// </summary>
 internal static class BudgetExhaustion
 {
+    /// <summary>
+    /// Returns how long until <paramref name="backend"/> is free for the request: in rotation and its budget admitting
+    /// the request's cost (a pure read: nothing is promised).
+    /// </summary>
+    public static TimeSpan TimeUntilFree(
+        RoutedBackend backend,
+        BackendAvailability availability,
+        BackendBudgets budgets,
+        DateTimeOffset now,
+        RequestRoute route,
+        out bool throttled,
+        out BackendStateKey key)
+    {
+        var partition = route.PartitionOn(backend);
+        var remaining = availability.GetTimeUntilAvailable(backend, now, partition, out throttled);
+        key = backend.GetThrottleKey(partition);
+        var budgetWait = budgets.TimeUntilAdmitted(key, route.Cost, now);
+        if (budgetWait > remaining)
+        {
+            // A spent budget is a throttle the backend would answer with a 429.
+            remaining = budgetWait;
+            throttled = true;
+        }
+
+        return remaining;
+    }
+
     public static (TimeSpan RetryAfter, bool Throttled, BudgetReservation? Reservation) Compute(
         IReadOnlyList<RoutedBackend> backends,
         BackendAvailability availability,
@@ -25,17 +52,7 @@ internal static class BudgetExhaustion
         var anyThrottled = false;
         foreach (var backend in backends)
         {
-            var partition = route.PartitionOn(backend);
-            var remaining = availability.GetTimeUntilAvailable(backend, now, partition, out var throttled);
-            var key = backend.GetThrottleKey(partition);
-            var budgetWait = budgets.TimeUntilAdmitted(key, route.Cost, now);
-            if (budgetWait > remaining)
-            {
-                // A spent budget is a throttle the backend would answer with a 429.
-                remaining = budgetWait;
-                throttled = true;
-            }
-
+            var remaining = TimeUntilFree(backend, availability, budgets, now, route, out var throttled, out var key);
             anyThrottled |= throttled;
             if (remaining > TimeSpan.Zero && remaining <= waitBound)
             {

@@ -243,8 +243,9 @@ internal sealed class BackendPool
     }
 
     /// <summary>
-    /// Returns the time until the soonest backend a route allows is back in rotation, from the store alone: for the
-    /// fallback models of an exhausted chain, where the budget view promises nothing (the requested model's does).
+    /// Returns the time until the soonest backend a route allows is free for the request — in rotation and, with
+    /// budgets, admitting its cost — without a promise: for the fallback models of an exhausted chain (the requested
+    /// model's exhausted answer is the one that promises).
     /// </summary>
     /// <returns>The delay and whether it is a throttle; no delay when the route allows no backend at all.</returns>
     public (TimeSpan? RetryAfter, bool Throttled) GetTimeUntilAvailable(RequestRoute route)
@@ -255,8 +256,23 @@ internal sealed class BackendPool
             return (null, false);
         }
 
-        var (retryAfter, throttled) = Availability.GetExhaustion(backends, _timeProvider.GetUtcNow(), route);
-        return (retryAfter, throttled);
+        var now = _timeProvider.GetUtcNow();
+        if (_budgets is null)
+        {
+            var (retryAfter, throttled) = Availability.GetExhaustion(backends, now, route);
+            return (retryAfter, throttled);
+        }
+
+        var soonest = TimeSpan.MaxValue;
+        var anyThrottled = false;
+        foreach (var backend in backends)
+        {
+            var remaining = BudgetExhaustion.TimeUntilFree(backend, Availability, _budgets, now, route, out var throttled, out _);
+            anyThrottled |= throttled;
+            soonest = remaining < soonest ? remaining : soonest;
+        }
+
+        return (soonest, anyThrottled);
     }
 
     /// <summary>Returns whether a backend open to the request could still take it now (in rotation, admitted by its budget).</summary>

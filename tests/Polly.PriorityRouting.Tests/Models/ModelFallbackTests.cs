@@ -187,6 +187,32 @@ public class ModelFallbackTests
     }
 
     [Fact]
+    public async Task A_fallback_whose_budget_cannot_admit_the_request_counts_until_its_refill_in_the_chains_Retry_After()
+    {
+        using var h = Harness(
+            o => o.ModelFallbacks["gpt-4o"] = ["mini"],
+            Serving("a", 1, ("gpt-4o", "gpt-4o-ptu")),
+            Serving("b", 1, ("mini", "mini-deploy")));
+        h.Transport.Respond("b", _ =>
+        {
+            // Some room left, less than the next request costs: b stays in rotation, its budget refills in 20 s.
+            var answer = new HttpResponseMessage(HttpStatusCode.OK) { Content = new StringContent("{}") };
+            answer.Headers.TryAddWithoutValidation("x-ratelimit-remaining-tokens", "100");
+            answer.Headers.TryAddWithoutValidation("x-ratelimit-limit-tokens", "10000");
+            answer.Headers.TryAddWithoutValidation("x-ratelimit-reset-tokens", "20s");
+            return answer;
+        });
+        (await h.Client.PostAsync("/v1/chat/completions", Chat("mini"))).Dispose();
+        h.Transport.Respond("a", HttpStatusCode.TooManyRequests, ("Retry-After", "30"));
+
+        using var response = await h.Client.PostAsync("/v1/chat/completions", Json("{\"model\":\"gpt-4o\",\"max_tokens\":4000}"));
+
+        response.StatusCode.Should().Be(HttpStatusCode.TooManyRequests);
+        response.Headers.RetryAfter!.Delta.Should().Be(TimeSpan.FromSeconds(20), "b's refill in 20 s is the soonest of the chain, not 'now'");
+        h.Transport.Hosts.Should().Equal("b", "a");
+    }
+
+    [Fact]
     public async Task A_context_window_chain_is_walked_while_each_model_says_the_prompt_does_not_fit()
     {
         using var h = Harness(
