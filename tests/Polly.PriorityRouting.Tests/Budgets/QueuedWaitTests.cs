@@ -398,19 +398,7 @@ public class QueuedWaitTests
     /// continue on the thread pool, never on the advancing thread: a test awaits them, or
     /// <see cref="LateTimerTimeProvider.WhenWaitingAsync"/> when they wait again.
     /// </summary>
-    private static void Advance(RoutingHarness h, TimeSpan delta)
-    {
-        var context = SynchronizationContext.Current;
-        SynchronizationContext.SetSynchronizationContext(null);
-        try
-        {
-            h.Time.Advance(delta);
-        }
-        finally
-        {
-            SynchronizationContext.SetSynchronizationContext(context);
-        }
-    }
+    private static void Advance(RoutingHarness h, TimeSpan delta) => h.AdvanceOffContext(delta);
 
     private static async Task SpendTheBudgetAsync(RoutingHarness h)
         => (await Post(h, "spend", 100)).Dispose();

@@ -345,20 +345,7 @@ public class ModelFallbackTests
         return backend;
     }
 
-    /// <summary>Advances the fake clock with no synchronization context: a released waiter continues on the thread pool.</summary>
-    private static void Advance(RoutingHarness h, TimeSpan delta)
-    {
-        var context = SynchronizationContext.Current;
-        SynchronizationContext.SetSynchronizationContext(null);
-        try
-        {
-            h.Time.Advance(delta);
-        }
-        finally
-        {
-            SynchronizationContext.SetSynchronizationContext(context);
-        }
-    }
+    private static void Advance(RoutingHarness h, TimeSpan delta) => h.AdvanceOffContext(delta);
 
     private static RoutingHarness Harness(Action<PriorityRoutingStrategyOptions> configure, params PriorityBackend[] backends)
         => new(o =>

@@ -177,18 +177,5 @@ public class RequestPlanTests
         return response;
     }
 
-    /// <summary>Advances the clock off the test's synchronization context, as a timer thread does (see QueuedWaitTests).</summary>
-    private static void Advance(RoutingHarness h, TimeSpan delta)
-    {
-        var context = SynchronizationContext.Current;
-        SynchronizationContext.SetSynchronizationContext(null);
-        try
-        {
-            h.Time.Advance(delta);
-        }
-        finally
-        {
-            SynchronizationContext.SetSynchronizationContext(context);
-        }
-    }
+    private static void Advance(RoutingHarness h, TimeSpan delta) => h.AdvanceOffContext(delta);
 }

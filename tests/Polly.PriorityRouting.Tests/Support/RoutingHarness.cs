@@ -63,5 +63,23 @@ internal sealed class RoutingHarness : IDisposable
     public BackendUnavailability? StateOf(string name, string? partition = null)
         => Store.TryGetUnavailability(Key(name, partition), out var state) ? state : null;
 
+    /// <summary>
+    /// Advances the fake clock with no synchronization context current, so that a request released by a timer (a wait
+    /// for a refill) continues on the thread pool rather than on the test's context.
+    /// </summary>
+    public void AdvanceOffContext(TimeSpan delta)
+    {
+        var context = SynchronizationContext.Current;
+        SynchronizationContext.SetSynchronizationContext(null);
+        try
+        {
+            Time.Advance(delta);
+        }
+        finally
+        {
+            SynchronizationContext.SetSynchronizationContext(context);
+        }
+    }
+
     public void Dispose() => Client.Dispose();
 }
