@@ -40,7 +40,7 @@ internal sealed class PriorityRoutingResilienceStrategy : ResilienceStrategy<Htt
         string? pipelineInstanceName = null)
     {
         _pool = new BackendPool(
-            options, SharedBackendState.For(options.StateStore ?? InMemoryBackendStateStore.Shared, options.SharedStateFromServices), timeProvider);
+            options, SharedBackendState.For(options.StateStore ?? InMemoryBackendStateStore.Shared), timeProvider);
         _telemetry = new RoutingTelemetry(options, telemetry, pipelineName, pipelineInstanceName);
         _timeProvider = timeProvider;
         _maxAttempts = Math.Min(options.MaxAttempts ?? int.MaxValue, _pool.Backends.Count);
