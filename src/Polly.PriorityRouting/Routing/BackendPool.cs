@@ -12,6 +12,12 @@ namespace Polly.PriorityRouting;
 /// </remarks>
 internal sealed class BackendPool
 {
+    /// <summary>
+    /// The <c>Retry-After</c> of the exhausted answer when every backend left is at its cap: short — the soonest whole
+    /// second a client honours — because requests in flight end all the time.
+    /// </summary>
+    public static readonly TimeSpan CapacityRetryAfter = TimeSpan.FromSeconds(1);
+
     private readonly RoutedBackend[] _backends;
     private readonly BackendSelector _selector;
     private readonly BackendHealthTracker? _tracker;
@@ -25,7 +31,7 @@ internal sealed class BackendPool
 
     public BackendPool(PriorityRoutingStrategyOptions options, IBackendStateStore store, TimeProvider timeProvider)
     {
-        _backends = Route(options.Backends);
+        _backends = Route(options.Backends, options.Backends.Any(backend => backend.MaxConcurrentRequests is not null) ? BackendConcurrency.For(store) : null);
 
         // A snapshot: options objects are mutable and may be rebound by a reload.
         _ejection = new OutlierEjectionOptions
@@ -36,6 +42,7 @@ internal sealed class BackendPool
             MaxEjectionTime = options.OutlierEjection.MaxEjectionTime,
         };
         _tracker = _ejection.Enabled ? BackendHealthTracker.For(store) : null;
+        HasConcurrencyCaps = _backends.Any(backend => backend.InFlight is not null);
         _timeProvider = timeProvider;
         _defaultCooldown = options.DefaultCooldown;
         _maxCooldown = options.MaxCooldown;
@@ -58,6 +65,9 @@ internal sealed class BackendPool
 
     /// <summary>Gets the time-to-first-byte averages of latency-aware selection; <see langword="null"/> when it is off.</summary>
     public LatencyTracker? Latency { get; }
+
+    /// <summary>Gets a value indicating whether some backend caps its requests in flight (<see cref="PriorityBackend.MaxConcurrentRequests"/>).</summary>
+    public bool HasConcurrencyCaps { get; }
 
     /// <summary>Gets which backends serve which model; <see langword="null"/> when no backend has a model map.</summary>
     public ModelCatalog? Models { get; }
@@ -95,9 +105,22 @@ internal sealed class BackendPool
                 continue;
             }
 
+            if (backend.InFlight is { } limit)
+            {
+                // Checked and counted in one step, before the budget is spent: a backend at its cap is skipped like one
+                // out of rotation, for the next of its tier, then of the lower ones.
+                if (limit.TryEnter() is not { } slot)
+                {
+                    lease.Dispose();
+                    continue;
+                }
+
+                lease = lease.WithSlot(slot);
+            }
+
             // Checked and spent in one step: the selection's read may be stale by now. A backend left to its probe is
             // sent nothing.
-            if (_budgets is not null && !_budgets.TryTake(backend.GetThrottleKey(route.PartitionOn(backend)), route.Cost, now, route.Held))
+            if (_budgets is not null && !_budgets.TryTake(backend.GetThrottleKey(route.PartitionOn(backend)), route.Cost, now, route.Held, backend.Quota))
             {
                 lease.Dispose();
                 continue;
@@ -230,10 +253,35 @@ internal sealed class BackendPool
         if (_budgets is null)
         {
             var (retryAfter, throttled) = Availability.GetExhaustion(backends, _timeProvider.GetUtcNow(), route);
-            return (retryAfter, throttled, null);
+            return AtCapacity((retryAfter, throttled, null), backends);
         }
 
-        return BudgetExhaustion.Compute(backends, Availability, _budgets, _timeProvider.GetUtcNow(), route, Queue?.MaxWait - waited);
+        return AtCapacity(BudgetExhaustion.Compute(backends, Availability, _budgets, _timeProvider.GetUtcNow(), route, Queue?.MaxWait - waited), backends);
+    }
+
+    /// <summary>
+    /// A backend that is in rotation yet took no attempt was at its cap: the caller is answered at once with a 429 and
+    /// <see cref="CapacityRetryAfter"/> rather than "now", since a slot frees when some response ends, which no
+    /// deadline tells.
+    /// </summary>
+    private (TimeSpan RetryAfter, bool Throttled, BudgetReservation? Reservation) AtCapacity(
+        (TimeSpan RetryAfter, bool Throttled, BudgetReservation? Reservation) exhaustion,
+        IReadOnlyList<RoutedBackend> backends)
+    {
+        if (!HasConcurrencyCaps || exhaustion.RetryAfter >= CapacityRetryAfter)
+        {
+            return exhaustion;
+        }
+
+        foreach (var backend in backends)
+        {
+            if (backend.InFlight is { IsFull: true })
+            {
+                return (CapacityRetryAfter, true, exhaustion.Reservation);
+            }
+        }
+
+        return exhaustion;
     }
 
     /// <summary>Estimates a request's cost in tokens once per execution; 0 when budgets are off or the estimate fails.</summary>
@@ -256,12 +304,14 @@ internal sealed class BackendPool
     }
 
     /// <summary>Sorts backends by priority, keeping the configured order within a tier.</summary>
-    internal static RoutedBackend[] Route(IEnumerable<PriorityBackend> backends)
+    /// <param name="backends">The configured backends.</param>
+    /// <param name="concurrency">The in-flight counters of the store, when some backend has a cap.</param>
+    internal static RoutedBackend[] Route(IEnumerable<PriorityBackend> backends, BackendConcurrency? concurrency = null)
         => [.. backends
             .Select((backend, position) => (backend, position))
             .OrderBy(item => item.backend.Priority)
             .ThenBy(item => item.position)
-            .Select((item, index) => new RoutedBackend(item.backend, index))];
+            .Select((item, index) => new RoutedBackend(item.backend, index, concurrency))];
 
     private async ValueTask<BackendVerdict?> MarkEjectedAsync(RoutedBackend backend, BackendUnavailableReason cause, TimeSpan duration, int ejections, DateTimeOffset now)
         => await MarkAsync(backend.StateKey, BackendUnavailableReason.Ejected, cause, duration, ejections, now, CancellationToken.None).ConfigureAwait(false);

@@ -40,7 +40,7 @@ internal sealed class ResponseBodyWatcher
     public TimeSpan? StallTimeout { get; }
 
     public static ResponseBodyWatcher? Create(PriorityRoutingStrategyOptions options, BackendPool pool, RoutingTelemetry telemetry, TimeProvider timeProvider)
-        => options.FirstByteTimeout is null && options.StreamStallTimeout is null && pool.Latency is null
+        => options.FirstByteTimeout is null && options.StreamStallTimeout is null && pool.Latency is null && !pool.HasConcurrencyCaps
             ? null
             : new ResponseBodyWatcher(pool, telemetry, timeProvider, options.FirstByteTimeout, options.StreamStallTimeout);
 
