@@ -4,6 +4,7 @@ namespace Polly.PriorityRouting;
 internal sealed class InFlightCounter
 {
     private int _count;
+    private TaskCompletionSource? _released;
 
     /// <summary>Gets the requests in flight now.</summary>
     public int Count => Volatile.Read(ref _count);
@@ -26,6 +27,28 @@ internal sealed class InFlightCounter
         return false;
     }
 
-    /// <summary>Counts one request less; called once per entry, by its <see cref="InFlightSlot"/>.</summary>
-    public void Exit() => Interlocked.Decrement(ref _count);
+    /// <summary>Counts one request less, and wakes whoever waits for a slot; called once per entry, by its <see cref="InFlightSlot"/>.</summary>
+    public void Exit()
+    {
+        Interlocked.Decrement(ref _count);
+
+        // A read first: with nobody waiting (the usual case) no write.
+        if (Volatile.Read(ref _released) is not null)
+        {
+            Interlocked.Exchange(ref _released, null)?.TrySetResult();
+        }
+    }
+
+    /// <summary>Returns a task that completes at the next <see cref="Exit"/>: check the count after taking it.</summary>
+    public Task WhenReleased()
+    {
+        if (Volatile.Read(ref _released) is { } waiting)
+        {
+            return waiting.Task;
+        }
+
+        // Continuations run on the pool: a releasing caller's read of its body never runs another request's attempt.
+        var created = new TaskCompletionSource(TaskCreationOptions.RunContinuationsAsynchronously);
+        return (Interlocked.CompareExchange(ref _released, created, null) ?? created).Task;
+    }
 }

@@ -28,6 +28,7 @@ internal sealed class BackendPool
     private readonly bool _proactiveThrottling;
     private readonly BackendBudgets? _budgets;
     private readonly Func<HttpRequestMessage, long> _requestCost;
+    private int _slotWaiters;
 
     public BackendPool(PriorityRoutingStrategyOptions options, IBackendStateStore store, TimeProvider timeProvider)
     {
@@ -257,6 +258,72 @@ internal sealed class BackendPool
         }
 
         return AtCapacity(BudgetExhaustion.Compute(backends, Availability, _budgets, _timeProvider.GetUtcNow(), route, Queue?.MaxWait - waited), backends);
+    }
+
+    /// <summary>
+    /// Waits, within <paramref name="bound"/>, until a slot frees on a backend the request may use that is in rotation
+    /// and at its cap (<see cref="PriorityRoutingStrategyOptions.MaxQueueWait"/>); at most
+    /// <see cref="WaitQueue.MaxWaiters"/> requests of the pipeline wait so at once.
+    /// </summary>
+    /// <returns>
+    /// Whether a slot was given back in time (the request starts a new round); <see langword="false"/> at once when no
+    /// such backend is at its cap, too many wait, or the bound is spent; also when the caller cancels.
+    /// </returns>
+    public async ValueTask<bool> WaitForSlotAsync(RequestRoute route, TimeSpan bound, bool continueOnCapturedContext, CancellationToken cancellationToken)
+    {
+        if (bound <= TimeSpan.Zero || SlotReleases(route) is not { } releases)
+        {
+            return false;
+        }
+
+        if (Interlocked.Increment(ref _slotWaiters) > WaitQueue.MaxWaiters)
+        {
+            Interlocked.Decrement(ref _slotWaiters);
+            return false;
+        }
+
+        using var timeout = CancellationTokenSource.CreateLinkedTokenSource(cancellationToken);
+        try
+        {
+            var bounded = Task.Delay(bound, _timeProvider, timeout.Token);
+            releases.Add(bounded);
+            var first = await Task.WhenAny(releases).ConfigureAwait(continueOnCapturedContext);
+            return first != bounded && !cancellationToken.IsCancellationRequested;
+        }
+        finally
+        {
+            // The delay's timer goes with the wait.
+            await timeout.CancelAsync().ConfigureAwait(continueOnCapturedContext);
+            Interlocked.Decrement(ref _slotWaiters);
+        }
+    }
+
+    /// <summary>The release tasks of the request's backends at their cap and in rotation; <see langword="null"/> when none.</summary>
+    private List<Task>? SlotReleases(RequestRoute route)
+    {
+        if (!HasConcurrencyCaps)
+        {
+            return null;
+        }
+
+        var now = _timeProvider.GetUtcNow();
+        List<Task>? releases = null;
+        foreach (var backend in route.Model?.Backends ?? _backends)
+        {
+            if (backend.InFlight is not { } limit || route.Excluded?.Contains(backend.Index) == true)
+            {
+                continue;
+            }
+
+            // The task first, then the count: a slot given back in between is not missed.
+            var released = limit.WhenReleased();
+            if (limit.IsFull && Availability.GetTimeUntilAvailable(backend, now, route.PartitionOn(backend), out _) == TimeSpan.Zero)
+            {
+                (releases ??= []).Add(released);
+            }
+        }
+
+        return releases;
     }
 
     /// <summary>

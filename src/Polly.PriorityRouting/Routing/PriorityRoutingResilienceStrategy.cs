@@ -112,6 +112,28 @@ internal sealed class PriorityRoutingResilienceStrategy : ResilienceStrategy<Htt
                 if (attempt - roundStart >= _maxAttempts || !plan.TryAcquire(_pool, out var lease))
                 {
                     var exhaustion = _pool.GetExhaustion(plan.Route, waited);
+                    if (_queue is not null && exhaustion.Reservation is null && _pool.HasConcurrencyCaps)
+                    {
+                        // Every backend left is at its cap: wait, within what is left of the bound, for a slot to free.
+                        var slotWaitStarted = _timeProvider.GetTimestamp();
+                        var freed = await _pool.WaitForSlotAsync(plan.Route, _queue.MaxWait - waited, context.ContinueOnCapturedContext, context.CancellationToken)
+                            .ConfigureAwait(context.ContinueOnCapturedContext);
+                        waited += _timeProvider.GetElapsedTime(slotWaitStarted);
+                        if (context.CancellationToken.IsCancellationRequested)
+                        {
+                            return Outcome.FromException<HttpResponseMessage>(new OperationCanceledException(context.CancellationToken));
+                        }
+
+                        if (freed)
+                        {
+                            plan = fresh.Copy();
+                            roundStart = attempt;
+                            failed = null;
+                            attempt--;
+                            continue;
+                        }
+                    }
+
                     if (_queue is not null && exhaustion.Reservation is { } reservation)
                     {
                         var waitStarted = _timeProvider.GetTimestamp();

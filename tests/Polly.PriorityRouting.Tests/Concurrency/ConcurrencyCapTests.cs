@@ -95,6 +95,52 @@ public class ConcurrencyCapTests
     }
 
     [Fact]
+    public async Task With_MaxQueueWait_a_request_that_finds_every_backend_at_its_cap_is_sent_when_a_slot_frees()
+    {
+        using var h = new RoutingHarness(o => o.MaxQueueWait = TimeSpan.FromSeconds(5), Capped("a", 1, 1));
+        var first = await Hold(h);
+
+        var waiting = Hold(h);
+        waiting.IsCompleted.Should().BeFalse("the only slot is held");
+        first.Dispose();
+        using var second = await waiting;
+
+        second.StatusCode.Should().Be(HttpStatusCode.OK);
+        h.Transport.Hosts.Should().Equal("a", "a");
+    }
+
+    [Fact]
+    public async Task With_MaxQueueWait_a_request_waits_for_a_slot_no_longer_than_the_bound()
+    {
+        using var h = new RoutingHarness(o => o.MaxQueueWait = TimeSpan.FromSeconds(5), Capped("a", 1, 1));
+        using var first = await Hold(h);
+
+        var waiting = Hold(h);
+        h.Time.Advance(TimeSpan.FromSeconds(4.9));
+        waiting.IsCompleted.Should().BeFalse();
+        h.Time.Advance(TimeSpan.FromSeconds(0.1));
+        using var exhausted = await waiting;
+
+        exhausted.StatusCode.Should().Be(HttpStatusCode.TooManyRequests);
+        exhausted.Headers.RetryAfter!.Delta.Should().Be(TimeSpan.FromSeconds(1));
+        h.Transport.Hosts.Should().Equal("a");
+    }
+
+    [Fact]
+    public async Task A_caller_that_cancels_while_waiting_for_a_slot_gets_its_cancellation()
+    {
+        using var h = new RoutingHarness(o => o.MaxQueueWait = TimeSpan.FromSeconds(5), Capped("a", 1, 1));
+        using var first = await Hold(h);
+        using var cancel = new CancellationTokenSource();
+
+        var waiting = h.Client.SendAsync(new HttpRequestMessage(HttpMethod.Get, "/"), HttpCompletionOption.ResponseHeadersRead, cancel.Token);
+        await cancel.CancelAsync();
+
+        await FluentActions.Awaiting(() => waiting).Should().ThrowAsync<OperationCanceledException>();
+        h.Transport.Hosts.Should().Equal("a");
+    }
+
+    [Fact]
     public void A_slot_is_given_back_once_by_whichever_owner_ends_it()
     {
         var counter = new InFlightCounter();
