@@ -96,7 +96,8 @@ public class PriorityRoutingStrategyOptions : ResilienceStrategyOptions
     /// The default value is <see langword="null"/>: the attempt ends when the headers arrive, as without streaming. When
     /// set, it must be between 1 ms and one day. Bodies known to be empty (<c>HEAD</c>, <c>204</c>, <c>304</c>,
     /// <c>Content-Length: 0</c>) never wait. The byte read is not lost: the caller receives the whole body, still
-    /// streamed. Setting it also turns on the watching of response bodies (see <see cref="StreamStallTimeout"/>).
+    /// streamed. Response bodies are watched whatever this option (see <see cref="StreamStallTimeout"/>); with it, the
+    /// first byte is read ahead inside the attempt.
     /// </value>
     [Range(typeof(TimeSpan), "00:00:00.001", "1.00:00:00")]
     public TimeSpan? FirstByteTimeout { get; set; }
@@ -108,8 +109,8 @@ public class PriorityRoutingStrategyOptions : ResilienceStrategyOptions
     /// </summary>
     /// <value>
     /// The default value is <see langword="null"/>: stalls are not detected. When set, it must be between 1 ms and one
-    /// day. Setting it turns on the watching of response bodies: an aborted body counts as a failure of its backend, and
-    /// a backend counts as healthy only when its body ends well (or the caller stops reading after bytes arrived).
+    /// day. Response bodies are watched whatever this option: an aborted body counts as a failure of its backend, and a
+    /// backend counts as healthy only when its body ends well (or the caller stops reading after bytes arrived).
     /// </value>
     [Range(typeof(TimeSpan), "00:00:00.001", "1.00:00:00")]
     public TimeSpan? StreamStallTimeout { get; set; }
@@ -119,8 +120,8 @@ public class PriorityRoutingStrategyOptions : ResilienceStrategyOptions
     /// </summary>
     /// <value>
     /// The default value is <see cref="BackendSelectionMode.WeightedRandom"/>.
-    /// <see cref="BackendSelectionMode.LatencyAware"/> also turns on the watching of response bodies, which measures
-    /// the time to first byte.
+    /// <see cref="BackendSelectionMode.LatencyAware"/> also reads each answer's first byte ahead inside the attempt, to
+    /// measure the time to first byte without counting the caller's own delay.
     /// </value>
     public BackendSelectionMode SelectionMode { get; set; }
 

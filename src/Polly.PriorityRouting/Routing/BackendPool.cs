@@ -395,7 +395,7 @@ internal sealed class BackendPool
         var leftRotation = ejections > 0 || !Availability.IsMarked(key, now);
         try
         {
-            await Availability.Store.MarkUnavailableAsync(key, new BackendUnavailability(now + cooldown, reason), now, cancellationToken)
+            await Availability.Store.MarkUnavailableAsync(key, new BackendUnavailability(now + cooldown, reason, now), now, cancellationToken)
                 .ConfigureAwait(false);
             return new BackendVerdict(reason, cause, cooldown, leftRotation, ejections, null);
         }
