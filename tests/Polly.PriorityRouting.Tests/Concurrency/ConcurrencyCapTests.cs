@@ -141,6 +141,38 @@ public class ConcurrencyCapTests
     }
 
     [Fact]
+    public void Admission_without_caps_or_declared_quotas_allocates_nothing()
+    {
+        var options = new PriorityRoutingStrategyOptions { Backends = [RoutingHarness.Backend("a", 1), RoutingHarness.Backend("b", 2)] };
+        var pool = new BackendPool(options, new InMemoryBackendStateStore(), new Microsoft.Extensions.Time.Testing.FakeTimeProvider(RoutingHarness.Start));
+        var route = new RequestRoute(null, cost: 500);
+        Admit(pool, route);
+
+        var admitted = 0;
+        var before = GC.GetAllocatedBytesForCurrentThread();
+        for (var i = 0; i < 1_000; i++)
+        {
+            admitted += Admit(pool, route) ? 1 : 0;
+        }
+
+        (GC.GetAllocatedBytesForCurrentThread() - before).Should().Be(0);
+        admitted.Should().Be(1_000);
+    }
+
+    [Fact]
+    public void A_synchronous_Send_holds_its_slot_until_its_body_is_disposed()
+    {
+        using var h = Harness(Capped("a", 1, 1), RoutingHarness.Backend("b", 2));
+
+        var held = h.Client.Send(new HttpRequestMessage(HttpMethod.Get, "/"), HttpCompletionOption.ResponseHeadersRead);
+        h.Client.Send(new HttpRequestMessage(HttpMethod.Get, "/")).Dispose();
+        held.Dispose();
+        h.Client.Send(new HttpRequestMessage(HttpMethod.Get, "/")).Dispose();
+
+        h.Transport.Hosts.Should().Equal("a", "b", "a");
+    }
+
+    [Fact]
     public void A_slot_is_given_back_once_by_whichever_owner_ends_it()
     {
         var counter = new InFlightCounter();
@@ -176,6 +208,14 @@ public class ConcurrencyCapTests
 
         admitted.Should().Be(3);
         counter.Count.Should().Be(3);
+    }
+
+    private static bool Admit(BackendPool pool, RequestRoute route)
+    {
+        var tried = new TriedBackends(2);
+        var admitted = pool.TryAcquire(ref tried, route, out var lease);
+        lease.Dispose();
+        return admitted;
     }
 
     private static async Task<HttpResponseMessage> Hold(RoutingHarness h)
