@@ -106,7 +106,8 @@ public sealed class PriorityBackend
     /// instead of being sent, and when nothing fits the exhausted 429 promises the refill. A budget an answer reports
     /// replaces the declared one from then on. A declared quota is a budget: it needs
     /// <see cref="PriorityRoutingStrategyOptions.TokenBudgets"/> on (the default). With a throttle partition
-    /// (<see cref="PriorityRoutingStrategyOptions.ThrottlePartitionKey"/>) each partition starts from the quota. From
+    /// (<see cref="PriorityRoutingStrategyOptions.ThrottlePartitionKey"/>), or a <see cref="Models"/> map, each partition
+    /// or deployment of the backend starts from the whole quota, as budgets are kept per partition. From
     /// configuration: <c>Routing:Backends:{i}:TokensPerMinute</c>.
     /// </remarks>
     /// <value>The default value is <see langword="null"/>: no declared quota. When set, it must be at least <c>1</c>.</value>
