@@ -144,7 +144,7 @@ public class ConcurrencyCapTests
     public void Admission_without_caps_or_declared_quotas_allocates_nothing()
     {
         var options = new PriorityRoutingStrategyOptions { Backends = [RoutingHarness.Backend("a", 1), RoutingHarness.Backend("b", 2)] };
-        var pool = new BackendPool(options, new InMemoryBackendStateStore(), new Microsoft.Extensions.Time.Testing.FakeTimeProvider(RoutingHarness.Start));
+        var pool = new BackendPool(options, new SharedBackendState(new InMemoryBackendStateStore()), new Microsoft.Extensions.Time.Testing.FakeTimeProvider(RoutingHarness.Start));
         var route = new RequestRoute(null, cost: 500);
         Admit(pool, route);
 
@@ -212,7 +212,7 @@ public class ConcurrencyCapTests
 
     private static bool Admit(BackendPool pool, RequestRoute route)
     {
-        var tried = new TriedBackends(2);
+        var tried = new BackendSet(2);
         var admitted = pool.TryAcquire(ref tried, route, out var lease);
         lease.Dispose();
         return admitted;
