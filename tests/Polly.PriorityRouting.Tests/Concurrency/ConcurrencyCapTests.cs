@@ -173,6 +173,34 @@ public class ConcurrencyCapTests
     }
 
     [Fact]
+    public async Task A_pipeline_rebuilt_on_the_same_store_counts_the_requests_the_old_one_has_in_flight()
+    {
+        using var old = Harness(Capped("a", 1, 1), RoutingHarness.Backend("b", 2));
+        using var rebuilt = new RoutingHarness(o => { o.Randomizer = _ => 0; o.StateStore = old.Store; }, Capped("a", 1, 1), RoutingHarness.Backend("b", 2));
+
+        using var held = await Hold(old);
+        using var fromRebuilt = await Hold(rebuilt);
+
+        old.Transport.Hosts.Should().Equal("a");
+        rebuilt.Transport.Hosts.Should().Equal(["b"], "the old pipeline's request still holds a's only slot");
+    }
+
+    [Fact]
+    public async Task A_request_hinted_to_a_backend_at_its_cap_is_answered_429_rather_than_sent_elsewhere()
+    {
+        using var h = Harness(Capped("a", 1, 1), RoutingHarness.Backend("b", 2));
+        using var held = await Hold(h);
+        var request = new HttpRequestMessage(HttpMethod.Get, "/");
+        request.Options.Set(PriorityRoutingRequestOptions.Hints, new PriorityRoutingHints { OnlyBackends = ["a"] });
+
+        using var hinted = await h.Client.SendAsync(request);
+
+        hinted.StatusCode.Should().Be(HttpStatusCode.TooManyRequests);
+        hinted.Headers.RetryAfter!.Delta.Should().Be(TimeSpan.FromSeconds(1));
+        h.Transport.Hosts.Should().Equal("a");
+    }
+
+    [Fact]
     public void A_slot_is_given_back_once_by_whichever_owner_ends_it()
     {
         var counter = new InFlightCounter();
