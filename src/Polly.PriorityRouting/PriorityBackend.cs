@@ -108,7 +108,8 @@ public sealed class PriorityBackend
     /// <see cref="PriorityRoutingStrategyOptions.TokenBudgets"/> on (the default). With a throttle partition
     /// (<see cref="PriorityRoutingStrategyOptions.ThrottlePartitionKey"/>), or a <see cref="Models"/> map, each partition
     /// or deployment of the backend starts from the whole quota, as budgets are kept per partition. From
-    /// configuration: <c>Routing:Backends:{i}:TokensPerMinute</c>.
+    /// configuration: <c>Routing:Backends:{i}:TokensPerMinute</c>. Each process counts its own spends: with several
+    /// replicas of a backend that reports nothing, declare each replica's part of the quota.
     /// </remarks>
     /// <value>The default value is <see langword="null"/>: no declared quota. When set, it must be at least <c>1</c>.</value>
     public int? TokensPerMinute { get; set; }
