@@ -201,6 +201,24 @@ public class ConcurrencyCapTests
     }
 
     [Fact]
+    public async Task A_soft_affinity_key_whose_backend_is_at_its_cap_is_served_by_another_backend_of_the_tier()
+    {
+        using var h = Harness(Capped("a", 1, 1), RoutingHarness.Backend("b", 1));
+        using var keyed = await h.Client.SendAsync(WithKey("session-1"), HttpCompletionOption.ResponseHeadersRead);
+
+        using var whileHeld = await h.Client.SendAsync(WithKey("session-1"), HttpCompletionOption.ResponseHeadersRead);
+
+        h.Transport.Hosts.Should().Equal(["a", "b"], "the key's backend is at its cap: the preference yields, the request is not refused");
+
+        static HttpRequestMessage WithKey(string key)
+        {
+            var request = new HttpRequestMessage(HttpMethod.Get, "/");
+            request.Options.Set(PriorityRoutingRequestOptions.Hints, new PriorityRoutingHints { AffinityKey = key });
+            return request;
+        }
+    }
+
+    [Fact]
     public void A_slot_is_given_back_once_by_whichever_owner_ends_it()
     {
         var counter = new InFlightCounter();
