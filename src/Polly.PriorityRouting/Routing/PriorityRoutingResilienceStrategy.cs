@@ -47,7 +47,7 @@ internal sealed class PriorityRoutingResilienceStrategy : ResilienceStrategy<Htt
         _deferCredentials = options.DeferCredentials;
         _planner = new RequestPlanner(options, _pool, _telemetry);
         _observers = new AnswerObservers(options, _pool, _telemetry, timeProvider, _planner.Affinity);
-        _waits = new RefillWaits(_pool.Queue, _telemetry, timeProvider);
+        _waits = new RefillWaits(_pool, _telemetry, timeProvider);
         _gauges = new PriorityRoutingGaugeSource(_pool, timeProvider, _telemetry.Tags);
         _telemetry.Metrics.Register(_gauges);
         if (_pool.Models is { } models)
@@ -117,7 +117,7 @@ internal sealed class PriorityRoutingResilienceStrategy : ResilienceStrategy<Htt
                 {
                     // Nothing left, on any model of the request: wait for a promised refill and start a new round, or answer now.
                     var exhaustion = plan.GetExhaustion(_pool, waited);
-                    var wait = await _waits.WaitAsync(exhaustion.Reservation, waited, context).ConfigureAwait(context.ContinueOnCapturedContext);
+                    var wait = await _waits.WaitAsync(exhaustion.Reservation, plan.Route, waited, context).ConfigureAwait(context.ContinueOnCapturedContext);
                     waited += wait.Waited;
                     switch (wait.Outcome)
                     {
