@@ -56,10 +56,40 @@ internal sealed class RequestPlanner
     /// Plans a request. The caller's own failures (a body that cannot be read, a partition function that throws) are
     /// thrown as theirs, before any backend is involved; the body then replays on every attempt, an outer retry's too.
     /// </summary>
-    public async ValueTask<RequestPlan> PlanAsync(HttpRequestMessage original, bool continueOnCapturedContext, CancellationToken cancellationToken)
+    /// <remarks>
+    /// Synchronous, with no state machine, while nothing must be awaited: a body already replayable, no model map, and
+    /// nothing affinity must look up in its store — the common request.
+    /// </remarks>
+    public ValueTask<RequestPlan> PlanAsync(HttpRequestMessage original, bool continueOnCapturedContext, CancellationToken cancellationToken)
     {
         var partition = _partitionKey?.Invoke(original);
-        await AttemptRequest.PrepareContentAsync(original, cancellationToken).ConfigureAwait(continueOnCapturedContext);
+        var preparing = AttemptRequest.PrepareContentAsync(original, cancellationToken);
+        if (!preparing.IsCompletedSuccessfully || _pool.Models is not null)
+        {
+            return PlanAfterReadingAsync(original, partition, preparing, continueOnCapturedContext, cancellationToken);
+        }
+
+        var cost = _pool.EstimateCost(original);
+        var hints = PriorityRoutingRequestOptions.Of(original);
+        if (Affinity is null)
+        {
+            return new(Plan(original, partition, model: null, cost, hints, affinity: default));
+        }
+
+        var resolving = Affinity.ResolveAsync(original, hints?.AffinityKey, cancellationToken);
+        return resolving.IsCompletedSuccessfully
+            ? new(Plan(original, partition, model: null, cost, hints, resolving.Result))
+            : PlanAfterAffinityAsync(original, partition, cost, hints, resolving, continueOnCapturedContext);
+    }
+
+    private async ValueTask<RequestPlan> PlanAfterReadingAsync(
+        HttpRequestMessage original,
+        string? partition,
+        ValueTask preparing,
+        bool continueOnCapturedContext,
+        CancellationToken cancellationToken)
+    {
+        await preparing.ConfigureAwait(continueOnCapturedContext);
 
         // The model, and so the backends that may take the request: once, from the path or the buffered body.
         ModelRequest? model = null;
@@ -76,6 +106,27 @@ internal sealed class RequestPlanner
             affinity = await Affinity.ResolveAsync(original, hints?.AffinityKey, cancellationToken).ConfigureAwait(continueOnCapturedContext);
         }
 
+        return Plan(original, partition, model, cost, hints, affinity);
+    }
+
+    private async ValueTask<RequestPlan> PlanAfterAffinityAsync(
+        HttpRequestMessage original,
+        string? partition,
+        long cost,
+        PriorityRoutingHints? hints,
+        ValueTask<AffinityDecision> resolving,
+        bool continueOnCapturedContext)
+        => Plan(original, partition, model: null, cost, hints, await resolving.ConfigureAwait(continueOnCapturedContext));
+
+    /// <summary>Runs the stages over what the request says.</summary>
+    private RequestPlan Plan(
+        HttpRequestMessage original,
+        string? partition,
+        ModelRequest? model,
+        long cost,
+        PriorityRoutingHints? hints,
+        AffinityDecision affinity)
+    {
         var facts = new RequestFacts(original, model, affinity, hints);
         var disallowed = new BackendSet(_pool.Backends.Count);
         var narrowed = false;
