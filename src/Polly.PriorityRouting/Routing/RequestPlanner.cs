@@ -14,6 +14,7 @@ internal sealed class RequestPlanner
 {
     private readonly BackendPool _pool;
     private readonly Func<HttpRequestMessage, string?>? _partitionKey;
+    private readonly bool _keepBodyBytes;
     private readonly IPlanStage[] _stages;
 
     public RequestPlanner(PriorityRoutingStrategyOptions options, BackendPool pool, RoutingTelemetry telemetry)
@@ -23,6 +24,7 @@ internal sealed class RequestPlanner
         Affinity = options.Affinity is { Enabled: true } affinity
             ? new AffinityRouter(affinity, affinity.Store ?? options.AffinityStoreFromServices ?? InMemoryAffinityStore.Shared, pool.Backends)
             : null;
+        _keepBodyBytes = pool.Models is not null || Affinity is { ReadsBodyBytes: true };
 
         var stages = new List<IPlanStage>();
         if (pool.Models is { } models)
@@ -57,32 +59,19 @@ internal sealed class RequestPlanner
     /// thrown as theirs, before any backend is involved; the body then replays on every attempt, an outer retry's too.
     /// </summary>
     /// <remarks>
-    /// Synchronous, with no state machine, while nothing must be awaited: a body already replayable, no model map, and
-    /// nothing affinity must look up in its store — the common request.
+    /// Synchronous, with no state machine, while nothing must be awaited: a body already replayable (bytes, a string, a
+    /// form, or an outer retry's) and nothing affinity must look up in its store — the common request.
     /// </remarks>
     public ValueTask<RequestPlan> PlanAsync(HttpRequestMessage original, bool continueOnCapturedContext, CancellationToken cancellationToken)
     {
         var partition = _partitionKey?.Invoke(original);
         var preparing = AttemptRequest.PrepareContentAsync(original, cancellationToken);
-        if (!preparing.IsCompletedSuccessfully || _pool.Models is not null)
-        {
-            return PlanAfterReadingAsync(original, partition, preparing, continueOnCapturedContext, cancellationToken);
-        }
-
-        var cost = _pool.EstimateCost(original);
-        var hints = PriorityRoutingRequestOptions.Of(original);
-        if (Affinity is null)
-        {
-            return new(Plan(original, partition, model: null, cost, hints, affinity: default));
-        }
-
-        var resolving = Affinity.ResolveAsync(original, hints?.AffinityKey, cancellationToken);
-        return resolving.IsCompletedSuccessfully
-            ? new(Plan(original, partition, model: null, cost, hints, resolving.Result))
-            : PlanAfterAffinityAsync(original, partition, cost, hints, resolving, continueOnCapturedContext);
+        return preparing.IsCompletedSuccessfully
+            ? PlanReplayable(original, partition, continueOnCapturedContext, cancellationToken)
+            : PlanAfterBufferingAsync(original, partition, preparing, continueOnCapturedContext, cancellationToken);
     }
 
-    private async ValueTask<RequestPlan> PlanAfterReadingAsync(
+    private async ValueTask<RequestPlan> PlanAfterBufferingAsync(
         HttpRequestMessage original,
         string? partition,
         ValueTask preparing,
@@ -90,33 +79,37 @@ internal sealed class RequestPlanner
         CancellationToken cancellationToken)
     {
         await preparing.ConfigureAwait(continueOnCapturedContext);
+        return await PlanReplayable(original, partition, continueOnCapturedContext, cancellationToken).ConfigureAwait(continueOnCapturedContext);
+    }
 
-        // The model, and so the backends that may take the request: once, from the path or the buffered body.
-        ModelRequest? model = null;
-        if (_pool.Models is { } models)
-        {
-            model = await ModelRequest.ResolveAsync(models, original, cancellationToken).ConfigureAwait(continueOnCapturedContext);
-        }
-
-        var cost = _pool.EstimateCost(original);
+    /// <summary>Reads what the request says, its body now replayable, then runs the stages.</summary>
+    private ValueTask<RequestPlan> PlanReplayable(HttpRequestMessage original, string? partition, bool continueOnCapturedContext, CancellationToken cancellationToken)
+    {
+        // One read of the body, when first asked, for the model, the cost and affinity (none on an outer retry).
+        var body = RequestBody.Of(original, _keepBodyBytes);
+        var model = _pool.Models is { } models ? ModelRequest.Resolve(models, original, body) : null;
+        var cost = _pool.EstimateCost(original, body);
         var hints = PriorityRoutingRequestOptions.Of(original);
-        AffinityDecision affinity = default;
-        if (Affinity is not null)
+        if (Affinity is null)
         {
-            affinity = await Affinity.ResolveAsync(original, hints?.AffinityKey, cancellationToken).ConfigureAwait(continueOnCapturedContext);
+            return new(Plan(original, partition, model, cost, hints, affinity: default));
         }
 
-        return Plan(original, partition, model, cost, hints, affinity);
+        var resolving = Affinity.ResolveAsync(original, body, hints?.AffinityKey, cancellationToken);
+        return resolving.IsCompletedSuccessfully
+            ? new(Plan(original, partition, model, cost, hints, resolving.Result))
+            : PlanAfterAffinityAsync(original, partition, model, cost, hints, resolving, continueOnCapturedContext);
     }
 
     private async ValueTask<RequestPlan> PlanAfterAffinityAsync(
         HttpRequestMessage original,
         string? partition,
+        ModelRequest? model,
         long cost,
         PriorityRoutingHints? hints,
         ValueTask<AffinityDecision> resolving,
         bool continueOnCapturedContext)
-        => Plan(original, partition, model: null, cost, hints, await resolving.ConfigureAwait(continueOnCapturedContext));
+        => Plan(original, partition, model, cost, hints, await resolving.ConfigureAwait(continueOnCapturedContext));
 
     /// <summary>Runs the stages over what the request says.</summary>
     private RequestPlan Plan(
