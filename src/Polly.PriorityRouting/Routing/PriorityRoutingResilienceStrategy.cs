@@ -31,6 +31,7 @@ internal sealed class PriorityRoutingResilienceStrategy : ResilienceStrategy<Htt
     private readonly RequestPlanner _planner;
     private readonly AnswerObservers _observers;
     private readonly RefillWaits _waits;
+    private readonly IDisposable? _attachment;
 
     public PriorityRoutingResilienceStrategy(
         PriorityRoutingStrategyOptions options,
@@ -40,7 +41,7 @@ internal sealed class PriorityRoutingResilienceStrategy : ResilienceStrategy<Htt
         string? pipelineInstanceName = null)
     {
         _pool = new BackendPool(
-            options, SharedBackendState.For(options.StateStore ?? InMemoryBackendStateStore.Shared, options.SharedStateFromServices), timeProvider);
+            options, SharedBackendState.For(options.StateStore ?? InMemoryBackendStateStore.Shared), timeProvider);
         _telemetry = new RoutingTelemetry(options, telemetry, pipelineName, pipelineInstanceName);
         _timeProvider = timeProvider;
         _maxAttempts = Math.Min(options.MaxAttempts ?? int.MaxValue, _pool.Backends.Count);
@@ -55,6 +56,8 @@ internal sealed class PriorityRoutingResilienceStrategy : ResilienceStrategy<Htt
         {
             _telemetry.ModelsRouted(models);
         }
+
+        _attachment = options.AttachPool?.Invoke(_pool);
     }
 
     internal BackendPool Pool => _pool;
@@ -63,6 +66,7 @@ internal sealed class PriorityRoutingResilienceStrategy : ResilienceStrategy<Htt
     public void Dispose()
     {
         _telemetry.Metrics.Unregister(_gauges);
+        _attachment?.Dispose();
 
         // Waiters try once more now rather than wait on a timer that no longer fires.
         _pool.Queue?.Dispose();
@@ -196,16 +200,23 @@ internal sealed class PriorityRoutingResilienceStrategy : ResilienceStrategy<Htt
                     }
                     catch (Exception e)
                     {
-                        // Nobody else will see this answer: give its connection back before reporting the predicate's failure.
-                        outcome.Result?.Dispose();
-                        return Outcome.FromException<HttpResponseMessage>(e);
+                        return Discarded(outcome, e);
                     }
 
                     var verdict = AnswerVerdict.Accepted;
                     if (!handled && outcome.Result is { } response)
                     {
-                        verdict = await _observers.ObserveAsync(new ReturnedAnswer(context, response, lease, original.Method, started, attempt, plan.Route, plan.Affinity))
-                            .ConfigureAwait(context.ContinueOnCapturedContext);
+                        try
+                        {
+                            verdict = await _observers.ObserveAsync(new ReturnedAnswer(context, response, lease, original.Method, started, attempt, plan.Route, plan.Affinity))
+                                .ConfigureAwait(context.ContinueOnCapturedContext);
+                        }
+                        catch (Exception e)
+                        {
+                            // A callback the observers call (OnBackendUnavailable on a spent budget) failed.
+                            return Discarded(outcome, e);
+                        }
+
                         if (verdict.IsCanceled)
                         {
                             var canceled = CallerCanceled(context);
@@ -264,6 +275,16 @@ internal sealed class PriorityRoutingResilienceStrategy : ResilienceStrategy<Htt
 
     /// <summary>Planning failed on the caller's own request (its body, its partition function): no backend is involved, none is marked.</summary>
     private static Outcome<HttpResponseMessage> CallersOwnFailure(Exception e) => Outcome.FromException<HttpResponseMessage>(e);
+
+    /// <summary>
+    /// The predicate, or a callback the observers call, failed on an answer: nobody else will see the answer, so its
+    /// connection goes back before the failure is reported.
+    /// </summary>
+    private static Outcome<HttpResponseMessage> Discarded(Outcome<HttpResponseMessage> outcome, Exception failure)
+    {
+        outcome.Result?.Dispose();
+        return Outcome.FromException<HttpResponseMessage>(failure);
+    }
 
     private static Outcome<HttpResponseMessage> CallerCanceled(ResilienceContext context)
         => Outcome.FromException<HttpResponseMessage>(new OperationCanceledException(context.CancellationToken));
