@@ -48,6 +48,9 @@ internal sealed class EveryFeatureModel
     /// <summary>What the pipeline's own state says, appended to a violation for diagnosis only (never judged).</summary>
     public Func<string>? Diagnose { get; set; }
 
+    /// <summary>How many requests wait in the strategy right now (the driver keeps it).</summary>
+    public int WaitersNow { get; set; }
+
     /// <summary>The backends a request may use: its hints, then its pin (precedence: pinned id, then hints).</summary>
     public IReadOnlyList<string> Allowed(LiveRequest request)
     {
@@ -288,14 +291,24 @@ internal sealed class EveryFeatureModel
             Seen.ExactExhausted++;
         }
 
-        // Waits: a caller whose promised refill comes within what is left of its bound waits for it instead of a 429.
-        if (_setup.MaxQueueWait is { } bound && answer.Status == 429 && !noFailoverSpent)
+        // Waits: a caller whose promised refill comes within what is left of its bound waits for it instead of a 429 —
+        // unless that refill may be full: promised to an earlier caller (told to come back, or waiting).
+        var promisedAt = now + promised;
+        if (_setup.MaxQueueWait is { } bound && answer.Status == 429 && !noFailoverSpent && WaitersNow == 0)
         {
             var left = bound - (now - request.StartedAt);
-            var promisedAt = now + promised;
-            if (promised > TimeSpan.Zero && promised <= left && budgetResets.Contains(promisedAt))
+            var mayBeFull = over.Any(b => _budgets.TryGetValue((b, request.Partition), out var v) && v.Promised.Contains(promisedAt));
+            if (promised > TimeSpan.Zero && promised <= left && budgetResets.Contains(promisedAt) && !mayBeFull)
             {
                 Check(false, Rule.Waits, where, $"answered 429 promising the refill at {Show(promisedAt)}, which is within what is left of its {Show(bound)} bound ({Show(left)}): it should have waited");
+            }
+        }
+
+        foreach (var b in over)
+        {
+            if (_budgets.TryGetValue((b, request.Partition), out var v))
+            {
+                v.Promised.Add(promisedAt);
             }
         }
     }
@@ -485,8 +498,8 @@ internal sealed class EveryFeatureModel
                 high = Max(high, untilReset);
                 if (hi < cost)
                 {
+                    // Whether a spent budget makes the answer a 429 when a failure is pending too, the docs leave open.
                     low = Max(low, untilReset);
-                    throttleSure = true;
                     budgetReset = view.ResetAt;
                 }
             }
@@ -553,6 +566,9 @@ internal sealed class EveryFeatureModel
         public long Limit { get; set; }
 
         public DateTimeOffset ResetAt { get; set; }
+
+        /// <summary>The moments exhausted answers sent callers back to.</summary>
+        public HashSet<DateTimeOffset> Promised { get; } = [];
 
         /// <summary>Attempts sent since the last report that got no report of their own (429, 5xx, reset).</summary>
         public List<(DateTimeOffset At, long Cost)> Unreported { get; } = [];

@@ -403,11 +403,6 @@ public class EveryFeatureProperties(ITestOutputHelper output)
 
         private (ResolvedRequest Request, string? Partition, Shape Shape) Resolve(RequestStep step)
         {
-            if (Environment.GetEnvironmentVariable("EVERY_FEATURE_PLAIN") is { Length: > 0 })
-            {
-                step = step with { Spelling = Spelling.Plain };
-            }
-
             var shape = step.Shape is Shape.FollowUp or Shape.Read && _created.Count == 0 ? Shape.Create : step.Shape;
             var referenced = _created.Count == 0 ? null : _created[step.Reference % _created.Count];
             var decoy = _created.Count < 2 ? "resp_unknownx0" : _created[(step.Reference + 1) % _created.Count];
@@ -456,6 +451,7 @@ public class EveryFeatureProperties(ITestOutputHelper output)
         private void Complete(LiveRequest live, HttpRequestMessage message, Task<HttpResponseMessage> sending)
         {
             live.Done = true;
+            model.WaitersNow = _pending.Count(p => !p.Live.Done);
             var now = time.GetUtcNow();
             var who = $"{model.Show(now)} request #{live.Id} ({live.Spec})";
             try
