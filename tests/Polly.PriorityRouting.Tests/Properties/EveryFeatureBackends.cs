@@ -64,7 +64,7 @@ internal sealed class EveryFeatureBackends : HttpMessageHandler
         }
 
         var act = live.Acts[index];
-        if (live.Shape != Shape.Chat && act.Kind == ActKind.Aborted)
+        if (live.Shape is not (Shape.Chat or Shape.ChatWithFile) && act.Kind == ActKind.Aborted)
         {
             act = act with { Kind = ActKind.Ok };
         }
@@ -111,7 +111,12 @@ internal sealed class EveryFeatureBackends : HttpMessageHandler
 
         string body;
         live.CreatedId = null;
-        if (live.Shape is Shape.Create or Shape.FollowUp)
+        if (live.Shape == Shape.Upload)
+        {
+            live.CreatedId = $"file-{name}x{(++_created).ToString(CultureInfo.InvariantCulture)}";
+            body = $$"""{"object":"file","id":"{{live.CreatedId}}","purpose":"batch","note":"{{name}}#{{live.Id}}"}""";
+        }
+        else if (live.Shape is Shape.Create or Shape.FollowUp)
         {
             live.CreatedId = $"resp_{name}x{(++_created).ToString(CultureInfo.InvariantCulture)}";
             body = $$"""{"id":"{{live.CreatedId}}","object":"response","status":"completed","output":[],"note":"{{name}}#{{live.Id}}"}""";

@@ -118,7 +118,9 @@ internal sealed class EveryFeatureModel
 
         // A soft key stays on its backend while that backend is available and no better tier is (docs/recipes.md, and
         // the README's "best backend that is not throttled right now").
-        if (request.PinnedTo is null && tried.Count == 0 && request.SoftKey is { } key && _sticky.TryGetValue(key, out var sticky) && sticky.Backend is { } s &&
+        // Only on a request's first round: after a wait it is sent against the refill it was promised, which the docs
+        // do not rank against a soft preference.
+        if (request.PinnedTo is null && request.Calls.Count == 0 && request.SoftKey is { } key && _sticky.TryGetValue(key, out var sticky) && sticky.Backend is { } s &&
             now < sticky.Until && candidates.Contains(s) && AvailabilityOf(request, s, now).Status == Status.In &&
             !candidates.Any(b => _backends[b].Priority < _backends[s].Priority && AvailabilityOf(request, b, now).Status != Status.Out))
         {

@@ -90,14 +90,14 @@ public class EveryFeatureProperties(ITestOutputHelper output)
 
     private static Gen<Step> Steps(EveryFeatureBackend[] pool) => Gen.Frequency(
         (6, Gen.Select(
-                Gen.Frequency((4, Gen.Const(Shape.Chat)), (2, Gen.Const(Shape.Create)), (3, Gen.Const(Shape.FollowUp)), (1, Gen.Const(Shape.Read))),
+                Gen.Frequency((4, Gen.Const(Shape.Chat)), (2, Gen.Const(Shape.Create)), (3, Gen.Const(Shape.FollowUp)), (1, Gen.Const(Shape.Read)), (1, Gen.Const(Shape.Upload)), (2, Gen.Const(Shape.ChatWithFile))),
                 Gen.Int[0, 1],
                 Gen.OneOf(0, 100, 400, 900),
                 Gen.Int[0, 1000],
                 Gen.Enum<Spelling>(),
-                Gen.Frequency((3, Gen.Const(KeySource.None)), (1, Gen.Const(KeySource.User)), (1, Gen.Const(KeySource.PromptCacheKey)), (1, Gen.Const(KeySource.Hint))),
-                Gen.Select(Gen.Int[0, 2], Hints(pool), Acts.Array[pool.Length]))
-            .Select((shape, deployment, cost, reference, spelling, key, rest) => (Step)new RequestStep(shape, deployment, cost, reference, spelling, key, rest.Item1, rest.Item2, rest.Item3))),
+                Gen.Frequency((2, Gen.Const(KeySource.None)), (1, Gen.Const(KeySource.User)), (1, Gen.Const(KeySource.PromptCacheKey)), (1, Gen.Const(KeySource.Hint))),
+                Gen.Select(Gen.Int[0, 1], Hints(pool), Acts.Array[pool.Length], Gen.Bool))
+            .Select((shape, deployment, cost, reference, spelling, key, rest) => (Step)new RequestStep(shape, deployment, cost, reference, spelling, key, rest.Item1, rest.Item2, rest.Item3, rest.Item4))),
         (3, Gen.OneOf(50, 250, 500, 1000, 2000, 3000).Select(ms => (Step)new WaitStep(TimeSpan.FromMilliseconds(ms)))),
         (1, Gen.Const((Step)new CancelStep())));
 
@@ -262,7 +262,7 @@ public class EveryFeatureProperties(ITestOutputHelper output)
             {
                 WaitStep wait => "wait " + EveryFeatureModel.Show(wait.By)[1..],
                 CancelStep => "the oldest waiter cancels",
-                RequestStep r => $"request #{++id}: {r.Shape} {(r.Shape == Shape.Chat ? Deployments[r.Deployment] : r.Spelling.ToString())} cost {r.Cost}" +
+                RequestStep r => $"request #{++id}: {r.Shape} {(r.Shape is Shape.Chat or Shape.ChatWithFile ? Deployments[r.Deployment] : r.Spelling.ToString())} cost {r.Cost}{(r.ZeroByteReads ? " (read with zero-byte reads)" : string.Empty)}" +
                                  $"{(r.Key == KeySource.None ? string.Empty : $", key {r.Key} {r.KeyIndex}")}, {r.Hints?.ToString() ?? "no hint"}: " +
                                  string.Join(" | ", r.Acts.Select((a, b) => $"b{b} {a}")),
                 _ => "?",
@@ -285,6 +285,7 @@ public class EveryFeatureProperties(ITestOutputHelper output)
     {
         private readonly List<(LiveRequest Live, CancellationTokenSource Cancellation)> _pending = [];
         private readonly List<string> _created = [];
+        private readonly List<string> _files = [];
 
         public void Send(int id, RequestStep step)
         {
@@ -296,13 +297,13 @@ public class EveryFeatureProperties(ITestOutputHelper output)
                 KeySource.Hint => "hint-" + step.KeyIndex.ToString(CultureInfo.InvariantCulture),
                 _ => null,
             };
-            if (shape != Shape.Chat && step.Key is KeySource.User or KeySource.PromptCacheKey)
+            if (shape is not (Shape.Chat or Shape.ChatWithFile) && step.Key is KeySource.User or KeySource.PromptCacheKey)
             {
                 // Only chat bodies carry a key in this generator.
                 softKey = null;
             }
 
-            var live = new LiveRequest(id, resolved, partition, softKey, step.Acts, shape) { StartedAt = time.GetUtcNow() };
+            var live = new LiveRequest(id, resolved, partition, softKey, step.Acts, shape) { StartedAt = time.GetUtcNow(), ZeroByteReads = step.ZeroByteReads };
             backends.Live[id] = live;
             model.Begin(live);
 
@@ -310,6 +311,10 @@ public class EveryFeatureProperties(ITestOutputHelper output)
             if (resolved.Body is { } body)
             {
                 message.Content = new StringContent(body, Encoding.UTF8, "application/json");
+            }
+            else if (shape == Shape.Upload)
+            {
+                message.Content = new StringContent("{\"prompt\":\"x\"}\n", Encoding.UTF8, "application/jsonl");
             }
 
             message.Headers.Add(EveryFeatureBackends.RequestIdHeader, id.ToString(CultureInfo.InvariantCulture));
@@ -403,7 +408,9 @@ public class EveryFeatureProperties(ITestOutputHelper output)
 
         private (ResolvedRequest Request, string? Partition, Shape Shape) Resolve(RequestStep step)
         {
-            var shape = step.Shape is Shape.FollowUp or Shape.Read && _created.Count == 0 ? Shape.Create : step.Shape;
+            var shape = step.Shape is Shape.FollowUp or Shape.Read && _created.Count == 0 ? Shape.Create
+                : step.Shape == Shape.ChatWithFile && _files.Count == 0 ? Shape.Upload
+                : step.Shape;
             var referenced = _created.Count == 0 ? null : _created[step.Reference % _created.Count];
             var decoy = _created.Count < 2 ? "resp_unknownx0" : _created[(step.Reference + 1) % _created.Count];
             var user = step.Key switch
@@ -425,6 +432,21 @@ public class EveryFeatureProperties(ITestOutputHelper output)
                         null,
                         step.Hints,
                         $"chat {deployment} cost {cost}{(step.Key == KeySource.None ? string.Empty : ", key " + step.Key)}, {step.Hints?.ToString() ?? "no hint"}"), deployment, shape);
+
+                case Shape.ChatWithFile:
+                    var file = _files[step.Reference % _files.Count];
+                    var chatDeployment = Deployments[step.Deployment];
+                    return (new ResolvedRequest(
+                        HttpMethod.Post,
+                        $"/openai/deployments/{chatDeployment}/chat/completions?api-version=2024-10-21",
+                        $$$"""{"messages":[{"role":"user","content":[{"type":"text","text":"summarize"},{"type":"file","file":{"file_id":"{{{file}}}"}}]}],"max_tokens":{{{cost}}}{{{user}}}}""",
+                        cost,
+                        file,
+                        step.Hints,
+                        $"chat {chatDeployment} naming {file} in a content part, cost {cost}{(step.Key == KeySource.None ? string.Empty : ", key " + step.Key)}, {step.Hints?.ToString() ?? "no hint"}"), chatDeployment, shape);
+
+                case Shape.Upload:
+                    return (new ResolvedRequest(HttpMethod.Post, "/openai/v1/files", null, cost, null, step.Hints, $"upload cost {cost}, {step.Hints?.ToString() ?? "no hint"}"), null, shape);
 
                 case Shape.Read:
                     return (new ResolvedRequest(HttpMethod.Get, $"/openai/v1/responses/{referenced}", null, 0, referenced, step.Hints, $"GET {referenced}, {step.Hints?.ToString() ?? "no hint"}"), null, shape);
@@ -490,9 +512,13 @@ public class EveryFeatureProperties(ITestOutputHelper output)
                     }
                 }
 
-                if (live.CreatedId is { } created && complete && answer.IsSuccessStatusCode && !_created.Contains(created))
+                if (live.CreatedId is { } created && complete && answer.IsSuccessStatusCode)
                 {
-                    _created.Add(created);
+                    var ids = live.Shape == Shape.Upload ? _files : _created;
+                    if (!ids.Contains(created))
+                    {
+                        ids.Add(created);
+                    }
                 }
             }
             finally
@@ -515,7 +541,7 @@ public class EveryFeatureProperties(ITestOutputHelper output)
             string? body = null;
             try
             {
-                body = answer.Content.ReadAsStringAsync().GetAwaiter().GetResult();
+                body = live.ZeroByteReads ? ReadWithZeroByteReads(answer.Content) : answer.Content.ReadAsStringAsync().GetAwaiter().GetResult();
             }
             catch (Exception e) when (e is IOException or HttpRequestException)
             {
@@ -529,6 +555,25 @@ public class EveryFeatureProperties(ITestOutputHelper output)
 
             model.OnRead(live, backend, complete: body is not null, live.CreatedId, (int)answer.StatusCode, now);
             return body is not null;
+        }
+
+        /// <summary>Reads as <c>PipeReader</c> does with <c>useZeroByteReads</c>: a zero-byte read before each read.</summary>
+        private static string ReadWithZeroByteReads(HttpContent content)
+        {
+            using var stream = content.ReadAsStreamAsync().GetAwaiter().GetResult();
+            using var copy = new MemoryStream();
+            var buffer = new byte[16];
+            while (true)
+            {
+                stream.ReadAsync(Memory<byte>.Empty).AsTask().GetAwaiter().GetResult();
+                var read = stream.ReadAsync(buffer).AsTask().GetAwaiter().GetResult();
+                if (read == 0)
+                {
+                    return Encoding.UTF8.GetString(copy.ToArray());
+                }
+
+                copy.Write(buffer, 0, read);
+            }
         }
     }
 }

@@ -128,6 +128,12 @@ internal enum Shape
 
     /// <summary><c>GET /openai/v1/responses/{id}</c>: pinned, costs nothing.</summary>
     Read,
+
+    /// <summary><c>POST /openai/v1/files</c>: uploads a file, pinned to the backend that answers.</summary>
+    Upload,
+
+    /// <summary>A chat completion naming an uploaded file only in a content part (issue 19, defect 4): pinned.</summary>
+    ChatWithFile,
 }
 
 /// <summary>How a follow-up spells its <c>previous_response_id</c> (issue 19, defect 7: as JSON parsers read it).</summary>
@@ -164,7 +170,12 @@ internal sealed record WaitStep(TimeSpan By) : Step;
 /// <summary>The oldest request waiting in the strategy gives up (its own cancellation).</summary>
 internal sealed record CancelStep : Step;
 
-internal sealed record RequestStep(Shape Shape, int Deployment, int Cost, int Reference, Spelling Spelling, KeySource Key, int KeyIndex, HintSpec? Hints, Act[] Acts) : Step;
+/// <summary>
+/// A generated request: its shape, deployment, cost, which created id it refers to and how it spells it, its soft key,
+/// hints, what each backend does with it, and whether the caller reads the answer as <c>PipeReader</c> with
+/// <c>useZeroByteReads</c> does (a zero-byte read before each read: issue 19, defect 5).
+/// </summary>
+internal sealed record RequestStep(Shape Shape, int Deployment, int Cost, int Reference, Spelling Spelling, KeySource Key, int KeyIndex, HintSpec? Hints, Act[] Acts, bool ZeroByteReads) : Step;
 
 /// <summary>A request as sent: what the model needs to judge it.</summary>
 internal sealed record ResolvedRequest(HttpMethod Method, string Path, string? Body, long Cost, string? ReferencedId, HintSpec? Hints, string Description)
@@ -175,6 +186,8 @@ internal sealed record ResolvedRequest(HttpMethod Method, string Path, string? B
 /// <summary>One request in flight, as the model and the fake backends follow it.</summary>
 internal sealed class LiveRequest(int id, ResolvedRequest spec, string? partition, string? softKey, Act[] acts, Shape shape)
 {
+    public bool ZeroByteReads { get; init; }
+
     public int Id { get; } = id;
 
     public ResolvedRequest Spec { get; } = spec;
