@@ -32,10 +32,10 @@ internal sealed class EveryFeatureBackends : HttpMessageHandler
         _start = time.GetUtcNow();
     }
 
-    public Dictionary<int, LiveRequest> Live { get; } = [];
+    public System.Collections.Concurrent.ConcurrentDictionary<int, LiveRequest> Live { get; } = new();
 
-    /// <summary>Which round of its execution a call belongs to: the driver moves it before each step of the clock.</summary>
-    public int Round { get; set; }
+    /// <summary>Gets or sets the clock step, which tells the rounds of an execution apart (a wait ends in a later step).</summary>
+    public Func<int> Round { get; set; } = () => 0;
 
     protected override HttpResponseMessage Send(HttpRequestMessage request, CancellationToken cancellationToken)
         => Answer(request, cancellationToken);
@@ -43,7 +43,16 @@ internal sealed class EveryFeatureBackends : HttpMessageHandler
     protected override Task<HttpResponseMessage> SendAsync(HttpRequestMessage request, CancellationToken cancellationToken)
         => Task.FromResult(Answer(request, cancellationToken));
 
+    /// <summary>Answers under the model's lock: a request released from a wait may run on another thread.</summary>
     private HttpResponseMessage Answer(HttpRequestMessage request, CancellationToken cancellationToken)
+    {
+        lock (_model)
+        {
+            return AnswerLocked(request, cancellationToken);
+        }
+    }
+
+    private HttpResponseMessage AnswerLocked(HttpRequestMessage request, CancellationToken cancellationToken)
     {
         cancellationToken.ThrowIfCancellationRequested();
         var live = Live[int.Parse(request.Headers.GetValues(RequestIdHeader).Single(), CultureInfo.InvariantCulture)];
@@ -52,7 +61,7 @@ internal sealed class EveryFeatureBackends : HttpMessageHandler
         var backend = _setup.Backends[index];
         var now = _time.GetUtcNow();
 
-        _model.OnCall(live, name, Round, now);
+        _model.OnCall(live, name, Round(), now);
         if (live.Cancelled)
         {
             _model.Violations.Add(new Violation(Rule.Waits, $"{_model.Show(now)} request #{live.Id}: a caller that cancelled still reached {name}"));

@@ -187,7 +187,8 @@ public class EveryFeatureProperties(ITestOutputHelper output)
     {
         var time = new FakeTimeProvider(Start);
         var model = new EveryFeatureModel(setup, Start);
-        var backends = new EveryFeatureBackends(setup, time, model);
+        var clock = new EveryFeatureClock(time);
+        var backends = new EveryFeatureBackends(setup, time, model) { Round = () => clock.Step };
         var random = new Random(setup.Seed);
         var store = new InMemoryBackendStateStore();
         model.Diagnose = () => string.Join("; ", setup.Backends.SelectMany(b => store.GetEntries($"{b.Name}@http://{b.Name}"))
@@ -227,9 +228,9 @@ public class EveryFeatureProperties(ITestOutputHelper output)
             });
         }
 
-        var pipeline = new ResiliencePipelineBuilder<HttpResponseMessage> { TimeProvider = time }.AddPriorityRouting(options).Build();
+        var pipeline = new ResiliencePipelineBuilder<HttpResponseMessage> { TimeProvider = clock }.AddPriorityRouting(options).Build();
         using var client = new HttpClient(new ResilienceHandler(pipeline) { InnerHandler = backends }) { BaseAddress = new Uri("http://placeholder/") };
-        var driver = new Driver(client, backends, model, time);
+        var driver = new Driver(client, backends, model, clock);
         var nextId = 0;
         foreach (var step in steps)
         {
@@ -281,8 +282,10 @@ public class EveryFeatureProperties(ITestOutputHelper output)
     private sealed record RunResult(int Runs, EveryFeatureCoverage Coverage, Dictionary<Rule, Failure> Shortest, TimeSpan Elapsed);
 
     /// <summary>Sends the generated requests, moves the clock, and hands every event to the model in the order it happened.</summary>
-    private sealed class Driver(HttpClient client, EveryFeatureBackends backends, EveryFeatureModel model, FakeTimeProvider time)
+    private sealed class Driver(HttpClient client, EveryFeatureBackends backends, EveryFeatureModel model, EveryFeatureClock clock)
     {
+        private readonly FakeTimeProvider time = clock.Fake;
+
         private readonly List<(LiveRequest Live, CancellationTokenSource Cancellation)> _pending = [];
         private readonly List<string> _created = [];
         private readonly List<string> _files = [];
@@ -303,7 +306,7 @@ public class EveryFeatureProperties(ITestOutputHelper output)
                 softKey = null;
             }
 
-            var live = new LiveRequest(id, resolved, partition, softKey, step.Acts, shape) { StartedAt = time.GetUtcNow(), ZeroByteReads = step.ZeroByteReads };
+            var live = new LiveRequest(id, resolved, partition, softKey, step.Acts, shape, clock) { StartedAt = time.GetUtcNow(), ZeroByteReads = step.ZeroByteReads };
             backends.Live[id] = live;
             model.Begin(live);
 
@@ -326,30 +329,39 @@ public class EveryFeatureProperties(ITestOutputHelper output)
             }
 
             var cancellation = new CancellationTokenSource();
-            var sending = WithoutContext(() => client.SendAsync(message, HttpCompletionOption.ResponseHeadersRead, cancellation.Token));
-            sending.ContinueWith(t => Complete(live, message, t), CancellationToken.None, TaskContinuationOptions.ExecuteSynchronously, TaskScheduler.Default);
-            if (!live.Done)
+            Task<HttpResponseMessage>? sending = null;
+            EveryFeatureClock.WithoutContext(() => sending = EveryFeatureClock.As(live, () => client.SendAsync(message, HttpCompletionOption.ResponseHeadersRead, cancellation.Token)));
+            sending!.ContinueWith(t => Complete(live, message, t), CancellationToken.None, TaskContinuationOptions.ExecuteSynchronously, TaskScheduler.Default);
+            lock (model)
             {
-                live.Waited = true;
-                _pending.Add((live, cancellation));
+                if (!live.Done)
+                {
+                    live.Waited = true;
+                    _pending.Add((live, cancellation));
+                    return;
+                }
             }
-            else
-            {
-                cancellation.Dispose();
-            }
+
+            cancellation.Dispose();
         }
 
         public void Advance(TimeSpan by)
         {
             for (var moved = TimeSpan.Zero; moved < by; moved += Tick)
             {
-                backends.Round++;
-                WithoutContext(() =>
+                clock.Advance(Tick, Pending());
+                lock (model)
                 {
-                    time.Advance(Tick);
-                    return 0;
-                });
-                _pending.RemoveAll(p => p.Live.Done);
+                    _pending.RemoveAll(p => p.Live.Done);
+                }
+            }
+        }
+
+        private LiveRequest[] Pending()
+        {
+            lock (model)
+            {
+                return [.. _pending.Select(p => p.Live)];
             }
         }
 
@@ -361,19 +373,23 @@ public class EveryFeatureProperties(ITestOutputHelper output)
             }
 
             var (live, cancellation) = _pending[0];
-            live.Cancelled = true;
-            model.Seen.Cancelled++;
-            WithoutContext(() =>
+            lock (model)
             {
-                cancellation.Cancel();
-                return 0;
-            });
-            if (!live.Done)
-            {
-                model.Violations.Add(new Violation(Rule.Waits, $"{model.Show(time.GetUtcNow())} request #{live.Id}: a waiter that cancels ends at once"));
+                live.Cancelled = true;
+                model.Seen.Cancelled++;
             }
 
-            _pending.RemoveAll(p => p.Live.Done);
+            EveryFeatureClock.WithoutContext(cancellation.Cancel);
+            EveryFeatureClock.Settle(Pending());
+            lock (model)
+            {
+                if (!live.Done)
+                {
+                    model.Violations.Add(new Violation(Rule.Waits, $"{model.Show(time.GetUtcNow())} request #{live.Id}: a waiter that cancels ends at once"));
+                }
+
+                _pending.RemoveAll(p => p.Live.Done);
+            }
         }
 
         /// <summary>Moves the clock until every waiter is answered; one still waiting past its bound is a violation.</summary>
@@ -389,20 +405,6 @@ public class EveryFeatureProperties(ITestOutputHelper output)
             {
                 model.Violations.Add(new Violation(Rule.Waits, $"request #{live.Id} ({live.Spec}), started at {model.Show(live.StartedAt)}, still waits at {model.Show(time.GetUtcNow())}, past its {EveryFeatureModel.Show(bound)} bound"));
                 cancellation.Cancel();
-            }
-        }
-
-        private static T WithoutContext<T>(Func<T> action)
-        {
-            var context = SynchronizationContext.Current;
-            SynchronizationContext.SetSynchronizationContext(null);
-            try
-            {
-                return action();
-            }
-            finally
-            {
-                SynchronizationContext.SetSynchronizationContext(context);
             }
         }
 
@@ -472,6 +474,15 @@ public class EveryFeatureProperties(ITestOutputHelper output)
 
         private void Complete(LiveRequest live, HttpRequestMessage message, Task<HttpResponseMessage> sending)
         {
+            // A request released from a wait may complete on another thread than the driver's.
+            lock (model)
+            {
+                CompleteLocked(live, message, sending);
+            }
+        }
+
+        private void CompleteLocked(LiveRequest live, HttpRequestMessage message, Task<HttpResponseMessage> sending)
+        {
             live.Done = true;
             model.WaitersNow = _pending.Count(p => !p.Live.Done);
             var now = time.GetUtcNow();
@@ -524,7 +535,7 @@ public class EveryFeatureProperties(ITestOutputHelper output)
             finally
             {
                 model.OnCompleted(live, now);
-                backends.Live.Remove(live.Id);
+                backends.Live.TryRemove(live.Id, out _);
             }
         }
 

@@ -184,9 +184,23 @@ internal sealed record ResolvedRequest(HttpMethod Method, string Path, string? B
 }
 
 /// <summary>One request in flight, as the model and the fake backends follow it.</summary>
-internal sealed class LiveRequest(int id, ResolvedRequest spec, string? partition, string? softKey, Act[] acts, Shape shape)
+internal sealed class LiveRequest(int id, ResolvedRequest spec, string? partition, string? softKey, Act[] acts, Shape shape, EveryFeatureClock clock)
 {
+    /// <summary>How many threads run this request's code right now (see <see cref="EveryFeatureClock"/>).</summary>
+    public int Running;
+
+    private int _entries;
+
     public bool ZeroByteReads { get; init; }
+
+    /// <summary>Gets the clock step at which the request last began to run.</summary>
+    public int EnteredAtStep { get; private set; }
+
+    /// <summary>Gets how much later than their release the request's waits resumed, in all.</summary>
+    public TimeSpan Lateness { get; private set; }
+
+    /// <summary>Gets a value indicating whether the clock moved since the request began to run: time-based rules cannot judge it.</summary>
+    public bool Overlapped => clock.Step != EnteredAtStep;
 
     public int Id { get; } = id;
 
@@ -219,4 +233,21 @@ internal sealed class LiveRequest(int id, ResolvedRequest spec, string? partitio
     public string? CreatedId { get; set; }
 
     public bool Done { get; set; }
+
+    public void Enter()
+    {
+        if (Interlocked.Increment(ref Running) != 1)
+        {
+            return;
+        }
+
+        EnteredAtStep = clock.Step;
+        if (++_entries > 1 && clock.GetUtcNow() - clock.LastFire is { Ticks: > 0 } late)
+        {
+            // Resumed after a wait later than the timer that released it fired.
+            Lateness += late;
+        }
+    }
+
+    public void Leave() => Interlocked.Decrement(ref Running);
 }
