@@ -24,10 +24,15 @@ namespace Polly.PriorityRouting.Tests.Properties;
 /// the weighted draws).
 /// </para>
 /// <para>
-/// Requests that wait in the strategy (<see cref="PriorityRoutingStrategyOptions.MaxQueueWait"/>) are followed
-/// without threads: the clock moves in 50 ms steps off any synchronization context, so a released waiter continues
-/// inline in the timer callback, and the durations the backends and the generators use are multiples of 50 ms. Each
-/// clock step is a new "round": a request released from a wait may try a backend again.
+/// Requests that wait in the strategy (<see cref="PriorityRoutingStrategyOptions.MaxQueueWait"/>) are followed on a
+/// clock that moves in 50 ms steps (the durations the backends and the generators use are multiples of 50 ms): a
+/// released waiter continues inline in the timer callback or on the thread pool, and <see cref="EveryFeatureClock"/>
+/// waits for it to run before the next step. Each clock step is a new "round": a request released from a wait may try
+/// a backend again.
+/// </para>
+/// <para>
+/// To see every failing sequence of a run rather than the shortest per family, set <c>EVERY_FEATURE_DUMP</c> to a file
+/// path: each one is appended there with its violations and the model's state.
 /// </para>
 /// </remarks>
 public class EveryFeatureProperties(ITestOutputHelper output)
