@@ -36,6 +36,7 @@ public sealed class EveryFeatureSoakTests(ITestOutputHelper output) : IAsyncLife
     private const int Concurrency = 48;
     private const ulong Seed = 0x50A4_2026_1206UL;
     private const string ExhaustedHeader = "x-priority-routing-exhausted";
+    private const int MaxRetryAttempts = 2;
 
     private static readonly TimeSpan LoadLimit = TimeSpan.FromSeconds(60);
     private static readonly TimeSpan IdleTimeout = TimeSpan.FromSeconds(1);
@@ -45,6 +46,9 @@ public sealed class EveryFeatureSoakTests(ITestOutputHelper output) : IAsyncLife
     private static readonly TimeSpan OutageSlack = TimeSpan.FromSeconds(3);
 
     private readonly List<SoakBackend> _backends = [];
+
+    // Which backends each request reached (every attempt of every execution), by the id the client gives it.
+    private readonly ConcurrentDictionary<string, ConcurrentQueue<string>> _calls = new(StringComparer.Ordinal);
     private RedisServerFixture _redis = null!;
 
     public async Task InitializeAsync()
@@ -53,7 +57,7 @@ public sealed class EveryFeatureSoakTests(ITestOutputHelper output) : IAsyncLife
         (string Name, string Deployment)[] layout = [("ptu", "gpt-4o-ptu"), ("paygo-east", "gpt-4o"), ("paygo-west", "gpt-4o-2024-11-20")];
         for (var i = 0; i < layout.Length; i++)
         {
-            _backends.Add(await SoakBackend.StartAsync(layout[i].Name, layout[i].Deployment, Seed ^ ((ulong)(i + 1) * 0x9E3779B97F4A7C15UL)));
+            _backends.Add(await SoakBackend.StartAsync(layout[i].Name, layout[i].Deployment, Seed ^ ((ulong)(i + 1) * 0x9E3779B97F4A7C15UL), _calls));
         }
     }
 
@@ -97,7 +101,7 @@ public sealed class EveryFeatureSoakTests(ITestOutputHelper output) : IAsyncLife
                 var replica = (id + worker) % 2;
                 try
                 {
-                    var outcome = await SendOneAsync(replicas, replica, id, random, created, outages, limit.Token);
+                    var outcome = await SendOneAsync(replicas, replica, id, random, created, outages, _calls, limit.Token);
                     if (outcome.StartsWith("problem:", StringComparison.Ordinal))
                     {
                         problems.Enqueue($"#{id} (replica {replica}): {outcome}");
@@ -209,6 +213,7 @@ public sealed class EveryFeatureSoakTests(ITestOutputHelper output) : IAsyncLife
         Random random,
         ConcurrentQueue<(string Id, int Replica, DateTimeOffset At)> created,
         Outages outages,
+        ConcurrentDictionary<string, ConcurrentQueue<string>> calls,
         CancellationToken cancellationToken)
     {
         var replica = replicas[index];
@@ -224,12 +229,23 @@ public sealed class EveryFeatureSoakTests(ITestOutputHelper output) : IAsyncLife
             _ => Create(id),
         };
 
+        var requestId = id.ToString(CultureInfo.InvariantCulture);
+        request.Headers.Add(SoakBackend.RequestIdHeader, requestId);
+
         // A follow-up or read of an id created on the other replica is a cross-replica use of a pin.
         var referenced = ReferencedId(request);
         var origin = referenced is null ? default : created.FirstOrDefault(c => c.Id == referenced);
         var crossReplica = referenced is not null && origin.Replica != index;
         using var response = await replica.Client.SendAsync(request, HttpCompletionOption.ResponseHeadersRead, cancellationToken);
         var status = (int)response.StatusCode;
+        // A pin lost with a Redis restart is routed as if unknown (documented): that request may reach any backend.
+        var pinMayBeLost = crossReplica && outages.Spans(origin.At, sentAt, OutageSlack);
+        // Taken out once checked: the test's own records must not grow with the load it measures.
+        if (CheckCalls(request, pinMayBeLost ? null : referenced, calls.TryRemove(requestId, out var reached) ? [.. reached] : []) is { } misrouted)
+        {
+            return "problem: " + misrouted;
+        }
+
         if (response.Headers.TryGetValues(ExhaustedHeader, out var flag) && flag.Single() == "true")
         {
             if (CheckExhausted(response, out var retryAfter) is { } wrong)
@@ -261,7 +277,7 @@ public sealed class EveryFeatureSoakTests(ITestOutputHelper output) : IAsyncLife
             // Affinity broken — unless the id was created on the other replica before a restart of this redis-server
             // (which keeps no data) and used after it: docs/distributed.md, "A Redis that restarts without persistence
             // loses the pins written before: replicas that have not seen those ids route them normally".
-            return crossReplica && outages.Spans(origin.At, sentAt, OutageSlack) ? "404 cross-replica, pin lost with a Redis restart (documented)" : $"problem: 404 for {referenced} from {backend}{(crossReplica ? " (cross-replica)" : string.Empty)}";
+            return pinMayBeLost ? "404 cross-replica, pin lost with a Redis restart (documented)" : $"problem: 404 for {referenced} from {backend}{(crossReplica ? " (cross-replica)" : string.Empty)}";
         }
 
         if (status != 200)
@@ -299,6 +315,39 @@ public sealed class EveryFeatureSoakTests(ITestOutputHelper output) : IAsyncLife
         }
 
         return "ok";
+    }
+
+    /// <summary>
+    /// Every backend a request reached, over all its attempts and the handler's retries: hinted ones only allowed
+    /// backends, one per execution with no failover, and a follow-up or read only the backend that created its id
+    /// (the id names it) — but for a pin lost with a Redis restart, which the 404 then tells.
+    /// </summary>
+    private static string? CheckCalls(HttpRequestMessage request, string? referenced, string[] reached)
+    {
+        if (request.Options.TryGetValue(PriorityRoutingRequestOptions.Hints, out var hints))
+        {
+            if (hints.MaxPriority == 1 && reached.Any(b => b != "ptu"))
+            {
+                return $"MaxPriority 1 reached [{string.Join(", ", reached)}]";
+            }
+
+            if (hints.ExcludedBackends is { } excluded && reached.Any(excluded.Contains))
+            {
+                return $"an excluded backend was reached: [{string.Join(", ", reached)}]";
+            }
+
+            if (hints.NoFailover && reached.Length > MaxRetryAttempts + 1)
+            {
+                return $"NoFailover: {reached.Length} calls [{string.Join(", ", reached)}] in at most {MaxRetryAttempts + 1} executions";
+            }
+        }
+
+        if (referenced is not null && reached.Length > 0 && reached.Distinct().Count() > 1)
+        {
+            return $"the request for {referenced} reached several backends: [{string.Join(", ", reached)}]";
+        }
+
+        return null;
     }
 
     private static HttpRequestMessage Chat(int id, Random random)
@@ -412,7 +461,7 @@ public sealed class EveryFeatureSoakTests(ITestOutputHelper output) : IAsyncLife
             ["PriorityRouting:Routing:OutlierEjection:BaseEjectionTime"] = "00:00:01",
             ["PriorityRouting:Routing:OutlierEjection:MaxEjectionTime"] = "00:00:03",
             ["PriorityRouting:Routing:Affinity:StickyLifetime"] = "00:00:10",
-            ["PriorityRouting:Retry:MaxRetryAttempts"] = "2",
+            ["PriorityRouting:Retry:MaxRetryAttempts"] = MaxRetryAttempts.ToString(CultureInfo.InvariantCulture),
             ["PriorityRouting:TotalRequestTimeout:Timeout"] = "00:00:15",
             ["PriorityRouting:AttemptTimeout:Timeout"] = "00:00:00.5",
         };

@@ -18,6 +18,7 @@ namespace Polly.PriorityRouting.Redis.Tests.Support;
 internal sealed class SoakBackend : IAsyncDisposable
 {
     public const string PlanHeader = "x-soak-plan";
+    public const string RequestIdHeader = "x-soak-id";
     public const long Limit = 60_000;
 
     private const double ThrottleRate = 0.02;
@@ -32,6 +33,7 @@ internal sealed class SoakBackend : IAsyncDisposable
     private static readonly TimeSpan StallMidStream = TimeSpan.FromMilliseconds(400);
 
     private readonly WebApplication _app;
+    private readonly ConcurrentDictionary<string, ConcurrentQueue<string>> _calls;
     private readonly ulong _seed;
     private readonly ConcurrentDictionary<string, byte> _responses = new(StringComparer.Ordinal);
     private readonly object _budgetLock = new();
@@ -48,9 +50,10 @@ internal sealed class SoakBackend : IAsyncDisposable
     private int _abortedStreams;
     private int _stalledStreams;
 
-    private SoakBackend(WebApplication app, string name, string deployment, ulong seed)
+    private SoakBackend(WebApplication app, string name, string deployment, ulong seed, ConcurrentDictionary<string, ConcurrentQueue<string>> calls)
     {
         _app = app;
+        _calls = calls;
         Name = name;
         Deployment = deployment;
         _seed = seed;
@@ -89,10 +92,11 @@ internal sealed class SoakBackend : IAsyncDisposable
 
     public int Created => Volatile.Read(ref _created);
 
-    public static async Task<SoakBackend> StartAsync(string name, string deployment, ulong seed)
+    /// <summary>Starts a deployment; every request carrying <see cref="RequestIdHeader"/> is recorded in <paramref name="calls"/>.</summary>
+    public static async Task<SoakBackend> StartAsync(string name, string deployment, ulong seed, ConcurrentDictionary<string, ConcurrentQueue<string>> calls)
     {
         var app = LoopbackServer.Create();
-        var backend = new SoakBackend(app, name, deployment, seed);
+        var backend = new SoakBackend(app, name, deployment, seed, calls);
         backend.Address = await LoopbackServer.StartAsync(app);
         return backend;
     }
@@ -120,6 +124,10 @@ internal sealed class SoakBackend : IAsyncDisposable
         var roll = (bits >> 11) * (1.0 / (1UL << 53));
         var detail = (int)(bits & 0xFFFF);
         context.Response.Headers["x-backend"] = Name;
+        if (context.Request.Headers[RequestIdHeader].ToString() is { Length: > 0 } request)
+        {
+            _calls.GetOrAdd(request, _ => new ConcurrentQueue<string>()).Enqueue(Name);
+        }
 
         if (context.Request.Headers["api-key"] != ApiKey)
         {
