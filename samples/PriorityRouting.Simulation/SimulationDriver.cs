@@ -1,5 +1,6 @@
 using System.Net;
 using Microsoft.Extensions.Time.Testing;
+using Polly;
 using PriorityRouting.Simulation.Routers;
 
 namespace PriorityRouting.Simulation;
@@ -14,8 +15,10 @@ namespace PriorityRouting.Simulation;
 /// first delay), at most <see cref="SimulationSettings.ClientRetries"/> times. Polly's own retry would wait on the
 /// virtual clock inside the call; the driver waits between waves instead. Most calls complete synchronously; a call
 /// that waits on the virtual clock inside the router (<see cref="Polly.PriorityRouting.PriorityRoutingStrategyOptions.MaxQueueWait"/>)
-/// stays in flight and completes while the clock advances — its timer's callback runs it on to its answer, which the
-/// driver records at that moment. Nothing runs on other threads, so the run stays deterministic.
+/// stays in flight and completes while the clock advances: its timer's callback releases it, its continuation is posted
+/// to the run's <see cref="DeterministicSynchronizationContext"/> (each request carries a resilience context that
+/// continues on the captured context), and the driver runs it on to its answer right after the advance, recording it at
+/// that moment. Nothing runs on other threads, so the run stays deterministic.
 /// </remarks>
 public static class SimulationDriver
 {
@@ -54,8 +57,8 @@ public static class SimulationDriver
                 {
                     foreach (var load in settings.LoadFactors)
                     {
-                        // On the thread pool, away from any synchronization context (a test runner's): a call that
-                        // waits inside the router must continue inline when the virtual clock releases it.
+                        // On the thread pool, away from any synchronization context (a test runner's): the run
+                        // installs its own, which it pumps itself.
                         var result = await Task.Run(() => Run(settings, scenario, router, load, replicas)).ConfigureAwait(false);
                         onResult?.Invoke(result);
                         results.Add(result);
@@ -68,6 +71,21 @@ public static class SimulationDriver
     }
 
     internal static RunResult Run(SimulationSettings settings, SimulationScenario scenario, IRouterUnderTest router, double loadFactor, int replicaCount)
+    {
+        var outer = SynchronizationContext.Current;
+        var pump = new DeterministicSynchronizationContext();
+        SynchronizationContext.SetSynchronizationContext(pump);
+        try
+        {
+            return Run(settings, scenario, router, loadFactor, replicaCount, pump);
+        }
+        finally
+        {
+            SynchronizationContext.SetSynchronizationContext(outer);
+        }
+    }
+
+    private static RunResult Run(SimulationSettings settings, SimulationScenario scenario, IRouterUnderTest router, double loadFactor, int replicaCount, DeterministicSynchronizationContext pump)
     {
         var time = new FakeTimeProvider(VirtualStart);
         var backends = CreateBackends(settings, scenario, time.GetUtcNow());
@@ -99,7 +117,7 @@ public static class SimulationDriver
 
         // Calls of the cohort still in flight (waiting inside the router): the run goes on until they are answered.
         var cohortInFlight = 0L;
-        for (var now = time.GetUtcNow(); now < end || cohortPending > 0 || cohortInFlight > 0; time.Advance(settings.Step), now = time.GetUtcNow())
+        for (var now = time.GetUtcNow(); now < end || cohortPending > 0 || cohortInFlight > 0; time.Advance(settings.Step), pump.RunPending(), now = time.GetUtcNow())
         {
             var inWindow = now >= measureFrom && now < end;
 
@@ -159,7 +177,11 @@ public static class SimulationDriver
                 try
                 {
                     using var request = requests.Create(address, body);
-                    using var response = await replicas[replica].SendAsync(request, CancellationToken.None).ConfigureAwait(false);
+
+                    // A call released from a wait inside the router continues on the run's thread (see the remarks).
+                    request.SetResilienceContext(ResilienceContextPool.Shared.Get(continueOnCapturedContext: true));
+                    // On the run's context: a continuation without it would go to the thread pool.
+                    using var response = await replicas[replica].SendAsync(request, CancellationToken.None).ConfigureAwait(true);
 
                     // The clock may have advanced while the call waited inside the router.
                     answeredAt = time.GetUtcNow();

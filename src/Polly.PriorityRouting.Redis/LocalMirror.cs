@@ -32,7 +32,8 @@ internal sealed class LocalMirror
         => _entries.Mark(key, unavailability, now);
 
     /// <summary>
-    /// Keeps a deadline learned from a peer's message, a load or the script's answer: at most the maximum from now.
+    /// Keeps a deadline learned from a peer's message, a load or the script's answer: at most the maximum from now,
+    /// marked now (deadlines cross the network as a time remaining, so when this replica learned it is when it was made).
     /// </summary>
     public void Adopt(BackendStateKey key, long remainingMilliseconds, BackendUnavailableReason reason)
     {
@@ -42,7 +43,7 @@ internal sealed class LocalMirror
         }
 
         var now = Now;
-        _entries.Mark(key, new BackendUnavailability(now.AddMilliseconds(Math.Min(remainingMilliseconds, MaxMilliseconds)), reason), now);
+        _entries.Mark(key, new BackendUnavailability(now.AddMilliseconds(Math.Min(remainingMilliseconds, MaxMilliseconds)), reason, now), now);
     }
 
     /// <summary>

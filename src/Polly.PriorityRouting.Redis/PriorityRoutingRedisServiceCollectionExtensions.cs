@@ -1,4 +1,5 @@
 using Microsoft.Extensions.DependencyInjection.Extensions;
+using Microsoft.Extensions.Hosting;
 using Microsoft.Extensions.Logging;
 using Microsoft.Extensions.Logging.Abstractions;
 using Microsoft.Extensions.Options;
@@ -65,7 +66,9 @@ public static class PriorityRoutingRedisServiceCollectionExtensions
     /// <param name="configure">Configures the connection, key prefix and channel.</param>
     /// <returns>The service collection, for chaining.</returns>
     /// <remarks>
-    /// Invalid options surface as an <see cref="OptionsValidationException"/> when the store is first resolved.
+    /// Invalid options surface as an <see cref="OptionsValidationException"/> when the store is first resolved. A hosted
+    /// service starts the store with the host and holds the start until the first load of the shared state, at most
+    /// <see cref="PriorityRoutingRedisStoreOptions.FirstLoadTimeout"/> (ended at once when Redis is unreachable).
     /// </remarks>
     public static IServiceCollection AddPriorityRoutingRedisStore(
         this IServiceCollection services,
@@ -85,6 +88,9 @@ public static class PriorityRoutingRedisServiceCollectionExtensions
         // Affinity pins are shared through the same connection.
         services.RemoveAll<IAffinityStore>();
         services.AddSingleton<IAffinityStore>(CreateAffinityStore);
+
+        // Loads the shared state when the host starts, so that a fresh replica's first request already uses it.
+        services.TryAddEnumerable(ServiceDescriptor.Singleton<IHostedService, RedisStoreWarmUp>());
         return services;
     }
 

@@ -75,6 +75,38 @@ public sealed class PriorityRoutingRedisStoreOptions
     public TimeSpan BudgetPublishInterval { get; set; } = DefaultBudgetPublishInterval;
 
     /// <summary>
+    /// Gets or sets the longest a request waits for Redis: to look up an affinity pin it has not seen, or to take the pin
+    /// of an id it created. Beyond it the request goes on as during an outage (the id is routed normally, the pin is
+    /// kept and published later), and the store declares an outage.
+    /// </summary>
+    /// <value>
+    /// The default value is <see cref="DefaultAffinityTimeout"/> (1 second). It must be more than zero and at most
+    /// 30 seconds. During an outage no request waits for Redis at all; a caller's cancellation ends the wait at once.
+    /// </value>
+    public TimeSpan AffinityTimeout { get; set; } = DefaultAffinityTimeout;
+
+    /// <summary>
+    /// Gets or sets how long the host's start waits for the store's first load of the shared state, so that the first
+    /// request of a fresh replica already skips the backends other replicas marked.
+    /// </summary>
+    /// <value>
+    /// The default value is <see cref="DefaultFirstLoadTimeout"/> (2 seconds). It must be between zero (never wait) and
+    /// one minute. The wait ends at once when Redis is found unreachable: a replica started during an outage starts
+    /// with local state, as ever.
+    /// </value>
+    public TimeSpan FirstLoadTimeout { get; set; } = DefaultFirstLoadTimeout;
+
+    /// <summary>
+    /// The default value of <see cref="AffinityTimeout"/>: 1 second.
+    /// </summary>
+    public static readonly TimeSpan DefaultAffinityTimeout = TimeSpan.FromSeconds(1);
+
+    /// <summary>
+    /// The default value of <see cref="FirstLoadTimeout"/>: 2 seconds.
+    /// </summary>
+    public static readonly TimeSpan DefaultFirstLoadTimeout = TimeSpan.FromSeconds(2);
+
+    /// <summary>
     /// The default value of <see cref="BudgetPublishInterval"/>: 100 milliseconds.
     /// </summary>
     public static readonly TimeSpan DefaultBudgetPublishInterval = TimeSpan.FromMilliseconds(100);

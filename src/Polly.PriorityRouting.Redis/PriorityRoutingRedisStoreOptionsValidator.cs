@@ -11,6 +11,8 @@ internal sealed class PriorityRoutingRedisStoreOptionsValidator : IValidateOptio
     private static readonly char[] GlobCharacters = ['*', '?', '[', ']', '\\'];
     private static readonly TimeSpan MaxMaxUnavailability = TimeSpan.FromDays(1);
     private static readonly TimeSpan MaxBudgetPublishInterval = TimeSpan.FromSeconds(10);
+    private static readonly TimeSpan MaxAffinityTimeout = TimeSpan.FromSeconds(30);
+    private static readonly TimeSpan MaxFirstLoadTimeout = TimeSpan.FromMinutes(1);
 
     public ValidateOptionsResult Validate(string? name, PriorityRoutingRedisStoreOptions options)
     {
@@ -39,6 +41,16 @@ internal sealed class PriorityRoutingRedisStoreOptionsValidator : IValidateOptio
         if (options.BudgetPublishInterval < TimeSpan.Zero || options.BudgetPublishInterval > MaxBudgetPublishInterval)
         {
             failures.Add($"{nameof(options.BudgetPublishInterval)} must be between zero and 10 seconds (it was {options.BudgetPublishInterval}).");
+        }
+
+        if (options.AffinityTimeout <= TimeSpan.Zero || options.AffinityTimeout > MaxAffinityTimeout)
+        {
+            failures.Add($"{nameof(options.AffinityTimeout)} must be more than zero and at most 30 seconds (it was {options.AffinityTimeout}).");
+        }
+
+        if (options.FirstLoadTimeout < TimeSpan.Zero || options.FirstLoadTimeout > MaxFirstLoadTimeout)
+        {
+            failures.Add($"{nameof(options.FirstLoadTimeout)} must be between zero and one minute (it was {options.FirstLoadTimeout}).");
         }
 
         if (options.Configuration is not null && !IsValidConfiguration(options.Configuration))

@@ -15,9 +15,11 @@ namespace Polly.PriorityRouting.Redis;
 /// between replicas; either alone would leave a window (a lost write, or a replica that only reads locally).
 /// </para>
 /// <para>
-/// Fail-open, as the throttle store: while Redis cannot be reached pins stay local, lookups answer from memory (an
-/// unknown id is then routed normally), and the outage is reported to the one <see cref="RedisConnection"/>, which
-/// warns once. The pins that could not be written wait in <see cref="UnpublishedPins"/> (bounded) until the
+/// Fail-open, as the throttle store, and a request is never held by Redis: a call waits at most
+/// <see cref="PriorityRoutingRedisStoreOptions.AffinityTimeout"/> and never past the caller's cancellation; a late or
+/// failed call declares the outage (to the one <see cref="RedisConnection"/>, which warns once), and during an outage
+/// nothing on the request path touches Redis: pins stay local, lookups answer from memory (an unknown id is then routed
+/// normally). The pins that could not be written wait in <see cref="UnpublishedPins"/> (bounded) until the
 /// <see cref="RedisSynchronizer"/> publishes them when Redis returns; a <c>DELETE</c> meanwhile forgets them.
 /// </para>
 /// </remarks>
@@ -29,6 +31,7 @@ internal sealed class RedisAffinityStore : IAffinityStore
     private readonly UnpublishedPins _unpublished;
     private readonly InMemoryAffinityStore _local;
     private readonly TimeProvider _timeProvider;
+    private readonly TimeSpan _timeout;
     private int _remoteLookups;
 
     public RedisAffinityStore(
@@ -36,13 +39,15 @@ internal sealed class RedisAffinityStore : IAffinityStore
         RedisSynchronizer synchronizer,
         RedisStoreLayout layout,
         UnpublishedPins unpublished,
-        TimeProvider timeProvider)
+        TimeProvider timeProvider,
+        TimeSpan timeout)
     {
         _connection = connection;
         _synchronizer = synchronizer;
         _layout = layout;
         _unpublished = unpublished;
         _timeProvider = timeProvider;
+        _timeout = timeout;
         _local = new InMemoryAffinityStore(InMemoryAffinityStore.DefaultCapacity, InMemoryAffinityStore.DefaultStickyCapacity, timeProvider);
     }
 
@@ -63,7 +68,7 @@ internal sealed class RedisAffinityStore : IAffinityStore
             return backend;
         }
 
-        var found = await GetAsync(_layout.AffinityKeyOf(id)).ConfigureAwait(false);
+        var found = await GetAsync(_layout.AffinityKeyOf(id), cancellationToken).ConfigureAwait(false);
         if (found is (var holder, var expiry))
         {
             _local.Pin(id, holder, expiry);
@@ -76,7 +81,7 @@ internal sealed class RedisAffinityStore : IAffinityStore
     public async ValueTask PinAsync(string id, string backend, TimeSpan timeToLive, CancellationToken cancellationToken)
     {
         _local.Pin(id, backend, timeToLive);
-        await SetAsync(_layout.AffinityKeyOf(id), backend, timeToLive, keepForPublication: id).ConfigureAwait(false);
+        await SetAsync(_layout.AffinityKeyOf(id), backend, timeToLive, keepForPublication: id, cancellationToken).ConfigureAwait(false);
     }
 
     /// <inheritdoc/>
@@ -84,21 +89,12 @@ internal sealed class RedisAffinityStore : IAffinityStore
     {
         await _local.RemoveAsync(id, cancellationToken).ConfigureAwait(false);
         _unpublished.Forget(id);
-        if (Connected() is not { } multiplexer)
-        {
-            // A pin Redis held from before the outage stays there until it expires: it names the backend that deleted
-            // the id, which answers 404 for it as any other would.
-            return;
-        }
 
-        try
+        // During an outage, a pin Redis held from before stays there until it expires: it names the backend that
+        // deleted the id, which answers 404 for it as any other would.
+        if (Available() is { } multiplexer)
         {
-            await multiplexer.GetDatabase().KeyDeleteAsync(_layout.AffinityKeyOf(id)).ConfigureAwait(false);
-            Succeeded();
-        }
-        catch (Exception e)
-        {
-            _connection.ReportOutage(e);
+            await WaitBoundedAsync(multiplexer.GetDatabase().KeyDeleteAsync(_layout.AffinityKeyOf(id)), onFailure: null, cancellationToken).ConfigureAwait(false);
         }
     }
 
@@ -110,7 +106,7 @@ internal sealed class RedisAffinityStore : IAffinityStore
             return backend;
         }
 
-        var found = await GetAsync(_layout.StickyKeyOf(key)).ConfigureAwait(false);
+        var found = await GetAsync(_layout.StickyKeyOf(key), cancellationToken).ConfigureAwait(false);
         if (found is (var holder, var expiry))
         {
             await _local.PinStickyAsync(key, holder, expiry, cancellationToken).ConfigureAwait(false);
@@ -125,81 +121,113 @@ internal sealed class RedisAffinityStore : IAffinityStore
         await _local.PinStickyAsync(key, backend, timeToLive, cancellationToken).ConfigureAwait(false);
 
         // Never kept for publication: the key's next successful request pins it again.
-        await SetAsync(_layout.StickyKeyOf(key), backend, timeToLive, keepForPublication: null).ConfigureAwait(false);
+        await SetAsync(_layout.StickyKeyOf(key), backend, timeToLive, keepForPublication: null, cancellationToken).ConfigureAwait(false);
     }
 
-    private async ValueTask<(string Backend, TimeSpan Expiry)?> GetAsync(RedisKey key)
+    private async ValueTask<(string Backend, TimeSpan Expiry)?> GetAsync(RedisKey key, CancellationToken cancellationToken)
     {
-        if (Connected() is not { } multiplexer)
+        if (Available() is not { } multiplexer)
         {
             return null;
         }
 
         Interlocked.Increment(ref _remoteLookups);
-        try
+        var lookup = multiplexer.GetDatabase().StringGetWithExpiryAsync(key);
+        if (!await WaitBoundedAsync(lookup, onFailure: null, cancellationToken).ConfigureAwait(false))
         {
-            var found = await multiplexer.GetDatabase().StringGetWithExpiryAsync(key).ConfigureAwait(false);
-            Succeeded();
-            return found.Value.IsNull || found.Expiry is not { } expiry || expiry <= TimeSpan.Zero ? null : ((string)found.Value!, expiry);
-        }
-        catch (Exception e)
-        {
-            _connection.ReportOutage(e);
             return null;
+        }
+
+        var found = await lookup.ConfigureAwait(false);
+        return found.Value.IsNull || found.Expiry is not { } expiry || expiry <= TimeSpan.Zero ? null : ((string)found.Value!, expiry);
+    }
+
+    /// <summary>
+    /// Writes a pin; when Redis cannot take it in time, keeps the id for publication (<paramref name="keepForPublication"/>:
+    /// <see langword="null"/> for a soft key).
+    /// </summary>
+    private async ValueTask SetAsync(RedisKey key, string backend, TimeSpan timeToLive, string? keepForPublication, CancellationToken cancellationToken)
+    {
+        var expiresAt = _timeProvider.GetUtcNow() + timeToLive;
+        Action? keep = keepForPublication is null ? null : () => _unpublished.Keep(keepForPublication, backend, expiresAt, _timeProvider.GetUtcNow());
+        if (Available() is { } multiplexer)
+        {
+            await WaitBoundedAsync(multiplexer.GetDatabase().StringSetAsync(key, backend, timeToLive), keep, cancellationToken).ConfigureAwait(false);
+        }
+        else
+        {
+            // Still connecting or in an outage: the synchronization that shares the state publishes what was kept.
+            keep?.Invoke();
         }
     }
 
     /// <summary>
-    /// Writes a pin; when Redis cannot take it, keeps the id for publication (<paramref name="keepForPublication"/>:
-    /// <see langword="null"/> for a soft key), then reports the outage.
+    /// Returns the multiplexer when a request may use it: connected, and no outage declared (a hung Redis must hold no
+    /// request, and the synchronization, not the requests, finds out when it answers again).
     /// </summary>
-    private async ValueTask SetAsync(RedisKey key, string backend, TimeSpan timeToLive, string? keepForPublication)
+    private IConnectionMultiplexer? Available()
     {
         var multiplexer = _connection.Multiplexer;
-        Exception? failure = null;
-        if (multiplexer is { IsConnected: true })
-        {
-            try
-            {
-                await multiplexer.GetDatabase().StringSetAsync(key, backend, timeToLive).ConfigureAwait(false);
-                Succeeded();
-                return;
-            }
-            catch (Exception e)
-            {
-                failure = e;
-            }
-        }
-
-        if (keepForPublication is not null)
-        {
-            // Kept before the outage is reported, so that the synchronization that ends it cannot miss the pin.
-            var now = _timeProvider.GetUtcNow();
-            _unpublished.Keep(keepForPublication, backend, now + timeToLive, now);
-        }
-
-        if (multiplexer is not null)
-        {
-            // Still connecting otherwise: the first synchronization publishes what was kept.
-            _connection.ReportOutage(failure);
-        }
-    }
-
-    /// <summary>The multiplexer when it is connected; reports the outage otherwise (once connecting has finished).</summary>
-    private IConnectionMultiplexer? Connected()
-    {
-        var multiplexer = _connection.Multiplexer;
-        if (multiplexer is { IsConnected: true })
+        if (multiplexer is { IsConnected: true } && !_connection.IsInOutage)
         {
             return multiplexer;
         }
 
-        if (multiplexer is not null)
+        if (multiplexer is { IsConnected: false })
         {
             _connection.ReportOutage(null);
         }
 
         return null;
+    }
+
+    /// <summary>
+    /// Waits for a Redis call at most the affinity timeout, and never past the caller's cancellation. A call that fails
+    /// or is late runs <paramref name="onFailure"/> (which keeps a pin), then reports the outage; a caller's cancellation
+    /// is thrown as such, and the abandoned call's outcome is still handled when it comes.
+    /// </summary>
+    /// <returns><see langword="true"/> when the call succeeded in time.</returns>
+    private async ValueTask<bool> WaitBoundedAsync(Task call, Action? onFailure, CancellationToken cancellationToken)
+    {
+        try
+        {
+            // Real time, not the store's TimeProvider: this bounds a network call, it measures no deadline.
+            await call.WaitAsync(_timeout, cancellationToken).ConfigureAwait(false);
+            Succeeded();
+            return true;
+        }
+        catch (OperationCanceledException) when (cancellationToken.IsCancellationRequested && !call.IsCompleted)
+        {
+            _ = HandleLateAsync(call, onFailure);
+            throw;
+        }
+        catch (Exception e)
+        {
+            // Kept before the outage is reported, so that the synchronization that ends it cannot miss the pin.
+            onFailure?.Invoke();
+            _connection.ReportOutage(e);
+            if (!call.IsCompleted)
+            {
+                _ = HandleLateAsync(call, onFailure: null);
+            }
+
+            return false;
+        }
+    }
+
+    /// <summary>Observes a call nobody waits for any more: a success may end an outage, a failure is one.</summary>
+    private async Task HandleLateAsync(Task call, Action? onFailure)
+    {
+        try
+        {
+            await call.ConfigureAwait(false);
+            Succeeded();
+        }
+        catch (Exception e)
+        {
+            onFailure?.Invoke();
+            _connection.ReportOutage(e);
+        }
     }
 
     private void Succeeded()

@@ -54,7 +54,7 @@ internal sealed partial class RedisBackendStateStore : IBackendStateStore, IBack
         _writer = new RedisMarkWriter(layout, _mirror, instanceId);
         _budgets = new RedisBudgetChannel(_connection, layout, _mirror, instanceId, options.BudgetPublishInterval, _disposing.Token);
         _synchronizer = new RedisSynchronizer(_connection, layout, _mirror, _unpublished, _unpublishedPins, _writer, _budgets, instanceId, logger, _disposing.Token);
-        Affinity = new RedisAffinityStore(_connection, _synchronizer, layout, _unpublishedPins, timeProvider);
+        Affinity = new RedisAffinityStore(_connection, _synchronizer, layout, _unpublishedPins, timeProvider, options.AffinityTimeout);
 
         // Never on the caller's thread: the app starts whether or not Redis answers.
         _ = Task.Run(StartAsync);
@@ -67,6 +67,24 @@ internal sealed partial class RedisBackendStateStore : IBackendStateStore, IBack
 
     /// <summary>Gets a task that completes once the store has subscribed and loaded the shared state for the first time.</summary>
     internal Task FirstSynchronization => _synchronizer.FirstSynchronization;
+
+    /// <summary>
+    /// Waits until the first load of the shared state, an outage (Redis unreachable), or <paramref name="timeout"/>,
+    /// whichever comes first; never throws for Redis's sake.
+    /// </summary>
+    internal async Task WaitForFirstLoadAsync(TimeSpan timeout, CancellationToken cancellationToken)
+    {
+        var loadedOrUnreachable = Task.WhenAny(FirstSynchronization, _connection.FirstOutage);
+        try
+        {
+            // Real time: this bounds a start, it measures no deadline.
+            await loadedOrUnreachable.WaitAsync(timeout, cancellationToken).ConfigureAwait(false);
+        }
+        catch (TimeoutException)
+        {
+            // Redis is slow: start with what is known locally; the load goes on in the background.
+        }
+    }
 
     /// <summary>Gets whether the store currently considers its state not shared.</summary>
     internal bool IsInOutage => _connection.IsInOutage;
@@ -162,7 +180,7 @@ internal sealed partial class RedisBackendStateStore : IBackendStateStore, IBack
 
     private async Task StartAsync()
     {
-        if (await _connection.ConnectAsync(_synchronizer.Request).ConfigureAwait(false) is not { } multiplexer)
+        if (await _connection.ConnectAsync(_synchronizer.Request, _synchronizer.IsSpare).ConfigureAwait(false) is not { } multiplexer)
         {
             return;
         }

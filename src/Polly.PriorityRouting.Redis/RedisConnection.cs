@@ -9,8 +9,9 @@ namespace Polly.PriorityRouting.Redis;
 /// when a synchronization proves it.
 /// </summary>
 /// <remarks>
-/// An outage begins with the first failure — a connection lost, a write that fails, a synchronization that cannot
-/// reach every primary — and ends only when a synchronization completes with no failure reported since it began. In
+/// An outage begins with the first failure — a connection lost (unless to a node the state does not use), a write that
+/// fails, a synchronization that cannot reach a writable primary for every slot — and ends only when a synchronization
+/// completes with no failure reported since it began. In
 /// between, failures are counted but not logged, whatever the number of connections, nodes or reconnection attempts.
 /// </remarks>
 internal sealed partial class RedisConnection : IDisposable, IAsyncDisposable
@@ -23,10 +24,16 @@ internal sealed partial class RedisConnection : IDisposable, IAsyncDisposable
     private readonly object _gate = new();
 
     private IConnectionMultiplexer? _multiplexer;
-    private Action? _onRestored;
+    private readonly TaskCompletionSource _firstOutage = new(TaskCreationOptions.RunContinuationsAsynchronously);
+
+    private Action? _synchronize;
+    private Func<System.Net.EndPoint?, bool>? _isSpare;
     private bool _disposed;
     private bool _inOutage;
     private bool _started;
+    private bool _replicaReported;
+    private bool _everShared;
+    private long _unsharedSince = Environment.TickCount64;
     private long _failures;
     private int _restorations;
 
@@ -63,6 +70,21 @@ internal sealed partial class RedisConnection : IDisposable, IAsyncDisposable
         }
     }
 
+    /// <summary>Gets a task that completes when the first outage is declared (Redis unreachable at start, say).</summary>
+    public Task FirstOutage => _firstOutage.Task;
+
+    /// <summary>Gets how long the state has not been shared: since the store began, or since the outage began.</summary>
+    public TimeSpan UnsharedFor
+    {
+        get
+        {
+            lock (_gate)
+            {
+                return _inOutage || !_everShared ? TimeSpan.FromMilliseconds(Environment.TickCount64 - _unsharedSince) : TimeSpan.Zero;
+            }
+        }
+    }
+
     /// <summary>Gets how many connection restorations were reported (a test hook).</summary>
     public int RestorationCount => Volatile.Read(ref _restorations);
 
@@ -86,8 +108,15 @@ internal sealed partial class RedisConnection : IDisposable, IAsyncDisposable
     /// Waits for the background connection and hooks its events; returns <see langword="null"/> when it failed for good
     /// or the store was disposed meanwhile.
     /// </summary>
-    /// <param name="onRestored">Called on every restored connection, on the thread that raises the event.</param>
-    public async Task<IConnectionMultiplexer?> ConnectAsync(Action onRestored)
+    /// <param name="synchronize">
+    /// Called on every restored connection, on every configuration change (a failover), and when an outage begins (so
+    /// that the synchronization, not the requests, finds out when Redis answers again); on the thread that raises it.
+    /// </param>
+    /// <param name="isSpare">
+    /// Tells whether a node is one the shared state does not use right now (a replica, a dead primary that a failover
+    /// replaced, back as a replica): its lost connection is no outage.
+    /// </param>
+    public async Task<IConnectionMultiplexer?> ConnectAsync(Action synchronize, Func<System.Net.EndPoint?, bool> isSpare)
     {
         IConnectionMultiplexer multiplexer;
         try
@@ -105,9 +134,11 @@ internal sealed partial class RedisConnection : IDisposable, IAsyncDisposable
         {
             if (!_disposed)
             {
-                _onRestored = onRestored;
+                _synchronize = synchronize;
+                _isSpare = isSpare;
                 multiplexer.ConnectionFailed += OnConnectionFailed;
                 multiplexer.ConnectionRestored += OnConnectionRestored;
+                multiplexer.ConfigurationChanged += OnConfigurationChanged;
                 Volatile.Write(ref _multiplexer, multiplexer);
                 return multiplexer;
             }
@@ -123,24 +154,17 @@ internal sealed partial class RedisConnection : IDisposable, IAsyncDisposable
     }
 
     /// <summary>
-    /// Reports a failure: the first one of an outage logs the warning, the others are only counted.
+    /// Reports a failure: the first one of an outage logs the warning, the others are only counted. A store that has never
+    /// shared its state and is connected only to replicas says so instead: the one warning names them.
     /// </summary>
     public void ReportOutage(Exception? exception)
-    {
-        bool began;
-        lock (_gate)
-        {
-            _failures++;
-            began = !_inOutage;
-            _inOutage = true;
-            _started = true;
-        }
+        => Report(exception, Volatile.Read(ref _everShared) || Multiplexer is not { } multiplexer ? null : RedisTopology.Of(multiplexer).OnlyReplicas);
 
-        if (began)
-        {
-            Log.RedisUnavailable(_logger, exception);
-        }
-    }
+    /// <summary>
+    /// Reports that the only servers connected are read-only replicas: warns once per outage, naming them and the likely
+    /// cause, and counts it as any failure.
+    /// </summary>
+    public void ReportOnlyReplicas(IReadOnlyList<System.Net.EndPoint> replicas) => Report(null, replicas);
 
     /// <summary>
     /// Reports a connection that is not ready (a primary or the subscription not connected): an outage, once the state
@@ -183,6 +207,8 @@ internal sealed partial class RedisConnection : IDisposable, IAsyncDisposable
             ended = _inOutage;
             _inOutage = false;
             _started = true;
+            _replicaReported = false;
+            Volatile.Write(ref _everShared, true);
         }
 
         if (ended)
@@ -191,6 +217,42 @@ internal sealed partial class RedisConnection : IDisposable, IAsyncDisposable
         }
 
         return true;
+    }
+
+    private void Report(Exception? exception, IReadOnlyList<System.Net.EndPoint>? onlyReplicas)
+    {
+        bool began;
+        bool warnOfReplicas;
+        Action? synchronize;
+        lock (_gate)
+        {
+            _failures++;
+            began = !_inOutage;
+            _inOutage = true;
+            _started = true;
+            warnOfReplicas = onlyReplicas is { Count: > 0 } && !_replicaReported;
+            _replicaReported |= warnOfReplicas;
+            synchronize = _synchronize;
+            if (began && _everShared)
+            {
+                _unsharedSince = Environment.TickCount64;
+            }
+        }
+
+        if (warnOfReplicas)
+        {
+            Log.OnlyReplicas(_logger, string.Join(", ", onlyReplicas!.Select(EndPointCollection.ToString)));
+        }
+        else if (began)
+        {
+            Log.RedisUnavailable(_logger, exception);
+        }
+
+        if (began)
+        {
+            _firstOutage.TrySetResult();
+            synchronize?.Invoke();
+        }
     }
 
     /// <summary>Unhooks the events and closes an owned connection synchronously; never waits on asynchronous work.</summary>
@@ -229,18 +291,27 @@ internal sealed partial class RedisConnection : IDisposable, IAsyncDisposable
         {
             multiplexer.ConnectionFailed -= OnConnectionFailed;
             multiplexer.ConnectionRestored -= OnConnectionRestored;
+            multiplexer.ConfigurationChanged -= OnConfigurationChanged;
         }
 
         return multiplexer;
     }
 
-    private void OnConnectionFailed(object? sender, ConnectionFailedEventArgs args) => ReportOutage(args.Exception);
+    private void OnConnectionFailed(object? sender, ConnectionFailedEventArgs args)
+    {
+        if (_isSpare?.Invoke(args.EndPoint) != true)
+        {
+            ReportOutage(args.Exception);
+        }
+    }
 
     private void OnConnectionRestored(object? sender, ConnectionFailedEventArgs args)
     {
-        _onRestored?.Invoke();
+        _synchronize?.Invoke();
         Interlocked.Increment(ref _restorations);
     }
+
+    private void OnConfigurationChanged(object? sender, EndPointEventArgs args) => _synchronize?.Invoke();
 
     private static partial class Log
     {
@@ -253,5 +324,11 @@ internal sealed partial class RedisConnection : IDisposable, IAsyncDisposable
             "Redis is reachable again: throttle state is shared again ({Loaded} deadlines loaded, {Published} deadlines learned meanwhile published, " +
             "{PinsPublished} affinity pins created meanwhile published).")]
         public static partial void RedisAvailableAgain(ILogger logger, int loaded, int published, int pinsPublished);
+
+        [LoggerMessage(6, LogLevel.Warning,
+            "Redis at {Endpoints} is a read-only replica, and no writable primary is connected: throttle state and affinity pins are kept " +
+            "locally. The likely cause is a fixed address whose primary failed over: connect through Sentinel (serviceName=…) or the " +
+            "managed service's DNS name, which follow the primary. Requests are not affected.")]
+        public static partial void OnlyReplicas(ILogger logger, string endpoints);
     }
 }

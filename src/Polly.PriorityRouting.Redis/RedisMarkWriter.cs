@@ -27,15 +27,25 @@ internal sealed class RedisMarkWriter
     public void UseChannelPrefix(string channelPrefix) => Volatile.Write(ref _publishedChannelName, channelPrefix + _layout.ChannelName);
 
     /// <summary>
-    /// Runs the script; throws what StackExchange.Redis throws (the caller decides what a failure means).
+    /// Runs the script; throws what StackExchange.Redis throws (the caller decides what a failure means). A node that
+    /// refuses the write as a read-only replica (<c>READONLY</c>: a failed-over primary that returned, while
+    /// StackExchange.Redis still believes it a primary) makes StackExchange.Redis check the roles again, and the write is
+    /// tried once more.
     /// </summary>
     public async Task WriteAsync(IConnectionMultiplexer multiplexer, BackendStateKey key, long remainingMilliseconds, BackendUnavailableReason reason)
     {
         var message = new ThrottleMessage(_instanceId, remainingMilliseconds, reason, key);
-        var result = await multiplexer.GetDatabase().ScriptEvaluateAsync(
-            MarkUnavailableScript.Source,
-            [_layout.KeyOf(key)],
-            [remainingMilliseconds, (int)reason, Volatile.Read(ref _publishedChannelName), message.Format(), _mirror.MaxMilliseconds]).ConfigureAwait(false);
+        RedisValue[] arguments = [remainingMilliseconds, (int)reason, Volatile.Read(ref _publishedChannelName), message.Format(), _mirror.MaxMilliseconds];
+        RedisResult result;
+        try
+        {
+            result = await multiplexer.GetDatabase().ScriptEvaluateAsync(MarkUnavailableScript.Source, [_layout.KeyOf(key)], arguments).ConfigureAwait(false);
+        }
+        catch (RedisServerException e) when (e.Message.StartsWith("READONLY", StringComparison.Ordinal))
+        {
+            await multiplexer.ConfigureAsync().ConfigureAwait(false);
+            result = await multiplexer.GetDatabase().ScriptEvaluateAsync(MarkUnavailableScript.Source, [_layout.KeyOf(key)], arguments).ConfigureAwait(false);
+        }
 
         if (result is { Length: 2 } && result[0] is { IsNull: false } remainingResult && remainingResult.Resp2Type == ResultType.Integer)
         {

@@ -34,26 +34,6 @@ internal sealed partial class RedisStateLoader
     public int LoadCount => Volatile.Read(ref _loads);
 
     /// <summary>
-    /// Returns the servers whose keys make the whole state: on a Redis Cluster the primaries that own slots, as the
-    /// cluster configuration says (a node that is down still owns its slots); else every server that is not a replica.
-    /// </summary>
-    public static IReadOnlyList<IServer> PrimariesOf(IConnectionMultiplexer multiplexer)
-    {
-        var servers = multiplexer.GetServers();
-        var clusterConfiguration = servers
-            .Where(server => server.IsConnected && server.ServerType == ServerType.Cluster)
-            .Select(server => server.ClusterConfiguration)
-            .FirstOrDefault(configuration => configuration is not null);
-        if (clusterConfiguration is null)
-        {
-            return [.. servers.Where(server => !server.IsReplica)];
-        }
-
-        var owners = clusterConfiguration.Nodes.Where(node => !node.IsReplica && node.Slots.Count > 0).ToList();
-        return [.. servers.Where(server => owners.Any(owner => Equals(owner.EndPoint, server.EndPoint)))];
-    }
-
-    /// <summary>
     /// Loads every key of the given primaries; throws only when Redis cannot be reached.
     /// </summary>
     /// <returns>How many deadlines were loaded.</returns>

@@ -11,22 +11,33 @@ namespace Polly.PriorityRouting.Redis;
 /// <remarks>
 /// <para>
 /// Every reason to synchronize (the start, each restored connection — one per connection type and per endpoint —, a
-/// write that succeeds during an outage) only <see cref="Request">requests</see> it. One pass runs at a time, and the
+/// configuration change, the start of an outage, a write that succeeds during an outage, a retry) only
+/// <see cref="Request">requests</see> it. One pass runs at a time, and the
 /// requests made meanwhile make one more pass, not one each. A pass does nothing unless the state needs it (before the
-/// first synchronization, or during an outage), and loads nothing until every primary and the subscription are
-/// connected: a pass that ran when the first of several connections came back would load a state that the next
-/// restoration must load again.
+/// first synchronization, or during an outage), and loads nothing until every slot has a connected, writable primary
+/// (<see cref="RedisTopology"/>; a dead node that a failover replaced does not count) and the subscription has carried
+/// the pass's own echo: a pass that ran when the first of several connections came back would load a state that the
+/// next restoration must load again, and a subscription still on a node that a failover left would miss marks.
 /// </para>
 /// <para>
-/// A pass that cannot complete while Redis seems reachable (a node that answers but still refuses commands, say) is
-/// tried again after a delay that doubles from 1 to 30 seconds, so that an outage never outlives Redis's for want of
-/// an event.
+/// A pass that cannot complete is tried again after a delay that doubles from 0.5 to 2 seconds, so that an outage
+/// never outlives Redis's for want of an event (a failover that only replaces a node, a hung Redis that answers again).
 /// </para>
 /// </remarks>
 internal sealed partial class RedisSynchronizer
 {
-    private static readonly TimeSpan FirstRetryDelay = TimeSpan.FromSeconds(1);
-    private static readonly TimeSpan LongestRetryDelay = TimeSpan.FromSeconds(30);
+    private static readonly TimeSpan FirstRetryDelay = TimeSpan.FromMilliseconds(500);
+    private static readonly TimeSpan LongestRetryDelay = TimeSpan.FromSeconds(2);
+
+    // How long a pass waits for its own echo to come back through the subscription.
+    private static readonly TimeSpan EchoTimeout = TimeSpan.FromSeconds(2);
+
+    // How often, at most, StackExchange.Redis is asked to check the servers' roles again.
+    private static readonly TimeSpan RoleCheckInterval = TimeSpan.FromSeconds(2);
+
+    // How long a store connected only to replicas waits for a promotion before it warns: a failover takes seconds, and
+    // meanwhile StackExchange.Redis may still send writes to the replica (READONLY), which proves nothing.
+    private static readonly TimeSpan ReplicaGrace = TimeSpan.FromSeconds(10);
 
     private readonly RedisConnection _connection;
     private readonly RedisStoreLayout _layout;
@@ -48,6 +59,8 @@ internal sealed partial class RedisSynchronizer
     private int _retryScheduled;
     private int _passes;
     private TimeSpan _retryDelay = FirstRetryDelay;
+    private PendingEcho? _echo;
+    private long _nextRoleCheckAt;
 
     public RedisSynchronizer(
         RedisConnection connection,
@@ -102,6 +115,31 @@ internal sealed partial class RedisSynchronizer
         }
     }
 
+    /// <summary>
+    /// Returns whether a node is one the shared state does not use: every slot has a connected, writable primary other
+    /// than it, and it does not carry the subscription. A failover's old primary that returns (as a replica, once
+    /// Sentinel has reconfigured it and closed its clients' connections) is one.
+    /// </summary>
+    public bool IsSpare(System.Net.EndPoint? endPoint)
+    {
+        if (endPoint is null || _connection.Multiplexer is not { } multiplexer)
+        {
+            return false;
+        }
+
+        try
+        {
+            var topology = RedisTopology.Of(multiplexer);
+            return topology.IsComplete
+                && !topology.Primaries.Any(server => Equals(server.EndPoint, endPoint))
+                && !Equals(multiplexer.GetSubscriber().SubscribedEndpoint(_layout.Channel), endPoint);
+        }
+        catch (Exception e) when (e is RedisException or ObjectDisposedException)
+        {
+            return false;
+        }
+    }
+
     /// <summary>Unsubscribes without waiting (disposal).</summary>
     public void Unsubscribe()
     {
@@ -147,8 +185,9 @@ internal sealed partial class RedisSynchronizer
             {
                 _retryDelay = FirstRetryDelay;
             }
-            else if (multiplexer.IsConnected)
+            else
             {
+                // No event is certain to come: a failover may only replace a node, a hung Redis may only answer again.
                 ScheduleRetry();
             }
         }
@@ -169,26 +208,28 @@ internal sealed partial class RedisSynchronizer
     }
 
     /// <summary>
-    /// Subscribes if needed, then — once every primary and the subscription are connected — loads the state and
-    /// publishes what was learned meanwhile. The subscription comes first, so that nothing published during the load is
-    /// missed.
+    /// Once every slot has a connected, writable primary: subscribes if needed, proves the subscription live with an echo,
+    /// loads the state and publishes what was learned meanwhile. The echo comes first, so that nothing published during
+    /// the load is missed: every mark published after it is received, every mark before it is in Redis.
     /// </summary>
     /// <returns><see langword="true"/> when the state is shared now.</returns>
     private async Task<bool> SynchronizeAsync(IConnectionMultiplexer multiplexer)
     {
-        var failuresAtStart = _connection.Failures;
-        var primaries = RedisStateLoader.PrimariesOf(multiplexer);
-        if (primaries.Count == 0 || primaries.Any(server => !server.IsConnected))
+        if (await WritablePrimariesAsync(multiplexer).ConfigureAwait(false) is not { } primaries)
         {
-            // A shard that cannot be loaded: the state is not shared, whatever the other shards say.
-            _connection.ReportNotReady();
             return false;
         }
 
+        // Counted from here: a failure reported while the roles were checked again (which can take a connect timeout)
+        // came before the servers were found complete, and does not make this pass's load incomplete.
+        var failuresAtStart = _connection.Failures;
+
         var subscriber = multiplexer.GetSubscriber();
         await EnsureSubscribedAsync(subscriber).ConfigureAwait(false);
-        if (!subscriber.IsConnected(_layout.Channel))
+        if (!await EchoAsync(subscriber).ConfigureAwait(false))
         {
+            // The subscription is on a node that no longer hears the primary (a failover): subscribe again next pass.
+            Volatile.Write(ref _subscribed, 0);
             _connection.ReportNotReady();
             return false;
         }
@@ -205,6 +246,44 @@ internal sealed partial class RedisSynchronizer
         return true;
     }
 
+    /// <summary>
+    /// Returns the connected, writable primaries that hold every slot, or <see langword="null"/> (reported) when some
+    /// slot has none. When a server is connected but none is a writable primary, StackExchange.Redis is asked to check
+    /// the roles again: a hand-made promotion is otherwise seen only at its next configuration check, a minute later.
+    /// </summary>
+    private async Task<IReadOnlyList<IServer>?> WritablePrimariesAsync(IConnectionMultiplexer multiplexer)
+    {
+        var topology = RedisTopology.Of(multiplexer);
+        if (topology.IsComplete)
+        {
+            return topology.Primaries;
+        }
+
+        if (topology.AnyConnected && Environment.TickCount64 >= Volatile.Read(ref _nextRoleCheckAt))
+        {
+            // At most one check per interval: a check raises configuration events, which request passes of their own.
+            Volatile.Write(ref _nextRoleCheckAt, Environment.TickCount64 + (long)RoleCheckInterval.TotalMilliseconds);
+            await multiplexer.ConfigureAsync().ConfigureAwait(false);
+            topology = RedisTopology.Of(multiplexer);
+            if (topology.IsComplete)
+            {
+                return topology.Primaries;
+            }
+        }
+
+        if (topology.OnlyReplicas is { Count: > 0 } replicas && _connection.UnsharedFor >= ReplicaGrace)
+        {
+            _connection.ReportOnlyReplicas(replicas);
+        }
+        else
+        {
+            // A shard that cannot be loaded: the state is not shared, whatever the other shards say.
+            _connection.ReportNotReady();
+        }
+
+        return null;
+    }
+
     private async Task EnsureSubscribedAsync(ISubscriber subscriber)
     {
         if (Volatile.Read(ref _subscribed) == 1)
@@ -217,6 +296,26 @@ internal sealed partial class RedisSynchronizer
         await subscriber.UnsubscribeAsync(_layout.Channel, _onMessage).ConfigureAwait(false);
         await subscriber.SubscribeAsync(_layout.Channel, _onMessage).ConfigureAwait(false);
         Volatile.Write(ref _subscribed, 1);
+    }
+
+    /// <summary>
+    /// Publishes an echo on the channel and waits, bounded, until this replica's own subscription receives it.
+    /// </summary>
+    private async Task<bool> EchoAsync(ISubscriber subscriber)
+    {
+        var token = Guid.NewGuid().ToString("N");
+        var received = new TaskCompletionSource(TaskCreationOptions.RunContinuationsAsynchronously);
+        Volatile.Write(ref _echo, new PendingEcho(token, received));
+        await subscriber.PublishAsync(_layout.Channel, EchoMessage.Format(_instanceId, token)).ConfigureAwait(false);
+        try
+        {
+            await received.Task.WaitAsync(EchoTimeout, _disposing).ConfigureAwait(false);
+            return true;
+        }
+        catch (TimeoutException)
+        {
+            return false;
+        }
     }
 
     private async Task<int> PublishUnpublishedAsync(IConnectionMultiplexer multiplexer)
@@ -290,6 +389,16 @@ internal sealed partial class RedisSynchronizer
     {
         // Bounded before it is decoded: a stray publisher cannot make this replica read megabytes.
         var text = payload.IsNullOrEmpty || payload.Length() > ThrottleMessage.MaxLength * 4 ? null : (string?)payload;
+        if (text is not null && EchoMessage.TryParse(text, out var sender, out var token))
+        {
+            if (sender == _instanceId && Volatile.Read(ref _echo) is { } echo && echo.Token == token)
+            {
+                echo.Received.TrySetResult();
+            }
+
+            return;
+        }
+
         if (text is not null && BudgetMessage.IsBudgetMessage(text))
         {
             if (!_budgets.Receive(text))
@@ -314,6 +423,8 @@ internal sealed partial class RedisSynchronizer
         // The writer sent the time left, not a moment: the deadline is set on this replica's own clock, bounded.
         _mirror.Adopt(message.Key, message.RemainingMilliseconds, message.Reason);
     }
+
+    private sealed record PendingEcho(string Token, TaskCompletionSource Received);
 
     private static partial class Log
     {

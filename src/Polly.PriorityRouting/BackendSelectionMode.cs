@@ -15,8 +15,10 @@ public enum BackendSelectionMode
     /// <summary>
     /// Weighted random, with each backend's weight scaled by how fast its first response byte arrives compared with
     /// the fastest backend of the tier: a decaying average of the time to first byte, measured per pipeline, in this
-    /// process. A backend twice as slow keeps a quarter of its weight; none keeps less than a twentieth, so a slow
-    /// backend still gets enough requests to show when it recovers.
+    /// process, robust to single samples (the first, which pays the connection's set-up, is discarded; one outlier
+    /// changes nothing). Backends within 25 % of the fastest count as equally fast; a backend twice as slow keeps 39 %
+    /// of its weight; none keeps less than a twentieth, so a slow backend still gets enough requests to show when it
+    /// recovers.
     /// </summary>
     LatencyAware = 1,
 }

@@ -48,11 +48,12 @@ public class PriorityRoutingStrategyOptions : ResilienceStrategyOptions
     public TimeSpan MaxCooldown { get; set; } = PriorityRoutingConstants.DefaultMaxCooldown;
 
     /// <summary>
-    /// Gets or sets the maximum number of attempts of one execution.
+    /// Gets or sets the maximum number of attempts of one round of an execution.
     /// </summary>
     /// <value>
-    /// The default value is <see langword="null"/>: each backend is tried at most once per execution. A backend is never
-    /// tried twice within one execution, whatever this value.
+    /// The default value is <see langword="null"/>: each backend is tried at most once per round. A backend is never
+    /// tried twice within one round, whatever this value. An execution is one round, unless it waits for a refill
+    /// (<see cref="MaxQueueWait"/>): each release from a wait starts a new round, which may try a backend again.
     /// </value>
     [Range(PriorityRoutingConstants.MinAttempts, int.MaxValue)]
     public int? MaxAttempts { get; set; }
@@ -95,7 +96,8 @@ public class PriorityRoutingStrategyOptions : ResilienceStrategyOptions
     /// The default value is <see langword="null"/>: the attempt ends when the headers arrive, as without streaming. When
     /// set, it must be between 1 ms and one day. Bodies known to be empty (<c>HEAD</c>, <c>204</c>, <c>304</c>,
     /// <c>Content-Length: 0</c>) never wait. The byte read is not lost: the caller receives the whole body, still
-    /// streamed. Setting it also turns on the watching of response bodies (see <see cref="StreamStallTimeout"/>).
+    /// streamed. Response bodies are watched whatever this option (see <see cref="StreamStallTimeout"/>); with it, the
+    /// first byte is read ahead inside the attempt.
     /// </value>
     [Range(typeof(TimeSpan), "00:00:00.001", "1.00:00:00")]
     public TimeSpan? FirstByteTimeout { get; set; }
@@ -107,8 +109,8 @@ public class PriorityRoutingStrategyOptions : ResilienceStrategyOptions
     /// </summary>
     /// <value>
     /// The default value is <see langword="null"/>: stalls are not detected. When set, it must be between 1 ms and one
-    /// day. Setting it turns on the watching of response bodies: an aborted body counts as a failure of its backend, and
-    /// a backend counts as healthy only when its body ends well (or the caller stops reading after bytes arrived).
+    /// day. Response bodies are watched whatever this option: an aborted body counts as a failure of its backend, and a
+    /// backend counts as healthy only when its body ends well (or the caller stops reading after bytes arrived).
     /// </value>
     [Range(typeof(TimeSpan), "00:00:00.001", "1.00:00:00")]
     public TimeSpan? StreamStallTimeout { get; set; }
@@ -118,8 +120,8 @@ public class PriorityRoutingStrategyOptions : ResilienceStrategyOptions
     /// </summary>
     /// <value>
     /// The default value is <see cref="BackendSelectionMode.WeightedRandom"/>.
-    /// <see cref="BackendSelectionMode.LatencyAware"/> also turns on the watching of response bodies, which measures
-    /// the time to first byte.
+    /// <see cref="BackendSelectionMode.LatencyAware"/> also reads each answer's first byte ahead inside the attempt, to
+    /// measure the time to first byte without counting the caller's own delay.
     /// </value>
     public BackendSelectionMode SelectionMode { get; set; }
 
@@ -141,7 +143,9 @@ public class PriorityRoutingStrategyOptions : ResilienceStrategyOptions
     /// </summary>
     /// <value>
     /// The default value is <see langword="null"/>, meaning <see cref="OpenAIRequestCost.Estimate(HttpRequestMessage)"/>:
-    /// prompt plus output cap for OpenAI / Azure OpenAI bodies, 0 for anything else. Return 0 when the cost is unknown.
+    /// prompt plus output cap for OpenAI / Azure OpenAI bodies, 0 for anything else. Return 0 when the cost is unknown:
+    /// the token budget admits a request of cost 0 as if no budget were known; it still counts as one request against a
+    /// request budget.
     /// </value>
     public Func<HttpRequestMessage, long>? RequestCost { get; set; }
 

@@ -17,7 +17,7 @@ public sealed class RedisBackendStateStoreDisposalTests
             new PriorityRoutingRedisStoreOptions(),
             TimeProvider.System,
             NullLogger<RedisBackendStateStore>.Instance);
-        await Eventually(() => probe.EventHandlersAdded == 2, "the store hooks the connection events");
+        await Eventually(() => probe.EventHandlersAdded == 3, "the store hooks the connection events (failed, restored, configuration changed)");
 
         var disposing = Task.Run(store.Dispose);
 

@@ -35,7 +35,9 @@ public sealed class RedisDeadlineClampTests : IClassFixture<RedisServerFixture>,
             RedisChannel.Literal(_keyPrefix + "events"),
             new ThrottleMessage("peer", (long)OneYear.TotalMilliseconds, BackendUnavailableReason.Throttled, key).Format());
 
-        (await replica.WaitForAsync(key)).Should().Be(new BackendUnavailability(replica.Time.GetUtcNow() + DefaultMax, BackendUnavailableReason.Throttled));
+        var adopted = await replica.WaitForAsync(key);
+        adopted.Should().Be(new BackendUnavailability(replica.Time.GetUtcNow() + DefaultMax, BackendUnavailableReason.Throttled));
+        adopted.MarkedAt.Should().Be(replica.Time.GetUtcNow(), "a pipeline honours it for its own longest cooldown from when the replica learned it");
     }
 
     [Fact]

@@ -23,8 +23,12 @@ internal sealed class BackendBudget
     /// </summary>
     public const int MaxPromisedWindows = 1;
 
-    /// <summary>A short, non-zero wait while released waiters spend what they hold (see <see cref="HeldTokens"/>).</summary>
+    /// <summary>A short, non-zero wait while released waiters spend what they hold (see <see cref="BudgetHold"/>).</summary>
     private static readonly TimeSpan HeldPromiseDelay = TimeSpan.FromMilliseconds(100);
+
+    // Refill first, then the order the holds were made in.
+    private static readonly Comparer<BudgetHold> HoldOrder = Comparer<BudgetHold>.Create(static (x, y) =>
+        x.DueAt != y.DueAt ? x.DueAt.CompareTo(y.DueAt) : x.Order.CompareTo(y.Order));
 
     /// <summary>The token budget (<c>x-ratelimit-*-tokens</c>). A field: the counter is mutated in place.</summary>
     public BudgetCounter Tokens = new();
@@ -32,7 +36,13 @@ internal sealed class BackendBudget
     /// <summary>The request budget (<c>x-ratelimit-*-requests</c>).</summary>
     public BudgetCounter Requests = new();
 
-    /// <summary>Gets the longest reset delay ever reported: the refill window the promises advance by.</summary>
+    // The waiters' holds whose refill has not come yet, and the sums of those whose refill came.
+    private SortedSet<BudgetHold>? _pendingHolds;
+    private long _dueHeldTokens;
+    private long _dueHeldRequests;
+    private long _holds;
+
+    /// <summary>Gets the refill window the promises advance by: the longer of the two budgets' (see <see cref="BudgetCounter.Window"/>).</summary>
     public TimeSpan Window => Tokens.Window > Requests.Window ? Tokens.Window : Requests.Window;
 
     /// <summary>Gets or sets the refill moment the exhausted answers currently send callers back to.</summary>
@@ -42,38 +52,121 @@ internal sealed class BackendBudget
 
     public long PromisedRequests { get; set; }
 
-    /// <summary>
-    /// Gets or sets the tokens promised to callers waiting in the strategy (<see cref="PriorityRoutingStrategyOptions.MaxQueueWait"/>)
-    /// whose refill has come and who are about to spend them: admission of anyone else sees the budget less these.
-    /// </summary>
-    public long HeldTokens { get; set; }
-
-    /// <summary>Gets or sets the requests held the same way as <see cref="HeldTokens"/>.</summary>
-    public long HeldRequests { get; set; }
+    /// <summary>Gets or sets a value indicating whether the view dropped this budget (see <see cref="IsExpired"/>): it holds nothing new.</summary>
+    public bool Evicted { get; set; }
 
     /// <summary>
     /// Returns how long until a request of <paramref name="cost"/> tokens fits: zero when it fits now or nothing is
-    /// known; a request larger than the whole limit (or than the share of it assumed after a reset) is never held back:
-    /// only the backend can judge it.
+    /// known. A request of cost 0 (its tokens are unknown: a <c>GET</c>, a body that is not JSON) is never held back by
+    /// the token budget, as if none were known, and counts one request against the request budget like any other; a
+    /// request larger than the whole limit (or than the share of it assumed after a reset) is never held back: only the
+    /// backend can judge it. The room held for waiters whose refill came is not this request's, unless it is
+    /// <paramref name="own"/>.
     /// </summary>
-    public TimeSpan TimeUntilAdmitted(long cost, DateTimeOffset now, double share)
+    public TimeSpan TimeUntilAdmitted(long cost, DateTimeOffset now, double share, BudgetHold? own = null)
     {
+        CountDueHolds(now);
+        var (heldTokens, heldRequests) = (_dueHeldTokens, _dueHeldRequests);
+
+        // Another budget's hold is read under its own lock only: compare the budget first.
+        if (own is not null && own.Budget == this && own.IsDue && !own.Ended)
+        {
+            heldTokens -= own.Cost;
+            heldRequests--;
+        }
+
         var wait = TimeSpan.Zero;
         var tokens = Tokens.Available(now, share);
         var largest = Tokens.IsAssumed ? Tokens.ShareOfLimit(share) : Tokens.Limit;
-        if (tokens != Unknown && tokens - HeldTokens < Math.Max(cost, 1) && (largest == Unknown || cost <= largest))
+        if (cost > 0 && tokens != Unknown && tokens - heldTokens < cost && (largest == Unknown || cost <= largest))
         {
-            wait = UntilRefill(Tokens.ResetAt, HeldTokens, now);
+            wait = UntilRefill(Tokens.ResetAt, heldTokens, now);
         }
 
         var requests = Requests.Available(now, share);
-        if (requests != Unknown && requests - HeldRequests < 1 && UntilRefill(Requests.ResetAt, HeldRequests, now) is var requestsWait && requestsWait > wait)
+        if (requests != Unknown && requests - heldRequests < 1 && UntilRefill(Requests.ResetAt, heldRequests, now) is var requestsWait && requestsWait > wait)
         {
             wait = requestsWait;
         }
 
         return wait;
     }
+
+    /// <summary>
+    /// Admits a request of <paramref name="cost"/> tokens if it fits now, and takes its cost off in the same step (the
+    /// caller holds this budget's lock): two requests can never both be admitted on room for one.
+    /// </summary>
+    /// <returns>Whether the request was admitted; <paramref name="own"/>, when in this budget, is spent by it.</returns>
+    public bool TryTake(long cost, DateTimeOffset now, double share, BudgetHold? own)
+    {
+        if (TimeUntilAdmitted(cost, now, share, own) != TimeSpan.Zero)
+        {
+            return false;
+        }
+
+        if (own is not null && own.Budget == this)
+        {
+            EndHold(own);
+        }
+
+        Tokens.Spend(cost, now, share);
+        Requests.Spend(1, now, share);
+        return true;
+    }
+
+    /// <summary>Holds a waiter's room in the refill at <paramref name="dueAt"/>; <see langword="null"/> when the budget was evicted.</summary>
+    public BudgetHold? AddHold(long cost, DateTimeOffset dueAt)
+    {
+        if (Evicted)
+        {
+            return null;
+        }
+
+        var hold = new BudgetHold(this, cost, dueAt, _holds++);
+        (_pendingHolds ??= new SortedSet<BudgetHold>(HoldOrder)).Add(hold);
+        return hold;
+    }
+
+    /// <summary>Moves a waiter's room to an earlier refill (a cancelled waiter's room passes to it).</summary>
+    public void MoveHold(BudgetHold hold, DateTimeOffset dueAt)
+    {
+        if (hold.Ended || hold.IsDue)
+        {
+            return;
+        }
+
+        _pendingHolds!.Remove(hold);
+        hold.DueAt = dueAt;
+        _pendingHolds.Add(hold);
+    }
+
+    /// <summary>Ends a hold: what it held is free again. Idempotent.</summary>
+    public void EndHold(BudgetHold hold)
+    {
+        if (hold.Ended)
+        {
+            return;
+        }
+
+        hold.Ended = true;
+        if (hold.IsDue)
+        {
+            _dueHeldTokens -= hold.Cost;
+            _dueHeldRequests--;
+        }
+        else
+        {
+            _pendingHolds!.Remove(hold);
+        }
+    }
+
+    /// <summary>
+    /// Returns whether the budget says nothing about <paramref name="now"/> or later: both windows are over, and no
+    /// promise or waiter's room lies ahead. The view may then drop it; the backend's next answer starts it again.
+    /// </summary>
+    public bool IsExpired(DateTimeOffset now)
+        => now >= Tokens.ResetAt && now >= Requests.ResetAt && now >= PromisedAt &&
+           _dueHeldRequests == 0 && (_pendingHolds is null || _pendingHolds.Count == 0);
 
     /// <summary>
     /// Promises a request of <paramref name="cost"/> tokens a moment, no sooner than <paramref name="earliest"/>, at
@@ -150,6 +243,18 @@ internal sealed class BackendBudget
     /// </summary>
     private static TimeSpan UntilRefill(DateTimeOffset resetAt, long held, DateTimeOffset now)
         => now < resetAt ? resetAt - now : held > 0 ? HeldPromiseDelay : TimeSpan.Zero;
+
+    /// <summary>Counts the holds whose refill has come against everyone else from now on, whenever the queue's timer fires.</summary>
+    private void CountDueHolds(DateTimeOffset now)
+    {
+        while (_pendingHolds is { Count: > 0 } pending && pending.Min is { } next && next.DueAt <= now)
+        {
+            pending.Remove(next);
+            next.IsDue = true;
+            _dueHeldTokens += next.Cost;
+            _dueHeldRequests++;
+        }
+    }
 
     /// <summary>Moves the promises to the refill at <paramref name="at"/>, with nothing promised there yet.</summary>
     private void PromiseFrom(DateTimeOffset at)

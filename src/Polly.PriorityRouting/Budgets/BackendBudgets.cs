@@ -15,12 +15,17 @@ namespace Polly.PriorityRouting;
 /// reports merge). Spends stay in the process that made them.
 /// </summary>
 /// <remarks>
-/// Bounded: at most <see cref="MaxEntries"/> keys (partitions come from requests); beyond that a key has no budget and
-/// routes as without the view.
+/// Bounded: at most <see cref="MaxEntries"/> keys (partitions come from requests, keys from peers). When it is full, a
+/// new key first evicts the budgets that say nothing about now or later (<see cref="BackendBudget.IsExpired"/>), at
+/// most once per <see cref="EvictionInterval"/>; if none has expired, the new key has no budget and routes as without
+/// the view.
 /// </remarks>
 internal sealed class BackendBudgets
 {
     public const int MaxEntries = 4096;
+
+    /// <summary>How often, at most, a full view looks for expired budgets: a full sweep reads every key.</summary>
+    public static readonly TimeSpan EvictionInterval = TimeSpan.FromSeconds(1);
 
     public const string LimitTokensHeader = "x-ratelimit-limit-tokens";
 
@@ -30,6 +35,8 @@ internal sealed class BackendBudgets
 
     private readonly ConcurrentDictionary<BackendStateKey, BackendBudget> _budgets = new();
     private readonly IBackendBudgetStore? _store;
+    private readonly object _eviction = new();
+    private DateTimeOffset _nextEviction;
     private int _count;
     private int _subscribed;
 
@@ -73,8 +80,15 @@ internal sealed class BackendBudgets
     /// <summary>Gets a value indicating whether no backend has reported a budget yet: admission has nothing to check.</summary>
     public bool IsEmpty => Volatile.Read(ref _count) == 0;
 
-    /// <summary>Returns whether a request of <paramref name="cost"/> tokens fits the key's budget now. Allocation-free.</summary>
-    public bool CanAdmit(BackendStateKey key, long cost, DateTimeOffset now)
+    /// <summary>
+    /// Returns whether a request of <paramref name="cost"/> tokens fits the key's budget now (a selection's read; the
+    /// admission itself is <see cref="TryTake"/>). Allocation-free.
+    /// </summary>
+    /// <param name="key">The backend (or partition).</param>
+    /// <param name="cost">The request's estimated tokens; 0 (unknown) is held back by a spent request budget only.</param>
+    /// <param name="now">The current time.</param>
+    /// <param name="own">The room the request holds as a released waiter, or <see langword="null"/>.</param>
+    public bool CanAdmit(BackendStateKey key, long cost, DateTimeOffset now, BudgetHold? own = null)
     {
         if (Volatile.Read(ref _count) == 0 || !_budgets.TryGetValue(key, out var budget))
         {
@@ -83,7 +97,7 @@ internal sealed class BackendBudgets
 
         lock (budget)
         {
-            return budget.TimeUntilAdmitted(cost, now, Share) == TimeSpan.Zero;
+            return budget.TimeUntilAdmitted(cost, now, Share, own) == TimeSpan.Zero;
         }
     }
 
@@ -101,19 +115,22 @@ internal sealed class BackendBudgets
         }
     }
 
-    /// <summary>Takes an admitted request's cost off the key's budget until the backend's answer reports it.</summary>
-    public void Spend(BackendStateKey key, long cost, DateTimeOffset now)
+    /// <summary>
+    /// Admits a request of <paramref name="cost"/> tokens on the key's budget and takes its cost off until the backend's
+    /// answer reports it, in one step under the budget's lock: concurrent requests are admitted on the room there is,
+    /// and not one more. A released waiter's <paramref name="own"/> room in this budget is spent by it.
+    /// </summary>
+    /// <returns>Whether the request was admitted: always when the key has no budget.</returns>
+    public bool TryTake(BackendStateKey key, long cost, DateTimeOffset now, BudgetHold? own = null)
     {
         if (Volatile.Read(ref _count) == 0 || !_budgets.TryGetValue(key, out var budget))
         {
-            return;
+            return true;
         }
 
         lock (budget)
         {
-            var share = Share;
-            budget.Tokens.Spend(cost, now, share);
-            budget.Requests.Spend(1, now, share);
+            return budget.TryTake(cost, now, Share, own);
         }
     }
 
@@ -159,12 +176,33 @@ internal sealed class BackendBudgets
     }
 
     /// <summary>
-    /// A caller waiting in the strategy for its promised refill is released: until it spends (or gives up), the tokens
-    /// it was promised are held from everyone else's admission. See <see cref="BackendBudget.HeldTokens"/>.
+    /// Holds the room a caller waiting in the strategy was promised (<paramref name="reservation"/>) from everyone
+    /// else's admission once its refill comes; see <see cref="BudgetHold"/>.
     /// </summary>
-    public void Hold(BackendStateKey key, long cost) => AddHeld(key, cost, 1);
+    /// <returns>The hold, or <see langword="null"/> when the key has no budget (then nothing was promised either).</returns>
+    public BudgetHold? Hold(BudgetReservation reservation)
+    {
+        if (!_budgets.TryGetValue(reservation.Key, out var budget))
+        {
+            return null;
+        }
 
-    /// <summary>A waiter cancelled before its refill came: its room goes to whoever asks next.</summary>
+        lock (budget)
+        {
+            return budget.AddHold(reservation.Cost, reservation.DueAt);
+        }
+    }
+
+    /// <summary>Moves a waiter's hold to the earlier refill whose room a cancelled waiter gave up.</summary>
+    public static void MoveHold(BudgetHold hold, DateTimeOffset dueAt)
+    {
+        lock (hold.Budget)
+        {
+            hold.Budget.MoveHold(hold, dueAt);
+        }
+    }
+
+    /// <summary>A waiter cancelled before its refill came, and nobody waiting took its room: the room goes to whoever asks next.</summary>
     public void Withdraw(BudgetReservation reservation)
     {
         if (!_budgets.TryGetValue(reservation.Key, out var budget))
@@ -178,9 +216,6 @@ internal sealed class BackendBudgets
         }
     }
 
-    /// <summary>The released caller is about to be admitted, or gave up: what it held is free again.</summary>
-    public void Unhold(BackendStateKey key, long cost) => AddHeld(key, -cost, -1);
-
     /// <summary>
     /// Reads the budgets an answer reports and, when the store shares budgets, hands the merged counts to it; an answer
     /// without them changes nothing and allocates nothing.
@@ -189,7 +224,7 @@ internal sealed class BackendBudgets
     {
         var hasTokens = TryGetNumber(headers, PriorityRoutingConstants.RateLimitRemainingTokensHeader, out var remainingTokens);
         var hasRequests = TryGetNumber(headers, PriorityRoutingConstants.RateLimitRemainingRequestsHeader, out var remainingRequests);
-        if ((!hasTokens && !hasRequests) || GetOrAdd(key) is not { } budget)
+        if ((!hasTokens && !hasRequests) || GetOrAdd(key, now) is not { } budget)
         {
             return;
         }
@@ -225,7 +260,7 @@ internal sealed class BackendBudgets
         // A report of a window already over says nothing about the budget now.
         var hasTokens = observation.RemainingTokens is >= 0 && observation.TokensResetAt > now;
         var hasRequests = observation.RemainingRequests is >= 0 && observation.RequestsResetAt > now;
-        if ((!hasTokens && !hasRequests) || GetOrAdd(key) is not { } budget)
+        if ((!hasTokens && !hasRequests) || GetOrAdd(key, now) is not { } budget)
         {
             return;
         }
@@ -244,20 +279,6 @@ internal sealed class BackendBudgets
         }
     }
 
-    private void AddHeld(BackendStateKey key, long tokens, long requests)
-    {
-        if (!_budgets.TryGetValue(key, out var budget))
-        {
-            return;
-        }
-
-        lock (budget)
-        {
-            budget.HeldTokens = Math.Max(0, budget.HeldTokens + tokens);
-            budget.HeldRequests = Math.Max(0, budget.HeldRequests + requests);
-        }
-    }
-
     private static BackendBudgetObservation ToObservation(BackendBudget budget) => new(
         OrNull(budget.Tokens.Reported),
         OrNull(budget.Tokens.Limit),
@@ -270,14 +291,14 @@ internal sealed class BackendBudgets
 
     private static long OrUnknown(long? value) => value is >= 0 ? value.Value : BackendBudget.Unknown;
 
-    private BackendBudget? GetOrAdd(BackendStateKey key)
+    private BackendBudget? GetOrAdd(BackendStateKey key, DateTimeOffset now)
     {
         if (_budgets.TryGetValue(key, out var budget))
         {
             return budget;
         }
 
-        if (Volatile.Read(ref _count) >= MaxEntries)
+        if (Volatile.Read(ref _count) >= MaxEntries && !TryEvictExpired(now))
         {
             return null;
         }
@@ -285,6 +306,34 @@ internal sealed class BackendBudgets
         budget = _budgets.GetOrAdd(key, static _ => new BackendBudget());
         Interlocked.Exchange(ref _count, _budgets.Count);
         return budget;
+    }
+
+    /// <summary>Drops the budgets that say nothing about now or later, at most once per <see cref="EvictionInterval"/>.</summary>
+    /// <returns>Whether the view has room for a new key.</returns>
+    private bool TryEvictExpired(DateTimeOffset now)
+    {
+        lock (_eviction)
+        {
+            if (now >= _nextEviction)
+            {
+                _nextEviction = now + EvictionInterval;
+                foreach (var (key, budget) in _budgets)
+                {
+                    lock (budget)
+                    {
+                        // Marked under its lock: a waiter's hold can no longer be added to a budget the view dropped.
+                        if (budget.IsExpired(now) && _budgets.TryRemove(new KeyValuePair<BackendStateKey, BackendBudget>(key, budget)))
+                        {
+                            budget.Evicted = true;
+                        }
+                    }
+                }
+
+                Interlocked.Exchange(ref _count, _budgets.Count);
+            }
+
+            return Volatile.Read(ref _count) < MaxEntries;
+        }
     }
 
     private static TimeSpan GetDuration(HttpResponseHeaders headers, string name, TimeSpan maxCooldown)

@@ -11,9 +11,16 @@ namespace Polly.PriorityRouting;
 /// replicas (through the store, later still) — so the newest report is not the last one to arrive. Within one refill
 /// window a backend only counts down, so the <b>lowest</b> count reported is the newest, whoever reported it: a higher
 /// count arriving later is an older report and never raises the budget. A report whose reset lies more than half a
-/// window after the current one belongs to the next window and replaces it; one more than half a window before it
-/// belongs to a window already over and is ignored. Windows are told apart by their reset moment rather than by
-/// equality, because peers compute it from whole milliseconds on their own clocks.
+/// window after the current one belongs to the next window and replaces it. A peer's report more than half a window
+/// before it belongs to a window already over and is ignored (the store delivers peers' reports late); this process's
+/// own answer that far before it corrects the current window instead: an own answer is never older than the attempts
+/// in flight, far less than a window, so the current window was learned from an odd value (one long
+/// <c>x-ratelimit-reset-*</c>), which must not hold the view for up to <c>MaxCooldown</c>. Windows are told apart by
+/// their reset moment rather than by equality, because peers compute it from whole milliseconds on their own clocks.
+/// </para>
+/// <para>
+/// The window length is the longest reset delay reported in the current window and the one before: it grows at once
+/// and shrinks back within two windows, and a corrected window forgets the odd value.
 /// </para>
 /// <para>
 /// This process's own spends are counted apart and dropped at its next answer that is at least as low as everything
@@ -34,6 +41,8 @@ internal struct BudgetCounter
     private long _reported;
     private long _spent;
     private bool _assumed;
+    private TimeSpan _windowLongest;
+    private TimeSpan _previousWindowLongest;
 
     public BudgetCounter()
     {
@@ -50,8 +59,8 @@ internal struct BudgetCounter
     /// <summary>Gets a value indicating whether the current window is assumed refilled, not yet reported.</summary>
     public readonly bool IsAssumed => _assumed;
 
-    /// <summary>Gets the longest reset delay reported: the length of a refill window.</summary>
-    public TimeSpan Window { get; private set; }
+    /// <summary>Gets the length of a refill window: the longest reset delay reported in the current window and the one before.</summary>
+    public readonly TimeSpan Window => _windowLongest > _previousWindowLongest ? _windowLongest : _previousWindowLongest;
 
     /// <summary>
     /// Gets the lowest count reported for the current window, or <see cref="Unknown"/> (also while the window is only
@@ -90,23 +99,33 @@ internal struct BudgetCounter
             Limit = limit;
         }
 
-        if (resetAt - now > Window)
-        {
-            Window = resetAt - now;
-        }
-
+        var delay = resetAt - now;
         var tolerance = Window / 2;
         if (_reported == Unknown || now >= ResetAt || resetAt > ResetAt + tolerance)
         {
             // A new window (or the first report): everything counted for the previous one is void.
+            _previousWindowLongest = _windowLongest;
+            _windowLongest = delay;
             Replace(reported, resetAt);
             return;
         }
 
         if (resetAt < ResetAt - tolerance)
         {
-            // A report of a window already over: older than what is known.
+            if (ownAnswer)
+            {
+                // This process's answer is newer than the current window could be: that window came from an odd value.
+                _windowLongest = delay;
+                Replace(reported, resetAt);
+            }
+
+            // A peer's report of a window already over: older than what is known.
             return;
+        }
+
+        if (delay > _windowLongest)
+        {
+            _windowLongest = delay;
         }
 
         if (_assumed)

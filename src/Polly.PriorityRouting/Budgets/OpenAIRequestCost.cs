@@ -11,8 +11,8 @@ namespace Polly.PriorityRouting;
 /// <remarks>
 /// The prompt is counted from the UTF-8 bytes of the strings under <c>messages</c>, <c>input</c>, <c>prompt</c>,
 /// <c>instructions</c>, <c>tools</c> and <c>functions</c>, at <see cref="BytesPerToken"/> bytes per token (a token id
-/// given as a number counts one token). Anything that is not such a JSON body costs 0, which admits the request as if
-/// no budget were known.
+/// given as a number counts one token). Anything that is not such a JSON body costs 0, which the token budget admits as
+/// if no budget were known (a reported request budget still counts it as one request).
 /// </remarks>
 public static class OpenAIRequestCost
 {

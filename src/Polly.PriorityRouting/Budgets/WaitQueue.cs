@@ -2,36 +2,39 @@ namespace Polly.PriorityRouting;
 
 /// <summary>
 /// The bounded in-strategy wait of <see cref="PriorityRoutingStrategyOptions.MaxQueueWait"/>: a caller that no backend
-/// can take, and whom the budget view promised room in a refill within the bound (<see cref="BudgetReservation"/>),
-/// waits here instead of being answered 429, and is released when that refill comes — first come, first served.
+/// can take, and whom the budget view promised room in a refill within what is left of the bound
+/// (<see cref="BudgetReservation"/>), waits here instead of being answered 429, and is released when that refill comes —
+/// first come, first served.
 /// </summary>
 /// <remarks>
 /// <para>
 /// Order: the promises themselves are first come, first served (<see cref="BackendBudget.Promise"/> fills a refill in
-/// the order callers ask, then the next one), and waiters are released in (refill, arrival) order by one timer. A
-/// released waiter's room is held from everyone else's admission until it is admitted
-/// (<see cref="BackendBudgets.Hold"/>), so that a new arrival cannot take the capacity that returned for the waiters; a
-/// new arrival that finds the budget spent is promised room after theirs, and waits behind them or — beyond the bound —
-/// is answered with the moment it was promised.
+/// the order callers ask, then the next one). A waiter's room is held in its budget (<see cref="BudgetHold"/>) from the
+/// refill's moment on — not from when this queue's timer fires, which may be late — until the waiter spends it or gives
+/// it up: a new arrival can never take the capacity that returned for the waiters; it is promised room after theirs,
+/// and waits behind them or — beyond the bound — is answered with the moment it was promised.
 /// </para>
 /// <para>
-/// Released waiters continue synchronously on the timer's callback (timer threads have no synchronization context, so
-/// the runtime runs the continuations inline), one after the other, each until its next attempt is sent (its first
-/// asynchronous step): each is admitted before the next is released, and on a virtual clock advanced from a thread
-/// without a synchronization context the release happens inside the clock's advance, which keeps runs deterministic.
+/// Release: one timer releases the waiters whose refill came, all at once. A released waiter never continues on the
+/// timer's thread: an asynchronous caller continues on the thread pool, and a synchronous caller
+/// (<c>HttpClient.Send</c>) waits on its own thread and continues there — so the waiters of one refill call their
+/// backends together, whatever the calls cost, and a synchronous caller takes no second thread.
+/// </para>
+/// <para>
+/// Cancellation: a cancelled waiter leaves the queue at once and holds nothing; its room goes to the first waiter
+/// promised a later refill of the same budget that fits in it (moved up to the cancelled one's refill), else back to the
+/// promises. Disposing the queue releases every waiter to try once more.
 /// </para>
 /// <para>
 /// Bounded: a waiter is accepted only when its promised refill comes within what is left of the bound (the bound is
-/// per execution, over all its waits), and at most <see cref="MaxWaiters"/> wait at once. A cancelled waiter leaves the
-/// queue at once, gives its room in the refill back to the promises and holds nothing; disposing the queue releases
-/// every waiter to try once more.
+/// per execution, over all its waits), and at most <see cref="MaxWaiters"/> wait at once.
 /// </para>
 /// </remarks>
 internal sealed class WaitQueue : IDisposable
 {
     /// <summary>
     /// The most callers that may wait at once: promises bound the queue by the refills' size, but requests of unknown
-    /// cost (0) are bounded only by a request budget, which a backend may not report.
+    /// cost (0) are bounded only by a request budget, and small requests against a large budget hardly at all.
     /// </summary>
     public const int MaxWaiters = 4096;
 
@@ -72,28 +75,39 @@ internal sealed class WaitQueue : IDisposable
     }
 
     /// <summary>
-    /// Waits until the reservation's refill when it comes within <paramref name="waited"/>'s remainder of the bound;
-    /// on release the caller's room is already free for its own admission.
+    /// Waits until the reservation's refill when it comes within <paramref name="waited"/>'s remainder of the bound.
     /// </summary>
     /// <param name="reservation">The room the budget view promised the caller.</param>
     /// <param name="waited">How long this execution has already waited here.</param>
+    /// <param name="synchronous">Whether the caller is synchronous: it then waits on its own thread.</param>
     /// <param name="continueOnCapturedContext">Whether to continue on the caller's context.</param>
     /// <param name="cancellationToken">The caller's cancellation.</param>
-    public async ValueTask<WaitOutcome> WaitAsync(BudgetReservation reservation, TimeSpan waited, bool continueOnCapturedContext, CancellationToken cancellationToken)
+    /// <returns>
+    /// How the wait ended and, when released, the caller's room held in the budget: the caller spends it at its next
+    /// admission on that budget, and releases it (<see cref="BudgetHold.Release"/>) in any case once that admission is
+    /// decided.
+    /// </returns>
+    public async ValueTask<(WaitOutcome Outcome, BudgetHold? Hold)> WaitAsync(
+        BudgetReservation reservation,
+        TimeSpan waited,
+        bool synchronous,
+        bool continueOnCapturedContext,
+        CancellationToken cancellationToken)
     {
         var now = _timeProvider.GetUtcNow();
         var wait = reservation.DueAt - now;
         if (wait <= TimeSpan.Zero || waited + wait > MaxWait || cancellationToken.IsCancellationRequested)
         {
-            return WaitOutcome.NotQueued;
+            return (WaitOutcome.NotQueued, null);
         }
 
-        var waiter = new Waiter(this, reservation);
+        var waiter = new Waiter(this, reservation, _budgets.Hold(reservation));
         lock (_waiters)
         {
             if (_disposed || _waiters.Count >= MaxWaiters)
             {
-                return WaitOutcome.NotQueued;
+                waiter.Hold?.Release();
+                return (WaitOutcome.NotQueued, null);
             }
 
             waiter.Arrival = _arrivals++;
@@ -107,17 +121,15 @@ internal sealed class WaitQueue : IDisposable
         // Cancelled since the check, the callback runs at once and the waiter leaves the queue.
         var registration = cancellationToken.UnsafeRegister(static (state, _) => ((Waiter)state!).Queue.Cancel((Waiter)state!), waiter);
 
-        var outcome = await waiter.Released.Task.ConfigureAwait(continueOnCapturedContext);
+        // A synchronous caller (sync-over-async in HttpClient.Send) is blocked anyway: it waits on its own thread rather
+        // than taking a thread-pool thread for a continuation that would block again in its synchronous send.
+        var outcome = synchronous
+            ? waiter.Released.Task.GetAwaiter().GetResult()
+            : await waiter.Released.Task.ConfigureAwait(continueOnCapturedContext);
 
         // Never Dispose here: this may run inside the cancellation callback, which Dispose would wait for.
         registration.Unregister();
-        if (waiter.Held)
-        {
-            // The caller is admitted next, against the room it was promised.
-            _budgets.Unhold(reservation.Key, reservation.Cost);
-        }
-
-        return outcome;
+        return (outcome, outcome == WaitOutcome.Released ? waiter.Hold : null);
     }
 
     /// <summary>Releases every waiter to try once more: the pipeline is going away (an options reload).</summary>
@@ -144,13 +156,57 @@ internal sealed class WaitQueue : IDisposable
         {
             if (!_waiters.Remove(waiter))
             {
-                // Already released: it holds its room until its continuation frees it.
+                // Already released: the caller's next admission decides what becomes of its room.
                 return;
+            }
+
+            if (NextFitting(waiter) is { } next)
+            {
+                MoveUp(next, waiter.Reservation.DueAt);
+            }
+            else
+            {
+                _budgets.Withdraw(waiter.Reservation);
             }
         }
 
-        _budgets.Withdraw(waiter.Reservation);
+        waiter.Hold?.Release();
         waiter.Released.TrySetResult(WaitOutcome.Canceled);
+    }
+
+    /// <summary>The first waiter promised a later refill of the same budget whose request fits the room <paramref name="leaving"/> gives up.</summary>
+    private Waiter? NextFitting(Waiter leaving)
+    {
+        foreach (var waiter in _waiters)
+        {
+            if (waiter.Reservation.DueAt > leaving.Reservation.DueAt &&
+                waiter.Reservation.Key == leaving.Reservation.Key &&
+                waiter.Reservation.Cost <= leaving.Reservation.Cost)
+            {
+                return waiter;
+            }
+        }
+
+        return null;
+    }
+
+    /// <summary>Moves a waiter up to an earlier refill: its room in the later one goes back to the promises.</summary>
+    private void MoveUp(Waiter waiter, DateTimeOffset dueAt)
+    {
+        _waiters.Remove(waiter);
+        _budgets.Withdraw(waiter.Reservation);
+        waiter.Reservation = waiter.Reservation with { DueAt = dueAt };
+        if (waiter.Hold is { } hold)
+        {
+            BackendBudgets.MoveHold(hold, dueAt);
+        }
+
+        _waiters.Add(waiter);
+        if (_waiters.Min == waiter && !_disposed)
+        {
+            var wait = dueAt - _timeProvider.GetUtcNow();
+            _timer.Change(wait > TimeSpan.Zero ? wait : TimeSpan.Zero, Infinite);
+        }
     }
 
     private void ReleaseDue()
@@ -162,8 +218,6 @@ internal sealed class WaitQueue : IDisposable
             while (_waiters.Min is { } head && head.Reservation.DueAt <= now)
             {
                 _waiters.Remove(head);
-                _budgets.Hold(head.Reservation.Key, head.Reservation.Cost);
-                head.Held = true;
                 (released ??= []).Add(head);
             }
 
@@ -173,7 +227,7 @@ internal sealed class WaitQueue : IDisposable
             }
         }
 
-        // Outside the lock, in order: each continues synchronously until its next attempt is sent.
+        // Outside the lock. Their rooms are held since the refill came: the order they are admitted in does not matter.
         if (released is not null)
         {
             foreach (var waiter in released)
@@ -183,17 +237,18 @@ internal sealed class WaitQueue : IDisposable
         }
     }
 
-    private sealed class Waiter(WaitQueue queue, BudgetReservation reservation)
+    private sealed class Waiter(WaitQueue queue, BudgetReservation reservation, BudgetHold? hold)
     {
         public WaitQueue Queue { get; } = queue;
 
-        public BudgetReservation Reservation { get; } = reservation;
+        /// <summary>Gets or sets the room promised: moved to an earlier refill when a cancelled waiter's room passes to this one.</summary>
+        public BudgetReservation Reservation { get; set; } = reservation;
+
+        public BudgetHold? Hold { get; } = hold;
 
         public long Arrival { get; set; }
 
-        public bool Held { get; set; }
-
-        // Continuations run synchronously on purpose: see the class remarks.
-        public TaskCompletionSource<WaitOutcome> Released { get; } = new();
+        // Never run a released waiter's continuation on the thread that releases it (the timer's, or a canceller's).
+        public TaskCompletionSource<WaitOutcome> Released { get; } = new(TaskCreationOptions.RunContinuationsAsynchronously);
     }
 }

@@ -101,7 +101,14 @@ internal sealed class BackendAvailability
         return (soonest == TimeSpan.MaxValue ? TimeSpan.Zero : soonest, anyThrottled);
     }
 
-    /// <summary>Reads an entry that is active now, its deadline clamped to <see cref="LongestCooldown"/> from now.</summary>
+    /// <summary>
+    /// Reads an entry that is active now, its deadline clamped to <see cref="LongestCooldown"/> from when it was marked.
+    /// </summary>
+    /// <remarks>
+    /// From the mark, not from the read: a clamp from each read would slide, and a far deadline would hold the backend
+    /// out for as long as it is read. A mark that does not say when it was made (a store that does not keep it), or
+    /// says a moment still to come (another machine's clock), counts from now.
+    /// </remarks>
     public bool TryGetActive(BackendStateKey key, DateTimeOffset now, out BackendUnavailability unavailability)
     {
         try
@@ -118,9 +125,11 @@ internal sealed class BackendAvailability
             return false;
         }
 
-        if (unavailability.Until - now > _longestCooldown)
+        var markedAt = unavailability.MarkedAt == default || unavailability.MarkedAt > now ? now : unavailability.MarkedAt;
+        if (unavailability.Until - markedAt > _longestCooldown)
         {
-            unavailability = new BackendUnavailability(now + _longestCooldown, unavailability.Reason);
+            unavailability = new BackendUnavailability(markedAt + _longestCooldown, unavailability.Reason, markedAt);
+            return unavailability.IsActiveAt(now);
         }
 
         return true;

@@ -95,8 +95,16 @@ internal sealed class BackendPool
                 continue;
             }
 
-            // Spent once admitted: a backend left to its probe is sent nothing.
-            _budgets?.Spend(backend.GetThrottleKey(route.PartitionOn(backend)), route.Cost, now);
+            // Checked and spent in one step: the selection's read may be stale by now. A backend left to its probe is
+            // sent nothing.
+            if (_budgets is not null && !_budgets.TryTake(backend.GetThrottleKey(route.PartitionOn(backend)), route.Cost, now, route.Held))
+            {
+                lease.Dispose();
+                continue;
+            }
+
+            // A released waiter admitted elsewhere gives its held room back (spent, when admitted where it was held).
+            route.Held?.Release();
             return true;
         }
     }
@@ -207,8 +215,11 @@ internal sealed class BackendPool
     /// The delay, whether it is a throttle, and the room the budget view promised the request in a refill (see
     /// <see cref="BudgetExhaustion"/>), which a caller waiting in the strategy holds; <see langword="null"/> when nothing was promised.
     /// </returns>
-    public (TimeSpan RetryAfter, bool Throttled, BudgetReservation? Reservation) GetExhaustion(RequestRoute route)
+    /// <param name="route">The request's route; a room it still holds from a wait is released first.</param>
+    /// <param name="waited">How long the request has waited in the strategy so far: promises are chosen within what is left of the bound.</param>
+    public (TimeSpan RetryAfter, bool Throttled, BudgetReservation? Reservation) GetExhaustion(RequestRoute route, TimeSpan waited = default)
     {
+        route.Held?.Release();
         IReadOnlyList<RoutedBackend> backends = route.Model?.Backends ?? _backends;
         if (route.Excluded is { } excluded)
         {
@@ -222,7 +233,7 @@ internal sealed class BackendPool
             return (retryAfter, throttled, null);
         }
 
-        return BudgetExhaustion.Compute(backends, Availability, _budgets, _timeProvider.GetUtcNow(), route, Queue?.MaxWait);
+        return BudgetExhaustion.Compute(backends, Availability, _budgets, _timeProvider.GetUtcNow(), route, Queue?.MaxWait - waited);
     }
 
     /// <summary>Estimates a request's cost in tokens once per execution; 0 when budgets are off or the estimate fails.</summary>
@@ -267,7 +278,7 @@ internal sealed class BackendPool
         var leftRotation = ejections > 0 || !Availability.IsMarked(key, now);
         try
         {
-            await Availability.Store.MarkUnavailableAsync(key, new BackendUnavailability(now + cooldown, reason), now, cancellationToken)
+            await Availability.Store.MarkUnavailableAsync(key, new BackendUnavailability(now + cooldown, reason, now), now, cancellationToken)
                 .ConfigureAwait(false);
             return new BackendVerdict(reason, cause, cooldown, leftRotation, ejections, null);
         }

@@ -150,6 +150,6 @@ internal sealed partial class BackendSelector
         var backend = _backends[index];
         var partition = route.PartitionOn(backend);
         return !tried.Contains(index) && _availability.IsAvailable(backend, now, partition) &&
-               (_budgets is null || _budgets.IsEmpty || _budgets.CanAdmit(backend.GetThrottleKey(partition), route.Cost, now));
+               (_budgets is null || _budgets.IsEmpty || _budgets.CanAdmit(backend.GetThrottleKey(partition), route.Cost, now, route.Held));
     }
 }

@@ -6,6 +6,14 @@ namespace Polly.PriorityRouting;
 /// <summary>
 /// Says what a handled outcome means for its backend: why it goes out of rotation, and for how long.
 /// </summary>
+/// <remarks>
+/// A server error that says when to come back (<c>Retry-After</c>, <c>retry-after-ms</c>, <c>x-ms-retry-after-ms</c>)
+/// is a throttle: the service is up enough to answer and is asking for time for what it was asked — Azure OpenAI's 503
+/// for an overloaded model is per deployment — so it holds out the request's partition (its deployment) for the time
+/// asked, and does not count toward ejection. Being wrong costs one failed-over attempt per other deployment when the
+/// whole backend is down; the other way round, every other model's traffic would leave the backend. A backend that is
+/// down shows it without such a header (refused connections, timeouts, bare 5xx): a server error of the whole backend.
+/// </remarks>
 internal static class OutcomeClassifier
 {
     /// <summary>

@@ -111,11 +111,11 @@ internal sealed class PriorityRoutingResilienceStrategy : ResilienceStrategy<Htt
 
                 if (attempt - roundStart >= _maxAttempts || !plan.TryAcquire(_pool, out var lease))
                 {
-                    var exhaustion = _pool.GetExhaustion(plan.Route);
+                    var exhaustion = _pool.GetExhaustion(plan.Route, waited);
                     if (_queue is not null && exhaustion.Reservation is { } reservation)
                     {
                         var waitStarted = _timeProvider.GetTimestamp();
-                        var waitOutcome = await _queue.WaitAsync(reservation, waited, context.ContinueOnCapturedContext, context.CancellationToken)
+                        var (waitOutcome, held) = await _queue.WaitAsync(reservation, waited, SynchronousExecution.Is(context), context.ContinueOnCapturedContext, context.CancellationToken)
                             .ConfigureAwait(context.ContinueOnCapturedContext);
                         if (waitOutcome != WaitOutcome.NotQueued)
                         {
@@ -130,6 +130,7 @@ internal sealed class PriorityRoutingResilienceStrategy : ResilienceStrategy<Htt
                             // A new round over every allowed backend, MaxAttempts of them; the next attempt keeps
                             // this number (the loop's increment).
                             plan = fresh.Copy();
+                            plan.Hold(held);
                             roundStart = attempt;
                             failed = null;
                             attempt--;
@@ -234,6 +235,9 @@ internal sealed class PriorityRoutingResilienceStrategy : ResilienceStrategy<Htt
         }
         finally
         {
+            // A room still held from a wait (the caller cancelled, or the loop ended before its next admission).
+            plan.Route.Held?.Release();
+
             // An outer strategy (retry) executes us again: it must find the caller's request, not our last attempt's.
             context.SetRequestMessage(original);
         }

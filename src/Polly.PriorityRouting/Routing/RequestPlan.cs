@@ -90,6 +90,9 @@ internal struct RequestPlan
         return copy;
     }
 
+    /// <summary>The request was released from a wait holding <paramref name="held"/>: its next admission spends it.</summary>
+    public void Hold(BudgetHold? held) => Route = Route.WithHeld(held);
+
     /// <summary>An attempt failed and the request moves on: a soft-affinity preference ends here.</summary>
     public void OnFailover()
     {

@@ -12,12 +12,13 @@ namespace Polly.PriorityRouting;
 /// </remarks>
 internal readonly struct RequestRoute
 {
-    public RequestRoute(string? partition, ModelRoute? model = null, long cost = 0, TriedBackends? excluded = null)
+    public RequestRoute(string? partition, ModelRoute? model = null, long cost = 0, TriedBackends? excluded = null, BudgetHold? held = null)
     {
         Partition = partition;
         Model = model;
         Cost = cost;
         Excluded = excluded;
+        Held = held;
     }
 
     /// <summary>Gets the request's own throttle partition, or <see langword="null"/>.</summary>
@@ -35,8 +36,18 @@ internal readonly struct RequestRoute
     /// </summary>
     public TriedBackends? Excluded { get; }
 
+    /// <summary>
+    /// Gets the room held for this request in a budget's refill after it waited for it (<see cref="WaitQueue"/>), or
+    /// <see langword="null"/>: its next admission on that budget spends it, and any admission (or the exhausted answer)
+    /// releases it.
+    /// </summary>
+    public BudgetHold? Held { get; }
+
     /// <summary>Returns the same route with another set of excluded backends.</summary>
-    public RequestRoute WithExcluded(TriedBackends excluded) => new(Partition, Model, Cost, excluded);
+    public RequestRoute WithExcluded(TriedBackends excluded) => new(Partition, Model, Cost, excluded, Held);
+
+    /// <summary>Returns the same route holding <paramref name="held"/>, a released waiter's room.</summary>
+    public RequestRoute WithHeld(BudgetHold? held) => new(Partition, Model, Cost, Excluded, held);
 
     /// <summary>Returns the throttle partition of this request on <paramref name="backend"/>.</summary>
     public string? PartitionOn(RoutedBackend backend) => Model?.DeploymentOn(backend)?.Name ?? Partition;

@@ -17,6 +17,19 @@ public readonly struct BackendUnavailability : IEquatable<BackendUnavailability>
     }
 
     /// <summary>
+    /// Initializes a new instance of the <see cref="BackendUnavailability"/> struct that knows when it was marked.
+    /// </summary>
+    /// <param name="until">The moment the backend becomes available again.</param>
+    /// <param name="reason">Why the backend is unavailable.</param>
+    /// <param name="markedAt">When the mark was made (see <see cref="MarkedAt"/>).</param>
+    public BackendUnavailability(DateTimeOffset until, BackendUnavailableReason reason, DateTimeOffset markedAt)
+    {
+        Until = until;
+        Reason = reason;
+        MarkedAt = markedAt;
+    }
+
+    /// <summary>
     /// Gets the moment the backend becomes available again.
     /// </summary>
     public DateTimeOffset Until { get; }
@@ -25,6 +38,18 @@ public readonly struct BackendUnavailability : IEquatable<BackendUnavailability>
     /// Gets why the backend is unavailable.
     /// </summary>
     public BackendUnavailableReason Reason { get; }
+
+    /// <summary>
+    /// Gets when the mark was made, on the clock of whoever made it (or, for a deadline learned from elsewhere, when this
+    /// process learned it); <see langword="default"/> when unknown.
+    /// </summary>
+    /// <remarks>
+    /// A pipeline honours a deadline at most its own longest cooldown from this moment, so that a far deadline written
+    /// by a peer (a larger <c>MaxCooldown</c>, a bug, anyone who can write to the store) ends for it when its own would
+    /// have. When unknown, the pipeline counts from the moment it reads the entry. Not part of equality: two
+    /// unavailabilities are equal when they end at the same moment for the same reason.
+    /// </remarks>
+    public DateTimeOffset MarkedAt { get; }
 
     /// <summary>
     /// Returns whether the backend is still unavailable at <paramref name="now"/>.

@@ -14,7 +14,10 @@ namespace Polly.PriorityRouting;
 /// <para>
 /// Implementations must be thread-safe. <see cref="TryGetUnavailability"/> is on the hot path of every attempt: it must
 /// not block, perform I/O or allocate. <see cref="MarkUnavailableAsync"/> keeps the later of two deadlines, so that a
-/// repeated failure extends an unavailability and never shortens it. A store that fails must not fail requests:
+/// repeated failure extends an unavailability and never shortens it, and the later of two
+/// <see cref="BackendUnavailability.MarkedAt"/> (for a deadline learned from elsewhere: when this process learned it), so
+/// that pipelines honour a far deadline at most their own longest cooldown from its latest mark; a store that does not
+/// keep it returns <see langword="default"/>, and pipelines then count from each read. A store that fails must not fail requests:
 /// implementations swallow their own errors and keep serving from local state. Every implementation bounds what it
 /// holds: keys come from requests (partitions) and from peers.
 /// </para>

@@ -22,7 +22,7 @@ public sealed class InMemoryBackendStateStore : IBackendStateStore
     // A store full of active entries must not sweep on every write: at most this often.
     private static readonly TimeSpan FullSweepInterval = TimeSpan.FromSeconds(1);
 
-    private readonly ConcurrentDictionary<BackendStateKey, BackendUnavailability> _entries = new();
+    private readonly ConcurrentDictionary<BackendStateKey, Entry> _entries = new();
     private long _nextSweepTicks;
     private long _nextFullSweepTicks;
 
@@ -70,7 +70,14 @@ public sealed class InMemoryBackendStateStore : IBackendStateStore
             return false;
         }
 
-        return _entries.TryGetValue(key, out unavailability);
+        if (_entries.TryGetValue(key, out var entry))
+        {
+            unavailability = entry.Unavailability;
+            return true;
+        }
+
+        unavailability = default;
+        return false;
     }
 
     /// <inheritdoc/>
@@ -90,7 +97,10 @@ public sealed class InMemoryBackendStateStore : IBackendStateStore
     /// <param name="key">The backend, and optionally the partition.</param>
     /// <param name="unavailability">The new deadline and its reason.</param>
     /// <param name="now">The current time, which drives the sweep of expired entries.</param>
-    /// <returns><see langword="true"/> when the entry now holds <paramref name="unavailability"/>.</returns>
+    /// <returns>
+    /// <see langword="true"/> when the entry now ends at <paramref name="unavailability"/>'s deadline (it was created or
+    /// extended); a mark that only brings a later <see cref="BackendUnavailability.MarkedAt"/> returns <see langword="false"/>.
+    /// </returns>
     public bool Mark(BackendStateKey key, BackendUnavailability unavailability, DateTimeOffset now)
     {
         if (key.Backend is null)
@@ -101,7 +111,7 @@ public sealed class InMemoryBackendStateStore : IBackendStateStore
         SweepExpired(now, SweepInterval, ref _nextSweepTicks);
         while (true)
         {
-            if (!_entries.TryGetValue(key, out var current))
+            if (!_entries.TryGetValue(key, out var stored))
             {
                 if (Volatile.Read(ref _count) >= Capacity)
                 {
@@ -112,7 +122,7 @@ public sealed class InMemoryBackendStateStore : IBackendStateStore
                     }
                 }
 
-                if (_entries.TryAdd(key, unavailability))
+                if (_entries.TryAdd(key, new Entry(unavailability)))
                 {
                     Interlocked.Increment(ref _count);
                     return true;
@@ -122,14 +132,23 @@ public sealed class InMemoryBackendStateStore : IBackendStateStore
             }
 
             // Keep the later deadline: a re-failure extends, a late or out-of-order report never shortens.
-            if (current.Until >= unavailability.Until)
+            // And the later marking time, even under a farther deadline: readers honour a deadline at most their own
+            // longest cooldown from its mark, so a fresh failure under a peer's far deadline counts from its own time.
+            var current = stored.Unavailability;
+            var extends = unavailability.Until > current.Until;
+            var markedAt = unavailability.MarkedAt > current.MarkedAt ? unavailability.MarkedAt : current.MarkedAt;
+            if (!extends && markedAt == current.MarkedAt)
             {
                 return false;
             }
 
-            if (_entries.TryUpdate(key, unavailability, current))
+            var kept = extends ? unavailability : current;
+            var merged = new Entry(kept.Until, kept.Reason, markedAt);
+
+            // Compared as stored, marking time included (the public equality leaves it out).
+            if (_entries.TryUpdate(key, merged, stored))
             {
-                return true;
+                return extends;
             }
         }
     }
@@ -143,7 +162,9 @@ public sealed class InMemoryBackendStateStore : IBackendStateStore
             return [];
         }
 
-        return [.. _entries.Where(entry => string.Equals(entry.Key.Backend, backend, StringComparison.Ordinal))];
+        return [.. _entries
+            .Where(entry => string.Equals(entry.Key.Backend, backend, StringComparison.Ordinal))
+            .Select(entry => KeyValuePair.Create(entry.Key, entry.Value.Unavailability))];
     }
 
     /// <summary>
@@ -193,10 +214,21 @@ public sealed class InMemoryBackendStateStore : IBackendStateStore
         foreach (var entry in _entries)
         {
             // Removes only if unchanged, so a concurrent extension survives the sweep.
-            if (!entry.Value.IsActiveAt(now) && _entries.TryRemove(entry))
+            if (!entry.Value.Unavailability.IsActiveAt(now) && _entries.TryRemove(entry))
             {
                 Interlocked.Decrement(ref _count);
             }
         }
+    }
+
+    /// <summary>An entry as stored: compared field by field, marking time included, so that no update is lost.</summary>
+    private readonly record struct Entry(DateTimeOffset Until, BackendUnavailableReason Reason, DateTimeOffset MarkedAt)
+    {
+        public Entry(BackendUnavailability unavailability)
+            : this(unavailability.Until, unavailability.Reason, unavailability.MarkedAt)
+        {
+        }
+
+        public BackendUnavailability Unavailability => new(Until, Reason, MarkedAt);
     }
 }

@@ -11,9 +11,10 @@ namespace Polly.PriorityRouting;
 /// broken-stream metrics.
 /// </summary>
 /// <remarks>
-/// Off (no instance) unless <see cref="PriorityRoutingStrategyOptions.FirstByteTimeout"/>,
-/// <see cref="PriorityRoutingStrategyOptions.StreamStallTimeout"/> or latency-aware selection is set: responses then
-/// pass through untouched, as before.
+/// Always on: a body that breaks after reaching the caller counts against its backend's health whatever the options
+/// (five aborted streams in a row eject a backend with the defaults too). Without a first-byte timeout or latency-aware
+/// selection nothing is read ahead; the body is only wrapped, at the price of two small objects and a copy of the
+/// content headers' references.
 /// </remarks>
 internal sealed class ResponseBodyWatcher
 {
@@ -39,10 +40,8 @@ internal sealed class ResponseBodyWatcher
 
     public TimeSpan? StallTimeout { get; }
 
-    public static ResponseBodyWatcher? Create(PriorityRoutingStrategyOptions options, BackendPool pool, RoutingTelemetry telemetry, TimeProvider timeProvider)
-        => options.FirstByteTimeout is null && options.StreamStallTimeout is null && pool.Latency is null
-            ? null
-            : new ResponseBodyWatcher(pool, telemetry, timeProvider, options.FirstByteTimeout, options.StreamStallTimeout);
+    public static ResponseBodyWatcher Create(PriorityRoutingStrategyOptions options, BackendPool pool, RoutingTelemetry telemetry, TimeProvider timeProvider)
+        => new(pool, telemetry, timeProvider, options.FirstByteTimeout, options.StreamStallTimeout);
 
     /// <summary>Returns whether a response's body is known to be empty without reading it.</summary>
     public static bool IsKnownEmpty(HttpResponseMessage response, HttpMethod method)
@@ -67,6 +66,13 @@ internal sealed class ResponseBodyWatcher
         bool continueOnCapturedContext,
         CancellationToken cancellationToken)
     {
+        if (response.Content is WatchedContent)
+        {
+            // The same response object came back again (a transport that caches its answers): it is watched already,
+            // and wrapping it once more per request would nest wrappers without bound.
+            return BodyPreparation.Ready(deferHealth: false);
+        }
+
         if (IsKnownEmpty(response, method))
         {
             FirstByte(lease.Backend, attemptStarted);

@@ -15,9 +15,21 @@ internal sealed class WatchedContent : HttpContent
     {
         _inner = inner;
         _stream = stream;
+
+        // A content's headers belong to it and cannot be shared: they are copied as the transport stored them, without
+        // parsing. A single value (nearly every content header) goes in as its own string, with no array nor boxing.
+        var headers = Headers;
         foreach (var header in inner.Headers.NonValidated)
         {
-            Headers.TryAddWithoutValidation(header.Key, header.Value);
+            var values = header.Value;
+            if (values.Count == 1)
+            {
+                headers.TryAddWithoutValidation(header.Key, values.ToString());
+            }
+            else
+            {
+                headers.TryAddWithoutValidation(header.Key, values);
+            }
         }
     }
 
@@ -26,7 +38,7 @@ internal sealed class WatchedContent : HttpContent
 
     protected override async Task SerializeToStreamAsync(Stream stream, TransportContext? context, CancellationToken cancellationToken)
     {
-        var body = await GetStreamAsync(cancellationToken).ConfigureAwait(false);
+        var body = await CreateContentReadStreamAsync(cancellationToken).ConfigureAwait(false);
         await body.CopyToAsync(stream, cancellationToken).ConfigureAwait(false);
     }
 
@@ -35,8 +47,22 @@ internal sealed class WatchedContent : HttpContent
 
     protected override Task<Stream> CreateContentReadStreamAsync() => CreateContentReadStreamAsync(CancellationToken.None);
 
-    protected override async Task<Stream> CreateContentReadStreamAsync(CancellationToken cancellationToken)
-        => await GetStreamAsync(cancellationToken).ConfigureAwait(false);
+    protected override Task<Stream> CreateContentReadStreamAsync(CancellationToken cancellationToken)
+    {
+        // HttpContent keeps the task it got here: called once per content, and synchronous for the transports' streams.
+        if (!_stream.HasStream)
+        {
+            var opening = _inner.ReadAsStreamAsync(cancellationToken);
+            if (!opening.IsCompletedSuccessfully)
+            {
+                return AttachAsync(opening);
+            }
+
+            _stream.Attach(opening.Result);
+        }
+
+        return Task.FromResult<Stream>(_stream);
+    }
 
     protected override Stream CreateContentReadStream(CancellationToken cancellationToken) => GetStream(cancellationToken);
 
@@ -58,13 +84,9 @@ internal sealed class WatchedContent : HttpContent
         base.Dispose(disposing);
     }
 
-    private async ValueTask<Stream> GetStreamAsync(CancellationToken cancellationToken)
+    private async Task<Stream> AttachAsync(Task<Stream> opening)
     {
-        if (!_stream.HasStream)
-        {
-            _stream.Attach(await _inner.ReadAsStreamAsync(cancellationToken).ConfigureAwait(false));
-        }
-
+        _stream.Attach(await opening.ConfigureAwait(false));
         return _stream;
     }
 

@@ -17,6 +17,10 @@ namespace Polly.PriorityRouting;
 /// no probe slot but remembers the ejection episode, and a verdict from an older episode is ignored. If the caller
 /// never reads nor disposes, nothing is recorded and nothing stays referenced: no timer runs unless a read waits.
 /// </para>
+/// <para>
+/// A caller may dispose the body on one thread while a read is under way on another (a cancelled stream): the stall
+/// timer is then never changed once disposed, nor created after the dispose (a lock, only with a stall timeout).
+/// </para>
 /// </remarks>
 internal sealed class WatchedStream : ReadOnlyStream
 {
@@ -27,11 +31,15 @@ internal sealed class WatchedStream : ReadOnlyStream
     private byte[]? _prefetch;
     private int _prefetchOffset;
     private int _prefetchCount;
-    private bool _sawByte;
+    private volatile bool _sawByte;
     private int _ended;
     private int _readWaiting;
+
+    // The stall timer is armed and disarmed by the reading thread and disposed by whoever disposes the body, possibly at
+    // the same time: every use of it, and the decision to dispose, happen under this lock (only with a stall timeout).
+    private readonly object? _timerLock;
     private ITimer? _stallTimer;
-    private bool _disposed;
+    private volatile bool _disposed;
 
     /// <param name="watcher">Receives the verdict.</param>
     /// <param name="lease">The attempt's lease (its probe slot is not used).</param>
@@ -48,6 +56,7 @@ internal sealed class WatchedStream : ReadOnlyStream
         _prefetch = prefetch;
         _prefetchCount = prefetchCount;
         _sawByte = prefetchCount > 0;
+        _timerLock = watcher.StallTimeout is null ? null : new object();
     }
 
     public bool HasStream => _inner is not null;
@@ -122,7 +131,7 @@ internal sealed class WatchedStream : ReadOnlyStream
             // The caller stopped reading. After bytes arrived and with no read waiting, the backend did its part (SDKs
             // stop at "[DONE]" without reading to the end); before any byte, or with a read waiting, nothing is known.
             End(_sawByte && !IsReadWaiting ? BodyEnd.Released : BodyEnd.Abandoned, null);
-            Interlocked.Exchange(ref _stallTimer, null)?.Dispose();
+            DisposeStallTimer();
             ReturnPrefetch();
             _inner?.Dispose();
         }
@@ -215,25 +224,61 @@ internal sealed class WatchedStream : ReadOnlyStream
     private void StartWaiting()
     {
         Volatile.Write(ref _readWaiting, 1);
-        if (_watcher.StallTimeout is not { } timeout || Volatile.Read(ref _ended) != 0)
+        if (_timerLock is null || Volatile.Read(ref _ended) != 0)
         {
             return;
         }
 
-        if (_stallTimer is { } timer)
+        var timeout = _watcher.StallTimeout!.Value;
+        lock (_timerLock)
         {
-            timer.Change(timeout, System.Threading.Timeout.InfiniteTimeSpan);
-        }
-        else
-        {
-            _stallTimer = _watcher.TimeProvider.CreateTimer(OnStallTimer, this, timeout, System.Threading.Timeout.InfiniteTimeSpan);
+            if (_disposed)
+            {
+                // Disposed since the read began: a timer created now would never be disposed.
+                return;
+            }
+
+            if (_stallTimer is { } timer)
+            {
+                timer.Change(timeout, System.Threading.Timeout.InfiniteTimeSpan);
+            }
+            else
+            {
+                _stallTimer = _watcher.TimeProvider.CreateTimer(OnStallTimer, this, timeout, System.Threading.Timeout.InfiniteTimeSpan);
+            }
         }
     }
 
     private void StopWaiting()
     {
         Volatile.Write(ref _readWaiting, 0);
-        _stallTimer?.Change(System.Threading.Timeout.InfiniteTimeSpan, System.Threading.Timeout.InfiniteTimeSpan);
+        if (_timerLock is null)
+        {
+            return;
+        }
+
+        lock (_timerLock)
+        {
+            // Null once disposed: a disposed timer is never changed.
+            _stallTimer?.Change(System.Threading.Timeout.InfiniteTimeSpan, System.Threading.Timeout.InfiniteTimeSpan);
+        }
+    }
+
+    private void DisposeStallTimer()
+    {
+        if (_timerLock is null)
+        {
+            return;
+        }
+
+        ITimer? timer;
+        lock (_timerLock)
+        {
+            timer = _stallTimer;
+            _stallTimer = null;
+        }
+
+        timer?.Dispose();
     }
 
     private void End(BodyEnd end, Exception? exception)

@@ -45,7 +45,7 @@ internal sealed class PriorityRoutingMetrics
         TimeToFirstByte = meter.CreateHistogram<double>(
             "priority_routing.backend.time_to_first_byte",
             unit: "s",
-            description: "Time from sending an attempt to the first byte of its response body (headers for an empty body), by backend; recorded when response bodies are watched.");
+            description: "Time from sending an attempt to the first byte of its response body (headers for an empty body), by backend; recorded for every answer that goes back to the caller.");
         BrokenStreams = meter.CreateCounter<long>(
             "priority_routing.streams.broken",
             unit: "{stream}",

@@ -46,6 +46,70 @@ public sealed class QueuedWaitTests : ThreeBackendsTestBase
         exhausted.Should().Equal([HttpStatusCode.TooManyRequests], "the strategy answered 429 and the retry waited out its Retry-After");
     }
 
+    [Fact]
+    public async Task Waiters_released_by_one_refill_call_the_backend_together_with_a_synchronous_Send()
+    {
+        // The first answer spends the budget for 2 s. Three synchronous callers then wait for that refill, which has
+        // room for all three; the backend holds each call until all three are in (or a guard, were they serialized).
+        var inFlight = 0;
+        var mostInFlight = 0;
+        var allIn = new TaskCompletionSource(TaskCreationOptions.RunContinuationsAsynchronously);
+        using var provider = Client(maxQueueWait: "00:00:10", out var exhausted);
+        A.Behave(async (context, hit) =>
+        {
+            context.Response.ContentType = "application/json";
+            if (hit == 1)
+            {
+                context.Response.Headers["x-ratelimit-remaining-tokens"] = "0";
+                context.Response.Headers["x-ratelimit-limit-tokens"] = "10000";
+                context.Response.Headers["x-ratelimit-reset-tokens"] = "2s";
+                await context.Response.WriteAsync("{}");
+                return;
+            }
+
+            var now = Interlocked.Increment(ref inFlight);
+            InterlockedMax(ref mostInFlight, now);
+            if (now == 3)
+            {
+                allIn.TrySetResult();
+            }
+
+            await Task.WhenAny(allIn.Task, Task.Delay(TimeSpan.FromSeconds(5)));
+            Interlocked.Decrement(ref inFlight);
+            await context.Response.WriteAsync("{}");
+        });
+        var client = provider.GetRequiredService<IHttpClientFactory>().CreateClient("aoai");
+        using (var spend = client.Send(new HttpRequestMessage(HttpMethod.Post, "http://placeholder/chat") { Content = Chat() }))
+        {
+            spend.StatusCode.Should().Be(HttpStatusCode.OK);
+        }
+
+        var statuses = new HttpStatusCode[3];
+        var callers = Enumerable.Range(0, 3).Select(i => new Thread(() =>
+        {
+            using var response = client.Send(new HttpRequestMessage(HttpMethod.Post, "http://placeholder/chat") { Content = Chat() });
+            statuses[i] = response.StatusCode;
+        })).ToList();
+        callers.ForEach(caller => caller.Start());
+        await Task.Run(() => callers.ForEach(caller => caller.Join()));
+
+        statuses.Should().Equal(HttpStatusCode.OK, HttpStatusCode.OK, HttpStatusCode.OK);
+        A.Hits.Should().Be(4);
+        exhausted.Should().BeEmpty("the three waited for the refill in routing");
+        mostInFlight.Should().Be(3, "the waiters one refill releases call the backend at the same time, not one after another");
+    }
+
+    private static void InterlockedMax(ref int target, int value)
+    {
+        for (var seen = Volatile.Read(ref target); value > seen; seen = Volatile.Read(ref target))
+        {
+            if (Interlocked.CompareExchange(ref target, value, seen) == seen)
+            {
+                return;
+            }
+        }
+    }
+
     private ServiceProvider Client(string? maxQueueWait, out List<HttpStatusCode> exhausted)
     {
         A.Behave((context, hit) =>

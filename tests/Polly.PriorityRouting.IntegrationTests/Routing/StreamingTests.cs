@@ -103,9 +103,12 @@ public sealed class StreamingTests : ThreeBackendsTestBase
         B.Hits.Should().Be(0);
     }
 
-    [Fact]
-    public async Task A_stream_aborted_after_three_events_throws_the_transports_exception_and_five_in_a_row_eject_the_backend()
+    [Theory]
+    [InlineData(false)]
+    [InlineData(true)]
+    public async Task A_stream_aborted_after_three_events_throws_the_transports_exception_and_five_in_a_row_eject_the_backend(bool firstByteTimeout)
     {
+        // With the defaults too (no streaming option set): every body that goes back to the caller is watched.
         // The backend aborts once the caller has read its three events: an earlier reset could overtake them on the wire.
         var eventsRead = new TaskCompletionSource(TaskCreationOptions.RunContinuationsAsynchronously);
         A.Behave(async (context, _) =>
@@ -121,7 +124,7 @@ public sealed class StreamingTests : ThreeBackendsTestBase
         services.AddSingleton<IBackendStateStore>(new InMemoryBackendStateStore());
         services.AddHttpClient("aoai").AddPriorityRoutingHandler(o =>
         {
-            o.Routing.FirstByteTimeout = TimeSpan.FromSeconds(10);
+            o.Routing.FirstByteTimeout = firstByteTimeout ? TimeSpan.FromSeconds(10) : null;
             o.Routing.Backends.Add(new PriorityBackend { Name = "a", BaseAddress = A.Address });
             o.Routing.Backends.Add(new PriorityBackend { Name = "b", BaseAddress = B.Address, Priority = 2 });
         });

@@ -73,7 +73,27 @@ public sealed class RedisServerFixture : IDisposable
         }
     }
 
-    public void Dispose() => Kill();
+    /// <summary>Freezes the server (SIGSTOP): connections stay open, nothing is answered — a hung Redis.</summary>
+    public void Pause() => Signal("STOP");
+
+    /// <summary>Lets a frozen server go on (SIGCONT).</summary>
+    public void Resume() => Signal("CONT");
+
+    public void Dispose()
+    {
+        if (IsRunning)
+        {
+            Resume();
+        }
+
+        Kill();
+    }
+
+    private void Signal(string signal)
+    {
+        using var kill = Process.Start("kill", ["-" + signal, _process!.Id.ToString(System.Globalization.CultureInfo.InvariantCulture)]);
+        kill.WaitForExit();
+    }
 
     private bool AcceptsConnections()
     {

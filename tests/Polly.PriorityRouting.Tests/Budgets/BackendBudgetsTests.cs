@@ -39,7 +39,7 @@ public class BackendBudgetsTests
         var budgets = new BackendBudgets();
         budgets.Observe(Key, Headers(("x-ratelimit-remaining-tokens", "5000"), ("x-ratelimit-reset-tokens", "10")), Now, MaxCooldown);
 
-        budgets.Spend(Key, 3000, Now);
+        budgets.TryTake(Key, 3000, Now).Should().BeTrue();
         budgets.CanAdmit(Key, 3000, Now).Should().BeFalse();
         budgets.CanAdmit(Key, 2000, Now).Should().BeTrue();
 
@@ -48,15 +48,26 @@ public class BackendBudgetsTests
     }
 
     [Fact]
-    public void A_spent_request_budget_holds_every_request_back_until_its_reset()
+    public void A_spent_request_budget_holds_every_request_back_until_its_reset_even_one_of_unknown_cost()
     {
         var budgets = new BackendBudgets();
         budgets.Observe(Key, Headers(("x-ratelimit-remaining-requests", "1"), ("x-ratelimit-reset-requests", "2s")), Now, MaxCooldown);
 
-        budgets.CanAdmit(Key, 0, Now).Should().BeTrue();
-        budgets.Spend(Key, 0, Now);
-        budgets.CanAdmit(Key, 0, Now).Should().BeFalse();
+        budgets.TryTake(Key, 0, Now).Should().BeTrue();
+        budgets.TryTake(Key, 0, Now).Should().BeFalse("a request of unknown tokens is still one request");
+        budgets.CanAdmit(Key, 1, Now).Should().BeFalse();
         budgets.TimeUntilAdmitted(Key, 0, Now).Should().Be(TimeSpan.FromSeconds(2));
+    }
+
+    [Fact]
+    public void A_spent_token_budget_never_holds_back_a_request_of_unknown_cost()
+    {
+        var budgets = new BackendBudgets();
+        budgets.Observe(Key, Headers(("x-ratelimit-remaining-tokens", "0"), ("x-ratelimit-reset-tokens", "10s")), Now, MaxCooldown);
+
+        budgets.CanAdmit(Key, 1, Now).Should().BeFalse();
+        budgets.TryTake(Key, 0, Now).Should().BeTrue("cost 0 is admitted by the token budget as if none were known");
+        budgets.TimeUntilAdmitted(Key, 0, Now).Should().Be(TimeSpan.Zero);
     }
 
     [Fact]

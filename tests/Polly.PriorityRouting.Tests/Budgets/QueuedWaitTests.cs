@@ -20,8 +20,11 @@ public class QueuedWaitTests
 {
     private static readonly TimeSpan Window = TimeSpan.FromSeconds(10);
 
+    /// <summary>Only against a hang when a test fails: a released waiter continues on the thread pool.</summary>
+    private static readonly TimeSpan HangGuard = TimeSpan.FromSeconds(30);
+
     [Fact]
-    public async Task Waiting_callers_are_served_in_arrival_order_when_the_budget_refills()
+    public async Task Waiting_callers_are_served_together_when_the_budget_refills_and_not_before()
     {
         using var h = Harness(o => o.MaxQueueWait = Window);
         await SpendTheBudgetAsync(h);
@@ -39,7 +42,7 @@ public class QueuedWaitTests
         using var secondResponse = await second;
         firstResponse.StatusCode.Should().Be(HttpStatusCode.OK);
         secondResponse.StatusCode.Should().Be(HttpStatusCode.OK);
-        Callers(h).Should().Equal("spend", "first", "second");
+        Callers(h).Should().BeEquivalentTo("spend", "first", "second");
     }
 
     [Fact]
@@ -59,15 +62,15 @@ public class QueuedWaitTests
         (await first).StatusCode.Should().Be(HttpStatusCode.OK);
         (await newcomer).StatusCode.Should().Be(HttpStatusCode.OK);
         late.IsCompleted.Should().BeFalse("the refill went to the two who waited: the caller arriving with it waits for the next");
-        Callers(h).Should().Equal("spend", "first", "newcomer");
+        Callers(h).Should().BeEquivalentTo("spend", "first", "newcomer");
 
         Advance(h, Window);
         (await late).StatusCode.Should().Be(HttpStatusCode.OK);
-        Callers(h).Should().Equal("spend", "first", "newcomer", "late");
+        Callers(h).Last().Should().Be("late");
     }
 
     [Fact]
-    public void A_released_waiters_room_is_held_from_newcomers_until_it_is_admitted()
+    public void A_waiters_room_is_held_from_newcomers_from_its_refill_on_until_it_spends_it()
     {
         var budgets = new BackendBudgets();
         var key = RoutingHarness.Key("a");
@@ -79,13 +82,36 @@ public class QueuedWaitTests
         budgets.Observe(key, headers.Headers, now, TimeSpan.FromMinutes(1));
         var refill = now + Window;
 
-        budgets.Hold(key, 8000);
-        budgets.CanAdmit(key, 3000, refill).Should().BeFalse("8,000 of the refilled 10,000 are a waiter's");
+        var hold = budgets.Hold(new BudgetReservation(key, 8000, refill, "a"))!;
+        budgets.CanAdmit(key, 3000, refill).Should().BeFalse("8,000 of the refilled 10,000 are a waiter's, from the refill on");
         budgets.CanAdmit(key, 2000, refill).Should().BeTrue();
         budgets.TimeUntilAdmitted(key, 3000, refill).Should().BePositive();
+        budgets.CanAdmit(key, 8000, refill, hold).Should().BeTrue("the waiter itself may spend its room");
 
-        budgets.Unhold(key, 8000);
-        budgets.CanAdmit(key, 3000, refill).Should().BeTrue();
+        budgets.TryTake(key, 8000, refill, hold).Should().BeTrue();
+        budgets.CanAdmit(key, 2000, refill).Should().BeTrue();
+        budgets.CanAdmit(key, 2001, refill).Should().BeFalse("the waiter spent its room: it is no longer held, it is gone");
+        hold.Release();
+        budgets.CanAdmit(key, 2001, refill).Should().BeFalse("releasing a spent hold gives nothing back twice");
+    }
+
+    [Fact]
+    public void A_released_hold_frees_its_room_for_everyone()
+    {
+        var budgets = new BackendBudgets();
+        var key = RoutingHarness.Key("a");
+        var now = DateTimeOffset.UnixEpoch;
+        using var headers = new HttpResponseMessage();
+        headers.Headers.TryAddWithoutValidation("x-ratelimit-remaining-tokens", "0");
+        headers.Headers.TryAddWithoutValidation("x-ratelimit-limit-tokens", "10000");
+        headers.Headers.TryAddWithoutValidation("x-ratelimit-reset-tokens", "10s");
+        budgets.Observe(key, headers.Headers, now, TimeSpan.FromMinutes(1));
+
+        var hold = budgets.Hold(new BudgetReservation(key, 8000, now + Window, "a"))!;
+        hold.Release();
+        hold.Release();
+
+        budgets.CanAdmit(key, 10_000, now + Window).Should().BeTrue();
     }
 
     [Fact]
@@ -106,7 +132,7 @@ public class QueuedWaitTests
         Advance(h, Window);
         (await first).StatusCode.Should().Be(HttpStatusCode.OK);
         (await second).StatusCode.Should().Be(HttpStatusCode.OK);
-        Callers(h).Should().Equal("spend", "first", "second");
+        Callers(h).Should().BeEquivalentTo("spend", "first", "second");
     }
 
     [Fact]
@@ -132,7 +158,7 @@ public class QueuedWaitTests
         Advance(h, Window);
         (await second).StatusCode.Should().Be(HttpStatusCode.OK);
         (await third).StatusCode.Should().Be(HttpStatusCode.OK);
-        Callers(h).Should().Equal("spend", "second", "third");
+        Callers(h).Should().BeEquivalentTo("spend", "second", "third");
     }
 
     [Fact]
@@ -181,6 +207,119 @@ public class QueuedWaitTests
 
         (await third).StatusCode.Should().Be(HttpStatusCode.OK);
         h.Transport.Hosts.Should().Equal("a", "b", "a", "a", "b");
+    }
+
+    [Fact]
+    public async Task A_newcomer_arriving_between_the_refill_and_a_late_queue_timer_does_not_take_the_waiters_room()
+    {
+        var time = new LateTimerTimeProvider(RoutingHarness.Start);
+        using var h = Harness(o => o.MaxQueueWait = Window, time);
+        await SpendTheBudgetAsync(h);
+        var first = Post(h, "first", 3000);
+        var second = Post(h, "second", 3000);
+
+        // The refill comes, but the queue's timer fires late: the room is the waiters' all the same.
+        time.TimersAreLate = true;
+        Advance(h, Window);
+        var newcomer = Post(h, "newcomer", 3000);
+        newcomer.IsCompleted.Should().BeFalse("7,502 of the refilled 10,000 tokens are promised to the two waiters");
+        Callers(h).Should().Equal("spend");
+
+        time.FireLateTimers();
+        (await first.WaitAsync(HangGuard)).StatusCode.Should().Be(HttpStatusCode.OK);
+        (await second.WaitAsync(HangGuard)).StatusCode.Should().Be(HttpStatusCode.OK);
+        newcomer.IsCompleted.Should().BeFalse();
+        Callers(h).Should().BeEquivalentTo("spend", "first", "second");
+
+        Advance(h, Window);
+        (await newcomer.WaitAsync(HangGuard)).StatusCode.Should().Be(HttpStatusCode.OK);
+    }
+
+    [Fact]
+    public async Task A_cancelled_waiters_room_goes_to_the_next_waiter_not_to_a_later_arrival()
+    {
+        using var h = Harness(o => o.MaxQueueWait = TimeSpan.FromSeconds(25));
+        await SpendTheBudgetAsync(h);
+        using var cancellation = new CancellationTokenSource();
+        var cancelled = Post(h, "cancelled", 3000, cancellation.Token);
+        var second = Post(h, "second", 3000);
+        var third = Post(h, "third", 3000);
+        third.IsCompleted.Should().BeFalse("the refill at 10 s is full: the third is promised the one at 20 s");
+
+        await cancellation.CancelAsync();
+        await Assert.ThrowsAnyAsync<OperationCanceledException>(() => cancelled);
+        Advance(h, Window);
+        var late = Post(h, "late", 3000);
+
+        (await second.WaitAsync(HangGuard)).StatusCode.Should().Be(HttpStatusCode.OK);
+        (await third.WaitAsync(HangGuard)).StatusCode.Should().Be(HttpStatusCode.OK, "the cancelled caller's room at 10 s went to the next waiter");
+        late.IsCompleted.Should().BeFalse("a caller arriving with the refill queues behind the waiters");
+        Callers(h).Should().BeEquivalentTo("spend", "second", "third");
+
+        Advance(h, Window);
+        (await late.WaitAsync(HangGuard)).StatusCode.Should().Be(HttpStatusCode.OK);
+    }
+
+    [Fact]
+    public async Task A_second_wait_is_promised_a_refill_within_what_is_left_of_the_bound()
+    {
+        // a refills every 2 s; b once, at 11 s. The caller "x" (6,262 tokens) waits 2 s for a, is throttled there, and
+        // waits again: 8 s of its 10 s bound are left. a's refill at 4 s is promised to f1 and f2; a's next, at 6 s, has
+        // room; b's at 11 s has room too, but lies beyond what is left of the bound.
+        using var h = Harness(o => o.MaxQueueWait = Window, RoutingHarness.Backend("a", 1), RoutingHarness.Backend("b", 1));
+        var throttledX = 0;
+        h.Transport.Respond("a", request => Caller(request) switch
+        {
+            "prime" => Budget(remaining: 0, reset: "2s"),
+            "x" when Interlocked.Increment(ref throttledX) == 1 => new HttpResponseMessage(HttpStatusCode.TooManyRequests) { Headers = { { "Retry-After", "1" } } },
+            _ => new HttpResponseMessage(HttpStatusCode.OK),
+        });
+        h.Transport.Respond("b", _ => Budget(remaining: 0, reset: "11s"));
+        (await Post(h, "prime", 100)).Dispose();
+        (await Post(h, "prime", 100)).Dispose();
+        h.Transport.Hosts.Should().Equal("a", "b");
+
+        var x = Post(h, "x", 5000);
+        var fillers = new[] { Post(h, "f1", 3000), Post(h, "f2", 3000) };
+
+        Advance(h, TimeSpan.FromSeconds(2));
+        await Clock(h).WhenWaitingAsync(3);
+        x.IsCompleted.Should().BeFalse("a's refill at 6 s is within the 8 s left of the bound");
+        Advance(h, TimeSpan.FromSeconds(2));
+        await Task.WhenAll(fillers).WaitAsync(HangGuard);
+        await Clock(h).WhenWaitingAsync(1);
+        Advance(h, TimeSpan.FromSeconds(2));
+
+        using var answer = await x.WaitAsync(HangGuard);
+        answer.StatusCode.Should().Be(HttpStatusCode.OK);
+        h.Transport.Requests.Where(r => Caller(r.Headers) == "x").Select(r => r.Host).Should().Equal("a", "a");
+    }
+
+    [Fact]
+    public async Task With_waits_each_release_starts_a_new_round_of_MaxAttempts_which_may_send_to_a_backend_again()
+    {
+        using var h = Harness(o =>
+        {
+            o.MaxQueueWait = TimeSpan.FromSeconds(15);
+            o.MaxAttempts = 1;
+        });
+        var sentX = 0;
+        h.Transport.Respond("a", request => Caller(request) switch
+        {
+            "spend" => Budget(remaining: 0, reset: "10s"),
+            "x" when Interlocked.Increment(ref sentX) == 1 => new HttpResponseMessage(HttpStatusCode.TooManyRequests) { Headers = { { "Retry-After", "2" } } },
+            _ => new HttpResponseMessage(HttpStatusCode.OK),
+        });
+        await SpendTheBudgetAsync(h);
+
+        var x = Post(h, "x", 3000);
+        Advance(h, Window);
+        await Clock(h).WhenWaitingAsync(1);
+        x.IsCompleted.Should().BeFalse("throttled in its first round, the caller waits again: 12 s of its 15 s bound");
+        Advance(h, TimeSpan.FromSeconds(2));
+
+        (await x.WaitAsync(HangGuard)).StatusCode.Should().Be(HttpStatusCode.OK);
+        Callers(h).Should().Equal(["spend", "x", "x"], "one attempt per round; after a wait, a new round may try the same backend");
     }
 
     [Fact]
@@ -233,13 +372,13 @@ public class QueuedWaitTests
         var queue = new WaitQueue(time, new BackendBudgets(), Window);
         var reservation = new BudgetReservation(RoutingHarness.Key("a"), 10, time.GetUtcNow() + TimeSpan.FromSeconds(5), "a");
 
-        var waiting = queue.WaitAsync(reservation, TimeSpan.Zero, continueOnCapturedContext: false, CancellationToken.None);
+        var waiting = queue.WaitAsync(reservation, TimeSpan.Zero, synchronous: false, continueOnCapturedContext: false, CancellationToken.None);
         queue.Count.Should().Be(1);
         queue.Dispose();
 
-        (await waiting).Should().Be(WaitOutcome.Released);
+        (await waiting).Outcome.Should().Be(WaitOutcome.Released);
         queue.Count.Should().Be(0);
-        (await queue.WaitAsync(reservation, TimeSpan.Zero, continueOnCapturedContext: false, CancellationToken.None)).Should().Be(WaitOutcome.NotQueued);
+        (await queue.WaitAsync(reservation, TimeSpan.Zero, synchronous: false, continueOnCapturedContext: false, CancellationToken.None)).Outcome.Should().Be(WaitOutcome.NotQueued);
     }
 
     [Fact]
@@ -249,15 +388,15 @@ public class QueuedWaitTests
         using var queue = new WaitQueue(time, new BackendBudgets(), Window);
         var reservation = new BudgetReservation(RoutingHarness.Key("a"), 10, time.GetUtcNow() + TimeSpan.FromSeconds(4), "a");
 
-        (await queue.WaitAsync(reservation, TimeSpan.FromSeconds(7), continueOnCapturedContext: false, CancellationToken.None))
-            .Should().Be(WaitOutcome.NotQueued, "7 s waited and 4 s more exceed the 10 s bound");
+        (await queue.WaitAsync(reservation, TimeSpan.FromSeconds(7), synchronous: false, continueOnCapturedContext: false, CancellationToken.None))
+            .Outcome.Should().Be(WaitOutcome.NotQueued, "7 s waited and 4 s more exceed the 10 s bound");
         queue.Count.Should().Be(0);
     }
 
     /// <summary>
-    /// Advances the clock off the test runner's synchronization context, as a real timer thread fires: released waiters
-    /// then continue inline, one after the other, and the order the tests assert is the order the queue released them
-    /// in (on a thread with a context, the runtime would queue each continuation to the thread pool instead).
+    /// Advances the clock off the test runner's synchronization context, as a real timer thread fires. Released waiters
+    /// continue on the thread pool, never on the advancing thread: a test awaits them, or
+    /// <see cref="LateTimerTimeProvider.WhenWaitingAsync"/> when they wait again.
     /// </summary>
     private static void Advance(RoutingHarness h, TimeSpan delta)
     {
@@ -287,6 +426,9 @@ public class QueuedWaitTests
     }
 
     private static RoutingHarness Harness(Action<PriorityRoutingStrategyOptions> configure, params PriorityBackend[] backends)
+        => Harness(configure, null, backends);
+
+    private static RoutingHarness Harness(Action<PriorityRoutingStrategyOptions> configure, LateTimerTimeProvider? time, params PriorityBackend[] backends)
     {
         var h = new RoutingHarness(
             o =>
@@ -294,6 +436,8 @@ public class QueuedWaitTests
                 o.Randomizer = _ => 0;
                 configure(o);
             },
+            null,
+            time ?? new LateTimerTimeProvider(RoutingHarness.Start),
             backends.Length == 0 ? [RoutingHarness.Backend("a", 1)] : backends);
 
         // The first answer spends the budget; after it, each refill serves two 3,751-token requests, whose answers
@@ -310,6 +454,21 @@ public class QueuedWaitTests
             return response;
         });
         return h;
+    }
+
+    private static string Caller(HttpRequestMessage request) => request.Headers.GetValues("x-caller").Single();
+
+    private static string Caller(IReadOnlyDictionary<string, string> headers) => headers["x-caller"];
+
+    private static LateTimerTimeProvider Clock(RoutingHarness h) => (LateTimerTimeProvider)h.Time;
+
+    private static HttpResponseMessage Budget(long remaining, string reset)
+    {
+        var response = new HttpResponseMessage(HttpStatusCode.OK) { Content = new StringContent("{}") };
+        response.Headers.TryAddWithoutValidation("x-ratelimit-remaining-tokens", remaining.ToString(CultureInfo.InvariantCulture));
+        response.Headers.TryAddWithoutValidation("x-ratelimit-limit-tokens", "10000");
+        response.Headers.TryAddWithoutValidation("x-ratelimit-reset-tokens", reset);
+        return response;
     }
 
     private static StringContent Chat(int maxTokens)

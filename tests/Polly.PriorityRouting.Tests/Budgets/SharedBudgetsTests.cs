@@ -67,7 +67,7 @@ public class SharedBudgetsTests
 
         var refilled = Now.AddSeconds(10);
         budgets.CanAdmit(Key, 100_000, refilled).Should().BeTrue();
-        budgets.Spend(Key, 60_000, refilled);
+        budgets.TryTake(Key, 60_000, refilled).Should().BeTrue();
 
         budgets.CanAdmit(Key, 40_000, refilled).Should().BeTrue();
         budgets.CanAdmit(Key, 40_001, refilled).Should().BeFalse("what this process sent since the reset counts before any answer reports it");
@@ -83,7 +83,7 @@ public class SharedBudgetsTests
         var refilled = Now.AddSeconds(10);
 
         budgets.CanAdmit(Key, 25_000, refilled).Should().BeTrue();
-        budgets.Spend(Key, 20_000, refilled);
+        budgets.TryTake(Key, 20_000, refilled).Should().BeTrue();
         budgets.CanAdmit(Key, 5_000, refilled).Should().BeTrue();
         budgets.CanAdmit(Key, 5_001, refilled).Should().BeFalse("four processes each take a quarter until an answer reports the window");
         budgets.CanAdmit(Key, 30_000, refilled).Should().BeTrue("a request larger than the share is left to the backend");
@@ -98,7 +98,7 @@ public class SharedBudgetsTests
         var (store, time) = (new RecordingBudgetStore(), new FakeTimeProvider(Now));
         var budgets = Subscribed(store, time);
         budgets.Observe(Key, Tokens(remaining: 10_000, reset: "10s"), Now, MaxCooldown);
-        budgets.Spend(Key, 4_000, Now);
+        budgets.TryTake(Key, 4_000, Now).Should().BeTrue();
 
         store.Deliver(Key, Observed(remaining: 9_000, resetAt: Now.AddSeconds(10)));
         budgets.CanAdmit(Key, 5_000, Now).Should().BeTrue();
@@ -149,6 +149,42 @@ public class SharedBudgetsTests
         }
 
         budgets.Count.Should().Be(BackendBudgets.MaxEntries);
+    }
+
+    [Fact]
+    public void Once_a_peers_keys_have_expired_budgets_work_again_for_new_keys()
+    {
+        var (store, time) = (new RecordingBudgetStore(), new FakeTimeProvider(Now));
+        var budgets = Subscribed(store, time);
+        for (var i = 0; i < BackendBudgets.MaxEntries; i++)
+        {
+            store.Deliver(Key.ForPartition("p" + i), Observed(remaining: 0, resetAt: Now.AddSeconds(5)));
+        }
+
+        budgets.Count.Should().Be(BackendBudgets.MaxEntries);
+        time.Advance(TimeSpan.FromSeconds(5));
+        store.Deliver(Key, Observed(remaining: 0, resetAt: time.GetUtcNow().AddSeconds(10)));
+
+        budgets.CanAdmit(Key, 1, time.GetUtcNow()).Should().BeFalse("the expired keys were evicted: the new key has a budget");
+        budgets.Count.Should().BeLessThanOrEqualTo(BackendBudgets.MaxEntries);
+    }
+
+    [Fact]
+    public void One_odd_long_reset_does_not_make_later_answers_count_as_a_window_already_over()
+    {
+        var budgets = new BackendBudgets();
+        budgets.Observe(Key, Tokens(remaining: 9_000, reset: "10s", limit: "10000"), Now, MaxCooldown);
+        budgets.Observe(Key, Tokens(remaining: 8_000, reset: "5m"), Now.AddSeconds(1), MaxCooldown);
+
+        budgets.Observe(Key, Tokens(remaining: 7_000, reset: "8s"), Now.AddSeconds(2), MaxCooldown);
+        budgets.CanAdmit(Key, 7_001, Now.AddSeconds(2)).Should().BeFalse("the answer after the odd one is learned");
+
+        var nextWindow = Now.AddSeconds(10);
+        budgets.Observe(Key, Tokens(remaining: 9_500, reset: "10s"), nextWindow, MaxCooldown);
+        budgets.CanAdmit(Key, 9_500, nextWindow).Should().BeTrue("the next window is learned as before the odd answer");
+        budgets.CanAdmit(Key, 9_501, nextWindow).Should().BeFalse();
+        budgets.Promise(Key, 9_000, nextWindow.AddSeconds(10)).Should().Be(nextWindow.AddSeconds(10));
+        budgets.Promise(Key, 9_000, nextWindow.AddSeconds(10)).Should().Be(nextWindow.AddSeconds(20), "the window shrank back to 10 s");
     }
 
     [Fact]

@@ -28,6 +28,28 @@ public class TokenBudgetAdmissionTests
     }
 
     [Fact]
+    public async Task A_request_that_costs_nothing_is_admitted_by_a_backend_whose_budget_is_spent()
+    {
+        using var h = Harness(o => { }, RoutingHarness.Backend("a", 1));
+        var chatCost = OpenAIRequestCost.Estimate(Encoding.UTF8.GetBytes(await Chat(100).ReadAsStringAsync()));
+        var answered = 0;
+        h.Transport.Respond("a", _ => Interlocked.Increment(ref answered) == 1
+            ? Budget(HttpStatusCode.OK, remaining: chatCost, limit: 10_000, reset: "60s")
+            : new HttpResponseMessage(HttpStatusCode.OK));
+        (await h.Client.GetAsync("/")).Dispose();
+        (await h.Client.PostAsync("/", Chat(100))).Dispose();
+
+        using var get = await h.Client.GetAsync("/");
+        using var text = await h.Client.PostAsync("/", new StringContent("not json", Encoding.UTF8, "text/plain"));
+        using var chat = await h.Client.PostAsync("/", Chat(100));
+
+        get.StatusCode.Should().Be(HttpStatusCode.OK, "a request that costs 0 is admitted as if no budget were known");
+        text.StatusCode.Should().Be(HttpStatusCode.OK);
+        chat.StatusCode.Should().Be(HttpStatusCode.TooManyRequests, "the chat spent the budget the first answer reported");
+        h.Transport.CountFor("a").Should().Be(4);
+    }
+
+    [Fact]
     public async Task With_budgets_off_the_request_goes_where_it_went_before()
     {
         using var h = Harness(o => o.TokenBudgets = false);

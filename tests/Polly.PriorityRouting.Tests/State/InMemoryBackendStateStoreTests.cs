@@ -33,6 +33,24 @@ public class InMemoryBackendStateStoreTests
     }
 
     [Fact]
+    public void The_later_marking_time_is_kept_with_the_later_deadline_whatever_the_order()
+    {
+        var store = new InMemoryBackendStateStore();
+        var key = new BackendStateKey("a");
+        var far = new BackendUnavailability(Now.AddDays(365), BackendUnavailableReason.Throttled, Now);
+        var fresh = new BackendUnavailability(Now.AddSeconds(6), BackendUnavailableReason.ServerError, Now.AddSeconds(5));
+
+        store.Mark(key, far, Now).Should().BeTrue();
+        store.Mark(key, fresh, Now.AddSeconds(5)).Should().BeFalse("the deadline is not extended");
+        store.TryGetUnavailability(key, out var state).Should().BeTrue();
+        (state.Until, state.Reason, state.MarkedAt).Should().Be((far.Until, BackendUnavailableReason.Throttled, fresh.MarkedAt));
+
+        store.Mark(key, far, Now.AddSeconds(6)).Should().BeFalse("an older mark changes nothing");
+        store.TryGetUnavailability(key, out state).Should().BeTrue();
+        state.MarkedAt.Should().Be(fresh.MarkedAt);
+    }
+
+    [Fact]
     public async Task Concurrent_marks_keep_the_latest_deadline()
     {
         var store = new InMemoryBackendStateStore();

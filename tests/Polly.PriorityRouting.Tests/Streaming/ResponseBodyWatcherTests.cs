@@ -130,14 +130,51 @@ public sealed class ResponseBodyWatcherTests : IDisposable
     }
 
     [Fact]
-    public async Task Without_streaming_options_responses_pass_through_untouched()
+    public async Task With_the_defaults_aborted_bodies_count_and_five_in_a_row_eject_the_backend()
     {
         using var h = Harness(null);
-        h.Transport.Respond("a", _ => Sse(new ScriptedBodyStream()));
+
+        await AbortedBodies(h, 4);
+        h.StateOf("a").Should().BeNull("four failures in a row are one short of the default five");
+        await AbortedBodies(h, 1);
+
+        h.StateOf("a").Should().Be(new BackendUnavailability(h.Time.GetUtcNow() + TimeSpan.FromSeconds(30), BackendUnavailableReason.Ejected));
+    }
+
+    [Fact]
+    public async Task With_the_defaults_nothing_is_read_ahead_and_the_body_streams_with_the_backends_content_headers()
+    {
+        var body = new ScriptedBodyStream();
+        using var h = Harness(null);
+        h.Transport.Respond("a", _ =>
+        {
+            var response = Sse(body);
+            response.Content.Headers.ContentLanguage.Add("en");
+            response.Content.Headers.ContentLength = 9;
+            return response;
+        });
 
         using var response = await Send(h);
 
-        response.Content.Should().BeSameAs(h.Transport.Responses.Single().Content);
+        body.Reads.Should().Be(0, "without a first-byte timeout or latency-aware choice the caller's read is the first");
+        response.Content.Headers.ContentType!.MediaType.Should().Be("text/event-stream");
+        response.Content.Headers.ContentLanguage.Should().Equal("en");
+        response.Content.Headers.ContentLength.Should().Be(9);
+        body.Send("data: 1\n\n").End();
+        (await response.Content.ReadAsStringAsync()).Should().Be("data: 1\n\n");
+    }
+
+    [Fact]
+    public async Task A_transport_that_returns_the_same_response_object_again_is_not_wrapped_twice()
+    {
+        using var h = Harness(null);
+        var cached = Sse(new ScriptedBodyStream().Send("data: 1\n\n").End());
+        h.Transport.Respond("a", _ => cached);
+
+        var first = (await Send(h)).Content;
+        var second = (await Send(h)).Content;
+
+        second.Should().BeSameAs(first, "the answer is watched once, not one wrapper deeper per request");
     }
 
     [Fact]

@@ -15,7 +15,14 @@ internal sealed class RoutingHarness : IDisposable
     }
 
     public RoutingHarness(Action<PriorityRoutingStrategyOptions>? configure, string? pipelineName, params PriorityBackend[] backends)
+        : this(configure, pipelineName, null, backends)
     {
+    }
+
+    /// <summary>A harness on the given fake clock (e.g. a <see cref="LateTimerTimeProvider"/>).</summary>
+    public RoutingHarness(Action<PriorityRoutingStrategyOptions>? configure, string? pipelineName, FakeTimeProvider? time, params PriorityBackend[] backends)
+    {
+        Time = time ?? new FakeTimeProvider(Start);
         Options = new PriorityRoutingStrategyOptions
         {
             Backends = backends.Length > 0 ? [.. backends] : [Backend("a", 1), Backend("b", 1), Backend("c", 2)],
@@ -31,7 +38,10 @@ internal sealed class RoutingHarness : IDisposable
         };
     }
 
-    public FakeTimeProvider Time { get; } = new(new DateTimeOffset(2026, 11, 24, 12, 0, 0, TimeSpan.Zero));
+    /// <summary>The moment every harness clock starts at.</summary>
+    public static DateTimeOffset Start { get; } = new(2026, 11, 24, 12, 0, 0, TimeSpan.Zero);
+
+    public FakeTimeProvider Time { get; }
 
     public InMemoryBackendStateStore Store { get; } = new();
 

@@ -1,0 +1,144 @@
+using System.Diagnostics;
+using System.Globalization;
+
+namespace Polly.PriorityRouting.Redis.Tests.Support;
+
+/// <summary>
+/// A primary and one replica on random loopback ports, optionally watched by three sentinels (quorum 2,
+/// <c>down-after-milliseconds</c> 1000), in a temporary directory; started for one test, every process killed after.
+/// </summary>
+public sealed class RedisReplicationGroup : IDisposable
+{
+    public const string ServiceName = "mymaster";
+    private static readonly TimeSpan Bound = TimeSpan.FromSeconds(30);
+    private readonly string _directory = Directory.CreateTempSubdirectory("redis-replication-").FullName;
+    private readonly RedisProcess?[] _nodes = new RedisProcess?[2];
+    private readonly List<RedisProcess> _sentinels = [];
+
+    public RedisReplicationGroup(bool withSentinels)
+    {
+        NodePorts = [RedisProcess.GetFreePort(), RedisProcess.GetFreePort()];
+        try
+        {
+            StartNode(0, replicaOf: null);
+            StartNode(1, replicaOf: NodePorts[0]);
+            WaitUntil(() => RedisProcess.Cli(NodePorts[1], "info", "replication").Contains("master_link_status:up", StringComparison.Ordinal), "the replica is in sync");
+            if (withSentinels)
+            {
+                for (var i = 0; i < 3; i++)
+                {
+                    _sentinels.Add(StartSentinel(i));
+                }
+
+                // Every sentinel knows the replica and the two other sentinels: a failover can be agreed on.
+                WaitUntil(
+                    () => _sentinels.All(sentinel =>
+                    {
+                        var master = RedisProcess.Cli(sentinel.Port, "sentinel", "master", ServiceName).Split('\n').Select(line => line.Trim()).ToList();
+                        return ValueAfter(master, "num-slaves") == "1" && ValueAfter(master, "num-other-sentinels") == "2";
+                    }),
+                    "the sentinels know the replica and each other");
+            }
+        }
+        catch
+        {
+            Dispose();
+            throw;
+        }
+    }
+
+    /// <summary>Gets the ports of the first primary (0) and of its replica (1).</summary>
+    public IReadOnlyList<int> NodePorts { get; }
+
+    /// <summary>Gets a Sentinel configuration string: the three sentinels and the service name.</summary>
+    public string SentinelConfiguration
+        => string.Join(",", _sentinels.Select(sentinel => $"127.0.0.1:{sentinel.Port}")) + $",serviceName={ServiceName},connectTimeout=2000";
+
+    /// <summary>Gets a plain configuration string naming both nodes.</summary>
+    public string PlainConfiguration => $"127.0.0.1:{NodePorts[0]},127.0.0.1:{NodePorts[1]},connectTimeout=2000";
+
+    public void Kill(int node)
+    {
+        _nodes[node]?.Dispose();
+        _nodes[node] = null;
+    }
+
+    /// <summary>Starts a node again on its port: as a primary of nothing, or as a replica of the given port.</summary>
+    public void StartNode(int node, int? replicaOf)
+    {
+        string[] arguments = [.. RedisProcess.NodeArguments(NodePorts[node], _directory)];
+        if (replicaOf is { } primary)
+        {
+            arguments = [.. arguments, "--replicaof", "127.0.0.1", primary.ToString(CultureInfo.InvariantCulture)];
+        }
+
+        _nodes[node] = RedisProcess.Start(NodePorts[node], _directory, arguments);
+    }
+
+    /// <summary>Promotes a node by hand, as an operator would: <c>REPLICAOF NO ONE</c>.</summary>
+    public void PromoteByHand(int node) => RedisProcess.Cli(NodePorts[node], "replicaof", "no", "one");
+
+    /// <summary>Waits, bounded, until the node reports the role.</summary>
+    public void WaitForRole(int node, string role)
+        => WaitUntil(() => RedisProcess.Cli(NodePorts[node], "role").StartsWith(role, StringComparison.Ordinal), $"node {node} is a {role}");
+
+    /// <summary>Waits, bounded, until every sentinel names the node as the primary.</summary>
+    public void WaitForSentinelsToName(int node)
+        => WaitUntil(
+            () => _sentinels.All(sentinel => RedisProcess.Cli(sentinel.Port, "sentinel", "get-master-addr-by-name", ServiceName)
+                .Contains(NodePorts[node].ToString(CultureInfo.InvariantCulture), StringComparison.Ordinal)),
+            $"the sentinels name node {node} the primary");
+
+    public void Dispose()
+    {
+        foreach (var process in _sentinels.Concat(_nodes).OfType<RedisProcess>())
+        {
+            process.Dispose();
+        }
+
+        try
+        {
+            Directory.Delete(_directory, recursive: true);
+        }
+        catch (IOException)
+        {
+            // A temporary directory left behind is harmless.
+        }
+    }
+
+    private RedisProcess StartSentinel(int index)
+    {
+        var port = RedisProcess.GetFreePort();
+        var file = Path.Combine(_directory, $"sentinel-{index}.conf");
+        File.WriteAllText(file, string.Join('\n',
+            $"port {port}",
+            "bind 127.0.0.1",
+            $"dir {_directory}",
+            $"sentinel monitor {ServiceName} 127.0.0.1 {NodePorts[0]} 2",
+            $"sentinel down-after-milliseconds {ServiceName} 1000",
+            $"sentinel failover-timeout {ServiceName} 5000",
+            $"sentinel parallel-syncs {ServiceName} 1",
+            string.Empty));
+        return RedisProcess.Start(port, _directory, file, "--sentinel");
+    }
+
+    private static string? ValueAfter(List<string> lines, string name)
+    {
+        var index = lines.IndexOf(name);
+        return index >= 0 && index + 1 < lines.Count ? lines[index + 1] : null;
+    }
+
+    private static void WaitUntil(Func<bool> condition, string description)
+    {
+        var waited = Stopwatch.StartNew();
+        while (!condition())
+        {
+            if (waited.Elapsed > Bound)
+            {
+                throw new TimeoutException($"Not within {Bound}: {description}.");
+            }
+
+            Thread.Sleep(50);
+        }
+    }
+}
