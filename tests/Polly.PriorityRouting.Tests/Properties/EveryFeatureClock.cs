@@ -28,8 +28,10 @@ internal sealed class EveryFeatureClock : TimeProvider
     /// <summary>Gets the request whose code runs on this thread, if any.</summary>
     public static LiveRequest? Current => CurrentRequest.Value;
 
+    private int _step;
+
     /// <summary>Gets how many steps of the clock have begun: a request running across two of them overlapped a step.</summary>
-    public int Step { get; private set; }
+    public int Step => Volatile.Read(ref _step);
 
     /// <summary>Gets when a timer of the pipeline last fired (a wait queue releasing its waiters).</summary>
     public DateTimeOffset LastFire { get; private set; }
@@ -77,7 +79,7 @@ internal sealed class EveryFeatureClock : TimeProvider
     /// </summary>
     public void Advance(TimeSpan by, IEnumerable<LiveRequest> pending)
     {
-        Step++;
+        Interlocked.Increment(ref _step);
         var fired = Volatile.Read(ref _fired);
         WithoutContext(() => _time.Advance(by));
         if (Volatile.Read(ref _fired) != fired)

@@ -155,6 +155,23 @@ public class EveryFeatureProperties(ITestOutputHelper output)
         seen.Cancelled.Should().BePositive();
     }
 
+    /// <summary>
+    /// Replays one printed sequence (a failure's text, from <c>EVERY_FEATURE_REPLAY</c>, a file path) and prints its
+    /// violations: a tool for diagnosis, which passes when the variable is not set.
+    /// </summary>
+    [Fact]
+    public void A_printed_sequence_replays()
+    {
+        if (Environment.GetEnvironmentVariable("EVERY_FEATURE_REPLAY") is not { Length: > 0 } path)
+        {
+            return;
+        }
+
+        var (setup, steps) = EveryFeatureReplay.Parse(File.ReadAllText(path), Deployments);
+        var (model, now) = RunOne(setup, steps);
+        output.WriteLine($"  {setup}\n{Print(steps)}\n  violations:\n    {string.Join("\n    ", model.Violations.Select(v => $"[{v.Rule}] {v.What}"))}\n  {model.Describe(now)}");
+    }
+
     private static RunResult Run()
     {
         var total = new EveryFeatureCoverage();
@@ -268,7 +285,7 @@ public class EveryFeatureProperties(ITestOutputHelper output)
             {
                 WaitStep wait => "wait " + EveryFeatureModel.Show(wait.By)[1..],
                 CancelStep => "the oldest waiter cancels",
-                RequestStep r => $"request #{++id}: {r.Shape} {(r.Shape is Shape.Chat or Shape.ChatWithFile ? Deployments[r.Deployment] : r.Spelling.ToString())} cost {r.Cost}{(r.ZeroByteReads ? " (read with zero-byte reads)" : string.Empty)}" +
+                RequestStep r => $"request #{++id}: {r.Shape} {Deployments[r.Deployment]} {r.Spelling} ref {r.Reference} cost {r.Cost}{(r.ZeroByteReads ? " (read with zero-byte reads)" : string.Empty)}" +
                                  $"{(r.Key == KeySource.None ? string.Empty : $", key {r.Key} {r.KeyIndex}")}, {r.Hints?.ToString() ?? "no hint"}: " +
                                  string.Join(" | ", r.Acts.Select((a, b) => $"b{b} {a}")),
                 _ => "?",
@@ -385,7 +402,9 @@ public class EveryFeatureProperties(ITestOutputHelper output)
             }
 
             EveryFeatureClock.WithoutContext(cancellation.Cancel);
-            EveryFeatureClock.Settle(Pending());
+
+            // "At once" on the clock; a waiter that continues on the thread pool may take a moment of real time.
+            SpinWait.SpinUntil(() => Volatile.Read(ref live.Completed), TimeSpan.FromSeconds(5));
             lock (model)
             {
                 if (!live.Done)
@@ -489,6 +508,7 @@ public class EveryFeatureProperties(ITestOutputHelper output)
         private void CompleteLocked(LiveRequest live, HttpRequestMessage message, Task<HttpResponseMessage> sending)
         {
             live.Done = true;
+            Volatile.Write(ref live.Completed, true);
             model.WaitersNow = _pending.Count(p => !p.Live.Done);
             var now = time.GetUtcNow();
             var who = $"{model.Show(now)} request #{live.Id} ({live.Spec})";

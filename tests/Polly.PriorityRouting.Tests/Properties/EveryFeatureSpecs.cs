@@ -189,6 +189,9 @@ internal sealed class LiveRequest(int id, ResolvedRequest spec, string? partitio
     /// <summary>How many threads run this request's code right now (see <see cref="EveryFeatureClock"/>).</summary>
     public int Running;
 
+    /// <summary>Whether the request's answer has been taken (set by whichever thread completes it).</summary>
+    public bool Completed;
+
     private int _entries;
 
     public bool ZeroByteReads { get; init; }
