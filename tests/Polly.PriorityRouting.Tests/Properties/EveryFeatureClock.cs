@@ -23,6 +23,12 @@ internal sealed class EveryFeatureClock : TimeProvider
     private readonly FakeTimeProvider _time;
     private int _fired;
 
+    /// <summary>
+    /// Gets the synchronization context requests are sent under (their resilience context continues on it): a released
+    /// waiter's continuation is posted here, and the driver runs it — on its own thread, before the clock moves again.
+    /// </summary>
+    public DriverContext Context { get; } = new();
+
     public EveryFeatureClock(FakeTimeProvider time) => _time = time;
 
     /// <summary>Gets the request whose code runs on this thread, if any.</summary>
@@ -82,8 +88,10 @@ internal sealed class EveryFeatureClock : TimeProvider
         Interlocked.Increment(ref _step);
         var fired = Volatile.Read(ref _fired);
         WithoutContext(() => _time.Advance(by));
+        Context.RunAll();
         if (Volatile.Read(ref _fired) != fired)
         {
+            // Only a continuation that ignored the captured context would still run elsewhere.
             Settle(pending);
         }
     }
@@ -124,5 +132,66 @@ internal sealed class EveryFeatureClock : TimeProvider
 
         change.PreviousValue?.Leave();
         change.CurrentValue?.Enter();
+    }
+
+    /// <summary>A synchronization context whose posted work runs when the driver says, on the driver's thread.</summary>
+    internal sealed class DriverContext : SynchronizationContext
+    {
+        private readonly Queue<(SendOrPostCallback Callback, object? State)> _work = new();
+
+        public override void Post(SendOrPostCallback d, object? state)
+        {
+            lock (_work)
+            {
+                _work.Enqueue((d, state));
+            }
+        }
+
+        public override void Send(SendOrPostCallback d, object? state) => d(state);
+
+        public override SynchronizationContext CreateCopy() => this;
+
+        /// <summary>Runs everything posted, and what that posts in turn, until nothing is left.</summary>
+        public void RunAll()
+        {
+            while (true)
+            {
+                (SendOrPostCallback Callback, object? State) next;
+                lock (_work)
+                {
+                    if (!_work.TryDequeue(out next))
+                    {
+                        return;
+                    }
+                }
+
+                var previous = Current;
+                SetSynchronizationContext(this);
+                try
+                {
+                    next.Callback(next.State);
+                }
+                finally
+                {
+                    SetSynchronizationContext(previous);
+                }
+            }
+        }
+
+        /// <summary>Runs the action with this context as the current one, then what it posted.</summary>
+        public T Run<T>(Func<T> action)
+        {
+            var previous = Current;
+            SetSynchronizationContext(this);
+            try
+            {
+                return action();
+            }
+            finally
+            {
+                SetSynchronizationContext(previous);
+                RunAll();
+            }
+        }
     }
 }

@@ -310,7 +310,10 @@ internal sealed class EveryFeatureModel
         {
             var left = bound - (now - request.StartedAt);
             var mayBeFull = over.Any(b => _budgets.TryGetValue((b, request.Partition), out var v) && v.Promised.Contains(promisedAt));
-            if (promised > TimeSpan.Zero && promised <= left && budgetResets.Contains(promisedAt) && !mayBeFull)
+
+            // Only a promise that nothing but a refill explains: not also the end of a mark (a wait is for a refill).
+            var alsoAMark = over.SelectMany(b => Keys(b, request.Partition)).Any(k => _marks.TryGetValue(k, out var m) && (m.Low == promisedAt || m.High == promisedAt));
+            if (promised > TimeSpan.Zero && promised < left && budgetResets.Contains(promisedAt) && !mayBeFull && !alsoAMark)
             {
                 Check(false, Rule.Waits, where, $"answered 429 promising the refill at {Show(promisedAt)}, which is within what is left of its {Show(bound)} bound ({Show(left)}): it should have waited");
             }

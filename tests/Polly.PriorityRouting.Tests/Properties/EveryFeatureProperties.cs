@@ -351,9 +351,14 @@ public class EveryFeatureProperties(ITestOutputHelper output)
             }
 
             var cancellation = new CancellationTokenSource();
-            Task<HttpResponseMessage>? sending = null;
-            EveryFeatureClock.WithoutContext(() => sending = EveryFeatureClock.As(live, () => client.SendAsync(message, HttpCompletionOption.ResponseHeadersRead, cancellation.Token)));
-            sending!.ContinueWith(t => Complete(live, message, t), CancellationToken.None, TaskContinuationOptions.ExecuteSynchronously, TaskScheduler.Default);
+            // The request continues on the driver's context: a waiter released later runs when the driver pumps it.
+            message.SetResilienceContext(ResilienceContextPool.Shared.Get(continueOnCapturedContext: true, cancellation.Token));
+            _ = clock.Context.Run(() => EveryFeatureClock.As(live, () =>
+            {
+                var task = client.SendAsync(message, HttpCompletionOption.ResponseHeadersRead, cancellation.Token);
+                task.ContinueWith(t => Complete(live, message, t), CancellationToken.None, TaskContinuationOptions.ExecuteSynchronously, TaskScheduler.Default);
+                return task;
+            }));
             lock (model)
             {
                 if (!live.Done)
@@ -402,6 +407,7 @@ public class EveryFeatureProperties(ITestOutputHelper output)
             }
 
             EveryFeatureClock.WithoutContext(cancellation.Cancel);
+            clock.Context.RunAll();
 
             // "At once" on the clock; a waiter that continues on the thread pool may take a moment of real time.
             SpinWait.SpinUntil(() => Volatile.Read(ref live.Completed), TimeSpan.FromSeconds(5));
@@ -423,6 +429,13 @@ public class EveryFeatureProperties(ITestOutputHelper output)
             while (_pending.Count > 0 && time.GetUtcNow() < limit)
             {
                 Advance(Tick);
+            }
+
+            // A waiter released onto the thread pool (not onto the driver's context) may still be running.
+            SpinWait.SpinUntil(() => Pending().All(p => Volatile.Read(ref p.Completed)), TimeSpan.FromSeconds(5));
+            lock (model)
+            {
+                _pending.RemoveAll(p => p.Live.Done);
             }
 
             foreach (var (live, cancellation) in _pending)
