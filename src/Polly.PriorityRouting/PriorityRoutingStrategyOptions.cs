@@ -245,6 +245,12 @@ public class PriorityRoutingStrategyOptions : ResilienceStrategyOptions
     /// <summary>Gets or sets the <see cref="IAffinityStore"/> registered in DI, set by the DI registration.</summary>
     internal IAffinityStore? AffinityStoreFromServices { get; set; }
 
+    /// <summary>
+    /// Gets or sets the <see cref="SharedBackendState"/> singleton of the DI container, set by the DI registration; used
+    /// when it is the state of the pipeline's store.
+    /// </summary>
+    internal SharedBackendState? SharedStateFromServices { get; set; }
+
     private static ValueTask<bool> DefaultShouldHandle(PriorityRoutingPredicateArguments args)
         => new(HttpClientResiliencePredicates.IsTransient(args.Outcome) ||
                (args.Outcome.Exception is OperationCanceledException && !args.Context.CancellationToken.IsCancellationRequested));

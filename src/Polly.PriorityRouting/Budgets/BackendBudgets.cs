@@ -1,7 +1,6 @@
 using System.Collections.Concurrent;
 using System.Globalization;
 using System.Net.Http.Headers;
-using System.Runtime.CompilerServices;
 
 namespace Polly.PriorityRouting;
 
@@ -9,7 +8,7 @@ namespace Polly.PriorityRouting;
 /// The budget view: per backend and partition, the rate-limit budgets the answers reported
 /// (<c>x-ratelimit-remaining-*</c>, <c>-limit-*</c>, <c>-reset-*</c>), less what this process has sent since. Admission
 /// reads it to skip a backend that cannot take a request of a given cost; the exhausted answer spreads the callers it
-/// sends back over the refills. One view per store, like <see cref="BackendHealthTracker"/>, so that every pipeline
+/// sends back over the refills. One view per store (see <see cref="SharedBackendState"/>), so that every pipeline
 /// sharing a store shares it; a store that implements <see cref="IBackendBudgetStore"/> also carries the counts its
 /// answers report to the views of other processes, and theirs to this one (see <see cref="BudgetCounter"/> for how
 /// reports merge). Spends stay in the process that made them.
@@ -31,8 +30,6 @@ internal sealed class BackendBudgets
 
     public const string LimitRequestsHeader = "x-ratelimit-limit-requests";
 
-    private static readonly ConditionalWeakTable<IBackendStateStore, BackendBudgets> ByStore = new();
-
     private readonly ConcurrentDictionary<BackendStateKey, BackendBudget> _budgets = new();
     private readonly IBackendBudgetStore? _store;
     private readonly object _eviction = new();
@@ -48,18 +45,6 @@ internal sealed class BackendBudgets
     /// <summary>Initializes a view that shares its answers' budgets through <paramref name="store"/>; see <see cref="SubscribeOnce"/>.</summary>
     /// <param name="store">The store that carries observations between processes.</param>
     public BackendBudgets(IBackendBudgetStore store) => _store = store;
-
-    /// <summary>
-    /// Returns the view of a store: created with the first pipeline on it and, when the store shares budgets, subscribed
-    /// to them on that pipeline's clock.
-    /// </summary>
-    public static BackendBudgets For(IBackendStateStore store, TimeProvider timeProvider)
-    {
-        // The table may create a view twice when two pipelines start at once, and keeps one: only that one subscribes.
-        var view = ByStore.GetValue(store, static store => store is IBackendBudgetStore shared ? new BackendBudgets(shared) : new BackendBudgets());
-        view.SubscribeOnce(timeProvider);
-        return view;
-    }
 
     /// <summary>Subscribes to the store's observations of other processes, merged at <paramref name="timeProvider"/>'s now; once.</summary>
     public void SubscribeOnce(TimeProvider timeProvider)

@@ -72,6 +72,8 @@ public static class PriorityRoutingHttpClientBuilderExtensions
         // Backend headers and tokens are applied below IHttpClientFactory's logging handlers: see BackendCredentialsHandler.
         builder.Services.AddSingleton<IHttpMessageHandlerBuilderFilter>(new BackendCredentialsHandlerBuilderFilter(builder.Name));
 
+        // What every client on the container's store shares: marks, health, budgets.
+        builder.Services.TryAddSingleton(PriorityRoutingHandlerPipeline.CreateSharedState);
         builder.Services.AddPriorityRoutingSnapshots();
         builder.Services.AddSingleton(new PriorityRoutingRegistration(builder.Name));
         builder.AddResilienceHandler(PriorityRoutingHandlerNames.PipelineSuffix, (pipeline, context) =>

@@ -65,8 +65,12 @@ public sealed class PriorityRoutingSnapshot
     {
         ArgumentNullException.ThrowIfNull(options);
         ArgumentNullException.ThrowIfNull(store);
-        return From(new BackendPool(options, store, TimeProvider.System), now);
+        return Create(options, SharedBackendState.For(store), now);
     }
+
+    /// <summary>Takes a snapshot of a pipeline's backends on the state its store shares.</summary>
+    internal static PriorityRoutingSnapshot Create(PriorityRoutingStrategyOptions options, SharedBackendState shared, DateTimeOffset now)
+        => From(new BackendPool(options, shared, TimeProvider.System), now);
 
     /// <summary>Takes a snapshot through the same reads the routing makes (clamped deadlines, partitions).</summary>
     internal static PriorityRoutingSnapshot From(BackendPool pool, DateTimeOffset now)

@@ -49,9 +49,6 @@ public sealed class PriorityRoutingSnapshotProvider
         var optionsClient = ownHandler ? clientName : null;
         var routing = _options.Get(PriorityRoutingHandlerNames.OptionsName(optionsClient)).Routing;
 
-        return PriorityRoutingSnapshot.Create(
-            routing,
-            PriorityRoutingHandlerPipeline.ResolveStore(routing, _services),
-            _timeProvider.GetUtcNow());
+        return PriorityRoutingSnapshot.Create(routing, PriorityRoutingHandlerPipeline.ResolveSharedState(routing, _services), _timeProvider.GetUtcNow());
     }
 }

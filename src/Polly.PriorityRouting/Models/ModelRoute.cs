@@ -5,7 +5,7 @@ namespace Polly.PriorityRouting;
 /// request only looks its model up.
 /// </summary>
 /// <remarks>
-/// Selection runs over this subset by marking every other backend as already tried, so tiers, weights, throttles,
+/// Selection runs over this subset by disallowing every other backend (see <see cref="ModelStage"/>), so tiers, weights, throttles,
 /// probes and <c>MaxAttempts</c> work unchanged; the exhausted answer is computed over <see cref="Backends"/> only.
 /// </remarks>
 internal sealed class ModelRoute
@@ -50,12 +50,12 @@ internal sealed class ModelRoute
     /// </summary>
     public ModelDeployment? DeploymentOn(RoutedBackend backend) => _deployments[backend.Index];
 
-    /// <summary>Marks the backends that do not serve the model as tried, so that selection never picks them.</summary>
-    public void ExcludeOthers(ref TriedBackends tried)
+    /// <summary>Adds the backends that do not serve the model to <paramref name="disallowed"/>, so that selection never picks them.</summary>
+    public void ExcludeOthers(ref BackendSet disallowed)
     {
         foreach (var index in _excluded)
         {
-            tried.Add(index);
+            disallowed.Add(index);
         }
     }
 }

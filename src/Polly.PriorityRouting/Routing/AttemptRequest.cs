@@ -7,7 +7,9 @@ internal static class AttemptRequest
 {
     /// <summary>
     /// Creates the request for <paramref name="backend"/>: the backend's scheme, host, port and base path applied
-    /// exactly once to the original path and query, the original headers and options, the backend's own headers.
+    /// exactly once to the original path and query, the original headers and options. The backend's own headers and
+    /// token are applied by <see cref="AttemptCredentials"/>: carried in the request's options when
+    /// <paramref name="deferCredentials"/> (for <see cref="BackendCredentialsHandler"/>), else by the caller.
     /// </summary>
     /// <remarks>
     /// The content object is shared with the original request (it is made replayable first, see
@@ -17,7 +19,6 @@ internal static class AttemptRequest
     public static HttpRequestMessage Create(
         HttpRequestMessage original,
         RoutedBackend backend,
-        string? bearerToken = null,
         bool deferCredentials = false,
         HttpContent? content = null)
     {
@@ -46,18 +47,10 @@ internal static class AttemptRequest
             options[option.Key] = option.Value;
         }
 
-        if (backend.Headers.Length > 0 || bearerToken is not null)
+        if (deferCredentials && backend.Credentials is { } credentials)
         {
-            var credentials = new AttemptCredentials(backend.Headers, bearerToken);
-            if (deferCredentials)
-            {
-                // Applied by BackendCredentialsHandler below the logging handlers.
-                request.Options.Set(AttemptCredentials.Key, credentials);
-            }
-            else
-            {
-                credentials.ApplyTo(request);
-            }
+            // Applied by BackendCredentialsHandler below the logging handlers.
+            request.Options.Set(AttemptCredentials.Key, credentials);
         }
 
         return request;

@@ -1,8 +1,9 @@
 namespace Polly.PriorityRouting;
 
 /// <summary>
-/// Applies a backend's secret headers at the last moment, just above the primary handler, so that no logging handler
-/// of <c>IHttpClientFactory</c> ever sees them.
+/// Applies a backend's secret headers and fetches its bearer token at the last moment, just above the primary handler:
+/// no logging handler of <c>IHttpClientFactory</c> ever sees them, and the token fetch is inside the attempt (its
+/// timeout bounds it; a failure fails over).
 /// </summary>
 internal sealed class BackendCredentialsHandler : DelegatingHandler
 {
@@ -11,23 +12,28 @@ internal sealed class BackendCredentialsHandler : DelegatingHandler
     {
     }
 
-    protected override Task<HttpResponseMessage> SendAsync(HttpRequestMessage request, CancellationToken cancellationToken)
+    protected override async Task<HttpResponseMessage> SendAsync(HttpRequestMessage request, CancellationToken cancellationToken)
     {
-        Apply(request);
-        return base.SendAsync(request, cancellationToken);
+        if (request.Options.TryGetValue(AttemptCredentials.Key, out var credentials))
+        {
+            await credentials.ApplyToAsync(request, cancellationToken).ConfigureAwait(false);
+        }
+
+        return await base.SendAsync(request, cancellationToken).ConfigureAwait(false);
     }
 
     protected override HttpResponseMessage Send(HttpRequestMessage request, CancellationToken cancellationToken)
     {
-        Apply(request);
-        return base.Send(request, cancellationToken);
-    }
-
-    private static void Apply(HttpRequestMessage request)
-    {
         if (request.Options.TryGetValue(AttemptCredentials.Key, out var credentials))
         {
-            credentials.ApplyTo(request);
+            // A synchronous Send blocks on a token that is being fetched, which is what a synchronous caller asked for.
+            var applying = credentials.ApplyToAsync(request, cancellationToken);
+            if (!applying.IsCompletedSuccessfully)
+            {
+                applying.AsTask().GetAwaiter().GetResult();
+            }
         }
+
+        return base.Send(request, cancellationToken);
     }
 }

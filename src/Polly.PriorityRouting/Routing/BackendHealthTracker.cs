@@ -1,12 +1,11 @@
 using System.Collections.Concurrent;
-using System.Runtime.CompilerServices;
 
 namespace Polly.PriorityRouting;
 
 /// <summary>
 /// Outlier ejection: counts failures in a row per backend, ejects a backend for a growing (and decaying) time, and lets
-/// exactly one probe through when an ejection ends. One tracker per store, keyed by backend identity, so that every
-/// pipeline sharing a store (other clients, rebuilt pipelines) shares what it counts.
+/// exactly one probe through when an ejection ends. One tracker per store (see <see cref="SharedBackendState"/>), keyed
+/// by backend identity, so that every pipeline sharing a store (other clients, rebuilt pipelines) shares what it counts.
 /// </summary>
 /// <remarks>
 /// The ejection deadline itself is written to the store by <see cref="BackendPool"/>, like any other unavailability:
@@ -14,16 +13,12 @@ namespace Polly.PriorityRouting;
 /// </remarks>
 internal sealed class BackendHealthTracker
 {
-    private static readonly ConditionalWeakTable<IBackendStateStore, BackendHealthTracker> ByStore = new();
-
     // Only backends that ever failed are tracked; identities come from configuration, so this stays small.
     private readonly ConcurrentDictionary<string, BackendHealth> _states = new(StringComparer.Ordinal);
 
     // ConcurrentDictionary.IsEmpty takes every lock when the dictionary is empty: the hot path reads this instead.
     private int _trackedCount;
     private long _lastProbeToken;
-
-    public static BackendHealthTracker For(IBackendStateStore store) => ByStore.GetValue(store, _ => new BackendHealthTracker());
 
     /// <summary>Returns whether another request is probing the backend right now. Lock-free, allocation-free.</summary>
     public bool IsProbeInFlight(RoutedBackend backend)

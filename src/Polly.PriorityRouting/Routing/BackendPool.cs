@@ -6,9 +6,9 @@ namespace Polly.PriorityRouting;
 /// the exhausted answer and snapshots from the same reads.
 /// </summary>
 /// <remarks>
-/// Nothing here is per request except the lease; the state itself lives in the store (deadlines) and in the
-/// <see cref="BackendHealthTracker"/> of that store (failure counts, probe slots), so rebuilt pipelines and other clients
-/// sharing the store see the same backends.
+/// Nothing here is per request except the lease; the state itself is the store's (see <see cref="SharedBackendState"/>:
+/// deadlines, failure counts, probe slots, budgets), so rebuilt pipelines and other clients sharing the store see the
+/// same backends.
 /// </remarks>
 internal sealed class BackendPool
 {
@@ -23,7 +23,10 @@ internal sealed class BackendPool
     private readonly BackendBudgets? _budgets;
     private readonly Func<HttpRequestMessage, long> _requestCost;
 
-    public BackendPool(PriorityRoutingStrategyOptions options, IBackendStateStore store, TimeProvider timeProvider)
+    /// <param name="options">The pipeline's options.</param>
+    /// <param name="shared">What the pipelines on the store share (see <see cref="SharedBackendState"/>).</param>
+    /// <param name="timeProvider">The pipeline's clock.</param>
+    public BackendPool(PriorityRoutingStrategyOptions options, SharedBackendState shared, TimeProvider timeProvider)
     {
         _backends = Route(options.Backends);
 
@@ -35,16 +38,21 @@ internal sealed class BackendPool
             BaseEjectionTime = options.OutlierEjection.BaseEjectionTime,
             MaxEjectionTime = options.OutlierEjection.MaxEjectionTime,
         };
-        _tracker = _ejection.Enabled ? BackendHealthTracker.For(store) : null;
+        _tracker = _ejection.Enabled ? shared.Health : null;
         _timeProvider = timeProvider;
         _defaultCooldown = options.DefaultCooldown;
         _maxCooldown = options.MaxCooldown;
         _proactiveThrottling = options.ProactiveThrottling;
 
         var longest = _ejection.Enabled && _ejection.MaxEjectionTime > _maxCooldown ? _ejection.MaxEjectionTime : _maxCooldown;
-        Availability = new BackendAvailability(store, _tracker, longest);
+        Availability = new BackendAvailability(shared.Store, _tracker, longest);
         Latency = options.SelectionMode == BackendSelectionMode.LatencyAware ? new LatencyTracker(_backends.Length) : null;
-        _budgets = options.TokenBudgets ? BackendBudgets.For(store, timeProvider) : null;
+        if (options.TokenBudgets)
+        {
+            _budgets = shared.Budgets;
+            _budgets.SubscribeOnce(timeProvider);
+        }
+
         _requestCost = options.RequestCost ?? OpenAIRequestCost.Estimate;
         _selector = new BackendSelector(_backends, Availability, options.Randomizer, Latency, _budgets);
         Queue = _budgets is not null && options.MaxQueueWait is { } maxWait ? new WaitQueue(timeProvider, _budgets, maxWait) : null;
@@ -69,44 +77,47 @@ internal sealed class BackendPool
     public WaitQueue? Queue { get; }
 
     /// <summary>
-    /// Selects the best backend this request has not tried yet and admits an attempt on it.
+    /// Selects the best backend open to this request (see <see cref="RequestPlan"/>) and admits an attempt on it; the
+    /// backend is closed to the request's later attempts.
     /// </summary>
     /// <returns><see langword="false"/> when no backend is left.</returns>
-    public bool TryAcquire(ref TriedBackends tried, RequestRoute route, out BackendLease lease)
+    public bool TryAcquire(ref BackendSet closed, RequestRoute route, out BackendLease lease)
     {
         while (true)
         {
             var now = _timeProvider.GetUtcNow();
-            var backend = _selector.SelectNext(tried, now, route);
+            var backend = _selector.SelectNext(closed, now, route);
             if (backend is null)
             {
                 lease = default;
                 return false;
             }
 
-            tried.Add(backend.Index);
-            if (_tracker is null)
+            closed.Add(backend.Index);
+            if (TryAdmit(backend, now, route, out lease))
             {
-                lease = new BackendLease(backend, null, 0, 0);
+                return true;
             }
-            else if (!_tracker.TryAdmit(backend, now, out lease))
-            {
-                // Its ejection just ended and another request began probing it since it was selected: leave it to the probe.
-                continue;
-            }
-
-            // Checked and spent in one step: the selection's read may be stale by now. A backend left to its probe is
-            // sent nothing.
-            if (_budgets is not null && !_budgets.TryTake(backend.GetThrottleKey(route.PartitionOn(backend)), route.Cost, now, route.Held))
-            {
-                lease.Dispose();
-                continue;
-            }
-
-            // A released waiter admitted elsewhere gives its held room back (spent, when admitted where it was held).
-            route.Held?.Release();
-            return true;
         }
+    }
+
+    /// <summary>
+    /// Admits an attempt on a soft-affinity backend while it is the best choice: open, in rotation, admitted by its
+    /// budget, and of the best tier that could take the request now — a key never holds a request in a lower tier than
+    /// an available one.
+    /// </summary>
+    /// <returns><see langword="false"/> when it is not the best choice; the request then routes normally.</returns>
+    public bool TryAcquirePreferred(RoutedBackend preferred, ref BackendSet closed, RequestRoute route, out BackendLease lease)
+    {
+        var now = _timeProvider.GetUtcNow();
+        if (!_selector.IsBestChoice(preferred, closed, now, route))
+        {
+            lease = default;
+            return false;
+        }
+
+        closed.Add(preferred.Index);
+        return TryAdmit(preferred, now, route, out lease);
     }
 
     /// <summary>
@@ -145,43 +156,44 @@ internal sealed class BackendPool
     }
 
     /// <summary>
-    /// Records an outcome that goes back to the caller: the backend answered, so it is healthy; and if the answer says a
-    /// rate-limit budget is spent, the backend leaves rotation before anyone pays a 429.
+    /// Records an outcome that goes back to the caller: an answer proves the backend healthy — unless its watched body
+    /// reports that when it ends (see <see cref="ResponseBodyWatcher"/>); an exception the predicate did not handle says
+    /// nothing about it. Either way the lease then frees a probe slot.
     /// </summary>
-    /// <returns>The verdict when the backend left rotation; otherwise <see langword="null"/>.</returns>
-    public async ValueTask<BackendVerdict?> RecordReturnedAsync(
-        BackendLease lease,
-        Outcome<HttpResponseMessage> outcome,
-        RequestRoute route,
-        CancellationToken cancellationToken,
-        bool deferHealth = false)
+    /// <param name="lease">The attempt's admission.</param>
+    /// <param name="healthyNow">Whether the outcome proves the backend healthy now.</param>
+    public void RecordAnswered(in BackendLease lease, bool healthyNow)
     {
-        if (outcome.Result is not { } response)
+        if (healthyNow)
         {
-            // An exception the predicate did not handle says nothing about the backend; the lease frees a probe slot.
-            return null;
-        }
-
-        if (!deferHealth)
-        {
-            // A watched body reports the backend's health when it ends instead (see ResponseBodyWatcher).
             _tracker?.RecordHealthy(lease);
         }
+    }
 
+    /// <summary>
+    /// Reads the rate-limit budget of an answer that goes back to the caller; with proactive throttling, an answer that
+    /// says its budget is spent takes the backend (or the request's partition of it) out of rotation before anyone pays
+    /// a 429.
+    /// </summary>
+    /// <returns>The verdict when the backend left rotation; otherwise <see langword="null"/>.</returns>
+    public ValueTask<BackendVerdict?> ObserveBudgetAsync(
+        RoutedBackend backend,
+        HttpResponseMessage response,
+        RequestRoute route,
+        CancellationToken cancellationToken)
+    {
         // Budgets are read from answers that go back to the caller only: a handled answer (a 429) marks the backend with
         // its most precise signal (retry-after-ms), which a coarser x-ratelimit-reset-* must not outlast.
-        _budgets?.Observe(lease.Backend.GetThrottleKey(route.PartitionOn(lease.Backend)), response.Headers, _timeProvider.GetUtcNow(), _maxCooldown);
+        var key = backend.GetThrottleKey(route.PartitionOn(backend));
+        _budgets?.Observe(key, response.Headers, _timeProvider.GetUtcNow(), _maxCooldown);
         if (!_proactiveThrottling ||
             !ThrottleSignalParser.TryGetExhaustedBudgetReset(response.Headers, _maxCooldown, out var cooldown) ||
             cooldown <= TimeSpan.Zero)
         {
-            return null;
+            return default;
         }
 
-        var now = _timeProvider.GetUtcNow();
-        return await MarkAsync(
-                lease.Backend.GetThrottleKey(route.PartitionOn(lease.Backend)), BackendUnavailableReason.Throttled, BackendUnavailableReason.Throttled, cooldown, 0, now, cancellationToken)
-            .ConfigureAwait(false);
+        return MarkSpentAsync(key, cooldown, cancellationToken);
     }
 
     /// <summary>
@@ -255,6 +267,33 @@ internal sealed class BackendPool
         }
     }
 
+    /// <summary>
+    /// Admits an attempt on a selected backend, unless its ejection just ended and another request is probing it since
+    /// (left to the probe), or its budget no longer admits the request's estimated cost (checked and taken in one step:
+    /// the selection's read may be stale by now).
+    /// </summary>
+    private bool TryAdmit(RoutedBackend backend, DateTimeOffset now, RequestRoute route, out BackendLease lease)
+    {
+        if (_tracker is null)
+        {
+            lease = new BackendLease(backend, null, 0, 0);
+        }
+        else if (!_tracker.TryAdmit(backend, now, out lease))
+        {
+            return false;
+        }
+
+        if (_budgets is not null && !_budgets.TryTake(backend.GetThrottleKey(route.PartitionOn(backend)), route.Cost, now, route.Held))
+        {
+            lease.Dispose();
+            return false;
+        }
+
+        // A released waiter admitted elsewhere gives its held room back (spent, when admitted where it was held).
+        route.Held?.Release();
+        return true;
+    }
+
     /// <summary>Sorts backends by priority, keeping the configured order within a tier.</summary>
     internal static RoutedBackend[] Route(IEnumerable<PriorityBackend> backends)
         => [.. backends
@@ -262,6 +301,10 @@ internal sealed class BackendPool
             .OrderBy(item => item.backend.Priority)
             .ThenBy(item => item.position)
             .Select((item, index) => new RoutedBackend(item.backend, index))];
+
+    private async ValueTask<BackendVerdict?> MarkSpentAsync(BackendStateKey key, TimeSpan cooldown, CancellationToken cancellationToken)
+        => await MarkAsync(key, BackendUnavailableReason.Throttled, BackendUnavailableReason.Throttled, cooldown, 0, _timeProvider.GetUtcNow(), cancellationToken)
+            .ConfigureAwait(false);
 
     private async ValueTask<BackendVerdict?> MarkEjectedAsync(RoutedBackend backend, BackendUnavailableReason cause, TimeSpan duration, int ejections, DateTimeOffset now)
         => await MarkAsync(backend.StateKey, BackendUnavailableReason.Ejected, cause, duration, ejections, now, CancellationToken.None).ConfigureAwait(false);

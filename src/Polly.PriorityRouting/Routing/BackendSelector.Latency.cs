@@ -7,11 +7,11 @@ internal sealed partial class BackendSelector
     /// scaled by <see cref="LatencyTracker.ScaleWeight"/> against the fastest candidate. The scaled weights are read once
     /// into a stack buffer, so the draw is exact even while other requests update the averages.
     /// </summary>
-    private RoutedBackend? PickByLatency(int start, int end, in TriedBackends tried, DateTimeOffset now, in RequestRoute route)
+    private RoutedBackend? PickByLatency(int start, int end, in BackendSet closed, DateTimeOffset now, in RequestRoute route)
     {
         if (end - start > MaskedTierSize)
         {
-            return PickWideByLatency(start, end, tried, now, route);
+            return PickWideByLatency(start, end, closed, now, route);
         }
 
         var latency = _latency!;
@@ -19,7 +19,7 @@ internal sealed partial class BackendSelector
         var fastest = double.PositiveInfinity;
         for (var i = start; i < end; i++)
         {
-            if (IsCandidate(i, tried, now, route))
+            if (IsCandidate(i, closed, now, route))
             {
                 candidates |= 1UL << (i - start);
                 fastest = Math.Min(fastest, NaNAsInfinity(latency.GetAverage(i)));
@@ -65,13 +65,13 @@ internal sealed partial class BackendSelector
     }
 
     /// <summary>Tiers wider than the mask: the fastest candidate first, then weighted reservoir sampling on scaled weights.</summary>
-    private RoutedBackend? PickWideByLatency(int start, int end, in TriedBackends tried, DateTimeOffset now, in RequestRoute route)
+    private RoutedBackend? PickWideByLatency(int start, int end, in BackendSet closed, DateTimeOffset now, in RequestRoute route)
     {
         var latency = _latency!;
         var fastest = double.PositiveInfinity;
         for (var i = start; i < end; i++)
         {
-            if (IsCandidate(i, tried, now, route))
+            if (IsCandidate(i, closed, now, route))
             {
                 fastest = Math.Min(fastest, NaNAsInfinity(latency.GetAverage(i)));
             }
@@ -81,7 +81,7 @@ internal sealed partial class BackendSelector
         var seenWeight = 0;
         for (var i = end - 1; i >= start; i--)
         {
-            if (!IsCandidate(i, tried, now, route))
+            if (!IsCandidate(i, closed, now, route))
             {
                 continue;
             }

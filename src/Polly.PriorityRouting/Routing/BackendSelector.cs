@@ -1,7 +1,7 @@
 namespace Polly.PriorityRouting;
 
 /// <summary>
-/// Chooses the backend of the next attempt: the best tier that still has an available, untried backend, and within
+/// Chooses the backend of the next attempt: the best tier that still has an available backend open to the request, and within
 /// that tier a weighted-random choice.
 /// </summary>
 /// <remarks>
@@ -53,20 +53,20 @@ internal sealed partial class BackendSelector
     public IReadOnlyList<RoutedBackend> Backends => _backends;
 
     /// <summary>
-    /// Returns the next backend: the best tier with a candidate (untried, in rotation, and — with a budget view — able
+    /// Returns the next backend: the best tier with a candidate (open to the request, in rotation, and — with a budget view — able
     /// to admit the request's cost), weighted-random within it.
     /// </summary>
-    public RoutedBackend? SelectNext(in TriedBackends tried, DateTimeOffset now, RequestRoute route = default)
+    public RoutedBackend? SelectNext(in BackendSet closed, DateTimeOffset now, RequestRoute route = default)
     {
         for (var tier = 0; tier < _tierStarts.Length - 1; tier++)
         {
             var start = _tierStarts[tier];
             var end = _tierStarts[tier + 1];
             var pick = _latency is not null
-                ? PickByLatency(start, end, tried, now, route)
+                ? PickByLatency(start, end, closed, now, route)
                 : end - start <= MaskedTierSize
-                    ? PickByCumulativeWeight(start, end, tried, now, route)
-                    : PickByReservoir(start, end, tried, now, route);
+                    ? PickByCumulativeWeight(start, end, closed, now, route)
+                    : PickByReservoir(start, end, closed, now, route);
             if (pick is not null)
             {
                 return pick;
@@ -77,16 +77,38 @@ internal sealed partial class BackendSelector
     }
 
     /// <summary>
+    /// Returns whether <paramref name="backend"/> is a candidate and no better tier has one: then choosing it costs the
+    /// request nothing that priority routing promises.
+    /// </summary>
+    public bool IsBestChoice(RoutedBackend backend, in BackendSet closed, DateTimeOffset now, in RequestRoute route)
+    {
+        if (!IsCandidate(backend.Index, closed, now, route))
+        {
+            return false;
+        }
+
+        for (var i = 0; i < _backends.Length && _backends[i].Priority < backend.Priority; i++)
+        {
+            if (IsCandidate(i, closed, now, route))
+            {
+                return false;
+            }
+        }
+
+        return true;
+    }
+
+    /// <summary>
     /// One read of the store per backend, remembered in a bit mask; then one draw in [0, total weight) mapped onto the
     /// cumulative weights of the candidates. A randomizer that answers 0 picks the first configured candidate.
     /// </summary>
-    private RoutedBackend? PickByCumulativeWeight(int start, int end, in TriedBackends tried, DateTimeOffset now, in RequestRoute route)
+    private RoutedBackend? PickByCumulativeWeight(int start, int end, in BackendSet closed, DateTimeOffset now, in RequestRoute route)
     {
         ulong candidates = 0;
         var totalWeight = 0;
         for (var i = start; i < end; i++)
         {
-            if (IsCandidate(i, tried, now, route))
+            if (IsCandidate(i, closed, now, route))
             {
                 candidates |= 1UL << (i - start);
                 totalWeight += _backends[i].Weight;
@@ -123,13 +145,13 @@ internal sealed partial class BackendSelector
     /// probability weight / (weights seen so far), which picks each with probability weight / total. Walking backwards
     /// keeps "a randomizer that answers 0 picks the first configured candidate".
     /// </summary>
-    private RoutedBackend? PickByReservoir(int start, int end, in TriedBackends tried, DateTimeOffset now, in RequestRoute route)
+    private RoutedBackend? PickByReservoir(int start, int end, in BackendSet closed, DateTimeOffset now, in RequestRoute route)
     {
         RoutedBackend? pick = null;
         var seenWeight = 0;
         for (var i = end - 1; i >= start; i--)
         {
-            if (!IsCandidate(i, tried, now, route))
+            if (!IsCandidate(i, closed, now, route))
             {
                 continue;
             }
@@ -145,11 +167,11 @@ internal sealed partial class BackendSelector
         return pick;
     }
 
-    private bool IsCandidate(int index, in TriedBackends tried, DateTimeOffset now, in RequestRoute route)
+    private bool IsCandidate(int index, in BackendSet closed, DateTimeOffset now, in RequestRoute route)
     {
         var backend = _backends[index];
         var partition = route.PartitionOn(backend);
-        return !tried.Contains(index) && _availability.IsAvailable(backend, now, partition) &&
+        return !closed.Contains(index) && _availability.IsAvailable(backend, now, partition) &&
                (_budgets is null || _budgets.IsEmpty || _budgets.CanAdmit(backend.GetThrottleKey(partition), route.Cost, now, route.Held));
     }
 }

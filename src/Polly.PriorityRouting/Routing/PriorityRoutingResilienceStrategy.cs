@@ -13,8 +13,11 @@ namespace Polly.PriorityRouting;
 /// for, moves on at once, and answers 429/503 with the soonest recovery time when nothing is left.
 /// </summary>
 /// <remarks>
-/// This class is the attempt loop only. The backends' state is owned by <see cref="BackendPool"/>; what is reported
-/// to Polly, logs, metrics and callbacks by <see cref="RoutingTelemetry"/>.
+/// This class is the attempt loop only, shaped like Polly's retry: plan once (<see cref="RequestPlanner"/>), then per
+/// attempt select, send, classify, record, and the next attempt or the exhausted answer. Where the request may go is
+/// the plan's; the backends' state is <see cref="BackendPool"/>'s; what an answer going back teaches is the
+/// observers' (<see cref="AnswerObservers"/>); what is reported to Polly, logs, metrics and callbacks is
+/// <see cref="RoutingTelemetry"/>'s.
 /// </remarks>
 internal sealed class PriorityRoutingResilienceStrategy : ResilienceStrategy<HttpResponseMessage>, IDisposable
 {
@@ -26,8 +29,8 @@ internal sealed class PriorityRoutingResilienceStrategy : ResilienceStrategy<Htt
     private readonly Func<PriorityRoutingPredicateArguments, ValueTask<bool>> _shouldHandle;
     private readonly bool _deferCredentials;
     private readonly RequestPlanner _planner;
-    private readonly ResponseBodyWatcher? _bodies;
-    private readonly WaitQueue? _queue;
+    private readonly AnswerObservers _observers;
+    private readonly RefillWaits _waits;
 
     public PriorityRoutingResilienceStrategy(
         PriorityRoutingStrategyOptions options,
@@ -36,15 +39,16 @@ internal sealed class PriorityRoutingResilienceStrategy : ResilienceStrategy<Htt
         string? pipelineName = null,
         string? pipelineInstanceName = null)
     {
-        _pool = new BackendPool(options, options.StateStore ?? InMemoryBackendStateStore.Shared, timeProvider);
+        _pool = new BackendPool(
+            options, SharedBackendState.For(options.StateStore ?? InMemoryBackendStateStore.Shared, options.SharedStateFromServices), timeProvider);
         _telemetry = new RoutingTelemetry(options, telemetry, pipelineName, pipelineInstanceName);
         _timeProvider = timeProvider;
         _maxAttempts = Math.Min(options.MaxAttempts ?? int.MaxValue, _pool.Backends.Count);
         _shouldHandle = options.ShouldHandle;
         _deferCredentials = options.DeferCredentials;
-        _planner = new RequestPlanner(options, _pool, _telemetry, timeProvider);
-        _bodies = ResponseBodyWatcher.Create(options, _pool, _telemetry, timeProvider);
-        _queue = _pool.Queue;
+        _planner = new RequestPlanner(options, _pool, _telemetry);
+        _observers = new AnswerObservers(options, _pool, _telemetry, timeProvider, _planner.Affinity);
+        _waits = new RefillWaits(_pool.Queue, _telemetry, timeProvider);
         _gauges = new PriorityRoutingGaugeSource(_pool, timeProvider, _telemetry.Tags);
         _telemetry.Metrics.Register(_gauges);
         if (_pool.Models is { } models)
@@ -61,7 +65,7 @@ internal sealed class PriorityRoutingResilienceStrategy : ResilienceStrategy<Htt
         _telemetry.Metrics.Unregister(_gauges);
 
         // Waiters try once more now rather than wait on a timer that no longer fires.
-        _queue?.Dispose();
+        _pool.Queue?.Dispose();
     }
 
     protected override async ValueTask<Outcome<HttpResponseMessage>> ExecuteCore<TState>(
@@ -95,9 +99,6 @@ internal sealed class PriorityRoutingResilienceStrategy : ResilienceStrategy<Htt
 
         var throttledInThisCall = false;
         RoutedBackend? failed = null;
-
-        // With waiting on, a request released after a refill starts over from its plan as made.
-        var fresh = _queue is null ? default : plan.Copy();
         var roundStart = 0;
         var waited = TimeSpan.Zero;
         try
@@ -106,39 +107,32 @@ internal sealed class PriorityRoutingResilienceStrategy : ResilienceStrategy<Htt
             {
                 if (context.CancellationToken.IsCancellationRequested)
                 {
-                    return Outcome.FromException<HttpResponseMessage>(new OperationCanceledException(context.CancellationToken));
+                    return CallerCanceled(context);
                 }
 
+                // Select.
                 if (attempt - roundStart >= _maxAttempts || !plan.TryAcquire(_pool, out var lease))
                 {
+                    // Nothing left: wait for a promised refill and start a new round, or answer now.
                     var exhaustion = _pool.GetExhaustion(plan.Route, waited);
-                    if (_queue is not null && exhaustion.Reservation is { } reservation)
+                    var wait = await _waits.WaitAsync(exhaustion.Reservation, waited, context).ConfigureAwait(context.ContinueOnCapturedContext);
+                    waited += wait.Waited;
+                    switch (wait.Outcome)
                     {
-                        var waitStarted = _timeProvider.GetTimestamp();
-                        var (waitOutcome, held) = await _queue.WaitAsync(reservation, waited, SynchronousExecution.Is(context), context.ContinueOnCapturedContext, context.CancellationToken)
-                            .ConfigureAwait(context.ContinueOnCapturedContext);
-                        if (waitOutcome != WaitOutcome.NotQueued)
-                        {
-                            var waitedNow = _timeProvider.GetElapsedTime(waitStarted);
-                            waited += waitedNow;
-                            _telemetry.QueuedWaitEnded(reservation, waitOutcome, waitedNow);
-                            if (waitOutcome == WaitOutcome.Canceled)
-                            {
-                                return Outcome.FromException<HttpResponseMessage>(new OperationCanceledException(context.CancellationToken));
-                            }
-
-                            // A new round over every allowed backend, MaxAttempts of them; the next attempt keeps
-                            // this number (the loop's increment).
-                            plan = fresh.Copy();
-                            plan.Hold(held);
+                        case WaitOutcome.Canceled:
+                            return CallerCanceled(context);
+                        case WaitOutcome.Released:
+                            // A new round over every allowed backend, MaxAttempts of them; the next attempt keeps this
+                            // number (the loop's increment).
+                            plan.StartOver();
+                            plan.Hold(wait.Held);
                             roundStart = attempt;
                             failed = null;
                             attempt--;
                             continue;
-                        }
+                        default:
+                            return await ExhaustedAsync(context, original, attempt, exhaustion, throttledInThisCall).ConfigureAwait(context.ContinueOnCapturedContext);
                     }
-
-                    return await ExhaustedAsync(context, original, attempt, exhaustion, throttledInThisCall).ConfigureAwait(context.ContinueOnCapturedContext);
                 }
 
                 // Disposing the lease frees a probe slot on every path that records no verdict.
@@ -150,17 +144,17 @@ internal sealed class PriorityRoutingResilienceStrategy : ResilienceStrategy<Htt
                         _telemetry.FailingOver(failed, backend, attempt);
                     }
 
+                    // Send.
                     var started = _timeProvider.GetTimestamp();
                     var outcome = await SendAsync(callback, context, state, original, backend, plan.Model).ConfigureAwait(context.ContinueOnCapturedContext);
-                    var duration = _timeProvider.GetElapsedTime(started);
-
                     if (outcome.Exception is OperationCanceledException && context.CancellationToken.IsCancellationRequested)
                     {
                         // The caller gave up: the backend did nothing wrong and must not be marked.
-                        _telemetry.AttemptEnded(context, backend, outcome, attempt, duration, handled: false, PriorityRoutingTags.CanceledOutcome);
+                        _telemetry.AttemptEnded(context, backend, outcome, attempt, _timeProvider.GetElapsedTime(started), handled: false, PriorityRoutingTags.CanceledOutcome);
                         return outcome;
                     }
 
+                    // Classify: the predicate, then the observers of an answer going back (which may still fail it).
                     bool handled;
                     try
                     {
@@ -174,53 +168,45 @@ internal sealed class PriorityRoutingResilienceStrategy : ResilienceStrategy<Htt
                         return Outcome.FromException<HttpResponseMessage>(e);
                     }
 
-                    var deferHealth = false;
-                    if (!handled && _bodies is not null && outcome.Result is { } response)
+                    var verdict = AnswerVerdict.Accepted;
+                    if (!handled && outcome.Result is { } response)
                     {
-                        // The attempt is not over until the body's first byte: a backend that sends headers and then
-                        // nothing fails over here, while nothing has reached the caller yet.
-                        var body = await _bodies.PrepareAsync(response, original.Method, lease, started, context.ContinueOnCapturedContext, context.CancellationToken)
+                        verdict = await _observers.ObserveAsync(new ReturnedAnswer(context, response, lease, original.Method, started, attempt, plan.Route, plan.Affinity))
                             .ConfigureAwait(context.ContinueOnCapturedContext);
-                        duration = _timeProvider.GetElapsedTime(started);
-                        if (body.IsCanceled)
+                        if (verdict.IsCanceled)
                         {
-                            var canceled = Outcome.FromException<HttpResponseMessage>(new OperationCanceledException(context.CancellationToken));
-                            _telemetry.AttemptEnded(context, backend, canceled, attempt, duration, handled: false, PriorityRoutingTags.CanceledOutcome);
+                            var canceled = CallerCanceled(context);
+                            _telemetry.AttemptEnded(context, backend, canceled, attempt, _timeProvider.GetElapsedTime(started), handled: false, PriorityRoutingTags.CanceledOutcome);
                             return canceled;
                         }
 
-                        if (body.Failure is { } failure)
+                        if (verdict.Failure is { } failure)
                         {
                             outcome = failure;
                             handled = true;
                         }
-
-                        deferHealth = body.DeferHealth;
+                        else
+                        {
+                            // The caller gets its own request back, never the attempt's with the backend's credential on it.
+                            response.RequestMessage = original;
+                        }
                     }
 
+                    // Record.
+                    var duration = _timeProvider.GetElapsedTime(started);
                     if (!handled)
                     {
+                        _pool.RecordAnswered(lease, healthyNow: outcome.Result is not null && !verdict.DeferHealth);
                         _telemetry.AttemptEnded(context, backend, outcome, attempt, duration, handled: false, PriorityRoutingTags.ReturnedOutcome);
-                        if (await _pool.RecordReturnedAsync(lease, outcome, plan.Route, context.CancellationToken, deferHealth).ConfigureAwait(context.ContinueOnCapturedContext) is { } spent)
-                        {
-                            await _telemetry.BackendMarkedAsync(context, outcome, backend, spent, attempt, proactive: true).ConfigureAwait(context.ContinueOnCapturedContext);
-                        }
-
-                        if (!plan.Affinity.IsEmpty && outcome.Result is { } returned)
-                        {
-                            // Ids the answer creates are learned as it streams; a DELETE forgets them.
-                            await _planner.Affinity!.ObserveAsync(plan.Affinity, returned, backend, context.CancellationToken).ConfigureAwait(context.ContinueOnCapturedContext);
-                        }
-
                         return outcome;
                     }
 
                     try
                     {
-                        var verdict = await _pool.RecordFailureAsync(lease, outcome, plan.Route, context.CancellationToken).ConfigureAwait(context.ContinueOnCapturedContext);
-                        _telemetry.AttemptEnded(context, backend, outcome, attempt, duration, handled: true, PriorityRoutingTags.ToTagValue(verdict.Cause));
-                        await _telemetry.BackendMarkedAsync(context, outcome, backend, verdict, attempt, proactive: false).ConfigureAwait(context.ContinueOnCapturedContext);
-                        throttledInThisCall |= verdict.Cause == BackendUnavailableReason.Throttled;
+                        var marked = await _pool.RecordFailureAsync(lease, outcome, plan.Route, context.CancellationToken).ConfigureAwait(context.ContinueOnCapturedContext);
+                        _telemetry.AttemptEnded(context, backend, outcome, attempt, duration, handled: true, PriorityRoutingTags.ToTagValue(marked.Cause));
+                        await _telemetry.BackendMarkedAsync(context, outcome, backend, marked, attempt, proactive: false).ConfigureAwait(context.ContinueOnCapturedContext);
+                        throttledInThisCall |= marked.Cause == BackendUnavailableReason.Throttled;
                     }
                     finally
                     {
@@ -228,8 +214,8 @@ internal sealed class PriorityRoutingResilienceStrategy : ResilienceStrategy<Htt
                         outcome.Result?.Dispose();
                     }
 
+                    // Next attempt.
                     failed = backend;
-                    plan.OnFailover();
                 }
             }
         }
@@ -243,6 +229,9 @@ internal sealed class PriorityRoutingResilienceStrategy : ResilienceStrategy<Htt
         }
     }
 
+    private static Outcome<HttpResponseMessage> CallerCanceled(ResilienceContext context)
+        => Outcome.FromException<HttpResponseMessage>(new OperationCanceledException(context.CancellationToken));
+
     private async ValueTask<Outcome<HttpResponseMessage>> SendAsync<TState>(
         Func<ResilienceContext, TState, ValueTask<Outcome<HttpResponseMessage>>> callback,
         ResilienceContext context,
@@ -251,31 +240,23 @@ internal sealed class PriorityRoutingResilienceStrategy : ResilienceStrategy<Htt
         RoutedBackend backend,
         ModelRequest? model)
     {
-        string? bearerToken = null;
-        if (backend.BearerTokenProvider is { } tokenProvider)
+        var request = AttemptRequest.Create(original, backend, _deferCredentials, model?.ContentFor(backend));
+        if (!_deferCredentials && backend.Credentials is { } credentials)
         {
+            // A pipeline composed in code has no handler below it to apply them: here, under the caller's cancellation only.
             try
             {
-                bearerToken = await tokenProvider(context.CancellationToken).ConfigureAwait(context.ContinueOnCapturedContext);
-            }
-            catch (OperationCanceledException e) when (context.CancellationToken.IsCancellationRequested)
-            {
-                // The caller gave up while the token was fetched: the attempt loop reports it as the caller's.
-                return Outcome.FromException<HttpResponseMessage>(e);
+                await credentials.ApplyToAsync(request, context.CancellationToken).ConfigureAwait(context.ContinueOnCapturedContext);
             }
             catch (Exception e)
             {
-                // The backend's credential could not be obtained (an Entra ID outage, a revoked identity): the backend
-                // cannot be reached, like a refused connection, so it is a transport failure that the default predicate
-                // fails over from; the token source's own exception stays inside it.
-                return Outcome.FromException<HttpResponseMessage>(new HttpRequestException(
-                    HttpRequestError.Unknown,
-                    $"The bearer token of backend '{backend.Name}' could not be obtained: {e.Message}",
-                    e));
+                // The caller's cancellation is reported as the caller's by the loop; a token that could not be obtained
+                // is a transport failure of the backend.
+                return Outcome.FromException<HttpResponseMessage>(e);
             }
         }
 
-        context.SetRequestMessage(AttemptRequest.Create(original, backend, bearerToken, _deferCredentials, model?.ContentFor(backend)));
+        context.SetRequestMessage(request);
         return await callback(context, state).ConfigureAwait(context.ContinueOnCapturedContext);
     }
 

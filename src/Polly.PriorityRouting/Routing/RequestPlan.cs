@@ -1,42 +1,36 @@
 namespace Polly.PriorityRouting;
 
 /// <summary>
-/// Where one request may go, decided once before its first attempt by <see cref="RequestPlanner"/>, and what it has
-/// tried so far: its route (partition, model, cost, exclusions), the backends already tried or never allowed, and the
-/// soft-affinity backend it prefers while that one holds.
+/// Where one request may go, decided before its first attempt by the stages of <see cref="RequestPlanner"/>, and where
+/// it has been: the backends it may not use at all (<c>disallowed</c>), those closed to its next attempt (disallowed,
+/// or tried in this round), and the soft-affinity backend it prefers while that one is the best choice.
 /// </summary>
-/// <remarks>A mutable struct held by the attempt loop: no allocation per request.</remarks>
+/// <remarks>
+/// <para>
+/// The per-request properties live here, once, so they hold on every path: a disallowed backend is never selected,
+/// after a failure, a released preference, or a wait alike; and with <see cref="PriorityRoutingHints.NoFailover"/> the
+/// first backend acquired becomes the only allowed one, so the request is sent once, waits (with
+/// <see cref="PriorityRoutingStrategyOptions.MaxQueueWait"/>) for that backend only, and its exhausted answer is that
+/// backend's own.
+/// </para>
+/// <para>A mutable struct held by the attempt loop: no allocation per request.</para>
+/// </remarks>
 internal struct RequestPlan
 {
     private readonly bool _noFailover;
-    private readonly int _backendCount;
-    private TriedBackends _tried;
-    private TriedBackends _unrestricted;
-    private RoutedBackend? _sticky;
+    private BackendSet _disallowed;
+    private BackendSet _closed;
+    private RoutedBackend? _preferred;
 
-    public RequestPlan(
-        RequestRoute route,
-        TriedBackends tried,
-        ModelRequest? model,
-        AffinityDecision affinity,
-        RoutedBackend? sticky,
-        bool noFailover,
-        int backendCount)
+    public RequestPlan(RequestRoute route, BackendSet disallowed, ModelRequest? model, AffinityDecision affinity, RoutedBackend? preferred, bool noFailover)
     {
         Route = route;
         Model = model;
         Affinity = affinity;
         _noFailover = noFailover;
-        _backendCount = backendCount;
-        _sticky = sticky;
-        _unrestricted = tried;
-        _tried = tried;
-        if (sticky is not null)
-        {
-            // The key's backend first, and only it, until it fails or cannot be admitted.
-            _unrestricted = tried.Copy();
-            _tried = TriedBackends.AllExcept(backendCount, sticky.Index);
-        }
+        _disallowed = disallowed;
+        _closed = disallowed.Copy();
+        _preferred = preferred;
     }
 
     private RequestPlan(HttpResponseMessage answer) => Answer = answer;
@@ -44,6 +38,7 @@ internal struct RequestPlan
     /// <summary>Gets the answer given without calling any backend (an unknown model, an id whose backend is gone).</summary>
     public HttpResponseMessage? Answer { get; }
 
+    /// <summary>Gets what the request routes over: partition, model, cost, and the backends its exhausted answer counts.</summary>
     public RequestRoute Route { get; private set; }
 
     /// <summary>Gets the request's logical model when the pipeline maps models; each attempt's body follows it.</summary>
@@ -55,58 +50,42 @@ internal struct RequestPlan
     public static RequestPlan AnswerWith(HttpResponseMessage answer) => new(answer);
 
     /// <summary>
-    /// Acquires the next backend through the pool: the soft-affinity backend while it can be admitted, else the best
-    /// allowed one. With "no failover" the first backend acquired is the only one the request may ever use.
+    /// Acquires the next backend through the pool: the preferred one first, once, while it is the best choice; else the
+    /// best open one.
     /// </summary>
     public bool TryAcquire(BackendPool pool, out BackendLease lease)
     {
-        var acquired = pool.TryAcquire(ref _tried, Route, out lease);
-        if (!acquired && _sticky is not null)
+        lease = default;
+        var acquired = false;
+        if (_preferred is { } preferred)
         {
-            // The key's backend could not be admitted after all: route normally.
-            ReleaseSticky();
-            acquired = pool.TryAcquire(ref _tried, Route, out lease);
+            // Once: a preference that is not the best choice, cannot be admitted, or fails, ends for this request.
+            _preferred = null;
+            acquired = pool.TryAcquirePreferred(preferred, ref _closed, Route, out lease);
+        }
+
+        if (!acquired)
+        {
+            acquired = pool.TryAcquire(ref _closed, Route, out lease);
         }
 
         if (acquired && _noFailover)
         {
-            // One backend only: a failure answers with its own Retry-After.
-            _tried = TriedBackends.AllExcept(_backendCount, lease.Backend.Index);
-            Route = Route.WithExcluded(_tried.Copy());
+            // The first backend acquired is the only one this request may ever use.
+            _disallowed.AddAllExcept(lease.Backend.Index);
+            _closed.AddAllExcept(lease.Backend.Index);
+            Route = Route.WithExcluded(_disallowed.Copy());
         }
 
         return acquired;
     }
 
     /// <summary>
-    /// Returns a copy that owns its own tried sets: kept before the first attempt, it lets a request that waited for a
-    /// refill start over with every allowed backend (those that failed before the wait may have room now).
+    /// A new round after a wait for a refill: every allowed backend is open again (those that failed before the wait
+    /// may have room now); what the request may not use stays closed.
     /// </summary>
-    public readonly RequestPlan Copy()
-    {
-        var copy = this;
-        copy._tried = _tried.Copy();
-        copy._unrestricted = _unrestricted.Copy();
-        return copy;
-    }
+    public void StartOver() => _closed = _disallowed.Copy();
 
     /// <summary>The request was released from a wait holding <paramref name="held"/>: its next admission spends it.</summary>
     public void Hold(BudgetHold? held) => Route = Route.WithHeld(held);
-
-    /// <summary>An attempt failed and the request moves on: a soft-affinity preference ends here.</summary>
-    public void OnFailover()
-    {
-        if (_sticky is not null)
-        {
-            // The key follows the backend that answers next.
-            ReleaseSticky();
-        }
-    }
-
-    private void ReleaseSticky()
-    {
-        _tried = _unrestricted;
-        _tried.Add(_sticky!.Index);
-        _sticky = null;
-    }
 }

@@ -1,26 +1,52 @@
 namespace Polly.PriorityRouting;
 
 /// <summary>
-/// Decides, once per request and before its first attempt, where it may go: its throttle partition, its body made
-/// replayable, its model (and so the backends that serve it), its estimated cost, the backend affinity pins it to or
-/// prefers, and the caller's per-request hints.
+/// Plans each request once, before its first attempt: reads what the request says (its throttle partition, its body
+/// made replayable, its model, its estimated cost, its hints, what affinity knows of it), then runs the plan's stages
+/// in their order of precedence, each narrowing the one set of backends the request may use.
 /// </summary>
+/// <remarks>
+/// The precedence, written here once: <b>model → pinned id → hints → drained → soft preference</b>. A later stage
+/// never widens what an earlier one closed; a stage that answers (an unknown model, an id whose backend is gone) ends
+/// the plan. Stages for features that are off are not in the list.
+/// </remarks>
 internal sealed class RequestPlanner
 {
     private readonly BackendPool _pool;
-    private readonly RoutingTelemetry _telemetry;
-    private readonly TimeProvider _timeProvider;
     private readonly Func<HttpRequestMessage, string?>? _partitionKey;
+    private readonly IPlanStage[] _stages;
 
-    public RequestPlanner(PriorityRoutingStrategyOptions options, BackendPool pool, RoutingTelemetry telemetry, TimeProvider timeProvider)
+    public RequestPlanner(PriorityRoutingStrategyOptions options, BackendPool pool, RoutingTelemetry telemetry)
     {
         _pool = pool;
-        _telemetry = telemetry;
-        _timeProvider = timeProvider;
         _partitionKey = options.ThrottlePartitionKey;
         Affinity = options.Affinity is { Enabled: true } affinity
             ? new AffinityRouter(affinity, affinity.Store ?? options.AffinityStoreFromServices ?? InMemoryAffinityStore.Shared, pool.Backends)
             : null;
+
+        var stages = new List<IPlanStage>();
+        if (pool.Models is { } models)
+        {
+            stages.Add(new ModelStage(models, telemetry));
+        }
+
+        if (Affinity is not null)
+        {
+            stages.Add(PinnedIdStage.Instance);
+        }
+
+        stages.Add(new HintsStage(pool.Backends));
+        if (pool.Backends.Any(backend => backend.Drained))
+        {
+            stages.Add(new DrainStage(pool.Backends));
+        }
+
+        if (Affinity is not null)
+        {
+            stages.Add(SoftPreferenceStage.Instance);
+        }
+
+        _stages = [.. stages];
     }
 
     /// <summary>Gets the affinity router, or <see langword="null"/> when affinity is off.</summary>
@@ -50,30 +76,24 @@ internal sealed class RequestPlanner
             affinity = await Affinity.ResolveAsync(original, hints?.AffinityKey, cancellationToken).ConfigureAwait(continueOnCapturedContext);
         }
 
-        if (model is { Route: null })
+        var facts = new RequestFacts(original, model, affinity, hints);
+        var disallowed = new BackendSet(_pool.Backends.Count);
+        var narrowed = false;
+        RoutedBackend? preferred = null;
+        foreach (var stage in _stages)
         {
-            _telemetry.ModelNotFound(model.Name);
-            return RequestPlan.AnswerWith(ModelNotFoundResponse.Create(original, model.Name, _pool.Models!.Names));
+            var step = stage.Apply(facts, ref disallowed);
+            if (step.Answer is { } answer)
+            {
+                return RequestPlan.AnswerWith(answer);
+            }
+
+            narrowed |= step.IsNarrowed;
+            preferred = step.Preferred ?? preferred;
         }
 
-        if (affinity.MissingBackend is not null)
-        {
-            return RequestPlan.AnswerWith(AffinityRouter.NotConfigured(affinity, original));
-        }
-
-        // A request that refers to an id goes to the backend holding it, and nowhere else; its model and hints narrow
-        // further. The exhausted answer is then computed over what was allowed.
-        var count = _pool.Backends.Count;
-        var tried = affinity.Pinned is { } pinned ? TriedBackends.AllExcept(count, pinned.Index) : new TriedBackends(count);
-        model?.Route?.ExcludeOthers(ref tried);
-        var hinted = RoutingHints.Apply(hints, _pool.Backends, ref tried, out var noFailover);
-        var route = new RequestRoute(partition, model?.Route, cost, affinity.Pinned is not null || hinted ? tried.Copy() : null);
-
-        // Soft affinity: the key's backend, only while it is available and allowed.
-        var sticky = affinity.Preferred is { } preferred && !tried.Contains(preferred.Index) &&
-                     _pool.Availability.IsAvailable(preferred, _timeProvider.GetUtcNow(), route.PartitionOn(preferred))
-            ? preferred
-            : null;
-        return new RequestPlan(route, tried, model, affinity, sticky, noFailover, count);
+        // The exhausted answer is computed over what was allowed.
+        var route = new RequestRoute(partition, model?.Route, cost, narrowed ? disallowed.Copy() : null);
+        return new RequestPlan(route, disallowed, model, affinity, preferred, hints?.NoFailover == true);
     }
 }

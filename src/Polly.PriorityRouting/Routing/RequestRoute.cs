@@ -12,7 +12,7 @@ namespace Polly.PriorityRouting;
 /// </remarks>
 internal readonly struct RequestRoute
 {
-    public RequestRoute(string? partition, ModelRoute? model = null, long cost = 0, TriedBackends? excluded = null, BudgetHold? held = null)
+    public RequestRoute(string? partition, ModelRoute? model = null, long cost = 0, BackendSet? excluded = null, BudgetHold? held = null)
     {
         Partition = partition;
         Model = model;
@@ -31,10 +31,10 @@ internal readonly struct RequestRoute
     public long Cost { get; }
 
     /// <summary>
-    /// Gets the backends this request was never allowed to use (affinity pins it, hints narrow it), or
-    /// <see langword="null"/>: the exhausted answer is computed over the others only.
+    /// Gets the backends this request may not use when its plan narrowed them beyond its model (a pinned id, hints,
+    /// drained backends, no failover), or <see langword="null"/>: the exhausted answer is computed over the others only.
     /// </summary>
-    public TriedBackends? Excluded { get; }
+    public BackendSet? Excluded { get; }
 
     /// <summary>
     /// Gets the room held for this request in a budget's refill after it waited for it (<see cref="WaitQueue"/>), or
@@ -44,7 +44,7 @@ internal readonly struct RequestRoute
     public BudgetHold? Held { get; }
 
     /// <summary>Returns the same route with another set of excluded backends.</summary>
-    public RequestRoute WithExcluded(TriedBackends excluded) => new(Partition, Model, Cost, excluded, Held);
+    public RequestRoute WithExcluded(BackendSet excluded) => new(Partition, Model, Cost, excluded, Held);
 
     /// <summary>Returns the same route holding <paramref name="held"/>, a released waiter's room.</summary>
     public RequestRoute WithHeld(BudgetHold? held) => new(Partition, Model, Cost, Excluded, held);

@@ -31,6 +31,7 @@ internal sealed class RoutedBackend
         Headers = [.. backend.Headers];
         BearerTokenProvider = backend.BearerTokenProvider;
         HasCredential = BearerTokenProvider is not null || Headers.Any(header => IsCredentialHeader(header.Key));
+        Credentials = AttemptCredentials.Of(Name, Headers, BearerTokenProvider);
         Models = BackendModelMap.Create(backend.Models);
     }
 
@@ -57,8 +58,17 @@ internal sealed class RoutedBackend
 
     public Func<CancellationToken, ValueTask<string>>? BearerTokenProvider { get; }
 
+    /// <summary>Gets the headers and token source applied to each attempt, or <see langword="null"/> when there are none.</summary>
+    public AttemptCredentials? Credentials { get; }
+
     /// <summary>Gets the models the backend serves and its own names for them; <see langword="null"/>: every name, unchanged.</summary>
     public BackendModelMap? Models { get; }
+
+    /// <summary>
+    /// Gets a value indicating whether the backend is drained: it takes no new work except requests pinned to it by an
+    /// id it holds (see <see cref="DrainStage"/>). <see langword="false"/> unless set.
+    /// </summary>
+    public bool Drained { get; init; }
 
     /// <summary>Gets a value indicating whether the backend authenticates with a key header or a bearer token of its own.</summary>
     public bool HasCredential { get; }

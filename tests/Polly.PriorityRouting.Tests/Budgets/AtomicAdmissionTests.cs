@@ -30,17 +30,17 @@ public class AtomicAdmissionTests
                 return 0;
             },
         };
-        var pool = new BackendPool(options, store, time);
+        var pool = new BackendPool(options, new SharedBackendState(store), time);
         var route = new RequestRoute(null, cost: Cost);
         using var answer = new HttpResponseMessage(HttpStatusCode.OK);
         answer.Headers.TryAddWithoutValidation("x-ratelimit-remaining-tokens", (Room * Cost).ToString(CultureInfo.InvariantCulture));
         answer.Headers.TryAddWithoutValidation("x-ratelimit-reset-tokens", "10s");
-        await pool.RecordReturnedAsync(new BackendLease(pool.Backends[0], null, 0, 0), Outcome.FromResult(answer), route, default);
+        await pool.ObserveBudgetAsync(pool.Backends[0], answer, route, default);
 
         var admitted = 0;
         var threads = Enumerable.Range(0, Threads).Select(_ => new Thread(() =>
         {
-            var tried = new TriedBackends(1);
+            var tried = new BackendSet(1);
             if (pool.TryAcquire(ref tried, route, out var lease))
             {
                 lease.Dispose();

@@ -206,8 +206,10 @@ public class SharedBudgetsTests
         var store = new RecordingBudgetStore();
         var time = new FakeTimeProvider(Now);
 
-        var view = BackendBudgets.For(store, time);
-        BackendBudgets.For(store, TimeProvider.System).Should().BeSameAs(view);
+        var view = SharedBackendState.For(store).Budgets;
+        view.SubscribeOnce(time);
+        SharedBackendState.For(store).Budgets.Should().BeSameAs(view);
+        SharedBackendState.For(store).Budgets.SubscribeOnce(TimeProvider.System);
         store.Subscriptions.Should().Be(1);
 
         time.Advance(TimeSpan.FromHours(1));

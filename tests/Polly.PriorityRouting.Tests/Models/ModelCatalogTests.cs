@@ -26,7 +26,7 @@ public class ModelCatalogTests
         Describe(catalog.Resolve("mistral")!).Should().Equal("d:-");
         catalog.Resolve("mistral").Should().BeSameAs(catalog.Resolve("another-name"), "names from requests share one precomputed route");
 
-        var tried = new TriedBackends(backends.Length);
+        var tried = new BackendSet(backends.Length);
         catalog.Resolve("o3")!.ExcludeOthers(ref tried);
         backends.Select(b => tried.Contains(b.Index)).Should().Equal(true, false, false, false);
     }

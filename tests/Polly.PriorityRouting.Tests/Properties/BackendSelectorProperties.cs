@@ -5,7 +5,7 @@ namespace Polly.PriorityRouting.Tests.Properties;
 
 /// <summary>
 /// Properties of <see cref="BackendSelector.SelectNext"/> over random backend sets (1..100 backends, so both the
-/// 64-bit mask and the array of <see cref="TriedBackends"/> are used), random tiers, weights, tried sets and store
+/// 64-bit mask and the array of <see cref="BackendSet"/> are used), random tiers, weights, tried sets and store
 /// states (none, active, expired, expiring exactly now).
 /// </summary>
 public class BackendSelectorProperties
@@ -148,7 +148,7 @@ public class BackendSelectorProperties
         failures.Should().BeEmpty();
     }
 
-    private static (BackendSelector Selector, TriedBackends Tried, HashSet<int> Eligible) Build(BackendSpec[] specs, Func<int, int> randomizer)
+    private static (BackendSelector Selector, BackendSet Tried, HashSet<int> Eligible) Build(BackendSpec[] specs, Func<int, int> randomizer)
     {
         var store = new FixedStateStore();
         var backends = new List<PriorityBackend>();
@@ -163,7 +163,7 @@ public class BackendSelectorProperties
         }
 
         var selector = Selectors.Create(backends, store, randomizer);
-        var tried = new TriedBackends(specs.Length);
+        var tried = new BackendSet(specs.Length);
         var eligible = new HashSet<int>();
         foreach (var routed in selector.Backends)
         {

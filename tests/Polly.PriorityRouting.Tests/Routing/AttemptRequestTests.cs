@@ -47,7 +47,7 @@ public class AttemptRequestTests
     }
 
     [Fact]
-    public void Copies_method_version_headers_content_and_options_and_sets_backend_headers_only()
+    public async Task Copies_method_version_headers_content_and_options_and_sets_backend_headers_only()
     {
         using var content = new StringContent("{}");
         var original = new HttpRequestMessage(HttpMethod.Post, "http://placeholder/x")
@@ -65,7 +65,9 @@ public class AttemptRequestTests
         var withoutKey = Backend("https://b.example/");
 
         var a = AttemptRequest.Create(original, withKey);
+        await withKey.Credentials!.ApplyToAsync(a, CancellationToken.None);
         var b = AttemptRequest.Create(original, withoutKey);
+        withoutKey.Credentials.Should().BeNull();
 
         a.Method.Should().Be(HttpMethod.Post);
         a.Version.Should().Be(HttpVersion.Version20);

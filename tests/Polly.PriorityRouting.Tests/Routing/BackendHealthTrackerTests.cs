@@ -137,15 +137,6 @@ public class BackendHealthTrackerTests
         _tracker.IsProbeInFlight(_a).Should().BeFalse();
     }
 
-    [Fact]
-    public void One_tracker_per_store()
-    {
-        var store = new InMemoryBackendStateStore();
-
-        BackendHealthTracker.For(store).Should().BeSameAs(BackendHealthTracker.For(store));
-        BackendHealthTracker.For(store).Should().NotBeSameAs(BackendHealthTracker.For(new InMemoryBackendStateStore()));
-    }
-
     private BackendLease Admit(DateTimeOffset now)
     {
         _tracker.TryAdmit(_a, now, out var lease).Should().BeTrue();

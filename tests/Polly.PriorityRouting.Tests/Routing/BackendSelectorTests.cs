@@ -12,7 +12,7 @@ public class BackendSelectorTests
     public void Takes_every_backend_of_a_tier_before_the_next_tier()
     {
         var selector = Selector(Random.Shared.Next, ("p2", 2, 1), ("p1a", 1, 1), ("p3", 3, 1), ("p1b", 1, 5));
-        var tried = new TriedBackends(selector.Backends.Count);
+        var tried = new BackendSet(selector.Backends.Count);
         var order = new List<string>();
 
         while (selector.SelectNext(tried, Now) is { } backend)
@@ -33,9 +33,9 @@ public class BackendSelectorTests
         await _store.MarkUnavailableAsync(RoutingHarness.Key("a"), new(Now.AddSeconds(5), BackendUnavailableReason.Throttled), Now, default);
         await _store.MarkUnavailableAsync(RoutingHarness.Key("b"), new(Now.AddSeconds(3), BackendUnavailableReason.Throttled), Now, default);
 
-        selector.SelectNext(new TriedBackends(3), Now)!.Name.Should().Be("c");
-        selector.SelectNext(new TriedBackends(3), Now.AddSeconds(3))!.Name.Should().Be("b");
-        selector.SelectNext(new TriedBackends(3), Now.AddSeconds(5))!.Name.Should().Be("a");
+        selector.SelectNext(new BackendSet(3), Now)!.Name.Should().Be("c");
+        selector.SelectNext(new BackendSet(3), Now.AddSeconds(3))!.Name.Should().Be("b");
+        selector.SelectNext(new BackendSet(3), Now.AddSeconds(5))!.Name.Should().Be("a");
     }
 
     [Fact]
@@ -43,7 +43,7 @@ public class BackendSelectorTests
     {
         var selector = Selector(_ => 0, ("a", 1, 1), ("b", 2, 1));
         await _store.MarkUnavailableAsync(RoutingHarness.Key("a"), new(Now.AddSeconds(5), BackendUnavailableReason.Throttled), Now, default);
-        var tried = new TriedBackends(2);
+        var tried = new BackendSet(2);
         tried.Add(1);
 
         selector.SelectNext(tried, Now).Should().BeNull();
@@ -57,7 +57,7 @@ public class BackendSelectorTests
         var heavy = 0;
         for (var i = 0; i < Draws; i++)
         {
-            var name = selector.SelectNext(new TriedBackends(3), Now)!.Name;
+            var name = selector.SelectNext(new BackendSet(3), Now)!.Name;
             name.Should().NotBe("fallback");
             heavy += name == "heavy" ? 1 : 0;
         }
@@ -73,7 +73,7 @@ public class BackendSelectorTests
         var bounds = new List<int>();
         var selector = Selector(bound => { bounds.Add(bound); return draws.Dequeue(); }, ("a", 1, 1), ("b", 1, 3), ("c", 1, 2));
 
-        var picks = Enumerable.Range(0, 5).Select(_ => selector.SelectNext(new TriedBackends(3), Now)!.Name).ToArray();
+        var picks = Enumerable.Range(0, 5).Select(_ => selector.SelectNext(new BackendSet(3), Now)!.Name).ToArray();
 
         picks.Should().Equal("a", "b", "b", "c", "c");
         bounds.Should().AllBeEquivalentTo(6);
@@ -90,7 +90,7 @@ public class BackendSelectorTests
         const int Draws = 200_000;
         for (var i = 0; i < Draws; i++)
         {
-            perWeight[selector.SelectNext(new TriedBackends(100), Now)!.Weight]++;
+            perWeight[selector.SelectNext(new BackendSet(100), Now)!.Weight]++;
         }
 
         // Each class holds 25 backends: its share is weight × 25 / 250. Five sigma of a binomial share is under 0.006.
@@ -106,7 +106,7 @@ public class BackendSelectorTests
         var backends = Enumerable.Range(0, 70).Select(i => ($"b{i:000}", 1, 1)).ToArray();
         var selector = Selector(_ => 0, backends);
 
-        selector.SelectNext(new TriedBackends(70), Now)!.Name.Should().Be("b000");
+        selector.SelectNext(new BackendSet(70), Now)!.Name.Should().Be("b000");
     }
 
     [Fact]
@@ -126,7 +126,7 @@ public class BackendSelectorTests
     {
         var backends = Enumerable.Range(0, 100).Select(i => ($"b{i:000}", 1 + (i / 10), 1)).ToArray();
         var selector = Selector(Random.Shared.Next, backends);
-        var tried = new TriedBackends(selector.Backends.Count);
+        var tried = new BackendSet(selector.Backends.Count);
         var seen = new List<RoutedBackend>();
 
         while (selector.SelectNext(tried, Now) is { } backend)
@@ -144,12 +144,12 @@ public class BackendSelectorTests
     {
         var selector = Selector(Random.Shared.Next, ("a", 1, 1), ("b", 1, 2), ("c", 2, 1));
         await _store.MarkUnavailableAsync(RoutingHarness.Key("a"), new(Now.AddSeconds(8), BackendUnavailableReason.Throttled), Now, default);
-        selector.SelectNext(new TriedBackends(3), Now);
+        selector.SelectNext(new BackendSet(3), Now);
 
         var before = GC.GetAllocatedBytesForCurrentThread();
         for (var i = 0; i < 1_000; i++)
         {
-            var tried = new TriedBackends(3);
+            var tried = new BackendSet(3);
             tried.Add(selector.SelectNext(tried, Now)!.Index);
             selector.SelectNext(tried, Now);
         }

@@ -26,9 +26,9 @@ public class LatencyAwareSelectionTests
         Record(latency, 1, TimeSpan.FromMilliseconds(300));
 
         draw = 999;
-        selector.SelectNext(new TriedBackends(3), Now)!.Name.Should().Be("fast");
+        selector.SelectNext(new BackendSet(3), Now)!.Name.Should().Be("fast");
         draw = 1000;
-        selector.SelectNext(new TriedBackends(3), Now)!.Name.Should().Be("slow");
+        selector.SelectNext(new BackendSet(3), Now)!.Name.Should().Be("slow");
         bounds.Should().Equal([1173, 1173], "1000 + 1000 × (1.25 × 100 / 300)²");
     }
 
@@ -48,7 +48,7 @@ public class LatencyAwareSelectionTests
             latency);
         Record(latency, 0, TimeSpan.FromSeconds(5));
         Record(latency, 2, TimeSpan.FromMilliseconds(1));
-        var tried = new TriedBackends(3);
+        var tried = new BackendSet(3);
 
         selector.SelectNext(tried, Now)!.Name.Should().Be("new");
         tried.Add(1);
