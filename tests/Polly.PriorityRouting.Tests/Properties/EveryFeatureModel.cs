@@ -96,7 +96,16 @@ internal sealed class EveryFeatureModel
         }
 
         Check(request.Spec.Hints?.Allows(_backends[backend].Config) ?? true, Rule.Hints, where, $"the hints ({request.Spec.Hints}) do not allow {backend}");
-        Check(!(request.Spec.Hints?.NoFailover ?? false) || request.Calls.Count == 0, Rule.NoFailover, where, $"NoFailover: one backend call per request, this is call {request.Calls.Count + 1} (earlier: {string.Join(", ", request.Calls.Select(c => c.Backend))})");
+        // NoFailover: the first backend is the request's only one, sent once per round — with MaxQueueWait it waits for
+        // that backend only, and a new round after the wait may send to it again (docs/configuration.md, "Rounds").
+        if (request.Spec.Hints?.NoFailover ?? false)
+        {
+            Check(
+                request.Calls.Count == 0 || (request.Calls[0].Backend == backend && tried.Count == 0),
+                Rule.NoFailover,
+                where,
+                $"NoFailover: one backend, once per round; earlier calls: {string.Join(", ", request.Calls.Select(c => $"{c.Backend} (round {c.Round})"))}, this one in round {round}");
+        }
         Check(!tried.Contains(backend), Rule.Tiers, where, "a backend is never tried twice in one round of an execution");
 
         // What depends on the time is judged only when the clock did not move while the request ran.
