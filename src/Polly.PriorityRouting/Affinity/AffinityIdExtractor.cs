@@ -31,7 +31,10 @@ public abstract class AffinityIdExtractor
     /// Completes what <see cref="Extract"/> found with the request's body, when it asked for it.
     /// </summary>
     /// <param name="request">The caller's request.</param>
-    /// <param name="body">The whole body, as the caller sent it (at most 16 MB; larger bodies are not read).</param>
+    /// <param name="body">
+    /// The whole body, as the caller sent it (at most 64 MB, <see cref="OpenAIRequestCost.MaxBodyBytes"/>; larger bodies
+    /// are not read): the one copy of it that the model map, the token estimate and affinity share.
+    /// </param>
     /// <param name="fromRequest">What <see cref="Extract"/> returned for the request.</param>
     /// <returns>What the request refers to, deletes and creates. The default returns <paramref name="fromRequest"/>.</returns>
     public virtual AffinityRequest ExtractFromBody(HttpRequestMessage request, ReadOnlySpan<byte> body, AffinityRequest fromRequest) => fromRequest;

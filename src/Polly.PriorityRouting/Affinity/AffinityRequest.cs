@@ -45,9 +45,6 @@ public readonly record struct AffinityRequest
     /// </summary>
     public bool ReadsBody { get; init; }
 
-    /// <summary>Gets a value indicating whether the body is read for a soft-affinity key only (a chat completion).</summary>
-    internal bool ReadsStickyKeyOnly { get; init; }
-
     /// <summary>
     /// Gets a value indicating whether the created response is not stored (<c>"store": false</c>): its id cannot be
     /// referenced later and is not pinned; its reasoning items still are.

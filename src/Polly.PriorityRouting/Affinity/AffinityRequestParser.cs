@@ -8,9 +8,9 @@ namespace Polly.PriorityRouting;
 /// <c>"id":"rs_…"</c> of reasoning items sent back in a Responses <c>input</c>).
 /// </summary>
 /// <remarks>
-/// A request whose path names no collection costs one scan of its path and allocates nothing. The body (already
-/// buffered for replay, read into a pooled buffer by <see cref="AffinityRequestReader"/>) is read once with a
-/// <see cref="System.Text.Json.Utf8JsonReader"/> (<c>AffinityRequestParser.Body.cs</c>).
+/// A request whose path names no collection costs one scan of its path and allocates nothing. What its body says comes
+/// from the one read of the body (<see cref="RequestBody"/>, <see cref="RequestBodyFacts"/>), shared with the model and
+/// the token estimate (<c>AffinityRequestParser.Body.cs</c>).
 /// </remarks>
 internal static partial class AffinityRequestParser
 {
@@ -60,12 +60,13 @@ internal static partial class AffinityRequestParser
         }
 
         var post = method == HttpMethod.Post;
-        var json = post && request.Content is { } content && IsJson(content);
+        var json = post && request.Content is { } content && RequestBody.IsJson(content.Headers.ContentType);
         if (firstCollection is null)
         {
             // A chat completion refers to no stored state; its body may carry a soft-affinity key.
+            // Its content parts may name an uploaded file ({"type":"file","file":{"file_id":…}}), which pins it.
             return json && fullPath.EndsWith("/chat/completions", StringComparison.Ordinal)
-                ? new AffinityRequest { ReadsBody = true, ReadsStickyKeyOnly = true }
+                ? new AffinityRequest { ReadsBody = true }
                 : default;
         }
 
@@ -114,9 +115,6 @@ internal static partial class AffinityRequestParser
         "assistants" => OpenAIAffinityKinds.Assistant,
         _ => null,
     };
-
-    private static bool IsJson(HttpContent content)
-        => content.Headers.ContentType?.MediaType is not { } mediaType || mediaType.Contains("json", StringComparison.OrdinalIgnoreCase);
 
     /// <summary>Ids carry '_' or '-' (<c>resp_</c>, <c>file-</c>, …), which tells them from sub-resources.</summary>
     private static bool LooksLikeId(ReadOnlySpan<char> segment)

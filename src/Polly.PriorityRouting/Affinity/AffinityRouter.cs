@@ -42,15 +42,19 @@ internal sealed class AffinityRouter
 
     public IAffinityStore Store => _store;
 
+    /// <summary>Gets a value indicating whether the extractor reads the body's bytes (a custom one), not only its facts.</summary>
+    public bool ReadsBodyBytes => AffinityRequestReader.ReadsBytes(_extractor);
+
     /// <summary>
     /// Finds what the request refers to and where it lives: at most one store read, and none for a request without ids.
     /// </summary>
     /// <param name="request">The caller's request.</param>
+    /// <param name="body">Its body (read only if the extractor asks for it), or <see langword="null"/>.</param>
     /// <param name="stickyKey">The soft-affinity key of the request's hints, if any.</param>
     /// <param name="cancellationToken">The cancellation token.</param>
-    public async ValueTask<AffinityDecision> ResolveAsync(HttpRequestMessage request, string? stickyKey, CancellationToken cancellationToken)
+    public async ValueTask<AffinityDecision> ResolveAsync(HttpRequestMessage request, RequestBody? body, string? stickyKey, CancellationToken cancellationToken)
     {
-        var parsed = AffinityRequestReader.Read(_extractor, request);
+        var parsed = AffinityRequestReader.Read(_extractor, request, body);
         if (parsed.Referenced.IsEmpty)
         {
             var key = stickyKey is { Length: > 0 and <= AffinityRequestParser.MaxStickyKeyLength } ? stickyKey : parsed.StickyKey;

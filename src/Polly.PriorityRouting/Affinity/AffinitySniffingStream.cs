@@ -44,7 +44,7 @@ internal sealed class AffinitySniffingStream : ReadOnlyStream
     public override int Read(Span<byte> buffer)
     {
         var read = _inner.Read(buffer);
-        if (IsSniffing)
+        if (IsSniffing && !buffer.IsEmpty)
         {
             var scan = new Scan();
             while (Next(buffer[..read], ref scan) is { } id)
@@ -57,8 +57,12 @@ internal sealed class AffinitySniffingStream : ReadOnlyStream
         return read;
     }
 
+    /// <remarks>
+    /// A zero-byte read (a <c>PipeReader</c> with <c>useZeroByteReads</c> waits for data that
+    /// way) returns 0 without the body being over: only a read that asked for bytes and got none ends it.
+    /// </remarks>
     public override ValueTask<int> ReadAsync(Memory<byte> buffer, CancellationToken cancellationToken = default)
-        => IsSniffing ? SniffAsync(buffer, cancellationToken) : _inner.ReadAsync(buffer, cancellationToken);
+        => IsSniffing && !buffer.IsEmpty ? SniffAsync(buffer, cancellationToken) : _inner.ReadAsync(buffer, cancellationToken);
 
     private async ValueTask<int> SniffAsync(Memory<byte> buffer, CancellationToken cancellationToken)
     {

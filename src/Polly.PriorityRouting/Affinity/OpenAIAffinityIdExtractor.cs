@@ -23,6 +23,10 @@ public sealed class OpenAIAffinityIdExtractor : AffinityIdExtractor
     public override AffinityRequest Extract(HttpRequestMessage request) => AffinityRequestParser.Parse(request);
 
     /// <inheritdoc/>
+    /// <remarks>
+    /// Given the body the strategy read (a custom extractor delegating here), it uses that read's parse; any other span
+    /// is parsed now.
+    /// </remarks>
     public override AffinityRequest ExtractFromBody(HttpRequestMessage request, ReadOnlySpan<byte> body, AffinityRequest fromRequest)
-        => AffinityRequestParser.ParseBody(body, fromRequest);
+        => AffinityRequestParser.ParseBody(RequestBody.FactsOf(request, body) ?? RequestBodyFacts.Scan(body), fromRequest);
 }

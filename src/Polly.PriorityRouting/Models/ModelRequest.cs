@@ -1,5 +1,3 @@
-using System.Net.Http.Headers;
-
 namespace Polly.PriorityRouting;
 
 /// <summary>
@@ -10,8 +8,8 @@ namespace Polly.PriorityRouting;
 /// <remarks>
 /// Only pipelines where some backend has a <see cref="PriorityBackend.Models"/> map resolve models; the others keep
 /// today's path. A path-style request is rewritten by the backend's attempt URI (<see cref="DeploymentPath"/>); a
-/// body-style request reads its body once into one buffer (the body is already buffered for replay, but not
-/// accessibly), scans it once, and every attempt writes slices of that buffer (<see cref="ModelRewrittenContent"/>).
+/// body-style request uses the one read of its body (<see cref="RequestBody"/>, its bytes kept), and every attempt
+/// writes slices of that buffer (<see cref="ModelRewrittenContent"/>).
 /// </remarks>
 internal sealed class ModelRequest
 {
@@ -40,19 +38,24 @@ internal sealed class ModelRequest
     /// Resolves the model of a request whose body was made replayable; <see langword="null"/> when the request names
     /// none (it then routes over every backend, unchanged).
     /// </summary>
-    public static ValueTask<ModelRequest?> ResolveAsync(ModelCatalog catalog, HttpRequestMessage request, CancellationToken cancellationToken)
+    /// <param name="catalog">The pipeline's models.</param>
+    /// <param name="request">The caller's request.</param>
+    /// <param name="body">Its body, read with its bytes kept, or <see langword="null"/> when it has no JSON body.</param>
+    public static ModelRequest? Resolve(ModelCatalog catalog, HttpRequestMessage request, RequestBody? body)
     {
         if (DeploymentPath.TryGetName(request.RequestUri, out var name))
         {
-            return new(new ModelRequest(name, catalog.Resolve(name)));
+            return new ModelRequest(name, catalog.Resolve(name));
         }
 
-        if (request.Content is not { } content || !IsJson(content.Headers.ContentType))
+        if (body?.Facts is not { Model: { } model } facts)
         {
-            return new((ModelRequest?)null);
+            return null;
         }
 
-        return ResolveFromBodyAsync(catalog, content, cancellationToken);
+        // Without its bytes (never, when read for a model map) the body could not be rewritten: it goes as it is.
+        var bytes = body.Bytes;
+        return new ModelRequest(model, catalog.Resolve(model), bytes.IsEmpty ? null : request.Content, bytes, facts.ModelStart, facts.ModelEnd);
     }
 
     /// <summary>
@@ -63,35 +66,4 @@ internal sealed class ModelRequest
         => _content is not null && Route?.DeploymentOn(backend) is { } deployment && !string.Equals(deployment.Name, Name, StringComparison.Ordinal)
             ? new ModelRewrittenContent(_content, _body, _valueStart, _valueEnd, deployment.JsonLiteral)
             : null;
-
-    private static async ValueTask<ModelRequest?> ResolveFromBodyAsync(ModelCatalog catalog, HttpContent content, CancellationToken cancellationToken)
-    {
-        var body = await ReadAsync(content, cancellationToken).ConfigureAwait(false);
-        if (!JsonModelProperty.TryFind(body.Span, out var name, out var start, out var end))
-        {
-            return null;
-        }
-
-        return new ModelRequest(name, catalog.Resolve(name), content, body, start, end);
-    }
-
-    /// <summary>Copies the (already buffered) body into one array of its size.</summary>
-    private static async ValueTask<ReadOnlyMemory<byte>> ReadAsync(HttpContent content, CancellationToken cancellationToken)
-    {
-        var length = content.Headers.ContentLength;
-        if (length is 0 or > int.MaxValue)
-        {
-            return ReadOnlyMemory<byte>.Empty;
-        }
-
-        using var buffer = new MemoryStream(length is { } known ? (int)known : 0);
-        await content.CopyToAsync(buffer, cancellationToken).ConfigureAwait(false);
-        return new ReadOnlyMemory<byte>(buffer.GetBuffer(), 0, (int)buffer.Length);
-    }
-
-    /// <summary>JSON, or no declared type at all; never multipart forms, form posts or binary uploads.</summary>
-    private static bool IsJson(MediaTypeHeaderValue? contentType)
-        => contentType?.MediaType is not { } mediaType ||
-           string.Equals(mediaType, "application/json", StringComparison.OrdinalIgnoreCase) ||
-           mediaType.EndsWith("+json", StringComparison.OrdinalIgnoreCase);
 }

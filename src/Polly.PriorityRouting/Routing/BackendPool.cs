@@ -21,7 +21,7 @@ internal sealed class BackendPool
     private readonly TimeSpan _maxCooldown;
     private readonly bool _proactiveThrottling;
     private readonly BackendBudgets? _budgets;
-    private readonly Func<HttpRequestMessage, long> _requestCost;
+    private readonly Func<HttpRequestMessage, long>? _requestCost;
 
     /// <param name="options">The pipeline's options.</param>
     /// <param name="shared">What the pipelines on the store share (see <see cref="SharedBackendState"/>).</param>
@@ -53,7 +53,7 @@ internal sealed class BackendPool
             _budgets.SubscribeOnce(timeProvider);
         }
 
-        _requestCost = options.RequestCost ?? OpenAIRequestCost.Estimate;
+        _requestCost = options.RequestCost;
         _selector = new BackendSelector(_backends, Availability, options.Randomizer, Latency, _budgets);
         Queue = _budgets is not null && options.MaxQueueWait is { } maxWait ? new WaitQueue(timeProvider, _budgets, maxWait) : null;
         Models = ModelCatalog.Create(_backends);
@@ -248,12 +248,20 @@ internal sealed class BackendPool
         return BudgetExhaustion.Compute(backends, Availability, _budgets, _timeProvider.GetUtcNow(), route, Queue?.MaxWait - waited);
     }
 
-    /// <summary>Estimates a request's cost in tokens once per execution; 0 when budgets are off or the estimate fails.</summary>
-    public long EstimateCost(HttpRequestMessage request)
+    /// <summary>
+    /// Estimates a request's cost in tokens once per execution: by default from the one read of its body; 0 when budgets
+    /// are off or the estimate fails.
+    /// </summary>
+    public long EstimateCost(HttpRequestMessage request, RequestBody? body)
     {
         if (_budgets is null)
         {
             return 0;
+        }
+
+        if (_requestCost is null)
+        {
+            return body?.Facts.EstimatedTokens ?? 0;
         }
 
         try

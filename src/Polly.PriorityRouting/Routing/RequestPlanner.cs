@@ -14,6 +14,7 @@ internal sealed class RequestPlanner
 {
     private readonly BackendPool _pool;
     private readonly Func<HttpRequestMessage, string?>? _partitionKey;
+    private readonly bool _keepBodyBytes;
     private readonly IPlanStage[] _stages;
 
     public RequestPlanner(PriorityRoutingStrategyOptions options, BackendPool pool, RoutingTelemetry telemetry)
@@ -23,6 +24,7 @@ internal sealed class RequestPlanner
         Affinity = options.Affinity is { Enabled: true } affinity
             ? new AffinityRouter(affinity, affinity.Store ?? options.AffinityStoreFromServices ?? InMemoryAffinityStore.Shared, pool.Backends)
             : null;
+        _keepBodyBytes = pool.Models is not null || Affinity is { ReadsBodyBytes: true };
 
         var stages = new List<IPlanStage>();
         if (pool.Models is { } models)
@@ -61,19 +63,15 @@ internal sealed class RequestPlanner
         var partition = _partitionKey?.Invoke(original);
         await AttemptRequest.PrepareContentAsync(original, cancellationToken).ConfigureAwait(continueOnCapturedContext);
 
-        // The model, and so the backends that may take the request: once, from the path or the buffered body.
-        ModelRequest? model = null;
-        if (_pool.Models is { } models)
-        {
-            model = await ModelRequest.ResolveAsync(models, original, cancellationToken).ConfigureAwait(continueOnCapturedContext);
-        }
-
-        var cost = _pool.EstimateCost(original);
+        // One read of the body, when first asked, for the model, the cost and affinity (none on an outer retry).
+        var body = RequestBody.Of(original, _keepBodyBytes);
+        var model = _pool.Models is { } models ? ModelRequest.Resolve(models, original, body) : null;
+        var cost = _pool.EstimateCost(original, body);
         var hints = PriorityRoutingRequestOptions.Of(original);
         AffinityDecision affinity = default;
         if (Affinity is not null)
         {
-            affinity = await Affinity.ResolveAsync(original, hints?.AffinityKey, cancellationToken).ConfigureAwait(continueOnCapturedContext);
+            affinity = await Affinity.ResolveAsync(original, body, hints?.AffinityKey, cancellationToken).ConfigureAwait(continueOnCapturedContext);
         }
 
         var facts = new RequestFacts(original, model, affinity, hints);

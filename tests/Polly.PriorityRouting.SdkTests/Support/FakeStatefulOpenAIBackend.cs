@@ -9,7 +9,8 @@ namespace Polly.PriorityRouting.SdkTests.Support;
 
 /// <summary>
 /// A loopback Azure OpenAI / OpenAI service that keeps real state of its own, as a deployment does: the Responses API
-/// (create, plain or streamed; get; <c>previous_response_id</c>), files and batches, under <c>/v1/</c>,
+/// (create, plain or streamed; get; <c>previous_response_id</c>), files, batches and chat completions (whose file
+/// content parts must name a file held here), under <c>/v1/</c>,
 /// <c>/openai/v1/</c> and <c>/openai/…?api-version=</c>. It creates its own ids and answers 404 — with the services'
 /// error bodies — for ids it does not hold. It can be told to throttle. Besides: encrypted reasoning items
 /// (<c>include: ["reasoning.encrypted_content"]</c>, sent back in a later <c>input</c>; the service answers 400 for
@@ -118,6 +119,11 @@ internal sealed class FakeStatefulOpenAIBackend : IAsyncDisposable
         if (path.StartsWith("/api/sessions", StringComparison.Ordinal))
         {
             return await AnswerSessionsAsync(context, segments[2..], method);
+        }
+
+        if (segments is [.., "chat", "completions"] && HttpMethods.IsPost(method))
+        {
+            return await CompleteChatAsync(context);
         }
 
         // …/responses[/{id}], …/files[/{id}], …/batches[/{id}] under any prefix.
@@ -270,6 +276,40 @@ internal sealed class FakeStatefulOpenAIBackend : IAsyncDisposable
             ["tools"] = new JsonArray(),
             ["store"] = true,
         };
+    }
+
+    /// <summary>A chat completion; a file named in a content part must have been uploaded here (else 404, as the service).</summary>
+    private async Task<int> CompleteChatAsync(HttpContext context)
+    {
+        var body = JsonNode.Parse(await new StreamReader(context.Request.Body).ReadToEndAsync())!.AsObject();
+        foreach (var message in body["messages"] as JsonArray ?? [])
+        {
+            foreach (var part in message?["content"] as JsonArray ?? [])
+            {
+                if (part?["type"]?.GetValue<string>() == "file" && part["file"]?["file_id"]?.GetValue<string>() is { } fileId && !_files.ContainsKey(fileId))
+                {
+                    await WriteJsonAsync(context, 404, Error($"File with id '{fileId}' not found.", "not_found", "messages"));
+                    return 404;
+                }
+            }
+        }
+
+        var id = NextId("chatcmpl-");
+        await WriteJsonAsync(context, 200, new JsonObject
+        {
+            ["id"] = id,
+            ["object"] = "chat.completion",
+            ["created"] = Created,
+            ["model"] = body["model"]?.GetValue<string>() ?? "gpt-4o",
+            ["choices"] = new JsonArray(new JsonObject
+            {
+                ["index"] = 0,
+                ["message"] = new JsonObject { ["role"] = "assistant", ["content"] = $"Answer {id} from {Name}." },
+                ["finish_reason"] = "stop",
+            }),
+            ["usage"] = new JsonObject { ["prompt_tokens"] = 10, ["completion_tokens"] = 5, ["total_tokens"] = 15 },
+        });
+        return 200;
     }
 
     private async Task<int> CreateFileAsync(HttpContext context)

@@ -130,23 +130,13 @@ public class AffinityRequestParserTests
     [Theory]
     [InlineData("""{"previous_response_id":123}""")]
     [InlineData("""{"previous_response_id":"not an id"}""")]
-    [InlineData("""{"previous_response_id":"resp_\u0031"}""")]
+    [InlineData("""{"metadata":{"previous_response_id":"resp_1"}}""")]
+    [InlineData("""{"previous_response_id":"resp_1","store":fal""")]
     [InlineData("""{"input":"previous_response_id"}""")]
     [InlineData("""not json""")]
     public void Bodies_without_a_valid_id_route_normally(string body)
     {
-        AffinityRequestParser.ScanBody(Encoding.UTF8.GetBytes(body)).Id.IsEmpty.Should().BeTrue();
-    }
-
-    [Theory]
-    [InlineData("""{"messages":[{"role":"user","content":"hi"}]}""", false)]
-    [InlineData("""{"messages":[{"role":"user","content":"the user: me"}]}""", false)]
-    [InlineData("""{"messages":[],"user":"u-1"}""", true)]
-    [InlineData("""{"messages":[], "user" :\n "u-1"}""", true)]
-    [InlineData("""{"prompt_cache_key":"k","messages":[]}""", true)]
-    public void A_chat_body_is_parsed_only_when_it_may_hold_a_key(string body, bool mayHold)
-    {
-        AffinityRequestParser.MayHaveStickyKey(Encoding.UTF8.GetBytes(body)).Should().Be(mayHold);
+        RequestBodyFacts.Scan(Encoding.UTF8.GetBytes(body)).Referenced.IsEmpty.Should().BeTrue();
     }
 
     [Fact]
@@ -249,7 +239,7 @@ public class AffinityRequestParserTests
     [InlineData("""{"input":[{"type":"reasoning","id":"rs_has space"}]}""")]
     public void Only_a_reasoning_item_id_in_the_body_routes(string body)
     {
-        AffinityRequestParser.ScanBody(Encoding.UTF8.GetBytes(body)).Id.IsEmpty.Should().BeTrue();
+        RequestBodyFacts.Scan(Encoding.UTF8.GetBytes(body)).Referenced.IsEmpty.Should().BeTrue();
     }
 
     [Fact]
@@ -277,16 +267,32 @@ public class AffinityRequestParserTests
         (answer.IdProperty, answer.ReasoningItems).Should().Be((idProperty, true));
     }
 
-    [Fact]
-    public void An_id_found_before_an_unreadable_rest_still_routes()
+    [Theory]
+    [InlineData("""{"previous\u005fresponse_id":"resp_1"}""", "resp_1")]
+    [InlineData("""{"previous_response_id":"resp\u005f1"}""", "resp_1")]
+    [InlineData("""{"previous_response_id":"resp_0","previous_response_id":"resp_1"}""", "resp_1")]
+    [InlineData("""{"previous_response_id":"resp_0","previous_response_id":null}""", null)]
+    [InlineData("""{"input":[{"type":"reasoning","id":"rs\u005f1"}]}""", "rs_1")]
+    [InlineData("""{"messages":[{"role":"user","content":[{"type":"file","file":{"file\u005fid":"file-1"}}]}]}""", "file-1")]
+    public void Ids_are_read_as_a_json_parser_reads_them(string body, string? id)
     {
-        var scanned = AffinityRequestParser.ScanBody(Encoding.UTF8.GetBytes("""{"previous_response_id":"resp_1","store":fal"""), findStore: true);
+        RequestBodyFacts.Scan(Encoding.UTF8.GetBytes(body)).Referenced.Value.Should().Be(id);
+    }
 
-        (scanned.Id, scanned.Unstored).Should().Be((new AffinityId("resp_1", OpenAIAffinityKinds.Response), false));
+    [Theory]
+    [InlineData("""{"user":"u-1","prompt_cache_key":"k-1"}""", "k-1")]
+    [InlineData("""{"prompt_cache_key":"k-1","user":"u-1"}""", "k-1")]
+    [InlineData("""{"user":"u-1","user":"u-2"}""", "u-2")]
+    [InlineData("""{"us\u0065r":"u\u002d1"}""", "u-1")]
+    [InlineData("""{"messages":[{"role":"user","user":"nested"}]}""", null)]
+    [InlineData("""{"user":""}""", null)]
+    public void The_soft_affinity_key_is_the_top_level_prompt_cache_key_else_user(string body, string? key)
+    {
+        RequestBodyFacts.Scan(Encoding.UTF8.GetBytes(body)).StickyKey.Should().Be(key);
     }
 
     internal static AffinityIdKind Kind(string name)
         => (AffinityIdKind)typeof(OpenAIAffinityKinds).GetField(name)!.GetValue(null)!;
 
-    private static AffinityRequest Read(HttpRequestMessage request) => AffinityRequestReader.Read(OpenAIAffinityIdExtractor.Instance, request);
+    private static AffinityRequest Read(HttpRequestMessage request) => AffinityRequestReader.Read(OpenAIAffinityIdExtractor.Instance, request, RequestBody.Of(request));
 }

@@ -52,6 +52,58 @@ public class AffinitySniffingStreamTests
     }
 
     [Fact]
+    public async Task A_reader_that_waits_with_zero_byte_reads_still_gets_the_id_pinned()
+    {
+        // PipeReader with useZeroByteReads (Kestrel, System.IO.Pipelines consumers) asks "is there data?" with an empty
+        // buffer before every real read: that read returns 0 without the body being over.
+        var body = Encoding.UTF8.GetBytes("""{"id":"resp_zero","object":"response","output_text":"hello"}""");
+        string? pinned = null;
+        await using var stream = new AffinitySniffingStream(new ChunkedStream(body, 7), eventStream: false, (id, _) =>
+        {
+            pinned = id;
+            return default;
+        });
+        var reader = System.IO.Pipelines.PipeReader.Create(stream, new System.IO.Pipelines.StreamPipeReaderOptions(useZeroByteReads: true, leaveOpen: true));
+
+        var copy = new MemoryStream();
+        while (true)
+        {
+            var result = await reader.ReadAsync();
+            foreach (var segment in result.Buffer)
+            {
+                copy.Write(segment.Span);
+            }
+
+            reader.AdvanceTo(result.Buffer.End);
+            if (result.IsCompleted)
+            {
+                break;
+            }
+        }
+
+        await reader.CompleteAsync();
+        copy.ToArray().Should().Equal(body);
+        pinned.Should().Be("resp_zero");
+    }
+
+    [Fact]
+    public void A_synchronous_zero_byte_read_does_not_end_the_look_ahead()
+    {
+        var body = Encoding.UTF8.GetBytes("""{"id":"file-zero","object":"file"}""");
+        string? pinned = null;
+        using var stream = new AffinitySniffingStream(new MemoryStream(body), eventStream: false, (id, _) =>
+        {
+            pinned = id;
+            return default;
+        });
+
+        stream.Read(Span<byte>.Empty).Should().Be(0);
+        using var reader = new StreamReader(stream);
+        reader.ReadToEnd().Should().Be("""{"id":"file-zero","object":"file"}""");
+        pinned.Should().Be("file-zero");
+    }
+
+    [Fact]
     public void A_synchronous_reader_gets_the_same()
     {
         var body = Encoding.UTF8.GetBytes("""{"id":"file-1","object":"file"}""");

@@ -63,6 +63,13 @@ public class OpenAIRequestCostTests
     }
 
     [Fact]
+    public void Of_a_repeated_property_the_last_counts_as_the_service_reads_it()
+    {
+        OpenAIRequestCost.Estimate("{\"prompt\":\"1234567812345678\",\"max_tokens\":100,\"prompt\":\"1234\",\"max_tokens\":10}"u8).Should().Be(1 + 10);
+        OpenAIRequestCost.Estimate("{\"m\\u0061x_tokens\":10,\"prompt\":\"1234\"}"u8).Should().Be(1 + 10, "an escaped name is the same name");
+    }
+
+    [Fact]
     public void Anything_else_costs_zero()
     {
         OpenAIRequestCost.Estimate("not json"u8).Should().Be(0);

@@ -2,7 +2,7 @@ using System.Text;
 
 namespace Polly.PriorityRouting.Tests.Models;
 
-public class JsonModelPropertyTests
+public class RequestBodyModelTests
 {
     [Fact]
     public void Finds_the_top_level_model_and_the_exact_range_of_its_token()
@@ -55,9 +55,9 @@ public class JsonModelPropertyTests
     {
         var bytes = Encoding.UTF8.GetPreamble().Concat(Encoding.UTF8.GetBytes("""{"model":"gpt-4o"}""")).ToArray();
 
-        JsonModelProperty.TryFind(bytes, out var model, out var start, out var end).Should().BeTrue();
+        var facts = RequestBodyFacts.Scan(bytes, readModel: true);
 
-        (model, start, end).Should().Be(("gpt-4o", 12, 20));
+        (facts.Model, facts.ModelStart, facts.ModelEnd).Should().Be(("gpt-4o", 12, 20));
     }
 
     [Fact]
@@ -72,7 +72,8 @@ public class JsonModelPropertyTests
     private static (bool Found, string? Model, string? Token) Find(string json)
     {
         var bytes = Encoding.UTF8.GetBytes(json);
-        var found = JsonModelProperty.TryFind(bytes, out var model, out var start, out var end);
-        return (found, model, found ? Encoding.UTF8.GetString(bytes, start, end - start) : null);
+        var facts = RequestBodyFacts.Scan(bytes, readModel: true);
+        var found = facts.Model is not null;
+        return (found, facts.Model, found ? Encoding.UTF8.GetString(bytes, facts.ModelStart, facts.ModelEnd - facts.ModelStart) : null);
     }
 }
