@@ -85,7 +85,8 @@ internal sealed class EveryFeatureModel
     /// <summary>Checks one backend call against the rules, before the backend answers.</summary>
     public void OnCall(LiveRequest request, string backend, int round, DateTimeOffset now)
     {
-        var where = $"{Show(now)} request #{request.Id} ({request.Spec}) call {request.Calls.Count + 1} → {backend}";
+        var where = $"{Show(now)} request #{request.Id} ({request.Spec}) call {request.Calls.Count + 1} → {backend}" +
+                    (request.Calls.Count == 0 ? string.Empty : $" (after {string.Join(", ", request.Calls.Select(c => $"{c.Backend} at {Show(c.At)}"))})");
         var allowed = Allowed(request);
         var tried = request.Calls.Where(c => c.Round == round).Select(c => c.Backend).ToHashSet(StringComparer.Ordinal);
 
