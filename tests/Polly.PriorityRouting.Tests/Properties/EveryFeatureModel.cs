@@ -51,13 +51,19 @@ internal sealed class EveryFeatureModel
     /// <summary>How many requests wait in the strategy right now (the driver keeps it).</summary>
     public int WaitersNow { get; set; }
 
-    /// <summary>The backends a request may use: its hints, then its pin (precedence: pinned id, then hints).</summary>
+    /// <summary>The backends a request may use: its hints, its pin, and with NoFailover the one it was first sent to.</summary>
     public IReadOnlyList<string> Allowed(LiveRequest request)
     {
         var allowed = _setup.Backends.Where(b => request.Spec.Hints?.Allows(b) ?? true).Select(b => b.Name).ToList();
         if (request.PinnedTo is { } pinned)
         {
             allowed = allowed.Contains(pinned) ? [pinned] : [];
+        }
+
+        // NoFailover: once sent, the first backend is the request's only one (a wait's new round included).
+        if ((request.Spec.Hints?.NoFailover ?? false) && request.Calls.Count > 0)
+        {
+            allowed = [request.Calls[0].Backend];
         }
 
         return allowed;
