@@ -23,8 +23,10 @@ internal sealed class DeterministicSynchronizationContext : SynchronizationConte
     public override SynchronizationContext CreateCopy() => this;
 
     /// <summary>Runs everything posted, including what the callbacks post in turn, until nothing is left.</summary>
-    public void RunPending()
+    /// <returns>Whether anything ran.</returns>
+    public bool RunPending()
     {
+        var ran = false;
         while (true)
         {
             (SendOrPostCallback Callback, object? State) next;
@@ -32,11 +34,12 @@ internal sealed class DeterministicSynchronizationContext : SynchronizationConte
             {
                 if (!_posted.TryDequeue(out next))
                 {
-                    return;
+                    return ran;
                 }
             }
 
             next.Callback(next.State);
+            ran = true;
         }
     }
 }

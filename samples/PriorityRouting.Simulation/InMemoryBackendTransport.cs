@@ -10,6 +10,14 @@ namespace PriorityRouting.Simulation;
 /// Azure OpenAI does), reports on every answer the budget left, its limit and when it refills, and answers 429 with
 /// the headers Azure OpenAI sends when the request does not fit.
 /// </summary>
+/// <remarks>
+/// When the scenario's completions take time (<see cref="SimulationScenario.Completions"/>), an admitted request's
+/// answer arrives later: a streamed one at its first token, another whole at its end. Its tokens are counted when it is
+/// admitted, and the budget its answer reports is the one at admission (the backend's gateway decides then), so an
+/// answer that arrives seconds later tells the state of seconds ago, and says nothing of what was admitted since. A
+/// caller that gives up while the answer is on its way (a timeout) gets nothing back, and its tokens stay spent.
+/// A 429 answers at once.
+/// </remarks>
 internal sealed class InMemoryBackendTransport : HttpMessageHandler
 {
     private readonly Dictionary<string, SimulatedBackend> _backendsByHost;
@@ -18,9 +26,31 @@ internal sealed class InMemoryBackendTransport : HttpMessageHandler
     private readonly DateTimeOffset _measureUntil;
     private readonly bool _tokens;
     private readonly SpillTracker _spill;
+    private readonly CompletionTimes? _completions;
+    private readonly VirtualDelays? _delays;
+    private readonly Random? _random;
+    private readonly bool _budgetAtAdmission;
 
     public InMemoryBackendTransport(IReadOnlyList<SimulatedBackend> backends, TimeProvider time, DateTimeOffset measureFrom, DateTimeOffset measureUntil, bool tokens)
+        : this(backends, time, measureFrom, measureUntil, tokens, completions: null, delays: null, seed: 0)
     {
+    }
+
+    public InMemoryBackendTransport(
+        IReadOnlyList<SimulatedBackend> backends,
+        TimeProvider time,
+        DateTimeOffset measureFrom,
+        DateTimeOffset measureUntil,
+        bool tokens,
+        CompletionTimes? completions,
+        VirtualDelays? delays,
+        int seed,
+        bool budgetAtAdmission = true)
+    {
+        _budgetAtAdmission = budgetAtAdmission;
+        _completions = completions;
+        _delays = delays;
+        _random = completions is null ? null : new Random(seed);
         _measureUntil = measureUntil;
         _backendsByHost = backends.ToDictionary(b => b.Spec.Address.Host, StringComparer.OrdinalIgnoreCase);
         _time = time;
@@ -33,7 +63,46 @@ internal sealed class InMemoryBackendTransport : HttpMessageHandler
 
     // A handler holds nothing here, so the client factory disposing it (it is shared by every replica) is harmless.
     protected override Task<HttpResponseMessage> SendAsync(HttpRequestMessage request, CancellationToken cancellationToken)
-        => Task.FromResult(Send(request, cancellationToken));
+        => _completions is null ? Task.FromResult(Send(request, cancellationToken)) : SendInFlightAsync(request, cancellationToken);
+
+    private async Task<HttpResponseMessage> SendInFlightAsync(HttpRequestMessage request, CancellationToken cancellationToken)
+    {
+        var response = Send(request, cancellationToken);
+        if (response.StatusCode != HttpStatusCode.OK)
+        {
+            return response;
+        }
+
+        var (headers, completion) = _completions!.Draw(_random!);
+        try
+        {
+            await _delays!.Delay(headers, cancellationToken).ConfigureAwait(false);
+        }
+        catch (OperationCanceledException)
+        {
+            response.Dispose();
+            throw;
+        }
+
+        if (!_budgetAtAdmission && _backendsByHost.TryGetValue(request.RequestUri!.Host, out var backend))
+        {
+            // The other reading of the headers: the budget when the answer leaves the backend.
+            foreach (var name in BudgetHeaders)
+            {
+                response.Headers.Remove(name);
+            }
+
+            var now = _time.GetUtcNow();
+            backend.Bucket.Advance(now);
+            AddBudget(response, backend.Bucket, now);
+        }
+
+        // The rest of a streamed answer: the caller has its answer when the last token arrives.
+        response.Headers.TryAddWithoutValidation(
+            SimulatedRequests.RemainingMillisecondsHeader,
+            (completion - headers).TotalMilliseconds.ToString("0.###", CultureInfo.InvariantCulture));
+        return response;
+    }
 
     protected override HttpResponseMessage Send(HttpRequestMessage request, CancellationToken cancellationToken)
     {
@@ -42,10 +111,7 @@ internal sealed class InMemoryBackendTransport : HttpMessageHandler
             return new HttpResponseMessage(HttpStatusCode.BadGateway) { RequestMessage = request };
         }
 
-        var cost = request.Headers.NonValidated.TryGetValues(SimulatedRequests.CostHeader, out var values) &&
-                   long.TryParse(values.ToString(), NumberStyles.Integer, CultureInfo.InvariantCulture, out var parsed)
-            ? parsed
-            : 1;
+        var cost = SimulatedRequests.CostOf(request);
         var now = _time.GetUtcNow();
         var measured = now >= _measureFrom && now < _measureUntil;
         var bucket = backend.Bucket;
@@ -89,7 +155,11 @@ internal sealed class InMemoryBackendTransport : HttpMessageHandler
         return response;
     }
 
-    private void AddBudget(HttpResponseMessage response, VirtualTokenBucket bucket, DateTimeOffset now)
+    private string[] BudgetHeaders => _tokens
+        ? ["x-ratelimit-remaining-tokens", "x-ratelimit-limit-tokens", "x-ratelimit-reset-tokens"]
+        : ["x-ratelimit-remaining-requests", "x-ratelimit-limit-requests", "x-ratelimit-reset-requests"];
+
+    private void AddBudget(HttpResponseMessage response, IVirtualBudget bucket, DateTimeOffset now)
     {
         var kind = _tokens ? "tokens" : "requests";
         response.Headers.TryAddWithoutValidation("x-ratelimit-remaining-" + kind, bucket.Remaining.ToString(CultureInfo.InvariantCulture));

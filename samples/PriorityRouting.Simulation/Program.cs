@@ -4,7 +4,7 @@ using PriorityRouting.Simulation;
 using PriorityRouting.Simulation.Routers;
 
 // Usage: dotnet run -c Release --project samples/PriorityRouting.Simulation
-//            [-- --period <seconds>] [--measured <seconds>] [--loads 1,1.5] [--replicas 1,8] [--scenario mixed] [--routers ours] [--budget-interval <ms>] [--budget-delay <ms>] [--budget-sharing on|off] [--queue-wait <seconds>] [--charts <directory>] [--json]
+//            [-- --period <seconds>] [--measured <seconds>] [--loads 1,1.5] [--replicas 1,8] [--scenario mixed] [--routers ours] [--budget-interval <ms>] [--budget-delay <ms>] [--budget-sharing on|off] [--budget-headers admission|answer] [--reservation-delay <ms>] [--reservation-reads send|<seconds>] [--queue-wait <seconds>] [--charts <directory>] [--json]
 //        or: dotnet run -c Release --project samples/PriorityRouting.Simulation -- --latency
 if (args.Contains("--latency"))
 {
@@ -51,6 +51,15 @@ for (var i = 0; i + 1 < args.Length; i += 2)
         case "--budget-sharing":
             settings = settings with { BudgetSharing = args[i + 1] != "off" };
             break;
+        case "--budget-headers":
+            settings = settings with { BudgetAtAdmission = args[i + 1] != "answer" };
+            break;
+        case "--reservation-delay":
+            settings = settings with { ReservationRoundTrip = TimeSpan.FromMilliseconds(double.Parse(args[i + 1], CultureInfo.InvariantCulture)) };
+            break;
+        case "--reservation-reads":
+            settings = settings with { ReservationMaxAnswerDelay = args[i + 1] == "send" ? null : Seconds(args[i + 1]) };
+            break;
         case "--queue-wait":
             settings = settings with { QueueWait = Seconds(args[i + 1]) };
             break;
@@ -58,7 +67,7 @@ for (var i = 0; i + 1 < args.Length; i += 2)
             chartDirectory = args[i + 1];
             break;
         default:
-            throw new ArgumentException($"Unknown option {args[i]}. Options: --period <seconds>, --measured <seconds>, --loads <list>, --replicas <list>, --scenario <name part>, --routers <name part>, --budget-interval <ms>, --budget-delay <ms>, --budget-sharing on|off, --queue-wait <seconds>, --charts <directory>, --json.");
+            throw new ArgumentException($"Unknown option {args[i]}. Options: --period <seconds>, --measured <seconds>, --loads <list>, --replicas <list>, --scenario <name part>, --routers <name part>, --budget-interval <ms>, --budget-delay <ms>, --budget-sharing on|off, --budget-headers admission|answer, --reservation-delay <ms>, --reservation-reads send|<max answer delay, seconds>, --queue-wait <seconds>, --charts <directory>, --json.");
     }
 }
 

@@ -23,7 +23,13 @@ public sealed record RunResult(
     long RetriesServed,
     double P50TimeToSuccessMs,
     double P99TimeToSuccessMs,
-    double PriorityOneUtilisationWhileSpilling)
+    double PriorityOneUtilisationWhileSpilling,
+    bool HasClasses = false,
+    long ForegroundRequests = 0,
+    long ForegroundSuccesses = 0,
+    long BackgroundRequests = 0,
+    long BackgroundSuccesses = 0,
+    double ForegroundP99TimeToSuccessMs = double.NaN)
 {
     /// <summary>Gets the units served as a fraction of what the backends can serve at most.</summary>
     public double ServedFraction => ServedUnits / (AggregateCapacity * MeasuredSeconds);
@@ -42,6 +48,19 @@ public sealed record RunResult(
 
     /// <summary>Gets the share of the retries (sent after a rejection said when) that were served.</summary>
     public double KeptPromiseRate => Retries == 0 ? double.NaN : (double)RetriesServed / Retries;
+
+    /// <summary>
+    /// Gets the highest kept-promise rate any router with bounded waits can reach against callers that retry
+    /// <see cref="ClientRetries"/> (R) times whatever they are told: with u = 1 − 1/load the share that cannot be served,
+    /// (1 − u) / ((1 − u) + R·u); 1 at a load of 1 or less.
+    /// </summary>
+    public double KeptPromiseBound => KeptPromise.Bound(LoadFactor, ClientRetries);
+
+    /// <summary>Gets the share of foreground requests served (by cohort); NaN without request classes.</summary>
+    public double ForegroundServedShare => HasClasses && ForegroundRequests > 0 ? (double)ForegroundSuccesses / ForegroundRequests : double.NaN;
+
+    /// <summary>Gets the share of background requests served (by cohort); NaN without request classes.</summary>
+    public double BackgroundServedShare => HasClasses && BackgroundRequests > 0 ? (double)BackgroundSuccesses / BackgroundRequests : double.NaN;
 
     /// <summary>Gets the share of the priority-1 backend's capacity that was used over the whole measured window.</summary>
     public double PriorityOneUtilisation => PriorityOneUnits / (PriorityOneCapacity * MeasuredSeconds);

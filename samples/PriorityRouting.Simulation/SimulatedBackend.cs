@@ -3,11 +3,11 @@ namespace PriorityRouting.Simulation;
 /// <summary>
 /// One backend during one run: its token bucket and what it answered inside the measured window.
 /// </summary>
-internal sealed class SimulatedBackend(SimulatedBackendSpec spec, VirtualTokenBucket bucket)
+internal sealed class SimulatedBackend(SimulatedBackendSpec spec, IVirtualBudget bucket)
 {
     public SimulatedBackendSpec Spec { get; } = spec;
 
-    public VirtualTokenBucket Bucket { get; } = bucket;
+    public IVirtualBudget Bucket { get; } = bucket;
 
     public long Ok { get; set; }
 

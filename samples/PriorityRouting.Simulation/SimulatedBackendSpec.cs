@@ -11,5 +11,8 @@ namespace PriorityRouting.Simulation;
 /// </param>
 public sealed record SimulatedBackendSpec(string Name, int Priority, double CapacityPerSecond)
 {
+    /// <summary>Gets how the backend refills its budget; Azure's windows unless set.</summary>
+    public BudgetRefill Refill { get; init; } = BudgetRefill.Windows;
+
     public Uri Address => new($"http://{Name}/");
 }

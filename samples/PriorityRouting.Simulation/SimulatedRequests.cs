@@ -12,6 +12,12 @@ internal sealed class SimulatedRequests
 {
     public const string CostHeader = "x-simulated-cost";
 
+    /// <summary>On an answer whose completion goes on after its headers (streamed): how long until its last token.</summary>
+    public const string RemainingMillisecondsHeader = "x-simulated-remaining-ms";
+
+    /// <summary>On a request of background work (the <c>classes</c> scenario): its class, for the routers that read it.</summary>
+    public const string BackgroundHeader = "x-simulated-background";
+
     private const int PoolSize = 256;
     private static readonly int[] OutputCaps = [256, 512, 1024, 1024, 2048, 4096];
 
@@ -48,7 +54,14 @@ internal sealed class SimulatedRequests
 
     public long CostOf(int index) => _costs[index];
 
-    public HttpRequestMessage Create(Uri address, int index)
+    /// <summary>Returns the cost a request carries (prompt plus <c>max_tokens</c>, or 1), as the backend admits it.</summary>
+    public static long CostOf(HttpRequestMessage request)
+        => request.Headers.NonValidated.TryGetValues(CostHeader, out var values) &&
+           long.TryParse(values.ToString(), NumberStyles.Integer, CultureInfo.InvariantCulture, out var cost)
+            ? cost
+            : 1;
+
+    public HttpRequestMessage Create(Uri address, int index, bool background = false)
     {
         var request = new HttpRequestMessage(HttpMethod.Post, address);
         if (_bodies[index].Length > 0)
@@ -58,6 +71,12 @@ internal sealed class SimulatedRequests
         }
 
         request.Headers.TryAddWithoutValidation(CostHeader, _costs[index].ToString(CultureInfo.InvariantCulture));
+        if (background)
+        {
+            // TODO(issue 21, item 3): also set PriorityRoutingHints.Background once the library has it.
+            request.Headers.TryAddWithoutValidation(BackgroundHeader, "1");
+        }
+
         return request;
     }
 }

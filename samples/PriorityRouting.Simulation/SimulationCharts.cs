@@ -9,7 +9,7 @@ namespace PriorityRouting.Simulation;
 /// </summary>
 public static class SimulationCharts
 {
-    private static readonly Color[] Palette = [Colors.Gray, Colors.Purple, Colors.DarkOrange, Colors.Olive, Colors.SteelBlue, Colors.SeaGreen];
+    private static readonly Color[] Palette = [Colors.Gray, Colors.Purple, Colors.DarkOrange, Colors.Olive, Colors.SteelBlue, Colors.SeaGreen, Colors.Crimson, Colors.Black];
 
     /// <summary>Writes <c>simulation-throughput.png</c> and <c>simulation-429s.png</c> into <paramref name="directory"/>.</summary>
     /// <returns>The paths written.</returns>
@@ -18,8 +18,9 @@ public static class SimulationCharts
         Directory.CreateDirectory(directory);
         var replicas = results.Max(r => r.Replicas);
 
-        // The mixed-size scenario when it ran: it is the one that tells the routers apart on tokens.
-        var scenario = results.Select(r => r.Scenario).LastOrDefault(s => s.Contains("mixed", StringComparison.Ordinal)) ?? results[0].Scenario;
+        // The last mixed-size scenario run at several loads (in flight when it ran): it tells the routers apart on tokens.
+        var scenario = results.GroupBy(r => r.Scenario).Where(g => g.Select(r => r.LoadFactor).Distinct().Count() > 1).Select(g => g.Key)
+            .LastOrDefault(s => s.Contains("mixed", StringComparison.Ordinal)) ?? results[0].Scenario;
         results = [.. results.Where(r => r.Scenario == scenario)];
         var throughput = Path.Combine(directory, "simulation-throughput.png");
         var throttled = Path.Combine(directory, "simulation-429s.png");

@@ -44,6 +44,7 @@ public static class SimulationDriver
         new PriorityRoutingRouter(tokenBudgets: false),
         new PriorityRoutingRouter(tokenBudgets: true),
         new PriorityRoutingRouter(tokenBudgets: true, queueWait: true),
+        new PriorityRoutingRouter(tokenBudgets: true, reserved: true),
     ];
 
     public static async Task<IReadOnlyList<RunResult>> RunAllAsync(SimulationSettings settings, Action<RunResult>? onResult = null)
@@ -55,7 +56,7 @@ public static class SimulationDriver
             {
                 foreach (var router in Routers.Where(r => settings.RouterFilter is null || r.Name.Contains(settings.RouterFilter, StringComparison.Ordinal)))
                 {
-                    foreach (var load in settings.LoadFactors)
+                    foreach (var load in scenario.Loads ?? settings.LoadFactors)
                     {
                         // On the thread pool, away from any synchronization context (a test runner's): the run
                         // installs its own, which it pumps itself.
@@ -74,7 +75,11 @@ public static class SimulationDriver
     {
         var outer = SynchronizationContext.Current;
         var pump = new DeterministicSynchronizationContext();
-        SynchronizationContext.SetSynchronizationContext(pump);
+
+        // Only a router that releases waiters asynchronously needs the context; under any other, an await's continuation
+        // runs inline as its task completes on the run's thread (with a custom context current, the runtime would queue
+        // a ConfigureAwait(false) continuation to the thread pool instead: hedging's, for one).
+        SynchronizationContext.SetSynchronizationContext(router.ReleasesWaitersAsynchronously ? pump : null);
         try
         {
             return Run(settings, scenario, router, loadFactor, replicaCount, pump);
@@ -88,37 +93,37 @@ public static class SimulationDriver
     private static RunResult Run(SimulationSettings settings, SimulationScenario scenario, IRouterUnderTest router, double loadFactor, int replicaCount, DeterministicSynchronizationContext pump)
     {
         var time = new FakeTimeProvider(VirtualStart);
+        var delays = new VirtualDelays(time, pump);
         var backends = CreateBackends(settings, scenario, time.GetUtcNow());
         var measureFrom = VirtualStart + settings.Warmup;
         var end = measureFrom + settings.Measured;
-        var transport = new InMemoryBackendTransport(backends, time, measureFrom, end, scenario.MixedSizes);
-        var environment = new RouterEnvironment(settings, scenario, transport, time);
+        var transport = new InMemoryBackendTransport(backends, time, measureFrom, end, scenario.MixedSizes, scenario.Completions, delays, settings.Seed ^ 0x7e11, settings.BudgetAtAdmission);
+        var environment = new RouterEnvironment(settings, scenario, transport, time, delays);
         var replicas = router.CreateReplicas(environment, replicaCount);
         var address = router.RequestAddress(scenario);
         var requests = new SimulatedRequests(scenario, settings.Seed);
         var sizes = new Random(settings.Seed ^ 0x5eed);
+        var classes = new Random(settings.Seed ^ 0xc1a55);
 
         var counts = new ClientCounts();
         var timesToSuccess = new List<double>();
+        var foregroundTimesToSuccess = new List<double>();
         var retries = new PriorityQueue<PendingRetry, (DateTimeOffset Due, long Sequence)>();
         long retrySequence = 0;
-        var issued = new long[replicaCount];
         var ratePerReplica = loadFactor * scenario.AggregateCapacity / requests.MeanCost / replicaCount;
-
-        // How many requests a replica has been offered by now. Staggered, replica r is a fraction r/replicas of an
-        // interval ahead: processes started apart do not send in lockstep, so their requests interleave in time.
-        long Target(double offered, int replica)
-            => (long)Math.Floor(offered + (settings.StaggerReplicas ? (double)replica / replicaCount : 0));
+        var arrivals = new Arrivals(settings, scenario, replicaCount, ratePerReplica, end + settings.Measured - VirtualStart);
 
         // Requests are counted by cohort: those first sent inside the measured window, followed through every retry, even
         // after the window ends (the load goes on, unmeasured, until the last of them is served or given up), so that a
         // router that tells callers to come back late cannot push its rejections out of the count.
         var cohortPending = 0L;
 
-        // Calls of the cohort still in flight (waiting inside the router): the run goes on until they are answered.
+        // Calls of the cohort still in flight (a completion on its way, or waiting inside the router): the run goes on
+        // until they are answered.
         var cohortInFlight = 0L;
-        for (var now = time.GetUtcNow(); now < end || cohortPending > 0 || cohortInFlight > 0; time.Advance(settings.Step), pump.RunPending(), now = time.GetUtcNow())
+        for (var now = time.GetUtcNow(); now < end || cohortPending > 0 || cohortInFlight > 0; delays.AdvanceTo(now + settings.Step), now = time.GetUtcNow())
         {
+            delays.Settle();
             var inWindow = now >= measureFrom && now < end;
 
             while (retries.TryPeek(out var due, out var priority) && priority.Due <= now)
@@ -129,35 +134,43 @@ public static class SimulationDriver
                     cohortPending--;
                 }
 
-                Send(due.Replica, due.RetriesDone, due.Body, due.FirstSent, due.Measured);
+                Send(due.Replica, due.RetriesDone, due.Body, due.Background, due.FirstSent, due.Measured);
             }
 
             // New requests: each replica's share of the offered load, interleaved so that no replica sees the others'
             // answers before sending its own (they are separate processes).
-            var offered = ratePerReplica * (now + settings.Step - VirtualStart).TotalSeconds;
+            arrivals.AdvanceTo(now + settings.Step - VirtualStart);
             for (var sentThisRound = true; sentThisRound;)
             {
                 sentThisRound = false;
                 for (var replica = 0; replica < replicaCount; replica++)
                 {
-                    if (issued[replica] < Target(offered, replica))
+                    if (arrivals.TryTake(replica))
                     {
-                        issued[replica]++;
                         sentThisRound = true;
+                        var background = scenario.HasClasses && classes.NextDouble() < scenario.BackgroundShare;
+                        var body = sizes.Next(requests.Count);
+                        if (background && scenario.DropsBackground)
+                        {
+                            // Drawn like the classes scenario's (same foreground arrivals and sizes), never sent.
+                            continue;
+                        }
+
                         if (inWindow)
                         {
                             counts.NewRequests++;
+                            counts.NewBackground += background ? 1 : 0;
                         }
 
-                        Send(replica, retriesDone: 0, sizes.Next(requests.Count), now, inWindow);
+                        Send(replica, retriesDone: 0, body, background, now, inWindow);
                     }
                 }
             }
 
             // Starts a call; one that does not complete at once is followed to its answer as the clock advances.
-            void Send(int replica, int retriesDone, int body, DateTimeOffset firstSent, bool measured)
+            void Send(int replica, int retriesDone, int body, bool background, DateTimeOffset firstSent, bool measured)
             {
-                var call = SendAsync(replica, retriesDone, body, firstSent, measured);
+                var call = SendAsync(replica, retriesDone, body, background, firstSent, measured);
                 if (!call.IsCompleted && measured)
                 {
                     cohortInFlight++;
@@ -165,7 +178,7 @@ public static class SimulationDriver
                 }
             }
 
-            async Task SendAsync(int replica, int retriesDone, int body, DateTimeOffset firstSent, bool measured)
+            async Task SendAsync(int replica, int retriesDone, int body, bool background, DateTimeOffset firstSent, bool measured)
             {
                 if (measured && retriesDone > 0)
                 {
@@ -176,14 +189,14 @@ public static class SimulationDriver
                 DateTimeOffset answeredAt;
                 try
                 {
-                    using var request = requests.Create(address, body);
+                    using var request = requests.Create(address, body, background);
 
                     // A call released from a wait inside the router continues on the run's thread (see the remarks).
                     request.SetResilienceContext(ResilienceContextPool.Shared.Get(continueOnCapturedContext: true));
                     // On the run's context: a continuation without it would go to the thread pool.
                     using var response = await replicas[replica].SendAsync(request, CancellationToken.None).ConfigureAwait(true);
 
-                    // The clock may have advanced while the call waited inside the router.
+                    // The clock may have advanced while the call waited inside the router or its completion was on its way.
                     answeredAt = time.GetUtcNow();
                     if (response.IsSuccessStatusCode)
                     {
@@ -194,9 +207,16 @@ public static class SimulationDriver
 
                         if (measured)
                         {
+                            // A streamed answer is the caller's when its last token arrives.
+                            var timeToSuccess = (answeredAt + RemainingStream(response) - firstSent).TotalMilliseconds;
                             counts.Successes++;
                             counts.RetriesServed += retriesDone > 0 ? 1 : 0;
-                            timesToSuccess.Add((answeredAt - firstSent).TotalMilliseconds);
+                            counts.BackgroundSuccesses += background ? 1 : 0;
+                            timesToSuccess.Add(timeToSuccess);
+                            if (!background)
+                            {
+                                foregroundTimesToSuccess.Add(timeToSuccess);
+                            }
                         }
 
                         return;
@@ -222,7 +242,7 @@ public static class SimulationDriver
                 {
                     // A retry is never due before the next wave: waiting zero means "next step" on a stepped clock.
                     var dueAt = answeredAt + (retryAfter < settings.Step ? settings.Step : retryAfter);
-                    retries.Enqueue(new PendingRetry(replica, retriesDone + 1, body, firstSent, measured), (dueAt, retrySequence++));
+                    retries.Enqueue(new PendingRetry(replica, retriesDone + 1, body, background, firstSent, measured), (dueAt, retrySequence++));
                     cohortPending += measured ? 1 : 0;
                 }
             }
@@ -235,10 +255,11 @@ public static class SimulationDriver
 
         var priorityOne = backends.Where(b => b.Spec.Priority == 1).ToList();
         timesToSuccess.Sort();
+        foregroundTimesToSuccess.Sort();
         return new RunResult(
             router.Name,
             scenario.Name,
-            loadFactor,
+            scenario.DropsBackground ? loadFactor * (1 - scenario.BackgroundShare) : loadFactor,
             replicaCount,
             settings.ClientRetries,
             settings.Measured.TotalSeconds,
@@ -254,8 +275,20 @@ public static class SimulationDriver
             counts.RetriesServed,
             Percentile(timesToSuccess, 0.50),
             Percentile(timesToSuccess, 0.99),
-            transport.Spill.Utilisation());
+            transport.Spill.Utilisation(),
+            scenario.HasClasses,
+            counts.NewRequests - counts.NewBackground,
+            counts.Successes - counts.BackgroundSuccesses,
+            counts.NewBackground,
+            counts.BackgroundSuccesses,
+            Percentile(foregroundTimesToSuccess, 0.99));
     }
+
+    private static TimeSpan RemainingStream(HttpResponseMessage response)
+        => response.Headers.NonValidated.TryGetValues(SimulatedRequests.RemainingMillisecondsHeader, out var values) &&
+           double.TryParse(values.ToString(), System.Globalization.CultureInfo.InvariantCulture, out var milliseconds)
+            ? TimeSpan.FromMilliseconds(milliseconds)
+            : TimeSpan.Zero;
 
     private static double Percentile(List<double> sorted, double quantile)
         => sorted.Count == 0 ? double.NaN : sorted[Math.Min(sorted.Count - 1, (int)Math.Ceiling(quantile * sorted.Count) - 1)];
@@ -267,7 +300,9 @@ public static class SimulationDriver
         // Refills are spread over the period: real deployments do not share a clock.
         return [.. scenario.Backends.Select((spec, index) => new SimulatedBackend(
             spec,
-            new VirtualTokenBucket(spec.CapacityPerSecond, settings.ReplenishmentPeriod, start, settings.ReplenishmentPeriod * (index + 1) / (count + 1))))];
+            spec.Refill == BudgetRefill.Continuous
+                ? new ContinuousTokenBucket(spec.CapacityPerSecond, settings.ReplenishmentPeriod, start)
+                : new VirtualTokenBucket(spec.CapacityPerSecond, settings.ReplenishmentPeriod, start, settings.ReplenishmentPeriod * (index + 1) / (count + 1))))];
     }
 
     private static TimeSpan ReadRetryAfter(HttpResponseMessage response)
@@ -281,7 +316,7 @@ public static class SimulationDriver
         return response.Headers.RetryAfter?.Delta ?? RetryDelayWithoutHeader;
     }
 
-    private readonly record struct PendingRetry(int Replica, int RetriesDone, int Body, DateTimeOffset FirstSent, bool Measured);
+    private readonly record struct PendingRetry(int Replica, int RetriesDone, int Body, bool Background, DateTimeOffset FirstSent, bool Measured);
 
     private sealed class ClientCounts
     {
@@ -296,5 +331,9 @@ public static class SimulationDriver
         public long Retries { get; set; }
 
         public long RetriesServed { get; set; }
+
+        public long NewBackground { get; set; }
+
+        public long BackgroundSuccesses { get; set; }
     }
 }

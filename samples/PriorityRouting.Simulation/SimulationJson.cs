@@ -4,7 +4,7 @@ namespace PriorityRouting.Simulation;
 
 /// <summary>
 /// The results as one JSON array, one object per scenario × replicas × load × router, for scripts. A number that does
-/// not exist (no retries, nothing spilled) is <c>null</c>.
+/// not exist (no retries, nothing spilled, no request classes outside the <c>classes</c> scenario) is <c>null</c>.
 /// </summary>
 public static class SimulationJson
 {
@@ -26,11 +26,15 @@ public static class SimulationJson
                 Number(writer, "clientExhaustedPerRequest", r.ClientVisibleRejectionsPerRequest);
                 Number(writer, "clientExhaustedFloor", r.ClientVisibleRejectionsFloor);
                 Number(writer, "keptPromiseRate", r.KeptPromiseRate);
+                Number(writer, "keptPromiseBound", r.KeptPromiseBound);
                 Number(writer, "p50TimeToSuccessMs", r.P50TimeToSuccessMs);
                 Number(writer, "p99TimeToSuccessMs", r.P99TimeToSuccessMs);
                 Number(writer, "priority1Utilisation", r.PriorityOneUtilisationWhileSpilling);
                 writer.WriteNumber("newRequests", r.NewRequests);
                 writer.WriteNumber("successes", r.Successes);
+                Number(writer, "foregroundServedShare", r.ForegroundServedShare);
+                Number(writer, "backgroundServedShare", r.BackgroundServedShare);
+                Number(writer, "foregroundP99TimeToSuccessMs", r.ForegroundP99TimeToSuccessMs);
                 writer.WriteEndObject();
             }
 

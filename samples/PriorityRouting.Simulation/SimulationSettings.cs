@@ -11,16 +11,38 @@ public sealed record SimulationSettings
     /// <summary>Gets the name of the scenario of mixed-size requests against token budgets.</summary>
     public const string MixedScenario = "mixed sizes, token budgets";
 
+    /// <summary>Gets the name of the scenario of mixed sizes whose completions take time, with bursty arrivals.</summary>
+    public const string InFlightScenario = "mixed sizes, in-flight completions, bursty";
+
+    /// <summary>Gets the name of the scenario of two request classes: half of the demand is background work.</summary>
+    public const string ClassesScenario = "classes: mixed sizes in flight, half background";
+
+    /// <summary>Gets the name of the classes scenario without its background: the baseline of the foreground's time to success.</summary>
+    public const string ClassesBaselineScenario = "classes baseline: the same foreground, no background";
+
     /// <summary>
-    /// Gets the scenarios. Both have a reserved (PTU) deployment at priority 1 and two pay-as-you-go deployments at
+    /// Gets the scenarios. All have a reserved (PTU) deployment at priority 1 and two pay-as-you-go deployments at
     /// priority 2: uniform requests against 50 + 25 + 25 requests per second, and mixed sizes against 1.2M + 600k +
-    /// 600k tokens per minute (20,000 + 10,000 + 10,000 tokens per second).
+    /// 600k tokens per minute (20,000 + 10,000 + 10,000 tokens per second), answered at once; then the same mixed sizes
+    /// with completions that take time (<see cref="CompletionTimes.Chat"/>), bursty arrivals
+    /// (<see cref="ArrivalBursts.Default"/>), and the last pay-as-you-go deployment an OpenAI one (continuous refill);
+    /// and that scenario again at 2x overload with half of the requests background work, and once more with the
+    /// background not sent (its foreground alone, at 1x).
     /// </summary>
     public IReadOnlyList<SimulationScenario> Scenarios { get; init; } =
     [
         new(UniformScenario, [new("ptu", 1, 50), new("paygo-east", 2, 25), new("paygo-west", 2, 25)], MixedSizes: false),
         new(MixedScenario, [new("ptu", 1, 20_000), new("paygo-east", 2, 10_000), new("paygo-west", 2, 10_000)], MixedSizes: true),
+        new(InFlightScenario, InFlightBackends, MixedSizes: true) { Completions = CompletionTimes.Chat, Bursts = ArrivalBursts.Default },
+        new(ClassesScenario, InFlightBackends, MixedSizes: true) { Completions = CompletionTimes.Chat, Bursts = ArrivalBursts.Default, BackgroundShare = 0.5, Loads = [2.0] },
+        new(ClassesBaselineScenario, InFlightBackends, MixedSizes: true)
+        {
+            Completions = CompletionTimes.Chat, Bursts = ArrivalBursts.Default, BackgroundShare = 0.5, DropsBackground = true, Loads = [2.0],
+        },
     ];
+
+    private static IReadOnlyList<SimulatedBackendSpec> InFlightBackends =>
+        [new("ptu", 1, 20_000), new("paygo-east", 2, 10_000), new("openai", 2, 10_000) { Refill = BudgetRefill.Continuous }];
 
     /// <summary>
     /// Gets how often each token bucket is refilled with a period's worth of capacity. Azure OpenAI evaluates its
@@ -41,7 +63,7 @@ public sealed record SimulationSettings
     public IReadOnlyList<double> LoadFactors { get; init; } = [1.0, 1.5, 2.0, 3.0];
 
     /// <summary>Gets the numbers of replicas (app instances) that share the offered load.</summary>
-    public IReadOnlyList<int> ReplicaCounts { get; init; } = [1, 8];
+    public IReadOnlyList<int> ReplicaCounts { get; init; } = [1, 8, 32];
 
     /// <summary>
     /// Gets how many times a client re-issues a request answered 429/503, each time after the Retry-After it was told,
@@ -75,6 +97,26 @@ public sealed record SimulationSettings
     /// <see cref="ReplenishmentPeriod"/>.
     /// </summary>
     public TimeSpan? QueueWait { get; init; }
+
+    /// <summary>
+    /// Gets a value indicating whether an answer that arrives after its completion reports the budget as it was when the
+    /// backend admitted the request (its gateway decides then; the default), rather than when the answer leaves it.
+    /// </summary>
+    public bool BudgetAtAdmission { get; init; } = true;
+
+    /// <summary>
+    /// Gets the round trip of one reservation of "ours (reserved)" to the shared counter (Redis in one region: about a
+    /// millisecond); the attempt waits it before it is sent.
+    /// </summary>
+    public TimeSpan ReservationRoundTrip { get; init; } = TimeSpan.FromMilliseconds(1);
+
+    /// <summary>
+    /// Gets how "ours (reserved)" reads an answer's budget: <see langword="null"/> (the default) as of the request's
+    /// admission, its reset measured from the send (right when backends report at admission, see
+    /// <see cref="BudgetAtAdmission"/>); else only from answers that arrive within this delay of their send, the reset
+    /// measured from the arrival (right within that delay either way).
+    /// </summary>
+    public TimeSpan? ReservationMaxAnswerDelay { get; init; }
 
     /// <summary>Gets a part of the names of the routers to run; <see langword="null"/> runs them all.</summary>
     public string? RouterFilter { get; init; }

@@ -5,7 +5,7 @@ namespace PriorityRouting.Simulation;
 /// that same amount, like <c>System.Threading.RateLimiting.TokenBucketRateLimiter</c> with a queue of zero — and like
 /// Azure OpenAI checking a per-minute quota over short windows.
 /// </summary>
-internal sealed class VirtualTokenBucket
+internal sealed class VirtualTokenBucket : IVirtualBudget
 {
     private readonly double _tokensPerPeriod;
     private readonly TimeSpan _period;

@@ -11,9 +11,13 @@ namespace PriorityRouting.Simulation.Routers;
 /// <c>tokenBudgets</c> off it is "ours (before)": the strategy as it routed before the budget view
 /// (<see cref="PriorityRoutingStrategyOptions.TokenBudgets"/>). With <c>queueWait</c> it is "ours (queue)": callers
 /// that no backend can take wait inside the strategy, up to <see cref="SimulationSettings.QueueWait"/> (one refill period
-/// unless set; <see cref="PriorityRoutingStrategyOptions.MaxQueueWait"/>), instead of being answered 429.
+/// unless set; <see cref="PriorityRoutingStrategyOptions.MaxQueueWait"/>), instead of being answered 429. With
+/// <c>reserved</c> it is "ours (reserved)": every attempt first reserves its cost on a counter all replicas share, one
+/// round trip of <see cref="SimulationSettings.ReservationRoundTrip"/> away (<see cref="ReservationHandler"/>) — the
+/// shape of the Redis reservations of issue 21, built from public extension points until the library has them; the
+/// counter is its only budget (the strategy's own budget view is off).
 /// </summary>
-internal sealed class PriorityRoutingRouter(bool tokenBudgets, bool queueWait = false) : IRouterUnderTest
+internal sealed class PriorityRoutingRouter(bool tokenBudgets, bool queueWait = false, bool reserved = false) : IRouterUnderTest
 {
     public const string OursName = "ours";
 
@@ -21,7 +25,12 @@ internal sealed class PriorityRoutingRouter(bool tokenBudgets, bool queueWait = 
 
     public const string QueueName = "ours (queue)";
 
-    public string Name => queueWait ? QueueName : tokenBudgets ? OursName : BeforeName;
+    public const string ReservedName = "ours (reserved)";
+
+    public string Name => reserved ? ReservedName : queueWait ? QueueName : tokenBudgets ? OursName : BeforeName;
+
+    /// <summary>Gets a value indicating that waiters released from <see cref="PriorityRoutingStrategyOptions.MaxQueueWait"/> continue asynchronously.</summary>
+    public bool ReleasesWaitersAsynchronously => true;
 
     public Uri RequestAddress(SimulationScenario scenario) => new(SimulationDriver.PlaceholderAddress, SimulationDriver.RequestPath);
 
@@ -31,10 +40,18 @@ internal sealed class PriorityRoutingRouter(bool tokenBudgets, bool queueWait = 
         var settings = environment.Settings;
         var budgets = settings.BudgetSharing ? new SimulatedBudgetChannel(environment.Time, settings.BudgetPublishInterval, settings.BudgetDelay) : null;
         var maxQueueWait = queueWait ? settings.QueueWait ?? settings.ReplenishmentPeriod : (TimeSpan?)null;
-        return [.. Enumerable.Range(0, replicaCount).Select(replica => CreateReplica(environment, new ReplicaStateStore(shared, budgets), environment.RandomFor(replica), tokenBudgets, maxQueueWait))];
+        var reservations = reserved ? new SharedReservationCounter(settings.ReservationMaxAnswerDelay) : null;
+        return [.. Enumerable.Range(0, replicaCount).Select(replica =>
+        {
+            var transport = reservations is null
+                ? environment.Transport
+                : new ReservationHandler(reservations, environment.Delays, environment.Time, settings.ReservationRoundTrip, environment.Transport);
+            return CreateReplica(environment, transport, new ReplicaStateStore(shared, budgets), environment.RandomFor(replica), tokenBudgets, maxQueueWait);
+        })];
     }
 
-    private static HttpMessageInvoker CreateReplica(RouterEnvironment environment, IBackendStateStore store, Random random, bool tokenBudgets, TimeSpan? maxQueueWait)
+    private static HttpMessageInvoker CreateReplica(
+        RouterEnvironment environment, HttpMessageHandler transport, IBackendStateStore store, Random random, bool tokenBudgets, TimeSpan? maxQueueWait)
     {
         var options = new PriorityRoutingStrategyOptions { StateStore = store, TokenBudgets = tokenBudgets, MaxQueueWait = maxQueueWait };
         foreach (var backend in environment.Scenario.Backends)
@@ -48,6 +65,6 @@ internal sealed class PriorityRoutingRouter(bool tokenBudgets, bool queueWait = 
         var pipeline = new ResiliencePipelineBuilder<HttpResponseMessage> { TimeProvider = environment.Time }
             .AddPriorityRouting(options)
             .Build();
-        return new HttpMessageInvoker(new ResilienceHandler(pipeline) { InnerHandler = environment.Transport }, disposeHandler: false);
+        return new HttpMessageInvoker(new ResilienceHandler(pipeline) { InnerHandler = transport }, disposeHandler: false);
     }
 }

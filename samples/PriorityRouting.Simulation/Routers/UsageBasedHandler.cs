@@ -1,4 +1,3 @@
-using System.Globalization;
 using System.Net;
 
 namespace PriorityRouting.Simulation.Routers;
@@ -10,10 +9,7 @@ internal sealed class UsageBasedHandler(UsageLedger ledger, TimeProvider time, H
 
     protected override async Task<HttpResponseMessage> SendAsync(HttpRequestMessage request, CancellationToken cancellationToken)
     {
-        var cost = request.Headers.NonValidated.TryGetValues(SimulatedRequests.CostHeader, out var values) &&
-                   long.TryParse(values.ToString(), NumberStyles.Integer, CultureInfo.InvariantCulture, out var parsed)
-            ? parsed
-            : 1;
+        var cost = SimulatedRequests.CostOf(request);
         var tried = new bool[ledger.Backends.Length];
         while (true)
         {
