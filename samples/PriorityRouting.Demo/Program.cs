@@ -49,9 +49,9 @@ var baseline = await RunScenarioAsync(
 
 Console.WriteLine();
 ResultsTable.Print([routed, baseline]);
-SpilloverChart.Save(options.ChartPath, routed, baseline);
+SpilloverChart.Save(options.ChartPath, routed, baseline, options.Rate);
 Console.WriteLine();
-Console.WriteLine($"Chart of requests per second per backend: {Path.GetFullPath(options.ChartPath)}");
+Console.WriteLine($"Chart of answers per second per backend (200s stacked, 429s below): {Path.GetFullPath(options.ChartPath)}");
 return 0;
 
 // The same priority-routing burst from N in-process replicas (N containers, each with its own IHttpClientFactory client

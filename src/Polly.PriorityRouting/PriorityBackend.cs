@@ -96,6 +96,19 @@ public sealed class PriorityBackend
     }
 
     /// <summary>
+    /// Gets or sets a value indicating whether the backend is drained: it takes no new requests, while requests that
+    /// refer to server-side state on it (an affinity pin: a previous response, a file, a batch) still go there.
+    /// </summary>
+    /// <remarks>
+    /// For taking a backend out without deleting it — before maintenance, a quota move, or its removal once its pins
+    /// expire. From configuration: <c>Routing:Backends:{i}:Drain = true</c>, applied by a reload without a restart. A
+    /// drained backend never comes back by time, so the exhausted answer's <c>Retry-After</c> counts only the backends
+    /// that take new requests. At least one backend must not be drained.
+    /// </remarks>
+    /// <value>The default value is <see langword="false"/>.</value>
+    public bool Drain { get; set; }
+
+    /// <summary>
     /// Gets or sets a source of bearer tokens for this backend, called once per attempt on this backend only; its
     /// result is sent as <c>Authorization: Bearer …</c>.
     /// </summary>

@@ -57,7 +57,20 @@ internal static class PriorityRoutingConstants
     /// </summary>
     public static readonly TimeSpan ProbeRetryDelay = TimeSpan.FromSeconds(1);
 
-    public static readonly TimeSpan DefaultTotalRequestTimeout = TimeSpan.FromMinutes(2);
+    /// <summary>
+    /// Room for a backend that hangs for a whole <see cref="DefaultAttemptTimeout"/>, a full-length generation on the
+    /// next one, and a wait for a throttle to end.
+    /// </summary>
+    public static readonly TimeSpan DefaultTotalRequestTimeout = TimeSpan.FromMinutes(5);
 
-    public static readonly TimeSpan DefaultAttemptTimeout = TimeSpan.FromSeconds(30);
+    /// <summary>
+    /// What the OpenAI and Azure OpenAI SDKs allow one try (System.ClientModel's default <c>NetworkTimeout</c>, like
+    /// <see cref="HttpClient.Timeout"/>'s): a non-streaming completion returns its headers only when it is generated,
+    /// so a shorter attempt timeout cuts answers the SDK would have waited for and has the next backend generate them
+    /// again.
+    /// </summary>
+    public static readonly TimeSpan DefaultAttemptTimeout = TimeSpan.FromSeconds(100);
+
+    /// <summary><see cref="HttpClient.Timeout"/>'s default, which the handler lifts: its own total timeout bounds the call.</summary>
+    public static readonly TimeSpan HttpClientDefaultTimeout = TimeSpan.FromSeconds(100);
 }

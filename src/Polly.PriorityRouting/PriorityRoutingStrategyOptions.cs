@@ -251,6 +251,12 @@ public class PriorityRoutingStrategyOptions : ResilienceStrategyOptions
     /// </summary>
     internal SharedBackendState? SharedStateFromServices { get; set; }
 
+    /// <summary>
+    /// Gets or sets where the strategy announces its live backends for snapshots and the health check; disposing what
+    /// it returns withdraws them. Set by the DI registration.
+    /// </summary>
+    internal Func<BackendPool, IDisposable>? AttachPool { get; set; }
+
     private static ValueTask<bool> DefaultShouldHandle(PriorityRoutingPredicateArguments args)
         => new(HttpClientResiliencePredicates.IsTransient(args.Outcome) ||
                (args.Outcome.Exception is OperationCanceledException && !args.Context.CancellationToken.IsCancellationRequested));

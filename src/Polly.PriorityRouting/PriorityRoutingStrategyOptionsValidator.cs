@@ -120,6 +120,12 @@ internal static partial class PriorityRoutingStrategyOptionsValidator
             ValidateHeaders(backend.Headers, path, errors);
             ValidateModels(backend.Models, path, errors);
         }
+
+        if (backends.All(backend => backend is { Drain: true }))
+        {
+            // Every new request would get a 503 whose Retry-After means nothing: a drained backend never returns by time.
+            errors.Add($"{prefix}Backends are all drained (Drain = true); at least one backend must take new requests.");
+        }
     }
 
     private static void ValidateOutlierEjection(OutlierEjectionOptions? ejection, string prefix, List<string> errors)

@@ -33,6 +33,9 @@ internal sealed class LoopbackBackend : IDisposable
 
     public List<string> RequestLines { get; } = [];
 
+    /// <summary>When set, the body of a 200 answer, sent as JSON (a chat completion for the SDK path).</summary>
+    public string? Json { get; set; }
+
     public void Dispose()
     {
         _stop.Cancel();
@@ -76,8 +79,10 @@ internal sealed class LoopbackBackend : IDisposable
 
             Interlocked.Increment(ref _hits);
             var (status, headers) = Answer;
-            var content = Encoding.UTF8.GetBytes(status == 200 ? $"hello from {Name}" : "{\"error\":{\"message\":\"busy\",\"type\":\"requests\",\"param\":null,\"code\":\"429\"}}");
-            var response = $"HTTP/1.1 {status} {(status == 200 ? "OK" : "Too Many Requests")}\r\nContent-Type: text/plain\r\nContent-Length: {content.Length}\r\nConnection: close\r\n{headers}\r\n";
+            var json = Json;
+            var content = Encoding.UTF8.GetBytes(status == 200 ? json ?? $"hello from {Name}" : "{\"error\":{\"message\":\"busy\",\"type\":\"requests\",\"param\":null,\"code\":\"429\"}}");
+            var contentType = status == 200 && json is null ? "text/plain" : "application/json";
+            var response = $"HTTP/1.1 {status} {(status == 200 ? "OK" : "Too Many Requests")}\r\nContent-Type: {contentType}\r\nContent-Length: {content.Length}\r\nConnection: close\r\n{headers}\r\n";
             await stream.WriteAsync(Encoding.ASCII.GetBytes(response).Concat(content).ToArray());
         }
     }

@@ -55,6 +55,10 @@ using (var response = await client.GetAsync("/openai/models"))
         $"{(int)response.StatusCode}, Retry-After {retryAfter} s, a {a.Hits} hit(s), b {b.Hits} hit(s), {body}");
 }
 
+#if NET10_0_OR_GREATER
+await AzureClientCheck.RunAsync(Check);
+#endif
+
 // A .NET 8 app gets the 8.0 Microsoft.Extensions packages, a .NET 10 app the 10.x ones: nothing lifted.
 var extensions = AppDomain.CurrentDomain.GetAssemblies().Select(x => x.GetName())
     .Where(n => n.Name!.StartsWith("Microsoft.Extensions.", StringComparison.Ordinal))

@@ -13,6 +13,7 @@ public class PriorityRoutingStrategyOptionsValidatorTests
         { o => o.Backends[1].BaseAddress = new Uri("/relative", UriKind.Relative), "Backends[1].BaseAddress must be an absolute URI, but was relative." },
         { o => o.Backends[0].BaseAddress = new Uri("ftp://files.example/"), "Backends[0].BaseAddress must use the http or https scheme, but used 'ftp'." },
         { o => o.Backends[1].Priority = 0, "Backends[1].Priority must be at least 1, but was 0." },
+        { o => { o.Backends[0].Drain = true; o.Backends[1].Drain = true; }, "Backends are all drained (Drain = true); at least one backend must take new requests." },
         { o => o.Backends[0].Weight = 0, "Backends[0].Weight must be between 1 and 1000, but was 0." },
         { o => o.Backends[0].Weight = 1001, "Backends[0].Weight must be between 1 and 1000, but was 1001." },
         { o => o.Backends[1].Name = "a", "Backends[1].Name 'a' is already used by Backends[0]; backend names must be unique." },

@@ -100,6 +100,13 @@ public static class PriorityRoutingHandlerBuilderExtensions
 
     private static void Bind(IConfigurationSection section, PriorityRoutingHandlerOptions options)
     {
+        if (!section.Exists())
+        {
+            // A misspelled section name binds nothing: say so, rather than blame the empty backend list it leaves.
+            options.MissingSection = section.Path;
+            return;
+        }
+
         // Check the keys first: the binder stops at its first error and its message loses the position of list items.
         // On any error nothing is bound, and validation reports these errors alone — rules checked against defaults
         // would only add false consequences ("Backends must contain at least one backend").

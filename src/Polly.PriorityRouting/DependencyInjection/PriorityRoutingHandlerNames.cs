@@ -16,4 +16,12 @@ internal static class PriorityRoutingHandlerNames
     /// registered for every client (<c>ConfigureHttpClientDefaults</c>), <paramref name="clientName"/> is <see langword="null"/>.
     /// </summary>
     public static string OptionsName(string? clientName) => $"{clientName}-{PipelineSuffix}";
+
+    /// <summary>Names the client of a handler's options in messages: <c>HttpClient 'aoai'</c>.</summary>
+    public static string DescribeClient(string? optionsName)
+    {
+        var suffix = "-" + PipelineSuffix;
+        var client = optionsName is not null && optionsName.EndsWith(suffix, StringComparison.Ordinal) ? optionsName[..^suffix.Length] : optionsName;
+        return string.IsNullOrEmpty(client) ? "every HttpClient (ConfigureHttpClientDefaults)" : $"HttpClient '{client}'";
+    }
 }

@@ -36,7 +36,10 @@ public class PriorityRoutingHandlerOptions
     /// <summary>
     /// Gets or sets the timeout of the whole call, retries and waits included.
     /// </summary>
-    /// <value>By default 2 minutes: long enough for a long completion behind a short throttle.</value>
+    /// <value>
+    /// By default 5 minutes: a backend that hangs for a whole <see cref="AttemptTimeout"/>, then a full-length
+    /// generation on another backend, and a wait for a throttle.
+    /// </value>
     [Required]
     [ValidateObjectMembers]
     public HttpTimeoutStrategyOptions TotalRequestTimeout { get; set; } = new()
@@ -48,9 +51,15 @@ public class PriorityRoutingHandlerOptions
     /// <summary>
     /// Gets or sets the timeout of one attempt on one backend; a backend that times out is failed over.
     /// </summary>
-    /// <value>By default 30 seconds. It must not exceed <see cref="TotalRequestTimeout"/>.</value>
+    /// <value>
+    /// By default 100 seconds, what the OpenAI and Azure OpenAI SDKs allow one try (their <c>NetworkTimeout</c>). It must
+    /// not exceed <see cref="TotalRequestTimeout"/>.
+    /// </value>
     /// <remarks>
-    /// The attempt ends when the response headers arrive: a streamed body is not cut by this timeout.
+    /// The attempt ends when the response headers arrive: a streamed body is not cut by this timeout, and a
+    /// non-streaming completion sends its headers only once it is generated. Shorter catches a hung backend sooner but
+    /// cuts long generations, which the next backend then generates (and bills) again; for streams,
+    /// <see cref="PriorityRoutingStrategyOptions.FirstByteTimeout"/> catches a backend that stalls after its headers.
     /// </remarks>
     [Required]
     [ValidateObjectMembers]
@@ -62,6 +71,9 @@ public class PriorityRoutingHandlerOptions
 
     /// <summary>Errors met while binding configuration, reported by validation with the field's path.</summary>
     internal List<string> BindingErrors { get; } = [];
+
+    /// <summary>Gets or sets the path of a bound configuration section that does not exist, or <see langword="null"/>.</summary>
+    internal string? MissingSection { get; set; }
 
     /// <summary>Gets or sets a value indicating whether the configuration did not bind: its errors are then the only ones reported.</summary>
     internal bool BindingFailed { get; set; }

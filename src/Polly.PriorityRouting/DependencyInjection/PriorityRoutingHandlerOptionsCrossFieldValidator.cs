@@ -18,6 +18,13 @@ internal sealed class PriorityRoutingHandlerOptionsCrossFieldValidator : IValida
             return ValidateOptionsResult.Fail(options.BindingErrors);
         }
 
+        if (options.MissingSection is { } section && options.Routing?.Backends is not { Count: > 0 })
+        {
+            // Nothing came from configuration, and no backend from code: the section's name is the likely mistake.
+            return ValidateOptionsResult.Fail(
+                $"The configuration section '{section}' is missing or empty; it must hold the handler's options, at least Routing:Backends.");
+        }
+
         var errors = new List<string>(options.BindingErrors);
         if (options.Routing is not null)
         {

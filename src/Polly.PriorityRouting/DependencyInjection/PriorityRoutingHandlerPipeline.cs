@@ -16,16 +16,23 @@ internal static class PriorityRoutingHandlerPipeline
 
     public static void Compose(
         ResiliencePipelineBuilder<HttpResponseMessage> pipeline,
+        string optionsName,
         PriorityRoutingHandlerOptions options,
         IServiceProvider services)
     {
         var timeProvider = pipeline.TimeProvider ?? TimeProvider.System;
+        var routing = WithServices(options.Routing, services);
+        if (services.GetService(typeof(LivePipelines)) is LivePipelines live)
+        {
+            routing.AttachPool = pool => live.Attach(optionsName, pool);
+        }
 
         // New option objects: the monitored instances may serve several pipelines and must not be wrapped twice.
         pipeline
+            .ConfigureTelemetry(HandlerTelemetrySeverity.Configure(options, services))
             .AddTimeout(StampDeadline(options.TotalRequestTimeout, timeProvider))
             .AddRetry(CapByDeadline(options.Retry, timeProvider))
-            .AddPriorityRouting(WithServices(options.Routing, services))
+            .AddPriorityRouting(routing)
             .AddTimeout(options.AttemptTimeout);
     }
 
@@ -64,6 +71,7 @@ internal static class PriorityRoutingHandlerPipeline
         options.ShouldRetryAfterHeader = false;
         options.ShouldHandle = async args =>
         {
+            HandlerTelemetrySeverity.NoteRetriedOutcome(args.Context, args.Outcome);
             if (!await sourceShouldHandle(args).ConfigureAwait(args.Context.ContinueOnCapturedContext))
             {
                 return false;

@@ -40,6 +40,9 @@ public static class PriorityRoutingHealthChecksBuilderExtensions
     internal static IServiceCollection AddPriorityRoutingSnapshots(this IServiceCollection services)
     {
         Microsoft.Extensions.DependencyInjection.Extensions.ServiceCollectionDescriptorExtensions.TryAddSingleton<PriorityRoutingSnapshotProvider>(services);
+        Microsoft.Extensions.DependencyInjection.Extensions.ServiceCollectionDescriptorExtensions.TryAddSingleton<LivePipelines>(services);
+        Microsoft.Extensions.DependencyInjection.Extensions.ServiceCollectionDescriptorExtensions.TryAddEnumerable(
+            services, ServiceDescriptor.Singleton<Microsoft.Extensions.Hosting.IHostedService, LivePipelinesStartup>());
         return services;
     }
 }

@@ -59,15 +59,22 @@ public static class PriorityRoutingHttpClientBuilderExtensions
         var optionsName = PriorityRoutingHandlerNames.OptionsName(builder.Name);
         builder.Services.AddOptions<PriorityRoutingHandlerOptions>(optionsName).ValidateOnStart();
         builder.Services.TryAddEnumerable(
-            ServiceDescriptor.Singleton<IValidateOptions<PriorityRoutingHandlerOptions>, PriorityRoutingHandlerOptionsValidator>());
-        builder.Services.TryAddEnumerable(
-            ServiceDescriptor.Singleton<IValidateOptions<PriorityRoutingHandlerOptions>, PriorityRoutingHandlerOptionsCrossFieldValidator>());
+            ServiceDescriptor.Singleton<IValidateOptions<PriorityRoutingHandlerOptions>, PriorityRoutingHandlerOptionsValidation>());
 
-        // HttpClient rejects a relative request URI without a BaseAddress before any handler runs, yet the routing decides
-        // every attempt's address: fill in a placeholder. Post-configured, so it runs after every action of the user,
-        // whatever the registration order, and keeps a BaseAddress the user set.
+        // Post-configured, so it runs after every action of the user, whatever the registration order, and keeps what
+        // the user set. HttpClient rejects a relative request URI without a BaseAddress before any handler runs, yet the
+        // routing decides every attempt's address: fill in a placeholder. HttpClient.Timeout wraps the whole handler: at
+        // its 100 s default it would cut the handler's own TotalRequestTimeout (5 min) short, and end a call that is
+        // failing over with a TaskCanceledException instead of an answer.
         builder.Services.PostConfigure<HttpClientFactoryOptions>(builder.Name, options =>
-            options.HttpClientActions.Add(client => client.BaseAddress ??= PriorityRoutingHandlerNames.PlaceholderBaseAddress));
+            options.HttpClientActions.Add(client =>
+            {
+                client.BaseAddress ??= PriorityRoutingHandlerNames.PlaceholderBaseAddress;
+                if (client.Timeout == PriorityRoutingConstants.HttpClientDefaultTimeout)
+                {
+                    client.Timeout = Timeout.InfiniteTimeSpan;
+                }
+            }));
 
         // Backend headers and tokens are applied below IHttpClientFactory's logging handlers: see BackendCredentialsHandler.
         builder.Services.AddSingleton<IHttpMessageHandlerBuilderFilter>(new BackendCredentialsHandlerBuilderFilter(builder.Name));
@@ -80,7 +87,7 @@ public static class PriorityRoutingHttpClientBuilderExtensions
         {
             context.EnableReloads<PriorityRoutingHandlerOptions>(optionsName);
             var options = context.GetOptions<PriorityRoutingHandlerOptions>(optionsName);
-            PriorityRoutingHandlerPipeline.Compose(pipeline, options, context.ServiceProvider);
+            PriorityRoutingHandlerPipeline.Compose(pipeline, optionsName, options, context.ServiceProvider);
         });
 
         return new PriorityRoutingHandlerBuilder(optionsName, builder.Services);

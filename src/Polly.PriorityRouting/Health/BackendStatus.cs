@@ -10,6 +10,7 @@ public sealed class BackendStatus
         string name,
         int priority,
         int weight,
+        bool drained,
         BackendUnavailability? unavailability,
         IReadOnlyList<PartitionStatus> partitions,
         DateTimeOffset now)
@@ -17,6 +18,7 @@ public sealed class BackendStatus
         Name = name;
         Priority = priority;
         Weight = weight;
+        IsDrained = drained;
         Partitions = partitions;
         if (unavailability is { } state && state.IsActiveAt(now))
         {
@@ -35,8 +37,14 @@ public sealed class BackendStatus
     /// <summary>Gets the backend's weight within its tier.</summary>
     public int Weight { get; }
 
-    /// <summary>Gets a value indicating whether the backend as a whole is in rotation.</summary>
-    public bool IsAvailable => UnavailableUntil is null;
+    /// <summary>
+    /// Gets a value indicating whether the backend is drained (<see cref="PriorityBackend.Drain"/>): it takes only
+    /// requests pinned to it, and no snapshot or health figure counts it as available.
+    /// </summary>
+    public bool IsDrained { get; }
+
+    /// <summary>Gets a value indicating whether the backend as a whole is in rotation: not drained, and not marked unavailable.</summary>
+    public bool IsAvailable => !IsDrained && UnavailableUntil is null;
 
     /// <summary>Gets the moment the backend returns to rotation, or <see langword="null"/> when it is available.</summary>
     public DateTimeOffset? UnavailableUntil { get; }
@@ -44,7 +52,7 @@ public sealed class BackendStatus
     /// <summary>Gets why the backend is out of rotation, or <see langword="null"/> when it is available.</summary>
     public BackendUnavailableReason? Reason { get; }
 
-    /// <summary>Gets the time until the backend returns to rotation; zero when it is available.</summary>
+    /// <summary>Gets the time until the backend's mark ends; zero when it has none. A drained backend never returns by time.</summary>
     public TimeSpan TimeUntilAvailable { get; }
 
     /// <summary>Gets the throttle partitions of this backend that are out of rotation while the backend may not be.</summary>
@@ -53,7 +61,7 @@ public sealed class BackendStatus
     /// <summary>Returns whether requests of one partition can go to this backend: it is available and so is the partition.</summary>
     /// <param name="partition">The partition.</param>
     /// <returns><see langword="true"/> when neither the backend nor the partition is out of rotation.</returns>
-    public bool IsAvailableFor(string partition) => TimeUntilAvailableFor(partition) == TimeSpan.Zero;
+    public bool IsAvailableFor(string partition) => !IsDrained && TimeUntilAvailableFor(partition) == TimeSpan.Zero;
 
     /// <summary>Returns the time until requests of one partition can go to this backend again.</summary>
     /// <param name="partition">The partition.</param>
@@ -73,12 +81,13 @@ public sealed class BackendStatus
     }
 
     /// <summary>Describes the state, for logs and health reports. Never shows headers or addresses.</summary>
-    /// <returns>For example <c>ptu (priority 1): available; gpt-4o: Throttled for 2.5 s</c>.</returns>
+    /// <returns>For example <c>ptu (priority 1): available; gpt-4o: Throttled for 2.5 s</c>, or <c>ptu (priority 1): drained; available</c>.</returns>
     public override string ToString()
     {
-        var own = IsAvailable
-            ? $"{Name} (priority {Priority}): available"
-            : FormattableString.Invariant($"{Name} (priority {Priority}): {Reason} for {TimeUntilAvailable.TotalSeconds:0.###} s");
+        var drained = IsDrained ? "drained; " : string.Empty;
+        var own = UnavailableUntil is null
+            ? $"{Name} (priority {Priority}): {drained}available"
+            : FormattableString.Invariant($"{Name} (priority {Priority}): {drained}{Reason} for {TimeUntilAvailable.TotalSeconds:0.###} s");
         return Partitions.Count == 0 ? own : own + "; " + string.Join("; ", Partitions);
     }
 }

@@ -6,10 +6,15 @@ namespace Polly.PriorityRouting;
 /// </summary>
 public sealed class PriorityRoutingSnapshot
 {
-    private PriorityRoutingSnapshot(DateTimeOffset takenAt, IReadOnlyList<BackendStatus> backends, IReadOnlyList<ModelAvailability> models)
+    private PriorityRoutingSnapshot(
+        DateTimeOffset takenAt,
+        IReadOnlyList<BackendStatus> backends,
+        IReadOnlyList<ModelAvailability> models,
+        IReadOnlyList<string>? rejectedReload)
     {
         TakenAt = takenAt;
         Backends = backends;
+        RejectedReload = rejectedReload ?? [];
         Partitions = [.. backends.SelectMany(backend => backend.Partitions).Select(status => status.Partition).Distinct(StringComparer.Ordinal)];
         Models = models;
     }
@@ -26,17 +31,27 @@ public sealed class PriorityRoutingSnapshot
     /// <summary>Gets the backends, best tier first, in configured order within a tier.</summary>
     public IReadOnlyList<BackendStatus> Backends { get; }
 
+    /// <summary>
+    /// Gets why the latest reload of the configuration was rejected (the validation errors, each naming its field), or
+    /// an empty list when the configuration in use is the latest. After a rejection, routing — and this snapshot — keep
+    /// the last good configuration.
+    /// </summary>
+    public IReadOnlyList<string> RejectedReload { get; }
+
     /// <summary>Gets the throttle partitions that are out of rotation on at least one backend.</summary>
     public IReadOnlyList<string> Partitions { get; }
 
     /// <summary>Gets a value indicating whether at least one backend is in rotation.</summary>
     public bool IsAnyAvailable => Backends.Any(backend => backend.IsAvailable);
 
-    /// <summary>Gets a value indicating whether at least one backend of the best (lowest-numbered) tier is in rotation.</summary>
+    /// <summary>Gets the backends that take new requests (not drained): those the time figures are computed over.</summary>
+    private IEnumerable<BackendStatus> InRotation => Backends.Where(backend => !backend.IsDrained);
+
+    /// <summary>Gets a value indicating whether at least one backend of the best (lowest-numbered) tier that is not drained is in rotation.</summary>
     public bool IsTopTierAvailable => TopTier().Any(backend => backend.IsAvailable);
 
-    /// <summary>Gets the time until the soonest backend returns to rotation; zero when one is available.</summary>
-    public TimeSpan TimeUntilAnyAvailable => Backends.Count == 0 ? TimeSpan.Zero : Backends.Min(backend => backend.TimeUntilAvailable);
+    /// <summary>Gets the time until the soonest backend that is not drained returns to rotation; zero when one is available.</summary>
+    public TimeSpan TimeUntilAnyAvailable => InRotation.Select(backend => backend.TimeUntilAvailable).DefaultIfEmpty().Min();
 
     /// <summary>Returns whether requests of one partition have a backend in rotation.</summary>
     /// <param name="partition">The partition.</param>
@@ -52,7 +67,7 @@ public sealed class PriorityRoutingSnapshot
     /// <param name="partition">The partition.</param>
     /// <returns>Zero when one is available.</returns>
     public TimeSpan TimeUntilAnyAvailableFor(string partition)
-        => Backends.Count == 0 ? TimeSpan.Zero : Backends.Min(backend => backend.TimeUntilAvailableFor(partition));
+        => InRotation.Select(backend => backend.TimeUntilAvailableFor(partition)).DefaultIfEmpty().Min();
 
     /// <summary>
     /// Takes a snapshot of a pipeline's backends as its routing sees them.
@@ -68,20 +83,24 @@ public sealed class PriorityRoutingSnapshot
         return Create(options, SharedBackendState.For(store), now);
     }
 
+    /// <summary>A snapshot of no backends: the configuration never validated.</summary>
+    internal static PriorityRoutingSnapshot Empty(DateTimeOffset now, IReadOnlyList<string>? rejectedReload)
+        => new(now, [], [], rejectedReload);
+
     /// <summary>Takes a snapshot of a pipeline's backends on the state its store shares.</summary>
     internal static PriorityRoutingSnapshot Create(PriorityRoutingStrategyOptions options, SharedBackendState shared, DateTimeOffset now)
         => From(new BackendPool(options, shared, TimeProvider.System), now);
 
     /// <summary>Takes a snapshot through the same reads the routing makes (clamped deadlines, partitions).</summary>
-    internal static PriorityRoutingSnapshot From(BackendPool pool, DateTimeOffset now)
+    internal static PriorityRoutingSnapshot From(BackendPool pool, DateTimeOffset now, IReadOnlyList<string>? rejectedReload = null)
     {
         var availability = pool.Availability;
         var statuses = pool.Backends.Select(backend =>
         {
             BackendUnavailability? own = availability.TryGetActive(backend.StateKey, now, out var whole) ? whole : null;
-            return new BackendStatus(backend.Name, backend.Priority, backend.Weight, own, PartitionsOf(availability, backend, now), now);
+            return new BackendStatus(backend.Name, backend.Priority, backend.Weight, backend.Drained, own, PartitionsOf(availability, backend, now), now);
         });
-        return new PriorityRoutingSnapshot(now, [.. statuses], ModelsOf(pool, now));
+        return new PriorityRoutingSnapshot(now, [.. statuses], ModelsOf(pool, now), rejectedReload);
     }
 
     private static ModelAvailability[] ModelsOf(BackendPool pool, DateTimeOffset now)
@@ -96,9 +115,10 @@ public sealed class PriorityRoutingSnapshot
         {
             var route = catalog.RouteOf(name);
             var soonest = TimeSpan.MaxValue;
-            var topTier = route.Backends.Length > 0 ? route.Backends[0].Priority : 0;
+            var inRotation = route.Backends.Where(backend => !backend.Drained).ToArray();
+            var topTier = inRotation.Length > 0 ? inRotation[0].Priority : 0;
             var topTierAvailable = false;
-            foreach (var backend in route.Backends)
+            foreach (var backend in inRotation)
             {
                 var remaining = pool.Availability.GetTimeUntilAvailable(backend, now, route.DeploymentOn(backend)?.Name, out _);
                 soonest = remaining < soonest ? remaining : soonest;
@@ -136,6 +156,10 @@ public sealed class PriorityRoutingSnapshot
         return [.. partitions.OrderBy(status => status.Partition, StringComparer.Ordinal)];
     }
 
+    /// <summary>Returns the best tier of the backends that take new requests.</summary>
     private IEnumerable<BackendStatus> TopTier()
-        => Backends.Count == 0 ? [] : Backends.Where(backend => backend.Priority == Backends[0].Priority);
+        => InRotation.FirstOrDefault() is { } best ? InRotation.Where(backend => backend.Priority == best.Priority) : [];
+
+    /// <summary>Gets the best tier of the backends that take new requests; 0 when every backend is drained.</summary>
+    internal int TopTierPriority => InRotation.FirstOrDefault()?.Priority ?? 0;
 }

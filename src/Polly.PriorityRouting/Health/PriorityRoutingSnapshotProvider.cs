@@ -12,6 +12,7 @@ public sealed class PriorityRoutingSnapshotProvider
     private readonly IOptionsMonitor<PriorityRoutingHandlerOptions> _options;
     private readonly IServiceProvider _services;
     private readonly TimeProvider _timeProvider;
+    private readonly LivePipelines _live;
 
     /// <summary>
     /// Initializes a new instance of the <see cref="PriorityRoutingSnapshotProvider"/> class.
@@ -25,10 +26,12 @@ public sealed class PriorityRoutingSnapshotProvider
         _options = options;
         _services = services;
         _timeProvider = services.GetService<TimeProvider>() ?? TimeProvider.System;
+        _live = services.GetService<LivePipelines>() ?? ActivatorUtilities.CreateInstance<LivePipelines>(services);
     }
 
     /// <summary>
-    /// Takes a snapshot of one client's backends.
+    /// Takes a snapshot of one client's backends as its live pipeline sees them. It never throws for a configuration:
+    /// after a rejected reload it shows the last good one, with <see cref="PriorityRoutingSnapshot.RejectedReload"/>.
     /// </summary>
     /// <param name="clientName">The name of the <see cref="HttpClient"/> registered with <c>AddPriorityRoutingHandler</c>.</param>
     /// <returns>The snapshot.</returns>
@@ -46,9 +49,14 @@ public sealed class PriorityRoutingSnapshotProvider
                 $"No HttpClient named '{clientName}' has a priority routing handler (AddPriorityRoutingHandler).", nameof(clientName));
         }
 
-        var optionsClient = ownHandler ? clientName : null;
-        var routing = _options.Get(PriorityRoutingHandlerNames.OptionsName(optionsClient)).Routing;
+        var optionsName = PriorityRoutingHandlerNames.OptionsName(ownHandler ? clientName : null);
 
-        return PriorityRoutingSnapshot.Create(routing, PriorityRoutingHandlerPipeline.ResolveSharedState(routing, _services), _timeProvider.GetUtcNow());
+        // Before the client's first pipeline is built, backends built once from its options show what it will route over.
+        var (pool, rejectedReload) = _live.Read(optionsName, _options, options => new BackendPool(
+            options.Routing,
+            PriorityRoutingHandlerPipeline.ResolveSharedState(options.Routing, _services),
+            _timeProvider));
+        var now = _timeProvider.GetUtcNow();
+        return pool is null ? PriorityRoutingSnapshot.Empty(now, rejectedReload) : PriorityRoutingSnapshot.From(pool, now, rejectedReload);
     }
 }

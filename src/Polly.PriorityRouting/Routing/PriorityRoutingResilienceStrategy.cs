@@ -31,6 +31,7 @@ internal sealed class PriorityRoutingResilienceStrategy : ResilienceStrategy<Htt
     private readonly RequestPlanner _planner;
     private readonly AnswerObservers _observers;
     private readonly RefillWaits _waits;
+    private readonly IDisposable? _attachment;
 
     public PriorityRoutingResilienceStrategy(
         PriorityRoutingStrategyOptions options,
@@ -55,6 +56,8 @@ internal sealed class PriorityRoutingResilienceStrategy : ResilienceStrategy<Htt
         {
             _telemetry.ModelsRouted(models);
         }
+
+        _attachment = options.AttachPool?.Invoke(_pool);
     }
 
     internal BackendPool Pool => _pool;
@@ -63,6 +66,7 @@ internal sealed class PriorityRoutingResilienceStrategy : ResilienceStrategy<Htt
     public void Dispose()
     {
         _telemetry.Metrics.Unregister(_gauges);
+        _attachment?.Dispose();
 
         // Waiters try once more now rather than wait on a timer that no longer fires.
         _pool.Queue?.Dispose();

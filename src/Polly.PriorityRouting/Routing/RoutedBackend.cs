@@ -24,6 +24,7 @@ internal sealed class RoutedBackend
         StateKey = new BackendStateKey(backend.GetStateIdentity()!);
         Priority = backend.Priority;
         Weight = backend.Weight;
+        Drained = backend.Drain;
         Index = index;
         AddressPrefix = PriorityBackend.GetLocation(address);
         var query = address.GetComponents(UriComponents.Query, UriFormat.UriEscaped);
@@ -66,7 +67,7 @@ internal sealed class RoutedBackend
 
     /// <summary>
     /// Gets a value indicating whether the backend is drained: it takes no new work except requests pinned to it by an
-    /// id it holds (see <see cref="DrainStage"/>). <see langword="false"/> unless set.
+    /// id it holds (see <see cref="DrainStage"/>). Set from <see cref="PriorityBackend.Drain"/>.
     /// </summary>
     public bool Drained { get; init; }
 

@@ -90,6 +90,12 @@ internal sealed partial class FakeOpenAIBackend : IAsyncDisposable
     /// <summary>How long a completion takes before its first byte.</summary>
     public TimeSpan Latency { get; set; }
 
+    /// <summary>
+    /// When set, every chat request is answered 429 with this retry-after: a backend saturated again as soon as it
+    /// frees up.
+    /// </summary>
+    public TimeSpan? AlwaysThrottledFor { get; set; }
+
     [GeneratedRegex("^(/[^/]+)*/openai/deployments/(?<deployment>[^/]+)/chat/completions$")]
     private static partial Regex AzureChatPath();
 
@@ -151,7 +157,7 @@ internal sealed partial class FakeOpenAIBackend : IAsyncDisposable
             return;
         }
 
-        var remaining = new DateTimeOffset(Interlocked.Read(ref _throttledUntilTicks), TimeSpan.Zero) - now;
+        var remaining = AlwaysThrottledFor ?? new DateTimeOffset(Interlocked.Read(ref _throttledUntilTicks), TimeSpan.Zero) - now;
         if (remaining > TimeSpan.Zero)
         {
             Received.Enqueue((request, true));

@@ -96,7 +96,7 @@ public class AffinityConfigurationTests
 
         var act = () => host.StartAsync();
 
-        (await act.Should().ThrowAsync<OptionsValidationException>()).Which.Message.Should().Be(expected);
+        (await act.Should().ThrowAsync<OptionsValidationException>()).Which.Message.Should().Be(ClientMessages.Of("aoai", expected));
     }
 
     private static IConfigurationRoot Configuration(Dictionary<string, string?> affinity)

@@ -4,6 +4,8 @@ using Microsoft.Extensions.DependencyInjection;
 using Microsoft.Extensions.Hosting;
 using Microsoft.Extensions.Options;
 
+using Polly.PriorityRouting.Tests.Support;
+
 namespace Polly.PriorityRouting.Tests.DependencyInjection;
 
 public class PriorityRoutingHandlerOptionsCrossFieldValidatorTests
@@ -57,23 +59,23 @@ public class PriorityRoutingHandlerOptionsCrossFieldValidatorTests
         // Defect: PriorityRoutingHandlerOptionsCrossFieldValidator (DependencyInjection/PriorityRoutingHandlerOptionsCrossFieldValidator.cs:23-29)
         // compares only AttemptTimeout with TotalRequestTimeout: a FirstByteTimeout beyond it never fires (the total
         // timeout cancels the wait as the caller's cancellation), so a backend that stalls after its headers is never failed over nor marked.
-        using var host = HostWithRouting(""" "FirstByteTimeout": "00:03:00" """);
+        using var host = HostWithRouting(""" "FirstByteTimeout": "00:06:00" """);
 
         var act = () => host.StartAsync();
 
-        (await act.Should().ThrowAsync<OptionsValidationException>()).Which.Message.Should().Be(
-            "Routing.FirstByteTimeout (00:03:00) must be less than TotalRequestTimeout.Timeout (00:02:00).");
+        (await act.Should().ThrowAsync<OptionsValidationException>()).Which.Message.Should().Be(ClientMessages.Of(
+            "aoai", "Routing.FirstByteTimeout (00:06:00) must be less than TotalRequestTimeout.Timeout (00:05:00)."));
     }
 
     [Fact]
     public async Task A_queue_wait_bound_from_configuration_as_long_as_the_total_timeout_fails_at_host_start()
     {
-        using var host = HostWithRouting(""" "MaxQueueWait": "00:02:00" """);
+        using var host = HostWithRouting(""" "MaxQueueWait": "00:05:00" """);
 
         var act = () => host.StartAsync();
 
-        (await act.Should().ThrowAsync<OptionsValidationException>()).Which.Message.Should().Be(
-            "Routing.MaxQueueWait (00:02:00) must be less than TotalRequestTimeout.Timeout (00:02:00).");
+        (await act.Should().ThrowAsync<OptionsValidationException>()).Which.Message.Should().Be(ClientMessages.Of(
+            "aoai", "Routing.MaxQueueWait (00:05:00) must be less than TotalRequestTimeout.Timeout (00:05:00)."));
     }
 
     [Fact]

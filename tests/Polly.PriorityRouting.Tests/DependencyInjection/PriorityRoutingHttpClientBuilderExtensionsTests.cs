@@ -44,7 +44,7 @@ public class PriorityRoutingHttpClientBuilderExtensionsTests
         options.Retry.MaxRetryAttempts.Should().Be(3);
         options.Retry.ShouldRetryAfterHeader.Should().BeTrue();
         options.TotalRequestTimeout.Timeout.Should().Be(TimeSpan.FromMinutes(2));
-        options.AttemptTimeout.Timeout.Should().Be(TimeSpan.FromSeconds(30));
+        options.AttemptTimeout.Timeout.Should().Be(TimeSpan.FromSeconds(100));
     }
 
     [Theory]
@@ -54,15 +54,15 @@ public class PriorityRoutingHttpClientBuilderExtensionsTests
         "Routing.Backends[0].Weight must be between 1 and 1000, but was 0.")]
     [InlineData("""{ "Routing": { "Backends": [] } }""",
         "Routing.Backends must contain at least one backend.")]
-    [InlineData("""{ "Routing": { "Backends": [ { "BaseAddress": "https://a/" } ] }, "AttemptTimeout": { "Timeout": "00:03:00" } }""",
-        "AttemptTimeout.Timeout (00:03:00) must not exceed TotalRequestTimeout.Timeout (00:02:00).")]
+    [InlineData("""{ "Routing": { "Backends": [ { "BaseAddress": "https://a/" } ] }, "AttemptTimeout": { "Timeout": "00:06:00" } }""",
+        "AttemptTimeout.Timeout (00:06:00) must not exceed TotalRequestTimeout.Timeout (00:05:00).")]
     [InlineData("""{ "Routing": { "Backends": [ { "BaseAddress": "https://a/" } ], "DefaultCooldown": "00:10:00" } }""",
         "Routing.DefaultCooldown (00:10:00) must not exceed Routing.MaxCooldown (00:05:00).")]
     public async Task Invalid_configuration_fails_at_host_start_naming_the_field(string json, string expected)
     {
         var act = () => StartHostAsync(json);
 
-        (await act.Should().ThrowAsync<OptionsValidationException>()).Which.Message.Should().Be(expected);
+        (await act.Should().ThrowAsync<OptionsValidationException>()).Which.Message.Should().Be(ClientMessages.Of("aoai", expected));
     }
 
     [Fact]
@@ -70,8 +70,8 @@ public class PriorityRoutingHttpClientBuilderExtensionsTests
     {
         var act = () => StartHostAsync("""{ "Routing": { "Backends": [ { "BaseAddress": "https://a/" } ] }, "Retry": { "MaxRetryAttempts": 0 } }""");
 
-        (await act.Should().ThrowAsync<OptionsValidationException>()).Which.Message.Should().Be(
-            "MaxRetryAttempts: The field aoai-priority-routing.Retry.MaxRetryAttempts must be between 1 and 2147483647.");
+        (await act.Should().ThrowAsync<OptionsValidationException>()).Which.Message.Should().Be(ClientMessages.Of(
+            "aoai", "MaxRetryAttempts: The field aoai-priority-routing.Retry.MaxRetryAttempts must be between 1 and 2147483647."));
     }
 
     [Theory]
@@ -124,7 +124,51 @@ public class PriorityRoutingHttpClientBuilderExtensionsTests
     {
         var act = () => StartHostAsync(json);
 
-        (await act.Should().ThrowAsync<OptionsValidationException>()).Which.Message.Should().Be(expected);
+        (await act.Should().ThrowAsync<OptionsValidationException>()).Which.Message.Should().Be(ClientMessages.Of("aoai", expected));
+    }
+
+    [Fact]
+    public async Task A_misspelled_section_name_says_the_section_is_missing_and_names_the_client()
+    {
+        var builder = Host.CreateEmptyApplicationBuilder(new HostApplicationBuilderSettings());
+        builder.Configuration.AddJsonStream(new MemoryStream(Encoding.UTF8.GetBytes(IssueJson)));
+        builder.Services.AddHttpClient("aoai").AddPriorityRoutingHandler(builder.Configuration.GetSection("PriorityRoutng"));
+        using var host = builder.Build();
+
+        var act = () => host.StartAsync();
+
+        (await act.Should().ThrowAsync<OptionsValidationException>()).Which.Message.Should().Be(
+            "HttpClient 'aoai': The configuration section 'PriorityRoutng' is missing or empty; it must hold the handler's options, at least Routing:Backends.");
+    }
+
+    [Fact]
+    public async Task An_absent_section_is_fine_when_code_adds_the_backends()
+    {
+        var builder = Host.CreateEmptyApplicationBuilder(new HostApplicationBuilderSettings());
+        builder.Services.AddHttpClient("aoai").AddPriorityRoutingHandler(builder.Configuration.GetSection("PriorityRouting"))
+            .Configure(o => o.Routing.Backends.Add(new PriorityBackend { BaseAddress = new Uri("https://a.example/") }));
+        using var host = builder.Build();
+
+        await host.StartAsync();
+        await host.StopAsync();
+    }
+
+    [Fact]
+    public async Task Every_validation_message_names_its_client()
+    {
+        var builder = Host.CreateEmptyApplicationBuilder(new HostApplicationBuilderSettings());
+        builder.Services.AddHttpClient("east").AddPriorityRoutingHandler(o =>
+        {
+            o.Routing.Backends.Add(new PriorityBackend { BaseAddress = new Uri("https://a.example/"), Weight = 0 });
+            o.Retry.MaxRetryAttempts = 0;
+        });
+        using var host = builder.Build();
+
+        var act = () => host.StartAsync();
+
+        (await act.Should().ThrowAsync<OptionsValidationException>()).Which.Failures.Should().Equal(
+            "HttpClient 'east': MaxRetryAttempts: The field east-priority-routing.Retry.MaxRetryAttempts must be between 1 and 2147483647.",
+            "HttpClient 'east': Routing.Backends[0].Weight must be between 1 and 1000, but was 0.");
     }
 
     [Fact]
@@ -134,8 +178,8 @@ public class PriorityRoutingHttpClientBuilderExtensionsTests
             """{ "Routing": { "Backends": [ { "Name": "ptu", "BaseAddress": "https://a/", "Prioirty": 2 } ] } }""",
             handler => handler.AddBearerToken("ptu", _ => new ValueTask<string>("token")));
 
-        (await act.Should().ThrowAsync<OptionsValidationException>()).Which.Message.Should().Be(
-            "Routing.Backends[0].Prioirty is not a known setting (did you mean Priority?).");
+        (await act.Should().ThrowAsync<OptionsValidationException>()).Which.Message.Should().Be(ClientMessages.Of(
+            "aoai", "Routing.Backends[0].Prioirty is not a known setting (did you mean Priority?)."));
     }
 
     private static async Task StartHostAsync(string json, Action<IPriorityRoutingHandlerBuilder>? configure = null)
