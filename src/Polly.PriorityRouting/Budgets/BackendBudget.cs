@@ -204,11 +204,11 @@ internal sealed class BackendBudget
     /// <summary>
     /// Promises a request room in the refill at <paramref name="at"/> only — the moment this backend can next admit —
     /// when the demand already promised there leaves room; never a later window. Lets a waiter take another backend's
-    /// sooner refill rather than the soonest backend's next one (see <see cref="BudgetExhaustion"/>), and the room a
-    /// cancelled waiter gave up in an earlier refill than the latest promised.
+    /// sooner refill rather than the soonest backend's next one (see <see cref="BudgetExhaustion"/>). Before the latest
+    /// refill promised, only a refill already promised (whose room a cancelled waiter may have given up) is promised again.
     /// </summary>
     public bool TryPromiseAt(long cost, DateTimeOffset at, double share)
-        => Fits(At(at), cost, share) && Take(at, cost);
+        => (at >= LatestPromised || IndexOf(at) >= 0) && Fits(At(at), cost, share) && Take(at, cost);
 
     /// <summary>
     /// Takes back the room promised at <paramref name="promisedAt"/> to a caller who will not come (a waiter that
