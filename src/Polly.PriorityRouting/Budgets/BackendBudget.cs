@@ -117,6 +117,13 @@ internal sealed class BackendBudget
         return true;
     }
 
+    /// <summary>Starts the counters nothing has reported yet from the backend's declared quota; see <see cref="BudgetCounter.Declare"/>.</summary>
+    public void Declare(DeclaredQuota quota, DateTimeOffset now, double share)
+    {
+        Tokens.Declare(quota.Tokens, now, share);
+        Requests.Declare(quota.Requests, now, share);
+    }
+
     /// <summary>Holds a waiter's room in the refill at <paramref name="dueAt"/>; <see langword="null"/> when the budget was evicted.</summary>
     public BudgetHold? AddHold(long cost, DateTimeOffset dueAt)
     {

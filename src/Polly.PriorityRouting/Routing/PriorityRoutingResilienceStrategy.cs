@@ -49,7 +49,7 @@ internal sealed class PriorityRoutingResilienceStrategy : ResilienceStrategy<Htt
         _deferCredentials = options.DeferCredentials;
         _planner = new RequestPlanner(options, _pool, _telemetry);
         _observers = new AnswerObservers(options, _pool, _telemetry, timeProvider, _planner.Affinity);
-        _waits = new RefillWaits(_pool.Queue, _telemetry, timeProvider);
+        _waits = new RefillWaits(_pool, _telemetry, timeProvider);
         _gauges = new PriorityRoutingGaugeSource(_pool, timeProvider, _telemetry.Tags);
         _telemetry.Metrics.Register(_gauges);
         if (_pool.Models is { } models)
@@ -119,7 +119,7 @@ internal sealed class PriorityRoutingResilienceStrategy : ResilienceStrategy<Htt
                 {
                     // Nothing left: wait for a promised refill and start a new round, or answer now.
                     var exhaustion = _pool.GetExhaustion(plan.Route, waited);
-                    var wait = await _waits.WaitAsync(exhaustion.Reservation, waited, context).ConfigureAwait(context.ContinueOnCapturedContext);
+                    var wait = await _waits.WaitAsync(exhaustion.Reservation, plan.Route, waited, context).ConfigureAwait(context.ContinueOnCapturedContext);
                     waited += wait.Waited;
                     switch (wait.Outcome)
                     {
