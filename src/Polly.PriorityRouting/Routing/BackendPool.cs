@@ -92,7 +92,7 @@ internal sealed class BackendPool
     /// backend is closed to the request's later attempts.
     /// </summary>
     /// <returns><see langword="false"/> when no backend is left.</returns>
-    public bool TryAcquire(ref BackendSet closed, RequestRoute route, out BackendLease lease)
+    public bool TryAcquire(ref BackendSet closed, in RequestRoute route, out BackendLease lease)
     {
         while (true)
         {
@@ -118,7 +118,7 @@ internal sealed class BackendPool
     /// an available one.
     /// </summary>
     /// <returns><see langword="false"/> when it is not the best choice; the request then routes normally.</returns>
-    public bool TryAcquirePreferred(RoutedBackend preferred, ref BackendSet closed, RequestRoute route, out BackendLease lease)
+    public bool TryAcquirePreferred(RoutedBackend preferred, ref BackendSet closed, in RequestRoute route, out BackendLease lease)
     {
         var now = _timeProvider.GetUtcNow();
         if (!_selector.IsBestChoice(preferred, closed, now, route))
@@ -369,7 +369,7 @@ internal sealed class BackendPool
         var anyThrottled = false;
         foreach (var backend in backends)
         {
-            var remaining = BudgetExhaustion.TimeUntilFree(backend, Availability, _budgets, now, route, out var throttled, out _);
+            var remaining = BudgetExhaustion.TimeUntilFree(backend, Availability, _budgets, now, route, out var throttled, out _, out _);
             anyThrottled |= throttled;
             soonest = remaining < soonest ? remaining : soonest;
         }
@@ -412,7 +412,7 @@ internal sealed class BackendPool
     /// (left to the probe), it is at its cap of requests in flight, or its budget no longer admits the request's estimated cost (checked and taken in one step:
     /// the selection's read may be stale by now).
     /// </summary>
-    private bool TryAdmit(RoutedBackend backend, DateTimeOffset now, RequestRoute route, out BackendLease lease)
+    private bool TryAdmit(RoutedBackend backend, DateTimeOffset now, in RequestRoute route, out BackendLease lease)
     {
         if (_tracker is null)
         {

@@ -30,6 +30,7 @@ internal struct RequestPlan
     private BackendSet _disallowed;
     private BackendSet _closed;
     private RoutedBackend? _preferred;
+    private RequestRoute _route;
     private int _attempts;
 
     // The models being walked (the requested model's fallback chain, or after a context-length answer that model's
@@ -46,7 +47,7 @@ internal struct RequestPlan
         int maxAttempts,
         ModelFallbackStage? fallbacks)
     {
-        Route = route;
+        _route = route;
         Model = facts.Model;
         Affinity = facts.Affinity;
         _noFailover = facts.Hints?.NoFailover == true;
@@ -71,7 +72,7 @@ internal struct RequestPlan
     /// Gets what the request routes over now: partition, the model being served (a fallback's, after a fallback), cost,
     /// and the backends its exhausted answer counts.
     /// </summary>
-    public RequestRoute Route { get; private set; }
+    public readonly RequestRoute Route => _route;
 
     /// <summary>Gets the request's logical model when the pipeline maps models; each attempt's body follows it.</summary>
     public ModelRequest? Model { get; }
@@ -197,12 +198,12 @@ internal struct RequestPlan
         {
             // Once: a preference that is not the best choice, cannot be admitted, or fails, ends for this request.
             _preferred = null;
-            acquired = pool.TryAcquirePreferred(preferred, ref _closed, Route, out lease);
+            acquired = pool.TryAcquirePreferred(preferred, ref _closed, in _route, out lease);
         }
 
         if (!acquired)
         {
-            acquired = pool.TryAcquire(ref _closed, Route, out lease);
+            acquired = pool.TryAcquire(ref _closed, in _route, out lease);
         }
 
         if (acquired && _noFailover)
@@ -210,7 +211,7 @@ internal struct RequestPlan
             // The first backend acquired is the only one this request may ever use.
             _disallowed.AddAllExcept(lease.Backend.Index);
             _closed.AddAllExcept(lease.Backend.Index);
-            Route = Route.WithExcluded(_disallowed.Copy());
+            _route = _route.WithExcluded(_disallowed.Copy());
         }
 
         return acquired;
@@ -242,7 +243,7 @@ internal struct RequestPlan
         _closed = _disallowed.Copy();
         _attempts = 0;
         _preferred = null;
-        Route = Route.ForModel(model, narrowed ? _disallowed.Copy() : null);
+        _route = _route.ForModel(model, narrowed ? _disallowed.Copy() : null);
     }
 
     private readonly RequestRoute RouteOf(ModelRoute model)
@@ -252,5 +253,5 @@ internal struct RequestPlan
     }
 
     /// <summary>The request was released from a wait holding <paramref name="held"/>: its next admission spends it.</summary>
-    public void Hold(BudgetHold? held) => Route = Route.WithHeld(held);
+    public void Hold(BudgetHold? held) => _route = _route.WithHeld(held);
 }
