@@ -132,7 +132,7 @@ public sealed class FailoverScenario : IAsyncDisposable
         measurement.ReachedAfterPromotion.Should().NotBeNull().And.Subject.Should().BeLessThan(ReachedAfterPromotion);
         foreach (var replica in new[] { A, B })
         {
-            replica.WarningCount.Should().Be(1, "one outage, one warning");
+            replica.WarningCount.Should().Be(1, "one outage, one warning; the store logged: {0}", Logged(replica));
             replica.StoreLogs.Count(record => record.Level == LogLevel.Information && record.Message.Contains("shared again", StringComparison.Ordinal))
                 .Should().Be(1, "one outage, one \"shared again\"");
         }
@@ -148,6 +148,11 @@ public sealed class FailoverScenario : IAsyncDisposable
         await _second.DisposeAsync();
         _stopTraffic.Dispose();
     }
+
+    private static string Logged(Replica replica) => string.Join(
+        Environment.NewLine,
+        replica.StoreLogs.Select(record => string.Create(
+            CultureInfo.InvariantCulture, $"{record.Timestamp:HH:mm:ss.fff} {record.Level} {record.Message} {record.Exception?.GetType().Name}: {record.Exception?.Message}")));
 
     private static TimeSpan? SharedAgainAfter(Replica replica, DateTimeOffset killedAt)
         => replica.StoreLogs.LastOrDefault(record => record.Level == LogLevel.Information && record.Message.Contains("shared again", StringComparison.Ordinal))
