@@ -246,12 +246,6 @@ public class PriorityRoutingStrategyOptions : ResilienceStrategyOptions
     internal IAffinityStore? AffinityStoreFromServices { get; set; }
 
     /// <summary>
-    /// Gets or sets the <see cref="SharedBackendState"/> singleton of the DI container, set by the DI registration; used
-    /// when it is the state of the pipeline's store.
-    /// </summary>
-    internal SharedBackendState? SharedStateFromServices { get; set; }
-
-    /// <summary>
     /// Gets or sets where the strategy announces its live backends for snapshots and the health check; disposing what
     /// it returns withdraws them. Set by the DI registration.
     /// </summary>

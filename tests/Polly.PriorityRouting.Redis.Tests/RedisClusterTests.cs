@@ -98,7 +98,10 @@ public sealed class RedisClusterTests : IClassFixture<RedisClusterFixture>, IAsy
             _cluster.WaitUntilClusterIsOk();
         }
 
-        await Eventually.HoldsAsync(() => !replicaA.RedisStore.IsInOutage && !replicaB.RedisStore.IsInOutage, ReconnectionNoticed, "both replicas end their outage");
+        // The outage flag is cleared before "shared again" is logged (outside the connection's lock): wait for both.
+        static bool Ended(Replica replica) => !replica.RedisStore.IsInOutage &&
+            replica.StoreLogs.Count(record => record.Level >= LogLevel.Information) is var logged && logged >= 2 && logged % 2 == 0;
+        await Eventually.HoldsAsync(() => Ended(replicaA) && Ended(replicaB), ReconnectionNoticed, "both replicas end their outage and say so");
         (await replicaB.WaitForAsync(onDeadShard, timeout: ReconnectionNoticed)).Until.Should().BeAfter(replicaB.Time.GetUtcNow() + TimeSpan.FromSeconds(20));
         // While the node was down each replica warned once (asserted above). A restarted cluster node can fail a
         // reconnection once more while the cluster re-forms — a real, second outage on a loaded machine — so what must

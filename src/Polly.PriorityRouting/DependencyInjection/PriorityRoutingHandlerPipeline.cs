@@ -120,17 +120,15 @@ internal static class PriorityRoutingHandlerPipeline
            ?? InMemoryBackendStateStore.Shared;
 
     /// <summary>
-    /// Creates the DI singleton of what clients on the container's store share: for a registered store, a new one that
-    /// lives as long as the container; for the process-wide store, the process-wide state of that store.
+    /// The DI singleton of what clients on the container's store share: the state of that store instance (the same one a
+    /// pipeline composed in code on it uses), or of the process-wide store.
     /// </summary>
     public static SharedBackendState CreateSharedState(IServiceProvider services)
-        => services.GetService(typeof(IBackendStateStore)) is IBackendStateStore store
-            ? new SharedBackendState(store)
-            : SharedBackendState.For(InMemoryBackendStateStore.Shared);
+        => SharedBackendState.For((IBackendStateStore?)services.GetService(typeof(IBackendStateStore)) ?? InMemoryBackendStateStore.Shared);
 
     /// <summary>The shared state of a client's store (see <see cref="SharedBackendState"/>).</summary>
     public static SharedBackendState ResolveSharedState(PriorityRoutingStrategyOptions routing, IServiceProvider services)
-        => SharedBackendState.For(ResolveStore(routing, services), (SharedBackendState?)services.GetService(typeof(SharedBackendState)));
+        => SharedBackendState.For(ResolveStore(routing, services));
 
     private static PriorityRoutingStrategyOptions WithServices(PriorityRoutingStrategyOptions source, IServiceProvider services)
     {
@@ -138,7 +136,6 @@ internal static class PriorityRoutingHandlerPipeline
         options.StateStore = ResolveStore(source, services);
         options.DeferCredentials = true;
         options.AffinityStoreFromServices = (IAffinityStore?)services.GetService(typeof(IAffinityStore));
-        options.SharedStateFromServices = (SharedBackendState?)services.GetService(typeof(SharedBackendState));
         options.LoggerFactory ??= (ILoggerFactory?)services.GetService(typeof(ILoggerFactory));
         options.MeterFactory ??= (IMeterFactory?)services.GetService(typeof(IMeterFactory));
         return options;

@@ -41,7 +41,7 @@ internal sealed class PriorityRoutingResilienceStrategy : ResilienceStrategy<Htt
         string? pipelineInstanceName = null)
     {
         _pool = new BackendPool(
-            options, SharedBackendState.For(options.StateStore ?? InMemoryBackendStateStore.Shared, options.SharedStateFromServices), timeProvider);
+            options, SharedBackendState.For(options.StateStore ?? InMemoryBackendStateStore.Shared), timeProvider);
         _telemetry = new RoutingTelemetry(options, telemetry, pipelineName, pipelineInstanceName);
         _timeProvider = timeProvider;
         _maxAttempts = Math.Min(options.MaxAttempts ?? int.MaxValue, _pool.Backends.Count);
@@ -167,16 +167,23 @@ internal sealed class PriorityRoutingResilienceStrategy : ResilienceStrategy<Htt
                     }
                     catch (Exception e)
                     {
-                        // Nobody else will see this answer: give its connection back before reporting the predicate's failure.
-                        outcome.Result?.Dispose();
-                        return Outcome.FromException<HttpResponseMessage>(e);
+                        return Discarded(outcome, e);
                     }
 
                     var verdict = AnswerVerdict.Accepted;
                     if (!handled && outcome.Result is { } response)
                     {
-                        verdict = await _observers.ObserveAsync(new ReturnedAnswer(context, response, lease, original.Method, started, attempt, plan.Route, plan.Affinity))
-                            .ConfigureAwait(context.ContinueOnCapturedContext);
+                        try
+                        {
+                            verdict = await _observers.ObserveAsync(new ReturnedAnswer(context, response, lease, original.Method, started, attempt, plan.Route, plan.Affinity))
+                                .ConfigureAwait(context.ContinueOnCapturedContext);
+                        }
+                        catch (Exception e)
+                        {
+                            // A callback the observers call (OnBackendUnavailable on a spent budget) failed.
+                            return Discarded(outcome, e);
+                        }
+
                         if (verdict.IsCanceled)
                         {
                             var canceled = CallerCanceled(context);
@@ -231,6 +238,16 @@ internal sealed class PriorityRoutingResilienceStrategy : ResilienceStrategy<Htt
             // An outer strategy (retry) executes us again: it must find the caller's request, not our last attempt's.
             context.SetRequestMessage(original);
         }
+    }
+
+    /// <summary>
+    /// The predicate, or a callback the observers call, failed on an answer: nobody else will see the answer, so its
+    /// connection goes back before the failure is reported.
+    /// </summary>
+    private static Outcome<HttpResponseMessage> Discarded(Outcome<HttpResponseMessage> outcome, Exception failure)
+    {
+        outcome.Result?.Dispose();
+        return Outcome.FromException<HttpResponseMessage>(failure);
     }
 
     private static Outcome<HttpResponseMessage> CallerCanceled(ResilienceContext context)

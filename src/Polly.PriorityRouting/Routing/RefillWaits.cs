@@ -28,7 +28,17 @@ internal sealed class RefillWaits(WaitQueue? queue, RoutingTelemetry telemetry, 
         }
 
         var waitedNow = timeProvider.GetElapsedTime(started);
-        telemetry.QueuedWaitEnded(promised, outcome, waitedNow);
+        try
+        {
+            telemetry.QueuedWaitEnded(promised, outcome, waitedNow);
+        }
+        catch
+        {
+            // A failing logger or metrics listener fails the request, but the room must not stay held from everyone.
+            held?.Release();
+            throw;
+        }
+
         return (outcome, waitedNow, held);
     }
 }

@@ -10,21 +10,18 @@ namespace Polly.PriorityRouting;
 /// </summary>
 /// <remarks>
 /// <para>
-/// With <c>AddPriorityRoutingHandler</c> it is a DI singleton, created with the <see cref="IBackendStateStore"/>
-/// registered in the container and living as long as the container; every client of the container on that store uses
-/// it (the snapshot and the health check too).
-/// </para>
-/// <para>
-/// Fallback, for pipelines composed in code and for a client whose options name another store: one per store
-/// instance for the life of the store (<see cref="For"/>), so that pipelines built on one store share it as well.
+/// One per store instance for the life of the store (<see cref="For"/>), however the pipeline was made: the clients of
+/// a container, a pipeline composed in code on the container's store, the snapshot and the health check all count one
+/// run of failures and read one budget view (a store that shares budgets has one subscriber, too). With
+/// <c>AddPriorityRoutingHandler</c> the state of the container's store is also its DI singleton.
 /// </para>
 /// <para>Affinity pins are not here: they live in the <see cref="IAffinityStore"/>, which is shared the same way.</para>
 /// </remarks>
 internal sealed class SharedBackendState
 {
-    private static readonly ConditionalWeakTable<IBackendStateStore, SharedBackendState> Fallback = new();
+    private static readonly ConditionalWeakTable<IBackendStateStore, SharedBackendState> States = new();
 
-    public SharedBackendState(IBackendStateStore store)
+    internal SharedBackendState(IBackendStateStore store)
     {
         Store = store;
         Budgets = store is IBackendBudgetStore shared ? new BackendBudgets(shared) : new BackendBudgets();
@@ -42,12 +39,7 @@ internal sealed class SharedBackendState
     /// </summary>
     public BackendBudgets Budgets { get; }
 
-    /// <summary>
-    /// Returns the shared state of a pipeline's store: <paramref name="fromServices"/> when it is the state of that very
-    /// store, else the fallback one of the store.
-    /// </summary>
-    public static SharedBackendState For(IBackendStateStore store, SharedBackendState? fromServices = null)
-        => fromServices is not null && ReferenceEquals(fromServices.Store, store)
-            ? fromServices
-            : Fallback.GetValue(store, static store => new SharedBackendState(store));
+    /// <summary>Returns the shared state of a store: the one of that store instance in this process.</summary>
+    public static SharedBackendState For(IBackendStateStore store)
+        => States.GetValue(store, static store => new SharedBackendState(store));
 }

@@ -4,6 +4,7 @@ using System.Net;
 using System.Text;
 using Microsoft.Extensions.DependencyInjection;
 using Microsoft.Extensions.Diagnostics.Metrics.Testing;
+using Microsoft.Extensions.Logging;
 using Polly.PriorityRouting.Tests.Support;
 
 namespace Polly.PriorityRouting.Tests.Budgets;
@@ -391,6 +392,55 @@ public class QueuedWaitTests
         (await queue.WaitAsync(reservation, TimeSpan.FromSeconds(7), synchronous: false, continueOnCapturedContext: false, CancellationToken.None))
             .Outcome.Should().Be(WaitOutcome.NotQueued, "7 s waited and 4 s more exceed the 10 s bound");
         queue.Count.Should().Be(0);
+    }
+
+    [Fact]
+    public async Task A_released_waiter_whose_wait_fails_to_log_gives_its_held_room_back()
+    {
+        using var loggers = LoggerFactory.Create(b => b.AddProvider(new ThrowingLoggerProvider(eventId: 12)).SetMinimumLevel(LogLevel.Trace));
+        using var h = Harness(o =>
+        {
+            o.MaxQueueWait = Window;
+            o.LoggerFactory = loggers;
+        });
+        await SpendTheBudgetAsync(h);
+
+        var waiter = Post(h, "waiter", 3000);
+        Advance(h, Window);
+        await FluentActions.Awaiting(() => waiter.WaitAsync(HangGuard)).Should().ThrowAsync<AggregateException>();
+
+        // The refill is whole again: two requests of 3,751 tokens fit it, and neither waits.
+        using var first = await Post(h, "first", 3000).WaitAsync(HangGuard);
+        using var second = await Post(h, "second", 3000).WaitAsync(HangGuard);
+        second.StatusCode.Should().Be(HttpStatusCode.OK);
+        Callers(h).Should().Equal("spend", "first", "second");
+    }
+
+    /// <summary>A logging provider whose logger fails on one event: Microsoft.Extensions.Logging then throws.</summary>
+    private sealed class ThrowingLoggerProvider(int eventId) : ILoggerProvider
+    {
+        public ILogger CreateLogger(string categoryName) => new ThrowingLogger(eventId);
+
+        public void Dispose()
+        {
+        }
+
+        private sealed class ThrowingLogger(int eventId) : ILogger
+        {
+            public IDisposable? BeginScope<TState>(TState state)
+                where TState : notnull
+                => null;
+
+            public bool IsEnabled(LogLevel logLevel) => true;
+
+            public void Log<TState>(LogLevel logLevel, EventId id, TState state, Exception? exception, Func<TState, Exception?, string> formatter)
+            {
+                if (id.Id == eventId)
+                {
+                    throw new InvalidOperationException("the log failed");
+                }
+            }
+        }
     }
 
     /// <summary>

@@ -525,6 +525,24 @@ public class PriorityRoutingResilienceStrategyTests
     }
 
     [Fact]
+    public async Task A_throwing_callback_on_a_spent_budget_does_not_leak_the_answer_it_reports()
+    {
+        using var h = Harness(o => o.OnBackendUnavailable = _ => throw new InvalidOperationException("callback failed"));
+        var answer = new DisposeTrackingContent("spent");
+        h.Transport.Respond("a", _ => new HttpResponseMessage(HttpStatusCode.OK)
+        {
+            Content = answer,
+            Headers = { { "x-ratelimit-remaining-requests", "0" }, { "x-ratelimit-reset-requests", "2s" } },
+        });
+
+        var act = () => h.Client.GetAsync("/");
+
+        (await act.Should().ThrowAsync<InvalidOperationException>()).Which.Message.Should().Be("callback failed");
+        answer.IsDisposed.Should().BeTrue("nobody else will see the answer: its connection goes back to the pool");
+        h.Transport.Hosts.Should().Equal("a");
+    }
+
+    [Fact]
     public async Task A_far_deadline_in_the_store_still_gives_an_exhausted_answer_clamped_to_the_longest_cooldown()
     {
         using var h = Harness(backends: [RoutingHarness.Backend("a", 1)]);
