@@ -110,6 +110,10 @@ public class RoutingBenchmarks
     [Benchmark(Description = "(h') priority routing, 3 backends, chat body, budget headers, token budgets off")]
     public Task<HttpResponseMessage> PriorityRoutingBudgetHeadersOff() => SendChat(_oursBudgetHeadersOff);
 
+    // Issue 19's POST: the defaults (budgets and affinity on), a 2 KB chat body read once, answers without budget headers.
+    [Benchmark(Description = "(i) priority routing, 3 backends, POST with a 2 KB chat body")]
+    public Task<HttpResponseMessage> PriorityRouting3ChatBody() => SendChat(_ours3);
+
     [Benchmark(Description = "(e) priority routing, 64 backends, one tier")]
     public Task<HttpResponseMessage> PriorityRouting64() => Send(_ours64);
 

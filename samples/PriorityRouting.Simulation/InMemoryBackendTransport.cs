@@ -61,6 +61,12 @@ internal sealed class InMemoryBackendTransport : HttpMessageHandler
 
     public SpillTracker Spill => _spill;
 
+    /// <summary>
+    /// Gets a value indicating whether answers carry the budget headers (the default); <see langword="false"/>: none,
+    /// and a 429 carries only <c>Retry-After</c> in whole seconds (see <see cref="SimulationScenario.ReportsBudgets"/>).
+    /// </summary>
+    public bool ReportsBudgets { get; init; } = true;
+
     // A handler holds nothing here, so the client factory disposing it (it is shared by every replica) is harmless.
     protected override Task<HttpResponseMessage> SendAsync(HttpRequestMessage request, CancellationToken cancellationToken)
         => _completions is null ? Task.FromResult(Send(request, cancellationToken)) : SendInFlightAsync(request, cancellationToken);
@@ -84,7 +90,7 @@ internal sealed class InMemoryBackendTransport : HttpMessageHandler
             throw;
         }
 
-        if (!_budgetAtAdmission && _backendsByHost.TryGetValue(request.RequestUri!.Host, out var backend))
+        if (!_budgetAtAdmission && ReportsBudgets && _backendsByHost.TryGetValue(request.RequestUri!.Host, out var backend))
         {
             // The other reading of the headers: the budget when the answer leaves the backend.
             foreach (var name in BudgetHeaders)
@@ -126,7 +132,11 @@ internal sealed class InMemoryBackendTransport : HttpMessageHandler
 
             // Like Azure OpenAI, every answer reports the budget left, its limit and when it refills; routers may read them.
             var ok = new HttpResponseMessage(HttpStatusCode.OK) { RequestMessage = request };
-            AddBudget(ok, bucket, now);
+            if (ReportsBudgets)
+            {
+                AddBudget(ok, bucket, now);
+            }
+
             return ok;
         }
 
@@ -136,9 +146,13 @@ internal sealed class InMemoryBackendTransport : HttpMessageHandler
         }
 
         var response = new HttpResponseMessage(HttpStatusCode.TooManyRequests) { RequestMessage = request };
-        if (_tokens)
+        if (!ReportsBudgets)
         {
-            response.Headers.TryAddWithoutValidation("retry-after", Math.Max(1, (long)Math.Ceiling(retryAfter.TotalSeconds)).ToString(CultureInfo.InvariantCulture));
+            response.Headers.TryAddWithoutValidation("retry-after", WholeSeconds(retryAfter));
+        }
+        else if (_tokens)
+        {
+            response.Headers.TryAddWithoutValidation("retry-after", WholeSeconds(retryAfter));
             response.Headers.TryAddWithoutValidation("retry-after-ms", ((long)Math.Ceiling(retryAfter.TotalMilliseconds)).ToString(CultureInfo.InvariantCulture));
             AddBudget(response, bucket, now);
         }
@@ -154,6 +168,8 @@ internal sealed class InMemoryBackendTransport : HttpMessageHandler
 
         return response;
     }
+
+    private static string WholeSeconds(TimeSpan retryAfter) => Math.Max(1, (long)Math.Ceiling(retryAfter.TotalSeconds)).ToString(CultureInfo.InvariantCulture);
 
     private string[] BudgetHeaders => _tokens
         ? ["x-ratelimit-remaining-tokens", "x-ratelimit-limit-tokens", "x-ratelimit-reset-tokens"]

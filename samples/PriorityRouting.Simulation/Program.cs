@@ -82,6 +82,12 @@ Console.WriteLine("Priority routing simulation: virtual clock, in-memory transpo
 foreach (var scenario in settings.Scenarios)
 {
     Console.WriteLine(scenario.Name + ": " + string.Join(", ", scenario.Backends.Select(b => string.Create(CultureInfo.InvariantCulture, $"{b.Name} (priority {b.Priority}, {b.CapacityPerSecond:0} {scenario.Unit}/s)"))));
+    if (!scenario.ReportsBudgets || scenario.RefillPeriod is not null || scenario.Measured is not null)
+    {
+        Console.WriteLine(string.Create(CultureInfo.InvariantCulture,
+            $"  {(scenario.ReportsBudgets ? "" : "no rate-limit headers (a 429 carries only Retry-After); ")}refilled every {(scenario.RefillPeriod ?? settings.ReplenishmentPeriod).TotalSeconds:0} s; {(scenario.Measured ?? settings.Measured).TotalSeconds:0} s measured"));
+    }
+
 }
 
 Console.WriteLine(string.Create(CultureInfo.InvariantCulture,

@@ -45,7 +45,16 @@ public static class SimulationDriver
         new PriorityRoutingRouter(tokenBudgets: true),
         new PriorityRoutingRouter(tokenBudgets: true, queueWait: true),
         new PriorityRoutingRouter(tokenBudgets: true, reserved: true),
+        new PriorityRoutingRouter(tokenBudgets: true, declared: DeclaredQuotas.ReplicaShare),
+        new PriorityRoutingRouter(tokenBudgets: true, declared: DeclaredQuotas.WholeQuota),
     ];
+
+    /// <summary>
+    /// Tells whether a router runs on a scenario: those it names, or, when it names none, every router but the ones that
+    /// declare quotas (they differ from "ours" only where backends report no budget).
+    /// </summary>
+    internal static bool RunsOn(IRouterUnderTest router, SimulationScenario scenario)
+        => scenario.Routers?.Contains(router.Name) ?? router is not PriorityRoutingRouter { Declared: not DeclaredQuotas.None };
 
     public static async Task<IReadOnlyList<RunResult>> RunAllAsync(SimulationSettings settings, Action<RunResult>? onResult = null)
     {
@@ -54,7 +63,7 @@ public static class SimulationDriver
         {
             foreach (var replicas in settings.ReplicaCounts)
             {
-                foreach (var router in Routers.Where(r => settings.RouterFilter is null || r.Name.Contains(settings.RouterFilter, StringComparison.Ordinal)))
+                foreach (var router in Routers.Where(r => RunsOn(r, scenario) && (settings.RouterFilter is null || r.Name.Contains(settings.RouterFilter, StringComparison.Ordinal))))
                 {
                     foreach (var load in scenario.Loads ?? settings.LoadFactors)
                     {
@@ -96,8 +105,12 @@ public static class SimulationDriver
         var delays = new VirtualDelays(time, pump);
         var backends = CreateBackends(settings, scenario, time.GetUtcNow());
         var measureFrom = VirtualStart + settings.Warmup;
-        var end = measureFrom + settings.Measured;
-        var transport = new InMemoryBackendTransport(backends, time, measureFrom, end, scenario.MixedSizes, scenario.Completions, delays, settings.Seed ^ 0x7e11, settings.BudgetAtAdmission);
+        var measuredTime = scenario.Measured ?? settings.Measured;
+        var end = measureFrom + measuredTime;
+        var transport = new InMemoryBackendTransport(backends, time, measureFrom, end, scenario.MixedSizes, scenario.Completions, delays, settings.Seed ^ 0x7e11, settings.BudgetAtAdmission)
+        {
+            ReportsBudgets = scenario.ReportsBudgets,
+        };
         var environment = new RouterEnvironment(settings, scenario, transport, time, delays);
         var replicas = router.CreateReplicas(environment, replicaCount);
         var address = router.RequestAddress(scenario);
@@ -111,7 +124,7 @@ public static class SimulationDriver
         var retries = new PriorityQueue<PendingRetry, (DateTimeOffset Due, long Sequence)>();
         long retrySequence = 0;
         var ratePerReplica = loadFactor * scenario.AggregateCapacity / requests.MeanCost / replicaCount;
-        var arrivals = new Arrivals(settings, scenario, replicaCount, ratePerReplica, end + settings.Measured - VirtualStart);
+        var arrivals = new Arrivals(settings, scenario, replicaCount, ratePerReplica, end + measuredTime - VirtualStart);
 
         // Requests are counted by cohort: those first sent inside the measured window, followed through every retry, even
         // after the window ends (the load goes on, unmeasured, until the last of them is served or given up), so that a
@@ -262,7 +275,7 @@ public static class SimulationDriver
             scenario.DropsBackground ? loadFactor * (1 - scenario.BackgroundShare) : loadFactor,
             replicaCount,
             settings.ClientRetries,
-            settings.Measured.TotalSeconds,
+            measuredTime.TotalSeconds,
             scenario.AggregateCapacity,
             scenario.PriorityOneCapacity,
             counts.NewRequests,
@@ -296,13 +309,14 @@ public static class SimulationDriver
     private static List<SimulatedBackend> CreateBackends(SimulationSettings settings, SimulationScenario scenario, DateTimeOffset start)
     {
         var count = scenario.Backends.Count;
+        var period = scenario.RefillPeriod ?? settings.ReplenishmentPeriod;
 
         // Refills are spread over the period: real deployments do not share a clock.
         return [.. scenario.Backends.Select((spec, index) => new SimulatedBackend(
             spec,
             spec.Refill == BudgetRefill.Continuous
-                ? new ContinuousTokenBucket(spec.CapacityPerSecond, settings.ReplenishmentPeriod, start)
-                : new VirtualTokenBucket(spec.CapacityPerSecond, settings.ReplenishmentPeriod, start, settings.ReplenishmentPeriod * (index + 1) / (count + 1))))];
+                ? new ContinuousTokenBucket(spec.CapacityPerSecond, period, start)
+                : new VirtualTokenBucket(spec.CapacityPerSecond, period, start, period * (index + 1) / (count + 1))))];
     }
 
     private static TimeSpan ReadRetryAfter(HttpResponseMessage response)

@@ -13,6 +13,7 @@ public static class SimulationReport
     public const string OursBefore = PriorityRoutingRouter.BeforeName;
     public const string OursQueue = PriorityRoutingRouter.QueueName;
     public const string OursReserved = PriorityRoutingRouter.ReservedName;
+    public const string OursDeclared = PriorityRoutingRouter.DeclaredName;
 
     public static string Format(SimulationSettings settings, IReadOnlyList<RunResult> results)
     {
@@ -79,7 +80,7 @@ public static class SimulationReport
                 continue;
             }
 
-            if (scenario == SimulationSettings.ClassesBaselineScenario)
+            if (scenario is SimulationSettings.ClassesBaselineScenario or SimulationSettings.NoHeadersScenario)
             {
                 continue;
             }

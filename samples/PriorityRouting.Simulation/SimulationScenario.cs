@@ -28,6 +28,25 @@ public sealed record SimulationScenario(string Name, IReadOnlyList<SimulatedBack
     /// <summary>Gets the offered loads this scenario runs at whatever the settings say; <see langword="null"/>: the settings'.</summary>
     public IReadOnlyList<double>? Loads { get; init; }
 
+    /// <summary>
+    /// Gets a value indicating whether the backends report their budgets (<c>x-ratelimit-*</c> on every answer, as Azure
+    /// OpenAI does); <see langword="false"/>: none, only a 429 with <c>Retry-After</c> when over budget (self-hosted vLLM
+    /// behind a rate-limiting gateway).
+    /// </summary>
+    public bool ReportsBudgets { get; init; } = true;
+
+    /// <summary>Gets how often the backends refill their budgets; <see langword="null"/>: the settings' <see cref="SimulationSettings.ReplenishmentPeriod"/>.</summary>
+    public TimeSpan? RefillPeriod { get; init; }
+
+    /// <summary>Gets the measured virtual time; <see langword="null"/>: the settings' <see cref="SimulationSettings.Measured"/>.</summary>
+    public TimeSpan? Measured { get; init; }
+
+    /// <summary>
+    /// Gets the names of the routers this scenario runs; <see langword="null"/>: every router but those that run only
+    /// where named (see <see cref="SimulationDriver.RunsOn"/>).
+    /// </summary>
+    public IReadOnlyList<string>? Routers { get; init; }
+
     /// <summary>Gets a value indicating whether requests come in two classes, foreground and background.</summary>
     public bool HasClasses => BackgroundShare > 0;
 

@@ -20,6 +20,9 @@ public sealed record SimulationSettings
     /// <summary>Gets the name of the classes scenario without its background: the baseline of the foreground's time to success.</summary>
     public const string ClassesBaselineScenario = "classes baseline: the same foreground, no background";
 
+    /// <summary>Gets the name of the scenario whose backends report no budget: mixed sizes against per-minute quotas.</summary>
+    public const string NoHeadersScenario = "no rate-limit headers, per-minute quotas";
+
     /// <summary>
     /// Gets the scenarios. All have a reserved (PTU) deployment at priority 1 and two pay-as-you-go deployments at
     /// priority 2: uniform requests against 50 + 25 + 25 requests per second, and mixed sizes against 1.2M + 600k +
@@ -27,7 +30,9 @@ public sealed record SimulationSettings
     /// with completions that take time (<see cref="CompletionTimes.Chat"/>), bursty arrivals
     /// (<see cref="ArrivalBursts.Default"/>), and the last pay-as-you-go deployment an OpenAI one (continuous refill);
     /// and that scenario again at 2x overload with half of the requests background work, and once more with the
-    /// background not sent (its foreground alone, at 1x).
+    /// background not sent (its foreground alone, at 1x). Last, the mixed sizes answered at once against backends that send
+    /// no rate-limit headers (only a 429 with <c>Retry-After</c>) and check their per-minute quota over one-minute
+    /// windows, measured for two minutes: "ours" against "ours (declared)", whose backends declare their quotas.
     /// </summary>
     public IReadOnlyList<SimulationScenario> Scenarios { get; init; } =
     [
@@ -38,6 +43,13 @@ public sealed record SimulationSettings
         new(ClassesBaselineScenario, InFlightBackends, MixedSizes: true)
         {
             Completions = CompletionTimes.Chat, Bursts = ArrivalBursts.Default, BackgroundShare = 0.5, DropsBackground = true, Loads = [2.0],
+        },
+        new(NoHeadersScenario, [new("ptu", 1, 20_000), new("paygo-east", 2, 10_000), new("paygo-west", 2, 10_000)], MixedSizes: true)
+        {
+            ReportsBudgets = false,
+            RefillPeriod = TimeSpan.FromMinutes(1),
+            Measured = TimeSpan.FromMinutes(2),
+            Routers = [Routers.PriorityRoutingRouter.OursName, Routers.PriorityRoutingRouter.DeclaredName, Routers.PriorityRoutingRouter.DeclaredWholeName],
         },
     ];
 

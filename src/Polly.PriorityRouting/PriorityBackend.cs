@@ -96,6 +96,53 @@ public sealed class PriorityBackend
     }
 
     /// <summary>
+    /// Gets or sets the tokens per minute this backend is known to admit, for a backend that reports no rate-limit
+    /// budget (a self-hosted vLLM server, some gateways).
+    /// </summary>
+    /// <remarks>
+    /// Until an answer of the backend reports a budget (<c>x-ratelimit-remaining-tokens</c>), the budget view starts
+    /// from this quota and refills it a minute after its first use, then every minute: a request whose estimated cost
+    /// (<see cref="PriorityRoutingStrategyOptions.RequestCost"/>) does not fit what is left goes to the next backend
+    /// instead of being sent, and when nothing fits the exhausted 429 promises the refill. A budget an answer reports
+    /// replaces the declared one from then on. A declared quota is a budget: it needs
+    /// <see cref="PriorityRoutingStrategyOptions.TokenBudgets"/> on (the default). With a throttle partition
+    /// (<see cref="PriorityRoutingStrategyOptions.ThrottlePartitionKey"/>), or a <see cref="Models"/> map, each partition
+    /// or deployment of the backend starts from the whole quota, as budgets are kept per partition. From
+    /// configuration: <c>Routing:Backends:{i}:TokensPerMinute</c>. Each process counts its own spends: with several
+    /// replicas of a backend that reports nothing, declare each replica's part of the quota.
+    /// </remarks>
+    /// <value>The default value is <see langword="null"/>: no declared quota. When set, it must be at least <c>1</c>.</value>
+    public int? TokensPerMinute { get; set; }
+
+    /// <summary>
+    /// Gets or sets the requests per minute this backend is known to admit; see <see cref="TokensPerMinute"/>, which
+    /// it works alongside (<c>x-ratelimit-remaining-requests</c> replaces it).
+    /// From configuration: <c>Routing:Backends:{i}:RequestsPerMinute</c>.
+    /// </summary>
+    /// <value>The default value is <see langword="null"/>: no declared quota. When set, it must be at least <c>1</c>.</value>
+    public int? RequestsPerMinute { get; set; }
+
+    /// <summary>
+    /// Gets or sets how many requests this process may have in flight to this backend at once.
+    /// </summary>
+    /// <remarks>
+    /// <para>
+    /// Counted per process, across every client and pipeline whose backend has the same identity (name and address) on
+    /// the same state store, reloads included. A request counts from its admission until its response body is read to
+    /// the end or disposed (a stream: until it ends); an attempt that fails gives its slot back at once. A request
+    /// beyond the cap goes to the next backend (same tier first, then lower). When every backend the request may use is
+    /// at its cap (or otherwise unavailable), the caller gets the exhausted <c>429</c> at once with a short
+    /// <c>Retry-After</c> (1 s): a slot is expected to free soon, and the caller's retry handles it.
+    /// </para>
+    /// <para>
+    /// A response the caller neither reads to the end nor disposes keeps its slot, as it keeps its connection. From
+    /// configuration: <c>Routing:Backends:{i}:MaxConcurrentRequests</c>.
+    /// </para>
+    /// </remarks>
+    /// <value>The default value is <see langword="null"/>: no cap. When set, it must be at least <c>1</c>.</value>
+    public int? MaxConcurrentRequests { get; set; }
+
+    /// <summary>
     /// Gets or sets a value indicating whether the backend is drained: it takes no new requests, while requests that
     /// refer to server-side state on it (an affinity pin: a previous response, a file, a batch) still go there.
     /// </summary>

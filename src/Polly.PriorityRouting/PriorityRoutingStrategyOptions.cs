@@ -159,7 +159,9 @@ public class PriorityRoutingStrategyOptions : ResilienceStrategyOptions
     /// <value>
     /// The default value is <see langword="null"/>: no request waits, every exhausted request is answered at once. When
     /// set, it must be between 1 ms and one day, and <see cref="TokenBudgets"/> must be on (the wait is for room the
-    /// budget view promises; a backend that reports no budget is never waited for). Keep it below the caller's
+    /// budget view promises; a backend that reports no budget is never waited for — nor for a slot, when every backend
+    /// left is at its <see cref="PriorityBackend.MaxConcurrentRequests"/>: then the request waits for the next slot
+    /// given back, within the same bound). Keep it below the caller's
     /// timeout: a waiting request counts against it. A refill window (10 s for Azure OpenAI's per-minute quotas checked
     /// over 10 s windows) is a good bound.
     /// </value>

@@ -17,7 +17,7 @@ internal static partial class PriorityRoutingStrategyOptionsValidator
     public static List<string> Validate(PriorityRoutingStrategyOptions options, string prefix = "")
     {
         var errors = new List<string>();
-        ValidateBackends(options.Backends, prefix, errors);
+        ValidateBackends(options.Backends, options.TokenBudgets, prefix, errors);
 
         // The upper bounds are the [Range] of the properties, which Polly enforces when it builds the pipeline: checked
         // here too, so that a host validating on start fails at start rather than at the first request.
@@ -73,7 +73,7 @@ internal static partial class PriorityRoutingStrategyOptionsValidator
         }
     }
 
-    private static void ValidateBackends(IList<PriorityBackend>? backends, string prefix, List<string> errors)
+    private static void ValidateBackends(IList<PriorityBackend>? backends, bool tokenBudgets, string prefix, List<string> errors)
     {
         if (backends is null || backends.Count == 0)
         {
@@ -119,12 +119,33 @@ internal static partial class PriorityRoutingStrategyOptionsValidator
 
             ValidateHeaders(backend.Headers, path, errors);
             ValidateModels(backend.Models, path, errors);
+            ValidateLimits(backend, path, tokenBudgets, errors);
         }
 
         if (backends.All(backend => backend is { Drain: true }))
         {
             // Every new request would get a 503 whose Retry-After means nothing: a drained backend never returns by time.
             errors.Add($"{prefix}Backends are all drained (Drain = true); at least one backend must take new requests.");
+        }
+    }
+
+    private static void ValidateLimits(PriorityBackend backend, string path, bool tokenBudgets, List<string> errors)
+    {
+        ValidateAtLeastOne(backend.TokensPerMinute, path, nameof(PriorityBackend.TokensPerMinute), errors);
+        ValidateAtLeastOne(backend.RequestsPerMinute, path, nameof(PriorityBackend.RequestsPerMinute), errors);
+        ValidateAtLeastOne(backend.MaxConcurrentRequests, path, nameof(PriorityBackend.MaxConcurrentRequests), errors);
+        if (!tokenBudgets && (backend.TokensPerMinute is not null || backend.RequestsPerMinute is not null))
+        {
+            var field = backend.TokensPerMinute is not null ? nameof(PriorityBackend.TokensPerMinute) : nameof(PriorityBackend.RequestsPerMinute);
+            errors.Add($"{path}.{field} is a declared budget: it needs TokenBudgets on.");
+        }
+    }
+
+    private static void ValidateAtLeastOne(int? value, string path, string field, List<string> errors)
+    {
+        if (value is < 1)
+        {
+            errors.Add(Invariant($"{path}.{field} must be at least 1 when set, but was {value}."));
         }
     }
 

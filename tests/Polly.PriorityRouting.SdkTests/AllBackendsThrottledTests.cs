@@ -19,7 +19,7 @@ public sealed class AllBackendsThrottledTests(ITestOutputHelper output) : FakeBa
     [Fact]
     public async Task With_the_documented_composition_the_outer_Polly_retry_waits_and_the_SDK_sees_one_success()
     {
-        var (elapsed, _, sdkAttempts) = await CallWhileBothThrottledAsync(TimeSpan.FromSeconds(1), outerRetry: true, azure: false);
+        var (elapsed, _, sdkAttempts, _) = await CallWhileBothThrottledAsync(TimeSpan.FromSeconds(1), outerRetry: true, azure: false);
 
         elapsed.Should().BeGreaterThan(TimeSpan.FromSeconds(0.9)).And.BeLessThan(TimeSpan.FromSeconds(8));
         // The exhausted 429 is answered inside the HttpClient: the outer retry reads its Retry-After (1 s) and tries
@@ -31,7 +31,7 @@ public sealed class AllBackendsThrottledTests(ITestOutputHelper output) : FakeBa
     [Fact]
     public async Task Without_an_outer_retry_the_OpenAI_SDK_retries_itself_after_Retry_After()
     {
-        var (elapsed, _, sdkAttempts) = await CallWhileBothThrottledAsync(TimeSpan.FromSeconds(1), outerRetry: false, azure: false);
+        var (elapsed, _, sdkAttempts, _) = await CallWhileBothThrottledAsync(TimeSpan.FromSeconds(1), outerRetry: false, azure: false);
 
         elapsed.Should().BeGreaterThan(TimeSpan.FromSeconds(0.9)).And.BeLessThan(TimeSpan.FromSeconds(8));
         // The SDK got the strategy's exhausted 429 and retried it itself, after the advertised delay.
@@ -43,9 +43,15 @@ public sealed class AllBackendsThrottledTests(ITestOutputHelper output) : FakeBa
     {
         // 1.4 s of throttling: the exhausted answer says retry-after-ms ≈ 1400 and Retry-After: 2 (rounded up).
         // System.ClientModel's ClientRetryPolicy (OpenAI 2.15 / System.ClientModel 1.16) reads only Retry-After.
-        var (elapsed, wait, sdkAttempts) = await CallWhileBothThrottledAsync(TimeSpan.FromSeconds(1.4), outerRetry: false, azure: false);
+        var (elapsed, wait, sdkAttempts, retryAfter) = await CallWhileBothThrottledAsync(TimeSpan.FromSeconds(1.4), outerRetry: false, azure: false);
 
-        wait.Should().BeGreaterThan(TimeSpan.FromSeconds(1.95)).And.BeLessThan(TimeSpan.FromSeconds(8));
+        // The exhausted answer is computed when both 429s are in: on a slow machine that is later, and its Retry-After
+        // may be 1 rather than 2. Whatever it says, the SDK waits all of it, which is longer than retry-after-ms.
+        var seconds = TimeSpan.FromSeconds(int.Parse(retryAfter, CultureInfo.InvariantCulture));
+        var milliseconds = TimeSpan.FromMilliseconds(long.Parse(sdkAttempts[0].RetryAfterMs!, CultureInfo.InvariantCulture));
+        seconds.Should().BeGreaterThan(milliseconds - TimeSpan.FromMilliseconds(TimerSlackMilliseconds), "Retry-After is retry-after-ms rounded up");
+        wait.Should().BeGreaterThan(seconds - TimeSpan.FromMilliseconds(15), "the OpenAI SDK waits the whole Retry-After seconds")
+            .And.BeLessThan(TimeSpan.FromSeconds(8));
         elapsed.Should().BeLessThan(TimeSpan.FromSeconds(10));
         ShouldBeOneRetryAfterTheExhaustedAnswer(sdkAttempts);
     }
@@ -54,7 +60,7 @@ public sealed class AllBackendsThrottledTests(ITestOutputHelper output) : FakeBa
     public async Task Without_an_outer_retry_the_Azure_SDK_retries_itself_after_retry_after_ms()
     {
         // Azure.AI.OpenAI's own retry policy reads retry-after-ms (and x-ms-retry-after-ms) before Retry-After.
-        var (elapsed, wait, sdkAttempts) = await CallWhileBothThrottledAsync(TimeSpan.FromSeconds(1.4), outerRetry: false, azure: true);
+        var (elapsed, wait, sdkAttempts, _) = await CallWhileBothThrottledAsync(TimeSpan.FromSeconds(1.4), outerRetry: false, azure: true);
 
         wait.Should().BeGreaterThan(TimeSpan.FromSeconds(1.35)).And.BeLessThan(TimeSpan.FromSeconds(1.95));
         elapsed.Should().BeLessThan(TimeSpan.FromSeconds(10));
@@ -97,7 +103,7 @@ public sealed class AllBackendsThrottledTests(ITestOutputHelper output) : FakeBa
     /// returns how long the call took and how long A waited between its 429 and its answer (the server's clock), and
     /// the status of each attempt the SDK itself made.
     /// </summary>
-    private async Task<(TimeSpan Elapsed, TimeSpan Wait, (int Status, string? RetryAfterMs)[] SdkAttempts)> CallWhileBothThrottledAsync(TimeSpan duration, bool outerRetry, bool azure)
+    private async Task<(TimeSpan Elapsed, TimeSpan Wait, (int Status, string? RetryAfterMs)[] SdkAttempts, string FirstRetryAfter)> CallWhileBothThrottledAsync(TimeSpan duration, bool outerRetry, bool azure)
     {
         var stopwatch = Stopwatch.StartNew();
         A.ThrottleFromNextRequestFor(duration);
@@ -114,7 +120,7 @@ public sealed class AllBackendsThrottledTests(ITestOutputHelper output) : FakeBa
         output.WriteLine($"elapsed {elapsed.TotalMilliseconds:F0} ms, A waited {wait.TotalMilliseconds:F0} ms");
         completion.Content.Single().Text.Should().Be("Hello from a.");
         (A.Hits, A.Throttled, B.Hits, B.Throttled).Should().Be((2, 1, 1, 1));
-        return (elapsed, wait, [.. recorder.Attempts]);
+        return (elapsed, wait, [.. recorder.Attempts], recorder.RetryAfter.First()!);
     }
 
     /// <summary>

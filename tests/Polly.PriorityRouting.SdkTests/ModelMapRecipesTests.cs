@@ -55,7 +55,7 @@ public sealed class ModelMapRecipesTests : FakeBackendsTestBase
                 new PriorityBackend { Name = "paygo-swedencentral", BaseAddress = C.Address, Priority = 2, Models = { ["o3"] = "o3-2025-04-16" } },
             },
         };
-        using var host = new SdkClientHost(options);
+        using var host = new SdkClientHost(DrawsInTurn.Apply(options));
         var openAI = new OpenAIClientOptions { Transport = host.Transport, Endpoint = new Uri("http://placeholder/openai/v1") };
 
         for (var i = 0; i < 6; i++)
@@ -68,7 +68,7 @@ public sealed class ModelMapRecipesTests : FakeBackendsTestBase
 
         (await unknown.Should().ThrowAsync<ClientResultException>()).Which.Status.Should().Be(404);
         A.Served.Should().ContainSingle().Which.Body.Should().Contain("\"model\":\"gpt-4o-ptu\"");
-        (B.Hits + C.Hits).Should().Be(6, "o3 is spread over the two backends that serve it, never sent to the PTU");
+        (B.Hits, C.Hits).Should().Be((3, 3), "o3 is spread over the two backends that serve it (equal weights), never sent to the PTU");
         B.Served.Should().OnlyContain(r => r.Body.Contains("\"model\":\"o3\"", StringComparison.Ordinal));
         C.Served.Should().OnlyContain(r => r.Body.Contains("\"model\":\"o3-2025-04-16\"", StringComparison.Ordinal));
     }

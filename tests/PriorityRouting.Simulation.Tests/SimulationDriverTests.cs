@@ -141,9 +141,25 @@ public class SimulationDriverTests
     {
         var results = await Results.Value;
 
-        results.Select(r => r.Router).Distinct().Should().Equal(
+        results.Where(r => r.Scenario != SimulationSettings.NoHeadersScenario).Select(r => r.Router).Distinct().Should().Equal(
             "one endpoint + retry", "hedging, ordered groups", "python-style, per replica", "litellm-style usage-based", "ours (before)", "ours", "ours (queue)", "ours (reserved)");
-        results.Should().HaveCount(5 * 2 * 8);
+        results.Should().HaveCount((5 * 2 * 8) + (2 * 3));
+    }
+
+    [Fact]
+    public async Task Without_rate_limit_headers_declared_quotas_pay_fewer_backend_429s_than_ours_learning_from_answers()
+    {
+        var results = await Results.Value;
+
+        var noHeaders = results.Where(r => r.Scenario == SimulationSettings.NoHeadersScenario).ToList();
+        noHeaders.Select(r => (r.Router, r.Replicas)).Should().Equal(
+            ("ours", 1), ("ours (declared)", 1), ("ours (declared, whole per replica)", 1),
+            ("ours", 8), ("ours (declared)", 8), ("ours (declared, whole per replica)", 8));
+        var ours = noHeaders.Single(r => r.Router == SimulationReport.Ours && r.Replicas == 1);
+        var declared = noHeaders.Single(r => r.Router == SimulationReport.OursDeclared && r.Replicas == 1);
+        ours.BackendThrottled.Should().BeGreaterThan(0, "without headers, ours learns a backend is spent from its 429");
+        declared.BackendThrottled.Should().BeLessThan(ours.BackendThrottled, "the declared quota admits from the first request");
+        noHeaders.Should().OnlyContain(r => r.MeasuredSeconds == 120, "per-minute windows are measured over two minutes");
     }
 
     [Fact]

@@ -15,9 +15,12 @@ namespace PriorityRouting.Simulation.Routers;
 /// <c>reserved</c> it is "ours (reserved)": every attempt first reserves its cost on a counter all replicas share, one
 /// round trip of <see cref="SimulationSettings.ReservationRoundTrip"/> away (<see cref="ReservationHandler"/>) — the
 /// shape of the Redis reservations of issue 21, built from public extension points until the library has them; the
-/// counter is its only budget (the strategy's own budget view is off).
+/// counter is its only budget (the strategy's own budget view is off). With <c>declared</c> it is "ours (declared)": every
+/// backend declares its true per-minute quota (<see cref="PriorityBackend.TokensPerMinute"/>, or
+/// <see cref="PriorityBackend.RequestsPerMinute"/> when requests are counted), each replica its share of it; or, in
+/// "ours (declared, whole per replica)", each replica the whole quota.
 /// </summary>
-internal sealed class PriorityRoutingRouter(bool tokenBudgets, bool queueWait = false, bool reserved = false) : IRouterUnderTest
+internal sealed class PriorityRoutingRouter(bool tokenBudgets, bool queueWait = false, bool reserved = false, DeclaredQuotas declared = DeclaredQuotas.None) : IRouterUnderTest
 {
     public const string OursName = "ours";
 
@@ -27,7 +30,18 @@ internal sealed class PriorityRoutingRouter(bool tokenBudgets, bool queueWait = 
 
     public const string ReservedName = "ours (reserved)";
 
-    public string Name => reserved ? ReservedName : queueWait ? QueueName : tokenBudgets ? OursName : BeforeName;
+    public const string DeclaredName = "ours (declared)";
+
+    public const string DeclaredWholeName = "ours (declared, whole per replica)";
+
+    public DeclaredQuotas Declared => declared;
+
+    public string Name => declared switch
+    {
+        DeclaredQuotas.ReplicaShare => DeclaredName,
+        DeclaredQuotas.WholeQuota => DeclaredWholeName,
+        _ => reserved ? ReservedName : queueWait ? QueueName : tokenBudgets ? OursName : BeforeName,
+    };
 
     /// <summary>Gets a value indicating that waiters released from <see cref="PriorityRoutingStrategyOptions.MaxQueueWait"/> continue asynchronously.</summary>
     public bool ReleasesWaitersAsynchronously => true;
@@ -46,17 +60,26 @@ internal sealed class PriorityRoutingRouter(bool tokenBudgets, bool queueWait = 
             var transport = reservations is null
                 ? environment.Transport
                 : new ReservationHandler(reservations, environment.Delays, environment.Time, settings.ReservationRoundTrip, environment.Transport);
-            return CreateReplica(environment, transport, new ReplicaStateStore(shared, budgets), environment.RandomFor(replica), tokenBudgets, maxQueueWait);
+            return CreateReplica(environment, transport, new ReplicaStateStore(shared, budgets), environment.RandomFor(replica), maxQueueWait, replicaCount);
         })];
     }
 
-    private static HttpMessageInvoker CreateReplica(
-        RouterEnvironment environment, HttpMessageHandler transport, IBackendStateStore store, Random random, bool tokenBudgets, TimeSpan? maxQueueWait)
+    private HttpMessageInvoker CreateReplica(
+        RouterEnvironment environment, HttpMessageHandler transport, IBackendStateStore store, Random random, TimeSpan? maxQueueWait, int replicaCount)
     {
         var options = new PriorityRoutingStrategyOptions { StateStore = store, TokenBudgets = tokenBudgets, MaxQueueWait = maxQueueWait };
+        var sharers = declared == DeclaredQuotas.ReplicaShare ? replicaCount : 1;
         foreach (var backend in environment.Scenario.Backends)
         {
-            options.Backends.Add(new PriorityBackend { Name = backend.Name, BaseAddress = backend.Address, Priority = backend.Priority });
+            var perMinute = declared == DeclaredQuotas.None ? (int?)null : (int)(backend.CapacityPerSecond * 60 / sharers);
+            options.Backends.Add(new PriorityBackend
+            {
+                Name = backend.Name,
+                BaseAddress = backend.Address,
+                Priority = backend.Priority,
+                TokensPerMinute = environment.Scenario.MixedSizes ? perMinute : null,
+                RequestsPerMinute = environment.Scenario.MixedSizes ? null : perMinute,
+            });
         }
 
         // The options' Randomizer is internal (visible to this project): seeded per replica, the run is reproducible.

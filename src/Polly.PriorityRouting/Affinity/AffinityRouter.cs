@@ -52,15 +52,22 @@ internal sealed class AffinityRouter
     /// <param name="body">Its body (read only if the extractor asks for it), or <see langword="null"/>.</param>
     /// <param name="stickyKey">The soft-affinity key of the request's hints, if any.</param>
     /// <param name="cancellationToken">The cancellation token.</param>
-    public async ValueTask<AffinityDecision> ResolveAsync(HttpRequestMessage request, RequestBody? body, string? stickyKey, CancellationToken cancellationToken)
+    /// <remarks>A request without ids or key (most) is resolved synchronously, with no state machine.</remarks>
+    public ValueTask<AffinityDecision> ResolveAsync(HttpRequestMessage request, RequestBody? body, string? stickyKey, CancellationToken cancellationToken)
     {
         var parsed = AffinityRequestReader.Read(_extractor, request, body);
-        if (parsed.Referenced.IsEmpty)
+        if (!parsed.Referenced.IsEmpty)
         {
-            var key = stickyKey is { Length: > 0 and <= AffinityRequestParser.MaxStickyKeyLength } ? stickyKey : parsed.StickyKey;
-            return key is null ? new AffinityDecision(parsed, null, null) : await ResolveStickyAsync(parsed, key, cancellationToken).ConfigureAwait(false);
+            return ResolveReferencedAsync(parsed, cancellationToken);
         }
 
+        var key = stickyKey is { Length: > 0 and <= AffinityRequestParser.MaxStickyKeyLength } ? stickyKey : parsed.StickyKey;
+        return key is null ? new(new AffinityDecision(parsed, null, null)) : ResolveStickyAsync(parsed, key, cancellationToken);
+    }
+
+    /// <summary>Finds the backend holding the id the request refers to: one store read.</summary>
+    private async ValueTask<AffinityDecision> ResolveReferencedAsync(AffinityRequest parsed, CancellationToken cancellationToken)
+    {
         string? holder;
         try
         {

@@ -26,7 +26,7 @@ internal sealed class AffinitySniffingContent : HttpContent
         _eventStream = string.Equals(inner.Headers.ContentType?.MediaType, "text/event-stream", StringComparison.OrdinalIgnoreCase);
         foreach (var header in inner.Headers.NonValidated)
         {
-            Headers.TryAddWithoutValidation(header.Key, header.Value);
+            Headers.AddAsStored(header.Key, header.Value);
         }
     }
 

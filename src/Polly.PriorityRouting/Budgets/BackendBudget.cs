@@ -45,12 +45,15 @@ internal sealed class BackendBudget
     /// <summary>Gets the refill window the promises advance by: the longer of the two budgets' (see <see cref="BudgetCounter.Window"/>).</summary>
     public TimeSpan Window => Tokens.Window > Requests.Window ? Tokens.Window : Requests.Window;
 
-    /// <summary>Gets or sets the refill moment the exhausted answers currently send callers back to.</summary>
-    public DateTimeOffset PromisedAt { get; set; }
+    /// <summary>
+    /// How many refill moments the view remembers promises for: enough for every refill within the horizon and the
+    /// waiters' own moments; past it the soonest is forgotten (its callers may then be promised again), never more.
+    /// </summary>
+    private const int MaxPromisedRefills = 16;
 
-    public long PromisedTokens { get; set; }
-
-    public long PromisedRequests { get; set; }
+    // The demand promised per refill moment, soonest first: a cancelled waiter's room in one refill stays known (and
+    // can be promised again) after later refills were promised.
+    private readonly List<PromisedRefill> _promised = [];
 
     /// <summary>Gets or sets a value indicating whether the view dropped this budget (see <see cref="IsExpired"/>): it holds nothing new.</summary>
     public bool Evicted { get; set; }
@@ -114,6 +117,13 @@ internal sealed class BackendBudget
         return true;
     }
 
+    /// <summary>Starts the counters nothing has reported yet from the backend's declared quota; see <see cref="BudgetCounter.Declare"/>.</summary>
+    public void Declare(DeclaredQuota quota, DateTimeOffset now, double share)
+    {
+        Tokens.Declare(quota.Tokens, now, share);
+        Requests.Declare(quota.Requests, now, share);
+    }
+
     /// <summary>Holds a waiter's room in the refill at <paramref name="dueAt"/>; <see langword="null"/> when the budget was evicted.</summary>
     public BudgetHold? AddHold(long cost, DateTimeOffset dueAt)
     {
@@ -165,7 +175,7 @@ internal sealed class BackendBudget
     /// promise or waiter's room lies ahead. The view may then drop it; the backend's next answer starts it again.
     /// </summary>
     public bool IsExpired(DateTimeOffset now)
-        => now >= Tokens.ResetAt && now >= Requests.ResetAt && now >= PromisedAt &&
+        => now >= Tokens.ResetAt && now >= Requests.ResetAt && now >= LatestPromised &&
            _dueHeldRequests == 0 && (_pendingHolds is null || _pendingHolds.Count == 0);
 
     /// <summary>
@@ -181,59 +191,43 @@ internal sealed class BackendBudget
     public DateTimeOffset Promise(long cost, DateTimeOffset earliest, double share, out bool reserved)
     {
         reserved = false;
-        if (PromisedAt < earliest)
+        var at = LatestPromised < earliest ? earliest : LatestPromised;
+        if (!Fits(At(at), cost, share))
         {
-            PromiseFrom(earliest);
-        }
-
-        if (!Fits(cost, share))
-        {
-            if (Window <= TimeSpan.Zero || PromisedAt + Window > earliest + (Window * MaxPromisedWindows))
+            if (Window <= TimeSpan.Zero || at + Window > earliest + (Window * MaxPromisedWindows))
             {
                 // Every window within the horizon is promised: the queue must not grow without bound under sustained
                 // overload. This caller gets the plain soonest moment, reserving nothing.
                 return earliest;
             }
 
-            PromiseFrom(PromisedAt + Window);
+            at += Window;
         }
 
-        Take(cost);
-        reserved = true;
-        return PromisedAt;
+        reserved = Take(at, cost);
+        return reserved ? at : earliest;
     }
 
     /// <summary>
     /// Promises a request room in the refill at <paramref name="at"/> only — the moment this backend can next admit —
     /// when the demand already promised there leaves room; never a later window. Lets a waiter take another backend's
-    /// sooner refill rather than the soonest backend's next one (see <see cref="BudgetExhaustion"/>).
+    /// sooner refill rather than the soonest backend's next one (see <see cref="BudgetExhaustion"/>). Before the latest
+    /// refill promised, only a refill already promised (whose room a cancelled waiter may have given up) is promised again.
     /// </summary>
     public bool TryPromiseAt(long cost, DateTimeOffset at, double share)
-    {
-        if (PromisedAt < at)
-        {
-            PromiseFrom(at);
-        }
-
-        if (PromisedAt != at || !Fits(cost, share))
-        {
-            return false;
-        }
-
-        Take(cost);
-        return true;
-    }
+        => (at >= LatestPromised || IndexOf(at) >= 0) && Fits(At(at), cost, share) && Take(at, cost);
 
     /// <summary>
     /// Takes back the room promised at <paramref name="promisedAt"/> to a caller who will not come (a waiter that
-    /// cancelled), while that refill is still the one being promised; an earlier refill's room is left to newcomers.
+    /// cancelled): whoever is promised that refill next may have it, even after later refills were promised.
     /// </summary>
     public void Withdraw(long cost, DateTimeOffset promisedAt)
     {
-        if (PromisedAt == promisedAt)
+        var index = IndexOf(promisedAt);
+        if (index >= 0)
         {
-            PromisedTokens = Math.Max(0, PromisedTokens - cost);
-            PromisedRequests = Math.Max(0, PromisedRequests - 1);
+            var refill = _promised[index];
+            _promised[index] = new PromisedRefill(promisedAt, Math.Max(0, refill.Tokens - cost), Math.Max(0, refill.Requests - 1));
         }
     }
 
@@ -256,24 +250,46 @@ internal sealed class BackendBudget
         }
     }
 
-    /// <summary>Moves the promises to the refill at <paramref name="at"/>, with nothing promised there yet.</summary>
-    private void PromiseFrom(DateTimeOffset at)
-    {
-        PromisedAt = at;
-        PromisedTokens = 0;
-        PromisedRequests = 0;
-    }
+    private DateTimeOffset LatestPromised => _promised.Count == 0 ? DateTimeOffset.MinValue : _promised[^1].At;
 
-    /// <summary>Takes a request's room in the refill being promised.</summary>
-    private void Take(long cost)
+    private int IndexOf(DateTimeOffset at) => _promised.FindIndex(refill => refill.At == at);
+
+    /// <summary>The demand already promised the refill at <paramref name="at"/>: none when nothing was.</summary>
+    private PromisedRefill At(DateTimeOffset at) => IndexOf(at) is var index and >= 0 ? _promised[index] : new PromisedRefill(at, 0, 0);
+
+    /// <summary>Takes a request's room in the refill at <paramref name="at"/>; false when no more refills can be remembered and this one is the soonest.</summary>
+    private bool Take(DateTimeOffset at, long cost)
     {
-        PromisedTokens += cost;
-        PromisedRequests++;
+        var index = IndexOf(at);
+        if (index >= 0)
+        {
+            var refill = _promised[index];
+            _promised[index] = new PromisedRefill(at, refill.Tokens + cost, refill.Requests + 1);
+            return true;
+        }
+
+        var insertAt = _promised.FindIndex(refill => refill.At > at) is var later and >= 0 ? later : _promised.Count;
+        if (_promised.Count == MaxPromisedRefills)
+        {
+            if (insertAt == 0)
+            {
+                return false;
+            }
+
+            _promised.RemoveAt(0);
+            insertAt--;
+        }
+
+        _promised.Insert(insertAt, new PromisedRefill(at, cost, 1));
+        return true;
     }
 
     // Each process promises its share of a refill: the callers of every process sharing the store come back at once.
-    private bool Fits(long cost, double share)
-        => (PromisedTokens == 0 && PromisedRequests == 0) ||
-           ((Tokens.Limit == Unknown || PromisedTokens + cost <= Tokens.ShareOfLimit(share)) &&
-            (Requests.Limit == Unknown || PromisedRequests + 1 <= Requests.ShareOfLimit(share)));
+    private bool Fits(PromisedRefill promised, long cost, double share)
+        => (promised.Tokens == 0 && promised.Requests == 0) ||
+           ((Tokens.Limit == Unknown || promised.Tokens + cost <= Tokens.ShareOfLimit(share)) &&
+            (Requests.Limit == Unknown || promised.Requests + 1 <= Requests.ShareOfLimit(share)));
+
+    /// <summary>The demand promised one refill moment.</summary>
+    private readonly record struct PromisedRefill(DateTimeOffset At, long Tokens, long Requests);
 }

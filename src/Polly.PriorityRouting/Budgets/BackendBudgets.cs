@@ -105,10 +105,35 @@ internal sealed class BackendBudgets
     /// answer reports it, in one step under the budget's lock: concurrent requests are admitted on the room there is,
     /// and not one more. A released waiter's <paramref name="own"/> room in this budget is spent by it.
     /// </summary>
+    /// <param name="key">The backend (or partition).</param>
+    /// <param name="cost">The request's estimated tokens.</param>
+    /// <param name="now">The current time.</param>
+    /// <param name="own">The room the request holds as a released waiter, or <see langword="null"/>.</param>
+    /// <param name="quota">
+    /// The backend's declared quota, or <see langword="null"/>: a key nothing has reported yet starts from it (a budget
+    /// that does not exist yet is full, so the selection's read need not create it).
+    /// </param>
     /// <returns>Whether the request was admitted: always when the key has no budget.</returns>
-    public bool TryTake(BackendStateKey key, long cost, DateTimeOffset now, BudgetHold? own = null)
+    public bool TryTake(BackendStateKey key, long cost, DateTimeOffset now, BudgetHold? own = null, DeclaredQuota? quota = null)
     {
-        if (Volatile.Read(ref _count) == 0 || !_budgets.TryGetValue(key, out var budget))
+        BackendBudget? budget;
+        if (quota is not null)
+        {
+            if (GetOrAdd(key, now) is not { } declared)
+            {
+                // The view is full: the backend routes as without a view.
+                return true;
+            }
+
+            budget = declared;
+            lock (budget)
+            {
+                budget.Declare(quota, now, Share);
+                return budget.TryTake(cost, now, Share, own);
+            }
+        }
+
+        if (Volatile.Read(ref _count) == 0 || !_budgets.TryGetValue(key, out budget))
         {
             return true;
         }

@@ -41,6 +41,7 @@ internal struct BudgetCounter
     private long _reported;
     private long _spent;
     private bool _assumed;
+    private bool _declared;
     private TimeSpan _windowLongest;
     private TimeSpan _previousWindowLongest;
 
@@ -55,6 +56,9 @@ internal struct BudgetCounter
 
     /// <summary>Gets the moment the current window refills; the count holds until then.</summary>
     public DateTimeOffset ResetAt { get; private set; }
+
+    /// <summary>Gets a value indicating whether the count is still the declared quota's: no answer has reported one yet.</summary>
+    public readonly bool IsDeclared => _declared;
 
     /// <summary>Gets a value indicating whether the current window is assumed refilled, not yet reported.</summary>
     public readonly bool IsAssumed => _assumed;
@@ -100,6 +104,17 @@ internal struct BudgetCounter
         }
 
         var delay = resetAt - now;
+        if (_declared)
+        {
+            // The first report replaces the declared quota whatever it says; a declared limit stays the refill's when the
+            // backend reports none.
+            _declared = false;
+            _previousWindowLongest = TimeSpan.Zero;
+            _windowLongest = delay;
+            Replace(reported, resetAt);
+            return;
+        }
+
         var tolerance = Window / 2;
         if (_reported == Unknown || now >= ResetAt || resetAt > ResetAt + tolerance)
         {
@@ -153,6 +168,32 @@ internal struct BudgetCounter
         {
             ResetAt = resetAt;
         }
+    }
+
+    /// <summary>
+    /// Starts a budget nothing has reported yet from a declared per-minute <paramref name="limit"/>: this process's share
+    /// of it, until a minute from now, then refilled every minute (<see cref="Roll"/>). Once an answer has reported the
+    /// budget, the declaration is ignored; while it has not, a changed declaration (an options reload) is the new limit.
+    /// </summary>
+    public void Declare(long? limit, DateTimeOffset now, double share)
+    {
+        if (limit is not { } declared || (_reported != Unknown && !_declared))
+        {
+            return;
+        }
+
+        Limit = declared;
+        if (_declared)
+        {
+            return;
+        }
+
+        _declared = true;
+        _assumed = true;
+        _reported = ShareOfLimit(share);
+        _spent = 0;
+        _windowLongest = DeclaredQuota.Window;
+        ResetAt = now + DeclaredQuota.Window;
     }
 
     /// <summary>Takes an admitted request's cost off the current window; nothing when the budget is unknown.</summary>

@@ -2,8 +2,9 @@ namespace Polly.PriorityRouting;
 
 /// <summary>
 /// The exhausted answer with a budget view: a backend is free when it is in rotation and its budget admits the
-/// request; the advertised moment is the one the budget view promises this caller, after the demand already sent back
-/// (see <see cref="BackendBudget.Promise"/>), so that callers told to come back do not all come back to one instant.
+/// request; when the soonest backend waits for its budget's refill, the advertised moment is the one the budget view
+/// promises this caller, after the demand already sent back (see <see cref="BackendBudget.Promise"/>), so that callers
+/// told to come back do not all come back to one instant; when it waits for its own recovery, that moment.
 /// The promise is also the reservation a caller waiting in the strategy holds (see <see cref="WaitQueue"/>): with waiting
 /// on, the caller is first promised the soonest refill of any backend that still has room within the bound, so that a
 /// full refill of the soonest backend sends waiters to the next backend's refill rather than to its own next window.
@@ -22,6 +23,7 @@ internal static class BudgetExhaustion
         var soonest = TimeSpan.MaxValue;
         RoutedBackend? soonestBackend = null;
         BackendStateKey soonestKey = default;
+        var soonestIsRefill = false;
         var anyThrottled = false;
         foreach (var backend in backends)
         {
@@ -29,6 +31,8 @@ internal static class BudgetExhaustion
             var remaining = availability.GetTimeUntilAvailable(backend, now, partition, out var throttled);
             var key = backend.GetThrottleKey(partition);
             var budgetWait = budgets.TimeUntilAdmitted(key, route.Cost, now);
+            // The budget binds when the backend is no sooner back for itself than its budget refills.
+            var isRefill = budgetWait > TimeSpan.Zero && budgetWait >= remaining;
             if (budgetWait > remaining)
             {
                 // A spent budget is a throttle the backend would answer with a 429.
@@ -47,6 +51,7 @@ internal static class BudgetExhaustion
                 soonest = remaining;
                 soonestBackend = backend;
                 soonestKey = key;
+                soonestIsRefill = isRefill;
             }
         }
 
@@ -65,6 +70,13 @@ internal static class BudgetExhaustion
                     return (remaining, anyThrottled, new BudgetReservation(candidateKey, route.Cost, now + remaining, backend.Name));
                 }
             }
+        }
+
+        if (!soonestIsRefill)
+        {
+            // The soonest backend is out for its own cooldown and its budget has room: the caller comes back when the
+            // backend frees up, not at a refill promised to callers the budget had no room for.
+            return (soonest, anyThrottled, null);
         }
 
         var promisedAt = budgets.Promise(soonestKey, route.Cost, now + soonest, out var reserved);

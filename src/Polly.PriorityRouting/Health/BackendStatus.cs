@@ -13,9 +13,12 @@ public sealed class BackendStatus
         bool drained,
         BackendUnavailability? unavailability,
         IReadOnlyList<PartitionStatus> partitions,
-        DateTimeOffset now)
+        DateTimeOffset now,
+        InFlightLimit? inFlight = null)
     {
         Name = name;
+        InFlight = inFlight?.InFlight ?? 0;
+        MaxConcurrentRequests = inFlight?.Cap;
         Priority = priority;
         Weight = weight;
         IsDrained = drained;
@@ -36,6 +39,15 @@ public sealed class BackendStatus
 
     /// <summary>Gets the backend's weight within its tier.</summary>
     public int Weight { get; }
+
+    /// <summary>
+    /// Gets the requests in flight from this process to the backend, counted until their response body ends, when it has
+    /// a cap; 0 otherwise (requests to a backend without a cap are not counted).
+    /// </summary>
+    public int InFlight { get; }
+
+    /// <summary>Gets the backend's cap on requests in flight (<see cref="PriorityBackend.MaxConcurrentRequests"/>), or <see langword="null"/>.</summary>
+    public int? MaxConcurrentRequests { get; }
 
     /// <summary>
     /// Gets a value indicating whether the backend is drained (<see cref="PriorityBackend.Drain"/>): it takes only

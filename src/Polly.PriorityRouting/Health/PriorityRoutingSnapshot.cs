@@ -98,7 +98,7 @@ public sealed class PriorityRoutingSnapshot
         var statuses = pool.Backends.Select(backend =>
         {
             BackendUnavailability? own = availability.TryGetActive(backend.StateKey, now, out var whole) ? whole : null;
-            return new BackendStatus(backend.Name, backend.Priority, backend.Weight, backend.Drained, own, PartitionsOf(availability, backend, now), now);
+            return new BackendStatus(backend.Name, backend.Priority, backend.Weight, backend.Drained, own, PartitionsOf(availability, backend, now), now, backend.InFlight);
         });
         return new PriorityRoutingSnapshot(now, [.. statuses], ModelsOf(pool, now), rejectedReload);
     }

@@ -26,7 +26,7 @@ internal sealed class ModelRewrittenContent : HttpContent
         {
             if (!string.Equals(header.Key, "Content-Length", StringComparison.OrdinalIgnoreCase))
             {
-                Headers.TryAddWithoutValidation(header.Key, header.Value);
+                Headers.AddAsStored(header.Key, header.Value);
             }
         }
     }

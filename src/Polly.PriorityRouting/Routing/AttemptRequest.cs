@@ -38,7 +38,7 @@ internal static class AttemptRequest
                 continue;
             }
 
-            request.Headers.TryAddWithoutValidation(header.Key, header.Value);
+            request.Headers.AddAsStored(header.Key, header.Value);
         }
 
         var options = (IDictionary<string, object?>)request.Options;

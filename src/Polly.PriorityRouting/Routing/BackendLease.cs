@@ -11,12 +11,13 @@ namespace Polly.PriorityRouting;
 /// </remarks>
 internal readonly struct BackendLease : IDisposable
 {
-    public BackendLease(RoutedBackend backend, BackendHealth? health, long probeToken, long episode)
+    public BackendLease(RoutedBackend backend, BackendHealth? health, long probeToken, long episode, InFlightSlot? slot = null)
     {
         Backend = backend;
         Health = health;
         ProbeToken = probeToken;
         Episode = episode;
+        Slot = slot;
     }
 
     public RoutedBackend Backend { get; }
@@ -32,12 +33,23 @@ internal readonly struct BackendLease : IDisposable
 
     public bool IsProbe => ProbeToken != 0;
 
-    /// <summary>Gives the probe slot back if the attempt ended without a verdict; does nothing otherwise.</summary>
+    /// <summary>Gets the attempt's place among its backend's requests in flight; <see langword="null"/> when the backend has no cap.</summary>
+    public InFlightSlot? Slot { get; }
+
+    /// <summary>Returns this lease holding <paramref name="slot"/> too.</summary>
+    public BackendLease WithSlot(InFlightSlot? slot) => new(Backend, Health, ProbeToken, Episode, slot);
+
+    /// <summary>
+    /// Gives the probe slot back if the attempt ended without a verdict, and the in-flight slot unless the answer's
+    /// watched body took it.
+    /// </summary>
     public void Dispose()
     {
         if (ProbeToken != 0)
         {
             Health!.ReleaseProbe(ProbeToken);
         }
+
+        Slot?.EndAttempt();
     }
 }

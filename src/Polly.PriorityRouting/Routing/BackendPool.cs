@@ -12,6 +12,12 @@ namespace Polly.PriorityRouting;
 /// </remarks>
 internal sealed class BackendPool
 {
+    /// <summary>
+    /// The <c>Retry-After</c> of the exhausted answer when every backend left is at its cap: short — the soonest whole
+    /// second a client honours — because requests in flight end all the time.
+    /// </summary>
+    public static readonly TimeSpan CapacityRetryAfter = TimeSpan.FromSeconds(1);
+
     private readonly RoutedBackend[] _backends;
     private readonly BackendSelector _selector;
     private readonly BackendHealthTracker? _tracker;
@@ -22,13 +28,14 @@ internal sealed class BackendPool
     private readonly bool _proactiveThrottling;
     private readonly BackendBudgets? _budgets;
     private readonly Func<HttpRequestMessage, long>? _requestCost;
+    private int _slotWaiters;
 
     /// <param name="options">The pipeline's options.</param>
     /// <param name="shared">What the pipelines on the store share (see <see cref="SharedBackendState"/>).</param>
     /// <param name="timeProvider">The pipeline's clock.</param>
     public BackendPool(PriorityRoutingStrategyOptions options, SharedBackendState shared, TimeProvider timeProvider)
     {
-        _backends = Route(options.Backends);
+        _backends = Route(options.Backends, options.Backends.Any(backend => backend.MaxConcurrentRequests is not null) ? shared.Concurrency : null);
 
         // A snapshot: options objects are mutable and may be rebound by a reload.
         _ejection = new OutlierEjectionOptions
@@ -39,6 +46,7 @@ internal sealed class BackendPool
             MaxEjectionTime = options.OutlierEjection.MaxEjectionTime,
         };
         _tracker = _ejection.Enabled ? shared.Health : null;
+        HasConcurrencyCaps = _backends.Any(backend => backend.InFlight is not null);
         _timeProvider = timeProvider;
         _defaultCooldown = options.DefaultCooldown;
         _maxCooldown = options.MaxCooldown;
@@ -67,6 +75,9 @@ internal sealed class BackendPool
     /// <summary>Gets the time-to-first-byte averages of latency-aware selection; <see langword="null"/> when it is off.</summary>
     public LatencyTracker? Latency { get; }
 
+    /// <summary>Gets a value indicating whether some backend caps its requests in flight (<see cref="PriorityBackend.MaxConcurrentRequests"/>).</summary>
+    public bool HasConcurrencyCaps { get; }
+
     /// <summary>Gets which backends serve which model; <see langword="null"/> when no backend has a model map.</summary>
     public ModelCatalog? Models { get; }
 
@@ -81,7 +92,7 @@ internal sealed class BackendPool
     /// backend is closed to the request's later attempts.
     /// </summary>
     /// <returns><see langword="false"/> when no backend is left.</returns>
-    public bool TryAcquire(ref BackendSet closed, RequestRoute route, out BackendLease lease)
+    public bool TryAcquire(ref BackendSet closed, in RequestRoute route, out BackendLease lease)
     {
         while (true)
         {
@@ -107,7 +118,7 @@ internal sealed class BackendPool
     /// an available one.
     /// </summary>
     /// <returns><see langword="false"/> when it is not the best choice; the request then routes normally.</returns>
-    public bool TryAcquirePreferred(RoutedBackend preferred, ref BackendSet closed, RequestRoute route, out BackendLease lease)
+    public bool TryAcquirePreferred(RoutedBackend preferred, ref BackendSet closed, in RequestRoute route, out BackendLease lease)
     {
         var now = _timeProvider.GetUtcNow();
         if (!_selector.IsBestChoice(preferred, closed, now, route))
@@ -242,10 +253,101 @@ internal sealed class BackendPool
         if (_budgets is null)
         {
             var (retryAfter, throttled) = Availability.GetExhaustion(backends, _timeProvider.GetUtcNow(), route);
-            return (retryAfter, throttled, null);
+            return AtCapacity((retryAfter, throttled, null), backends);
         }
 
-        return BudgetExhaustion.Compute(backends, Availability, _budgets, _timeProvider.GetUtcNow(), route, Queue?.MaxWait - waited);
+        return AtCapacity(BudgetExhaustion.Compute(backends, Availability, _budgets, _timeProvider.GetUtcNow(), route, Queue?.MaxWait - waited), backends);
+    }
+
+    /// <summary>
+    /// Waits, within <paramref name="bound"/>, until a slot frees on a backend the request may use that is in rotation
+    /// and at its cap (<see cref="PriorityRoutingStrategyOptions.MaxQueueWait"/>); at most
+    /// <see cref="WaitQueue.MaxWaiters"/> requests of the pipeline wait so at once.
+    /// </summary>
+    /// <returns>
+    /// Whether a slot was given back in time (the request starts a new round); <see langword="false"/> at once when no
+    /// such backend is at its cap, too many wait, or the bound is spent; also when the caller cancels.
+    /// </returns>
+    public async ValueTask<bool> WaitForSlotAsync(RequestRoute route, TimeSpan bound, bool continueOnCapturedContext, CancellationToken cancellationToken)
+    {
+        if (bound <= TimeSpan.Zero || SlotReleases(route) is not { } releases)
+        {
+            return false;
+        }
+
+        if (Interlocked.Increment(ref _slotWaiters) > WaitQueue.MaxWaiters)
+        {
+            Interlocked.Decrement(ref _slotWaiters);
+            return false;
+        }
+
+        using var timeout = CancellationTokenSource.CreateLinkedTokenSource(cancellationToken);
+        try
+        {
+            var bounded = Task.Delay(bound, _timeProvider, timeout.Token);
+            releases.Add(bounded);
+            var first = await Task.WhenAny(releases).ConfigureAwait(continueOnCapturedContext);
+            return first != bounded && !cancellationToken.IsCancellationRequested;
+        }
+        finally
+        {
+            // The delay's timer goes with the wait.
+            await timeout.CancelAsync().ConfigureAwait(continueOnCapturedContext);
+            Interlocked.Decrement(ref _slotWaiters);
+        }
+    }
+
+    /// <summary>The release tasks of the request's backends at their cap and in rotation; <see langword="null"/> when none.</summary>
+    private List<Task>? SlotReleases(RequestRoute route)
+    {
+        if (!HasConcurrencyCaps)
+        {
+            return null;
+        }
+
+        var now = _timeProvider.GetUtcNow();
+        List<Task>? releases = null;
+        foreach (var backend in route.Model?.Backends ?? _backends)
+        {
+            if (backend.InFlight is not { } limit || route.Excluded?.Contains(backend.Index) == true)
+            {
+                continue;
+            }
+
+            // The task first, then the count: a slot given back in between is not missed.
+            var released = limit.WhenReleased();
+            if (limit.IsFull && Availability.GetTimeUntilAvailable(backend, now, route.PartitionOn(backend), out _) == TimeSpan.Zero)
+            {
+                (releases ??= []).Add(released);
+            }
+        }
+
+        return releases;
+    }
+
+    /// <summary>
+    /// A backend that is in rotation yet took no attempt was at its cap: the caller is answered at once with a 429 and
+    /// <see cref="CapacityRetryAfter"/> rather than "now", since a slot frees when some response ends, which no
+    /// deadline tells.
+    /// </summary>
+    private (TimeSpan RetryAfter, bool Throttled, BudgetReservation? Reservation) AtCapacity(
+        (TimeSpan RetryAfter, bool Throttled, BudgetReservation? Reservation) exhaustion,
+        IReadOnlyList<RoutedBackend> backends)
+    {
+        if (!HasConcurrencyCaps || exhaustion.RetryAfter >= CapacityRetryAfter)
+        {
+            return exhaustion;
+        }
+
+        foreach (var backend in backends)
+        {
+            if (backend.InFlight is { IsFull: true })
+            {
+                return (CapacityRetryAfter, true, exhaustion.Reservation);
+            }
+        }
+
+        return exhaustion;
     }
 
     /// <summary>
@@ -277,10 +379,10 @@ internal sealed class BackendPool
 
     /// <summary>
     /// Admits an attempt on a selected backend, unless its ejection just ended and another request is probing it since
-    /// (left to the probe), or its budget no longer admits the request's estimated cost (checked and taken in one step:
+    /// (left to the probe), it is at its cap of requests in flight, or its budget no longer admits the request's estimated cost (checked and taken in one step:
     /// the selection's read may be stale by now).
     /// </summary>
-    private bool TryAdmit(RoutedBackend backend, DateTimeOffset now, RequestRoute route, out BackendLease lease)
+    private bool TryAdmit(RoutedBackend backend, DateTimeOffset now, in RequestRoute route, out BackendLease lease)
     {
         if (_tracker is null)
         {
@@ -291,7 +393,20 @@ internal sealed class BackendPool
             return false;
         }
 
-        if (_budgets is not null && !_budgets.TryTake(backend.GetThrottleKey(route.PartitionOn(backend)), route.Cost, now, route.Held))
+        if (backend.InFlight is { } limit)
+        {
+            // Checked and counted in one step, before the budget is spent: a backend at its cap is skipped like one out
+            // of rotation, for the next of its tier, then of the lower ones.
+            if (limit.TryEnter() is not { } slot)
+            {
+                lease.Dispose();
+                return false;
+            }
+
+            lease = lease.WithSlot(slot);
+        }
+
+        if (_budgets is not null && !_budgets.TryTake(backend.GetThrottleKey(route.PartitionOn(backend)), route.Cost, now, route.Held, backend.Quota))
         {
             lease.Dispose();
             return false;
@@ -303,12 +418,14 @@ internal sealed class BackendPool
     }
 
     /// <summary>Sorts backends by priority, keeping the configured order within a tier.</summary>
-    internal static RoutedBackend[] Route(IEnumerable<PriorityBackend> backends)
+    /// <param name="backends">The configured backends.</param>
+    /// <param name="concurrency">The in-flight counters of the store, when some backend has a cap.</param>
+    internal static RoutedBackend[] Route(IEnumerable<PriorityBackend> backends, BackendConcurrency? concurrency = null)
         => [.. backends
             .Select((backend, position) => (backend, position))
             .OrderBy(item => item.backend.Priority)
             .ThenBy(item => item.position)
-            .Select((item, index) => new RoutedBackend(item.backend, index))];
+            .Select((item, index) => new RoutedBackend(item.backend, index, concurrency))];
 
     private async ValueTask<BackendVerdict?> MarkSpentAsync(BackendStateKey key, TimeSpan cooldown, CancellationToken cancellationToken)
         => await MarkAsync(key, BackendUnavailableReason.Throttled, BackendUnavailableReason.Throttled, cooldown, 0, _timeProvider.GetUtcNow(), cancellationToken)

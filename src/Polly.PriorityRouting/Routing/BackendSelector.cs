@@ -56,7 +56,7 @@ internal sealed partial class BackendSelector
     /// Returns the next backend: the best tier with a candidate (open to the request, in rotation, and — with a budget view — able
     /// to admit the request's cost), weighted-random within it.
     /// </summary>
-    public RoutedBackend? SelectNext(in BackendSet closed, DateTimeOffset now, RequestRoute route = default)
+    public RoutedBackend? SelectNext(in BackendSet closed, DateTimeOffset now, in RequestRoute route = default)
     {
         for (var tier = 0; tier < _tierStarts.Length - 1; tier++)
         {

@@ -49,7 +49,7 @@ internal sealed class PriorityRoutingResilienceStrategy : ResilienceStrategy<Htt
         _deferCredentials = options.DeferCredentials;
         _planner = new RequestPlanner(options, _pool, _telemetry);
         _observers = new AnswerObservers(options, _pool, _telemetry, timeProvider, _planner.Affinity);
-        _waits = new RefillWaits(_pool.Queue, _telemetry, timeProvider);
+        _waits = new RefillWaits(_pool, _telemetry, timeProvider);
         _gauges = new PriorityRoutingGaugeSource(_pool, timeProvider, _telemetry.Tags);
         _telemetry.Metrics.Register(_gauges);
         if (_pool.Models is { } models)
@@ -72,7 +72,7 @@ internal sealed class PriorityRoutingResilienceStrategy : ResilienceStrategy<Htt
         _pool.Queue?.Dispose();
     }
 
-    protected override async ValueTask<Outcome<HttpResponseMessage>> ExecuteCore<TState>(
+    protected override ValueTask<Outcome<HttpResponseMessage>> ExecuteCore<TState>(
         Func<ResilienceContext, TState, ValueTask<Outcome<HttpResponseMessage>>> callback,
         ResilienceContext context,
         TState state)
@@ -80,22 +80,55 @@ internal sealed class PriorityRoutingResilienceStrategy : ResilienceStrategy<Htt
         var original = context.GetRequestMessage();
         if (original is null)
         {
-            return Outcome.FromException<HttpResponseMessage>(new InvalidOperationException(
+            return new(Outcome.FromException<HttpResponseMessage>(new InvalidOperationException(
                 "The priority routing strategy needs the request message in the resilience context. Use it in a pipeline " +
-                "added with AddResilienceHandler, or call ResilienceContext.SetRequestMessage before executing."));
+                "added with AddResilienceHandler, or call ResilienceContext.SetRequestMessage before executing.")));
         }
 
-        RequestPlan plan;
+        ValueTask<RequestPlan> planning;
         try
         {
-            plan = await _planner.PlanAsync(original, context.ContinueOnCapturedContext, context.CancellationToken).ConfigureAwait(context.ContinueOnCapturedContext);
+            planning = _planner.PlanAsync(original, context.ContinueOnCapturedContext, context.CancellationToken);
         }
         catch (Exception e)
         {
-            // The caller's own failure: no backend is involved, none is marked.
-            return Outcome.FromException<HttpResponseMessage>(e);
+            return new(CallersOwnFailure(e));
         }
 
+        // Most requests are planned synchronously: the loop then holds the plan without awaiting it.
+        return planning.IsCompletedSuccessfully
+            ? RouteAsync(callback, context, state, original, planning.Result)
+            : PlanThenRouteAsync(callback, context, state, original, planning);
+    }
+
+    private async ValueTask<Outcome<HttpResponseMessage>> PlanThenRouteAsync<TState>(
+        Func<ResilienceContext, TState, ValueTask<Outcome<HttpResponseMessage>>> callback,
+        ResilienceContext context,
+        TState state,
+        HttpRequestMessage original,
+        ValueTask<RequestPlan> planning)
+    {
+        RequestPlan plan;
+        try
+        {
+            plan = await planning.ConfigureAwait(context.ContinueOnCapturedContext);
+        }
+        catch (Exception e)
+        {
+            return CallersOwnFailure(e);
+        }
+
+        return await RouteAsync(callback, context, state, original, plan).ConfigureAwait(context.ContinueOnCapturedContext);
+    }
+
+    /// <summary>The attempt loop over what the plan allows.</summary>
+    private async ValueTask<Outcome<HttpResponseMessage>> RouteAsync<TState>(
+        Func<ResilienceContext, TState, ValueTask<Outcome<HttpResponseMessage>>> callback,
+        ResilienceContext context,
+        TState state,
+        HttpRequestMessage original,
+        RequestPlan plan)
+    {
         if (plan.Answer is { } answer)
         {
             return Outcome.FromResult(answer);
@@ -119,7 +152,7 @@ internal sealed class PriorityRoutingResilienceStrategy : ResilienceStrategy<Htt
                 {
                     // Nothing left: wait for a promised refill and start a new round, or answer now.
                     var exhaustion = _pool.GetExhaustion(plan.Route, waited);
-                    var wait = await _waits.WaitAsync(exhaustion.Reservation, waited, context).ConfigureAwait(context.ContinueOnCapturedContext);
+                    var wait = await _waits.WaitAsync(exhaustion.Reservation, plan.Route, waited, context).ConfigureAwait(context.ContinueOnCapturedContext);
                     waited += wait.Waited;
                     switch (wait.Outcome)
                     {
@@ -239,6 +272,9 @@ internal sealed class PriorityRoutingResilienceStrategy : ResilienceStrategy<Htt
             context.SetRequestMessage(original);
         }
     }
+
+    /// <summary>Planning failed on the caller's own request (its body, its partition function): no backend is involved, none is marked.</summary>
+    private static Outcome<HttpResponseMessage> CallersOwnFailure(Exception e) => Outcome.FromException<HttpResponseMessage>(e);
 
     /// <summary>
     /// The predicate, or a callback the observers call, failed on an answer: nobody else will see the answer, so its

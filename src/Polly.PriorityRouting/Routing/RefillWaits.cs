@@ -2,25 +2,38 @@ namespace Polly.PriorityRouting;
 
 /// <summary>
 /// The loop's "wait, or answer now" when nothing is left: with <see cref="PriorityRoutingStrategyOptions.MaxQueueWait"/>
-/// a caller promised room in a refill waits for it in the <see cref="WaitQueue"/>; without, or without a promise, it is
-/// not queued and gets the exhausted answer at once.
+/// a caller promised room in a refill waits for it in the <see cref="WaitQueue"/>, and a caller that found every backend
+/// left at its cap (<see cref="PriorityBackend.MaxConcurrentRequests"/>) waits for the next slot given back; without the
+/// option, or with neither, it is not queued and gets the exhausted answer at once.
 /// </summary>
-internal sealed class RefillWaits(WaitQueue? queue, RoutingTelemetry telemetry, TimeProvider timeProvider)
+internal sealed class RefillWaits(BackendPool pool, RoutingTelemetry telemetry, TimeProvider timeProvider)
 {
-    /// <summary>Waits for the promised refill when there is one and it comes within what is left of the bound.</summary>
+    private readonly WaitQueue? _queue = pool.Queue;
+
+    /// <summary>Waits for the promised refill, or a slot, when there is one to wait for within what is left of the bound.</summary>
     /// <param name="reservation">The room the exhausted answer promised, or <see langword="null"/>.</param>
+    /// <param name="route">The request's route: the backends whose slots it may wait for.</param>
     /// <param name="waited">How long this execution has already waited.</param>
     /// <param name="context">The execution's context (its cancellation).</param>
     /// <returns>How the wait ended, how long it took, and the room held for the caller's next admission when released.</returns>
-    public async ValueTask<(WaitOutcome Outcome, TimeSpan Waited, BudgetHold? Held)> WaitAsync(BudgetReservation? reservation, TimeSpan waited, ResilienceContext context)
+    public async ValueTask<(WaitOutcome Outcome, TimeSpan Waited, BudgetHold? Held)> WaitAsync(
+        BudgetReservation? reservation,
+        RequestRoute route,
+        TimeSpan waited,
+        ResilienceContext context)
     {
-        if (queue is null || reservation is not { } promised)
+        if (_queue is null)
         {
             return (WaitOutcome.NotQueued, TimeSpan.Zero, null);
         }
 
+        if (reservation is not { } promised)
+        {
+            return pool.HasConcurrencyCaps ? await WaitForSlotAsync(route, waited, context).ConfigureAwait(context.ContinueOnCapturedContext) : (WaitOutcome.NotQueued, TimeSpan.Zero, null);
+        }
+
         var started = timeProvider.GetTimestamp();
-        var (outcome, held) = await queue.WaitAsync(promised, waited, SynchronousExecution.Is(context), context.ContinueOnCapturedContext, context.CancellationToken)
+        var (outcome, held) = await _queue.WaitAsync(promised, waited, SynchronousExecution.Is(context), context.ContinueOnCapturedContext, context.CancellationToken)
             .ConfigureAwait(context.ContinueOnCapturedContext);
         if (outcome == WaitOutcome.NotQueued)
         {
@@ -40,5 +53,17 @@ internal sealed class RefillWaits(WaitQueue? queue, RoutingTelemetry telemetry, 
         }
 
         return (outcome, waitedNow, held);
+    }
+
+    private async ValueTask<(WaitOutcome Outcome, TimeSpan Waited, BudgetHold? Held)> WaitForSlotAsync(RequestRoute route, TimeSpan waited, ResilienceContext context)
+    {
+        var started = timeProvider.GetTimestamp();
+        var freed = await pool.WaitForSlotAsync(route, _queue!.MaxWait - waited, context.ContinueOnCapturedContext, context.CancellationToken)
+            .ConfigureAwait(context.ContinueOnCapturedContext);
+        var waitedNow = timeProvider.GetElapsedTime(started);
+        var outcome = context.CancellationToken.IsCancellationRequested ? WaitOutcome.Canceled
+            : freed ? WaitOutcome.Released
+            : WaitOutcome.NotQueued;
+        return (outcome, waitedNow, null);
     }
 }

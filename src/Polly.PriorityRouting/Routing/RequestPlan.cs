@@ -21,10 +21,11 @@ internal struct RequestPlan
     private BackendSet _disallowed;
     private BackendSet _closed;
     private RoutedBackend? _preferred;
+    private RequestRoute _route;
 
     public RequestPlan(RequestRoute route, BackendSet disallowed, ModelRequest? model, AffinityDecision affinity, RoutedBackend? preferred, bool noFailover)
     {
-        Route = route;
+        _route = route;
         Model = model;
         Affinity = affinity;
         _noFailover = noFailover;
@@ -39,7 +40,7 @@ internal struct RequestPlan
     public HttpResponseMessage? Answer { get; }
 
     /// <summary>Gets what the request routes over: partition, model, cost, and the backends its exhausted answer counts.</summary>
-    public RequestRoute Route { get; private set; }
+    public readonly RequestRoute Route => _route;
 
     /// <summary>Gets the request's logical model when the pipeline maps models; each attempt's body follows it.</summary>
     public ModelRequest? Model { get; }
@@ -61,12 +62,12 @@ internal struct RequestPlan
         {
             // Once: a preference that is not the best choice, cannot be admitted, or fails, ends for this request.
             _preferred = null;
-            acquired = pool.TryAcquirePreferred(preferred, ref _closed, Route, out lease);
+            acquired = pool.TryAcquirePreferred(preferred, ref _closed, in _route, out lease);
         }
 
         if (!acquired)
         {
-            acquired = pool.TryAcquire(ref _closed, Route, out lease);
+            acquired = pool.TryAcquire(ref _closed, in _route, out lease);
         }
 
         if (acquired && _noFailover)
@@ -74,7 +75,7 @@ internal struct RequestPlan
             // The first backend acquired is the only one this request may ever use.
             _disallowed.AddAllExcept(lease.Backend.Index);
             _closed.AddAllExcept(lease.Backend.Index);
-            Route = Route.WithExcluded(_disallowed.Copy());
+            _route = _route.WithExcluded(_disallowed.Copy());
         }
 
         return acquired;
@@ -87,5 +88,5 @@ internal struct RequestPlan
     public void StartOver() => _closed = _disallowed.Copy();
 
     /// <summary>The request was released from a wait holding <paramref name="held"/>: its next admission spends it.</summary>
-    public void Hold(BudgetHold? held) => Route = Route.WithHeld(held);
+    public void Hold(BudgetHold? held) => _route = _route.WithHeld(held);
 }

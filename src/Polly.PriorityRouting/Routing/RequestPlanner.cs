@@ -58,22 +58,68 @@ internal sealed class RequestPlanner
     /// Plans a request. The caller's own failures (a body that cannot be read, a partition function that throws) are
     /// thrown as theirs, before any backend is involved; the body then replays on every attempt, an outer retry's too.
     /// </summary>
-    public async ValueTask<RequestPlan> PlanAsync(HttpRequestMessage original, bool continueOnCapturedContext, CancellationToken cancellationToken)
+    /// <remarks>
+    /// Synchronous, with no state machine, while nothing must be awaited: a body already replayable (bytes, a string, a
+    /// form, or an outer retry's) and nothing affinity must look up in its store — the common request.
+    /// </remarks>
+    public ValueTask<RequestPlan> PlanAsync(HttpRequestMessage original, bool continueOnCapturedContext, CancellationToken cancellationToken)
     {
         var partition = _partitionKey?.Invoke(original);
-        await AttemptRequest.PrepareContentAsync(original, cancellationToken).ConfigureAwait(continueOnCapturedContext);
+        var preparing = AttemptRequest.PrepareContentAsync(original, cancellationToken);
+        return preparing.IsCompletedSuccessfully
+            ? PlanReplayable(original, partition, continueOnCapturedContext, cancellationToken)
+            : PlanAfterBufferingAsync(original, partition, preparing, continueOnCapturedContext, cancellationToken);
+    }
 
+    private async ValueTask<RequestPlan> PlanAfterBufferingAsync(
+        HttpRequestMessage original,
+        string? partition,
+        ValueTask preparing,
+        bool continueOnCapturedContext,
+        CancellationToken cancellationToken)
+    {
+        await preparing.ConfigureAwait(continueOnCapturedContext);
+        return await PlanReplayable(original, partition, continueOnCapturedContext, cancellationToken).ConfigureAwait(continueOnCapturedContext);
+    }
+
+    /// <summary>Reads what the request says, its body now replayable, then runs the stages.</summary>
+    private ValueTask<RequestPlan> PlanReplayable(HttpRequestMessage original, string? partition, bool continueOnCapturedContext, CancellationToken cancellationToken)
+    {
         // One read of the body, when first asked, for the model, the cost and affinity (none on an outer retry).
         var body = RequestBody.Of(original, _keepBodyBytes);
         var model = _pool.Models is { } models ? ModelRequest.Resolve(models, original, body) : null;
         var cost = _pool.EstimateCost(original, body);
         var hints = PriorityRoutingRequestOptions.Of(original);
-        AffinityDecision affinity = default;
-        if (Affinity is not null)
+        if (Affinity is null)
         {
-            affinity = await Affinity.ResolveAsync(original, body, hints?.AffinityKey, cancellationToken).ConfigureAwait(continueOnCapturedContext);
+            return new(Plan(original, partition, model, cost, hints, affinity: default));
         }
 
+        var resolving = Affinity.ResolveAsync(original, body, hints?.AffinityKey, cancellationToken);
+        return resolving.IsCompletedSuccessfully
+            ? new(Plan(original, partition, model, cost, hints, resolving.Result))
+            : PlanAfterAffinityAsync(original, partition, model, cost, hints, resolving, continueOnCapturedContext);
+    }
+
+    private async ValueTask<RequestPlan> PlanAfterAffinityAsync(
+        HttpRequestMessage original,
+        string? partition,
+        ModelRequest? model,
+        long cost,
+        PriorityRoutingHints? hints,
+        ValueTask<AffinityDecision> resolving,
+        bool continueOnCapturedContext)
+        => Plan(original, partition, model, cost, hints, await resolving.ConfigureAwait(continueOnCapturedContext));
+
+    /// <summary>Runs the stages over what the request says.</summary>
+    private RequestPlan Plan(
+        HttpRequestMessage original,
+        string? partition,
+        ModelRequest? model,
+        long cost,
+        PriorityRoutingHints? hints,
+        AffinityDecision affinity)
+    {
         var facts = new RequestFacts(original, model, affinity, hints);
         var disallowed = new BackendSet(_pool.Backends.Count);
         var narrowed = false;

@@ -17,7 +17,7 @@ internal sealed class RoutedBackend
     // Apps call a handful of URLs (deployments x operations): the attempt URI of each is built once per backend.
     private readonly ConcurrentDictionary<string, Uri> _attemptUris = new(StringComparer.Ordinal);
 
-    public RoutedBackend(PriorityBackend backend, int index)
+    public RoutedBackend(PriorityBackend backend, int index, BackendConcurrency? concurrency = null)
     {
         var address = backend.BaseAddress!;
         Name = backend.GetEffectiveName()!;
@@ -34,7 +34,15 @@ internal sealed class RoutedBackend
         HasCredential = BearerTokenProvider is not null || Headers.Any(header => IsCredentialHeader(header.Key));
         Credentials = AttemptCredentials.Of(Name, Headers, BearerTokenProvider);
         Models = BackendModelMap.Create(backend.Models);
+        Quota = DeclaredQuota.Create(backend.TokensPerMinute, backend.RequestsPerMinute);
+        InFlight = backend.MaxConcurrentRequests is { } cap && concurrency is not null ? new InFlightLimit(concurrency.CounterOf(StateKey), cap) : null;
     }
+
+    /// <summary>Gets the budget the backend declares until its answers report one; <see langword="null"/> when none.</summary>
+    public DeclaredQuota? Quota { get; }
+
+    /// <summary>Gets the backend's cap on requests in flight from this process; <see langword="null"/> when none.</summary>
+    public InFlightLimit? InFlight { get; }
 
     /// <summary>Gets the display name: logs, metrics, snapshots.</summary>
     public string Name { get; }

@@ -5,8 +5,9 @@ namespace Polly.PriorityRouting;
 /// <summary>
 /// What every pipeline on one <see cref="IBackendStateStore"/> shares in this process — other clients, and the
 /// pipelines an options reload rebuilds: the store itself (marks: throttles, failures, ejections), the outlier health
-/// of each backend (<see cref="BackendHealthTracker"/>: failure runs, probe slots), and the budget view
-/// (<see cref="BackendBudgets"/>). A pipeline itself keeps only what is its own: latency samples and its wait queue.
+/// of each backend (<see cref="BackendHealthTracker"/>: failure runs, probe slots), the budget view
+/// (<see cref="BackendBudgets"/>), and the requests in flight to capped backends (<see cref="BackendConcurrency"/>). A
+/// pipeline itself keeps only what is its own: latency samples and its wait queue.
 /// </summary>
 /// <remarks>
 /// <para>
@@ -38,6 +39,13 @@ internal sealed class SharedBackendState
     /// observations of other processes (<see cref="BackendBudgets.SubscribeOnce"/>) on its clock; the first one does.
     /// </summary>
     public BackendBudgets Budgets { get; }
+
+    /// <summary>
+    /// Gets the requests in flight from this process to the store's backends that have a cap
+    /// (<see cref="PriorityBackend.MaxConcurrentRequests"/>): a reload must not start counting from zero while the old
+    /// pipeline's requests are still in flight.
+    /// </summary>
+    public BackendConcurrency Concurrency { get; } = new();
 
     /// <summary>Returns the shared state of a store: the one of that store instance in this process.</summary>
     public static SharedBackendState For(IBackendStateStore store)

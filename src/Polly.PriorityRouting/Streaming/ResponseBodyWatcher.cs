@@ -58,7 +58,8 @@ internal sealed class ResponseBodyWatcher
     /// Ready (the response's content may have been replaced), or a failure to fail over with, or the caller's
     /// cancellation. On failure and cancellation the response is already disposed.
     /// </returns>
-    public async ValueTask<BodyPreparation> PrepareAsync(
+    /// <remarks>Synchronous, with no state machine, unless it reads ahead.</remarks>
+    public ValueTask<BodyPreparation> PrepareAsync(
         HttpResponseMessage response,
         HttpMethod method,
         BackendLease lease,
@@ -70,22 +71,33 @@ internal sealed class ResponseBodyWatcher
         {
             // The same response object came back again (a transport that caches its answers): it is watched already,
             // and wrapping it once more per request would nest wrappers without bound.
-            return BodyPreparation.Ready(deferHealth: false);
+            return new(BodyPreparation.Ready(deferHealth: false));
         }
 
         if (IsKnownEmpty(response, method))
         {
             FirstByte(lease.Backend, attemptStarted);
-            return BodyPreparation.Ready(deferHealth: false);
+            return new(BodyPreparation.Ready(deferHealth: false));
         }
 
         if (_firstByteTimeout is null && _pool.Latency is null)
         {
             // Only stalls are watched: no wait, and the caller's first read stands for the time to first byte.
             response.Content = new WatchedContent(response.Content, new WatchedStream(this, lease, attemptStarted));
-            return BodyPreparation.Ready(deferHealth: true);
+            return new(BodyPreparation.Ready(deferHealth: true));
         }
 
+        return ReadAheadAsync(response, lease, attemptStarted, continueOnCapturedContext, cancellationToken);
+    }
+
+    /// <summary>Waits for the first body byte, up to the first-byte timeout; then wraps the body.</summary>
+    private async ValueTask<BodyPreparation> ReadAheadAsync(
+        HttpResponseMessage response,
+        BackendLease lease,
+        long attemptStarted,
+        bool continueOnCapturedContext,
+        CancellationToken cancellationToken)
+    {
         // Latency-aware selection reads ahead too (with no deadline of its own): a sample taken at the caller's first
         // read would charge the caller's own delay to the backend and move traffic away from a fast one.
         var timeout = _firstByteTimeout ?? System.Threading.Timeout.InfiniteTimeSpan;

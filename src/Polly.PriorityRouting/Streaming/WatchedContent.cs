@@ -17,19 +17,10 @@ internal sealed class WatchedContent : HttpContent
         _stream = stream;
 
         // A content's headers belong to it and cannot be shared: they are copied as the transport stored them, without
-        // parsing. A single value (nearly every content header) goes in as its own string, with no array nor boxing.
-        var headers = Headers;
+        // parsing.
         foreach (var header in inner.Headers.NonValidated)
         {
-            var values = header.Value;
-            if (values.Count == 1)
-            {
-                headers.TryAddWithoutValidation(header.Key, values.ToString());
-            }
-            else
-            {
-                headers.TryAddWithoutValidation(header.Key, values);
-            }
+            Headers.AddAsStored(header.Key, header.Value);
         }
     }
 

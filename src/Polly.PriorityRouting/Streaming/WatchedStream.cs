@@ -50,7 +50,9 @@ internal sealed class WatchedStream : ReadOnlyStream
     public WatchedStream(ResponseBodyWatcher watcher, BackendLease lease, long attemptStarted, Stream? inner = null, byte[]? prefetch = null, int prefetchCount = 0)
     {
         _watcher = watcher;
-        _lease = new BackendLease(lease.Backend, lease.Health, 0, lease.Episode);
+        // The body holds the attempt's in-flight slot from now on, and gives it back when it ends (End, MarkEnded).
+        _lease = new BackendLease(lease.Backend, lease.Health, 0, lease.Episode, lease.Slot);
+        lease.Slot?.HandToBody();
         _attemptStarted = attemptStarted;
         _inner = inner;
         _prefetch = prefetch;
@@ -67,7 +69,11 @@ internal sealed class WatchedStream : ReadOnlyStream
     public void Attach(Stream inner) => _inner ??= inner;
 
     /// <summary>Records that the body was known to be over when it was read ahead: nothing more to report.</summary>
-    public void MarkEnded() => Volatile.Write(ref _ended, 1);
+    public void MarkEnded()
+    {
+        Volatile.Write(ref _ended, 1);
+        _lease.Slot?.Dispose();
+    }
 
     public override ValueTask<int> ReadAsync(Memory<byte> buffer, CancellationToken cancellationToken = default)
     {
@@ -296,6 +302,10 @@ internal sealed class WatchedStream : ReadOnlyStream
         catch (Exception)
 #pragma warning restore CA1031
         {
+        }
+        finally
+        {
+            _lease.Slot?.Dispose();
         }
     }
 }

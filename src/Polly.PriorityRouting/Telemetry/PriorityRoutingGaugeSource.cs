@@ -10,5 +10,8 @@ internal sealed class PriorityRoutingGaugeSource(BackendPool pool, TimeProvider 
 {
     public TagList Tags { get; } = tags;
 
+    /// <summary>Gets the backends with a cap on requests in flight: read without a snapshot.</summary>
+    public RoutedBackend[] CappedBackends { get; } = [.. pool.Backends.Where(backend => backend.InFlight is not null)];
+
     public PriorityRoutingSnapshot TakeSnapshot() => PriorityRoutingSnapshot.From(pool, timeProvider.GetUtcNow());
 }

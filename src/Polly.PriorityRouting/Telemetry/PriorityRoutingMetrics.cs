@@ -73,6 +73,11 @@ internal sealed class PriorityRoutingMetrics
             ObserveTimeUntilAvailable,
             unit: "s",
             description: "Time until the soonest backend becomes available again (0 when one is); with a partition tag, for that throttle partition.");
+        meter.CreateObservableGauge(
+            "priority_routing.backend.in_flight",
+            ObserveInFlight,
+            unit: "{request}",
+            description: "Requests in flight from this process to a backend with a cap (MaxConcurrentRequests), counted until their response body ends.");
     }
 
     /// <summary>Gets the instruments on a process-wide meter, for pipelines built without an <c>IMeterFactory</c>.</summary>
@@ -161,6 +166,19 @@ internal sealed class PriorityRoutingMetrics
                     partitionTags.Add(PriorityRoutingTags.Partition, partition);
                     yield return new Measurement<int>(tier.Count(backend => !backend.IsAvailableFor(partition)), partitionTags);
                 }
+            }
+        }
+    }
+
+    private IEnumerable<Measurement<int>> ObserveInFlight()
+    {
+        foreach (var source in LiveSources())
+        {
+            foreach (var backend in source.CappedBackends)
+            {
+                var tags = source.Tags;
+                tags.Add(PriorityRoutingTags.BackendName, backend.Name);
+                yield return new Measurement<int>(backend.InFlight!.InFlight, tags);
             }
         }
     }

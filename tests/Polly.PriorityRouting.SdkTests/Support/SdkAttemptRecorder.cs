@@ -11,6 +11,9 @@ internal sealed class SdkAttemptRecorder : PipelinePolicy
 {
     public ConcurrentQueue<(int Status, string? RetryAfterMs)> Attempts { get; } = new();
 
+    /// <summary>Gets each attempt's <c>Retry-After</c> (whole seconds), in the order of <see cref="Attempts"/>.</summary>
+    public ConcurrentQueue<string?> RetryAfter { get; } = new();
+
     public IReadOnlyList<int> Statuses => [.. Attempts.Select(a => a.Status)];
 
     public override void Process(PipelineMessage message, IReadOnlyList<PipelinePolicy> pipeline, int currentIndex)
@@ -28,7 +31,10 @@ internal sealed class SdkAttemptRecorder : PipelinePolicy
     private void Record(PipelineMessage message)
     {
         string? retryAfterMs = null;
+        string? retryAfter = null;
         message.Response?.Headers.TryGetValue("retry-after-ms", out retryAfterMs);
+        message.Response?.Headers.TryGetValue("Retry-After", out retryAfter);
+        RetryAfter.Enqueue(retryAfter);
         Attempts.Enqueue((message.Response?.Status ?? 0, retryAfterMs));
     }
 }

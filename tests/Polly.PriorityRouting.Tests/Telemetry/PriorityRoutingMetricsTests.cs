@@ -172,6 +172,22 @@ public sealed class PriorityRoutingMetricsTests : IDisposable
         utilization.GetMeasurementSnapshot().Select(m => (m.Value, Tag(m, "backend.name"))).Should().Equal((87.5, "a"));
     }
 
+    [Fact]
+    public async Task The_in_flight_gauge_reports_each_capped_backend_until_its_body_ends()
+    {
+        using var inFlight = Collector<int>("priority_routing.backend.in_flight");
+        var capped = RoutingHarness.Backend("a", 1);
+        capped.MaxConcurrentRequests = 4;
+        using var h = new RoutingHarness(o => o.MeterFactory = MeterFactory, capped, RoutingHarness.Backend("b", 2));
+
+        var held = await h.Client.SendAsync(new HttpRequestMessage(HttpMethod.Get, "/"), HttpCompletionOption.ResponseHeadersRead);
+        inFlight.RecordObservableInstruments();
+        held.Dispose();
+        inFlight.RecordObservableInstruments();
+
+        inFlight.GetMeasurementSnapshot().Select(m => (m.Value, Tag(m, "backend.name"))).Should().Equal((1, "a"), (0, "a"));
+    }
+
     private MetricCollector<T> Collector<T>(string instrument)
         where T : struct
         => new(MeterFactory, PriorityRoutingMetrics.MeterName, instrument);

@@ -1,0 +1,278 @@
+using System.Net;
+using Polly.PriorityRouting.Tests.Support;
+
+namespace Polly.PriorityRouting.Tests.Concurrency;
+
+/// <summary>
+/// <see cref="PriorityBackend.MaxConcurrentRequests"/> through the strategy: a response counts until its body ends, a
+/// request beyond the cap goes on, and when every backend is at its cap the caller is answered at once.
+/// </summary>
+public class ConcurrencyCapTests
+{
+    [Fact]
+    public async Task A_backend_at_its_cap_sends_the_request_to_the_same_tier_first_then_to_the_lower_one()
+    {
+        using var h = Harness(Capped("a", 1, 1), Capped("b", 1, 1), RoutingHarness.Backend("c", 2));
+
+        using var first = await Hold(h);
+        using var second = await Hold(h);
+        using var third = await Hold(h);
+
+        h.Transport.Hosts.Should().Equal("a", "b", "c");
+    }
+
+    [Fact]
+    public async Task A_response_holds_its_slot_until_its_body_is_read_to_the_end_or_disposed()
+    {
+        using var h = Harness(Capped("a", 1, 1), RoutingHarness.Backend("b", 2));
+
+        var read = await Hold(h);
+        (await h.Client.GetAsync("/")).Dispose();
+        await read.Content.ReadAsStringAsync();
+        (await h.Client.GetAsync("/")).Dispose();
+        var disposed = await Hold(h);
+        (await h.Client.GetAsync("/")).Dispose();
+        disposed.Dispose();
+        (await h.Client.GetAsync("/")).Dispose();
+        read.Dispose();
+
+        h.Transport.Hosts.Should().Equal("a", "b", "a", "a", "b", "a");
+    }
+
+    [Fact]
+    public async Task When_every_backend_is_at_its_cap_the_caller_is_answered_429_with_a_short_retry_after_without_a_call()
+    {
+        using var h = Harness(Capped("a", 1, 1), Capped("b", 2, 1));
+        using var first = await Hold(h);
+        using var second = await Hold(h);
+
+        using var exhausted = await h.Client.GetAsync("/");
+
+        exhausted.StatusCode.Should().Be(HttpStatusCode.TooManyRequests);
+        exhausted.Headers.RetryAfter!.Delta.Should().Be(TimeSpan.FromSeconds(1));
+        h.Transport.Hosts.Should().Equal("a", "b");
+    }
+
+    [Fact]
+    public async Task An_attempt_that_fails_over_gives_its_slot_back()
+    {
+        using var h = Harness(Capped("a", 1, 1), RoutingHarness.Backend("b", 2));
+        var answered = 0;
+        h.Transport.Respond("a", _ => Interlocked.Increment(ref answered) == 1
+            ? new HttpResponseMessage(HttpStatusCode.TooManyRequests) { Headers = { { "Retry-After", "0" } } }
+            : new HttpResponseMessage(HttpStatusCode.OK) { Content = new StringContent("ok") });
+
+        using var failedOver = await Hold(h);
+        using var next = await Hold(h);
+
+        h.Transport.Hosts.Should().Equal("a", "b", "a");
+    }
+
+    [Fact]
+    public async Task An_empty_answer_gives_its_slot_back_at_once()
+    {
+        using var h = Harness(Capped("a", 1, 1), RoutingHarness.Backend("b", 2));
+        h.Transport.Respond("a", HttpStatusCode.NoContent);
+
+        using var first = await Hold(h);
+        using var second = await Hold(h);
+
+        h.Transport.Hosts.Should().Equal("a", "a");
+    }
+
+    [Fact]
+    public async Task The_snapshot_of_any_pipeline_on_the_store_shows_the_requests_in_flight()
+    {
+        using var h = Harness(Capped("a", 1, 2), RoutingHarness.Backend("b", 2));
+        using var first = await Hold(h);
+
+        // Another pipeline on the same store (a reload, another client) sees the same count.
+        var status = PriorityRoutingSnapshot.Create(h.Options, h.Store, h.Time.GetUtcNow()).Backends;
+
+        status.Select(b => (b.Name, b.InFlight, b.MaxConcurrentRequests)).Should().Equal(("a", 1, 2), ("b", 0, (int?)null));
+        first.Dispose();
+        PriorityRoutingSnapshot.Create(h.Options, h.Store, h.Time.GetUtcNow()).Backends[0].InFlight.Should().Be(0);
+    }
+
+    [Fact]
+    public async Task With_MaxQueueWait_a_request_that_finds_every_backend_at_its_cap_is_sent_when_a_slot_frees()
+    {
+        using var h = new RoutingHarness(o => o.MaxQueueWait = TimeSpan.FromSeconds(5), Capped("a", 1, 1));
+        var first = await Hold(h);
+
+        var waiting = Hold(h);
+        waiting.IsCompleted.Should().BeFalse("the only slot is held");
+        first.Dispose();
+        using var second = await waiting;
+
+        second.StatusCode.Should().Be(HttpStatusCode.OK);
+        h.Transport.Hosts.Should().Equal("a", "a");
+    }
+
+    [Fact]
+    public async Task With_MaxQueueWait_a_request_waits_for_a_slot_no_longer_than_the_bound()
+    {
+        using var h = new RoutingHarness(o => o.MaxQueueWait = TimeSpan.FromSeconds(5), Capped("a", 1, 1));
+        using var first = await Hold(h);
+
+        var waiting = Hold(h);
+        h.Time.Advance(TimeSpan.FromSeconds(4.9));
+        waiting.IsCompleted.Should().BeFalse();
+        h.Time.Advance(TimeSpan.FromSeconds(0.1));
+        using var exhausted = await waiting;
+
+        exhausted.StatusCode.Should().Be(HttpStatusCode.TooManyRequests);
+        exhausted.Headers.RetryAfter!.Delta.Should().Be(TimeSpan.FromSeconds(1));
+        h.Transport.Hosts.Should().Equal("a");
+    }
+
+    [Fact]
+    public async Task A_caller_that_cancels_while_waiting_for_a_slot_gets_its_cancellation()
+    {
+        using var h = new RoutingHarness(o => o.MaxQueueWait = TimeSpan.FromSeconds(5), Capped("a", 1, 1));
+        using var first = await Hold(h);
+        using var cancel = new CancellationTokenSource();
+
+        var waiting = h.Client.SendAsync(new HttpRequestMessage(HttpMethod.Get, "/"), HttpCompletionOption.ResponseHeadersRead, cancel.Token);
+        await cancel.CancelAsync();
+
+        await FluentActions.Awaiting(() => waiting).Should().ThrowAsync<OperationCanceledException>();
+        h.Transport.Hosts.Should().Equal("a");
+    }
+
+    [Fact]
+    public void Admission_without_caps_or_declared_quotas_allocates_nothing()
+    {
+        var options = new PriorityRoutingStrategyOptions { Backends = [RoutingHarness.Backend("a", 1), RoutingHarness.Backend("b", 2)] };
+        var pool = new BackendPool(options, new SharedBackendState(new InMemoryBackendStateStore()), new Microsoft.Extensions.Time.Testing.FakeTimeProvider(RoutingHarness.Start));
+        var route = new RequestRoute(null, cost: 500);
+        Admit(pool, route);
+
+        var admitted = 0;
+        var before = GC.GetAllocatedBytesForCurrentThread();
+        for (var i = 0; i < 1_000; i++)
+        {
+            admitted += Admit(pool, route) ? 1 : 0;
+        }
+
+        (GC.GetAllocatedBytesForCurrentThread() - before).Should().Be(0);
+        admitted.Should().Be(1_000);
+    }
+
+    [Fact]
+    public void A_synchronous_Send_holds_its_slot_until_its_body_is_disposed()
+    {
+        using var h = Harness(Capped("a", 1, 1), RoutingHarness.Backend("b", 2));
+
+        var held = h.Client.Send(new HttpRequestMessage(HttpMethod.Get, "/"), HttpCompletionOption.ResponseHeadersRead);
+        h.Client.Send(new HttpRequestMessage(HttpMethod.Get, "/")).Dispose();
+        held.Dispose();
+        h.Client.Send(new HttpRequestMessage(HttpMethod.Get, "/")).Dispose();
+
+        h.Transport.Hosts.Should().Equal("a", "b", "a");
+    }
+
+    [Fact]
+    public async Task A_pipeline_rebuilt_on_the_same_store_counts_the_requests_the_old_one_has_in_flight()
+    {
+        using var old = Harness(Capped("a", 1, 1), RoutingHarness.Backend("b", 2));
+        using var rebuilt = new RoutingHarness(o => { o.Randomizer = _ => 0; o.StateStore = old.Store; }, Capped("a", 1, 1), RoutingHarness.Backend("b", 2));
+
+        using var held = await Hold(old);
+        using var fromRebuilt = await Hold(rebuilt);
+
+        old.Transport.Hosts.Should().Equal("a");
+        rebuilt.Transport.Hosts.Should().Equal(["b"], "the old pipeline's request still holds a's only slot");
+    }
+
+    [Fact]
+    public async Task A_request_hinted_to_a_backend_at_its_cap_is_answered_429_rather_than_sent_elsewhere()
+    {
+        using var h = Harness(Capped("a", 1, 1), RoutingHarness.Backend("b", 2));
+        using var held = await Hold(h);
+        var request = new HttpRequestMessage(HttpMethod.Get, "/");
+        request.Options.Set(PriorityRoutingRequestOptions.Hints, new PriorityRoutingHints { OnlyBackends = ["a"] });
+
+        using var hinted = await h.Client.SendAsync(request);
+
+        hinted.StatusCode.Should().Be(HttpStatusCode.TooManyRequests);
+        hinted.Headers.RetryAfter!.Delta.Should().Be(TimeSpan.FromSeconds(1));
+        h.Transport.Hosts.Should().Equal("a");
+    }
+
+    [Fact]
+    public async Task A_soft_affinity_key_whose_backend_is_at_its_cap_is_served_by_another_backend_of_the_tier()
+    {
+        using var h = Harness(Capped("a", 1, 1), RoutingHarness.Backend("b", 1));
+        using var keyed = await h.Client.SendAsync(WithKey("session-1"), HttpCompletionOption.ResponseHeadersRead);
+
+        using var whileHeld = await h.Client.SendAsync(WithKey("session-1"), HttpCompletionOption.ResponseHeadersRead);
+
+        h.Transport.Hosts.Should().Equal(["a", "b"], "the key's backend is at its cap: the preference yields, the request is not refused");
+
+        static HttpRequestMessage WithKey(string key)
+        {
+            var request = new HttpRequestMessage(HttpMethod.Get, "/");
+            request.Options.Set(PriorityRoutingRequestOptions.Hints, new PriorityRoutingHints { AffinityKey = key });
+            return request;
+        }
+    }
+
+    [Fact]
+    public void A_slot_is_given_back_once_by_whichever_owner_ends_it()
+    {
+        var counter = new InFlightCounter();
+        var limit = new InFlightLimit(counter, 1);
+        var slot = limit.TryEnter()!;
+        limit.TryEnter().Should().BeNull();
+
+        slot.HandToBody();
+        slot.EndAttempt();
+        counter.Count.Should().Be(1, "the body took the slot: the attempt's end does not give it back");
+        slot.Dispose();
+        slot.Dispose();
+        counter.Count.Should().Be(0);
+
+        var attemptOnly = limit.TryEnter()!;
+        attemptOnly.EndAttempt();
+        attemptOnly.Dispose();
+        counter.Count.Should().Be(0);
+    }
+
+    [Fact]
+    public void Concurrent_entries_never_exceed_the_cap()
+    {
+        var counter = new InFlightCounter();
+        var admitted = 0;
+        Parallel.For(0, 10_000, _ =>
+        {
+            if (counter.TryEnter(3))
+            {
+                Interlocked.Increment(ref admitted);
+            }
+        });
+
+        admitted.Should().Be(3);
+        counter.Count.Should().Be(3);
+    }
+
+    private static bool Admit(BackendPool pool, RequestRoute route)
+    {
+        var tried = new BackendSet(2);
+        var admitted = pool.TryAcquire(ref tried, route, out var lease);
+        lease.Dispose();
+        return admitted;
+    }
+
+    private static async Task<HttpResponseMessage> Hold(RoutingHarness h)
+        => await h.Client.SendAsync(new HttpRequestMessage(HttpMethod.Get, "/"), HttpCompletionOption.ResponseHeadersRead);
+
+    private static PriorityBackend Capped(string name, int priority, int cap)
+    {
+        var backend = RoutingHarness.Backend(name, priority);
+        backend.MaxConcurrentRequests = cap;
+        return backend;
+    }
+
+    private static RoutingHarness Harness(params PriorityBackend[] backends) => new(o => o.Randomizer = _ => 0, backends);
+}
