@@ -2,6 +2,7 @@ using System.Diagnostics;
 using System.Globalization;
 using System.Net;
 using Microsoft.Extensions.Logging;
+using Microsoft.Extensions.Logging.Testing;
 
 namespace Polly.PriorityRouting.Redis.Tests.Support;
 
@@ -106,9 +107,9 @@ public sealed class FailoverScenario : IAsyncDisposable
             await Task.Delay(50);
         }
 
-        // Both replicas end their outage (bounded), then the traffic stops.
+        // Both replicas end their outage and say so (bounded): the flag is cleared before "shared again" is logged.
         var sharedWait = Stopwatch.StartNew();
-        while ((A.RedisStore.IsInOutage || B.RedisStore.IsInOutage) && sharedWait.Elapsed < ReachedAfterPromotion)
+        while (!new[] { A, B }.All(SaysSharedAgain) && sharedWait.Elapsed < ReachedAfterPromotion)
         {
             await Task.Delay(50);
         }
@@ -132,7 +133,7 @@ public sealed class FailoverScenario : IAsyncDisposable
         measurement.ReachedAfterPromotion.Should().NotBeNull().And.Subject.Should().BeLessThan(ReachedAfterPromotion);
         foreach (var replica in new[] { A, B })
         {
-            replica.WarningCount.Should().Be(1, "one outage, one warning");
+            replica.WarningCount.Should().Be(1, "one outage, one warning; the store logged: {0}", Logged(replica));
             replica.StoreLogs.Count(record => record.Level == LogLevel.Information && record.Message.Contains("shared again", StringComparison.Ordinal))
                 .Should().Be(1, "one outage, one \"shared again\"");
         }
@@ -149,9 +150,18 @@ public sealed class FailoverScenario : IAsyncDisposable
         _stopTraffic.Dispose();
     }
 
+    private static bool SaysSharedAgain(Replica replica) => !replica.RedisStore.IsInOutage && LastSharedAgain(replica) is not null;
+
+    private static string Logged(Replica replica) => string.Join(
+        Environment.NewLine,
+        replica.StoreLogs.Select(record => string.Create(
+            CultureInfo.InvariantCulture, $"{record.Timestamp:HH:mm:ss.fff} {record.Level} {record.Message} {record.Exception?.GetType().Name}: {record.Exception?.Message}")));
+
     private static TimeSpan? SharedAgainAfter(Replica replica, DateTimeOffset killedAt)
-        => replica.StoreLogs.LastOrDefault(record => record.Level == LogLevel.Information && record.Message.Contains("shared again", StringComparison.Ordinal))
-            is { } record ? record.Timestamp - killedAt : null;
+        => LastSharedAgain(replica) is { } record ? record.Timestamp - killedAt : null;
+
+    private static FakeLogRecord? LastSharedAgain(Replica replica)
+        => replica.StoreLogs.LastOrDefault(record => record.Level == LogLevel.Information && record.Message.Contains("shared again", StringComparison.Ordinal));
 
     private async Task SendWithoutPauseAsync(Replica replica)
     {
