@@ -43,7 +43,10 @@ public sealed class QueuedWaitTests : ThreeBackendsTestBase
 
         second.StatusCode.Should().Be(HttpStatusCode.OK);
         A.Hits.Should().Be(2);
-        exhausted.Should().Equal([HttpStatusCode.TooManyRequests], "the strategy answered 429 and the retry waited out its Retry-After");
+        // The retry waits out retry-after-ms; a timer may fire a millisecond early, so at most once more the strategy
+        // answers 429 for the last moments of the refill (the same allowance as the SDK tests'). Never a 503.
+        exhausted.Should().NotBeEmpty().And.HaveCountLessThanOrEqualTo(2)
+            .And.OnlyContain(status => status == HttpStatusCode.TooManyRequests, "the strategy answered 429 and the retry waited out its Retry-After");
     }
 
     [Fact]
