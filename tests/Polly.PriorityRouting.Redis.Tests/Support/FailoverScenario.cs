@@ -139,6 +139,14 @@ public sealed class FailoverScenario : IAsyncDisposable
         }
     }
 
+    /// <summary>Waits until each replica has said "shared again" once per outage warning, and is not in an outage.</summary>
+    public Task AssertEveryOutageEndsAsync()
+        => Eventually.HoldsAsync(
+            () => new[] { A, B }.All(replica => !replica.RedisStore.IsInOutage &&
+                replica.WarningCount == replica.StoreLogs.Count(record => record.Level == LogLevel.Information && record.Message.Contains("shared again", StringComparison.Ordinal))),
+            TimeSpan.FromSeconds(10),
+            "every outage warning is followed by \"shared again\"");
+
     public async ValueTask DisposeAsync()
     {
         await _stopTraffic.CancelAsync();
