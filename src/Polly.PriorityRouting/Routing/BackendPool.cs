@@ -301,9 +301,9 @@ internal sealed class BackendPool
 
         var now = _timeProvider.GetUtcNow();
         List<Task>? releases = null;
-        foreach (var backend in route.Model?.Backends ?? _backends)
+        foreach (var backend in BackendsOf(route))
         {
-            if (backend.InFlight is not { } limit || route.Excluded?.Contains(backend.Index) == true)
+            if (backend.InFlight is not { } limit)
             {
                 continue;
             }
@@ -447,7 +447,7 @@ internal sealed class BackendPool
         return true;
     }
 
-    /// <summary>The backends a request's exhausted answer counts: its model's, minus those its plan disallowed.</summary>
+    /// <summary>The backends a request's exhausted answer and slot waits count: its model's, minus those its plan disallowed.</summary>
     private IReadOnlyList<RoutedBackend> BackendsOf(RequestRoute route)
     {
         IReadOnlyList<RoutedBackend> backends = route.Model?.Backends ?? _backends;
