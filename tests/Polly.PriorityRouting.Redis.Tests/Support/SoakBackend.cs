@@ -40,6 +40,7 @@ internal sealed class SoakBackend : IAsyncDisposable
     private long _window = -1;
     private long _consumed;
     private int _hits;
+    private int _faultable;
     private int _created;
     private int _throttles;
     private int _budgetThrottles;
@@ -119,10 +120,7 @@ internal sealed class SoakBackend : IAsyncDisposable
 
     private async Task HandleAsync(HttpContext context)
     {
-        var hit = Interlocked.Increment(ref _hits);
-        var bits = Mix(_seed ^ Mix((ulong)hit));
-        var roll = (bits >> 11) * (1.0 / (1UL << 53));
-        var detail = (int)(bits & 0xFFFF);
+        Interlocked.Increment(ref _hits);
         context.Response.Headers["x-backend"] = Name;
         if (context.Request.Headers[RequestIdHeader].ToString() is { Length: > 0 } request)
         {
@@ -158,6 +156,12 @@ internal sealed class SoakBackend : IAsyncDisposable
             return;
         }
 
+        // Faults are drawn per faultable request, not per hit: which hits are unfaultable reads depends on timing, and
+        // every kind of fault must happen on every backend on every run, whatever the interleaving.
+        var faultable = Interlocked.Increment(ref _faultable);
+        var bits = Mix(_seed ^ Mix((ulong)faultable));
+        var roll = ForcedFault(faultable) ?? (bits >> 11) * (1.0 / (1UL << 53));
+        var detail = (int)(bits & 0xFFFF);
         if (await FaultAsync(context, roll, detail))
         {
             return;
@@ -184,6 +188,16 @@ internal sealed class SoakBackend : IAsyncDisposable
 
         await Refuse(context, 404, $"{Name}: unknown path {path}");
     }
+
+    /// <summary>Early faultable requests that get each kind of fault for sure, so a short run still sees every kind.</summary>
+    private static double? ForcedFault(int faultable) => faultable switch
+    {
+        20 => ThrottleRate / 2,
+        40 => ThrottleRate + (ServerErrorRate / 2),
+        60 => ThrottleRate + ServerErrorRate + (ResetRate / 2),
+        80 => ThrottleRate + ServerErrorRate + ResetRate + (StallRate / 2),
+        _ => null,
+    };
 
     private async Task<bool> FaultAsync(HttpContext context, double roll, int detail)
     {
@@ -249,9 +263,10 @@ internal sealed class SoakBackend : IAsyncDisposable
             return;
         }
 
-        Interlocked.Increment(ref _streams);
+        // Like faults, the first few streams are sure to include one aborted and one stalled.
+        var streamIndex = Interlocked.Increment(ref _streams);
         var roll = (detail >> 4) / 4096.0;
-        var plan = roll < AbortedStreamRate ? "abort" : roll < AbortedStreamRate + StalledStreamRate ? "stall" : "ok";
+        var plan = streamIndex == 5 || roll < AbortedStreamRate ? "abort" : streamIndex == 10 || roll < AbortedStreamRate + StalledStreamRate ? "stall" : "ok";
         context.Response.Headers[PlanHeader] = plan;
         context.Response.ContentType = "text/event-stream";
         for (var k = 0; k < 6; k++)
