@@ -230,7 +230,16 @@ internal sealed class BackendBudgets
     /// Reads the budgets an answer reports and, when the store shares budgets, hands the merged counts to it; an answer
     /// without them changes nothing and allocates nothing.
     /// </summary>
-    public void Observe(BackendStateKey key, HttpResponseHeaders headers, DateTimeOffset now, TimeSpan maxCooldown)
+    /// <param name="key">The backend (or partition) that answered.</param>
+    /// <param name="headers">The answer's headers.</param>
+    /// <param name="now">The current time: when the answer arrived.</param>
+    /// <param name="maxCooldown">The longest reset believed.</param>
+    /// <param name="sentAt">
+    /// When the attempt was sent (<paramref name="now"/> when <see langword="null"/>). A backend decides, and reports, its
+    /// budget when it admits the request: a completion answered seconds later tells the reset of then, so it is counted
+    /// from the send.
+    /// </param>
+    public void Observe(BackendStateKey key, HttpResponseHeaders headers, DateTimeOffset now, TimeSpan maxCooldown, DateTimeOffset? sentAt = null)
     {
         var hasTokens = TryGetNumber(headers, PriorityRoutingConstants.RateLimitRemainingTokensHeader, out var remainingTokens);
         var hasRequests = TryGetNumber(headers, PriorityRoutingConstants.RateLimitRemainingRequestsHeader, out var remainingRequests);
@@ -242,16 +251,17 @@ internal sealed class BackendBudgets
         BackendBudgetObservation shared;
         lock (budget)
         {
+            var admittedAt = sentAt is { } sent && sent < now ? sent : now;
             if (hasTokens)
             {
-                var resetAt = now + GetDuration(headers, PriorityRoutingConstants.RateLimitResetTokensHeader, maxCooldown);
-                budget.Tokens.Merge(remainingTokens, GetNumberOrUnknown(headers, LimitTokensHeader), resetAt, now, ownAnswer: true);
+                var reset = GetDuration(headers, PriorityRoutingConstants.RateLimitResetTokensHeader, maxCooldown);
+                budget.Tokens.Merge(remainingTokens, GetNumberOrUnknown(headers, LimitTokensHeader), admittedAt + reset, reset, now, ownAnswer: true);
             }
 
             if (hasRequests)
             {
-                var resetAt = now + GetDuration(headers, PriorityRoutingConstants.RateLimitResetRequestsHeader, maxCooldown);
-                budget.Requests.Merge(remainingRequests, GetNumberOrUnknown(headers, LimitRequestsHeader), resetAt, now, ownAnswer: true);
+                var reset = GetDuration(headers, PriorityRoutingConstants.RateLimitResetRequestsHeader, maxCooldown);
+                budget.Requests.Merge(remainingRequests, GetNumberOrUnknown(headers, LimitRequestsHeader), admittedAt + reset, reset, now, ownAnswer: true);
             }
 
             shared = _store is null ? default : ToObservation(budget);
@@ -279,12 +289,12 @@ internal sealed class BackendBudgets
         {
             if (hasTokens)
             {
-                budget.Tokens.Merge(observation.RemainingTokens!.Value, OrUnknown(observation.LimitTokens), observation.TokensResetAt, now, ownAnswer: false);
+                budget.Tokens.Merge(observation.RemainingTokens!.Value, OrUnknown(observation.LimitTokens), observation.TokensResetAt, observation.TokensResetAt - now, now, ownAnswer: false);
             }
 
             if (hasRequests)
             {
-                budget.Requests.Merge(observation.RemainingRequests!.Value, OrUnknown(observation.LimitRequests), observation.RequestsResetAt, now, ownAnswer: false);
+                budget.Requests.Merge(observation.RemainingRequests!.Value, OrUnknown(observation.LimitRequests), observation.RequestsResetAt, observation.RequestsResetAt - now, now, ownAnswer: false);
             }
         }
     }

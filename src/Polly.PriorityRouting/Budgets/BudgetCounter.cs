@@ -19,8 +19,16 @@ namespace Polly.PriorityRouting;
 /// their reset moment rather than by equality, because peers compute it from whole milliseconds on their own clocks.
 /// </para>
 /// <para>
-/// The window length is the longest reset delay reported in the current window and the one before: it grows at once
-/// and shrinks back within two windows, and a corrected window forgets the odd value.
+/// The window length is the gap between the reset moments of two windows reported one after the other, when that gap
+/// is one window: at least the longest reset delay reported in them (a shorter one is one window seen twice) and less
+/// than twice it (a longer one spans a window nobody reported). Until such a gap is seen, it is the longest reset delay
+/// reported in the current window and the one before, which falls short of the window by the time its first request
+/// came after its refill. Either way it follows the latest windows, and a corrected window forgets an odd value (one
+/// long <c>x-ratelimit-reset-*</c> must not stretch every later window).
+/// </para>
+/// <para>
+/// A report whose reset has already passed when it arrives (a completion answered after the refill of the window that
+/// admitted it) says nothing about the budget now and is ignored, but for its limit.
 /// </para>
 /// <para>
 /// This process's own spends are counted apart and dropped at its next answer that is at least as low as everything
@@ -44,6 +52,8 @@ internal struct BudgetCounter
     private bool _declared;
     private TimeSpan _windowLongest;
     private TimeSpan _previousWindowLongest;
+    private DateTimeOffset _windowResetAt;
+    private TimeSpan _windowGap;
 
     public BudgetCounter()
     {
@@ -63,8 +73,13 @@ internal struct BudgetCounter
     /// <summary>Gets a value indicating whether the current window is assumed refilled, not yet reported.</summary>
     public readonly bool IsAssumed => _assumed;
 
-    /// <summary>Gets the length of a refill window: the longest reset delay reported in the current window and the one before.</summary>
-    public readonly TimeSpan Window => _windowLongest > _previousWindowLongest ? _windowLongest : _previousWindowLongest;
+    /// <summary>
+    /// Gets the length of a refill window: the latest gap between two windows reported one after the other, else the
+    /// longest reset delay reported in the current window and the one before.
+    /// </summary>
+    public readonly TimeSpan Window => _windowGap > TimeSpan.Zero ? _windowGap : LongestReset;
+
+    private readonly TimeSpan LongestReset => _windowLongest > _previousWindowLongest ? _windowLongest : _previousWindowLongest;
 
     /// <summary>
     /// Gets the lowest count reported for the current window, or <see cref="Unknown"/> (also while the window is only
@@ -94,23 +109,28 @@ internal struct BudgetCounter
     /// <param name="reported">The remaining count the answer reported.</param>
     /// <param name="limit">The limit it reported, or <see cref="Unknown"/>.</param>
     /// <param name="resetAt">When its window refills.</param>
+    /// <param name="delay">The reset delay it reported: from when the backend decided it to <paramref name="resetAt"/>.</param>
     /// <param name="now">The current time.</param>
     /// <param name="ownAnswer">Whether the answer is this process's own (its count includes this process's spends).</param>
-    public void Merge(long reported, long limit, DateTimeOffset resetAt, DateTimeOffset now, bool ownAnswer)
+    public void Merge(long reported, long limit, DateTimeOffset resetAt, TimeSpan delay, DateTimeOffset now, bool ownAnswer)
     {
         if (limit != Unknown)
         {
             Limit = limit;
         }
 
-        var delay = resetAt - now;
+        if (resetAt <= now)
+        {
+            // The window it describes is over: its count says nothing about the budget now.
+            return;
+        }
+
         if (_declared)
         {
             // The first report replaces the declared quota whatever it says; a declared limit stays the refill's when the
             // backend reports none.
             _declared = false;
-            _previousWindowLongest = TimeSpan.Zero;
-            _windowLongest = delay;
+            StartWindows(resetAt, delay);
             Replace(reported, resetAt);
             return;
         }
@@ -119,8 +139,7 @@ internal struct BudgetCounter
         if (_reported == Unknown || now >= ResetAt || resetAt > ResetAt + tolerance)
         {
             // A new window (or the first report): everything counted for the previous one is void.
-            _previousWindowLongest = _windowLongest;
-            _windowLongest = delay;
+            ObserveWindow(resetAt, delay);
             Replace(reported, resetAt);
             return;
         }
@@ -130,7 +149,7 @@ internal struct BudgetCounter
             if (ownAnswer)
             {
                 // This process's answer is newer than the current window could be: that window came from an odd value.
-                _windowLongest = delay;
+                StartWindows(resetAt, delay);
                 Replace(reported, resetAt);
             }
 
@@ -138,11 +157,7 @@ internal struct BudgetCounter
             return;
         }
 
-        if (delay > _windowLongest)
-        {
-            _windowLongest = delay;
-        }
-
+        ObserveWindow(resetAt, delay);
         if (_assumed)
         {
             // The first report of a window this process only assumed refilled: the truth replaces the share. A peer's
@@ -207,6 +222,46 @@ internal struct BudgetCounter
         if (_reported != Unknown)
         {
             _spent += cost;
+        }
+    }
+
+    /// <summary>Forgets the windows seen so far: the next ones are measured from this report.</summary>
+    private void StartWindows(DateTimeOffset resetAt, TimeSpan delay)
+    {
+        _windowResetAt = resetAt;
+        _windowLongest = delay;
+        _previousWindowLongest = TimeSpan.Zero;
+        _windowGap = TimeSpan.Zero;
+    }
+
+    /// <summary>Measures the window with a report: the longest reset delay of its window, and the gap from the window before.</summary>
+    private void ObserveWindow(DateTimeOffset resetAt, TimeSpan delay)
+    {
+        if (_windowResetAt == default)
+        {
+            StartWindows(resetAt, delay);
+            return;
+        }
+
+        var tolerance = Window / 2;
+        if (resetAt > _windowResetAt + tolerance)
+        {
+            // The next window: one window after the last, unless that one was seen twice or one between went unreported.
+            var gap = resetAt - _windowResetAt;
+            var longest = delay > _windowLongest ? delay : _windowLongest;
+            if (gap >= longest && gap < longest * 2)
+            {
+                _windowGap = gap;
+            }
+
+            _previousWindowLongest = _windowLongest;
+            _windowLongest = delay;
+            _windowResetAt = resetAt;
+        }
+        else if (resetAt >= _windowResetAt - tolerance)
+        {
+            _windowLongest = delay > _windowLongest ? delay : _windowLongest;
+            _windowResetAt = resetAt > _windowResetAt ? resetAt : _windowResetAt;
         }
     }
 

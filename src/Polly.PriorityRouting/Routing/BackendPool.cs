@@ -191,20 +191,25 @@ internal sealed class BackendPool
         RoutedBackend backend,
         HttpResponseMessage response,
         RequestRoute route,
+        long started,
         CancellationToken cancellationToken)
     {
         // Budgets are read from answers that go back to the caller only: a handled answer (a 429) marks the backend with
         // its most precise signal (retry-after-ms), which a coarser x-ratelimit-reset-* must not outlast.
+        // A backend reports its budget as of when it admitted the attempt, not when the answer arrives (a completion
+        // answers seconds later): resets count from the send.
         var key = backend.GetThrottleKey(route.PartitionOn(backend));
-        _budgets?.Observe(key, response.Headers, _timeProvider.GetUtcNow(), _maxCooldown);
+        var now = _timeProvider.GetUtcNow();
+        var inFlight = _timeProvider.GetElapsedTime(started);
+        _budgets?.Observe(key, response.Headers, now, _maxCooldown, sentAt: now - inFlight);
         if (!_proactiveThrottling ||
             !ThrottleSignalParser.TryGetExhaustedBudgetReset(response.Headers, _maxCooldown, out var cooldown) ||
-            cooldown <= TimeSpan.Zero)
+            cooldown <= inFlight)
         {
             return default;
         }
 
-        return MarkSpentAsync(key, cooldown, cancellationToken);
+        return MarkSpentAsync(key, cooldown - inFlight, cancellationToken);
     }
 
     /// <summary>

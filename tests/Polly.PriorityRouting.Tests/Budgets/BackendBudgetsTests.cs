@@ -114,6 +114,31 @@ public class BackendBudgetsTests
     }
 
     [Fact]
+    public void After_one_long_reset_the_budget_refills_every_window_the_backend_reports_again()
+    {
+        // The backend refills every 10 s (at 10, 20, 30…); each window, a request taken after the refill (which rolls
+        // the view to a window it assumes) comes before the answer that reports the window. The answer in window 2
+        // reports one long reset (14 s).
+        var budgets = new BackendBudgets();
+        for (var window = 1; window <= 5; window++)
+        {
+            var start = Now.AddSeconds((window - 1) * 10);
+            budgets.TryTake(Key, 1, start.AddMilliseconds(1)).Should().BeTrue();
+            var reset = window == 2 ? "14s" : "9.5s";
+            budgets.Observe(
+                Key,
+                Headers(("x-ratelimit-remaining-tokens", "5000"), ("x-ratelimit-limit-tokens", "10000"), ("x-ratelimit-reset-tokens", reset)),
+                start.AddMilliseconds(500),
+                MaxCooldown);
+        }
+
+        // Past the last reported reset (50 s) the view assumes the next window: it refills at 60 s, not 14 s later.
+        var assumed = Now.AddSeconds(50).AddMilliseconds(1);
+        budgets.TryTake(Key, 10_000, assumed).Should().BeTrue("the assumed window is full");
+        budgets.TimeUntilAdmitted(Key, 1000, assumed).Should().Be(Now.AddSeconds(60) - assumed);
+    }
+
+    [Fact]
     public void Request_budgets_bound_the_promises_too()
     {
         var budgets = new BackendBudgets();
