@@ -99,8 +99,13 @@ internal sealed class BackendBudget
     /// Admits a request of <paramref name="cost"/> tokens if it fits now, and takes its cost off in the same step (the
     /// caller holds this budget's lock): two requests can never both be admitted on room for one.
     /// </summary>
+    /// <param name="cost">The request's estimated tokens.</param>
+    /// <param name="now">The current time.</param>
+    /// <param name="share">This process's share of a refilled limit.</param>
+    /// <param name="own">The room the request holds as a released waiter, or <see langword="null"/>.</param>
+    /// <param name="ticket">The admission's ticket (see <see cref="SpendLog"/>).</param>
     /// <returns>Whether the request was admitted; <paramref name="own"/>, when in this budget, is spent by it.</returns>
-    public bool TryTake(long cost, DateTimeOffset now, double share, BudgetHold? own)
+    public bool TryTake(long cost, DateTimeOffset now, double share, BudgetHold? own, long ticket)
     {
         if (TimeUntilAdmitted(cost, now, share, own) != TimeSpan.Zero)
         {
@@ -112,8 +117,8 @@ internal sealed class BackendBudget
             EndHold(own);
         }
 
-        Tokens.Spend(cost, now, share);
-        Requests.Spend(1, now, share);
+        Tokens.Spend(cost, now, share, ticket);
+        Requests.Spend(1, now, share, ticket);
         return true;
     }
 

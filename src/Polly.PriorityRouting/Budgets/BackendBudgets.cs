@@ -36,6 +36,7 @@ internal sealed class BackendBudgets
     private DateTimeOffset _nextEviction;
     private int _count;
     private int _subscribed;
+    private long _tickets;
 
     /// <summary>Initializes a view of this process only.</summary>
     public BackendBudgets()
@@ -67,7 +68,7 @@ internal sealed class BackendBudgets
 
     /// <summary>
     /// Returns whether a request of <paramref name="cost"/> tokens fits the key's budget now (a selection's read; the
-    /// admission itself is <see cref="TryTake"/>). Allocation-free.
+    /// admission itself is <see cref="TryTake(BackendStateKey, long, DateTimeOffset, BudgetHold?, DeclaredQuota?)"/>). Allocation-free.
     /// </summary>
     /// <param name="key">The backend (or partition).</param>
     /// <param name="cost">The request's estimated tokens; 0 (unknown) is held back by a spent request budget only.</param>
@@ -115,7 +116,20 @@ internal sealed class BackendBudgets
     /// </param>
     /// <returns>Whether the request was admitted: always when the key has no budget.</returns>
     public bool TryTake(BackendStateKey key, long cost, DateTimeOffset now, BudgetHold? own = null, DeclaredQuota? quota = null)
+        => TryTake(key, cost, now, out _, own, quota);
+
+    /// <inheritdoc cref="TryTake(BackendStateKey, long, DateTimeOffset, BudgetHold?, DeclaredQuota?)"/>
+    /// <param name="key">The backend (or partition).</param>
+    /// <param name="cost">The request's estimated tokens.</param>
+    /// <param name="now">The current time.</param>
+    /// <param name="ticket">
+    /// The admission's ticket, for its answer (see <see cref="Observe"/>): 0 when it spent nothing (the key had no budget).
+    /// </param>
+    /// <param name="own">The room the request holds as a released waiter, or <see langword="null"/>.</param>
+    /// <param name="quota">The backend's declared quota, or <see langword="null"/>.</param>
+    public bool TryTake(BackendStateKey key, long cost, DateTimeOffset now, out long ticket, BudgetHold? own = null, DeclaredQuota? quota = null)
     {
+        ticket = 0;
         BackendBudget? budget;
         if (quota is not null)
         {
@@ -129,7 +143,7 @@ internal sealed class BackendBudgets
             lock (budget)
             {
                 budget.Declare(quota, now, Share);
-                return budget.TryTake(cost, now, Share, own);
+                return TryTake(budget, cost, now, own, out ticket);
             }
         }
 
@@ -140,8 +154,15 @@ internal sealed class BackendBudgets
 
         lock (budget)
         {
-            return budget.TryTake(cost, now, Share, own);
+            return TryTake(budget, cost, now, own, out ticket);
         }
+    }
+
+    // Under the budget's lock: tickets are handed out in the order of admission.
+    private bool TryTake(BackendBudget budget, long cost, DateTimeOffset now, BudgetHold? own, out long ticket)
+    {
+        ticket = Interlocked.Increment(ref _tickets);
+        return budget.TryTake(cost, now, Share, own, ticket);
     }
 
     /// <summary>
@@ -239,7 +260,12 @@ internal sealed class BackendBudgets
     /// budget when it admits the request: a completion answered seconds later tells the reset of then, so it is counted
     /// from the send.
     /// </param>
-    public void Observe(BackendStateKey key, HttpResponseHeaders headers, DateTimeOffset now, TimeSpan maxCooldown, DateTimeOffset? sentAt = null)
+    /// <param name="ticket">
+    /// The attempt's admission ticket (<see cref="TryTake(BackendStateKey, long, DateTimeOffset, out long, BudgetHold?, DeclaredQuota?)"/>):
+    /// the answer's count includes this process's spends up to it, not those admitted while it was in flight;
+    /// <see langword="null"/>: all of them.
+    /// </param>
+    public void Observe(BackendStateKey key, HttpResponseHeaders headers, DateTimeOffset now, TimeSpan maxCooldown, DateTimeOffset? sentAt = null, long? ticket = null)
     {
         var hasTokens = TryGetNumber(headers, PriorityRoutingConstants.RateLimitRemainingTokensHeader, out var remainingTokens);
         var hasRequests = TryGetNumber(headers, PriorityRoutingConstants.RateLimitRemainingRequestsHeader, out var remainingRequests);
@@ -255,13 +281,13 @@ internal sealed class BackendBudgets
             if (hasTokens)
             {
                 var reset = GetDuration(headers, PriorityRoutingConstants.RateLimitResetTokensHeader, maxCooldown);
-                budget.Tokens.Merge(remainingTokens, GetNumberOrUnknown(headers, LimitTokensHeader), admittedAt + reset, reset, now, ownAnswer: true);
+                budget.Tokens.Merge(remainingTokens, GetNumberOrUnknown(headers, LimitTokensHeader), admittedAt + reset, admittedAt, now, includedSpends: ticket ?? long.MaxValue);
             }
 
             if (hasRequests)
             {
                 var reset = GetDuration(headers, PriorityRoutingConstants.RateLimitResetRequestsHeader, maxCooldown);
-                budget.Requests.Merge(remainingRequests, GetNumberOrUnknown(headers, LimitRequestsHeader), admittedAt + reset, reset, now, ownAnswer: true);
+                budget.Requests.Merge(remainingRequests, GetNumberOrUnknown(headers, LimitRequestsHeader), admittedAt + reset, admittedAt, now, includedSpends: ticket ?? long.MaxValue);
             }
 
             shared = _store is null ? default : ToObservation(budget);
@@ -289,12 +315,12 @@ internal sealed class BackendBudgets
         {
             if (hasTokens)
             {
-                budget.Tokens.Merge(observation.RemainingTokens!.Value, OrUnknown(observation.LimitTokens), observation.TokensResetAt, observation.TokensResetAt - now, now, ownAnswer: false);
+                budget.Tokens.Merge(observation.RemainingTokens!.Value, OrUnknown(observation.LimitTokens), observation.TokensResetAt, now, now, includedSpends: null);
             }
 
             if (hasRequests)
             {
-                budget.Requests.Merge(observation.RemainingRequests!.Value, OrUnknown(observation.LimitRequests), observation.RequestsResetAt, observation.RequestsResetAt - now, now, ownAnswer: false);
+                budget.Requests.Merge(observation.RemainingRequests!.Value, OrUnknown(observation.LimitRequests), observation.RequestsResetAt, now, now, includedSpends: null);
             }
         }
     }

@@ -31,9 +31,11 @@ namespace Polly.PriorityRouting;
 /// admitted it) says nothing about the budget now and is ignored, but for its limit.
 /// </para>
 /// <para>
-/// This process's own spends are counted apart and dropped at its next answer that is at least as low as everything
-/// reported: that answer's count includes them (the backend deducts at admission), so an estimate too high or an
-/// attempt that never reached the backend is corrected by the next answer instead of holding until the reset.
+/// This process's own spends are counted apart (<see cref="SpendLog"/>, in admission order) and, at its next answer
+/// that is at least as low as everything reported, those admitted up to that answer's attempt are dropped: its count
+/// includes them (the backend deducts at admission), so an estimate too high or an attempt that never reached the
+/// backend is corrected by the next answer instead of holding until the reset. Those sent while the attempt was in
+/// flight still count: the backend admitted them after it reported.
 /// </para>
 /// <para>
 /// When the reset passes before any answer reports the new window, the budget is assumed refilled to this process's
@@ -47,7 +49,7 @@ internal struct BudgetCounter
     public const long Unknown = -1;
 
     private long _reported;
-    private long _spent;
+    private SpendLog? _spends;
     private bool _assumed;
     private bool _declared;
     private TimeSpan _windowLongest;
@@ -99,21 +101,28 @@ internal struct BudgetCounter
             return Limit;
         }
 
-        return _reported == Unknown ? Unknown : Math.Max(0, _reported - _spent);
+        return _reported == Unknown ? Unknown : Math.Max(0, _reported - Spent);
     }
 
     /// <summary>Returns this process's share of the limit, or <see cref="Unknown"/>.</summary>
     public readonly long ShareOfLimit(double share) => Limit == Unknown ? Unknown : (long)(Limit * share);
 
-    /// <summary>Merges a count reported by an answer — of this process when <paramref name="ownAnswer"/>, else a peer's.</summary>
+    /// <summary>Merges a count reported by an answer — of this process when <paramref name="includedSpends"/> is given, else a peer's.</summary>
     /// <param name="reported">The remaining count the answer reported.</param>
     /// <param name="limit">The limit it reported, or <see cref="Unknown"/>.</param>
     /// <param name="resetAt">When its window refills.</param>
-    /// <param name="delay">The reset delay it reported: from when the backend decided it to <paramref name="resetAt"/>.</param>
+    /// <param name="reportedAt">
+    /// When the backend decided the count and reset: an own answer's send (it admitted the attempt then), a peer's
+    /// report's arrival.
+    /// </param>
     /// <param name="now">The current time.</param>
-    /// <param name="ownAnswer">Whether the answer is this process's own (its count includes this process's spends).</param>
-    public void Merge(long reported, long limit, DateTimeOffset resetAt, TimeSpan delay, DateTimeOffset now, bool ownAnswer)
+    /// <param name="includedSpends">
+    /// For an answer of this process, the ticket of the last of its spends the count includes (its attempt's own;
+    /// <see cref="long.MaxValue"/>: all of them); for a peer's report, <see langword="null"/>: its count includes none.
+    /// </param>
+    public void Merge(long reported, long limit, DateTimeOffset resetAt, DateTimeOffset reportedAt, DateTimeOffset now, long? includedSpends)
     {
+        var delay = resetAt - reportedAt;
         if (limit != Unknown)
         {
             Limit = limit;
@@ -131,7 +140,7 @@ internal struct BudgetCounter
             // backend reports none.
             _declared = false;
             StartWindows(resetAt, delay);
-            Replace(reported, resetAt);
+            Replace(reported, resetAt, includedSpends);
             return;
         }
 
@@ -140,17 +149,17 @@ internal struct BudgetCounter
         {
             // A new window (or the first report): everything counted for the previous one is void.
             ObserveWindow(resetAt, delay);
-            Replace(reported, resetAt);
+            Replace(reported, resetAt, includedSpends);
             return;
         }
 
         if (resetAt < ResetAt - tolerance)
         {
-            if (ownAnswer)
+            if (includedSpends is not null)
             {
                 // This process's answer is newer than the current window could be: that window came from an odd value.
                 StartWindows(resetAt, delay);
-                Replace(reported, resetAt);
+                Replace(reported, resetAt, includedSpends);
             }
 
             // A peer's report of a window already over: older than what is known.
@@ -163,15 +172,19 @@ internal struct BudgetCounter
             // The first report of a window this process only assumed refilled: the truth replaces the share. A peer's
             // count may not include this process's spends since the reset, which still count.
             _reported = reported;
-            _spent = ownAnswer ? 0 : _spent;
+            if (includedSpends is { } included)
+            {
+                _spends?.DropUpTo(included);
+            }
+
             _assumed = false;
             ResetAt = resetAt;
             return;
         }
 
-        if (ownAnswer && reported <= _reported)
+        if (includedSpends is { } upTo && reported <= _reported)
         {
-            _spent = 0;
+            _spends?.DropUpTo(upTo);
         }
 
         if (reported < _reported)
@@ -206,24 +219,30 @@ internal struct BudgetCounter
         _declared = true;
         _assumed = true;
         _reported = ShareOfLimit(share);
-        _spent = 0;
+        _spends?.Clear();
         _windowLongest = DeclaredQuota.Window;
         ResetAt = now + DeclaredQuota.Window;
     }
 
     /// <summary>Takes an admitted request's cost off the current window; nothing when the budget is unknown.</summary>
-    public void Spend(long cost, DateTimeOffset now, double share)
+    /// <param name="cost">The request's cost.</param>
+    /// <param name="now">The current time.</param>
+    /// <param name="share">This process's share of a refilled limit.</param>
+    /// <param name="ticket">The admission's ticket: its answer's count includes the spends up to it.</param>
+    public void Spend(long cost, DateTimeOffset now, double share, long ticket)
     {
         if (now >= ResetAt && !Roll(now, share))
         {
             return;
         }
 
-        if (_reported != Unknown)
+        if (_reported != Unknown && cost > 0)
         {
-            _spent += cost;
+            (_spends ??= new SpendLog()).Add(ticket, cost);
         }
     }
+
+    private readonly long Spent => _spends?.Total ?? 0;
 
     /// <summary>Forgets the windows seen so far: the next ones are measured from this report.</summary>
     private void StartWindows(DateTimeOffset resetAt, TimeSpan delay)
@@ -265,10 +284,19 @@ internal struct BudgetCounter
         }
     }
 
-    private void Replace(long reported, DateTimeOffset resetAt)
+    /// <summary>Replaces the count; the spends this process made after an own answer's attempt still count.</summary>
+    private void Replace(long reported, DateTimeOffset resetAt, long? includedSpends)
     {
         _reported = reported;
-        _spent = 0;
+        if (includedSpends is { } included)
+        {
+            _spends?.DropUpTo(included);
+        }
+        else
+        {
+            _spends?.Clear();
+        }
+
         _assumed = false;
         ResetAt = resetAt;
     }
@@ -286,7 +314,7 @@ internal struct BudgetCounter
 
         var windows = ((now - ResetAt).Ticks / Window.Ticks) + 1;
         _reported = ShareOfLimit(share);
-        _spent = 0;
+        _spends?.Clear();
         _assumed = true;
         ResetAt += TimeSpan.FromTicks(Window.Ticks * windows);
         return true;

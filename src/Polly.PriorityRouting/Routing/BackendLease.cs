@@ -11,13 +11,14 @@ namespace Polly.PriorityRouting;
 /// </remarks>
 internal readonly struct BackendLease : IDisposable
 {
-    public BackendLease(RoutedBackend backend, BackendHealth? health, long probeToken, long episode, InFlightSlot? slot = null)
+    public BackendLease(RoutedBackend backend, BackendHealth? health, long probeToken, long episode, InFlightSlot? slot = null, long spendTicket = 0)
     {
         Backend = backend;
         Health = health;
         ProbeToken = probeToken;
         Episode = episode;
         Slot = slot;
+        SpendTicket = spendTicket;
     }
 
     public RoutedBackend Backend { get; }
@@ -36,8 +37,17 @@ internal readonly struct BackendLease : IDisposable
     /// <summary>Gets the attempt's place among its backend's requests in flight; <see langword="null"/> when the backend has no cap.</summary>
     public InFlightSlot? Slot { get; }
 
+    /// <summary>
+    /// Gets the ticket of the attempt's spend in the budget view (see <see cref="SpendLog"/>): its answer's count includes
+    /// the spends up to it; 0 when it spent nothing.
+    /// </summary>
+    public long SpendTicket { get; }
+
     /// <summary>Returns this lease holding <paramref name="slot"/> too.</summary>
-    public BackendLease WithSlot(InFlightSlot? slot) => new(Backend, Health, ProbeToken, Episode, slot);
+    public BackendLease WithSlot(InFlightSlot? slot) => new(Backend, Health, ProbeToken, Episode, slot, SpendTicket);
+
+    /// <summary>Returns this lease with the ticket of its spend in the budget view.</summary>
+    public BackendLease WithSpend(long spendTicket) => new(Backend, Health, ProbeToken, Episode, Slot, spendTicket);
 
     /// <summary>
     /// Gives the probe slot back if the attempt ended without a verdict, and the in-flight slot unless the answer's

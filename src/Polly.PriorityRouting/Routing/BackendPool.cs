@@ -187,13 +187,19 @@ internal sealed class BackendPool
     /// a 429.
     /// </summary>
     /// <returns>The verdict when the backend left rotation; otherwise <see langword="null"/>.</returns>
+    /// <param name="lease">The attempt's admission (its backend, and its spend in the budget view).</param>
+    /// <param name="response">The answer.</param>
+    /// <param name="route">The request's route.</param>
+    /// <param name="started">The timestamp at which the attempt was sent.</param>
+    /// <param name="cancellationToken">The caller's cancellation.</param>
     public ValueTask<BackendVerdict?> ObserveBudgetAsync(
-        RoutedBackend backend,
+        in BackendLease lease,
         HttpResponseMessage response,
         RequestRoute route,
         long started,
         CancellationToken cancellationToken)
     {
+        var backend = lease.Backend;
         // Budgets are read from answers that go back to the caller only: a handled answer (a 429) marks the backend with
         // its most precise signal (retry-after-ms), which a coarser x-ratelimit-reset-* must not outlast.
         // A backend reports its budget as of when it admitted the attempt, not when the answer arrives (a completion
@@ -201,7 +207,7 @@ internal sealed class BackendPool
         var key = backend.GetThrottleKey(route.PartitionOn(backend));
         var now = _timeProvider.GetUtcNow();
         var inFlight = _timeProvider.GetElapsedTime(started);
-        _budgets?.Observe(key, response.Headers, now, _maxCooldown, sentAt: now - inFlight);
+        _budgets?.Observe(key, response.Headers, now, _maxCooldown, sentAt: now - inFlight, ticket: lease.SpendTicket);
         if (!_proactiveThrottling ||
             !ThrottleSignalParser.TryGetExhaustedBudgetReset(response.Headers, _maxCooldown, out var cooldown) ||
             cooldown <= inFlight)
@@ -441,10 +447,15 @@ internal sealed class BackendPool
             lease = lease.WithSlot(slot);
         }
 
-        if (_budgets is not null && !_budgets.TryTake(backend.GetThrottleKey(route.PartitionOn(backend)), route.Cost, now, route.Held, backend.Quota))
+        if (_budgets is not null)
         {
-            lease.Dispose();
-            return false;
+            if (!_budgets.TryTake(backend.GetThrottleKey(route.PartitionOn(backend)), route.Cost, now, out var ticket, route.Held, backend.Quota))
+            {
+                lease.Dispose();
+                return false;
+            }
+
+            lease = lease.WithSpend(ticket);
         }
 
         // A released waiter admitted elsewhere gives its held room back (spent, when admitted where it was held).

@@ -48,6 +48,21 @@ public class BackendBudgetsTests
     }
 
     [Fact]
+    public void What_was_sent_while_an_answer_was_in_flight_still_counts_when_it_arrives()
+    {
+        var budgets = new BackendBudgets();
+        budgets.Observe(Key, Headers(("x-ratelimit-remaining-tokens", "10000"), ("x-ratelimit-reset-tokens", "10s")), Now, MaxCooldown);
+        budgets.TryTake(Key, 4000, Now.AddSeconds(1), out var first).Should().BeTrue("the first completion is sent");
+        budgets.TryTake(Key, 4000, Now.AddSeconds(1), out _).Should().BeTrue("the second is sent just after, while the first runs");
+
+        // The first one's answer: 6,000 left when the backend admitted it, before the second was sent.
+        budgets.Observe(Key, Headers(("x-ratelimit-remaining-tokens", "6000"), ("x-ratelimit-reset-tokens", "9s")), Now.AddSeconds(3), MaxCooldown, sentAt: Now.AddSeconds(1), ticket: first);
+
+        budgets.CanAdmit(Key, 3000, Now.AddSeconds(3)).Should().BeFalse("the second completion's 4,000 are not in that count");
+        budgets.CanAdmit(Key, 2000, Now.AddSeconds(3)).Should().BeTrue();
+    }
+
+    [Fact]
     public void A_spent_request_budget_holds_every_request_back_until_its_reset_even_one_of_unknown_cost()
     {
         var budgets = new BackendBudgets();
