@@ -436,7 +436,7 @@ internal sealed class BackendPool
             lease = lease.WithSlot(slot);
         }
 
-        if (_budgets is not null && !_budgets.TryTake(backend.GetThrottleKey(route.PartitionOn(backend)), route.Cost, now, route.Held, backend.Quota))
+        if (_budgets is not null && !_budgets.TryTake(backend.GetThrottleKey(route.PartitionOn(backend)), route.Cost, now, route.Held, backend.Quota, route.Headroom))
         {
             lease.Dispose();
             return false;
