@@ -68,13 +68,14 @@ internal sealed class BackendBudgets
 
     /// <summary>
     /// Returns whether a request of <paramref name="cost"/> tokens fits the key's budget now (a selection's read; the
-    /// admission itself is <see cref="TryTake(BackendStateKey, long, DateTimeOffset, BudgetHold?, DeclaredQuota?)"/>). Allocation-free.
+    /// admission itself is <see cref="TryTake(BackendStateKey, long, DateTimeOffset, BudgetHold?, DeclaredQuota?, double)"/>). Allocation-free.
     /// </summary>
     /// <param name="key">The backend (or partition).</param>
     /// <param name="cost">The request's estimated tokens; 0 (unknown) is held back by a spent request budget only.</param>
     /// <param name="now">The current time.</param>
     /// <param name="own">The room the request holds as a released waiter, or <see langword="null"/>.</param>
-    public bool CanAdmit(BackendStateKey key, long cost, DateTimeOffset now, BudgetHold? own = null)
+    /// <param name="headroom">The request's <see cref="RequestRoute.Headroom"/>: 0 for a foreground request.</param>
+    public bool CanAdmit(BackendStateKey key, long cost, DateTimeOffset now, BudgetHold? own = null, double headroom = 0)
     {
         if (Volatile.Read(ref _count) == 0 || !_budgets.TryGetValue(key, out var budget))
         {
@@ -83,12 +84,12 @@ internal sealed class BackendBudgets
 
         lock (budget)
         {
-            return budget.TimeUntilAdmitted(cost, now, Share, own) == TimeSpan.Zero;
+            return budget.TimeUntilAdmitted(cost, now, Share, own, headroom) == TimeSpan.Zero;
         }
     }
 
-    /// <summary>Returns how long until a request of <paramref name="cost"/> tokens fits the key's budget.</summary>
-    public TimeSpan TimeUntilAdmitted(BackendStateKey key, long cost, DateTimeOffset now)
+    /// <summary>Returns how long until a request of <paramref name="cost"/> tokens (and <paramref name="headroom"/>) fits the key's budget.</summary>
+    public TimeSpan TimeUntilAdmitted(BackendStateKey key, long cost, DateTimeOffset now, double headroom = 0)
     {
         if (Volatile.Read(ref _count) == 0 || !_budgets.TryGetValue(key, out var budget))
         {
@@ -97,7 +98,7 @@ internal sealed class BackendBudgets
 
         lock (budget)
         {
-            return budget.TimeUntilAdmitted(cost, now, Share);
+            return budget.TimeUntilAdmitted(cost, now, Share, headroom: headroom);
         }
     }
 
@@ -114,11 +115,12 @@ internal sealed class BackendBudgets
     /// The backend's declared quota, or <see langword="null"/>: a key nothing has reported yet starts from it (a budget
     /// that does not exist yet is full, so the selection's read need not create it).
     /// </param>
+    /// <param name="headroom">The request's <see cref="RequestRoute.Headroom"/>: 0 for a foreground request.</param>
     /// <returns>Whether the request was admitted: always when the key has no budget.</returns>
-    public bool TryTake(BackendStateKey key, long cost, DateTimeOffset now, BudgetHold? own = null, DeclaredQuota? quota = null)
-        => TryTake(key, cost, now, out _, own, quota);
+    public bool TryTake(BackendStateKey key, long cost, DateTimeOffset now, BudgetHold? own = null, DeclaredQuota? quota = null, double headroom = 0)
+        => TryTake(key, cost, now, out _, own, quota, headroom);
 
-    /// <inheritdoc cref="TryTake(BackendStateKey, long, DateTimeOffset, BudgetHold?, DeclaredQuota?)"/>
+    /// <inheritdoc cref="TryTake(BackendStateKey, long, DateTimeOffset, BudgetHold?, DeclaredQuota?, double)"/>
     /// <param name="key">The backend (or partition).</param>
     /// <param name="cost">The request's estimated tokens.</param>
     /// <param name="now">The current time.</param>
@@ -127,7 +129,8 @@ internal sealed class BackendBudgets
     /// </param>
     /// <param name="own">The room the request holds as a released waiter, or <see langword="null"/>.</param>
     /// <param name="quota">The backend's declared quota, or <see langword="null"/>.</param>
-    public bool TryTake(BackendStateKey key, long cost, DateTimeOffset now, out long ticket, BudgetHold? own = null, DeclaredQuota? quota = null)
+    /// <param name="headroom">The request's <see cref="RequestRoute.Headroom"/>: 0 for a foreground request.</param>
+    public bool TryTake(BackendStateKey key, long cost, DateTimeOffset now, out long ticket, BudgetHold? own = null, DeclaredQuota? quota = null, double headroom = 0)
     {
         ticket = 0;
         BackendBudget? budget;
@@ -143,7 +146,7 @@ internal sealed class BackendBudgets
             lock (budget)
             {
                 budget.Declare(quota, now, Share);
-                return TryTake(budget, cost, now, own, out ticket);
+                return TryTake(budget, cost, now, own, headroom, out ticket);
             }
         }
 
@@ -154,15 +157,15 @@ internal sealed class BackendBudgets
 
         lock (budget)
         {
-            return TryTake(budget, cost, now, own, out ticket);
+            return TryTake(budget, cost, now, own, headroom, out ticket);
         }
     }
 
     // Under the budget's lock: tickets are handed out in the order of admission.
-    private bool TryTake(BackendBudget budget, long cost, DateTimeOffset now, BudgetHold? own, out long ticket)
+    private bool TryTake(BackendBudget budget, long cost, DateTimeOffset now, BudgetHold? own, double headroom, out long ticket)
     {
         ticket = Interlocked.Increment(ref _tickets);
-        return budget.TryTake(cost, now, Share, own, ticket);
+        return budget.TryTake(cost, now, Share, own, ticket, headroom);
     }
 
     /// <summary>
@@ -178,7 +181,8 @@ internal sealed class BackendBudgets
     /// <param name="cost">The request's estimated tokens.</param>
     /// <param name="earliest">The soonest moment any backend of the request frees up.</param>
     /// <param name="reserved">Whether the moment holds room for this request in the key's refill.</param>
-    public DateTimeOffset Promise(BackendStateKey key, long cost, DateTimeOffset earliest, out bool reserved)
+    /// <param name="headroom">The request's <see cref="RequestRoute.Headroom"/>: 0 for a foreground request.</param>
+    public DateTimeOffset Promise(BackendStateKey key, long cost, DateTimeOffset earliest, out bool reserved, double headroom = 0)
     {
         reserved = false;
         if (Volatile.Read(ref _count) == 0 || !_budgets.TryGetValue(key, out var budget))
@@ -188,12 +192,12 @@ internal sealed class BackendBudgets
 
         lock (budget)
         {
-            return budget.Promise(cost, earliest, Share, out reserved);
+            return budget.Promise(cost, earliest, Share, out reserved, headroom);
         }
     }
 
     /// <summary>Promises room in the key's refill at <paramref name="at"/> only; see <see cref="BackendBudget.TryPromiseAt"/>.</summary>
-    public bool TryPromiseAt(BackendStateKey key, long cost, DateTimeOffset at)
+    public bool TryPromiseAt(BackendStateKey key, long cost, DateTimeOffset at, double headroom = 0)
     {
         if (Volatile.Read(ref _count) == 0 || !_budgets.TryGetValue(key, out var budget))
         {
@@ -202,7 +206,7 @@ internal sealed class BackendBudgets
 
         lock (budget)
         {
-            return budget.TryPromiseAt(cost, at, Share);
+            return budget.TryPromiseAt(cost, at, Share, headroom);
         }
     }
 
@@ -220,7 +224,7 @@ internal sealed class BackendBudgets
 
         lock (budget)
         {
-            return budget.AddHold(reservation.Cost, reservation.DueAt);
+            return budget.AddHold(reservation.Cost, reservation.DueAt, reservation.IsBackground);
         }
     }
 
@@ -243,7 +247,7 @@ internal sealed class BackendBudgets
 
         lock (budget)
         {
-            budget.Withdraw(reservation.Cost, reservation.DueAt);
+            budget.Withdraw(reservation.Cost, reservation.DueAt, reservation.IsBackground);
         }
     }
 
@@ -261,7 +265,7 @@ internal sealed class BackendBudgets
     /// from the send.
     /// </param>
     /// <param name="ticket">
-    /// The attempt's admission ticket (<see cref="TryTake(BackendStateKey, long, DateTimeOffset, out long, BudgetHold?, DeclaredQuota?)"/>):
+    /// The attempt's admission ticket (<see cref="TryTake(BackendStateKey, long, DateTimeOffset, out long, BudgetHold?, DeclaredQuota?, double)"/>):
     /// the answer's count includes this process's spends up to it, not those admitted while it was in flight;
     /// <see langword="null"/>: all of them.
     /// </param>

@@ -179,8 +179,10 @@ internal sealed class WaitQueue : IDisposable
     {
         foreach (var waiter in _waiters)
         {
+            // Of the same class: a room promised under one class's rule is never moved to the other.
             if (waiter.Reservation.DueAt > leaving.Reservation.DueAt &&
                 waiter.Reservation.Key == leaving.Reservation.Key &&
+                waiter.Reservation.IsBackground == leaving.Reservation.IsBackground &&
                 waiter.Reservation.Cost <= leaving.Reservation.Cost)
             {
                 return waiter;

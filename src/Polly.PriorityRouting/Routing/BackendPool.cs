@@ -449,7 +449,7 @@ internal sealed class BackendPool
 
         if (_budgets is not null)
         {
-            if (!_budgets.TryTake(backend.GetThrottleKey(route.PartitionOn(backend)), route.Cost, now, out var ticket, route.Held, backend.Quota))
+            if (!_budgets.TryTake(backend.GetThrottleKey(route.PartitionOn(backend)), route.Cost, now, out var ticket, route.Held, backend.Quota, route.Headroom))
             {
                 lease.Dispose();
                 return false;

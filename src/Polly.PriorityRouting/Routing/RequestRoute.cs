@@ -12,13 +12,14 @@ namespace Polly.PriorityRouting;
 /// </remarks>
 internal readonly struct RequestRoute
 {
-    public RequestRoute(string? partition, ModelRoute? model = null, long cost = 0, BackendSet? excluded = null, BudgetHold? held = null)
+    public RequestRoute(string? partition, ModelRoute? model = null, long cost = 0, BackendSet? excluded = null, BudgetHold? held = null, double headroom = 0)
     {
         Partition = partition;
         Model = model;
         Cost = cost;
         Excluded = excluded;
         Held = held;
+        Headroom = headroom;
     }
 
     /// <summary>Gets the request's own throttle partition, or <see langword="null"/>.</summary>
@@ -43,14 +44,24 @@ internal readonly struct RequestRoute
     /// </summary>
     public BudgetHold? Held { get; }
 
+    /// <summary>
+    /// Gets the share of each budget's limit this request must leave free after its cost: the pipeline's
+    /// <see cref="PriorityRoutingStrategyOptions.BackgroundHeadroom"/> for a background request
+    /// (<see cref="PriorityRoutingHints.Background"/>), 0 for a foreground one (see <see cref="BackendBudget"/>).
+    /// </summary>
+    public double Headroom { get; }
+
+    /// <summary>Gets a value indicating whether the request yields to foreground requests (a non-zero <see cref="Headroom"/>).</summary>
+    public bool IsBackground => Headroom > 0;
+
     /// <summary>Returns the same route with another set of excluded backends.</summary>
-    public RequestRoute WithExcluded(BackendSet excluded) => new(Partition, Model, Cost, excluded, Held);
+    public RequestRoute WithExcluded(BackendSet excluded) => new(Partition, Model, Cost, excluded, Held, Headroom);
 
     /// <summary>Returns the same route holding <paramref name="held"/>, a released waiter's room.</summary>
-    public RequestRoute WithHeld(BudgetHold? held) => new(Partition, Model, Cost, Excluded, held);
+    public RequestRoute WithHeld(BudgetHold? held) => new(Partition, Model, Cost, Excluded, held, Headroom);
 
     /// <summary>Returns the route of the same request on another model of its fallback chain.</summary>
-    public RequestRoute ForModel(ModelRoute model, BackendSet? excluded) => new(Partition, model, Cost, excluded);
+    public RequestRoute ForModel(ModelRoute model, BackendSet? excluded) => new(Partition, model, Cost, excluded, headroom: Headroom);
 
     /// <summary>Returns the throttle partition of this request on <paramref name="backend"/>.</summary>
     public string? PartitionOn(RoutedBackend backend) => Model?.DeploymentOn(backend)?.Name ?? Partition;
