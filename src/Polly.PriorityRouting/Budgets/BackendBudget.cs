@@ -107,6 +107,13 @@ internal sealed class BackendBudget
             return false;
         }
 
+        Spend(cost, now, share, own);
+        return true;
+    }
+
+    /// <summary>Takes a request's cost off without asking: another judge admitted it (a shared reservation).</summary>
+    public void Spend(long cost, DateTimeOffset now, double share, BudgetHold? own)
+    {
         if (own is not null && own.Budget == this)
         {
             EndHold(own);
@@ -114,7 +121,6 @@ internal sealed class BackendBudget
 
         Tokens.Spend(cost, now, share);
         Requests.Spend(1, now, share);
-        return true;
     }
 
     /// <summary>Starts the counters nothing has reported yet from the backend's declared quota; see <see cref="BudgetCounter.Declare"/>.</summary>
