@@ -7,7 +7,10 @@ namespace Polly.PriorityRouting.Redis;
 /// An <see cref="IBackendStateStore"/> shared by every replica connected to one Redis: reads are served by a local
 /// mirror, writes go to the mirror at once and to Redis in the background, and a pub/sub subscription keeps the mirror
 /// current with what the other replicas learn. As an <see cref="IBackendBudgetStore"/> it also carries the budgets the
-/// replicas' answers report, on the same channel (<see cref="RedisBudgetChannel"/>).
+/// replicas' answers report, on the same channel (<see cref="RedisBudgetChannel"/>); as an
+/// <see cref="IBackendReservationStore"/>, when <see cref="PriorityRoutingRedisStoreOptions.Reservations"/> is on, it
+/// reserves each attempt's cost in budgets every replica shares (<see cref="RedisReservations"/>: the one call on the
+/// request path, bounded) and otherwise has no verdict (each replica's own view admits, as without it).
 /// </summary>
 /// <remarks>
 /// <para>
@@ -23,7 +26,7 @@ namespace Polly.PriorityRouting.Redis;
 /// from elsewhere is held at most <see cref="PriorityRoutingRedisStoreOptions.MaxUnavailability"/>.
 /// </para>
 /// </remarks>
-internal sealed partial class RedisBackendStateStore : IBackendStateStore, IBackendBudgetStore, IAsyncDisposable, IDisposable
+internal sealed partial class RedisBackendStateStore : IBackendStateStore, IBackendBudgetStore, IBackendReservationStore, IAsyncDisposable, IDisposable
 {
     /// <summary>The most marks kept for publication while Redis cannot be written.</summary>
     internal const int MaxUnpublished = UnpublishedMarks.DefaultCapacity;
@@ -36,6 +39,7 @@ internal sealed partial class RedisBackendStateStore : IBackendStateStore, IBack
     private readonly RedisMarkWriter _writer;
     private readonly RedisBudgetChannel _budgets;
     private readonly RedisSynchronizer _synchronizer;
+    private readonly RedisReservations? _reservations;
     private readonly ILogger _logger;
     private int _disposed;
 
@@ -55,6 +59,11 @@ internal sealed partial class RedisBackendStateStore : IBackendStateStore, IBack
         _budgets = new RedisBudgetChannel(_connection, layout, _mirror, instanceId, options.BudgetPublishInterval, _disposing.Token);
         _synchronizer = new RedisSynchronizer(_connection, layout, _mirror, _unpublished, _unpublishedPins, _writer, _budgets, instanceId, logger, _disposing.Token);
         Affinity = new RedisAffinityStore(_connection, _synchronizer, layout, _unpublishedPins, timeProvider, options.AffinityTimeout);
+        if (options.Reservations)
+        {
+            _reservations = new RedisReservations(
+                _connection, _synchronizer.Request, layout, timeProvider, options.ReservationTimeout, options.MaxUnavailability, logger, _disposing.Token);
+        }
 
         // Never on the caller's thread: the app starts whether or not Redis answers.
         _ = Task.Run(StartAsync);
@@ -104,6 +113,8 @@ internal sealed partial class RedisBackendStateStore : IBackendStateStore, IBack
 
     internal RedisBudgetChannel Budgets => _budgets;
 
+    internal RedisReservations? Reservations => _reservations;
+
     /// <inheritdoc/>
     public int PeerCount => _budgets.PeerCount;
 
@@ -143,6 +154,16 @@ internal sealed partial class RedisBackendStateStore : IBackendStateStore, IBack
 
     /// <inheritdoc/>
     public void PublishBudget(BackendStateKey key, BackendBudgetObservation observation, DateTimeOffset now) => _budgets.Publish(key, observation);
+
+    /// <inheritdoc/>
+    public ValueTask<BackendReservation> ReserveAsync(BackendStateKey key, long cost, double headroom, DateTimeOffset now, CancellationToken cancellationToken)
+        => _reservations?.ReserveAsync(key, cost, headroom, now, cancellationToken) ?? new(BackendReservation.Unknown(key, cost, now, 0, 0));
+
+    /// <inheritdoc/>
+    public void Correct(BackendReservation reservation, BackendReservationReport report) => _reservations?.Correct(reservation, report);
+
+    /// <inheritdoc/>
+    public void Release(BackendReservation reservation) => _reservations?.Release(reservation);
 
     /// <inheritdoc/>
     public void SubscribeToBudgets(Action<BackendStateKey, BackendBudgetObservation> onObservation) => _budgets.Subscribe(onObservation);

@@ -127,6 +127,13 @@ internal sealed class BackendBudget
             return false;
         }
 
+        Spend(cost, now, share, own, ticket);
+        return true;
+    }
+
+    /// <summary>Takes a request's cost off without asking: another judge admitted it (a shared reservation).</summary>
+    public void Spend(long cost, DateTimeOffset now, double share, BudgetHold? own, long ticket)
+    {
         if (own is not null && own.Budget == this)
         {
             EndHold(own);
@@ -134,7 +141,6 @@ internal sealed class BackendBudget
 
         Tokens.Spend(cost, now, share, ticket);
         Requests.Spend(1, now, share, ticket);
-        return true;
     }
 
     /// <summary>Starts the counters nothing has reported yet from the backend's declared quota; see <see cref="BudgetCounter.Declare"/>.</summary>

@@ -169,6 +169,36 @@ internal sealed class BackendBudgets
     }
 
     /// <summary>
+    /// Takes a request's cost off the key's budget without asking: a shared reservation admitted it (see
+    /// <see cref="IBackendReservationStore"/>), and this process's view still counts its own spends.
+    /// </summary>
+    /// <param name="key">The backend (or partition).</param>
+    /// <param name="cost">The request's estimated tokens.</param>
+    /// <param name="now">The current time.</param>
+    /// <param name="ticket">The admission's ticket, for its answer (see <see cref="Observe"/>): 0 when it spent nothing.</param>
+    /// <param name="own">The room the request holds as a released waiter, or <see langword="null"/>.</param>
+    /// <param name="quota">The backend's declared quota, or <see langword="null"/>.</param>
+    public void Spend(BackendStateKey key, long cost, DateTimeOffset now, out long ticket, BudgetHold? own = null, DeclaredQuota? quota = null)
+    {
+        ticket = 0;
+        if ((quota is null ? (_budgets.TryGetValue(key, out var budget) ? budget : null) : GetOrAdd(key, now)) is not { } known)
+        {
+            return;
+        }
+
+        lock (known)
+        {
+            if (quota is not null)
+            {
+                known.Declare(quota, now, Share);
+            }
+
+            ticket = Interlocked.Increment(ref _tickets);
+            known.Spend(cost, now, Share, own, ticket);
+        }
+    }
+
+    /// <summary>
     /// Promises a caller sent back with an exhausted answer the first moment, no sooner than
     /// <paramref name="earliest"/>, at which the key's refilled budget still has room after the demand already sent
     /// back; <paramref name="earliest"/> itself when nothing is known about the key.
@@ -384,6 +414,27 @@ internal sealed class BackendBudgets
 
             return Volatile.Read(ref _count) < MaxEntries;
         }
+    }
+
+    /// <summary>
+    /// Reads what an answer reports for a shared reservation's correction (see <see cref="BackendReservationReport"/>);
+    /// <see langword="false"/> when it reports no remaining count.
+    /// </summary>
+    public static bool TryReadReport(
+        HttpResponseHeaders headers, TimeSpan maxCooldown, DateTimeOffset sentAt, DateTimeOffset receivedAt, out BackendReservationReport report)
+    {
+        var hasTokens = TryGetNumber(headers, PriorityRoutingConstants.RateLimitRemainingTokensHeader, out var remainingTokens);
+        var hasRequests = TryGetNumber(headers, PriorityRoutingConstants.RateLimitRemainingRequestsHeader, out var remainingRequests);
+        report = new BackendReservationReport(
+            hasTokens ? remainingTokens : null,
+            TryGetNumber(headers, LimitTokensHeader, out var limitTokens) ? limitTokens : null,
+            GetDuration(headers, PriorityRoutingConstants.RateLimitResetTokensHeader, maxCooldown),
+            hasRequests ? remainingRequests : null,
+            TryGetNumber(headers, LimitRequestsHeader, out var limitRequests) ? limitRequests : null,
+            GetDuration(headers, PriorityRoutingConstants.RateLimitResetRequestsHeader, maxCooldown),
+            sentAt,
+            receivedAt);
+        return hasTokens || hasRequests;
     }
 
     private static TimeSpan GetDuration(HttpResponseHeaders headers, string name, TimeSpan maxCooldown)

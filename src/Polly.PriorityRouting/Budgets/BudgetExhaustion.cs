@@ -39,6 +39,18 @@ internal static class BudgetExhaustion
             throttled = true;
         }
 
+        if (route.Refusals is { } refusals && refusals.TryGetUntil(key, out var refusedUntil))
+        {
+            // The shared budget refused this request: it is spent until its refill, which this process's view may not
+            // know of; never "free now" (the refused request was not sent).
+            var refill = refusedUntil - now;
+            refill = refill > BackendReservation.MinRetryAfter ? refill : BackendReservation.MinRetryAfter;
+            if (refill > remaining)
+            {
+                (remaining, throttled, isRefill) = (refill, true, false);
+            }
+        }
+
         return remaining;
     }
 

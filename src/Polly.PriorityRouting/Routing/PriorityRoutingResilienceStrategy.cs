@@ -145,8 +145,9 @@ internal sealed class PriorityRoutingResilienceStrategy : ResilienceStrategy<Htt
                     return CallerCanceled(context);
                 }
 
-                // Select.
-                if (!plan.TryAcquire(_pool, out var lease))
+                // Select (and admit: with shared reservations, one round trip to the store per backend asked).
+                (plan, var acquired) = await RequestPlan.AcquireAsync(plan, _pool, context).ConfigureAwait(context.ContinueOnCapturedContext);
+                if (acquired is not { } lease)
                 {
                     // Nothing left, on any model of the request: wait for a promised refill and start a new round, or answer now.
                     var exhaustion = plan.GetExhaustion(_pool, waited);
