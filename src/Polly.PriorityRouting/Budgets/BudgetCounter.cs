@@ -41,7 +41,9 @@ namespace Polly.PriorityRouting;
 /// When the reset passes before any answer reports the new window, the budget is assumed refilled to this process's
 /// share of the limit (all of it when no peer shares the store), and its spends count against that: processes that
 /// each took the whole refilled limit at the reset — where the callers told to come back all arrive — would together
-/// spend it several times over. The first report of the new window replaces the assumption.
+/// spend it several times over. The first report of the new window replaces the assumption. A budget refilled
+/// continuously (OpenAI's: its reset is the time until it is full, so reports of one "window" name different moments)
+/// keeps the spends sent since its last report through that moment: they were not refilled by then.
 /// </para>
 /// </remarks>
 internal struct BudgetCounter
@@ -56,6 +58,7 @@ internal struct BudgetCounter
     private TimeSpan _previousWindowLongest;
     private DateTimeOffset _windowResetAt;
     private TimeSpan _windowGap;
+    private bool _refillsContinuously;
 
     public BudgetCounter()
     {
@@ -272,6 +275,11 @@ internal struct BudgetCounter
             {
                 _windowGap = gap;
             }
+            else if (gap < longest)
+            {
+                // The moment it is full moved by less than a window: a budget refilled continuously.
+                _refillsContinuously = true;
+            }
 
             _previousWindowLongest = _windowLongest;
             _windowLongest = delay;
@@ -279,6 +287,8 @@ internal struct BudgetCounter
         }
         else if (resetAt >= _windowResetAt - tolerance)
         {
+            // Reports of one window name one reset moment; a budget refilled continuously names a later one each time.
+            _refillsContinuously |= (resetAt > _windowResetAt ? resetAt - _windowResetAt : _windowResetAt - resetAt) > Window / 10;
             _windowLongest = delay > _windowLongest ? delay : _windowLongest;
             _windowResetAt = resetAt > _windowResetAt ? resetAt : _windowResetAt;
         }
@@ -314,7 +324,13 @@ internal struct BudgetCounter
 
         var windows = ((now - ResetAt).Ticks / Window.Ticks) + 1;
         _reported = ShareOfLimit(share);
-        _spends?.Clear();
+        if (!_refillsContinuously)
+        {
+            // A window's refill forgets what was spent in it. A continuous refill is full at its reported moment only if
+            // nothing was sent since that report: what was still counts.
+            _spends?.Clear();
+        }
+
         _assumed = true;
         ResetAt += TimeSpan.FromTicks(Window.Ticks * windows);
         return true;

@@ -63,6 +63,29 @@ public class BackendBudgetsTests
     }
 
     [Fact]
+    public void A_budget_refilled_continuously_is_full_at_its_reset_less_what_was_sent_since_the_report()
+    {
+        // OpenAI's reset is the time until the budget is full (10,000 tokens a second here): a spend between two answers
+        // moves that moment later, which a budget refilled in windows never does.
+        var budgets = new BackendBudgets();
+        budgets.Observe(Key, Headers(("x-ratelimit-remaining-tokens", "50000"), ("x-ratelimit-limit-tokens", "100000"), ("x-ratelimit-reset-tokens", "5s")), Now, MaxCooldown);
+        budgets.TryTake(Key, 10_000, Now.AddSeconds(0.5), out var sent).Should().BeTrue();
+        budgets.Observe(
+            Key,
+            Headers(("x-ratelimit-remaining-tokens", "50000"), ("x-ratelimit-limit-tokens", "100000"), ("x-ratelimit-reset-tokens", "5s")),
+            Now.AddSeconds(1),
+            MaxCooldown,
+            sentAt: Now.AddSeconds(1),
+            ticket: sent);
+        budgets.TryTake(Key, 30_000, Now.AddSeconds(2)).Should().BeTrue("sent after the last answer");
+
+        // At the last reported reset (6 s) the backend holds 100,000 less the 30,000 sent at 2 s (refilled since: 20,000).
+        var afterReset = Now.AddSeconds(6).AddMilliseconds(1);
+        budgets.CanAdmit(Key, 80_000, afterReset).Should().BeFalse("what was sent since the report still counts");
+        budgets.CanAdmit(Key, 70_000, afterReset).Should().BeTrue();
+    }
+
+    [Fact]
     public void A_spent_request_budget_holds_every_request_back_until_its_reset_even_one_of_unknown_cost()
     {
         var budgets = new BackendBudgets();
