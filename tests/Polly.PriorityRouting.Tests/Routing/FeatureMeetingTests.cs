@@ -127,6 +127,36 @@ public class FeatureMeetingTests
     }
 
     [Fact]
+    public async Task A_model_whose_backends_declared_quota_is_spent_falls_back_and_the_chain_s_answer_promises_the_refill()
+    {
+        var declared = Serving("a", 1, ("gpt-4o", "gpt-4o-a"));
+        declared.RequestsPerMinute = 1;
+        var fallback = Serving("m", 1, ("mini", "mini-m"));
+        using var h = new RoutingHarness(
+            o =>
+            {
+                o.Randomizer = _ => 0;
+                o.ModelFallbacks["gpt-4o"] = ["mini"];
+            },
+            declared,
+            fallback);
+        (await h.Client.PostAsync("/v1/chat/completions", Chat("gpt-4o"))).Dispose();
+        h.Time.Advance(TimeSpan.FromSeconds(20));
+
+        using (var fellBack = await h.Client.PostAsync("/v1/chat/completions", Chat("gpt-4o")))
+        {
+            fellBack.Headers.GetValues("x-priority-routing-model").Should().Equal("mini");
+        }
+
+        h.Transport.Respond("m", HttpStatusCode.TooManyRequests, ("Retry-After", "60"));
+        using var exhausted = await h.Client.PostAsync("/v1/chat/completions", Chat("gpt-4o"));
+
+        exhausted.StatusCode.Should().Be(HttpStatusCode.TooManyRequests);
+        exhausted.Headers.RetryAfter!.Delta.Should().Be(TimeSpan.FromSeconds(40), "a's declared minute refills 60 s after its first use, before m's 60 s");
+        h.Transport.Hosts.Should().Equal("a", "m", "m");
+    }
+
+    [Fact]
     public async Task With_MaxQueueWait_a_request_beyond_the_declared_quota_waits_for_its_refill_and_is_sent_then()
     {
         using var h = new RoutingHarness(o => { o.Randomizer = _ => 0; o.MaxQueueWait = TimeSpan.FromMinutes(2); }, Declared("a", requestsPerMinute: 1));
