@@ -60,7 +60,9 @@ internal sealed class LocalMirror
     {
         var now = Now;
         if (_entries.TryGetUnavailability(key, out var held) && held.IsActiveAt(now) &&
-            (remainingMilliseconds > MaxMilliseconds || now.AddMilliseconds(remainingMilliseconds) <= held.Until + SameMarkSlack))
+            (remainingMilliseconds > MaxMilliseconds
+                ? held.Until - held.MarkedAt >= TimeSpan.FromMilliseconds(MaxMilliseconds) // a far mark, held at the maximum
+                : now.AddMilliseconds(remainingMilliseconds) <= held.Until + SameMarkSlack))
         {
             return;
         }
