@@ -175,6 +175,25 @@ public class FeatureMeetingTests
     }
 
     [Fact]
+    public async Task With_MaxQueueWait_a_synchronous_Send_beyond_the_declared_quota_waits_for_its_refill_and_is_sent_then()
+    {
+        var time = new LateTimerTimeProvider(RoutingHarness.Start);
+        using var h = new RoutingHarness(o => { o.Randomizer = _ => 0; o.MaxQueueWait = TimeSpan.FromMinutes(2); }, null, time, Declared("a", requestsPerMinute: 1));
+        h.Client.Send(new HttpRequestMessage(HttpMethod.Get, "/v1/models")).Dispose();
+        h.Time.Advance(TimeSpan.FromSeconds(20));
+
+        var waiting = Task.Run(() => h.Client.Send(new HttpRequestMessage(HttpMethod.Get, "/v1/models")));
+        await time.WhenWaitingAsync(1);
+        h.AdvanceOffContext(TimeSpan.FromSeconds(39));
+        waiting.IsCompleted.Should().BeFalse("the declared quota refills a minute after its first use, 40 s after the wait began");
+        h.AdvanceOffContext(TimeSpan.FromSeconds(1));
+        using var answer = await waiting.WaitAsync(TimeSpan.FromSeconds(30));
+
+        answer.StatusCode.Should().Be(HttpStatusCode.OK);
+        h.Transport.Hosts.Should().Equal("a", "a");
+    }
+
+    [Fact]
     public void A_synchronous_Send_is_held_to_the_declared_quota_and_told_when_it_refills()
     {
         using var h = new RoutingHarness(o => o.Randomizer = _ => 0, Declared("a", requestsPerMinute: 2));
