@@ -89,6 +89,30 @@ public class BackgroundRequestTests
     }
 
     [Fact]
+    public async Task A_pinned_background_request_waits_for_the_refill_of_the_backend_holding_its_id()
+    {
+        using var h = Harness(
+            o =>
+            {
+                o.Affinity.Store = new InMemoryAffinityStore();
+                o.MaxQueueWait = Window;
+            },
+            RoutingHarness.Backend("a", 1),
+            RoutingHarness.Backend("b", 1));
+        ((InMemoryAffinityStore)h.Options.Affinity.Store!).Pin("resp_bg_1", "a@http://a", TimeSpan.FromDays(1));
+        var a = Windowed(h, "a");
+        (await Send(h, "fg", 8000, new PriorityRoutingHints { OnlyBackends = ["a"] })).Dispose();
+
+        var pinned = Send(h, "bg", 1000, Background(), FollowUp("resp_bg_1"));
+        pinned.IsCompleted.Should().BeFalse("b cannot serve the id: the request waits for a's refill");
+
+        Advance(h, Window);
+        (await pinned.WaitAsync(HangGuard)).StatusCode.Should().Be(HttpStatusCode.OK);
+        h.Transport.Hosts.Should().Equal("a", "a");
+        a.Throttled.Should().Be(0);
+    }
+
+    [Fact]
     public async Task A_background_request_falls_back_to_another_model_while_its_own_keeps_its_headroom()
     {
         var a = RoutingHarness.Backend("a", 1);
