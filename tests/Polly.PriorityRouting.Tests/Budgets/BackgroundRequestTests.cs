@@ -164,7 +164,7 @@ public class BackgroundRequestTests
         Advance(h, Window);
         (await first.WaitAsync(HangGuard)).StatusCode.Should().Be(HttpStatusCode.OK);
         (await second.WaitAsync(HangGuard)).StatusCode.Should().Be(HttpStatusCode.OK);
-        await Released(h);
+        await WaitersAsync(h, 1);
         background.IsCompleted.Should().BeFalse("the foreground took the whole refill: the background waiter waits for the next one");
         Callers(h).Should().BeEquivalentTo("spend", "fg1", "fg2");
 
@@ -229,11 +229,14 @@ public class BackgroundRequestTests
 
     private static void Advance(RoutingHarness h, TimeSpan delta) => h.AdvanceOffContext(delta);
 
-    /// <summary>Lets the waiters the clock released reach their backend or their next wait.</summary>
-    private static async Task Released(RoutingHarness h)
+    /// <summary>Waits (within <see cref="HangGuard"/>) until <paramref name="count"/> requests wait in the pipeline's queue.</summary>
+    private static async Task WaitersAsync(RoutingHarness h, int count)
     {
-        for (var i = 0; i < 50 && ((LateTimerTimeProvider)h.Time).Queue.Count == 0; i++)
+        var queue = ((LateTimerTimeProvider)h.Time).Queue;
+        var guard = System.Diagnostics.Stopwatch.StartNew();
+        while (queue.Count != count)
         {
+            guard.Elapsed.Should().BeLessThan(HangGuard, "{0} waiter(s) were expected in the queue", count);
             await Task.Delay(10);
         }
     }
