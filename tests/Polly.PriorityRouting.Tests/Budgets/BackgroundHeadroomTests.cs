@@ -18,7 +18,7 @@ public class BackgroundHeadroomTests
 
         budgets.CanAdmit(Key, 3000, Now, headroom: Headroom).Should().BeTrue("2,000 of 10,000 stay free after it");
         budgets.CanAdmit(Key, 3001, Now, headroom: Headroom).Should().BeFalse();
-        budgets.TimeUntilAdmitted(Key, 3001, Now.AddSeconds(4), Headroom).Should().Be(TimeSpan.FromSeconds(6), "its own refill, never 0");
+        budgets.TimeUntilAdmitted(Key, 3001, Now.AddSeconds(4), headroom: Headroom).Should().Be(TimeSpan.FromSeconds(6), "its own refill, never 0");
         budgets.CanAdmit(Key, 5000, Now).Should().BeTrue("a foreground request ignores the headroom");
 
         budgets.TryTake(Key, 3000, Now, headroom: Headroom).Should().BeTrue();
@@ -73,7 +73,7 @@ public class BackgroundHeadroomTests
 
         budgets.TryTake(Key, 9000, Now, quota: quota, headroom: Headroom).Should().BeTrue("it could never leave 2,000: a full budget takes it");
         budgets.TryTake(Key, 9000, Now.AddSeconds(30), quota: quota, headroom: Headroom).Should().BeFalse();
-        budgets.TimeUntilAdmitted(Key, 9000, Now.AddSeconds(30), Headroom).Should().Be(TimeSpan.FromSeconds(30));
+        budgets.TimeUntilAdmitted(Key, 9000, Now.AddSeconds(30), headroom: Headroom).Should().Be(TimeSpan.FromSeconds(30));
     }
 
     [Fact]
@@ -103,12 +103,12 @@ public class BackgroundHeadroomTests
         budgets.CanAdmit(Key, 10_000, refill).Should().BeTrue("a foreground request may take a background waiter's room");
         budgets.CanAdmit(Key, 2000, refill, headroom: Headroom).Should().BeTrue("2,000 beside the waiter's 6,000 leave the headroom");
         budgets.CanAdmit(Key, 2001, refill, headroom: Headroom).Should().BeFalse();
-        budgets.CanAdmit(Key, 6000, refill, background, Headroom).Should().BeTrue("the waiter spends its own room");
+        budgets.CanAdmit(Key, 6000, refill, background, headroom: Headroom).Should().BeTrue("the waiter spends its own room");
 
         var foreground = budgets.Hold(new BudgetReservation(Key, 5000, refill, "a"))!;
         budgets.CanAdmit(Key, 5000, refill).Should().BeTrue();
         budgets.CanAdmit(Key, 5001, refill).Should().BeFalse("a foreground waiter's room is held from everyone");
-        budgets.CanAdmit(Key, 6000, refill, background, Headroom).Should().BeFalse("foreground first: only 3,000 are left for background beside the headroom");
+        budgets.CanAdmit(Key, 6000, refill, background, headroom: Headroom).Should().BeFalse("foreground first: only 3,000 are left for background beside the headroom");
 
         foreground.Release();
         budgets.TryTake(Key, 6000, refill, background, headroom: Headroom).Should().BeTrue();
@@ -128,7 +128,7 @@ public class BackgroundHeadroomTests
         {
             budgets.CanAdmit(Key, 10, Now, headroom: Headroom);
             budgets.TryTake(Key, 10, Now, headroom: Headroom);
-            budgets.TimeUntilAdmitted(Key, 10, Now, Headroom);
+            budgets.TimeUntilAdmitted(Key, 10, Now, headroom: Headroom);
         }
 
         (GC.GetAllocatedBytesForCurrentThread() - before).Should().Be(0);
