@@ -43,7 +43,8 @@ internal sealed class BackendBudget
     /// <summary>The request budget (<c>x-ratelimit-*-requests</c>).</summary>
     public BudgetCounter Requests = new();
 
-    // The waiters' holds whose refill has not come yet, and the sums of those whose refill came, per class.
+    // The waiters' holds whose refill has not come yet, and the sums of those whose refill came: the foreground waiters'
+    // (_dueHeld*), which hold back everyone, and the background waiters' apart, which hold back background requests only.
     private SortedSet<BudgetHold>? _pendingHolds;
     private long _dueHeldTokens;
     private long _dueHeldRequests;

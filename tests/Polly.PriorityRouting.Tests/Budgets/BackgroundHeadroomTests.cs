@@ -117,6 +117,23 @@ public class BackgroundHeadroomTests
         budgets.CanAdmit(Key, 4001, refill).Should().BeFalse("the background waiter spent its room");
     }
 
+    [Fact]
+    public void Admitting_a_background_request_allocates_nothing()
+    {
+        var budgets = Observed(("x-ratelimit-remaining-tokens", "10000000"), ("x-ratelimit-limit-tokens", "10000000"), ("x-ratelimit-reset-tokens", "10s"));
+        budgets.TryTake(Key, 1, Now, headroom: Headroom);
+
+        var before = GC.GetAllocatedBytesForCurrentThread();
+        for (var i = 0; i < 1_000; i++)
+        {
+            budgets.CanAdmit(Key, 10, Now, headroom: Headroom);
+            budgets.TryTake(Key, 10, Now, headroom: Headroom);
+            budgets.TimeUntilAdmitted(Key, 10, Now, headroom: Headroom);
+        }
+
+        (GC.GetAllocatedBytesForCurrentThread() - before).Should().Be(0);
+    }
+
     private static BackendBudgets Observed(params (string Name, string Value)[] headers)
     {
         var budgets = new BackendBudgets();

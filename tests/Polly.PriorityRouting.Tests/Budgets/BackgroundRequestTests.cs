@@ -89,6 +89,30 @@ public class BackgroundRequestTests
     }
 
     [Fact]
+    public async Task A_pinned_background_request_waits_for_the_refill_of_the_backend_holding_its_id()
+    {
+        using var h = Harness(
+            o =>
+            {
+                o.Affinity.Store = new InMemoryAffinityStore();
+                o.MaxQueueWait = Window;
+            },
+            RoutingHarness.Backend("a", 1),
+            RoutingHarness.Backend("b", 1));
+        ((InMemoryAffinityStore)h.Options.Affinity.Store!).Pin("resp_bg_1", "a@http://a", TimeSpan.FromDays(1));
+        var a = Windowed(h, "a");
+        (await Send(h, "fg", 8000, new PriorityRoutingHints { OnlyBackends = ["a"] })).Dispose();
+
+        var pinned = Send(h, "bg", 1000, Background(), FollowUp("resp_bg_1"));
+        pinned.IsCompleted.Should().BeFalse("b cannot serve the id: the request waits for a's refill");
+
+        Advance(h, Window);
+        (await pinned.WaitAsync(HangGuard)).StatusCode.Should().Be(HttpStatusCode.OK);
+        h.Transport.Hosts.Should().Equal("a", "a");
+        a.Throttled.Should().Be(0);
+    }
+
+    [Fact]
     public async Task A_background_request_falls_back_to_another_model_while_its_own_keeps_its_headroom()
     {
         var a = RoutingHarness.Backend("a", 1);
@@ -140,7 +164,7 @@ public class BackgroundRequestTests
         Advance(h, Window);
         (await first.WaitAsync(HangGuard)).StatusCode.Should().Be(HttpStatusCode.OK);
         (await second.WaitAsync(HangGuard)).StatusCode.Should().Be(HttpStatusCode.OK);
-        await Released(h);
+        await WaitersAsync(h, 1);
         background.IsCompleted.Should().BeFalse("the foreground took the whole refill: the background waiter waits for the next one");
         Callers(h).Should().BeEquivalentTo("spend", "fg1", "fg2");
 
@@ -205,11 +229,14 @@ public class BackgroundRequestTests
 
     private static void Advance(RoutingHarness h, TimeSpan delta) => h.AdvanceOffContext(delta);
 
-    /// <summary>Lets the waiters the clock released reach their backend or their next wait.</summary>
-    private static async Task Released(RoutingHarness h)
+    /// <summary>Waits (within <see cref="HangGuard"/>) until <paramref name="count"/> requests wait in the pipeline's queue.</summary>
+    private static async Task WaitersAsync(RoutingHarness h, int count)
     {
-        for (var i = 0; i < 50 && ((LateTimerTimeProvider)h.Time).Queue.Count == 0; i++)
+        var queue = ((LateTimerTimeProvider)h.Time).Queue;
+        var guard = System.Diagnostics.Stopwatch.StartNew();
+        while (queue.Count != count)
         {
+            guard.Elapsed.Should().BeLessThan(HangGuard, "{0} waiter(s) were expected in the queue", count);
             await Task.Delay(10);
         }
     }
