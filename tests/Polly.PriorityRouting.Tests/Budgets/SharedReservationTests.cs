@@ -289,6 +289,23 @@ public class SharedReservationTests
         h.Transport.Hosts.Should().Equal("a", "a", "b");
     }
 
+    [Fact]
+    public async Task An_answer_read_as_a_stream_keeps_its_reservation_while_its_body_is_read()
+    {
+        var store = new ReservingStore();
+        using var h = Harness(store);
+        h.Transport.Respond("a", HttpStatusCode.OK);
+
+        using var request = new HttpRequestMessage(HttpMethod.Post, "/") { Content = Chat(100) };
+        using var response = await h.Client.SendAsync(request, HttpCompletionOption.ResponseHeadersRead);
+        var body = await response.Content.ReadAsStringAsync();
+
+        body.Should().Be("a");
+        store.Reserved.Should().ContainSingle().Which.Status.Should().Be(BackendReservationStatus.Granted);
+        store.Released.Should().BeEmpty("the backend counted a request it answered");
+        store.Corrected.Should().BeEmpty("the answer reported no budget");
+    }
+
     private static RoutingHarness Harness(ReservingStore store, params PriorityBackend[] backends) => Harness(store, null, backends);
 
     private static RoutingHarness Harness(ReservingStore store, Action<PriorityRoutingStrategyOptions>? configure, params PriorityBackend[] backends)
