@@ -306,6 +306,23 @@ public class SharedReservationTests
         store.Corrected.Should().BeEmpty("the answer reported no budget");
     }
 
+    [Fact]
+    public async Task The_exhausted_answer_takes_the_soonest_of_refills_and_throttles_alike()
+    {
+        var store = new ReservingStore().Refuse("a", TimeSpan.FromSeconds(9)).Refuse("c", TimeSpan.FromSeconds(30));
+        using var h = Harness(store);
+        h.Transport.Respond("b", HttpStatusCode.TooManyRequests, ("retry-after-ms", "4000"));
+
+        using var throttledSoonest = await h.Client.PostAsync("/", Chat(100));
+        store.Refuse("a", TimeSpan.FromSeconds(2));
+        using var refusedSoonest = await h.Client.PostAsync("/", Chat(100));
+
+        throttledSoonest.StatusCode.Should().Be(HttpStatusCode.TooManyRequests);
+        throttledSoonest.Headers.RetryAfter!.Delta.Should().Be(TimeSpan.FromSeconds(4), "b's own throttle ends before a's refill");
+        refusedSoonest.Headers.RetryAfter!.Delta.Should().Be(TimeSpan.FromSeconds(2), "a refills before b's throttle ends");
+        h.Transport.Hosts.Should().Equal(["b"], "b was marked by its 429 and skipped by the second request");
+    }
+
     private static RoutingHarness Harness(ReservingStore store, params PriorityBackend[] backends) => Harness(store, null, backends);
 
     private static RoutingHarness Harness(ReservingStore store, Action<PriorityRoutingStrategyOptions>? configure, params PriorityBackend[] backends)
