@@ -323,6 +323,23 @@ public class SharedReservationTests
         h.Transport.Hosts.Should().Equal(["b"], "b was marked by its 429 and skipped by the second request");
     }
 
+    [Fact]
+    public async Task Callers_refused_by_a_budget_this_process_knows_are_spread_over_its_refills()
+    {
+        var store = new ReservingStore();
+        using var h = Harness(store, RoutingHarness.Backend("a", 1));
+        h.Transport.Respond("a", _ => Budget(remaining: 9_000, limit: 10_000, reset: "10s"));
+        (await h.Client.PostAsync("/", Chat(100))).Dispose();
+        store.Refuse("a", TimeSpan.FromSeconds(10));
+
+        using var first = await h.Client.PostAsync("/", Chat(6_000));
+        using var second = await h.Client.PostAsync("/", Chat(6_000));
+
+        first.Headers.RetryAfter!.Delta.Should().Be(TimeSpan.FromSeconds(10));
+        second.Headers.RetryAfter!.Delta.Should().Be(TimeSpan.FromSeconds(20), "the first caller was promised the room of the refill at 10 s");
+        h.Transport.CountFor("a").Should().Be(1);
+    }
+
     private static RoutingHarness Harness(ReservingStore store, params PriorityBackend[] backends) => Harness(store, null, backends);
 
     private static RoutingHarness Harness(ReservingStore store, Action<PriorityRoutingStrategyOptions>? configure, params PriorityBackend[] backends)
