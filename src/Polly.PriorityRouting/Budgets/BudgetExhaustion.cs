@@ -42,12 +42,13 @@ internal static class BudgetExhaustion
         if (route.Refusals is { } refusals && refusals.TryGetUntil(key, out var refusedUntil))
         {
             // The shared budget refused this request: it is spent until its refill, which this process's view may not
-            // know of; never "free now" (the refused request was not sent).
+            // know of; never "free now" (the refused request was not sent). A refill binds: the view may spread the
+            // callers it sends back over this process's share of it, as for its own spent budget.
             var refill = refusedUntil - now;
             refill = refill > BackendReservation.MinRetryAfter ? refill : BackendReservation.MinRetryAfter;
             if (refill > remaining)
             {
-                (remaining, throttled, isRefill) = (refill, true, false);
+                (remaining, throttled, isRefill) = (refill, true, true);
             }
         }
 

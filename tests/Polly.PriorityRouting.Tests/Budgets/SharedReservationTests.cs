@@ -202,6 +202,144 @@ public class SharedReservationTests
         store.Reserved.Should().BeEmpty();
     }
 
+    [Fact]
+    public async Task A_pinned_request_whose_backend_is_refused_waits_for_that_backend_and_never_goes_elsewhere()
+    {
+        var pins = new InMemoryAffinityStore(1_000, TimeProvider.System);
+        pins.Pin("resp_pinned", "a@http://a", TimeSpan.FromDays(1));
+        var store = new ReservingStore().Refuse("a", TimeSpan.FromSeconds(5));
+        using var h = Harness(store, o => o.Affinity.Store = pins);
+
+        using var response = await h.Client.PostAsync("/v1/responses", Json("{\"model\":\"gpt-4o\",\"input\":\"and then?\",\"previous_response_id\":\"resp_pinned\"}"));
+
+        response.StatusCode.Should().Be(HttpStatusCode.TooManyRequests);
+        response.Headers.RetryAfter!.Delta.Should().Be(TimeSpan.FromSeconds(5), "the pinned backend's refill, not another backend");
+        h.Transport.Requests.Should().BeEmpty();
+        store.Reserved.Select(r => r.Key.Backend).Should().Equal("a@http://a");
+    }
+
+    [Fact]
+    public async Task A_mapped_model_reserves_on_each_backends_own_deployment()
+    {
+        var a = RoutingHarness.Backend("a", 1);
+        a.Models["gpt-4o"] = "gpt-4o-ptu";
+        var b = RoutingHarness.Backend("b", 2);
+        b.Models["gpt-4o"] = "gpt-4o";
+        var store = new ReservingStore().Refuse("a", Refill);
+        using var h = Harness(store, a, b);
+        h.Transport.Respond("b", HttpStatusCode.OK);
+
+        using var response = await h.Client.PostAsync("/openai/deployments/gpt-4o/chat/completions?api-version=2024-10-21", Chat(100));
+
+        response.StatusCode.Should().Be(HttpStatusCode.OK);
+        store.Reserved.Select(r => r.Key).Should().Equal(RoutingHarness.Key("a", "gpt-4o-ptu"), RoutingHarness.Key("b", "gpt-4o"));
+        h.StateOf("a", "gpt-4o-ptu").Should().BeNull();
+    }
+
+    [Fact]
+    public async Task A_queued_caller_refused_everywhere_waits_for_the_refill_and_reserves_again_in_its_new_round()
+    {
+        var store = new ReservingStore();
+        using var h = Harness(store, o => o.MaxQueueWait = TimeSpan.FromSeconds(10), RoutingHarness.Backend("a", 1));
+        h.Transport.Respond("a", _ => Budget(remaining: 90_000, limit: 100_000, reset: "60s"));
+        (await h.Client.PostAsync("/", Chat(100))).Dispose();
+        store.Refuse("a", TimeSpan.FromSeconds(3));
+
+        var waiting = h.Client.PostAsync("/", Chat(100));
+        waiting.IsCompleted.Should().BeFalse("the caller waits for the refused budget's refill instead of a 429");
+        store.Grant("a");
+        h.AdvanceOffContext(TimeSpan.FromSeconds(3));
+
+        using var response = await waiting.WaitAsync(TimeSpan.FromSeconds(30));
+        response.StatusCode.Should().Be(HttpStatusCode.OK);
+        store.Reserved.Select(r => r.Status).Should().Equal(BackendReservationStatus.Granted, BackendReservationStatus.Refused, BackendReservationStatus.Granted);
+        h.Transport.CountFor("a").Should().Be(2);
+    }
+
+    [Fact]
+    public async Task Without_a_verdict_a_declared_quota_decides()
+    {
+        var declared = RoutingHarness.Backend("a", 1);
+        declared.TokensPerMinute = 1_000;
+        var store = new ReservingStore().Unknown("a").Unknown("b");
+        using var h = Harness(store, declared, RoutingHarness.Backend("b", 2));
+        h.Transport.Respond("a", HttpStatusCode.OK).Respond("b", HttpStatusCode.OK);
+
+        (await h.Client.PostAsync("/", Chat(600))).Dispose();
+        (await h.Client.PostAsync("/", Chat(600))).Dispose();
+
+        h.Transport.Hosts.Should().Equal(["a", "b"], "the second 600-token request does not fit a's declared 1,000 tokens a minute");
+    }
+
+    [Fact]
+    public async Task A_granted_reservation_is_counted_in_this_process_view_too()
+    {
+        var store = new ReservingStore();
+        using var h = Harness(store, RoutingHarness.Backend("a", 1), RoutingHarness.Backend("b", 2));
+        h.Transport.Respond("a", _ => Budget(remaining: 1_000, limit: 100_000, reset: "60s")).Respond("b", HttpStatusCode.OK);
+        (await h.Client.PostAsync("/", Chat(100))).Dispose();
+        h.Transport.Respond("a", HttpStatusCode.OK);
+
+        // Granted by the store, the request is spent locally as well (its answer reports nothing): should the store then
+        // know nothing (an outage), the view still counts it.
+        (await h.Client.PostAsync("/", Chat(100))).Dispose();
+        store.Unknown("a");
+        (await h.Client.PostAsync("/", Chat(900))).Dispose();
+
+        h.Transport.Hosts.Should().Equal("a", "a", "b");
+    }
+
+    [Fact]
+    public async Task An_answer_read_as_a_stream_keeps_its_reservation_while_its_body_is_read()
+    {
+        var store = new ReservingStore();
+        using var h = Harness(store);
+        h.Transport.Respond("a", HttpStatusCode.OK);
+
+        using var request = new HttpRequestMessage(HttpMethod.Post, "/") { Content = Chat(100) };
+        using var response = await h.Client.SendAsync(request, HttpCompletionOption.ResponseHeadersRead);
+        var body = await response.Content.ReadAsStringAsync();
+
+        body.Should().Be("a");
+        store.Reserved.Should().ContainSingle().Which.Status.Should().Be(BackendReservationStatus.Granted);
+        store.Released.Should().BeEmpty("the backend counted a request it answered");
+        store.Corrected.Should().BeEmpty("the answer reported no budget");
+    }
+
+    [Fact]
+    public async Task The_exhausted_answer_takes_the_soonest_of_refills_and_throttles_alike()
+    {
+        var store = new ReservingStore().Refuse("a", TimeSpan.FromSeconds(9)).Refuse("c", TimeSpan.FromSeconds(30));
+        using var h = Harness(store);
+        h.Transport.Respond("b", HttpStatusCode.TooManyRequests, ("retry-after-ms", "4000"));
+
+        using var throttledSoonest = await h.Client.PostAsync("/", Chat(100));
+        store.Refuse("a", TimeSpan.FromSeconds(2));
+        using var refusedSoonest = await h.Client.PostAsync("/", Chat(100));
+
+        throttledSoonest.StatusCode.Should().Be(HttpStatusCode.TooManyRequests);
+        throttledSoonest.Headers.RetryAfter!.Delta.Should().Be(TimeSpan.FromSeconds(4), "b's own throttle ends before a's refill");
+        refusedSoonest.Headers.RetryAfter!.Delta.Should().Be(TimeSpan.FromSeconds(2), "a refills before b's throttle ends");
+        h.Transport.Hosts.Should().Equal(["b"], "b was marked by its 429 and skipped by the second request");
+    }
+
+    [Fact]
+    public async Task Callers_refused_by_a_budget_this_process_knows_are_spread_over_its_refills()
+    {
+        var store = new ReservingStore();
+        using var h = Harness(store, RoutingHarness.Backend("a", 1));
+        h.Transport.Respond("a", _ => Budget(remaining: 9_000, limit: 10_000, reset: "10s"));
+        (await h.Client.PostAsync("/", Chat(100))).Dispose();
+        store.Refuse("a", TimeSpan.FromSeconds(10));
+
+        using var first = await h.Client.PostAsync("/", Chat(6_000));
+        using var second = await h.Client.PostAsync("/", Chat(6_000));
+
+        first.Headers.RetryAfter!.Delta.Should().Be(TimeSpan.FromSeconds(10));
+        second.Headers.RetryAfter!.Delta.Should().Be(TimeSpan.FromSeconds(20), "the first caller was promised the room of the refill at 10 s");
+        h.Transport.CountFor("a").Should().Be(1);
+    }
+
     private static RoutingHarness Harness(ReservingStore store, params PriorityBackend[] backends) => Harness(store, null, backends);
 
     private static RoutingHarness Harness(ReservingStore store, Action<PriorityRoutingStrategyOptions>? configure, params PriorityBackend[] backends)
@@ -213,6 +351,8 @@ public class SharedReservationTests
                 configure?.Invoke(o);
             },
             backends.Length > 0 ? backends : [RoutingHarness.Backend("a", 1), RoutingHarness.Backend("b", 2), RoutingHarness.Backend("c", 3)]);
+
+    private static StringContent Json(string body) => new(body, Encoding.UTF8, "application/json");
 
     private static StringContent Chat(int maxTokens)
         => new("{\"messages\":[{\"role\":\"user\",\"content\":\"hi\"}],\"max_tokens\":" + maxTokens.ToString(CultureInfo.InvariantCulture) + "}", Encoding.UTF8, "application/json");
