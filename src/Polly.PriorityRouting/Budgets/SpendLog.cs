@@ -8,15 +8,17 @@ namespace Polly.PriorityRouting;
 /// under the owning <see cref="BackendBudget"/>'s lock.
 /// </summary>
 /// <remarks>
-/// Bounded: past <see cref="Capacity"/> spends, the two oldest become one with the later ticket, so that they are
-/// counted for longer, never dropped early (an answer then frees them later than it could: room is under-, never
-/// over-counted).
+/// Bounded and allocation-free after its first spend: a ring of <see cref="Capacity"/> spends. When it is full, the
+/// oldest spend is folded into the next one (with the later ticket), so that it is counted for longer, never dropped
+/// early (an answer then frees it later than it could: room is under-, never over-counted).
 /// </remarks>
 internal sealed class SpendLog
 {
-    public const int Capacity = 256;
+    public const int Capacity = 64;
 
-    private readonly List<(long Ticket, long Cost)> _spends = [];
+    private readonly (long Ticket, long Cost)[] _spends = new (long, long)[Capacity];
+    private int _first;
+    private int _count;
 
     /// <summary>Gets the sum of the spends in the log.</summary>
     public long Total { get; private set; }
@@ -24,33 +26,35 @@ internal sealed class SpendLog
     /// <summary>Adds the spend of the admission <paramref name="ticket"/> (tickets come in increasing order).</summary>
     public void Add(long ticket, long cost)
     {
-        if (_spends.Count == Capacity)
+        if (_count == Capacity)
         {
-            _spends[1] = (_spends[1].Ticket, _spends[0].Cost + _spends[1].Cost);
-            _spends.RemoveAt(0);
+            var oldest = _spends[_first];
+            _first = (_first + 1) % Capacity;
+            _count--;
+            _spends[_first].Cost += oldest.Cost;
         }
 
-        _spends.Add((ticket, cost));
+        _spends[(_first + _count) % Capacity] = (ticket, cost);
+        _count++;
         Total += cost;
     }
 
     /// <summary>Forgets the spends of the admissions up to <paramref name="ticket"/>: a count reported as of then includes them.</summary>
     public void DropUpTo(long ticket)
     {
-        var included = 0;
-        while (included < _spends.Count && _spends[included].Ticket <= ticket)
+        while (_count > 0 && _spends[_first].Ticket <= ticket)
         {
-            Total -= _spends[included].Cost;
-            included++;
+            Total -= _spends[_first].Cost;
+            _first = (_first + 1) % Capacity;
+            _count--;
         }
-
-        _spends.RemoveRange(0, included);
     }
 
     /// <summary>Forgets every spend: the window they were spent in is over.</summary>
     public void Clear()
     {
-        _spends.Clear();
+        _first = 0;
+        _count = 0;
         Total = 0;
     }
 }
