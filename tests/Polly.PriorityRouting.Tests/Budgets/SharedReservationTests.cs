@@ -340,6 +340,21 @@ public class SharedReservationTests
         h.Transport.CountFor("a").Should().Be(1);
     }
 
+    [Fact]
+    public async Task A_backend_this_process_believes_spent_is_still_asked_and_the_shared_budget_decides()
+    {
+        // Its last answer said "0 left for 60 s", measured from when it arrived; the shared budget knows the refill came.
+        var store = new ReservingStore();
+        using var h = Harness(store);
+        h.Transport.Respond("a", _ => Budget(remaining: 0, limit: 100_000, reset: "60s"));
+        (await h.Client.PostAsync("/", Chat(100))).Dispose();
+
+        using var response = await h.Client.PostAsync("/", Chat(100));
+
+        h.Transport.Hosts.Should().Equal(["a", "a"], "the shared budget granted it");
+        store.Reserved.Select(r => r.Status).Should().Equal(BackendReservationStatus.Granted, BackendReservationStatus.Granted);
+    }
+
     private static RoutingHarness Harness(ReservingStore store, params PriorityBackend[] backends) => Harness(store, null, backends);
 
     private static RoutingHarness Harness(ReservingStore store, Action<PriorityRoutingStrategyOptions>? configure, params PriorityBackend[] backends)
