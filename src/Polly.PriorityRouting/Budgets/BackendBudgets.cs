@@ -73,7 +73,9 @@ internal sealed class BackendBudgets
     /// <param name="cost">The request's estimated tokens; 0 (unknown) is held back by a spent request budget only.</param>
     /// <param name="now">The current time.</param>
     /// <param name="own">The room the request holds as a released waiter, or <see langword="null"/>.</param>
-    public bool CanAdmit(BackendStateKey key, long cost, DateTimeOffset now, BudgetHold? own = null)
+    /// <param name="quota">The backend's declared quota, or <see langword="null"/> (see <see cref="TryTake"/>).</param>
+    /// <param name="headroom">The request's <see cref="RequestRoute.Headroom"/>: 0 for a foreground request.</param>
+    public bool CanAdmit(BackendStateKey key, long cost, DateTimeOffset now, BudgetHold? own = null, DeclaredQuota? quota = null, double headroom = 0)
     {
         if (Volatile.Read(ref _count) == 0 || !_budgets.TryGetValue(key, out var budget))
         {
@@ -82,12 +84,13 @@ internal sealed class BackendBudgets
 
         lock (budget)
         {
-            return budget.TimeUntilAdmitted(cost, now, Share, own) == TimeSpan.Zero;
+            DeclareIfAny(budget, quota, now);
+            return budget.TimeUntilAdmitted(cost, now, Share, own, headroom) == TimeSpan.Zero;
         }
     }
 
-    /// <summary>Returns how long until a request of <paramref name="cost"/> tokens fits the key's budget.</summary>
-    public TimeSpan TimeUntilAdmitted(BackendStateKey key, long cost, DateTimeOffset now)
+    /// <summary>Returns how long until a request of <paramref name="cost"/> tokens (and <paramref name="headroom"/>) fits the key's budget.</summary>
+    public TimeSpan TimeUntilAdmitted(BackendStateKey key, long cost, DateTimeOffset now, DeclaredQuota? quota = null, double headroom = 0)
     {
         if (Volatile.Read(ref _count) == 0 || !_budgets.TryGetValue(key, out var budget))
         {
@@ -96,7 +99,8 @@ internal sealed class BackendBudgets
 
         lock (budget)
         {
-            return budget.TimeUntilAdmitted(cost, now, Share);
+            DeclareIfAny(budget, quota, now);
+            return budget.TimeUntilAdmitted(cost, now, Share, headroom: headroom);
         }
     }
 
@@ -113,8 +117,9 @@ internal sealed class BackendBudgets
     /// The backend's declared quota, or <see langword="null"/>: a key nothing has reported yet starts from it (a budget
     /// that does not exist yet is full, so the selection's read need not create it).
     /// </param>
+    /// <param name="headroom">The request's <see cref="RequestRoute.Headroom"/>: 0 for a foreground request.</param>
     /// <returns>Whether the request was admitted: always when the key has no budget.</returns>
-    public bool TryTake(BackendStateKey key, long cost, DateTimeOffset now, BudgetHold? own = null, DeclaredQuota? quota = null)
+    public bool TryTake(BackendStateKey key, long cost, DateTimeOffset now, BudgetHold? own = null, DeclaredQuota? quota = null, double headroom = 0)
     {
         BackendBudget? budget;
         if (quota is not null)
@@ -128,8 +133,8 @@ internal sealed class BackendBudgets
             budget = declared;
             lock (budget)
             {
-                budget.Declare(quota, now, Share);
-                return budget.TryTake(cost, now, Share, own);
+                DeclareIfAny(budget, quota, now);
+                return budget.TryTake(cost, now, Share, own, headroom);
             }
         }
 
@@ -140,7 +145,20 @@ internal sealed class BackendBudgets
 
         lock (budget)
         {
-            return budget.TryTake(cost, now, Share, own);
+            return budget.TryTake(cost, now, Share, own, headroom);
+        }
+    }
+
+    /// <summary>
+    /// Every read of a budget applies the backend's declaration first (the caller holds the budget's lock): a reload that
+    /// raised a declared quota must be seen by the selection's read too, which would otherwise never let a request reach
+    /// the admission that applies it.
+    /// </summary>
+    private void DeclareIfAny(BackendBudget budget, DeclaredQuota? quota, DateTimeOffset now)
+    {
+        if (quota is not null)
+        {
+            budget.Declare(quota, now, Share);
         }
     }
 
@@ -157,11 +175,7 @@ internal sealed class BackendBudgets
 
         lock (known)
         {
-            if (quota is not null)
-            {
-                known.Declare(quota, now, Share);
-            }
-
+            DeclareIfAny(known, quota, now);
             known.Spend(cost, now, Share, own);
         }
     }
@@ -179,7 +193,8 @@ internal sealed class BackendBudgets
     /// <param name="cost">The request's estimated tokens.</param>
     /// <param name="earliest">The soonest moment any backend of the request frees up.</param>
     /// <param name="reserved">Whether the moment holds room for this request in the key's refill.</param>
-    public DateTimeOffset Promise(BackendStateKey key, long cost, DateTimeOffset earliest, out bool reserved)
+    /// <param name="headroom">The request's <see cref="RequestRoute.Headroom"/>: 0 for a foreground request.</param>
+    public DateTimeOffset Promise(BackendStateKey key, long cost, DateTimeOffset earliest, out bool reserved, double headroom = 0)
     {
         reserved = false;
         if (Volatile.Read(ref _count) == 0 || !_budgets.TryGetValue(key, out var budget))
@@ -189,12 +204,12 @@ internal sealed class BackendBudgets
 
         lock (budget)
         {
-            return budget.Promise(cost, earliest, Share, out reserved);
+            return budget.Promise(cost, earliest, Share, out reserved, headroom);
         }
     }
 
     /// <summary>Promises room in the key's refill at <paramref name="at"/> only; see <see cref="BackendBudget.TryPromiseAt"/>.</summary>
-    public bool TryPromiseAt(BackendStateKey key, long cost, DateTimeOffset at)
+    public bool TryPromiseAt(BackendStateKey key, long cost, DateTimeOffset at, double headroom = 0)
     {
         if (Volatile.Read(ref _count) == 0 || !_budgets.TryGetValue(key, out var budget))
         {
@@ -203,7 +218,7 @@ internal sealed class BackendBudgets
 
         lock (budget)
         {
-            return budget.TryPromiseAt(cost, at, Share);
+            return budget.TryPromiseAt(cost, at, Share, headroom);
         }
     }
 
@@ -221,7 +236,7 @@ internal sealed class BackendBudgets
 
         lock (budget)
         {
-            return budget.AddHold(reservation.Cost, reservation.DueAt);
+            return budget.AddHold(reservation.Cost, reservation.DueAt, reservation.IsBackground);
         }
     }
 
@@ -244,7 +259,7 @@ internal sealed class BackendBudgets
 
         lock (budget)
         {
-            budget.Withdraw(reservation.Cost, reservation.DueAt);
+            budget.Withdraw(reservation.Cost, reservation.DueAt, reservation.IsBackground);
         }
     }
 

@@ -28,7 +28,7 @@ internal static class BudgetExhaustion
         var partition = route.PartitionOn(backend);
         var remaining = availability.GetTimeUntilAvailable(backend, now, partition, out throttled);
         key = backend.GetThrottleKey(partition);
-        var budgetWait = budgets.TimeUntilAdmitted(key, route.Cost, now);
+        var budgetWait = budgets.TimeUntilAdmitted(key, route.Cost, now, backend.Quota, route.Headroom);
 
         // The budget binds when the backend is no sooner back for itself than its budget refills.
         isRefill = budgetWait > TimeSpan.Zero && budgetWait >= remaining;
@@ -97,9 +97,9 @@ internal static class BudgetExhaustion
             // Stable: ties keep the configured (best tier first) order.
             foreach (var (remaining, backend, candidateKey) in candidates.OrderBy(candidate => candidate.Remaining))
             {
-                if (budgets.TryPromiseAt(candidateKey, route.Cost, now + remaining))
+                if (budgets.TryPromiseAt(candidateKey, route.Cost, now + remaining, route.Headroom))
                 {
-                    return (remaining, anyThrottled, new BudgetReservation(candidateKey, route.Cost, now + remaining, backend.Name));
+                    return (remaining, anyThrottled, new BudgetReservation(candidateKey, route.Cost, now + remaining, backend.Name, route.Headroom));
                 }
             }
         }
@@ -111,7 +111,7 @@ internal static class BudgetExhaustion
             return (soonest, anyThrottled, null);
         }
 
-        var promisedAt = budgets.Promise(soonestKey, route.Cost, now + soonest, out var reserved);
+        var promisedAt = budgets.Promise(soonestKey, route.Cost, now + soonest, out var reserved, route.Headroom);
         var promised = promisedAt - now;
         if (promised > availability.LongestCooldown)
         {
@@ -119,6 +119,6 @@ internal static class BudgetExhaustion
             return (availability.LongestCooldown, anyThrottled, null);
         }
 
-        return (promised, anyThrottled, reserved ? new BudgetReservation(soonestKey, route.Cost, promisedAt, soonestBackend.Name) : null);
+        return (promised, anyThrottled, reserved ? new BudgetReservation(soonestKey, route.Cost, promisedAt, soonestBackend.Name, route.Headroom) : null);
     }
 }

@@ -510,8 +510,7 @@ internal sealed class BackendPool
         BackendReservation reservation;
         try
         {
-            // TODO(background): the route's headroom for a background request; 0 keeps nothing back (foreground).
-            reservation = await _reservations!.ReserveAsync(key, route.Cost, headroom: 0, _timeProvider.GetUtcNow(), cancellationToken)
+            reservation = await _reservations!.ReserveAsync(key, route.Cost, route.Headroom, _timeProvider.GetUtcNow(), cancellationToken)
                 .ConfigureAwait(continueOnCapturedContext);
         }
         catch (Exception)
@@ -545,7 +544,7 @@ internal sealed class BackendPool
     /// </summary>
     private bool TryTakeBudget(RoutedBackend backend, DateTimeOffset now, in RequestRoute route)
     {
-        if (_budgets is not null && !_budgets.TryTake(backend.GetThrottleKey(route.PartitionOn(backend)), route.Cost, now, route.Held, backend.Quota))
+        if (_budgets is not null && !_budgets.TryTake(backend.GetThrottleKey(route.PartitionOn(backend)), route.Cost, now, route.Held, backend.Quota, route.Headroom))
         {
             return false;
         }

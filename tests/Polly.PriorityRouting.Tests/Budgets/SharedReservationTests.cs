@@ -355,6 +355,21 @@ public class SharedReservationTests
         store.Reserved.Select(r => r.Status).Should().Equal(BackendReservationStatus.Granted, BackendReservationStatus.Granted);
     }
 
+    [Fact]
+    public async Task A_background_request_asks_the_shared_budget_to_keep_the_headroom_free_and_a_foreground_one_does_not()
+    {
+        var store = new ReservingStore();
+        using var h = Harness(store, o => o.BackgroundHeadroom = 0.3);
+        h.Transport.Respond("a", HttpStatusCode.OK);
+        using var background = new HttpRequestMessage(HttpMethod.Post, "/") { Content = Chat(100) };
+        background.Options.Set(PriorityRoutingRequestOptions.Hints, new PriorityRoutingHints { Background = true });
+
+        (await h.Client.SendAsync(background)).Dispose();
+        (await h.Client.PostAsync("/", Chat(100))).Dispose();
+
+        store.Headrooms.Should().Equal(0.3, 0);
+    }
+
     private static RoutingHarness Harness(ReservingStore store, params PriorityBackend[] backends) => Harness(store, null, backends);
 
     private static RoutingHarness Harness(ReservingStore store, Action<PriorityRoutingStrategyOptions>? configure, params PriorityBackend[] backends)
