@@ -7,10 +7,9 @@ namespace Polly.PriorityRouting.Redis;
 /// An <see cref="IBackendStateStore"/> shared by every replica connected to one Redis: reads are served by a local
 /// mirror, writes go to the mirror at once and to Redis in the background, and a pub/sub subscription keeps the mirror
 /// current with what the other replicas learn. As an <see cref="IBackendBudgetStore"/> it also carries the budgets the
-/// replicas' answers report, on the same channel (<see cref="RedisBudgetChannel"/>); as an
-/// <see cref="IBackendReservationStore"/>, when <see cref="PriorityRoutingRedisStoreOptions.Reservations"/> is on, it
-/// reserves each attempt's cost in budgets every replica shares (<see cref="RedisReservations"/>: the one call on the
-/// request path, bounded) and otherwise has no verdict (each replica's own view admits, as without it).
+/// replicas' answers report, on the same channel (<see cref="RedisBudgetChannel"/>). With
+/// <see cref="PriorityRoutingRedisStoreOptions.Reservations"/> on it also holds the shared reservations
+/// (<see cref="RedisReservations"/>), which the service collection exposes through <see cref="RedisReservingStateStore"/>.
 /// </summary>
 /// <remarks>
 /// <para>
@@ -26,7 +25,7 @@ namespace Polly.PriorityRouting.Redis;
 /// from elsewhere is held at most <see cref="PriorityRoutingRedisStoreOptions.MaxUnavailability"/>.
 /// </para>
 /// </remarks>
-internal sealed partial class RedisBackendStateStore : IBackendStateStore, IBackendBudgetStore, IBackendReservationStore, IAsyncDisposable, IDisposable
+internal sealed partial class RedisBackendStateStore : IBackendStateStore, IBackendBudgetStore, IAsyncDisposable, IDisposable
 {
     /// <summary>The most marks kept for publication while Redis cannot be written.</summary>
     internal const int MaxUnpublished = UnpublishedMarks.DefaultCapacity;
@@ -113,6 +112,7 @@ internal sealed partial class RedisBackendStateStore : IBackendStateStore, IBack
 
     internal RedisBudgetChannel Budgets => _budgets;
 
+    /// <summary>Gets the shared reservations; <see langword="null"/> unless <see cref="PriorityRoutingRedisStoreOptions.Reservations"/> is on.</summary>
     internal RedisReservations? Reservations => _reservations;
 
     /// <inheritdoc/>
@@ -154,16 +154,6 @@ internal sealed partial class RedisBackendStateStore : IBackendStateStore, IBack
 
     /// <inheritdoc/>
     public void PublishBudget(BackendStateKey key, BackendBudgetObservation observation, DateTimeOffset now) => _budgets.Publish(key, observation);
-
-    /// <inheritdoc/>
-    public ValueTask<BackendReservation> ReserveAsync(BackendStateKey key, long cost, double headroom, DateTimeOffset now, CancellationToken cancellationToken)
-        => _reservations?.ReserveAsync(key, cost, headroom, now, cancellationToken) ?? new(BackendReservation.Unknown(key, cost, now, 0, 0));
-
-    /// <inheritdoc/>
-    public void Correct(BackendReservation reservation, BackendReservationReport report) => _reservations?.Correct(reservation, report);
-
-    /// <inheritdoc/>
-    public void Release(BackendReservation reservation) => _reservations?.Release(reservation);
 
     /// <inheritdoc/>
     public void SubscribeToBudgets(Action<BackendStateKey, BackendBudgetObservation> onObservation) => _budgets.Subscribe(onObservation);

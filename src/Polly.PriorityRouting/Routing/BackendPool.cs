@@ -64,7 +64,11 @@ internal sealed class BackendPool
         }
 
         _requestCost = options.RequestCost;
-        _selector = new BackendSelector(_backends, Availability, options.Randomizer, Latency, _budgets);
+
+        // With shared reservations the store, not this process's view, says whether a budget has room: the selection
+        // does not skip a backend on the view (which learns another replica's spend late, and a refill late); the view
+        // decides at admission when the store has no verdict (see ReserveAsync).
+        _selector = new BackendSelector(_backends, Availability, options.Randomizer, Latency, _reservations is null ? _budgets : null);
         Queue = _budgets is not null && options.MaxQueueWait is { } maxWait ? new WaitQueue(timeProvider, _budgets, maxWait) : null;
         Models = ModelCatalog.Create(_backends, options.ModelFallbacks, options.ContextWindowFallbacks);
     }
@@ -244,7 +248,9 @@ internal sealed class BackendPool
         var inFlight = _timeProvider.GetElapsedTime(started);
         _budgets?.Observe(key, response.Headers, now, _maxCooldown, sentAt: now - inFlight, ticket: lease.SpendTicket);
         lease.Reservation?.Correct(BackendBudgets.TryReadReport(response.Headers, _maxCooldown, now - inFlight, now, out var report) ? report : null);
-        if (!_proactiveThrottling ||
+        // With shared reservations the shared budget refuses what no longer fits, per request and until its refill; a mark
+        // would hold every request off until the reset, whatever the request's size.
+        if (!_proactiveThrottling || _reservations is not null ||
             !ThrottleSignalParser.TryGetExhaustedBudgetReset(response.Headers, _maxCooldown, out var cooldown) ||
             cooldown <= inFlight)
         {

@@ -340,6 +340,36 @@ public class SharedReservationTests
         h.Transport.CountFor("a").Should().Be(1);
     }
 
+    [Fact]
+    public async Task A_backend_this_process_believes_spent_is_still_asked_and_the_shared_budget_decides()
+    {
+        // Its last answer said "0 left for 60 s", measured from when it arrived; the shared budget knows the refill came.
+        var store = new ReservingStore();
+        using var h = Harness(store);
+        h.Transport.Respond("a", _ => Budget(remaining: 0, limit: 100_000, reset: "60s"));
+        (await h.Client.PostAsync("/", Chat(100))).Dispose();
+
+        using var response = await h.Client.PostAsync("/", Chat(100));
+
+        h.Transport.Hosts.Should().Equal(["a", "a"], "the shared budget granted it");
+        store.Reserved.Select(r => r.Status).Should().Equal(BackendReservationStatus.Granted, BackendReservationStatus.Granted);
+    }
+
+    [Fact]
+    public async Task A_background_request_asks_the_shared_budget_to_keep_the_headroom_free_and_a_foreground_one_does_not()
+    {
+        var store = new ReservingStore();
+        using var h = Harness(store, o => o.BackgroundHeadroom = 0.3);
+        h.Transport.Respond("a", HttpStatusCode.OK);
+        using var background = new HttpRequestMessage(HttpMethod.Post, "/") { Content = Chat(100) };
+        background.Options.Set(PriorityRoutingRequestOptions.Hints, new PriorityRoutingHints { Background = true });
+
+        (await h.Client.SendAsync(background)).Dispose();
+        (await h.Client.PostAsync("/", Chat(100))).Dispose();
+
+        store.Headrooms.Should().Equal(0.3, 0);
+    }
+
     private static RoutingHarness Harness(ReservingStore store, params PriorityBackend[] backends) => Harness(store, null, backends);
 
     private static RoutingHarness Harness(ReservingStore store, Action<PriorityRoutingStrategyOptions>? configure, params PriorityBackend[] backends)

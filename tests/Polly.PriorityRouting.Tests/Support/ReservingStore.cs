@@ -15,6 +15,9 @@ internal sealed class ReservingStore : IBackendStateStore, IBackendReservationSt
 
     public ConcurrentQueue<BackendReservation> Reserved { get; } = new();
 
+    /// <summary>Gets the headroom each reservation asked for, in order.</summary>
+    public ConcurrentQueue<double> Headrooms { get; } = new();
+
     public ConcurrentQueue<(BackendReservation Reservation, BackendReservationReport Report)> Corrected { get; } = new();
 
     public ConcurrentQueue<BackendReservation> Released { get; } = new();
@@ -42,6 +45,7 @@ internal sealed class ReservingStore : IBackendStateStore, IBackendReservationSt
 
     public async ValueTask<BackendReservation> ReserveAsync(BackendStateKey key, long cost, double headroom, DateTimeOffset now, CancellationToken cancellationToken)
     {
+        Headrooms.Enqueue(headroom);
         var host = new Uri(key.Backend[(key.Backend.IndexOf('@') + 1)..]).Host;
         var reservation = _answers.TryGetValue(host, out var answer)
             ? await answer(key, cost, now, cancellationToken)
