@@ -52,6 +52,9 @@ internal struct BudgetCounter
 
     private long _reported;
     private SpendLog? _spends;
+
+    // The admission ticket of the own answer the count came from (0: a peer's report, or an answer of unknown admission).
+    private long _countTicket;
     private bool _assumed;
     private bool _declared;
     private TimeSpan _windowLongest;
@@ -158,9 +161,11 @@ internal struct BudgetCounter
 
         if (resetAt < ResetAt - tolerance)
         {
-            if (includedSpends is not null)
+            if (includedSpends is { } answer && IsNewerThanCount(answer))
             {
                 // This process's answer is newer than the current window could be: that window came from an odd value.
+                // (One admitted before the answer that set the count is older: a budget refilled continuously reports a
+                // sooner full moment for a larger remaining count.)
                 StartWindows(resetAt, delay);
                 Replace(reported, resetAt, includedSpends);
             }
@@ -178,6 +183,7 @@ internal struct BudgetCounter
             if (includedSpends is { } included)
             {
                 _spends?.DropUpTo(included);
+                _countTicket = TicketOf(included);
             }
 
             _assumed = false;
@@ -193,6 +199,7 @@ internal struct BudgetCounter
         if (reported < _reported)
         {
             _reported = reported;
+            _countTicket = includedSpends is { } newer ? TicketOf(newer) : _countTicket;
         }
 
         if (resetAt > ResetAt)
@@ -302,9 +309,18 @@ internal struct BudgetCounter
     }
 
     /// <summary>Replaces the count; the spends this process made after an own answer's attempt still count.</summary>
+    /// <summary>
+    /// Returns whether an own answer whose count includes the spends up to <paramref name="includedSpends"/> was admitted
+    /// after the one the count came from (<see cref="long.MaxValue"/>, an answer of unknown admission, is taken as newer).
+    /// </summary>
+    private readonly bool IsNewerThanCount(long includedSpends) => includedSpends == long.MaxValue || includedSpends > _countTicket;
+
+    private static long TicketOf(long includedSpends) => includedSpends == long.MaxValue ? 0 : includedSpends;
+
     private void Replace(long reported, DateTimeOffset resetAt, long? includedSpends)
     {
         _reported = reported;
+        _countTicket = includedSpends is { } own ? TicketOf(own) : 0;
         if (includedSpends is { } included)
         {
             _spends?.DropUpTo(included);

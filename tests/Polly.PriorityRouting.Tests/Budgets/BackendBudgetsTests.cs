@@ -86,6 +86,24 @@ public class BackendBudgetsTests
     }
 
     [Fact]
+    public void An_answer_admitted_before_the_one_that_set_the_count_never_raises_it_back()
+    {
+        // Two completions admitted one after the other on a budget refilled continuously: the first had more left, and
+        // so a sooner moment of being full again. Its answer, arriving after the second's, is older, not an odd report.
+        var budgets = new BackendBudgets();
+        budgets.Observe(Key, Headers(("x-ratelimit-remaining-tokens", "90000"), ("x-ratelimit-limit-tokens", "100000"), ("x-ratelimit-reset-tokens", "1s")), Now, MaxCooldown);
+        var sent = Now.AddSeconds(0.5);
+        budgets.TryTake(Key, 10_000, sent, out var first).Should().BeTrue();
+        budgets.TryTake(Key, 70_000, sent, out var second).Should().BeTrue();
+
+        budgets.Observe(Key, Headers(("x-ratelimit-remaining-tokens", "10000"), ("x-ratelimit-limit-tokens", "100000"), ("x-ratelimit-reset-tokens", "9s")), Now.AddSeconds(0.8), MaxCooldown, sent, second);
+        budgets.Observe(Key, Headers(("x-ratelimit-remaining-tokens", "80000"), ("x-ratelimit-limit-tokens", "100000"), ("x-ratelimit-reset-tokens", "2s")), Now.AddSeconds(0.9), MaxCooldown, sent, first);
+
+        budgets.CanAdmit(Key, 50_000, Now.AddSeconds(1)).Should().BeFalse("10,000 were left after the later admission");
+        budgets.CanAdmit(Key, 10_000, Now.AddSeconds(1)).Should().BeTrue();
+    }
+
+    [Fact]
     public void A_spent_request_budget_holds_every_request_back_until_its_reset_even_one_of_unknown_cost()
     {
         var budgets = new BackendBudgets();
