@@ -184,7 +184,8 @@ internal sealed class BackendBudgets
     /// <param name="ticket">The admission's ticket, for its answer (see <see cref="Observe"/>): 0 when it spent nothing.</param>
     /// <param name="own">The room the request holds as a released waiter, or <see langword="null"/>.</param>
     /// <param name="quota">The backend's declared quota, or <see langword="null"/>.</param>
-    public void Spend(BackendStateKey key, long cost, DateTimeOffset now, out long ticket, BudgetHold? own = null, DeclaredQuota? quota = null)
+    /// <param name="headroom">The request's <see cref="RequestRoute.Headroom"/>: 0 for a foreground request.</param>
+    public void Spend(BackendStateKey key, long cost, DateTimeOffset now, out long ticket, BudgetHold? own = null, DeclaredQuota? quota = null, double headroom = 0)
     {
         ticket = 0;
         if ((quota is null ? (_budgets.TryGetValue(key, out var budget) ? budget : null) : GetOrAdd(key, now)) is not { } known)
@@ -196,7 +197,7 @@ internal sealed class BackendBudgets
         {
             DeclareIfAny(known, quota, now);
             ticket = Interlocked.Increment(ref _tickets);
-            known.Spend(cost, now, Share, own, ticket);
+            known.Spend(cost, now, Share, own, ticket, headroom);
         }
     }
 

@@ -531,7 +531,7 @@ internal sealed class BackendPool
         var ticket = reservation.IsCounted ? new ReservationTicket(_reservations!, reservation) : null;
         if (reservation.Status == BackendReservationStatus.Granted)
         {
-            _budgets!.Spend(key, route.Cost, now, out var spent, route.Held, backend.Quota);
+            _budgets!.Spend(key, route.Cost, now, out var spent, route.Held, backend.Quota, route.Headroom);
             route.Held?.Release();
             return (lease.WithReservation(ticket).WithSpend(spent), key, null);
         }
