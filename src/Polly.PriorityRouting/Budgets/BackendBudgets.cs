@@ -242,6 +242,24 @@ internal sealed class BackendBudgets
         }
     }
 
+    /// <summary>
+    /// Returns the headroom a request reserves with in the shared store: a background request's
+    /// <paramref name="headroom"/> grows by the room this process promised foreground callers in the refill under way
+    /// (see <see cref="BackendBudget.SharedHeadroom"/>); a foreground request's (0) never changes, and reads nothing.
+    /// </summary>
+    public double SharedHeadroom(BackendStateKey key, double headroom, DateTimeOffset now)
+    {
+        if (headroom <= 0 || Volatile.Read(ref _count) == 0 || !_budgets.TryGetValue(key, out var budget))
+        {
+            return headroom;
+        }
+
+        lock (budget)
+        {
+            return budget.SharedHeadroom(headroom, now, Share);
+        }
+    }
+
     /// <summary>Promises room in the key's refill at <paramref name="at"/> only; see <see cref="BackendBudget.TryPromiseAt"/>.</summary>
     public bool TryPromiseAt(BackendStateKey key, long cost, DateTimeOffset at, double headroom = 0)
     {

@@ -518,7 +518,8 @@ internal sealed class BackendPool
         BackendReservation reservation;
         try
         {
-            reservation = await _reservations!.ReserveAsync(key, route.Cost, route.Headroom, _timeProvider.GetUtcNow(), cancellationToken)
+            var headroom = _budgets!.SharedHeadroom(key, route.Headroom, _timeProvider.GetUtcNow());
+            reservation = await _reservations!.ReserveAsync(key, route.Cost, headroom, _timeProvider.GetUtcNow(), cancellationToken)
                 .ConfigureAwait(continueOnCapturedContext);
         }
         catch (Exception)
