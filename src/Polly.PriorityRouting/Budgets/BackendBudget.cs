@@ -85,10 +85,6 @@ internal sealed class BackendBudget
     {
         CountDueHolds(now);
         var background = headroom > 0;
-
-        // Read first: a budget whose reset passed is assumed refilled here, which decides whose claims it holds.
-        var tokens = Tokens.Available(now, share);
-        var requests = Requests.Available(now, share);
         var heldTokens = _dueHeldTokens;
         var heldRequests = _dueHeldRequests;
         if (background)
@@ -106,12 +102,14 @@ internal sealed class BackendBudget
         }
 
         var wait = TimeSpan.Zero;
+        var tokens = Tokens.Available(now, share);
         var largest = Tokens.IsAssumed ? Tokens.ShareOfLimit(share) : Tokens.Limit;
         if ((cost > 0 || background) && tokens != Unknown && tokens - heldTokens < cost + Kept(headroom, largest, cost) && (largest == Unknown || cost <= largest))
         {
             wait = UntilRefill(Tokens.ResetAt, heldTokens, now);
         }
 
+        var requests = Requests.Available(now, share);
         var requestsKept = Kept(headroom, Requests.IsAssumed ? Requests.ShareOfLimit(share) : Requests.Limit, 1);
         if (requests != Unknown && requests - heldRequests < 1 + requestsKept && UntilRefill(Requests.ResetAt, heldRequests, now) is var requestsWait && requestsWait > wait)
         {
