@@ -90,8 +90,8 @@ internal sealed class BackendBudget
         if (background)
         {
             var (claimedTokens, claimedRequests) = ForegroundClaim(now);
-            heldTokens += _dueBackgroundTokens + Tokens.ClaimOfAll(claimedTokens, share);
-            heldRequests += _dueBackgroundRequests + Requests.ClaimOfAll(claimedRequests, share);
+            heldTokens += _dueBackgroundTokens + claimedTokens;
+            heldRequests += _dueBackgroundRequests + claimedRequests;
         }
 
         // Another budget's hold is read under its own lock only: compare the budget first.

@@ -82,15 +82,6 @@ internal struct BudgetCounter
     public readonly bool IsAssumed => _assumed;
 
     /// <summary>
-    /// Returns the room every process sharing the store promised, from this process's <paramref name="claimed"/>
-    /// share of it (see <see cref="BackendBudget.ForegroundClaim"/>): each promises its share of a refill, so a count a
-    /// backend reported (the whole budget) holds the claims of all, at most the limit; an assumed count is this
-    /// process's share, and holds its own claim.
-    /// </summary>
-    public readonly long ClaimOfAll(long claimed, double share)
-        => claimed <= 0 || _assumed || share >= 1 ? claimed : Limit == Unknown ? claimed : Math.Min(Limit, (long)Math.Ceiling(claimed / share));
-
-    /// <summary>
     /// Gets the length of a refill window: the latest gap between two windows reported one after the other, else the
     /// longest reset delay reported in the current window and the one before.
     /// </summary>

@@ -92,23 +92,6 @@ public class SharedBudgetsTests
     }
 
     [Fact]
-    public void With_peers_background_work_leaves_the_room_every_process_promised_its_foreground_callers()
-    {
-        var store = new RecordingBudgetStore { PeerCount = 3 };
-        var budgets = Subscribed(store, new FakeTimeProvider(Now));
-        budgets.Observe(Key, Tokens(remaining: 0, reset: "10s", limit: "100000"), Now, MaxCooldown);
-        var refilled = Now.AddSeconds(10);
-        budgets.Promise(Key, 10_000, refilled).Should().Be(refilled);
-
-        budgets.CanAdmit(Key, 10_000, refilled, headroom: 0.2).Should().BeTrue("this process's quarter, 25,000, less its own promise and a fifth of its quarter");
-        budgets.CanAdmit(Key, 10_001, refilled, headroom: 0.2).Should().BeFalse();
-
-        budgets.Observe(Key, Tokens(remaining: 100_000, reset: "10s", limit: "100000"), refilled, MaxCooldown);
-        budgets.CanAdmit(Key, 40_000, refilled, headroom: 0.2).Should().BeTrue("a reported count is the backend's: it holds the four processes' promises, 40,000, and a fifth of the limit");
-        budgets.CanAdmit(Key, 40_001, refilled, headroom: 0.2).Should().BeFalse();
-    }
-
-    [Fact]
     public void With_peers_a_refill_nobody_reported_yet_is_shared_among_them()
     {
         var store = new RecordingBudgetStore { PeerCount = 3 };
