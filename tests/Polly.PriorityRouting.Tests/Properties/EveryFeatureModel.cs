@@ -342,7 +342,10 @@ internal sealed class EveryFeatureModel
         if (_setup.MaxQueueWait is { } bound && answer.Status == 429 && !noFailoverSpent && WaitersNow == 0)
         {
             var left = bound - (now - request.StartedAt);
-            var mayBeFull = over.Any(b => _budgets.TryGetValue((b, request.Partition), out var v) && v.Promised.Contains(promisedAt));
+            // Promises are first come, first served: a caller is never promised a refill before one already promised
+            // an earlier caller (docs/configuration.md, "Waiting for a refill"), so a refill promised at or after this
+            // one — a window corrected since may have put it after — may leave this caller nothing to wait for.
+            var mayBeFull = over.Any(b => _budgets.TryGetValue((b, request.Partition), out var v) && v.Promised.Any(p => p >= promisedAt));
 
             // Only a promise that nothing but a refill explains: not also the end of a mark (a wait is for a refill).
             var alsoAMark = over.SelectMany(b => Keys(b, request.Partition)).Any(k => _marks.TryGetValue(k, out var m) && (m.Low == promisedAt || m.High == promisedAt));
