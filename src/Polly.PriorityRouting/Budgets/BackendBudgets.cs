@@ -74,7 +74,8 @@ internal sealed class BackendBudgets
     /// <param name="now">The current time.</param>
     /// <param name="own">The room the request holds as a released waiter, or <see langword="null"/>.</param>
     /// <param name="quota">The backend's declared quota, or <see langword="null"/> (see <see cref="TryTake"/>).</param>
-    public bool CanAdmit(BackendStateKey key, long cost, DateTimeOffset now, BudgetHold? own = null, DeclaredQuota? quota = null)
+    /// <param name="headroom">The request's <see cref="RequestRoute.Headroom"/>: 0 for a foreground request.</param>
+    public bool CanAdmit(BackendStateKey key, long cost, DateTimeOffset now, BudgetHold? own = null, DeclaredQuota? quota = null, double headroom = 0)
     {
         if (Volatile.Read(ref _count) == 0 || !_budgets.TryGetValue(key, out var budget))
         {
@@ -84,12 +85,12 @@ internal sealed class BackendBudgets
         lock (budget)
         {
             DeclareIfAny(budget, quota, now);
-            return budget.TimeUntilAdmitted(cost, now, Share, own) == TimeSpan.Zero;
+            return budget.TimeUntilAdmitted(cost, now, Share, own, headroom) == TimeSpan.Zero;
         }
     }
 
-    /// <summary>Returns how long until a request of <paramref name="cost"/> tokens fits the key's budget.</summary>
-    public TimeSpan TimeUntilAdmitted(BackendStateKey key, long cost, DateTimeOffset now, DeclaredQuota? quota = null)
+    /// <summary>Returns how long until a request of <paramref name="cost"/> tokens (and <paramref name="headroom"/>) fits the key's budget.</summary>
+    public TimeSpan TimeUntilAdmitted(BackendStateKey key, long cost, DateTimeOffset now, DeclaredQuota? quota = null, double headroom = 0)
     {
         if (Volatile.Read(ref _count) == 0 || !_budgets.TryGetValue(key, out var budget))
         {
@@ -99,7 +100,7 @@ internal sealed class BackendBudgets
         lock (budget)
         {
             DeclareIfAny(budget, quota, now);
-            return budget.TimeUntilAdmitted(cost, now, Share);
+            return budget.TimeUntilAdmitted(cost, now, Share, headroom: headroom);
         }
     }
 
@@ -116,8 +117,9 @@ internal sealed class BackendBudgets
     /// The backend's declared quota, or <see langword="null"/>: a key nothing has reported yet starts from it (a budget
     /// that does not exist yet is full, so the selection's read need not create it).
     /// </param>
+    /// <param name="headroom">The request's <see cref="RequestRoute.Headroom"/>: 0 for a foreground request.</param>
     /// <returns>Whether the request was admitted: always when the key has no budget.</returns>
-    public bool TryTake(BackendStateKey key, long cost, DateTimeOffset now, BudgetHold? own = null, DeclaredQuota? quota = null)
+    public bool TryTake(BackendStateKey key, long cost, DateTimeOffset now, BudgetHold? own = null, DeclaredQuota? quota = null, double headroom = 0)
     {
         BackendBudget? budget;
         if (quota is not null)
@@ -132,7 +134,7 @@ internal sealed class BackendBudgets
             lock (budget)
             {
                 DeclareIfAny(budget, quota, now);
-                return budget.TryTake(cost, now, Share, own);
+                return budget.TryTake(cost, now, Share, own, headroom);
             }
         }
 
@@ -143,7 +145,7 @@ internal sealed class BackendBudgets
 
         lock (budget)
         {
-            return budget.TryTake(cost, now, Share, own);
+            return budget.TryTake(cost, now, Share, own, headroom);
         }
     }
 
@@ -161,6 +163,24 @@ internal sealed class BackendBudgets
     }
 
     /// <summary>
+    /// Takes a request's cost off the key's budget without asking: a shared reservation admitted it (see
+    /// <see cref="IBackendReservationStore"/>), and this process's view still counts its own spends.
+    /// </summary>
+    public void Spend(BackendStateKey key, long cost, DateTimeOffset now, BudgetHold? own = null, DeclaredQuota? quota = null)
+    {
+        if ((quota is null ? (_budgets.TryGetValue(key, out var budget) ? budget : null) : GetOrAdd(key, now)) is not { } known)
+        {
+            return;
+        }
+
+        lock (known)
+        {
+            DeclareIfAny(known, quota, now);
+            known.Spend(cost, now, Share, own);
+        }
+    }
+
+    /// <summary>
     /// Promises a caller sent back with an exhausted answer the first moment, no sooner than
     /// <paramref name="earliest"/>, at which the key's refilled budget still has room after the demand already sent
     /// back; <paramref name="earliest"/> itself when nothing is known about the key.
@@ -173,7 +193,8 @@ internal sealed class BackendBudgets
     /// <param name="cost">The request's estimated tokens.</param>
     /// <param name="earliest">The soonest moment any backend of the request frees up.</param>
     /// <param name="reserved">Whether the moment holds room for this request in the key's refill.</param>
-    public DateTimeOffset Promise(BackendStateKey key, long cost, DateTimeOffset earliest, out bool reserved)
+    /// <param name="headroom">The request's <see cref="RequestRoute.Headroom"/>: 0 for a foreground request.</param>
+    public DateTimeOffset Promise(BackendStateKey key, long cost, DateTimeOffset earliest, out bool reserved, double headroom = 0)
     {
         reserved = false;
         if (Volatile.Read(ref _count) == 0 || !_budgets.TryGetValue(key, out var budget))
@@ -183,12 +204,12 @@ internal sealed class BackendBudgets
 
         lock (budget)
         {
-            return budget.Promise(cost, earliest, Share, out reserved);
+            return budget.Promise(cost, earliest, Share, out reserved, headroom);
         }
     }
 
     /// <summary>Promises room in the key's refill at <paramref name="at"/> only; see <see cref="BackendBudget.TryPromiseAt"/>.</summary>
-    public bool TryPromiseAt(BackendStateKey key, long cost, DateTimeOffset at)
+    public bool TryPromiseAt(BackendStateKey key, long cost, DateTimeOffset at, double headroom = 0)
     {
         if (Volatile.Read(ref _count) == 0 || !_budgets.TryGetValue(key, out var budget))
         {
@@ -197,7 +218,7 @@ internal sealed class BackendBudgets
 
         lock (budget)
         {
-            return budget.TryPromiseAt(cost, at, Share);
+            return budget.TryPromiseAt(cost, at, Share, headroom);
         }
     }
 
@@ -215,7 +236,7 @@ internal sealed class BackendBudgets
 
         lock (budget)
         {
-            return budget.AddHold(reservation.Cost, reservation.DueAt);
+            return budget.AddHold(reservation.Cost, reservation.DueAt, reservation.IsBackground);
         }
     }
 
@@ -238,7 +259,7 @@ internal sealed class BackendBudgets
 
         lock (budget)
         {
-            budget.Withdraw(reservation.Cost, reservation.DueAt);
+            budget.Withdraw(reservation.Cost, reservation.DueAt, reservation.IsBackground);
         }
     }
 
@@ -360,6 +381,27 @@ internal sealed class BackendBudgets
 
             return Volatile.Read(ref _count) < MaxEntries;
         }
+    }
+
+    /// <summary>
+    /// Reads what an answer reports for a shared reservation's correction (see <see cref="BackendReservationReport"/>);
+    /// <see langword="false"/> when it reports no remaining count.
+    /// </summary>
+    public static bool TryReadReport(
+        HttpResponseHeaders headers, TimeSpan maxCooldown, DateTimeOffset sentAt, DateTimeOffset receivedAt, out BackendReservationReport report)
+    {
+        var hasTokens = TryGetNumber(headers, PriorityRoutingConstants.RateLimitRemainingTokensHeader, out var remainingTokens);
+        var hasRequests = TryGetNumber(headers, PriorityRoutingConstants.RateLimitRemainingRequestsHeader, out var remainingRequests);
+        report = new BackendReservationReport(
+            hasTokens ? remainingTokens : null,
+            TryGetNumber(headers, LimitTokensHeader, out var limitTokens) ? limitTokens : null,
+            GetDuration(headers, PriorityRoutingConstants.RateLimitResetTokensHeader, maxCooldown),
+            hasRequests ? remainingRequests : null,
+            TryGetNumber(headers, LimitRequestsHeader, out var limitRequests) ? limitRequests : null,
+            GetDuration(headers, PriorityRoutingConstants.RateLimitResetRequestsHeader, maxCooldown),
+            sentAt,
+            receivedAt);
+        return hasTokens || hasRequests;
     }
 
     private static TimeSpan GetDuration(HttpResponseHeaders headers, string name, TimeSpan maxCooldown)

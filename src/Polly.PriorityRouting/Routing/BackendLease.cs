@@ -11,13 +11,14 @@ namespace Polly.PriorityRouting;
 /// </remarks>
 internal readonly struct BackendLease : IDisposable
 {
-    public BackendLease(RoutedBackend backend, BackendHealth? health, long probeToken, long episode, InFlightSlot? slot = null)
+    public BackendLease(RoutedBackend backend, BackendHealth? health, long probeToken, long episode, InFlightSlot? slot = null, ReservationTicket? reservation = null)
     {
         Backend = backend;
         Health = health;
         ProbeToken = probeToken;
         Episode = episode;
         Slot = slot;
+        Reservation = reservation;
     }
 
     public RoutedBackend Backend { get; }
@@ -36,12 +37,21 @@ internal readonly struct BackendLease : IDisposable
     /// <summary>Gets the attempt's place among its backend's requests in flight; <see langword="null"/> when the backend has no cap.</summary>
     public InFlightSlot? Slot { get; }
 
+    /// <summary>
+    /// Gets the attempt's counted shared reservation (<see cref="IBackendReservationStore"/>); <see langword="null"/>
+    /// when the store holds none.
+    /// </summary>
+    public ReservationTicket? Reservation { get; }
+
     /// <summary>Returns this lease holding <paramref name="slot"/> too.</summary>
-    public BackendLease WithSlot(InFlightSlot? slot) => new(Backend, Health, ProbeToken, Episode, slot);
+    public BackendLease WithSlot(InFlightSlot? slot) => new(Backend, Health, ProbeToken, Episode, slot, Reservation);
+
+    /// <summary>Returns this lease holding <paramref name="reservation"/> too.</summary>
+    public BackendLease WithReservation(ReservationTicket? reservation) => new(Backend, Health, ProbeToken, Episode, Slot, reservation);
 
     /// <summary>
-    /// Gives the probe slot back if the attempt ended without a verdict, and the in-flight slot unless the answer's
-    /// watched body took it.
+    /// Gives the probe slot back if the attempt ended without a verdict, the in-flight slot unless the answer's
+    /// watched body took it, and a shared reservation nothing settled (the attempt ended before the backend counted it).
     /// </summary>
     public void Dispose()
     {
@@ -51,5 +61,6 @@ internal readonly struct BackendLease : IDisposable
         }
 
         Slot?.EndAttempt();
+        Reservation?.Release();
     }
 }
