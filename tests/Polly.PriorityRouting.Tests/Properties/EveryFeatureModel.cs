@@ -25,6 +25,8 @@ internal sealed class EveryFeatureModel
 {
     private readonly Dictionary<string, ModelBackend> _backends;
     private readonly Dictionary<(string Backend, string? Partition, bool Throttle), Out> _marks = [];
+    private readonly Dictionary<(string Backend, string? Partition, bool Throttle), (DateTimeOffset At, LiveRequest? By)> _markedAt = [];
+    private LiveRequest? _answering;
     private readonly Dictionary<(string Backend, string? Partition), BudgetView> _budgets = [];
     private readonly Dictionary<string, string> _pins = new(StringComparer.Ordinal);
     private readonly Dictionary<string, Sticky> _sticky = new(StringComparer.Ordinal);
@@ -171,6 +173,7 @@ internal sealed class EveryFeatureModel
     /// <summary>What the backend answered (before the pipeline sees it): marks, health, budget reports.</summary>
     public void OnAnswer(LiveRequest request, string backend, BackendAnswer answer, DateTimeOffset now)
     {
+        _answering = request;
         Trace?.Add($"{Show(now)} #{request.Id} {backend} answers {answer.Kind} {Show(answer.Cooldown)}{(answer.Report is { } r ? $" report {r.Remaining}/{r.Limit} reset {Show(r.Reset)}" : string.Empty)}");
         var health = _backends[backend];
         switch (answer.Kind)
@@ -179,7 +182,7 @@ internal sealed class EveryFeatureModel
                 // A throttle proves the backend is up; it keeps out the request's deployment (or, without one, the
                 // whole backend) for exactly the time asked, clamped.
                 health.Healthy();
-                Put((backend, request.Partition, true), new Out(now + answer.Cooldown, now + answer.Cooldown, Throttle: true, "throttled"));
+                Put((backend, request.Partition, true), new Out(now + answer.Cooldown, now + answer.Cooldown, Throttle: true, "throttled"), now);
                 request.ThrottledInThisCall = true;
                 if (answer.FromBudget)
                 {
@@ -205,7 +208,7 @@ internal sealed class EveryFeatureModel
                     if (report.Remaining == 0)
                     {
                         // Proactive throttling: the budget is spent until its reset.
-                        Put((backend, request.Partition, true), new Out(view.ResetAt, view.ResetAt, Throttle: true, "budget spent (proactive)"));
+                        Put((backend, request.Partition, true), new Out(view.ResetAt, view.ResetAt, Throttle: true, "budget spent (proactive)"), now);
                         Seen.ProactiveMarks++;
                     }
                 }
@@ -217,6 +220,7 @@ internal sealed class EveryFeatureModel
     /// <summary>The caller read (or failed to read) a returned body: health verdicts, pins and soft keys.</summary>
     public void OnRead(LiveRequest request, string backend, bool complete, string? createdId, int status, DateTimeOffset now)
     {
+        _answering = request;
         Trace?.Add($"{Show(now)} #{request.Id} read {backend} {status} {(complete ? "whole" : "broken")}");
         var health = _backends[backend];
         health.PendingReads--;
@@ -448,7 +452,7 @@ internal sealed class EveryFeatureModel
             // backend is out for that or the failure's own cooldown, whichever is longer. One probe goes first after.
             var low = now + Max(_setup.BaseEjectionTime, cooldown);
             var high = now + Max(_setup.MaxEjectionTime, cooldown);
-            Put((backend.Config.Name, null, false), new Out(low, high, Throttle: false, "ejected"));
+            Put((backend.Config.Name, null, false), new Out(low, high, Throttle: false, "ejected"), now);
             backend.FailuresInARow = 0;
             backend.ProbeDue = true;
             backend.Episode++;
@@ -458,14 +462,15 @@ internal sealed class EveryFeatureModel
 
         if (mark)
         {
-            Put((backend.Config.Name, null, false), new Out(now + cooldown, now + cooldown, Throttle: false, "failed"));
+            Put((backend.Config.Name, null, false), new Out(now + cooldown, now + cooldown, Throttle: false, "failed"), now);
         }
     }
 
     /// <summary>The store's rule: a later deadline replaces an earlier one, an earlier one never shortens it.</summary>
     /// <remarks>Throttles and failures are kept apart: the exhausted answer's status depends on which one the store holds.</remarks>
-    private void Put((string, string?, bool) key, Out mark)
+    private void Put((string, string?, bool) key, Out mark, DateTimeOffset now)
     {
+        _markedAt[key] = (now, _answering);
         if (_marks.TryGetValue(key, out var old))
         {
             mark = new Out(Max(old.Low, mark.Low), Max(old.High, mark.High), mark.Throttle, mark.High >= old.High ? mark.Why : old.Why);
@@ -481,7 +486,7 @@ internal sealed class EveryFeatureModel
         {
             if (_marks.TryGetValue(key, out var mark))
             {
-                if (now < mark.Low)
+                if (now < mark.Low && !MayPredate(request, key, now))
                 {
                     return new Availability(Status.Out, mark.Why == "ejected" ? Rule.Ejection : Rule.Marks, $"{mark.Why} ({key.Item2 ?? "whole backend"}) until at least {Show(mark.Low)}");
                 }
@@ -527,13 +532,13 @@ internal sealed class EveryFeatureModel
         {
             if (_marks.TryGetValue(key, out var mark) && now < mark.High)
             {
-                low = Max(low, mark.Low - now);
+                low = MayPredate(request, key, now) ? low : Max(low, mark.Low - now);
                 high = Max(high, mark.High - now);
                 if (mark.Throttle)
                 {
                     // The store keeps one deadline per key: the throttle is what it holds when it surely outlasts the failure.
                     var failure = _marks.TryGetValue((key.Item1, key.Item2, false), out var f) ? f.High : DateTimeOffset.MinValue;
-                    throttleSure |= now < mark.Low && mark.Low > failure;
+                    throttleSure |= now < mark.Low && mark.Low > failure && !MayPredate(request, key, now);
                     throttlePossible = true;
                 }
             }
@@ -581,6 +586,15 @@ internal sealed class EveryFeatureModel
         => Waiting()
             .Where(w => !ReferenceEquals(w, request) && !w.Done && w.Partition == request.Partition && w.Spec.Cost > 0 && Allowed(w).Contains(backend))
             .Sum(w => w.Spec.Cost);
+
+    /// <summary>
+    /// Whether the request may have been admitted, or answered, before a mark made at this very moment: waiters released
+    /// together call their backends at once (docs/configuration.md, "Released together"), so a released waiter's
+    /// attempt may be in flight when another one's failure or broken body marks the backend — and a request in flight
+    /// when a backend is ejected fails too (docs/reliability.md 27). The model sees the call after the mark.
+    /// </summary>
+    private bool MayPredate(LiveRequest request, (string, string?, bool) key, DateTimeOffset now)
+        => request.Waited && _markedAt.TryGetValue(key, out var marked) && marked.At == now && !ReferenceEquals(marked.By, request);
 
     private static (string, string?, bool)[] Keys(string backend, string? partition)
         => partition is null

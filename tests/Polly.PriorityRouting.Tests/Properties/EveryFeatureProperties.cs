@@ -580,9 +580,17 @@ public class EveryFeatureProperties(ITestOutputHelper output)
         private void Complete(LiveRequest live, HttpRequestMessage message, Task<HttpResponseMessage> sending)
         {
             // A request released from a wait may complete on another thread than the driver's.
-            lock (model)
+            try
             {
-                CompleteLocked(live, message, sending);
+                lock (model)
+                {
+                    CompleteLocked(live, message, sending);
+                }
+            }
+            finally
+            {
+                // Reading its body may eject a backend: the clock waits for it (EveryFeatureClock.Settle).
+                Volatile.Write(ref live.Finished, true);
             }
         }
 
