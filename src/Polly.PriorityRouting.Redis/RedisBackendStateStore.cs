@@ -200,15 +200,10 @@ internal sealed partial class RedisBackendStateStore : IBackendStateStore, IBack
 
     private async Task PublishAsync(BackendStateKey key, BackendUnavailability unavailability, long remainingMilliseconds)
     {
-        if (_connection.Multiplexer is not { IsConnected: true } multiplexer)
+        if (_connection.Writable() is not { } multiplexer)
         {
-            // Still connecting, or in an outage: the next synchronization publishes it.
+            // Still connecting, or no single writable primary right now: the synchronization that shares it publishes it.
             _unpublished.Keep(key, unavailability, _mirror.Now);
-            if (_connection.Multiplexer is not null)
-            {
-                _connection.ReportOutage(null);
-            }
-
             return;
         }
 
@@ -218,15 +213,16 @@ internal sealed partial class RedisBackendStateStore : IBackendStateStore, IBack
         }
         catch (Exception e)
         {
-            // Nobody awaits this task: every failure, whatever its type, ends here and never reaches a request.
+            // Nobody awaits this task: every failure, whatever its type, ends here and never reaches a request. Kept
+            // before it is reported, so that the synchronization the report requests publishes it.
             _unpublished.Keep(key, unavailability, _mirror.Now);
-            _connection.ReportOutage(e);
+            _connection.ReportFailure(e);
             return;
         }
 
-        if (_connection.IsInOutage)
+        if (_connection.IsUnshared)
         {
-            // The write went through although the store believed Redis gone (e.g. after a timeout): sync again.
+            // The write went through although the state is not shared (e.g. after a timeout): synchronize again.
             _synchronizer.Request();
         }
     }

@@ -39,6 +39,10 @@ internal sealed partial class RedisSynchronizer
     // meanwhile StackExchange.Redis may still send writes to the replica (READONLY), which proves nothing.
     private static readonly TimeSpan ReplicaGrace = TimeSpan.FromSeconds(10);
 
+    // How long two connected primaries (a failed-over primary back as one) are waited out before they are an outage:
+    // Sentinel makes the returning node a replica some 10 s after it answers. Nothing is written meanwhile.
+    private static readonly TimeSpan SplitGrace = TimeSpan.FromSeconds(30);
+
     private readonly RedisConnection _connection;
     private readonly RedisStoreLayout _layout;
     private readonly LocalMirror _mirror;
@@ -100,7 +104,7 @@ internal sealed partial class RedisSynchronizer
     /// <summary>Gets how many loads began (a test hook).</summary>
     public int LoadCount => _loader.LoadCount;
 
-    private bool NeedsSynchronization => _connection.IsInOutage || !_firstSynchronization.Task.IsCompleted;
+    private bool NeedsSynchronization => _connection.IsUnshared || !_firstSynchronization.Task.IsCompleted;
 
     /// <summary>
     /// Asks for a synchronization; returns at once. Requests made while a pass runs make one more pass.
@@ -117,8 +121,8 @@ internal sealed partial class RedisSynchronizer
 
     /// <summary>
     /// Returns whether a node is one the shared state does not use: every slot has a connected, writable primary other
-    /// than it, and it does not carry the subscription. A failover's old primary that returns (as a replica, once
-    /// Sentinel has reconfigured it and closed its clients' connections) is one.
+    /// than it, and it does not carry the subscription. A failover's old primary that returns is one, both while it still
+    /// says it is a primary and once Sentinel has made it a replica and closed its clients' connections.
     /// </summary>
     public bool IsSpare(System.Net.EndPoint? endPoint)
     {
@@ -129,9 +133,7 @@ internal sealed partial class RedisSynchronizer
 
         try
         {
-            var topology = RedisTopology.Of(multiplexer);
-            return topology.IsComplete
-                && !topology.Primaries.Any(server => Equals(server.EndPoint, endPoint))
+            return RedisTopology.Of(multiplexer, without: endPoint).IsComplete
                 && !Equals(multiplexer.GetSubscriber().SubscribedEndpoint(_layout.Channel), endPoint);
         }
         catch (Exception e) when (e is RedisException or ObjectDisposedException)
@@ -194,7 +196,7 @@ internal sealed partial class RedisSynchronizer
         catch (Exception e) when (!_disposing.IsCancellationRequested)
         {
             // Still unreachable or half-connected: the next restoration, write or retry tries again.
-            _connection.ReportOutage(e);
+            _connection.ReportFailure(e);
             ScheduleRetry();
         }
         catch (Exception)
@@ -269,6 +271,14 @@ internal sealed partial class RedisSynchronizer
             {
                 return topology.Primaries;
             }
+        }
+
+        if (topology.IsSplit && _connection.UnsharedFor < SplitGrace)
+        {
+            // Not yet a failure: retried at a steady pace until the returning node is a replica, so that the pass that
+            // follows a connection Sentinel closes then comes soon.
+            _retryDelay = FirstRetryDelay;
+            return null;
         }
 
         if (topology.OnlyReplicas is { Count: > 0 } replicas && _connection.UnsharedFor >= ReplicaGrace)
