@@ -162,11 +162,11 @@ internal sealed class RedisAffinityStore : IAffinityStore
     }
 
     /// <summary>
-    /// Returns the multiplexer when a request may use it: no outage declared (a hung Redis must hold no request, and the
-    /// synchronization, not the requests, finds out when it answers again), and one writable primary per slot
-    /// (<see cref="RedisConnection.Writable"/>).
+    /// Returns the multiplexer when a request may use it: no failure since the state was last shared (a hung Redis must
+    /// hold no request after the first that waited for it, and the synchronization, not the requests, finds out when it
+    /// answers again), and no split (<see cref="RedisConnection.Writable"/>).
     /// </summary>
-    private IConnectionMultiplexer? Available() => _connection.IsInOutage ? null : _connection.Writable();
+    private IConnectionMultiplexer? Available() => _connection.IsUnshared ? null : _connection.Writable();
 
     /// <summary>
     /// Waits for a Redis call at most the affinity timeout, and never past the caller's cancellation. A call that fails

@@ -10,14 +10,13 @@ namespace Polly.PriorityRouting.Redis;
 /// </summary>
 /// <remarks>
 /// <para>
-/// Every failure — a connection lost (unless to a node the state does not use), a command that fails, a write that finds
-/// no single writable primary for a slot, a synchronization that cannot share the state — is <see cref="ReportFailure">reported</see>
-/// here, and one rule decides what it means: the state is unshared from the first failure until a synchronization
-/// completes with no failure reported since it began, and that is an outage, warned of once, only when a failure is still
-/// reported <see cref="OutageAfter"/> after the first (a timeout has lasted that long already). A command that fails
-/// while StackExchange.Redis re-reads the roles (a returning old primary, a connection Sentinel closes) is therefore no
-/// outage: the synchronization it requests finds the state shareable, publishes what was kept meanwhile, and nothing is
-/// logged.
+/// Every failure — a connection lost (unless to a node the state does not use), a command that fails or times out, a
+/// synchronization that cannot share the state — is <see cref="ReportFailure">reported</see> here, and one rule decides
+/// what it means: the state is unshared from the first failure until a synchronization completes with no failure
+/// reported since it began, and that is an outage, warned of once, when the state is still unshared
+/// <see cref="OutageAfter"/> after the first failure. A command that fails or stalls while StackExchange.Redis
+/// reconfigures (a returning old primary, the connections Sentinel closes) is therefore no outage: the synchronization
+/// it requests shares the state again within the second, publishes what was kept meanwhile, and nothing is logged.
 /// </para>
 /// <para>
 /// Nothing is written to Redis while two nodes say they are the primary (<see cref="Writable"/>): what is learned is
@@ -31,6 +30,9 @@ internal sealed partial class RedisConnection : IDisposable, IAsyncDisposable
     /// a connection that a failover closed, and a failed synchronization is retried after half a second, then one more.
     /// </summary>
     internal static readonly TimeSpan OutageAfter = TimeSpan.FromSeconds(1);
+
+    /// <summary>How long a multiplexer that cannot route to the primary it is connected to is waited for (<see cref="IsStaleRouting"/>).</summary>
+    private static readonly TimeSpan RoutingGrace = TimeSpan.FromSeconds(15);
 
     private readonly Task<IConnectionMultiplexer> _connecting;
     private readonly bool _ownsConnection;
@@ -225,12 +227,47 @@ internal sealed partial class RedisConnection : IDisposable, IAsyncDisposable
     /// gone on for <see cref="OutageAfter"/>; the others are only counted. A store that has never shared its state and is
     /// connected only to replicas says so instead: the one warning names them.
     /// </summary>
-    public void ReportFailure(Exception? exception) => Report(exception, OnlyReplicasBeforeFirstShare(), confirmed: false);
+    public void ReportFailure(Exception? exception)
+    {
+        if (IsStaleRouting(exception))
+        {
+            // Redis answers; the multiplexer has yet to elect the primary it reaches: no failure, for a while.
+            BeginUnshared();
+            return;
+        }
+
+        Report(exception, OnlyReplicasBeforeFirstShare(), confirmed: false);
+    }
 
     /// <summary>
     /// Reports an outage with no wait: the connection itself could not be made (its own connect timeout has passed).
     /// </summary>
     public void ReportOutage(Exception? exception) => Report(exception, OnlyReplicasBeforeFirstShare(), confirmed: true);
+
+    /// <summary>
+    /// Returns whether StackExchange.Redis found no connection to send a command to although every slot has a connected,
+    /// writable primary: after a split it still prefers the old primary it elected, whose connections Sentinel closed
+    /// when it made it a replica, until it elects again (when that node reconnects, up to seconds later, or when the
+    /// roles are checked). For <see cref="RoutingGrace"/> that is no failure.
+    /// </summary>
+    private bool IsStaleRouting(Exception? exception)
+    {
+        if (exception is not RedisConnectionException { FailureType: ConnectionFailureType.UnableToResolvePhysicalConnection }
+            || Multiplexer is not { } multiplexer
+            || UnsharedFor >= RoutingGrace)
+        {
+            return false;
+        }
+
+        try
+        {
+            return RedisTopology.Of(multiplexer).IsComplete;
+        }
+        catch (Exception e) when (e is RedisException or ObjectDisposedException)
+        {
+            return false;
+        }
+    }
 
     private static bool IsSplit(IConnectionMultiplexer multiplexer)
     {
@@ -364,9 +401,9 @@ internal sealed partial class RedisConnection : IDisposable, IAsyncDisposable
 
             _firstFailure ??= exception;
 
-            // A timeout is a failure that has lasted its timeout; before the first share, the time since the start counts.
+            // Before the first share, the time since the start counts.
             var failingFor = now - (_everShared ? failingSince : Math.Min(failingSince, _unsharedSince));
-            declared = confirmed || exception is TimeoutException || failingFor >= (long)OutageAfter.TotalMilliseconds;
+            declared = confirmed || failingFor >= (long)OutageAfter.TotalMilliseconds;
             synchronize = _synchronize;
         }
 
