@@ -7,6 +7,10 @@ namespace Polly.PriorityRouting.Redis;
 /// </summary>
 internal sealed class LocalMirror
 {
+    // A deadline crosses the network in whole milliseconds, rounded up on each side: one read again ends this much
+    // later at most.
+    private static readonly TimeSpan SameMarkSlack = TimeSpan.FromMilliseconds(10);
+
     private readonly InMemoryBackendStateStore _entries = new();
     private readonly TimeProvider _timeProvider;
 
@@ -44,6 +48,26 @@ internal sealed class LocalMirror
 
         var now = Now;
         _entries.Mark(key, new BackendUnavailability(now.AddMilliseconds(Math.Min(remainingMilliseconds, MaxMilliseconds)), reason, now), now);
+    }
+
+    /// <summary>
+    /// Keeps a deadline read by a load (at start, or after a reconnect): the mark the mirror already holds, loaded again,
+    /// is left as it is — learned when it was first learned — so that a reconnect does not restart the clamp pipelines
+    /// count from <see cref="BackendUnavailability.MarkedAt"/> (a peer's far deadline would hold the backend out again),
+    /// nor lengthen a key Redis holds beyond the maximum. A deadline that ends later is a new mark, adopted.
+    /// </summary>
+    public void AdoptLoaded(BackendStateKey key, long remainingMilliseconds, BackendUnavailableReason reason)
+    {
+        var now = Now;
+        if (_entries.TryGetUnavailability(key, out var held) && held.IsActiveAt(now) &&
+            (remainingMilliseconds > MaxMilliseconds
+                ? held.Until - held.MarkedAt >= TimeSpan.FromMilliseconds(MaxMilliseconds) // a far mark, held at the maximum
+                : now.AddMilliseconds(remainingMilliseconds) <= held.Until + SameMarkSlack))
+        {
+            return;
+        }
+
+        Adopt(key, remainingMilliseconds, reason);
     }
 
     /// <summary>

@@ -95,7 +95,7 @@ internal sealed partial class RedisStateLoader
                 continue;
             }
 
-            _mirror.Adopt(key, (long)Math.Ceiling(left.TotalMilliseconds), reason);
+            _mirror.AdoptLoaded(key, (long)Math.Ceiling(left.TotalMilliseconds), reason);
             loaded++;
         }
 

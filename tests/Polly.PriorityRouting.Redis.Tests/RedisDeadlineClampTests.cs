@@ -95,5 +95,65 @@ public sealed class RedisDeadlineClampTests : IClassFixture<RedisServerFixture>,
         ((long)await Database.ExecuteAsync("PTTL", Layout.KeyOf(key))).Should().BeInRange(290_000, 300_000);
     }
 
+    [Fact]
+    public async Task DeadlineReloadedAfterAReconnect_KeepsWhenTheReplicaLearnedIt_SoPipelinesDoNotHoldTheBackendOutAgain()
+    {
+        await using var replica = await Replica.StartAsync(_redis.Configuration, _keyPrefix);
+        var key = new BackendStateKey("peer-marked@https://peer.example.net");
+        var learnedAt = replica.Time.GetUtcNow();
+
+        // A peer with a longer MaxCooldown marks the backend for 200 s: its key, and its message.
+        await Database.StringSetAsync(Layout.KeyOf(key), "1", TimeSpan.FromSeconds(200));
+        await Database.PublishAsync(
+            RedisChannel.Literal(_keyPrefix + "events"),
+            new ThrottleMessage("peer", 200_000, BackendUnavailableReason.Throttled, key).Format());
+        (await replica.WaitForAsync(key)).MarkedAt.Should().Be(learnedAt);
+
+        // 10 s later on both clocks, the replica's connections drop and come back: it reloads what Redis holds.
+        replica.Time.Advance(TimeSpan.FromSeconds(10));
+        await Database.KeyExpireAsync(Layout.KeyOf(key), TimeSpan.FromSeconds(190));
+        await ReconnectAsync(replica);
+
+        // The same mark, loaded again: a pipeline whose longest cooldown is shorter than 200 s (held for it from when
+        // the replica learned the mark) must not see the backend leave rotation again.
+        replica.Store.TryGetUnavailability(key, out var reloaded).Should().BeTrue();
+        reloaded.MarkedAt.Should().Be(learnedAt, "a reload is not a new mark");
+        reloaded.Until.Should().Be(learnedAt + TimeSpan.FromSeconds(200));
+    }
+
+    [Fact]
+    public async Task KeyOfAYearReloadedAfterAReconnect_IsNotLengthened()
+    {
+        var key = new BackendStateKey("far@https://far.example.net");
+        await Database.StringSetAsync(Layout.KeyOf(key), "1", OneYear);
+        await using var replica = await Replica.StartAsync(_redis.Configuration, _keyPrefix);
+        var loadedAt = replica.Time.GetUtcNow();
+
+        replica.Time.Advance(TimeSpan.FromSeconds(10));
+        await ReconnectAsync(replica);
+
+        replica.Store.TryGetUnavailability(key, out var reloaded).Should().BeTrue();
+        reloaded.Until.Should().Be(loadedAt + DefaultMax, "held the maximum from when it was first loaded, not from each reload");
+        reloaded.MarkedAt.Should().Be(loadedAt);
+    }
+
+    /// <summary>Drops every connection of the replica (Redis keeps its keys); returns when it has reloaded.</summary>
+    private async Task ReconnectAsync(Replica replica)
+    {
+        var loads = replica.RedisStore.LoadCount;
+        var admin = ConfigurationOptions.Parse(_redis.Configuration);
+        admin.AllowAdmin = true;
+        await using (var killer = await ConnectionMultiplexer.ConnectAsync(admin))
+        {
+            await killer.GetDatabase().ExecuteAsync("CLIENT", "KILL", "TYPE", "normal", "SKIPME", "yes");
+            await killer.GetDatabase().ExecuteAsync("CLIENT", "KILL", "TYPE", "pubsub", "SKIPME", "yes");
+        }
+
+        await Eventually.HoldsAsync(
+            () => replica.RedisStore.LoadCount > loads && !replica.RedisStore.IsInOutage && !replica.RedisStore.IsSynchronizing,
+            TimeSpan.FromSeconds(15),
+            "the replica reconnects and reloads");
+    }
+
     private RedisStoreLayout Layout => new(_keyPrefix, _keyPrefix + "events");
 }

@@ -150,8 +150,9 @@ internal sealed class AffinityRouter
                 await PinAsync(fromHeaders, identity, lifetime, cancellationToken).ConfigureAwait(false);
             }
         }
-        else if (response.Content is { } content)
+        else if (response.Content is { } content and not AffinitySniffingContent)
         {
+            // (Already sniffing: the same response object came back from a transport that returns it again.)
             response.Content = new AffinitySniffingContent(content, AffinityAnswerIds.Of(request), (id, token) => PinAsync(id, identity, lifetime, token));
         }
     }

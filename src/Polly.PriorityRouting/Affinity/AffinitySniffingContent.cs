@@ -6,7 +6,7 @@ namespace Polly.PriorityRouting;
 /// The content of an answer that creates an id: the backend's content, unbuffered and untouched, read through an
 /// <see cref="AffinitySniffingStream"/>; same headers.
 /// </summary>
-internal sealed class AffinitySniffingContent : HttpContent
+internal sealed class AffinitySniffingContent : HttpContent, IWrappingContent
 {
     private readonly HttpContent _inner;
     private readonly Func<string, CancellationToken, ValueTask> _onId;
@@ -29,6 +29,9 @@ internal sealed class AffinitySniffingContent : HttpContent
             Headers.AddAsStored(header.Key, header.Value);
         }
     }
+
+    /// <inheritdoc/>
+    public HttpContent Inner => _inner;
 
     protected override async Task SerializeToStreamAsync(Stream stream, TransportContext? context)
         => await SerializeToStreamAsync(stream, context, CancellationToken.None).ConfigureAwait(false);

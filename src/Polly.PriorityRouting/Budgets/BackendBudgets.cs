@@ -73,7 +73,8 @@ internal sealed class BackendBudgets
     /// <param name="cost">The request's estimated tokens; 0 (unknown) is held back by a spent request budget only.</param>
     /// <param name="now">The current time.</param>
     /// <param name="own">The room the request holds as a released waiter, or <see langword="null"/>.</param>
-    public bool CanAdmit(BackendStateKey key, long cost, DateTimeOffset now, BudgetHold? own = null)
+    /// <param name="quota">The backend's declared quota, or <see langword="null"/> (see <see cref="TryTake"/>).</param>
+    public bool CanAdmit(BackendStateKey key, long cost, DateTimeOffset now, BudgetHold? own = null, DeclaredQuota? quota = null)
     {
         if (Volatile.Read(ref _count) == 0 || !_budgets.TryGetValue(key, out var budget))
         {
@@ -82,12 +83,13 @@ internal sealed class BackendBudgets
 
         lock (budget)
         {
+            DeclareIfAny(budget, quota, now);
             return budget.TimeUntilAdmitted(cost, now, Share, own) == TimeSpan.Zero;
         }
     }
 
     /// <summary>Returns how long until a request of <paramref name="cost"/> tokens fits the key's budget.</summary>
-    public TimeSpan TimeUntilAdmitted(BackendStateKey key, long cost, DateTimeOffset now)
+    public TimeSpan TimeUntilAdmitted(BackendStateKey key, long cost, DateTimeOffset now, DeclaredQuota? quota = null)
     {
         if (Volatile.Read(ref _count) == 0 || !_budgets.TryGetValue(key, out var budget))
         {
@@ -96,6 +98,7 @@ internal sealed class BackendBudgets
 
         lock (budget)
         {
+            DeclareIfAny(budget, quota, now);
             return budget.TimeUntilAdmitted(cost, now, Share);
         }
     }
@@ -128,7 +131,7 @@ internal sealed class BackendBudgets
             budget = declared;
             lock (budget)
             {
-                budget.Declare(quota, now, Share);
+                DeclareIfAny(budget, quota, now);
                 return budget.TryTake(cost, now, Share, own);
             }
         }
@@ -141,6 +144,19 @@ internal sealed class BackendBudgets
         lock (budget)
         {
             return budget.TryTake(cost, now, Share, own);
+        }
+    }
+
+    /// <summary>
+    /// Every read of a budget applies the backend's declaration first (the caller holds the budget's lock): a reload that
+    /// raised a declared quota must be seen by the selection's read too, which would otherwise never let a request reach
+    /// the admission that applies it.
+    /// </summary>
+    private void DeclareIfAny(BackendBudget budget, DeclaredQuota? quota, DateTimeOffset now)
+    {
+        if (quota is not null)
+        {
+            budget.Declare(quota, now, Share);
         }
     }
 

@@ -173,7 +173,8 @@ internal struct BudgetCounter
     /// <summary>
     /// Starts a budget nothing has reported yet from a declared per-minute <paramref name="limit"/>: this process's share
     /// of it, until a minute from now, then refilled every minute (<see cref="Roll"/>). Once an answer has reported the
-    /// budget, the declaration is ignored; while it has not, a changed declaration (an options reload) is the new limit.
+    /// budget, the declaration is ignored; while it has not, a changed declaration (an options reload) is the new limit,
+    /// and the current minute's room moves by the difference.
     /// </summary>
     public void Declare(long? limit, DateTimeOffset now, double share)
     {
@@ -182,11 +183,17 @@ internal struct BudgetCounter
             return;
         }
 
-        Limit = declared;
         if (_declared)
         {
+            // A reload that changes the quota changes the current minute too, by the difference: the requests already
+            // sent in it stay spent.
+            var before = ShareOfLimit(share);
+            Limit = declared;
+            _reported = Math.Max(0, _reported + ShareOfLimit(share) - before);
             return;
         }
+
+        Limit = declared;
 
         _declared = true;
         _assumed = true;

@@ -28,7 +28,7 @@ internal static class BudgetExhaustion
         var partition = route.PartitionOn(backend);
         var remaining = availability.GetTimeUntilAvailable(backend, now, partition, out throttled);
         key = backend.GetThrottleKey(partition);
-        var budgetWait = budgets.TimeUntilAdmitted(key, route.Cost, now);
+        var budgetWait = budgets.TimeUntilAdmitted(key, route.Cost, now, backend.Quota);
 
         // The budget binds when the backend is no sooner back for itself than its budget refills.
         isRefill = budgetWait > TimeSpan.Zero && budgetWait >= remaining;

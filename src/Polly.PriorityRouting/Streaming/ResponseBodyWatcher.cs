@@ -67,7 +67,7 @@ internal sealed class ResponseBodyWatcher
         bool continueOnCapturedContext,
         CancellationToken cancellationToken)
     {
-        if (response.Content is WatchedContent)
+        if (WatchedContent.IsWatched(response.Content))
         {
             // The same response object came back again (a transport that caches its answers): it is watched already,
             // and wrapping it once more per request would nest wrappers without bound.

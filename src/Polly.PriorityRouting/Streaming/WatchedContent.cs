@@ -24,6 +24,25 @@ internal sealed class WatchedContent : HttpContent
         }
     }
 
+    /// <summary>
+    /// Returns whether a body is watched already: itself, or under a wrapper put on after the watcher (affinity's
+    /// sniffing). A transport that returns one response object again must not get one wrapper more per request.
+    /// </summary>
+    public static bool IsWatched(HttpContent? content)
+    {
+        while (content is not WatchedContent)
+        {
+            if (content is not IWrappingContent wrapper)
+            {
+                return false;
+            }
+
+            content = wrapper.Inner;
+        }
+
+        return true;
+    }
+
     protected override Task SerializeToStreamAsync(Stream stream, TransportContext? context)
         => SerializeToStreamAsync(stream, context, CancellationToken.None);
 

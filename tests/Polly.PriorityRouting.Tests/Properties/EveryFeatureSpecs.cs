@@ -232,6 +232,9 @@ internal sealed class LiveRequest(int id, ResolvedRequest spec, string? partitio
 
     public bool ThrottledInThisCall { get; set; }
 
+    /// <summary>The exhausted answer the strategy reported when it made it, if it made one.</summary>
+    public ExhaustedSeen? Exhausted { get; set; }
+
     /// <summary>The id the last backend's answer created (a Responses create answered 200).</summary>
     public string? CreatedId { get; set; }
 

@@ -121,6 +121,36 @@ public class RequestBodyTests
         h.Transport.Hosts.Should().Equal(["a", "a"]);
     }
 
+    /// <summary>
+    /// The documented limit of the one read (docs/configuration.md, "The request body"): the body is read once per
+    /// content object, so a caller that rewrites a <see cref="ByteArrayContent"/>'s array in place between an outer
+    /// retry's attempts is routed — and, with a model map, sent — as first read; new content is read anew.
+    /// </summary>
+    [Fact]
+    public async Task A_byte_array_changed_in_place_between_outer_retries_is_sent_as_first_read_and_new_content_is_read_anew()
+    {
+        var mapped = RoutingHarness.Backend("a", 1);
+        mapped.Models["gpt-4o"] = "dep-a";
+        using var h = new RoutingHarness(null, mapped);
+        using var invoker = new HttpMessageInvoker(new ResilienceHandler(h.Pipeline) { InnerHandler = h.Transport });
+        var bytes = Encoding.UTF8.GetBytes("""{"model":"gpt-4o","input":"hello"}""");
+        using var request = new HttpRequestMessage(HttpMethod.Post, "http://placeholder/v1/responses")
+        {
+            Content = new ByteArrayContent(bytes) { Headers = { ContentType = new MediaTypeHeaderValue("application/json") } },
+        };
+
+        (await invoker.SendAsync(request, CancellationToken.None)).Dispose();
+        Encoding.UTF8.GetBytes("HELLO").CopyTo(bytes, bytes.Length - 7);
+        (await invoker.SendAsync(request, CancellationToken.None)).Dispose();
+        request.Content = new ByteArrayContent(bytes) { Headers = { ContentType = new MediaTypeHeaderValue("application/json") } };
+        (await invoker.SendAsync(request, CancellationToken.None)).Dispose();
+
+        h.Transport.Requests.Select(r => r.Body).Should().Equal(
+            """{"model":"dep-a","input":"hello"}""",
+            """{"model":"dep-a","input":"hello"}""",
+            """{"model":"dep-a","input":"HELLO"}""");
+    }
+
     private static HttpRequestMessage Post(string json, string? mediaType = "application/json")
     {
         var content = new ByteArrayContent(Encoding.UTF8.GetBytes(json));

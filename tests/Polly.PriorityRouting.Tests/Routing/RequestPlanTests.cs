@@ -63,6 +63,43 @@ public class RequestPlanTests
         h.Transport.Hosts.Should().Equal(["a"], "a request that may not fail over is sent once");
     }
 
+    /// <summary>
+    /// Seed 180 of <c>EveryFeatureProperties</c>: a request that may not fail over, answered 429 <c>Retry-After: 0</c>
+    /// by its one backend, is answered with that backend's own "now" — the backend is free again, and no probe is in
+    /// flight (the 1 s of docs/reliability.md row 32 is for a probe still deciding) — and the next request is admitted
+    /// there at once.
+    /// </summary>
+    [Fact]
+    public async Task No_failover_answered_retry_after_0_by_its_probed_backend_tells_the_caller_now_and_frees_the_backend()
+    {
+        using var h = new RoutingHarness(
+            o =>
+            {
+                o.Randomizer = _ => 0;
+                o.DefaultCooldown = TimeSpan.FromSeconds(1);
+                o.OutlierEjection = new OutlierEjectionOptions { Enabled = true, ConsecutiveFailures = 1, BaseEjectionTime = TimeSpan.FromSeconds(2) };
+            },
+            RoutingHarness.Backend("a", 1),
+            RoutingHarness.Backend("b", 2));
+        h.Transport.Respond("a", HttpStatusCode.InternalServerError);
+        (await h.Client.GetAsync("/v1/models")).Dispose();
+        Advance(h, TimeSpan.FromSeconds(2));
+
+        // a's ejection is over: this request is its probe, and a answers "come back now".
+        h.Transport.Respond("a", HttpStatusCode.TooManyRequests, ("Retry-After", "0"));
+        using var request = new HttpRequestMessage(HttpMethod.Get, "/v1/models");
+        request.Options.Set(PriorityRoutingRequestOptions.Hints, new PriorityRoutingHints { NoFailover = true });
+        using var response = await h.Client.SendAsync(request);
+
+        response.StatusCode.Should().Be(HttpStatusCode.TooManyRequests);
+        response.Headers.RetryAfter!.Delta.Should().Be(TimeSpan.Zero, "the one backend's own Retry-After, with no probe left deciding");
+        response.Headers.GetValues(PriorityRoutingConstants.RetryAfterMillisecondsHeader).Should().Equal("0");
+        h.Transport.Respond("a", HttpStatusCode.OK);
+        using var next = await h.Client.GetAsync("/v1/models");
+        next.StatusCode.Should().Be(HttpStatusCode.OK);
+        h.Transport.Hosts.Should().Equal(["a", "b", "a", "a"], "the probe's answer freed a: the next request goes there at once");
+    }
+
     [Fact]
     public async Task No_failover_keeps_a_request_that_waited_for_a_refill_on_its_one_backend()
     {
