@@ -26,10 +26,10 @@ namespace Polly.PriorityRouting.Redis;
 internal sealed partial class RedisConnection : IDisposable, IAsyncDisposable
 {
     /// <summary>
-    /// How long failures must go on before they are an outage: StackExchange.Redis re-reads the roles within a second of
-    /// a connection that a failover closed, and a failed synchronization is retried after half a second, then one more.
+    /// How long the state must stay unshared after a failure before it is an outage: a failed synchronization is retried
+    /// after half a second, and a failover's one failed command is then repaired; a failover itself takes seconds.
     /// </summary>
-    internal static readonly TimeSpan OutageAfter = TimeSpan.FromSeconds(1);
+    private static readonly TimeSpan OutageAfter = TimeSpan.FromSeconds(1);
 
     /// <summary>How long a multiplexer that cannot route to the primary it is connected to is waited for (<see cref="IsStaleRouting"/>).</summary>
     private static readonly TimeSpan RoutingGrace = TimeSpan.FromSeconds(15);
@@ -315,10 +315,10 @@ internal sealed partial class RedisConnection : IDisposable, IAsyncDisposable
     public void ReportOnlyReplicas(IReadOnlyList<System.Net.EndPoint> replicas) => Report(null, replicas, confirmed: false);
 
     /// <summary>
-    /// Reports a connection that is not ready (a primary or the subscription not connected): an outage, once the state
+    /// Reports a connection that is not ready (a primary or the subscription not connected): a failure, once the state
     /// was shared or a connection failed; before that the start is still under way, which is no outage to warn about
-    /// (a loaded machine can take a moment to open the subscription). The failure is counted either way, so a
-    /// synchronization that began before it does not declare the state shared.
+    /// (a loaded machine can take a moment to open the subscription). It is counted either way, so a synchronization
+    /// that began before it does not declare the state shared.
     /// </summary>
     public void ReportNotReady()
     {
