@@ -86,8 +86,11 @@ internal sealed partial class RedisBackendStateStore : IBackendStateStore, IBack
         }
     }
 
-    /// <summary>Gets whether the store currently considers its state not shared.</summary>
+    /// <summary>Gets whether the store currently considers its state not shared, and has warned of it.</summary>
     internal bool IsInOutage => _connection.IsInOutage;
+
+    /// <summary>Gets whether a failure came since the state was last shared (a test hook).</summary>
+    internal bool IsUnshared => _connection.IsUnshared;
 
     // Test hooks.
     internal int UnpublishedCount => _unpublished.Count;
