@@ -14,7 +14,7 @@ namespace Polly.PriorityRouting.Redis;
 /// synchronization that cannot share the state — is <see cref="ReportFailure">reported</see> here, and one rule decides
 /// what it means: the state is unshared from the first failure until a synchronization completes with no failure
 /// reported since it began, and that is an outage, warned of once, when the state is still unshared
-/// <see cref="OutageAfter"/> after the first failure. A command that fails or stalls while StackExchange.Redis
+/// <see cref="OutageAfter"/> after the first failure and failures went on meanwhile. A command that fails or stalls while StackExchange.Redis
 /// reconfigures (a returning old primary, the connections Sentinel closes) is therefore no outage: the synchronization
 /// it requests shares the state again within the second, publishes what was kept meanwhile, and nothing is logged.
 /// </para>
@@ -55,6 +55,7 @@ internal sealed partial class RedisConnection : IDisposable, IAsyncDisposable
     private bool _everShared;
     private long _unsharedSince = Environment.TickCount64;
     private long? _failingSince;
+    private bool _failedAgain;
     private long _failures;
     private int _restorations;
 
@@ -357,6 +358,7 @@ internal sealed partial class RedisConnection : IDisposable, IAsyncDisposable
             _inOutage = false;
             _firstFailure = null;
             _failingSince = null;
+            _failedAgain = false;
             _started = true;
             _replicaReported = false;
             Volatile.Write(ref _everShared, true);
@@ -372,7 +374,8 @@ internal sealed partial class RedisConnection : IDisposable, IAsyncDisposable
 
     /// <summary>
     /// Counts a failure and applies the one rule: failures are an outage once the state has stayed unshared for
-    /// <see cref="OutageAfter"/> since the first — checked then, and on every failure reported later.
+    /// <see cref="OutageAfter"/> since the first while failures went on — checked then, and on every failure reported
+    /// later.
     /// </summary>
     /// <param name="exception">What failed, if an exception says it.</param>
     /// <param name="onlyReplicas">The replicas, when they are all that is connected: the warning names them.</param>
@@ -389,6 +392,7 @@ internal sealed partial class RedisConnection : IDisposable, IAsyncDisposable
             _failures++;
             _started = true;
             firstFailure = _failingSince is null;
+            _failedAgain |= !firstFailure;
             failingSince = _failingSince ??= now;
             if (!_unshared)
             {
@@ -420,10 +424,23 @@ internal sealed partial class RedisConnection : IDisposable, IAsyncDisposable
         }
     }
 
+    /// <summary>
+    /// Declares the outage <see cref="OutageAfter"/> after its first failure if failures went on meanwhile; one failure
+    /// alone (a command timed out while StackExchange.Redis stalled) waits for the synchronization it requested, whose
+    /// own failure, if any, declares it.
+    /// </summary>
     private async Task DeclareIfStillFailingAsync(long failingSince)
     {
         // Real time, not the store's TimeProvider: this judges the network, it measures no deadline.
         await Task.Delay(OutageAfter).ConfigureAwait(false);
+        lock (_gate)
+        {
+            if (!_failedAgain)
+            {
+                return;
+            }
+        }
+
         _ = Declare(failingSince, OnlyReplicasBeforeFirstShare());
     }
 
