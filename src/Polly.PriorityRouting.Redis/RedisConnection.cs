@@ -14,9 +14,10 @@ namespace Polly.PriorityRouting.Redis;
 /// synchronization that cannot share the state — is <see cref="ReportFailure">reported</see> here, and one rule decides
 /// what it means: the state is unshared from the first failure until a synchronization completes with no failure
 /// reported since it began, and that is an outage, warned of once, when the state is still unshared
-/// <see cref="OutageAfter"/> after the first failure and failures went on meanwhile. A command that fails or stalls while StackExchange.Redis
-/// reconfigures (a returning old primary, the connections Sentinel closes) is therefore no outage: the synchronization
-/// it requests shares the state again within the second, publishes what was kept meanwhile, and nothing is logged.
+/// <see cref="OutageAfter"/> after the first failure and failures went on meanwhile. A command that fails or stalls
+/// while StackExchange.Redis reconfigures (a returning old primary, the connections Sentinel closes) is therefore no
+/// outage: the synchronization it requests shares the state again, publishes what was kept meanwhile, and nothing is
+/// logged.
 /// </para>
 /// <para>
 /// Nothing is written to Redis while two nodes say they are the primary (<see cref="Writable"/>): what is learned is
@@ -147,8 +148,9 @@ internal sealed partial class RedisConnection : IDisposable, IAsyncDisposable
     /// or the store was disposed meanwhile.
     /// </summary>
     /// <param name="synchronize">
-    /// Called on every restored connection, on every configuration change (a failover), and when an outage begins (so
-    /// that the synchronization, not the requests, finds out when Redis answers again); on the thread that raises it.
+    /// Called on every restored connection, on every configuration change (a failover), and when the state becomes
+    /// unshared (so that the synchronization, not the requests, finds out when Redis answers again); on the thread that
+    /// raises it.
     /// </param>
     /// <param name="isSpare">
     /// Tells whether a node is one the shared state does not use right now (a replica, a dead primary that a failover
