@@ -14,7 +14,8 @@ namespace Polly.PriorityRouting.Redis;
 /// synchronization that cannot share the state — is <see cref="ReportFailure">reported</see> here, and one rule decides
 /// what it means: the state is unshared from the first failure until a synchronization completes with no failure
 /// reported since it began, and that is an outage, warned of once, when the state is still unshared
-/// <see cref="OutageAfter"/> after the first failure and failures went on meanwhile. A command that fails or stalls
+/// <see cref="OutageAfter"/> after the first failure (after a lone timeout, only if the synchronization then fails
+/// too). A command that fails or stalls
 /// while StackExchange.Redis reconfigures (a returning old primary, the connections Sentinel closes) is therefore no
 /// outage: the synchronization it requests shares the state again, publishes what was kept meanwhile, and nothing is
 /// logged.
@@ -56,7 +57,7 @@ internal sealed partial class RedisConnection : IDisposable, IAsyncDisposable
     private bool _everShared;
     private long _unsharedSince = Environment.TickCount64;
     private long? _failingSince;
-    private bool _failedAgain;
+    private bool _notAStall;
     private long _failures;
     private int _restorations;
 
@@ -360,7 +361,7 @@ internal sealed partial class RedisConnection : IDisposable, IAsyncDisposable
             _inOutage = false;
             _firstFailure = null;
             _failingSince = null;
-            _failedAgain = false;
+            _notAStall = false;
             _started = true;
             _replicaReported = false;
             Volatile.Write(ref _everShared, true);
@@ -376,8 +377,8 @@ internal sealed partial class RedisConnection : IDisposable, IAsyncDisposable
 
     /// <summary>
     /// Counts a failure and applies the one rule: failures are an outage once the state has stayed unshared for
-    /// <see cref="OutageAfter"/> since the first while failures went on — checked then, and on every failure reported
-    /// later.
+    /// <see cref="OutageAfter"/> since the first (unless that was a lone timeout) — checked then, and on every failure
+    /// reported later.
     /// </summary>
     /// <param name="exception">What failed, if an exception says it.</param>
     /// <param name="onlyReplicas">The replicas, when they are all that is connected: the warning names them.</param>
@@ -394,7 +395,9 @@ internal sealed partial class RedisConnection : IDisposable, IAsyncDisposable
             _failures++;
             _started = true;
             firstFailure = _failingSince is null;
-            _failedAgain |= !firstFailure;
+            // A timeout alone may be the client's own stall (StackExchange.Redis blocks threads while Sentinel
+            // reconfigures it); a lost connection, a refused command or a second failure is not.
+            _notAStall |= !firstFailure || exception is not TimeoutException;
             failingSince = _failingSince ??= now;
             if (!_unshared)
             {
@@ -427,9 +430,9 @@ internal sealed partial class RedisConnection : IDisposable, IAsyncDisposable
     }
 
     /// <summary>
-    /// Declares the outage <see cref="OutageAfter"/> after its first failure if failures went on meanwhile; one failure
-    /// alone (a command timed out while StackExchange.Redis stalled) waits for the synchronization it requested, whose
-    /// own failure, if any, declares it.
+    /// Declares the outage <see cref="OutageAfter"/> after its first failure, unless that failure was a lone timeout
+    /// (a command that timed out while StackExchange.Redis stalled): that waits for the synchronization it requested,
+    /// whose own failure, if any, declares it.
     /// </summary>
     private async Task DeclareIfStillFailingAsync(long failingSince)
     {
@@ -437,7 +440,7 @@ internal sealed partial class RedisConnection : IDisposable, IAsyncDisposable
         await Task.Delay(OutageAfter).ConfigureAwait(false);
         lock (_gate)
         {
-            if (!_failedAgain)
+            if (!_notAStall)
             {
                 return;
             }
