@@ -94,7 +94,7 @@ public static class PriorityRoutingRedisServiceCollectionExtensions
         return services;
     }
 
-    private static RedisBackendStateStore CreateStore(IServiceProvider serviceProvider)
+    private static IBackendStateStore CreateStore(IServiceProvider serviceProvider)
     {
         var options = serviceProvider.GetRequiredService<IOptions<PriorityRoutingRedisStoreOptions>>().Value;
         var (connecting, ownsConnection) = options.Configuration is { } configuration
@@ -103,17 +103,18 @@ public static class PriorityRoutingRedisServiceCollectionExtensions
                 $"The Redis store needs either {nameof(PriorityRoutingRedisStoreOptions)}.{nameof(PriorityRoutingRedisStoreOptions.Configuration)} " +
                 $"or an {nameof(IConnectionMultiplexer)} registered in the service collection.")), false);
 
-        return new RedisBackendStateStore(
+        var store = new RedisBackendStateStore(
             connecting,
             ownsConnection,
             new RedisStoreLayout(options.KeyPrefix, options.EffectiveChannelName),
             options,
             serviceProvider.GetService<TimeProvider>() ?? TimeProvider.System,
             serviceProvider.GetService<ILogger<RedisBackendStateStore>>() ?? NullLogger<RedisBackendStateStore>.Instance);
+        return options.Reservations ? new RedisReservingStateStore(store) : store;
     }
 
     private static IAffinityStore CreateAffinityStore(IServiceProvider serviceProvider)
-        => serviceProvider.GetRequiredService<IBackendStateStore>() is RedisBackendStateStore store
+        => RedisReservingStateStore.Find(serviceProvider.GetRequiredService<IBackendStateStore>()) is { } store
             ? store.Affinity
 
             // The throttle store was replaced after this registration: pins stay in this process, as without Redis.

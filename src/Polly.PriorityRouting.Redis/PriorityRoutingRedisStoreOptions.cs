@@ -97,6 +97,35 @@ public sealed class PriorityRoutingRedisStoreOptions
     public TimeSpan FirstLoadTimeout { get; set; } = DefaultFirstLoadTimeout;
 
     /// <summary>
+    /// Gets or sets a value indicating whether each attempt reserves its estimated cost in a budget that every replica
+    /// shares in Redis, before it is sent (see <see cref="IBackendReservationStore"/>).
+    /// </summary>
+    /// <value>
+    /// The default value is <see langword="false"/>: replicas share the budgets their answers report, and each admits
+    /// against its own view. Turn it on when many replicas send requests that stay in flight for seconds (completions)
+    /// to backends that report token budgets: it costs one Redis round trip per attempt (at most
+    /// <see cref="ReservationTimeout"/>), and closes the gap in which replicas that have not yet heard of each other's
+    /// spend over-admit and collect 429s. Needs the strategy's <c>TokenBudgets</c>; see docs/distributed.md.
+    /// </value>
+    public bool Reservations { get; set; }
+
+    /// <summary>
+    /// Gets or sets the longest an attempt waits for its reservation in Redis. Beyond it the attempt is admitted by the
+    /// replica's own budget view, as during an outage (fail open), and the store logs that Redis is slow (once, until it
+    /// answers in time again).
+    /// </summary>
+    /// <value>
+    /// The default value is <see cref="DefaultReservationTimeout"/> (20 milliseconds). It must be more than zero and at
+    /// most 1 second. During an outage no attempt waits for Redis at all.
+    /// </value>
+    public TimeSpan ReservationTimeout { get; set; } = DefaultReservationTimeout;
+
+    /// <summary>
+    /// The default value of <see cref="ReservationTimeout"/>: 20 milliseconds.
+    /// </summary>
+    public static readonly TimeSpan DefaultReservationTimeout = TimeSpan.FromMilliseconds(20);
+
+    /// <summary>
     /// The default value of <see cref="AffinityTimeout"/>: 1 second.
     /// </summary>
     public static readonly TimeSpan DefaultAffinityTimeout = TimeSpan.FromSeconds(1);

@@ -13,6 +13,7 @@ internal sealed class PriorityRoutingRedisStoreOptionsValidator : IValidateOptio
     private static readonly TimeSpan MaxBudgetPublishInterval = TimeSpan.FromSeconds(10);
     private static readonly TimeSpan MaxAffinityTimeout = TimeSpan.FromSeconds(30);
     private static readonly TimeSpan MaxFirstLoadTimeout = TimeSpan.FromMinutes(1);
+    private static readonly TimeSpan MaxReservationTimeout = TimeSpan.FromSeconds(1);
 
     public ValidateOptionsResult Validate(string? name, PriorityRoutingRedisStoreOptions options)
     {
@@ -51,6 +52,11 @@ internal sealed class PriorityRoutingRedisStoreOptionsValidator : IValidateOptio
         if (options.FirstLoadTimeout < TimeSpan.Zero || options.FirstLoadTimeout > MaxFirstLoadTimeout)
         {
             failures.Add($"{nameof(options.FirstLoadTimeout)} must be between zero and one minute (it was {options.FirstLoadTimeout}).");
+        }
+
+        if (options.ReservationTimeout <= TimeSpan.Zero || options.ReservationTimeout > MaxReservationTimeout)
+        {
+            failures.Add($"{nameof(options.ReservationTimeout)} must be more than zero and at most 1 second (it was {options.ReservationTimeout}): it is added to every attempt while Redis is slow.");
         }
 
         if (options.Configuration is not null && !IsValidConfiguration(options.Configuration))

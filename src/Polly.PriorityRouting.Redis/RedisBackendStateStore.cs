@@ -7,7 +7,9 @@ namespace Polly.PriorityRouting.Redis;
 /// An <see cref="IBackendStateStore"/> shared by every replica connected to one Redis: reads are served by a local
 /// mirror, writes go to the mirror at once and to Redis in the background, and a pub/sub subscription keeps the mirror
 /// current with what the other replicas learn. As an <see cref="IBackendBudgetStore"/> it also carries the budgets the
-/// replicas' answers report, on the same channel (<see cref="RedisBudgetChannel"/>).
+/// replicas' answers report, on the same channel (<see cref="RedisBudgetChannel"/>). With
+/// <see cref="PriorityRoutingRedisStoreOptions.Reservations"/> on it also holds the shared reservations
+/// (<see cref="RedisReservations"/>), which the service collection exposes through <see cref="RedisReservingStateStore"/>.
 /// </summary>
 /// <remarks>
 /// <para>
@@ -36,6 +38,7 @@ internal sealed partial class RedisBackendStateStore : IBackendStateStore, IBack
     private readonly RedisMarkWriter _writer;
     private readonly RedisBudgetChannel _budgets;
     private readonly RedisSynchronizer _synchronizer;
+    private readonly RedisReservations? _reservations;
     private readonly ILogger _logger;
     private int _disposed;
 
@@ -55,6 +58,11 @@ internal sealed partial class RedisBackendStateStore : IBackendStateStore, IBack
         _budgets = new RedisBudgetChannel(_connection, layout, _mirror, instanceId, options.BudgetPublishInterval, _disposing.Token);
         _synchronizer = new RedisSynchronizer(_connection, layout, _mirror, _unpublished, _unpublishedPins, _writer, _budgets, instanceId, logger, _disposing.Token);
         Affinity = new RedisAffinityStore(_connection, _synchronizer, layout, _unpublishedPins, timeProvider, options.AffinityTimeout);
+        if (options.Reservations)
+        {
+            _reservations = new RedisReservations(
+                _connection, _synchronizer.Request, layout, timeProvider, options.ReservationTimeout, options.MaxUnavailability, logger, _disposing.Token);
+        }
 
         // Never on the caller's thread: the app starts whether or not Redis answers.
         _ = Task.Run(StartAsync);
@@ -106,6 +114,9 @@ internal sealed partial class RedisBackendStateStore : IBackendStateStore, IBack
     internal IConnectionMultiplexer? Multiplexer => _connection.Multiplexer;
 
     internal RedisBudgetChannel Budgets => _budgets;
+
+    /// <summary>Gets the shared reservations; <see langword="null"/> unless <see cref="PriorityRoutingRedisStoreOptions.Reservations"/> is on.</summary>
+    internal RedisReservations? Reservations => _reservations;
 
     /// <inheritdoc/>
     public int PeerCount => _budgets.PeerCount;
@@ -197,7 +208,7 @@ internal sealed partial class RedisBackendStateStore : IBackendStateStore, IBack
         {
             // The first connection attempt failed (Redis down or unreachable at start): an outage to warn about. The
             // restoration event of the first successful connection starts the synchronization.
-            _connection.ReportOutage(null);
+            _connection.ReportLastingFailure(null);
         }
     }
 

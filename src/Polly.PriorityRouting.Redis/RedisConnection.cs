@@ -167,7 +167,7 @@ internal sealed partial class RedisConnection : IDisposable, IAsyncDisposable
         catch (Exception e)
         {
             // With AbortOnConnectFail=false this is rare (e.g. an unresolvable name): the store stays local for good.
-            ReportOutage(e);
+            ReportLastingFailure(e);
             return null;
         }
 
@@ -244,9 +244,10 @@ internal sealed partial class RedisConnection : IDisposable, IAsyncDisposable
     }
 
     /// <summary>
-    /// Reports an outage with no wait: the connection itself could not be made (its own connect timeout has passed).
+    /// Reports a failure that is an outage at once, because it has lasted already: the connection could not be made
+    /// (its own connect timeout has passed), or a caller saw Redis miss a run of deadlines.
     /// </summary>
-    public void ReportOutage(Exception? exception) => Report(exception, OnlyReplicasBeforeFirstShare(), confirmed: true);
+    public void ReportLastingFailure(Exception? exception) => Report(exception, OnlyReplicasBeforeFirstShare(), confirmed: true);
 
     /// <summary>
     /// Returns whether StackExchange.Redis found no connection to send a command to although every slot has a connected,

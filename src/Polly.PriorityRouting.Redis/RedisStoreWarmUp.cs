@@ -27,7 +27,7 @@ internal sealed class RedisStoreWarmUp : IHostedService
     public async Task StartAsync(CancellationToken cancellationToken)
     {
         // Replaced by another store after the Redis one was registered: nothing to warm up.
-        if (_services.GetService(typeof(IBackendStateStore)) is RedisBackendStateStore store)
+        if (RedisReservingStateStore.Find(_services.GetService(typeof(IBackendStateStore))) is { } store)
         {
             await store.WaitForFirstLoadAsync(_timeout, cancellationToken).ConfigureAwait(false);
         }

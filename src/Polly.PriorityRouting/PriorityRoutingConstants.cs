@@ -45,6 +45,9 @@ internal static class PriorityRoutingConstants
 
     public static readonly TimeSpan DefaultMaxCooldown = TimeSpan.FromMinutes(5);
 
+    /// <summary>The default share of each budget kept for foreground requests (see <see cref="PriorityRoutingStrategyOptions.BackgroundHeadroom"/>).</summary>
+    public const double DefaultBackgroundHeadroom = 0.2;
+
     public const int DefaultMaxRetryAttempts = 3;
 
     public const int DefaultConsecutiveFailures = 5;

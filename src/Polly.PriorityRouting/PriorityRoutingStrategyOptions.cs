@@ -172,6 +172,33 @@ public class PriorityRoutingStrategyOptions : ResilienceStrategyOptions
     public TimeSpan? MaxQueueWait { get; set; }
 
     /// <summary>
+    /// Gets or sets the share of each backend's known budget kept for foreground requests: a request marked
+    /// <see cref="PriorityRoutingHints.Background"/> is admitted on a backend only while, after its cost, at least this
+    /// fraction of the budget's limit (tokens and requests alike) remains; foreground requests ignore it. With
+    /// <see cref="MaxQueueWait"/>, a foreground waiter is promised room in a refill before any background one, a
+    /// background waiter's promise leaves the headroom free, and background waiters get only what foreground requests
+    /// leave of a refill.
+    /// </summary>
+    /// <value>
+    /// <para>
+    /// The default value is 0.2: background work may still use four fifths of a budget nobody else needs, and
+    /// foreground requests always find a fifth of each refill window free however much background work is queued — at
+    /// least the one sixth of a per-minute quota that Azure OpenAI admits per 10-second window, so a foreground burst
+    /// arriving right behind a background batch is not throttled by it. Raise it when foreground traffic is bursty or
+    /// large against the budget; lower it when background work must progress on a busy budget. It must be at least 0
+    /// and less than 1; 0 turns request classes off (a background request routes like any other).
+    /// </para>
+    /// <para>
+    /// The budget is the budget view's (<see cref="TokenBudgets"/>): reported by answers or declared
+    /// (<see cref="PriorityBackend.TokensPerMinute"/>, <see cref="PriorityBackend.RequestsPerMinute"/>). A backend with no
+    /// known budget, or no known limit, admits background requests like any other. The headroom is kept per process: on
+    /// a shared store each replica keeps it in its own view.
+    /// </para>
+    /// </value>
+    [Range(0.0, 1.0, MaximumIsExclusive = true)]
+    public double BackgroundHeadroom { get; set; } = PriorityRoutingConstants.DefaultBackgroundHeadroom;
+
+    /// <summary>
     /// Gets or sets the model fallback chains: a logical model → the logical models that take its requests, in order,
     /// when every backend serving it is unavailable or has failed in this call.
     /// </summary>

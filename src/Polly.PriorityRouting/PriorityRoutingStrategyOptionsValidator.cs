@@ -52,6 +52,7 @@ internal static partial class PriorityRoutingStrategyOptionsValidator
         ValidateOutlierEjection(options.OutlierEjection, prefix, errors);
         ValidateStreaming(options, prefix, errors);
         ValidateQueueWait(options, prefix, errors);
+        ValidateBackgroundHeadroom(options, prefix, errors);
         ValidateAffinity(options.Affinity, prefix, errors);
         ValidateFallbacks(options.ModelFallbacks, options.Backends, $"{prefix}{nameof(options.ModelFallbacks)}", errors);
         ValidateFallbacks(options.ContextWindowFallbacks, options.Backends, $"{prefix}{nameof(options.ContextWindowFallbacks)}", errors);
@@ -216,6 +217,15 @@ internal static partial class PriorityRoutingStrategyOptionsValidator
         if (!Enum.IsDefined(options.SelectionMode))
         {
             errors.Add(Invariant($"{prefix}SelectionMode must be WeightedRandom or LatencyAware, but was {(int)options.SelectionMode}."));
+        }
+    }
+
+    private static void ValidateBackgroundHeadroom(PriorityRoutingStrategyOptions options, string prefix, List<string> errors)
+    {
+        // Written as a negation so that NaN fails too.
+        if (!(options.BackgroundHeadroom >= 0 && options.BackgroundHeadroom < 1))
+        {
+            errors.Add(Invariant($"{prefix}BackgroundHeadroom must be at least 0 and less than 1 (a share of each budget), but was {options.BackgroundHeadroom}."));
         }
     }
 

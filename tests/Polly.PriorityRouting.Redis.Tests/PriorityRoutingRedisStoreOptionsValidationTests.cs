@@ -61,6 +61,26 @@ public sealed class PriorityRoutingRedisStoreOptionsValidationTests
     }
 
     [Theory]
+    [InlineData(0)]
+    [InlineData(-1)]
+    [InlineData(1_001)]
+    public void ReservationTimeoutOutOfRange_FailsResolution_NamingTheField(long milliseconds)
+    {
+        var failures = ResolveFailures(options => options.ReservationTimeout = TimeSpan.FromMilliseconds(milliseconds));
+
+        failures.Should().ContainSingle().Which.Should().StartWith("ReservationTimeout must be more than zero and at most 1 second");
+    }
+
+    [Fact]
+    public void Reservations_are_off_and_wait_20_ms_by_default()
+    {
+        var options = new PriorityRoutingRedisStoreOptions();
+
+        options.Reservations.Should().BeFalse();
+        options.ReservationTimeout.Should().Be(TimeSpan.FromMilliseconds(20));
+    }
+
+    [Theory]
     [InlineData(-1)]
     [InlineData(10_001)]
     public void BudgetPublishIntervalOutOfRange_FailsResolution_NamingTheField(long milliseconds)

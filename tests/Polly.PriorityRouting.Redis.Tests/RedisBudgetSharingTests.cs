@@ -41,6 +41,25 @@ public sealed class RedisBudgetSharingTests : IClassFixture<RedisServerFixture>
     }
 
     [Fact]
+    public async Task ReplicaB_KeepsBackgroundWorkOffTheHeadroom_OfABudgetReplicaA_Learned()
+    {
+        await using var hosts = await TwoHostsOverOneRedis.StartAsync(_redis, primaryThrottles: false);
+        var (primary, secondary, hostA, hostB) = (hosts.Primary, hosts.Secondary, hosts.HostA, hosts.HostB);
+        (await SendChatAsync(hostB, maxTokens: 500)).Should().Be(HttpStatusCode.OK);
+        primary.RemainingTokens = 20_000;
+
+        (await SendChatAsync(hostA, maxTokens: 500)).Should().Be(HttpStatusCode.OK);
+        await Eventually.HoldsAsync(() => hostB.RedisStore.Budgets.Received == 1, Delivered, "host B receives host A's budget");
+
+        (await SendChatAsync(hostB, maxTokens: 5_000, background: true)).Should().Be(HttpStatusCode.OK);
+        (await SendChatAsync(hostB, maxTokens: 5_000)).Should().Be(HttpStatusCode.OK);
+
+        (primary.Hits, secondary.Hits).Should().Be(
+            (3, 1),
+            "20,000 of the primary's 100,000 left is the default headroom: B sent the background request to the secondary and the foreground one to the primary");
+    }
+
+    [Fact]
     public async Task RedisDown_BothReplicasStillRoute_OnWhatTheirOwnAnswersReport()
     {
         await using var hosts = await TwoHostsOverOneRedis.StartAsync(_redis, primaryThrottles: false);
@@ -145,12 +164,17 @@ public sealed class RedisBudgetSharingTests : IClassFixture<RedisServerFixture>
 
     private static BackendBudgetObservation Observed(long remaining, DateTimeOffset now) => new(remaining, 100_000, now.AddSeconds(60), null, null, default);
 
-    private static async Task<HttpStatusCode> SendChatAsync(Replica replica, int maxTokens)
+    private static async Task<HttpStatusCode> SendChatAsync(Replica replica, int maxTokens, bool background = false)
     {
         using var request = new HttpRequestMessage(HttpMethod.Post, RoutedHost.AnyPath)
         {
             Content = new StringContent($$"""{"messages":[{"role":"user","content":"hi"}],"max_tokens":{{maxTokens}}}""", Encoding.UTF8, "application/json"),
         };
+        if (background)
+        {
+            request.Options.Set(PriorityRoutingRequestOptions.Hints, new PriorityRoutingHints { Background = true });
+        }
+
         using var answer = await replica.CreateClient().SendAsync(request);
         return answer.StatusCode;
     }

@@ -43,6 +43,9 @@ public class PriorityRoutingStrategyOptionsValidatorTests
         { o => o.Affinity.StickyLifetime = TimeSpan.FromDays(2), "Affinity.StickyLifetime must be between 00:00:01 and 1.00:00:00, but was 2.00:00:00." },
         { o => o.MaxQueueWait = TimeSpan.Zero, "MaxQueueWait must be between 1 ms and one day when set, but was 00:00:00." },
         { o => { o.MaxQueueWait = TimeSpan.FromSeconds(10); o.TokenBudgets = false; }, "MaxQueueWait waits for room the token budget view promises: it requires TokenBudgets to be true." },
+        { o => o.BackgroundHeadroom = 1, "BackgroundHeadroom must be at least 0 and less than 1 (a share of each budget), but was 1." },
+        { o => o.BackgroundHeadroom = -0.1, "BackgroundHeadroom must be at least 0 and less than 1 (a share of each budget), but was -0.1." },
+        { o => o.BackgroundHeadroom = double.NaN, "BackgroundHeadroom must be at least 0 and less than 1 (a share of each budget), but was NaN." },
     };
 
     [Theory]

@@ -15,11 +15,18 @@ namespace Polly.PriorityRouting.Redis;
 /// never walks them: <c>affinity:{prefix}{id}</c> for an id, <c>affinity:{prefix}~{key}</c> for a soft-affinity key
 /// (ids never contain <c>~</c>).
 /// </para>
+/// <para>
+/// Shared reservations (when on) live outside the prefix too, one hash per backend or partition under
+/// <c>reservations:{prefix}</c> (see <see cref="ReservationKeyOf"/>).
+/// </para>
 /// </remarks>
 internal sealed class RedisStoreLayout
 {
     /// <summary>What the key prefix is preceded by for affinity keys.</summary>
     public const string AffinityPrefix = "affinity:";
+
+    /// <summary>What the key prefix is preceded by for the shared reservations' keys.</summary>
+    public const string ReservationPrefix = "reservations:";
 
     /// <summary>What a soft-affinity key is preceded by, after the affinity prefix.</summary>
     public const string StickyPrefix = "~";
@@ -27,12 +34,14 @@ internal sealed class RedisStoreLayout
     private readonly string _keyPrefix;
     private readonly string _affinityKeyPrefix;
     private readonly string _stickyKeyPrefix;
+    private readonly string _reservationKeyPrefix;
 
     public RedisStoreLayout(string keyPrefix, string channelName)
     {
         _keyPrefix = keyPrefix;
         _affinityKeyPrefix = AffinityPrefix + keyPrefix;
         _stickyKeyPrefix = _affinityKeyPrefix + StickyPrefix;
+        _reservationKeyPrefix = ReservationPrefix + keyPrefix;
         ChannelName = channelName;
         Channel = RedisChannel.Literal(channelName);
         ScanPattern = keyPrefix + "*";
@@ -54,6 +63,14 @@ internal sealed class RedisStoreLayout
 
     /// <summary>Returns the Redis key of an id's pin.</summary>
     public RedisKey AffinityKeyOf(string id) => _affinityKeyPrefix + id;
+
+    /// <summary>
+    /// Returns the Redis key of a backend's (or partition's) shared reservations: <c>reservations:</c>, the prefix, and
+    /// the encoded key in braces — a hash tag, so that the budget's slot on a Redis Cluster is the budget's own whatever
+    /// the prefix (and any later key of the same budget would land beside it); call only with a key
+    /// <see cref="StateKeyEncoding.CanEncode"/> accepts.
+    /// </summary>
+    public RedisKey ReservationKeyOf(BackendStateKey key) => string.Concat(_reservationKeyPrefix, "{", StateKeyEncoding.Encode(key), "}");
 
     /// <summary>Returns the Redis key of a soft-affinity key.</summary>
     public RedisKey StickyKeyOf(string key) => _stickyKeyPrefix + key;

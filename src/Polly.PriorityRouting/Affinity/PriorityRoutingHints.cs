@@ -34,6 +34,20 @@ public sealed class PriorityRoutingHints
     public bool NoModelFallback { get; set; }
 
     /// <summary>
+    /// Gets or sets a value indicating whether the request is background work (a summary, an evaluation, a batch of
+    /// embeddings) that yields to foreground requests: it uses a backend only while
+    /// <see cref="PriorityRoutingStrategyOptions.BackgroundHeadroom"/> of the backend's known budget stays free after its
+    /// cost, and with <see cref="PriorityRoutingStrategyOptions.MaxQueueWait"/> it waits behind foreground requests.
+    /// </summary>
+    /// <remarks>
+    /// A backend whose budget is unknown admits it like any request. It narrows nothing else: the other hints, affinity
+    /// (a pinned background request obeys the headroom of its backend, and waits for it), model fallbacks and streams
+    /// apply as to any request. With a <see cref="PriorityRoutingStrategyOptions.BackgroundHeadroom"/> of 0 it has no
+    /// effect.
+    /// </remarks>
+    public bool Background { get; set; }
+
+    /// <summary>
     /// Gets or sets a soft-affinity key (a session, a conversation, a prompt-cache key): requests with the same key stay
     /// on one backend for <see cref="AffinityOptions.StickyLifetime"/> after the last one, and move when it is
     /// unavailable. Takes precedence over the body's <c>prompt_cache_key</c> and <c>user</c>.

@@ -11,6 +11,13 @@ namespace Polly.PriorityRouting;
 /// budget refilled continuously (OpenAI's) is under-estimated until its reset moment: within a window the view never
 /// raises a count, since a higher count may be an older report (see <see cref="BudgetCounter"/>). Every method taking a
 /// <c>share</c> takes this process's share of a refilled limit (1 alone, 1/n with n processes on the store).
+/// <para>
+/// Request classes live here, once (<see cref="RequestRoute.Headroom"/>): a background request (a non-zero
+/// <c>headroom</c>) is admitted only while, after its cost, at least headroom × limit remains in each budget; its
+/// promises leave that share of a refill free; and it sees every waiter's room, while a foreground request sees the
+/// foreground waiters' only and is promised room ignoring the background's: foreground comes before background in a
+/// refill, and a background waiter whose room a foreground request took finds it gone when released.
+/// </para>
 /// </remarks>
 internal sealed class BackendBudget
 {
@@ -36,10 +43,13 @@ internal sealed class BackendBudget
     /// <summary>The request budget (<c>x-ratelimit-*-requests</c>).</summary>
     public BudgetCounter Requests = new();
 
-    // The waiters' holds whose refill has not come yet, and the sums of those whose refill came.
+    // The waiters' holds whose refill has not come yet, and the sums of those whose refill came: the foreground waiters'
+    // (_dueHeld*), which hold back everyone, and the background waiters' apart, which hold back background requests only.
     private SortedSet<BudgetHold>? _pendingHolds;
     private long _dueHeldTokens;
     private long _dueHeldRequests;
+    private long _dueBackgroundTokens;
+    private long _dueBackgroundRequests;
     private long _holds;
 
     /// <summary>Gets the refill window the promises advance by: the longer of the two budgets' (see <see cref="BudgetCounter.Window"/>).</summary>
@@ -64,15 +74,19 @@ internal sealed class BackendBudget
     /// the token budget, as if none were known, and counts one request against the request budget like any other; a
     /// request larger than the whole limit (or than the share of it assumed after a reset) is never held back: only the
     /// backend can judge it. The room held for waiters whose refill came is not this request's, unless it is
-    /// <paramref name="own"/>.
+    /// <paramref name="own"/>; a foreground request does not see the background waiters' room. A background request
+    /// (<paramref name="headroom"/> &gt; 0) must leave <see cref="Kept">its headroom</see> of each budget's limit free
+    /// after its cost: its token headroom holds even at cost 0; a budget whose limit is unknown keeps none.
     /// </summary>
-    public TimeSpan TimeUntilAdmitted(long cost, DateTimeOffset now, double share, BudgetHold? own = null)
+    public TimeSpan TimeUntilAdmitted(long cost, DateTimeOffset now, double share, BudgetHold? own = null, double headroom = 0)
     {
         CountDueHolds(now);
-        var (heldTokens, heldRequests) = (_dueHeldTokens, _dueHeldRequests);
+        var background = headroom > 0;
+        var heldTokens = _dueHeldTokens + (background ? _dueBackgroundTokens : 0);
+        var heldRequests = _dueHeldRequests + (background ? _dueBackgroundRequests : 0);
 
         // Another budget's hold is read under its own lock only: compare the budget first.
-        if (own is not null && own.Budget == this && own.IsDue && !own.Ended)
+        if (own is not null && own.Budget == this && own.IsDue && !own.Ended && (background || !own.Background))
         {
             heldTokens -= own.Cost;
             heldRequests--;
@@ -81,13 +95,14 @@ internal sealed class BackendBudget
         var wait = TimeSpan.Zero;
         var tokens = Tokens.Available(now, share);
         var largest = Tokens.IsAssumed ? Tokens.ShareOfLimit(share) : Tokens.Limit;
-        if (cost > 0 && tokens != Unknown && tokens - heldTokens < cost && (largest == Unknown || cost <= largest))
+        if ((cost > 0 || background) && tokens != Unknown && tokens - heldTokens < cost + Kept(headroom, largest, cost) && (largest == Unknown || cost <= largest))
         {
             wait = UntilRefill(Tokens.ResetAt, heldTokens, now);
         }
 
         var requests = Requests.Available(now, share);
-        if (requests != Unknown && requests - heldRequests < 1 && UntilRefill(Requests.ResetAt, heldRequests, now) is var requestsWait && requestsWait > wait)
+        var requestsKept = Kept(headroom, Requests.IsAssumed ? Requests.ShareOfLimit(share) : Requests.Limit, 1);
+        if (requests != Unknown && requests - heldRequests < 1 + requestsKept && UntilRefill(Requests.ResetAt, heldRequests, now) is var requestsWait && requestsWait > wait)
         {
             wait = requestsWait;
         }
@@ -99,22 +114,34 @@ internal sealed class BackendBudget
     /// Admits a request of <paramref name="cost"/> tokens if it fits now, and takes its cost off in the same step (the
     /// caller holds this budget's lock): two requests can never both be admitted on room for one.
     /// </summary>
+    /// <param name="cost">The request's estimated tokens.</param>
+    /// <param name="now">The current time.</param>
+    /// <param name="share">This process's share of a refilled limit.</param>
+    /// <param name="own">The room the request holds as a released waiter, or <see langword="null"/>.</param>
+    /// <param name="ticket">The admission's ticket (see <see cref="SpendLog"/>).</param>
+    /// <param name="headroom">The share of the budget the request must leave free (a background request's); 0 for a foreground one.</param>
     /// <returns>Whether the request was admitted; <paramref name="own"/>, when in this budget, is spent by it.</returns>
-    public bool TryTake(long cost, DateTimeOffset now, double share, BudgetHold? own)
+    public bool TryTake(long cost, DateTimeOffset now, double share, BudgetHold? own, long ticket, double headroom = 0)
     {
-        if (TimeUntilAdmitted(cost, now, share, own) != TimeSpan.Zero)
+        if (TimeUntilAdmitted(cost, now, share, own, headroom) != TimeSpan.Zero)
         {
             return false;
         }
 
+        Spend(cost, now, share, own, ticket);
+        return true;
+    }
+
+    /// <summary>Takes a request's cost off without asking: another judge admitted it (a shared reservation).</summary>
+    public void Spend(long cost, DateTimeOffset now, double share, BudgetHold? own, long ticket)
+    {
         if (own is not null && own.Budget == this)
         {
             EndHold(own);
         }
 
-        Tokens.Spend(cost, now, share);
-        Requests.Spend(1, now, share);
-        return true;
+        Tokens.Spend(cost, now, share, ticket);
+        Requests.Spend(1, now, share, ticket);
     }
 
     /// <summary>Starts the counters nothing has reported yet from the backend's declared quota; see <see cref="BudgetCounter.Declare"/>.</summary>
@@ -125,14 +152,14 @@ internal sealed class BackendBudget
     }
 
     /// <summary>Holds a waiter's room in the refill at <paramref name="dueAt"/>; <see langword="null"/> when the budget was evicted.</summary>
-    public BudgetHold? AddHold(long cost, DateTimeOffset dueAt)
+    public BudgetHold? AddHold(long cost, DateTimeOffset dueAt, bool background = false)
     {
         if (Evicted)
         {
             return null;
         }
 
-        var hold = new BudgetHold(this, cost, dueAt, _holds++);
+        var hold = new BudgetHold(this, cost, dueAt, _holds++, background);
         (_pendingHolds ??= new SortedSet<BudgetHold>(HoldOrder)).Add(hold);
         return hold;
     }
@@ -161,8 +188,7 @@ internal sealed class BackendBudget
         hold.Ended = true;
         if (hold.IsDue)
         {
-            _dueHeldTokens -= hold.Cost;
-            _dueHeldRequests--;
+            CountDue(hold, -1);
         }
         else
         {
@@ -175,8 +201,8 @@ internal sealed class BackendBudget
     /// promise or waiter's room lies ahead. The view may then drop it; the backend's next answer starts it again.
     /// </summary>
     public bool IsExpired(DateTimeOffset now)
-        => now >= Tokens.ResetAt && now >= Requests.ResetAt && now >= LatestPromised &&
-           _dueHeldRequests == 0 && (_pendingHolds is null || _pendingHolds.Count == 0);
+        => now >= Tokens.ResetAt && now >= Requests.ResetAt && now >= LatestPromised(background: true) &&
+           _dueHeldRequests == 0 && _dueBackgroundRequests == 0 && (_pendingHolds is null || _pendingHolds.Count == 0);
 
     /// <summary>
     /// Promises a request of <paramref name="cost"/> tokens a moment, no sooner than <paramref name="earliest"/>, at
@@ -188,11 +214,13 @@ internal sealed class BackendBudget
     /// <param name="earliest">The soonest moment any backend of the request frees up.</param>
     /// <param name="share">This process's share of a refilled limit.</param>
     /// <param name="reserved">Whether the moment holds room for the request (<see langword="false"/> when every window is full).</param>
-    public DateTimeOffset Promise(long cost, DateTimeOffset earliest, double share, out bool reserved)
+    /// <param name="headroom">The request's <see cref="RequestRoute.Headroom"/>: a foreground request (0) is promised room as if no background one were.</param>
+    public DateTimeOffset Promise(long cost, DateTimeOffset earliest, double share, out bool reserved, double headroom = 0)
     {
         reserved = false;
-        var at = LatestPromised < earliest ? earliest : LatestPromised;
-        if (!Fits(At(at), cost, share))
+        var latest = LatestPromised(headroom > 0);
+        var at = latest < earliest ? earliest : latest;
+        if (!Fits(At(at), cost, share, headroom))
         {
             if (Window <= TimeSpan.Zero || at + Window > earliest + (Window * MaxPromisedWindows))
             {
@@ -204,7 +232,7 @@ internal sealed class BackendBudget
             at += Window;
         }
 
-        reserved = Take(at, cost);
+        reserved = Take(at, cost, headroom > 0);
         return reserved ? at : earliest;
     }
 
@@ -214,20 +242,19 @@ internal sealed class BackendBudget
     /// sooner refill rather than the soonest backend's next one (see <see cref="BudgetExhaustion"/>). Before the latest
     /// refill promised, only a refill already promised (whose room a cancelled waiter may have given up) is promised again.
     /// </summary>
-    public bool TryPromiseAt(long cost, DateTimeOffset at, double share)
-        => (at >= LatestPromised || IndexOf(at) >= 0) && Fits(At(at), cost, share) && Take(at, cost);
+    public bool TryPromiseAt(long cost, DateTimeOffset at, double share, double headroom = 0)
+        => (at >= LatestPromised(headroom > 0) || IndexOf(at) >= 0) && Fits(At(at), cost, share, headroom) && Take(at, cost, headroom > 0);
 
     /// <summary>
     /// Takes back the room promised at <paramref name="promisedAt"/> to a caller who will not come (a waiter that
     /// cancelled): whoever is promised that refill next may have it, even after later refills were promised.
     /// </summary>
-    public void Withdraw(long cost, DateTimeOffset promisedAt)
+    public void Withdraw(long cost, DateTimeOffset promisedAt, bool background = false)
     {
         var index = IndexOf(promisedAt);
         if (index >= 0)
         {
-            var refill = _promised[index];
-            _promised[index] = new PromisedRefill(promisedAt, Math.Max(0, refill.Tokens - cost), Math.Max(0, refill.Requests - 1));
+            _promised[index] = _promised[index].Add(-cost, -1, background);
         }
     }
 
@@ -245,26 +272,62 @@ internal sealed class BackendBudget
         {
             pending.Remove(next);
             next.IsDue = true;
-            _dueHeldTokens += next.Cost;
-            _dueHeldRequests++;
+            CountDue(next, 1);
         }
     }
 
-    private DateTimeOffset LatestPromised => _promised.Count == 0 ? DateTimeOffset.MinValue : _promised[^1].At;
+    /// <summary>Adds a due hold to (<paramref name="sign"/> 1), or takes it off (-1), the sums of its class.</summary>
+    private void CountDue(BudgetHold hold, int sign)
+    {
+        if (hold.Background)
+        {
+            _dueBackgroundTokens += sign * hold.Cost;
+            _dueBackgroundRequests += sign;
+        }
+        else
+        {
+            _dueHeldTokens += sign * hold.Cost;
+            _dueHeldRequests += sign;
+        }
+    }
+
+    /// <summary>
+    /// The room a background request must leave free in a budget whose limit (or this process's share of it) is
+    /// <paramref name="limit"/>: headroom × limit, rounded up; none for a foreground request or an unknown limit. A
+    /// request too large to leave it is admitted on a full budget only (it never fits otherwise).
+    /// </summary>
+    private static long Kept(double headroom, long limit, long cost)
+        => headroom <= 0 || limit == Unknown ? 0 : Math.Max(0, Math.Min((long)Math.Ceiling(headroom * limit), limit - cost));
+
+    /// <summary>
+    /// The latest refill promised to the request's class: a foreground request is promised room ignoring the
+    /// background's, so only the foreground promises push it later; a background request comes after every promise.
+    /// </summary>
+    private DateTimeOffset LatestPromised(bool background)
+    {
+        for (var i = _promised.Count - 1; i >= 0; i--)
+        {
+            if (background || _promised[i].Requests > 0 || _promised[i].Tokens > 0)
+            {
+                return _promised[i].At;
+            }
+        }
+
+        return DateTimeOffset.MinValue;
+    }
 
     private int IndexOf(DateTimeOffset at) => _promised.FindIndex(refill => refill.At == at);
 
     /// <summary>The demand already promised the refill at <paramref name="at"/>: none when nothing was.</summary>
-    private PromisedRefill At(DateTimeOffset at) => IndexOf(at) is var index and >= 0 ? _promised[index] : new PromisedRefill(at, 0, 0);
+    private PromisedRefill At(DateTimeOffset at) => IndexOf(at) is var index and >= 0 ? _promised[index] : new PromisedRefill(at, 0, 0, 0, 0);
 
     /// <summary>Takes a request's room in the refill at <paramref name="at"/>; false when no more refills can be remembered and this one is the soonest.</summary>
-    private bool Take(DateTimeOffset at, long cost)
+    private bool Take(DateTimeOffset at, long cost, bool background)
     {
         var index = IndexOf(at);
         if (index >= 0)
         {
-            var refill = _promised[index];
-            _promised[index] = new PromisedRefill(at, refill.Tokens + cost, refill.Requests + 1);
+            _promised[index] = _promised[index].Add(cost, 1, background);
             return true;
         }
 
@@ -280,16 +343,31 @@ internal sealed class BackendBudget
             insertAt--;
         }
 
-        _promised.Insert(insertAt, new PromisedRefill(at, cost, 1));
+        _promised.Insert(insertAt, new PromisedRefill(at, 0, 0, 0, 0).Add(cost, 1, background));
         return true;
     }
 
-    // Each process promises its share of a refill: the callers of every process sharing the store come back at once.
-    private bool Fits(PromisedRefill promised, long cost, double share)
-        => (promised.Tokens == 0 && promised.Requests == 0) ||
-           ((Tokens.Limit == Unknown || promised.Tokens + cost <= Tokens.ShareOfLimit(share)) &&
-            (Requests.Limit == Unknown || promised.Requests + 1 <= Requests.ShareOfLimit(share)));
+    // Each process promises its share of a refill: the callers of every process sharing the store come back at once. A
+    // foreground request counts the foreground demand only; a background one counts all of it and leaves its headroom.
+    private bool Fits(PromisedRefill promised, long cost, double share, double headroom)
+    {
+        var background = headroom > 0;
+        var (tokens, requests) = background
+            ? (promised.Tokens + promised.BackgroundTokens, promised.Requests + promised.BackgroundRequests)
+            : (promised.Tokens, promised.Requests);
+        var tokensLimit = Tokens.ShareOfLimit(share);
+        var requestsLimit = Requests.ShareOfLimit(share);
+        return (tokens == 0 && requests == 0) ||
+               ((Tokens.Limit == Unknown || tokens + cost + Kept(headroom, tokensLimit, cost) <= tokensLimit) &&
+                (Requests.Limit == Unknown || requests + 1 + Kept(headroom, requestsLimit, 1) <= requestsLimit));
+    }
 
-    /// <summary>The demand promised one refill moment.</summary>
-    private readonly record struct PromisedRefill(DateTimeOffset At, long Tokens, long Requests);
+    /// <summary>The demand promised one refill moment: the foreground's, and the background's apart.</summary>
+    private readonly record struct PromisedRefill(DateTimeOffset At, long Tokens, long Requests, long BackgroundTokens, long BackgroundRequests)
+    {
+        /// <summary>Adds (or, negative, takes back) one request's demand to its class, never below nothing.</summary>
+        public PromisedRefill Add(long cost, int requests, bool background) => background
+            ? this with { BackgroundTokens = Math.Max(0, BackgroundTokens + cost), BackgroundRequests = Math.Max(0, BackgroundRequests + requests) }
+            : this with { Tokens = Math.Max(0, Tokens + cost), Requests = Math.Max(0, Requests + requests) };
+    }
 }

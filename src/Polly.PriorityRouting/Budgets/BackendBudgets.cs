@@ -36,6 +36,7 @@ internal sealed class BackendBudgets
     private DateTimeOffset _nextEviction;
     private int _count;
     private int _subscribed;
+    private long _tickets;
 
     /// <summary>Initializes a view of this process only.</summary>
     public BackendBudgets()
@@ -67,14 +68,18 @@ internal sealed class BackendBudgets
 
     /// <summary>
     /// Returns whether a request of <paramref name="cost"/> tokens fits the key's budget now (a selection's read; the
-    /// admission itself is <see cref="TryTake"/>). Allocation-free.
+    /// admission itself is <see cref="TryTake(BackendStateKey, long, DateTimeOffset, BudgetHold?, DeclaredQuota?, double)"/>). Allocation-free.
     /// </summary>
     /// <param name="key">The backend (or partition).</param>
     /// <param name="cost">The request's estimated tokens; 0 (unknown) is held back by a spent request budget only.</param>
     /// <param name="now">The current time.</param>
     /// <param name="own">The room the request holds as a released waiter, or <see langword="null"/>.</param>
-    /// <param name="quota">The backend's declared quota, or <see langword="null"/> (see <see cref="TryTake"/>).</param>
-    public bool CanAdmit(BackendStateKey key, long cost, DateTimeOffset now, BudgetHold? own = null, DeclaredQuota? quota = null)
+    /// <param name="quota">
+    /// The backend's declared quota, or <see langword="null"/> (see
+    /// <see cref="TryTake(BackendStateKey, long, DateTimeOffset, BudgetHold?, DeclaredQuota?, double)"/>).
+    /// </param>
+    /// <param name="headroom">The request's <see cref="RequestRoute.Headroom"/>: 0 for a foreground request.</param>
+    public bool CanAdmit(BackendStateKey key, long cost, DateTimeOffset now, BudgetHold? own = null, DeclaredQuota? quota = null, double headroom = 0)
     {
         if (Volatile.Read(ref _count) == 0 || !_budgets.TryGetValue(key, out var budget))
         {
@@ -84,12 +89,12 @@ internal sealed class BackendBudgets
         lock (budget)
         {
             DeclareIfAny(budget, quota, now);
-            return budget.TimeUntilAdmitted(cost, now, Share, own) == TimeSpan.Zero;
+            return budget.TimeUntilAdmitted(cost, now, Share, own, headroom) == TimeSpan.Zero;
         }
     }
 
-    /// <summary>Returns how long until a request of <paramref name="cost"/> tokens fits the key's budget.</summary>
-    public TimeSpan TimeUntilAdmitted(BackendStateKey key, long cost, DateTimeOffset now, DeclaredQuota? quota = null)
+    /// <summary>Returns how long until a request of <paramref name="cost"/> tokens (and <paramref name="headroom"/>) fits the key's budget.</summary>
+    public TimeSpan TimeUntilAdmitted(BackendStateKey key, long cost, DateTimeOffset now, DeclaredQuota? quota = null, double headroom = 0)
     {
         if (Volatile.Read(ref _count) == 0 || !_budgets.TryGetValue(key, out var budget))
         {
@@ -99,7 +104,7 @@ internal sealed class BackendBudgets
         lock (budget)
         {
             DeclareIfAny(budget, quota, now);
-            return budget.TimeUntilAdmitted(cost, now, Share);
+            return budget.TimeUntilAdmitted(cost, now, Share, headroom: headroom);
         }
     }
 
@@ -116,9 +121,24 @@ internal sealed class BackendBudgets
     /// The backend's declared quota, or <see langword="null"/>: a key nothing has reported yet starts from it (a budget
     /// that does not exist yet is full, so the selection's read need not create it).
     /// </param>
+    /// <param name="headroom">The request's <see cref="RequestRoute.Headroom"/>: 0 for a foreground request.</param>
     /// <returns>Whether the request was admitted: always when the key has no budget.</returns>
-    public bool TryTake(BackendStateKey key, long cost, DateTimeOffset now, BudgetHold? own = null, DeclaredQuota? quota = null)
+    public bool TryTake(BackendStateKey key, long cost, DateTimeOffset now, BudgetHold? own = null, DeclaredQuota? quota = null, double headroom = 0)
+        => TryTake(key, cost, now, out _, own, quota, headroom);
+
+    /// <inheritdoc cref="TryTake(BackendStateKey, long, DateTimeOffset, BudgetHold?, DeclaredQuota?, double)"/>
+    /// <param name="key">The backend (or partition).</param>
+    /// <param name="cost">The request's estimated tokens.</param>
+    /// <param name="now">The current time.</param>
+    /// <param name="ticket">
+    /// The admission's ticket, for its answer (see <see cref="Observe"/>): 0 when it spent nothing (the key had no budget).
+    /// </param>
+    /// <param name="own">The room the request holds as a released waiter, or <see langword="null"/>.</param>
+    /// <param name="quota">The backend's declared quota, or <see langword="null"/>.</param>
+    /// <param name="headroom">The request's <see cref="RequestRoute.Headroom"/>: 0 for a foreground request.</param>
+    public bool TryTake(BackendStateKey key, long cost, DateTimeOffset now, out long ticket, BudgetHold? own = null, DeclaredQuota? quota = null, double headroom = 0)
     {
+        ticket = 0;
         BackendBudget? budget;
         if (quota is not null)
         {
@@ -132,7 +152,7 @@ internal sealed class BackendBudgets
             lock (budget)
             {
                 DeclareIfAny(budget, quota, now);
-                return budget.TryTake(cost, now, Share, own);
+                return TryTake(budget, cost, now, own, headroom, out ticket);
             }
         }
 
@@ -143,7 +163,40 @@ internal sealed class BackendBudgets
 
         lock (budget)
         {
-            return budget.TryTake(cost, now, Share, own);
+            return TryTake(budget, cost, now, own, headroom, out ticket);
+        }
+    }
+
+    // Under the budget's lock: tickets are handed out in the order of admission.
+    private bool TryTake(BackendBudget budget, long cost, DateTimeOffset now, BudgetHold? own, double headroom, out long ticket)
+    {
+        ticket = Interlocked.Increment(ref _tickets);
+        return budget.TryTake(cost, now, Share, own, ticket, headroom);
+    }
+
+    /// <summary>
+    /// Takes a request's cost off the key's budget without asking: a shared reservation admitted it (see
+    /// <see cref="IBackendReservationStore"/>), and this process's view still counts its own spends.
+    /// </summary>
+    /// <param name="key">The backend (or partition).</param>
+    /// <param name="cost">The request's estimated tokens.</param>
+    /// <param name="now">The current time.</param>
+    /// <param name="ticket">The admission's ticket, for its answer (see <see cref="Observe"/>): 0 when it spent nothing.</param>
+    /// <param name="own">The room the request holds as a released waiter, or <see langword="null"/>.</param>
+    /// <param name="quota">The backend's declared quota, or <see langword="null"/>.</param>
+    public void Spend(BackendStateKey key, long cost, DateTimeOffset now, out long ticket, BudgetHold? own = null, DeclaredQuota? quota = null)
+    {
+        ticket = 0;
+        if ((quota is null ? (_budgets.TryGetValue(key, out var budget) ? budget : null) : GetOrAdd(key, now)) is not { } known)
+        {
+            return;
+        }
+
+        lock (known)
+        {
+            DeclareIfAny(known, quota, now);
+            ticket = Interlocked.Increment(ref _tickets);
+            known.Spend(cost, now, Share, own, ticket);
         }
     }
 
@@ -173,7 +226,8 @@ internal sealed class BackendBudgets
     /// <param name="cost">The request's estimated tokens.</param>
     /// <param name="earliest">The soonest moment any backend of the request frees up.</param>
     /// <param name="reserved">Whether the moment holds room for this request in the key's refill.</param>
-    public DateTimeOffset Promise(BackendStateKey key, long cost, DateTimeOffset earliest, out bool reserved)
+    /// <param name="headroom">The request's <see cref="RequestRoute.Headroom"/>: 0 for a foreground request.</param>
+    public DateTimeOffset Promise(BackendStateKey key, long cost, DateTimeOffset earliest, out bool reserved, double headroom = 0)
     {
         reserved = false;
         if (Volatile.Read(ref _count) == 0 || !_budgets.TryGetValue(key, out var budget))
@@ -183,12 +237,12 @@ internal sealed class BackendBudgets
 
         lock (budget)
         {
-            return budget.Promise(cost, earliest, Share, out reserved);
+            return budget.Promise(cost, earliest, Share, out reserved, headroom);
         }
     }
 
     /// <summary>Promises room in the key's refill at <paramref name="at"/> only; see <see cref="BackendBudget.TryPromiseAt"/>.</summary>
-    public bool TryPromiseAt(BackendStateKey key, long cost, DateTimeOffset at)
+    public bool TryPromiseAt(BackendStateKey key, long cost, DateTimeOffset at, double headroom = 0)
     {
         if (Volatile.Read(ref _count) == 0 || !_budgets.TryGetValue(key, out var budget))
         {
@@ -197,7 +251,7 @@ internal sealed class BackendBudgets
 
         lock (budget)
         {
-            return budget.TryPromiseAt(cost, at, Share);
+            return budget.TryPromiseAt(cost, at, Share, headroom);
         }
     }
 
@@ -215,7 +269,7 @@ internal sealed class BackendBudgets
 
         lock (budget)
         {
-            return budget.AddHold(reservation.Cost, reservation.DueAt);
+            return budget.AddHold(reservation.Cost, reservation.DueAt, reservation.IsBackground);
         }
     }
 
@@ -238,7 +292,7 @@ internal sealed class BackendBudgets
 
         lock (budget)
         {
-            budget.Withdraw(reservation.Cost, reservation.DueAt);
+            budget.Withdraw(reservation.Cost, reservation.DueAt, reservation.IsBackground);
         }
     }
 
@@ -246,7 +300,21 @@ internal sealed class BackendBudgets
     /// Reads the budgets an answer reports and, when the store shares budgets, hands the merged counts to it; an answer
     /// without them changes nothing and allocates nothing.
     /// </summary>
-    public void Observe(BackendStateKey key, HttpResponseHeaders headers, DateTimeOffset now, TimeSpan maxCooldown)
+    /// <param name="key">The backend (or partition) that answered.</param>
+    /// <param name="headers">The answer's headers.</param>
+    /// <param name="now">The current time: when the answer arrived.</param>
+    /// <param name="maxCooldown">The longest reset believed.</param>
+    /// <param name="sentAt">
+    /// When the attempt was sent (<paramref name="now"/> when <see langword="null"/>). A backend decides, and reports, its
+    /// budget when it admits the request: a completion answered seconds later tells the reset of then, so it is counted
+    /// from the send.
+    /// </param>
+    /// <param name="ticket">
+    /// The attempt's admission ticket (<see cref="TryTake(BackendStateKey, long, DateTimeOffset, out long, BudgetHold?, DeclaredQuota?, double)"/>):
+    /// the answer's count includes this process's spends up to it, not those admitted while it was in flight;
+    /// <see langword="null"/>: all of them.
+    /// </param>
+    public void Observe(BackendStateKey key, HttpResponseHeaders headers, DateTimeOffset now, TimeSpan maxCooldown, DateTimeOffset? sentAt = null, long? ticket = null)
     {
         var hasTokens = TryGetNumber(headers, PriorityRoutingConstants.RateLimitRemainingTokensHeader, out var remainingTokens);
         var hasRequests = TryGetNumber(headers, PriorityRoutingConstants.RateLimitRemainingRequestsHeader, out var remainingRequests);
@@ -258,16 +326,17 @@ internal sealed class BackendBudgets
         BackendBudgetObservation shared;
         lock (budget)
         {
+            var admittedAt = sentAt is { } sent && sent < now ? sent : now;
             if (hasTokens)
             {
-                var resetAt = now + GetDuration(headers, PriorityRoutingConstants.RateLimitResetTokensHeader, maxCooldown);
-                budget.Tokens.Merge(remainingTokens, GetNumberOrUnknown(headers, LimitTokensHeader), resetAt, now, ownAnswer: true);
+                var reset = GetDuration(headers, PriorityRoutingConstants.RateLimitResetTokensHeader, maxCooldown);
+                budget.Tokens.Merge(remainingTokens, GetNumberOrUnknown(headers, LimitTokensHeader), admittedAt + reset, admittedAt, now, includedSpends: ticket ?? long.MaxValue);
             }
 
             if (hasRequests)
             {
-                var resetAt = now + GetDuration(headers, PriorityRoutingConstants.RateLimitResetRequestsHeader, maxCooldown);
-                budget.Requests.Merge(remainingRequests, GetNumberOrUnknown(headers, LimitRequestsHeader), resetAt, now, ownAnswer: true);
+                var reset = GetDuration(headers, PriorityRoutingConstants.RateLimitResetRequestsHeader, maxCooldown);
+                budget.Requests.Merge(remainingRequests, GetNumberOrUnknown(headers, LimitRequestsHeader), admittedAt + reset, admittedAt, now, includedSpends: ticket ?? long.MaxValue);
             }
 
             shared = _store is null ? default : ToObservation(budget);
@@ -295,12 +364,12 @@ internal sealed class BackendBudgets
         {
             if (hasTokens)
             {
-                budget.Tokens.Merge(observation.RemainingTokens!.Value, OrUnknown(observation.LimitTokens), observation.TokensResetAt, now, ownAnswer: false);
+                budget.Tokens.Merge(observation.RemainingTokens!.Value, OrUnknown(observation.LimitTokens), observation.TokensResetAt, now, now, includedSpends: null);
             }
 
             if (hasRequests)
             {
-                budget.Requests.Merge(observation.RemainingRequests!.Value, OrUnknown(observation.LimitRequests), observation.RequestsResetAt, now, ownAnswer: false);
+                budget.Requests.Merge(observation.RemainingRequests!.Value, OrUnknown(observation.LimitRequests), observation.RequestsResetAt, now, now, includedSpends: null);
             }
         }
     }
@@ -360,6 +429,27 @@ internal sealed class BackendBudgets
 
             return Volatile.Read(ref _count) < MaxEntries;
         }
+    }
+
+    /// <summary>
+    /// Reads what an answer reports for a shared reservation's correction (see <see cref="BackendReservationReport"/>);
+    /// <see langword="false"/> when it reports no remaining count.
+    /// </summary>
+    public static bool TryReadReport(
+        HttpResponseHeaders headers, TimeSpan maxCooldown, DateTimeOffset sentAt, DateTimeOffset receivedAt, out BackendReservationReport report)
+    {
+        var hasTokens = TryGetNumber(headers, PriorityRoutingConstants.RateLimitRemainingTokensHeader, out var remainingTokens);
+        var hasRequests = TryGetNumber(headers, PriorityRoutingConstants.RateLimitRemainingRequestsHeader, out var remainingRequests);
+        report = new BackendReservationReport(
+            hasTokens ? remainingTokens : null,
+            TryGetNumber(headers, LimitTokensHeader, out var limitTokens) ? limitTokens : null,
+            GetDuration(headers, PriorityRoutingConstants.RateLimitResetTokensHeader, maxCooldown),
+            hasRequests ? remainingRequests : null,
+            TryGetNumber(headers, LimitRequestsHeader, out var limitRequests) ? limitRequests : null,
+            GetDuration(headers, PriorityRoutingConstants.RateLimitResetRequestsHeader, maxCooldown),
+            sentAt,
+            receivedAt);
+        return hasTokens || hasRequests;
     }
 
     private static TimeSpan GetDuration(HttpResponseHeaders headers, string name, TimeSpan maxCooldown)

@@ -28,7 +28,7 @@ internal static class BudgetExhaustion
         var partition = route.PartitionOn(backend);
         var remaining = availability.GetTimeUntilAvailable(backend, now, partition, out throttled);
         key = backend.GetThrottleKey(partition);
-        var budgetWait = budgets.TimeUntilAdmitted(key, route.Cost, now, backend.Quota);
+        var budgetWait = budgets.TimeUntilAdmitted(key, route.Cost, now, backend.Quota, route.Headroom);
 
         // The budget binds when the backend is no sooner back for itself than its budget refills.
         isRefill = budgetWait > TimeSpan.Zero && budgetWait >= remaining;
@@ -37,6 +37,19 @@ internal static class BudgetExhaustion
             // A spent budget is a throttle the backend would answer with a 429.
             remaining = budgetWait;
             throttled = true;
+        }
+
+        if (route.Refusals is { } refusals && refusals.TryGetUntil(key, out var refusedUntil))
+        {
+            // The shared budget refused this request: it is spent until its refill, which this process's view may not
+            // know of; never "free now" (the refused request was not sent). A refill binds: the view may spread the
+            // callers it sends back over this process's share of it, as for its own spent budget.
+            var refill = refusedUntil - now;
+            refill = refill > BackendReservation.MinRetryAfter ? refill : BackendReservation.MinRetryAfter;
+            if (refill > remaining)
+            {
+                (remaining, throttled, isRefill) = (refill, true, true);
+            }
         }
 
         return remaining;
@@ -84,9 +97,9 @@ internal static class BudgetExhaustion
             // Stable: ties keep the configured (best tier first) order.
             foreach (var (remaining, backend, candidateKey) in candidates.OrderBy(candidate => candidate.Remaining))
             {
-                if (budgets.TryPromiseAt(candidateKey, route.Cost, now + remaining))
+                if (budgets.TryPromiseAt(candidateKey, route.Cost, now + remaining, route.Headroom))
                 {
-                    return (remaining, anyThrottled, new BudgetReservation(candidateKey, route.Cost, now + remaining, backend.Name));
+                    return (remaining, anyThrottled, new BudgetReservation(candidateKey, route.Cost, now + remaining, backend.Name, route.Headroom));
                 }
             }
         }
@@ -98,7 +111,7 @@ internal static class BudgetExhaustion
             return (soonest, anyThrottled, null);
         }
 
-        var promisedAt = budgets.Promise(soonestKey, route.Cost, now + soonest, out var reserved);
+        var promisedAt = budgets.Promise(soonestKey, route.Cost, now + soonest, out var reserved, route.Headroom);
         var promised = promisedAt - now;
         if (promised > availability.LongestCooldown)
         {
@@ -106,6 +119,6 @@ internal static class BudgetExhaustion
             return (availability.LongestCooldown, anyThrottled, null);
         }
 
-        return (promised, anyThrottled, reserved ? new BudgetReservation(soonestKey, route.Cost, promisedAt, soonestBackend.Name) : null);
+        return (promised, anyThrottled, reserved ? new BudgetReservation(soonestKey, route.Cost, promisedAt, soonestBackend.Name, route.Headroom) : null);
     }
 }

@@ -12,7 +12,9 @@ namespace Polly.PriorityRouting;
 /// the order callers ask, then the next one). A waiter's room is held in its budget (<see cref="BudgetHold"/>) from the
 /// refill's moment on — not from when this queue's timer fires, which may be late — until the waiter spends it or gives
 /// it up: a new arrival can never take the capacity that returned for the waiters; it is promised room after theirs,
-/// and waits behind them or — beyond the bound — is answered with the moment it was promised.
+/// and waits behind them or — beyond the bound — is answered with the moment it was promised. With request classes
+/// (<see cref="PriorityRoutingHints.Background"/>) this holds within a class; foreground requests come before background
+/// waiters (the rule is <see cref="BackendBudget"/>'s).
 /// </para>
 /// <para>
 /// Release: one timer releases the waiters whose refill came, all at once. A released waiter never continues on the
@@ -179,8 +181,10 @@ internal sealed class WaitQueue : IDisposable
     {
         foreach (var waiter in _waiters)
         {
+            // Of the same class: a room promised under one class's rule is never moved to the other.
             if (waiter.Reservation.DueAt > leaving.Reservation.DueAt &&
                 waiter.Reservation.Key == leaving.Reservation.Key &&
+                waiter.Reservation.IsBackground == leaving.Reservation.IsBackground &&
                 waiter.Reservation.Cost <= leaving.Reservation.Cost)
             {
                 return waiter;

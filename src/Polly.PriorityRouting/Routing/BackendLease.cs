@@ -11,13 +11,16 @@ namespace Polly.PriorityRouting;
 /// </remarks>
 internal readonly struct BackendLease : IDisposable
 {
-    public BackendLease(RoutedBackend backend, BackendHealth? health, long probeToken, long episode, InFlightSlot? slot = null)
+    public BackendLease(
+        RoutedBackend backend, BackendHealth? health, long probeToken, long episode, InFlightSlot? slot = null, ReservationTicket? reservation = null, long spendTicket = 0)
     {
         Backend = backend;
         Health = health;
         ProbeToken = probeToken;
         Episode = episode;
         Slot = slot;
+        Reservation = reservation;
+        SpendTicket = spendTicket;
     }
 
     public RoutedBackend Backend { get; }
@@ -36,12 +39,30 @@ internal readonly struct BackendLease : IDisposable
     /// <summary>Gets the attempt's place among its backend's requests in flight; <see langword="null"/> when the backend has no cap.</summary>
     public InFlightSlot? Slot { get; }
 
-    /// <summary>Returns this lease holding <paramref name="slot"/> too.</summary>
-    public BackendLease WithSlot(InFlightSlot? slot) => new(Backend, Health, ProbeToken, Episode, slot);
+    /// <summary>
+    /// Gets the attempt's counted shared reservation (<see cref="IBackendReservationStore"/>); <see langword="null"/>
+    /// when the store holds none.
+    /// </summary>
+    public ReservationTicket? Reservation { get; }
 
     /// <summary>
-    /// Gives the probe slot back if the attempt ended without a verdict, and the in-flight slot unless the answer's
-    /// watched body took it.
+    /// Gets the ticket of the attempt's spend in the budget view (see <see cref="SpendLog"/>): its answer's count includes
+    /// the spends up to it; 0 when it spent nothing.
+    /// </summary>
+    public long SpendTicket { get; }
+
+    /// <summary>Returns this lease holding <paramref name="slot"/> too.</summary>
+    public BackendLease WithSlot(InFlightSlot? slot) => new(Backend, Health, ProbeToken, Episode, slot, Reservation, SpendTicket);
+
+    /// <summary>Returns this lease holding <paramref name="reservation"/> too.</summary>
+    public BackendLease WithReservation(ReservationTicket? reservation) => new(Backend, Health, ProbeToken, Episode, Slot, reservation, SpendTicket);
+
+    /// <summary>Returns this lease with the ticket of its spend in the budget view.</summary>
+    public BackendLease WithSpend(long spendTicket) => new(Backend, Health, ProbeToken, Episode, Slot, Reservation, spendTicket);
+
+    /// <summary>
+    /// Gives the probe slot back if the attempt ended without a verdict, the in-flight slot unless the answer's
+    /// watched body took it, and a shared reservation nothing settled (the attempt ended before the backend counted it).
     /// </summary>
     public void Dispose()
     {
@@ -51,5 +72,6 @@ internal readonly struct BackendLease : IDisposable
         }
 
         Slot?.EndAttempt();
+        Reservation?.Release();
     }
 }

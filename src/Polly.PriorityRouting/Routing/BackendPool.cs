@@ -28,6 +28,7 @@ internal sealed class BackendPool
     private readonly bool _proactiveThrottling;
     private readonly BackendBudgets? _budgets;
     private readonly Func<HttpRequestMessage, long>? _requestCost;
+    private readonly IBackendReservationStore? _reservations;
     private int _slotWaiters;
 
     /// <param name="options">The pipeline's options.</param>
@@ -59,10 +60,15 @@ internal sealed class BackendPool
         {
             _budgets = shared.Budgets;
             _budgets.SubscribeOnce(timeProvider);
+            _reservations = shared.Reservations;
         }
 
         _requestCost = options.RequestCost;
-        _selector = new BackendSelector(_backends, Availability, options.Randomizer, Latency, _budgets);
+
+        // With shared reservations the store, not this process's view, says whether a budget has room: the selection
+        // does not skip a backend on the view (which learns another replica's spend late, and a refill late); the view
+        // decides at admission when the store has no verdict (see ReserveAsync).
+        _selector = new BackendSelector(_backends, Availability, options.Randomizer, Latency, _reservations is null ? _budgets : null);
         Queue = _budgets is not null && options.MaxQueueWait is { } maxWait ? new WaitQueue(timeProvider, _budgets, maxWait) : null;
         Models = ModelCatalog.Create(_backends, options.ModelFallbacks, options.ContextWindowFallbacks);
     }
@@ -78,6 +84,13 @@ internal sealed class BackendPool
     /// <summary>Gets a value indicating whether some backend caps its requests in flight (<see cref="PriorityBackend.MaxConcurrentRequests"/>).</summary>
     public bool HasConcurrencyCaps { get; }
 
+    /// <summary>
+    /// Gets a value indicating whether admission reserves each attempt's cost in the store's shared budgets (a store
+    /// that implements <see cref="IBackendReservationStore"/>, with budgets on): then <see cref="TryAcquire"/> leaves
+    /// the budget to <see cref="ReserveAsync"/>.
+    /// </summary>
+    public bool SharesReservations => _reservations is not null;
+
     /// <summary>Gets which backends serve which model; <see langword="null"/> when no backend has a model map.</summary>
     public ModelCatalog? Models { get; }
 
@@ -89,7 +102,8 @@ internal sealed class BackendPool
 
     /// <summary>
     /// Selects the best backend open to this request (see <see cref="RequestPlan"/>) and admits an attempt on it; the
-    /// backend is closed to the request's later attempts.
+    /// backend is closed to the request's later attempts. With <see cref="SharesReservations"/>, the budget's word is
+    /// <see cref="ReserveAsync"/>'s.
     /// </summary>
     /// <returns><see langword="false"/> when no backend is left.</returns>
     public bool TryAcquire(ref BackendSet closed, in RequestRoute route, out BackendLease lease)
@@ -144,6 +158,7 @@ internal sealed class BackendPool
         var backend = lease.Backend;
         var now = _timeProvider.GetUtcNow();
         var (cause, cooldown) = OutcomeClassifier.Classify(outcome, now, _defaultCooldown, _maxCooldown);
+        SettleFailed(lease.Reservation, cause, outcome);
         var reason = cause;
         var ejections = 0;
         if (_tracker is not null)
@@ -167,6 +182,28 @@ internal sealed class BackendPool
     }
 
     /// <summary>
+    /// Settles a failed attempt's shared reservation: given back when the backend did not count the attempt (it
+    /// throttled it, or the connection failed), kept otherwise (a timeout or a server error may come after the backend
+    /// counted it; the next answer corrects the count).
+    /// </summary>
+    private static void SettleFailed(ReservationTicket? reservation, BackendUnavailableReason cause, Outcome<HttpResponseMessage> outcome)
+    {
+        if (reservation is null)
+        {
+            return;
+        }
+
+        if (cause == BackendUnavailableReason.Throttled || outcome.Exception is HttpRequestException { HttpRequestError: HttpRequestError.ConnectionError })
+        {
+            reservation.Release();
+        }
+        else
+        {
+            reservation.Keep();
+        }
+    }
+
+    /// <summary>
     /// Records an outcome that goes back to the caller: an answer proves the backend healthy — unless its watched body
     /// reports that when it ends (see <see cref="ResponseBodyWatcher"/>); an exception the predicate did not handle says
     /// nothing about it. Either way the lease then frees a probe slot.
@@ -175,6 +212,8 @@ internal sealed class BackendPool
     /// <param name="healthyNow">Whether the outcome proves the backend healthy now.</param>
     public void RecordAnswered(in BackendLease lease, bool healthyNow)
     {
+        // The backend answered: it counted the attempt (an answer reporting budgets corrected the reservation already).
+        lease.Reservation?.Keep();
         if (healthyNow)
         {
             _tracker?.RecordHealthy(lease);
@@ -187,24 +226,38 @@ internal sealed class BackendPool
     /// a 429.
     /// </summary>
     /// <returns>The verdict when the backend left rotation; otherwise <see langword="null"/>.</returns>
+    /// <param name="lease">The attempt's admission: its spend in the budget view, and its shared reservation, if any, which the answer corrects.</param>
+    /// <param name="response">The answer.</param>
+    /// <param name="route">The request's route.</param>
+    /// <param name="started">The timestamp at which the attempt was sent.</param>
+    /// <param name="cancellationToken">The caller's cancellation.</param>
     public ValueTask<BackendVerdict?> ObserveBudgetAsync(
-        RoutedBackend backend,
+        in BackendLease lease,
         HttpResponseMessage response,
         RequestRoute route,
+        long started,
         CancellationToken cancellationToken)
     {
         // Budgets are read from answers that go back to the caller only: a handled answer (a 429) marks the backend with
         // its most precise signal (retry-after-ms), which a coarser x-ratelimit-reset-* must not outlast.
+        // A backend reports its budget as of when it admitted the attempt, not when the answer arrives (a completion
+        // answers seconds later): resets count from the send.
+        var backend = lease.Backend;
         var key = backend.GetThrottleKey(route.PartitionOn(backend));
-        _budgets?.Observe(key, response.Headers, _timeProvider.GetUtcNow(), _maxCooldown);
-        if (!_proactiveThrottling ||
+        var now = _timeProvider.GetUtcNow();
+        var inFlight = _timeProvider.GetElapsedTime(started);
+        _budgets?.Observe(key, response.Headers, now, _maxCooldown, sentAt: now - inFlight, ticket: lease.SpendTicket);
+        lease.Reservation?.Correct(BackendBudgets.TryReadReport(response.Headers, _maxCooldown, now - inFlight, now, out var report) ? report : null);
+        // With shared reservations the shared budget refuses what no longer fits, per request and until its refill; a mark
+        // would hold every request off until the reset, whatever the request's size.
+        if (!_proactiveThrottling || _reservations is not null ||
             !ThrottleSignalParser.TryGetExhaustedBudgetReset(response.Headers, _maxCooldown, out var cooldown) ||
-            cooldown <= TimeSpan.Zero)
+            cooldown <= inFlight)
         {
             return default;
         }
 
-        return MarkSpentAsync(key, cooldown, cancellationToken);
+        return MarkSpentAsync(key, cooldown - inFlight, cancellationToken);
     }
 
     /// <summary>
@@ -436,13 +489,75 @@ internal sealed class BackendPool
             lease = lease.WithSlot(slot);
         }
 
-        if (_budgets is not null && !_budgets.TryTake(backend.GetThrottleKey(route.PartitionOn(backend)), route.Cost, now, route.Held, backend.Quota))
+        if (_reservations is null)
         {
-            lease.Dispose();
+            if (!TryTakeBudget(backend, now, route, out var ticket))
+            {
+                lease.Dispose();
+                return false;
+            }
+
+            lease = lease.WithSpend(ticket);
+        }
+
+        return true;
+    }
+
+    /// <summary>
+    /// Reserves an admitted attempt's estimated cost in the store's shared budget of its backend and partition (one
+    /// round trip, bounded by the store). Granted, the attempt goes (this process's view counts it too); refused, the
+    /// backend is closed to this request only, until the refill the store said — no mark, no health effect, nothing
+    /// counted; with no verdict (nothing known, the store slow, failing or down), this process's view decides.
+    /// </summary>
+    /// <returns>The lease when the attempt goes (it holds the counted reservation); else none, and the refusal's refill when refused.</returns>
+    public async ValueTask<(BackendLease? Lease, BackendStateKey Key, DateTimeOffset? RefusedUntil)> ReserveAsync(
+        BackendLease lease, RequestRoute route, bool continueOnCapturedContext, CancellationToken cancellationToken)
+    {
+        var backend = lease.Backend;
+        var key = backend.GetThrottleKey(route.PartitionOn(backend));
+        BackendReservation reservation;
+        try
+        {
+            reservation = await _reservations!.ReserveAsync(key, route.Cost, route.Headroom, _timeProvider.GetUtcNow(), cancellationToken)
+                .ConfigureAwait(continueOnCapturedContext);
+        }
+        catch (Exception)
+        {
+            // A failing store never fails a request; a cancelled reservation leaves the send to see the cancellation.
+            reservation = default;
+        }
+
+        var now = _timeProvider.GetUtcNow();
+        var ticket = reservation.IsCounted ? new ReservationTicket(_reservations!, reservation) : null;
+        if (reservation.Status == BackendReservationStatus.Granted)
+        {
+            _budgets!.Spend(key, route.Cost, now, out var spent, route.Held, backend.Quota);
+            route.Held?.Release();
+            return (lease.WithReservation(ticket).WithSpend(spent), key, null);
+        }
+
+        if (reservation.Status == BackendReservationStatus.Unknown && TryTakeBudget(backend, now, route, out var taken))
+        {
+            return (lease.WithReservation(ticket).WithSpend(taken), key, null);
+        }
+
+        ticket?.Release();
+        lease.Dispose();
+        return (null, key, reservation.Status == BackendReservationStatus.Refused ? now + reservation.RetryAfter : null);
+    }
+
+    /// <summary>
+    /// Takes the request's estimated cost off this process's budget view when it admits it (checked and taken in one
+    /// step); a released waiter admitted elsewhere gives its held room back (spent, when admitted where it was held).
+    /// </summary>
+    private bool TryTakeBudget(RoutedBackend backend, DateTimeOffset now, in RequestRoute route, out long ticket)
+    {
+        ticket = 0;
+        if (_budgets is not null && !_budgets.TryTake(backend.GetThrottleKey(route.PartitionOn(backend)), route.Cost, now, out ticket, route.Held, backend.Quota, route.Headroom))
+        {
             return false;
         }
 
-        // A released waiter admitted elsewhere gives its held room back (spent, when admitted where it was held).
         route.Held?.Release();
         return true;
     }

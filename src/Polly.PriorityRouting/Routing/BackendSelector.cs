@@ -172,6 +172,6 @@ internal sealed partial class BackendSelector
         var backend = _backends[index];
         var partition = route.PartitionOn(backend);
         return !closed.Contains(index) && _availability.IsAvailable(backend, now, partition) &&
-               (_budgets is null || _budgets.IsEmpty || _budgets.CanAdmit(backend.GetThrottleKey(partition), route.Cost, now, route.Held, backend.Quota));
+               (_budgets is null || _budgets.IsEmpty || _budgets.CanAdmit(backend.GetThrottleKey(partition), route.Cost, now, route.Held, backend.Quota, route.Headroom));
     }
 }

@@ -145,8 +145,9 @@ internal sealed class PriorityRoutingResilienceStrategy : ResilienceStrategy<Htt
                     return CallerCanceled(context);
                 }
 
-                // Select.
-                if (!plan.TryAcquire(_pool, out var lease))
+                // Select (and admit: with shared reservations, one round trip to the store per backend asked).
+                (plan, var acquired) = await RequestPlan.AcquireAsync(plan, _pool, context).ConfigureAwait(context.ContinueOnCapturedContext);
+                if (acquired is not { } lease)
                 {
                     // Nothing left, on any model of the request: wait for a promised refill and start a new round, or answer now.
                     var exhaustion = plan.GetExhaustion(_pool, waited);
@@ -165,7 +166,7 @@ internal sealed class PriorityRoutingResilienceStrategy : ResilienceStrategy<Htt
                             attempt--;
                             continue;
                         default:
-                            return await ExhaustedAsync(context, original, attempt, exhaustion, throttledInThisCall).ConfigureAwait(context.ContinueOnCapturedContext);
+                            return await ExhaustedAsync(context, original, attempt, exhaustion, throttledInThisCall, plan.Route.IsBackground).ConfigureAwait(context.ContinueOnCapturedContext);
                     }
                 }
 
@@ -188,7 +189,7 @@ internal sealed class PriorityRoutingResilienceStrategy : ResilienceStrategy<Htt
                     if (outcome.Exception is OperationCanceledException && context.CancellationToken.IsCancellationRequested)
                     {
                         // The caller gave up: the backend did nothing wrong and must not be marked.
-                        _telemetry.AttemptEnded(context, backend, outcome, attempt, _timeProvider.GetElapsedTime(started), handled: false, PriorityRoutingTags.CanceledOutcome);
+                        _telemetry.AttemptEnded(context, backend, outcome, attempt, _timeProvider.GetElapsedTime(started), handled: false, PriorityRoutingTags.CanceledOutcome, plan.Route.IsBackground);
                         return outcome;
                     }
 
@@ -221,7 +222,7 @@ internal sealed class PriorityRoutingResilienceStrategy : ResilienceStrategy<Htt
                         if (verdict.IsCanceled)
                         {
                             var canceled = CallerCanceled(context);
-                            _telemetry.AttemptEnded(context, backend, canceled, attempt, _timeProvider.GetElapsedTime(started), handled: false, PriorityRoutingTags.CanceledOutcome);
+                            _telemetry.AttemptEnded(context, backend, canceled, attempt, _timeProvider.GetElapsedTime(started), handled: false, PriorityRoutingTags.CanceledOutcome, plan.Route.IsBackground);
                             return canceled;
                         }
 
@@ -230,7 +231,7 @@ internal sealed class PriorityRoutingResilienceStrategy : ResilienceStrategy<Htt
                             // The backend answered correctly that the prompt does not fit its model: it stays in
                             // rotation, and the request goes on to a larger model.
                             _pool.RecordAnswered(lease, healthyNow: true);
-                            _telemetry.AttemptEnded(context, backend, outcome, attempt, _timeProvider.GetElapsedTime(started), handled: true, PriorityRoutingTags.ContextLengthExceededOutcome);
+                            _telemetry.AttemptEnded(context, backend, outcome, attempt, _timeProvider.GetElapsedTime(started), handled: true, PriorityRoutingTags.ContextLengthExceededOutcome, plan.Route.IsBackground);
                             (failed, failedModel) = (backend, plan.Route.Model);
                             plan.MoveToLargerModel();
                             continue;
@@ -253,14 +254,14 @@ internal sealed class PriorityRoutingResilienceStrategy : ResilienceStrategy<Htt
                     if (!handled)
                     {
                         _pool.RecordAnswered(lease, healthyNow: outcome.Result is not null && !verdict.DeferHealth);
-                        _telemetry.AttemptEnded(context, backend, outcome, attempt, duration, handled: false, PriorityRoutingTags.ReturnedOutcome);
+                        _telemetry.AttemptEnded(context, backend, outcome, attempt, duration, handled: false, PriorityRoutingTags.ReturnedOutcome, plan.Route.IsBackground);
                         return outcome;
                     }
 
                     try
                     {
                         var marked = await _pool.RecordFailureAsync(lease, outcome, plan.Route, context.CancellationToken).ConfigureAwait(context.ContinueOnCapturedContext);
-                        _telemetry.AttemptEnded(context, backend, outcome, attempt, duration, handled: true, PriorityRoutingTags.ToTagValue(marked.Cause));
+                        _telemetry.AttemptEnded(context, backend, outcome, attempt, duration, handled: true, PriorityRoutingTags.ToTagValue(marked.Cause), plan.Route.IsBackground);
                         await _telemetry.BackendMarkedAsync(context, outcome, backend, marked, attempt, proactive: false).ConfigureAwait(context.ContinueOnCapturedContext);
                         throttledInThisCall |= marked.Cause == BackendUnavailableReason.Throttled;
                     }
@@ -335,14 +336,15 @@ internal sealed class PriorityRoutingResilienceStrategy : ResilienceStrategy<Htt
         HttpRequestMessage original,
         int attemptCount,
         (TimeSpan RetryAfter, bool Throttled, BudgetReservation? Reservation) exhaustion,
-        bool throttledInThisCall)
+        bool throttledInThisCall,
+        bool background)
     {
         // 429 when throttling is why nothing is left: a pending throttle deadline, or a throttle seen by this call
         // (a backend that said "Retry-After: 0" is free again, yet the call was throttled).
         var (retryAfter, throttled, _) = exhaustion;
         var statusCode = throttled || throttledInThisCall ? HttpStatusCode.TooManyRequests : HttpStatusCode.ServiceUnavailable;
         var outcome = Outcome.FromResult(ExhaustedResponse.Create(statusCode, retryAfter, original));
-        await _telemetry.ExhaustedAsync(context, outcome, statusCode, retryAfter, attemptCount).ConfigureAwait(context.ContinueOnCapturedContext);
+        await _telemetry.ExhaustedAsync(context, outcome, statusCode, retryAfter, attemptCount, background).ConfigureAwait(context.ContinueOnCapturedContext);
         return outcome;
     }
 }

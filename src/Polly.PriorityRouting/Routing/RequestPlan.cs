@@ -90,25 +90,35 @@ internal struct RequestPlan
     public static RequestPlan AnswerWith(HttpResponseMessage answer) => new(answer);
 
     /// <summary>
+    /// Acquires the next backend for <paramref name="plan"/> (see <see cref="TryAcquire"/>); when the pool shares
+    /// reservations, each selected backend's reservation first (one round trip each): a refused one is closed to this
+    /// request and the next is tried. Completes synchronously, allocating nothing, when the pool shares none.
+    /// </summary>
+    /// <returns>The plan as it is after the acquisition, and the lease, or none when no backend is left.</returns>
+    public static ValueTask<(RequestPlan Plan, BackendLease? Lease)> AcquireAsync(RequestPlan plan, BackendPool pool, ResilienceContext context)
+    {
+        if (!pool.SharesReservations)
+        {
+            var acquired = plan.TryAcquire(pool, out var lease);
+            return new((plan, acquired ? lease : null));
+        }
+
+        return AcquireReservedAsync(plan, pool, context);
+    }
+
+    /// <summary>
     /// Acquires the next backend through the pool: the preferred one first, once, while it is the best choice; else the
     /// best open one; when the current model has none left, the best of the next model of the chain.
     /// </summary>
     public bool TryAcquire(BackendPool pool, out BackendLease lease)
     {
-        while (true)
+        if (!TrySelect(pool, out lease))
         {
-            if (_attempts < _maxAttempts && TryAcquireOnModel(pool, out lease))
-            {
-                _attempts++;
-                return true;
-            }
-
-            if (!TryFallBack(pool))
-            {
-                lease = default;
-                return false;
-            }
+            return false;
         }
+
+        Admitted(lease);
+        return true;
     }
 
     /// <summary>
@@ -135,6 +145,7 @@ internal struct RequestPlan
     public void StartOver()
     {
         _attempts = 0;
+        _route = _route.WithoutRefusals();
         if (_chain is not null && _position != 0)
         {
             MoveTo(0);
@@ -190,6 +201,61 @@ internal struct RequestPlan
         return (soonest ?? TimeSpan.Zero, throttled, reservation);
     }
 
+    private static async ValueTask<(RequestPlan Plan, BackendLease? Lease)> AcquireReservedAsync(RequestPlan plan, BackendPool pool, ResilienceContext context)
+    {
+        while (plan.TrySelect(pool, out var selected))
+        {
+            var (lease, key, refusedUntil) = await pool.ReserveAsync(selected, plan.Route, context.ContinueOnCapturedContext, context.CancellationToken)
+                .ConfigureAwait(context.ContinueOnCapturedContext);
+            if (lease is { } admitted)
+            {
+                plan.Admitted(admitted);
+                return (plan, admitted);
+            }
+
+            if (refusedUntil is { } until)
+            {
+                // Closed to this request only (TrySelect closed it); its refill is when the exhausted answer sends the caller back.
+                plan._route = plan._route.WithRefusal(key, until);
+            }
+        }
+
+        return (plan, null);
+    }
+
+    /// <summary>Selects and admits the next backend, the budget aside when the pool shares reservations; counts nothing yet.</summary>
+    private bool TrySelect(BackendPool pool, out BackendLease lease)
+    {
+        while (true)
+        {
+            if (_attempts < _maxAttempts && TryAcquireOnModel(pool, out lease))
+            {
+                return true;
+            }
+
+            if (!TryFallBack(pool))
+            {
+                lease = default;
+                return false;
+            }
+        }
+    }
+
+    /// <summary>
+    /// An attempt goes to the acquired backend: it counts toward <c>MaxAttempts</c>, and with
+    /// <see cref="PriorityRoutingHints.NoFailover"/> the backend becomes the only one this request may ever use.
+    /// </summary>
+    private void Admitted(in BackendLease lease)
+    {
+        _attempts++;
+        if (_noFailover)
+        {
+            _disallowed.AddAllExcept(lease.Backend.Index);
+            _closed.AddAllExcept(lease.Backend.Index);
+            _route = _route.WithExcluded(_disallowed.Copy());
+        }
+    }
+
     private bool TryAcquireOnModel(BackendPool pool, out BackendLease lease)
     {
         lease = default;
@@ -204,14 +270,6 @@ internal struct RequestPlan
         if (!acquired)
         {
             acquired = pool.TryAcquire(ref _closed, in _route, out lease);
-        }
-
-        if (acquired && _noFailover)
-        {
-            // The first backend acquired is the only one this request may ever use.
-            _disallowed.AddAllExcept(lease.Backend.Index);
-            _closed.AddAllExcept(lease.Backend.Index);
-            _route = _route.WithExcluded(_disallowed.Copy());
         }
 
         return acquired;

@@ -17,6 +17,7 @@ internal sealed class RequestPlanner
     private readonly bool _keepBodyBytes;
     private readonly IPlanStage[] _stages;
     private readonly int _maxAttempts;
+    private readonly double _backgroundHeadroom;
 
     public RequestPlanner(PriorityRoutingStrategyOptions options, BackendPool pool, RoutingTelemetry telemetry)
     {
@@ -58,6 +59,7 @@ internal sealed class RequestPlanner
 
         _stages = [.. stages];
         _maxAttempts = Math.Min(options.MaxAttempts ?? int.MaxValue, pool.Backends.Count);
+        _backgroundHeadroom = options.BackgroundHeadroom;
     }
 
     /// <summary>Gets the affinity router, or <see langword="null"/> when affinity is off.</summary>
@@ -147,8 +149,9 @@ internal sealed class RequestPlanner
             fallbacks = step.Fallbacks ?? fallbacks;
         }
 
-        // The exhausted answer is computed over what was allowed.
-        var route = new RequestRoute(partition, model?.Route, cost, narrowed ? disallowed.Copy() : null);
+        // The exhausted answer is computed over what was allowed; the request's class travels with it.
+        var headroom = HintsStage.HeadroomOf(hints, _backgroundHeadroom);
+        var route = new RequestRoute(partition, model?.Route, cost, narrowed ? disallowed.Copy() : null, headroom: headroom);
         return new RequestPlan(route, disallowed, facts, preferred, _maxAttempts, fallbacks);
     }
 }

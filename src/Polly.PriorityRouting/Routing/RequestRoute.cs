@@ -12,13 +12,22 @@ namespace Polly.PriorityRouting;
 /// </remarks>
 internal readonly struct RequestRoute
 {
-    public RequestRoute(string? partition, ModelRoute? model = null, long cost = 0, BackendSet? excluded = null, BudgetHold? held = null)
+    public RequestRoute(
+        string? partition,
+        ModelRoute? model = null,
+        long cost = 0,
+        BackendSet? excluded = null,
+        BudgetHold? held = null,
+        double headroom = 0,
+        ReservationRefusals? refusals = null)
     {
         Partition = partition;
         Model = model;
         Cost = cost;
         Excluded = excluded;
         Held = held;
+        Headroom = headroom;
+        Refusals = refusals;
     }
 
     /// <summary>Gets the request's own throttle partition, or <see langword="null"/>.</summary>
@@ -43,14 +52,41 @@ internal readonly struct RequestRoute
     /// </summary>
     public BudgetHold? Held { get; }
 
+    /// <summary>
+    /// Gets the share of each budget's limit this request must leave free after its cost: the pipeline's
+    /// <see cref="PriorityRoutingStrategyOptions.BackgroundHeadroom"/> for a background request
+    /// (<see cref="PriorityRoutingHints.Background"/>), 0 for a foreground one (see <see cref="BackendBudget"/>).
+    /// </summary>
+    public double Headroom { get; }
+
+    /// <summary>Gets a value indicating whether the request yields to foreground requests (a non-zero <see cref="Headroom"/>).</summary>
+    public bool IsBackground => Headroom > 0;
+
+    /// <summary>
+    /// Gets the shared reservations refused to this request in this round, or <see langword="null"/> (see
+    /// <see cref="ReservationRefusals"/>): their refills count in the exhausted answer.
+    /// </summary>
+    public ReservationRefusals? Refusals { get; }
+
     /// <summary>Returns the same route with another set of excluded backends.</summary>
-    public RequestRoute WithExcluded(BackendSet excluded) => new(Partition, Model, Cost, excluded, Held);
+    public RequestRoute WithExcluded(BackendSet excluded) => new(Partition, Model, Cost, excluded, Held, Headroom, Refusals);
 
     /// <summary>Returns the same route holding <paramref name="held"/>, a released waiter's room.</summary>
-    public RequestRoute WithHeld(BudgetHold? held) => new(Partition, Model, Cost, Excluded, held);
+    public RequestRoute WithHeld(BudgetHold? held) => new(Partition, Model, Cost, Excluded, held, Headroom, Refusals);
 
-    /// <summary>Returns the route of the same request on another model of its fallback chain.</summary>
-    public RequestRoute ForModel(ModelRoute model, BackendSet? excluded) => new(Partition, model, Cost, excluded);
+    /// <summary>Returns the route of the same request on another model of its fallback chain (a refusal is per key: it stays).</summary>
+    public RequestRoute ForModel(ModelRoute model, BackendSet? excluded) => new(Partition, model, Cost, excluded, null, Headroom, Refusals);
+
+    /// <summary>Returns the same route remembering that <paramref name="key"/>'s reservation was refused until <paramref name="until"/>.</summary>
+    public RequestRoute WithRefusal(BackendStateKey key, DateTimeOffset until)
+    {
+        var refusals = Refusals ?? new ReservationRefusals();
+        refusals.Add(key, until);
+        return new(Partition, Model, Cost, Excluded, Held, Headroom, refusals);
+    }
+
+    /// <summary>Returns the same route without refusals: a new round, in which every backend may be asked again.</summary>
+    public RequestRoute WithoutRefusals() => Refusals is null ? this : new(Partition, Model, Cost, Excluded, Held, Headroom);
 
     /// <summary>Returns the throttle partition of this request on <paramref name="backend"/>.</summary>
     public string? PartitionOn(RoutedBackend backend) => Model?.DeploymentOn(backend)?.Name ?? Partition;

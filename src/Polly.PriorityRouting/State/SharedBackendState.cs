@@ -26,6 +26,7 @@ internal sealed class SharedBackendState
     {
         Store = store;
         Budgets = store is IBackendBudgetStore shared ? new BackendBudgets(shared) : new BackendBudgets();
+        Reservations = store as IBackendReservationStore;
     }
 
     /// <summary>Gets the store: the marks.</summary>
@@ -39,6 +40,9 @@ internal sealed class SharedBackendState
     /// observations of other processes (<see cref="BackendBudgets.SubscribeOnce"/>) on its clock; the first one does.
     /// </summary>
     public BackendBudgets Budgets { get; }
+
+    /// <summary>Gets the store's shared reservations, when it implements them (used by pipelines with budgets).</summary>
+    public IBackendReservationStore? Reservations { get; }
 
     /// <summary>
     /// Gets the requests in flight from this process to the store's backends that have a cap

@@ -26,6 +26,16 @@ internal static class PriorityRoutingTags
 
     public const string StatusCode = "http.response.status_code";
 
+    /// <summary>
+    /// The class of a request marked <see cref="PriorityRoutingHints.Background"/> (with a non-zero
+    /// <see cref="PriorityRoutingStrategyOptions.BackgroundHeadroom"/>): <see cref="BackgroundClass"/>. Foreground
+    /// measurements carry no such tag, as before classes existed.
+    /// </summary>
+    public const string RequestClass = "request.class";
+
+    /// <summary>The <see cref="RequestClass"/> of a background request.</summary>
+    public const string BackgroundClass = "background";
+
     /// <summary>Outcome of an attempt that went back to the caller (not handled): success or any other answer.</summary>
     public const string ReturnedOutcome = "returned";
 

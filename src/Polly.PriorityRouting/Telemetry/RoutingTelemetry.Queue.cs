@@ -16,6 +16,7 @@ internal sealed partial class RoutingTelemetry
             var tags = Tags;
             tags.Add(PriorityRoutingTags.BackendName, reservation.BackendName);
             tags.Add(PriorityRoutingTags.Outcome, outcomeTag);
+            AddClass(ref tags, reservation.IsBackground);
             _metrics.QueuedWaits.Record(waited.TotalSeconds, tags);
         }
 

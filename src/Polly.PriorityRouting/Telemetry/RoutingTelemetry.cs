@@ -53,7 +53,8 @@ internal sealed partial class RoutingTelemetry
         int attemptNumber,
         TimeSpan duration,
         bool handled,
-        string outcomeTag)
+        string outcomeTag,
+        bool background)
     {
         _polly.Report(
             new ResilienceEvent(handled ? ResilienceEventSeverity.Warning : ResilienceEventSeverity.Information, PriorityRoutingConstants.ExecutionAttemptEvent),
@@ -78,6 +79,7 @@ internal sealed partial class RoutingTelemetry
             tags.Add(PriorityRoutingTags.StatusCode, (int)response.StatusCode);
         }
 
+        AddClass(ref tags, background);
         _metrics.Attempts.Add(1, tags);
     }
 
@@ -151,10 +153,12 @@ internal sealed partial class RoutingTelemetry
         Outcome<HttpResponseMessage> outcome,
         HttpStatusCode statusCode,
         TimeSpan retryAfter,
-        int attemptCount)
+        int attemptCount,
+        bool background)
     {
         var tags = Tags;
         tags.Add(PriorityRoutingTags.StatusCode, (int)statusCode);
+        AddClass(ref tags, background);
         _metrics.Exhausted.Add(1, tags);
 
         var throttled = statusCode == HttpStatusCode.TooManyRequests;
@@ -171,6 +175,15 @@ internal sealed partial class RoutingTelemetry
         if (_onBackendsExhausted is not null)
         {
             await _onBackendsExhausted(arguments).ConfigureAwait(context.ContinueOnCapturedContext);
+        }
+    }
+
+    /// <summary>Tags a background request's measurement with its class; a foreground one's is left as it was.</summary>
+    private static void AddClass(ref TagList tags, bool background)
+    {
+        if (background)
+        {
+            tags.Add(PriorityRoutingTags.RequestClass, PriorityRoutingTags.BackgroundClass);
         }
     }
 

@@ -22,7 +22,7 @@ public sealed class Replica : IAsyncDisposable
 
     public IBackendStateStore Store { get; }
 
-    internal RedisBackendStateStore RedisStore => (RedisBackendStateStore)Store;
+    internal RedisBackendStateStore RedisStore => RedisReservingStateStore.Find(Store)!;
 
     public FakeTimeProvider Time { get; }
 

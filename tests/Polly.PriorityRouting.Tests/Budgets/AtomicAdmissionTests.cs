@@ -35,7 +35,7 @@ public class AtomicAdmissionTests
         using var answer = new HttpResponseMessage(HttpStatusCode.OK);
         answer.Headers.TryAddWithoutValidation("x-ratelimit-remaining-tokens", (Room * Cost).ToString(CultureInfo.InvariantCulture));
         answer.Headers.TryAddWithoutValidation("x-ratelimit-reset-tokens", "10s");
-        await pool.ObserveBudgetAsync(pool.Backends[0], answer, route, default);
+        await pool.ObserveBudgetAsync(new BackendLease(pool.Backends[0], null, 0, 0), answer, route, time.GetTimestamp(), default);
 
         var admitted = 0;
         var threads = Enumerable.Range(0, Threads).Select(_ => new Thread(() =>

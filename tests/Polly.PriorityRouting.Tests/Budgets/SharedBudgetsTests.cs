@@ -75,6 +75,23 @@ public class SharedBudgetsTests
     }
 
     [Fact]
+    public void With_peers_each_process_keeps_the_background_headroom_of_what_it_may_spend()
+    {
+        var store = new RecordingBudgetStore { PeerCount = 3 };
+        var budgets = Subscribed(store, new FakeTimeProvider(Now));
+        budgets.Observe(Key, Tokens(remaining: 0, reset: "10s", limit: "100000"), Now, MaxCooldown);
+        var refilled = Now.AddSeconds(10);
+
+        budgets.TryTake(Key, 10_000, refilled, headroom: 0.2).Should().BeTrue();
+        budgets.CanAdmit(Key, 10_000, refilled, headroom: 0.2).Should().BeTrue("a fifth of this process's quarter, 5,000, is kept");
+        budgets.CanAdmit(Key, 10_001, refilled, headroom: 0.2).Should().BeFalse();
+
+        budgets.Observe(Key, Tokens(remaining: 70_000, reset: "10s", limit: "100000"), refilled, MaxCooldown);
+        budgets.CanAdmit(Key, 50_000, refilled, headroom: 0.2).Should().BeTrue("a reported count is the backend's: a fifth of its whole limit is kept");
+        budgets.CanAdmit(Key, 50_001, refilled, headroom: 0.2).Should().BeFalse();
+    }
+
+    [Fact]
     public void With_peers_a_refill_nobody_reported_yet_is_shared_among_them()
     {
         var store = new RecordingBudgetStore { PeerCount = 3 };

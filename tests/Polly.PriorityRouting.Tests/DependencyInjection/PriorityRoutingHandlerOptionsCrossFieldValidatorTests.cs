@@ -89,6 +89,24 @@ public class PriorityRoutingHandlerOptionsCrossFieldValidatorTests
         await host.StopAsync();
     }
 
+    [Fact]
+    public async Task A_background_headroom_from_configuration_binds_and_one_of_a_whole_budget_fails_at_host_start()
+    {
+        using (var host = HostWithRouting(""" "BackgroundHeadroom": 0.35 """))
+        {
+            await host.StartAsync();
+            host.Services.GetRequiredService<IOptionsMonitor<PriorityRoutingHandlerOptions>>().Get(PriorityRoutingHandlerNames.OptionsName("aoai")).Routing.BackgroundHeadroom.Should().Be(0.35);
+            await host.StopAsync();
+        }
+
+        using var invalid = HostWithRouting(""" "BackgroundHeadroom": 1 """);
+
+        var act = () => invalid.StartAsync();
+
+        (await act.Should().ThrowAsync<OptionsValidationException>()).Which.Message.Should().Contain(
+            "Routing.BackgroundHeadroom must be at least 0 and less than 1 (a share of each budget), but was 1.");
+    }
+
     /// <summary>A host whose client "aoai" has one backend and the given extra <c>Routing</c> settings.</summary>
     private static IHost HostWithRouting(string routingSettings)
         => HostWithSection("""{ "Routing": { "Backends": [ { "BaseAddress": "https://a/" } ], """ + routingSettings + " } }");

@@ -56,6 +56,45 @@ public sealed class PriorityRoutingMetricsTests : IDisposable
     }
 
     [Fact]
+    public async Task A_background_requests_attempts_and_exhausted_answer_carry_its_class_and_a_foreground_ones_do_not()
+    {
+        using var attempts = Collector<long>("priority_routing.attempts");
+        using var exhausted = Collector<long>("priority_routing.exhausted");
+        using var h = new RoutingHarness(
+            o =>
+            {
+                o.MeterFactory = MeterFactory;
+                o.RequestCost = _ => 1000;
+            },
+            RoutingHarness.Backend("a", 1));
+        h.Transport.Respond("a", _ =>
+        {
+            var response = new HttpResponseMessage(HttpStatusCode.OK);
+            response.Headers.TryAddWithoutValidation("x-ratelimit-remaining-tokens", "2500");
+            response.Headers.TryAddWithoutValidation("x-ratelimit-limit-tokens", "10000");
+            response.Headers.TryAddWithoutValidation("x-ratelimit-reset-tokens", "10s");
+            return response;
+        });
+
+        (await h.Client.GetAsync("/")).Dispose();
+        using var background = new HttpRequestMessage(HttpMethod.Get, "/");
+        background.Options.Set(PriorityRoutingRequestOptions.Hints, new PriorityRoutingHints { Background = true });
+        (await h.Client.SendAsync(background)).StatusCode.Should().Be(HttpStatusCode.TooManyRequests, "1,000 would leave 1,500 of the 2,000 kept");
+        (await h.Client.GetAsync("/")).Dispose();
+
+        attempts.GetMeasurementSnapshot().Select(m => (m.Value, Tag(m, "backend.name"), Tag(m, "request.class")))
+            .Should().Equal((1L, "a", null), (1L, "a", null));
+        exhausted.GetMeasurementSnapshot().Select(m => (m.Value, Tag(m, "http.response.status_code"), Tag(m, "request.class")))
+            .Should().Equal((1L, "429", "background"));
+
+        using var sent = new HttpRequestMessage(HttpMethod.Get, "/");
+        sent.Options.Set(PriorityRoutingRequestOptions.Hints, new PriorityRoutingHints { Background = true });
+        h.Time.Advance(TimeSpan.FromSeconds(10));
+        (await h.Client.SendAsync(sent)).Dispose();
+        Tag(attempts.LastMeasurement!, "request.class").Should().Be("background");
+    }
+
+    [Fact]
     public async Task Gauges_report_unavailable_backends_per_tier_and_the_time_until_one_frees_up()
     {
         using var unavailable = Collector<int>("priority_routing.tier.unavailable_backends");

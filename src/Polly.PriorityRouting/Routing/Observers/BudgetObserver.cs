@@ -8,7 +8,7 @@ internal sealed class BudgetObserver(BackendPool pool, RoutingTelemetry telemetr
 {
     public ValueTask<AnswerVerdict> ObserveAsync(in ReturnedAnswer answer)
     {
-        var marking = pool.ObserveBudgetAsync(answer.Lease.Backend, answer.Response, answer.Route, answer.Context.CancellationToken);
+        var marking = pool.ObserveBudgetAsync(answer.Lease, answer.Response, answer.Route, answer.Started, answer.Context.CancellationToken);
         if (!marking.IsCompletedSuccessfully)
         {
             return ReportAsync(marking, answer);

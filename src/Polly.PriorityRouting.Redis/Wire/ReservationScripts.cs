@@ -1,0 +1,163 @@
+namespace Polly.PriorityRouting.Redis;
+
+/// <summary>
+/// The Lua scripts of the shared reservations: one hash per backend and partition (<see cref="RedisStoreLayout.ReservationKeyOf"/>)
+/// holding two budgets, tokens (<c>t*</c>) and requests (<c>r*</c>), each with its limit (<c>l</c>, −1 unknown), what
+/// is reserved in the current window (<c>v</c>), the window's end (<c>e</c>, Redis server milliseconds, 0 unknown), the
+/// window's length (<c>w</c>) and the running count at its last refill (<c>m</c>); plus the running counts of
+/// reservations (<c>n</c>) and of reserved tokens (<c>c</c>), which are the reservations' history in two numbers.
+/// </summary>
+/// <remarks>
+/// <para>
+/// Times are the Redis server's (<c>TIME</c>) and cross the network as relative milliseconds only, so replicas' clocks
+/// never meet. At its end a window is full again (its reserved count drops to 0) and the next one is one window later: a
+/// step, as in the process's budget view.
+/// </para>
+/// <para>
+/// A correction sets the count to what the backend had spent when it admitted the request (<c>limit − remaining</c>)
+/// plus what was reserved since that request's reservation (the running counts now less the request's own), so an
+/// answer that arrives seconds late loses nothing reserved meanwhile; a report of a later window replaces the count, one
+/// of the current window only raises it, one of an earlier window is ignored. A release gives a reservation back only in
+/// the window it was counted in.
+/// </para>
+/// <para>
+/// Whatever a peer wrote into the key never throws: a key of another type is deleted, a field that is not a number (or
+/// lies outside its bounds) reads as unknown. Every write sets the key's expiry to the end of its known windows plus one
+/// window and the history (long enough for the slowest answer to correct it), never more than twice the longest window
+/// plus the history: keys never outlive what they describe. Each script touches its one key only, so every one works on
+/// a Redis Cluster.
+/// </para>
+/// </remarks>
+internal static class ReservationScripts
+{
+    /// <summary>
+    /// KEYS[1] the budget's key; ARGV[1] the cost in tokens; ARGV[2] the headroom (0 to 1); ARGV[3] the history in
+    /// milliseconds; ARGV[4] the longest window in milliseconds.
+    /// Returns { 0, milliseconds until the refill } when refused, { 1, n, c } when granted, { 2, n, c } when counted
+    /// without a known budget.
+    /// </summary>
+    public const string Reserve = Prelude + """
+        local cost = num(ARGV[1], 0, BIG, 0)
+        local headroom = tonumber(ARGV[2]) or 0
+        if headroom ~= headroom or headroom < 0 then headroom = 0 elseif headroom > 1 then headroom = 1 end
+        local wait = 0
+        local function check(b, amount, always)
+          if b.l >= 0 and b.e > now and amount > 0 and (always or amount <= b.l) and b.v + amount > b.l - math.floor(headroom * b.l) then
+            if b.e - now > wait then wait = b.e - now end
+          end
+        end
+        check(T, cost, false)
+        check(R, 1, true)
+        if wait > 0 then
+          save()
+          return { 0, wait }
+        end
+        T.v = T.v + cost
+        R.v = R.v + 1
+        n = n + 1
+        c = c + cost
+        save()
+        if (T.l >= 0 and T.e > now) or (R.l >= 0 and R.e > now) then
+          return { 1, n, c }
+        end
+        return { 2, n, c }
+        """;
+
+    /// <summary>
+    /// KEYS[1] the budget's key; ARGV[1] the reservation's n; ARGV[2] its c; ARGV[3] the history; ARGV[4] the longest
+    /// window; ARGV[5] how far apart two resets may be and describe one window (milliseconds); then per budget (tokens at
+    /// 6, requests at 10): remaining (−1 unknown), limit (−1 unknown), milliseconds from now until the reset, the reset
+    /// delay as reported. Returns 1.
+    /// </summary>
+    public const string Correct = Prelude + """
+        local sameWindow = num(ARGV[5], 0, maxWindow, 0)
+        local function correct(b, at, since)
+          local remaining = num(ARGV[at], -1, BIG, -1)
+          local limit = num(ARGV[at + 1], -1, BIG, -1)
+          local resetIn = num(ARGV[at + 2], -BIG, BIG, 0)
+          local reported = num(ARGV[at + 3], 0, maxWindow, 0)
+          if remaining < 0 then return end
+          if limit >= 0 then b.l = limit end
+          if reported > b.w then b.w = reported end
+          if b.l < 0 or resetIn <= 0 or resetIn > maxWindow then return end
+          local resetAt = now + resetIn
+          local reserved = math.max(0, b.l - remaining) + since
+          if b.e == 0 or resetAt > b.e + sameWindow then
+            b.e = resetAt
+            b.v = reserved
+          elseif resetAt >= b.e - sameWindow then
+            b.e = resetAt
+            if reserved > b.v then b.v = reserved end
+          end
+        end
+        correct(T, 6, math.max(0, c - num(ARGV[2], 0, BIG, c)))
+        correct(R, 10, math.max(0, n - num(ARGV[1], 0, BIG, n)))
+        save()
+        return 1
+        """;
+
+    /// <summary>
+    /// KEYS[1] the budget's key; ARGV[1] the reservation's n; ARGV[2] its c; ARGV[3] the history; ARGV[4] the longest
+    /// window; ARGV[5] its cost. Returns 1 when something was given back, else 0.
+    /// </summary>
+    public const string Release = Prelude + """
+        if redis.call('EXISTS', key) == 0 then return 0 end
+        local sequence = num(ARGV[1], 1, BIG, 0)
+        local offset = num(ARGV[2], 0, BIG, 0)
+        local cost = num(ARGV[5], 0, BIG, 0)
+        local released = 0
+        if sequence > 0 and offset - cost >= T.m then
+          T.v = math.max(0, T.v - cost)
+          released = 1
+        end
+        if sequence > 0 and sequence - 1 >= R.m then
+          R.v = math.max(0, R.v - 1)
+          released = 1
+        end
+        save()
+        return released
+        """;
+
+    /// <summary>Reads the key (healing what is not a hash), rolls both budgets to now, and defines <c>save</c>.</summary>
+    private const string Prelude = """
+        local key = KEYS[1]
+        local BIG = 9007199254740991
+        local history = tonumber(ARGV[3]) or 0
+        local maxWindow = tonumber(ARGV[4]) or 0
+        local time = redis.call('TIME')
+        local now = tonumber(time[1]) * 1000 + math.floor(tonumber(time[2]) / 1000)
+        local kind = redis.call('TYPE', key)['ok']
+        if kind ~= 'hash' and kind ~= 'none' then redis.call('DEL', key) end
+        local f = redis.call('HMGET', key, 'tl', 'tv', 'te', 'tw', 'tm', 'rl', 'rv', 're', 'rw', 'rm', 'n', 'c')
+        local function num(v, lo, hi, default)
+          local x = tonumber(v)
+          if x == nil or x ~= x or x < lo or x > hi then return default end
+          return math.floor(x)
+        end
+        local n = num(f[11], 0, BIG, 0)
+        local c = num(f[12], 0, BIG, 0)
+        local function budget(i, count)
+          local b = { l = num(f[i], -1, BIG, -1), v = num(f[i + 1], 0, BIG, 0), e = num(f[i + 2], 0, BIG, 0),
+                      w = num(f[i + 3], 0, maxWindow, 0), m = num(f[i + 4], 0, BIG, 0) }
+          if b.e > now + maxWindow or b.m > count then b.e = 0 b.v = 0 b.m = 0 end
+          if b.e > 0 and now >= b.e then
+            b.v = 0
+            b.m = count
+            if b.w > 0 then b.e = b.e + (math.floor((now - b.e) / b.w) + 1) * b.w else b.e = 0 end
+          end
+          return b
+        end
+        local T = budget(1, c)
+        local R = budget(6, n)
+        local function save()
+          local d = function(x) return string.format('%d', x) end
+          redis.call('HSET', key, 'tl', d(T.l), 'tv', d(T.v), 'te', d(T.e), 'tw', d(T.w), 'tm', d(T.m),
+            'rl', d(R.l), 'rv', d(R.v), 're', d(R.e), 'rw', d(R.w), 'rm', d(R.m), 'n', d(n), 'c', d(c))
+          local ends = math.max(T.e, R.e)
+          local ttl = history + math.max(T.w, R.w)
+          if ends > now then ttl = ttl + math.min(ends - now, maxWindow) end
+          redis.call('PEXPIRE', key, math.max(1, ttl))
+        end
+
+        """;
+}

@@ -1,0 +1,51 @@
+namespace Polly.PriorityRouting;
+
+/// <summary>
+/// Optionally implemented by an <see cref="IBackendStateStore"/> shared by several processes: before each attempt the
+/// strategy atomically reserves the request's estimated cost against one budget per backend and partition that every
+/// process sees, so that replicas with completions in flight do not all spend the same room.
+/// </summary>
+/// <remarks>
+/// <para>
+/// Used only when the strategy's <c>TokenBudgets</c> is on. A reservation that is <see cref="BackendReservationStatus.Granted"/>
+/// admits the attempt (and is also counted in the process's own budget view); <see cref="BackendReservationStatus.Refused"/>
+/// skips the backend for this request only — no mark, no health effect, nothing counted — and its
+/// <see cref="BackendReservation.RetryAfter"/> enters the exhausted answer's <c>Retry-After</c>;
+/// <see cref="BackendReservationStatus.Unknown"/> leaves the decision to the process's own budget view (fail open).
+/// </para>
+/// <para>
+/// <see cref="ReserveAsync"/> is on the request's path: one round trip at most, with a short bound of its own; it
+/// should not throw (a thrown exception is taken as <see cref="BackendReservationStatus.Unknown"/>) and should stop at
+/// the caller's cancellation. <see cref="Correct"/> and <see cref="Release"/> are called on the path of an answer: they
+/// must not block, perform I/O on the caller's thread or throw, and may coalesce and drop what they cannot deliver.
+/// What the store keeps must be bounded whatever peers write into it.
+/// </para>
+/// </remarks>
+public interface IBackendReservationStore
+{
+    /// <summary>Reserves an attempt's estimated cost against the shared budget of <paramref name="key"/>.</summary>
+    /// <param name="key">The backend, and the request's partition of it (its deployment, for a mapped model).</param>
+    /// <param name="cost">The request's estimated tokens (0 when unknown: it then counts one request only).</param>
+    /// <param name="headroom">
+    /// The share of the budget's limit, from 0 to 1, that this reservation must leave free (kept for foreground
+    /// requests): 0 for a foreground request.
+    /// </param>
+    /// <param name="now">The reserving process's current time (<see cref="BackendReservation.ReservedAt"/>).</param>
+    /// <param name="cancellationToken">The caller's cancellation.</param>
+    /// <returns>The store's answer.</returns>
+    ValueTask<BackendReservation> ReserveAsync(BackendStateKey key, long cost, double headroom, DateTimeOffset now, CancellationToken cancellationToken);
+
+    /// <summary>
+    /// Corrects the shared budget with what the answer to a reserved attempt reported (see <see cref="BackendReservationReport"/>).
+    /// </summary>
+    /// <param name="reservation">The attempt's reservation, as <see cref="ReserveAsync"/> returned it.</param>
+    /// <param name="report">What the answer reported, and when the attempt was sent.</param>
+    void Correct(BackendReservation reservation, BackendReservationReport report);
+
+    /// <summary>
+    /// Gives a reservation back because the backend did not count it: it answered 429, the connection failed, or the
+    /// attempt ended before it was sent (the caller cancelled, another backend was taken).
+    /// </summary>
+    /// <param name="reservation">The attempt's reservation, as <see cref="ReserveAsync"/> returned it.</param>
+    void Release(BackendReservation reservation);
+}

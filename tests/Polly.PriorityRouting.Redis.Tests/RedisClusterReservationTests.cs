@@ -1,0 +1,45 @@
+using Polly.PriorityRouting.Redis.Tests.Support;
+
+namespace Polly.PriorityRouting.Redis.Tests;
+
+/// <summary>Shared reservations on the 3-node Redis Cluster: one script, one key, whatever its slot.</summary>
+public sealed class RedisClusterReservationTests : IClassFixture<RedisClusterFixture>
+{
+    private readonly RedisClusterFixture _cluster;
+
+    public RedisClusterReservationTests(RedisClusterFixture cluster) => _cluster = cluster;
+
+    [Fact]
+    public async Task Two_replicas_on_a_cluster_with_completions_in_flight_pay_no_backend_429()
+    {
+        await using var load = await RedisReservationTests.LoadAsync(_cluster.Configuration, reservations: true);
+
+        load.Failed.Should().Be(0);
+        load.Primary.Throttled.Should().Be(0);
+        load.Primary.Admitted.Should().Be(10);
+        load.Secondary.Admitted.Should().Be(21);
+    }
+
+    [Fact]
+    public async Task Budgets_of_many_deployments_spread_over_the_shards_and_each_refuses_on_its_own()
+    {
+        await using var replica = await RedisReservationTests.StartReplicaAsync(_cluster.Configuration, RedisReservationTests.NewPrefix());
+        var store = RedisReservationTests.Reserving(replica);
+        var now = replica.Time.GetUtcNow();
+        var keys = Enumerable.Range(0, 12).Select(i => new BackendStateKey("ptu@http://ptu.example", $"deployment-{i}")).ToArray();
+
+        foreach (var key in keys)
+        {
+            var first = await store.ReserveAsync(key, 1_000, 0, now, default);
+            store.Correct(first, new BackendReservationReport(0, 1_000, TimeSpan.FromSeconds(30), null, null, TimeSpan.Zero, now, now));
+        }
+
+        await Eventually.HoldsAsync(() => replica.RedisStore.Reservations!.Flushed >= keys.Length, TimeSpan.FromSeconds(5), "every correction reaches its shard");
+        foreach (var key in keys)
+        {
+            (await store.ReserveAsync(key, 1, 0, now, default)).Status.Should().Be(BackendReservationStatus.Refused, $"{key} is spent");
+        }
+
+        replica.RedisStore.IsInOutage.Should().BeFalse();
+    }
+}

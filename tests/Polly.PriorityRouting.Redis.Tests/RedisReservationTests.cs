@@ -1,0 +1,251 @@
+using System.Net;
+using Microsoft.Extensions.DependencyInjection;
+using Polly.PriorityRouting.Redis.Tests.Support;
+using StackExchange.Redis;
+
+namespace Polly.PriorityRouting.Redis.Tests;
+
+/// <summary>
+/// Shared reservations on a real Redis (<see cref="PriorityRoutingRedisStoreOptions.Reservations"/>): the script's
+/// arithmetic through the store's own calls, and two replicas sending real HTTP to slow Kestrel backends that count
+/// tokens when they admit a request.
+/// </summary>
+public sealed class RedisReservationTests : IClassFixture<RedisServerFixture>
+{
+    private static readonly TimeSpan Flushed = TimeSpan.FromSeconds(5);
+    private static readonly BackendStateKey Key = new("ptu@http://ptu.example", "gpt-4o");
+
+    private readonly RedisServerFixture _redis;
+
+    public RedisReservationTests(RedisServerFixture redis) => _redis = redis;
+
+    [Fact]
+    public async Task A_corrected_budget_refuses_what_does_not_fit_until_its_refill()
+    {
+        await using var replica = await StartReplicaAsync(_redis.Configuration, NewPrefix());
+        var store = Reserving(replica);
+        var now = replica.Time.GetUtcNow();
+
+        var first = await store.ReserveAsync(Key, 1_000, 0, now, default);
+        first.Status.Should().Be(BackendReservationStatus.Unknown, "nothing is known of the budget yet");
+        first.IsCounted.Should().BeTrue("it is counted anyway, for the answer that corrects it");
+        await CorrectAsync(replica, first, remaining: 2_000, limit: 10_000, reset: TimeSpan.FromSeconds(30));
+
+        var fits = await store.ReserveAsync(Key, 2_000, 0, now, default);
+        var refused = await store.ReserveAsync(Key, 1, 0, now, default);
+
+        fits.Status.Should().Be(BackendReservationStatus.Granted);
+        refused.Status.Should().Be(BackendReservationStatus.Refused);
+        refused.RetryAfter.Should().BeGreaterThan(TimeSpan.FromSeconds(20)).And.BeLessThanOrEqualTo(TimeSpan.FromSeconds(30));
+    }
+
+    [Fact]
+    public async Task A_late_answer_counts_what_was_reserved_since_its_own_reservation()
+    {
+        await using var replica = await StartReplicaAsync(_redis.Configuration, NewPrefix());
+        var store = Reserving(replica);
+        var now = replica.Time.GetUtcNow();
+        var early = await store.ReserveAsync(Key, 1_000, 0, now, default);
+        await store.ReserveAsync(Key, 3_000, 0, now, default);
+        await store.ReserveAsync(Key, 500, 0, now, default);
+
+        // The backend admitted the early request before the two others: it had spent 1,000 then.
+        await CorrectAsync(replica, early, remaining: 9_000, limit: 10_000, reset: TimeSpan.FromSeconds(30));
+
+        (await store.ReserveAsync(Key, 5_500, 0, now, default)).Status.Should().Be(BackendReservationStatus.Granted);
+        (await store.ReserveAsync(Key, 1, 0, now, default)).Status.Should().Be(BackendReservationStatus.Refused, "1,000 + 3,500 reserved since + 5,500 fill the 10,000");
+    }
+
+    [Fact]
+    public async Task A_released_reservation_gives_its_room_back()
+    {
+        await using var replica = await StartReplicaAsync(_redis.Configuration, NewPrefix());
+        var store = Reserving(replica);
+        var now = replica.Time.GetUtcNow();
+        await CorrectAsync(replica, await store.ReserveAsync(Key, 1_000, 0, now, default), remaining: 9_000, limit: 10_000, reset: TimeSpan.FromSeconds(30));
+        var large = await store.ReserveAsync(Key, 9_000, 0, now, default);
+        (await store.ReserveAsync(Key, 9_000, 0, now, default)).Status.Should().Be(BackendReservationStatus.Refused);
+
+        store.Release(large);
+        await Eventually.HoldsAsync(() => replica.RedisStore.Reservations!.Flushed >= 2, Flushed, "the release reaches Redis");
+
+        (await store.ReserveAsync(Key, 9_000, 0, now, default)).Status.Should().Be(BackendReservationStatus.Granted);
+    }
+
+    [Fact]
+    public async Task A_reservation_with_headroom_leaves_that_share_of_the_limit_free()
+    {
+        await using var replica = await StartReplicaAsync(_redis.Configuration, NewPrefix());
+        var store = Reserving(replica);
+        var now = replica.Time.GetUtcNow();
+        await CorrectAsync(replica, await store.ReserveAsync(Key, 1_000, 0, now, default), remaining: 9_000, limit: 10_000, reset: TimeSpan.FromSeconds(30));
+
+        (await store.ReserveAsync(Key, 4_500, 0.5, now, default)).Status.Should().Be(BackendReservationStatus.Refused, "1,000 + 4,500 would take more than half");
+        (await store.ReserveAsync(Key, 4_000, 0.5, now, default)).Status.Should().Be(BackendReservationStatus.Granted);
+        (await store.ReserveAsync(Key, 5_000, 0, now, default)).Status.Should().Be(BackendReservationStatus.Granted, "a foreground request may use the headroom");
+    }
+
+    [Fact]
+    public async Task Whatever_a_peer_wrote_into_the_key_a_reservation_never_throws_and_the_key_heals()
+    {
+        var prefix = NewPrefix();
+        await using var replica = await StartReplicaAsync(_redis.Configuration, prefix);
+        var store = Reserving(replica);
+        var now = replica.Time.GetUtcNow();
+        await using var peer = await ConnectionMultiplexer.ConnectAsync(_redis.Configuration);
+        var database = peer.GetDatabase();
+        var key = new RedisStoreLayout(prefix, prefix + "events").ReservationKeyOf(Key);
+
+        await database.StringSetAsync(key, "not a hash");
+        var overString = await store.ReserveAsync(Key, 100, 0, now, default);
+        await database.KeyDeleteAsync(key);
+        await database.HashSetAsync(key, [new("tl", "lots"), new("tv", "-7"), new("te", "99999999999999999999"), new("tw", "NaN"), new("n", "1e300"), new("c", "{}"), new("rl", "3"), new("rv", "2.5")]);
+        var overGarbage = await store.ReserveAsync(Key, 100, double.NaN, now, default);
+        store.Correct(overGarbage, new BackendReservationReport(-5, long.MaxValue, TimeSpan.MaxValue, 3, -1, TimeSpan.FromDays(-1), now, now));
+        store.Release(overGarbage);
+        await Eventually.HoldsAsync(() => replica.RedisStore.Reservations!.Flushed >= 2, Flushed, "the correction and the release reach Redis");
+
+        overString.Status.Should().Be(BackendReservationStatus.Unknown);
+        overString.IsCounted.Should().BeTrue("the string was replaced by a budget");
+        overGarbage.Status.Should().NotBe(BackendReservationStatus.Refused, "a limit that is not a number is no limit");
+        (await database.KeyTypeAsync(key)).Should().Be(RedisType.Hash);
+        (await database.KeyTimeToLiveAsync(key)).Should().NotBeNull("a healed key still expires");
+        replica.RedisStore.IsInOutage.Should().BeFalse("garbage is no outage");
+    }
+
+    [Fact]
+    public async Task Two_replicas_with_completions_in_flight_pay_no_backend_429_with_reservations()
+    {
+        await using var load = await LoadAsync(_redis.Configuration, reservations: true);
+
+        load.Failed.Should().Be(0);
+        load.Primary.Throttled.Should().Be(0, "every replica reserved before it sent");
+        load.Primary.Admitted.Should().Be(10, "the first request and the 9 that fit its 10,000 tokens");
+        load.Secondary.Admitted.Should().Be(21);
+    }
+
+    [Fact]
+    public async Task Two_replicas_with_completions_in_flight_pay_backend_429s_without_reservations()
+    {
+        await using var load = await LoadAsync(_redis.Configuration, reservations: false);
+
+        load.Failed.Should().Be(0, "each 429 fails over to the secondary");
+        load.Primary.Throttled.Should().BePositive("a replica does not see the other's spend until its answers come back");
+        load.Primary.Admitted.Should().Be(10);
+    }
+
+    [Fact]
+    public async Task Redis_stopped_during_reservations_fails_no_request_and_reservations_resume_when_it_returns()
+    {
+        var prefix = NewPrefix();
+        await using var primary = await TokenBudgetBackend.StartAsync(limit: 10_000_000, TimeSpan.FromMinutes(1), TimeSpan.FromMilliseconds(200));
+        await using var secondary = await TokenBudgetBackend.StartAsync(limit: null, TimeSpan.FromMinutes(1), TimeSpan.FromMilliseconds(200));
+        await using var hostA = await StartReplicaAsync(_redis.Configuration, prefix, primary, secondary);
+        await using var hostB = await StartReplicaAsync(_redis.Configuration, prefix, primary, secondary);
+        var (clientA, clientB) = (hostA.CreateClient(), hostB.CreateClient());
+        var statuses = new List<HttpStatusCode>();
+
+        var before = Wave(clientA, clientB, 20);
+        _redis.Kill();
+        try
+        {
+            statuses.AddRange(await before);
+            await Eventually.HoldsAsync(() => hostA.RedisStore.IsInOutage && hostB.RedisStore.IsInOutage, TimeSpan.FromSeconds(10), "both replicas notice the outage");
+            statuses.AddRange(await Wave(clientA, clientB, 20).WaitAsync(TimeSpan.FromSeconds(30)));
+        }
+        finally
+        {
+            _redis.Start();
+        }
+
+        await Eventually.HoldsAsync(() => !hostA.RedisStore.IsInOutage && !hostB.RedisStore.IsInOutage, TimeSpan.FromSeconds(15), "both replicas share again");
+        statuses.AddRange(await Wave(clientA, clientB, 20));
+        statuses.Should().HaveCount(60).And.OnlyContain(status => status == HttpStatusCode.OK);
+        await using var inspector = await ConnectionMultiplexer.ConnectAsync(_redis.Configuration);
+        var key = new RedisStoreLayout(prefix, prefix + "events").ReservationKeyOf(new BackendStateKey($"backend-1@{primary.BaseAddress.GetLeftPart(UriPartial.Authority)}"));
+        ((long)await inspector.GetDatabase().HashGetAsync(key, "n")).Should().BePositive("reservations resumed on the restarted Redis");
+    }
+
+    internal static string NewPrefix() => $"test:{Guid.NewGuid():N}:";
+
+    internal static IBackendReservationStore Reserving(Replica replica) => (IBackendReservationStore)replica.Store;
+
+    /// <summary>Two replicas, a primary of 10,000 tokens per minute and an unlimited secondary, both answering after 1.5 s: one request to learn the budget, then 30 at once (15 per replica), 1,000 tokens each.</summary>
+    internal static async Task<LoadResult> LoadAsync(string configuration, bool reservations)
+    {
+        var prefix = NewPrefix();
+        var primary = await TokenBudgetBackend.StartAsync(limit: 10_000, TimeSpan.FromMinutes(1), TimeSpan.FromSeconds(1.5));
+        var secondary = await TokenBudgetBackend.StartAsync(limit: null, TimeSpan.FromMinutes(1), TimeSpan.FromSeconds(1.5));
+        var hostA = await StartReplicaAsync(configuration, prefix, reservations, primary, secondary);
+        var hostB = await StartReplicaAsync(configuration, prefix, reservations, primary, secondary);
+        var (clientA, clientB) = (hostA.CreateClient(), hostB.CreateClient());
+
+        var failed = (await Wave(clientA, clientA, 1)).Count(status => status != HttpStatusCode.OK);
+        if (reservations)
+        {
+            await Eventually.HoldsAsync(() => hostA.RedisStore.Reservations!.Flushed >= 1, Flushed, "the first answer corrects the shared budget");
+        }
+
+        failed += (await Wave(clientA, clientB, 30)).Count(status => status != HttpStatusCode.OK);
+        return new LoadResult(primary, secondary, hostA, hostB, failed);
+    }
+
+    internal static Task<Replica> StartReplicaAsync(string configuration, string prefix, params TokenBudgetBackend[] backends)
+        => StartReplicaAsync(configuration, prefix, reservations: true, backends);
+
+    /// <summary>
+    /// A replica whose client routes over <paramref name="backends"/> by priority, estimating each request's cost from
+    /// its <see cref="TokenBudgetBackend.CostHeader"/>. Reservations wait up to 1 s: the test machine is shared, and a
+    /// reservation that times out is admitted by the replica's own view, which is not what these tests measure.
+    /// </summary>
+    private static Task<Replica> StartReplicaAsync(string configuration, string prefix, bool reservations, params TokenBudgetBackend[] backends)
+        => Replica.StartAsync(configuration, prefix, DateTimeOffset.UtcNow, services =>
+        {
+            services.Configure<PriorityRoutingRedisStoreOptions>(options =>
+            {
+                options.Reservations = reservations;
+                options.ReservationTimeout = TimeSpan.FromSeconds(1);
+            });
+            services.AddHttpClient(RoutedHost.ClientName)
+                .AddResilienceHandler("priority", (builder, context) => builder.AddPriorityRouting(new PriorityRoutingStrategyOptions
+                {
+                    StateStore = context.ServiceProvider.GetRequiredService<IBackendStateStore>(),
+                    Backends = [.. backends.Select((backend, index) => new PriorityBackend
+                    {
+                        Name = $"backend-{index + 1}",
+                        BaseAddress = backend.BaseAddress,
+                        Priority = index + 1,
+                    })],
+                    RequestCost = request => long.Parse(request.Headers.GetValues(TokenBudgetBackend.CostHeader).Single(), System.Globalization.CultureInfo.InvariantCulture),
+                }));
+        });
+
+    /// <summary>Sends <paramref name="count"/> requests of 1,000 tokens at once, alternating between the two clients.</summary>
+    private static async Task<HttpStatusCode[]> Wave(HttpClient clientA, HttpClient clientB, int count)
+        => await Task.WhenAll(Enumerable.Range(0, count).Select(async i =>
+        {
+            using var request = new HttpRequestMessage(HttpMethod.Post, RoutedHost.AnyPath) { Content = new StringContent("{}") };
+            request.Headers.Add(TokenBudgetBackend.CostHeader, "1000");
+            using var response = await (i % 2 == 0 ? clientA : clientB).SendAsync(request);
+            return response.StatusCode;
+        }));
+
+    private static async Task CorrectAsync(Replica replica, BackendReservation reservation, long remaining, long limit, TimeSpan reset)
+    {
+        var flushed = replica.RedisStore.Reservations!.Flushed;
+        var now = replica.Time.GetUtcNow();
+        Reserving(replica).Correct(reservation, new BackendReservationReport(remaining, limit, reset, null, null, TimeSpan.Zero, now, now));
+        await Eventually.HoldsAsync(() => replica.RedisStore.Reservations!.Flushed > flushed, Flushed, "the correction reaches Redis");
+    }
+
+    internal sealed record LoadResult(TokenBudgetBackend Primary, TokenBudgetBackend Secondary, Replica HostA, Replica HostB, int Failed) : IAsyncDisposable
+    {
+        public async ValueTask DisposeAsync()
+        {
+            await HostA.DisposeAsync();
+            await HostB.DisposeAsync();
+            await Primary.DisposeAsync();
+            await Secondary.DisposeAsync();
+        }
+    }
+}

@@ -1,0 +1,149 @@
+using System.Net;
+using Polly.PriorityRouting.Tests.Support;
+
+namespace Polly.PriorityRouting.Tests.Budgets;
+
+/// <summary>The request classes of the budget view (<see cref="PriorityRoutingHints.Background"/>): admission, promises and waiters' rooms.</summary>
+public class BackgroundHeadroomTests
+{
+    private const double Headroom = 0.2;
+    private static readonly DateTimeOffset Now = new(2026, 11, 24, 12, 0, 0, TimeSpan.Zero);
+    private static readonly TimeSpan MaxCooldown = TimeSpan.FromMinutes(5);
+    private static readonly BackendStateKey Key = RoutingHarness.Key("a");
+
+    [Fact]
+    public void A_background_request_is_admitted_only_while_the_headroom_of_the_tokens_stays_free()
+    {
+        var budgets = Observed(("x-ratelimit-remaining-tokens", "5000"), ("x-ratelimit-limit-tokens", "10000"), ("x-ratelimit-reset-tokens", "10s"));
+
+        budgets.CanAdmit(Key, 3000, Now, headroom: Headroom).Should().BeTrue("2,000 of 10,000 stay free after it");
+        budgets.CanAdmit(Key, 3001, Now, headroom: Headroom).Should().BeFalse();
+        budgets.TimeUntilAdmitted(Key, 3001, Now.AddSeconds(4), headroom: Headroom).Should().Be(TimeSpan.FromSeconds(6), "its own refill, never 0");
+        budgets.CanAdmit(Key, 5000, Now).Should().BeTrue("a foreground request ignores the headroom");
+
+        budgets.TryTake(Key, 3000, Now, headroom: Headroom).Should().BeTrue();
+        budgets.TryTake(Key, 0, Now, headroom: Headroom).Should().BeTrue("at cost 0 exactly the headroom is left");
+        budgets.TryTake(Key, 1, Now, headroom: Headroom).Should().BeFalse("the headroom is the foreground's");
+        budgets.TryTake(Key, 2000, Now).Should().BeTrue();
+        budgets.CanAdmit(Key, 0, Now, headroom: Headroom).Should().BeFalse("a background request of unknown cost is held back inside the headroom");
+        budgets.CanAdmit(Key, 0, Now).Should().BeTrue("a foreground one of unknown cost never is");
+        budgets.CanAdmit(Key, 3000, Now.AddSeconds(10), headroom: Headroom).Should().BeTrue("the refill brings background work back");
+    }
+
+    [Fact]
+    public void A_background_request_is_admitted_only_while_the_headroom_of_the_requests_stays_free()
+    {
+        var budgets = Observed(("x-ratelimit-remaining-requests", "4"), ("x-ratelimit-limit-requests", "10"), ("x-ratelimit-reset-requests", "10s"));
+
+        budgets.TryTake(Key, 0, Now, headroom: Headroom).Should().BeTrue("3 are left, 2 kept");
+        budgets.TryTake(Key, 0, Now, headroom: Headroom).Should().BeTrue();
+        budgets.TryTake(Key, 0, Now, headroom: Headroom).Should().BeFalse("2 of 10 requests are the foreground's");
+        budgets.TryTake(Key, 0, Now).Should().BeTrue();
+        budgets.TryTake(Key, 0, Now).Should().BeTrue();
+        budgets.TryTake(Key, 0, Now).Should().BeFalse("the foreground spent the budget");
+    }
+
+    [Fact]
+    public void A_budget_with_no_known_limit_or_no_budget_at_all_admits_background_work()
+    {
+        var unknown = new BackendBudgets();
+        unknown.CanAdmit(Key, 1_000_000, Now, headroom: Headroom).Should().BeTrue("nothing is known");
+
+        var remainingOnly = Observed(("x-ratelimit-remaining-tokens", "1000"), ("x-ratelimit-reset-tokens", "10s"));
+        remainingOnly.CanAdmit(Key, 1000, Now, headroom: Headroom).Should().BeTrue("no limit: no share of it can be kept");
+        remainingOnly.CanAdmit(Key, 1001, Now, headroom: Headroom).Should().BeFalse("the budget itself still binds");
+    }
+
+    [Fact]
+    public void A_declared_quota_gives_the_headroom_its_limit()
+    {
+        var budgets = new BackendBudgets();
+        var quota = DeclaredQuota.Create(tokensPerMinute: 10_000, requestsPerMinute: null);
+
+        budgets.TryTake(Key, 8000, Now, quota: quota, headroom: Headroom).Should().BeTrue();
+        budgets.TryTake(Key, 1, Now, quota: quota, headroom: Headroom).Should().BeFalse();
+        budgets.TryTake(Key, 2000, Now, quota: quota).Should().BeTrue();
+    }
+
+    [Fact]
+    public void A_background_request_too_large_to_leave_the_headroom_is_admitted_on_a_full_budget_only()
+    {
+        var budgets = new BackendBudgets();
+        var quota = DeclaredQuota.Create(tokensPerMinute: 10_000, requestsPerMinute: null);
+
+        budgets.TryTake(Key, 9000, Now, quota: quota, headroom: Headroom).Should().BeTrue("it could never leave 2,000: a full budget takes it");
+        budgets.TryTake(Key, 9000, Now.AddSeconds(30), quota: quota, headroom: Headroom).Should().BeFalse();
+        budgets.TimeUntilAdmitted(Key, 9000, Now.AddSeconds(30), headroom: Headroom).Should().Be(TimeSpan.FromSeconds(30));
+    }
+
+    [Fact]
+    public void A_foreground_caller_is_promised_a_refill_as_if_no_background_caller_were_and_background_leaves_the_headroom()
+    {
+        var budgets = Observed(("x-ratelimit-remaining-tokens", "0"), ("x-ratelimit-limit-tokens", "10000"), ("x-ratelimit-reset-tokens", "10s"));
+        var reset = Now.AddSeconds(10);
+
+        budgets.Promise(Key, 4000, reset, out _, Headroom).Should().Be(reset);
+        budgets.Promise(Key, 4000, reset, out _, Headroom).Should().Be(reset, "8,000 leave the 2,000 of headroom");
+        budgets.Promise(Key, 1, reset, out _, Headroom).Should().Be(reset.AddSeconds(10), "the headroom of the refill stays free");
+
+        budgets.Promise(Key, 10_000, reset).Should().Be(reset, "foreground comes before every background caller");
+        budgets.Promise(Key, 1, reset).Should().Be(reset.AddSeconds(10));
+        budgets.Promise(Key, 7998, reset, out _, Headroom).Should().Be(reset.AddSeconds(10), "after every promise, the foreground's too: 1 + 1 + 7,998 leave the 2,000");
+        budgets.Promise(Key, 1, reset, out var reserved, Headroom).Should().Be(reset, "both windows of the horizon are full: the soonest moment, nothing reserved");
+        reserved.Should().BeFalse();
+    }
+
+    [Fact]
+    public void A_background_waiters_room_holds_back_background_work_only_and_a_foreground_waiters_holds_back_both()
+    {
+        var budgets = Observed(("x-ratelimit-remaining-tokens", "0"), ("x-ratelimit-limit-tokens", "10000"), ("x-ratelimit-reset-tokens", "10s"));
+        var refill = Now.AddSeconds(10);
+
+        var background = budgets.Hold(new BudgetReservation(Key, 6000, refill, "a", Headroom))!;
+        budgets.CanAdmit(Key, 10_000, refill).Should().BeTrue("a foreground request may take a background waiter's room");
+        budgets.CanAdmit(Key, 2000, refill, headroom: Headroom).Should().BeTrue("2,000 beside the waiter's 6,000 leave the headroom");
+        budgets.CanAdmit(Key, 2001, refill, headroom: Headroom).Should().BeFalse();
+        budgets.CanAdmit(Key, 6000, refill, background, headroom: Headroom).Should().BeTrue("the waiter spends its own room");
+
+        var foreground = budgets.Hold(new BudgetReservation(Key, 5000, refill, "a"))!;
+        budgets.CanAdmit(Key, 5000, refill).Should().BeTrue();
+        budgets.CanAdmit(Key, 5001, refill).Should().BeFalse("a foreground waiter's room is held from everyone");
+        budgets.CanAdmit(Key, 6000, refill, background, headroom: Headroom).Should().BeFalse("foreground first: only 3,000 are left for background beside the headroom");
+
+        foreground.Release();
+        budgets.TryTake(Key, 6000, refill, background, headroom: Headroom).Should().BeTrue();
+        background.Release();
+        budgets.CanAdmit(Key, 4000, refill).Should().BeTrue();
+        budgets.CanAdmit(Key, 4001, refill).Should().BeFalse("the background waiter spent its room");
+    }
+
+    [Fact]
+    public void Admitting_a_background_request_allocates_nothing()
+    {
+        var budgets = Observed(("x-ratelimit-remaining-tokens", "10000000"), ("x-ratelimit-limit-tokens", "10000000"), ("x-ratelimit-reset-tokens", "10s"));
+        budgets.TryTake(Key, 1, Now, headroom: Headroom);
+
+        var before = GC.GetAllocatedBytesForCurrentThread();
+        for (var i = 0; i < 1_000; i++)
+        {
+            budgets.CanAdmit(Key, 10, Now, headroom: Headroom);
+            budgets.TryTake(Key, 10, Now, headroom: Headroom);
+            budgets.TimeUntilAdmitted(Key, 10, Now, headroom: Headroom);
+        }
+
+        (GC.GetAllocatedBytesForCurrentThread() - before).Should().Be(0);
+    }
+
+    private static BackendBudgets Observed(params (string Name, string Value)[] headers)
+    {
+        var budgets = new BackendBudgets();
+        using var response = new HttpResponseMessage(HttpStatusCode.OK);
+        foreach (var (name, value) in headers)
+        {
+            response.Headers.TryAddWithoutValidation(name, value);
+        }
+
+        budgets.Observe(Key, response.Headers, Now, MaxCooldown);
+        return budgets;
+    }
+}
