@@ -2,8 +2,8 @@ namespace Polly.PriorityRouting;
 
 /// <summary>
 /// The one owner of a pipeline's backends at run time: it chooses and admits the next attempt's backend, turns every
-/// outcome into the backend's new state (classification, ejection, proactive throttling, store writes), and computes
-/// the exhausted answer and snapshots from the same reads.
+/// outcome into the backend's new state (classification, ejection, proactive throttling, store writes); the exhausted
+/// answer (<see cref="PoolExhaustion"/>) reads the same state.
 /// </summary>
 /// <remarks>
 /// Nothing here is per request except the lease; the state itself is the store's (see <see cref="SharedBackendState"/>:
@@ -12,12 +12,6 @@ namespace Polly.PriorityRouting;
 /// </remarks>
 internal sealed class BackendPool
 {
-    /// <summary>
-    /// The <c>Retry-After</c> of the exhausted answer when every backend left is at its cap: short — the soonest whole
-    /// second a client honours — because requests in flight end all the time.
-    /// </summary>
-    public static readonly TimeSpan CapacityRetryAfter = TimeSpan.FromSeconds(1);
-
     private readonly RoutedBackend[] _backends;
     private readonly BackendSelector _selector;
     private readonly BackendHealthTracker? _tracker;
@@ -71,6 +65,7 @@ internal sealed class BackendPool
         _selector = new BackendSelector(_backends, Availability, options.Randomizer, Latency, _reservations is null ? _budgets : null);
         Queue = _budgets is not null && options.MaxQueueWait is { } maxWait ? new WaitQueue(timeProvider, _budgets, maxWait) : null;
         Models = ModelCatalog.Create(_backends, options.ModelFallbacks, options.ContextWindowFallbacks);
+        Exhaustion = new PoolExhaustion(_backends, Availability, _budgets, Queue, HasConcurrencyCaps, timeProvider);
     }
 
     /// <summary>Gets the backends, best tier first, in configured order within a tier.</summary>
@@ -99,6 +94,9 @@ internal sealed class BackendPool
     /// <see langword="null"/> when waiting is off. Per pipeline: it is disposed with the strategy.
     /// </summary>
     public WaitQueue? Queue { get; }
+
+    /// <summary>Gets the exhausted answer over this pool's backends.</summary>
+    public PoolExhaustion Exhaustion { get; }
 
     /// <summary>
     /// Selects the best backend open to this request (see <see cref="RequestPlan"/>) and admits an attempt on it; the
@@ -285,30 +283,6 @@ internal sealed class BackendPool
     }
 
     /// <summary>
-    /// Computes the exhausted answer's delay and whether it is a throttle, over the backends that could have taken the
-    /// request: those that serve its model, else all of this pipeline's; with budgets, after the demand already told
-    /// to come back.
-    /// </summary>
-    /// <returns>
-    /// The delay, whether it is a throttle, and the room the budget view promised the request in a refill (see
-    /// <see cref="BudgetExhaustion"/>), which a caller waiting in the strategy holds; <see langword="null"/> when nothing was promised.
-    /// </returns>
-    /// <param name="route">The request's route; a room it still holds from a wait is released first.</param>
-    /// <param name="waited">How long the request has waited in the strategy so far: promises are chosen within what is left of the bound.</param>
-    public (TimeSpan RetryAfter, bool Throttled, BudgetReservation? Reservation) GetExhaustion(RequestRoute route, TimeSpan waited = default)
-    {
-        route.Held?.Release();
-        var backends = BackendsOf(route);
-        if (_budgets is null)
-        {
-            var (retryAfter, throttled) = Availability.GetExhaustion(backends, _timeProvider.GetUtcNow(), route);
-            return AtCapacity((retryAfter, throttled, null), backends);
-        }
-
-        return AtCapacity(BudgetExhaustion.Compute(backends, Availability, _budgets, _timeProvider.GetUtcNow(), route, Queue?.MaxWait - waited), backends);
-    }
-
-    /// <summary>
     /// Waits, within <paramref name="bound"/>, until a slot frees on a backend the request may use that is in rotation
     /// and at its cap (<see cref="PriorityRoutingStrategyOptions.MaxQueueWait"/>); at most
     /// <see cref="WaitQueue.MaxWaiters"/> requests of the pipeline wait so at once.
@@ -356,7 +330,7 @@ internal sealed class BackendPool
 
         var now = _timeProvider.GetUtcNow();
         List<Task>? releases = null;
-        foreach (var backend in BackendsOf(route))
+        foreach (var backend in route.BackendsOf(_backends))
         {
             if (backend.InFlight is not { } limit)
             {
@@ -372,64 +346,6 @@ internal sealed class BackendPool
         }
 
         return releases;
-    }
-
-    /// <summary>
-    /// A backend that is in rotation yet took no attempt was at its cap: the caller is answered at once with a 429 and
-    /// <see cref="CapacityRetryAfter"/> rather than "now", since a slot frees when some response ends, which no
-    /// deadline tells.
-    /// </summary>
-    private (TimeSpan RetryAfter, bool Throttled, BudgetReservation? Reservation) AtCapacity(
-        (TimeSpan RetryAfter, bool Throttled, BudgetReservation? Reservation) exhaustion,
-        IReadOnlyList<RoutedBackend> backends)
-    {
-        if (!HasConcurrencyCaps || exhaustion.RetryAfter >= CapacityRetryAfter)
-        {
-            return exhaustion;
-        }
-
-        foreach (var backend in backends)
-        {
-            if (backend.InFlight is { IsFull: true })
-            {
-                return (CapacityRetryAfter, true, exhaustion.Reservation);
-            }
-        }
-
-        return exhaustion;
-    }
-
-    /// <summary>
-    /// Returns the time until the soonest backend a route allows is free for the request — in rotation and, with
-    /// budgets, admitting its cost — without a promise: for the fallback models of an exhausted chain (the requested
-    /// model's exhausted answer is the one that promises).
-    /// </summary>
-    /// <returns>The delay and whether it is a throttle; no delay when the route allows no backend at all.</returns>
-    public (TimeSpan? RetryAfter, bool Throttled) GetTimeUntilAvailable(RequestRoute route)
-    {
-        var backends = BackendsOf(route);
-        if (backends.Count == 0)
-        {
-            return (null, false);
-        }
-
-        var now = _timeProvider.GetUtcNow();
-        if (_budgets is null)
-        {
-            var (retryAfter, throttled) = Availability.GetExhaustion(backends, now, route);
-            return (retryAfter, throttled);
-        }
-
-        var soonest = TimeSpan.MaxValue;
-        var anyThrottled = false;
-        foreach (var backend in backends)
-        {
-            var remaining = BudgetExhaustion.TimeUntilFree(backend, Availability, _budgets, now, route, out var throttled, out _, out _);
-            anyThrottled |= throttled;
-            soonest = remaining < soonest ? remaining : soonest;
-        }
-
-        return (soonest, anyThrottled);
     }
 
     /// <summary>Returns whether a backend open to the request could still take it now (in rotation, admitted by its budget).</summary>
@@ -567,19 +483,6 @@ internal sealed class BackendPool
 
         route.Held?.Release();
         return true;
-    }
-
-    /// <summary>The backends a request's exhausted answer and slot waits count: its model's, minus those its plan disallowed.</summary>
-    private IReadOnlyList<RoutedBackend> BackendsOf(RequestRoute route)
-    {
-        IReadOnlyList<RoutedBackend> backends = route.Model?.Backends ?? _backends;
-        if (route.Excluded is { } excluded)
-        {
-            // Only on the exhausted path of a restricted request (affinity, hints): allocating the list is fine.
-            backends = [.. backends.Where(backend => !excluded.Contains(backend.Index))];
-        }
-
-        return backends;
     }
 
     /// <summary>Sorts backends by priority, keeping the configured order within a tier.</summary>

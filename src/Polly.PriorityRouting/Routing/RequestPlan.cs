@@ -160,12 +160,12 @@ internal struct RequestPlan
     /// (the soonest of them all; the budget view's promise is the first model's).
     /// </summary>
     /// <param name="pool">The pool.</param>
-    /// <param name="waited">How long the request has waited in the strategy so far (see <see cref="BackendPool.GetExhaustion"/>).</param>
+    /// <param name="waited">How long the request has waited in the strategy so far (see <see cref="PoolExhaustion.GetExhaustion"/>).</param>
     public readonly (TimeSpan RetryAfter, bool Throttled, BudgetReservation? Reservation) GetExhaustion(BackendPool pool, TimeSpan waited)
     {
         if (_chain is null)
         {
-            return pool.GetExhaustion(Route, waited);
+            return pool.Exhaustion.GetExhaustion(Route, waited);
         }
 
         // A room still held from a wait is the first model's: given back before the chain is read.
@@ -178,7 +178,7 @@ internal struct RequestPlan
         for (var i = 0; i < _chain.Length; i++)
         {
             var route = RouteOf(_chain[i]);
-            var (retryAfter, modelThrottled) = pool.GetTimeUntilAvailable(route);
+            var (retryAfter, modelThrottled) = pool.Exhaustion.GetTimeUntilAvailable(route);
             if (retryAfter is null)
             {
                 continue;
@@ -186,7 +186,7 @@ internal struct RequestPlan
 
             if (i == 0)
             {
-                (retryAfter, modelThrottled, reservation) = pool.GetExhaustion(route, waited);
+                (retryAfter, modelThrottled, reservation) = pool.Exhaustion.GetExhaustion(route, waited);
             }
 
             throttled |= modelThrottled;

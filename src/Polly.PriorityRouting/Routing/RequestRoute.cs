@@ -90,4 +90,20 @@ internal readonly struct RequestRoute
 
     /// <summary>Returns the throttle partition of this request on <paramref name="backend"/>.</summary>
     public string? PartitionOn(RoutedBackend backend) => Model?.DeploymentOn(backend)?.Name ?? Partition;
+
+    /// <summary>
+    /// Returns the backends this request's exhausted answer and slot waits count: its model's (else all of
+    /// <paramref name="backends"/>), minus those its plan disallowed.
+    /// </summary>
+    public IReadOnlyList<RoutedBackend> BackendsOf(IReadOnlyList<RoutedBackend> backends)
+    {
+        backends = Model?.Backends ?? backends;
+        if (Excluded is { } excluded)
+        {
+            // Only on the exhausted path of a restricted request (affinity, hints): allocating the list is fine.
+            backends = [.. backends.Where(backend => !excluded.Contains(backend.Index))];
+        }
+
+        return backends;
+    }
 }

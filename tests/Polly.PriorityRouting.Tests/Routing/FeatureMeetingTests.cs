@@ -68,7 +68,7 @@ public class FeatureMeetingTests
         using var pinned = await h.Client.GetAsync($"/openai/v1/responses/{Pinned}");
 
         pinned.StatusCode.Should().Be(HttpStatusCode.TooManyRequests);
-        pinned.Headers.RetryAfter!.Delta.Should().Be(BackendPool.CapacityRetryAfter);
+        pinned.Headers.RetryAfter!.Delta.Should().Be(PoolExhaustion.CapacityRetryAfter);
         h.Transport.Hosts.Should().Equal(["a"], "the id lives on a only: b never sees the read");
     }
 
@@ -101,7 +101,7 @@ public class FeatureMeetingTests
         mini.StatusCode.Should().Be(HttpStatusCode.OK);
         h.Transport.Hosts.Should().Equal(["a", "m"], "a's one slot is held by the gpt-4o answer: mini goes to m, gpt-4o has nowhere else");
         gpt.StatusCode.Should().Be(HttpStatusCode.TooManyRequests);
-        gpt.Headers.RetryAfter!.Delta.Should().Be(BackendPool.CapacityRetryAfter);
+        gpt.Headers.RetryAfter!.Delta.Should().Be(PoolExhaustion.CapacityRetryAfter);
     }
 
     [Fact]
