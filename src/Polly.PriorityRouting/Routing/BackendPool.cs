@@ -23,7 +23,6 @@ internal sealed class BackendPool
     private readonly BackendBudgets? _budgets;
     private readonly Func<HttpRequestMessage, long>? _requestCost;
     private readonly IBackendReservationStore? _reservations;
-    private int _slotWaiters;
 
     /// <param name="options">The pipeline's options.</param>
     /// <param name="shared">What the pipelines on the store share (see <see cref="SharedBackendState"/>).</param>
@@ -66,6 +65,7 @@ internal sealed class BackendPool
         Queue = _budgets is not null && options.MaxQueueWait is { } maxWait ? new WaitQueue(timeProvider, _budgets, maxWait) : null;
         Models = ModelCatalog.Create(_backends, options.ModelFallbacks, options.ContextWindowFallbacks);
         Exhaustion = new PoolExhaustion(_backends, Availability, _budgets, Queue, HasConcurrencyCaps, timeProvider);
+        SlotWaits = new SlotWaits(_backends, Availability, HasConcurrencyCaps, timeProvider);
     }
 
     /// <summary>Gets the backends, best tier first, in configured order within a tier.</summary>
@@ -97,6 +97,9 @@ internal sealed class BackendPool
 
     /// <summary>Gets the exhausted answer over this pool's backends.</summary>
     public PoolExhaustion Exhaustion { get; }
+
+    /// <summary>Gets the waits for a slot on this pool's backends at their cap.</summary>
+    public SlotWaits SlotWaits { get; }
 
     /// <summary>
     /// Selects the best backend open to this request (see <see cref="RequestPlan"/>) and admits an attempt on it; the
@@ -280,72 +283,6 @@ internal sealed class BackendPool
         }
 
         return MarkEjectedAsync(lease.Backend, cause, ejection.Duration, ejection.Ejections, now);
-    }
-
-    /// <summary>
-    /// Waits, within <paramref name="bound"/>, until a slot frees on a backend the request may use that is in rotation
-    /// and at its cap (<see cref="PriorityRoutingStrategyOptions.MaxQueueWait"/>); at most
-    /// <see cref="WaitQueue.MaxWaiters"/> requests of the pipeline wait so at once.
-    /// </summary>
-    /// <returns>
-    /// Whether a slot was given back in time (the request starts a new round); <see langword="false"/> at once when no
-    /// such backend is at its cap, too many wait, or the bound is spent; also when the caller cancels.
-    /// </returns>
-    public async ValueTask<bool> WaitForSlotAsync(RequestRoute route, TimeSpan bound, bool continueOnCapturedContext, CancellationToken cancellationToken)
-    {
-        if (bound <= TimeSpan.Zero || SlotReleases(route) is not { } releases)
-        {
-            return false;
-        }
-
-        if (Interlocked.Increment(ref _slotWaiters) > WaitQueue.MaxWaiters)
-        {
-            Interlocked.Decrement(ref _slotWaiters);
-            return false;
-        }
-
-        using var timeout = CancellationTokenSource.CreateLinkedTokenSource(cancellationToken);
-        try
-        {
-            var bounded = Task.Delay(bound, _timeProvider, timeout.Token);
-            releases.Add(bounded);
-            var first = await Task.WhenAny(releases).ConfigureAwait(continueOnCapturedContext);
-            return first != bounded && !cancellationToken.IsCancellationRequested;
-        }
-        finally
-        {
-            // The delay's timer goes with the wait.
-            await timeout.CancelAsync().ConfigureAwait(continueOnCapturedContext);
-            Interlocked.Decrement(ref _slotWaiters);
-        }
-    }
-
-    /// <summary>The release tasks of the request's backends at their cap and in rotation; <see langword="null"/> when none.</summary>
-    private List<Task>? SlotReleases(RequestRoute route)
-    {
-        if (!HasConcurrencyCaps)
-        {
-            return null;
-        }
-
-        var now = _timeProvider.GetUtcNow();
-        List<Task>? releases = null;
-        foreach (var backend in route.BackendsOf(_backends))
-        {
-            if (backend.InFlight is not { } limit)
-            {
-                continue;
-            }
-
-            // The task first, then the count: a slot given back in between is not missed.
-            var released = limit.WhenReleased();
-            if (limit.IsFull && Availability.GetTimeUntilAvailable(backend, now, route.PartitionOn(backend), out _) == TimeSpan.Zero)
-            {
-                (releases ??= []).Add(released);
-            }
-        }
-
-        return releases;
     }
 
     /// <summary>Returns whether a backend open to the request could still take it now (in rotation, admitted by its budget).</summary>

@@ -58,7 +58,7 @@ internal sealed class RefillWaits(BackendPool pool, RoutingTelemetry telemetry, 
     private async ValueTask<(WaitOutcome Outcome, TimeSpan Waited, BudgetHold? Held)> WaitForSlotAsync(RequestRoute route, TimeSpan waited, ResilienceContext context)
     {
         var started = timeProvider.GetTimestamp();
-        var freed = await pool.WaitForSlotAsync(route, _queue!.MaxWait - waited, context.ContinueOnCapturedContext, context.CancellationToken)
+        var freed = await pool.SlotWaits.WaitAsync(route, _queue!.MaxWait - waited, context.ContinueOnCapturedContext, context.CancellationToken)
             .ConfigureAwait(context.ContinueOnCapturedContext);
         var waitedNow = timeProvider.GetElapsedTime(started);
         var outcome = context.CancellationToken.IsCancellationRequested ? WaitOutcome.Canceled

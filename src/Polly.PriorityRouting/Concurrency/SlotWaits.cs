@@ -1,0 +1,93 @@
+namespace Polly.PriorityRouting;
+
+/// <summary>
+/// A pool's waits for a concurrency slot (<see cref="PriorityRoutingStrategyOptions.MaxQueueWait"/> with
+/// <see cref="PriorityBackend.MaxConcurrentRequests"/>): a request whose backends in rotation are all at their cap waits
+/// for the next slot one of them gives back.
+/// </summary>
+internal sealed class SlotWaits
+{
+    private readonly IReadOnlyList<RoutedBackend> _backends;
+    private readonly BackendAvailability _availability;
+    private readonly bool _hasConcurrencyCaps;
+    private readonly TimeProvider _timeProvider;
+    private int _waiters;
+
+    /// <param name="backends">The pool's backends.</param>
+    /// <param name="availability">The pool's reads of the backends' rotation.</param>
+    /// <param name="hasConcurrencyCaps">Whether some backend caps its requests in flight.</param>
+    /// <param name="timeProvider">The pipeline's clock.</param>
+    public SlotWaits(IReadOnlyList<RoutedBackend> backends, BackendAvailability availability, bool hasConcurrencyCaps, TimeProvider timeProvider)
+    {
+        _backends = backends;
+        _availability = availability;
+        _hasConcurrencyCaps = hasConcurrencyCaps;
+        _timeProvider = timeProvider;
+    }
+
+    /// <summary>
+    /// Waits, within <paramref name="bound"/>, until a slot frees on a backend the request may use that is in rotation
+    /// and at its cap (<see cref="PriorityRoutingStrategyOptions.MaxQueueWait"/>); at most
+    /// <see cref="WaitQueue.MaxWaiters"/> requests of the pipeline wait so at once.
+    /// </summary>
+    /// <returns>
+    /// Whether a slot was given back in time (the request starts a new round); <see langword="false"/> at once when no
+    /// such backend is at its cap, too many wait, or the bound is spent; also when the caller cancels.
+    /// </returns>
+    public async ValueTask<bool> WaitAsync(RequestRoute route, TimeSpan bound, bool continueOnCapturedContext, CancellationToken cancellationToken)
+    {
+        if (bound <= TimeSpan.Zero || SlotReleases(route) is not { } releases)
+        {
+            return false;
+        }
+
+        if (Interlocked.Increment(ref _waiters) > WaitQueue.MaxWaiters)
+        {
+            Interlocked.Decrement(ref _waiters);
+            return false;
+        }
+
+        using var timeout = CancellationTokenSource.CreateLinkedTokenSource(cancellationToken);
+        try
+        {
+            var bounded = Task.Delay(bound, _timeProvider, timeout.Token);
+            releases.Add(bounded);
+            var first = await Task.WhenAny(releases).ConfigureAwait(continueOnCapturedContext);
+            return first != bounded && !cancellationToken.IsCancellationRequested;
+        }
+        finally
+        {
+            // The delay's timer goes with the wait.
+            await timeout.CancelAsync().ConfigureAwait(continueOnCapturedContext);
+            Interlocked.Decrement(ref _waiters);
+        }
+    }
+
+    /// <summary>The release tasks of the request's backends at their cap and in rotation; <see langword="null"/> when none.</summary>
+    private List<Task>? SlotReleases(RequestRoute route)
+    {
+        if (!_hasConcurrencyCaps)
+        {
+            return null;
+        }
+
+        var now = _timeProvider.GetUtcNow();
+        List<Task>? releases = null;
+        foreach (var backend in route.BackendsOf(_backends))
+        {
+            if (backend.InFlight is not { } limit)
+            {
+                continue;
+            }
+
+            // The task first, then the count: a slot given back in between is not missed.
+            var released = limit.WhenReleased();
+            if (limit.IsFull && _availability.GetTimeUntilAvailable(backend, now, route.PartitionOn(backend), out _) == TimeSpan.Zero)
+            {
+                (releases ??= []).Add(released);
+            }
+        }
+
+        return releases;
+    }
+}
