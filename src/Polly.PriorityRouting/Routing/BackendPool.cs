@@ -21,7 +21,6 @@ internal sealed class BackendPool
     private readonly TimeSpan _maxCooldown;
     private readonly bool _proactiveThrottling;
     private readonly BackendBudgets? _budgets;
-    private readonly Func<HttpRequestMessage, long>? _requestCost;
     private readonly IBackendReservationStore? _reservations;
 
     /// <param name="options">The pipeline's options.</param>
@@ -56,7 +55,7 @@ internal sealed class BackendPool
             _reservations = shared.Reservations;
         }
 
-        _requestCost = options.RequestCost;
+        Costs = new CostEstimator(_budgets is not null, options.RequestCost);
 
         // With shared reservations the store, not this process's view, says whether a budget has room: the selection
         // does not skip a backend on the view (which learns another replica's spend late, and a refill late); the view
@@ -100,6 +99,9 @@ internal sealed class BackendPool
 
     /// <summary>Gets the waits for a slot on this pool's backends at their cap.</summary>
     public SlotWaits SlotWaits { get; }
+
+    /// <summary>Gets the estimate of a request's cost in tokens (0 when budgets are off).</summary>
+    public CostEstimator Costs { get; }
 
     /// <summary>
     /// Selects the best backend open to this request (see <see cref="RequestPlan"/>) and admits an attempt on it; the
@@ -287,33 +289,6 @@ internal sealed class BackendPool
 
     /// <summary>Returns whether a backend open to the request could still take it now (in rotation, admitted by its budget).</summary>
     public bool HasOpen(in BackendSet closed, RequestRoute route) => _selector.SelectNext(closed, _timeProvider.GetUtcNow(), route) is not null;
-
-    /// <summary>
-    /// Estimates a request's cost in tokens once per execution: by default from the one read of its body; 0 when budgets
-    /// are off or the estimate fails.
-    /// </summary>
-    public long EstimateCost(HttpRequestMessage request, RequestBody? body)
-    {
-        if (_budgets is null)
-        {
-            return 0;
-        }
-
-        if (_requestCost is null)
-        {
-            return body?.Facts.EstimatedTokens ?? 0;
-        }
-
-        try
-        {
-            return Math.Max(0, _requestCost(request));
-        }
-        catch (Exception)
-        {
-            // An estimate is advice: a failing one routes as if the cost were unknown.
-            return 0;
-        }
-    }
 
     /// <summary>Gets the tracker's count of ejections, taken before a selection's read (see <see cref="BackendHealthTracker.TryAdmit"/>).</summary>
     private long EjectionMark => _tracker?.EjectionMark ?? 0;

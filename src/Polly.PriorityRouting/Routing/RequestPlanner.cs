@@ -99,7 +99,7 @@ internal sealed class RequestPlanner
         // One read of the body, when first asked, for the model, the cost and affinity (none on an outer retry).
         var body = RequestBody.Of(original, _keepBodyBytes);
         var model = _pool.Models is { } models ? ModelRequest.Resolve(models, original, body) : null;
-        var cost = _pool.EstimateCost(original, body);
+        var cost = _pool.Costs.Estimate(original, body);
         var hints = PriorityRoutingRequestOptions.Of(original);
         if (Affinity is null)
         {
