@@ -21,7 +21,6 @@ internal sealed class BackendPool
     private readonly TimeSpan _maxCooldown;
     private readonly bool _proactiveThrottling;
     private readonly BackendBudgets? _budgets;
-    private readonly IBackendReservationStore? _reservations;
 
     /// <param name="options">The pipeline's options.</param>
     /// <param name="shared">What the pipelines on the store share (see <see cref="SharedBackendState"/>).</param>
@@ -52,15 +51,15 @@ internal sealed class BackendPool
         {
             _budgets = shared.Budgets;
             _budgets.SubscribeOnce(timeProvider);
-            _reservations = shared.Reservations;
         }
 
+        BudgetAdmission = new BudgetAdmission(_budgets, options.TokenBudgets ? shared.Reservations : null, timeProvider);
         Costs = new CostEstimator(_budgets is not null, options.RequestCost);
 
         // With shared reservations the store, not this process's view, says whether a budget has room: the selection
         // does not skip a backend on the view (which learns another replica's spend late, and a refill late); the view
-        // decides at admission when the store has no verdict (see ReserveAsync).
-        _selector = new BackendSelector(_backends, Availability, options.Randomizer, Latency, _reservations is null ? _budgets : null);
+        // decides at admission when the store has no verdict (see BudgetAdmission.ReserveAsync).
+        _selector = new BackendSelector(_backends, Availability, options.Randomizer, Latency, BudgetAdmission.SharesReservations ? null : _budgets);
         Queue = _budgets is not null && options.MaxQueueWait is { } maxWait ? new WaitQueue(timeProvider, _budgets, maxWait) : null;
         Models = ModelCatalog.Create(_backends, options.ModelFallbacks, options.ContextWindowFallbacks);
         Exhaustion = new PoolExhaustion(_backends, Availability, _budgets, Queue, HasConcurrencyCaps, timeProvider);
@@ -77,13 +76,6 @@ internal sealed class BackendPool
 
     /// <summary>Gets a value indicating whether some backend caps its requests in flight (<see cref="PriorityBackend.MaxConcurrentRequests"/>).</summary>
     public bool HasConcurrencyCaps { get; }
-
-    /// <summary>
-    /// Gets a value indicating whether admission reserves each attempt's cost in the store's shared budgets (a store
-    /// that implements <see cref="IBackendReservationStore"/>, with budgets on): then <see cref="TryAcquire"/> leaves
-    /// the budget to <see cref="ReserveAsync"/>.
-    /// </summary>
-    public bool SharesReservations => _reservations is not null;
 
     /// <summary>Gets which backends serve which model; <see langword="null"/> when no backend has a model map.</summary>
     public ModelCatalog? Models { get; }
@@ -103,10 +95,13 @@ internal sealed class BackendPool
     /// <summary>Gets the estimate of a request's cost in tokens (0 when budgets are off).</summary>
     public CostEstimator Costs { get; }
 
+    /// <summary>Gets the budget step of admission: this process's view, or the store's shared reservations.</summary>
+    public BudgetAdmission BudgetAdmission { get; }
+
     /// <summary>
     /// Selects the best backend open to this request (see <see cref="RequestPlan"/>) and admits an attempt on it; the
-    /// backend is closed to the request's later attempts. With <see cref="SharesReservations"/>, the budget's word is
-    /// <see cref="ReserveAsync"/>'s.
+    /// backend is closed to the request's later attempts. With <see cref="BudgetAdmission.SharesReservations"/>, the budget's
+    /// word is <see cref="BudgetAdmission.ReserveAsync"/>'s.
     /// </summary>
     /// <returns><see langword="false"/> when no backend is left.</returns>
     public bool TryAcquire(ref BackendSet closed, in RequestRoute route, out BackendLease lease)
@@ -163,7 +158,7 @@ internal sealed class BackendPool
         var backend = lease.Backend;
         var now = _timeProvider.GetUtcNow();
         var (cause, cooldown) = OutcomeClassifier.Classify(outcome, now, _defaultCooldown, _maxCooldown);
-        SettleFailed(lease.Reservation, cause, outcome);
+        BudgetAdmission.SettleFailed(lease.Reservation, cause, outcome);
         var reason = cause;
         var ejections = 0;
         if (_tracker is not null)
@@ -184,28 +179,6 @@ internal sealed class BackendPool
         // Throttles are per partition when the request has one; failures of the backend itself apply to all of it.
         var key = reason == BackendUnavailableReason.Throttled ? backend.GetThrottleKey(route.PartitionOn(backend)) : backend.StateKey;
         return await MarkAsync(key, reason, cause, cooldown, ejections, now, cancellationToken).ConfigureAwait(false);
-    }
-
-    /// <summary>
-    /// Settles a failed attempt's shared reservation: given back when the backend did not count the attempt (it
-    /// throttled it, or the connection failed), kept otherwise (a timeout or a server error may come after the backend
-    /// counted it; the next answer corrects the count).
-    /// </summary>
-    private static void SettleFailed(ReservationTicket? reservation, BackendUnavailableReason cause, Outcome<HttpResponseMessage> outcome)
-    {
-        if (reservation is null)
-        {
-            return;
-        }
-
-        if (cause == BackendUnavailableReason.Throttled || outcome.Exception is HttpRequestException { HttpRequestError: HttpRequestError.ConnectionError })
-        {
-            reservation.Release();
-        }
-        else
-        {
-            reservation.Keep();
-        }
     }
 
     /// <summary>
@@ -255,7 +228,7 @@ internal sealed class BackendPool
         lease.Reservation?.Correct(BackendBudgets.TryReadReport(response.Headers, _maxCooldown, now - inFlight, now, out var report) ? report : null);
         // With shared reservations the shared budget refuses what no longer fits, per request and until its refill; a mark
         // would hold every request off until the reset, whatever the request's size.
-        if (!_proactiveThrottling || _reservations is not null ||
+        if (!_proactiveThrottling || BudgetAdmission.SharesReservations ||
             !ThrottleSignalParser.TryGetExhaustedBudgetReset(response.Headers, _maxCooldown, out var cooldown) ||
             cooldown <= inFlight)
         {
@@ -323,9 +296,9 @@ internal sealed class BackendPool
             lease = lease.WithSlot(slot);
         }
 
-        if (_reservations is null)
+        if (!BudgetAdmission.SharesReservations)
         {
-            if (!TryTakeBudget(backend, now, route, out var ticket))
+            if (!BudgetAdmission.TryTake(backend, now, route, out var ticket))
             {
                 lease.Dispose();
                 return false;
@@ -334,66 +307,6 @@ internal sealed class BackendPool
             lease = lease.WithSpend(ticket);
         }
 
-        return true;
-    }
-
-    /// <summary>
-    /// Reserves an admitted attempt's estimated cost in the store's shared budget of its backend and partition (one
-    /// round trip, bounded by the store). Granted, the attempt goes (this process's view counts it too); refused, the
-    /// backend is closed to this request only, until the refill the store said — no mark, no health effect, nothing
-    /// counted; with no verdict (nothing known, the store slow, failing or down), this process's view decides.
-    /// </summary>
-    /// <returns>The lease when the attempt goes (it holds the counted reservation); else none, and the refusal's refill when refused.</returns>
-    public async ValueTask<(BackendLease? Lease, BackendStateKey Key, DateTimeOffset? RefusedUntil)> ReserveAsync(
-        BackendLease lease, RequestRoute route, bool continueOnCapturedContext, CancellationToken cancellationToken)
-    {
-        var backend = lease.Backend;
-        var key = backend.GetThrottleKey(route.PartitionOn(backend));
-        BackendReservation reservation;
-        try
-        {
-            var headroom = _budgets!.SharedHeadroom(key, route.Headroom, _timeProvider.GetUtcNow());
-            reservation = await _reservations!.ReserveAsync(key, route.Cost, headroom, _timeProvider.GetUtcNow(), cancellationToken)
-                .ConfigureAwait(continueOnCapturedContext);
-        }
-        catch (Exception)
-        {
-            // A failing store never fails a request; a cancelled reservation leaves the send to see the cancellation.
-            reservation = default;
-        }
-
-        var now = _timeProvider.GetUtcNow();
-        var ticket = reservation.IsCounted ? new ReservationTicket(_reservations!, reservation) : null;
-        if (reservation.Status == BackendReservationStatus.Granted)
-        {
-            _budgets!.Spend(key, route.Cost, now, out var spent, route.Held, backend.Quota, route.Headroom);
-            route.Held?.Release();
-            return (lease.WithReservation(ticket).WithSpend(spent), key, null);
-        }
-
-        if (reservation.Status == BackendReservationStatus.Unknown && TryTakeBudget(backend, now, route, out var taken))
-        {
-            return (lease.WithReservation(ticket).WithSpend(taken), key, null);
-        }
-
-        ticket?.Release();
-        lease.Dispose();
-        return (null, key, reservation.Status == BackendReservationStatus.Refused ? now + reservation.RetryAfter : null);
-    }
-
-    /// <summary>
-    /// Takes the request's estimated cost off this process's budget view when it admits it (checked and taken in one
-    /// step); a released waiter admitted elsewhere gives its held room back (spent, when admitted where it was held).
-    /// </summary>
-    private bool TryTakeBudget(RoutedBackend backend, DateTimeOffset now, in RequestRoute route, out long ticket)
-    {
-        ticket = 0;
-        if (_budgets is not null && !_budgets.TryTake(backend.GetThrottleKey(route.PartitionOn(backend)), route.Cost, now, out ticket, route.Held, backend.Quota, route.Headroom))
-        {
-            return false;
-        }
-
-        route.Held?.Release();
         return true;
     }
 

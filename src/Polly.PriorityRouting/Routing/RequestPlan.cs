@@ -97,7 +97,7 @@ internal struct RequestPlan
     /// <returns>The plan as it is after the acquisition, and the lease, or none when no backend is left.</returns>
     public static ValueTask<(RequestPlan Plan, BackendLease? Lease)> AcquireAsync(RequestPlan plan, BackendPool pool, ResilienceContext context)
     {
-        if (!pool.SharesReservations)
+        if (!pool.BudgetAdmission.SharesReservations)
         {
             var acquired = plan.TryAcquire(pool, out var lease);
             return new((plan, acquired ? lease : null));
@@ -205,7 +205,7 @@ internal struct RequestPlan
     {
         while (plan.TrySelect(pool, out var selected))
         {
-            var (lease, key, refusedUntil) = await pool.ReserveAsync(selected, plan.Route, context.ContinueOnCapturedContext, context.CancellationToken)
+            var (lease, key, refusedUntil) = await pool.BudgetAdmission.ReserveAsync(selected, plan.Route, context.ContinueOnCapturedContext, context.CancellationToken)
                 .ConfigureAwait(context.ContinueOnCapturedContext);
             if (lease is { } admitted)
             {

@@ -1,0 +1,112 @@
+namespace Polly.PriorityRouting;
+
+/// <summary>
+/// A pool's budget step of admission: an admitted attempt's estimated cost is taken off this process's budget view, or,
+/// with a store that implements <see cref="IBackendReservationStore"/>, reserved in the store's shared budget first
+/// (<see cref="ReserveAsync"/>); a failed attempt's reservation is then settled (<see cref="SettleFailed"/>).
+/// </summary>
+internal sealed class BudgetAdmission
+{
+    private readonly BackendBudgets? _budgets;
+    private readonly IBackendReservationStore? _reservations;
+    private readonly TimeProvider _timeProvider;
+
+    /// <param name="budgets">The budget views, or <see langword="null"/> when budgets are off.</param>
+    /// <param name="reservations">The store's shared budgets, or <see langword="null"/> when it has none (or budgets are off).</param>
+    /// <param name="timeProvider">The pipeline's clock.</param>
+    public BudgetAdmission(BackendBudgets? budgets, IBackendReservationStore? reservations, TimeProvider timeProvider)
+    {
+        _budgets = budgets;
+        _reservations = reservations;
+        _timeProvider = timeProvider;
+    }
+
+    /// <summary>
+    /// Gets a value indicating whether admission reserves each attempt's cost in the store's shared budgets (a store
+    /// that implements <see cref="IBackendReservationStore"/>, with budgets on): then <see cref="BackendPool.TryAcquire"/>
+    /// leaves the budget to <see cref="ReserveAsync"/>.
+    /// </summary>
+    public bool SharesReservations => _reservations is not null;
+
+    /// <summary>
+    /// Reserves an admitted attempt's estimated cost in the store's shared budget of its backend and partition (one
+    /// round trip, bounded by the store). Granted, the attempt goes (this process's view counts it too); refused, the
+    /// backend is closed to this request only, until the refill the store said — no mark, no health effect, nothing
+    /// counted; with no verdict (nothing known, the store slow, failing or down), this process's view decides.
+    /// </summary>
+    /// <returns>The lease when the attempt goes (it holds the counted reservation); else none, and the refusal's refill when refused.</returns>
+    public async ValueTask<(BackendLease? Lease, BackendStateKey Key, DateTimeOffset? RefusedUntil)> ReserveAsync(
+        BackendLease lease, RequestRoute route, bool continueOnCapturedContext, CancellationToken cancellationToken)
+    {
+        var backend = lease.Backend;
+        var key = backend.GetThrottleKey(route.PartitionOn(backend));
+        BackendReservation reservation;
+        try
+        {
+            var headroom = _budgets!.SharedHeadroom(key, route.Headroom, _timeProvider.GetUtcNow());
+            reservation = await _reservations!.ReserveAsync(key, route.Cost, headroom, _timeProvider.GetUtcNow(), cancellationToken)
+                .ConfigureAwait(continueOnCapturedContext);
+        }
+        catch (Exception)
+        {
+            // A failing store never fails a request; a cancelled reservation leaves the send to see the cancellation.
+            reservation = default;
+        }
+
+        var now = _timeProvider.GetUtcNow();
+        var ticket = reservation.IsCounted ? new ReservationTicket(_reservations!, reservation) : null;
+        if (reservation.Status == BackendReservationStatus.Granted)
+        {
+            _budgets!.Spend(key, route.Cost, now, out var spent, route.Held, backend.Quota, route.Headroom);
+            route.Held?.Release();
+            return (lease.WithReservation(ticket).WithSpend(spent), key, null);
+        }
+
+        if (reservation.Status == BackendReservationStatus.Unknown && TryTake(backend, now, route, out var taken))
+        {
+            return (lease.WithReservation(ticket).WithSpend(taken), key, null);
+        }
+
+        ticket?.Release();
+        lease.Dispose();
+        return (null, key, reservation.Status == BackendReservationStatus.Refused ? now + reservation.RetryAfter : null);
+    }
+
+    /// <summary>
+    /// Takes the request's estimated cost off this process's budget view when it admits it (checked and taken in one
+    /// step); a released waiter admitted elsewhere gives its held room back (spent, when admitted where it was held).
+    /// </summary>
+    public bool TryTake(RoutedBackend backend, DateTimeOffset now, in RequestRoute route, out long ticket)
+    {
+        ticket = 0;
+        if (_budgets is not null && !_budgets.TryTake(backend.GetThrottleKey(route.PartitionOn(backend)), route.Cost, now, out ticket, route.Held, backend.Quota, route.Headroom))
+        {
+            return false;
+        }
+
+        route.Held?.Release();
+        return true;
+    }
+
+    /// <summary>
+    /// Settles a failed attempt's shared reservation: given back when the backend did not count the attempt (it
+    /// throttled it, or the connection failed), kept otherwise (a timeout or a server error may come after the backend
+    /// counted it; the next answer corrects the count).
+    /// </summary>
+    public static void SettleFailed(ReservationTicket? reservation, BackendUnavailableReason cause, Outcome<HttpResponseMessage> outcome)
+    {
+        if (reservation is null)
+        {
+            return;
+        }
+
+        if (cause == BackendUnavailableReason.Throttled || outcome.Exception is HttpRequestException { HttpRequestError: HttpRequestError.ConnectionError })
+        {
+            reservation.Release();
+        }
+        else
+        {
+            reservation.Keep();
+        }
+    }
+}
