@@ -521,6 +521,14 @@ internal sealed class BackendPool
 
         var now = _timeProvider.GetUtcNow();
         var ticket = reservation.IsCounted ? new ReservationTicket(_reservations!, reservation) : null;
+        if (cancellationToken.IsCancellationRequested)
+        {
+            // The caller gave up while the reservation travelled: nothing is admitted, nothing spent, anything counted given back.
+            ticket?.Release();
+            lease.Dispose();
+            return (null, key, null);
+        }
+
         if (reservation.Status == BackendReservationStatus.Granted)
         {
             _budgets!.Spend(key, route.Cost, now, route.Held, backend.Quota);
@@ -535,7 +543,8 @@ internal sealed class BackendPool
 
         ticket?.Release();
         lease.Dispose();
-        return (null, key, reservation.Status == BackendReservationStatus.Refused ? now + reservation.RetryAfter : null);
+        // A store's refill is bounded like every deadline it is told (a custom store's may be anything).
+        return (null, key, reservation.Status == BackendReservationStatus.Refused ? now + (reservation.RetryAfter < _maxCooldown ? reservation.RetryAfter : _maxCooldown) : null);
     }
 
     /// <summary>

@@ -173,6 +173,93 @@ public class SharedReservationTests
     }
 
     [Fact]
+    public async Task A_caller_cancelling_while_its_reservation_travels_gets_its_cancellation_not_an_exhausted_answer()
+    {
+        // The store had no verdict by the time the caller gave up (as Redis answers a cancelled wait), and this process's
+        // view believes the only backend spent: nothing is admitted, and the caller must get its own cancellation.
+        using var cancellation = new CancellationTokenSource();
+        var store = new ReservingStore();
+        using var h = Harness(store, RoutingHarness.Backend("a", 1));
+        h.Transport.Respond("a", _ => Budget(remaining: 0, limit: 100_000, reset: "60s"));
+        (await h.Client.PostAsync("/", Chat(100))).Dispose();
+        store.Answer("a", (key, cost, now, _) =>
+        {
+            cancellation.Cancel();
+            return new(BackendReservation.Unknown(key, cost, now, 0, 0));
+        });
+
+        var sending = () => h.Client.PostAsync("/", Chat(100), cancellation.Token);
+
+        await sending.Should().ThrowAsync<OperationCanceledException>();
+        h.Transport.CountFor("a").Should().Be(1, "only the first request was sent");
+    }
+
+    [Fact]
+    public async Task A_caller_cancelling_while_its_reservation_travels_spends_nothing_of_this_process_view()
+    {
+        // Room for one 100-token chat in this process's view of a: a caller that gave up while its reservation travelled
+        // must not take it from the next caller.
+        using var cancellation = new CancellationTokenSource();
+        var store = new ReservingStore();
+        using var h = Harness(store, RoutingHarness.Backend("a", 1), RoutingHarness.Backend("b", 2));
+        h.Transport.Respond("a", _ => Budget(remaining: 150, limit: 100_000, reset: "60s")).Respond("b", HttpStatusCode.OK);
+        (await h.Client.PostAsync("/", Chat(10))).Dispose();
+        h.Transport.Respond("a", HttpStatusCode.OK);
+        store.Answer("a", (key, cost, now, _) =>
+        {
+            cancellation.Cancel();
+            return new(BackendReservation.Unknown(key, cost, now, 0, 0));
+        });
+
+        var cancelled = () => h.Client.PostAsync("/", Chat(100), cancellation.Token);
+        await cancelled.Should().ThrowAsync<OperationCanceledException>();
+        store.Unknown("a");
+        using var next = await h.Client.PostAsync("/", Chat(100));
+
+        h.Transport.Hosts.Should().Equal(["a", "a"], "the cancelled caller took nothing of a's room in this process's view");
+    }
+
+    [Fact]
+    public async Task A_refusal_longer_than_max_cooldown_answers_max_cooldown()
+    {
+        // A store's refill is a peer's word: bounded like every other deadline, and never a reason to fail the request.
+        var store = new ReservingStore().Refuse("a", TimeSpan.MaxValue).Refuse("b", TimeSpan.FromHours(2));
+        using var h = Harness(store, o => o.MaxCooldown = TimeSpan.FromSeconds(90), RoutingHarness.Backend("a", 1), RoutingHarness.Backend("b", 2));
+
+        using var response = await h.Client.PostAsync("/", Chat(100));
+
+        response.StatusCode.Should().Be(HttpStatusCode.TooManyRequests);
+        response.Headers.RetryAfter!.Delta.Should().Be(TimeSpan.FromSeconds(90));
+        h.Transport.Requests.Should().BeEmpty();
+    }
+
+    [Fact]
+    public async Task A_model_fallback_reserves_on_the_fallback_deployment_and_the_exhausted_answer_keeps_every_refusal()
+    {
+        var a = RoutingHarness.Backend("a", 1);
+        a.Models["gpt-4o"] = "gpt-4o-ptu";
+        var b = RoutingHarness.Backend("b", 1);
+        b.Models["gpt-4o-mini"] = "mini";
+        var store = new ReservingStore().Refuse("a", TimeSpan.FromSeconds(9));
+        using var h = Harness(store, o => o.ModelFallbacks["gpt-4o"] = ["gpt-4o-mini"], a, b);
+        h.Transport.Respond("b", HttpStatusCode.OK);
+
+        using var servedByFallback = await h.Client.PostAsync("/v1/chat/completions", Model("gpt-4o"));
+        store.Refuse("b", TimeSpan.FromSeconds(4));
+        using var exhausted = await h.Client.PostAsync("/v1/chat/completions", Model("gpt-4o"));
+
+        servedByFallback.StatusCode.Should().Be(HttpStatusCode.OK);
+        h.Transport.Hosts.Should().Equal("b");
+        store.Reserved.Select(r => (r.Key, r.Status)).Should().Equal(
+            (RoutingHarness.Key("a", "gpt-4o-ptu"), BackendReservationStatus.Refused),
+            (RoutingHarness.Key("b", "mini"), BackendReservationStatus.Granted),
+            (RoutingHarness.Key("a", "gpt-4o-ptu"), BackendReservationStatus.Refused),
+            (RoutingHarness.Key("b", "mini"), BackendReservationStatus.Refused));
+        exhausted.StatusCode.Should().Be(HttpStatusCode.TooManyRequests);
+        exhausted.Headers.RetryAfter!.Delta.Should().Be(TimeSpan.FromSeconds(4), "the fallback's refill comes before the first model's");
+    }
+
+    [Fact]
     public void A_synchronous_caller_waits_for_a_reservation_that_completes_later()
     {
         var store = new ReservingStore().Answer("a", async (key, cost, now, cancellationToken) =>
@@ -383,6 +470,9 @@ public class SharedReservationTests
             backends.Length > 0 ? backends : [RoutingHarness.Backend("a", 1), RoutingHarness.Backend("b", 2), RoutingHarness.Backend("c", 3)]);
 
     private static StringContent Json(string body) => new(body, Encoding.UTF8, "application/json");
+
+    private static StringContent Model(string model)
+        => Json("{\"model\":\"" + model + "\",\"messages\":[{\"role\":\"user\",\"content\":\"hi\"}],\"max_tokens\":100}");
 
     private static StringContent Chat(int maxTokens)
         => new("{\"messages\":[{\"role\":\"user\",\"content\":\"hi\"}],\"max_tokens\":" + maxTokens.ToString(CultureInfo.InvariantCulture) + "}", Encoding.UTF8, "application/json");
