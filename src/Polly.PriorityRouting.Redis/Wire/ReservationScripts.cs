@@ -34,7 +34,9 @@ internal static class ReservationScripts
     /// KEYS[1] the budget's key; ARGV[1] the cost in tokens; ARGV[2] the headroom (0 to 1); ARGV[3] the history in
     /// milliseconds; ARGV[4] the longest window in milliseconds.
     /// Returns { 0, milliseconds until the refill } when refused, { 1, n, c } when granted, { 2, n, c } when counted
-    /// without a known budget.
+    /// without a known budget. The headroom is kept by the rule of <c>BackendBudget</c> (the process's view): after the
+    /// cost, ceil(headroom × limit) stays free, but never more than the limit less the cost (a request too large to
+    /// leave it is granted on an empty budget only), and the token headroom holds at cost 0 too.
     /// </summary>
     public const string Reserve = Prelude + """
         local cost = num(ARGV[1], 0, BIG, 0)
@@ -42,9 +44,9 @@ internal static class ReservationScripts
         if headroom ~= headroom or headroom < 0 then headroom = 0 elseif headroom > 1 then headroom = 1 end
         local wait = 0
         local function check(b, amount, always)
-          if b.l >= 0 and b.e > now and amount > 0 and (always or amount <= b.l) and b.v + amount > b.l - math.floor(headroom * b.l) then
-            if b.e - now > wait then wait = b.e - now end
-          end
+          if b.l < 0 or b.e <= now or (amount == 0 and headroom == 0) or (not always and amount > b.l) then return end
+          local kept = math.max(0, math.min(math.ceil(headroom * b.l), b.l - amount))
+          if b.v + amount > b.l - kept and b.e - now > wait then wait = b.e - now end
         end
         check(T, cost, false)
         check(R, 1, true)
