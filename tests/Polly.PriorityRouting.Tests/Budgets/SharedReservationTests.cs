@@ -457,6 +457,23 @@ public class SharedReservationTests
         store.Headrooms.Should().Equal(0.3, 0);
     }
 
+    [Fact]
+    public async Task Without_a_verdict_a_background_request_keeps_the_headroom_in_this_process_view()
+    {
+        // Redis slow or down: the replica's own view keeps the headroom, as without reservations.
+        var store = new ReservingStore().Unknown("a").Unknown("b");
+        using var h = Harness(store, o => o.BackgroundHeadroom = 0.3, RoutingHarness.Backend("a", 1), RoutingHarness.Backend("b", 2));
+        h.Transport.Respond("a", _ => Budget(remaining: 25_000, limit: 100_000, reset: "60s")).Respond("b", HttpStatusCode.OK);
+        (await h.Client.PostAsync("/", Chat(100))).Dispose();
+        using var background = new HttpRequestMessage(HttpMethod.Post, "/") { Content = Chat(100) };
+        background.Options.Set(PriorityRoutingRequestOptions.Hints, new PriorityRoutingHints { Background = true });
+
+        (await h.Client.SendAsync(background)).Dispose();
+        (await h.Client.PostAsync("/", Chat(100))).Dispose();
+
+        h.Transport.Hosts.Should().Equal(["a", "b", "a"], "25 % left of a is inside the 30 % kept for foreground requests");
+    }
+
     private static RoutingHarness Harness(ReservingStore store, params PriorityBackend[] backends) => Harness(store, null, backends);
 
     private static RoutingHarness Harness(ReservingStore store, Action<PriorityRoutingStrategyOptions>? configure, params PriorityBackend[] backends)
