@@ -394,6 +394,50 @@ public class SharedReservationTests
     }
 
     [Fact]
+    public async Task A_stream_broken_mid_body_keeps_its_reservation_as_its_answer_corrected_it()
+    {
+        // The backend admitted and counted the request; the body breaking later gives nothing back.
+        var body = new ScriptedBodyStream().Send("data: {}\n\n").Fail(new IOException("connection reset"));
+        var store = new ReservingStore();
+        using var h = Harness(store, o => o.FirstByteTimeout = TimeSpan.FromSeconds(1));
+        h.Transport.Respond("a", _ =>
+        {
+            var response = Budget(remaining: 50_000, limit: 100_000, reset: "60s");
+            response.Content = new StreamContent(body);
+            return response;
+        });
+
+        using var request = new HttpRequestMessage(HttpMethod.Post, "/") { Content = Chat(100) };
+        using var response = await h.Client.SendAsync(request, HttpCompletionOption.ResponseHeadersRead);
+        var reading = () => response.Content.ReadAsStringAsync();
+
+        await reading.Should().ThrowAsync<HttpRequestException>().WithInnerException(typeof(IOException));
+        store.Corrected.Should().ContainSingle().Which.Report.RemainingTokens.Should().Be(50_000);
+        store.Released.Should().BeEmpty();
+    }
+
+    [Fact]
+    public async Task An_answer_without_a_first_byte_in_time_keeps_its_reservation_and_the_next_backend_reserves_its_own()
+    {
+        // Headers came: the backend counted the request, though its body never started.
+        var stalled = new ScriptedBodyStream();
+        var store = new ReservingStore();
+        using var h = Harness(store, o => o.FirstByteTimeout = TimeSpan.FromSeconds(1));
+        h.Transport.Respond("a", _ => new HttpResponseMessage(HttpStatusCode.OK) { Content = new StreamContent(stalled) }).Respond("b", HttpStatusCode.OK);
+
+        using var request = new HttpRequestMessage(HttpMethod.Post, "/") { Content = Chat(100) };
+        var sending = h.Client.SendAsync(request, HttpCompletionOption.ResponseHeadersRead);
+        await stalled.WhenReading();
+        h.Time.Advance(TimeSpan.FromSeconds(1));
+        using var response = await sending;
+
+        response.StatusCode.Should().Be(HttpStatusCode.OK);
+        h.Transport.Hosts.Should().Equal("a", "b");
+        store.Reserved.Select(r => r.Key.Backend).Should().Equal("a@http://a", "b@http://b");
+        store.Released.Should().BeEmpty("a timeout keeps the reservation: the backend may have counted the request");
+    }
+
+    [Fact]
     public async Task The_exhausted_answer_takes_the_soonest_of_refills_and_throttles_alike()
     {
         var store = new ReservingStore().Refuse("a", TimeSpan.FromSeconds(9)).Refuse("c", TimeSpan.FromSeconds(30));
