@@ -1,5 +1,6 @@
 using System.Globalization;
 using System.Text;
+using Polly.PriorityRouting;
 
 namespace PriorityRouting.Simulation;
 
@@ -15,10 +16,8 @@ internal sealed class SimulatedRequests
     /// <summary>On an answer whose completion goes on after its headers (streamed): how long until its last token.</summary>
     public const string RemainingMillisecondsHeader = "x-simulated-remaining-ms";
 
-    /// <summary>On a request of background work (the <c>classes</c> scenario): its class, for the routers that read it.</summary>
-    public const string BackgroundHeader = "x-simulated-background";
-
     private const int PoolSize = 256;
+    private static readonly PriorityRoutingHints BackgroundHints = new() { Background = true };
     private static readonly int[] OutputCaps = [256, 512, 1024, 1024, 2048, 4096];
 
     private readonly byte[][] _bodies;
@@ -73,8 +72,8 @@ internal sealed class SimulatedRequests
         request.Headers.TryAddWithoutValidation(CostHeader, _costs[index].ToString(CultureInfo.InvariantCulture));
         if (background)
         {
-            // TODO(issue 21, item 3): also set PriorityRoutingHints.Background once the library has it.
-            request.Headers.TryAddWithoutValidation(BackgroundHeader, "1");
+            // Background work (the classes scenario), as an app marks it for the library; the other routers ignore it.
+            request.Options.Set(PriorityRoutingRequestOptions.Hints, BackgroundHints);
         }
 
         return request;

@@ -49,8 +49,8 @@ public static class SimulationReport
     /// <summary>Checks the goals; returns one line per goal, each starting with PASS or MISS.</summary>
     /// <remarks>
     /// Answered at once (the first two scenarios), "ours": no backend 429 with mixed sizes, served share and priority-1
-    /// utilisation; at 1.5x and 2x its kept promises against the bound. In flight, "ours (reserved)" at 8 and 32
-    /// replicas: the goals of issue 21. In the classes scenario: the foreground's served share.
+    /// utilisation; at 1.5x and 2x its kept promises against the bound. In flight, "ours" at one replica (no backend
+    /// 429, served share, priority-1 utilisation) and "ours (reserved)" at 8 and 32 replicas: the goals of issue 21. In the classes scenario: the foreground's served share.
     /// </remarks>
     public static IReadOnlyList<string> CheckTargets(IReadOnlyList<RunResult> results)
     {
@@ -59,6 +59,7 @@ public static class SimulationReport
         {
             if (scenario == SimulationSettings.InFlightScenario)
             {
+                CheckOneReplica(results, scenario, lines);
                 CheckReserved(results, scenario, lines);
                 continue;
             }
@@ -131,6 +132,25 @@ public static class SimulationReport
                 var fewest = others.MinBy(r => r.ClientVisibleRejectionsPerRequest)!;
                 lines.Add(Verdict(run.ClientVisibleRejectionsPerRequest <= fewest.ClientVisibleRejectionsPerRequest, Invariant(
                     $"{where}: client-visible 429/503 per request no more than any other router's: {run.ClientVisibleRejectionsPerRequest:0.000} ({fewest.Router}: {fewest.ClientVisibleRejectionsPerRequest:0.000})")));
+            }
+        }
+    }
+
+    /// <summary>In flight, "ours" at one replica: no backend 429, 99 % served above 1x, 98 % priority-1 utilisation.</summary>
+    private static void CheckOneReplica(IReadOnlyList<RunResult> results, string scenario, List<string> lines)
+    {
+        foreach (var run in results.Where(r => r.Scenario == scenario && r.Router == Ours && r.Replicas == 1).OrderBy(r => r.LoadFactor))
+        {
+            var where = Invariant($"{scenario}, {Ours}, 1 replica, {run.LoadFactor:0.0}x");
+            lines.Add(Verdict(run.BackendThrottled == 0, Invariant($"{where}: no backend 429: {run.BackendThrottled} ({run.ThrottledPerSuccess:0.0000} per success)")));
+            if (run.LoadFactor > 1)
+            {
+                lines.Add(Verdict(run.ServedFraction >= 0.99, Invariant($"{where}: served share >= 99%: {Percent(run.ServedFraction)}")));
+            }
+
+            if (!double.IsNaN(run.PriorityOneUtilisationWhileSpilling))
+            {
+                lines.Add(Verdict(run.PriorityOneUtilisationWhileSpilling >= 0.98, Invariant($"{where}: priority-1 utilisation while spilling >= 98%: {Percent(run.PriorityOneUtilisationWhileSpilling)}")));
             }
         }
     }

@@ -1,3 +1,4 @@
+using Polly.PriorityRouting;
 using PriorityRouting.Simulation.Routers;
 
 namespace PriorityRouting.Simulation.Tests;
@@ -5,6 +6,7 @@ namespace PriorityRouting.Simulation.Tests;
 public class SharedReservationCounterTests
 {
     private static readonly DateTimeOffset Start = new(2026, 1, 1, 0, 0, 0, TimeSpan.Zero);
+    private static readonly BackendStateKey Ptu = new("ptu@http://ptu/", null);
 
     [Fact]
     public void A_window_refills_when_the_backend_refills_not_when_its_longest_reported_reset_delay_says()
@@ -12,44 +14,85 @@ public class SharedReservationCounterTests
         // A backend refilled every 10 s at 10 s and 20 s; the first request of each window came 20-30 ms after the
         // refill, so no answer ever reports a reset delay of a full 10 s.
         var counter = new SharedReservationCounter();
-        Reserve(counter, Start.AddMilliseconds(20), 1_000).Should().BeTrue();
-        counter.Correct("ptu", remaining: 199_000, limit: 200_000, TimeSpan.FromMilliseconds(9_980), Start.AddMilliseconds(20), Start.AddMilliseconds(20), Start.AddSeconds(0.5), Start.AddSeconds(0.5));
-        Reserve(counter, Start.AddMilliseconds(10_030), 1_000).Should().BeTrue();
-        counter.Correct("ptu", remaining: 199_000, limit: 200_000, TimeSpan.FromMilliseconds(9_970), Start.AddMilliseconds(10_030), Start.AddMilliseconds(10_030), Start.AddSeconds(10.5), Start.AddSeconds(10.5));
-        Reserve(counter, Start.AddSeconds(20.5), 199_000).Should().BeTrue();
+        var first = counter.Reserve(Ptu, 1_000, 0, Start.AddMilliseconds(20));
+        counter.Correct(first, Tokens(199_000, 200_000, TimeSpan.FromMilliseconds(9_980), Start.AddMilliseconds(20), Start.AddSeconds(0.5)), Start.AddSeconds(0.5));
+        var second = counter.Reserve(Ptu, 1_000, 0, Start.AddMilliseconds(10_030));
+        second.Status.Should().Be(BackendReservationStatus.Granted);
+        counter.Correct(second, Tokens(199_000, 200_000, TimeSpan.FromMilliseconds(9_970), Start.AddMilliseconds(10_030), Start.AddSeconds(10.5)), Start.AddSeconds(10.5));
+        Reserve(counter, Start.AddSeconds(20.5), 199_000).Should().Be(BackendReservationStatus.Granted);
 
         // The window that began at 20 s ends at 30 s: at 29.98 s it still has only 1,000 left.
-        Reserve(counter, Start.AddMilliseconds(29_980), 5_000).Should().BeFalse();
-        counter.TryGetAvailable("ptu", Start.AddMilliseconds(29_980), out var available, out var resetAt).Should().BeTrue();
+        var refused = counter.Reserve(Ptu, 5_000, 0, Start.AddMilliseconds(29_980));
+        refused.Status.Should().Be(BackendReservationStatus.Refused);
+        refused.RetryAfter.Should().Be(TimeSpan.FromMilliseconds(20));
+        counter.TryGetAvailable(Ptu, Start.AddMilliseconds(29_980), out var available, out var resetAt).Should().BeTrue();
         (available, resetAt).Should().Be((1_000L, Start.AddSeconds(30)));
-        Reserve(counter, Start.AddSeconds(30), 5_000).Should().BeTrue();
+        Reserve(counter, Start.AddSeconds(30), 5_000).Should().Be(BackendReservationStatus.Granted);
     }
 
     [Fact]
-    public void A_late_answer_keeps_what_was_reserved_after_it_was_sent()
+    public void A_late_answer_keeps_what_was_reserved_after_it_was_sent_even_within_the_same_instant()
     {
         var counter = new SharedReservationCounter();
-        Reserve(counter, Start, 1_000).Should().BeTrue();
-        counter.Correct("ptu", remaining: 9_000, limit: 10_000, TimeSpan.FromSeconds(10), Start, Start, Start, Start);
-        Reserve(counter, Start.AddSeconds(1), 4_000).Should().BeTrue();
+        var seed = counter.Reserve(Ptu, 1_000, 0, Start);
+        counter.Correct(seed, Tokens(9_000, 10_000, TimeSpan.FromSeconds(10), Start, Start), Start);
+        var first = counter.Reserve(Ptu, 1_000, 0, Start.AddSeconds(1));
+        Reserve(counter, Start.AddSeconds(1), 3_000).Should().Be(BackendReservationStatus.Granted, "another replica reserves in the same tick, after it");
 
         // The first request's answer arrives 5 s after its admission, reporting what the backend had left then.
-        counter.Correct("ptu", remaining: 9_000, limit: 10_000, TimeSpan.FromSeconds(10), Start, Start, Start.AddSeconds(5), Start.AddSeconds(5));
+        counter.Correct(first, Tokens(8_000, 10_000, TimeSpan.FromSeconds(9), Start.AddSeconds(1), Start.AddSeconds(6)), Start.AddSeconds(6));
 
-        counter.TryGetAvailable("ptu", Start.AddSeconds(5), out var available, out _).Should().BeTrue();
-        available.Should().Be(5_000, "1,000 spent when it was admitted, 4,000 reserved since");
-        Reserve(counter, Start.AddSeconds(5), 5_001).Should().BeFalse();
+        counter.TryGetAvailable(Ptu, Start.AddSeconds(6), out var available, out _).Should().BeTrue();
+        available.Should().Be(5_000, "2,000 spent when it was admitted, 3,000 reserved since");
+        Reserve(counter, Start.AddSeconds(6), 5_001).Should().Be(BackendReservationStatus.Refused);
     }
 
     [Fact]
-    public void Nothing_known_admits_everything()
+    public void A_background_reservation_leaves_the_headroom_free()
+    {
+        var counter = new SharedReservationCounter();
+        var seed = counter.Reserve(Ptu, 1_000, 0, Start);
+        counter.Correct(seed, Tokens(9_000, 10_000, TimeSpan.FromSeconds(10), Start, Start), Start);
+
+        counter.Reserve(Ptu, 7_500, 0.2, Start).Status.Should().Be(BackendReservationStatus.Refused, "1,000 + 7,500 would leave less than 2,000 free");
+        counter.Reserve(Ptu, 7_000, 0.2, Start).Status.Should().Be(BackendReservationStatus.Granted);
+        counter.Reserve(Ptu, 2_000, 0, Start).Status.Should().Be(BackendReservationStatus.Granted, "a foreground request takes the headroom");
+    }
+
+    [Fact]
+    public void A_released_reservation_gives_its_room_back_in_its_window_only()
+    {
+        var counter = new SharedReservationCounter();
+        var seed = counter.Reserve(Ptu, 1_000, 0, Start);
+        counter.Correct(seed, Tokens(9_000, 10_000, TimeSpan.FromSeconds(10), Start, Start), Start);
+        var refusedByTheBackend = counter.Reserve(Ptu, 4_000, 0, Start.AddSeconds(1));
+        var old = counter.Reserve(Ptu, 5_000, 0, Start.AddSeconds(2));
+
+        counter.Release(refusedByTheBackend);
+        counter.TryGetAvailable(Ptu, Start.AddSeconds(2), out var available, out _).Should().BeTrue();
+        available.Should().Be(4_000);
+
+        Reserve(counter, Start.AddSeconds(10), 9_000).Should().Be(BackendReservationStatus.Granted, "the next window");
+        counter.Release(old);
+        counter.TryGetAvailable(Ptu, Start.AddSeconds(10), out available, out _).Should().BeTrue();
+        available.Should().Be(1_000, "a reservation of the window before gives nothing back in this one");
+    }
+
+    [Fact]
+    public void Nothing_known_refuses_nothing_and_says_so()
     {
         var counter = new SharedReservationCounter();
 
-        Reserve(counter, Start, 1_000_000).Should().BeTrue();
-        counter.TryGetAvailable("ptu", Start, out _, out _).Should().BeFalse();
+        var reservation = counter.Reserve(Ptu, 1_000_000, 0, Start);
+
+        reservation.Status.Should().Be(BackendReservationStatus.Unknown);
+        reservation.IsCounted.Should().BeTrue("its answer corrects the counter");
+        counter.TryGetAvailable(Ptu, Start, out _, out _).Should().BeFalse();
         counter.Refused.Should().Be(0);
     }
 
-    private static bool Reserve(SharedReservationCounter counter, DateTimeOffset now, long cost) => counter.TryReserve("ptu", cost, now, out _);
+    private static BackendReservationStatus Reserve(SharedReservationCounter counter, DateTimeOffset now, long cost) => counter.Reserve(Ptu, cost, 0, now).Status;
+
+    private static BackendReservationReport Tokens(long remaining, long limit, TimeSpan reset, DateTimeOffset sentAt, DateTimeOffset receivedAt)
+        => new(remaining, limit, reset, null, null, TimeSpan.Zero, sentAt, receivedAt);
 }

@@ -133,7 +133,32 @@ public class SimulationDriverTests
         var before = results.Single(r => r.Scenario == InFlight.Name && r.Replicas == 8 && r.Router == SimulationReport.OursBefore);
         before.BackendThrottled.Should().BeGreaterThan(10);
         reserved.BackendThrottled.Should().Be(0, "every replica reserves on one counter before it sends");
-        reserved.ServedFraction.Should().BeGreaterThan(0.95);
+        reserved.ServedFraction.Should().BeGreaterThanOrEqualTo(0.99);
+    }
+
+    [Fact]
+    public async Task In_flight_one_replica_of_ours_keeps_the_ptu_busy_although_answers_report_the_budget_of_seconds_ago()
+    {
+        var results = await Results.Value;
+
+        // Before resets were counted from the send, late answers kept the PTU out of rotation after its refills (67 %).
+        var ours = results.Single(r => r.Scenario == InFlight.Name && r.Replicas == 1 && r.Router == SimulationReport.Ours);
+        ours.PriorityOneUtilisation.Should().BeGreaterThanOrEqualTo(0.98);
+        ours.ServedFraction.Should().BeGreaterThanOrEqualTo(0.97);
+        ours.BackendThrottled.Should().Be(0, "what it sent while answers were in flight still counts, and an older answer never raises the count");
+    }
+
+    [Fact]
+    public async Task Waiting_background_requests_queue_behind_foreground_ones_marked_with_the_hint()
+    {
+        var results = await Results.Value;
+
+        // Without a queue the headroom alone protects the foreground less than it needs at 2x (docs/benchmarks.md).
+        foreach (var run in results.Where(r => r.Scenario == SimulationSettings.ClassesScenario && r.Router == SimulationReport.OursQueue))
+        {
+            run.ForegroundServedShare.Should().BeGreaterThanOrEqualTo(0.99, $"{run.Replicas} replica(s)");
+            run.BackgroundServedShare.Should().BeLessThan(0.7, "background takes what is left");
+        }
     }
 
     [Fact]

@@ -12,10 +12,11 @@ namespace PriorityRouting.Simulation.Routers;
 /// (<see cref="PriorityRoutingStrategyOptions.TokenBudgets"/>). With <c>queueWait</c> it is "ours (queue)": callers
 /// that no backend can take wait inside the strategy, up to <see cref="SimulationSettings.QueueWait"/> (one refill period
 /// unless set; <see cref="PriorityRoutingStrategyOptions.MaxQueueWait"/>), instead of being answered 429. With
-/// <c>reserved</c> it is "ours (reserved)": every attempt first reserves its cost on a counter all replicas share, one
-/// round trip of <see cref="SimulationSettings.ReservationRoundTrip"/> away (<see cref="ReservationHandler"/>) — the
-/// shape of the Redis reservations of issue 21, built from public extension points until the library has them; the
-/// counter is its only budget (the strategy's own budget view is off). With <c>declared</c> it is "ours (declared)": every
+/// <c>reserved</c> it is "ours (reserved)": every replica's store is also an <see cref="IBackendReservationStore"/>
+/// (<see cref="ReservingReplicaStateStore"/>), so the strategy reserves every attempt's cost on a counter all replicas
+/// share, one round trip of <see cref="SimulationSettings.ReservationRoundTrip"/> away, as it does on Redis with
+/// reservations on; the library's admission path decides (granted, refused until the refill, or unknown: the replica's
+/// own budget view decides). With <c>declared</c> it is "ours (declared)": every
 /// backend declares its true per-minute quota (<see cref="PriorityBackend.TokensPerMinute"/>, or
 /// <see cref="PriorityBackend.RequestsPerMinute"/> when requests are counted), each replica its share of it; or, in
 /// "ours (declared, whole per replica)", each replica the whole quota.
@@ -57,10 +58,10 @@ internal sealed class PriorityRoutingRouter(bool tokenBudgets, bool queueWait = 
         var reservations = reserved ? new SharedReservationCounter(settings.ReservationMaxAnswerDelay) : null;
         return [.. Enumerable.Range(0, replicaCount).Select(replica =>
         {
-            var transport = reservations is null
-                ? environment.Transport
-                : new ReservationHandler(reservations, environment.Delays, environment.Time, settings.ReservationRoundTrip, environment.Transport);
-            return CreateReplica(environment, transport, new ReplicaStateStore(shared, budgets), environment.RandomFor(replica), maxQueueWait, replicaCount);
+            var store = reservations is null
+                ? new ReplicaStateStore(shared, budgets)
+                : new ReservingReplicaStateStore(shared, budgets, reservations, environment.Delays, environment.Time, settings.ReservationRoundTrip);
+            return CreateReplica(environment, environment.Transport, store, environment.RandomFor(replica), maxQueueWait, replicaCount);
         })];
     }
 

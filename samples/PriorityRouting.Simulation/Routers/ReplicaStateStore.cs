@@ -12,7 +12,7 @@ namespace PriorityRouting.Simulation.Routers;
 /// Sharing the <see cref="InMemoryBackendStateStore"/> itself between replicas would also share the budget view — one
 /// view fed by every replica's answers and spends at once, which no two processes have.
 /// </remarks>
-internal sealed class ReplicaStateStore : IBackendStateStore, IBackendBudgetStore
+internal class ReplicaStateStore : IBackendStateStore, IBackendBudgetStore
 {
     private readonly InMemoryBackendStateStore _shared;
     private readonly SimulatedBudgetChannel? _budgets;

@@ -1,16 +1,21 @@
+using Polly.PriorityRouting;
+
 namespace PriorityRouting.Simulation.Routers;
 
 /// <summary>
-/// The reservation budget "ours (reserved)" holds in the shared store (Redis, in the library to come), one per backend,
-/// shared by every replica: an admission reserves its estimated cost atomically before the request is sent; what
-/// answers report (remaining, limit, reset — measured from when the request was sent) seeds and corrects it.
+/// The shared budgets of "ours (reserved)", one per backend and partition, every replica reserving against them through
+/// the library's <see cref="IBackendReservationStore"/> (<see cref="ReservingReplicaStateStore"/>, one round trip
+/// away): what the Redis store holds, as a plain counter. An admission reserves its estimated cost atomically before the
+/// request is sent; what answers report (remaining, limit, reset — measured from when the request was sent) seeds and
+/// corrects it.
 /// </summary>
 /// <remarks>
 /// Like the library's budget view, a budget is taken as full again at its reset (a step); the window it advances by is
-/// the longest reset delay ever reported. A report corrects the count to what the backend had spent when it admitted the
-/// request plus what was reserved since, so an answer that arrives seconds late loses nothing reserved meanwhile. Until
-/// a backend has reported a budget, everything is admitted (nothing is known: fail open). Bounded: per backend, the
-/// reservations of the last <see cref="History"/> only.
+/// the gap between two windows reported one after the other, else the longest reset delay reported. A report corrects
+/// the count to what the backend had spent when it admitted the request plus what was reserved since (later in the
+/// store's order: many replicas reserve within one tick), so an answer that arrives seconds late loses nothing reserved
+/// meanwhile. Until a backend has reported a budget, nothing is refused (<see cref="BackendReservationStatus.Unknown"/>:
+/// each replica's own view decides). Bounded: per backend, the reservations of the last <see cref="History"/> only.
 /// </remarks>
 internal sealed class SharedReservationCounter
 {
@@ -20,8 +25,9 @@ internal sealed class SharedReservationCounter
     /// <summary>How far apart two reset moments may be and still describe one window.</summary>
     private static readonly TimeSpan SameWindow = TimeSpan.FromMilliseconds(50);
 
-    private readonly Dictionary<string, Budget> _budgets = new(StringComparer.OrdinalIgnoreCase);
+    private readonly Dictionary<BackendStateKey, Budget> _budgets = [];
     private readonly TimeSpan? _maxAnswerDelay;
+    private long _sequence;
 
     /// <param name="maxAnswerDelay">
     /// <see langword="null"/>: a report is taken as the backend's state when it admitted the request, its reset measured
@@ -30,69 +36,84 @@ internal sealed class SharedReservationCounter
     /// </param>
     public SharedReservationCounter(TimeSpan? maxAnswerDelay = null) => _maxAnswerDelay = maxAnswerDelay;
 
-    /// <summary>Gets how many admissions the counter refused.</summary>
+    /// <summary>Gets how many reservations the counter refused.</summary>
     public long Refused { get; private set; }
 
-    /// <summary>Reserves <paramref name="cost"/> on <paramref name="backend"/>, or tells how long until its budget refills.</summary>
-    public bool TryReserve(string backend, long cost, DateTimeOffset now, out TimeSpan retryAfter)
+    /// <summary>
+    /// Reserves <paramref name="cost"/> on <paramref name="key"/>'s budget, leaving <paramref name="headroom"/> of its
+    /// limit free; refused, tells how long until it refills; unknown (but counted) while no answer reported the budget.
+    /// </summary>
+    public BackendReservation Reserve(BackendStateKey key, long cost, double headroom, DateTimeOffset now)
     {
-        var budget = GetOrAdd(backend);
-        budget.Roll(now);
+        var budget = GetOrAdd(key);
+        budget.Roll(now, _sequence);
         budget.Prune(now);
+        var amount = budget.AmountOf(cost);
+        var known = budget.Limit >= 0 && budget.WindowEnd > now;
 
         // A request larger than the whole budget is the backend's to judge.
-        if (budget.Limit >= 0 && budget.WindowEnd > now && budget.Reserved + cost > budget.Limit && cost <= budget.Limit)
+        if (known && budget.Reserved + amount > budget.Limit * (1 - headroom) && amount <= budget.Limit)
         {
             Refused++;
-            retryAfter = budget.WindowEnd - now;
-            return false;
+            return BackendReservation.Refused(key, cost, budget.WindowEnd - now);
         }
 
-        budget.Reserved += cost;
-        budget.Recent.Enqueue((now, cost));
-        retryAfter = TimeSpan.Zero;
-        return true;
+        var sequence = ++_sequence;
+        budget.Reserved += amount;
+        budget.Recent.Enqueue((sequence, now, amount));
+        return known
+            ? BackendReservation.Granted(key, cost, now, sequence, amount)
+            : BackendReservation.Unknown(key, cost, now, sequence, amount);
     }
 
-    /// <summary>Returns what is left of <paramref name="backend"/>'s budget now, and until when; <see langword="false"/> when nothing is known.</summary>
-    public bool TryGetAvailable(string backend, DateTimeOffset now, out long available, out DateTimeOffset resetAt)
+    /// <summary>Returns what is left of <paramref name="key"/>'s budget now, and until when; <see langword="false"/> when nothing is known.</summary>
+    public bool TryGetAvailable(BackendStateKey key, DateTimeOffset now, out long available, out DateTimeOffset resetAt)
     {
-        var budget = GetOrAdd(backend);
-        budget.Roll(now);
+        var budget = GetOrAdd(key);
+        budget.Roll(now, _sequence);
         available = Math.Max(0, budget.Limit - budget.Reserved);
         resetAt = budget.WindowEnd;
         return budget.Limit >= 0 && budget.WindowEnd > now;
     }
 
-    /// <summary>The backend refused a reserved request (a 429): its cost was not spent.</summary>
-    public void Release(string backend, long cost)
+    /// <summary>The backend did not count a reservation (a 429, a failed connection, an attempt never sent): its cost was not spent.</summary>
+    public void Release(BackendReservation reservation)
     {
-        var budget = GetOrAdd(backend);
-        budget.Reserved = Math.Max(0, budget.Reserved - cost);
+        var budget = GetOrAdd(reservation.Key);
+        if (reservation.Sequence > budget.WindowStartSequence)
+        {
+            // Only a reservation of the current window: an older one was forgotten with its window.
+            budget.Reserved = Math.Max(0, budget.Reserved - reservation.Offset);
+        }
     }
 
-    /// <summary>
-    /// Corrects the count with what an answer reported: <paramref name="remaining"/> of <paramref name="limit"/> until
-    /// <paramref name="resetIn"/> after <paramref name="sentAt"/> (or <paramref name="arrivedAt"/>, see the constructor),
-    /// for a request reserved at <paramref name="reservedAt"/>.
-    /// </summary>
-    public void Correct(string backend, long remaining, long limit, TimeSpan resetIn, DateTimeOffset reservedAt, DateTimeOffset sentAt, DateTimeOffset arrivedAt, DateTimeOffset now)
+    /// <summary>Corrects the count with what the answer to <paramref name="reservation"/> reported.</summary>
+    public void Correct(BackendReservation reservation, BackendReservationReport report, DateTimeOffset now)
     {
-        var budget = GetOrAdd(backend);
-        budget.Limit = limit;
+        var (remaining, limit, resetIn, requests) = report.RemainingTokens is { } tokens
+            ? (tokens, report.LimitTokens, report.TokensResetAfter, false)
+            : (report.RemainingRequests ?? -1, report.LimitRequests, report.RequestsResetAfter, true);
+        if (remaining < 0 || limit is not { } knownLimit)
+        {
+            return;
+        }
+
+        var budget = GetOrAdd(reservation.Key);
+        budget.Limit = knownLimit;
+        budget.CountsRequests = requests;
         if (resetIn > budget.LongestReset)
         {
             budget.LongestReset = resetIn;
         }
 
-        if (arrivedAt - sentAt > _maxAnswerDelay)
+        if (report.ReceivedAt - report.SentAt > _maxAnswerDelay)
         {
             return;
         }
 
-        var resetAt = (_maxAnswerDelay is null ? sentAt : arrivedAt) + resetIn;
+        var resetAt = (_maxAnswerDelay is null ? report.SentAt : report.ReceivedAt) + resetIn;
         var sameWindow = SameWindow + (_maxAnswerDelay ?? TimeSpan.Zero);
-        budget.Roll(now);
+        budget.Roll(now, _sequence);
         if (resetAt <= now)
         {
             // The window it describes is over.
@@ -100,18 +121,19 @@ internal sealed class SharedReservationCounter
         }
 
         var reservedSince = 0L;
-        foreach (var (at, cost) in budget.Recent)
+        foreach (var (sequence, _, amount) in budget.Recent)
         {
-            reservedSince += at > reservedAt ? cost : 0;
+            reservedSince += sequence > reservation.Sequence ? amount : 0;
         }
 
-        var reserved = limit - remaining + reservedSince;
+        var reserved = knownLimit - remaining + reservedSince;
         budget.ObserveReset(resetAt, sameWindow);
         if (budget.WindowEnd == default || resetAt > budget.WindowEnd + sameWindow)
         {
             // A window the counter had only assumed (or a continuous budget's later "full" moment): the report is the truth.
             budget.WindowEnd = resetAt;
             budget.Reserved = reserved;
+            budget.WindowStartSequence = reservation.Sequence;
         }
         else if (resetAt >= budget.WindowEnd - sameWindow)
         {
@@ -120,11 +142,11 @@ internal sealed class SharedReservationCounter
         }
     }
 
-    private Budget GetOrAdd(string backend)
+    private Budget GetOrAdd(BackendStateKey key)
     {
-        if (!_budgets.TryGetValue(backend, out var budget))
+        if (!_budgets.TryGetValue(key, out var budget))
         {
-            _budgets[backend] = budget = new Budget();
+            _budgets[key] = budget = new Budget();
         }
 
         return budget;
@@ -132,7 +154,13 @@ internal sealed class SharedReservationCounter
 
     private sealed class Budget
     {
+        private TimeSpan? _gap;
+        private DateTimeOffset _lastReset;
+
         public long Limit { get; set; } = -1;
+
+        /// <summary>Gets or sets a value indicating whether the backend reports a request budget (a request costs 1), not a token budget.</summary>
+        public bool CountsRequests { get; set; }
 
         /// <summary>
         /// Gets the refill window: the shortest gap between the reset moments of two windows reported one after the
@@ -147,10 +175,13 @@ internal sealed class SharedReservationCounter
 
         public long Reserved { get; set; }
 
-        public Queue<(DateTimeOffset At, long Cost)> Recent { get; } = new();
+        /// <summary>Gets or sets the last sequence of the previous window: releases of reservations up to it are void.</summary>
+        public long WindowStartSequence { get; set; }
 
-        private TimeSpan? _gap;
-        private DateTimeOffset _lastReset;
+        public Queue<(long Sequence, DateTimeOffset At, long Amount)> Recent { get; } = new();
+
+        /// <summary>Returns what a request of <paramref name="cost"/> tokens counts against this budget.</summary>
+        public long AmountOf(long cost) => CountsRequests || cost <= 0 ? 1 : cost;
 
         public void ObserveReset(DateTimeOffset resetAt, TimeSpan sameWindow)
         {
@@ -167,7 +198,7 @@ internal sealed class SharedReservationCounter
         }
 
         /// <summary>At the reset the budget is full again; the next reset is one window later.</summary>
-        public void Roll(DateTimeOffset now)
+        public void Roll(DateTimeOffset now, long lastSequence)
         {
             if (WindowEnd == default || now < WindowEnd)
             {
@@ -175,6 +206,7 @@ internal sealed class SharedReservationCounter
             }
 
             Reserved = 0;
+            WindowStartSequence = lastSequence;
             if (Window <= TimeSpan.Zero)
             {
                 WindowEnd = default;

@@ -114,28 +114,34 @@ internal sealed class BackendBudget
     /// Admits a request of <paramref name="cost"/> tokens if it fits now, and takes its cost off in the same step (the
     /// caller holds this budget's lock): two requests can never both be admitted on room for one.
     /// </summary>
+    /// <param name="cost">The request's estimated tokens.</param>
+    /// <param name="now">The current time.</param>
+    /// <param name="share">This process's share of a refilled limit.</param>
+    /// <param name="own">The room the request holds as a released waiter, or <see langword="null"/>.</param>
+    /// <param name="ticket">The admission's ticket (see <see cref="SpendLog"/>).</param>
+    /// <param name="headroom">The share of the budget the request must leave free (a background request's); 0 for a foreground one.</param>
     /// <returns>Whether the request was admitted; <paramref name="own"/>, when in this budget, is spent by it.</returns>
-    public bool TryTake(long cost, DateTimeOffset now, double share, BudgetHold? own, double headroom = 0)
+    public bool TryTake(long cost, DateTimeOffset now, double share, BudgetHold? own, long ticket, double headroom = 0)
     {
         if (TimeUntilAdmitted(cost, now, share, own, headroom) != TimeSpan.Zero)
         {
             return false;
         }
 
-        Spend(cost, now, share, own);
+        Spend(cost, now, share, own, ticket);
         return true;
     }
 
     /// <summary>Takes a request's cost off without asking: another judge admitted it (a shared reservation).</summary>
-    public void Spend(long cost, DateTimeOffset now, double share, BudgetHold? own)
+    public void Spend(long cost, DateTimeOffset now, double share, BudgetHold? own, long ticket)
     {
         if (own is not null && own.Budget == this)
         {
             EndHold(own);
         }
 
-        Tokens.Spend(cost, now, share);
-        Requests.Spend(1, now, share);
+        Tokens.Spend(cost, now, share, ticket);
+        Requests.Spend(1, now, share, ticket);
     }
 
     /// <summary>Starts the counters nothing has reported yet from the backend's declared quota; see <see cref="BudgetCounter.Declare"/>.</summary>

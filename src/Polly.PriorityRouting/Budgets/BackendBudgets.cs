@@ -36,6 +36,7 @@ internal sealed class BackendBudgets
     private DateTimeOffset _nextEviction;
     private int _count;
     private int _subscribed;
+    private long _tickets;
 
     /// <summary>Initializes a view of this process only.</summary>
     public BackendBudgets()
@@ -67,13 +68,16 @@ internal sealed class BackendBudgets
 
     /// <summary>
     /// Returns whether a request of <paramref name="cost"/> tokens fits the key's budget now (a selection's read; the
-    /// admission itself is <see cref="TryTake"/>). Allocation-free.
+    /// admission itself is <see cref="TryTake(BackendStateKey, long, DateTimeOffset, BudgetHold?, DeclaredQuota?, double)"/>). Allocation-free.
     /// </summary>
     /// <param name="key">The backend (or partition).</param>
     /// <param name="cost">The request's estimated tokens; 0 (unknown) is held back by a spent request budget only.</param>
     /// <param name="now">The current time.</param>
     /// <param name="own">The room the request holds as a released waiter, or <see langword="null"/>.</param>
-    /// <param name="quota">The backend's declared quota, or <see langword="null"/> (see <see cref="TryTake"/>).</param>
+    /// <param name="quota">
+    /// The backend's declared quota, or <see langword="null"/> (see
+    /// <see cref="TryTake(BackendStateKey, long, DateTimeOffset, BudgetHold?, DeclaredQuota?, double)"/>).
+    /// </param>
     /// <param name="headroom">The request's <see cref="RequestRoute.Headroom"/>: 0 for a foreground request.</param>
     public bool CanAdmit(BackendStateKey key, long cost, DateTimeOffset now, BudgetHold? own = null, DeclaredQuota? quota = null, double headroom = 0)
     {
@@ -120,7 +124,21 @@ internal sealed class BackendBudgets
     /// <param name="headroom">The request's <see cref="RequestRoute.Headroom"/>: 0 for a foreground request.</param>
     /// <returns>Whether the request was admitted: always when the key has no budget.</returns>
     public bool TryTake(BackendStateKey key, long cost, DateTimeOffset now, BudgetHold? own = null, DeclaredQuota? quota = null, double headroom = 0)
+        => TryTake(key, cost, now, out _, own, quota, headroom);
+
+    /// <inheritdoc cref="TryTake(BackendStateKey, long, DateTimeOffset, BudgetHold?, DeclaredQuota?, double)"/>
+    /// <param name="key">The backend (or partition).</param>
+    /// <param name="cost">The request's estimated tokens.</param>
+    /// <param name="now">The current time.</param>
+    /// <param name="ticket">
+    /// The admission's ticket, for its answer (see <see cref="Observe"/>): 0 when it spent nothing (the key had no budget).
+    /// </param>
+    /// <param name="own">The room the request holds as a released waiter, or <see langword="null"/>.</param>
+    /// <param name="quota">The backend's declared quota, or <see langword="null"/>.</param>
+    /// <param name="headroom">The request's <see cref="RequestRoute.Headroom"/>: 0 for a foreground request.</param>
+    public bool TryTake(BackendStateKey key, long cost, DateTimeOffset now, out long ticket, BudgetHold? own = null, DeclaredQuota? quota = null, double headroom = 0)
     {
+        ticket = 0;
         BackendBudget? budget;
         if (quota is not null)
         {
@@ -134,7 +152,7 @@ internal sealed class BackendBudgets
             lock (budget)
             {
                 DeclareIfAny(budget, quota, now);
-                return budget.TryTake(cost, now, Share, own, headroom);
+                return TryTake(budget, cost, now, own, headroom, out ticket);
             }
         }
 
@@ -145,7 +163,40 @@ internal sealed class BackendBudgets
 
         lock (budget)
         {
-            return budget.TryTake(cost, now, Share, own, headroom);
+            return TryTake(budget, cost, now, own, headroom, out ticket);
+        }
+    }
+
+    // Under the budget's lock: tickets are handed out in the order of admission.
+    private bool TryTake(BackendBudget budget, long cost, DateTimeOffset now, BudgetHold? own, double headroom, out long ticket)
+    {
+        ticket = Interlocked.Increment(ref _tickets);
+        return budget.TryTake(cost, now, Share, own, ticket, headroom);
+    }
+
+    /// <summary>
+    /// Takes a request's cost off the key's budget without asking: a shared reservation admitted it (see
+    /// <see cref="IBackendReservationStore"/>), and this process's view still counts its own spends.
+    /// </summary>
+    /// <param name="key">The backend (or partition).</param>
+    /// <param name="cost">The request's estimated tokens.</param>
+    /// <param name="now">The current time.</param>
+    /// <param name="ticket">The admission's ticket, for its answer (see <see cref="Observe"/>): 0 when it spent nothing.</param>
+    /// <param name="own">The room the request holds as a released waiter, or <see langword="null"/>.</param>
+    /// <param name="quota">The backend's declared quota, or <see langword="null"/>.</param>
+    public void Spend(BackendStateKey key, long cost, DateTimeOffset now, out long ticket, BudgetHold? own = null, DeclaredQuota? quota = null)
+    {
+        ticket = 0;
+        if ((quota is null ? (_budgets.TryGetValue(key, out var budget) ? budget : null) : GetOrAdd(key, now)) is not { } known)
+        {
+            return;
+        }
+
+        lock (known)
+        {
+            DeclareIfAny(known, quota, now);
+            ticket = Interlocked.Increment(ref _tickets);
+            known.Spend(cost, now, Share, own, ticket);
         }
     }
 
@@ -159,24 +210,6 @@ internal sealed class BackendBudgets
         if (quota is not null)
         {
             budget.Declare(quota, now, Share);
-        }
-    }
-
-    /// <summary>
-    /// Takes a request's cost off the key's budget without asking: a shared reservation admitted it (see
-    /// <see cref="IBackendReservationStore"/>), and this process's view still counts its own spends.
-    /// </summary>
-    public void Spend(BackendStateKey key, long cost, DateTimeOffset now, BudgetHold? own = null, DeclaredQuota? quota = null)
-    {
-        if ((quota is null ? (_budgets.TryGetValue(key, out var budget) ? budget : null) : GetOrAdd(key, now)) is not { } known)
-        {
-            return;
-        }
-
-        lock (known)
-        {
-            DeclareIfAny(known, quota, now);
-            known.Spend(cost, now, Share, own);
         }
     }
 
@@ -267,7 +300,21 @@ internal sealed class BackendBudgets
     /// Reads the budgets an answer reports and, when the store shares budgets, hands the merged counts to it; an answer
     /// without them changes nothing and allocates nothing.
     /// </summary>
-    public void Observe(BackendStateKey key, HttpResponseHeaders headers, DateTimeOffset now, TimeSpan maxCooldown)
+    /// <param name="key">The backend (or partition) that answered.</param>
+    /// <param name="headers">The answer's headers.</param>
+    /// <param name="now">The current time: when the answer arrived.</param>
+    /// <param name="maxCooldown">The longest reset believed.</param>
+    /// <param name="sentAt">
+    /// When the attempt was sent (<paramref name="now"/> when <see langword="null"/>). A backend decides, and reports, its
+    /// budget when it admits the request: a completion answered seconds later tells the reset of then, so it is counted
+    /// from the send.
+    /// </param>
+    /// <param name="ticket">
+    /// The attempt's admission ticket (<see cref="TryTake(BackendStateKey, long, DateTimeOffset, out long, BudgetHold?, DeclaredQuota?, double)"/>):
+    /// the answer's count includes this process's spends up to it, not those admitted while it was in flight;
+    /// <see langword="null"/>: all of them.
+    /// </param>
+    public void Observe(BackendStateKey key, HttpResponseHeaders headers, DateTimeOffset now, TimeSpan maxCooldown, DateTimeOffset? sentAt = null, long? ticket = null)
     {
         var hasTokens = TryGetNumber(headers, PriorityRoutingConstants.RateLimitRemainingTokensHeader, out var remainingTokens);
         var hasRequests = TryGetNumber(headers, PriorityRoutingConstants.RateLimitRemainingRequestsHeader, out var remainingRequests);
@@ -279,16 +326,17 @@ internal sealed class BackendBudgets
         BackendBudgetObservation shared;
         lock (budget)
         {
+            var admittedAt = sentAt is { } sent && sent < now ? sent : now;
             if (hasTokens)
             {
-                var resetAt = now + GetDuration(headers, PriorityRoutingConstants.RateLimitResetTokensHeader, maxCooldown);
-                budget.Tokens.Merge(remainingTokens, GetNumberOrUnknown(headers, LimitTokensHeader), resetAt, now, ownAnswer: true);
+                var reset = GetDuration(headers, PriorityRoutingConstants.RateLimitResetTokensHeader, maxCooldown);
+                budget.Tokens.Merge(remainingTokens, GetNumberOrUnknown(headers, LimitTokensHeader), admittedAt + reset, admittedAt, now, includedSpends: ticket ?? long.MaxValue);
             }
 
             if (hasRequests)
             {
-                var resetAt = now + GetDuration(headers, PriorityRoutingConstants.RateLimitResetRequestsHeader, maxCooldown);
-                budget.Requests.Merge(remainingRequests, GetNumberOrUnknown(headers, LimitRequestsHeader), resetAt, now, ownAnswer: true);
+                var reset = GetDuration(headers, PriorityRoutingConstants.RateLimitResetRequestsHeader, maxCooldown);
+                budget.Requests.Merge(remainingRequests, GetNumberOrUnknown(headers, LimitRequestsHeader), admittedAt + reset, admittedAt, now, includedSpends: ticket ?? long.MaxValue);
             }
 
             shared = _store is null ? default : ToObservation(budget);
@@ -316,12 +364,12 @@ internal sealed class BackendBudgets
         {
             if (hasTokens)
             {
-                budget.Tokens.Merge(observation.RemainingTokens!.Value, OrUnknown(observation.LimitTokens), observation.TokensResetAt, now, ownAnswer: false);
+                budget.Tokens.Merge(observation.RemainingTokens!.Value, OrUnknown(observation.LimitTokens), observation.TokensResetAt, now, now, includedSpends: null);
             }
 
             if (hasRequests)
             {
-                budget.Requests.Merge(observation.RemainingRequests!.Value, OrUnknown(observation.LimitRequests), observation.RequestsResetAt, now, ownAnswer: false);
+                budget.Requests.Merge(observation.RemainingRequests!.Value, OrUnknown(observation.LimitRequests), observation.RequestsResetAt, now, now, includedSpends: null);
             }
         }
     }

@@ -19,19 +19,31 @@ namespace Polly.PriorityRouting;
 /// their reset moment rather than by equality, because peers compute it from whole milliseconds on their own clocks.
 /// </para>
 /// <para>
-/// The window length is the longest reset delay reported in the current window and the one before: it grows at once
-/// and shrinks back within two windows, and a corrected window forgets the odd value.
+/// The window length is the gap between the reset moments of two windows reported one after the other, when that gap
+/// is one window: at least the longest reset delay reported in them (a shorter one is one window seen twice) and less
+/// than twice it (a longer one spans a window nobody reported). Until such a gap is seen, it is the longest reset delay
+/// reported in the current window and the one before, which falls short of the window by the time its first request
+/// came after its refill. Either way it follows the latest windows, and a corrected window forgets an odd value (one
+/// long <c>x-ratelimit-reset-*</c> must not stretch every later window).
 /// </para>
 /// <para>
-/// This process's own spends are counted apart and dropped at its next answer that is at least as low as everything
-/// reported: that answer's count includes them (the backend deducts at admission), so an estimate too high or an
-/// attempt that never reached the backend is corrected by the next answer instead of holding until the reset.
+/// A report whose reset has already passed when it arrives (a completion answered after the refill of the window that
+/// admitted it) says nothing about the budget now and is ignored, but for its limit.
+/// </para>
+/// <para>
+/// This process's own spends are counted apart (<see cref="SpendLog"/>, in admission order) and, at its next answer
+/// that is at least as low as everything reported, those admitted up to that answer's attempt are dropped: its count
+/// includes them (the backend deducts at admission), so an estimate too high or an attempt that never reached the
+/// backend is corrected by the next answer instead of holding until the reset. Those sent while the attempt was in
+/// flight still count: the backend admitted them after it reported.
 /// </para>
 /// <para>
 /// When the reset passes before any answer reports the new window, the budget is assumed refilled to this process's
 /// share of the limit (all of it when no peer shares the store), and its spends count against that: processes that
 /// each took the whole refilled limit at the reset — where the callers told to come back all arrive — would together
-/// spend it several times over. The first report of the new window replaces the assumption.
+/// spend it several times over. The first report of the new window replaces the assumption. A budget refilled
+/// continuously (OpenAI's: its reset is the time until it is full, so reports of one "window" name different moments)
+/// keeps the spends sent since its last report through that moment: they were not refilled by then.
 /// </para>
 /// </remarks>
 internal struct BudgetCounter
@@ -39,11 +51,17 @@ internal struct BudgetCounter
     public const long Unknown = -1;
 
     private long _reported;
-    private long _spent;
+    private SpendLog? _spends;
+
+    // The admission ticket of the own answer the count came from (0: a peer's report, or an answer of unknown admission).
+    private long _countTicket;
     private bool _assumed;
     private bool _declared;
     private TimeSpan _windowLongest;
     private TimeSpan _previousWindowLongest;
+    private DateTimeOffset _windowResetAt;
+    private TimeSpan _windowGap;
+    private bool _refillsContinuously;
 
     public BudgetCounter()
     {
@@ -63,8 +81,13 @@ internal struct BudgetCounter
     /// <summary>Gets a value indicating whether the current window is assumed refilled, not yet reported.</summary>
     public readonly bool IsAssumed => _assumed;
 
-    /// <summary>Gets the length of a refill window: the longest reset delay reported in the current window and the one before.</summary>
-    public readonly TimeSpan Window => _windowLongest > _previousWindowLongest ? _windowLongest : _previousWindowLongest;
+    /// <summary>
+    /// Gets the length of a refill window: the latest gap between two windows reported one after the other, else the
+    /// longest reset delay reported in the current window and the one before.
+    /// </summary>
+    public readonly TimeSpan Window => _windowGap > TimeSpan.Zero ? _windowGap : LongestReset;
+
+    private readonly TimeSpan LongestReset => _windowLongest > _previousWindowLongest ? _windowLongest : _previousWindowLongest;
 
     /// <summary>
     /// Gets the lowest count reported for the current window, or <see cref="Unknown"/> (also while the window is only
@@ -84,34 +107,46 @@ internal struct BudgetCounter
             return Limit;
         }
 
-        return _reported == Unknown ? Unknown : Math.Max(0, _reported - _spent);
+        return _reported == Unknown ? Unknown : Math.Max(0, _reported - Spent);
     }
 
     /// <summary>Returns this process's share of the limit, or <see cref="Unknown"/>.</summary>
     public readonly long ShareOfLimit(double share) => Limit == Unknown ? Unknown : (long)(Limit * share);
 
-    /// <summary>Merges a count reported by an answer — of this process when <paramref name="ownAnswer"/>, else a peer's.</summary>
+    /// <summary>Merges a count reported by an answer — of this process when <paramref name="includedSpends"/> is given, else a peer's.</summary>
     /// <param name="reported">The remaining count the answer reported.</param>
     /// <param name="limit">The limit it reported, or <see cref="Unknown"/>.</param>
     /// <param name="resetAt">When its window refills.</param>
+    /// <param name="reportedAt">
+    /// When the backend decided the count and reset: an own answer's send (it admitted the attempt then), a peer's
+    /// report's arrival.
+    /// </param>
     /// <param name="now">The current time.</param>
-    /// <param name="ownAnswer">Whether the answer is this process's own (its count includes this process's spends).</param>
-    public void Merge(long reported, long limit, DateTimeOffset resetAt, DateTimeOffset now, bool ownAnswer)
+    /// <param name="includedSpends">
+    /// For an answer of this process, the ticket of the last of its spends the count includes (its attempt's own;
+    /// <see cref="long.MaxValue"/>: all of them); for a peer's report, <see langword="null"/>: its count includes none.
+    /// </param>
+    public void Merge(long reported, long limit, DateTimeOffset resetAt, DateTimeOffset reportedAt, DateTimeOffset now, long? includedSpends)
     {
+        var delay = resetAt - reportedAt;
         if (limit != Unknown)
         {
             Limit = limit;
         }
 
-        var delay = resetAt - now;
+        if (resetAt <= now)
+        {
+            // The window it describes is over: its count says nothing about the budget now.
+            return;
+        }
+
         if (_declared)
         {
             // The first report replaces the declared quota whatever it says; a declared limit stays the refill's when the
             // backend reports none.
             _declared = false;
-            _previousWindowLongest = TimeSpan.Zero;
-            _windowLongest = delay;
-            Replace(reported, resetAt);
+            StartWindows(resetAt, delay);
+            Replace(reported, resetAt, includedSpends);
             return;
         }
 
@@ -119,49 +154,52 @@ internal struct BudgetCounter
         if (_reported == Unknown || now >= ResetAt || resetAt > ResetAt + tolerance)
         {
             // A new window (or the first report): everything counted for the previous one is void.
-            _previousWindowLongest = _windowLongest;
-            _windowLongest = delay;
-            Replace(reported, resetAt);
+            ObserveWindow(resetAt, delay);
+            Replace(reported, resetAt, includedSpends);
             return;
         }
 
         if (resetAt < ResetAt - tolerance)
         {
-            if (ownAnswer)
+            if (includedSpends is { } answer && IsNewerThanCount(answer))
             {
                 // This process's answer is newer than the current window could be: that window came from an odd value.
-                _windowLongest = delay;
-                Replace(reported, resetAt);
+                // (One admitted before the answer that set the count is older: a budget refilled continuously reports a
+                // sooner full moment for a larger remaining count.)
+                StartWindows(resetAt, delay);
+                Replace(reported, resetAt, includedSpends);
             }
 
             // A peer's report of a window already over: older than what is known.
             return;
         }
 
-        if (delay > _windowLongest)
-        {
-            _windowLongest = delay;
-        }
-
+        ObserveWindow(resetAt, delay);
         if (_assumed)
         {
             // The first report of a window this process only assumed refilled: the truth replaces the share. A peer's
             // count may not include this process's spends since the reset, which still count.
             _reported = reported;
-            _spent = ownAnswer ? 0 : _spent;
+            if (includedSpends is { } included)
+            {
+                _spends?.DropUpTo(included);
+                _countTicket = TicketOf(included);
+            }
+
             _assumed = false;
             ResetAt = resetAt;
             return;
         }
 
-        if (ownAnswer && reported <= _reported)
+        if (includedSpends is { } upTo && reported <= _reported)
         {
-            _spent = 0;
+            _spends?.DropUpTo(upTo);
         }
 
         if (reported < _reported)
         {
             _reported = reported;
+            _countTicket = includedSpends is { } newer ? TicketOf(newer) : _countTicket;
         }
 
         if (resetAt > ResetAt)
@@ -198,29 +236,100 @@ internal struct BudgetCounter
         _declared = true;
         _assumed = true;
         _reported = ShareOfLimit(share);
-        _spent = 0;
+        _spends?.Clear();
         _windowLongest = DeclaredQuota.Window;
         ResetAt = now + DeclaredQuota.Window;
     }
 
     /// <summary>Takes an admitted request's cost off the current window; nothing when the budget is unknown.</summary>
-    public void Spend(long cost, DateTimeOffset now, double share)
+    /// <param name="cost">The request's cost.</param>
+    /// <param name="now">The current time.</param>
+    /// <param name="share">This process's share of a refilled limit.</param>
+    /// <param name="ticket">The admission's ticket: its answer's count includes the spends up to it.</param>
+    public void Spend(long cost, DateTimeOffset now, double share, long ticket)
     {
         if (now >= ResetAt && !Roll(now, share))
         {
             return;
         }
 
-        if (_reported != Unknown)
+        if (_reported != Unknown && cost > 0)
         {
-            _spent += cost;
+            (_spends ??= new SpendLog()).Add(ticket, cost);
         }
     }
 
-    private void Replace(long reported, DateTimeOffset resetAt)
+    private readonly long Spent => _spends?.Total ?? 0;
+
+    /// <summary>Forgets the windows seen so far: the next ones are measured from this report.</summary>
+    private void StartWindows(DateTimeOffset resetAt, TimeSpan delay)
+    {
+        _windowResetAt = resetAt;
+        _windowLongest = delay;
+        _previousWindowLongest = TimeSpan.Zero;
+        _windowGap = TimeSpan.Zero;
+    }
+
+    /// <summary>Measures the window with a report: the longest reset delay of its window, and the gap from the window before.</summary>
+    private void ObserveWindow(DateTimeOffset resetAt, TimeSpan delay)
+    {
+        if (_windowResetAt == default)
+        {
+            StartWindows(resetAt, delay);
+            return;
+        }
+
+        var tolerance = Window / 2;
+        if (resetAt > _windowResetAt + tolerance)
+        {
+            // The next window: one window after the last, unless that one was seen twice or one between went unreported.
+            var gap = resetAt - _windowResetAt;
+            var longest = delay > _windowLongest ? delay : _windowLongest;
+            if (gap >= longest && gap < longest * 2)
+            {
+                _windowGap = gap;
+            }
+            else if (gap < longest)
+            {
+                // The moment it is full moved by less than a window: a budget refilled continuously.
+                _refillsContinuously = true;
+            }
+
+            _previousWindowLongest = _windowLongest;
+            _windowLongest = delay;
+            _windowResetAt = resetAt;
+        }
+        else if (resetAt >= _windowResetAt - tolerance)
+        {
+            // Reports of one window name one reset moment; a budget refilled continuously names a later one each time.
+            _refillsContinuously |= (resetAt > _windowResetAt ? resetAt - _windowResetAt : _windowResetAt - resetAt) > Window / 10;
+            _windowLongest = delay > _windowLongest ? delay : _windowLongest;
+            _windowResetAt = resetAt > _windowResetAt ? resetAt : _windowResetAt;
+        }
+    }
+
+    /// <summary>Replaces the count; the spends this process made after an own answer's attempt still count.</summary>
+    /// <summary>
+    /// Returns whether an own answer whose count includes the spends up to <paramref name="includedSpends"/> was admitted
+    /// after the one the count came from (<see cref="long.MaxValue"/>, an answer of unknown admission, is taken as newer).
+    /// </summary>
+    private readonly bool IsNewerThanCount(long includedSpends) => includedSpends == long.MaxValue || includedSpends > _countTicket;
+
+    private static long TicketOf(long includedSpends) => includedSpends == long.MaxValue ? 0 : includedSpends;
+
+    private void Replace(long reported, DateTimeOffset resetAt, long? includedSpends)
     {
         _reported = reported;
-        _spent = 0;
+        _countTicket = includedSpends is { } own ? TicketOf(own) : 0;
+        if (includedSpends is { } included)
+        {
+            _spends?.DropUpTo(included);
+        }
+        else
+        {
+            _spends?.Clear();
+        }
+
         _assumed = false;
         ResetAt = resetAt;
     }
@@ -238,7 +347,13 @@ internal struct BudgetCounter
 
         var windows = ((now - ResetAt).Ticks / Window.Ticks) + 1;
         _reported = ShareOfLimit(share);
-        _spent = 0;
+        if (!_refillsContinuously)
+        {
+            // A window's refill forgets what was spent in it. A continuous refill is full at its reported moment only if
+            // nothing was sent since that report: what was still counts.
+            _spends?.Clear();
+        }
+
         _assumed = true;
         ResetAt += TimeSpan.FromTicks(Window.Ticks * windows);
         return true;

@@ -3,7 +3,7 @@ namespace Polly.PriorityRouting;
 /// <summary>
 /// The room a caller waiting in the strategy (<see cref="WaitQueue"/>) was promised in a refill, held in its budget: from
 /// the refill's moment on — whenever the queue's timer fires, since timers fire at or after their time — everyone
-/// else's admission sees the budget less this room, until the caller spends it (<see cref="BackendBudgets.TryTake"/>)
+/// else's admission sees the budget less this room, until the caller spends it (<see cref="BackendBudgets.TryTake(BackendStateKey, long, DateTimeOffset, BudgetHold?, DeclaredQuota?, double)"/>)
 /// or gives it up (<see cref="Release"/>).
 /// </summary>
 /// <remarks>Its state is guarded by the lock of its <see cref="BackendBudget"/>.</remarks>

@@ -11,7 +11,8 @@ namespace Polly.PriorityRouting;
 /// </remarks>
 internal readonly struct BackendLease : IDisposable
 {
-    public BackendLease(RoutedBackend backend, BackendHealth? health, long probeToken, long episode, InFlightSlot? slot = null, ReservationTicket? reservation = null)
+    public BackendLease(
+        RoutedBackend backend, BackendHealth? health, long probeToken, long episode, InFlightSlot? slot = null, ReservationTicket? reservation = null, long spendTicket = 0)
     {
         Backend = backend;
         Health = health;
@@ -19,6 +20,7 @@ internal readonly struct BackendLease : IDisposable
         Episode = episode;
         Slot = slot;
         Reservation = reservation;
+        SpendTicket = spendTicket;
     }
 
     public RoutedBackend Backend { get; }
@@ -43,11 +45,20 @@ internal readonly struct BackendLease : IDisposable
     /// </summary>
     public ReservationTicket? Reservation { get; }
 
+    /// <summary>
+    /// Gets the ticket of the attempt's spend in the budget view (see <see cref="SpendLog"/>): its answer's count includes
+    /// the spends up to it; 0 when it spent nothing.
+    /// </summary>
+    public long SpendTicket { get; }
+
     /// <summary>Returns this lease holding <paramref name="slot"/> too.</summary>
-    public BackendLease WithSlot(InFlightSlot? slot) => new(Backend, Health, ProbeToken, Episode, slot, Reservation);
+    public BackendLease WithSlot(InFlightSlot? slot) => new(Backend, Health, ProbeToken, Episode, slot, Reservation, SpendTicket);
 
     /// <summary>Returns this lease holding <paramref name="reservation"/> too.</summary>
-    public BackendLease WithReservation(ReservationTicket? reservation) => new(Backend, Health, ProbeToken, Episode, Slot, reservation);
+    public BackendLease WithReservation(ReservationTicket? reservation) => new(Backend, Health, ProbeToken, Episode, Slot, reservation, SpendTicket);
+
+    /// <summary>Returns this lease with the ticket of its spend in the budget view.</summary>
+    public BackendLease WithSpend(long spendTicket) => new(Backend, Health, ProbeToken, Episode, Slot, Reservation, spendTicket);
 
     /// <summary>
     /// Gives the probe slot back if the attempt ended without a verdict, the in-flight slot unless the answer's

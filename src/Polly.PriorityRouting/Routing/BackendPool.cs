@@ -226,7 +226,7 @@ internal sealed class BackendPool
     /// a 429.
     /// </summary>
     /// <returns>The verdict when the backend left rotation; otherwise <see langword="null"/>.</returns>
-    /// <param name="lease">The attempt's admission: its shared reservation, if any, is corrected by the answer.</param>
+    /// <param name="lease">The attempt's admission: its spend in the budget view, and its shared reservation, if any, which the answer corrects.</param>
     /// <param name="response">The answer.</param>
     /// <param name="route">The request's route.</param>
     /// <param name="started">The timestamp at which the attempt was sent.</param>
@@ -240,21 +240,24 @@ internal sealed class BackendPool
     {
         // Budgets are read from answers that go back to the caller only: a handled answer (a 429) marks the backend with
         // its most precise signal (retry-after-ms), which a coarser x-ratelimit-reset-* must not outlast.
+        // A backend reports its budget as of when it admitted the attempt, not when the answer arrives (a completion
+        // answers seconds later): resets count from the send.
         var backend = lease.Backend;
         var key = backend.GetThrottleKey(route.PartitionOn(backend));
         var now = _timeProvider.GetUtcNow();
-        _budgets?.Observe(key, response.Headers, now, _maxCooldown);
-        lease.Reservation?.Correct(BackendBudgets.TryReadReport(response.Headers, _maxCooldown, now - _timeProvider.GetElapsedTime(started), now, out var report) ? report : null);
+        var inFlight = _timeProvider.GetElapsedTime(started);
+        _budgets?.Observe(key, response.Headers, now, _maxCooldown, sentAt: now - inFlight, ticket: lease.SpendTicket);
+        lease.Reservation?.Correct(BackendBudgets.TryReadReport(response.Headers, _maxCooldown, now - inFlight, now, out var report) ? report : null);
         // With shared reservations the shared budget refuses what no longer fits, per request and until its refill; a mark
-        // would hold every request off until the reset counted from this answer's arrival, seconds after the refill.
+        // would hold every request off until the reset, whatever the request's size.
         if (!_proactiveThrottling || _reservations is not null ||
             !ThrottleSignalParser.TryGetExhaustedBudgetReset(response.Headers, _maxCooldown, out var cooldown) ||
-            cooldown <= TimeSpan.Zero)
+            cooldown <= inFlight)
         {
             return default;
         }
 
-        return MarkSpentAsync(key, cooldown, cancellationToken);
+        return MarkSpentAsync(key, cooldown - inFlight, cancellationToken);
     }
 
     /// <summary>
@@ -486,10 +489,15 @@ internal sealed class BackendPool
             lease = lease.WithSlot(slot);
         }
 
-        if (_reservations is null && !TryTakeBudget(backend, now, route))
+        if (_reservations is null)
         {
-            lease.Dispose();
-            return false;
+            if (!TryTakeBudget(backend, now, route, out var ticket))
+            {
+                lease.Dispose();
+                return false;
+            }
+
+            lease = lease.WithSpend(ticket);
         }
 
         return true;
@@ -531,14 +539,14 @@ internal sealed class BackendPool
 
         if (reservation.Status == BackendReservationStatus.Granted)
         {
-            _budgets!.Spend(key, route.Cost, now, route.Held, backend.Quota);
+            _budgets!.Spend(key, route.Cost, now, out var spent, route.Held, backend.Quota);
             route.Held?.Release();
-            return (lease.WithReservation(ticket), key, null);
+            return (lease.WithReservation(ticket).WithSpend(spent), key, null);
         }
 
-        if (reservation.Status == BackendReservationStatus.Unknown && TryTakeBudget(backend, now, route))
+        if (reservation.Status == BackendReservationStatus.Unknown && TryTakeBudget(backend, now, route, out var taken))
         {
-            return (lease.WithReservation(ticket), key, null);
+            return (lease.WithReservation(ticket).WithSpend(taken), key, null);
         }
 
         ticket?.Release();
@@ -551,9 +559,10 @@ internal sealed class BackendPool
     /// Takes the request's estimated cost off this process's budget view when it admits it (checked and taken in one
     /// step); a released waiter admitted elsewhere gives its held room back (spent, when admitted where it was held).
     /// </summary>
-    private bool TryTakeBudget(RoutedBackend backend, DateTimeOffset now, in RequestRoute route)
+    private bool TryTakeBudget(RoutedBackend backend, DateTimeOffset now, in RequestRoute route, out long ticket)
     {
-        if (_budgets is not null && !_budgets.TryTake(backend.GetThrottleKey(route.PartitionOn(backend)), route.Cost, now, route.Held, backend.Quota, route.Headroom))
+        ticket = 0;
+        if (_budgets is not null && !_budgets.TryTake(backend.GetThrottleKey(route.PartitionOn(backend)), route.Cost, now, out ticket, route.Held, backend.Quota, route.Headroom))
         {
             return false;
         }

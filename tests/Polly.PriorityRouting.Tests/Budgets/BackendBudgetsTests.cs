@@ -48,6 +48,62 @@ public class BackendBudgetsTests
     }
 
     [Fact]
+    public void What_was_sent_while_an_answer_was_in_flight_still_counts_when_it_arrives()
+    {
+        var budgets = new BackendBudgets();
+        budgets.Observe(Key, Headers(("x-ratelimit-remaining-tokens", "10000"), ("x-ratelimit-reset-tokens", "10s")), Now, MaxCooldown);
+        budgets.TryTake(Key, 4000, Now.AddSeconds(1), out var first).Should().BeTrue("the first completion is sent");
+        budgets.TryTake(Key, 4000, Now.AddSeconds(1), out _).Should().BeTrue("the second is sent just after, while the first runs");
+
+        // The first one's answer: 6,000 left when the backend admitted it, before the second was sent.
+        budgets.Observe(Key, Headers(("x-ratelimit-remaining-tokens", "6000"), ("x-ratelimit-reset-tokens", "9s")), Now.AddSeconds(3), MaxCooldown, sentAt: Now.AddSeconds(1), ticket: first);
+
+        budgets.CanAdmit(Key, 3000, Now.AddSeconds(3)).Should().BeFalse("the second completion's 4,000 are not in that count");
+        budgets.CanAdmit(Key, 2000, Now.AddSeconds(3)).Should().BeTrue();
+    }
+
+    [Fact]
+    public void A_budget_refilled_continuously_is_full_at_its_reset_less_what_was_sent_since_the_report()
+    {
+        // OpenAI's reset is the time until the budget is full (10,000 tokens a second here): a spend between two answers
+        // moves that moment later, which a budget refilled in windows never does.
+        var budgets = new BackendBudgets();
+        budgets.Observe(Key, Headers(("x-ratelimit-remaining-tokens", "50000"), ("x-ratelimit-limit-tokens", "100000"), ("x-ratelimit-reset-tokens", "5s")), Now, MaxCooldown);
+        budgets.TryTake(Key, 10_000, Now.AddSeconds(0.5), out var sent).Should().BeTrue();
+        budgets.Observe(
+            Key,
+            Headers(("x-ratelimit-remaining-tokens", "50000"), ("x-ratelimit-limit-tokens", "100000"), ("x-ratelimit-reset-tokens", "5s")),
+            Now.AddSeconds(1),
+            MaxCooldown,
+            sentAt: Now.AddSeconds(1),
+            ticket: sent);
+        budgets.TryTake(Key, 30_000, Now.AddSeconds(2)).Should().BeTrue("sent after the last answer");
+
+        // At the last reported reset (6 s) the backend holds 100,000 less the 30,000 sent at 2 s (refilled since: 20,000).
+        var afterReset = Now.AddSeconds(6).AddMilliseconds(1);
+        budgets.CanAdmit(Key, 80_000, afterReset).Should().BeFalse("what was sent since the report still counts");
+        budgets.CanAdmit(Key, 70_000, afterReset).Should().BeTrue();
+    }
+
+    [Fact]
+    public void An_answer_admitted_before_the_one_that_set_the_count_never_raises_it_back()
+    {
+        // Two completions admitted one after the other on a budget refilled continuously: the first had more left, and
+        // so a sooner moment of being full again. Its answer, arriving after the second's, is older, not an odd report.
+        var budgets = new BackendBudgets();
+        budgets.Observe(Key, Headers(("x-ratelimit-remaining-tokens", "90000"), ("x-ratelimit-limit-tokens", "100000"), ("x-ratelimit-reset-tokens", "1s")), Now, MaxCooldown);
+        var sent = Now.AddSeconds(0.5);
+        budgets.TryTake(Key, 10_000, sent, out var first).Should().BeTrue();
+        budgets.TryTake(Key, 70_000, sent, out var second).Should().BeTrue();
+
+        budgets.Observe(Key, Headers(("x-ratelimit-remaining-tokens", "10000"), ("x-ratelimit-limit-tokens", "100000"), ("x-ratelimit-reset-tokens", "9s")), Now.AddSeconds(0.8), MaxCooldown, sent, second);
+        budgets.Observe(Key, Headers(("x-ratelimit-remaining-tokens", "80000"), ("x-ratelimit-limit-tokens", "100000"), ("x-ratelimit-reset-tokens", "2s")), Now.AddSeconds(0.9), MaxCooldown, sent, first);
+
+        budgets.CanAdmit(Key, 50_000, Now.AddSeconds(1)).Should().BeFalse("10,000 were left after the later admission");
+        budgets.CanAdmit(Key, 10_000, Now.AddSeconds(1)).Should().BeTrue();
+    }
+
+    [Fact]
     public void A_spent_request_budget_holds_every_request_back_until_its_reset_even_one_of_unknown_cost()
     {
         var budgets = new BackendBudgets();
@@ -111,6 +167,31 @@ public class BackendBudgetsTests
         budgets.Promise(Key, 6000, reset).Should().Be(reset.AddSeconds(10));
         budgets.Promise(Key, 1, reset).Should().Be(reset, "both windows of the horizon are full: the soonest moment, nothing reserved");
         budgets.Promise(Key, 1, reset.AddSeconds(30)).Should().Be(reset.AddSeconds(30), "promises of past windows are kept or broken by now");
+    }
+
+    [Fact]
+    public void After_one_long_reset_the_budget_refills_every_window_the_backend_reports_again()
+    {
+        // The backend refills every 10 s (at 10, 20, 30…); each window, a request taken after the refill (which rolls
+        // the view to a window it assumes) comes before the answer that reports the window. The answer in window 2
+        // reports one long reset (14 s).
+        var budgets = new BackendBudgets();
+        for (var window = 1; window <= 5; window++)
+        {
+            var start = Now.AddSeconds((window - 1) * 10);
+            budgets.TryTake(Key, 1, start.AddMilliseconds(1)).Should().BeTrue();
+            var reset = window == 2 ? "14s" : "9.5s";
+            budgets.Observe(
+                Key,
+                Headers(("x-ratelimit-remaining-tokens", "5000"), ("x-ratelimit-limit-tokens", "10000"), ("x-ratelimit-reset-tokens", reset)),
+                start.AddMilliseconds(500),
+                MaxCooldown);
+        }
+
+        // Past the last reported reset (50 s) the view assumes the next window: it refills at 60 s, not 14 s later.
+        var assumed = Now.AddSeconds(50).AddMilliseconds(1);
+        budgets.TryTake(Key, 10_000, assumed).Should().BeTrue("the assumed window is full");
+        budgets.TimeUntilAdmitted(Key, 1000, assumed).Should().Be(Now.AddSeconds(60) - assumed);
     }
 
     [Fact]

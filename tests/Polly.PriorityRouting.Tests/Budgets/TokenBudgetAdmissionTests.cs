@@ -91,6 +91,29 @@ public class TokenBudgetAdmissionTests
     }
 
     [Fact]
+    public async Task A_budget_reported_by_a_long_completion_refills_at_its_reset_counted_from_the_send()
+    {
+        using var h = Harness(o => { }, RoutingHarness.Backend("a", 1), RoutingHarness.Backend("b", 2));
+
+        // The backend decides (and reports) its budget when it admits the request; the answer arrives 4 s later.
+        h.Transport.Respond("a", _ =>
+        {
+            h.Time.Advance(TimeSpan.FromSeconds(4));
+            return Budget(HttpStatusCode.OK, remaining: 1000, limit: 10_000, reset: "10s");
+        });
+
+        (await h.Client.PostAsync("/", Chat(100))).Dispose();
+        (await h.Client.PostAsync("/", Chat(6000))).Dispose();
+        h.Transport.Hosts.Should().Equal(["a", "b"], "1,000 tokens are left until 10 s after the send");
+
+        // 10 s after the first send (6 s after its answer arrived) the budget is refilled.
+        h.Time.Advance(TimeSpan.FromSeconds(6));
+        (await h.Client.PostAsync("/", Chat(6000))).Dispose();
+
+        h.Transport.Hosts.Should().Equal(["a", "b", "a"], "the reset is counted from when the backend admitted the request, not from the answer's arrival");
+    }
+
+    [Fact]
     public async Task Exhausted_callers_are_spread_over_the_refills_instead_of_one_instant()
     {
         using var h = Harness(o => { }, RoutingHarness.Backend("a", 1));

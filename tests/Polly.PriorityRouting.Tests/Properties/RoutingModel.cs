@@ -94,6 +94,7 @@ internal sealed class RoutingModel
             }
 
             var admittedAfterEjections = backend.TimesEjected;
+            var sentAt = Now;
 
             if (request.Nested is { } nested && trace.Calls.Count - 1 == nested.AtAttempt)
             {
@@ -123,10 +124,11 @@ internal sealed class RoutingModel
                         Healthy(backend);
                     }
 
-                    if (behaviour.Kind == BehaviourKind.Spent && behaviour.Milliseconds > 0)
+                    if (behaviour.Kind == BehaviourKind.Spent && sentAt + Clamp(TimeSpan.FromMilliseconds(behaviour.Milliseconds)) is var resetAt && resetAt > Now)
                     {
-                        // Proactive throttling: the budget is spent until its reset; the answer still goes to the caller.
-                        Put(ThrottleKey(backend, request.Partition), new Mark(Now + Clamp(TimeSpan.FromMilliseconds(behaviour.Milliseconds)), BackendUnavailableReason.Throttled));
+                        // Proactive throttling: the budget is spent until its reset, counted from the send (the backend
+                        // reported it when it admitted the attempt); the answer still goes to the caller.
+                        Put(ThrottleKey(backend, request.Partition), new Mark(resetAt, BackendUnavailableReason.Throttled));
                         Seen.ProactiveMarks++;
                     }
 

@@ -1,0 +1,41 @@
+using Polly.PriorityRouting;
+
+namespace PriorityRouting.Simulation.Routers;
+
+/// <summary>
+/// One replica's store in "ours (reserved)": a <see cref="ReplicaStateStore"/> that is also the library's
+/// <see cref="IBackendReservationStore"/> over the <see cref="SharedReservationCounter"/> every replica shares, one
+/// round trip away — what the Redis store's reservations are to one process. A reservation waits the round trip on the
+/// request's path (half before the counter decides, half after); corrections and releases reach the counter half a
+/// round trip later, off the caller's path.
+/// </summary>
+internal sealed class ReservingReplicaStateStore(
+    InMemoryBackendStateStore shared,
+    SimulatedBudgetChannel? budgets,
+    SharedReservationCounter counter,
+    VirtualDelays delays,
+    TimeProvider time,
+    TimeSpan roundTrip) : ReplicaStateStore(shared, budgets), IBackendReservationStore
+{
+    private TimeSpan HalfTrip => roundTrip / 2;
+
+    public async ValueTask<BackendReservation> ReserveAsync(BackendStateKey key, long cost, double headroom, DateTimeOffset now, CancellationToken cancellationToken)
+    {
+        await delays.Delay(HalfTrip, cancellationToken).ConfigureAwait(false);
+        var reservation = counter.Reserve(key, cost, headroom, time.GetUtcNow());
+        await delays.Delay(roundTrip - HalfTrip, cancellationToken).ConfigureAwait(false);
+        return reservation;
+    }
+
+    public void Correct(BackendReservation reservation, BackendReservationReport report)
+        => _ = LaterAsync(() => counter.Correct(reservation, report, time.GetUtcNow()));
+
+    public void Release(BackendReservation reservation)
+        => _ = LaterAsync(() => counter.Release(reservation));
+
+    private async Task LaterAsync(Action update)
+    {
+        await delays.Delay(HalfTrip, CancellationToken.None).ConfigureAwait(false);
+        update();
+    }
+}

@@ -1,0 +1,36 @@
+namespace Polly.PriorityRouting.Tests.Budgets;
+
+public class SpendLogTests
+{
+    [Fact]
+    public void An_answer_drops_the_spends_sent_up_to_its_attempt_and_keeps_the_later_ones()
+    {
+        var log = new SpendLog();
+        log.Add(1, 100);
+        log.Add(2, 200);
+        log.Add(3, 400);
+
+        log.DropUpTo(2);
+
+        log.Total.Should().Be(400);
+    }
+
+    [Fact]
+    public void A_full_log_keeps_every_spend_counted_for_longer_never_shorter()
+    {
+        var log = new SpendLog();
+        for (var i = 0; i < SpendLog.Capacity + 10; i++)
+        {
+            log.Add(i + 1, 1);
+        }
+
+        log.Total.Should().Be(SpendLog.Capacity + 10, "folding the oldest loses no cost");
+
+        // The first 11 spends (tickets 1 … 11) were folded into one with ticket 11: dropping up to 10 frees none of them.
+        log.DropUpTo(10);
+        log.Total.Should().Be(SpendLog.Capacity + 10);
+
+        log.DropUpTo(11);
+        log.Total.Should().Be(SpendLog.Capacity - 1);
+    }
+}
