@@ -523,7 +523,7 @@ internal sealed class BackendPool
         }
         catch (Exception)
         {
-            // A failing store never fails a request; a cancelled reservation leaves the send to see the cancellation.
+            // A failing store never fails a request (no verdict); the caller's cancellation is seen below.
             reservation = default;
         }
 
@@ -551,6 +551,7 @@ internal sealed class BackendPool
 
         ticket?.Release();
         lease.Dispose();
+
         // A store's refill is bounded like every deadline it is told (a custom store's may be anything).
         return (null, key, reservation.Status == BackendReservationStatus.Refused ? now + (reservation.RetryAfter < _maxCooldown ? reservation.RetryAfter : _maxCooldown) : null);
     }
