@@ -177,7 +177,9 @@ public class PriorityRoutingStrategyOptions : ResilienceStrategyOptions
     /// fraction of the budget's limit (tokens and requests alike) remains; foreground requests ignore it. With
     /// <see cref="MaxQueueWait"/>, a foreground waiter is promised room in a refill before any background one, a
     /// background waiter's promise leaves the headroom free, and background waiters get only what foreground requests
-    /// leave of a refill.
+    /// leave of a refill. Beyond the headroom, background requests also leave free the room promised to foreground
+    /// callers sent back with an exhausted answer (their <c>Retry-After</c>) until those callers come back, or for one
+    /// refill window at most: a foreground caller told to come back at a refill finds its room there.
     /// </summary>
     /// <value>
     /// <para>

@@ -16,7 +16,8 @@ namespace Polly.PriorityRouting;
 /// <c>headroom</c>) is admitted only while, after its cost, at least headroom × limit remains in each budget; its
 /// promises leave that share of a refill free; and it sees every waiter's room, while a foreground request sees the
 /// foreground waiters' only and is promised room ignoring the background's: foreground comes before background in a
-/// refill, and a background waiter whose room a foreground request took finds it gone when released.
+/// refill, and a background waiter whose room a foreground request took finds it gone when released. Background requests
+/// also leave the room promised to foreground callers in the refill under way (<see cref="ForegroundClaim"/>).
 /// </para>
 /// </remarks>
 internal sealed class BackendBudget
@@ -29,6 +30,9 @@ internal sealed class BackendBudget
     /// docs/benchmarks.md: without the bound, p99 time to success reached 93 s at 3x load).
     /// </summary>
     public const int MaxPromisedWindows = 1;
+
+    /// <summary>The most a shared reservation's headroom grows to with the foreground's claim: stores take a share below 1.</summary>
+    private const double MaxSharedHeadroom = 0.99;
 
     /// <summary>A short, non-zero wait while released waiters spend what they hold (see <see cref="BudgetHold"/>).</summary>
     private static readonly TimeSpan HeldPromiseDelay = TimeSpan.FromMilliseconds(100);
@@ -82,8 +86,14 @@ internal sealed class BackendBudget
     {
         CountDueHolds(now);
         var background = headroom > 0;
-        var heldTokens = _dueHeldTokens + (background ? _dueBackgroundTokens : 0);
-        var heldRequests = _dueHeldRequests + (background ? _dueBackgroundRequests : 0);
+        var heldTokens = _dueHeldTokens;
+        var heldRequests = _dueHeldRequests;
+        if (background)
+        {
+            var (claimedTokens, claimedRequests) = ForegroundClaim(now);
+            heldTokens += _dueBackgroundTokens + claimedTokens;
+            heldRequests += _dueBackgroundRequests + claimedRequests;
+        }
 
         // Another budget's hold is read under its own lock only: compare the budget first.
         if (own is not null && own.Budget == this && own.IsDue && !own.Ended && (background || !own.Background))
@@ -128,16 +138,24 @@ internal sealed class BackendBudget
             return false;
         }
 
-        Spend(cost, now, share, own, ticket);
+        Spend(cost, now, share, own, ticket, headroom);
         return true;
     }
 
-    /// <summary>Takes a request's cost off without asking: another judge admitted it (a shared reservation).</summary>
-    public void Spend(long cost, DateTimeOffset now, double share, BudgetHold? own, long ticket)
+    /// <summary>
+    /// Takes a request's cost off without asking: another judge admitted it (a shared reservation). A foreground request
+    /// (<paramref name="headroom"/> 0) redeems the room promised to foreground callers in the refill under way.
+    /// </summary>
+    public void Spend(long cost, DateTimeOffset now, double share, BudgetHold? own, long ticket, double headroom = 0)
     {
         if (own is not null && own.Budget == this)
         {
             EndHold(own);
+        }
+
+        if (headroom <= 0)
+        {
+            RedeemForegroundClaim(cost, now);
         }
 
         Tokens.Spend(cost, now, share, ticket);
@@ -298,6 +316,61 @@ internal sealed class BackendBudget
     /// </summary>
     private static long Kept(double headroom, long limit, long cost)
         => headroom <= 0 || limit == Unknown ? 0 : Math.Max(0, Math.Min((long)Math.Ceiling(headroom * limit), limit - cost));
+
+    /// <summary>
+    /// The room promised to foreground callers (sent back with an exhausted answer, or waiting) in the refills under way
+    /// — those that came, within a window of their moment — that foreground admissions have not yet redeemed. Background
+    /// requests leave it free: without it, background requests arriving first at the refill take the room the
+    /// foreground was told to come back for. Bounded by the promises (at most <see cref="MaxPromisedRefills"/> moments,
+    /// each within the refilled budget); it ends when the callers come back or their window passes.
+    /// </summary>
+    public (long Tokens, long Requests) ForegroundClaim(DateTimeOffset now)
+    {
+        long tokens = 0, requests = 0;
+        for (var i = 0; i < _promised.Count && _promised[i].At <= now; i++)
+        {
+            if (now < _promised[i].At + Window)
+            {
+                tokens += _promised[i].Tokens;
+                requests += _promised[i].Requests;
+            }
+        }
+
+        return (tokens, requests);
+    }
+
+    /// <summary>
+    /// The share of each budget a background request must leave free in a shared reservation (whose store knows the
+    /// headroom, not the promises): <paramref name="headroom"/> plus this process's <see cref="ForegroundClaim"/> as a
+    /// share of its share of the limit (every process promises its share, so the claims of all add up to the same share
+    /// of the whole limit), below 1; the headroom itself for a foreground request or an unknown limit.
+    /// </summary>
+    public double SharedHeadroom(double headroom, DateTimeOffset now, double share)
+    {
+        if (headroom <= 0)
+        {
+            return headroom;
+        }
+
+        var (tokens, requests) = ForegroundClaim(now);
+        var claimed = Math.Max(ShareClaimed(tokens, Tokens.ShareOfLimit(share)), ShareClaimed(requests, Requests.ShareOfLimit(share)));
+        return Math.Min(headroom + claimed, MaxSharedHeadroom);
+
+        static double ShareClaimed(long claimed, long limit) => claimed <= 0 || limit == Unknown || limit <= 0 ? 0 : (double)claimed / limit;
+    }
+
+    /// <summary>Counts a foreground admission against the soonest unredeemed promise of the refills under way.</summary>
+    private void RedeemForegroundClaim(long cost, DateTimeOffset now)
+    {
+        for (var i = 0; i < _promised.Count && _promised[i].At <= now; i++)
+        {
+            if (now < _promised[i].At + Window && _promised[i].Requests > 0)
+            {
+                _promised[i] = _promised[i].Add(-cost, -1, background: false);
+                return;
+            }
+        }
+    }
 
     /// <summary>
     /// The latest refill promised to the request's class: a foreground request is promised room ignoring the

@@ -184,7 +184,8 @@ internal sealed class BackendBudgets
     /// <param name="ticket">The admission's ticket, for its answer (see <see cref="Observe"/>): 0 when it spent nothing.</param>
     /// <param name="own">The room the request holds as a released waiter, or <see langword="null"/>.</param>
     /// <param name="quota">The backend's declared quota, or <see langword="null"/>.</param>
-    public void Spend(BackendStateKey key, long cost, DateTimeOffset now, out long ticket, BudgetHold? own = null, DeclaredQuota? quota = null)
+    /// <param name="headroom">The request's <see cref="RequestRoute.Headroom"/>: 0 for a foreground request.</param>
+    public void Spend(BackendStateKey key, long cost, DateTimeOffset now, out long ticket, BudgetHold? own = null, DeclaredQuota? quota = null, double headroom = 0)
     {
         ticket = 0;
         if ((quota is null ? (_budgets.TryGetValue(key, out var budget) ? budget : null) : GetOrAdd(key, now)) is not { } known)
@@ -196,7 +197,7 @@ internal sealed class BackendBudgets
         {
             DeclareIfAny(known, quota, now);
             ticket = Interlocked.Increment(ref _tickets);
-            known.Spend(cost, now, Share, own, ticket);
+            known.Spend(cost, now, Share, own, ticket, headroom);
         }
     }
 
@@ -238,6 +239,24 @@ internal sealed class BackendBudgets
         lock (budget)
         {
             return budget.Promise(cost, earliest, Share, out reserved, headroom);
+        }
+    }
+
+    /// <summary>
+    /// Returns the headroom a request reserves with in the shared store: a background request's
+    /// <paramref name="headroom"/> grows by the room this process promised foreground callers in the refill under way
+    /// (see <see cref="BackendBudget.SharedHeadroom"/>); a foreground request's (0) never changes, and reads nothing.
+    /// </summary>
+    public double SharedHeadroom(BackendStateKey key, double headroom, DateTimeOffset now)
+    {
+        if (headroom <= 0 || Volatile.Read(ref _count) == 0 || !_budgets.TryGetValue(key, out var budget))
+        {
+            return headroom;
+        }
+
+        lock (budget)
+        {
+            return budget.SharedHeadroom(headroom, now, Share);
         }
     }
 

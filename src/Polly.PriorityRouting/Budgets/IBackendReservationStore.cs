@@ -28,7 +28,8 @@ public interface IBackendReservationStore
     /// <param name="cost">The request's estimated tokens (0 when unknown: it then counts one request only).</param>
     /// <param name="headroom">
     /// The share of the budget's limit, from 0 to 1, that this reservation must leave free (kept for foreground
-    /// requests): 0 for a foreground request.
+    /// requests): 0 for a foreground request; for a background one, the configured headroom plus the room the reserving
+    /// process promised foreground callers in the refill under way.
     /// </param>
     /// <param name="now">The reserving process's current time (<see cref="BackendReservation.ReservedAt"/>).</param>
     /// <param name="cancellationToken">The caller's cancellation.</param>

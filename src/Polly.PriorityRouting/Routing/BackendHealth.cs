@@ -20,6 +20,9 @@ internal sealed class BackendHealth
     /// <summary>Gets or sets the ejection episode: incremented by each ejection.</summary>
     public long Episode { get; set; }
 
+    /// <summary>Gets or sets the tracker's count of ejections when this backend was last ejected (see <see cref="BackendHealthTracker.EjectionMark"/>).</summary>
+    public long EjectedAtMark { get; set; }
+
     public bool IsProbeInFlight => Volatile.Read(ref _probeHolder) != 0;
 
     public long ProbeHolder

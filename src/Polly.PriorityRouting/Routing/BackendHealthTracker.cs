@@ -19,15 +19,27 @@ internal sealed class BackendHealthTracker
     // ConcurrentDictionary.IsEmpty takes every lock when the dictionary is empty: the hot path reads this instead.
     private int _trackedCount;
     private long _lastProbeToken;
+    private long _ejections;
+
+    /// <summary>
+    /// Gets the count of ejections so far, of every backend: taken before a selection reads which backends are in
+    /// rotation, it lets the admission tell a backend ejected since (see <see cref="TryAdmit"/>).
+    /// </summary>
+    public long EjectionMark => Volatile.Read(ref _ejections);
 
     /// <summary>Returns whether another request is probing the backend right now. Lock-free, allocation-free.</summary>
     public bool IsProbeInFlight(RoutedBackend backend)
         => Volatile.Read(ref _trackedCount) != 0 && _states.TryGetValue(backend.StateKey.Backend, out var health) && health.IsProbeInFlight;
 
     /// <summary>
-    /// Admits an attempt: always, unless the backend's ejection has ended and another request holds the probe.
+    /// Admits an attempt: always, unless the backend was ejected after the selection read it in rotation, or its
+    /// ejection has ended and another request holds the probe.
     /// </summary>
-    public bool TryAdmit(RoutedBackend backend, DateTimeOffset now, out BackendLease lease)
+    /// <param name="backend">The backend the selection chose.</param>
+    /// <param name="now">The current time.</param>
+    /// <param name="readAtMark">The <see cref="EjectionMark"/> taken before the selection read the backend in rotation.</param>
+    /// <param name="lease">The attempt's admission.</param>
+    public bool TryAdmit(RoutedBackend backend, DateTimeOffset now, long readAtMark, out BackendLease lease)
     {
         if (Volatile.Read(ref _trackedCount) == 0 || !_states.TryGetValue(backend.StateKey.Backend, out var health))
         {
@@ -37,6 +49,14 @@ internal sealed class BackendHealthTracker
 
         lock (health)
         {
+            if (health.EjectedAtMark > readAtMark && now < health.EjectedUntil)
+            {
+                // Another request's failure ejected it between the selection's read and now: skipped like a backend out
+                // of rotation. Sent, its attempt would belong to the new episode, and its failure eject it again.
+                lease = default;
+                return false;
+            }
+
             if (!health.ProbePending || now < health.EjectedUntil)
             {
                 lease = new BackendLease(backend, health, 0, health.Episode);
@@ -115,6 +135,7 @@ internal sealed class BackendHealthTracker
             health.ProbePending = true;
             health.ProbeHolder = 0;
             health.Episode++;
+            health.EjectedAtMark = Interlocked.Increment(ref _ejections);
             return (duration, health.Ejections);
         }
     }

@@ -111,6 +111,7 @@ internal sealed class BackendPool
         while (true)
         {
             var now = _timeProvider.GetUtcNow();
+            var ejections = EjectionMark;
             var backend = _selector.SelectNext(closed, now, route);
             if (backend is null)
             {
@@ -119,7 +120,7 @@ internal sealed class BackendPool
             }
 
             closed.Add(backend.Index);
-            if (TryAdmit(backend, now, route, out lease))
+            if (TryAdmit(backend, now, ejections, route, out lease))
             {
                 return true;
             }
@@ -135,6 +136,7 @@ internal sealed class BackendPool
     public bool TryAcquirePreferred(RoutedBackend preferred, ref BackendSet closed, in RequestRoute route, out BackendLease lease)
     {
         var now = _timeProvider.GetUtcNow();
+        var ejections = EjectionMark;
         if (!_selector.IsBestChoice(preferred, closed, now, route))
         {
             lease = default;
@@ -142,7 +144,7 @@ internal sealed class BackendPool
         }
 
         closed.Add(preferred.Index);
-        return TryAdmit(preferred, now, route, out lease);
+        return TryAdmit(preferred, now, ejections, route, out lease);
     }
 
     /// <summary>
@@ -460,18 +462,22 @@ internal sealed class BackendPool
         }
     }
 
+    /// <summary>Gets the tracker's count of ejections, taken before a selection's read (see <see cref="BackendHealthTracker.TryAdmit"/>).</summary>
+    private long EjectionMark => _tracker?.EjectionMark ?? 0;
+
     /// <summary>
-    /// Admits an attempt on a selected backend, unless its ejection just ended and another request is probing it since
+    /// Admits an attempt on a selected backend, unless another request's failure ejected it since <paramref name="ejections"/>
+    /// was taken (before the selection's read), its ejection just ended and another request is probing it since
     /// (left to the probe), it is at its cap of requests in flight, or its budget no longer admits the request's estimated cost (checked and taken in one step:
     /// the selection's read may be stale by now).
     /// </summary>
-    private bool TryAdmit(RoutedBackend backend, DateTimeOffset now, in RequestRoute route, out BackendLease lease)
+    private bool TryAdmit(RoutedBackend backend, DateTimeOffset now, long ejections, in RequestRoute route, out BackendLease lease)
     {
         if (_tracker is null)
         {
             lease = new BackendLease(backend, null, 0, 0);
         }
-        else if (!_tracker.TryAdmit(backend, now, out lease))
+        else if (!_tracker.TryAdmit(backend, now, ejections, out lease))
         {
             return false;
         }
@@ -518,7 +524,8 @@ internal sealed class BackendPool
         BackendReservation reservation;
         try
         {
-            reservation = await _reservations!.ReserveAsync(key, route.Cost, route.Headroom, _timeProvider.GetUtcNow(), cancellationToken)
+            var headroom = _budgets!.SharedHeadroom(key, route.Headroom, _timeProvider.GetUtcNow());
+            reservation = await _reservations!.ReserveAsync(key, route.Cost, headroom, _timeProvider.GetUtcNow(), cancellationToken)
                 .ConfigureAwait(continueOnCapturedContext);
         }
         catch (Exception)
@@ -539,7 +546,7 @@ internal sealed class BackendPool
 
         if (reservation.Status == BackendReservationStatus.Granted)
         {
-            _budgets!.Spend(key, route.Cost, now, out var spent, route.Held, backend.Quota);
+            _budgets!.Spend(key, route.Cost, now, out var spent, route.Held, backend.Quota, route.Headroom);
             route.Held?.Release();
             return (lease.WithReservation(ticket).WithSpend(spent), key, null);
         }

@@ -94,6 +94,33 @@ public class BackgroundHeadroomTests
     }
 
     [Fact]
+    public void A_foreground_caller_told_to_come_back_at_the_refill_finds_its_room_there_although_background_requests_arrived_first()
+    {
+        var budgets = Observed(("x-ratelimit-remaining-tokens", "0"), ("x-ratelimit-limit-tokens", "10000"), ("x-ratelimit-reset-tokens", "10s"));
+        var reset = Now.AddSeconds(10);
+        budgets.Promise(Key, 6000, reset).Should().Be(reset);
+
+        budgets.TryTake(Key, 2001, reset, headroom: Headroom).Should().BeFalse("6,000 are promised to a foreground caller, and 2,000 are the headroom");
+        budgets.TryTake(Key, 2000, reset, headroom: Headroom).Should().BeTrue("background takes what is left");
+        budgets.TryTake(Key, 6000, reset).Should().BeTrue("the foreground caller finds the room it was promised");
+        budgets.CanAdmit(Key, 1, reset, headroom: Headroom).Should().BeFalse("what is left is the headroom");
+    }
+
+    [Fact]
+    public void The_room_promised_to_foreground_callers_is_given_up_as_they_come_back_and_when_its_window_passes()
+    {
+        var budgets = Observed(("x-ratelimit-remaining-tokens", "0"), ("x-ratelimit-limit-tokens", "10000"), ("x-ratelimit-reset-tokens", "10s"));
+        var reset = Now.AddSeconds(10);
+        budgets.Promise(Key, 3000, reset).Should().Be(reset);
+        budgets.Promise(Key, 3000, reset).Should().Be(reset);
+
+        budgets.TryTake(Key, 3000, reset).Should().BeTrue("one of the two callers came back");
+        budgets.CanAdmit(Key, 2000, reset, headroom: Headroom).Should().BeTrue("7,000 left: 3,000 still promised, 2,000 the headroom");
+        budgets.CanAdmit(Key, 2001, reset, headroom: Headroom).Should().BeFalse();
+        budgets.CanAdmit(Key, 8000, reset.AddSeconds(10), headroom: Headroom).Should().BeTrue("the promise's window passed: a full refill leaves only the headroom");
+    }
+
+    [Fact]
     public void A_background_waiters_room_holds_back_background_work_only_and_a_foreground_waiters_holds_back_both()
     {
         var budgets = Observed(("x-ratelimit-remaining-tokens", "0"), ("x-ratelimit-limit-tokens", "10000"), ("x-ratelimit-reset-tokens", "10s"));

@@ -518,6 +518,38 @@ public class SharedReservationTests
         h.Transport.Hosts.Should().Equal(["a", "b", "a"], "25 % left of a is inside the 30 % kept for foreground requests");
     }
 
+    [Fact]
+    public async Task A_background_request_asks_the_shared_budget_to_keep_free_the_room_promised_to_foreground_callers_at_the_refill()
+    {
+        var store = new ReservingStore();
+        using var h = Harness(store, o => o.BackgroundHeadroom = 0.3, RoutingHarness.Backend("a", 1));
+        h.Transport.Respond("a", _ => Budget(remaining: 9_000, limit: 10_000, reset: "10s"));
+        (await h.Client.PostAsync("/", Chat(100))).Dispose();
+        store.Refuse("a", TimeSpan.FromSeconds(10));
+        using var foreground = await h.Client.PostAsync("/", Chat(6_000));
+        foreground.Headers.RetryAfter!.Delta.Should().Be(TimeSpan.FromSeconds(10));
+        var promised = store.Reserved.Last().Cost;
+
+        h.Time.Advance(TimeSpan.FromSeconds(10));
+        store.Grant("a");
+        (await SendBackground()).Dispose();
+        (await h.Client.PostAsync("/", Chat(6_000))).Dispose();
+        (await SendBackground()).Dispose();
+        h.Time.Advance(TimeSpan.FromSeconds(10));
+        (await SendBackground()).Dispose();
+
+        store.Headrooms.Skip(2).Should().Equal(
+            [0.3 + (promised / 10_000.0), 0, 0.3, 0.3],
+            "the foreground caller's room is kept until it comes back; after that, and past the promise's window, the headroom alone");
+
+        Task<HttpResponseMessage> SendBackground()
+        {
+            var background = new HttpRequestMessage(HttpMethod.Post, "/") { Content = Chat(100) };
+            background.Options.Set(PriorityRoutingRequestOptions.Hints, new PriorityRoutingHints { Background = true });
+            return h.Client.SendAsync(background);
+        }
+    }
+
     private static RoutingHarness Harness(ReservingStore store, params PriorityBackend[] backends) => Harness(store, null, backends);
 
     private static RoutingHarness Harness(ReservingStore store, Action<PriorityRoutingStrategyOptions>? configure, params PriorityBackend[] backends)

@@ -96,14 +96,19 @@ internal sealed class EveryFeatureClock : TimeProvider
         }
     }
 
-    /// <summary>Waits, bounded, until no pending request runs and nothing is queued to run.</summary>
+    /// <summary>
+    /// Waits, bounded, until no pending request runs, none is still being completed (its body read, which may eject a
+    /// backend: a request sent meanwhile would be admitted before that ejection and judged after it), and nothing is
+    /// queued to run.
+    /// </summary>
     public static void Settle(IEnumerable<LiveRequest> pending)
     {
         var watch = Stopwatch.StartNew();
         var quiet = 0;
-        while (quiet < 3 && watch.Elapsed < TimeSpan.FromSeconds(1))
+        while (quiet < 3 && watch.Elapsed < TimeSpan.FromSeconds(5))
         {
-            var busy = pending.Any(p => !p.Done && Volatile.Read(ref p.Running) > 0) || ThreadPool.PendingWorkItemCount > 0;
+            var busy = pending.Any(p => (!p.Done && Volatile.Read(ref p.Running) > 0) || (p.Done && !Volatile.Read(ref p.Finished))) ||
+                       ThreadPool.PendingWorkItemCount > 0;
             quiet = busy ? 0 : quiet + 1;
             Thread.Sleep(busy ? 0 : 1);
         }

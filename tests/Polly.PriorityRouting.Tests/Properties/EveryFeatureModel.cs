@@ -25,6 +25,8 @@ internal sealed class EveryFeatureModel
 {
     private readonly Dictionary<string, ModelBackend> _backends;
     private readonly Dictionary<(string Backend, string? Partition, bool Throttle), Out> _marks = [];
+    private readonly Dictionary<(string Backend, string? Partition, bool Throttle), (DateTimeOffset At, LiveRequest? By)> _markedAt = [];
+    private LiveRequest? _answering;
     private readonly Dictionary<(string Backend, string? Partition), BudgetView> _budgets = [];
     private readonly Dictionary<string, string> _pins = new(StringComparer.Ordinal);
     private readonly Dictionary<string, Sticky> _sticky = new(StringComparer.Ordinal);
@@ -45,11 +47,17 @@ internal sealed class EveryFeatureModel
 
     public IReadOnlyDictionary<string, string> Pins => _pins;
 
+    /// <summary>Every event the model saw, in order, when <c>EVERY_FEATURE_TRACE</c> is set: for diagnosis.</summary>
+    public List<string>? Trace { get; } = Environment.GetEnvironmentVariable("EVERY_FEATURE_TRACE") is { Length: > 0 } ? [] : null;
+
     /// <summary>What the pipeline's own state says, appended to a violation for diagnosis only (never judged).</summary>
     public Func<string>? Diagnose { get; set; }
 
     /// <summary>How many requests wait in the strategy right now (the driver keeps it).</summary>
     public int WaitersNow { get; set; }
+
+    /// <summary>The requests that went to wait in the strategy and are not answered yet (the driver keeps them).</summary>
+    public Func<IEnumerable<LiveRequest>> Waiting { get; set; } = () => [];
 
     /// <summary>The backends a request may use: its hints, its pin, and with NoFailover the one it was first sent to.</summary>
     public IReadOnlyList<string> Allowed(LiveRequest request)
@@ -91,6 +99,7 @@ internal sealed class EveryFeatureModel
     /// <summary>Checks one backend call against the rules, before the backend answers.</summary>
     public void OnCall(LiveRequest request, string backend, int round, DateTimeOffset now)
     {
+        Trace?.Add($"{Show(now)} #{request.Id} call {backend} (round {round})");
         var where = $"{Show(now)} request #{request.Id} ({request.Spec}) call {request.Calls.Count + 1} → {backend}" +
                     (request.Calls.Count == 0 ? string.Empty : $" (after {string.Join(", ", request.Calls.Select(c => $"{c.Backend} at {Show(c.At)}"))})");
         var allowed = Allowed(request);
@@ -136,9 +145,10 @@ internal sealed class EveryFeatureModel
 
         // A soft key stays on its backend while that backend is available and no better tier is (docs/recipes.md, and
         // the README's "best backend that is not throttled right now").
-        // Only on a request's first round: after a wait it is sent against the refill it was promised, which the docs
-        // do not rank against a soft preference.
-        if (timed && request.PinnedTo is null && request.Calls.Count == 0 && request.SoftKey is { } key && _sticky.TryGetValue(key, out var sticky) && sticky.Backend is { } s &&
+        // Only on a request's first call in its first round: after a wait — made before any call too, when the first
+        // round found nothing — it is sent against the refill it was promised, which the docs do not rank against a soft
+        // preference (and the key's backend is the one the plan read before the wait).
+        if (timed && request.PinnedTo is null && request.Calls.Count == 0 && !request.Waited && request.SoftKey is { } key && _sticky.TryGetValue(key, out var sticky) && sticky.Backend is { } s &&
             now < sticky.Until && candidates.Contains(s) && AvailabilityOf(request, s, now).Status == Status.In &&
             !candidates.Any(b => _backends[b].Priority < _backends[s].Priority && AvailabilityOf(request, b, now).Status != Status.Out))
         {
@@ -151,7 +161,7 @@ internal sealed class EveryFeatureModel
             Seen.BudgetedCalls++;
         }
 
-        request.Calls.Add(new ModelCall(backend, round, now));
+        request.Calls.Add(new ModelCall(backend, round, now, _backends[backend].Episode));
 
         // The attempt's cost counts against the budget view until an answer reports it.
         if (request.Spec.Cost > 0)
@@ -163,6 +173,8 @@ internal sealed class EveryFeatureModel
     /// <summary>What the backend answered (before the pipeline sees it): marks, health, budget reports.</summary>
     public void OnAnswer(LiveRequest request, string backend, BackendAnswer answer, DateTimeOffset now)
     {
+        _answering = request;
+        Trace?.Add($"{Show(now)} #{request.Id} {backend} answers {answer.Kind} {Show(answer.Cooldown)}{(answer.Report is { } r ? $" report {r.Remaining}/{r.Limit} reset {Show(r.Reset)}" : string.Empty)}");
         var health = _backends[backend];
         switch (answer.Kind)
         {
@@ -170,7 +182,7 @@ internal sealed class EveryFeatureModel
                 // A throttle proves the backend is up; it keeps out the request's deployment (or, without one, the
                 // whole backend) for exactly the time asked, clamped.
                 health.Healthy();
-                Put((backend, request.Partition, true), new Out(now + answer.Cooldown, now + answer.Cooldown, Throttle: true, "throttled"));
+                Put((backend, request.Partition, true), new Out(now + answer.Cooldown, now + answer.Cooldown, Throttle: true, "throttled"), now);
                 request.ThrottledInThisCall = true;
                 if (answer.FromBudget)
                 {
@@ -196,7 +208,7 @@ internal sealed class EveryFeatureModel
                     if (report.Remaining == 0)
                     {
                         // Proactive throttling: the budget is spent until its reset.
-                        Put((backend, request.Partition, true), new Out(view.ResetAt, view.ResetAt, Throttle: true, "budget spent (proactive)"));
+                        Put((backend, request.Partition, true), new Out(view.ResetAt, view.ResetAt, Throttle: true, "budget spent (proactive)"), now);
                         Seen.ProactiveMarks++;
                     }
                 }
@@ -208,9 +220,17 @@ internal sealed class EveryFeatureModel
     /// <summary>The caller read (or failed to read) a returned body: health verdicts, pins and soft keys.</summary>
     public void OnRead(LiveRequest request, string backend, bool complete, string? createdId, int status, DateTimeOffset now)
     {
+        _answering = request;
+        Trace?.Add($"{Show(now)} #{request.Id} read {backend} {status} {(complete ? "whole" : "broken")}");
         var health = _backends[backend];
         health.PendingReads--;
-        if (complete)
+        if (request.Calls.Last(c => c.Backend == backend).Episode != health.Episode)
+        {
+            // Admitted before the backend's current ejection: how its body ends says nothing of what ejected it
+            // (docs/reliability.md 27: "a failure (or an answer) of an attempt admitted before the current ejection does
+            // not count").
+        }
+        else if (complete)
         {
             health.Healthy();
         }
@@ -237,6 +257,7 @@ internal sealed class EveryFeatureModel
     /// <summary>The request ended without a backend answer to return: the exhausted answer, checked.</summary>
     public void OnExhausted(LiveRequest request, ExhaustedSeen answer, DateTimeOffset now)
     {
+        Trace?.Add($"{Show(now)} #{request.Id} exhausted {answer}");
         var where = $"{Show(now)} request #{request.Id} ({request.Spec}) after calls [{string.Join(", ", request.Calls.Select(c => c.Backend))}]";
         Seen.Exhausted++;
         if (request.SoftKey is { } key)
@@ -325,7 +346,10 @@ internal sealed class EveryFeatureModel
         if (_setup.MaxQueueWait is { } bound && answer.Status == 429 && !noFailoverSpent && WaitersNow == 0)
         {
             var left = bound - (now - request.StartedAt);
-            var mayBeFull = over.Any(b => _budgets.TryGetValue((b, request.Partition), out var v) && v.Promised.Contains(promisedAt));
+            // Promises are first come, first served: a caller is never promised a refill before one already promised
+            // an earlier caller (docs/configuration.md, "Waiting for a refill"), so a refill promised at or after this
+            // one — a window corrected since may have put it after — may leave this caller nothing to wait for.
+            var mayBeFull = over.Any(b => _budgets.TryGetValue((b, request.Partition), out var v) && v.Promised.Any(p => p >= promisedAt));
 
             // Only a promise that nothing but a refill explains: not also the end of a mark (a wait is for a refill).
             var alsoAMark = over.SelectMany(b => Keys(b, request.Partition)).Any(k => _marks.TryGetValue(k, out var m) && (m.Low == promisedAt || m.High == promisedAt));
@@ -364,6 +388,11 @@ internal sealed class EveryFeatureModel
     public string Describe(DateTimeOffset now)
     {
         var text = new StringBuilder();
+        if (Trace is not null)
+        {
+            text.Append(CultureInfo.InvariantCulture, $"trace:\n    {string.Join("\n    ", Trace)}\n  ");
+        }
+
         text.Append(CultureInfo.InvariantCulture, $"model at {Show(now)}:");
         foreach (var backend in _backends.Values)
         {
@@ -423,23 +452,25 @@ internal sealed class EveryFeatureModel
             // backend is out for that or the failure's own cooldown, whichever is longer. One probe goes first after.
             var low = now + Max(_setup.BaseEjectionTime, cooldown);
             var high = now + Max(_setup.MaxEjectionTime, cooldown);
-            Put((backend.Config.Name, null, false), new Out(low, high, Throttle: false, "ejected"));
+            Put((backend.Config.Name, null, false), new Out(low, high, Throttle: false, "ejected"), now);
             backend.FailuresInARow = 0;
             backend.ProbeDue = true;
+            backend.Episode++;
             Seen.Ejections++;
             return;
         }
 
         if (mark)
         {
-            Put((backend.Config.Name, null, false), new Out(now + cooldown, now + cooldown, Throttle: false, "failed"));
+            Put((backend.Config.Name, null, false), new Out(now + cooldown, now + cooldown, Throttle: false, "failed"), now);
         }
     }
 
     /// <summary>The store's rule: a later deadline replaces an earlier one, an earlier one never shortens it.</summary>
     /// <remarks>Throttles and failures are kept apart: the exhausted answer's status depends on which one the store holds.</remarks>
-    private void Put((string, string?, bool) key, Out mark)
+    private void Put((string, string?, bool) key, Out mark, DateTimeOffset now)
     {
+        _markedAt[key] = (now, _answering);
         if (_marks.TryGetValue(key, out var old))
         {
             mark = new Out(Max(old.Low, mark.Low), Max(old.High, mark.High), mark.Throttle, mark.High >= old.High ? mark.Why : old.Why);
@@ -455,7 +486,7 @@ internal sealed class EveryFeatureModel
         {
             if (_marks.TryGetValue(key, out var mark))
             {
-                if (now < mark.Low)
+                if (now < mark.Low && !MayPredate(request, key, now))
                 {
                     return new Availability(Status.Out, mark.Why == "ejected" ? Rule.Ejection : Rule.Marks, $"{mark.Why} ({key.Item2 ?? "whole backend"}) until at least {Show(mark.Low)}");
                 }
@@ -477,6 +508,7 @@ internal sealed class EveryFeatureModel
         if (cost > 0 && _budgets.TryGetValue((backend, request.Partition), out var view) && view.Known)
         {
             var (lo, hi) = view.Range(now);
+            lo -= HeldByOthers(request, backend);
             if (hi < cost)
             {
                 return new Availability(Status.Out, Rule.Budgets, $"its budget view has {hi} tokens left until {Show(view.ResetAt)}, the request costs {cost}");
@@ -500,13 +532,13 @@ internal sealed class EveryFeatureModel
         {
             if (_marks.TryGetValue(key, out var mark) && now < mark.High)
             {
-                low = Max(low, mark.Low - now);
+                low = MayPredate(request, key, now) ? low : Max(low, mark.Low - now);
                 high = Max(high, mark.High - now);
                 if (mark.Throttle)
                 {
                     // The store keeps one deadline per key: the throttle is what it holds when it surely outlasts the failure.
                     var failure = _marks.TryGetValue((key.Item1, key.Item2, false), out var f) ? f.High : DateTimeOffset.MinValue;
-                    throttleSure |= now < mark.Low && mark.Low > failure;
+                    throttleSure |= now < mark.Low && mark.Low > failure && !MayPredate(request, key, now);
                     throttlePossible = true;
                 }
             }
@@ -522,12 +554,16 @@ internal sealed class EveryFeatureModel
         if (cost > 0 && _budgets.TryGetValue((backend, request.Partition), out var view) && view.Known)
         {
             var (lo, hi) = view.Range(now);
+            lo -= HeldByOthers(request, backend);
             if (lo < cost)
             {
                 budget = true;
                 throttlePossible = true;
                 var untilReset = view.ResetAt > now ? view.ResetAt - now : TimeSpan.Zero;
-                high = Max(high, untilReset);
+
+                // Past its reset the view takes the budget as full for the window it is in now and counts what is sent
+                // in it (docs/configuration.md, "The view"): that window refills within one window's length.
+                high = Max(high, view.ResetAt > now ? untilReset : _setup.LongestWindow);
                 if (hi < cost)
                 {
                     // Whether a spent budget makes the answer a 429 when a failure is pending too, the docs leave open.
@@ -539,6 +575,26 @@ internal sealed class EveryFeatureModel
 
         return new RecoverySeen(low, high, throttleSure, throttlePossible, budget, budgetReset);
     }
+
+    /// <summary>
+    /// The room other waiters may hold in <paramref name="backend"/>'s budget for this request's partition: a waiter's
+    /// room is held from its refill's moment on until its next admission (docs/reliability.md 47), and the model knows
+    /// neither which allowed backend's refill it was promised nor when: any waiter not answered yet may hold its cost in
+    /// any budget it may use. It lowers what the view surely has left, never what it may have.
+    /// </summary>
+    private long HeldByOthers(LiveRequest request, string backend)
+        => Waiting()
+            .Where(w => !ReferenceEquals(w, request) && !w.Done && w.Partition == request.Partition && w.Spec.Cost > 0 && Allowed(w).Contains(backend))
+            .Sum(w => w.Spec.Cost);
+
+    /// <summary>
+    /// Whether the request may have been admitted, or answered, before a mark made at this very moment: waiters released
+    /// together call their backends at once (docs/configuration.md, "Released together"), so a released waiter's
+    /// attempt may be in flight when another one's failure or broken body marks the backend — and a request in flight
+    /// when a backend is ejected fails too (docs/reliability.md 27). The model sees the call after the mark.
+    /// </summary>
+    private bool MayPredate(LiveRequest request, (string, string?, bool) key, DateTimeOffset now)
+        => request.Waited && _markedAt.TryGetValue(key, out var marked) && marked.At == now && !ReferenceEquals(marked.By, request);
 
     private static (string, string?, bool)[] Keys(string backend, string? partition)
         => partition is null
@@ -574,6 +630,9 @@ internal sealed class EveryFeatureModel
         public int FailuresInARow { get; set; }
 
         public bool ProbeDue { get; set; }
+
+        /// <summary>Gets or sets the ejection episode: one more with each ejection.</summary>
+        public int Episode { get; set; }
 
         public int PendingReads { get; set; }
 
@@ -655,7 +714,8 @@ internal enum Rule
 
 internal sealed record Violation(Rule Rule, string What);
 
-internal sealed record ModelCall(string Backend, int Round, DateTimeOffset At);
+/// <summary>One backend call; <paramref name="Episode"/> is the backend's ejection episode when it was admitted.</summary>
+internal sealed record ModelCall(string Backend, int Round, DateTimeOffset At, int Episode);
 
 internal enum AnswerKind
 {

@@ -192,6 +192,9 @@ internal sealed class LiveRequest(int id, ResolvedRequest spec, string? partitio
     /// <summary>Whether the request's answer has been taken (set by whichever thread completes it).</summary>
     public bool Completed;
 
+    /// <summary>Whether the driver is done with the request's answer: its body read and judged (set last).</summary>
+    public bool Finished;
+
     private int _entries;
 
     public bool ZeroByteReads { get; init; }

@@ -51,7 +51,7 @@ public class BackendHealthTrackerTests
 
         _tracker.RecordHealthy(early);
 
-        _tracker.TryAdmit(_a, Now.AddSeconds(30), out var probe).Should().BeTrue();
+        _tracker.TryAdmit(_a, Now.AddSeconds(30), _tracker.EjectionMark, out var probe).Should().BeTrue();
         probe.IsProbe.Should().BeTrue("the ejection still ends with a probe");
     }
 
@@ -63,7 +63,7 @@ public class BackendHealthTrackerTests
         for (var i = 0; i < 12; i++)
         {
             now += durations.Count == 0 ? TimeSpan.FromSeconds(30) : durations[^1];
-            _tracker.TryAdmit(_a, now, out var probe).Should().BeTrue();
+            _tracker.TryAdmit(_a, now, _tracker.EjectionMark, out var probe).Should().BeTrue();
             probe.IsProbe.Should().BeTrue();
             durations.Add(_tracker.RecordFailure(probe, now, _options)!.Value.Duration);
         }
@@ -76,10 +76,10 @@ public class BackendHealthTrackerTests
     {
         var now = Eject(Now);
         now += TimeSpan.FromSeconds(30);
-        _tracker.TryAdmit(_a, now, out var probe);
+        _tracker.TryAdmit(_a, now, _tracker.EjectionMark, out var probe);
         _tracker.RecordFailure(probe, now, _options)!.Value.Ejections.Should().Be(2);
         now += TimeSpan.FromSeconds(60);
-        _tracker.TryAdmit(_a, now, out probe);
+        _tracker.TryAdmit(_a, now, _tracker.EjectionMark, out probe);
         _tracker.RecordHealthy(probe);
 
         // Two base ejection times of health forgive both ejections.
@@ -93,24 +93,24 @@ public class BackendHealthTrackerTests
     {
         var now = Eject(Now);
 
-        _tracker.TryAdmit(_a, now.AddSeconds(29), out var early).Should().BeTrue("the store keeps it out until then");
+        _tracker.TryAdmit(_a, now.AddSeconds(29), _tracker.EjectionMark, out var early).Should().BeTrue("the store keeps it out until then");
         early.IsProbe.Should().BeFalse();
 
         now = now.AddSeconds(30);
-        _tracker.TryAdmit(_a, now, out var first).Should().BeTrue();
+        _tracker.TryAdmit(_a, now, _tracker.EjectionMark, out var first).Should().BeTrue();
         first.IsProbe.Should().BeTrue();
         _tracker.IsProbeInFlight(_a).Should().BeTrue();
-        _tracker.TryAdmit(_a, now, out _).Should().BeFalse();
+        _tracker.TryAdmit(_a, now, _tracker.EjectionMark, out _).Should().BeFalse();
 
         first.Dispose();
         _tracker.IsProbeInFlight(_a).Should().BeFalse();
-        _tracker.TryAdmit(_a, now, out var retry).Should().BeTrue();
+        _tracker.TryAdmit(_a, now, _tracker.EjectionMark, out var retry).Should().BeTrue();
         retry.IsProbe.Should().BeTrue();
 
         _tracker.RecordHealthy(retry);
         retry.Dispose();
         _tracker.IsProbeInFlight(_a).Should().BeFalse();
-        _tracker.TryAdmit(_a, now, out var normal).Should().BeTrue();
+        _tracker.TryAdmit(_a, now, _tracker.EjectionMark, out var normal).Should().BeTrue();
         normal.IsProbe.Should().BeFalse();
     }
 
@@ -118,9 +118,9 @@ public class BackendHealthTrackerTests
     public void A_stale_probe_lease_never_frees_a_newer_probe()
     {
         var now = Eject(Now).AddSeconds(30);
-        _tracker.TryAdmit(_a, now, out var first);
+        _tracker.TryAdmit(_a, now, _tracker.EjectionMark, out var first);
         first.Dispose();
-        _tracker.TryAdmit(_a, now, out var second).Should().BeTrue();
+        _tracker.TryAdmit(_a, now, _tracker.EjectionMark, out var second).Should().BeTrue();
 
         first.Dispose();
 
@@ -131,7 +131,7 @@ public class BackendHealthTrackerTests
     [Fact]
     public void Unknown_backends_are_admitted_without_state()
     {
-        _tracker.TryAdmit(_a, Now, out var lease).Should().BeTrue();
+        _tracker.TryAdmit(_a, Now, _tracker.EjectionMark, out var lease).Should().BeTrue();
         lease.IsProbe.Should().BeFalse();
         lease.Health.Should().BeNull();
         _tracker.IsProbeInFlight(_a).Should().BeFalse();
@@ -139,7 +139,7 @@ public class BackendHealthTrackerTests
 
     private BackendLease Admit(DateTimeOffset now)
     {
-        _tracker.TryAdmit(_a, now, out var lease).Should().BeTrue();
+        _tracker.TryAdmit(_a, now, _tracker.EjectionMark, out var lease).Should().BeTrue();
         return lease;
     }
 

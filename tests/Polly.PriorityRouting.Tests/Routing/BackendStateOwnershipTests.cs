@@ -87,6 +87,54 @@ public class BackendStateOwnershipTests
     }
 
     [Fact]
+    public async Task A_request_that_chose_a_backend_just_before_another_request_ejected_it_goes_elsewhere_and_does_not_eject_it_again()
+    {
+        var time = new Microsoft.Extensions.Time.Testing.FakeTimeProvider(RoutingHarness.Start);
+        var store = new InMemoryBackendStateStore();
+        var route = new RequestRoute(null, cost: 0);
+        BackendPool? pool = null;
+        BackendLease failing = default;
+        var ejectWhileChoosing = false;
+        var options = new PriorityRoutingStrategyOptions
+        {
+            Backends = { RoutingHarness.Backend("a", 1), RoutingHarness.Backend("b", 2) },
+            StateStore = store,
+            OutlierEjection = { ConsecutiveFailures = 1 },
+            Randomizer = _ =>
+            {
+                if (ejectWhileChoosing)
+                {
+                    // The interleaving of two threads: this request has read a in rotation; the other one's failure now
+                    // ejects it, before this request is admitted.
+                    ejectWhileChoosing = false;
+                    using var error = new HttpResponseMessage(HttpStatusCode.InternalServerError);
+                    pool!.RecordFailureAsync(failing, Outcome.FromResult(error), route, default).AsTask().GetAwaiter().GetResult();
+                }
+
+                return 0;
+            },
+        };
+        pool = new BackendPool(options, new SharedBackendState(store), time);
+        var first = new BackendSet(2);
+        pool.TryAcquire(ref first, route, out failing).Should().BeTrue();
+
+        ejectWhileChoosing = true;
+        var second = new BackendSet(2);
+        pool.TryAcquire(ref second, route, out var chosen).Should().BeTrue();
+        using (chosen)
+        {
+            // Had it been sent to a, its failure would have counted in the new episode and ejected a a second time.
+            chosen.Backend.Name.Should().Be("b", "a was ejected before this request was admitted");
+            using var error = new HttpResponseMessage(HttpStatusCode.InternalServerError);
+            await pool.RecordFailureAsync(chosen, Outcome.FromResult(error), route, default);
+        }
+
+        store.TryGetUnavailability(RoutingHarness.Key("a"), out var a).Should().BeTrue();
+        a.Until.Should().Be(time.GetUtcNow() + TimeSpan.FromSeconds(30), "one episode, one ejection");
+        failing.Dispose();
+    }
+
+    [Fact]
     public async Task A_backend_with_a_bearer_token_never_receives_the_callers_api_key()
     {
         var bearer = RoutingHarness.Backend("a", 1);

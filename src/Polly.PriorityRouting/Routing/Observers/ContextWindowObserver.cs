@@ -14,8 +14,13 @@ namespace Polly.PriorityRouting;
 /// </remarks>
 internal sealed class ContextWindowObserver(TimeProvider timeProvider) : IAnswerObserver
 {
+    /// <remarks>
+    /// A body watched already went back to a caller before — a transport returning one response object again (a cache,
+    /// a stub) — and was read ahead then: it is not that error, and reading it again would put one more read-ahead
+    /// wrapper (and its 16 KB) around it per request.
+    /// </remarks>
     public ValueTask<AnswerVerdict> ObserveAsync(in ReturnedAnswer answer)
-        => answer.CanMoveToLargerModel && answer.Response.StatusCode == HttpStatusCode.BadRequest
+        => answer.CanMoveToLargerModel && answer.Response.StatusCode == HttpStatusCode.BadRequest && !WatchedContent.IsWatched(answer.Response.Content)
             ? ReadAsync(answer.Response, answer.Context)
             : new(AnswerVerdict.Accepted);
 
