@@ -17,6 +17,15 @@ public sealed record CompletionTimes(TimeSpan Median, TimeSpan P95, double Strea
     // z of the 95th percentile of the standard normal distribution.
     private const double Z95 = 1.6448536269514722;
 
+    /// <summary>
+    /// Draws the completion of the request at <paramref name="sequence"/> in a run's arrival stream, from its own stream
+    /// (the run's <paramref name="seed"/> and the sequence): a request takes as long whichever backend, attempt or
+    /// replica serves it and whatever else was admitted before it, so two runs that differ only in other traffic hand
+    /// the same request the same completion.
+    /// </summary>
+    public (TimeSpan Headers, TimeSpan Completion) For(int seed, long sequence)
+        => Draw(new Random(StreamSeed(seed, sequence)));
+
     /// <summary>Draws one completion: when its answer's headers arrive, and when its last byte does.</summary>
     public (TimeSpan Headers, TimeSpan Completion) Draw(Random random)
     {
@@ -30,6 +39,16 @@ public sealed record CompletionTimes(TimeSpan Median, TimeSpan P95, double Strea
         var streamed = random.NextDouble() < StreamedShare;
         var firstToken = FirstTokenMedian * Math.Exp(0.5 * StandardNormal(random));
         return (streamed && firstToken < completion ? firstToken : completion, completion);
+    }
+
+    // SplitMix64's finaliser over the seed and the sequence: neighbouring requests get unrelated streams (HashCode is
+    // randomised per process, so it would not repeat across runs).
+    private static int StreamSeed(int seed, long sequence)
+    {
+        var z = unchecked(((ulong)(uint)seed << 32) ^ (ulong)sequence) + 0x9E3779B97F4A7C15UL;
+        z = unchecked((z ^ (z >> 30)) * 0xBF58476D1CE4E5B9UL);
+        z = unchecked((z ^ (z >> 27)) * 0x94D049BB133111EBUL);
+        return (int)(z ^ (z >> 31));
     }
 
     // Box–Muller: two uniform draws, one normal; 1 - NextDouble() is never 0.

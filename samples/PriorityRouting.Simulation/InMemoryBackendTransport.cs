@@ -12,7 +12,8 @@ namespace PriorityRouting.Simulation;
 /// </summary>
 /// <remarks>
 /// When the scenario's completions take time (<see cref="SimulationScenario.Completions"/>), an admitted request's
-/// answer arrives later: a streamed one at its first token, another whole at its end. Its tokens are counted when it is
+/// answer arrives later: a streamed one at its first token, another whole at its end. How long is the request's own
+/// (drawn from its place in the arrival stream), the same on every backend and attempt that serves it. Its tokens are counted when it is
 /// admitted, and the budget its answer reports is the one at admission (the backend's gateway decides then), so an
 /// answer that arrives seconds later tells the state of seconds ago, and says nothing of what was admitted since. A
 /// caller that gives up while the answer is on its way (a timeout) gets nothing back, and its tokens stay spent.
@@ -28,7 +29,7 @@ internal sealed class InMemoryBackendTransport : HttpMessageHandler
     private readonly SpillTracker _spill;
     private readonly CompletionTimes? _completions;
     private readonly VirtualDelays? _delays;
-    private readonly Random? _random;
+    private readonly int _seed;
     private readonly bool _budgetAtAdmission;
 
     public InMemoryBackendTransport(IReadOnlyList<SimulatedBackend> backends, TimeProvider time, DateTimeOffset measureFrom, DateTimeOffset measureUntil, bool tokens)
@@ -50,7 +51,7 @@ internal sealed class InMemoryBackendTransport : HttpMessageHandler
         _budgetAtAdmission = budgetAtAdmission;
         _completions = completions;
         _delays = delays;
-        _random = completions is null ? null : new Random(seed);
+        _seed = seed;
         _measureUntil = measureUntil;
         _backendsByHost = backends.ToDictionary(b => b.Spec.Address.Host, StringComparer.OrdinalIgnoreCase);
         _time = time;
@@ -79,7 +80,9 @@ internal sealed class InMemoryBackendTransport : HttpMessageHandler
             return response;
         }
 
-        var (headers, completion) = _completions!.Draw(_random!);
+        // The request's own length (see CompletionTimes.For), not the next draw of the backend's: the order in which
+        // backends admit attempts would otherwise decide which request gets the long tail.
+        var (headers, completion) = _completions!.For(_seed, SimulatedRequests.SequenceOf(request));
         try
         {
             await _delays!.Delay(headers, cancellationToken).ConfigureAwait(false);

@@ -13,6 +13,12 @@ internal sealed class SimulatedRequests
 {
     public const string CostHeader = "x-simulated-cost";
 
+    /// <summary>
+    /// The request's place in the scenario's arrival stream (0, 1, 2, …), kept by its retries: what its completion time
+    /// is drawn from (see <see cref="CompletionTimes.For"/>).
+    /// </summary>
+    public const string SequenceHeader = "x-simulated-request";
+
     /// <summary>On an answer whose completion goes on after its headers (streamed): how long until its last token.</summary>
     public const string RemainingMillisecondsHeader = "x-simulated-remaining-ms";
 
@@ -60,7 +66,14 @@ internal sealed class SimulatedRequests
             ? cost
             : 1;
 
-    public HttpRequestMessage Create(Uri address, int index, bool background = false)
+    /// <summary>Returns the request's place in the arrival stream; 0 for one that carries none.</summary>
+    public static long SequenceOf(HttpRequestMessage request)
+        => request.Headers.NonValidated.TryGetValues(SequenceHeader, out var values) &&
+           long.TryParse(values.ToString(), NumberStyles.Integer, CultureInfo.InvariantCulture, out var sequence)
+            ? sequence
+            : 0;
+
+    public HttpRequestMessage Create(Uri address, int index, bool background = false, long sequence = 0)
     {
         var request = new HttpRequestMessage(HttpMethod.Post, address);
         if (_bodies[index].Length > 0)
@@ -70,6 +83,7 @@ internal sealed class SimulatedRequests
         }
 
         request.Headers.TryAddWithoutValidation(CostHeader, _costs[index].ToString(CultureInfo.InvariantCulture));
+        request.Headers.TryAddWithoutValidation(SequenceHeader, sequence.ToString(CultureInfo.InvariantCulture));
         if (background)
         {
             // Background work (the classes scenario), as an app marks it for the library; the other routers ignore it.

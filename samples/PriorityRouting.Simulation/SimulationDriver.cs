@@ -134,6 +134,10 @@ public static class SimulationDriver
         // Calls of the cohort still in flight (a completion on its way, or waiting inside the router): the run goes on
         // until they are answered.
         var cohortInFlight = 0L;
+
+        // Each arrival's place in the stream (dropped background ones included, so that the baseline's foreground
+        // requests keep the numbers they have in the classes run): its completion time is drawn from it.
+        var arrivalSequence = 0L;
         for (var now = time.GetUtcNow(); now < end || cohortPending > 0 || cohortInFlight > 0; delays.AdvanceTo(now + settings.Step), now = time.GetUtcNow())
         {
             delays.Settle();
@@ -147,7 +151,7 @@ public static class SimulationDriver
                     cohortPending--;
                 }
 
-                Send(due.Replica, due.RetriesDone, due.Body, due.Background, due.FirstSent, due.Measured);
+                Send(due.Replica, due.RetriesDone, due.Body, due.Background, due.Sequence, due.FirstSent, due.Measured);
             }
 
             // New requests: each replica's share of the offered load, interleaved so that no replica sees the others'
@@ -163,6 +167,7 @@ public static class SimulationDriver
                         sentThisRound = true;
                         var background = scenario.HasClasses && classes.NextDouble() < scenario.BackgroundShare;
                         var body = sizes.Next(requests.Count);
+                        var sequence = arrivalSequence++;
                         if (background && scenario.DropsBackground)
                         {
                             // Drawn like the classes scenario's (same foreground arrivals and sizes), never sent.
@@ -175,15 +180,15 @@ public static class SimulationDriver
                             counts.NewBackground += background ? 1 : 0;
                         }
 
-                        Send(replica, retriesDone: 0, body, background, now, inWindow);
+                        Send(replica, retriesDone: 0, body, background, sequence, now, inWindow);
                     }
                 }
             }
 
             // Starts a call; one that does not complete at once is followed to its answer as the clock advances.
-            void Send(int replica, int retriesDone, int body, bool background, DateTimeOffset firstSent, bool measured)
+            void Send(int replica, int retriesDone, int body, bool background, long sequence, DateTimeOffset firstSent, bool measured)
             {
-                var call = SendAsync(replica, retriesDone, body, background, firstSent, measured);
+                var call = SendAsync(replica, retriesDone, body, background, sequence, firstSent, measured);
                 if (!call.IsCompleted && measured)
                 {
                     cohortInFlight++;
@@ -191,7 +196,7 @@ public static class SimulationDriver
                 }
             }
 
-            async Task SendAsync(int replica, int retriesDone, int body, bool background, DateTimeOffset firstSent, bool measured)
+            async Task SendAsync(int replica, int retriesDone, int body, bool background, long sequence, DateTimeOffset firstSent, bool measured)
             {
                 if (measured && retriesDone > 0)
                 {
@@ -202,7 +207,7 @@ public static class SimulationDriver
                 DateTimeOffset answeredAt;
                 try
                 {
-                    using var request = requests.Create(address, body, background);
+                    using var request = requests.Create(address, body, background, sequence);
 
                     // A call released from a wait inside the router continues on the run's thread (see the remarks).
                     request.SetResilienceContext(ResilienceContextPool.Shared.Get(continueOnCapturedContext: true));
@@ -255,7 +260,7 @@ public static class SimulationDriver
                 {
                     // A retry is never due before the next wave: waiting zero means "next step" on a stepped clock.
                     var dueAt = answeredAt + (retryAfter < settings.Step ? settings.Step : retryAfter);
-                    retries.Enqueue(new PendingRetry(replica, retriesDone + 1, body, background, firstSent, measured), (dueAt, retrySequence++));
+                    retries.Enqueue(new PendingRetry(replica, retriesDone + 1, body, background, sequence, firstSent, measured), (dueAt, retrySequence++));
                     cohortPending += measured ? 1 : 0;
                 }
             }
@@ -330,7 +335,7 @@ public static class SimulationDriver
         return response.Headers.RetryAfter?.Delta ?? RetryDelayWithoutHeader;
     }
 
-    private readonly record struct PendingRetry(int Replica, int RetriesDone, int Body, bool Background, DateTimeOffset FirstSent, bool Measured);
+    private readonly record struct PendingRetry(int Replica, int RetriesDone, int Body, bool Background, long Sequence, DateTimeOffset FirstSent, bool Measured);
 
     private sealed class ClientCounts
     {
