@@ -9,15 +9,18 @@ internal sealed class BudgetAdmission
 {
     private readonly BackendBudgets? _budgets;
     private readonly IBackendReservationStore? _reservations;
+    private readonly TimeSpan _maxCooldown;
     private readonly TimeProvider _timeProvider;
 
     /// <param name="budgets">The budget views, or <see langword="null"/> when budgets are off.</param>
     /// <param name="reservations">The store's shared budgets, or <see langword="null"/> when it has none (or budgets are off).</param>
+    /// <param name="maxCooldown">The bound of every deadline the pipeline is told (<see cref="PriorityRoutingStrategyOptions.MaxCooldown"/>).</param>
     /// <param name="timeProvider">The pipeline's clock.</param>
-    public BudgetAdmission(BackendBudgets? budgets, IBackendReservationStore? reservations, TimeProvider timeProvider)
+    public BudgetAdmission(BackendBudgets? budgets, IBackendReservationStore? reservations, TimeSpan maxCooldown, TimeProvider timeProvider)
     {
         _budgets = budgets;
         _reservations = reservations;
+        _maxCooldown = maxCooldown;
         _timeProvider = timeProvider;
     }
 
@@ -49,12 +52,20 @@ internal sealed class BudgetAdmission
         }
         catch (Exception)
         {
-            // A failing store never fails a request; a cancelled reservation leaves the send to see the cancellation.
+            // A failing store never fails a request (no verdict); the caller's cancellation is seen below.
             reservation = default;
         }
 
         var now = _timeProvider.GetUtcNow();
         var ticket = reservation.IsCounted ? new ReservationTicket(_reservations!, reservation) : null;
+        if (cancellationToken.IsCancellationRequested)
+        {
+            // The caller gave up while the reservation travelled: nothing is admitted, nothing spent, anything counted given back.
+            ticket?.Release();
+            lease.Dispose();
+            return (null, key, null);
+        }
+
         if (reservation.Status == BackendReservationStatus.Granted)
         {
             _budgets!.Spend(key, route.Cost, now, out var spent, route.Held, backend.Quota, route.Headroom);
@@ -69,7 +80,9 @@ internal sealed class BudgetAdmission
 
         ticket?.Release();
         lease.Dispose();
-        return (null, key, reservation.Status == BackendReservationStatus.Refused ? now + reservation.RetryAfter : null);
+
+        // A store's refill is bounded like every deadline it is told (a custom store's may be anything).
+        return (null, key, reservation.Status == BackendReservationStatus.Refused ? now + (reservation.RetryAfter < _maxCooldown ? reservation.RetryAfter : _maxCooldown) : null);
     }
 
     /// <summary>

@@ -53,7 +53,7 @@ internal sealed class BackendPool
             _budgets.SubscribeOnce(timeProvider);
         }
 
-        BudgetAdmission = new BudgetAdmission(_budgets, options.TokenBudgets ? shared.Reservations : null, timeProvider);
+        BudgetAdmission = new BudgetAdmission(_budgets, options.TokenBudgets ? shared.Reservations : null, _maxCooldown, timeProvider);
         Costs = new CostEstimator(_budgets is not null, options.RequestCost);
 
         // With shared reservations the store, not this process's view, says whether a budget has room: the selection
