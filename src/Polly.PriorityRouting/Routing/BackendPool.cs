@@ -14,6 +14,7 @@ internal sealed class BackendPool
 {
     private readonly RoutedBackend[] _backends;
     private readonly BackendSelector _selector;
+    private readonly BackendMarker _marker;
     private readonly BackendHealthTracker? _tracker;
     private readonly OutlierEjectionOptions _ejection;
     private readonly TimeProvider _timeProvider;
@@ -46,6 +47,7 @@ internal sealed class BackendPool
 
         var longest = _ejection.Enabled && _ejection.MaxEjectionTime > _maxCooldown ? _ejection.MaxEjectionTime : _maxCooldown;
         Availability = new BackendAvailability(shared.Store, _tracker, longest);
+        _marker = new BackendMarker(Availability, timeProvider);
         Latency = options.SelectionMode == BackendSelectionMode.LatencyAware ? new LatencyTracker(_backends.Length) : null;
         if (options.TokenBudgets)
         {
@@ -178,7 +180,7 @@ internal sealed class BackendPool
 
         // Throttles are per partition when the request has one; failures of the backend itself apply to all of it.
         var key = reason == BackendUnavailableReason.Throttled ? backend.GetThrottleKey(route.PartitionOn(backend)) : backend.StateKey;
-        return await MarkAsync(key, reason, cause, cooldown, ejections, now, cancellationToken).ConfigureAwait(false);
+        return await _marker.MarkAsync(key, reason, cause, cooldown, ejections, now, cancellationToken).ConfigureAwait(false);
     }
 
     /// <summary>
@@ -235,7 +237,7 @@ internal sealed class BackendPool
             return default;
         }
 
-        return MarkSpentAsync(key, cooldown - inFlight, cancellationToken);
+        return _marker.MarkSpentAsync(key, cooldown - inFlight, cancellationToken);
     }
 
     /// <summary>
@@ -257,7 +259,7 @@ internal sealed class BackendPool
             return default;
         }
 
-        return MarkEjectedAsync(lease.Backend, cause, ejection.Duration, ejection.Ejections, now);
+        return _marker.MarkEjectedAsync(lease.Backend, cause, ejection.Duration, ejection.Ejections, now);
     }
 
     /// <summary>Returns whether a backend open to the request could still take it now (in rotation, admitted by its budget).</summary>
@@ -319,35 +321,4 @@ internal sealed class BackendPool
             .OrderBy(item => item.backend.Priority)
             .ThenBy(item => item.position)
             .Select((item, index) => new RoutedBackend(item.backend, index, concurrency))];
-
-    private async ValueTask<BackendVerdict?> MarkSpentAsync(BackendStateKey key, TimeSpan cooldown, CancellationToken cancellationToken)
-        => await MarkAsync(key, BackendUnavailableReason.Throttled, BackendUnavailableReason.Throttled, cooldown, 0, _timeProvider.GetUtcNow(), cancellationToken)
-            .ConfigureAwait(false);
-
-    private async ValueTask<BackendVerdict?> MarkEjectedAsync(RoutedBackend backend, BackendUnavailableReason cause, TimeSpan duration, int ejections, DateTimeOffset now)
-        => await MarkAsync(backend.StateKey, BackendUnavailableReason.Ejected, cause, duration, ejections, now, CancellationToken.None).ConfigureAwait(false);
-
-    private async ValueTask<BackendVerdict> MarkAsync(
-        BackendStateKey key,
-        BackendUnavailableReason reason,
-        BackendUnavailableReason cause,
-        TimeSpan cooldown,
-        int ejections,
-        DateTimeOffset now,
-        CancellationToken cancellationToken)
-    {
-        var leftRotation = ejections > 0 || !Availability.IsMarked(key, now);
-        try
-        {
-            await Availability.Store.MarkUnavailableAsync(key, new BackendUnavailability(now + cooldown, reason, now), now, cancellationToken)
-                .ConfigureAwait(false);
-            return new BackendVerdict(reason, cause, cooldown, leftRotation, ejections, null);
-        }
-        catch (Exception e)
-        {
-            // A failing store never fails a request: this attempt still fails over, later ones may retry the backend.
-            // A store that gave up because the caller cancelled is not failing: the loop returns the cancellation next.
-            return new BackendVerdict(reason, cause, cooldown, leftRotation, ejections, cancellationToken.IsCancellationRequested ? null : e);
-        }
-    }
 }
