@@ -1,14 +1,16 @@
 namespace Polly.PriorityRouting;
 
 /// <summary>
-/// The one owner of a pipeline's backends at run time: it chooses and admits the next attempt's backend, turns every
-/// outcome into the backend's new state (classification, ejection, proactive throttling, store writes); the exhausted
-/// answer (<see cref="PoolExhaustion"/>) reads the same state.
+/// The one owner of a pipeline's backends at run time: it chooses and admits the next attempt's backend, and turns every
+/// outcome into the backend's new state (classification, ejection, proactive throttling).
 /// </summary>
 /// <remarks>
 /// Nothing here is per request except the lease; the state itself is the store's (see <see cref="SharedBackendState"/>:
 /// deadlines, failure counts, probe slots, budgets), so rebuilt pipelines and other clients sharing the store see the
-/// same backends.
+/// same backends. Its machinery lives beside it, each owned here: the budget step of admission
+/// (<see cref="BudgetAdmission"/>), the store writes (<see cref="BackendMarker"/>), the exhausted answer
+/// (<see cref="PoolExhaustion"/>), the waits for a slot (<see cref="SlotWaits"/>), the cost estimate
+/// (<see cref="CostEstimator"/>).
 /// </remarks>
 internal sealed class BackendPool
 {
