@@ -162,24 +162,11 @@ internal sealed class RedisAffinityStore : IAffinityStore
     }
 
     /// <summary>
-    /// Returns the multiplexer when a request may use it: connected, and no outage declared (a hung Redis must hold no
-    /// request, and the synchronization, not the requests, finds out when it answers again).
+    /// Returns the multiplexer when a request may use it: no failure since the state was last shared (a hung Redis must
+    /// hold no request after the first that waited for it, and the synchronization, not the requests, finds out when it
+    /// answers again), and no split (<see cref="RedisConnection.Writable"/>).
     /// </summary>
-    private IConnectionMultiplexer? Available()
-    {
-        var multiplexer = _connection.Multiplexer;
-        if (multiplexer is { IsConnected: true } && !_connection.IsInOutage)
-        {
-            return multiplexer;
-        }
-
-        if (multiplexer is { IsConnected: false })
-        {
-            _connection.ReportOutage(null);
-        }
-
-        return null;
-    }
+    private IConnectionMultiplexer? Available() => _connection.IsUnshared ? null : _connection.Writable();
 
     /// <summary>
     /// Waits for a Redis call at most the affinity timeout, and never past the caller's cancellation. A call that fails
@@ -205,7 +192,7 @@ internal sealed class RedisAffinityStore : IAffinityStore
         {
             // Kept before the outage is reported, so that the synchronization that ends it cannot miss the pin.
             onFailure?.Invoke();
-            _connection.ReportOutage(e);
+            _connection.ReportFailure(e);
             if (!call.IsCompleted)
             {
                 _ = HandleLateAsync(call, onFailure: null);
@@ -226,13 +213,13 @@ internal sealed class RedisAffinityStore : IAffinityStore
         catch (Exception e)
         {
             onFailure?.Invoke();
-            _connection.ReportOutage(e);
+            _connection.ReportFailure(e);
         }
     }
 
     private void Succeeded()
     {
-        if (_connection.IsInOutage)
+        if (_connection.IsUnshared)
         {
             // Redis answered although the store believed it gone (e.g. after a timeout): synchronize, which publishes
             // what waits and ends the outage.

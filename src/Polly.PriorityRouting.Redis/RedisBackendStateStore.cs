@@ -94,8 +94,11 @@ internal sealed partial class RedisBackendStateStore : IBackendStateStore, IBack
         }
     }
 
-    /// <summary>Gets whether the store currently considers its state not shared.</summary>
+    /// <summary>Gets whether the store currently considers its state not shared, and has warned of it.</summary>
     internal bool IsInOutage => _connection.IsInOutage;
+
+    /// <summary>Gets whether a failure came since the state was last shared (a test hook).</summary>
+    internal bool IsUnshared => _connection.IsUnshared;
 
     // Test hooks.
     internal int UnpublishedCount => _unpublished.Count;
@@ -205,21 +208,16 @@ internal sealed partial class RedisBackendStateStore : IBackendStateStore, IBack
         {
             // The first connection attempt failed (Redis down or unreachable at start): an outage to warn about. The
             // restoration event of the first successful connection starts the synchronization.
-            _connection.ReportOutage(null);
+            _connection.ReportLastingFailure(null);
         }
     }
 
     private async Task PublishAsync(BackendStateKey key, BackendUnavailability unavailability, long remainingMilliseconds)
     {
-        if (_connection.Multiplexer is not { IsConnected: true } multiplexer)
+        if (_connection.Writable() is not { } multiplexer)
         {
-            // Still connecting, or in an outage: the next synchronization publishes it.
+            // Still connecting, or no single writable primary right now: the synchronization that shares it publishes it.
             _unpublished.Keep(key, unavailability, _mirror.Now);
-            if (_connection.Multiplexer is not null)
-            {
-                _connection.ReportOutage(null);
-            }
-
             return;
         }
 
@@ -229,15 +227,16 @@ internal sealed partial class RedisBackendStateStore : IBackendStateStore, IBack
         }
         catch (Exception e)
         {
-            // Nobody awaits this task: every failure, whatever its type, ends here and never reaches a request.
+            // Nobody awaits this task: every failure, whatever its type, ends here and never reaches a request. Kept
+            // before it is reported, so that the synchronization the report requests publishes it.
             _unpublished.Keep(key, unavailability, _mirror.Now);
-            _connection.ReportOutage(e);
+            _connection.ReportFailure(e);
             return;
         }
 
-        if (_connection.IsInOutage)
+        if (_connection.IsUnshared)
         {
-            // The write went through although the store believed Redis gone (e.g. after a timeout): sync again.
+            // The write went through although the state is not shared (e.g. after a timeout): synchronize again.
             _synchronizer.Request();
         }
     }

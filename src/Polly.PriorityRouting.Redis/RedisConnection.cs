@@ -9,18 +9,38 @@ namespace Polly.PriorityRouting.Redis;
 /// when a synchronization proves it.
 /// </summary>
 /// <remarks>
-/// An outage begins with the first failure — a connection lost (unless to a node the state does not use), a write that
-/// fails, a synchronization that cannot reach a writable primary for every slot — and ends only when a synchronization
-/// completes with no failure reported since it began. In
-/// between, failures are counted but not logged, whatever the number of connections, nodes or reconnection attempts.
+/// <para>
+/// Every failure — a connection lost (unless to a node the state does not use), a command that fails or times out, a
+/// synchronization that cannot share the state — is <see cref="ReportFailure">reported</see> here, and one rule decides
+/// what it means: the state is unshared from the first failure until a synchronization completes with no failure
+/// reported since it began, and that is an outage, warned of once, when the state is still unshared
+/// <see cref="OutageAfter"/> after the first failure (after a lone timeout, only if the synchronization then fails
+/// too). A command that fails or stalls
+/// while StackExchange.Redis reconfigures (a returning old primary, the connections Sentinel closes) is therefore no
+/// outage: the synchronization it requests shares the state again, publishes what was kept meanwhile, and nothing is
+/// logged.
+/// </para>
+/// <para>
+/// Nothing is written to Redis while two nodes say they are the primary (<see cref="Writable"/>): what is learned is
+/// kept, and the synchronization that shares the state publishes it once one of them is a replica again.
+/// </para>
 /// </remarks>
 internal sealed partial class RedisConnection : IDisposable, IAsyncDisposable
 {
+    /// <summary>
+    /// How long the state must stay unshared after a failure before it is an outage: a failed synchronization is retried
+    /// after half a second, and a failover's one failed command is then repaired; a failover itself takes seconds.
+    /// </summary>
+    private static readonly TimeSpan OutageAfter = TimeSpan.FromSeconds(1);
+
+    /// <summary>How long a multiplexer that cannot route to the primary it is connected to is waited for (<see cref="IsStaleRouting"/>).</summary>
+    private static readonly TimeSpan RoutingGrace = TimeSpan.FromSeconds(15);
+
     private readonly Task<IConnectionMultiplexer> _connecting;
     private readonly bool _ownsConnection;
     private readonly ILogger _logger;
 
-    // Guards the multiplexer handover, the outage flag and the failure count.
+    // Guards the multiplexer handover, the unshared and outage flags and the failure count.
     private readonly object _gate = new();
 
     private IConnectionMultiplexer? _multiplexer;
@@ -29,11 +49,15 @@ internal sealed partial class RedisConnection : IDisposable, IAsyncDisposable
     private Action? _synchronize;
     private Func<System.Net.EndPoint?, bool>? _isSpare;
     private bool _disposed;
+    private bool _unshared;
     private bool _inOutage;
+    private Exception? _firstFailure;
     private bool _started;
     private bool _replicaReported;
     private bool _everShared;
     private long _unsharedSince = Environment.TickCount64;
+    private long? _failingSince;
+    private bool _notAStall;
     private long _failures;
     private int _restorations;
 
@@ -47,6 +71,7 @@ internal sealed partial class RedisConnection : IDisposable, IAsyncDisposable
     /// <summary>Gets the multiplexer once connected in the background, or <see langword="null"/>.</summary>
     public IConnectionMultiplexer? Multiplexer => Volatile.Read(ref _multiplexer);
 
+    /// <summary>Gets whether an outage was declared (and not yet ended).</summary>
     public bool IsInOutage
     {
         get
@@ -54,6 +79,21 @@ internal sealed partial class RedisConnection : IDisposable, IAsyncDisposable
             lock (_gate)
             {
                 return _inOutage;
+            }
+        }
+    }
+
+    /// <summary>
+    /// Gets whether a failure was reported since the state was last shared: an outage, or failures not yet long enough
+    /// to be one. The synchronization runs until it ends.
+    /// </summary>
+    public bool IsUnshared
+    {
+        get
+        {
+            lock (_gate)
+            {
+                return _unshared;
             }
         }
     }
@@ -80,7 +120,7 @@ internal sealed partial class RedisConnection : IDisposable, IAsyncDisposable
         {
             lock (_gate)
             {
-                return _inOutage || !_everShared ? TimeSpan.FromMilliseconds(Environment.TickCount64 - _unsharedSince) : TimeSpan.Zero;
+                return _unshared || !_everShared ? TimeSpan.FromMilliseconds(Environment.TickCount64 - _unsharedSince) : TimeSpan.Zero;
             }
         }
     }
@@ -109,8 +149,9 @@ internal sealed partial class RedisConnection : IDisposable, IAsyncDisposable
     /// or the store was disposed meanwhile.
     /// </summary>
     /// <param name="synchronize">
-    /// Called on every restored connection, on every configuration change (a failover), and when an outage begins (so
-    /// that the synchronization, not the requests, finds out when Redis answers again); on the thread that raises it.
+    /// Called on every restored connection, on every configuration change (a failover), and when the state becomes
+    /// unshared (so that the synchronization, not the requests, finds out when Redis answers again); on the thread that
+    /// raises it.
     /// </param>
     /// <param name="isSpare">
     /// Tells whether a node is one the shared state does not use right now (a replica, a dead primary that a failover
@@ -126,7 +167,7 @@ internal sealed partial class RedisConnection : IDisposable, IAsyncDisposable
         catch (Exception e)
         {
             // With AbortOnConnectFail=false this is rare (e.g. an unresolvable name): the store stays local for good.
-            ReportOutage(e);
+            ReportLastingFailure(e);
             return null;
         }
 
@@ -154,23 +195,135 @@ internal sealed partial class RedisConnection : IDisposable, IAsyncDisposable
     }
 
     /// <summary>
-    /// Reports a failure: the first one of an outage logs the warning, the others are only counted. A store that has never
-    /// shared its state and is connected only to replicas says so instead: the one warning names them.
+    /// Returns the multiplexer when the shared state may be written or read now: connected, and no split — without a
+    /// cluster, two connected servers saying they are primaries (an old primary back before Sentinel made it a replica),
+    /// where StackExchange.Redis may send the write to the node whose data is about to be replaced. Otherwise returns
+    /// <see langword="null"/>, and the caller keeps what it would write for the synchronization to publish. A shard without
+    /// a primary does not stop the others: a write to it fails, and that failure is reported.
     /// </summary>
-    public void ReportOutage(Exception? exception)
-        => Report(exception, Volatile.Read(ref _everShared) || Multiplexer is not { } multiplexer ? null : RedisTopology.Of(multiplexer).OnlyReplicas);
+    public IConnectionMultiplexer? Writable()
+    {
+        if (Multiplexer is not { } multiplexer)
+        {
+            // Still connecting: the start synchronizes.
+            return null;
+        }
+
+        if (!multiplexer.IsConnected)
+        {
+            ReportFailure(null);
+            return null;
+        }
+
+        if (IsSplit(multiplexer))
+        {
+            // No failure yet: the synchronization waits for the returning node to become a replica, then publishes.
+            BeginUnshared();
+            return null;
+        }
+
+        return multiplexer;
+    }
+
+    /// <summary>
+    /// Reports a failure (a lost connection, a failed command or a synchronization that could not share the state): it
+    /// makes the state unshared and requests a synchronization, and it is the outage's one warning when the failures have
+    /// gone on for <see cref="OutageAfter"/>; the others are only counted. A store that has never shared its state and is
+    /// connected only to replicas says so instead: the one warning names them.
+    /// </summary>
+    public void ReportFailure(Exception? exception)
+    {
+        if (IsStaleRouting(exception))
+        {
+            // Redis answers; the multiplexer has yet to elect the primary it reaches: no failure, for a while.
+            BeginUnshared();
+            return;
+        }
+
+        Report(exception, OnlyReplicasBeforeFirstShare(), confirmed: false);
+    }
+
+    /// <summary>
+    /// Reports a failure that is an outage at once, because it has lasted already: the connection could not be made
+    /// (its own connect timeout has passed), or a caller saw Redis miss a run of deadlines.
+    /// </summary>
+    public void ReportLastingFailure(Exception? exception) => Report(exception, OnlyReplicasBeforeFirstShare(), confirmed: true);
+
+    /// <summary>
+    /// Returns whether StackExchange.Redis found no connection to send a command to although every slot has a connected,
+    /// writable primary: after a split it still prefers the old primary it elected, whose connections Sentinel closed
+    /// when it made it a replica, until it elects again (when that node reconnects, up to seconds later, or when the
+    /// roles are checked). For <see cref="RoutingGrace"/> that is no failure.
+    /// </summary>
+    private bool IsStaleRouting(Exception? exception)
+    {
+        if (exception is not RedisConnectionException { FailureType: ConnectionFailureType.UnableToResolvePhysicalConnection }
+            || Multiplexer is not { } multiplexer
+            || UnsharedFor >= RoutingGrace)
+        {
+            return false;
+        }
+
+        try
+        {
+            return RedisTopology.Of(multiplexer).IsComplete;
+        }
+        catch (Exception e) when (e is RedisException or ObjectDisposedException)
+        {
+            return false;
+        }
+    }
+
+    private static bool IsSplit(IConnectionMultiplexer multiplexer)
+    {
+        try
+        {
+            return RedisTopology.Of(multiplexer).IsSplit;
+        }
+        catch (Exception e) when (e is RedisException or ObjectDisposedException)
+        {
+            return false;
+        }
+    }
+
+    /// <summary>Makes the state unshared, without a failure: nothing is written until a synchronization shares it.</summary>
+    private void BeginUnshared()
+    {
+        Action? synchronize;
+        lock (_gate)
+        {
+            _failures++;
+            if (_unshared)
+            {
+                return;
+            }
+
+            _unshared = true;
+            if (_everShared)
+            {
+                _unsharedSince = Environment.TickCount64;
+            }
+
+            synchronize = _synchronize;
+        }
+
+        synchronize?.Invoke();
+    }
+
+    private IReadOnlyList<System.Net.EndPoint>? OnlyReplicasBeforeFirstShare()
+        => Volatile.Read(ref _everShared) || Multiplexer is not { } multiplexer ? null : RedisTopology.Of(multiplexer).OnlyReplicas;
 
     /// <summary>
     /// Reports that the only servers connected are read-only replicas: warns once per outage, naming them and the likely
     /// cause, and counts it as any failure.
     /// </summary>
-    public void ReportOnlyReplicas(IReadOnlyList<System.Net.EndPoint> replicas) => Report(null, replicas);
+    public void ReportOnlyReplicas(IReadOnlyList<System.Net.EndPoint> replicas) => Report(null, replicas, confirmed: false);
 
     /// <summary>
-    /// Reports a connection that is not ready (a primary or the subscription not connected): an outage, once the state
+    /// Reports a connection that is not ready (a primary or the subscription not connected): a failure, once the state
     /// was shared or a connection failed; before that the start is still under way, which is no outage to warn about
-    /// (a loaded machine can take a moment to open the subscription). The failure is counted either way, so a
-    /// synchronization that began before it does not declare the state shared.
+    /// (a loaded machine can take a moment to open the subscription). It is counted either way, so a synchronization
+    /// that began before it does not declare the state shared.
     /// </summary>
     public void ReportNotReady()
     {
@@ -183,7 +336,7 @@ internal sealed partial class RedisConnection : IDisposable, IAsyncDisposable
             }
         }
 
-        ReportOutage(null);
+        ReportFailure(null);
     }
 
     /// <summary>
@@ -205,7 +358,11 @@ internal sealed partial class RedisConnection : IDisposable, IAsyncDisposable
             }
 
             ended = _inOutage;
+            _unshared = false;
             _inOutage = false;
+            _firstFailure = null;
+            _failingSince = null;
+            _notAStall = false;
             _started = true;
             _replicaReported = false;
             Volatile.Write(ref _everShared, true);
@@ -219,24 +376,102 @@ internal sealed partial class RedisConnection : IDisposable, IAsyncDisposable
         return true;
     }
 
-    private void Report(Exception? exception, IReadOnlyList<System.Net.EndPoint>? onlyReplicas)
+    /// <summary>
+    /// Counts a failure and applies the one rule: failures are an outage once the state has stayed unshared for
+    /// <see cref="OutageAfter"/> since the first (unless that was a lone timeout) — checked then, and on every failure
+    /// reported later.
+    /// </summary>
+    /// <param name="exception">What failed, if an exception says it.</param>
+    /// <param name="onlyReplicas">The replicas, when they are all that is connected: the warning names them.</param>
+    /// <param name="confirmed">Whether the failure is an outage at once, however recent the first one.</param>
+    private void Report(Exception? exception, IReadOnlyList<System.Net.EndPoint>? onlyReplicas, bool confirmed)
     {
-        bool began;
-        bool warnOfReplicas;
+        bool firstFailure;
+        bool declared;
+        long failingSince;
         Action? synchronize;
         lock (_gate)
         {
+            var now = Environment.TickCount64;
             _failures++;
+            _started = true;
+            firstFailure = _failingSince is null;
+            // A timeout alone may be the client's own stall (StackExchange.Redis blocks threads while Sentinel
+            // reconfigures it); a lost connection, a refused command or a second failure is not.
+            _notAStall |= !firstFailure || exception is not TimeoutException;
+            failingSince = _failingSince ??= now;
+            if (!_unshared)
+            {
+                _unshared = true;
+                if (_everShared)
+                {
+                    _unsharedSince = now;
+                }
+            }
+
+            _firstFailure ??= exception;
+
+            // Before the first share, the time since the start counts.
+            var failingFor = now - (_everShared ? failingSince : Math.Min(failingSince, _unsharedSince));
+            declared = confirmed || failingFor >= (long)OutageAfter.TotalMilliseconds;
+            synchronize = _synchronize;
+        }
+
+        var began = declared && Declare(failingSince, onlyReplicas);
+        if (firstFailure && !declared)
+        {
+            _ = DeclareIfStillFailingAsync(failingSince);
+        }
+
+        if (firstFailure || began)
+        {
+            // The synchronization, not the requests, finds out whether the state can be shared (again).
+            synchronize?.Invoke();
+        }
+    }
+
+    /// <summary>
+    /// Declares the outage <see cref="OutageAfter"/> after its first failure, unless that failure was a lone timeout
+    /// (a command that timed out while StackExchange.Redis stalled): that waits for the synchronization it requested,
+    /// whose own failure, if any, declares it.
+    /// </summary>
+    private async Task DeclareIfStillFailingAsync(long failingSince)
+    {
+        // Real time, not the store's TimeProvider: this judges the network, it measures no deadline.
+        await Task.Delay(OutageAfter).ConfigureAwait(false);
+        lock (_gate)
+        {
+            if (!_notAStall)
+            {
+                return;
+            }
+        }
+
+        _ = Declare(failingSince, OnlyReplicasBeforeFirstShare());
+    }
+
+    /// <summary>
+    /// Declares the outage that began with the failure at <paramref name="failingSince"/>, unless the state was shared
+    /// since: warns once (naming the replicas, when they are all a store that never shared its state reaches).
+    /// </summary>
+    /// <returns><see langword="true"/> when this call began the outage.</returns>
+    private bool Declare(long failingSince, IReadOnlyList<System.Net.EndPoint>? onlyReplicas)
+    {
+        bool began;
+        bool warnOfReplicas;
+        Exception? cause;
+        lock (_gate)
+        {
+            if (_disposed || _failingSince != failingSince)
+            {
+                return false;
+            }
+
             began = !_inOutage;
             _inOutage = true;
-            _started = true;
             warnOfReplicas = onlyReplicas is { Count: > 0 } && !_replicaReported;
             _replicaReported |= warnOfReplicas;
-            synchronize = _synchronize;
-            if (began && _everShared)
-            {
-                _unsharedSince = Environment.TickCount64;
-            }
+            cause = _firstFailure;
         }
 
         if (warnOfReplicas)
@@ -245,14 +480,11 @@ internal sealed partial class RedisConnection : IDisposable, IAsyncDisposable
         }
         else if (began)
         {
-            Log.RedisUnavailable(_logger, exception);
+            Log.RedisUnavailable(_logger, cause);
         }
 
-        if (began)
-        {
-            _firstOutage.TrySetResult();
-            synchronize?.Invoke();
-        }
+        _firstOutage.TrySetResult();
+        return began;
     }
 
     /// <summary>Unhooks the events and closes an owned connection synchronously; never waits on asynchronous work.</summary>
@@ -301,7 +533,7 @@ internal sealed partial class RedisConnection : IDisposable, IAsyncDisposable
     {
         if (_isSpare?.Invoke(args.EndPoint) != true)
         {
-            ReportOutage(args.Exception);
+            ReportFailure(args.Exception);
         }
     }
 

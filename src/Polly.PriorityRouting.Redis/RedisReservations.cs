@@ -157,9 +157,10 @@ internal sealed partial class RedisReservations
             AnsweredInTime();
             return Read(result, key, cost, now);
         }
-        catch (OperationCanceledException) when (cancellationToken.IsCancellationRequested && !call.IsCompleted)
+        catch (OperationCanceledException) when (cancellationToken.IsCancellationRequested)
         {
-            // The caller gave up: a reservation Redis makes anyway is given back when it comes.
+            // The caller gave up: a reservation Redis makes anyway (or made just as the caller cancelled) is given back
+            // when it comes. Never Redis's failure.
             _ = SettleLateAsync(call, key, cost, now, release: true);
         }
         catch (TimeoutException)
@@ -171,7 +172,7 @@ internal sealed partial class RedisReservations
         }
         catch (Exception e)
         {
-            _connection.ReportOutage(e);
+            _connection.ReportFailure(e);
         }
 
         return BackendReservation.Unknown(key, cost, now, 0, 0);
@@ -223,7 +224,7 @@ internal sealed partial class RedisReservations
         }
         catch (Exception e)
         {
-            _connection.ReportOutage(e);
+            _connection.ReportFailure(e);
         }
     }
 
@@ -235,7 +236,7 @@ internal sealed partial class RedisReservations
             Log.ReservationsInTime(_logger);
         }
 
-        if (_connection.IsInOutage)
+        if (_connection.IsUnshared)
         {
             // Redis answered although the store believed it gone: synchronize, which ends the outage.
             _synchronize();
@@ -252,26 +253,15 @@ internal sealed partial class RedisReservations
         if (Interlocked.Increment(ref _lateInARow) >= ConsecutiveTimeoutsForOutage)
         {
             Volatile.Write(ref _lateInARow, 0);
-            _connection.ReportOutage(new TimeoutException($"Redis did not answer {ConsecutiveTimeoutsForOutage} reservations in a row within {_timeout.TotalMilliseconds} ms."));
+            _connection.ReportLastingFailure(new TimeoutException($"Redis did not answer {ConsecutiveTimeoutsForOutage} reservations in a row within {_timeout.TotalMilliseconds} ms."));
         }
     }
 
-    /// <summary>The multiplexer when an attempt may use it: connected, and no outage declared.</summary>
-    private IConnectionMultiplexer? Available()
-    {
-        var multiplexer = _connection.Multiplexer;
-        if (multiplexer is { IsConnected: true } && !_connection.IsInOutage)
-        {
-            return multiplexer;
-        }
-
-        if (multiplexer is { IsConnected: false })
-        {
-            _connection.ReportOutage(null);
-        }
-
-        return null;
-    }
+    /// <summary>
+    /// The multiplexer when an attempt may use it: no failure since the state was last shared, and no split
+    /// (<see cref="RedisConnection.Writable"/>: a reservation counted on a returning old primary would be lost with it).
+    /// </summary>
+    private IConnectionMultiplexer? Available() => _connection.IsUnshared ? null : _connection.Writable();
 
     private void ScheduleFlush()
     {
@@ -290,7 +280,7 @@ internal sealed partial class RedisReservations
         catch (Exception e)
         {
             // Nobody awaits this task: a failure is an outage, never a request's.
-            _connection.ReportOutage(e);
+            _connection.ReportFailure(e);
         }
         finally
         {

@@ -14,30 +14,22 @@ namespace Polly.PriorityRouting.Redis;
 /// configuration change, the start of an outage, a write that succeeds during an outage, a retry) only
 /// <see cref="Request">requests</see> it. One pass runs at a time, and the
 /// requests made meanwhile make one more pass, not one each. A pass does nothing unless the state needs it (before the
-/// first synchronization, or during an outage), and loads nothing until every slot has a connected, writable primary
-/// (<see cref="RedisTopology"/>; a dead node that a failover replaced does not count) and the subscription has carried
-/// the pass's own echo: a pass that ran when the first of several connections came back would load a state that the
-/// next restoration must load again, and a subscription still on a node that a failover left would miss marks.
+/// first synchronization, or while it is unshared), and loads nothing until every slot has exactly one connected,
+/// writable primary (<see cref="RedisRoleCheck"/>; a dead node that a failover replaced does not count) and the
+/// subscription has carried the pass's own echo (<see cref="RedisChannelListener"/>): a pass that ran when the first of
+/// several connections came back would load a state that the next restoration must load again, and a subscription
+/// still on a node that a failover left would miss marks.
 /// </para>
 /// <para>
-/// A pass that cannot complete is tried again after a delay that doubles from 0.5 to 2 seconds, so that an outage
-/// never outlives Redis's for want of an event (a failover that only replaces a node, a hung Redis that answers again).
+/// A pass that cannot complete is tried again after a delay that doubles from 0.5 to 2 seconds (0.5 s while two nodes
+/// say they are the primary), so that an outage never outlives Redis's for want of an event (a failover that only
+/// replaces a node, a hung Redis that answers again).
 /// </para>
 /// </remarks>
-internal sealed partial class RedisSynchronizer
+internal sealed class RedisSynchronizer
 {
     private static readonly TimeSpan FirstRetryDelay = TimeSpan.FromMilliseconds(500);
     private static readonly TimeSpan LongestRetryDelay = TimeSpan.FromSeconds(2);
-
-    // How long a pass waits for its own echo to come back through the subscription.
-    private static readonly TimeSpan EchoTimeout = TimeSpan.FromSeconds(2);
-
-    // How often, at most, StackExchange.Redis is asked to check the servers' roles again.
-    private static readonly TimeSpan RoleCheckInterval = TimeSpan.FromSeconds(2);
-
-    // How long a store connected only to replicas waits for a promotion before it warns: a failover takes seconds, and
-    // meanwhile StackExchange.Redis may still send writes to the replica (READONLY), which proves nothing.
-    private static readonly TimeSpan ReplicaGrace = TimeSpan.FromSeconds(10);
 
     private readonly RedisConnection _connection;
     private readonly RedisStoreLayout _layout;
@@ -46,21 +38,16 @@ internal sealed partial class RedisSynchronizer
     private readonly UnpublishedPins _unpublishedPins;
     private readonly RedisStateLoader _loader;
     private readonly RedisMarkWriter _writer;
-    private readonly RedisBudgetChannel _budgets;
-    private readonly string _instanceId;
-    private readonly ILogger _logger;
+    private readonly RedisRoleCheck _roles;
+    private readonly RedisChannelListener _listener;
     private readonly CancellationToken _disposing;
-    private readonly Action<RedisChannel, RedisValue> _onMessage;
     private readonly TaskCompletionSource _firstSynchronization = new(TaskCreationOptions.RunContinuationsAsynchronously);
 
     private int _requested;
     private int _running;
-    private int _subscribed;
     private int _retryScheduled;
     private int _passes;
     private TimeSpan _retryDelay = FirstRetryDelay;
-    private PendingEcho? _echo;
-    private long _nextRoleCheckAt;
 
     public RedisSynchronizer(
         RedisConnection connection,
@@ -80,12 +67,10 @@ internal sealed partial class RedisSynchronizer
         _unpublished = unpublished;
         _unpublishedPins = unpublishedPins;
         _writer = writer;
-        _budgets = budgets;
-        _instanceId = instanceId;
-        _logger = logger;
         _disposing = disposing;
         _loader = new RedisStateLoader(layout, mirror, logger);
-        _onMessage = OnMessage;
+        _roles = new RedisRoleCheck(connection, layout.Channel);
+        _listener = new RedisChannelListener(layout.Channel, mirror, budgets, instanceId, logger);
     }
 
     /// <summary>Gets a task that completes once the store has subscribed and loaded the shared state for the first time.</summary>
@@ -100,7 +85,7 @@ internal sealed partial class RedisSynchronizer
     /// <summary>Gets how many loads began (a test hook).</summary>
     public int LoadCount => _loader.LoadCount;
 
-    private bool NeedsSynchronization => _connection.IsInOutage || !_firstSynchronization.Task.IsCompleted;
+    private bool NeedsSynchronization => _connection.IsUnshared || !_firstSynchronization.Task.IsCompleted;
 
     /// <summary>
     /// Asks for a synchronization; returns at once. Requests made while a pass runs make one more pass.
@@ -115,43 +100,11 @@ internal sealed partial class RedisSynchronizer
         }
     }
 
-    /// <summary>
-    /// Returns whether a node is one the shared state does not use: every slot has a connected, writable primary other
-    /// than it, and it does not carry the subscription. A failover's old primary that returns (as a replica, once
-    /// Sentinel has reconfigured it and closed its clients' connections) is one.
-    /// </summary>
-    public bool IsSpare(System.Net.EndPoint? endPoint)
-    {
-        if (endPoint is null || _connection.Multiplexer is not { } multiplexer)
-        {
-            return false;
-        }
-
-        try
-        {
-            var topology = RedisTopology.Of(multiplexer);
-            return topology.IsComplete
-                && !topology.Primaries.Any(server => Equals(server.EndPoint, endPoint))
-                && !Equals(multiplexer.GetSubscriber().SubscribedEndpoint(_layout.Channel), endPoint);
-        }
-        catch (Exception e) when (e is RedisException or ObjectDisposedException)
-        {
-            return false;
-        }
-    }
+    /// <inheritdoc cref="RedisRoleCheck.IsSpare"/>
+    public bool IsSpare(System.Net.EndPoint? endPoint) => _roles.IsSpare(endPoint);
 
     /// <summary>Unsubscribes without waiting (disposal).</summary>
-    public void Unsubscribe()
-    {
-        try
-        {
-            _connection.Multiplexer?.GetSubscriber().Unsubscribe(_layout.Channel, _onMessage, CommandFlags.FireAndForget);
-        }
-        catch (Exception e) when (e is RedisException or ObjectDisposedException)
-        {
-            // Nothing to unsubscribe from when Redis is gone.
-        }
-    }
+    public void Unsubscribe() => _listener.Unsubscribe(_connection.Multiplexer);
 
     private async Task RunAsync()
     {
@@ -193,8 +146,10 @@ internal sealed partial class RedisSynchronizer
         }
         catch (Exception e) when (!_disposing.IsCancellationRequested)
         {
-            // Still unreachable or half-connected: the next restoration, write or retry tries again.
-            _connection.ReportOutage(e);
+            // Still unreachable, half-connected, or routed to a node that is gone: the next restoration, write or retry
+            // tries again, after the roles are checked again.
+            _roles.DoubtRouting();
+            _connection.ReportFailure(e);
             ScheduleRetry();
         }
         catch (Exception)
@@ -215,8 +170,16 @@ internal sealed partial class RedisSynchronizer
     /// <returns><see langword="true"/> when the state is shared now.</returns>
     private async Task<bool> SynchronizeAsync(IConnectionMultiplexer multiplexer)
     {
-        if (await WritablePrimariesAsync(multiplexer).ConfigureAwait(false) is not { } primaries)
+        var (writablePrimaries, waitingOutSplit) = await _roles.WritablePrimariesAsync(multiplexer).ConfigureAwait(false);
+        if (writablePrimaries is not { } primaries)
         {
+            if (waitingOutSplit)
+            {
+                // Retried at a steady pace until the returning node is a replica, so that the pass that follows the
+                // connections Sentinel closes then comes soon.
+                _retryDelay = FirstRetryDelay;
+            }
+
             return false;
         }
 
@@ -225,11 +188,11 @@ internal sealed partial class RedisSynchronizer
         var failuresAtStart = _connection.Failures;
 
         var subscriber = multiplexer.GetSubscriber();
-        await EnsureSubscribedAsync(subscriber).ConfigureAwait(false);
-        if (!await EchoAsync(subscriber).ConfigureAwait(false))
+        await _listener.EnsureSubscribedAsync(subscriber).ConfigureAwait(false);
+        if (!await _listener.EchoAsync(subscriber, _disposing).ConfigureAwait(false))
         {
-            // The subscription is on a node that no longer hears the primary (a failover): subscribe again next pass.
-            Volatile.Write(ref _subscribed, 0);
+            // The subscription is on a node that no longer hears the primary (a failover): subscribed again next pass.
+            _roles.DoubtRouting();
             _connection.ReportNotReady();
             return false;
         }
@@ -244,78 +207,6 @@ internal sealed partial class RedisSynchronizer
 
         _firstSynchronization.TrySetResult();
         return true;
-    }
-
-    /// <summary>
-    /// Returns the connected, writable primaries that hold every slot, or <see langword="null"/> (reported) when some
-    /// slot has none. When a server is connected but none is a writable primary, StackExchange.Redis is asked to check
-    /// the roles again: a hand-made promotion is otherwise seen only at its next configuration check, a minute later.
-    /// </summary>
-    private async Task<IReadOnlyList<IServer>?> WritablePrimariesAsync(IConnectionMultiplexer multiplexer)
-    {
-        var topology = RedisTopology.Of(multiplexer);
-        if (topology.IsComplete)
-        {
-            return topology.Primaries;
-        }
-
-        if (topology.AnyConnected && Environment.TickCount64 >= Volatile.Read(ref _nextRoleCheckAt))
-        {
-            // At most one check per interval: a check raises configuration events, which request passes of their own.
-            Volatile.Write(ref _nextRoleCheckAt, Environment.TickCount64 + (long)RoleCheckInterval.TotalMilliseconds);
-            await multiplexer.ConfigureAsync().ConfigureAwait(false);
-            topology = RedisTopology.Of(multiplexer);
-            if (topology.IsComplete)
-            {
-                return topology.Primaries;
-            }
-        }
-
-        if (topology.OnlyReplicas is { Count: > 0 } replicas && _connection.UnsharedFor >= ReplicaGrace)
-        {
-            _connection.ReportOnlyReplicas(replicas);
-        }
-        else
-        {
-            // A shard that cannot be loaded: the state is not shared, whatever the other shards say.
-            _connection.ReportNotReady();
-        }
-
-        return null;
-    }
-
-    private async Task EnsureSubscribedAsync(ISubscriber subscriber)
-    {
-        if (Volatile.Read(ref _subscribed) == 1)
-        {
-            // StackExchange.Redis itself subscribes again on every reconnection.
-            return;
-        }
-
-        // A failed earlier attempt may have left the handler registered: never register it twice.
-        await subscriber.UnsubscribeAsync(_layout.Channel, _onMessage).ConfigureAwait(false);
-        await subscriber.SubscribeAsync(_layout.Channel, _onMessage).ConfigureAwait(false);
-        Volatile.Write(ref _subscribed, 1);
-    }
-
-    /// <summary>
-    /// Publishes an echo on the channel and waits, bounded, until this replica's own subscription receives it.
-    /// </summary>
-    private async Task<bool> EchoAsync(ISubscriber subscriber)
-    {
-        var token = Guid.NewGuid().ToString("N");
-        var received = new TaskCompletionSource(TaskCreationOptions.RunContinuationsAsynchronously);
-        Volatile.Write(ref _echo, new PendingEcho(token, received));
-        await subscriber.PublishAsync(_layout.Channel, EchoMessage.Format(_instanceId, token)).ConfigureAwait(false);
-        try
-        {
-            await received.Task.WaitAsync(EchoTimeout, _disposing).ConfigureAwait(false);
-            return true;
-        }
-        catch (TimeoutException)
-        {
-            return false;
-        }
     }
 
     private async Task<int> PublishUnpublishedAsync(IConnectionMultiplexer multiplexer)
@@ -385,50 +276,4 @@ internal sealed partial class RedisSynchronizer
         });
     }
 
-    private void OnMessage(RedisChannel channel, RedisValue payload)
-    {
-        // Bounded before it is decoded: a stray publisher cannot make this replica read megabytes.
-        var text = payload.IsNullOrEmpty || payload.Length() > ThrottleMessage.MaxLength * 4 ? null : (string?)payload;
-        if (text is not null && EchoMessage.TryParse(text, out var sender, out var token))
-        {
-            if (sender == _instanceId && Volatile.Read(ref _echo) is { } echo && echo.Token == token)
-            {
-                echo.Received.TrySetResult();
-            }
-
-            return;
-        }
-
-        if (text is not null && BudgetMessage.IsBudgetMessage(text))
-        {
-            if (!_budgets.Receive(text))
-            {
-                Log.IgnoredMalformedMessage(_logger, channel.ToString());
-            }
-
-            return;
-        }
-
-        if (text is null || !ThrottleMessage.TryParse(text.AsSpan(), out var message))
-        {
-            Log.IgnoredMalformedMessage(_logger, channel.ToString());
-            return;
-        }
-
-        if (message.Sender == _instanceId)
-        {
-            return;
-        }
-
-        // The writer sent the time left, not a moment: the deadline is set on this replica's own clock, bounded.
-        _mirror.Adopt(message.Key, message.RemainingMilliseconds, message.Reason);
-    }
-
-    private sealed record PendingEcho(string Token, TaskCompletionSource Received);
-
-    private static partial class Log
-    {
-        [LoggerMessage(3, LogLevel.Debug, "Ignored a malformed message on the channel {Channel}.")]
-        public static partial void IgnoredMalformedMessage(ILogger logger, string channel);
-    }
 }

@@ -13,6 +13,17 @@ public sealed class RedisFailoverTests
 {
     private readonly ITestOutputHelper _output;
 
+    /// <summary>
+    /// Set up as docs/distributed.md tells an app on Sentinel to: StackExchange.Redis blocks thread-pool threads while it
+    /// reconfigures through Sentinel (an open upstream issue), and on a loaded 2-core machine the pool's slow growth
+    /// turned that into a stalled command and a second brief outage in about 1 run of 40.
+    /// </summary>
+    static RedisFailoverTests()
+    {
+        ThreadPool.GetMinThreads(out var workers, out var completionPorts);
+        ThreadPool.SetMinThreads(Math.Max(workers, 32), Math.Max(completionPorts, 32));
+    }
+
     public RedisFailoverTests(ITestOutputHelper output) => _output = output;
 
     [Fact]
@@ -53,17 +64,20 @@ public sealed class RedisFailoverTests
         _output.WriteLine($"Sentinel, then the old primary returns: {measurement}");
         scenario.AssertOneCleanOutage(measurement);
 
-        // The old primary comes back as it was configured, a primary of nothing, until Sentinel makes it a replica.
-        redis.StartNode(0, replicaOf: null);
-        redis.WaitForRole(0, "slave");
-        var mark = new BackendStateKey("after-return@http://127.0.0.1:3");
-        await scenario.A.MarkAsync(mark, TimeSpan.FromMinutes(2));
-        await scenario.B.WaitForAsync(mark, timeout: TimeSpan.FromSeconds(10));
+        // The old primary comes back as it was configured, a primary of nothing, until Sentinel makes it a replica some
+        // seconds later: what A learns meanwhile must not be written to it (its data is replaced when it becomes one).
+        var returning = await scenario.WhileAWritesAsync(() =>
+        {
+            redis.StartNode(0, replicaOf: null);
+            redis.WaitForRole(0, "slave");
+        });
 
-        // Known defect (issue 23, seen once in ~30 runs): the returning node can fail one write before
-        // StackExchange.Redis re-reads the roles, which starts a second outage of a few milliseconds. Until that is
-        // fixed, what the return must not do is leave a replica unshared: every outage ends with "shared again".
-        await scenario.AssertEveryOutageEndsAsync();
+        _output.WriteLine($"Written on A while the old primary returned: {returning}");
+        returning.Marks.Should().BeGreaterThan(0);
+        (returning.LostMarks, returning.LostPins).Should().Be((0, 0), "what A learned while the old primary returned reaches B");
+
+        // The return is no outage: still one warning and one "shared again" over the whole test.
+        scenario.AssertOneCleanOutage(measurement);
     }
 
     [Fact]

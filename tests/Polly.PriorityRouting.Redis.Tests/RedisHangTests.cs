@@ -47,7 +47,7 @@ public sealed class RedisHangTests : IClassFixture<RedisServerFixture>
     }
 
     [Fact]
-    public async Task While_redis_hangs_a_pin_waits_at_most_the_affinity_timeout_and_once_the_outage_is_declared_not_at_all()
+    public async Task While_redis_hangs_a_pin_waits_at_most_the_affinity_timeout_once_and_after_that_not_at_all()
     {
         await using var replica = await Replica.StartAsync(_redis.Configuration, _keyPrefix);
         var affinity = replica.RedisStore.Affinity;
@@ -58,17 +58,20 @@ public sealed class RedisHangTests : IClassFixture<RedisServerFixture>
             await affinity.PinAsync("resp_first", "a@http://a", TimeSpan.FromMinutes(5), CancellationToken.None);
             _output.WriteLine($"The first pin while Redis hangs took {waited.ElapsedMilliseconds} ms.");
             waited.Elapsed.Should().BeLessThan(WellUnderTheCommandTimeout, "a pin waits for Redis at most the affinity timeout (1 s)");
-            replica.RedisStore.IsInOutage.Should().BeTrue("Redis did not answer in time: the outage is declared");
 
             for (var i = 0; i < 5; i++)
             {
                 CompletedAtOnce(affinity.PinAsync($"resp_{i}", "a@http://a", TimeSpan.FromMinutes(5), CancellationToken.None))
-                    .Should().BeTrue("during an outage a pin is kept locally without waiting for Redis");
+                    .Should().BeTrue("after a failure a pin is kept locally without waiting for Redis");
                 (await affinity.FindAsync($"resp_{i}", CancellationToken.None)).Should().Be("a@http://a");
             }
 
-            CompletedAtOnce(affinity.FindAsync("resp_never_seen", CancellationToken.None)).Should().BeTrue("during an outage a lookup answers from memory");
+            CompletedAtOnce(affinity.FindAsync("resp_never_seen", CancellationToken.None)).Should().BeTrue("after a failure a lookup answers from memory");
             affinity.UnpublishedPinCount.Should().Be(6);
+
+            // The synchronization the failure requested finds Redis still silent (its echo times out, 2 s): the outage is
+            // declared, and warned of.
+            await Eventually.HoldsAsync(() => replica.RedisStore.IsInOutage && replica.WarningCount == 1, TimeSpan.FromSeconds(10), "the outage is declared");
             replica.StoreLogs.Where(record => record.Level == Microsoft.Extensions.Logging.LogLevel.Warning).Select(record => record.Message + " " + record.Exception?.Message)
                 .Should().ContainSingle("one outage, one warning");
         }
