@@ -14,7 +14,7 @@ namespace Polly.PriorityRouting.Redis;
 /// Fail-open, like the rest of the store: a reservation that Redis does not answer in time, that fails, or that is asked
 /// during an outage is <see cref="BackendReservationStatus.Unknown"/>, and the replica's own budget view admits the
 /// attempt. Slowness is logged once until Redis answers in time again; <see cref="ConsecutiveTimeoutsForOutage"/> late
-/// answers in a row declare an outage (to the one <see cref="RedisConnection"/>), so that no attempt waits for a hung
+/// answers in a row declare an outage (to the one <see cref="RedisOutageState"/>), so that no attempt waits for a hung
 /// Redis; a failure declares it at once. The synchronization, not the requests, finds out when Redis is back.
 /// </para>
 /// <para>
@@ -171,7 +171,7 @@ internal sealed partial class RedisReservations
         }
         catch (Exception e)
         {
-            _connection.ReportFailure(e);
+            _connection.Outage.ReportFailure(e);
         }
 
         return BackendReservation.Unknown(key, cost, now, 0, 0);
@@ -223,7 +223,7 @@ internal sealed partial class RedisReservations
         }
         catch (Exception e)
         {
-            _connection.ReportFailure(e);
+            _connection.Outage.ReportFailure(e);
         }
     }
 
@@ -235,7 +235,7 @@ internal sealed partial class RedisReservations
             Log.ReservationsInTime(_logger);
         }
 
-        if (_connection.IsUnshared)
+        if (_connection.Outage.IsUnshared)
         {
             // Redis answered although the store believed it gone: synchronize, which ends the outage.
             _synchronize();
@@ -252,7 +252,7 @@ internal sealed partial class RedisReservations
         if (Interlocked.Increment(ref _lateInARow) >= ConsecutiveTimeoutsForOutage)
         {
             Volatile.Write(ref _lateInARow, 0);
-            _connection.ReportLastingFailure(new TimeoutException($"Redis did not answer {ConsecutiveTimeoutsForOutage} reservations in a row within {_timeout.TotalMilliseconds} ms."));
+            _connection.Outage.ReportLastingFailure(new TimeoutException($"Redis did not answer {ConsecutiveTimeoutsForOutage} reservations in a row within {_timeout.TotalMilliseconds} ms."));
         }
     }
 
@@ -260,7 +260,7 @@ internal sealed partial class RedisReservations
     /// The multiplexer when an attempt may use it: no failure since the state was last shared, and no split
     /// (<see cref="RedisConnection.Writable"/>: a reservation counted on a returning old primary would be lost with it).
     /// </summary>
-    private IConnectionMultiplexer? Available() => _connection.IsUnshared ? null : _connection.Writable();
+    private IConnectionMultiplexer? Available() => _connection.Outage.IsUnshared ? null : _connection.Writable();
 
     private void ScheduleFlush()
     {
@@ -279,7 +279,7 @@ internal sealed partial class RedisReservations
         catch (Exception e)
         {
             // Nobody awaits this task: a failure is an outage, never a request's.
-            _connection.ReportFailure(e);
+            _connection.Outage.ReportFailure(e);
         }
         finally
         {
