@@ -157,9 +157,10 @@ internal sealed partial class RedisReservations
             AnsweredInTime();
             return Read(result, key, cost, now);
         }
-        catch (OperationCanceledException) when (cancellationToken.IsCancellationRequested && !call.IsCompleted)
+        catch (OperationCanceledException) when (cancellationToken.IsCancellationRequested)
         {
-            // The caller gave up: a reservation Redis makes anyway is given back when it comes.
+            // The caller gave up: a reservation Redis makes anyway (or made just as the caller cancelled) is given back
+            // when it comes. Never Redis's failure.
             _ = SettleLateAsync(call, key, cost, now, release: true);
         }
         catch (TimeoutException)

@@ -194,7 +194,8 @@ public class PriorityRoutingStrategyOptions : ResilienceStrategyOptions
     /// The budget is the budget view's (<see cref="TokenBudgets"/>): reported by answers or declared
     /// (<see cref="PriorityBackend.TokensPerMinute"/>, <see cref="PriorityBackend.RequestsPerMinute"/>). A backend with no
     /// known budget, or no known limit, admits background requests like any other. The headroom is kept per process: on
-    /// a shared store each replica keeps it in its own view.
+    /// a shared store each replica keeps it in its own view, unless the store shares reservations
+    /// (<see cref="IBackendReservationStore"/>: Redis with reservations on), whose shared budget keeps it across replicas.
     /// </para>
     /// </value>
     [Range(0.0, 1.0, MaximumIsExclusive = true)]

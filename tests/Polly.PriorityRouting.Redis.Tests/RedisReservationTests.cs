@@ -86,6 +86,19 @@ public sealed class RedisReservationTests : IClassFixture<RedisServerFixture>
     }
 
     [Fact]
+    public async Task A_background_reservation_of_unknown_cost_is_held_by_the_token_headroom_as_in_the_replica_view()
+    {
+        await using var replica = await StartReplicaAsync(_redis.Configuration, NewPrefix());
+        var store = Reserving(replica);
+        var now = replica.Time.GetUtcNow();
+        await CorrectAsync(replica, await store.ReserveAsync(Key, 1_000, 0, now, default), remaining: 10_000, limit: 10_000, reset: TimeSpan.FromSeconds(30));
+        (await store.ReserveAsync(Key, 8_500, 0, now, default)).Status.Should().Be(BackendReservationStatus.Granted);
+
+        (await store.ReserveAsync(Key, 0, 0.2, now, default)).Status.Should().Be(BackendReservationStatus.Refused, "1,500 left is inside the 2,000 kept, whatever the cost");
+        (await store.ReserveAsync(Key, 1_000, 0, now, default)).Status.Should().Be(BackendReservationStatus.Granted, "a foreground request may use the headroom");
+    }
+
+    [Fact]
     public async Task Whatever_a_peer_wrote_into_the_key_a_reservation_never_throws_and_the_key_heals()
     {
         var prefix = NewPrefix();

@@ -34,7 +34,10 @@ internal static class ReservationScripts
     /// KEYS[1] the budget's key; ARGV[1] the cost in tokens; ARGV[2] the headroom (0 to 1); ARGV[3] the history in
     /// milliseconds; ARGV[4] the longest window in milliseconds.
     /// Returns { 0, milliseconds until the refill } when refused, { 1, n, c } when granted, { 2, n, c } when counted
-    /// without a known budget.
+    /// without a known budget. After the cost, ceil(headroom × limit) stays free, in tokens (also at cost 0, as in the
+    /// process's view) and in requests. Strictly: the headroom carries the room promised to foreground callers too
+    /// (<c>BackendBudget.SharedHeadroom</c>), which no request may take, so a background request too large to leave it
+    /// is refused here, where the process's view admits it on a full budget.
     /// </summary>
     public const string Reserve = Prelude + """
         local cost = num(ARGV[1], 0, BIG, 0)
@@ -42,9 +45,8 @@ internal static class ReservationScripts
         if headroom ~= headroom or headroom < 0 then headroom = 0 elseif headroom > 1 then headroom = 1 end
         local wait = 0
         local function check(b, amount, always)
-          if b.l >= 0 and b.e > now and amount > 0 and (always or amount <= b.l) and b.v + amount > b.l - math.floor(headroom * b.l) then
-            if b.e - now > wait then wait = b.e - now end
-          end
+          if b.l < 0 or b.e <= now or (amount == 0 and headroom == 0) or (not always and amount > b.l) then return end
+          if b.v + amount > b.l - math.ceil(headroom * b.l) and b.e - now > wait then wait = b.e - now end
         end
         check(T, cost, false)
         check(R, 1, true)

@@ -45,7 +45,8 @@ public interface IBackendReservationStore
 
     /// <summary>
     /// Gives a reservation back because the backend did not count it: it answered 429, the connection failed, or the
-    /// attempt ended before it was sent (the caller cancelled, another backend was taken).
+    /// attempt ended before it was sent (the caller cancelled while it travelled) or with no verdict recorded (the caller
+    /// cancelled in flight).
     /// </summary>
     /// <param name="reservation">The attempt's reservation, as <see cref="ReserveAsync"/> returned it.</param>
     void Release(BackendReservation reservation);

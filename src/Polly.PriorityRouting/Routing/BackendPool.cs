@@ -530,12 +530,20 @@ internal sealed class BackendPool
         }
         catch (Exception)
         {
-            // A failing store never fails a request; a cancelled reservation leaves the send to see the cancellation.
+            // A failing store never fails a request (no verdict); the caller's cancellation is seen below.
             reservation = default;
         }
 
         var now = _timeProvider.GetUtcNow();
         var ticket = reservation.IsCounted ? new ReservationTicket(_reservations!, reservation) : null;
+        if (cancellationToken.IsCancellationRequested)
+        {
+            // The caller gave up while the reservation travelled: nothing is admitted, nothing spent, anything counted given back.
+            ticket?.Release();
+            lease.Dispose();
+            return (null, key, null);
+        }
+
         if (reservation.Status == BackendReservationStatus.Granted)
         {
             _budgets!.Spend(key, route.Cost, now, out var spent, route.Held, backend.Quota, route.Headroom);
@@ -550,7 +558,9 @@ internal sealed class BackendPool
 
         ticket?.Release();
         lease.Dispose();
-        return (null, key, reservation.Status == BackendReservationStatus.Refused ? now + reservation.RetryAfter : null);
+
+        // A store's refill is bounded like every deadline it is told (a custom store's may be anything).
+        return (null, key, reservation.Status == BackendReservationStatus.Refused ? now + (reservation.RetryAfter < _maxCooldown ? reservation.RetryAfter : _maxCooldown) : null);
     }
 
     /// <summary>

@@ -140,15 +140,16 @@ internal sealed class PriorityRoutingResilienceStrategy : ResilienceStrategy<Htt
         {
             for (var attempt = 0; ; attempt++)
             {
-                if (context.CancellationToken.IsCancellationRequested)
-                {
-                    return CallerCanceled(context);
-                }
-
                 // Select (and admit: with shared reservations, one round trip to the store per backend asked).
                 (plan, var acquired) = await RequestPlan.AcquireAsync(plan, _pool, context).ConfigureAwait(context.ContinueOnCapturedContext);
                 if (acquired is not { } lease)
                 {
+                    if (context.CancellationToken.IsCancellationRequested)
+                    {
+                        // The caller gave up (also while a reservation travelled): its cancellation is the answer.
+                        return CallerCanceled(context);
+                    }
+
                     // Nothing left, on any model of the request: wait for a promised refill and start a new round, or answer now.
                     var exhaustion = plan.GetExhaustion(_pool, waited);
                     var wait = await _waits.WaitAsync(exhaustion.Reservation, plan.Route, waited, context).ConfigureAwait(context.ContinueOnCapturedContext);

@@ -92,11 +92,17 @@ internal struct RequestPlan
     /// <summary>
     /// Acquires the next backend for <paramref name="plan"/> (see <see cref="TryAcquire"/>); when the pool shares
     /// reservations, each selected backend's reservation first (one round trip each): a refused one is closed to this
-    /// request and the next is tried. Completes synchronously, allocating nothing, when the pool shares none.
+    /// request and the next is tried. Completes synchronously, allocating nothing, when the pool shares none. A caller
+    /// that cancelled, before or while a reservation travelled, acquires nothing.
     /// </summary>
-    /// <returns>The plan as it is after the acquisition, and the lease, or none when no backend is left.</returns>
+    /// <returns>The plan as it is after the acquisition, and the lease, or none when no backend is left or the caller cancelled.</returns>
     public static ValueTask<(RequestPlan Plan, BackendLease? Lease)> AcquireAsync(RequestPlan plan, BackendPool pool, ResilienceContext context)
     {
+        if (context.CancellationToken.IsCancellationRequested)
+        {
+            return new((plan, null));
+        }
+
         if (!pool.SharesReservations)
         {
             var acquired = plan.TryAcquire(pool, out var lease);
@@ -203,7 +209,7 @@ internal struct RequestPlan
 
     private static async ValueTask<(RequestPlan Plan, BackendLease? Lease)> AcquireReservedAsync(RequestPlan plan, BackendPool pool, ResilienceContext context)
     {
-        while (plan.TrySelect(pool, out var selected))
+        while (!context.CancellationToken.IsCancellationRequested && plan.TrySelect(pool, out var selected))
         {
             var (lease, key, refusedUntil) = await pool.ReserveAsync(selected, plan.Route, context.ContinueOnCapturedContext, context.CancellationToken)
                 .ConfigureAwait(context.ContinueOnCapturedContext);

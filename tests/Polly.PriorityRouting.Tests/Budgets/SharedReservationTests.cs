@@ -173,6 +173,93 @@ public class SharedReservationTests
     }
 
     [Fact]
+    public async Task A_caller_cancelling_while_its_reservation_travels_gets_its_cancellation_not_an_exhausted_answer()
+    {
+        // The store had no verdict by the time the caller gave up (as Redis answers a cancelled wait), and this process's
+        // view believes the only backend spent: nothing is admitted, and the caller must get its own cancellation.
+        using var cancellation = new CancellationTokenSource();
+        var store = new ReservingStore();
+        using var h = Harness(store, RoutingHarness.Backend("a", 1));
+        h.Transport.Respond("a", _ => Budget(remaining: 0, limit: 100_000, reset: "60s"));
+        (await h.Client.PostAsync("/", Chat(100))).Dispose();
+        store.Answer("a", (key, cost, now, _) =>
+        {
+            cancellation.Cancel();
+            return new(BackendReservation.Unknown(key, cost, now, 0, 0));
+        });
+
+        var sending = () => h.Client.PostAsync("/", Chat(100), cancellation.Token);
+
+        await sending.Should().ThrowAsync<OperationCanceledException>();
+        h.Transport.CountFor("a").Should().Be(1, "only the first request was sent");
+    }
+
+    [Fact]
+    public async Task A_caller_cancelling_while_its_reservation_travels_spends_nothing_of_this_process_view()
+    {
+        // Room for one 100-token chat in this process's view of a: a caller that gave up while its reservation travelled
+        // must not take it from the next caller.
+        using var cancellation = new CancellationTokenSource();
+        var store = new ReservingStore();
+        using var h = Harness(store, RoutingHarness.Backend("a", 1), RoutingHarness.Backend("b", 2));
+        h.Transport.Respond("a", _ => Budget(remaining: 150, limit: 100_000, reset: "60s")).Respond("b", HttpStatusCode.OK);
+        (await h.Client.PostAsync("/", Chat(10))).Dispose();
+        h.Transport.Respond("a", HttpStatusCode.OK);
+        store.Answer("a", (key, cost, now, _) =>
+        {
+            cancellation.Cancel();
+            return new(BackendReservation.Unknown(key, cost, now, 0, 0));
+        });
+
+        var cancelled = () => h.Client.PostAsync("/", Chat(100), cancellation.Token);
+        await cancelled.Should().ThrowAsync<OperationCanceledException>();
+        store.Unknown("a");
+        using var next = await h.Client.PostAsync("/", Chat(100));
+
+        h.Transport.Hosts.Should().Equal(["a", "a"], "the cancelled caller took nothing of a's room in this process's view");
+    }
+
+    [Fact]
+    public async Task A_refusal_longer_than_max_cooldown_answers_max_cooldown()
+    {
+        // A store's refill is a peer's word: bounded like every other deadline, and never a reason to fail the request.
+        var store = new ReservingStore().Refuse("a", TimeSpan.MaxValue).Refuse("b", TimeSpan.FromHours(2));
+        using var h = Harness(store, o => o.MaxCooldown = TimeSpan.FromSeconds(90), RoutingHarness.Backend("a", 1), RoutingHarness.Backend("b", 2));
+
+        using var response = await h.Client.PostAsync("/", Chat(100));
+
+        response.StatusCode.Should().Be(HttpStatusCode.TooManyRequests);
+        response.Headers.RetryAfter!.Delta.Should().Be(TimeSpan.FromSeconds(90));
+        h.Transport.Requests.Should().BeEmpty();
+    }
+
+    [Fact]
+    public async Task A_model_fallback_reserves_on_the_fallback_deployment_and_the_exhausted_answer_keeps_every_refusal()
+    {
+        var a = RoutingHarness.Backend("a", 1);
+        a.Models["gpt-4o"] = "gpt-4o-ptu";
+        var b = RoutingHarness.Backend("b", 1);
+        b.Models["gpt-4o-mini"] = "mini";
+        var store = new ReservingStore().Refuse("a", TimeSpan.FromSeconds(9));
+        using var h = Harness(store, o => o.ModelFallbacks["gpt-4o"] = ["gpt-4o-mini"], a, b);
+        h.Transport.Respond("b", HttpStatusCode.OK);
+
+        using var servedByFallback = await h.Client.PostAsync("/v1/chat/completions", Model("gpt-4o"));
+        store.Refuse("b", TimeSpan.FromSeconds(4));
+        using var exhausted = await h.Client.PostAsync("/v1/chat/completions", Model("gpt-4o"));
+
+        servedByFallback.StatusCode.Should().Be(HttpStatusCode.OK);
+        h.Transport.Hosts.Should().Equal("b");
+        store.Reserved.Select(r => (r.Key, r.Status)).Should().Equal(
+            (RoutingHarness.Key("a", "gpt-4o-ptu"), BackendReservationStatus.Refused),
+            (RoutingHarness.Key("b", "mini"), BackendReservationStatus.Granted),
+            (RoutingHarness.Key("a", "gpt-4o-ptu"), BackendReservationStatus.Refused),
+            (RoutingHarness.Key("b", "mini"), BackendReservationStatus.Refused));
+        exhausted.StatusCode.Should().Be(HttpStatusCode.TooManyRequests);
+        exhausted.Headers.RetryAfter!.Delta.Should().Be(TimeSpan.FromSeconds(4), "the fallback's refill comes before the first model's");
+    }
+
+    [Fact]
     public void A_synchronous_caller_waits_for_a_reservation_that_completes_later()
     {
         var store = new ReservingStore().Answer("a", async (key, cost, now, cancellationToken) =>
@@ -307,6 +394,50 @@ public class SharedReservationTests
     }
 
     [Fact]
+    public async Task A_stream_broken_mid_body_keeps_its_reservation_as_its_answer_corrected_it()
+    {
+        // The backend admitted and counted the request; the body breaking later gives nothing back.
+        var body = new ScriptedBodyStream().Send("data: {}\n\n").Fail(new IOException("connection reset"));
+        var store = new ReservingStore();
+        using var h = Harness(store, o => o.FirstByteTimeout = TimeSpan.FromSeconds(1));
+        h.Transport.Respond("a", _ =>
+        {
+            var response = Budget(remaining: 50_000, limit: 100_000, reset: "60s");
+            response.Content = new StreamContent(body);
+            return response;
+        });
+
+        using var request = new HttpRequestMessage(HttpMethod.Post, "/") { Content = Chat(100) };
+        using var response = await h.Client.SendAsync(request, HttpCompletionOption.ResponseHeadersRead);
+        var reading = () => response.Content.ReadAsStringAsync();
+
+        await reading.Should().ThrowAsync<HttpRequestException>().WithInnerException(typeof(IOException));
+        store.Corrected.Should().ContainSingle().Which.Report.RemainingTokens.Should().Be(50_000);
+        store.Released.Should().BeEmpty();
+    }
+
+    [Fact]
+    public async Task An_answer_without_a_first_byte_in_time_keeps_its_reservation_and_the_next_backend_reserves_its_own()
+    {
+        // Headers came: the backend counted the request, though its body never started.
+        var stalled = new ScriptedBodyStream();
+        var store = new ReservingStore();
+        using var h = Harness(store, o => o.FirstByteTimeout = TimeSpan.FromSeconds(1));
+        h.Transport.Respond("a", _ => new HttpResponseMessage(HttpStatusCode.OK) { Content = new StreamContent(stalled) }).Respond("b", HttpStatusCode.OK);
+
+        using var request = new HttpRequestMessage(HttpMethod.Post, "/") { Content = Chat(100) };
+        var sending = h.Client.SendAsync(request, HttpCompletionOption.ResponseHeadersRead);
+        await stalled.WhenReading();
+        h.Time.Advance(TimeSpan.FromSeconds(1));
+        using var response = await sending;
+
+        response.StatusCode.Should().Be(HttpStatusCode.OK);
+        h.Transport.Hosts.Should().Equal("a", "b");
+        store.Reserved.Select(r => r.Key.Backend).Should().Equal("a@http://a", "b@http://b");
+        store.Released.Should().BeEmpty("a timeout keeps the reservation: the backend may have counted the request");
+    }
+
+    [Fact]
     public async Task The_exhausted_answer_takes_the_soonest_of_refills_and_throttles_alike()
     {
         var store = new ReservingStore().Refuse("a", TimeSpan.FromSeconds(9)).Refuse("c", TimeSpan.FromSeconds(30));
@@ -371,6 +502,23 @@ public class SharedReservationTests
     }
 
     [Fact]
+    public async Task Without_a_verdict_a_background_request_keeps_the_headroom_in_this_process_view()
+    {
+        // Redis slow or down: the replica's own view keeps the headroom, as without reservations.
+        var store = new ReservingStore().Unknown("a").Unknown("b");
+        using var h = Harness(store, o => o.BackgroundHeadroom = 0.3, RoutingHarness.Backend("a", 1), RoutingHarness.Backend("b", 2));
+        h.Transport.Respond("a", _ => Budget(remaining: 25_000, limit: 100_000, reset: "60s")).Respond("b", HttpStatusCode.OK);
+        (await h.Client.PostAsync("/", Chat(100))).Dispose();
+        using var background = new HttpRequestMessage(HttpMethod.Post, "/") { Content = Chat(100) };
+        background.Options.Set(PriorityRoutingRequestOptions.Hints, new PriorityRoutingHints { Background = true });
+
+        (await h.Client.SendAsync(background)).Dispose();
+        (await h.Client.PostAsync("/", Chat(100))).Dispose();
+
+        h.Transport.Hosts.Should().Equal(["a", "b", "a"], "25 % left of a is inside the 30 % kept for foreground requests");
+    }
+
+    [Fact]
     public async Task A_background_request_asks_the_shared_budget_to_keep_free_the_room_promised_to_foreground_callers_at_the_refill()
     {
         var store = new ReservingStore();
@@ -415,6 +563,9 @@ public class SharedReservationTests
             backends.Length > 0 ? backends : [RoutingHarness.Backend("a", 1), RoutingHarness.Backend("b", 2), RoutingHarness.Backend("c", 3)]);
 
     private static StringContent Json(string body) => new(body, Encoding.UTF8, "application/json");
+
+    private static StringContent Model(string model)
+        => Json("{\"model\":\"" + model + "\",\"messages\":[{\"role\":\"user\",\"content\":\"hi\"}],\"max_tokens\":100}");
 
     private static StringContent Chat(int maxTokens)
         => new("{\"messages\":[{\"role\":\"user\",\"content\":\"hi\"}],\"max_tokens\":" + maxTokens.ToString(CultureInfo.InvariantCulture) + "}", Encoding.UTF8, "application/json");

@@ -176,6 +176,39 @@ public class RequestPlanTests
         h.Transport.Hosts.Should().Equal(["a", "b", "b", "b"], "b is of the best tier: the key stays there though a is back");
     }
 
+    [Fact]
+    public void Acquiring_without_shared_reservations_completes_at_once_and_allocates_nothing()
+    {
+        // The GET fast path with reservations off: the acquisition the loop awaits is a completed ValueTask of a struct.
+        var store = new InMemoryBackendStateStore();
+        var options = new PriorityRoutingStrategyOptions { Backends = { RoutingHarness.Backend("a", 1), RoutingHarness.Backend("b", 2) }, StateStore = store };
+        var pool = new BackendPool(options, new SharedBackendState(store), new Microsoft.Extensions.Time.Testing.FakeTimeProvider(RoutingHarness.Start));
+        using var request = new HttpRequestMessage(HttpMethod.Get, "/v1/models");
+        var plan = new RequestPlan(new RequestRoute(null), new BackendSet(2), new RequestFacts(request, null, default, null), null, 2, null);
+        var context = ResilienceContextPool.Shared.Get();
+        Acquire();
+
+        var before = GC.GetAllocatedBytesForCurrentThread();
+        for (var i = 0; i < 1_000; i++)
+        {
+            Acquire();
+        }
+
+        (GC.GetAllocatedBytesForCurrentThread() - before).Should().Be(0);
+        ResilienceContextPool.Shared.Return(context);
+
+        void Acquire()
+        {
+            var acquiring = RequestPlan.AcquireAsync(plan, pool, context);
+            if (!acquiring.IsCompletedSuccessfully || acquiring.Result.Lease is not { } lease)
+            {
+                throw new InvalidOperationException("The acquisition did not complete at once with a lease.");
+            }
+
+            lease.Dispose();
+        }
+    }
+
     private static HttpRequestMessage Keyed(string keySource, bool noFailover)
     {
         var body = keySource switch
