@@ -17,7 +17,7 @@ namespace Polly.PriorityRouting.Redis;
 /// <para>
 /// Fail-open, as the throttle store, and a request is never held by Redis: a call waits at most
 /// <see cref="PriorityRoutingRedisStoreOptions.AffinityTimeout"/> and never past the caller's cancellation; a late or
-/// failed call declares the outage (to the one <see cref="RedisConnection"/>, which warns once), and during an outage
+/// failed call declares the outage (to the one <see cref="RedisOutageState"/>, which warns once), and during an outage
 /// nothing on the request path touches Redis: pins stay local, lookups answer from memory (an unknown id is then routed
 /// normally). The pins that could not be written wait in <see cref="UnpublishedPins"/> (bounded) until the
 /// <see cref="RedisSynchronizer"/> publishes them when Redis returns; a <c>DELETE</c> meanwhile forgets them.
@@ -166,7 +166,7 @@ internal sealed class RedisAffinityStore : IAffinityStore
     /// hold no request after the first that waited for it, and the synchronization, not the requests, finds out when it
     /// answers again), and no split (<see cref="RedisConnection.Writable"/>).
     /// </summary>
-    private IConnectionMultiplexer? Available() => _connection.IsUnshared ? null : _connection.Writable();
+    private IConnectionMultiplexer? Available() => _connection.Outage.IsUnshared ? null : _connection.Writable();
 
     /// <summary>
     /// Waits for a Redis call at most the affinity timeout, and never past the caller's cancellation. A call that fails
@@ -192,7 +192,7 @@ internal sealed class RedisAffinityStore : IAffinityStore
         {
             // Kept before the outage is reported, so that the synchronization that ends it cannot miss the pin.
             onFailure?.Invoke();
-            _connection.ReportFailure(e);
+            _connection.Outage.ReportFailure(e);
             if (!call.IsCompleted)
             {
                 _ = HandleLateAsync(call, onFailure: null);
@@ -213,13 +213,13 @@ internal sealed class RedisAffinityStore : IAffinityStore
         catch (Exception e)
         {
             onFailure?.Invoke();
-            _connection.ReportFailure(e);
+            _connection.Outage.ReportFailure(e);
         }
     }
 
     private void Succeeded()
     {
-        if (_connection.IsUnshared)
+        if (_connection.Outage.IsUnshared)
         {
             // Redis answered although the store believed it gone (e.g. after a timeout): synchronize, which publishes
             // what waits and ends the outage.

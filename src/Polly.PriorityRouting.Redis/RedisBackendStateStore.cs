@@ -15,7 +15,7 @@ namespace Polly.PriorityRouting.Redis;
 /// <para>
 /// Redis is never on the request path. <see cref="TryGetUnavailability"/> reads memory only; <see cref="MarkUnavailableAsync"/>
 /// completes synchronously and leaves the Redis write to a task the caller does not wait for. When Redis cannot be
-/// reached the store goes on locally (fail-open): <see cref="RedisConnection"/> logs one warning per outage,
+/// reached the store goes on locally (fail-open): <see cref="RedisOutageState"/> logs one warning per outage,
 /// <see cref="UnpublishedMarks"/> keeps (bounded) what could not be written, and <see cref="RedisSynchronizer"/> loads
 /// the shared state again and publishes it when Redis returns.
 /// </para>
@@ -82,7 +82,7 @@ internal sealed partial class RedisBackendStateStore : IBackendStateStore, IBack
     /// </summary>
     internal async Task WaitForFirstLoadAsync(TimeSpan timeout, CancellationToken cancellationToken)
     {
-        var loadedOrUnreachable = Task.WhenAny(FirstSynchronization, _connection.FirstOutage);
+        var loadedOrUnreachable = Task.WhenAny(FirstSynchronization, _connection.Outage.FirstOutage);
         try
         {
             // Real time: this bounds a start, it measures no deadline.
@@ -95,10 +95,10 @@ internal sealed partial class RedisBackendStateStore : IBackendStateStore, IBack
     }
 
     /// <summary>Gets whether the store currently considers its state not shared, and has warned of it.</summary>
-    internal bool IsInOutage => _connection.IsInOutage;
+    internal bool IsInOutage => _connection.Outage.IsInOutage;
 
     /// <summary>Gets whether a failure came since the state was last shared (a test hook).</summary>
-    internal bool IsUnshared => _connection.IsUnshared;
+    internal bool IsUnshared => _connection.Outage.IsUnshared;
 
     // Test hooks.
     internal int UnpublishedCount => _unpublished.Count;
@@ -208,7 +208,7 @@ internal sealed partial class RedisBackendStateStore : IBackendStateStore, IBack
         {
             // The first connection attempt failed (Redis down or unreachable at start): an outage to warn about. The
             // restoration event of the first successful connection starts the synchronization.
-            _connection.ReportLastingFailure(null);
+            _connection.Outage.ReportLastingFailure(null);
         }
     }
 
@@ -230,11 +230,11 @@ internal sealed partial class RedisBackendStateStore : IBackendStateStore, IBack
             // Nobody awaits this task: every failure, whatever its type, ends here and never reaches a request. Kept
             // before it is reported, so that the synchronization the report requests publishes it.
             _unpublished.Keep(key, unavailability, _mirror.Now);
-            _connection.ReportFailure(e);
+            _connection.Outage.ReportFailure(e);
             return;
         }
 
-        if (_connection.IsUnshared)
+        if (_connection.Outage.IsUnshared)
         {
             // The write went through although the state is not shared (e.g. after a timeout): synchronize again.
             _synchronizer.Request();

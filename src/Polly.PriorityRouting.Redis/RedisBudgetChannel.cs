@@ -191,7 +191,7 @@ internal sealed class RedisBudgetChannel
 
     private async Task PublishPendingAsync()
     {
-        var multiplexer = _connection.Multiplexer is { IsConnected: true } connected && !_connection.IsInOutage ? connected : null;
+        var multiplexer = _connection.Multiplexer is { IsConnected: true } connected && !_connection.Outage.IsInOutage ? connected : null;
         foreach (var (key, observation) in _pending)
         {
             if (!_pending.TryRemove(new KeyValuePair<BackendStateKey, BackendBudgetObservation>(key, observation)))

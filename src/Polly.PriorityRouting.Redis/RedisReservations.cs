@@ -1,4 +1,3 @@
-using System.Collections.Concurrent;
 using Microsoft.Extensions.Logging;
 using StackExchange.Redis;
 
@@ -7,51 +6,32 @@ namespace Polly.PriorityRouting.Redis;
 /// <summary>
 /// The shared reservations of the Redis store (<see cref="PriorityRoutingRedisStoreOptions.Reservations"/>): one
 /// <see cref="ReservationScripts.Reserve"/> per attempt, waited for at most <see cref="PriorityRoutingRedisStoreOptions.ReservationTimeout"/>;
-/// corrections and releases sent off the caller's path.
+/// corrections and releases sent off the caller's path (<see cref="RedisReservationFlush"/>).
 /// </summary>
 /// <remarks>
-/// <para>
 /// Fail-open, like the rest of the store: a reservation that Redis does not answer in time, that fails, or that is asked
 /// during an outage is <see cref="BackendReservationStatus.Unknown"/>, and the replica's own budget view admits the
 /// attempt. Slowness is logged once until Redis answers in time again; <see cref="ConsecutiveTimeoutsForOutage"/> late
-/// answers in a row declare an outage (to the one <see cref="RedisConnection"/>), so that no attempt waits for a hung
+/// answers in a row declare an outage (to the one <see cref="RedisOutageState"/>), so that no attempt waits for a hung
 /// Redis; a failure declares it at once. The synchronization, not the requests, finds out when Redis is back.
-/// </para>
-/// <para>
-/// Bounded: at most <see cref="MaxPending"/> keys wait with a correction (the latest reservation's of each key
-/// supersedes the earlier: its count is the newest) and <see cref="MaxPending"/> releases; beyond, they are dropped —
-/// a dropped correction is made by the next answer, a dropped release is given back at the window's refill.
-/// </para>
 /// </remarks>
 internal sealed partial class RedisReservations
 {
-    public const int MaxPending = 4096;
-
     /// <summary>Late answers in a row that declare an outage: Redis is hung, not merely slow for a moment.</summary>
     public const int ConsecutiveTimeoutsForOutage = 8;
 
     /// <summary>How long a budget's running counts outlive its windows: longer than the slowest completion corrects them.</summary>
     public static readonly TimeSpan History = TimeSpan.FromMinutes(3);
 
-    /// <summary>How far apart two reset moments may be and still describe one window (answers' resets are whole milliseconds, measured on two clocks).</summary>
-    public static readonly TimeSpan SameWindow = TimeSpan.FromMilliseconds(100);
-
     private readonly RedisConnection _connection;
     private readonly Action _synchronize;
     private readonly RedisStoreLayout _layout;
-    private readonly TimeProvider _timeProvider;
     private readonly TimeSpan _timeout;
     private readonly long _maxWindowMilliseconds;
     private readonly ILogger _logger;
-    private readonly CancellationToken _disposing;
-    private readonly ConcurrentDictionary<BackendStateKey, (BackendReservation Reservation, BackendReservationReport Report)> _corrections = new();
-    private readonly ConcurrentQueue<BackendReservation> _releases = new();
-    private int _correctionCount;
-    private int _releaseCount;
-    private int _flushScheduled;
+    private readonly RedisReservationFlush _flush;
     private int _lateInARow;
     private int _slowReported;
-    private long _flushed;
 
     public RedisReservations(
         RedisConnection connection,
@@ -66,18 +46,14 @@ internal sealed partial class RedisReservations
         _connection = connection;
         _synchronize = synchronize;
         _layout = layout;
-        _timeProvider = timeProvider;
         _timeout = timeout;
         _maxWindowMilliseconds = (long)maxWindow.TotalMilliseconds;
         _logger = logger;
-        _disposing = disposing;
+        _flush = new RedisReservationFlush(Available, connection.Outage, layout, timeProvider, maxWindow, disposing);
     }
 
-    /// <summary>Gets how many corrections and releases wait to be sent (a test hook).</summary>
-    public int PendingCount => Volatile.Read(ref _correctionCount) + Volatile.Read(ref _releaseCount);
-
     /// <summary>Gets how many corrections and releases were sent (a test hook).</summary>
-    public long Flushed => Interlocked.Read(ref _flushed);
+    public long Flushed => _flush.Flushed;
 
     /// <inheritdoc cref="IBackendReservationStore.ReserveAsync"/>
     public ValueTask<BackendReservation> ReserveAsync(BackendStateKey key, long cost, double headroom, DateTimeOffset now, CancellationToken cancellationToken)
@@ -95,58 +71,10 @@ internal sealed partial class RedisReservations
     }
 
     /// <inheritdoc cref="IBackendReservationStore.Correct"/>
-    public void Correct(BackendReservation reservation, BackendReservationReport report)
-    {
-        if (!reservation.IsCounted || !StateKeyEncoding.CanEncode(reservation.Key))
-        {
-            return;
-        }
-
-        // Update or add, never a blind set (see RedisBudgetChannel.Publish): the count must not drift.
-        while (true)
-        {
-            if (_corrections.TryGetValue(reservation.Key, out var kept))
-            {
-                if (kept.Reservation.Sequence > reservation.Sequence || _corrections.TryUpdate(reservation.Key, (reservation, report), kept))
-                {
-                    break;
-                }
-
-                continue;
-            }
-
-            if (Volatile.Read(ref _correctionCount) >= MaxPending)
-            {
-                return;
-            }
-
-            if (_corrections.TryAdd(reservation.Key, (reservation, report)))
-            {
-                Interlocked.Increment(ref _correctionCount);
-                break;
-            }
-        }
-
-        ScheduleFlush();
-    }
+    public void Correct(BackendReservation reservation, BackendReservationReport report) => _flush.Correct(reservation, report);
 
     /// <inheritdoc cref="IBackendReservationStore.Release"/>
-    public void Release(BackendReservation reservation)
-    {
-        if (!reservation.IsCounted || !StateKeyEncoding.CanEncode(reservation.Key))
-        {
-            return;
-        }
-
-        if (Interlocked.Increment(ref _releaseCount) > MaxPending)
-        {
-            Interlocked.Decrement(ref _releaseCount);
-            return;
-        }
-
-        _releases.Enqueue(reservation);
-        ScheduleFlush();
-    }
+    public void Release(BackendReservation reservation) => _flush.Release(reservation);
 
     private async ValueTask<BackendReservation> WaitAsync(Task<RedisResult> call, BackendStateKey key, long cost, DateTimeOffset now, CancellationToken cancellationToken)
     {
@@ -172,7 +100,7 @@ internal sealed partial class RedisReservations
         }
         catch (Exception e)
         {
-            _connection.ReportFailure(e);
+            _connection.Outage.ReportFailure(e);
         }
 
         return BackendReservation.Unknown(key, cost, now, 0, 0);
@@ -224,7 +152,7 @@ internal sealed partial class RedisReservations
         }
         catch (Exception e)
         {
-            _connection.ReportFailure(e);
+            _connection.Outage.ReportFailure(e);
         }
     }
 
@@ -236,7 +164,7 @@ internal sealed partial class RedisReservations
             Log.ReservationsInTime(_logger);
         }
 
-        if (_connection.IsUnshared)
+        if (_connection.Outage.IsUnshared)
         {
             // Redis answered although the store believed it gone: synchronize, which ends the outage.
             _synchronize();
@@ -253,7 +181,7 @@ internal sealed partial class RedisReservations
         if (Interlocked.Increment(ref _lateInARow) >= ConsecutiveTimeoutsForOutage)
         {
             Volatile.Write(ref _lateInARow, 0);
-            _connection.ReportLastingFailure(new TimeoutException($"Redis did not answer {ConsecutiveTimeoutsForOutage} reservations in a row within {_timeout.TotalMilliseconds} ms."));
+            _connection.Outage.ReportLastingFailure(new TimeoutException($"Redis did not answer {ConsecutiveTimeoutsForOutage} reservations in a row within {_timeout.TotalMilliseconds} ms."));
         }
     }
 
@@ -261,96 +189,7 @@ internal sealed partial class RedisReservations
     /// The multiplexer when an attempt may use it: no failure since the state was last shared, and no split
     /// (<see cref="RedisConnection.Writable"/>: a reservation counted on a returning old primary would be lost with it).
     /// </summary>
-    private IConnectionMultiplexer? Available() => _connection.IsUnshared ? null : _connection.Writable();
-
-    private void ScheduleFlush()
-    {
-        if (Interlocked.CompareExchange(ref _flushScheduled, 1, 0) == 0)
-        {
-            _ = Task.Run(FlushAsync);
-        }
-    }
-
-    private async Task FlushAsync()
-    {
-        try
-        {
-            await SendPendingAsync().ConfigureAwait(false);
-        }
-        catch (Exception e)
-        {
-            // Nobody awaits this task: a failure is an outage, never a request's.
-            _connection.ReportFailure(e);
-        }
-        finally
-        {
-            Volatile.Write(ref _flushScheduled, 0);
-        }
-
-        // What came while this flush ran goes with the next one, together: that is the coalescing.
-        if (PendingCount > 0 && !_disposing.IsCancellationRequested)
-        {
-            ScheduleFlush();
-        }
-    }
-
-    private async Task SendPendingAsync()
-    {
-        var multiplexer = Available();
-        var database = multiplexer?.GetDatabase();
-        List<Task>? sent = null;
-        var now = _timeProvider.GetUtcNow();
-        foreach (var (key, pending) in _corrections)
-        {
-            if (!_corrections.TryRemove(new KeyValuePair<BackendStateKey, (BackendReservation, BackendReservationReport)>(key, pending)))
-            {
-                // Replaced meanwhile: the newer one goes with the next flush.
-                continue;
-            }
-
-            Interlocked.Decrement(ref _correctionCount);
-            if (database is not null)
-            {
-                (sent ??= []).Add(database.ScriptEvaluateAsync(ReservationScripts.Correct, [_layout.ReservationKeyOf(key)], CorrectionArguments(pending.Reservation, pending.Report, now)));
-            }
-        }
-
-        while (_releases.TryDequeue(out var reservation))
-        {
-            Interlocked.Decrement(ref _releaseCount);
-            if (database is not null)
-            {
-                (sent ??= []).Add(database.ScriptEvaluateAsync(
-                    ReservationScripts.Release,
-                    [_layout.ReservationKeyOf(reservation.Key)],
-                    [reservation.Sequence, reservation.Offset, (long)History.TotalMilliseconds, _maxWindowMilliseconds, reservation.Cost]));
-            }
-        }
-
-        if (sent is not null)
-        {
-            // Pipelined: every script is on the wire before the first answer is awaited.
-            await Task.WhenAll(sent).ConfigureAwait(false);
-            Interlocked.Add(ref _flushed, sent.Count);
-        }
-    }
-
-    /// <summary>The resets as milliseconds from now (measured from the send, on this replica's clock); the counts as reported.</summary>
-    private RedisValue[] CorrectionArguments(BackendReservation reservation, BackendReservationReport report, DateTimeOffset now)
-    {
-        // Bounded before any arithmetic: a report is the caller's, and no value of it may throw here.
-        var sentAgo = Math.Clamp((long)Math.Ceiling((now - report.SentAt).TotalMilliseconds), 0, _maxWindowMilliseconds);
-        var tokensReset = Milliseconds(report.TokensResetAfter);
-        var requestsReset = Milliseconds(report.RequestsResetAfter);
-        return
-        [
-            reservation.Sequence, reservation.Offset, (long)History.TotalMilliseconds, _maxWindowMilliseconds, (long)SameWindow.TotalMilliseconds,
-            report.RemainingTokens ?? -1, report.LimitTokens ?? -1, tokensReset - sentAgo, tokensReset,
-            report.RemainingRequests ?? -1, report.LimitRequests ?? -1, requestsReset - sentAgo, requestsReset,
-        ];
-
-        long Milliseconds(TimeSpan delay) => Math.Clamp((long)Math.Ceiling(delay.TotalMilliseconds), 0, _maxWindowMilliseconds);
-    }
+    private IConnectionMultiplexer? Available() => _connection.Outage.IsUnshared ? null : _connection.Writable();
 
     private static partial class Log
     {

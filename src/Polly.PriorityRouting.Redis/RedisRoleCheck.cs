@@ -10,7 +10,7 @@ internal sealed class RedisRoleCheck
 {
     // How often, at most, StackExchange.Redis is asked to check the servers' roles again: a check raises configuration
     // events, which request passes of their own. When its routing is in doubt, a failure of a few hundred milliseconds
-    // must not become an outage (RedisConnection.OutageAfter), so it is asked sooner.
+    // must not become an outage (RedisOutageState.OutageAfter), so it is asked sooner.
     private static readonly TimeSpan RoleCheckInterval = TimeSpan.FromSeconds(2);
     private static readonly TimeSpan RoutingCheckInterval = TimeSpan.FromMilliseconds(250);
 
@@ -75,20 +75,20 @@ internal sealed class RedisRoleCheck
             return (topology.Primaries, false);
         }
 
-        if (topology.IsSplit && _connection.UnsharedFor < SplitGrace)
+        if (topology.IsSplit && _connection.Outage.UnsharedFor < SplitGrace)
         {
             // Not yet a failure: the returning node is waited for until it is a replica.
             return (null, true);
         }
 
-        if (topology.OnlyReplicas is { Count: > 0 } replicas && _connection.UnsharedFor >= ReplicaGrace)
+        if (topology.OnlyReplicas is { Count: > 0 } replicas && _connection.Outage.UnsharedFor >= ReplicaGrace)
         {
-            _connection.ReportOnlyReplicas(replicas);
+            _connection.Outage.ReportOnlyReplicas(replicas);
         }
         else
         {
             // A shard that cannot be loaded: the state is not shared, whatever the other shards say.
-            _connection.ReportNotReady();
+            _connection.Outage.ReportNotReady();
         }
 
         return (null, false);

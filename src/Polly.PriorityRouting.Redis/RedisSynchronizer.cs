@@ -85,7 +85,7 @@ internal sealed class RedisSynchronizer
     /// <summary>Gets how many loads began (a test hook).</summary>
     public int LoadCount => _loader.LoadCount;
 
-    private bool NeedsSynchronization => _connection.IsUnshared || !_firstSynchronization.Task.IsCompleted;
+    private bool NeedsSynchronization => _connection.Outage.IsUnshared || !_firstSynchronization.Task.IsCompleted;
 
     /// <summary>
     /// Asks for a synchronization; returns at once. Requests made while a pass runs make one more pass.
@@ -149,7 +149,7 @@ internal sealed class RedisSynchronizer
             // Still unreachable, half-connected, or routed to a node that is gone: the next restoration, write or retry
             // tries again, after the roles are checked again.
             _roles.DoubtRouting();
-            _connection.ReportFailure(e);
+            _connection.Outage.ReportFailure(e);
             ScheduleRetry();
         }
         catch (Exception)
@@ -185,7 +185,7 @@ internal sealed class RedisSynchronizer
 
         // Counted from here: a failure reported while the roles were checked again (which can take a connect timeout)
         // came before the servers were found complete, and does not make this pass's load incomplete.
-        var failuresAtStart = _connection.Failures;
+        var failuresAtStart = _connection.Outage.Failures;
 
         var subscriber = multiplexer.GetSubscriber();
         await _listener.EnsureSubscribedAsync(subscriber).ConfigureAwait(false);
@@ -193,14 +193,14 @@ internal sealed class RedisSynchronizer
         {
             // The subscription is on a node that no longer hears the primary (a failover): subscribed again next pass.
             _roles.DoubtRouting();
-            _connection.ReportNotReady();
+            _connection.Outage.ReportNotReady();
             return false;
         }
 
         var loaded = await _loader.LoadAsync(multiplexer, primaries, _disposing).ConfigureAwait(false);
         var published = await PublishUnpublishedAsync(multiplexer).ConfigureAwait(false);
         var pinsPublished = await PublishUnpublishedPinsAsync(multiplexer).ConfigureAwait(false);
-        if (!_connection.TryEndOutage(failuresAtStart, loaded, published, pinsPublished))
+        if (!_connection.Outage.TryEndOutage(failuresAtStart, loaded, published, pinsPublished))
         {
             return false;
         }
