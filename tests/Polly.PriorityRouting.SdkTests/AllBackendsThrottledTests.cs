@@ -70,6 +70,9 @@ public sealed class AllBackendsThrottledTests(ITestOutputHelper output) : FakeBa
     /// <summary>What the exhausted answer adds to <c>retry-after-ms</c> for timers that fire early.</summary>
     private const int TimerSlackMilliseconds = 2;
 
+    /// <summary>The longest exhausted answer an SDK coming back a hair early may get on loopback.</summary>
+    private const int ShortRetryMilliseconds = 10;
+
     [Fact]
     public async Task With_no_retry_at_all_the_SDK_surfaces_the_exhausted_answer()
     {
@@ -124,17 +127,20 @@ public sealed class AllBackendsThrottledTests(ITestOutputHelper output) : FakeBa
     }
 
     /// <summary>
-    /// The SDK's attempts were the exhausted 429, then its retry's 200 — with, at most once, an exhausted 429 saying
-    /// <c>retry-after-ms</c> of 1–3 in between: timers can fire a millisecond early. retry-after-ms carries 2 ms of
-    /// slack for that, but <c>Retry-After</c> (whole seconds, what the OpenAI SDK reads) deliberately does not: on
-    /// loopback a delay just under a whole second can then end a hair before the deadline, while on a real network the
-    /// answer's transit covers it — adding the slack there would cost every such client a whole second.
+    /// The SDK's attempts were the exhausted 429, then its retry's 200 — with, at most once, a short exhausted 429 in
+    /// between (<c>retry-after-ms</c> of at most <see cref="ShortRetryMilliseconds"/>), and no backend called for it (the
+    /// caller asserts the backends' counts). <c>Retry-After</c> (whole seconds, what the OpenAI SDK reads) deliberately
+    /// carries no slack: on loopback the SDK's one-second timer can end a few milliseconds before the throttle deadline
+    /// (timers fire early, and the deadline was set when the backend's 429 arrived, after the SDK's clock started), or
+    /// the deadline can pass between the strategy's selection and its exhausted answer (which then says 0). Fresh-clone
+    /// runs saw 0, 1–3 and 5. On a real network the answer's transit covers it; adding slack to whole seconds would cost
+    /// every such client a second.
     /// </summary>
     private static void ShouldBeOneRetryAfterTheExhaustedAnswer((int Status, string? RetryAfterMs)[] attempts)
     {
         attempts[0].Status.Should().Be(429);
         attempts[^1].Status.Should().Be(200);
         attempts.Should().HaveCountLessThanOrEqualTo(3);
-        attempts[1..^1].Where(a => !(a.Status == 429 && a.RetryAfterMs is "1" or "2" or "3")).Should().BeEmpty();
+        attempts[1..^1].Where(a => !(a.Status == 429 && long.TryParse(a.RetryAfterMs, CultureInfo.InvariantCulture, out var ms) && ms <= ShortRetryMilliseconds)).Should().BeEmpty();
     }
 }
