@@ -26,10 +26,6 @@ internal sealed class BackendBudgets
     /// <summary>How often, at most, a full view looks for expired budgets: a full sweep reads every key.</summary>
     public static readonly TimeSpan EvictionInterval = TimeSpan.FromSeconds(1);
 
-    public const string LimitTokensHeader = "x-ratelimit-limit-tokens";
-
-    public const string LimitRequestsHeader = "x-ratelimit-limit-requests";
-
     private readonly ConcurrentDictionary<BackendStateKey, BackendBudget> _budgets = new();
     private readonly IBackendBudgetStore? _store;
     private readonly object _eviction = new();
@@ -131,7 +127,7 @@ internal sealed class BackendBudgets
     /// <param name="cost">The request's estimated tokens.</param>
     /// <param name="now">The current time.</param>
     /// <param name="ticket">
-    /// The admission's ticket, for its answer (see <see cref="Observe"/>): 0 when it spent nothing (the key had no budget).
+    /// The admission's ticket, for its answer (see <see cref="Observe(BackendStateKey, in BackendReservationReport, long?)"/>): 0 when it spent nothing (the key had no budget).
     /// </param>
     /// <param name="own">The room the request holds as a released waiter, or <see langword="null"/>.</param>
     /// <param name="quota">The backend's declared quota, or <see langword="null"/>.</param>
@@ -181,7 +177,7 @@ internal sealed class BackendBudgets
     /// <param name="key">The backend (or partition).</param>
     /// <param name="cost">The request's estimated tokens.</param>
     /// <param name="now">The current time.</param>
-    /// <param name="ticket">The admission's ticket, for its answer (see <see cref="Observe"/>): 0 when it spent nothing.</param>
+    /// <param name="ticket">The admission's ticket, for its answer (see <see cref="Observe(BackendStateKey, in BackendReservationReport, long?)"/>): 0 when it spent nothing.</param>
     /// <param name="own">The room the request holds as a released waiter, or <see langword="null"/>.</param>
     /// <param name="quota">The backend's declared quota, or <see langword="null"/>.</param>
     /// <param name="headroom">The request's <see cref="RequestRoute.Headroom"/>: 0 for a foreground request.</param>
@@ -335,9 +331,20 @@ internal sealed class BackendBudgets
     /// </param>
     public void Observe(BackendStateKey key, HttpResponseHeaders headers, DateTimeOffset now, TimeSpan maxCooldown, DateTimeOffset? sentAt = null, long? ticket = null)
     {
-        var hasTokens = TryGetNumber(headers, PriorityRoutingConstants.RateLimitRemainingTokensHeader, out var remainingTokens);
-        var hasRequests = TryGetNumber(headers, PriorityRoutingConstants.RateLimitRemainingRequestsHeader, out var remainingRequests);
-        if ((!hasTokens && !hasRequests) || GetOrAdd(key, now) is not { } budget)
+        if (RateLimitHeaders.TryRead(headers, maxCooldown, sentAt ?? now, now, out var report))
+        {
+            Observe(key, report, ticket);
+        }
+    }
+
+    /// <summary>Merges what an answer of this process reported, read once by <see cref="RateLimitHeaders.TryRead"/>.</summary>
+    /// <param name="key">The backend, and optionally the partition.</param>
+    /// <param name="report">The answer's budgets; it arrived at <see cref="BackendReservationReport.ReceivedAt"/>.</param>
+    /// <param name="ticket">The attempt's admission ticket; see the other overload.</param>
+    public void Observe(BackendStateKey key, in BackendReservationReport report, long? ticket)
+    {
+        var now = report.ReceivedAt;
+        if (GetOrAdd(key, now) is not { } budget)
         {
             return;
         }
@@ -345,17 +352,15 @@ internal sealed class BackendBudgets
         BackendBudgetObservation shared;
         lock (budget)
         {
-            var admittedAt = sentAt is { } sent && sent < now ? sent : now;
-            if (hasTokens)
+            var admittedAt = report.SentAt < now ? report.SentAt : now;
+            if (report.RemainingTokens is { } remainingTokens)
             {
-                var reset = GetDuration(headers, PriorityRoutingConstants.RateLimitResetTokensHeader, maxCooldown);
-                budget.Tokens.Merge(remainingTokens, GetNumberOrUnknown(headers, LimitTokensHeader), admittedAt + reset, admittedAt, now, includedSpends: ticket ?? long.MaxValue);
+                budget.Tokens.Merge(remainingTokens, OrUnknown(report.LimitTokens), admittedAt + report.TokensResetAfter, admittedAt, now, includedSpends: ticket ?? long.MaxValue);
             }
 
-            if (hasRequests)
+            if (report.RemainingRequests is { } remainingRequests)
             {
-                var reset = GetDuration(headers, PriorityRoutingConstants.RateLimitResetRequestsHeader, maxCooldown);
-                budget.Requests.Merge(remainingRequests, GetNumberOrUnknown(headers, LimitRequestsHeader), admittedAt + reset, admittedAt, now, includedSpends: ticket ?? long.MaxValue);
+                budget.Requests.Merge(remainingRequests, OrUnknown(report.LimitRequests), admittedAt + report.RequestsResetAfter, admittedAt, now, includedSpends: ticket ?? long.MaxValue);
             }
 
             shared = _store is null ? default : ToObservation(budget);
@@ -448,48 +453,5 @@ internal sealed class BackendBudgets
 
             return Volatile.Read(ref _count) < MaxEntries;
         }
-    }
-
-    /// <summary>
-    /// Reads what an answer reports for a shared reservation's correction (see <see cref="BackendReservationReport"/>);
-    /// <see langword="false"/> when it reports no remaining count.
-    /// </summary>
-    public static bool TryReadReport(
-        HttpResponseHeaders headers, TimeSpan maxCooldown, DateTimeOffset sentAt, DateTimeOffset receivedAt, out BackendReservationReport report)
-    {
-        var hasTokens = TryGetNumber(headers, PriorityRoutingConstants.RateLimitRemainingTokensHeader, out var remainingTokens);
-        var hasRequests = TryGetNumber(headers, PriorityRoutingConstants.RateLimitRemainingRequestsHeader, out var remainingRequests);
-        report = new BackendReservationReport(
-            hasTokens ? remainingTokens : null,
-            TryGetNumber(headers, LimitTokensHeader, out var limitTokens) ? limitTokens : null,
-            GetDuration(headers, PriorityRoutingConstants.RateLimitResetTokensHeader, maxCooldown),
-            hasRequests ? remainingRequests : null,
-            TryGetNumber(headers, LimitRequestsHeader, out var limitRequests) ? limitRequests : null,
-            GetDuration(headers, PriorityRoutingConstants.RateLimitResetRequestsHeader, maxCooldown),
-            sentAt,
-            receivedAt);
-        return hasTokens || hasRequests;
-    }
-
-    private static TimeSpan GetDuration(HttpResponseHeaders headers, string name, TimeSpan maxCooldown)
-    {
-        if (!ThrottleSignalParser.TryGetDuration(headers, name, out var seconds))
-        {
-            // A remaining budget without a reset moment holds for no time: it can neither hold a backend back nor be spent.
-            return TimeSpan.Zero;
-        }
-
-        return TimeSpan.FromSeconds(Math.Min(seconds, maxCooldown.TotalSeconds));
-    }
-
-    private static long GetNumberOrUnknown(HttpResponseHeaders headers, string name)
-        => TryGetNumber(headers, name, out var value) ? value : BackendBudget.Unknown;
-
-    private static bool TryGetNumber(HttpResponseHeaders headers, string name, out long value)
-    {
-        value = 0;
-        return ThrottleSignalParser.TryGetFirstValue(headers, name, out var raw) &&
-               long.TryParse(raw.AsSpan().Trim(), NumberStyles.Integer, CultureInfo.InvariantCulture, out value) &&
-               value >= 0;
     }
 }

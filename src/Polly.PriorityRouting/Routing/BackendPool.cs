@@ -228,8 +228,13 @@ internal sealed class BackendPool
         var key = backend.GetThrottleKey(route.PartitionOn(backend));
         var now = _timeProvider.GetUtcNow();
         var inFlight = _timeProvider.GetElapsedTime(started);
-        _budgets?.Observe(key, response.Headers, now, _maxCooldown, sentAt: now - inFlight, ticket: lease.SpendTicket);
-        lease.Reservation?.Correct(BackendBudgets.TryReadReport(response.Headers, _maxCooldown, now - inFlight, now, out var report) ? report : null);
+        var reported = RateLimitHeaders.TryRead(response.Headers, _maxCooldown, now - inFlight, now, out var report);
+        if (reported)
+        {
+            _budgets?.Observe(key, report, lease.SpendTicket);
+        }
+
+        lease.Reservation?.Correct(reported ? report : null);
         // With shared reservations the shared budget refuses what no longer fits, per request and until its refill; a mark
         // would hold every request off until the reset, whatever the request's size.
         if (!_proactiveThrottling || BudgetAdmission.SharesReservations ||
