@@ -92,7 +92,7 @@ internal sealed class RedisAffinityStore : IAffinityStore
 
         // During an outage, a pin Redis held from before stays there until it expires: it names the backend that
         // deleted the id, which answers 404 for it as any other would.
-        if (Available() is { } multiplexer)
+        if (_connection.WritableWhileShared() is { } multiplexer)
         {
             await WaitBoundedAsync(multiplexer.GetDatabase().KeyDeleteAsync(_layout.AffinityKeyOf(id)), onFailure: null, cancellationToken).ConfigureAwait(false);
         }
@@ -126,7 +126,7 @@ internal sealed class RedisAffinityStore : IAffinityStore
 
     private async ValueTask<(string Backend, TimeSpan Expiry)?> GetAsync(RedisKey key, CancellationToken cancellationToken)
     {
-        if (Available() is not { } multiplexer)
+        if (_connection.WritableWhileShared() is not { } multiplexer)
         {
             return null;
         }
@@ -150,7 +150,7 @@ internal sealed class RedisAffinityStore : IAffinityStore
     {
         var expiresAt = _timeProvider.GetUtcNow() + timeToLive;
         Action? keep = keepForPublication is null ? null : () => _unpublished.Keep(keepForPublication, backend, expiresAt, _timeProvider.GetUtcNow());
-        if (Available() is { } multiplexer)
+        if (_connection.WritableWhileShared() is { } multiplexer)
         {
             await WaitBoundedAsync(multiplexer.GetDatabase().StringSetAsync(key, backend, timeToLive), keep, cancellationToken).ConfigureAwait(false);
         }
@@ -166,8 +166,6 @@ internal sealed class RedisAffinityStore : IAffinityStore
     /// hold no request after the first that waited for it, and the synchronization, not the requests, finds out when it
     /// answers again), and no split (<see cref="RedisConnection.Writable"/>).
     /// </summary>
-    private IConnectionMultiplexer? Available() => _connection.Outage.IsUnshared ? null : _connection.Writable();
-
     /// <summary>
     /// Waits for a Redis call at most the affinity timeout, and never past the caller's cancellation. A call that fails
     /// or is late runs <paramref name="onFailure"/> (which keeps a pin), then reports the outage; a caller's cancellation

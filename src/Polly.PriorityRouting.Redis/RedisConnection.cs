@@ -110,6 +110,13 @@ internal sealed class RedisConnection : IDisposable, IAsyncDisposable
     }
 
     /// <summary>
+    /// Returns the multiplexer for a request's own Redis work (a pin, a lookup, a reservation): only while the state is
+    /// shared, since a request must not wait on a Redis that just failed — from the first failure until "shared again"
+    /// the caller keeps or decides locally — and then as <see cref="Writable"/>.
+    /// </summary>
+    public IConnectionMultiplexer? WritableWhileShared() => Outage.IsUnshared ? null : Writable();
+
+    /// <summary>
     /// Returns the multiplexer when the shared state may be written or read now: connected, and no split — without a
     /// cluster, two connected servers saying they are primaries (an old primary back before Sentinel made it a replica),
     /// where StackExchange.Redis may send the write to the node whose data is about to be replaced. Otherwise returns

@@ -49,7 +49,7 @@ internal sealed partial class RedisReservations
         _timeout = timeout;
         _maxWindowMilliseconds = (long)maxWindow.TotalMilliseconds;
         _logger = logger;
-        _flush = new RedisReservationFlush(Available, connection.Outage, layout, timeProvider, maxWindow, disposing);
+        _flush = new RedisReservationFlush(connection.WritableWhileShared, connection.Outage, layout, timeProvider, maxWindow, disposing);
     }
 
     /// <summary>Gets how many corrections and releases were sent (a test hook).</summary>
@@ -58,7 +58,7 @@ internal sealed partial class RedisReservations
     /// <inheritdoc cref="IBackendReservationStore.ReserveAsync"/>
     public ValueTask<BackendReservation> ReserveAsync(BackendStateKey key, long cost, double headroom, DateTimeOffset now, CancellationToken cancellationToken)
     {
-        if (!StateKeyEncoding.CanEncode(key) || Available() is not { } multiplexer)
+        if (!StateKeyEncoding.CanEncode(key) || _connection.WritableWhileShared() is not { } multiplexer)
         {
             return new(BackendReservation.Unknown(key, cost, now, 0, 0));
         }
@@ -189,8 +189,6 @@ internal sealed partial class RedisReservations
     /// The multiplexer when an attempt may use it: no failure since the state was last shared, and no split
     /// (<see cref="RedisConnection.Writable"/>: a reservation counted on a returning old primary would be lost with it).
     /// </summary>
-    private IConnectionMultiplexer? Available() => _connection.Outage.IsUnshared ? null : _connection.Writable();
-
     private static partial class Log
     {
         [LoggerMessage(7, LogLevel.Warning,
