@@ -41,7 +41,9 @@ public class BackgroundRequestTests
         a.Throttled.Should().Be(0, "no request was sent that the backend had to refuse");
 
         Advance(h, Window);
-        (await Send(h, "bg", 8000, Background())).StatusCode.Should().Be(HttpStatusCode.OK, "the refill brings background work back");
+        using var expected = await Send(h, "bg", 6001, Background());
+        expected.StatusCode.Should().Be(HttpStatusCode.TooManyRequests, "the view saw the foreground spend 2,000 in the last window (its first request came before any budget was known): background leaves them free until the reset");
+        (await Send(h, "bg", 6000, Background())).StatusCode.Should().Be(HttpStatusCode.OK, "the refill brings background work back to what the foreground leaves");
         a.Served.Should().Be(5);
     }
 
@@ -169,8 +171,9 @@ public class BackgroundRequestTests
         Callers(h).Should().BeEquivalentTo("spend", "fg1", "fg2");
 
         Advance(h, Window);
-        (await background.WaitAsync(HangGuard)).StatusCode.Should().Be(HttpStatusCode.OK);
-        Callers(h).Should().HaveCount(4).And.EndWith("bg");
+        using var sentBack = await background.WaitAsync(HangGuard);
+        sentBack.StatusCode.Should().Be(HttpStatusCode.TooManyRequests, "the foreground spent whole windows: background leaves the next one to it and is told to come back");
+        Callers(h).Should().BeEquivalentTo("spend", "fg1", "fg2");
         a.Throttled.Should().Be(0);
     }
 
