@@ -17,7 +17,8 @@ namespace Polly.PriorityRouting;
 /// promises leave that share of a refill free; and it sees every waiter's room, while a foreground request sees the
 /// foreground waiters' only and is promised room ignoring the background's: foreground comes before background in a
 /// refill, and a background waiter whose room a foreground request took finds it gone when released. Background requests
-/// also leave the room promised to foreground callers in the refill under way (<see cref="ForegroundClaim"/>).
+/// also leave the room promised to foreground callers in the refill under way (<see cref="ForegroundClaim"/>), and the
+/// foreground demand expected until the reset (<see cref="ForegroundDemand"/>).
 /// </para>
 /// </remarks>
 internal sealed class BackendBudget
