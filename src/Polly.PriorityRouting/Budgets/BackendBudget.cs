@@ -91,7 +91,7 @@ internal sealed class BackendBudget
     {
         CountDueHolds(now);
         var background = headroom > 0;
-                var heldTokens = _dueHeldTokens;
+        var heldTokens = _dueHeldTokens;
         var heldRequests = _dueHeldRequests;
         if (background)
         {
