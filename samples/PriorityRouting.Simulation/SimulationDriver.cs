@@ -44,7 +44,7 @@ public static class SimulationDriver
         new PriorityRoutingRouter(tokenBudgets: false),
         new PriorityRoutingRouter(tokenBudgets: true),
         new PriorityRoutingRouter(tokenBudgets: true, queueWait: true),
-        new PriorityRoutingRouter(tokenBudgets: true, reserved: true),
+        new PriorityRoutingRouter(tokenBudgets: true, queueWait: true, reserved: true),
         new PriorityRoutingRouter(tokenBudgets: true, declared: DeclaredQuotas.ReplicaShare),
         new PriorityRoutingRouter(tokenBudgets: true, declared: DeclaredQuotas.WholeQuota),
     ];

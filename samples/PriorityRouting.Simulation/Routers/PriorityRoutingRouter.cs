@@ -16,7 +16,12 @@ namespace PriorityRouting.Simulation.Routers;
 /// (<see cref="ReservingReplicaStateStore"/>), so the strategy reserves every attempt's cost on a counter all replicas
 /// share, one round trip of <see cref="SimulationSettings.ReservationRoundTrip"/> away, as it does on Redis with
 /// reservations on; the library's admission path decides (granted, refused until the refill, or unknown: the replica's
-/// own budget view decides). With <c>declared</c> it is "ours (declared)": every
+/// own budget view decides). "ours (reserved)" is what we tell an app with many replicas to run, so it waits as well
+/// (<c>reserved</c> with <c>queueWait</c>, as in <c>SimulationDriver.Routers</c>): a caller that every backend's shared
+/// budget refused waits in the strategy for the refusal's refill and reserves again, within the same bound as
+/// "ours (queue)", instead of being answered 429 at once. Without the wait it lost the "fewest client-visible 429/503"
+/// goal to "ours (queue)": its 429s were answers that a wait of one refill would have served.
+/// With <c>declared</c> it is "ours (declared)": every
 /// backend declares its true per-minute quota (<see cref="PriorityBackend.TokensPerMinute"/>, or
 /// <see cref="PriorityBackend.RequestsPerMinute"/> when requests are counted), each replica its share of it; or, in
 /// "ours (declared, whole per replica)", each replica the whole quota.

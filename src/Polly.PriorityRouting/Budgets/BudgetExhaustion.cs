@@ -55,6 +55,14 @@ internal static class BudgetExhaustion
         return remaining;
     }
 
+    /// <summary>
+    /// Returns whether a shared budget this process's view knows nothing of (no answer reported it here yet: a replica
+    /// that just started, whose peers spent the window) refused the request: the refusal's refill is then the only word
+    /// there is, and a caller may wait for it holding nothing of the view — the shared budget decides again at the refill.
+    /// </summary>
+    private static bool RefusedUnseen(BackendStateKey key, BackendBudgets budgets, RequestRoute route)
+        => route.Refusals is { } refusals && refusals.TryGetUntil(key, out _) && !budgets.Knows(key);
+
     public static (TimeSpan RetryAfter, bool Throttled, BudgetReservation? Reservation) Compute(
         IReadOnlyList<RoutedBackend> backends,
         BackendAvailability availability,
@@ -97,7 +105,7 @@ internal static class BudgetExhaustion
             // Stable: ties keep the configured (best tier first) order.
             foreach (var (remaining, backend, candidateKey) in candidates.OrderBy(candidate => candidate.Remaining))
             {
-                if (budgets.TryPromiseAt(candidateKey, route.Cost, now + remaining, route.Headroom))
+                if (budgets.TryPromiseAt(candidateKey, route.Cost, now + remaining, route.Headroom) || RefusedUnseen(candidateKey, budgets, route))
                 {
                     return (remaining, anyThrottled, new BudgetReservation(candidateKey, route.Cost, now + remaining, backend.Name, route.Headroom));
                 }

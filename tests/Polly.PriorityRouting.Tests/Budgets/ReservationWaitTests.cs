@@ -1,0 +1,164 @@
+using System.Globalization;
+using System.Net;
+using System.Text;
+using Polly.PriorityRouting.Tests.Support;
+
+namespace Polly.PriorityRouting.Tests.Budgets;
+
+/// <summary>
+/// The wait of <see cref="PriorityRoutingStrategyOptions.MaxQueueWait"/> meeting shared reservations
+/// (<see cref="IBackendReservationStore"/>): a caller that every backend's shared budget refused waits in the strategy
+/// for the refusal's refill and reserves again, within the bound, through the strategy on a fake clock.
+/// </summary>
+public class ReservationWaitTests
+{
+    private static readonly TimeSpan MaxQueueWait = TimeSpan.FromSeconds(10);
+
+    [Fact]
+    public async Task A_caller_refused_everywhere_by_a_budget_this_process_never_saw_waits_for_the_refill()
+    {
+        // A replica that just started: no answer has told it a budget yet, the shared store refuses (its peers spent the window).
+        var store = new ReservingStore().Refuse("a", TimeSpan.FromSeconds(3));
+        using var h = Harness(store);
+        h.Transport.Respond("a", HttpStatusCode.OK);
+
+        var waiting = h.Client.PostAsync("/", Chat(100));
+        waiting.IsCompleted.Should().BeFalse("the caller waits for the refusal's refill instead of a 429");
+        store.Grant("a");
+        h.AdvanceOffContext(TimeSpan.FromSeconds(3));
+
+        using var response = await waiting.WaitAsync(TimeSpan.FromSeconds(30));
+        response.StatusCode.Should().Be(HttpStatusCode.OK);
+        store.Reserved.Select(r => r.Status).Should().Equal(BackendReservationStatus.Refused, BackendReservationStatus.Granted);
+        h.Transport.CountFor("a").Should().Be(1);
+    }
+
+    [Fact]
+    public async Task A_refusal_whose_refill_lies_beyond_max_queue_wait_is_answered_at_once()
+    {
+        var store = new ReservingStore().Refuse("a", TimeSpan.FromSeconds(11));
+        using var h = Harness(store);
+
+        using var response = await h.Client.PostAsync("/", Chat(100));
+
+        response.StatusCode.Should().Be(HttpStatusCode.TooManyRequests);
+        response.Headers.RetryAfter!.Delta.Should().Be(TimeSpan.FromSeconds(11));
+        store.Reserved.Should().ContainSingle();
+    }
+
+    [Fact]
+    public async Task A_caller_refused_again_after_its_refill_waits_once_more_only_within_what_is_left_of_the_bound()
+    {
+        // Peers took the refill: the store refuses again until the next window, 6 s later; 4 + 6 s is beyond the 10 s bound.
+        var store = new ReservingStore().Refuse("a", TimeSpan.FromSeconds(4));
+        using var h = Harness(store);
+
+        var waiting = h.Client.PostAsync("/", Chat(100));
+        store.Refuse("a", TimeSpan.FromSeconds(7));
+        h.AdvanceOffContext(TimeSpan.FromSeconds(4));
+        using var response = await waiting.WaitAsync(TimeSpan.FromSeconds(30));
+
+        response.StatusCode.Should().Be(HttpStatusCode.TooManyRequests);
+        response.Headers.RetryAfter!.Delta.Should().Be(TimeSpan.FromSeconds(7));
+        store.Reserved.Select(r => r.Status).Should().Equal(BackendReservationStatus.Refused, BackendReservationStatus.Refused);
+        h.Transport.Requests.Should().BeEmpty();
+    }
+
+    [Fact]
+    public async Task A_synchronous_caller_refused_everywhere_waits_on_its_own_thread_and_is_sent_after_the_refill()
+    {
+        var store = new ReservingStore().Refuse("a", TimeSpan.FromSeconds(3));
+        using var h = Harness(store);
+        h.Transport.Respond("a", HttpStatusCode.OK);
+
+        var waiting = Task.Factory.StartNew(
+            () => h.Client.Send(new HttpRequestMessage(HttpMethod.Post, "/") { Content = Chat(100) }),
+            CancellationToken.None,
+            TaskCreationOptions.LongRunning,
+            TaskScheduler.Default);
+        await WhenWaiting(h);
+        store.Grant("a");
+        h.AdvanceOffContext(TimeSpan.FromSeconds(3));
+
+        using var response = await waiting.WaitAsync(TimeSpan.FromSeconds(30));
+        response.StatusCode.Should().Be(HttpStatusCode.OK);
+        h.Transport.CountFor("a").Should().Be(1);
+    }
+
+    [Fact]
+    public async Task A_caller_cancelling_while_it_waits_for_a_refused_refill_gets_its_cancellation_and_nothing_is_asked_again()
+    {
+        using var cancellation = new CancellationTokenSource();
+        var store = new ReservingStore().Refuse("a", TimeSpan.FromSeconds(3));
+        using var h = Harness(store);
+
+        var waiting = h.Client.PostAsync("/", Chat(100), cancellation.Token);
+        await WhenWaiting(h);
+        await cancellation.CancelAsync();
+        store.Grant("a");
+        h.AdvanceOffContext(TimeSpan.FromSeconds(3));
+
+        await FluentActions.Awaiting(() => waiting).Should().ThrowAsync<OperationCanceledException>();
+        store.Reserved.Should().ContainSingle("the cancelled caller reserves nothing after its wait");
+        h.Transport.Requests.Should().BeEmpty();
+        ((LateTimerTimeProvider)h.Time).Queue.Count.Should().Be(0);
+    }
+
+    [Fact]
+    public async Task A_background_caller_refused_everywhere_waits_and_reserves_again_keeping_its_headroom()
+    {
+        var store = new ReservingStore().Refuse("a", TimeSpan.FromSeconds(3));
+        using var h = Harness(store, o => o.BackgroundHeadroom = 0.3);
+        h.Transport.Respond("a", HttpStatusCode.OK);
+
+        using var request = new HttpRequestMessage(HttpMethod.Post, "/") { Content = Chat(100) };
+        request.Options.Set(PriorityRoutingRequestOptions.Hints, new PriorityRoutingHints { Background = true });
+        var waiting = h.Client.SendAsync(request);
+        waiting.IsCompleted.Should().BeFalse();
+        store.Grant("a");
+        h.AdvanceOffContext(TimeSpan.FromSeconds(3));
+
+        using var response = await waiting.WaitAsync(TimeSpan.FromSeconds(30));
+        response.StatusCode.Should().Be(HttpStatusCode.OK);
+        store.Headrooms.Should().Equal([0.3, 0.3], "both reservations are the background request's");
+    }
+
+    [Fact]
+    public async Task With_no_failover_a_caller_refused_everywhere_waits_and_is_then_bound_to_the_one_backend_it_is_sent_to()
+    {
+        var store = new ReservingStore().Refuse("a", TimeSpan.FromSeconds(3)).Refuse("b", TimeSpan.FromSeconds(5));
+        using var h = Harness(store, RoutingHarness.Backend("a", 1), RoutingHarness.Backend("b", 2));
+        h.Transport.Respond("a", HttpStatusCode.TooManyRequests, ("retry-after-ms", "20000")).Respond("b", HttpStatusCode.OK);
+
+        using var request = new HttpRequestMessage(HttpMethod.Post, "/") { Content = Chat(100) };
+        request.Options.Set(PriorityRoutingRequestOptions.Hints, new PriorityRoutingHints { NoFailover = true });
+        var waiting = h.Client.SendAsync(request);
+        store.Grant("a").Grant("b");
+        h.AdvanceOffContext(TimeSpan.FromSeconds(3));
+
+        using var response = await waiting.WaitAsync(TimeSpan.FromSeconds(30));
+        response.StatusCode.Should().Be(HttpStatusCode.TooManyRequests, "a's own 429: the request is sent once, never to b");
+        response.Headers.RetryAfter!.Delta.Should().Be(TimeSpan.FromSeconds(20));
+        h.Transport.Hosts.Should().Equal("a");
+    }
+
+    private static Task WhenWaiting(RoutingHarness h) => ((LateTimerTimeProvider)h.Time).WhenWaitingAsync(1);
+
+    private static RoutingHarness Harness(ReservingStore store, params PriorityBackend[] backends) => Harness(store, null, backends);
+
+    private static RoutingHarness Harness(ReservingStore store, Action<PriorityRoutingStrategyOptions>? configure, params PriorityBackend[] backends)
+        => new(
+            o =>
+            {
+                o.StateStore = store;
+                o.Randomizer = _ => 0;
+                o.MaxQueueWait = MaxQueueWait;
+                configure?.Invoke(o);
+            },
+            null,
+            new LateTimerTimeProvider(RoutingHarness.Start),
+            backends.Length > 0 ? backends : [RoutingHarness.Backend("a", 1)]);
+
+    private static StringContent Chat(int maxTokens)
+        => new("{\"messages\":[{\"role\":\"user\",\"content\":\"hi\"}],\"max_tokens\":" + maxTokens.ToString(CultureInfo.InvariantCulture) + "}", Encoding.UTF8, "application/json");
+}
