@@ -29,10 +29,14 @@ public class ContinuousRefillTests
     /// <summary>Only against a hang when a test fails: a released waiter continues on the thread pool.</summary>
     private static readonly TimeSpan HangGuard = TimeSpan.FromSeconds(30);
 
-    [Fact]
-    public async Task A_continuously_refilled_backend_serves_again_once_its_refill_covers_what_running_completions_spent()
+    [Theory]
+    [InlineData(false)]
+    [InlineData(true)]
+    public async Task A_continuously_refilled_backend_serves_again_once_its_refill_covers_what_running_completions_spent(bool reservationsDown)
     {
-        using var backend = new Backend(o => { });
+        // With shared reservations whose store is down, this process's view decides (fail open) by the same rule.
+        var reservations = new ReservingStore().Fail("a");
+        using var backend = new Backend(o => o.StateStore = reservationsDown ? reservations : o.StateStore);
         var running = await backend.SpendWithRunningCompletionsAsync();
 
         backend.Time.Advance(TimeSpan.FromMilliseconds(2100));
@@ -48,6 +52,7 @@ public class ContinuousRefillTests
         }
 
         backend.Callers.Should().Equal("quick 1", "quick 2", "running 1", "running 2", "refilled");
+        reservations.Headrooms.Should().HaveCount(reservationsDown ? 6 : 0, "every attempt asked the store first, the early one too");
         await backend.FinishAsync(running);
     }
 
