@@ -136,6 +136,7 @@ internal sealed class PriorityRoutingResilienceStrategy : ResilienceStrategy<Htt
         RoutedBackend? failed = null;
         ModelRoute? failedModel = null;
         var waited = TimeSpan.Zero;
+        var reselected = false;
         try
         {
             for (var attempt = 0; ; attempt++)
@@ -152,6 +153,16 @@ internal sealed class PriorityRoutingResilienceStrategy : ResilienceStrategy<Htt
 
                     // Nothing left, on any model of the request: wait for a promised refill and start a new round, or answer now.
                     var exhaustion = plan.GetExhaustion(_pool, waited);
+                    if (exhaustion.RetryAfter == TimeSpan.Zero && !reselected)
+                    {
+                        // A deadline passed between the selection and this answer: a backend is open now, and "retry
+                        // after 0" would send the caller back for what this call can take itself. Once, so a backend
+                        // open yet not selectable (MaxAttempts spent) still gets its answer.
+                        reselected = true;
+                        attempt--;
+                        continue;
+                    }
+
                     var wait = await _waits.WaitAsync(exhaustion.Reservation, plan.Route, waited, context).ConfigureAwait(context.ContinueOnCapturedContext);
                     waited += wait.Waited;
                     switch (wait.Outcome)
