@@ -41,9 +41,11 @@ internal sealed class SharedReservationCounter
 
     /// <summary>
     /// Reserves <paramref name="cost"/> on <paramref name="key"/>'s budget, leaving <paramref name="headroom"/> of its
-    /// limit free; refused, tells how long until it refills; unknown (but counted) while no answer reported the budget.
+    /// limit free (no more than the limit less the amount: a request too large to leave it goes on a full budget only)
+    /// and, strictly, <paramref name="promised"/> of it; refused, tells how long until it refills; unknown (but counted)
+    /// while no answer reported the budget. The Redis script's rule.
     /// </summary>
-    public BackendReservation Reserve(BackendStateKey key, long cost, double headroom, DateTimeOffset now)
+    public BackendReservation Reserve(BackendStateKey key, long cost, double headroom, double promised, DateTimeOffset now)
     {
         var budget = GetOrAdd(key);
         budget.Roll(now, _sequence);
@@ -52,7 +54,8 @@ internal sealed class SharedReservationCounter
         var known = budget.Limit >= 0 && budget.WindowEnd > now;
 
         // A request larger than the whole budget is the backend's to judge.
-        if (known && budget.Reserved + amount > budget.Limit * (1 - headroom) && amount <= budget.Limit)
+        var kept = Math.Max(0, Math.Min(Math.Ceiling(headroom * budget.Limit), budget.Limit - amount)) + Math.Ceiling(promised * budget.Limit);
+        if (known && budget.Reserved + amount > budget.Limit - kept && amount <= budget.Limit)
         {
             Refused++;
             return BackendReservation.Refused(key, cost, budget.WindowEnd - now);
