@@ -137,12 +137,17 @@ internal sealed class PriorityRoutingResilienceStrategy : ResilienceStrategy<Htt
         ModelRoute? failedModel = null;
         var waited = TimeSpan.Zero;
         var reselected = false;
+        SlotTurn? turn = null;
         try
         {
             for (var attempt = 0; ; attempt++)
             {
                 // Select (and admit: with shared reservations, one round trip to the store per backend asked).
                 (plan, var acquired) = await RequestPlan.AcquireAsync(plan, _pool, context).ConfigureAwait(context.ContinueOnCapturedContext);
+
+                // A foreground caller released from a wait for a slot had its turn until this admission was decided.
+                turn?.Dispose();
+                turn = null;
                 if (acquired is not { } lease)
                 {
                     if (context.CancellationToken.IsCancellationRequested)
@@ -174,6 +179,7 @@ internal sealed class PriorityRoutingResilienceStrategy : ResilienceStrategy<Htt
                             // number (the loop's increment).
                             plan.StartOver();
                             plan.Hold(wait.Held);
+                            turn = wait.Turn;
                             failed = null;
                             attempt--;
                             continue;
@@ -292,6 +298,7 @@ internal sealed class PriorityRoutingResilienceStrategy : ResilienceStrategy<Htt
         {
             // A room still held from a wait (the caller cancelled, or the loop ended before its next admission).
             plan.Route.Held?.Release();
+            turn?.Dispose();
 
             // An outer strategy (retry) executes us again: it must find the caller's request, not our last attempt's.
             context.SetRequestMessage(original);
