@@ -30,6 +30,7 @@ internal sealed class PriorityRoutingResilienceStrategy : ResilienceStrategy<Htt
     private readonly RequestPlanner _planner;
     private readonly AnswerObservers _observers;
     private readonly RefillWaits _waits;
+    private readonly Action<RoutedBackend, bool> _reservationRefused;
     private readonly IDisposable? _attachment;
 
     public PriorityRoutingResilienceStrategy(
@@ -48,6 +49,7 @@ internal sealed class PriorityRoutingResilienceStrategy : ResilienceStrategy<Htt
         _planner = new RequestPlanner(options, _pool, _telemetry);
         _observers = new AnswerObservers(options, _pool, _telemetry, timeProvider, _planner.Affinity);
         _waits = new RefillWaits(_pool, _telemetry, timeProvider);
+        _reservationRefused = _telemetry.ReservationRefused;
         _gauges = new PriorityRoutingGaugeSource(_pool, timeProvider, _telemetry.Tags);
         _telemetry.Metrics.Register(_gauges);
         if (_pool.Models is { } models)
@@ -143,7 +145,7 @@ internal sealed class PriorityRoutingResilienceStrategy : ResilienceStrategy<Htt
             for (var attempt = 0; ; attempt++)
             {
                 // Select (and admit: with shared reservations, one round trip to the store per backend asked).
-                (plan, var acquired) = await RequestPlan.AcquireAsync(plan, _pool, context).ConfigureAwait(context.ContinueOnCapturedContext);
+                (plan, var acquired) = await RequestPlan.AcquireAsync(plan, _pool, _reservationRefused, context).ConfigureAwait(context.ContinueOnCapturedContext);
 
                 // A foreground caller released from a wait for a slot had its turn until this admission was decided.
                 turn?.Dispose();
