@@ -135,6 +135,7 @@ internal sealed class InMemoryBackendTransport : HttpMessageHandler
 
             // Like Azure OpenAI, every answer reports the budget left, its limit and when it refills; routers may read them.
             var ok = new HttpResponseMessage(HttpStatusCode.OK) { RequestMessage = request };
+            ok.Headers.TryAddWithoutValidation(SimulatedRequests.AdmittedAtHeader, now.UtcTicks.ToString(CultureInfo.InvariantCulture));
             if (ReportsBudgets)
             {
                 AddBudget(ok, bucket, now);

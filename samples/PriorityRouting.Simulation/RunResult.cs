@@ -2,7 +2,8 @@ namespace PriorityRouting.Simulation;
 
 /// <summary>
 /// What one router achieved in one scenario at one offered load with one number of replicas, counted over the measured
-/// window. Capacity and served amounts are in the scenario's unit (requests, or tokens).
+/// window. Capacity and served amounts are in the scenario's unit (requests, or tokens); <see cref="AdmittedUnits"/> is
+/// what every backend admitted inside the window, the answers nobody used (hedging's losing copies) included.
 /// </summary>
 public sealed record RunResult(
     string Router,
@@ -29,9 +30,14 @@ public sealed record RunResult(
     long ForegroundSuccesses = 0,
     long BackgroundRequests = 0,
     long BackgroundSuccesses = 0,
-    double ForegroundP99TimeToSuccessMs = double.NaN)
+    double ForegroundP99TimeToSuccessMs = double.NaN,
+    long AdmittedUnits = 0)
 {
-    /// <summary>Gets the units served as a fraction of what the backends can serve at most.</summary>
+    /// <summary>
+    /// Gets the units served as a fraction of the backends' capacity over the measured window: an answer counts when its
+    /// backend admitted the request inside the window (when it counted the tokens), not when it arrived. It can exceed 1
+    /// by what the buckets held when the window began (at most one refill period's worth each).
+    /// </summary>
     public double ServedFraction => ServedUnits / (AggregateCapacity * MeasuredSeconds);
 
     /// <summary>Gets the 429 answers the backends sent, per successful request.</summary>

@@ -22,6 +22,12 @@ internal sealed class SimulatedRequests
     /// <summary>On an answer whose completion goes on after its headers (streamed): how long until its last token.</summary>
     public const string RemainingMillisecondsHeader = "x-simulated-remaining-ms";
 
+    /// <summary>
+    /// On every success: when the backend admitted the request (UTC ticks of the virtual clock), which is when it counted
+    /// its tokens; the served share counts an answer by this moment, not by when it arrived.
+    /// </summary>
+    public const string AdmittedAtHeader = "x-simulated-admitted-at";
+
     private const int PoolSize = 256;
     private static readonly PriorityRoutingHints BackgroundHints = new() { Background = true };
     private static readonly int[] OutputCaps = [256, 512, 1024, 1024, 2048, 4096];
@@ -72,6 +78,13 @@ internal sealed class SimulatedRequests
            long.TryParse(values.ToString(), NumberStyles.Integer, CultureInfo.InvariantCulture, out var sequence)
             ? sequence
             : 0;
+
+    /// <summary>Returns when the backend admitted the request a success answers, or <see langword="null"/> when it does not say.</summary>
+    public static DateTimeOffset? AdmittedAt(HttpResponseMessage response)
+        => response.Headers.NonValidated.TryGetValues(AdmittedAtHeader, out var values) &&
+           long.TryParse(values.ToString(), NumberStyles.Integer, CultureInfo.InvariantCulture, out var ticks)
+            ? new DateTimeOffset(ticks, TimeSpan.Zero)
+            : null;
 
     public HttpRequestMessage Create(Uri address, int index, bool background = false, long sequence = 0)
     {

@@ -218,7 +218,10 @@ public static class SimulationDriver
                     answeredAt = time.GetUtcNow();
                     if (response.IsSuccessStatusCode)
                     {
-                        if (answeredAt >= measureFrom && answeredAt < end)
+                        // Served inside the window: admitted in it, when the backend counted its tokens against the
+                        // capacity the share divides by; its answer may arrive up to a completion (minutes) later.
+                        var admittedAt = SimulatedRequests.AdmittedAt(response) ?? answeredAt;
+                        if (admittedAt >= measureFrom && admittedAt < end)
                         {
                             counts.ServedUnits += requests.CostOf(body);
                         }
@@ -299,7 +302,8 @@ public static class SimulationDriver
             counts.Successes - counts.BackgroundSuccesses,
             counts.NewBackground,
             counts.BackgroundSuccesses,
-            Percentile(foregroundTimesToSuccess, 0.99));
+            Percentile(foregroundTimesToSuccess, 0.99),
+            backends.Sum(b => b.OkUnits));
     }
 
     private static TimeSpan RemainingStream(HttpResponseMessage response)

@@ -57,6 +57,27 @@ public sealed class RedisReservationTests : IClassFixture<RedisServerFixture>
     }
 
     [Fact]
+    public async Task A_budget_refilled_continuously_still_counts_at_its_full_moment_what_was_reserved_after_its_last_report()
+    {
+        // OpenAI's reset is the time until the bucket is full: two reports moments apart name full moments 600 ms apart.
+        await using var replica = await StartReplicaAsync(_redis.Configuration, NewPrefix());
+        var store = Reserving(replica);
+        var now = replica.Time.GetUtcNow();
+        await CorrectAsync(replica, await store.ReserveAsync(Key, 1_000, 0, now, default), remaining: 9_000, limit: 10_000, reset: TimeSpan.FromMilliseconds(2_000));
+        await CorrectAsync(replica, await store.ReserveAsync(Key, 4_000, 0, now, default), remaining: 5_000, limit: 10_000, reset: TimeSpan.FromMilliseconds(2_600));
+        (await store.ReserveAsync(Key, 3_000, 0, now, default)).Status.Should().Be(BackendReservationStatus.Granted, "admitted after the last report, which does not count it");
+
+        // At the full moment the backend holds 10,000 less those 3,000, not 10,000: 2,001 fits only from then on.
+        await Eventually.HoldsAsync(
+            async () => (await store.ReserveAsync(Key, 2_001, 0, now, default)).Status == BackendReservationStatus.Granted,
+            TimeSpan.FromSeconds(10),
+            "the full moment passes");
+
+        (await store.ReserveAsync(Key, 5_000, 0, now, default)).Status.Should().Be(BackendReservationStatus.Refused, "3,000 + 2,001 + 5,000 exceed the 10,000");
+        (await store.ReserveAsync(Key, 4_999, 0, now, default)).Status.Should().Be(BackendReservationStatus.Granted);
+    }
+
+    [Fact]
     public async Task A_released_reservation_gives_its_room_back()
     {
         await using var replica = await StartReplicaAsync(_redis.Configuration, NewPrefix());

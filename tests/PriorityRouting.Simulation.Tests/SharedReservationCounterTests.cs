@@ -48,6 +48,41 @@ public class SharedReservationCounterTests
     }
 
     [Fact]
+    public void A_budget_refilled_continuously_still_counts_at_its_full_moment_what_was_reserved_after_its_last_report()
+    {
+        // OpenAI's reset is the time until the bucket is full: two reports moments apart name full moments 600 ms apart
+        // (the same rule as the Redis script's; see RedisReservationTests).
+        var counter = new SharedReservationCounter();
+        var first = counter.Reserve(Ptu, 1_000, 0, Start);
+        counter.Correct(first, Tokens(9_000, 10_000, TimeSpan.FromMilliseconds(2_000), Start, Start), Start);
+        var second = counter.Reserve(Ptu, 4_000, 0, Start);
+        counter.Correct(second, Tokens(5_000, 10_000, TimeSpan.FromMilliseconds(2_600), Start, Start), Start);
+        Reserve(counter, Start, 3_000).Should().Be(BackendReservationStatus.Granted, "admitted after the last report, which does not count it");
+        Reserve(counter, Start.AddMilliseconds(2_599), 2_001).Should().Be(BackendReservationStatus.Refused);
+
+        // At the full moment the backend holds 10,000 less those 3,000, not 10,000.
+        var full = Start.AddMilliseconds(2_600);
+        Reserve(counter, full, 7_001).Should().Be(BackendReservationStatus.Refused);
+        Reserve(counter, full, 7_000).Should().Be(BackendReservationStatus.Granted);
+
+        // A window later those 3,000 have refilled too.
+        Reserve(counter, full.AddMilliseconds(2_600), 10_000).Should().Be(BackendReservationStatus.Granted);
+    }
+
+    [Fact]
+    public void A_window_refilled_at_once_forgets_at_its_end_what_was_reserved_after_its_last_report()
+    {
+        var counter = new SharedReservationCounter();
+        var first = counter.Reserve(Ptu, 1_000, 0, Start);
+        counter.Correct(first, Tokens(9_000, 10_000, TimeSpan.FromMilliseconds(2_000), Start, Start), Start);
+        var second = counter.Reserve(Ptu, 4_000, 0, Start.AddMilliseconds(500));
+        counter.Correct(second, Tokens(5_000, 10_000, TimeSpan.FromMilliseconds(1_500), Start.AddMilliseconds(500), Start.AddMilliseconds(500)), Start.AddMilliseconds(500));
+        Reserve(counter, Start.AddMilliseconds(500), 3_000).Should().Be(BackendReservationStatus.Granted);
+
+        Reserve(counter, Start.AddMilliseconds(2_000), 10_000).Should().Be(BackendReservationStatus.Granted, "both reports named one refill: a step");
+    }
+
+    [Fact]
     public void A_background_reservation_leaves_the_headroom_free()
     {
         var counter = new SharedReservationCounter();

@@ -70,6 +70,30 @@ public class SimulationDriverTests
     }
 
     [Fact]
+    public async Task The_served_share_counts_answers_by_when_their_backend_admitted_them_not_when_they_arrived()
+    {
+        var results = await Results.Value;
+
+        // Completions take up to two minutes: counted by arrival, answers admitted before the window and arriving in it
+        // replaced others admitted in it and arriving after it, and the share moved by points from draw to draw.
+        var inFlight = results.Where(r => r.Scenario == InFlight.Name).ToList();
+        inFlight.Should().NotBeEmpty();
+        foreach (var run in inFlight)
+        {
+            if (run.Router == "hedging, ordered groups")
+            {
+                // Its losing copies were admitted too, but nobody was served by them.
+                run.ServedUnits.Should().BeLessThan(run.AdmittedUnits, run.ToString());
+            }
+            else
+            {
+                // Every other router sends an attempt only after the last one failed: every admission is an answer used.
+                run.ServedUnits.Should().Be(run.AdmittedUnits, run.ToString());
+            }
+        }
+    }
+
+    [Fact]
     public async Task Every_row_has_its_kept_promise_bound()
     {
         var results = await Results.Value;
@@ -120,7 +144,10 @@ public class SimulationDriverTests
         var before = results.Single(r => r.Scenario == InFlight.Name && r.Replicas == 8 && r.Router == SimulationReport.OursBefore);
         before.BackendThrottled.Should().BeGreaterThan(10);
         reserved.BackendThrottled.Should().Be(0, "every replica reserves on one counter before it sends");
-        reserved.ServedFraction.Should().BeGreaterThanOrEqualTo(0.99);
+
+        // Counted by admission (98.2 %): this short window (10-30 s) lies in the seed's long lull, where 2x offers about
+        // 1x of the capacity; counted by arrival it read 99 % and more, from answers admitted before the window.
+        reserved.ServedFraction.Should().BeGreaterThanOrEqualTo(0.98);
     }
 
     [Fact]

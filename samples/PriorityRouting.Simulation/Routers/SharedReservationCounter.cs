@@ -11,7 +11,10 @@ namespace PriorityRouting.Simulation.Routers;
 /// </summary>
 /// <remarks>
 /// Like the library's budget view, a budget is taken as full again at its reset (a step); the window it advances by is
-/// the gap between two windows reported one after the other, else the longest reset delay reported. A report corrects
+/// the gap between two windows reported one after the other, else the longest reset delay reported. A budget refilled
+/// continuously (OpenAI's: two reports moments apart name full moments less than a window apart) is full at its reported
+/// moment only if nothing was admitted after the report that named it: at that refill it keeps what was reserved since,
+/// as the Redis script does (<c>ReservationScripts</c>: the same rule). A report corrects
 /// the count to what the backend had spent when it admitted the request plus what was reserved since (later in the
 /// store's order: many replicas reserve within one tick), so an answer that arrives seconds late loses nothing reserved
 /// meanwhile. Until a backend has reported a budget, nothing is refused (<see cref="BackendReservationStatus.Unknown"/>:
@@ -131,15 +134,23 @@ internal sealed class SharedReservationCounter
 
         var reserved = knownLimit - remaining + reservedSince;
         budget.ObserveReset(resetAt, sameWindow);
+        if (budget.ReportSequence > budget.RefillSequence && resetAt > budget.WindowEnd + sameWindow && resetAt < budget.WindowEnd + budget.Window - sameWindow)
+        {
+            // A reported full moment (not one the counter rolled to) moved by less than a window: a continuous refill.
+            budget.RefillsContinuously = true;
+        }
+
         if (budget.WindowEnd == default || resetAt > budget.WindowEnd + sameWindow)
         {
             // A window the counter had only assumed (or a continuous budget's later "full" moment): the report is the truth.
             budget.WindowEnd = resetAt;
             budget.Reserved = reserved;
             budget.WindowStartSequence = reservation.Sequence;
+            budget.ReportSequence = reservation.Sequence;
         }
         else if (resetAt >= budget.WindowEnd - sameWindow)
         {
+            budget.ReportSequence = resetAt >= budget.WindowEnd ? reservation.Sequence : budget.ReportSequence;
             budget.WindowEnd = resetAt;
             budget.Reserved = Math.Max(budget.Reserved, reserved);
         }
@@ -181,6 +192,15 @@ internal sealed class SharedReservationCounter
         /// <summary>Gets or sets the last sequence of the previous window: releases of reservations up to it are void.</summary>
         public long WindowStartSequence { get; set; }
 
+        /// <summary>Gets or sets the last sequence before the last refill (the script's <c>m</c>; a report does not move it).</summary>
+        public long RefillSequence { get; set; }
+
+        /// <summary>Gets or sets the sequence of the reservation whose answer named <see cref="WindowEnd"/>.</summary>
+        public long ReportSequence { get; set; }
+
+        /// <summary>Gets or sets a value indicating whether the budget refills continuously (learned from its reports).</summary>
+        public bool RefillsContinuously { get; set; }
+
         public Queue<(long Sequence, DateTimeOffset At, long Amount)> Recent { get; } = new();
 
         /// <summary>Returns what a request of <paramref name="cost"/> tokens counts against this budget.</summary>
@@ -208,8 +228,23 @@ internal sealed class SharedReservationCounter
                 return;
             }
 
-            Reserved = 0;
-            WindowStartSequence = lastSequence;
+            if (RefillsContinuously && ReportSequence > RefillSequence && now < WindowEnd + Window)
+            {
+                // A continuous refill's full moment: what was reserved after the report that named it is still spent.
+                Reserved = 0;
+                foreach (var (sequence, _, amount) in Recent)
+                {
+                    Reserved += sequence > ReportSequence ? amount : 0;
+                }
+
+                WindowStartSequence = RefillSequence = ReportSequence;
+            }
+            else
+            {
+                Reserved = 0;
+                WindowStartSequence = RefillSequence = lastSequence;
+            }
+
             if (Window <= TimeSpan.Zero)
             {
                 WindowEnd = default;

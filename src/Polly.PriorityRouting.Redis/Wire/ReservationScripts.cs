@@ -4,14 +4,19 @@ namespace Polly.PriorityRouting.Redis;
 /// The Lua scripts of the shared reservations: one hash per backend and partition (<see cref="RedisStoreLayout.ReservationKeyOf"/>)
 /// holding two budgets, tokens (<c>t*</c>) and requests (<c>r*</c>), each with its limit (<c>l</c>, −1 unknown), what
 /// is reserved in the current window (<c>v</c>), the window's end (<c>e</c>, Redis server milliseconds, 0 unknown), the
-/// window's length (<c>w</c>) and the running count at its last refill (<c>m</c>); plus the running counts of
-/// reservations (<c>n</c>) and of reserved tokens (<c>c</c>), which are the reservations' history in two numbers.
+/// window's length (<c>w</c>), the running count at its last refill (<c>m</c>), whether it refills continuously
+/// (<c>k</c>, 1 once learned) and the running count at the reservation whose answer set the window's end (<c>s</c>); plus
+/// the running counts of reservations (<c>n</c>) and of reserved tokens (<c>c</c>), which are the reservations' history
+/// in two numbers.
 /// </summary>
 /// <remarks>
 /// <para>
 /// Times are the Redis server's (<c>TIME</c>) and cross the network as relative milliseconds only, so replicas' clocks
 /// never meet. At its end a window is full again (its reserved count drops to 0) and the next one is one window later: a
-/// step, as in the process's budget view.
+/// step, as in the process's budget view. A budget refilled continuously (OpenAI's: its reset is the time until it is
+/// full, so two reports moments apart name moments less than a window apart) is full at that moment only if nothing was
+/// admitted after the report that named it: at that first refill it keeps what was reserved since (<c>s</c> to the
+/// running count), as the process's view keeps its spends; a window later those have refilled too.
 /// </para>
 /// <para>
 /// A correction sets the count to what the backend had spent when it admitted the request (<c>limit − remaining</c>)
@@ -79,7 +84,7 @@ internal static class ReservationScripts
     /// </summary>
     public const string Correct = Prelude + """
         local sameWindow = num(ARGV[5], 0, maxWindow, 0)
-        local function correct(b, at, since)
+        local function correct(b, at, since, count)
           local remaining = num(ARGV[at], -1, BIG, -1)
           local limit = num(ARGV[at + 1], -1, BIG, -1)
           local resetIn = num(ARGV[at + 2], -BIG, BIG, 0)
@@ -90,16 +95,22 @@ internal static class ReservationScripts
           if b.l < 0 or resetIn <= 0 or resetIn > maxWindow then return end
           local resetAt = now + resetIn
           local reserved = math.max(0, b.l - remaining) + since
+          -- A reported full moment (not one the counter rolled to) that a report moves by less than a window.
+          if b.s > b.m and resetAt > b.e + sameWindow and resetAt < b.e + b.w - sameWindow then b.k = 1 end
           if b.e == 0 or resetAt > b.e + sameWindow then
             b.e = resetAt
             b.v = reserved
+            b.s = count
           elseif resetAt >= b.e - sameWindow then
+            if resetAt >= b.e then b.s = count end
             b.e = resetAt
             if reserved > b.v then b.v = reserved end
           end
         end
-        correct(T, 6, math.max(0, c - num(ARGV[2], 0, BIG, c)))
-        correct(R, 10, math.max(0, n - num(ARGV[1], 0, BIG, n)))
+        local reservedC = num(ARGV[2], 0, BIG, c)
+        local reservedN = num(ARGV[1], 0, BIG, n)
+        correct(T, 6, math.max(0, c - reservedC), reservedC)
+        correct(R, 10, math.max(0, n - reservedN), reservedN)
         save()
         return 1
         """;
@@ -136,7 +147,7 @@ internal static class ReservationScripts
         local now = tonumber(time[1]) * 1000 + math.floor(tonumber(time[2]) / 1000)
         local kind = redis.call('TYPE', key)['ok']
         if kind ~= 'hash' and kind ~= 'none' then redis.call('DEL', key) end
-        local f = redis.call('HMGET', key, 'tl', 'tv', 'te', 'tw', 'tm', 'rl', 'rv', 're', 'rw', 'rm', 'n', 'c')
+        local f = redis.call('HMGET', key, 'tl', 'tv', 'te', 'tw', 'tm', 'rl', 'rv', 're', 'rw', 'rm', 'n', 'c', 'tk', 'ts', 'rk', 'rs')
         local function num(v, lo, hi, default)
           local x = tonumber(v)
           if x == nil or x ~= x or x < lo or x > hi then return default end
@@ -144,23 +155,31 @@ internal static class ReservationScripts
         end
         local n = num(f[11], 0, BIG, 0)
         local c = num(f[12], 0, BIG, 0)
-        local function budget(i, count)
+        local function budget(i, j, count)
           local b = { l = num(f[i], -1, BIG, -1), v = num(f[i + 1], 0, BIG, 0), e = num(f[i + 2], 0, BIG, 0),
-                      w = num(f[i + 3], 0, maxWindow, 0), m = num(f[i + 4], 0, BIG, 0) }
-          if b.e > now + maxWindow or b.m > count then b.e = 0 b.v = 0 b.m = 0 end
+                      w = num(f[i + 3], 0, maxWindow, 0), m = num(f[i + 4], 0, BIG, 0), k = num(f[j], 0, 1, 0),
+                      s = num(f[j + 1], 0, count, 0) }
+          if b.e > now + maxWindow or b.m > count then b.e = 0 b.v = 0 b.m = 0 b.s = 0 end
           if b.e > 0 and now >= b.e then
-            b.v = 0
-            b.m = count
+            if b.k == 1 and b.s > b.m and now < b.e + b.w then
+              -- A continuous refill's full moment: what was reserved after the report that named it is still spent.
+              b.v = count - b.s
+              b.m = b.s
+            else
+              b.v = 0
+              b.m = count
+            end
             if b.w > 0 then b.e = b.e + (math.floor((now - b.e) / b.w) + 1) * b.w else b.e = 0 end
           end
           return b
         end
-        local T = budget(1, c)
-        local R = budget(6, n)
+        local T = budget(1, 13, c)
+        local R = budget(6, 15, n)
         local function save()
           local d = function(x) return string.format('%d', x) end
           redis.call('HSET', key, 'tl', d(T.l), 'tv', d(T.v), 'te', d(T.e), 'tw', d(T.w), 'tm', d(T.m),
-            'rl', d(R.l), 'rv', d(R.v), 're', d(R.e), 'rw', d(R.w), 'rm', d(R.m), 'n', d(n), 'c', d(c))
+            'rl', d(R.l), 'rv', d(R.v), 're', d(R.e), 'rw', d(R.w), 'rm', d(R.m), 'n', d(n), 'c', d(c),
+            'tk', d(T.k), 'ts', d(T.s), 'rk', d(R.k), 'rs', d(R.s))
           local ends = math.max(T.e, R.e)
           local ttl = history + math.max(T.w, R.w)
           if ends > now then ttl = ttl + math.min(ends - now, maxWindow) end
