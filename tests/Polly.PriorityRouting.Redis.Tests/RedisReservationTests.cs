@@ -63,18 +63,18 @@ public sealed class RedisReservationTests : IClassFixture<RedisServerFixture>
         await using var replica = await StartReplicaAsync(_redis.Configuration, NewPrefix());
         var store = Reserving(replica);
         var now = replica.Time.GetUtcNow();
-        await CorrectAsync(replica, await store.ReserveAsync(Key, 1_000, 0, now, default), remaining: 9_000, limit: 10_000, reset: TimeSpan.FromMilliseconds(2_000));
-        await CorrectAsync(replica, await store.ReserveAsync(Key, 4_000, 0, now, default), remaining: 5_000, limit: 10_000, reset: TimeSpan.FromMilliseconds(2_600));
-        (await store.ReserveAsync(Key, 3_000, 0, now, default)).Status.Should().Be(BackendReservationStatus.Granted, "admitted after the last report, which does not count it");
+        await CorrectAsync(replica, await store.ReserveAsync(Key, 1_000, 0, 0, now, default), remaining: 9_000, limit: 10_000, reset: TimeSpan.FromMilliseconds(2_000));
+        await CorrectAsync(replica, await store.ReserveAsync(Key, 4_000, 0, 0, now, default), remaining: 5_000, limit: 10_000, reset: TimeSpan.FromMilliseconds(2_600));
+        (await store.ReserveAsync(Key, 3_000, 0, 0, now, default)).Status.Should().Be(BackendReservationStatus.Granted, "admitted after the last report, which does not count it");
 
         // At the full moment the backend holds 10,000 less those 3,000, not 10,000: 2,001 fits only from then on.
         await Eventually.HoldsAsync(
-            async () => (await store.ReserveAsync(Key, 2_001, 0, now, default)).Status == BackendReservationStatus.Granted,
+            async () => (await store.ReserveAsync(Key, 2_001, 0, 0, now, default)).Status == BackendReservationStatus.Granted,
             TimeSpan.FromSeconds(10),
             "the full moment passes");
 
-        (await store.ReserveAsync(Key, 5_000, 0, now, default)).Status.Should().Be(BackendReservationStatus.Refused, "3,000 + 2,001 + 5,000 exceed the 10,000");
-        (await store.ReserveAsync(Key, 4_999, 0, now, default)).Status.Should().Be(BackendReservationStatus.Granted);
+        (await store.ReserveAsync(Key, 5_000, 0, 0, now, default)).Status.Should().Be(BackendReservationStatus.Refused, "3,000 + 2,001 + 5,000 exceed the 10,000");
+        (await store.ReserveAsync(Key, 4_999, 0, 0, now, default)).Status.Should().Be(BackendReservationStatus.Granted);
     }
 
     [Fact]

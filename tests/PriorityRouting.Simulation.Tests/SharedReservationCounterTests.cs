@@ -53,9 +53,9 @@ public class SharedReservationCounterTests
         // OpenAI's reset is the time until the bucket is full: two reports moments apart name full moments 600 ms apart
         // (the same rule as the Redis script's; see RedisReservationTests).
         var counter = new SharedReservationCounter();
-        var first = counter.Reserve(Ptu, 1_000, 0, Start);
+        var first = counter.Reserve(Ptu, 1_000, 0, 0, Start);
         counter.Correct(first, Tokens(9_000, 10_000, TimeSpan.FromMilliseconds(2_000), Start, Start), Start);
-        var second = counter.Reserve(Ptu, 4_000, 0, Start);
+        var second = counter.Reserve(Ptu, 4_000, 0, 0, Start);
         counter.Correct(second, Tokens(5_000, 10_000, TimeSpan.FromMilliseconds(2_600), Start, Start), Start);
         Reserve(counter, Start, 3_000).Should().Be(BackendReservationStatus.Granted, "admitted after the last report, which does not count it");
         Reserve(counter, Start.AddMilliseconds(2_599), 2_001).Should().Be(BackendReservationStatus.Refused);
@@ -73,9 +73,9 @@ public class SharedReservationCounterTests
     public void A_window_refilled_at_once_forgets_at_its_end_what_was_reserved_after_its_last_report()
     {
         var counter = new SharedReservationCounter();
-        var first = counter.Reserve(Ptu, 1_000, 0, Start);
+        var first = counter.Reserve(Ptu, 1_000, 0, 0, Start);
         counter.Correct(first, Tokens(9_000, 10_000, TimeSpan.FromMilliseconds(2_000), Start, Start), Start);
-        var second = counter.Reserve(Ptu, 4_000, 0, Start.AddMilliseconds(500));
+        var second = counter.Reserve(Ptu, 4_000, 0, 0, Start.AddMilliseconds(500));
         counter.Correct(second, Tokens(5_000, 10_000, TimeSpan.FromMilliseconds(1_500), Start.AddMilliseconds(500), Start.AddMilliseconds(500)), Start.AddMilliseconds(500));
         Reserve(counter, Start.AddMilliseconds(500), 3_000).Should().Be(BackendReservationStatus.Granted);
 
