@@ -196,6 +196,9 @@ public class PriorityRoutingStrategyOptions : ResilienceStrategyOptions
     /// known budget, or no known limit, admits background requests like any other. The headroom is kept per process: on
     /// a shared store each replica keeps it in its own view, unless the store shares reservations
     /// (<see cref="IBackendReservationStore"/>: Redis with reservations on), whose shared budget keeps it across replicas.
+    /// Besides the headroom, a background request leaves free what the foreground spent in a recent refill window less
+    /// what it spent so far in the current one (halved for each window since), so a foreground burst later in a window
+    /// finds the room background work would have taken in a lull; with no foreground it fades within a few windows.
     /// </para>
     /// </value>
     [Range(0.0, 1.0, MaximumIsExclusive = true)]

@@ -1,3 +1,4 @@
+using System.Globalization;
 using System.Net;
 using Microsoft.Extensions.DependencyInjection;
 using Polly.PriorityRouting.Redis.Tests.Support;
@@ -132,6 +133,38 @@ public sealed class RedisReservationTests : IClassFixture<RedisServerFixture>
 
         (await store.ReserveAsync(Key, 0, 0.2, 0, now, default)).Status.Should().Be(BackendReservationStatus.Refused, "1,500 left is inside the 2,000 kept, whatever the cost");
         (await store.ReserveAsync(Key, 1_000, 0, 0, now, default)).Status.Should().Be(BackendReservationStatus.Granted, "a foreground request may use the headroom");
+    }
+
+    [Fact]
+    public async Task A_background_reservation_leaves_free_the_foreground_demand_every_replica_is_expected_to_spend_until_the_reset()
+    {
+        var prefix = NewPrefix();
+        await using var replica = await StartReplicaAsync(_redis.Configuration, prefix);
+        var store = Reserving(replica);
+        var now = replica.Time.GetUtcNow();
+        await using var peer = await ConnectionMultiplexer.ConnectAsync(_redis.Configuration);
+        var database = peer.GetDatabase();
+        var key = new RedisStoreLayout(prefix, prefix + "events").ReservationKeyOf(Key);
+        await CorrectAsync(replica, await store.ReserveAsync(Key, 1_000, 0, 0, now, default), remaining: 10_000, limit: 10_000, reset: TimeSpan.FromSeconds(30));
+        await database.HashSetAsync(key, [new("tfs", "0"), new("tfr", "6000")]);
+
+        (await store.ReserveAsync(Key, 3_000, 0, 0, now, default)).Status.Should().Be(BackendReservationStatus.Granted);
+        ((long)await database.HashGetAsync(key, "tfs")).Should().Be(3_000, "a foreground reservation counts towards the foreground's demand");
+        (await store.ReserveAsync(Key, 2_001, 0.2, 0, now, default)).Status.Should().Be(BackendReservationStatus.Refused, "3,000 more are expected of the 6,000 of the last window, 2,000 are the headroom");
+        (await store.ReserveAsync(Key, 2_000, 0.2, 0, now, default)).Status.Should().Be(BackendReservationStatus.Granted);
+
+        // The window ends (its end moved to a moment past on the server's clock): its 3,000, or the last one's 6,000
+        // halved, are expected in the next.
+        var time = await database.ExecuteAsync("TIME");
+        var serverMs = (long.Parse(((RedisResult[])time!)[0].ToString()!, CultureInfo.InvariantCulture) * 1000) - 1;
+        await database.HashSetAsync(key, [new("te", serverMs.ToString(CultureInfo.InvariantCulture)), new("tw", "30000")]);
+        (await store.ReserveAsync(Key, 5_001, 0.2, 0, now, default)).Status.Should().Be(BackendReservationStatus.Refused);
+        ((long)await database.HashGetAsync(key, "tfr")).Should().Be(3_000);
+        (await store.ReserveAsync(Key, 5_000, 0.2, 0, now, default)).Status.Should().Be(BackendReservationStatus.Granted, "a full window less the headroom less the 3,000 expected");
+
+        // A nightly batch: no foreground for many windows.
+        await database.HashSetAsync(key, [new("te", (serverMs - 600_000).ToString(CultureInfo.InvariantCulture)), new("tw", "30000")]);
+        (await store.ReserveAsync(Key, 8_000, 0.2, 0, now, default)).Status.Should().Be(BackendReservationStatus.Granted, "quiet windows halve the expected demand to nothing");
     }
 
     [Fact]

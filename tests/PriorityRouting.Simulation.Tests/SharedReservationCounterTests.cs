@@ -107,6 +107,23 @@ public class SharedReservationCounterTests
     }
 
     [Fact]
+    public void A_background_reservation_leaves_free_the_foreground_demand_of_every_replica_expected_until_the_reset()
+    {
+        var counter = new SharedReservationCounter();
+        var seed = counter.Reserve(Ptu, 1_000, 0, 0, Start);
+        counter.Correct(seed, Tokens(9_000, 10_000, TimeSpan.FromSeconds(10), Start, Start), Start);
+        Reserve(counter, Start.AddSeconds(1), 5_000).Should().Be(BackendReservationStatus.Granted, "the foreground of the first window: 6,000 with the seed");
+
+        var next = Start.AddSeconds(10);
+        counter.Reserve(Ptu, 2_001, 0.2, 0, next).Status.Should().Be(BackendReservationStatus.Refused, "6,000 are expected for the foreground, 2,000 are the headroom");
+        counter.Reserve(Ptu, 2_000, 0.2, 0, next).Status.Should().Be(BackendReservationStatus.Granted);
+        Reserve(counter, next, 4_000).Should().Be(BackendReservationStatus.Granted, "a foreground reservation spends what was expected");
+        counter.Reserve(Ptu, 1, 0.2, 0, next).Status.Should().Be(BackendReservationStatus.Refused, "2,000 more are expected");
+
+        counter.Reserve(Ptu, 8_000, 0.2, 0, Start.AddSeconds(200)).Status.Should().Be(BackendReservationStatus.Granted, "quiet windows halve it to nothing: a nightly batch has the budget less the headroom");
+    }
+
+    [Fact]
     public void A_released_reservation_gives_its_room_back_in_its_window_only()
     {
         var counter = new SharedReservationCounter();

@@ -19,6 +19,8 @@ namespace PriorityRouting.Simulation.Routers;
 /// store's order: many replicas reserve within one tick), so an answer that arrives seconds late loses nothing reserved
 /// meanwhile. Until a backend has reported a budget, nothing is refused (<see cref="BackendReservationStatus.Unknown"/>:
 /// each replica's own view decides). Bounded: per backend, the reservations of the last <see cref="History"/> only.
+/// A background reservation (a non-zero headroom) leaves free, besides its headroom, the foreground demand expected
+/// until the reset (<see cref="ForegroundDemand"/>, the rule the Redis script keeps too).
 /// </remarks>
 internal sealed class SharedReservationCounter
 {
@@ -56,8 +58,10 @@ internal sealed class SharedReservationCounter
         var amount = budget.AmountOf(cost);
         var known = budget.Limit >= 0 && budget.WindowEnd > now;
 
-        // A request larger than the whole budget is the backend's to judge.
-        var kept = Math.Max(0, Math.Min(Math.Ceiling(headroom * budget.Limit), budget.Limit - amount)) + Math.Ceiling(promised * budget.Limit);
+        // A background request (a headroom) also leaves free what the foreground of every replica is expected to spend
+        // until the reset, strictly like the room promised. A request larger than the whole budget is the backend's to judge.
+        var expected = headroom > 0 && known ? budget.Foreground.Expected(budget.Limit) : 0;
+        var kept = Math.Max(0, Math.Min(Math.Ceiling(headroom * budget.Limit), budget.Limit - amount)) + Math.Ceiling(promised * budget.Limit) + expected;
         if (known && budget.Reserved + amount > budget.Limit - kept && amount <= budget.Limit)
         {
             Refused++;
@@ -66,6 +70,11 @@ internal sealed class SharedReservationCounter
 
         var sequence = ++_sequence;
         budget.Reserved += amount;
+        if (headroom <= 0)
+        {
+            budget.Foreground.Spend(amount);
+        }
+
         budget.Recent.Enqueue((sequence, now, amount));
         return known
             ? BackendReservation.Granted(key, cost, now, sequence, amount)
@@ -168,6 +177,9 @@ internal sealed class SharedReservationCounter
 
     private sealed class Budget
     {
+        /// <summary>The foreground's demand on this budget, of every replica (a reservation without headroom is a foreground one), ended with its window.</summary>
+        public ForegroundDemand Foreground;
+
         private TimeSpan? _gap;
         private DateTimeOffset _lastReset;
 
@@ -247,14 +259,19 @@ internal sealed class SharedReservationCounter
 
             if (Window <= TimeSpan.Zero)
             {
+                Foreground.EndWindows(1);
                 WindowEnd = default;
                 return;
             }
 
+            var windows = 0;
             while (WindowEnd <= now)
             {
                 WindowEnd += Window;
+                windows++;
             }
+
+            Foreground.EndWindows(windows);
         }
 
         public void Prune(DateTimeOffset now)

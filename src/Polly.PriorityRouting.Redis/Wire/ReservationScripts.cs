@@ -7,7 +7,9 @@ namespace Polly.PriorityRouting.Redis;
 /// window's length (<c>w</c>), the running count at its last refill (<c>m</c>), whether it refills continuously
 /// (<c>k</c>, 1 once learned) and the running count at the reservation whose answer set the window's end (<c>s</c>); plus
 /// the running counts of reservations (<c>n</c>) and of reserved tokens (<c>c</c>), which are the reservations' history
-/// in two numbers.
+/// in two numbers; and per budget the foreground's demand (<c>tfs</c>/<c>rfs</c> spent in the current window,
+/// <c>tfr</c>/<c>rfr</c> the most spent in a recent one, halved per window since: <c>ForegroundDemand</c>'s rule, ended
+/// with the window).
 /// </summary>
 /// <remarks>
 /// <para>
@@ -40,9 +42,12 @@ internal static class ReservationScripts
     /// milliseconds; ARGV[4] the longest window in milliseconds; ARGV[5] the share promised to foreground callers (0 to 1).
     /// Returns { 0, milliseconds until the refill } when refused, { 1, n, c } when granted, { 2, n, c } when counted
     /// without a known budget. After the cost, ceil(headroom × limit) stays free — no more than the limit less the cost,
-    /// as in the process's view: a request too large to leave it goes on a full budget only — plus, strictly,
-    /// ceil(promised × limit) (<c>BackendBudget.PromisedShare</c>), which no request may take; in tokens (also at cost 0,
-    /// as in the process's view) and in requests.
+    /// as in the process's view: a request too large to leave it goes on a full budget only — plus, strictly (no request
+    /// is too large for them), ceil(promised × limit) (<c>BackendBudget.PromisedShare</c>) and, for a background request
+    /// (a non-zero headroom), the foreground demand of every process expected until the reset
+    /// (<c>ForegroundDemand.Expected</c>: the recent window's foreground spend less the current one's); in tokens (also at
+    /// cost 0, as in the process's view) and in requests. A granted foreground request (headroom 0) counts towards that
+    /// demand.
     /// </summary>
     public const string Reserve = Prelude + """
         local cost = num(ARGV[1], 0, BIG, 0)
@@ -56,7 +61,9 @@ internal static class ReservationScripts
         local wait = 0
         local function check(b, amount, always)
           if b.l < 0 or b.e <= now or (amount == 0 and headroom == 0 and promised == 0) or (not always and amount > b.l) then return end
-          local kept = math.max(0, math.min(math.ceil(headroom * b.l), b.l - amount)) + math.ceil(promised * b.l)
+          local expected = 0
+          if headroom > 0 then expected = math.min(math.max(b.fr - b.fs, 0), b.l) end
+          local kept = math.max(0, math.min(math.ceil(headroom * b.l), b.l - amount)) + math.ceil(promised * b.l) + expected
           if b.v + amount > b.l - kept and b.e - now > wait then wait = b.e - now end
         end
         check(T, cost, false)
@@ -67,6 +74,10 @@ internal static class ReservationScripts
         end
         T.v = T.v + cost
         R.v = R.v + 1
+        if headroom == 0 then
+          T.fs = T.fs + cost
+          R.fs = R.fs + 1
+        end
         n = n + 1
         c = c + cost
         save()
@@ -147,7 +158,7 @@ internal static class ReservationScripts
         local now = tonumber(time[1]) * 1000 + math.floor(tonumber(time[2]) / 1000)
         local kind = redis.call('TYPE', key)['ok']
         if kind ~= 'hash' and kind ~= 'none' then redis.call('DEL', key) end
-        local f = redis.call('HMGET', key, 'tl', 'tv', 'te', 'tw', 'tm', 'rl', 'rv', 're', 'rw', 'rm', 'n', 'c', 'tk', 'ts', 'rk', 'rs')
+        local f = redis.call('HMGET', key, 'tl', 'tv', 'te', 'tw', 'tm', 'rl', 'rv', 're', 'rw', 'rm', 'n', 'c', 'tk', 'ts', 'rk', 'rs', 'tfs', 'tfr', 'rfs', 'rfr')
         local function num(v, lo, hi, default)
           local x = tonumber(v)
           if x == nil or x ~= x or x < lo or x > hi then return default end
@@ -155,10 +166,10 @@ internal static class ReservationScripts
         end
         local n = num(f[11], 0, BIG, 0)
         local c = num(f[12], 0, BIG, 0)
-        local function budget(i, j, count)
+        local function budget(i, j, d, count)
           local b = { l = num(f[i], -1, BIG, -1), v = num(f[i + 1], 0, BIG, 0), e = num(f[i + 2], 0, BIG, 0),
                       w = num(f[i + 3], 0, maxWindow, 0), m = num(f[i + 4], 0, BIG, 0), k = num(f[j], 0, 1, 0),
-                      s = num(f[j + 1], 0, count, 0) }
+                      s = num(f[j + 1], 0, count, 0), fs = num(f[d], 0, BIG, 0), fr = num(f[d + 1], 0, BIG, 0) }
           if b.e > now + maxWindow or b.m > count then b.e = 0 b.v = 0 b.m = 0 b.s = 0 end
           if b.e > 0 and now >= b.e then
             if b.k == 1 and b.s > b.m and now < b.e + b.w then
@@ -169,17 +180,26 @@ internal static class ReservationScripts
               b.v = 0
               b.m = count
             end
-            if b.w > 0 then b.e = b.e + (math.floor((now - b.e) / b.w) + 1) * b.w else b.e = 0 end
+            local windows = 1
+            if b.w > 0 then
+              windows = math.floor((now - b.e) / b.w) + 1
+              b.e = b.e + windows * b.w
+            else
+              b.e = 0
+            end
+            -- ForegroundDemand.EndWindows: the window's foreground spend, or the recent one halved; halved per further window.
+            b.fr = math.floor(math.max(b.fs, math.floor(b.fr / 2)) / 2 ^ math.min(windows - 1, 63))
+            b.fs = 0
           end
           return b
         end
-        local T = budget(1, 13, c)
-        local R = budget(6, 15, n)
+        local T = budget(1, 13, 17, c)
+        local R = budget(6, 15, 19, n)
         local function save()
           local d = function(x) return string.format('%d', x) end
           redis.call('HSET', key, 'tl', d(T.l), 'tv', d(T.v), 'te', d(T.e), 'tw', d(T.w), 'tm', d(T.m),
             'rl', d(R.l), 'rv', d(R.v), 're', d(R.e), 'rw', d(R.w), 'rm', d(R.m), 'n', d(n), 'c', d(c),
-            'tk', d(T.k), 'ts', d(T.s), 'rk', d(R.k), 'rs', d(R.s))
+            'tk', d(T.k), 'ts', d(T.s), 'rk', d(R.k), 'rs', d(R.s), 'tfs', d(T.fs), 'tfr', d(T.fr), 'rfs', d(R.fs), 'rfr', d(R.fr))
           local ends = math.max(T.e, R.e)
           local ttl = history + math.max(T.w, R.w)
           if ends > now then ttl = ttl + math.min(ends - now, maxWindow) end

@@ -17,7 +17,8 @@ namespace Polly.PriorityRouting;
 /// promises leave that share of a refill free; and it sees every waiter's room, while a foreground request sees the
 /// foreground waiters' only and is promised room ignoring the background's: foreground comes before background in a
 /// refill, and a background waiter whose room a foreground request took finds it gone when released. Background requests
-/// also leave the room promised to foreground callers in the refill under way (<see cref="ForegroundClaim"/>).
+/// also leave the room promised to foreground callers in the refill under way (<see cref="ForegroundClaim"/>), and the
+/// foreground demand expected until the reset (<see cref="ForegroundDemand"/>).
 /// </para>
 /// </remarks>
 internal sealed class BackendBudget
@@ -46,6 +47,10 @@ internal sealed class BackendBudget
 
     /// <summary>The request budget (<c>x-ratelimit-*-requests</c>).</summary>
     public BudgetCounter Requests = new();
+
+    // This process's foreground demand on each budget, which background admission leaves free until the reset.
+    private ForegroundDemand _foregroundTokens;
+    private ForegroundDemand _foregroundRequests;
 
     // The waiters' holds whose refill has not come yet, and the sums of those whose refill came: the foreground waiters'
     // (_dueHeld*), which hold back everyone, and the background waiters' apart, which hold back background requests only.
@@ -105,13 +110,15 @@ internal sealed class BackendBudget
         var wait = TimeSpan.Zero;
         var tokens = Tokens.Available(now, share);
         var largest = Tokens.IsAssumed ? Tokens.ShareOfLimit(share) : Tokens.Limit;
-        if ((cost > 0 || background) && tokens != Unknown && tokens - heldTokens < cost + Kept(headroom, largest, cost) && (largest == Unknown || cost <= largest))
+        var tokensKept = Kept(headroom, largest, cost) + (background ? ExpectedForeground(ref _foregroundTokens, ref Tokens, now, share, largest) : 0);
+        if ((cost > 0 || background) && tokens != Unknown && tokens - heldTokens < cost + tokensKept && (largest == Unknown || cost <= largest))
         {
             wait = UntilRefill(Tokens.ResetAt, heldTokens, now);
         }
 
         var requests = Requests.Available(now, share);
-        var requestsKept = Kept(headroom, Requests.IsAssumed ? Requests.ShareOfLimit(share) : Requests.Limit, 1);
+        var requestsLimit = Requests.IsAssumed ? Requests.ShareOfLimit(share) : Requests.Limit;
+        var requestsKept = Kept(headroom, requestsLimit, 1) + (background ? ExpectedForeground(ref _foregroundRequests, ref Requests, now, share, requestsLimit) : 0);
         if (requests != Unknown && requests - heldRequests < 1 + requestsKept && UntilRefill(Requests.ResetAt, heldRequests, now) is var requestsWait && requestsWait > wait)
         {
             wait = requestsWait;
@@ -160,6 +167,13 @@ internal sealed class BackendBudget
 
         Tokens.Spend(cost, now, share, ticket);
         Requests.Spend(1, now, share, ticket);
+        if (headroom <= 0)
+        {
+            _foregroundTokens.Follow(now, Tokens.ResetAt, Tokens.Window);
+            _foregroundTokens.Spend(cost);
+            _foregroundRequests.Follow(now, Requests.ResetAt, Requests.Window);
+            _foregroundRequests.Spend(1);
+        }
     }
 
     /// <summary>Starts the counters nothing has reported yet from the backend's declared quota; see <see cref="BudgetCounter.Declare"/>.</summary>
@@ -316,6 +330,24 @@ internal sealed class BackendBudget
     /// </summary>
     private static long Kept(double headroom, long limit, long cost)
         => headroom <= 0 || limit == Unknown ? 0 : Math.Max(0, Math.Min((long)Math.Ceiling(headroom * limit), limit - cost));
+
+    /// <summary>
+    /// The foreground demand a background request leaves free in <paramref name="counter"/> until its reset
+    /// (<see cref="ForegroundDemand"/>), in the counter's terms: this process's own when the count is its share of an
+    /// assumed refill; scaled to every process's (each taken to demand alike) when the count is a reported one, which
+    /// every process spends; none for an unknown limit.
+    /// </summary>
+    private static long ExpectedForeground(ref ForegroundDemand demand, ref BudgetCounter counter, DateTimeOffset now, double share, long limit)
+    {
+        if (limit == Unknown)
+        {
+            return 0;
+        }
+
+        demand.Follow(now, counter.ResetAt, counter.Window);
+        var expected = demand.Expected(limit);
+        return counter.IsAssumed || share >= 1 ? expected : Math.Min(limit, (long)Math.Ceiling(expected / share));
+    }
 
     /// <summary>
     /// The room promised to foreground callers (sent back with an exhausted answer, or waiting) in the refills under way

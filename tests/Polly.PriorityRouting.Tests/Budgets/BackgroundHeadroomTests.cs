@@ -117,7 +117,8 @@ public class BackgroundHeadroomTests
         budgets.TryTake(Key, 3000, reset).Should().BeTrue("one of the two callers came back");
         budgets.CanAdmit(Key, 2000, reset, headroom: Headroom).Should().BeTrue("7,000 left: 3,000 still promised, 2,000 the headroom");
         budgets.CanAdmit(Key, 2001, reset, headroom: Headroom).Should().BeFalse();
-        budgets.CanAdmit(Key, 8000, reset.AddSeconds(10), headroom: Headroom).Should().BeTrue("the promise's window passed: a full refill leaves only the headroom");
+        budgets.CanAdmit(Key, 5000, reset.AddSeconds(10), headroom: Headroom).Should().BeTrue("the promise's window passed: a full refill leaves the headroom and the 3,000 the foreground spent in the last window");
+        budgets.CanAdmit(Key, 5001, reset.AddSeconds(10), headroom: Headroom).Should().BeFalse();
     }
 
     [Fact]
@@ -142,6 +143,54 @@ public class BackgroundHeadroomTests
         background.Release();
         budgets.CanAdmit(Key, 4000, refill).Should().BeTrue();
         budgets.CanAdmit(Key, 4001, refill).Should().BeFalse("the background waiter spent its room");
+    }
+
+    [Fact]
+    public void A_background_request_leaves_free_what_the_foreground_spent_in_the_last_window_beyond_what_it_spent_so_far()
+    {
+        var budgets = Observed(("x-ratelimit-remaining-tokens", "10000"), ("x-ratelimit-limit-tokens", "10000"), ("x-ratelimit-reset-tokens", "10s"));
+        budgets.TryTake(Key, 6000, Now).Should().BeTrue("the foreground spends 6,000 in the first window");
+        var next = Now.AddSeconds(10);
+
+        budgets.CanAdmit(Key, 2000, next, headroom: Headroom).Should().BeTrue("a full refill less 2,000 of headroom less 6,000 the foreground is expected to spend");
+        budgets.CanAdmit(Key, 2001, next, headroom: Headroom).Should().BeFalse("early in the window, the foreground's burst may still come");
+        budgets.TimeUntilAdmitted(Key, 2001, next.AddSeconds(4), headroom: Headroom).Should().Be(TimeSpan.FromSeconds(6), "until the window ends");
+        budgets.CanAdmit(Key, 10_000, next).Should().BeTrue("a foreground request is never held back by its own expected demand");
+
+        budgets.TryTake(Key, 7000, next).Should().BeTrue("the foreground spends more than expected");
+        budgets.CanAdmit(Key, 1000, next, headroom: Headroom).Should().BeTrue("nothing more is expected: what is left beyond the headroom");
+        budgets.CanAdmit(Key, 1001, next, headroom: Headroom).Should().BeFalse();
+    }
+
+    [Fact]
+    public void Background_only_work_gets_the_whole_budget_less_the_headroom_once_the_foreground_is_quiet()
+    {
+        var budgets = Observed(("x-ratelimit-remaining-tokens", "10000"), ("x-ratelimit-limit-tokens", "10000"), ("x-ratelimit-reset-tokens", "10s"));
+        budgets.TryTake(Key, 8000, Now).Should().BeTrue("a foreground window of 8,000");
+
+        budgets.CanAdmit(Key, 1, Now.AddSeconds(10), headroom: Headroom).Should().BeFalse("the next window keeps 8,000 for the foreground, and 2,000 of headroom");
+        budgets.CanAdmit(Key, 4000, Now.AddSeconds(20), headroom: Headroom).Should().BeTrue("a quiet window halves what is expected: 4,000");
+        budgets.CanAdmit(Key, 4001, Now.AddSeconds(20), headroom: Headroom).Should().BeFalse();
+        budgets.CanAdmit(Key, 7000, Now.AddSeconds(40), headroom: Headroom).Should().BeTrue("two more quiet windows: 1,000");
+        budgets.CanAdmit(Key, 7001, Now.AddSeconds(40), headroom: Headroom).Should().BeFalse();
+        budgets.CanAdmit(Key, 8000, Now.AddSeconds(200), headroom: Headroom).Should().BeTrue("a nightly batch has the whole budget less the headroom");
+    }
+
+    [Fact]
+    public void The_expected_foreground_demand_holds_the_request_budget_too()
+    {
+        var budgets = Observed(("x-ratelimit-remaining-requests", "10"), ("x-ratelimit-limit-requests", "10"), ("x-ratelimit-reset-requests", "10s"));
+        for (var i = 0; i < 5; i++)
+        {
+            budgets.TryTake(Key, 0, Now).Should().BeTrue();
+        }
+
+        var next = Now.AddSeconds(10);
+        budgets.TryTake(Key, 0, next, headroom: Headroom).Should().BeTrue("10 less 2 kept less 5 expected leave 3");
+        budgets.TryTake(Key, 0, next, headroom: Headroom).Should().BeTrue();
+        budgets.TryTake(Key, 0, next, headroom: Headroom).Should().BeTrue();
+        budgets.TryTake(Key, 0, next, headroom: Headroom).Should().BeFalse("5 requests are the foreground's expected demand");
+        budgets.TryTake(Key, 0, next).Should().BeTrue("the foreground takes them");
     }
 
     [Fact]

@@ -41,7 +41,9 @@ public class BackgroundRequestTests
         a.Throttled.Should().Be(0, "no request was sent that the backend had to refuse");
 
         Advance(h, Window);
-        (await Send(h, "bg", 8000, Background())).StatusCode.Should().Be(HttpStatusCode.OK, "the refill brings background work back");
+        using var expected = await Send(h, "bg", 6001, Background());
+        expected.StatusCode.Should().Be(HttpStatusCode.TooManyRequests, "the view saw the foreground spend 2,000 in the last window (its first request came before any budget was known): background leaves them free until the reset");
+        (await Send(h, "bg", 6000, Background())).StatusCode.Should().Be(HttpStatusCode.OK, "the refill brings background work back to what the foreground leaves");
         a.Served.Should().Be(5);
     }
 
@@ -132,6 +134,43 @@ public class BackgroundRequestTests
     }
 
     [Fact]
+    public async Task A_foreground_burst_later_in_a_window_finds_the_room_background_work_would_have_taken_in_a_lull()
+    {
+        using var h = Harness(o => { }, RoutingHarness.Backend("a", 1), RoutingHarness.Backend("b", 2));
+        var a = Windowed(h, "a");
+        (await Send(h, "first", 1000)).Dispose();
+        (await Send(h, "burst", 5000)).Dispose();
+        Advance(h, Window);
+
+        using var background = await Send(h, "bg", 5000, Background());
+        using var burst = await Send(h, "burst again", 7000);
+
+        background.StatusCode.Should().Be(HttpStatusCode.OK);
+        burst.StatusCode.Should().Be(HttpStatusCode.OK);
+        h.Transport.Hosts.Should().Equal(["a", "a", "b", "a"], "the lull's background work leaves the 5,000 the foreground spent in the last window, and the headroom, on a");
+        a.Throttled.Should().Be(0);
+    }
+
+    [Fact]
+    public void A_synchronous_background_send_leaves_the_foregrounds_expected_demand_like_an_asynchronous_one()
+    {
+        using var h = Harness(o => { }, RoutingHarness.Backend("a", 1), RoutingHarness.Backend("b", 2));
+        Windowed(h, "a");
+        foreach (var (caller, cost) in new[] { ("first", 1000L), ("burst", 5000L) })
+        {
+            using var foreground = Request(caller, cost, null);
+            h.Client.Send(foreground).Dispose();
+        }
+
+        Advance(h, Window);
+        using var request = Request("bg", 3001, Background());
+        using var response = h.Client.Send(request);
+
+        response.StatusCode.Should().Be(HttpStatusCode.OK);
+        h.Transport.Hosts.Should().Equal("a", "a", "b");
+    }
+
+    [Fact]
     public void A_synchronous_background_send_is_held_back_like_an_asynchronous_one()
     {
         using var h = Harness(o => { }, RoutingHarness.Backend("a", 1), RoutingHarness.Backend("b", 2));
@@ -169,8 +208,9 @@ public class BackgroundRequestTests
         Callers(h).Should().BeEquivalentTo("spend", "fg1", "fg2");
 
         Advance(h, Window);
-        (await background.WaitAsync(HangGuard)).StatusCode.Should().Be(HttpStatusCode.OK);
-        Callers(h).Should().HaveCount(4).And.EndWith("bg");
+        using var sentBack = await background.WaitAsync(HangGuard);
+        sentBack.StatusCode.Should().Be(HttpStatusCode.TooManyRequests, "the foreground spent whole windows: background leaves the next one to it and is told to come back");
+        Callers(h).Should().BeEquivalentTo("spend", "fg1", "fg2");
         a.Throttled.Should().Be(0);
     }
 
