@@ -13,8 +13,13 @@ public sealed record ArrivalBursts(TimeSpan Segment, double HighMultiplier, doub
     /// <summary>Gets the default: 2-second segments, one in five at 3× the mean rate, the others at half.</summary>
     public static ArrivalBursts Default { get; } = new(TimeSpan.FromSeconds(2), 3.0, 0.2);
 
-    /// <summary>Returns the rate multiplier of every segment of a run of <paramref name="duration"/>, with a mean of exactly 1.</summary>
-    public double[] Multipliers(TimeSpan duration, int seed)
+    /// <summary>
+    /// Returns the rate multiplier of every segment of a run of <paramref name="duration"/>: the segments that start
+    /// inside the measured window (<paramref name="measuredFrom"/> for <paramref name="measured"/>) have a mean of exactly
+    /// 1, and so have the others, so that the load a row names is the load its measured window offers (normalised over
+    /// the whole run only, a 40-second window of 20 segments offered 0.885 of it on the default seed).
+    /// </summary>
+    public double[] Multipliers(TimeSpan duration, TimeSpan measuredFrom, TimeSpan measured, int seed)
     {
         var random = new Random(seed);
         var low = (1 - (HighShare * HighMultiplier)) / (1 - HighShare);
@@ -24,12 +29,25 @@ public sealed record ArrivalBursts(TimeSpan Segment, double HighMultiplier, doub
             segments[i] = random.NextDouble() < HighShare ? HighMultiplier : low;
         }
 
-        var mean = segments.Average();
-        for (var i = 0; i < segments.Length; i++)
+        var first = (int)Math.Ceiling(measuredFrom / Segment);
+        var last = Math.Min(segments.Length, (int)Math.Ceiling((measuredFrom + measured) / Segment));
+        Normalise(segments, i => i >= first && i < last);
+        Normalise(segments, i => i < first || i >= last);
+        return segments;
+    }
+
+    private static void Normalise(double[] segments, Func<int, bool> belongs)
+    {
+        var indices = Enumerable.Range(0, segments.Length).Where(belongs).ToList();
+        if (indices.Count == 0)
+        {
+            return;
+        }
+
+        var mean = indices.Average(i => segments[i]);
+        foreach (var i in indices)
         {
             segments[i] /= mean;
         }
-
-        return segments;
     }
 }

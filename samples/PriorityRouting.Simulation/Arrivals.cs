@@ -18,7 +18,7 @@ internal sealed class Arrivals
     private TimeSpan _elapsed;
     private double _offered;
 
-    public Arrivals(SimulationSettings settings, SimulationScenario scenario, int replicas, double ratePerReplica, TimeSpan duration)
+    public Arrivals(SimulationSettings settings, SimulationScenario scenario, int replicas, double ratePerReplica, TimeSpan duration, TimeSpan measured)
     {
         _ratePerReplica = ratePerReplica;
         _replicas = replicas;
@@ -29,7 +29,7 @@ internal sealed class Arrivals
         if (scenario.Bursts is { } bursts)
         {
             _segment = bursts.Segment;
-            _multipliers = bursts.Multipliers(duration, settings.Seed);
+            _multipliers = bursts.Multipliers(duration, settings.Warmup, measured, settings.Seed);
             for (var replica = 0; replica < replicas; replica++)
             {
                 _random[replica] = new Random(unchecked((settings.Seed * 31) + replica + 0xA771));

@@ -4,7 +4,7 @@ using PriorityRouting.Simulation;
 using PriorityRouting.Simulation.Routers;
 
 // Usage: dotnet run -c Release --project samples/PriorityRouting.Simulation
-//            [-- --period <seconds>] [--measured <seconds>] [--loads 1,1.5] [--replicas 1,8] [--scenario mixed] [--routers ours] [--budget-interval <ms>] [--budget-delay <ms>] [--budget-sharing on|off] [--budget-headers admission|answer] [--reservation-delay <ms>] [--reservation-reads send|<seconds>] [--queue-wait <seconds>] [--charts <directory>] [--json]
+//            [-- --period <seconds>] [--measured <seconds> (where a scenario has no window of its own)] [--loads 1,1.5] [--replicas 1,8] [--scenario mixed] [--routers ours] [--budget-interval <ms>] [--budget-delay <ms>] [--budget-sharing on|off] [--budget-headers admission|answer] [--reservation-delay <ms>] [--reservation-reads send|<seconds>] [--queue-wait <seconds>] [--charts <directory>] [--json]
 //        or: dotnet run -c Release --project samples/PriorityRouting.Simulation -- --latency
 if (args.Contains("--latency"))
 {

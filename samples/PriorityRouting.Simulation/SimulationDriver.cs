@@ -124,7 +124,7 @@ public static class SimulationDriver
         var retries = new PriorityQueue<PendingRetry, (DateTimeOffset Due, long Sequence)>();
         long retrySequence = 0;
         var ratePerReplica = loadFactor * scenario.AggregateCapacity / requests.MeanCost / replicaCount;
-        var arrivals = new Arrivals(settings, scenario, replicaCount, ratePerReplica, end + measuredTime - VirtualStart);
+        var arrivals = new Arrivals(settings, scenario, replicaCount, ratePerReplica, end + measuredTime - VirtualStart, measuredTime);
 
         // Requests are counted by cohort: those first sent inside the measured window, followed through every retry, even
         // after the window ends (the load goes on, unmeasured, until the last of them is served or given up), so that a
