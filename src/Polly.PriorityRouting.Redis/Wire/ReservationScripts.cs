@@ -39,26 +39,32 @@ internal static class ReservationScripts
 {
     /// <summary>
     /// KEYS[1] the budget's key; ARGV[1] the cost in tokens; ARGV[2] the headroom (0 to 1); ARGV[3] the history in
-    /// milliseconds; ARGV[4] the longest window in milliseconds.
+    /// milliseconds; ARGV[4] the longest window in milliseconds; ARGV[5] the share promised to foreground callers (0 to 1).
     /// Returns { 0, milliseconds until the refill } when refused, { 1, n, c } when granted, { 2, n, c } when counted
-    /// without a known budget. After the cost, ceil(headroom × limit) stays free, in tokens (also at cost 0, as in the
-    /// process's view) and in requests. Strictly: the headroom carries the room promised to foreground callers too
-    /// (<c>BackendBudget.SharedHeadroom</c>), which no request may take, so a background request too large to leave it
-    /// is refused here, where the process's view admits it on a full budget. A background request (a non-zero headroom)
-    /// also leaves free the foreground demand of every process expected until the reset (<c>ForegroundDemand.Expected</c>:
-    /// the recent window's foreground spend less the current one's); a granted foreground request (headroom 0) counts
-    /// towards that demand.
+    /// without a known budget. After the cost, ceil(headroom × limit) stays free — no more than the limit less the cost,
+    /// as in the process's view: a request too large to leave it goes on a full budget only — plus, strictly (no request
+    /// is too large for them), ceil(promised × limit) (<c>BackendBudget.PromisedShare</c>) and, for a background request
+    /// (a non-zero headroom), the foreground demand of every process expected until the reset
+    /// (<c>ForegroundDemand.Expected</c>: the recent window's foreground spend less the current one's); in tokens (also at
+    /// cost 0, as in the process's view) and in requests. A granted foreground request (headroom 0) counts towards that
+    /// demand.
     /// </summary>
     public const string Reserve = Prelude + """
         local cost = num(ARGV[1], 0, BIG, 0)
-        local headroom = tonumber(ARGV[2]) or 0
-        if headroom ~= headroom or headroom < 0 then headroom = 0 elseif headroom > 1 then headroom = 1 end
+        local function share(v)
+          local x = tonumber(v) or 0
+          if x ~= x or x < 0 then return 0 elseif x > 1 then return 1 end
+          return x
+        end
+        local headroom = share(ARGV[2])
+        local promised = share(ARGV[5])
         local wait = 0
         local function check(b, amount, always)
-          if b.l < 0 or b.e <= now or (amount == 0 and headroom == 0) or (not always and amount > b.l) then return end
+          if b.l < 0 or b.e <= now or (amount == 0 and headroom == 0 and promised == 0) or (not always and amount > b.l) then return end
           local expected = 0
           if headroom > 0 then expected = math.min(math.max(b.fr - b.fs, 0), b.l) end
-          if b.v + amount > b.l - math.ceil(headroom * b.l) - expected and b.e - now > wait then wait = b.e - now end
+          local kept = math.max(0, math.min(math.ceil(headroom * b.l), b.l - amount)) + math.ceil(promised * b.l) + expected
+          if b.v + amount > b.l - kept and b.e - now > wait then wait = b.e - now end
         end
         check(T, cost, false)
         check(R, 1, true)
