@@ -95,6 +95,26 @@ public sealed class RedisReservationTests : IClassFixture<RedisServerFixture>
     }
 
     [Fact]
+    public async Task A_release_of_a_reservation_made_before_the_report_that_set_the_count_gives_nothing_back()
+    {
+        await using var replica = await StartReplicaAsync(_redis.Configuration, NewPrefix());
+        var store = Reserving(replica);
+        var now = replica.Time.GetUtcNow();
+        var early = await store.ReserveAsync(Key, 1_000, 0, 0, now, default);
+        var later = await store.ReserveAsync(Key, 4_000, 0, 0, now, default);
+
+        // The backend admitted the later request first and reported 4,000 spent; then it refused the early one (a 429):
+        // the report's count never held it, so its release must not take 1,000 off what the backend has spent.
+        await CorrectAsync(replica, later, remaining: 6_000, limit: 10_000, reset: TimeSpan.FromSeconds(30));
+        var flushed = replica.RedisStore.Reservations!.Flushed;
+        store.Release(early);
+        await Eventually.HoldsAsync(() => replica.RedisStore.Reservations!.Flushed > flushed, Flushed, "the release reaches Redis");
+
+        (await store.ReserveAsync(Key, 6_001, 0, 0, now, default)).Status.Should().Be(BackendReservationStatus.Refused, "the backend has 6,000 left");
+        (await store.ReserveAsync(Key, 6_000, 0, 0, now, default)).Status.Should().Be(BackendReservationStatus.Granted);
+    }
+
+    [Fact]
     public async Task A_reservation_with_headroom_leaves_that_share_of_the_limit_free()
     {
         await using var replica = await StartReplicaAsync(_redis.Configuration, NewPrefix());

@@ -143,6 +143,21 @@ public class SharedReservationCounterTests
     }
 
     [Fact]
+    public void A_release_of_a_reservation_made_before_the_report_that_set_the_count_gives_nothing_back()
+    {
+        // The Redis script's rule too (RedisReservationTests, same name).
+        var counter = new SharedReservationCounter();
+        var early = counter.Reserve(Ptu, 1_000, 0, 0, Start);
+        var later = counter.Reserve(Ptu, 4_000, 0, 0, Start);
+        counter.Correct(later, Tokens(6_000, 10_000, TimeSpan.FromSeconds(30), Start, Start), Start);
+
+        counter.Release(early);
+
+        counter.Reserve(Ptu, 6_001, 0, 0, Start).Status.Should().Be(BackendReservationStatus.Refused, "the backend has 6,000 left");
+        counter.Reserve(Ptu, 6_000, 0, 0, Start).Status.Should().Be(BackendReservationStatus.Granted);
+    }
+
+    [Fact]
     public void Nothing_known_refuses_nothing_and_says_so()
     {
         var counter = new SharedReservationCounter();
