@@ -42,7 +42,7 @@ public class ReservationBenchmarks
         // Both stores connect in the background: route until the reserving one is asked through Redis.
         var store = (IBackendReservationStore)_on.GetRequiredService<IBackendStateStore>();
         var deadline = DateTime.UtcNow.AddSeconds(10);
-        while (store.ReserveAsync(new BackendStateKey("probe@http://probe"), 1, 0, DateTimeOffset.UtcNow, default).AsTask().Result.Sequence == 0)
+        while (store.ReserveAsync(new BackendStateKey("probe@http://probe"), 1, 0, 0, DateTimeOffset.UtcNow, default).AsTask().Result.Sequence == 0)
         {
             if (DateTime.UtcNow > deadline)
             {

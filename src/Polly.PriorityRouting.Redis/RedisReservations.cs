@@ -56,7 +56,7 @@ internal sealed partial class RedisReservations
     public long Flushed => _flush.Flushed;
 
     /// <inheritdoc cref="IBackendReservationStore.ReserveAsync"/>
-    public ValueTask<BackendReservation> ReserveAsync(BackendStateKey key, long cost, double headroom, DateTimeOffset now, CancellationToken cancellationToken)
+    public ValueTask<BackendReservation> ReserveAsync(BackendStateKey key, long cost, double headroom, double promised, DateTimeOffset now, CancellationToken cancellationToken)
     {
         if (!StateKeyEncoding.CanEncode(key) || _connection.WritableWhileShared() is not { } multiplexer)
         {
@@ -66,7 +66,7 @@ internal sealed partial class RedisReservations
         var call = multiplexer.GetDatabase().ScriptEvaluateAsync(
             ReservationScripts.Reserve,
             [_layout.ReservationKeyOf(key)],
-            [Math.Max(0, cost), Math.Clamp(headroom, 0, 1), (long)History.TotalMilliseconds, _maxWindowMilliseconds]);
+            [Math.Max(0, cost), Math.Clamp(headroom, 0, 1), (long)History.TotalMilliseconds, _maxWindowMilliseconds, Math.Clamp(promised, 0, 1)]);
         return WaitAsync(call, key, cost, now, cancellationToken);
     }
 

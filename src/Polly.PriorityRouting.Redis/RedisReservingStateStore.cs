@@ -47,8 +47,8 @@ internal sealed class RedisReservingStateStore : IBackendStateStore, IBackendBud
     public void SubscribeToBudgets(Action<BackendStateKey, BackendBudgetObservation> onObservation) => Inner.SubscribeToBudgets(onObservation);
 
     /// <inheritdoc/>
-    public ValueTask<BackendReservation> ReserveAsync(BackendStateKey key, long cost, double headroom, DateTimeOffset now, CancellationToken cancellationToken)
-        => _reservations.ReserveAsync(key, cost, headroom, now, cancellationToken);
+    public ValueTask<BackendReservation> ReserveAsync(BackendStateKey key, long cost, double headroom, double promised, DateTimeOffset now, CancellationToken cancellationToken)
+        => _reservations.ReserveAsync(key, cost, headroom, promised, now, cancellationToken);
 
     /// <inheritdoc/>
     public void Correct(BackendReservation reservation, BackendReservationReport report) => _reservations.Correct(reservation, report);

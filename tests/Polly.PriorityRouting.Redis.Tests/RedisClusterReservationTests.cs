@@ -30,14 +30,14 @@ public sealed class RedisClusterReservationTests : IClassFixture<RedisClusterFix
 
         foreach (var key in keys)
         {
-            var first = await store.ReserveAsync(key, 1_000, 0, now, default);
+            var first = await store.ReserveAsync(key, 1_000, 0, 0, now, default);
             store.Correct(first, new BackendReservationReport(0, 1_000, TimeSpan.FromSeconds(30), null, null, TimeSpan.Zero, now, now));
         }
 
         await Eventually.HoldsAsync(() => replica.RedisStore.Reservations!.Flushed >= keys.Length, TimeSpan.FromSeconds(5), "every correction reaches its shard");
         foreach (var key in keys)
         {
-            (await store.ReserveAsync(key, 1, 0, now, default)).Status.Should().Be(BackendReservationStatus.Refused, $"{key} is spent");
+            (await store.ReserveAsync(key, 1, 0, 0, now, default)).Status.Should().Be(BackendReservationStatus.Refused, $"{key} is spent");
         }
 
         replica.RedisStore.IsInOutage.Should().BeFalse();

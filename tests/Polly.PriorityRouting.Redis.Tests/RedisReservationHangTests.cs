@@ -32,14 +32,14 @@ public sealed class RedisReservationHangTests : IClassFixture<RedisServerFixture
             for (var i = 0; i < RedisReservations.ConsecutiveTimeoutsForOutage; i++)
             {
                 var waited = Stopwatch.StartNew();
-                var reservation = await store.ReserveAsync(key, 100, 0, replica.Time.GetUtcNow(), default);
+                var reservation = await store.ReserveAsync(key, 100, 0, 0, replica.Time.GetUtcNow(), default);
 
                 reservation.Status.Should().Be(BackendReservationStatus.Unknown, "the replica's own view decides");
                 waited.Elapsed.Should().BeLessThan(Generous);
             }
 
             replica.RedisStore.IsInOutage.Should().BeTrue($"{RedisReservations.ConsecutiveTimeoutsForOutage} late answers in a row are a hung Redis");
-            var duringOutage = store.ReserveAsync(key, 100, 0, replica.Time.GetUtcNow(), default);
+            var duringOutage = store.ReserveAsync(key, 100, 0, 0, replica.Time.GetUtcNow(), default);
             duringOutage.IsCompleted.Should().BeTrue("during an outage no attempt waits for Redis");
             Late(replica).Should().Be(1, "the slowness is logged once, not per attempt");
         }
@@ -49,7 +49,7 @@ public sealed class RedisReservationHangTests : IClassFixture<RedisServerFixture
         }
 
         await Eventually.HoldsAsync(() => !replica.RedisStore.IsInOutage, TimeSpan.FromSeconds(20), "the store shares again");
-        (await store.ReserveAsync(key, 100, 0, replica.Time.GetUtcNow(), default)).IsCounted.Should().BeTrue();
+        (await store.ReserveAsync(key, 100, 0, 0, replica.Time.GetUtcNow(), default)).IsCounted.Should().BeTrue();
     }
 
     [Fact]

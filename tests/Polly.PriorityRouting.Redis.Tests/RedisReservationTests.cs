@@ -27,13 +27,13 @@ public sealed class RedisReservationTests : IClassFixture<RedisServerFixture>
         var store = Reserving(replica);
         var now = replica.Time.GetUtcNow();
 
-        var first = await store.ReserveAsync(Key, 1_000, 0, now, default);
+        var first = await store.ReserveAsync(Key, 1_000, 0, 0, now, default);
         first.Status.Should().Be(BackendReservationStatus.Unknown, "nothing is known of the budget yet");
         first.IsCounted.Should().BeTrue("it is counted anyway, for the answer that corrects it");
         await CorrectAsync(replica, first, remaining: 2_000, limit: 10_000, reset: TimeSpan.FromSeconds(30));
 
-        var fits = await store.ReserveAsync(Key, 2_000, 0, now, default);
-        var refused = await store.ReserveAsync(Key, 1, 0, now, default);
+        var fits = await store.ReserveAsync(Key, 2_000, 0, 0, now, default);
+        var refused = await store.ReserveAsync(Key, 1, 0, 0, now, default);
 
         fits.Status.Should().Be(BackendReservationStatus.Granted);
         refused.Status.Should().Be(BackendReservationStatus.Refused);
@@ -46,15 +46,15 @@ public sealed class RedisReservationTests : IClassFixture<RedisServerFixture>
         await using var replica = await StartReplicaAsync(_redis.Configuration, NewPrefix());
         var store = Reserving(replica);
         var now = replica.Time.GetUtcNow();
-        var early = await store.ReserveAsync(Key, 1_000, 0, now, default);
-        await store.ReserveAsync(Key, 3_000, 0, now, default);
-        await store.ReserveAsync(Key, 500, 0, now, default);
+        var early = await store.ReserveAsync(Key, 1_000, 0, 0, now, default);
+        await store.ReserveAsync(Key, 3_000, 0, 0, now, default);
+        await store.ReserveAsync(Key, 500, 0, 0, now, default);
 
         // The backend admitted the early request before the two others: it had spent 1,000 then.
         await CorrectAsync(replica, early, remaining: 9_000, limit: 10_000, reset: TimeSpan.FromSeconds(30));
 
-        (await store.ReserveAsync(Key, 5_500, 0, now, default)).Status.Should().Be(BackendReservationStatus.Granted);
-        (await store.ReserveAsync(Key, 1, 0, now, default)).Status.Should().Be(BackendReservationStatus.Refused, "1,000 + 3,500 reserved since + 5,500 fill the 10,000");
+        (await store.ReserveAsync(Key, 5_500, 0, 0, now, default)).Status.Should().Be(BackendReservationStatus.Granted);
+        (await store.ReserveAsync(Key, 1, 0, 0, now, default)).Status.Should().Be(BackendReservationStatus.Refused, "1,000 + 3,500 reserved since + 5,500 fill the 10,000");
     }
 
     [Fact]
@@ -64,18 +64,18 @@ public sealed class RedisReservationTests : IClassFixture<RedisServerFixture>
         await using var replica = await StartReplicaAsync(_redis.Configuration, NewPrefix());
         var store = Reserving(replica);
         var now = replica.Time.GetUtcNow();
-        await CorrectAsync(replica, await store.ReserveAsync(Key, 1_000, 0, now, default), remaining: 9_000, limit: 10_000, reset: TimeSpan.FromMilliseconds(2_000));
-        await CorrectAsync(replica, await store.ReserveAsync(Key, 4_000, 0, now, default), remaining: 5_000, limit: 10_000, reset: TimeSpan.FromMilliseconds(2_600));
-        (await store.ReserveAsync(Key, 3_000, 0, now, default)).Status.Should().Be(BackendReservationStatus.Granted, "admitted after the last report, which does not count it");
+        await CorrectAsync(replica, await store.ReserveAsync(Key, 1_000, 0, 0, now, default), remaining: 9_000, limit: 10_000, reset: TimeSpan.FromMilliseconds(2_000));
+        await CorrectAsync(replica, await store.ReserveAsync(Key, 4_000, 0, 0, now, default), remaining: 5_000, limit: 10_000, reset: TimeSpan.FromMilliseconds(2_600));
+        (await store.ReserveAsync(Key, 3_000, 0, 0, now, default)).Status.Should().Be(BackendReservationStatus.Granted, "admitted after the last report, which does not count it");
 
         // At the full moment the backend holds 10,000 less those 3,000, not 10,000: 2,001 fits only from then on.
         await Eventually.HoldsAsync(
-            async () => (await store.ReserveAsync(Key, 2_001, 0, now, default)).Status == BackendReservationStatus.Granted,
+            async () => (await store.ReserveAsync(Key, 2_001, 0, 0, now, default)).Status == BackendReservationStatus.Granted,
             TimeSpan.FromSeconds(10),
             "the full moment passes");
 
-        (await store.ReserveAsync(Key, 5_000, 0, now, default)).Status.Should().Be(BackendReservationStatus.Refused, "3,000 + 2,001 + 5,000 exceed the 10,000");
-        (await store.ReserveAsync(Key, 4_999, 0, now, default)).Status.Should().Be(BackendReservationStatus.Granted);
+        (await store.ReserveAsync(Key, 5_000, 0, 0, now, default)).Status.Should().Be(BackendReservationStatus.Refused, "3,000 + 2,001 + 5,000 exceed the 10,000");
+        (await store.ReserveAsync(Key, 4_999, 0, 0, now, default)).Status.Should().Be(BackendReservationStatus.Granted);
     }
 
     [Fact]
@@ -84,14 +84,34 @@ public sealed class RedisReservationTests : IClassFixture<RedisServerFixture>
         await using var replica = await StartReplicaAsync(_redis.Configuration, NewPrefix());
         var store = Reserving(replica);
         var now = replica.Time.GetUtcNow();
-        await CorrectAsync(replica, await store.ReserveAsync(Key, 1_000, 0, now, default), remaining: 9_000, limit: 10_000, reset: TimeSpan.FromSeconds(30));
-        var large = await store.ReserveAsync(Key, 9_000, 0, now, default);
-        (await store.ReserveAsync(Key, 9_000, 0, now, default)).Status.Should().Be(BackendReservationStatus.Refused);
+        await CorrectAsync(replica, await store.ReserveAsync(Key, 1_000, 0, 0, now, default), remaining: 9_000, limit: 10_000, reset: TimeSpan.FromSeconds(30));
+        var large = await store.ReserveAsync(Key, 9_000, 0, 0, now, default);
+        (await store.ReserveAsync(Key, 9_000, 0, 0, now, default)).Status.Should().Be(BackendReservationStatus.Refused);
 
         store.Release(large);
         await Eventually.HoldsAsync(() => replica.RedisStore.Reservations!.Flushed >= 2, Flushed, "the release reaches Redis");
 
-        (await store.ReserveAsync(Key, 9_000, 0, now, default)).Status.Should().Be(BackendReservationStatus.Granted);
+        (await store.ReserveAsync(Key, 9_000, 0, 0, now, default)).Status.Should().Be(BackendReservationStatus.Granted);
+    }
+
+    [Fact]
+    public async Task A_release_of_a_reservation_made_before_the_report_that_set_the_count_gives_nothing_back()
+    {
+        await using var replica = await StartReplicaAsync(_redis.Configuration, NewPrefix());
+        var store = Reserving(replica);
+        var now = replica.Time.GetUtcNow();
+        var early = await store.ReserveAsync(Key, 1_000, 0, 0, now, default);
+        var later = await store.ReserveAsync(Key, 4_000, 0, 0, now, default);
+
+        // The backend admitted the later request first and reported 4,000 spent; then it refused the early one (a 429):
+        // the report's count never held it, so its release must not take 1,000 off what the backend has spent.
+        await CorrectAsync(replica, later, remaining: 6_000, limit: 10_000, reset: TimeSpan.FromSeconds(30));
+        var flushed = replica.RedisStore.Reservations!.Flushed;
+        store.Release(early);
+        await Eventually.HoldsAsync(() => replica.RedisStore.Reservations!.Flushed > flushed, Flushed, "the release reaches Redis");
+
+        (await store.ReserveAsync(Key, 6_001, 0, 0, now, default)).Status.Should().Be(BackendReservationStatus.Refused, "the backend has 6,000 left");
+        (await store.ReserveAsync(Key, 6_000, 0, 0, now, default)).Status.Should().Be(BackendReservationStatus.Granted);
     }
 
     [Fact]
@@ -100,11 +120,26 @@ public sealed class RedisReservationTests : IClassFixture<RedisServerFixture>
         await using var replica = await StartReplicaAsync(_redis.Configuration, NewPrefix());
         var store = Reserving(replica);
         var now = replica.Time.GetUtcNow();
-        await CorrectAsync(replica, await store.ReserveAsync(Key, 1_000, 0, now, default), remaining: 9_000, limit: 10_000, reset: TimeSpan.FromSeconds(30));
+        await CorrectAsync(replica, await store.ReserveAsync(Key, 1_000, 0, 0, now, default), remaining: 9_000, limit: 10_000, reset: TimeSpan.FromSeconds(30));
 
-        (await store.ReserveAsync(Key, 4_500, 0.5, now, default)).Status.Should().Be(BackendReservationStatus.Refused, "1,000 + 4,500 would take more than half");
-        (await store.ReserveAsync(Key, 4_000, 0.5, now, default)).Status.Should().Be(BackendReservationStatus.Granted);
-        (await store.ReserveAsync(Key, 5_000, 0, now, default)).Status.Should().Be(BackendReservationStatus.Granted, "a foreground request may use the headroom");
+        (await store.ReserveAsync(Key, 4_500, 0.5, 0, now, default)).Status.Should().Be(BackendReservationStatus.Refused, "1,000 + 4,500 would take more than half");
+        (await store.ReserveAsync(Key, 4_000, 0.5, 0, now, default)).Status.Should().Be(BackendReservationStatus.Granted);
+        (await store.ReserveAsync(Key, 5_000, 0, 0, now, default)).Status.Should().Be(BackendReservationStatus.Granted, "a foreground request may use the headroom");
+    }
+
+    [Fact]
+    public async Task A_background_request_larger_than_the_share_outside_the_headroom_is_admitted_on_a_full_budget_as_in_the_replica_view()
+    {
+        await using var replica = await StartReplicaAsync(_redis.Configuration, NewPrefix());
+        var store = Reserving(replica);
+        var now = replica.Time.GetUtcNow();
+        await CorrectAsync(replica, await store.ReserveAsync(Key, 1_000, 0, 0, now, default), remaining: 10_000, limit: 10_000, reset: TimeSpan.FromSeconds(30));
+
+        // 9,000 can never leave the 2,000 kept: it goes on a full budget (the replica's view admits it then), never after
+        // other spends, and never into room promised to foreground callers.
+        (await store.ReserveAsync(Key, 9_000, 0.2, 0.1, now, default)).Status.Should().Be(BackendReservationStatus.Refused, "1,000 is promised to foreground callers");
+        (await store.ReserveAsync(Key, 9_000, 0.2, 0, now, default)).Status.Should().Be(BackendReservationStatus.Granted);
+        (await store.ReserveAsync(Key, 9_000, 0.2, 0, now, default)).Status.Should().Be(BackendReservationStatus.Refused, "the budget is no longer full");
     }
 
     [Fact]
@@ -113,11 +148,11 @@ public sealed class RedisReservationTests : IClassFixture<RedisServerFixture>
         await using var replica = await StartReplicaAsync(_redis.Configuration, NewPrefix());
         var store = Reserving(replica);
         var now = replica.Time.GetUtcNow();
-        await CorrectAsync(replica, await store.ReserveAsync(Key, 1_000, 0, now, default), remaining: 10_000, limit: 10_000, reset: TimeSpan.FromSeconds(30));
-        (await store.ReserveAsync(Key, 8_500, 0, now, default)).Status.Should().Be(BackendReservationStatus.Granted);
+        await CorrectAsync(replica, await store.ReserveAsync(Key, 1_000, 0, 0, now, default), remaining: 10_000, limit: 10_000, reset: TimeSpan.FromSeconds(30));
+        (await store.ReserveAsync(Key, 8_500, 0, 0, now, default)).Status.Should().Be(BackendReservationStatus.Granted);
 
-        (await store.ReserveAsync(Key, 0, 0.2, now, default)).Status.Should().Be(BackendReservationStatus.Refused, "1,500 left is inside the 2,000 kept, whatever the cost");
-        (await store.ReserveAsync(Key, 1_000, 0, now, default)).Status.Should().Be(BackendReservationStatus.Granted, "a foreground request may use the headroom");
+        (await store.ReserveAsync(Key, 0, 0.2, 0, now, default)).Status.Should().Be(BackendReservationStatus.Refused, "1,500 left is inside the 2,000 kept, whatever the cost");
+        (await store.ReserveAsync(Key, 1_000, 0, 0, now, default)).Status.Should().Be(BackendReservationStatus.Granted, "a foreground request may use the headroom");
     }
 
     [Fact]
@@ -130,26 +165,26 @@ public sealed class RedisReservationTests : IClassFixture<RedisServerFixture>
         await using var peer = await ConnectionMultiplexer.ConnectAsync(_redis.Configuration);
         var database = peer.GetDatabase();
         var key = new RedisStoreLayout(prefix, prefix + "events").ReservationKeyOf(Key);
-        await CorrectAsync(replica, await store.ReserveAsync(Key, 1_000, 0, now, default), remaining: 10_000, limit: 10_000, reset: TimeSpan.FromSeconds(30));
+        await CorrectAsync(replica, await store.ReserveAsync(Key, 1_000, 0, 0, now, default), remaining: 10_000, limit: 10_000, reset: TimeSpan.FromSeconds(30));
         await database.HashSetAsync(key, [new("tfs", "0"), new("tfr", "6000")]);
 
-        (await store.ReserveAsync(Key, 3_000, 0, now, default)).Status.Should().Be(BackendReservationStatus.Granted);
+        (await store.ReserveAsync(Key, 3_000, 0, 0, now, default)).Status.Should().Be(BackendReservationStatus.Granted);
         ((long)await database.HashGetAsync(key, "tfs")).Should().Be(3_000, "a foreground reservation counts towards the foreground's demand");
-        (await store.ReserveAsync(Key, 2_001, 0.2, now, default)).Status.Should().Be(BackendReservationStatus.Refused, "3,000 more are expected of the 6,000 of the last window, 2,000 are the headroom");
-        (await store.ReserveAsync(Key, 2_000, 0.2, now, default)).Status.Should().Be(BackendReservationStatus.Granted);
+        (await store.ReserveAsync(Key, 2_001, 0.2, 0, now, default)).Status.Should().Be(BackendReservationStatus.Refused, "3,000 more are expected of the 6,000 of the last window, 2,000 are the headroom");
+        (await store.ReserveAsync(Key, 2_000, 0.2, 0, now, default)).Status.Should().Be(BackendReservationStatus.Granted);
 
         // The window ends (its end moved to a moment past on the server's clock): its 3,000, or the last one's 6,000
         // halved, are expected in the next.
         var time = await database.ExecuteAsync("TIME");
         var serverMs = (long.Parse(((RedisResult[])time!)[0].ToString()!, CultureInfo.InvariantCulture) * 1000) - 1;
         await database.HashSetAsync(key, [new("te", serverMs.ToString(CultureInfo.InvariantCulture)), new("tw", "30000")]);
-        (await store.ReserveAsync(Key, 5_001, 0.2, now, default)).Status.Should().Be(BackendReservationStatus.Refused);
+        (await store.ReserveAsync(Key, 5_001, 0.2, 0, now, default)).Status.Should().Be(BackendReservationStatus.Refused);
         ((long)await database.HashGetAsync(key, "tfr")).Should().Be(3_000);
-        (await store.ReserveAsync(Key, 5_000, 0.2, now, default)).Status.Should().Be(BackendReservationStatus.Granted, "a full window less the headroom less the 3,000 expected");
+        (await store.ReserveAsync(Key, 5_000, 0.2, 0, now, default)).Status.Should().Be(BackendReservationStatus.Granted, "a full window less the headroom less the 3,000 expected");
 
         // A nightly batch: no foreground for many windows.
         await database.HashSetAsync(key, [new("te", (serverMs - 600_000).ToString(CultureInfo.InvariantCulture)), new("tw", "30000")]);
-        (await store.ReserveAsync(Key, 8_000, 0.2, now, default)).Status.Should().Be(BackendReservationStatus.Granted, "quiet windows halve the expected demand to nothing");
+        (await store.ReserveAsync(Key, 8_000, 0.2, 0, now, default)).Status.Should().Be(BackendReservationStatus.Granted, "quiet windows halve the expected demand to nothing");
     }
 
     [Fact]
@@ -164,10 +199,10 @@ public sealed class RedisReservationTests : IClassFixture<RedisServerFixture>
         var key = new RedisStoreLayout(prefix, prefix + "events").ReservationKeyOf(Key);
 
         await database.StringSetAsync(key, "not a hash");
-        var overString = await store.ReserveAsync(Key, 100, 0, now, default);
+        var overString = await store.ReserveAsync(Key, 100, 0, 0, now, default);
         await database.KeyDeleteAsync(key);
         await database.HashSetAsync(key, [new("tl", "lots"), new("tv", "-7"), new("te", "99999999999999999999"), new("tw", "NaN"), new("n", "1e300"), new("c", "{}"), new("rl", "3"), new("rv", "2.5")]);
-        var overGarbage = await store.ReserveAsync(Key, 100, double.NaN, now, default);
+        var overGarbage = await store.ReserveAsync(Key, 100, double.NaN, 0, now, default);
         store.Correct(overGarbage, new BackendReservationReport(-5, long.MaxValue, TimeSpan.MaxValue, 3, -1, TimeSpan.FromDays(-1), now, now));
         store.Release(overGarbage);
         await Eventually.HoldsAsync(() => replica.RedisStore.Reservations!.Flushed >= 2, Flushed, "the correction and the release reach Redis");

@@ -14,15 +14,15 @@ public class SharedReservationCounterTests
         // A backend refilled every 10 s at 10 s and 20 s; the first request of each window came 20-30 ms after the
         // refill, so no answer ever reports a reset delay of a full 10 s.
         var counter = new SharedReservationCounter();
-        var first = counter.Reserve(Ptu, 1_000, 0, Start.AddMilliseconds(20));
+        var first = counter.Reserve(Ptu, 1_000, 0, 0, Start.AddMilliseconds(20));
         counter.Correct(first, Tokens(199_000, 200_000, TimeSpan.FromMilliseconds(9_980), Start.AddMilliseconds(20), Start.AddSeconds(0.5)), Start.AddSeconds(0.5));
-        var second = counter.Reserve(Ptu, 1_000, 0, Start.AddMilliseconds(10_030));
+        var second = counter.Reserve(Ptu, 1_000, 0, 0, Start.AddMilliseconds(10_030));
         second.Status.Should().Be(BackendReservationStatus.Granted);
         counter.Correct(second, Tokens(199_000, 200_000, TimeSpan.FromMilliseconds(9_970), Start.AddMilliseconds(10_030), Start.AddSeconds(10.5)), Start.AddSeconds(10.5));
         Reserve(counter, Start.AddSeconds(20.5), 199_000).Should().Be(BackendReservationStatus.Granted);
 
         // The window that began at 20 s ends at 30 s: at 29.98 s it still has only 1,000 left.
-        var refused = counter.Reserve(Ptu, 5_000, 0, Start.AddMilliseconds(29_980));
+        var refused = counter.Reserve(Ptu, 5_000, 0, 0, Start.AddMilliseconds(29_980));
         refused.Status.Should().Be(BackendReservationStatus.Refused);
         refused.RetryAfter.Should().Be(TimeSpan.FromMilliseconds(20));
         counter.TryGetAvailable(Ptu, Start.AddMilliseconds(29_980), out var available, out var resetAt).Should().BeTrue();
@@ -34,9 +34,9 @@ public class SharedReservationCounterTests
     public void A_late_answer_keeps_what_was_reserved_after_it_was_sent_even_within_the_same_instant()
     {
         var counter = new SharedReservationCounter();
-        var seed = counter.Reserve(Ptu, 1_000, 0, Start);
+        var seed = counter.Reserve(Ptu, 1_000, 0, 0, Start);
         counter.Correct(seed, Tokens(9_000, 10_000, TimeSpan.FromSeconds(10), Start, Start), Start);
-        var first = counter.Reserve(Ptu, 1_000, 0, Start.AddSeconds(1));
+        var first = counter.Reserve(Ptu, 1_000, 0, 0, Start.AddSeconds(1));
         Reserve(counter, Start.AddSeconds(1), 3_000).Should().Be(BackendReservationStatus.Granted, "another replica reserves in the same tick, after it");
 
         // The first request's answer arrives 5 s after its admission, reporting what the backend had left then.
@@ -53,9 +53,9 @@ public class SharedReservationCounterTests
         // OpenAI's reset is the time until the bucket is full: two reports moments apart name full moments 600 ms apart
         // (the same rule as the Redis script's; see RedisReservationTests).
         var counter = new SharedReservationCounter();
-        var first = counter.Reserve(Ptu, 1_000, 0, Start);
+        var first = counter.Reserve(Ptu, 1_000, 0, 0, Start);
         counter.Correct(first, Tokens(9_000, 10_000, TimeSpan.FromMilliseconds(2_000), Start, Start), Start);
-        var second = counter.Reserve(Ptu, 4_000, 0, Start);
+        var second = counter.Reserve(Ptu, 4_000, 0, 0, Start);
         counter.Correct(second, Tokens(5_000, 10_000, TimeSpan.FromMilliseconds(2_600), Start, Start), Start);
         Reserve(counter, Start, 3_000).Should().Be(BackendReservationStatus.Granted, "admitted after the last report, which does not count it");
         Reserve(counter, Start.AddMilliseconds(2_599), 2_001).Should().Be(BackendReservationStatus.Refused);
@@ -73,9 +73,9 @@ public class SharedReservationCounterTests
     public void A_window_refilled_at_once_forgets_at_its_end_what_was_reserved_after_its_last_report()
     {
         var counter = new SharedReservationCounter();
-        var first = counter.Reserve(Ptu, 1_000, 0, Start);
+        var first = counter.Reserve(Ptu, 1_000, 0, 0, Start);
         counter.Correct(first, Tokens(9_000, 10_000, TimeSpan.FromMilliseconds(2_000), Start, Start), Start);
-        var second = counter.Reserve(Ptu, 4_000, 0, Start.AddMilliseconds(500));
+        var second = counter.Reserve(Ptu, 4_000, 0, 0, Start.AddMilliseconds(500));
         counter.Correct(second, Tokens(5_000, 10_000, TimeSpan.FromMilliseconds(1_500), Start.AddMilliseconds(500), Start.AddMilliseconds(500)), Start.AddMilliseconds(500));
         Reserve(counter, Start.AddMilliseconds(500), 3_000).Should().Be(BackendReservationStatus.Granted);
 
@@ -86,39 +86,51 @@ public class SharedReservationCounterTests
     public void A_background_reservation_leaves_the_headroom_free()
     {
         var counter = new SharedReservationCounter();
-        var seed = counter.Reserve(Ptu, 1_000, 0, Start);
+        var seed = counter.Reserve(Ptu, 1_000, 0, 0, Start);
         counter.Correct(seed, Tokens(9_000, 10_000, TimeSpan.FromSeconds(10), Start, Start), Start);
 
-        counter.Reserve(Ptu, 7_500, 0.2, Start).Status.Should().Be(BackendReservationStatus.Refused, "1,000 + 7,500 would leave less than 2,000 free");
-        counter.Reserve(Ptu, 7_000, 0.2, Start).Status.Should().Be(BackendReservationStatus.Granted);
-        counter.Reserve(Ptu, 2_000, 0, Start).Status.Should().Be(BackendReservationStatus.Granted, "a foreground request takes the headroom");
+        counter.Reserve(Ptu, 7_500, 0.2, 0, Start).Status.Should().Be(BackendReservationStatus.Refused, "1,000 + 7,500 would leave less than 2,000 free");
+        counter.Reserve(Ptu, 7_000, 0.2, 0, Start).Status.Should().Be(BackendReservationStatus.Granted);
+        counter.Reserve(Ptu, 2_000, 0, 0, Start).Status.Should().Be(BackendReservationStatus.Granted, "a foreground request takes the headroom");
+    }
+
+    [Fact]
+    public void A_background_request_larger_than_the_share_outside_the_headroom_is_admitted_on_a_full_budget_as_by_the_Redis_script()
+    {
+        var counter = new SharedReservationCounter();
+        var seed = counter.Reserve(Ptu, 1_000, 0, 0, Start);
+        counter.Correct(seed, Tokens(10_000, 10_000, TimeSpan.FromSeconds(10), Start, Start), Start);
+
+        counter.Reserve(Ptu, 9_000, 0.2, 0.1, Start).Status.Should().Be(BackendReservationStatus.Refused, "1,000 is promised to foreground callers");
+        counter.Reserve(Ptu, 9_000, 0.2, 0, Start).Status.Should().Be(BackendReservationStatus.Granted);
+        counter.Reserve(Ptu, 9_000, 0.2, 0, Start).Status.Should().Be(BackendReservationStatus.Refused, "the budget is no longer full");
     }
 
     [Fact]
     public void A_background_reservation_leaves_free_the_foreground_demand_of_every_replica_expected_until_the_reset()
     {
         var counter = new SharedReservationCounter();
-        var seed = counter.Reserve(Ptu, 1_000, 0, Start);
+        var seed = counter.Reserve(Ptu, 1_000, 0, 0, Start);
         counter.Correct(seed, Tokens(9_000, 10_000, TimeSpan.FromSeconds(10), Start, Start), Start);
         Reserve(counter, Start.AddSeconds(1), 5_000).Should().Be(BackendReservationStatus.Granted, "the foreground of the first window: 6,000 with the seed");
 
         var next = Start.AddSeconds(10);
-        counter.Reserve(Ptu, 2_001, 0.2, next).Status.Should().Be(BackendReservationStatus.Refused, "6,000 are expected for the foreground, 2,000 are the headroom");
-        counter.Reserve(Ptu, 2_000, 0.2, next).Status.Should().Be(BackendReservationStatus.Granted);
+        counter.Reserve(Ptu, 2_001, 0.2, 0, next).Status.Should().Be(BackendReservationStatus.Refused, "6,000 are expected for the foreground, 2,000 are the headroom");
+        counter.Reserve(Ptu, 2_000, 0.2, 0, next).Status.Should().Be(BackendReservationStatus.Granted);
         Reserve(counter, next, 4_000).Should().Be(BackendReservationStatus.Granted, "a foreground reservation spends what was expected");
-        counter.Reserve(Ptu, 1, 0.2, next).Status.Should().Be(BackendReservationStatus.Refused, "2,000 more are expected");
+        counter.Reserve(Ptu, 1, 0.2, 0, next).Status.Should().Be(BackendReservationStatus.Refused, "2,000 more are expected");
 
-        counter.Reserve(Ptu, 8_000, 0.2, Start.AddSeconds(200)).Status.Should().Be(BackendReservationStatus.Granted, "quiet windows halve it to nothing: a nightly batch has the budget less the headroom");
+        counter.Reserve(Ptu, 8_000, 0.2, 0, Start.AddSeconds(200)).Status.Should().Be(BackendReservationStatus.Granted, "quiet windows halve it to nothing: a nightly batch has the budget less the headroom");
     }
 
     [Fact]
     public void A_released_reservation_gives_its_room_back_in_its_window_only()
     {
         var counter = new SharedReservationCounter();
-        var seed = counter.Reserve(Ptu, 1_000, 0, Start);
+        var seed = counter.Reserve(Ptu, 1_000, 0, 0, Start);
         counter.Correct(seed, Tokens(9_000, 10_000, TimeSpan.FromSeconds(10), Start, Start), Start);
-        var refusedByTheBackend = counter.Reserve(Ptu, 4_000, 0, Start.AddSeconds(1));
-        var old = counter.Reserve(Ptu, 5_000, 0, Start.AddSeconds(2));
+        var refusedByTheBackend = counter.Reserve(Ptu, 4_000, 0, 0, Start.AddSeconds(1));
+        var old = counter.Reserve(Ptu, 5_000, 0, 0, Start.AddSeconds(2));
 
         counter.Release(refusedByTheBackend);
         counter.TryGetAvailable(Ptu, Start.AddSeconds(2), out var available, out _).Should().BeTrue();
@@ -131,11 +143,26 @@ public class SharedReservationCounterTests
     }
 
     [Fact]
+    public void A_release_of_a_reservation_made_before_the_report_that_set_the_count_gives_nothing_back()
+    {
+        // The Redis script's rule too (RedisReservationTests, same name).
+        var counter = new SharedReservationCounter();
+        var early = counter.Reserve(Ptu, 1_000, 0, 0, Start);
+        var later = counter.Reserve(Ptu, 4_000, 0, 0, Start);
+        counter.Correct(later, Tokens(6_000, 10_000, TimeSpan.FromSeconds(30), Start, Start), Start);
+
+        counter.Release(early);
+
+        counter.Reserve(Ptu, 6_001, 0, 0, Start).Status.Should().Be(BackendReservationStatus.Refused, "the backend has 6,000 left");
+        counter.Reserve(Ptu, 6_000, 0, 0, Start).Status.Should().Be(BackendReservationStatus.Granted);
+    }
+
+    [Fact]
     public void Nothing_known_refuses_nothing_and_says_so()
     {
         var counter = new SharedReservationCounter();
 
-        var reservation = counter.Reserve(Ptu, 1_000_000, 0, Start);
+        var reservation = counter.Reserve(Ptu, 1_000_000, 0, 0, Start);
 
         reservation.Status.Should().Be(BackendReservationStatus.Unknown);
         reservation.IsCounted.Should().BeTrue("its answer corrects the counter");
@@ -143,7 +170,7 @@ public class SharedReservationCounterTests
         counter.Refused.Should().Be(0);
     }
 
-    private static BackendReservationStatus Reserve(SharedReservationCounter counter, DateTimeOffset now, long cost) => counter.Reserve(Ptu, cost, 0, now).Status;
+    private static BackendReservationStatus Reserve(SharedReservationCounter counter, DateTimeOffset now, long cost) => counter.Reserve(Ptu, cost, 0, 0, now).Status;
 
     private static BackendReservationReport Tokens(long remaining, long limit, TimeSpan reset, DateTimeOffset sentAt, DateTimeOffset receivedAt)
         => new(remaining, limit, reset, null, null, TimeSpan.Zero, sentAt, receivedAt);

@@ -19,10 +19,10 @@ internal sealed class ReservingReplicaStateStore(
 {
     private TimeSpan HalfTrip => roundTrip / 2;
 
-    public async ValueTask<BackendReservation> ReserveAsync(BackendStateKey key, long cost, double headroom, DateTimeOffset now, CancellationToken cancellationToken)
+    public async ValueTask<BackendReservation> ReserveAsync(BackendStateKey key, long cost, double headroom, double promised, DateTimeOffset now, CancellationToken cancellationToken)
     {
         await delays.Delay(HalfTrip, cancellationToken).ConfigureAwait(false);
-        var reservation = counter.Reserve(key, cost, headroom, time.GetUtcNow());
+        var reservation = counter.Reserve(key, cost, headroom, promised, time.GetUtcNow());
         await delays.Delay(roundTrip - HalfTrip, cancellationToken).ConfigureAwait(false);
         return reservation;
     }

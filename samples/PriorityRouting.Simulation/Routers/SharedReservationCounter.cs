@@ -46,9 +46,11 @@ internal sealed class SharedReservationCounter
 
     /// <summary>
     /// Reserves <paramref name="cost"/> on <paramref name="key"/>'s budget, leaving <paramref name="headroom"/> of its
-    /// limit free; refused, tells how long until it refills; unknown (but counted) while no answer reported the budget.
+    /// limit free (no more than the limit less the amount: a request too large to leave it goes on a full budget only)
+    /// and, strictly, <paramref name="promised"/> of it; refused, tells how long until it refills; unknown (but counted)
+    /// while no answer reported the budget. The Redis script's rule.
     /// </summary>
-    public BackendReservation Reserve(BackendStateKey key, long cost, double headroom, DateTimeOffset now)
+    public BackendReservation Reserve(BackendStateKey key, long cost, double headroom, double promised, DateTimeOffset now)
     {
         var budget = GetOrAdd(key);
         budget.Roll(now, _sequence);
@@ -57,9 +59,10 @@ internal sealed class SharedReservationCounter
         var known = budget.Limit >= 0 && budget.WindowEnd > now;
 
         // A background request (a headroom) also leaves free what the foreground of every replica is expected to spend
-        // until the reset. A request larger than the whole budget is the backend's to judge.
+        // until the reset, strictly like the room promised. A request larger than the whole budget is the backend's to judge.
         var expected = headroom > 0 && known ? budget.Foreground.Expected(budget.Limit) : 0;
-        if (known && budget.Reserved + amount > (budget.Limit * (1 - headroom)) - expected && amount <= budget.Limit)
+        var kept = Math.Max(0, Math.Min(Math.Ceiling(headroom * budget.Limit), budget.Limit - amount)) + Math.Ceiling(promised * budget.Limit) + expected;
+        if (known && budget.Reserved + amount > budget.Limit - kept && amount <= budget.Limit)
         {
             Refused++;
             return BackendReservation.Refused(key, cost, budget.WindowEnd - now);

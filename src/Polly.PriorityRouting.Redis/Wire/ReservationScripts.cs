@@ -9,7 +9,8 @@ namespace Polly.PriorityRouting.Redis;
 /// the running counts of reservations (<c>n</c>) and of reserved tokens (<c>c</c>), which are the reservations' history
 /// in two numbers; and per budget the foreground's demand (<c>tfs</c>/<c>rfs</c> spent in the current window,
 /// <c>tfr</c>/<c>rfr</c> the most spent in a recent one, halved per window since: <c>ForegroundDemand</c>'s rule, ended
-/// with the window).
+/// with the window); and the running count up to which releases are void (<c>p</c>: the last refill's, or the one of the
+/// reservation whose report set the count).
 /// </summary>
 /// <remarks>
 /// <para>
@@ -24,8 +25,9 @@ namespace Polly.PriorityRouting.Redis;
 /// A correction sets the count to what the backend had spent when it admitted the request (<c>limit − remaining</c>)
 /// plus what was reserved since that request's reservation (the running counts now less the request's own), so an
 /// answer that arrives seconds late loses nothing reserved meanwhile; a report of a later window replaces the count, one
-/// of the current window only raises it, one of an earlier window is ignored. A release gives a reservation back only in
-/// the window it was counted in.
+/// of the current window only raises it, one of an earlier window is ignored. A release gives a reservation back only if
+/// the count holds it: made in the current window, and after the reservation whose report last set the count (one made
+/// before is in that report, or was never counted by the backend, as the simulation's counter keeps it too).
 /// </para>
 /// <para>
 /// Whatever a peer wrote into the key never throws: a key of another type is deleted, a field that is not a number (or
@@ -39,26 +41,32 @@ internal static class ReservationScripts
 {
     /// <summary>
     /// KEYS[1] the budget's key; ARGV[1] the cost in tokens; ARGV[2] the headroom (0 to 1); ARGV[3] the history in
-    /// milliseconds; ARGV[4] the longest window in milliseconds.
+    /// milliseconds; ARGV[4] the longest window in milliseconds; ARGV[5] the share promised to foreground callers (0 to 1).
     /// Returns { 0, milliseconds until the refill } when refused, { 1, n, c } when granted, { 2, n, c } when counted
-    /// without a known budget. After the cost, ceil(headroom × limit) stays free, in tokens (also at cost 0, as in the
-    /// process's view) and in requests. Strictly: the headroom carries the room promised to foreground callers too
-    /// (<c>BackendBudget.SharedHeadroom</c>), which no request may take, so a background request too large to leave it
-    /// is refused here, where the process's view admits it on a full budget. A background request (a non-zero headroom)
-    /// also leaves free the foreground demand of every process expected until the reset (<c>ForegroundDemand.Expected</c>:
-    /// the recent window's foreground spend less the current one's); a granted foreground request (headroom 0) counts
-    /// towards that demand.
+    /// without a known budget. After the cost, ceil(headroom × limit) stays free — no more than the limit less the cost,
+    /// as in the process's view: a request too large to leave it goes on a full budget only — plus, strictly (no request
+    /// is too large for them), ceil(promised × limit) (<c>BackendBudget.PromisedShare</c>) and, for a background request
+    /// (a non-zero headroom), the foreground demand of every process expected until the reset
+    /// (<c>ForegroundDemand.Expected</c>: the recent window's foreground spend less the current one's); in tokens (also at
+    /// cost 0, as in the process's view) and in requests. A granted foreground request (headroom 0) counts towards that
+    /// demand.
     /// </summary>
     public const string Reserve = Prelude + """
         local cost = num(ARGV[1], 0, BIG, 0)
-        local headroom = tonumber(ARGV[2]) or 0
-        if headroom ~= headroom or headroom < 0 then headroom = 0 elseif headroom > 1 then headroom = 1 end
+        local function share(v)
+          local x = tonumber(v) or 0
+          if x ~= x or x < 0 then return 0 elseif x > 1 then return 1 end
+          return x
+        end
+        local headroom = share(ARGV[2])
+        local promised = share(ARGV[5])
         local wait = 0
         local function check(b, amount, always)
-          if b.l < 0 or b.e <= now or (amount == 0 and headroom == 0) or (not always and amount > b.l) then return end
+          if b.l < 0 or b.e <= now or (amount == 0 and headroom == 0 and promised == 0) or (not always and amount > b.l) then return end
           local expected = 0
           if headroom > 0 then expected = math.min(math.max(b.fr - b.fs, 0), b.l) end
-          if b.v + amount > b.l - math.ceil(headroom * b.l) - expected and b.e - now > wait then wait = b.e - now end
+          local kept = math.max(0, math.min(math.ceil(headroom * b.l), b.l - amount)) + math.ceil(promised * b.l) + expected
+          if b.v + amount > b.l - kept and b.e - now > wait then wait = b.e - now end
         end
         check(T, cost, false)
         check(R, 1, true)
@@ -106,6 +114,8 @@ internal static class ReservationScripts
             b.e = resetAt
             b.v = reserved
             b.s = count
+            -- The count is the report's now: a reservation made before it is in the report, or not counted at all.
+            b.p = count
           elseif resetAt >= b.e - sameWindow then
             if resetAt >= b.e then b.s = count end
             b.e = resetAt
@@ -130,11 +140,11 @@ internal static class ReservationScripts
         local offset = num(ARGV[2], 0, BIG, 0)
         local cost = num(ARGV[5], 0, BIG, 0)
         local released = 0
-        if sequence > 0 and offset - cost >= T.m then
+        if sequence > 0 and offset - cost >= T.p then
           T.v = math.max(0, T.v - cost)
           released = 1
         end
-        if sequence > 0 and sequence - 1 >= R.m then
+        if sequence > 0 and sequence - 1 >= R.p then
           R.v = math.max(0, R.v - 1)
           released = 1
         end
@@ -152,7 +162,7 @@ internal static class ReservationScripts
         local now = tonumber(time[1]) * 1000 + math.floor(tonumber(time[2]) / 1000)
         local kind = redis.call('TYPE', key)['ok']
         if kind ~= 'hash' and kind ~= 'none' then redis.call('DEL', key) end
-        local f = redis.call('HMGET', key, 'tl', 'tv', 'te', 'tw', 'tm', 'rl', 'rv', 're', 'rw', 'rm', 'n', 'c', 'tk', 'ts', 'rk', 'rs', 'tfs', 'tfr', 'rfs', 'rfr')
+        local f = redis.call('HMGET', key, 'tl', 'tv', 'te', 'tw', 'tm', 'rl', 'rv', 're', 'rw', 'rm', 'n', 'c', 'tk', 'ts', 'rk', 'rs', 'tfs', 'tfr', 'rfs', 'rfr', 'tp', 'rp')
         local function num(v, lo, hi, default)
           local x = tonumber(v)
           if x == nil or x ~= x or x < lo or x > hi then return default end
@@ -160,11 +170,12 @@ internal static class ReservationScripts
         end
         local n = num(f[11], 0, BIG, 0)
         local c = num(f[12], 0, BIG, 0)
-        local function budget(i, j, d, count)
+        local function budget(i, j, d, q, count)
           local b = { l = num(f[i], -1, BIG, -1), v = num(f[i + 1], 0, BIG, 0), e = num(f[i + 2], 0, BIG, 0),
                       w = num(f[i + 3], 0, maxWindow, 0), m = num(f[i + 4], 0, BIG, 0), k = num(f[j], 0, 1, 0),
-                      s = num(f[j + 1], 0, count, 0), fs = num(f[d], 0, BIG, 0), fr = num(f[d + 1], 0, BIG, 0) }
-          if b.e > now + maxWindow or b.m > count then b.e = 0 b.v = 0 b.m = 0 b.s = 0 end
+                      s = num(f[j + 1], 0, count, 0), fs = num(f[d], 0, BIG, 0), fr = num(f[d + 1], 0, BIG, 0),
+                      p = num(f[q], 0, count, 0) }
+          if b.e > now + maxWindow or b.m > count then b.e = 0 b.v = 0 b.m = 0 b.s = 0 b.p = 0 end
           if b.e > 0 and now >= b.e then
             if b.k == 1 and b.s > b.m and now < b.e + b.w then
               -- A continuous refill's full moment: what was reserved after the report that named it is still spent.
@@ -174,6 +185,7 @@ internal static class ReservationScripts
               b.v = 0
               b.m = count
             end
+            b.p = b.m
             local windows = 1
             if b.w > 0 then
               windows = math.floor((now - b.e) / b.w) + 1
@@ -187,13 +199,14 @@ internal static class ReservationScripts
           end
           return b
         end
-        local T = budget(1, 13, 17, c)
-        local R = budget(6, 15, 19, n)
+        local T = budget(1, 13, 17, 21, c)
+        local R = budget(6, 15, 19, 22, n)
         local function save()
           local d = function(x) return string.format('%d', x) end
           redis.call('HSET', key, 'tl', d(T.l), 'tv', d(T.v), 'te', d(T.e), 'tw', d(T.w), 'tm', d(T.m),
             'rl', d(R.l), 'rv', d(R.v), 're', d(R.e), 'rw', d(R.w), 'rm', d(R.m), 'n', d(n), 'c', d(c),
-            'tk', d(T.k), 'ts', d(T.s), 'rk', d(R.k), 'rs', d(R.s), 'tfs', d(T.fs), 'tfr', d(T.fr), 'rfs', d(R.fs), 'rfr', d(R.fr))
+            'tk', d(T.k), 'ts', d(T.s), 'rk', d(R.k), 'rs', d(R.s), 'tfs', d(T.fs), 'tfr', d(T.fr), 'rfs', d(R.fs), 'rfr', d(R.fr),
+            'tp', d(T.p), 'rp', d(R.p))
           local ends = math.max(T.e, R.e)
           local ttl = history + math.max(T.w, R.w)
           if ends > now then ttl = ttl + math.min(ends - now, maxWindow) end

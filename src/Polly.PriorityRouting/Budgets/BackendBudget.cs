@@ -32,8 +32,8 @@ internal sealed class BackendBudget
     /// </summary>
     public const int MaxPromisedWindows = 1;
 
-    /// <summary>The most a shared reservation's headroom grows to with the foreground's claim: stores take a share below 1.</summary>
-    private const double MaxSharedHeadroom = 0.99;
+    /// <summary>The most of a budget a shared reservation is told the foreground's claim takes: stores take a share below 1.</summary>
+    private const double MaxPromisedShare = 0.99;
 
     /// <summary>A short, non-zero wait while released waiters spend what they hold (see <see cref="BudgetHold"/>).</summary>
     private static readonly TimeSpan HeldPromiseDelay = TimeSpan.FromMilliseconds(100);
@@ -373,20 +373,16 @@ internal sealed class BackendBudget
 
     /// <summary>
     /// The share of each budget a background request must leave free in a shared reservation (whose store knows the
-    /// headroom, not the promises): <paramref name="headroom"/> plus this process's <see cref="ForegroundClaim"/> as a
-    /// share of its share of the limit (every process promises its share, so the claims of all add up to the same share
-    /// of the whole limit), below 1; the headroom itself for a foreground request or an unknown limit.
+    /// headroom, not the promises) beyond its headroom: this process's <see cref="ForegroundClaim"/> as a share of its
+    /// share of the limit (every process promises its share, so the claims of all add up to the same share of the whole
+    /// limit), below 1; 0 for an unknown limit. Passed apart from the headroom: a request too large to leave its
+    /// headroom is admitted on a full budget, never into room promised to others.
     /// </summary>
-    public double SharedHeadroom(double headroom, DateTimeOffset now, double share)
+    public double PromisedShare(DateTimeOffset now, double share)
     {
-        if (headroom <= 0)
-        {
-            return headroom;
-        }
-
         var (tokens, requests) = ForegroundClaim(now);
         var claimed = Math.Max(ShareClaimed(tokens, Tokens.ShareOfLimit(share)), ShareClaimed(requests, Requests.ShareOfLimit(share)));
-        return Math.Min(headroom + claimed, MaxSharedHeadroom);
+        return Math.Min(claimed, MaxPromisedShare);
 
         static double ShareClaimed(long claimed, long limit) => claimed <= 0 || limit == Unknown || limit <= 0 ? 0 : (double)claimed / limit;
     }

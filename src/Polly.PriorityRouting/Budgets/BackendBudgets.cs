@@ -239,20 +239,20 @@ internal sealed class BackendBudgets
     }
 
     /// <summary>
-    /// Returns the headroom a request reserves with in the shared store: a background request's
-    /// <paramref name="headroom"/> grows by the room this process promised foreground callers in the refill under way
-    /// (see <see cref="BackendBudget.SharedHeadroom"/>); a foreground request's (0) never changes, and reads nothing.
+    /// Returns the share of the limit a background request (<paramref name="headroom"/> &gt; 0) leaves free in the
+    /// shared store beyond its headroom: the room this process promised foreground callers in the refill under way (see
+    /// <see cref="BackendBudget.PromisedShare"/>); 0 for a foreground request, which reads nothing.
     /// </summary>
-    public double SharedHeadroom(BackendStateKey key, double headroom, DateTimeOffset now)
+    public double PromisedShare(BackendStateKey key, double headroom, DateTimeOffset now)
     {
         if (headroom <= 0 || Volatile.Read(ref _count) == 0 || !_budgets.TryGetValue(key, out var budget))
         {
-            return headroom;
+            return 0;
         }
 
         lock (budget)
         {
-            return budget.SharedHeadroom(headroom, now, Share);
+            return budget.PromisedShare(now, Share);
         }
     }
 

@@ -46,8 +46,9 @@ internal sealed class BudgetAdmission
         BackendReservation reservation;
         try
         {
-            var headroom = _budgets!.SharedHeadroom(key, route.Headroom, _timeProvider.GetUtcNow());
-            reservation = await _reservations!.ReserveAsync(key, route.Cost, headroom, _timeProvider.GetUtcNow(), cancellationToken)
+            var reservedAt = _timeProvider.GetUtcNow();
+            var promised = _budgets!.PromisedShare(key, route.Headroom, reservedAt);
+            reservation = await _reservations!.ReserveAsync(key, route.Cost, route.Headroom, promised, reservedAt, cancellationToken)
                 .ConfigureAwait(continueOnCapturedContext);
         }
         catch (Exception)

@@ -27,14 +27,19 @@ public interface IBackendReservationStore
     /// <param name="key">The backend, and the request's partition of it (its deployment, for a mapped model).</param>
     /// <param name="cost">The request's estimated tokens (0 when unknown: it then counts one request only).</param>
     /// <param name="headroom">
-    /// The share of the budget's limit, from 0 to 1, that this reservation must leave free (kept for foreground
-    /// requests): 0 for a foreground request; for a background one, the configured headroom plus the room the reserving
-    /// process promised foreground callers in the refill under way.
+    /// The share of the budget's limit, from 0 to 1, that this reservation must leave free after its cost (kept for
+    /// foreground requests): 0 for a foreground request; for a background one, the configured headroom. As in the
+    /// process's own view, a request too large to leave it is admitted on a full budget only (else it would never be).
+    /// </param>
+    /// <param name="promised">
+    /// The share of the budget's limit, from 0 to 1, that the reserving process promised foreground callers in the
+    /// refill under way: left free too, strictly (no request is too large for it), beyond <paramref name="headroom"/>.
+    /// 0 for a foreground request.
     /// </param>
     /// <param name="now">The reserving process's current time (<see cref="BackendReservation.ReservedAt"/>).</param>
     /// <param name="cancellationToken">The caller's cancellation.</param>
     /// <returns>The store's answer.</returns>
-    ValueTask<BackendReservation> ReserveAsync(BackendStateKey key, long cost, double headroom, DateTimeOffset now, CancellationToken cancellationToken);
+    ValueTask<BackendReservation> ReserveAsync(BackendStateKey key, long cost, double headroom, double promised, DateTimeOffset now, CancellationToken cancellationToken);
 
     /// <summary>
     /// Corrects the shared budget with what the answer to a reserved attempt reported (see <see cref="BackendReservationReport"/>).

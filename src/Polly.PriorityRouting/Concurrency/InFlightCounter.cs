@@ -1,10 +1,17 @@
 namespace Polly.PriorityRouting;
 
 /// <summary>The requests in flight from this process to one backend; lock-free.</summary>
+/// <remarks>
+/// A slot given back wakes the requests waiting for one foreground first, as a refill's room goes to foreground requests
+/// first (<see cref="BackendBudget"/>): a background waiter is woken only while no foreground request has its turn — from
+/// its wait until its next admission is decided (<see cref="SlotTurn"/>).
+/// </remarks>
 internal sealed class InFlightCounter
 {
     private int _count;
+    private int _foregroundTurns;
     private TaskCompletionSource? _released;
+    private TaskCompletionSource? _releasedToBackground;
 
     /// <summary>Gets the requests in flight now.</summary>
     public int Count => Volatile.Read(ref _count);
@@ -31,24 +38,51 @@ internal sealed class InFlightCounter
     public void Exit()
     {
         Interlocked.Decrement(ref _count);
-
-        // A read first: with nobody waiting (the usual case) no write.
-        if (Volatile.Read(ref _released) is not null)
+        Wake(ref _released);
+        if (Volatile.Read(ref _foregroundTurns) == 0)
         {
-            Interlocked.Exchange(ref _released, null)?.TrySetResult();
+            Wake(ref _releasedToBackground);
         }
     }
 
-    /// <summary>Returns a task that completes at the next <see cref="Exit"/>: check the count after taking it.</summary>
-    public Task WhenReleased()
+    /// <summary>
+    /// Returns a task that completes at the next <see cref="Exit"/> for a foreground waiter, at the next one while no
+    /// foreground request has its turn for a <paramref name="background"/> waiter: check the count after taking it.
+    /// </summary>
+    public Task WhenReleased(bool background)
     {
-        if (Volatile.Read(ref _released) is { } waiting)
+        ref var released = ref background ? ref _releasedToBackground : ref _released;
+        if (Volatile.Read(ref released) is { } waiting)
         {
             return waiting.Task;
         }
 
         // Continuations run on the pool: a releasing caller's read of its body never runs another request's attempt.
         var created = new TaskCompletionSource(TaskCreationOptions.RunContinuationsAsynchronously);
-        return (Interlocked.CompareExchange(ref _released, created, null) ?? created).Task;
+        return (Interlocked.CompareExchange(ref released, created, null) ?? created).Task;
+    }
+
+    /// <summary>A foreground request waits for a slot: background waiters are not woken until its turn ends.</summary>
+    public void BeginForegroundTurn() => Interlocked.Increment(ref _foregroundTurns);
+
+    /// <summary>
+    /// A foreground request's turn ended (its admission was decided, or its wait ended without a slot): with no other
+    /// foreground turn, background waiters are woken when a slot is free, which a slot given back during the turn may be.
+    /// </summary>
+    public void EndForegroundTurn(bool slotFree)
+    {
+        if (Interlocked.Decrement(ref _foregroundTurns) == 0 && slotFree)
+        {
+            Wake(ref _releasedToBackground);
+        }
+    }
+
+    private static void Wake(ref TaskCompletionSource? released)
+    {
+        // A read first: with nobody waiting (the usual case) no write.
+        if (Volatile.Read(ref released) is not null)
+        {
+            Interlocked.Exchange(ref released, null)?.TrySetResult();
+        }
     }
 }

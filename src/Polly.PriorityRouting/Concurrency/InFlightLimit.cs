@@ -14,8 +14,14 @@ internal sealed class InFlightLimit(InFlightCounter counter, int cap)
     /// <summary>Gets a value indicating whether no slot is free now (a read: admission is <see cref="TryEnter"/>).</summary>
     public bool IsFull => counter.Count >= Cap;
 
-    /// <summary>Returns a task that completes when the next slot is given back.</summary>
-    public Task WhenReleased() => counter.WhenReleased();
+    /// <summary>Returns a task that completes when the next slot is given back to a waiter of the request's class (see <see cref="InFlightCounter"/>).</summary>
+    public Task WhenReleased(bool background) => counter.WhenReleased(background);
+
+    /// <inheritdoc cref="InFlightCounter.BeginForegroundTurn"/>
+    public void BeginForegroundTurn() => counter.BeginForegroundTurn();
+
+    /// <inheritdoc cref="InFlightCounter.EndForegroundTurn"/>
+    public void EndForegroundTurn() => counter.EndForegroundTurn(slotFree: !IsFull);
 
     /// <summary>Takes a slot if one is free.</summary>
     /// <returns>The slot, which gives the count back once when its owner disposes it; <see langword="null"/> at the cap.</returns>

@@ -3,7 +3,8 @@ namespace Polly.PriorityRouting;
 /// <summary>
 /// A pool's waits for a concurrency slot (<see cref="PriorityRoutingStrategyOptions.MaxQueueWait"/> with
 /// <see cref="PriorityBackend.MaxConcurrentRequests"/>): a request whose backends in rotation are all at their cap waits
-/// for the next slot one of them gives back.
+/// for the next slot one of them gives back. Foreground first: a background request is woken only while no foreground
+/// request has its turn at the backend (<see cref="SlotTurn"/>), as a refill's room goes to foreground requests first.
 /// </summary>
 internal sealed class SlotWaits
 {
@@ -32,39 +33,58 @@ internal sealed class SlotWaits
     /// </summary>
     /// <returns>
     /// Whether a slot was given back in time (the request starts a new round); <see langword="false"/> at once when no
-    /// such backend is at its cap, too many wait, or the bound is spent; also when the caller cancels.
+    /// such backend is at its cap, too many wait, or the bound is spent; also when the caller cancels. When a slot was
+    /// given back to a foreground request, its turn, which the caller ends once its next admission is decided.
     /// </returns>
-    public async ValueTask<bool> WaitAsync(RequestRoute route, TimeSpan bound, bool continueOnCapturedContext, CancellationToken cancellationToken)
+    public async ValueTask<(bool Freed, SlotTurn? Turn)> WaitAsync(RequestRoute route, TimeSpan bound, bool continueOnCapturedContext, CancellationToken cancellationToken)
     {
         if (bound <= TimeSpan.Zero || SlotReleases(route) is not { } releases)
         {
-            return false;
+            return (false, null);
         }
 
         if (Interlocked.Increment(ref _waiters) > WaitQueue.MaxWaiters)
         {
             Interlocked.Decrement(ref _waiters);
-            return false;
+            return (false, null);
         }
 
+        var turn = route.IsBackground ? null : BeginTurn(releases.Limits);
+        var freed = false;
         using var timeout = CancellationTokenSource.CreateLinkedTokenSource(cancellationToken);
         try
         {
             var bounded = Task.Delay(bound, _timeProvider, timeout.Token);
-            releases.Add(bounded);
-            var first = await Task.WhenAny(releases).ConfigureAwait(continueOnCapturedContext);
-            return first != bounded && !cancellationToken.IsCancellationRequested;
+            releases.Tasks.Add(bounded);
+            var first = await Task.WhenAny(releases.Tasks).ConfigureAwait(continueOnCapturedContext);
+            freed = first != bounded && !cancellationToken.IsCancellationRequested;
+            return (freed, freed ? turn : null);
         }
         finally
         {
+            if (!freed)
+            {
+                turn?.Dispose();
+            }
+
             // The delay's timer goes with the wait.
             await timeout.CancelAsync().ConfigureAwait(continueOnCapturedContext);
             Interlocked.Decrement(ref _waiters);
         }
     }
 
-    /// <summary>The release tasks of the request's backends at their cap and in rotation; <see langword="null"/> when none.</summary>
-    private List<Task>? SlotReleases(RequestRoute route)
+    private static SlotTurn BeginTurn(List<InFlightLimit> limits)
+    {
+        foreach (var limit in limits)
+        {
+            limit.BeginForegroundTurn();
+        }
+
+        return new SlotTurn(limits);
+    }
+
+    /// <summary>The request's backends at their cap and in rotation, and their release tasks for its class; <see langword="null"/> when none.</summary>
+    private (List<Task> Tasks, List<InFlightLimit> Limits)? SlotReleases(RequestRoute route)
     {
         if (!_hasConcurrencyCaps)
         {
@@ -72,7 +92,7 @@ internal sealed class SlotWaits
         }
 
         var now = _timeProvider.GetUtcNow();
-        List<Task>? releases = null;
+        (List<Task> Tasks, List<InFlightLimit> Limits)? releases = null;
         foreach (var backend in route.BackendsOf(_backends))
         {
             if (backend.InFlight is not { } limit)
@@ -81,10 +101,12 @@ internal sealed class SlotWaits
             }
 
             // The task first, then the count: a slot given back in between is not missed.
-            var released = limit.WhenReleased();
+            var released = limit.WhenReleased(route.IsBackground);
             if (limit.IsFull && _availability.GetTimeUntilAvailable(backend, now, route.PartitionOn(backend), out _) == TimeSpan.Zero)
             {
-                (releases ??= []).Add(released);
+                releases ??= ([], []);
+                releases.Value.Tasks.Add(released);
+                releases.Value.Limits.Add(limit);
             }
         }
 

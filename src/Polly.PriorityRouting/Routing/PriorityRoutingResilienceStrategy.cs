@@ -30,6 +30,7 @@ internal sealed class PriorityRoutingResilienceStrategy : ResilienceStrategy<Htt
     private readonly RequestPlanner _planner;
     private readonly AnswerObservers _observers;
     private readonly RefillWaits _waits;
+    private readonly Action<RoutedBackend, bool> _reservationRefused;
     private readonly IDisposable? _attachment;
 
     public PriorityRoutingResilienceStrategy(
@@ -48,6 +49,7 @@ internal sealed class PriorityRoutingResilienceStrategy : ResilienceStrategy<Htt
         _planner = new RequestPlanner(options, _pool, _telemetry);
         _observers = new AnswerObservers(options, _pool, _telemetry, timeProvider, _planner.Affinity);
         _waits = new RefillWaits(_pool, _telemetry, timeProvider);
+        _reservationRefused = _telemetry.ReservationRefused;
         _gauges = new PriorityRoutingGaugeSource(_pool, timeProvider, _telemetry.Tags);
         _telemetry.Metrics.Register(_gauges);
         if (_pool.Models is { } models)
@@ -136,12 +138,18 @@ internal sealed class PriorityRoutingResilienceStrategy : ResilienceStrategy<Htt
         RoutedBackend? failed = null;
         ModelRoute? failedModel = null;
         var waited = TimeSpan.Zero;
+        var reselected = false;
+        SlotTurn? turn = null;
         try
         {
             for (var attempt = 0; ; attempt++)
             {
                 // Select (and admit: with shared reservations, one round trip to the store per backend asked).
-                (plan, var acquired) = await RequestPlan.AcquireAsync(plan, _pool, context).ConfigureAwait(context.ContinueOnCapturedContext);
+                (plan, var acquired) = await RequestPlan.AcquireAsync(plan, _pool, _reservationRefused, context).ConfigureAwait(context.ContinueOnCapturedContext);
+
+                // A foreground caller released from a wait for a slot had its turn until this admission was decided.
+                turn?.Dispose();
+                turn = null;
                 if (acquired is not { } lease)
                 {
                     if (context.CancellationToken.IsCancellationRequested)
@@ -152,6 +160,16 @@ internal sealed class PriorityRoutingResilienceStrategy : ResilienceStrategy<Htt
 
                     // Nothing left, on any model of the request: wait for a promised refill and start a new round, or answer now.
                     var exhaustion = plan.GetExhaustion(_pool, waited);
+                    if (exhaustion.RetryAfter == TimeSpan.Zero && !reselected)
+                    {
+                        // A deadline passed between the selection and this answer: a backend is open now, and "retry
+                        // after 0" would send the caller back for what this call can take itself. Once, so a backend
+                        // open yet not selectable (MaxAttempts spent) still gets its answer.
+                        reselected = true;
+                        attempt--;
+                        continue;
+                    }
+
                     var wait = await _waits.WaitAsync(exhaustion.Reservation, plan.Route, waited, context).ConfigureAwait(context.ContinueOnCapturedContext);
                     waited += wait.Waited;
                     switch (wait.Outcome)
@@ -163,6 +181,7 @@ internal sealed class PriorityRoutingResilienceStrategy : ResilienceStrategy<Htt
                             // number (the loop's increment).
                             plan.StartOver();
                             plan.Hold(wait.Held);
+                            turn = wait.Turn;
                             failed = null;
                             attempt--;
                             continue;
@@ -281,6 +300,7 @@ internal sealed class PriorityRoutingResilienceStrategy : ResilienceStrategy<Htt
         {
             // A room still held from a wait (the caller cancelled, or the loop ended before its next admission).
             plan.Route.Held?.Release();
+            turn?.Dispose();
 
             // An outer strategy (retry) executes us again: it must find the caller's request, not our last attempt's.
             context.SetRequestMessage(original);

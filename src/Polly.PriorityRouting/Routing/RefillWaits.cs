@@ -15,8 +15,12 @@ internal sealed class RefillWaits(BackendPool pool, RoutingTelemetry telemetry, 
     /// <param name="route">The request's route: the backends whose slots it may wait for.</param>
     /// <param name="waited">How long this execution has already waited.</param>
     /// <param name="context">The execution's context (its cancellation).</param>
-    /// <returns>How the wait ended, how long it took, and the room held for the caller's next admission when released.</returns>
-    public async ValueTask<(WaitOutcome Outcome, TimeSpan Waited, BudgetHold? Held)> WaitAsync(
+    /// <returns>
+    /// How the wait ended, how long it took, and, when released, the room held for the caller's next admission or a
+    /// foreground caller's turn at the slots it waited for (see <see cref="SlotTurn"/>): the caller ends either once
+    /// that admission is decided.
+    /// </returns>
+    public async ValueTask<(WaitOutcome Outcome, TimeSpan Waited, BudgetHold? Held, SlotTurn? Turn)> WaitAsync(
         BudgetReservation? reservation,
         RequestRoute route,
         TimeSpan waited,
@@ -24,12 +28,12 @@ internal sealed class RefillWaits(BackendPool pool, RoutingTelemetry telemetry, 
     {
         if (_queue is null)
         {
-            return (WaitOutcome.NotQueued, TimeSpan.Zero, null);
+            return (WaitOutcome.NotQueued, TimeSpan.Zero, null, null);
         }
 
         if (reservation is not { } promised)
         {
-            return pool.HasConcurrencyCaps ? await WaitForSlotAsync(route, waited, context).ConfigureAwait(context.ContinueOnCapturedContext) : (WaitOutcome.NotQueued, TimeSpan.Zero, null);
+            return pool.HasConcurrencyCaps ? await WaitForSlotAsync(route, waited, context).ConfigureAwait(context.ContinueOnCapturedContext) : (WaitOutcome.NotQueued, TimeSpan.Zero, null, null);
         }
 
         var started = timeProvider.GetTimestamp();
@@ -37,7 +41,7 @@ internal sealed class RefillWaits(BackendPool pool, RoutingTelemetry telemetry, 
             .ConfigureAwait(context.ContinueOnCapturedContext);
         if (outcome == WaitOutcome.NotQueued)
         {
-            return (outcome, TimeSpan.Zero, null);
+            return (outcome, TimeSpan.Zero, null, null);
         }
 
         var waitedNow = timeProvider.GetElapsedTime(started);
@@ -52,18 +56,24 @@ internal sealed class RefillWaits(BackendPool pool, RoutingTelemetry telemetry, 
             throw;
         }
 
-        return (outcome, waitedNow, held);
+        return (outcome, waitedNow, held, null);
     }
 
-    private async ValueTask<(WaitOutcome Outcome, TimeSpan Waited, BudgetHold? Held)> WaitForSlotAsync(RequestRoute route, TimeSpan waited, ResilienceContext context)
+    private async ValueTask<(WaitOutcome Outcome, TimeSpan Waited, BudgetHold? Held, SlotTurn? Turn)> WaitForSlotAsync(RequestRoute route, TimeSpan waited, ResilienceContext context)
     {
         var started = timeProvider.GetTimestamp();
-        var freed = await pool.SlotWaits.WaitAsync(route, _queue!.MaxWait - waited, context.ContinueOnCapturedContext, context.CancellationToken)
+        var (freed, turn) = await pool.SlotWaits.WaitAsync(route, _queue!.MaxWait - waited, context.ContinueOnCapturedContext, context.CancellationToken)
             .ConfigureAwait(context.ContinueOnCapturedContext);
         var waitedNow = timeProvider.GetElapsedTime(started);
         var outcome = context.CancellationToken.IsCancellationRequested ? WaitOutcome.Canceled
             : freed ? WaitOutcome.Released
             : WaitOutcome.NotQueued;
-        return (outcome, waitedNow, null);
+        if (outcome != WaitOutcome.Released)
+        {
+            turn?.Dispose();
+            turn = null;
+        }
+
+        return (outcome, waitedNow, null, turn);
     }
 }

@@ -95,8 +95,12 @@ internal struct RequestPlan
     /// request and the next is tried. Completes synchronously, allocating nothing, when the pool shares none. A caller
     /// that cancelled, before or while a reservation travelled, acquires nothing.
     /// </summary>
+    /// <param name="plan">The request's plan.</param>
+    /// <param name="pool">The pool.</param>
+    /// <param name="refused">Told of each backend whose shared budget refused the request, and whether the request is background.</param>
+    /// <param name="context">The execution's context (its cancellation).</param>
     /// <returns>The plan as it is after the acquisition, and the lease, or none when no backend is left or the caller cancelled.</returns>
-    public static ValueTask<(RequestPlan Plan, BackendLease? Lease)> AcquireAsync(RequestPlan plan, BackendPool pool, ResilienceContext context)
+    public static ValueTask<(RequestPlan Plan, BackendLease? Lease)> AcquireAsync(RequestPlan plan, BackendPool pool, Action<RoutedBackend, bool> refused, ResilienceContext context)
     {
         if (context.CancellationToken.IsCancellationRequested)
         {
@@ -109,7 +113,7 @@ internal struct RequestPlan
             return new((plan, acquired ? lease : null));
         }
 
-        return AcquireReservedAsync(plan, pool, context);
+        return AcquireReservedAsync(plan, pool, refused, context);
     }
 
     /// <summary>
@@ -207,7 +211,7 @@ internal struct RequestPlan
         return (soonest ?? TimeSpan.Zero, throttled, reservation);
     }
 
-    private static async ValueTask<(RequestPlan Plan, BackendLease? Lease)> AcquireReservedAsync(RequestPlan plan, BackendPool pool, ResilienceContext context)
+    private static async ValueTask<(RequestPlan Plan, BackendLease? Lease)> AcquireReservedAsync(RequestPlan plan, BackendPool pool, Action<RoutedBackend, bool> refused, ResilienceContext context)
     {
         while (!context.CancellationToken.IsCancellationRequested && plan.TrySelect(pool, out var selected))
         {
@@ -223,6 +227,7 @@ internal struct RequestPlan
             {
                 // Closed to this request only (TrySelect closed it); its refill is when the exhausted answer sends the caller back.
                 plan._route = plan._route.WithRefusal(key, until);
+                refused(selected.Backend, plan._route.IsBackground);
             }
         }
 

@@ -38,6 +38,10 @@ internal sealed class PriorityRoutingMetrics
             "priority_routing.backend.marked_unavailable",
             unit: "{mark}",
             description: "Marks that took a backend (or a partition of it) out of rotation or kept it out, by backend and reason.");
+        ReservationsRefused = meter.CreateCounter<long>(
+            "priority_routing.reservations.refused",
+            unit: "{reservation}",
+            description: "Attempts the shared budget of a backend refused (IBackendReservationStore, e.g. Redis with Reservations): the backend was skipped for that request, unmarked, by backend and request class.");
         Exhausted = meter.CreateCounter<long>(
             "priority_routing.exhausted",
             unit: "{answer}",
@@ -93,6 +97,8 @@ internal sealed class PriorityRoutingMetrics
     public Counter<long> Failovers { get; }
 
     public Counter<long> MarkedUnavailable { get; }
+
+    public Counter<long> ReservationsRefused { get; }
 
     public Counter<long> Exhausted { get; }
 

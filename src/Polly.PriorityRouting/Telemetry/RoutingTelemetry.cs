@@ -178,6 +178,22 @@ internal sealed partial class RoutingTelemetry
         }
     }
 
+    /// <summary>
+    /// The shared budget refused an attempt on <paramref name="backend"/>: counted by backend and class. Not by
+    /// partition, which may come from the caller (a header): one series each would grow without bound.
+    /// </summary>
+    public void ReservationRefused(RoutedBackend backend, bool background)
+    {
+        if (!_metrics.ReservationsRefused.Enabled)
+        {
+            return;
+        }
+
+        var tags = WithBackend(backend);
+        AddClass(ref tags, background);
+        _metrics.ReservationsRefused.Add(1, tags);
+    }
+
     /// <summary>Tags a background request's measurement with its class; a foreground one's is left as it was.</summary>
     private static void AddClass(ref TagList tags, bool background)
     {

@@ -109,6 +109,86 @@ public class ConcurrencyCapTests
         h.Transport.Hosts.Should().Equal("a", "a");
     }
 
+    [Theory]
+    [InlineData(true)]
+    [InlineData(false)]
+    public async Task With_MaxQueueWait_a_slot_given_back_goes_to_a_waiting_foreground_request_before_a_background_one(bool backgroundWaitsFirst)
+    {
+        // Each wait for a slot is bounded by a timer on the clock: once two exist, both requests wait.
+        var time = new TimerCountingTimeProvider(RoutingHarness.Start);
+        using var h = new RoutingHarness(o => o.MaxQueueWait = TimeSpan.FromSeconds(5), null, time, Capped("a", 1, 1));
+        var first = await Hold(h);
+        var timers = 0;
+        var foreground = backgroundWaitsFirst ? null : Waiting(Hold(h));
+        var background = Waiting(h.Client.SendAsync(Background(), HttpCompletionOption.ResponseHeadersRead));
+        foreground ??= Waiting(Hold(h));
+
+        // Given back off the thread pool: the woken continuations queue in the order they waited, whatever the test's thread.
+        var releasing = new Thread(first.Dispose);
+        releasing.Start();
+        releasing.Join();
+        (await Task.WhenAny(foreground, background)).Should().BeSameAs(foreground, "the slot goes to the foreground request, as a refill's room does");
+        using var served = await foreground;
+
+        served.StatusCode.Should().Be(HttpStatusCode.OK);
+        h.Transport.Hosts.Should().Equal("a", "a");
+        background.IsCompleted.Should().BeFalse();
+        served.Dispose();
+        using var next = await background;
+        next.StatusCode.Should().Be(HttpStatusCode.OK);
+        h.Transport.Hosts.Should().Equal("a", "a", "a");
+
+        Task<HttpResponseMessage> Waiting(Task<HttpResponseMessage> request)
+        {
+            time.WaitForTimers(++timers).Should().BeTrue("the request waits for a slot");
+            request.IsCompleted.Should().BeFalse("the only slot is held");
+            return request;
+        }
+    }
+
+    [Fact]
+    public async Task A_background_request_waiting_for_a_slot_gets_the_second_of_two_slots_given_back_while_a_foreground_one_waited()
+    {
+        var time = new TimerCountingTimeProvider(RoutingHarness.Start);
+        using var h = new RoutingHarness(o => o.MaxQueueWait = TimeSpan.FromSeconds(5), null, time, Capped("a", 1, 2));
+        var first = await Hold(h);
+        var second = await Hold(h);
+        var background = h.Client.SendAsync(Background(), HttpCompletionOption.ResponseHeadersRead);
+        time.WaitForTimers(1).Should().BeTrue("the background request waits for a slot");
+        var foreground = Hold(h);
+        time.WaitForTimers(2).Should().BeTrue("the foreground request waits for a slot");
+
+        // Both given back before the foreground request is admitted: its turn ends with the second slot free.
+        first.Dispose();
+        second.Dispose();
+        using var served = await foreground;
+        using var next = await background;
+
+        (served.StatusCode, next.StatusCode).Should().Be((HttpStatusCode.OK, HttpStatusCode.OK));
+        h.Transport.Hosts.Should().Equal("a", "a", "a", "a");
+    }
+
+    [Fact]
+    public async Task A_background_request_waiting_for_a_slot_is_woken_once_a_waiting_foreground_caller_cancelled()
+    {
+        var time = new TimerCountingTimeProvider(RoutingHarness.Start);
+        using var h = new RoutingHarness(o => o.MaxQueueWait = TimeSpan.FromSeconds(5), null, time, Capped("a", 1, 1));
+        var first = await Hold(h);
+        var background = h.Client.SendAsync(Background(), HttpCompletionOption.ResponseHeadersRead);
+        time.WaitForTimers(1).Should().BeTrue("the background request waits for a slot");
+        using var cancel = new CancellationTokenSource();
+        var foreground = h.Client.SendAsync(new HttpRequestMessage(HttpMethod.Get, "/"), HttpCompletionOption.ResponseHeadersRead, cancel.Token);
+        time.WaitForTimers(2).Should().BeTrue("the foreground request waits for a slot");
+
+        await cancel.CancelAsync();
+        await FluentActions.Awaiting(() => foreground).Should().ThrowAsync<OperationCanceledException>();
+        first.Dispose();
+        using var next = await background;
+
+        next.StatusCode.Should().Be(HttpStatusCode.OK);
+        h.Transport.Hosts.Should().Equal("a", "a");
+    }
+
     [Fact]
     public async Task With_MaxQueueWait_a_request_waits_for_a_slot_no_longer_than_the_bound()
     {
@@ -266,6 +346,13 @@ public class ConcurrencyCapTests
 
     private static async Task<HttpResponseMessage> Hold(RoutingHarness h)
         => await h.Client.SendAsync(new HttpRequestMessage(HttpMethod.Get, "/"), HttpCompletionOption.ResponseHeadersRead);
+
+    private static HttpRequestMessage Background()
+    {
+        var request = new HttpRequestMessage(HttpMethod.Get, "/");
+        request.Options.Set(PriorityRoutingRequestOptions.Hints, new PriorityRoutingHints { Background = true });
+        return request;
+    }
 
     private static PriorityBackend Capped(string name, int priority, int cap)
     {

@@ -1,6 +1,7 @@
 using System.Net;
 using System.Text.Json;
 using Microsoft.Extensions.Http.Resilience;
+using Microsoft.Extensions.Time.Testing;
 using Polly.PriorityRouting.Tests.Support;
 using Polly.Telemetry;
 using Polly.Timeout;
@@ -316,6 +317,30 @@ public class PriorityRoutingResilienceStrategyTests
         h.Transport.Hosts.Should().Equal("a");
         response.StatusCode.Should().Be(HttpStatusCode.TooManyRequests);
         response.Headers.GetValues("retry-after-ms").Should().Equal(["0"], "b is still free: retry at once");
+    }
+
+    [Fact]
+    public async Task A_backend_whose_throttle_ends_during_the_call_serves_it_rather_than_an_answer_saying_come_back_now()
+    {
+        // Both backends are throttled when the selection reads them; the clock passes their deadline right after its
+        // last read, before the exhausted answer is computed. That answer would say "retry after 0" about a backend
+        // open now: the call selects once more instead.
+        var time = new FakeTimeProvider(RoutingHarness.Start);
+        var store = new ClockAdvancingStore(time);
+        using var h = new RoutingHarness(o => { o.Randomizer = _ => 0; o.StateStore = store; }, null, time, RoutingHarness.Backend("a", 1), RoutingHarness.Backend("b", 2));
+        var until = time.GetUtcNow().AddSeconds(1);
+        foreach (var name in new[] { "a", "b" })
+        {
+            await store.MarkUnavailableAsync(RoutingHarness.Key(name), new BackendUnavailability(until, BackendUnavailableReason.Throttled, time.GetUtcNow()), time.GetUtcNow(), default);
+        }
+
+        store.AdvanceAfterReading(RoutingHarness.Key("b"), TimeSpan.FromSeconds(1));
+
+        using var response = await h.Client.GetAsync("/");
+
+        response.StatusCode.Should().Be(HttpStatusCode.OK);
+        (await response.Content.ReadAsStringAsync()).Should().Be("a");
+        h.Transport.Hosts.Should().Equal("a");
     }
 
     [Fact]

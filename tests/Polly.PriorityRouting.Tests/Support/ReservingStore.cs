@@ -18,6 +18,9 @@ internal sealed class ReservingStore : IBackendStateStore, IBackendReservationSt
     /// <summary>Gets the headroom each reservation asked for, in order.</summary>
     public ConcurrentQueue<double> Headrooms { get; } = new();
 
+    /// <summary>Gets the share promised to foreground callers each reservation was asked to leave free, in order.</summary>
+    public ConcurrentQueue<double> Promised { get; } = new();
+
     public ConcurrentQueue<(BackendReservation Reservation, BackendReservationReport Report)> Corrected { get; } = new();
 
     public ConcurrentQueue<BackendReservation> Released { get; } = new();
@@ -43,9 +46,10 @@ internal sealed class ReservingStore : IBackendStateStore, IBackendReservationSt
         return this;
     }
 
-    public async ValueTask<BackendReservation> ReserveAsync(BackendStateKey key, long cost, double headroom, DateTimeOffset now, CancellationToken cancellationToken)
+    public async ValueTask<BackendReservation> ReserveAsync(BackendStateKey key, long cost, double headroom, double promised, DateTimeOffset now, CancellationToken cancellationToken)
     {
         Headrooms.Enqueue(headroom);
+        Promised.Enqueue(promised);
         var host = new Uri(key.Backend[(key.Backend.IndexOf('@') + 1)..]).Host;
         var reservation = _answers.TryGetValue(host, out var answer)
             ? await answer(key, cost, now, cancellationToken)

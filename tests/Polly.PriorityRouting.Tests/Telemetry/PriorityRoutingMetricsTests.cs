@@ -95,6 +95,37 @@ public sealed class PriorityRoutingMetricsTests : IDisposable
     }
 
     [Fact]
+    public async Task Counts_shared_reservation_refusals_by_backend_and_class_never_by_the_caller_s_partition()
+    {
+        using var refused = Collector<long>("priority_routing.reservations.refused");
+        var store = new ReservingStore().Refuse("a", TimeSpan.FromSeconds(10));
+        using var h = new RoutingHarness(
+            o =>
+            {
+                o.MeterFactory = MeterFactory;
+                o.StateStore = store;
+                o.Randomizer = _ => 0;
+                o.ThrottlePartitionKey = request => request.Headers.TryGetValues("x-tenant", out var values) ? values.Single() : null;
+            },
+            pipelineName: "client-pipeline",
+            RoutingHarness.Backend("a", 1),
+            RoutingHarness.Backend("b", 2));
+
+        (await h.Client.GetAsync("/")).Dispose();
+        using var background = new HttpRequestMessage(HttpMethod.Get, "/");
+        background.Headers.Add("x-tenant", "tenant-1");
+        background.Options.Set(PriorityRoutingRequestOptions.Hints, new PriorityRoutingHints { Background = true });
+        (await h.Client.SendAsync(background)).Dispose();
+
+        h.Transport.Hosts.Should().Equal(["b", "b"], "a's shared budget refused both");
+        refused.GetMeasurementSnapshot().Select(m => (m.Value, Tag(m, "backend.name"), Tag(m, "backend.priority"), Tag(m, "request.class")))
+            .Should().Equal((1L, "a", "1", null), (1L, "a", "1", "background"));
+        refused.LastMeasurement!.Tags.Keys.Should().BeEquivalentTo(
+            ["pipeline.name", "strategy.name", "backend.name", "backend.priority", "request.class"],
+            "a partition may come from the caller (a header): one series each would grow without bound");
+    }
+
+    [Fact]
     public async Task Gauges_report_unavailable_backends_per_tier_and_the_time_until_one_frees_up()
     {
         using var unavailable = Collector<int>("priority_routing.tier.unavailable_backends");
