@@ -49,6 +49,15 @@ namespace Polly.PriorityRouting;
 /// request whose answer could correct it (measured: with completions in flight, eight replicas left an OpenAI backend
 /// idle for the last 90 s of a two-minute run, each holding more spends than its share of the limit).
 /// </para>
+/// <para>
+/// A budget refilled continuously that this process spends alone (no peer shares its store) is counted as the backend
+/// counts it: a reported count grows at the rate from the moment it was reported as of, up to the limit, and past the
+/// full moment the refill pays this process's spends as they age, so a request is admitted as soon as the refill covers
+/// it rather than at the next full moment (measured: with completions in flight, one replica served 95.2 % instead of
+/// 93.7 % at 1× and told callers "come back" 0.37 instead of 0.90 times a request). With peers, a count does not say who
+/// spends the refill, and the rule above holds (measured: a slope at this process's share of the rate served up to 10 points
+/// less at 8 replicas).
+/// </para>
 /// </remarks>
 internal struct BudgetCounter
 {
@@ -74,8 +83,17 @@ internal struct BudgetCounter
     // up to it are what that window's refill pays.
     private long _outstandingAtWindowStart;
 
+    // For a budget refilled continuously that this process spends alone: the moment up to which its refill is counted,
+    // and the part of a token counted but not yet whole (a view read every millisecond must not lose it to rounding).
+    private DateTimeOffset _refilledAt;
+    private double _refillFraction;
+
+    // This process's share of a refilled limit, as last asked with (1: no peer spends the budget).
+    private double _share;
+
     public BudgetCounter()
     {
+        _share = 1;
         _reported = Unknown;
         Limit = Unknown;
     }
@@ -118,6 +136,7 @@ internal struct BudgetCounter
             return Limit;
         }
 
+        Refill(now, share);
         return _reported == Unknown ? Unknown : Math.Max(0, _reported - Spent);
     }
 
@@ -163,7 +182,7 @@ internal struct BudgetCounter
             // backend reports none.
             _declared = false;
             StartWindows(resetAt, delay);
-            Replace(reported, resetAt, includedSpends);
+            Replace(reported, resetAt, includedSpends, reportedAt);
             return;
         }
 
@@ -172,7 +191,7 @@ internal struct BudgetCounter
         {
             // A new window (or the first report): everything counted for the previous one is void.
             ObserveWindow(resetAt, delay);
-            Replace(reported, resetAt, includedSpends);
+            Replace(reported, resetAt, includedSpends, reportedAt);
             return;
         }
 
@@ -184,7 +203,7 @@ internal struct BudgetCounter
                 // (One admitted before the answer that set the count is older: a budget refilled continuously reports a
                 // sooner full moment for a larger remaining count.)
                 StartWindows(resetAt, delay);
-                Replace(reported, resetAt, includedSpends);
+                Replace(reported, resetAt, includedSpends, reportedAt);
             }
 
             // A peer's report of a window already over: older than what is known.
@@ -205,7 +224,14 @@ internal struct BudgetCounter
 
             _assumed = false;
             _outstandingAtWindowStart = 0;
+            CountRefillFrom(reportedAt);
             ResetAt = resetAt;
+            return;
+        }
+
+        if (RefillsGradually)
+        {
+            MergeGrowing(reported, resetAt, reportedAt, now, includedSpends);
             return;
         }
 
@@ -272,6 +298,8 @@ internal struct BudgetCounter
             return;
         }
 
+        // The refill until now pays earlier spends, never this one.
+        Refill(now, share);
         if (_reported != Unknown && cost > 0)
         {
             (_spends ??= new SpendLog()).Add(ticket, cost);
@@ -336,7 +364,7 @@ internal struct BudgetCounter
 
     private static long TicketOf(long includedSpends) => includedSpends == long.MaxValue ? 0 : includedSpends;
 
-    private void Replace(long reported, DateTimeOffset resetAt, long? includedSpends)
+    private void Replace(long reported, DateTimeOffset resetAt, long? includedSpends, DateTimeOffset reportedAt)
     {
         _reported = reported;
         _countTicket = includedSpends is { } own ? TicketOf(own) : 0;
@@ -351,7 +379,90 @@ internal struct BudgetCounter
 
         _assumed = false;
         _outstandingAtWindowStart = 0;
+        CountRefillFrom(reportedAt);
         ResetAt = resetAt;
+    }
+
+    /// <summary>A continuous refill's rate: an own answer's, else a window's worth of the limit per window.</summary>
+    private readonly double RefillPerSecond => _refillPerSecond > 0 ? _refillPerSecond : Limit / Window.TotalSeconds;
+
+    /// <summary>
+    /// Gets a value indicating whether the budget refills continuously and this process spends it alone: its count then
+    /// grows at the refill's rate from the moment it was reported as of. With peers, a reported count does not say who
+    /// spends the refill: it holds until its full moment, where this process assumes its share (<see cref="Roll"/>).
+    /// </summary>
+    private readonly bool RefillsGradually
+        => _refillsContinuously && _share >= 1 && _reported != Unknown && Limit != Unknown && Window > TimeSpan.Zero;
+
+    private void CountRefillFrom(DateTimeOffset countedAt)
+    {
+        _refilledAt = countedAt;
+        _refillFraction = 0;
+    }
+
+    /// <summary>
+    /// Counts what a budget that <see cref="RefillsGradually"/> refilled since it was last counted: a reported count grows
+    /// up to the limit; an assumed one is the whole limit already, so the refill pays the spends since, oldest first.
+    /// </summary>
+    private void Refill(DateTimeOffset now, double share)
+    {
+        _share = share;
+        if (!RefillsGradually || now <= _refilledAt)
+        {
+            // Counted from now on, should the budget become this process's alone.
+            CountRefillFrom(now > _refilledAt ? now : _refilledAt);
+            return;
+        }
+
+        var refilled = (RefillPerSecond * (now - _refilledAt).TotalSeconds) + _refillFraction;
+        var whole = refilled >= Limit ? Limit : (long)refilled;
+        _refillFraction = refilled >= Limit ? 0 : refilled - whole;
+        _refilledAt = now;
+        if (_assumed)
+        {
+            _spends?.Forgive(whole, long.MaxValue);
+        }
+        else if (_reported < Limit)
+        {
+            _reported = Math.Min(Limit, _reported + whole);
+        }
+    }
+
+    /// <summary>
+    /// Merges a report into the window of a budget that <see cref="RefillsGradually"/>: a count grows after the moment it
+    /// was reported as of, so the lowest count is not the newest. A newer own answer replaces a count of an own answer
+    /// (it includes the spends admitted before it; the refill since is counted from its admission), an older one is
+    /// ignored (the spends it does not include were dropped by the newer one); any other report replaces the count when
+    /// lower once both are grown to now.
+    /// </summary>
+    private void MergeGrowing(long reported, DateTimeOffset resetAt, DateTimeOffset reportedAt, DateTimeOffset now, long? includedSpends)
+    {
+        Refill(now, _share);
+        var replaces = includedSpends is { } own && _countTicket > 0
+            ? IsNewerThanCount(own)
+            : Grown(reported, now - reportedAt) < _reported;
+        if (replaces)
+        {
+            _reported = reported;
+            _countTicket = includedSpends is { } included ? TicketOf(included) : 0;
+            if (includedSpends is { } upTo)
+            {
+                _spends?.DropUpTo(upTo);
+            }
+
+            CountRefillFrom(reportedAt);
+        }
+
+        if (resetAt > ResetAt)
+        {
+            ResetAt = resetAt;
+        }
+    }
+
+    private readonly long Grown(long count, TimeSpan elapsed)
+    {
+        var grown = count + (RefillPerSecond * Math.Max(0, elapsed.TotalSeconds));
+        return grown >= Limit ? Math.Max(count, Limit) : (long)grown;
     }
 
     /// <summary>
@@ -363,8 +474,7 @@ internal struct BudgetCounter
     /// </summary>
     private void ForgiveRefilled(SpendLog spends, long windows, double share)
     {
-        var perSecond = _refillPerSecond > 0 ? _refillPerSecond : Limit / Window.TotalSeconds;
-        var perWindow = perSecond * Window.TotalSeconds * share;
+        var perWindow = RefillPerSecond * Window.TotalSeconds * share;
         spends.Forgive(Saturated(perWindow), _outstandingAtWindowStart);
         spends.Forgive(Saturated(perWindow * (windows - 1)), long.MaxValue);
         _outstandingAtWindowStart = spends.LatestTicket;
@@ -383,6 +493,7 @@ internal struct BudgetCounter
             return false;
         }
 
+        _share = share;
         var windows = ((now - ResetAt).Ticks / Window.Ticks) + 1;
         _reported = ShareOfLimit(share);
         if (!_refillsContinuously)
@@ -390,6 +501,14 @@ internal struct BudgetCounter
             // A window's refill forgets what was spent in it. A continuous refill is full at its reported moment only if
             // nothing was sent since that report: what was still counts, until the refill pays it.
             _spends?.Clear();
+        }
+        else if (RefillsGradually)
+        {
+            if (!_assumed)
+            {
+                // Full at its reported moment but for the spends since the report, which the refill pays from then on.
+                CountRefillFrom(ResetAt);
+            }
         }
         else if (_spends is { } spends)
         {

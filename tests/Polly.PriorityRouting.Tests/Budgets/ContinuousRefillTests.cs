@@ -59,6 +59,31 @@ public class ContinuousRefillTests
     [Theory]
     [InlineData(false)]
     [InlineData(true)]
+    public async Task A_continuously_refilled_backend_takes_a_request_as_soon_as_its_refill_covers_the_cost_not_at_its_full_moment(bool reservationsDown)
+    {
+        var reservations = new ReservingStore().Fail("a");
+        using var backend = new Backend(o => o.StateStore = reservationsDown ? reservations : o.StateStore);
+        var running = await backend.SpendWithRunningCompletionsAsync();
+
+        backend.Time.Advance(TimeSpan.FromMilliseconds(3200));
+        using (var early = await backend.PostAsync("early", Large))
+        {
+            early.StatusCode.Should().Be(HttpStatusCode.TooManyRequests, "3,696 tokens are back at 3.2 s: 55 short of the completion");
+        }
+
+        backend.Time.Advance(TimeSpan.FromMilliseconds(100));
+        using (var covered = await backend.PostAsync("covered", Large))
+        {
+            covered.StatusCode.Should().Be(HttpStatusCode.OK, "3,796 tokens are back at 3.3 s, though the next full moment is later still");
+        }
+
+        backend.Callers.Should().Equal("quick 1", "quick 2", "running 1", "running 2", "covered");
+        await backend.FinishAsync(running);
+    }
+
+    [Theory]
+    [InlineData(false)]
+    [InlineData(true)]
     public async Task A_caller_waiting_for_a_continuously_refilled_backend_is_served_at_the_refill_that_covers_it(bool synchronous)
     {
         var clock = new LateTimerTimeProvider(RoutingHarness.Start);
