@@ -48,6 +48,26 @@ public class BackgroundRequestTests
     }
 
     [Fact]
+    public async Task A_background_caller_sent_back_is_admitted_when_told_although_the_foreground_is_expected_to_spend_the_next_refill()
+    {
+        using var h = Harness(o => { }, RoutingHarness.Backend("a", 1));
+        var a = Windowed(h, "a");
+        (await Send(h, "first", 1000)).Dispose();
+        (await Send(h, "burst", 7000)).Dispose();
+
+        using var sentBack = await Send(h, "bg", 3000, Background());
+        sentBack.StatusCode.Should().Be(HttpStatusCode.TooManyRequests);
+        sentBack.Headers.GetValues("retry-after-ms").Single().Should().Be(
+            "20002", "the next refill keeps the 7,000 the foreground spent in this window (its first request came before any budget was known) and the headroom; the one after keeps 3,500 and the headroom: 3,000 fit");
+
+        Advance(h, TimeSpan.FromMilliseconds(20_002));
+        using var comeBack = await Send(h, "bg", 3000, Background());
+        comeBack.StatusCode.Should().Be(HttpStatusCode.OK, "it came back when it was told");
+        a.Served.Should().Be(3);
+        a.Throttled.Should().Be(0);
+    }
+
+    [Fact]
     public async Task Background_work_spills_to_a_lower_tier_while_the_hints_it_carries_still_bind()
     {
         using var h = Harness(o => { }, RoutingHarness.Backend("a", 1), RoutingHarness.Backend("b", 2));
