@@ -32,6 +32,8 @@ public static class SimulationJson
                 Number(writer, "priority1Utilisation", r.PriorityOneUtilisationWhileSpilling);
                 writer.WriteNumber("newRequests", r.NewRequests);
                 writer.WriteNumber("successes", r.Successes);
+                writer.WriteNumber("retries", r.Retries);
+                writer.WriteNumber("retriesServed", r.RetriesServed);
                 Number(writer, "foregroundServedShare", r.ForegroundServedShare);
                 Number(writer, "backgroundServedShare", r.BackgroundServedShare);
                 Number(writer, "foregroundP99TimeToSuccessMs", r.ForegroundP99TimeToSuccessMs);
