@@ -43,7 +43,11 @@ namespace Polly.PriorityRouting;
 /// each took the whole refilled limit at the reset — where the callers told to come back all arrive — would together
 /// spend it several times over. The first report of the new window replaces the assumption. A budget refilled
 /// continuously (OpenAI's: its reset is the time until it is full, so reports of one "window" name different moments)
-/// keeps the spends sent since its last report through that moment: they were not refilled by then.
+/// keeps the spends sent since its last report through that moment: they were not refilled by then. From then on it
+/// refills them at its rate (what an own answer's count was short of the limit, over the time it said until full), a
+/// window's worth per window, whether or not an answer reports it: a view that held them for ever would never send the
+/// request whose answer could correct it (measured: with completions in flight, eight replicas left an OpenAI backend
+/// idle for the last 90 s of a two-minute run, each holding more spends than its share of the limit).
 /// </para>
 /// </remarks>
 internal struct BudgetCounter
@@ -62,6 +66,13 @@ internal struct BudgetCounter
     private DateTimeOffset _windowResetAt;
     private TimeSpan _windowGap;
     private bool _refillsContinuously;
+
+    // A continuous refill's rate (tokens or requests per second) as the latest own answer told it; 0 until one did.
+    private double _refillPerSecond;
+
+    // The latest spend outstanding when the current window began, if it was assumed (0 in a reported window): the spends
+    // up to it are what that window's refill pays.
+    private long _outstandingAtWindowStart;
 
     public BudgetCounter()
     {
@@ -134,6 +145,12 @@ internal struct BudgetCounter
             Limit = limit;
         }
 
+        if (includedSpends is not null && Limit != Unknown && reported < Limit && delay > TimeSpan.Zero)
+        {
+            // Only an own answer's delay is measured from the admission; a peer's report arrives late, its delay short.
+            _refillPerSecond = (Limit - reported) / delay.TotalSeconds;
+        }
+
         if (resetAt <= now)
         {
             // The window it describes is over: its count says nothing about the budget now.
@@ -187,6 +204,7 @@ internal struct BudgetCounter
             }
 
             _assumed = false;
+            _outstandingAtWindowStart = 0;
             ResetAt = resetAt;
             return;
         }
@@ -237,6 +255,7 @@ internal struct BudgetCounter
         _assumed = true;
         _reported = ShareOfLimit(share);
         _spends?.Clear();
+        _outstandingAtWindowStart = 0;
         _windowLongest = DeclaredQuota.Window;
         ResetAt = now + DeclaredQuota.Window;
     }
@@ -331,7 +350,26 @@ internal struct BudgetCounter
         }
 
         _assumed = false;
+        _outstandingAtWindowStart = 0;
         ResetAt = resetAt;
+    }
+
+    /// <summary>
+    /// Takes off the spends a continuous refill paid while the view rolled <paramref name="windows"/> windows on: over the
+    /// window that ended, what was outstanding when it began (nothing of a reported window: the report's reset already
+    /// counted everything before the spends since), and over each whole window after it — in which this process sent
+    /// nothing, or it would have rolled then — a window's worth of any of them. This process's share of the refill: its
+    /// peers' spends are paid from the rest, as its share of the limit is what it may spend.
+    /// </summary>
+    private void ForgiveRefilled(SpendLog spends, long windows, double share)
+    {
+        var perSecond = _refillPerSecond > 0 ? _refillPerSecond : Limit / Window.TotalSeconds;
+        var perWindow = perSecond * Window.TotalSeconds * share;
+        spends.Forgive(Saturated(perWindow), _outstandingAtWindowStart);
+        spends.Forgive(Saturated(perWindow * (windows - 1)), long.MaxValue);
+        _outstandingAtWindowStart = spends.LatestTicket;
+
+        static long Saturated(double amount) => amount >= long.MaxValue ? long.MaxValue : (long)amount;
     }
 
     /// <summary>
@@ -350,8 +388,12 @@ internal struct BudgetCounter
         if (!_refillsContinuously)
         {
             // A window's refill forgets what was spent in it. A continuous refill is full at its reported moment only if
-            // nothing was sent since that report: what was still counts.
+            // nothing was sent since that report: what was still counts, until the refill pays it.
             _spends?.Clear();
+        }
+        else if (_spends is { } spends)
+        {
+            ForgiveRefilled(spends, windows, share);
         }
 
         _assumed = true;

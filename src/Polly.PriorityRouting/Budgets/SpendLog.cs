@@ -39,6 +39,30 @@ internal sealed class SpendLog
         Total += cost;
     }
 
+    /// <summary>Gets the ticket of the latest spend in the log, or 0 when it is empty.</summary>
+    public long LatestTicket => _count == 0 ? 0 : _spends[(_first + _count - 1) % Capacity].Ticket;
+
+    /// <summary>
+    /// Forgets up to <paramref name="amount"/> of the spends of the admissions up to <paramref name="ticket"/>, oldest
+    /// first (the last one it reaches only in part): a budget refilled continuously has refilled that much of them.
+    /// </summary>
+    public void Forgive(long amount, long ticket)
+    {
+        while (amount > 0 && _count > 0 && _spends[_first].Ticket <= ticket)
+        {
+            ref var oldest = ref _spends[_first];
+            var forgiven = Math.Min(amount, oldest.Cost);
+            oldest.Cost -= forgiven;
+            Total -= forgiven;
+            amount -= forgiven;
+            if (oldest.Cost == 0)
+            {
+                _first = (_first + 1) % Capacity;
+                _count--;
+            }
+        }
+    }
+
     /// <summary>Forgets the spends of the admissions up to <paramref name="ticket"/>: a count reported as of then includes them.</summary>
     public void DropUpTo(long ticket)
     {

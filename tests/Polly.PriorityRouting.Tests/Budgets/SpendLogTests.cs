@@ -33,4 +33,26 @@ public class SpendLogTests
         log.DropUpTo(11);
         log.Total.Should().Be(SpendLog.Capacity - 1);
     }
+
+    [Fact]
+    public void A_refill_forgives_the_oldest_spends_up_to_its_amount_and_only_those_it_may_pay()
+    {
+        var log = new SpendLog();
+        log.Add(1, 100);
+        log.Add(2, 200);
+        log.Add(3, 400);
+
+        log.Forgive(250, ticket: 2);
+        log.Total.Should().Be(450, "100 of the first and 150 of the second");
+        log.LatestTicket.Should().Be(3);
+
+        log.Forgive(1000, ticket: 2);
+        log.Total.Should().Be(400, "a spend after the ticket is not the refill's to pay");
+
+        log.DropUpTo(2);
+        log.Total.Should().Be(400, "the partly forgiven spend is gone, the later one stays");
+        log.Forgive(1000, long.MaxValue);
+        log.Total.Should().Be(0);
+        log.LatestTicket.Should().Be(0);
+    }
 }
