@@ -115,6 +115,28 @@ public sealed class RedisReservationTests : IClassFixture<RedisServerFixture>
     }
 
     [Fact]
+    public async Task A_release_of_a_reservation_made_before_a_report_that_raised_the_count_gives_nothing_back()
+    {
+        await using var replica = await StartReplicaAsync(_redis.Configuration, NewPrefix());
+        var store = Reserving(replica);
+        var now = replica.Time.GetUtcNow();
+        await CorrectAsync(replica, await store.ReserveAsync(Key, 1_000, 0, 0, now, default), remaining: 9_000, limit: 10_000, reset: TimeSpan.FromSeconds(30));
+        var early = await store.ReserveAsync(Key, 1_000, 0, 0, now, default);
+        var later = await store.ReserveAsync(Key, 4_000, 0, 0, now, default);
+
+        // Same window: the backend admitted the later request and reported 7,000 spent (more than the 6,000 counted:
+        // some spend the store never saw), which raises the count; then it refused the early one (a 429). The raised
+        // count never held the early one, so its release must not take 1,000 off what the backend has spent.
+        await CorrectAsync(replica, later, remaining: 3_000, limit: 10_000, reset: TimeSpan.FromSeconds(30));
+        var flushed = replica.RedisStore.Reservations!.Flushed;
+        store.Release(early);
+        await Eventually.HoldsAsync(() => replica.RedisStore.Reservations!.Flushed > flushed, Flushed, "the release reaches Redis");
+
+        (await store.ReserveAsync(Key, 3_001, 0, 0, now, default)).Status.Should().Be(BackendReservationStatus.Refused, "the backend has 3,000 left");
+        (await store.ReserveAsync(Key, 3_000, 0, 0, now, default)).Status.Should().Be(BackendReservationStatus.Granted);
+    }
+
+    [Fact]
     public async Task A_reservation_with_headroom_leaves_that_share_of_the_limit_free()
     {
         await using var replica = await StartReplicaAsync(_redis.Configuration, NewPrefix());

@@ -158,6 +158,25 @@ public class SharedReservationCounterTests
     }
 
     [Fact]
+    public void A_release_of_a_reservation_made_before_a_report_that_raised_the_count_gives_nothing_back()
+    {
+        // The Redis script's rule too (RedisReservationTests, same name).
+        var counter = new SharedReservationCounter();
+        counter.Correct(counter.Reserve(Ptu, 1_000, 0, 0, Start), Tokens(9_000, 10_000, TimeSpan.FromSeconds(30), Start, Start), Start);
+        var early = counter.Reserve(Ptu, 1_000, 0, 0, Start);
+        var later = counter.Reserve(Ptu, 4_000, 0, 0, Start);
+
+        // Same window: the backend admitted the later request and reported 7,000 spent (more than the 6,000 counted:
+        // some spend the counter never saw), which raises the count; then it refused the early one (a 429). The raised
+        // count never held the early one, so its release must not take 1,000 off what the backend has spent.
+        counter.Correct(later, Tokens(3_000, 10_000, TimeSpan.FromSeconds(30), Start, Start), Start);
+        counter.Release(early);
+
+        counter.Reserve(Ptu, 3_001, 0, 0, Start).Status.Should().Be(BackendReservationStatus.Refused, "the backend has 3,000 left");
+        counter.Reserve(Ptu, 3_000, 0, 0, Start).Status.Should().Be(BackendReservationStatus.Granted);
+    }
+
+    [Fact]
     public void Nothing_known_refuses_nothing_and_says_so()
     {
         var counter = new SharedReservationCounter();

@@ -161,7 +161,13 @@ internal sealed class SharedReservationCounter
         {
             budget.ReportSequence = resetAt >= budget.WindowEnd ? reservation.Sequence : budget.ReportSequence;
             budget.WindowEnd = resetAt;
-            budget.Reserved = Math.Max(budget.Reserved, reserved);
+            if (reserved > budget.Reserved)
+            {
+                // Raised, the count is the report's: a reservation made before it is in the report, or was never
+                // counted, so its release is void.
+                budget.Reserved = reserved;
+                budget.WindowStartSequence = reservation.Sequence;
+            }
         }
     }
 
@@ -201,7 +207,10 @@ internal sealed class SharedReservationCounter
 
         public long Reserved { get; set; }
 
-        /// <summary>Gets or sets the last sequence of the previous window: releases of reservations up to it are void.</summary>
+        /// <summary>
+        /// Gets or sets the last sequence of the previous window, or of the reservation whose report set or raised the
+        /// count: releases of reservations up to it are void.
+        /// </summary>
         public long WindowStartSequence { get; set; }
 
         /// <summary>Gets or sets the last sequence before the last refill (the script's <c>m</c>; a report does not move it).</summary>

@@ -10,7 +10,7 @@ namespace Polly.PriorityRouting.Redis;
 /// in two numbers; and per budget the foreground's demand (<c>tfs</c>/<c>rfs</c> spent in the current window,
 /// <c>tfr</c>/<c>rfr</c> the most spent in a recent one, halved per window since: <c>ForegroundDemand</c>'s rule, ended
 /// with the window); and the running count up to which releases are void (<c>p</c>: the last refill's, or the one of the
-/// reservation whose report set the count).
+/// reservation whose report set or raised the count).
 /// </summary>
 /// <remarks>
 /// <para>
@@ -26,8 +26,8 @@ namespace Polly.PriorityRouting.Redis;
 /// plus what was reserved since that request's reservation (the running counts now less the request's own), so an
 /// answer that arrives seconds late loses nothing reserved meanwhile; a report of a later window replaces the count, one
 /// of the current window only raises it, one of an earlier window is ignored. A release gives a reservation back only if
-/// the count holds it: made in the current window, and after the reservation whose report last set the count (one made
-/// before is in that report, or was never counted by the backend, as the simulation's counter keeps it too).
+/// the count holds it: made in the current window, and after the reservation whose report last set or raised the count
+/// (one made before is in that report, or was never counted by the backend, as the simulation's counter keeps it too).
 /// </para>
 /// <para>
 /// Whatever a peer wrote into the key never throws: a key of another type is deleted, a field that is not a number (or
@@ -119,7 +119,11 @@ internal static class ReservationScripts
           elseif resetAt >= b.e - sameWindow then
             if resetAt >= b.e then b.s = count end
             b.e = resetAt
-            if reserved > b.v then b.v = reserved end
+            if reserved > b.v then
+              b.v = reserved
+              -- Raised, the count is the report's too: releases of reservations made before it are void as above.
+              b.p = count
+            end
           end
         end
         local reservedC = num(ARGV[2], 0, BIG, c)

@@ -449,7 +449,8 @@ internal sealed class BackendBudget
     }
 
     // Each process promises its share of a refill: the callers of every process sharing the store come back at once. A
-    // foreground request counts the foreground demand only; a background one counts all of it and leaves its headroom.
+    // foreground request counts the foreground demand only; a background one counts all of it and leaves its headroom,
+    // and the foreground demand this process expects in the window the refill starts (as its admission there will).
     private bool Fits(PromisedRefill promised, long cost, double share, double headroom)
     {
         var background = headroom > 0;
@@ -458,10 +459,19 @@ internal sealed class BackendBudget
             : (promised.Tokens, promised.Requests);
         var tokensLimit = Tokens.ShareOfLimit(share);
         var requestsLimit = Requests.ShareOfLimit(share);
-        return (tokens == 0 && requests == 0) ||
-               ((Tokens.Limit == Unknown || tokens + cost + Kept(headroom, tokensLimit, cost) <= tokensLimit) &&
-                (Requests.Limit == Unknown || requests + 1 + Kept(headroom, requestsLimit, 1) <= requestsLimit));
+        var expectedTokens = background ? ExpectedForegroundAt(_foregroundTokens, Tokens.Window, promised.At, tokensLimit) : 0;
+        var expectedRequests = background ? ExpectedForegroundAt(_foregroundRequests, Requests.Window, promised.At, requestsLimit) : 0;
+        return (tokens == 0 && requests == 0 && expectedTokens == 0 && expectedRequests == 0) ||
+               ((Tokens.Limit == Unknown || tokens + cost + Kept(headroom, tokensLimit, cost) + expectedTokens <= tokensLimit) &&
+                (Requests.Limit == Unknown || requests + 1 + Kept(headroom, requestsLimit, 1) + expectedRequests <= requestsLimit));
     }
+
+    /// <summary>
+    /// The foreground demand a background request leaves free in the window a refill at <paramref name="at"/> starts: this
+    /// process's own, as against a refill's count, which is its share (see <see cref="ExpectedForeground"/>).
+    /// </summary>
+    private static long ExpectedForegroundAt(in ForegroundDemand demand, TimeSpan window, DateTimeOffset at, long limit)
+        => limit == Unknown ? 0 : demand.ExpectedAt(at, window, limit);
 
     /// <summary>The demand promised one refill moment: the foreground's, and the background's apart.</summary>
     private readonly record struct PromisedRefill(DateTimeOffset At, long Tokens, long Requests, long BackgroundTokens, long BackgroundRequests)

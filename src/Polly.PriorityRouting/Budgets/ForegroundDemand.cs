@@ -36,12 +36,23 @@ internal struct ForegroundDemand
     public readonly long Expected(long limit) => Math.Clamp(Recent - Spent, 0, Math.Max(0, limit));
 
     /// <summary>
+    /// Returns the foreground demand expected in the window a refill at <paramref name="at"/> starts (a promise's
+    /// moment), within 0 and <paramref name="limit"/>: <see cref="Expected"/> while <paramref name="at"/> lies in the
+    /// followed window (or none is followed); else what ending the windows up to it would leave, nothing spent yet in the
+    /// new one. Background admission at that refill keeps it, so a promise of that refill must leave it too.
+    /// </summary>
+    public readonly long ExpectedAt(DateTimeOffset at, TimeSpan window, long limit)
+        => _windowEnd == default || at < _windowEnd
+            ? Expected(limit)
+            : Math.Clamp(RecentAfter(Spent, Recent, WindowsEndedBy(_windowEnd, at, window)), 0, Math.Max(0, limit));
+
+    /// <summary>
     /// Ends the current window and <paramref name="windows"/> − 1 more: its spend becomes the recent one, unless the
     /// recent one, halved, is larger; each further window halves it again.
     /// </summary>
     public void EndWindows(long windows)
     {
-        Recent = Math.Max(Spent, Recent / 2) >> (int)Math.Clamp(windows - 1, 0, 63);
+        Recent = RecentAfter(Spent, Recent, windows);
         Spent = 0;
     }
 
@@ -54,7 +65,7 @@ internal struct ForegroundDemand
     {
         if (_windowEnd != default && now >= _windowEnd)
         {
-            EndWindows(window > TimeSpan.Zero ? ((now - _windowEnd).Ticks / window.Ticks) + 1 : 1);
+            EndWindows(WindowsEndedBy(_windowEnd, now, window));
             _windowEnd = default;
         }
 
@@ -63,4 +74,11 @@ internal struct ForegroundDemand
             _windowEnd = windowEnd;
         }
     }
+
+    /// <summary>The recent spend once <paramref name="windows"/> windows ended, the first with <paramref name="spent"/>.</summary>
+    private static long RecentAfter(long spent, long recent, long windows) => Math.Max(spent, recent / 2) >> (int)Math.Clamp(windows - 1, 0, 63);
+
+    /// <summary>How many windows of <paramref name="window"/> end from the one ending at <paramref name="end"/> until <paramref name="now"/> (at or after it).</summary>
+    private static long WindowsEndedBy(DateTimeOffset end, DateTimeOffset now, TimeSpan window)
+        => window > TimeSpan.Zero ? ((now - end).Ticks / window.Ticks) + 1 : 1;
 }

@@ -67,11 +67,17 @@ internal sealed class InFlightCounter
 
     /// <summary>
     /// A foreground request's turn ended (its admission was decided, or its wait ended without a slot): with no other
-    /// foreground turn, background waiters are woken when a slot is free, which a slot given back during the turn may be.
+    /// foreground turn, background waiters are woken when a slot under <paramref name="cap"/> is free, which a slot given
+    /// back during the turn may be.
     /// </summary>
-    public void EndForegroundTurn(bool slotFree)
+    /// <remarks>
+    /// The turn is ended before the count is read, as <see cref="Exit"/> gives the slot back before it reads the turns:
+    /// with both writes fenced (<see cref="Interlocked"/>), one of the two sees the other's, so a slot given back as the
+    /// last turn ends always wakes the background waiters (read first, a count could be stale by then).
+    /// </remarks>
+    public void EndForegroundTurn(int cap)
     {
-        if (Interlocked.Decrement(ref _foregroundTurns) == 0 && slotFree)
+        if (Interlocked.Decrement(ref _foregroundTurns) == 0 && Volatile.Read(ref _count) < cap)
         {
             Wake(ref _releasedToBackground);
         }

@@ -21,7 +21,7 @@ internal sealed class InFlightLimit(InFlightCounter counter, int cap)
     public void BeginForegroundTurn() => counter.BeginForegroundTurn();
 
     /// <inheritdoc cref="InFlightCounter.EndForegroundTurn"/>
-    public void EndForegroundTurn() => counter.EndForegroundTurn(slotFree: !IsFull);
+    public void EndForegroundTurn() => counter.EndForegroundTurn(Cap);
 
     /// <summary>Takes a slot if one is free.</summary>
     /// <returns>The slot, which gives the count back once when its owner disposes it; <see langword="null"/> at the cap.</returns>

@@ -59,4 +59,22 @@ public class ForegroundDemandTests
         demand.Follow(Now.AddSeconds(45), Now.AddSeconds(50), Window);
         demand.Recent.Should().Be(125, "the windows ending at 20, 30 and 40 s passed quiet: 1,000 halved three times");
     }
+
+    [Fact]
+    public void The_demand_expected_at_a_later_refill_is_what_ending_the_windows_up_to_it_would_leave()
+    {
+        var demand = default(ForegroundDemand);
+        demand.Follow(Now, Now.AddSeconds(10), Window);
+        demand.Spend(2000);
+        demand.Follow(Now.AddSeconds(10), Now.AddSeconds(20), Window);
+        demand.Spend(7000);
+
+        demand.ExpectedAt(Now.AddSeconds(15), Window, 10_000).Should().Be(0, "within the current window: as now");
+        demand.ExpectedAt(Now.AddSeconds(20), Window, 10_000).Should().Be(7000, "the refill that ends this window: its spend");
+        demand.ExpectedAt(Now.AddSeconds(30), Window, 10_000).Should().Be(3500, "one refill later, halved");
+        demand.ExpectedAt(Now.AddSeconds(20), Window, 5000).Should().Be(5000, "never more than the limit");
+        demand.Recent.Should().Be(2000, "a read: nothing ends");
+        demand.Spent.Should().Be(7000);
+        default(ForegroundDemand).ExpectedAt(Now.AddHours(1), Window, 10_000).Should().Be(0, "no window followed: as now");
+    }
 }

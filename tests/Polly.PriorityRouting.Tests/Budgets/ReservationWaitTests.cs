@@ -142,6 +142,25 @@ public class ReservationWaitTests
         h.Transport.Hosts.Should().Equal("a");
     }
 
+    [Fact]
+    public async Task A_pinned_caller_refused_by_the_shared_budget_of_its_backend_waits_for_that_refill_and_never_goes_elsewhere()
+    {
+        var store = new ReservingStore().Refuse("a", TimeSpan.FromSeconds(3));
+        using var h = Harness(store, o => o.Affinity.Store = new InMemoryAffinityStore(), RoutingHarness.Backend("a", 1), RoutingHarness.Backend("b", 1));
+        ((InMemoryAffinityStore)h.Options.Affinity.Store!).Pin("resp_1", "a@http://a", TimeSpan.FromDays(1));
+        h.Transport.Respond("a", HttpStatusCode.OK).Respond("b", HttpStatusCode.OK);
+
+        var waiting = h.Client.PostAsync("/v1/responses", new StringContent("{\"model\":\"gpt-4o\",\"previous_response_id\":\"resp_1\",\"input\":\"hi\"}", Encoding.UTF8, "application/json"));
+        waiting.IsCompleted.Should().BeFalse("only a holds the id: the caller waits for a's refill, b never serves it");
+        store.Grant("a");
+        h.AdvanceOffContext(TimeSpan.FromSeconds(3));
+
+        using var response = await waiting.WaitAsync(TimeSpan.FromSeconds(30));
+        response.StatusCode.Should().Be(HttpStatusCode.OK);
+        store.Reserved.Select(r => r.Status).Should().Equal(BackendReservationStatus.Refused, BackendReservationStatus.Granted);
+        h.Transport.Hosts.Should().Equal("a");
+    }
+
     private static Task WhenWaiting(RoutingHarness h) => ((LateTimerTimeProvider)h.Time).WhenWaitingAsync(1);
 
     private static RoutingHarness Harness(ReservingStore store, params PriorityBackend[] backends) => Harness(store, null, backends);
