@@ -9,7 +9,8 @@ namespace Polly.PriorityRouting.Redis.Tests.Support;
 /// taken from a budget of <see cref="Limit"/> tokens per fixed window when the request is admitted — or refused with a
 /// 429 and the time until the window ends — and the answer comes <see cref="AnswerDelay"/> later, reporting the budget
 /// as of the admission (remaining, limit, reset measured from the admission). Without a limit it admits everything and
-/// reports nothing.
+/// reports nothing. The first window starts with the first request that carries a cost, so that a test's own set-up
+/// time never moves a window's end into its requests; a request without one is a warm-up (<see cref="WarmUpAsync"/>).
 /// </summary>
 internal sealed class TokenBudgetBackend : IAsyncDisposable
 {
@@ -17,7 +18,7 @@ internal sealed class TokenBudgetBackend : IAsyncDisposable
 
     private readonly WebApplication _app;
     private readonly object _gate = new();
-    private readonly DateTimeOffset _started = DateTimeOffset.UtcNow;
+    private DateTimeOffset? _started;
     private long _windowIndex;
     private long _consumed;
     private int _admitted;
@@ -54,6 +55,17 @@ internal sealed class TokenBudgetBackend : IAsyncDisposable
         return backend;
     }
 
+    /// <summary>
+    /// Opens <paramref name="client"/>'s connection to this backend (and runs both ends once) with a request that is
+    /// neither counted nor reported: the resets the answers report count from when a request was sent, and the first
+    /// request on a new connection arrives late by the connection's set-up, which would date its window early.
+    /// </summary>
+    public static async Task WarmUpAsync(HttpClient client)
+    {
+        using var response = await client.PostAsync(RoutedHost.AnyPath, new StringContent("{}"));
+        response.EnsureSuccessStatusCode();
+    }
+
     public async ValueTask DisposeAsync()
     {
         await _app.StopAsync();
@@ -62,6 +74,12 @@ internal sealed class TokenBudgetBackend : IAsyncDisposable
 
     private async Task AnswerAsync(HttpContext context)
     {
+        if (!context.Request.Headers.ContainsKey(CostHeader))
+        {
+            await context.Response.WriteAsync("ok");
+            return;
+        }
+
         var cost = long.TryParse(context.Request.Headers[CostHeader], NumberStyles.Integer, CultureInfo.InvariantCulture, out var parsed) ? parsed : 0;
         if (Limit is not { } limit)
         {
@@ -75,7 +93,9 @@ internal sealed class TokenBudgetBackend : IAsyncDisposable
         TimeSpan reset;
         lock (_gate)
         {
-            var elapsed = DateTimeOffset.UtcNow - _started;
+            var now = DateTimeOffset.UtcNow;
+            _started ??= now;
+            var elapsed = now - _started.Value;
             var index = (long)(elapsed / Window);
             if (index != _windowIndex)
             {
