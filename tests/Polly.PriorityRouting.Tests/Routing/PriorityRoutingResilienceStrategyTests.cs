@@ -322,12 +322,54 @@ public class PriorityRoutingResilienceStrategyTests
     [Fact]
     public async Task A_backend_whose_throttle_ends_during_the_call_serves_it_rather_than_an_answer_saying_come_back_now()
     {
-        // Both backends are throttled when the selection reads them; the clock passes their deadline right after its
-        // last read, before the exhausted answer is computed. That answer would say "retry after 0" about a backend
-        // open now: the call selects once more instead.
+        using var h = await ThrottleEndingDuringTheCallAsync();
+
+        using var response = await h.Client.GetAsync("/");
+
+        response.StatusCode.Should().Be(HttpStatusCode.OK);
+        (await response.Content.ReadAsStringAsync()).Should().Be("a");
+        h.Transport.Hosts.Should().Equal("a");
+    }
+
+    [Fact]
+    public async Task A_synchronous_send_whose_backend_throttle_ends_during_the_call_is_served_rather_than_told_to_come_back_now()
+    {
+        using var h = await ThrottleEndingDuringTheCallAsync();
+
+        using var response = h.Client.Send(new HttpRequestMessage(HttpMethod.Post, "/x") { Content = new StringContent("body") });
+
+        response.StatusCode.Should().Be(HttpStatusCode.OK);
+        h.Transport.Hosts.Should().Equal("a");
+        h.Transport.Requests.Select(r => r.Body).Should().Equal("body");
+    }
+
+    [Fact]
+    public async Task A_no_failover_caller_whose_backend_throttle_ends_during_the_call_is_sent_once_and_gets_that_backend_answer()
+    {
+        // The selection once more is no second send: the request goes to one backend, and is answered with its Retry-After.
+        using var h = await ThrottleEndingDuringTheCallAsync();
+        h.Transport.Respond("a", HttpStatusCode.TooManyRequests, ("retry-after-ms", "20000"));
+        using var request = new HttpRequestMessage(HttpMethod.Get, "/");
+        request.Options.Set(PriorityRoutingRequestOptions.Hints, new PriorityRoutingHints { NoFailover = true });
+
+        using var response = await h.Client.SendAsync(request);
+
+        response.StatusCode.Should().Be(HttpStatusCode.TooManyRequests);
+        response.Headers.RetryAfter!.Delta.Should().Be(TimeSpan.FromSeconds(20));
+        response.Headers.GetValues("retry-after-ms").Should().Equal(["20002"], "a's own Retry-After as every exhausted answer gives it: b, open now, is not the request's");
+        h.Transport.Hosts.Should().Equal("a");
+    }
+
+    /// <summary>
+    /// Both backends (a, then b) are throttled when the selection reads them; the clock passes their deadline right
+    /// after its last read, before the exhausted answer is computed. That answer would say "retry after 0" about a
+    /// backend open now: the call selects once more instead.
+    /// </summary>
+    private static async Task<RoutingHarness> ThrottleEndingDuringTheCallAsync()
+    {
         var time = new FakeTimeProvider(RoutingHarness.Start);
         var store = new ClockAdvancingStore(time);
-        using var h = new RoutingHarness(o => { o.Randomizer = _ => 0; o.StateStore = store; }, null, time, RoutingHarness.Backend("a", 1), RoutingHarness.Backend("b", 2));
+        var h = new RoutingHarness(o => { o.Randomizer = _ => 0; o.StateStore = store; }, null, time, RoutingHarness.Backend("a", 1), RoutingHarness.Backend("b", 2));
         var until = time.GetUtcNow().AddSeconds(1);
         foreach (var name in new[] { "a", "b" })
         {
@@ -335,12 +377,7 @@ public class PriorityRoutingResilienceStrategyTests
         }
 
         store.AdvanceAfterReading(RoutingHarness.Key("b"), TimeSpan.FromSeconds(1));
-
-        using var response = await h.Client.GetAsync("/");
-
-        response.StatusCode.Should().Be(HttpStatusCode.OK);
-        (await response.Content.ReadAsStringAsync()).Should().Be("a");
-        h.Transport.Hosts.Should().Equal("a");
+        return h;
     }
 
     [Fact]
