@@ -263,6 +263,66 @@ public class BackgroundRequestTests
         a.Throttled.Should().Be(0);
     }
 
+    [Fact]
+    public async Task Background_work_sent_while_classes_were_off_counts_as_foreground_demand_after_a_reload_turns_them_on_and_is_free_again_when_they_are_off()
+    {
+        // A reload builds a new pipeline over the same store: the view, and the foreground demand it keeps, carry over.
+        using var off = Harness(o => o.BackgroundHeadroom = 0, RoutingHarness.Backend("a", 1));
+        var a = Windowed(off, "a");
+        (await Send(off, "first", 1000)).Dispose();
+        (await Send(off, "bg while off", 6000, Background())).StatusCode.Should().Be(HttpStatusCode.OK, "with classes off a background request is a foreground one");
+        Advance(off, Window);
+
+        using var on = Reloaded(off, a, headroom: 0.2);
+        using var heldBack = await Send(on, "bg", 2001, Background());
+        using var admitted = await Send(on, "bg", 2000, Background());
+
+        heldBack.StatusCode.Should().Be(HttpStatusCode.TooManyRequests, "the 6,000 sent while classes were off are the foreground's expected demand (the first request came before any budget was known), 2,000 the headroom: 2,000 are left");
+        heldBack.Headers.GetValues("retry-after-ms").Single().Should().Be("10002", "the next refill expects half the demand");
+        admitted.StatusCode.Should().Be(HttpStatusCode.OK);
+
+        using var offAgain = Reloaded(off, a, headroom: 0);
+        (await Send(offAgain, "bg", 8000, Background())).StatusCode.Should().Be(HttpStatusCode.OK, "with classes off again, the 8,000 left are everyone's");
+        a.Served.Should().Be(4);
+        a.Throttled.Should().Be(0);
+    }
+
+    [Fact]
+    public async Task Background_work_leaves_the_foreground_demand_free_in_a_declared_quota_too()
+    {
+        var declared = RoutingHarness.Backend("a", 1);
+        declared.TokensPerMinute = 10_000;
+        using var h = Harness(o => { }, declared, RoutingHarness.Backend("b", 2));
+        (await Send(h, "fg", 6000)).Dispose();
+        Advance(h, TimeSpan.FromMinutes(1));
+
+        using var tooLarge = await Send(h, "bg", 2001, Background());
+        using var fits = await Send(h, "bg", 2000, Background());
+
+        tooLarge.StatusCode.Should().Be(HttpStatusCode.OK);
+        fits.StatusCode.Should().Be(HttpStatusCode.OK);
+        Callers(h).Should().Equal("fg", "bg", "bg");
+        h.Transport.Hosts.Should().Equal(["a", "b", "a"], "the refilled 10,000 keep the 6,000 the foreground spent in the last minute and the 2,000 headroom");
+    }
+
+    /// <summary>The pipeline an options reload builds with another <paramref name="headroom"/>: the same store, clock and backend.</summary>
+    private static RoutingHarness Reloaded(RoutingHarness before, WindowedBackend backend, double headroom)
+    {
+        var after = new RoutingHarness(
+            o =>
+            {
+                o.Randomizer = _ => 0;
+                o.RequestCost = request => long.Parse(request.Headers.GetValues("x-cost").Single(), CultureInfo.InvariantCulture);
+                o.StateStore = before.Store;
+                o.BackgroundHeadroom = headroom;
+            },
+            null,
+            before.Time,
+            RoutingHarness.Backend("a", 1));
+        after.Transport.Respond("a", backend.Answer);
+        return after;
+    }
+
     private static PriorityRoutingHints Background(Action<PriorityRoutingHints>? more = null)
     {
         var hints = new PriorityRoutingHints { Background = true };
