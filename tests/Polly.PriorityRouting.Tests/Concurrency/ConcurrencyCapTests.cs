@@ -147,6 +147,36 @@ public class ConcurrencyCapTests
     }
 
     [Fact]
+    public async Task A_synchronous_foreground_send_waiting_for_a_slot_gets_it_before_a_background_request_that_waited_first()
+    {
+        var time = new TimerCountingTimeProvider(RoutingHarness.Start);
+        using var h = new RoutingHarness(o => o.MaxQueueWait = TimeSpan.FromSeconds(5), null, time, Capped("a", 1, 1));
+        var first = await Hold(h);
+        var background = h.Client.SendAsync(Background(), HttpCompletionOption.ResponseHeadersRead);
+        time.WaitForTimers(1).Should().BeTrue("the background request waits for a slot");
+        var foreground = Task.Factory.StartNew(
+            () => h.Client.Send(new HttpRequestMessage(HttpMethod.Get, "/"), HttpCompletionOption.ResponseHeadersRead),
+            CancellationToken.None,
+            TaskCreationOptions.LongRunning,
+            TaskScheduler.Default);
+        time.WaitForTimers(2).Should().BeTrue("the synchronous foreground request waits for a slot, on its own thread");
+
+        var releasing = new Thread(first.Dispose);
+        releasing.Start();
+        releasing.Join();
+        (await Task.WhenAny(foreground, background)).Should().BeSameAs(foreground, "the slot goes to the foreground request, synchronous or not");
+        using var served = await foreground;
+
+        served.StatusCode.Should().Be(HttpStatusCode.OK);
+        h.Transport.Hosts.Should().Equal("a", "a");
+        background.IsCompleted.Should().BeFalse();
+        served.Dispose();
+        using var next = await background;
+        next.StatusCode.Should().Be(HttpStatusCode.OK);
+        h.Transport.Hosts.Should().Equal("a", "a", "a");
+    }
+
+    [Fact]
     public async Task A_background_request_waiting_for_a_slot_gets_the_second_of_two_slots_given_back_while_a_foreground_one_waited()
     {
         var time = new TimerCountingTimeProvider(RoutingHarness.Start);

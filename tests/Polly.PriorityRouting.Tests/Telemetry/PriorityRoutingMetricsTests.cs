@@ -126,6 +126,32 @@ public sealed class PriorityRoutingMetricsTests : IDisposable
     }
 
     [Fact]
+    public void Counts_the_shared_reservation_refusals_of_synchronous_sends_as_of_asynchronous_ones()
+    {
+        using var refused = Collector<long>("priority_routing.reservations.refused");
+        var store = new ReservingStore().Refuse("a", TimeSpan.FromSeconds(10));
+        using var h = new RoutingHarness(
+            o =>
+            {
+                o.MeterFactory = MeterFactory;
+                o.StateStore = store;
+                o.Randomizer = _ => 0;
+            },
+            pipelineName: "sync-pipeline",
+            RoutingHarness.Backend("a", 1),
+            RoutingHarness.Backend("b", 2));
+
+        h.Client.Send(new HttpRequestMessage(HttpMethod.Get, "/")).Dispose();
+        using var background = new HttpRequestMessage(HttpMethod.Get, "/");
+        background.Options.Set(PriorityRoutingRequestOptions.Hints, new PriorityRoutingHints { Background = true });
+        h.Client.Send(background).Dispose();
+
+        h.Transport.Hosts.Should().Equal(["b", "b"], "a's shared budget refused both");
+        refused.GetMeasurementSnapshot().Select(m => (m.Value, Tag(m, "pipeline.name"), Tag(m, "backend.name"), Tag(m, "request.class")))
+            .Should().Equal((1L, "sync-pipeline", "a", null), (1L, "sync-pipeline", "a", "background"));
+    }
+
+    [Fact]
     public async Task Gauges_report_unavailable_backends_per_tier_and_the_time_until_one_frees_up()
     {
         using var unavailable = Collector<int>("priority_routing.tier.unavailable_backends");
