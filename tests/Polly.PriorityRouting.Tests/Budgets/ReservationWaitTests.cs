@@ -161,6 +161,39 @@ public class ReservationWaitTests
         h.Transport.Hosts.Should().Equal("a");
     }
 
+    [Fact]
+    public async Task Callers_refused_everywhere_by_a_shared_budget_that_this_process_saw_with_room_all_wait_for_the_refill()
+    {
+        // This process's view knows the budget (an answer of its own reported room); its peers spent it since: the shared
+        // budget refuses, the view would admit. Each caller waits for the refusal's refill, as if the view knew nothing.
+        var store = new ReservingStore();
+        using var h = Harness(store);
+        h.Transport.Respond("a", _ =>
+        {
+            var answer = new HttpResponseMessage(HttpStatusCode.OK);
+            answer.Headers.TryAddWithoutValidation("x-ratelimit-remaining-tokens", "9000");
+            answer.Headers.TryAddWithoutValidation("x-ratelimit-limit-tokens", "10000");
+            answer.Headers.TryAddWithoutValidation("x-ratelimit-reset-tokens", "60s");
+            return answer;
+        });
+        (await h.Client.PostAsync("/", Chat(100))).Dispose();
+        store.Refuse("a", TimeSpan.FromSeconds(3));
+
+        var waiting = Enumerable.Range(0, 3).Select(_ => h.Client.PostAsync("/", Chat(100))).ToArray();
+        await ((LateTimerTimeProvider)h.Time).WhenWaitingAsync(3);
+        store.Grant("a");
+        h.AdvanceOffContext(TimeSpan.FromSeconds(3));
+
+        var responses = await Task.WhenAll(waiting).WaitAsync(TimeSpan.FromSeconds(30));
+        responses.Select(r => r.StatusCode).Should().Equal(HttpStatusCode.OK, HttpStatusCode.OK, HttpStatusCode.OK);
+        h.Transport.CountFor("a").Should().Be(4);
+        store.Reserved.Count(r => r.Status == BackendReservationStatus.Refused).Should().Be(3);
+        foreach (var response in responses)
+        {
+            response.Dispose();
+        }
+    }
+
     private static Task WhenWaiting(RoutingHarness h) => ((LateTimerTimeProvider)h.Time).WhenWaitingAsync(1);
 
     private static RoutingHarness Harness(ReservingStore store, params PriorityBackend[] backends) => Harness(store, null, backends);
