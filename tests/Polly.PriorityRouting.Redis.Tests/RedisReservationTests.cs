@@ -88,8 +88,7 @@ public sealed class RedisReservationTests : IClassFixture<RedisServerFixture>
         var large = await store.ReserveAsync(Key, 9_000, 0, 0, now, default);
         (await store.ReserveAsync(Key, 9_000, 0, 0, now, default)).Status.Should().Be(BackendReservationStatus.Refused);
 
-        store.Release(large);
-        await Eventually.HoldsAsync(() => replica.RedisStore.Reservations!.Flushed >= 2, Flushed, "the release reaches Redis");
+        await ReleaseAsync(replica, large);
 
         (await store.ReserveAsync(Key, 9_000, 0, 0, now, default)).Status.Should().Be(BackendReservationStatus.Granted);
     }
@@ -106,9 +105,7 @@ public sealed class RedisReservationTests : IClassFixture<RedisServerFixture>
         // The backend admitted the later request first and reported 4,000 spent; then it refused the early one (a 429):
         // the report's count never held it, so its release must not take 1,000 off what the backend has spent.
         await CorrectAsync(replica, later, remaining: 6_000, limit: 10_000, reset: TimeSpan.FromSeconds(30));
-        var flushed = replica.RedisStore.Reservations!.Flushed;
-        store.Release(early);
-        await Eventually.HoldsAsync(() => replica.RedisStore.Reservations!.Flushed > flushed, Flushed, "the release reaches Redis");
+        await ReleaseAsync(replica, early);
 
         (await store.ReserveAsync(Key, 6_001, 0, 0, now, default)).Status.Should().Be(BackendReservationStatus.Refused, "the backend has 6,000 left");
         (await store.ReserveAsync(Key, 6_000, 0, 0, now, default)).Status.Should().Be(BackendReservationStatus.Granted);
@@ -128,9 +125,7 @@ public sealed class RedisReservationTests : IClassFixture<RedisServerFixture>
         // some spend the store never saw), which raises the count; then it refused the early one (a 429). The raised
         // count never held the early one, so its release must not take 1,000 off what the backend has spent.
         await CorrectAsync(replica, later, remaining: 3_000, limit: 10_000, reset: TimeSpan.FromSeconds(30));
-        var flushed = replica.RedisStore.Reservations!.Flushed;
-        store.Release(early);
-        await Eventually.HoldsAsync(() => replica.RedisStore.Reservations!.Flushed > flushed, Flushed, "the release reaches Redis");
+        await ReleaseAsync(replica, early);
 
         (await store.ReserveAsync(Key, 3_001, 0, 0, now, default)).Status.Should().Be(BackendReservationStatus.Refused, "the backend has 3,000 left");
         (await store.ReserveAsync(Key, 3_000, 0, 0, now, default)).Status.Should().Be(BackendReservationStatus.Granted);
@@ -353,6 +348,13 @@ public sealed class RedisReservationTests : IClassFixture<RedisServerFixture>
             using var response = await (i % 2 == 0 ? clientA : clientB).SendAsync(request);
             return response.StatusCode;
         }));
+
+    private static async Task ReleaseAsync(Replica replica, BackendReservation reservation)
+    {
+        var flushed = replica.RedisStore.Reservations!.Flushed;
+        Reserving(replica).Release(reservation);
+        await Eventually.HoldsAsync(() => replica.RedisStore.Reservations!.Flushed > flushed, Flushed, "the release reaches Redis");
+    }
 
     private static async Task CorrectAsync(Replica replica, BackendReservation reservation, long remaining, long limit, TimeSpan reset)
     {

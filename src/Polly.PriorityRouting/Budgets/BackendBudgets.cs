@@ -1,4 +1,3 @@
-using System.Collections.Concurrent;
 using System.Globalization;
 using System.Net.Http.Headers;
 
@@ -13,24 +12,14 @@ namespace Polly.PriorityRouting;
 /// answers report to the views of other processes, and theirs to this one (see <see cref="BudgetCounter"/> for how
 /// reports merge). Spends stay in the process that made them.
 /// </summary>
-/// <remarks>
-/// Bounded: at most <see cref="MaxEntries"/> keys (partitions come from requests, keys from peers). When it is full, a
-/// new key first evicts the budgets that say nothing about now or later (<see cref="BackendBudget.IsExpired"/>), at
-/// most once per <see cref="EvictionInterval"/>; if none has expired, the new key has no budget and routes as without
-/// the view.
-/// </remarks>
+/// <remarks>Bounded: the keys and their eviction are <see cref="BudgetTable"/>'s.</remarks>
 internal sealed class BackendBudgets
 {
-    public const int MaxEntries = 4096;
+    /// <inheritdoc cref="BudgetTable.MaxEntries"/>
+    public const int MaxEntries = BudgetTable.MaxEntries;
 
-    /// <summary>How often, at most, a full view looks for expired budgets: a full sweep reads every key.</summary>
-    public static readonly TimeSpan EvictionInterval = TimeSpan.FromSeconds(1);
-
-    private readonly ConcurrentDictionary<BackendStateKey, BackendBudget> _budgets = new();
+    private readonly BudgetTable _budgets = new();
     private readonly IBackendBudgetStore? _store;
-    private readonly object _eviction = new();
-    private DateTimeOffset _nextEviction;
-    private int _count;
     private int _subscribed;
     private long _tickets;
 
@@ -52,7 +41,8 @@ internal sealed class BackendBudgets
         }
     }
 
-    public int Count => Volatile.Read(ref _count);
+    /// <inheritdoc cref="BudgetTable.Count"/>
+    public int Count => _budgets.Count;
 
     /// <summary>
     /// Gets this process's share of a refilled limit: 1, or 1/n when n processes share budgets through the store.
@@ -60,7 +50,7 @@ internal sealed class BackendBudgets
     private double Share => _store is { PeerCount: > 0 and var peers } ? 1.0 / (1 + peers) : 1.0;
 
     /// <summary>Gets a value indicating whether no backend has reported a budget yet: admission has nothing to check.</summary>
-    public bool IsEmpty => Volatile.Read(ref _count) == 0;
+    public bool IsEmpty => _budgets.IsEmpty;
 
     /// <summary>
     /// Returns whether a request of <paramref name="cost"/> tokens fits the key's budget now (a selection's read; the
@@ -77,7 +67,7 @@ internal sealed class BackendBudgets
     /// <param name="headroom">The request's <see cref="RequestRoute.Headroom"/>: 0 for a foreground request.</param>
     public bool CanAdmit(BackendStateKey key, long cost, DateTimeOffset now, BudgetHold? own = null, DeclaredQuota? quota = null, double headroom = 0)
     {
-        if (Volatile.Read(ref _count) == 0 || !_budgets.TryGetValue(key, out var budget))
+        if (!_budgets.TryGet(key, out var budget))
         {
             return true;
         }
@@ -92,7 +82,7 @@ internal sealed class BackendBudgets
     /// <summary>Returns how long until a request of <paramref name="cost"/> tokens (and <paramref name="headroom"/>) fits the key's budget.</summary>
     public TimeSpan TimeUntilAdmitted(BackendStateKey key, long cost, DateTimeOffset now, DeclaredQuota? quota = null, double headroom = 0)
     {
-        if (Volatile.Read(ref _count) == 0 || !_budgets.TryGetValue(key, out var budget))
+        if (!_budgets.TryGet(key, out var budget))
         {
             return TimeSpan.Zero;
         }
@@ -138,7 +128,7 @@ internal sealed class BackendBudgets
         BackendBudget? budget;
         if (quota is not null)
         {
-            if (GetOrAdd(key, now) is not { } declared)
+            if (_budgets.GetOrAdd(key, now) is not { } declared)
             {
                 // The view is full: the backend routes as without a view.
                 return true;
@@ -152,7 +142,7 @@ internal sealed class BackendBudgets
             }
         }
 
-        if (Volatile.Read(ref _count) == 0 || !_budgets.TryGetValue(key, out budget))
+        if (!_budgets.TryGet(key, out budget))
         {
             return true;
         }
@@ -184,7 +174,7 @@ internal sealed class BackendBudgets
     public void Spend(BackendStateKey key, long cost, DateTimeOffset now, out long ticket, BudgetHold? own = null, DeclaredQuota? quota = null, double headroom = 0)
     {
         ticket = 0;
-        if ((quota is null ? (_budgets.TryGetValue(key, out var budget) ? budget : null) : GetOrAdd(key, now)) is not { } known)
+        if ((quota is null ? (_budgets.TryGet(key, out var budget) ? budget : null) : _budgets.GetOrAdd(key, now)) is not { } known)
         {
             return;
         }
@@ -227,7 +217,7 @@ internal sealed class BackendBudgets
     public DateTimeOffset Promise(BackendStateKey key, long cost, DateTimeOffset earliest, out bool reserved, double headroom = 0)
     {
         reserved = false;
-        if (Volatile.Read(ref _count) == 0 || !_budgets.TryGetValue(key, out var budget))
+        if (!_budgets.TryGet(key, out var budget))
         {
             return earliest;
         }
@@ -245,7 +235,7 @@ internal sealed class BackendBudgets
     /// </summary>
     public double PromisedShare(BackendStateKey key, double headroom, DateTimeOffset now)
     {
-        if (headroom <= 0 || Volatile.Read(ref _count) == 0 || !_budgets.TryGetValue(key, out var budget))
+        if (headroom <= 0 || !_budgets.TryGet(key, out var budget))
         {
             return 0;
         }
@@ -257,12 +247,12 @@ internal sealed class BackendBudgets
     }
 
     /// <summary>Returns whether the view holds a budget for the key: some answer, peer or declaration told it one.</summary>
-    public bool Knows(BackendStateKey key) => Volatile.Read(ref _count) > 0 && _budgets.ContainsKey(key);
+    public bool Knows(BackendStateKey key) => _budgets.Contains(key);
 
     /// <summary>Promises room in the key's refill at <paramref name="at"/> only; see <see cref="BackendBudget.TryPromiseAt"/>.</summary>
     public bool TryPromiseAt(BackendStateKey key, long cost, DateTimeOffset at, double headroom = 0)
     {
-        if (Volatile.Read(ref _count) == 0 || !_budgets.TryGetValue(key, out var budget))
+        if (!_budgets.TryGet(key, out var budget))
         {
             return false;
         }
@@ -280,7 +270,7 @@ internal sealed class BackendBudgets
     /// <returns>The hold, or <see langword="null"/> when the key has no budget (then nothing was promised either).</returns>
     public BudgetHold? Hold(BudgetReservation reservation)
     {
-        if (!_budgets.TryGetValue(reservation.Key, out var budget))
+        if (!_budgets.TryGet(reservation.Key, out var budget))
         {
             return null;
         }
@@ -303,7 +293,7 @@ internal sealed class BackendBudgets
     /// <summary>A waiter cancelled before its refill came, and nobody waiting took its room: the room goes to whoever asks next.</summary>
     public void Withdraw(BudgetReservation reservation)
     {
-        if (!_budgets.TryGetValue(reservation.Key, out var budget))
+        if (!_budgets.TryGet(reservation.Key, out var budget))
         {
             return;
         }
@@ -347,7 +337,7 @@ internal sealed class BackendBudgets
     public void Observe(BackendStateKey key, in BackendReservationReport report, long? ticket)
     {
         var now = report.ReceivedAt;
-        if (GetOrAdd(key, now) is not { } budget)
+        if (_budgets.GetOrAdd(key, now) is not { } budget)
         {
             return;
         }
@@ -382,7 +372,7 @@ internal sealed class BackendBudgets
         // A report of a window already over says nothing about the budget now.
         var hasTokens = observation.RemainingTokens is >= 0 && observation.TokensResetAt > now;
         var hasRequests = observation.RemainingRequests is >= 0 && observation.RequestsResetAt > now;
-        if ((!hasTokens && !hasRequests) || GetOrAdd(key, now) is not { } budget)
+        if ((!hasTokens && !hasRequests) || _budgets.GetOrAdd(key, now) is not { } budget)
         {
             return;
         }
@@ -412,49 +402,4 @@ internal sealed class BackendBudgets
     private static long? OrNull(long value) => value == BackendBudget.Unknown ? null : value;
 
     private static long OrUnknown(long? value) => value is >= 0 ? value.Value : BackendBudget.Unknown;
-
-    private BackendBudget? GetOrAdd(BackendStateKey key, DateTimeOffset now)
-    {
-        if (_budgets.TryGetValue(key, out var budget))
-        {
-            return budget;
-        }
-
-        if (Volatile.Read(ref _count) >= MaxEntries && !TryEvictExpired(now))
-        {
-            return null;
-        }
-
-        budget = _budgets.GetOrAdd(key, static _ => new BackendBudget());
-        Interlocked.Exchange(ref _count, _budgets.Count);
-        return budget;
-    }
-
-    /// <summary>Drops the budgets that say nothing about now or later, at most once per <see cref="EvictionInterval"/>.</summary>
-    /// <returns>Whether the view has room for a new key.</returns>
-    private bool TryEvictExpired(DateTimeOffset now)
-    {
-        lock (_eviction)
-        {
-            if (now >= _nextEviction)
-            {
-                _nextEviction = now + EvictionInterval;
-                foreach (var (key, budget) in _budgets)
-                {
-                    lock (budget)
-                    {
-                        // Marked under its lock: a waiter's hold can no longer be added to a budget the view dropped.
-                        if (budget.IsExpired(now) && _budgets.TryRemove(new KeyValuePair<BackendStateKey, BackendBudget>(key, budget)))
-                        {
-                            budget.Evicted = true;
-                        }
-                    }
-                }
-
-                Interlocked.Exchange(ref _count, _budgets.Count);
-            }
-
-            return Volatile.Read(ref _count) < MaxEntries;
-        }
-    }
 }
