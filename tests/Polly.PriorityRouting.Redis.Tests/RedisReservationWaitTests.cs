@@ -15,7 +15,9 @@ namespace Polly.PriorityRouting.Redis.Tests;
 public sealed class RedisReservationWaitTests : IClassFixture<RedisServerFixture>
 {
     private const long Cost = 1_000;
-    private static readonly TimeSpan Window = TimeSpan.FromSeconds(4);
+    // Long enough that a stalled test machine (between A's last request and B's) cannot reach the refill before B asks:
+    // B must be refused once for the test to mean anything.
+    private static readonly TimeSpan Window = TimeSpan.FromSeconds(8);
     private static readonly TimeSpan Flushed = TimeSpan.FromSeconds(5);
 
     private readonly RedisServerFixture _redis;
