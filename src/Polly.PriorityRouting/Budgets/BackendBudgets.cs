@@ -246,9 +246,6 @@ internal sealed class BackendBudgets
         }
     }
 
-    /// <summary>Returns whether the view holds a budget for the key: some answer, peer or declaration told it one.</summary>
-    public bool Knows(BackendStateKey key) => _budgets.Contains(key);
-
     /// <summary>Promises room in the key's refill at <paramref name="at"/> only; see <see cref="BackendBudget.TryPromiseAt"/>.</summary>
     public bool TryPromiseAt(BackendStateKey key, long cost, DateTimeOffset at, double headroom = 0)
     {

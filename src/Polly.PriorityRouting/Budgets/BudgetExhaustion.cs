@@ -56,12 +56,15 @@ internal static class BudgetExhaustion
     }
 
     /// <summary>
-    /// Returns whether a shared budget this process's view knows nothing of (no answer reported it here yet: a replica
-    /// that just started, whose peers spent the window) refused the request: the refusal's refill is then the only word
-    /// there is, and a caller may wait for it holding nothing of the view — the shared budget decides again at the refill.
+    /// Returns whether the shared budget refused the request: its refill is then the word that counts, and a caller may
+    /// wait for it without a promise of this process's view — the shared budget decides again at the refill, for every
+    /// replica alike. The view's promises do not judge it: the view may know nothing of the budget (a replica that
+    /// just started, whose peers spent the window), and where it does, its share of the refill is not what the shared
+    /// budget will grant, and each refusal's refill, measured per call, reaches the callers as moments milliseconds apart
+    /// that the view would take for separate refills.
     /// </summary>
-    private static bool RefusedUnseen(BackendStateKey key, BackendBudgets budgets, RequestRoute route)
-        => route.Refusals is { } refusals && refusals.TryGetUntil(key, out _) && !budgets.Knows(key);
+    private static bool RefusedByStore(BackendStateKey key, RequestRoute route)
+        => route.Refusals is { } refusals && refusals.TryGetUntil(key, out _);
 
     public static (TimeSpan RetryAfter, bool Throttled, BudgetReservation? Reservation) Compute(
         IReadOnlyList<RoutedBackend> backends,
@@ -105,7 +108,7 @@ internal static class BudgetExhaustion
             // Stable: ties keep the configured (best tier first) order.
             foreach (var (remaining, backend, candidateKey) in candidates.OrderBy(candidate => candidate.Remaining))
             {
-                if (budgets.TryPromiseAt(candidateKey, route.Cost, now + remaining, route.Headroom) || RefusedUnseen(candidateKey, budgets, route))
+                if (budgets.TryPromiseAt(candidateKey, route.Cost, now + remaining, route.Headroom) || RefusedByStore(candidateKey, route))
                 {
                     return (remaining, anyThrottled, new BudgetReservation(candidateKey, route.Cost, now + remaining, backend.Name, route.Headroom));
                 }

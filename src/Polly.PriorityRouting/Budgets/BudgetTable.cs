@@ -42,9 +42,6 @@ internal sealed class BudgetTable
         return _budgets.TryGetValue(key, out budget);
     }
 
-    /// <summary>Returns whether <paramref name="key"/> has a budget.</summary>
-    public bool Contains(BackendStateKey key) => Volatile.Read(ref _count) > 0 && _budgets.ContainsKey(key);
-
     /// <summary>Returns the budget of <paramref name="key"/>, added if the table has room (after evicting the expired, if full); else <see langword="null"/>.</summary>
     public BackendBudget? GetOrAdd(BackendStateKey key, DateTimeOffset now)
     {

@@ -1,3 +1,4 @@
+using System.Collections.Concurrent;
 using System.Globalization;
 using System.Net;
 using System.Text;
@@ -183,6 +184,43 @@ public class ReservationWaitTests
         await ((LateTimerTimeProvider)h.Time).WhenWaitingAsync(3);
         store.Grant("a");
         h.AdvanceOffContext(TimeSpan.FromSeconds(3));
+
+        var responses = await Task.WhenAll(waiting).WaitAsync(TimeSpan.FromSeconds(30));
+        responses.Select(r => r.StatusCode).Should().Equal(HttpStatusCode.OK, HttpStatusCode.OK, HttpStatusCode.OK);
+        h.Transport.CountFor("a").Should().Be(4);
+        store.Reserved.Count(r => r.Status == BackendReservationStatus.Refused).Should().Be(3);
+        foreach (var response in responses)
+        {
+            response.Dispose();
+        }
+    }
+
+    [Fact]
+    public async Task Callers_refused_by_the_shared_budget_with_refills_a_few_milliseconds_apart_all_wait_for_it_and_are_served()
+    {
+        // Each refusal's refill is measured per call, so one refill reaches the callers as moments a few milliseconds apart
+        // (3.000, 3.010, 2.995 s). The shared budget decides at its refill, not this process's view (whose share of a
+        // 10,000 refill holds one of these 6,000-token callers): every caller within MaxQueueWait waits and asks it again.
+        var store = new ReservingStore();
+        using var h = Harness(store);
+        h.Transport.Respond("a", _ =>
+        {
+            var answer = new HttpResponseMessage(HttpStatusCode.OK);
+            answer.Headers.TryAddWithoutValidation("x-ratelimit-remaining-tokens", "9000");
+            answer.Headers.TryAddWithoutValidation("x-ratelimit-limit-tokens", "10000");
+            answer.Headers.TryAddWithoutValidation("x-ratelimit-reset-tokens", "60s");
+            return answer;
+        });
+        (await h.Client.PostAsync("/", Chat(100))).Dispose();
+        var refills = new ConcurrentQueue<TimeSpan>([TimeSpan.FromMilliseconds(3000), TimeSpan.FromMilliseconds(3010), TimeSpan.FromMilliseconds(2995)]);
+        store.Answer("a", (key, cost, _, _) => ValueTask.FromResult(BackendReservation.Refused(key, cost, refills.TryDequeue(out var refill) ? refill : TimeSpan.FromSeconds(3))));
+
+        var waiting = Enumerable.Range(0, 3).Select(_ => h.Client.PostAsync("/", Chat(6000))).ToArray();
+        var answeredAtOnce = waiting.Where(call => call.IsCompleted).ToArray();
+        answeredAtOnce.Should().BeEmpty("each caller waits for the refill within MaxQueueWait");
+        await ((LateTimerTimeProvider)h.Time).WhenWaitingAsync(3).WaitAsync(TimeSpan.FromSeconds(30));
+        store.Grant("a");
+        h.AdvanceOffContext(TimeSpan.FromMilliseconds(3010));
 
         var responses = await Task.WhenAll(waiting).WaitAsync(TimeSpan.FromSeconds(30));
         responses.Select(r => r.StatusCode).Should().Equal(HttpStatusCode.OK, HttpStatusCode.OK, HttpStatusCode.OK);
