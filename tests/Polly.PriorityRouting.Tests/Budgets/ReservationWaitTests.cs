@@ -232,6 +232,81 @@ public class ReservationWaitTests
         }
     }
 
+    [Fact]
+    public async Task A_caller_waiting_for_the_refill_of_a_refused_backend_at_its_cap_gives_its_slot_back_and_another_caller_is_served_there_meanwhile()
+    {
+        // The refused reservation held a's only slot (the slot is taken before the reservation is asked): given back, so Y
+        // is served while X waits; at the refill a is Y's, and X waits for the slot too, within what is left of the bound.
+        var store = new ReservingStore().Refuse("a", TimeSpan.FromSeconds(3));
+        using var h = Harness(store, Capped("a", 1));
+        var time = (LateTimerTimeProvider)h.Time;
+
+        var x = h.Client.PostAsync("/", Chat(100));
+        await WhenWaiting(h);
+        store.Grant("a");
+        var y = await HoldAsync(h).WaitAsync(TimeSpan.FromSeconds(30));
+        y.StatusCode.Should().Be(HttpStatusCode.OK, "the refused caller gave a's only slot back");
+        h.Transport.Hosts.Should().Equal("a");
+
+        h.AdvanceOffContext(TimeSpan.FromSeconds(3));
+        time.WaitForTimers(2).Should().BeTrue("after the refill X finds a at its cap and waits for the slot");
+        x.IsCompleted.Should().BeFalse("Y holds a's only slot");
+        y.Dispose();
+
+        using var response = await x.WaitAsync(TimeSpan.FromSeconds(30));
+        response.StatusCode.Should().Be(HttpStatusCode.OK);
+        h.Transport.Hosts.Should().Equal("a", "a");
+        store.Reserved.Select(r => r.Status).Should().Equal(BackendReservationStatus.Refused, BackendReservationStatus.Granted, BackendReservationStatus.Granted);
+        time.Queue.Count.Should().Be(0);
+    }
+
+    [Fact]
+    public async Task A_caller_that_waited_for_a_slot_and_is_then_refused_by_the_shared_budget_waits_for_the_refill_and_is_served()
+    {
+        var store = new ReservingStore();
+        using var h = Harness(store, Capped("a", 1));
+        var time = (LateTimerTimeProvider)h.Time;
+        var y = await HoldAsync(h);
+        store.Refuse("a", TimeSpan.FromSeconds(3));
+
+        var x = h.Client.PostAsync("/", Chat(100));
+        time.WaitForTimers(2).Should().BeTrue("X waits for a's only slot");
+        y.Dispose();
+        await WhenWaiting(h);
+        x.IsCompleted.Should().BeFalse("the shared budget refused X: it waits for the refill");
+        store.Grant("a");
+        h.AdvanceOffContext(TimeSpan.FromSeconds(3));
+
+        using var response = await x.WaitAsync(TimeSpan.FromSeconds(30));
+        response.StatusCode.Should().Be(HttpStatusCode.OK);
+        h.Transport.Hosts.Should().Equal("a", "a");
+        store.Reserved.Select(r => r.Status).Should().Equal(BackendReservationStatus.Granted, BackendReservationStatus.Refused, BackendReservationStatus.Granted);
+    }
+
+    [Fact]
+    public async Task The_wait_for_a_slot_and_the_wait_for_a_refused_refill_share_one_max_queue_wait()
+    {
+        // 8 s waiting for the slot leave 2 s of the 10 s bound: a refill 3 s away is answered at once, with its own Retry-After.
+        var store = new ReservingStore();
+        using var h = Harness(store, Capped("a", 1));
+        var time = (LateTimerTimeProvider)h.Time;
+        var y = await HoldAsync(h);
+        store.Refuse("a", TimeSpan.FromSeconds(3));
+
+        var x = h.Client.PostAsync("/", Chat(100));
+        time.WaitForTimers(2).Should().BeTrue("X waits for a's only slot");
+        h.AdvanceOffContext(TimeSpan.FromSeconds(8));
+        x.IsCompleted.Should().BeFalse();
+        y.Dispose();
+
+        using var response = await x.WaitAsync(TimeSpan.FromSeconds(30));
+        response.StatusCode.Should().Be(HttpStatusCode.TooManyRequests);
+        response.Headers.RetryAfter!.Delta.Should().Be(TimeSpan.FromSeconds(3));
+        h.Transport.Hosts.Should().Equal("a");
+        store.Reserved.Select(r => r.Status).Should().Equal(BackendReservationStatus.Granted, BackendReservationStatus.Refused);
+        time.Queue.Count.Should().Be(0);
+    }
+
     private static Task WhenWaiting(RoutingHarness h) => ((LateTimerTimeProvider)h.Time).WhenWaitingAsync(1);
 
     private static RoutingHarness Harness(ReservingStore store, params PriorityBackend[] backends) => Harness(store, null, backends);
@@ -248,6 +323,17 @@ public class ReservationWaitTests
             null,
             new LateTimerTimeProvider(RoutingHarness.Start),
             backends.Length > 0 ? backends : [RoutingHarness.Backend("a", 1)]);
+
+    private static PriorityBackend Capped(string name, int cap)
+    {
+        var backend = RoutingHarness.Backend(name, 1);
+        backend.MaxConcurrentRequests = cap;
+        return backend;
+    }
+
+    /// <summary>A request whose response holds its backend's slot until it is disposed.</summary>
+    private static Task<HttpResponseMessage> HoldAsync(RoutingHarness h)
+        => h.Client.SendAsync(new HttpRequestMessage(HttpMethod.Post, "/") { Content = Chat(100) }, HttpCompletionOption.ResponseHeadersRead);
 
     private static StringContent Chat(int maxTokens)
         => new("{\"messages\":[{\"role\":\"user\",\"content\":\"hi\"}],\"max_tokens\":" + maxTokens.ToString(CultureInfo.InvariantCulture) + "}", Encoding.UTF8, "application/json");

@@ -360,16 +360,61 @@ public class PriorityRoutingResilienceStrategyTests
         h.Transport.Hosts.Should().Equal("a");
     }
 
+    [Fact]
+    public async Task With_MaxQueueWait_a_backend_whose_throttle_ends_during_the_call_serves_the_caller_at_once_rather_than_making_it_wait()
+    {
+        // The exhausted answer, read after the deadline passed, has nothing to wait for: the call selects once more and a
+        // serves it, with the clock where the store left it (a wait would end only if the test moved the clock on).
+        using var h = await ThrottleEndingDuringTheCallAsync(o => o.MaxQueueWait = TimeSpan.FromSeconds(10));
+
+        using var response = await h.Client.GetAsync("/").WaitAsync(TimeSpan.FromSeconds(30));
+
+        response.StatusCode.Should().Be(HttpStatusCode.OK);
+        (await response.Content.ReadAsStringAsync()).Should().Be("a");
+        h.Transport.Hosts.Should().Equal("a");
+        h.Time.GetUtcNow().Should().Be(RoutingHarness.Start.AddSeconds(1));
+    }
+
+    [Fact]
+    public async Task With_MaxQueueWait_a_synchronous_send_whose_backend_throttle_ends_during_the_call_is_served_at_once()
+    {
+        using var h = await ThrottleEndingDuringTheCallAsync(o => o.MaxQueueWait = TimeSpan.FromSeconds(10));
+
+        using var response = await Task.Run(() => h.Client.Send(new HttpRequestMessage(HttpMethod.Post, "/x") { Content = new StringContent("body") }))
+            .WaitAsync(TimeSpan.FromSeconds(30));
+
+        response.StatusCode.Should().Be(HttpStatusCode.OK);
+        h.Transport.Hosts.Should().Equal("a");
+        h.Transport.Requests.Select(r => r.Body).Should().Equal("body");
+        h.Time.GetUtcNow().Should().Be(RoutingHarness.Start.AddSeconds(1));
+    }
+
+    [Fact]
+    public async Task With_MaxQueueWait_a_no_failover_caller_whose_backend_throttle_ends_during_the_call_is_sent_once_and_gets_that_backend_answer()
+    {
+        // a's own 429 asks for 20 s, beyond the 10 s bound: answered at once with it, never sent to b, never made to wait.
+        using var h = await ThrottleEndingDuringTheCallAsync(o => o.MaxQueueWait = TimeSpan.FromSeconds(10));
+        h.Transport.Respond("a", HttpStatusCode.TooManyRequests, ("retry-after-ms", "20000"));
+        using var request = new HttpRequestMessage(HttpMethod.Get, "/");
+        request.Options.Set(PriorityRoutingRequestOptions.Hints, new PriorityRoutingHints { NoFailover = true });
+
+        using var response = await h.Client.SendAsync(request).WaitAsync(TimeSpan.FromSeconds(30));
+
+        response.StatusCode.Should().Be(HttpStatusCode.TooManyRequests);
+        response.Headers.RetryAfter!.Delta.Should().Be(TimeSpan.FromSeconds(20));
+        h.Transport.Hosts.Should().Equal("a");
+    }
+
     /// <summary>
     /// Both backends (a, then b) are throttled when the selection reads them; the clock passes their deadline right
     /// after its last read, before the exhausted answer is computed. That answer would say "retry after 0" about a
     /// backend open now: the call selects once more instead.
     /// </summary>
-    private static async Task<RoutingHarness> ThrottleEndingDuringTheCallAsync()
+    private static async Task<RoutingHarness> ThrottleEndingDuringTheCallAsync(Action<PriorityRoutingStrategyOptions>? configure = null)
     {
         var time = new FakeTimeProvider(RoutingHarness.Start);
         var store = new ClockAdvancingStore(time);
-        var h = new RoutingHarness(o => { o.Randomizer = _ => 0; o.StateStore = store; }, null, time, RoutingHarness.Backend("a", 1), RoutingHarness.Backend("b", 2));
+        var h = new RoutingHarness(o => { o.Randomizer = _ => 0; o.StateStore = store; configure?.Invoke(o); }, null, time, RoutingHarness.Backend("a", 1), RoutingHarness.Backend("b", 2));
         var until = time.GetUtcNow().AddSeconds(1);
         foreach (var name in new[] { "a", "b" })
         {

@@ -11,6 +11,7 @@ internal sealed class LateTimerTimeProvider : FakeTimeProvider
 {
     private readonly List<Action> _late = [];
     private WaitQueue? _queue;
+    private int _created;
 
     public LateTimerTimeProvider(DateTimeOffset start)
         : base(start)
@@ -24,6 +25,7 @@ internal sealed class LateTimerTimeProvider : FakeTimeProvider
 
     public override ITimer CreateTimer(TimerCallback callback, object? state, TimeSpan dueTime, TimeSpan period)
     {
+        Interlocked.Increment(ref _created);
         if (state is WaitQueue queue)
         {
             _queue = queue;
@@ -47,6 +49,12 @@ internal sealed class LateTimerTimeProvider : FakeTimeProvider
             dueTime,
             period);
     }
+
+    /// <summary>
+    /// Waits, for a few real seconds at most, until <paramref name="count"/> timers were created (the queue's own is the
+    /// first): a bounded wait for a slot (a <c>Task.Delay</c> on the clock) has begun once its timer exists.
+    /// </summary>
+    public bool WaitForTimers(int count) => SpinWait.SpinUntil(() => Volatile.Read(ref _created) >= count, TimeSpan.FromSeconds(10));
 
     /// <summary>Runs the callbacks of the timers that came due while late, in the order they came due.</summary>
     public void FireLateTimers()
