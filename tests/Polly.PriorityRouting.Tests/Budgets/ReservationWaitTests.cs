@@ -169,15 +169,7 @@ public class ReservationWaitTests
         // budget refuses, the view would admit. Each caller waits for the refusal's refill, as if the view knew nothing.
         var store = new ReservingStore();
         using var h = Harness(store);
-        h.Transport.Respond("a", _ =>
-        {
-            var answer = new HttpResponseMessage(HttpStatusCode.OK);
-            answer.Headers.TryAddWithoutValidation("x-ratelimit-remaining-tokens", "9000");
-            answer.Headers.TryAddWithoutValidation("x-ratelimit-limit-tokens", "10000");
-            answer.Headers.TryAddWithoutValidation("x-ratelimit-reset-tokens", "60s");
-            return answer;
-        });
-        (await h.Client.PostAsync("/", Chat(100))).Dispose();
+        await LearnRoomAsync(h);
         store.Refuse("a", TimeSpan.FromSeconds(3));
 
         var waiting = Enumerable.Range(0, 3).Select(_ => h.Client.PostAsync("/", Chat(100))).ToArray();
@@ -203,15 +195,7 @@ public class ReservationWaitTests
         // 10,000 refill holds one of these 6,000-token callers): every caller within MaxQueueWait waits and asks it again.
         var store = new ReservingStore();
         using var h = Harness(store);
-        h.Transport.Respond("a", _ =>
-        {
-            var answer = new HttpResponseMessage(HttpStatusCode.OK);
-            answer.Headers.TryAddWithoutValidation("x-ratelimit-remaining-tokens", "9000");
-            answer.Headers.TryAddWithoutValidation("x-ratelimit-limit-tokens", "10000");
-            answer.Headers.TryAddWithoutValidation("x-ratelimit-reset-tokens", "60s");
-            return answer;
-        });
-        (await h.Client.PostAsync("/", Chat(100))).Dispose();
+        await LearnRoomAsync(h);
         var refills = new ConcurrentQueue<TimeSpan>([TimeSpan.FromMilliseconds(3000), TimeSpan.FromMilliseconds(3010), TimeSpan.FromMilliseconds(2995)]);
         store.Answer("a", (key, cost, _, _) => ValueTask.FromResult(BackendReservation.Refused(key, cost, refills.TryDequeue(out var refill) ? refill : TimeSpan.FromSeconds(3))));
 
@@ -305,6 +289,20 @@ public class ReservationWaitTests
         h.Transport.Hosts.Should().Equal("a");
         store.Reserved.Select(r => r.Status).Should().Equal(BackendReservationStatus.Granted, BackendReservationStatus.Refused);
         time.Queue.Count.Should().Be(0);
+    }
+
+    /// <summary>This process's view learns the budget of a from an answer of its own: 9,000 of 10,000 tokens left, reset in 60 s.</summary>
+    private static async Task LearnRoomAsync(RoutingHarness h)
+    {
+        h.Transport.Respond("a", _ =>
+        {
+            var answer = new HttpResponseMessage(HttpStatusCode.OK);
+            answer.Headers.TryAddWithoutValidation("x-ratelimit-remaining-tokens", "9000");
+            answer.Headers.TryAddWithoutValidation("x-ratelimit-limit-tokens", "10000");
+            answer.Headers.TryAddWithoutValidation("x-ratelimit-reset-tokens", "60s");
+            return answer;
+        });
+        (await h.Client.PostAsync("/", Chat(100))).Dispose();
     }
 
     private static Task WhenWaiting(RoutingHarness h) => ((LateTimerTimeProvider)h.Time).WhenWaitingAsync(1);
