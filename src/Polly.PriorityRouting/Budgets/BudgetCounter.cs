@@ -215,10 +215,7 @@ internal partial struct BudgetCounter
                 _countTicket = TicketOf(included);
             }
 
-            _assumed = false;
-            _outstandingAtWindowStart = 0;
-            CountRefillFrom(reportedAt);
-            ResetAt = resetAt;
+            EnterReportedWindow(resetAt, reportedAt);
             return;
         }
 
@@ -370,6 +367,12 @@ internal partial struct BudgetCounter
             _spends?.Clear();
         }
 
+        EnterReportedWindow(resetAt, reportedAt);
+    }
+
+    /// <summary>The count is a report's now: its window, reset at <paramref name="resetAt"/>, refilled as of <paramref name="reportedAt"/>.</summary>
+    private void EnterReportedWindow(DateTimeOffset resetAt, DateTimeOffset reportedAt)
+    {
         _assumed = false;
         _outstandingAtWindowStart = 0;
         CountRefillFrom(reportedAt);
