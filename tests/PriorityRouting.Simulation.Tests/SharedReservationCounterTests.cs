@@ -86,7 +86,8 @@ public class SharedReservationCounterTests
     public void A_background_reservation_leaves_the_headroom_free()
     {
         var counter = new SharedReservationCounter();
-        var seed = counter.Reserve(Ptu, 1_000, 0, 0, Start);
+        // A background seed: the foreground's peak would keep the whole window (A_background_reservation_leaves_free_the_foreground_demand_...).
+        var seed = counter.Reserve(Ptu, 1_000, 0.2, 0, Start);
         counter.Correct(seed, Tokens(9_000, 10_000, TimeSpan.FromSeconds(10), Start, Start), Start);
 
         counter.Reserve(Ptu, 7_500, 0.2, 0, Start).Status.Should().Be(BackendReservationStatus.Refused, "1,000 + 7,500 would leave less than 2,000 free");
@@ -98,7 +99,8 @@ public class SharedReservationCounterTests
     public void A_background_request_larger_than_the_share_outside_the_headroom_is_admitted_on_a_full_budget_as_by_the_Redis_script()
     {
         var counter = new SharedReservationCounter();
-        var seed = counter.Reserve(Ptu, 1_000, 0, 0, Start);
+        // A background seed: the foreground's peak would keep the whole window (A_background_reservation_leaves_free_the_foreground_demand_...).
+        var seed = counter.Reserve(Ptu, 1_000, 0.2, 0, Start);
         counter.Correct(seed, Tokens(10_000, 10_000, TimeSpan.FromSeconds(10), Start, Start), Start);
 
         counter.Reserve(Ptu, 9_000, 0.2, 0.1, Start).Status.Should().Be(BackendReservationStatus.Refused, "1,000 is promised to foreground callers");
@@ -112,15 +114,20 @@ public class SharedReservationCounterTests
         var counter = new SharedReservationCounter();
         var seed = counter.Reserve(Ptu, 1_000, 0, 0, Start);
         counter.Correct(seed, Tokens(9_000, 10_000, TimeSpan.FromSeconds(10), Start, Start), Start);
-        Reserve(counter, Start.AddSeconds(1), 5_000).Should().Be(BackendReservationStatus.Granted, "the foreground of the first window: 6,000 with the seed");
+        Reserve(counter, Start.AddSeconds(1), 5_000).Should().Be(BackendReservationStatus.Granted, "the foreground's peak: 5,000 within one second");
 
         var next = Start.AddSeconds(10);
-        counter.Reserve(Ptu, 2_001, 0.2, 0, next).Status.Should().Be(BackendReservationStatus.Refused, "6,000 are expected for the foreground, 2,000 are the headroom");
-        counter.Reserve(Ptu, 2_000, 0.2, 0, next).Status.Should().Be(BackendReservationStatus.Granted);
-        Reserve(counter, next, 4_000).Should().Be(BackendReservationStatus.Granted, "a foreground reservation spends what was expected");
-        counter.Reserve(Ptu, 1, 0.2, 0, next).Status.Should().Be(BackendReservationStatus.Refused, "2,000 more are expected");
+        var early = counter.Reserve(Ptu, 3_000, 0.2, 0, next);
+        early.Status.Should().Be(BackendReservationStatus.Refused, "early in the next window the foreground can spend 10 s at its peak, more than the budget");
+        early.RetryAfter.Should().Be(TimeSpan.FromSeconds(9), "one second at the peak leaves 3,000 and the headroom: the window's last second");
 
-        counter.Reserve(Ptu, 8_000, 0.2, 0, Start.AddSeconds(200)).Status.Should().Be(BackendReservationStatus.Granted, "quiet windows halve it to nothing: a nightly batch has the budget less the headroom");
+        var late = next.AddSeconds(9.5);
+        counter.Reserve(Ptu, 3_001, 0.2, 0, late).Status.Should().Be(BackendReservationStatus.Refused, "half a second left: 5,000 are expected for the foreground, 2,000 are the headroom");
+        counter.Reserve(Ptu, 3_000, 0.2, 0, late).Status.Should().Be(BackendReservationStatus.Granted);
+        Reserve(counter, late, 4_000).Should().Be(BackendReservationStatus.Granted, "a foreground reservation may use what is expected");
+        counter.Reserve(Ptu, 1, 0.2, 0, late).Status.Should().Be(BackendReservationStatus.Refused, "nothing is left beyond the headroom");
+
+        counter.Reserve(Ptu, 8_000, 0.2, 0, Start.AddSeconds(200)).Status.Should().Be(BackendReservationStatus.Granted, "quiet windows halve the peak to nothing: a nightly batch has the budget less the headroom");
     }
 
     [Fact]

@@ -20,7 +20,8 @@ namespace PriorityRouting.Simulation.Routers;
 /// meanwhile. Until a backend has reported a budget, nothing is refused (<see cref="BackendReservationStatus.Unknown"/>:
 /// each replica's own view decides). Bounded: per backend, the reservations of the last <see cref="History"/> only.
 /// A background reservation (a non-zero headroom) leaves free, besides its headroom, the foreground demand expected
-/// until the reset (<see cref="ForegroundDemand"/>, the rule the Redis script keeps too).
+/// until the reset (<see cref="ForegroundDemand"/>: what the foreground can spend at its recent peak rate, the rule the
+/// Redis script keeps too); refused only for that demand, it is told when the foreground can no longer spend it.
 /// </remarks>
 internal sealed class SharedReservationCounter
 {
@@ -60,19 +61,22 @@ internal sealed class SharedReservationCounter
 
         // A background request (a headroom) also leaves free what the foreground of every replica is expected to spend
         // until the reset, strictly like the room promised. A request larger than the whole budget is the backend's to judge.
-        var expected = headroom > 0 && known ? budget.Foreground.Expected(budget.Limit) : 0;
-        var kept = Math.Max(0, Math.Min(Math.Ceiling(headroom * budget.Limit), budget.Limit - amount)) + Math.Ceiling(promised * budget.Limit) + expected;
-        if (known && budget.Reserved + amount > budget.Limit - kept && amount <= budget.Limit)
+        var expected = headroom > 0 && known ? budget.Foreground.Expected(budget.Limit, budget.WindowEnd - now) : 0;
+        var kept = (long)(Math.Max(0, Math.Min(Math.Ceiling(headroom * budget.Limit), budget.Limit - amount)) + Math.Ceiling(promised * budget.Limit));
+        if (known && budget.Reserved + amount > budget.Limit - kept - expected && amount <= budget.Limit)
         {
+            // Held back only by what the foreground can spend before the reset: until it no longer can.
             Refused++;
-            return BackendReservation.Refused(key, cost, budget.WindowEnd - now);
+            var room = budget.Limit - kept - budget.Reserved - amount;
+            var untilLeft = room >= 0 ? budget.Foreground.UntilExpectedAtMost(room, budget.WindowEnd - now) : TimeSpan.Zero;
+            return BackendReservation.Refused(key, cost, untilLeft > TimeSpan.Zero ? untilLeft : budget.WindowEnd - now);
         }
 
         var sequence = ++_sequence;
         budget.Reserved += amount;
         if (headroom <= 0)
         {
-            budget.Foreground.Spend(amount);
+            budget.Foreground.Spend(amount, now);
         }
 
         budget.Recent.Enqueue((sequence, now, amount));

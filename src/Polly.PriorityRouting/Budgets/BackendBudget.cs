@@ -90,16 +90,19 @@ internal sealed partial class BackendBudget
         var wait = TimeSpan.Zero;
         var tokens = Tokens.Available(now, share);
         var largest = Tokens.IsAssumed ? Tokens.ShareOfLimit(share) : Tokens.Limit;
-        var tokensKept = Kept(headroom, largest, cost) + (background ? ExpectedForeground(ref _foregroundTokens, ref Tokens, now, share, largest) : 0);
-        if ((cost > 0 || background) && tokens != Unknown && tokens - heldTokens < cost + tokensKept && (largest == Unknown || cost <= largest))
+        var tokensKept = Kept(headroom, largest, cost);
+        var tokensExpected = background ? ExpectedForeground(ref _foregroundTokens, ref Tokens, now, share, largest) : 0;
+        if ((cost > 0 || background) && tokens != Unknown && tokens - heldTokens < cost + tokensKept + tokensExpected && (largest == Unknown || cost <= largest))
         {
-            wait = UntilRefill(Tokens.ResetAt, heldTokens, now);
+            wait = UntilAdmitted(ref _foregroundTokens, ref Tokens, now, share, tokens - heldTokens - cost - tokensKept, heldTokens);
         }
 
         var requests = Requests.Available(now, share);
         var requestsLimit = Requests.IsAssumed ? Requests.ShareOfLimit(share) : Requests.Limit;
-        var requestsKept = Kept(headroom, requestsLimit, 1) + (background ? ExpectedForeground(ref _foregroundRequests, ref Requests, now, share, requestsLimit) : 0);
-        if (requests != Unknown && requests - heldRequests < 1 + requestsKept && UntilRefill(Requests.ResetAt, heldRequests, now) is var requestsWait && requestsWait > wait)
+        var requestsKept = Kept(headroom, requestsLimit, 1);
+        var requestsExpected = background ? ExpectedForeground(ref _foregroundRequests, ref Requests, now, share, requestsLimit) : 0;
+        if (requests != Unknown && requests - heldRequests < 1 + requestsKept + requestsExpected &&
+            UntilAdmitted(ref _foregroundRequests, ref Requests, now, share, requests - heldRequests - 1 - requestsKept, heldRequests) is var requestsWait && requestsWait > wait)
         {
             wait = requestsWait;
         }
@@ -150,9 +153,9 @@ internal sealed partial class BackendBudget
         if (headroom <= 0)
         {
             _foregroundTokens.Follow(now, Tokens.ResetAt, Tokens.Window);
-            _foregroundTokens.Spend(cost);
+            _foregroundTokens.Spend(cost, now);
             _foregroundRequests.Follow(now, Requests.ResetAt, Requests.Window);
-            _foregroundRequests.Spend(1);
+            _foregroundRequests.Spend(1, now);
         }
     }
 
@@ -223,6 +226,21 @@ internal sealed partial class BackendBudget
     private static TimeSpan UntilRefill(DateTimeOffset resetAt, long held, DateTimeOffset now)
         => now < resetAt ? resetAt - now : held > 0 ? HeldPromiseDelay : TimeSpan.Zero;
 
+    /// <summary>
+    /// How long a budget that cannot admit a request stays so: when only the foreground's expected demand is in the way
+    /// (<paramref name="room"/>, what the request would leave beyond its headroom, is not negative), until the foreground
+    /// can no longer spend more than that before the reset (<see cref="ForegroundDemand.UntilExpectedAtMost"/>);
+    /// else <see cref="UntilRefill"/>.
+    /// </summary>
+    private static TimeSpan UntilAdmitted(ref ForegroundDemand demand, ref BudgetCounter counter, DateTimeOffset now, double share, long room, long held)
+    {
+        // In the demand's terms: this process's own, where ExpectedForeground scaled it to every process's.
+        var untilLeft = room >= 0 && now < counter.ResetAt
+            ? demand.UntilExpectedAtMost(counter.IsAssumed || share >= 1 ? room : (long)(room * share), counter.ResetAt - now)
+            : TimeSpan.Zero;
+        return untilLeft > TimeSpan.Zero ? untilLeft : UntilRefill(counter.ResetAt, held, now);
+    }
+
     /// <summary>Counts the holds whose refill has come against everyone else from now on, whenever the queue's timer fires.</summary>
     private void CountDueHolds(DateTimeOffset now)
     {
@@ -271,7 +289,7 @@ internal sealed partial class BackendBudget
         }
 
         demand.Follow(now, counter.ResetAt, counter.Window);
-        var expected = demand.Expected(limit);
+        var expected = demand.Expected(limit, counter.ResetAt - now);
         return counter.IsAssumed || share >= 1 ? expected : Math.Min(limit, (long)Math.Ceiling(expected / share));
     }
 }

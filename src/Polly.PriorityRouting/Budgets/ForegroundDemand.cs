@@ -1,59 +1,105 @@
 namespace Polly.PriorityRouting;
 
 /// <summary>
-/// The foreground's demand on one budget (tokens, or requests): what foreground requests spent in the current refill
-/// window, and the most they spent in a recent one, halved for each window since. Background admission leaves the rest
-/// of that recent spend free until the reset (<see cref="Expected"/>): a window holds lulls and bursts, and a backend
-/// counts a request against the window that admits it, so background work admitted in a lull early in a window would
-/// otherwise spend what a foreground burst later in the same window needs, and send that burst to the next refill.
+/// The foreground's demand on one budget (tokens, or requests): its recent peak rate, the most foreground requests spent
+/// within one <see cref="Slice"/> of the current refill window or of a recent one, halved for each window since.
+/// Background admission leaves free what the foreground can spend at that rate until the reset (<see cref="Expected"/>):
+/// a budget refilled in windows loses at its reset the room nobody spent (one refilled continuously stops refilling when
+/// full), so what the foreground cannot spend before then is what is left for background work. Any more, and a
+/// foreground burst later in the window finds its room spent and waits for the next refill: a window holds lulls and
+/// bursts, and a backend counts a request against the window that admits it, so the foreground's average (its spend in
+/// a recent window) would let background work admitted in a lull take what the next burst needs.
 /// </summary>
 /// <remarks>
 /// The one rule of the foreground's expected demand. The process's budget view (<see cref="BackendBudget"/>) keeps one
 /// per budget for this process's demand (<see cref="Follow"/>); a shared budget keeps one for the demand of every
 /// process, ended with the shared window (<see cref="EndWindows"/>): the Redis script <c>ReservationScripts.Reserve</c>
-/// in Lua, with the same whole-number halving, and the simulation's shared counter with this type. Bounded: two counts
-/// and a moment. With no foreground the recent spend halves every window, so a background-only workload (a nightly
-/// batch) soon has the whole budget less the headroom. Mutated under its owner's lock.
+/// in Lua, with the same slices and whole-number halving, and the simulation's shared counter with this type. Bounded:
+/// three counts and two moments. With no foreground the peak halves every window, so a background-only workload (a
+/// nightly batch) soon has the whole budget less the headroom. Mutated under its owner's lock.
 /// </remarks>
 internal struct ForegroundDemand
 {
-    // The end of the window Spent belongs to, when followed; default until known.
+    /// <summary>
+    /// The span the foreground's peak rate is measured over: one second, the shortest window Azure checks its per-minute
+    /// quotas over. A slice starts with the first foreground spend after the last one ended.
+    /// </summary>
+    public static readonly TimeSpan Slice = TimeSpan.FromSeconds(1);
+
+    // The end of the window followed, when followed; default until known.
     private DateTimeOffset _windowEnd;
 
-    /// <summary>Gets what foreground requests spent in the current window.</summary>
-    public long Spent { get; private set; }
+    // The end of the slice SliceSpent belongs to; default before the window's first spend.
+    private DateTimeOffset _sliceEnd;
 
-    /// <summary>Gets the most foreground requests spent in a recent window, halved for each window since.</summary>
-    public long Recent { get; private set; }
+    /// <summary>Gets what foreground requests spent in the current slice.</summary>
+    public long SliceSpent { get; private set; }
 
-    /// <summary>Counts a foreground admission of <paramref name="amount"/> in the current window.</summary>
-    public void Spend(long amount) => Spent += amount > 0 ? amount : 0;
+    /// <summary>Gets the most foreground requests spent in one slice of the current window.</summary>
+    public long Peak { get; private set; }
+
+    /// <summary>Gets the most foreground requests spent in one slice of a recent window, halved for each window since.</summary>
+    public long RecentPeak { get; private set; }
+
+    /// <summary>Counts a foreground admission of <paramref name="amount"/> at <paramref name="now"/>.</summary>
+    public void Spend(long amount, DateTimeOffset now)
+    {
+        if (now >= _sliceEnd)
+        {
+            _sliceEnd = now + Slice;
+            SliceSpent = 0;
+        }
+
+        SliceSpent += amount > 0 ? amount : 0;
+        Peak = Math.Max(Peak, SliceSpent);
+    }
 
     /// <summary>
-    /// Returns the foreground demand expected in the rest of the current window: the recent window's spend less what the
-    /// current one spent so far, within 0 and <paramref name="limit"/>.
+    /// Returns the foreground demand expected until the reset, <paramref name="untilReset"/> from now: what the
+    /// foreground spends at its recent peak rate in every slice begun until then, within 0 and <paramref name="limit"/>.
     /// </summary>
-    public readonly long Expected(long limit) => Math.Clamp(Recent - Spent, 0, Math.Max(0, limit));
+    public readonly long Expected(long limit, TimeSpan untilReset)
+        => Math.Clamp(AtPeak(Math.Max(Peak, RecentPeak), untilReset), 0, Math.Max(0, limit));
+
+    /// <summary>
+    /// Returns how long until the foreground demand expected until the reset (<see cref="Expected"/>), now
+    /// <paramref name="untilReset"/> away, is at most <paramref name="room"/>: zero when it is already; else until only
+    /// the slices <paramref name="room"/> covers at the peak rate are left, or until the reset when it covers none.
+    /// </summary>
+    public readonly TimeSpan UntilExpectedAtMost(long room, TimeSpan untilReset)
+    {
+        var peak = Math.Max(Peak, RecentPeak);
+        if (untilReset <= TimeSpan.Zero || AtPeak(peak, untilReset) <= room)
+        {
+            return TimeSpan.Zero;
+        }
+
+        var covered = room < peak ? 0 : Math.Min(room / peak, untilReset.Ticks / Slice.Ticks);
+        return untilReset - TimeSpan.FromTicks(covered * Slice.Ticks);
+    }
 
     /// <summary>
     /// Returns the foreground demand expected in the window a refill at <paramref name="at"/> starts (a promise's
-    /// moment), within 0 and <paramref name="limit"/>: <see cref="Expected"/> while <paramref name="at"/> lies in the
-    /// followed window (or none is followed); else what ending the windows up to it would leave, nothing spent yet in the
-    /// new one. Background admission at that refill keeps it, so a promise of that refill must leave it too.
+    /// moment), within 0 and <paramref name="limit"/>: <see cref="Expected"/> until the followed window's end while
+    /// <paramref name="at"/> lies in it (a whole window when none is followed); else a whole window at the peak rate
+    /// that ending the windows up to it would leave. Background admission at that refill keeps it, so a promise of that
+    /// refill must leave it too.
     /// </summary>
     public readonly long ExpectedAt(DateTimeOffset at, TimeSpan window, long limit)
         => _windowEnd == default || at < _windowEnd
-            ? Expected(limit)
-            : Math.Clamp(RecentAfter(Spent, Recent, WindowsEndedBy(_windowEnd, at, window)), 0, Math.Max(0, limit));
+            ? Expected(limit, _windowEnd == default ? window : _windowEnd - at)
+            : Math.Clamp(AtPeak(RecentAfter(Peak, RecentPeak, WindowsEndedBy(_windowEnd, at, window)), window), 0, Math.Max(0, limit));
 
     /// <summary>
-    /// Ends the current window and <paramref name="windows"/> − 1 more: its spend becomes the recent one, unless the
-    /// recent one, halved, is larger; each further window halves it again.
+    /// Ends the current window and <paramref name="windows"/> − 1 more: its peak becomes the recent one, unless the
+    /// recent one, halved, is larger; each further window halves it again. The next spend starts a slice.
     /// </summary>
     public void EndWindows(long windows)
     {
-        Recent = RecentAfter(Spent, Recent, windows);
-        Spent = 0;
+        RecentPeak = RecentAfter(Peak, RecentPeak, windows);
+        Peak = 0;
+        SliceSpent = 0;
+        _sliceEnd = default;
     }
 
     /// <summary>
@@ -75,8 +121,15 @@ internal struct ForegroundDemand
         }
     }
 
-    /// <summary>The recent spend once <paramref name="windows"/> windows ended, the first with <paramref name="spent"/>.</summary>
-    private static long RecentAfter(long spent, long recent, long windows) => Math.Max(spent, recent / 2) >> (int)Math.Clamp(windows - 1, 0, 63);
+    /// <summary>What <paramref name="peak"/> in every slice begun within <paramref name="span"/> adds up to.</summary>
+    private static long AtPeak(long peak, TimeSpan span)
+    {
+        var slices = span > TimeSpan.Zero ? ((span.Ticks - 1) / Slice.Ticks) + 1 : 0;
+        return peak > 0 && slices > long.MaxValue / peak ? long.MaxValue : peak * slices;
+    }
+
+    /// <summary>The recent peak once <paramref name="windows"/> windows ended, the first with <paramref name="peak"/>.</summary>
+    private static long RecentAfter(long peak, long recent, long windows) => Math.Max(peak, recent / 2) >> (int)Math.Clamp(windows - 1, 0, 63);
 
     /// <summary>How many windows of <paramref name="window"/> end from the one ending at <paramref name="end"/> until <paramref name="now"/> (at or after it).</summary>
     private static long WindowsEndedBy(DateTimeOffset end, DateTimeOffset now, TimeSpan window)

@@ -27,7 +27,8 @@ public class BackgroundHeadroomTests
         budgets.TryTake(Key, 2000, Now).Should().BeTrue();
         budgets.CanAdmit(Key, 0, Now, headroom: Headroom).Should().BeFalse("a background request of unknown cost is held back inside the headroom");
         budgets.CanAdmit(Key, 0, Now).Should().BeTrue("a foreground one of unknown cost never is");
-        budgets.CanAdmit(Key, 3000, Now.AddSeconds(10), headroom: Headroom).Should().BeTrue("the refill brings background work back");
+        budgets.CanAdmit(Key, 3000, Now.AddSeconds(19.5), headroom: Headroom).Should().BeTrue(
+            "the refill brings background work back once the foreground can no longer spend it: 2,000 in the last half second of the window at its peak");
     }
 
     [Fact]
@@ -111,14 +112,16 @@ public class BackgroundHeadroomTests
     {
         var budgets = Observed(("x-ratelimit-remaining-tokens", "0"), ("x-ratelimit-limit-tokens", "10000"), ("x-ratelimit-reset-tokens", "10s"));
         var reset = Now.AddSeconds(10);
-        budgets.Promise(Key, 3000, reset).Should().Be(reset);
-        budgets.Promise(Key, 3000, reset).Should().Be(reset);
+        budgets.Promise(Key, 1000, reset).Should().Be(reset);
+        budgets.Promise(Key, 1000, reset).Should().Be(reset);
 
-        budgets.TryTake(Key, 3000, reset).Should().BeTrue("one of the two callers came back");
-        budgets.CanAdmit(Key, 2000, reset, headroom: Headroom).Should().BeTrue("7,000 left: 3,000 still promised, 2,000 the headroom");
-        budgets.CanAdmit(Key, 2001, reset, headroom: Headroom).Should().BeFalse();
-        budgets.CanAdmit(Key, 5000, reset.AddSeconds(10), headroom: Headroom).Should().BeTrue("the promise's window passed: a full refill leaves the headroom and the 3,000 the foreground spent in the last window");
-        budgets.CanAdmit(Key, 5001, reset.AddSeconds(10), headroom: Headroom).Should().BeFalse();
+        budgets.TryTake(Key, 1000, reset).Should().BeTrue("one of the two callers came back");
+        var late = reset.AddSeconds(9.5);
+        budgets.CanAdmit(Key, 5000, late, headroom: Headroom).Should().BeTrue(
+            "9,000 left: 1,000 still promised, 2,000 the headroom, 1,000 what the foreground can spend in the last half second at its peak");
+        budgets.CanAdmit(Key, 5001, late, headroom: Headroom).Should().BeFalse();
+        budgets.CanAdmit(Key, 7000, late.AddSeconds(10), headroom: Headroom).Should().BeTrue("the promise's window passed: a full refill leaves the headroom and the last half second at the peak");
+        budgets.CanAdmit(Key, 7001, late.AddSeconds(10), headroom: Headroom).Should().BeFalse();
     }
 
     [Fact]
@@ -146,33 +149,35 @@ public class BackgroundHeadroomTests
     }
 
     [Fact]
-    public void A_background_request_leaves_free_what_the_foreground_spent_in_the_last_window_beyond_what_it_spent_so_far()
+    public void A_background_request_leaves_free_what_the_foreground_can_spend_until_the_reset_at_its_recent_peak_rate()
     {
         var budgets = Observed(("x-ratelimit-remaining-tokens", "10000"), ("x-ratelimit-limit-tokens", "10000"), ("x-ratelimit-reset-tokens", "10s"));
-        budgets.TryTake(Key, 6000, Now).Should().BeTrue("the foreground spends 6,000 in the first window");
+        budgets.TryTake(Key, 1500, Now).Should().BeTrue("a foreground burst: 1,500 within one second, nothing more in the window");
         var next = Now.AddSeconds(10);
 
-        budgets.CanAdmit(Key, 2000, next, headroom: Headroom).Should().BeTrue("a full refill less 2,000 of headroom less 6,000 the foreground is expected to spend");
-        budgets.CanAdmit(Key, 2001, next, headroom: Headroom).Should().BeFalse("early in the window, the foreground's burst may still come");
-        budgets.TimeUntilAdmitted(Key, 2001, next.AddSeconds(4), headroom: Headroom).Should().Be(TimeSpan.FromSeconds(6), "until the window ends");
+        budgets.CanAdmit(Key, 1, next, headroom: Headroom).Should().BeFalse(
+            "at the start of the next window the foreground can spend 10 s at 1,500 per second, more than the budget, although its last window spent only 1,500");
+        budgets.TimeUntilAdmitted(Key, 3500, next.AddSeconds(4), headroom: Headroom).Should().Be(
+            TimeSpan.FromSeconds(3), "6 s at the peak is 9,000; 3 s (4,500) leave it 3,500 beyond the headroom");
+        budgets.CanAdmit(Key, 3500, next.AddSeconds(7), headroom: Headroom).Should().BeTrue("what the foreground cannot spend before the reset is lost anyway");
+        budgets.CanAdmit(Key, 3501, next.AddSeconds(7), headroom: Headroom).Should().BeFalse();
+        budgets.CanAdmit(Key, 6500, next.AddSeconds(9.5), headroom: Headroom).Should().BeTrue("half a second left: a second's worth is kept");
+        budgets.CanAdmit(Key, 6501, next.AddSeconds(9.5), headroom: Headroom).Should().BeFalse();
+        budgets.TimeUntilAdmitted(Key, 8000, next.AddSeconds(4), headroom: Headroom).Should().Be(TimeSpan.FromSeconds(6), "no second at the peak leaves 8,000: the reset");
         budgets.CanAdmit(Key, 10_000, next).Should().BeTrue("a foreground request is never held back by its own expected demand");
-
-        budgets.TryTake(Key, 7000, next).Should().BeTrue("the foreground spends more than expected");
-        budgets.CanAdmit(Key, 1000, next, headroom: Headroom).Should().BeTrue("nothing more is expected: what is left beyond the headroom");
-        budgets.CanAdmit(Key, 1001, next, headroom: Headroom).Should().BeFalse();
     }
 
     [Fact]
     public void Background_only_work_gets_the_whole_budget_less_the_headroom_once_the_foreground_is_quiet()
     {
         var budgets = Observed(("x-ratelimit-remaining-tokens", "10000"), ("x-ratelimit-limit-tokens", "10000"), ("x-ratelimit-reset-tokens", "10s"));
-        budgets.TryTake(Key, 8000, Now).Should().BeTrue("a foreground window of 8,000");
+        budgets.TryTake(Key, 8000, Now).Should().BeTrue("a foreground second of 8,000");
 
-        budgets.CanAdmit(Key, 1, Now.AddSeconds(10), headroom: Headroom).Should().BeFalse("the next window keeps 8,000 for the foreground, and 2,000 of headroom");
-        budgets.CanAdmit(Key, 4000, Now.AddSeconds(20), headroom: Headroom).Should().BeTrue("a quiet window halves what is expected: 4,000");
-        budgets.CanAdmit(Key, 4001, Now.AddSeconds(20), headroom: Headroom).Should().BeFalse();
-        budgets.CanAdmit(Key, 7000, Now.AddSeconds(40), headroom: Headroom).Should().BeTrue("two more quiet windows: 1,000");
-        budgets.CanAdmit(Key, 7001, Now.AddSeconds(40), headroom: Headroom).Should().BeFalse();
+        budgets.CanAdmit(Key, 1, Now.AddSeconds(19.5), headroom: Headroom).Should().BeFalse("the next window keeps the last one's peak, 8,000 in its last second, and 2,000 of headroom");
+        budgets.CanAdmit(Key, 4000, Now.AddSeconds(29.5), headroom: Headroom).Should().BeTrue("a quiet window halves the peak: 4,000");
+        budgets.CanAdmit(Key, 4001, Now.AddSeconds(29.5), headroom: Headroom).Should().BeFalse();
+        budgets.CanAdmit(Key, 7000, Now.AddSeconds(49.5), headroom: Headroom).Should().BeTrue("two more quiet windows: 1,000");
+        budgets.CanAdmit(Key, 7001, Now.AddSeconds(49.5), headroom: Headroom).Should().BeFalse();
         budgets.CanAdmit(Key, 8000, Now.AddSeconds(200), headroom: Headroom).Should().BeTrue("a nightly batch has the whole budget less the headroom");
     }
 
@@ -185,8 +190,8 @@ public class BackgroundHeadroomTests
             budgets.TryTake(Key, 0, Now).Should().BeTrue();
         }
 
-        var next = Now.AddSeconds(10);
-        budgets.TryTake(Key, 0, next, headroom: Headroom).Should().BeTrue("10 less 2 kept less 5 expected leave 3");
+        var next = Now.AddSeconds(19.5);
+        budgets.TryTake(Key, 0, next, headroom: Headroom).Should().BeTrue("10 less 2 kept less 5 expected in the last half second of the next window (the peak: 5 in one second) leave 3");
         budgets.TryTake(Key, 0, next, headroom: Headroom).Should().BeTrue();
         budgets.TryTake(Key, 0, next, headroom: Headroom).Should().BeTrue();
         budgets.TryTake(Key, 0, next, headroom: Headroom).Should().BeFalse("5 requests are the foreground's expected demand");

@@ -40,15 +40,15 @@ public class BackgroundRequestTests
         a.Served.Should().Be(4);
         a.Throttled.Should().Be(0, "no request was sent that the backend had to refuse");
 
-        Advance(h, Window);
+        Advance(h, Window + TimeSpan.FromSeconds(9.5));
         using var expected = await Send(h, "bg", 6001, Background());
-        expected.StatusCode.Should().Be(HttpStatusCode.TooManyRequests, "the view saw the foreground spend 2,000 in the last window (its first request came before any budget was known): background leaves them free until the reset");
-        (await Send(h, "bg", 6000, Background())).StatusCode.Should().Be(HttpStatusCode.OK, "the refill brings background work back to what the foreground leaves");
+        expected.StatusCode.Should().Be(HttpStatusCode.TooManyRequests, "the view saw the foreground spend 2,000 within one second (its first request came before any budget was known): background leaves what it can spend at that rate until the reset, in the last half second 2,000");
+        (await Send(h, "bg", 6000, Background())).StatusCode.Should().Be(HttpStatusCode.OK, "the refill brings background work back to what the foreground cannot spend before the next");
         a.Served.Should().Be(5);
     }
 
     [Fact]
-    public async Task A_background_caller_sent_back_is_admitted_when_told_although_the_foreground_is_expected_to_spend_the_next_refill()
+    public async Task A_background_caller_sent_back_is_told_when_the_foreground_can_no_longer_spend_the_room_it_needs()
     {
         using var h = Harness(o => { }, RoutingHarness.Backend("a", 1));
         var a = Windowed(h, "a");
@@ -58,9 +58,15 @@ public class BackgroundRequestTests
         using var sentBack = await Send(h, "bg", 3000, Background());
         sentBack.StatusCode.Should().Be(HttpStatusCode.TooManyRequests);
         sentBack.Headers.GetValues("retry-after-ms").Single().Should().Be(
-            "20002", "the next refill keeps the 7,000 the foreground spent in this window (its first request came before any budget was known) and the headroom; the one after keeps 3,500 and the headroom: 3,000 fit");
+            "20002", "the foreground spent 7,000 within one second (its first request came before any budget was known): a whole window at that peak leaves nothing of the next refill, so the one after it");
 
         Advance(h, TimeSpan.FromMilliseconds(20_002));
+        using var late = await Send(h, "bg", 3000, Background());
+        late.StatusCode.Should().Be(HttpStatusCode.TooManyRequests);
+        late.Headers.GetValues("retry-after-ms").Single().Should().Be(
+            "9000", "a quiet window halved the peak to 3,500: one second of it leaves 3,000 and the headroom, so the window's last second");
+
+        Advance(h, TimeSpan.FromMilliseconds(9000));
         using var comeBack = await Send(h, "bg", 3000, Background());
         comeBack.StatusCode.Should().Be(HttpStatusCode.OK, "it came back when it was told");
         a.Served.Should().Be(3);
@@ -271,14 +277,14 @@ public class BackgroundRequestTests
         var a = Windowed(off, "a");
         (await Send(off, "first", 1000)).Dispose();
         (await Send(off, "bg while off", 6000, Background())).StatusCode.Should().Be(HttpStatusCode.OK, "with classes off a background request is a foreground one");
-        Advance(off, Window);
+        Advance(off, Window + TimeSpan.FromSeconds(9.5));
 
         using var on = Reloaded(off, a, headroom: 0.2);
         using var heldBack = await Send(on, "bg", 2001, Background());
         using var admitted = await Send(on, "bg", 2000, Background());
 
-        heldBack.StatusCode.Should().Be(HttpStatusCode.TooManyRequests, "the 6,000 sent while classes were off are the foreground's expected demand (the first request came before any budget was known), 2,000 the headroom: 2,000 are left");
-        heldBack.Headers.GetValues("retry-after-ms").Single().Should().Be("10002", "the next refill expects half the demand");
+        heldBack.StatusCode.Should().Be(HttpStatusCode.TooManyRequests, "the 6,000 sent within one second while classes were off are the foreground's peak (the first request came before any budget was known): in the last half second 6,000 are expected, 2,000 are the headroom, 2,000 are left");
+        heldBack.Headers.GetValues("retry-after-ms").Single().Should().Be("10502", "no second at the peak leaves 2,001 before the reset, nor does a whole window at it after: the refill after the next");
         admitted.StatusCode.Should().Be(HttpStatusCode.OK);
 
         using var offAgain = Reloaded(off, a, headroom: 0);
@@ -294,7 +300,7 @@ public class BackgroundRequestTests
         declared.TokensPerMinute = 10_000;
         using var h = Harness(o => { }, declared, RoutingHarness.Backend("b", 2));
         (await Send(h, "fg", 6000)).Dispose();
-        Advance(h, TimeSpan.FromMinutes(1));
+        Advance(h, TimeSpan.FromSeconds(119.5));
 
         using var tooLarge = await Send(h, "bg", 2001, Background());
         using var fits = await Send(h, "bg", 2000, Background());
@@ -302,7 +308,7 @@ public class BackgroundRequestTests
         tooLarge.StatusCode.Should().Be(HttpStatusCode.OK);
         fits.StatusCode.Should().Be(HttpStatusCode.OK);
         Callers(h).Should().Equal("fg", "bg", "bg");
-        h.Transport.Hosts.Should().Equal(["a", "b", "a"], "the refilled 10,000 keep the 6,000 the foreground spent in the last minute and the 2,000 headroom");
+        h.Transport.Hosts.Should().Equal(["a", "b", "a"], "in the last half second of the next minute the refilled 10,000 keep the 6,000 the foreground spent within one second of the last, and the 2,000 headroom");
     }
 
     /// <summary>The pipeline an options reload builds with another <paramref name="headroom"/>: the same store, clock and backend.</summary>

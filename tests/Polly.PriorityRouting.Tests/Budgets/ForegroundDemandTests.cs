@@ -7,37 +7,66 @@ public class ForegroundDemandTests
     private static readonly TimeSpan Window = TimeSpan.FromSeconds(10);
 
     [Fact]
-    public void The_demand_expected_is_the_last_windows_spend_less_what_the_current_one_spent_so_far()
+    public void The_demand_expected_until_the_reset_is_the_most_spent_in_one_second_for_every_second_left_begun()
     {
         var demand = default(ForegroundDemand);
-        demand.Spend(6000);
-        demand.Expected(10_000).Should().Be(0, "nothing was spent in an earlier window");
+        demand.Spend(1000, Now);
+        demand.Spend(500, Now.AddMilliseconds(999));
+        demand.Spend(200, Now.AddSeconds(1));
+        demand.Peak.Should().Be(1500, "1,500 within one second; the next second's 200 is less");
 
-        demand.EndWindows(1);
-        demand.Expected(10_000).Should().Be(6000);
-        demand.Spend(2500);
-        demand.Expected(10_000).Should().Be(3500);
-        demand.Expected(3000).Should().Be(3000, "never more than the limit");
-        demand.Spend(5000);
-        demand.Expected(10_000).Should().Be(0, "a window that spent more than expected expects nothing more");
+        demand.Expected(100_000, TimeSpan.FromSeconds(3)).Should().Be(4500);
+        demand.Expected(100_000, TimeSpan.FromSeconds(2.5)).Should().Be(4500, "a second begun counts whole");
+        demand.Expected(100_000, TimeSpan.Zero).Should().Be(0, "nothing is spent in this window after its reset");
+        demand.Expected(4000, TimeSpan.FromSeconds(3)).Should().Be(4000, "never more than the limit");
+        default(ForegroundDemand).Expected(100_000, Window).Should().Be(0, "no foreground, nothing expected");
     }
 
     [Fact]
-    public void A_quiet_window_halves_what_is_expected_and_a_larger_one_replaces_it()
+    public void A_burst_counts_at_its_rate_however_little_the_window_spent_in_all()
     {
         var demand = default(ForegroundDemand);
-        demand.Spend(8000);
+        for (var second = 0; second < 10; second++)
+        {
+            demand.Spend(100, Now.AddSeconds(second));
+        }
+
+        demand.Spend(2000, Now.AddSeconds(9.5));
         demand.EndWindows(1);
 
+        demand.Expected(100_000, Window).Should().Be(21_000, "the window spent 3,000, but 2,100 within one second: a burst can come at any moment of the next");
+    }
+
+    [Fact]
+    public void A_quiet_window_halves_the_peak_and_a_larger_one_replaces_it()
+    {
+        var demand = default(ForegroundDemand);
+        demand.Spend(8000, Now);
         demand.EndWindows(1);
-        demand.Recent.Should().Be(4000);
+        demand.RecentPeak.Should().Be(8000);
+
+        demand.EndWindows(1);
+        demand.RecentPeak.Should().Be(4000);
         demand.EndWindows(3);
-        demand.Recent.Should().Be(500, "4,000 halved once for the window that ended, twice for the two after it");
-        demand.Spend(700);
+        demand.RecentPeak.Should().Be(500, "4,000 halved once for the window that ended, twice for the two after it");
+        demand.Spend(700, Now.AddSeconds(50));
+        demand.Expected(100_000, TimeSpan.FromSeconds(1)).Should().Be(700, "the current window's peak counts at once");
         demand.EndWindows(1);
-        demand.Recent.Should().Be(700, "a window that spent more than the halved recent one replaces it");
+        demand.RecentPeak.Should().Be(700, "a window whose peak is above the halved recent one replaces it");
         demand.EndWindows(long.MaxValue);
-        demand.Recent.Should().Be(0, "a long quiet spell forgets it");
+        demand.RecentPeak.Should().Be(0, "a long quiet spell forgets it: a nightly batch gets the budget");
+    }
+
+    [Fact]
+    public void A_slice_ends_with_its_window()
+    {
+        var demand = default(ForegroundDemand);
+        demand.Spend(600, Now);
+        demand.EndWindows(1);
+        demand.Spend(300, Now.AddMilliseconds(500));
+
+        demand.Peak.Should().Be(300, "the new window's first spend starts a slice of its own");
+        demand.SliceSpent.Should().Be(300);
     }
 
     [Fact]
@@ -45,36 +74,36 @@ public class ForegroundDemandTests
     {
         var demand = default(ForegroundDemand);
         demand.Follow(Now, default, Window);
-        demand.Spend(1000);
+        demand.Spend(1000, Now);
         demand.Follow(Now.AddHours(1), default, Window);
-        demand.Recent.Should().Be(0, "no window is known: nothing ends");
+        demand.RecentPeak.Should().Be(0, "no window is known: nothing ends");
 
         demand.Follow(Now, Now.AddSeconds(10), Window);
         demand.Follow(Now.AddSeconds(9), Now.AddSeconds(10), Window);
-        demand.Recent.Should().Be(0);
+        demand.RecentPeak.Should().Be(0);
         demand.Follow(Now.AddSeconds(10), Now.AddSeconds(20), Window);
-        demand.Recent.Should().Be(1000);
-        demand.Spent.Should().Be(0);
+        demand.RecentPeak.Should().Be(1000);
+        demand.Peak.Should().Be(0);
 
         demand.Follow(Now.AddSeconds(45), Now.AddSeconds(50), Window);
-        demand.Recent.Should().Be(125, "the windows ending at 20, 30 and 40 s passed quiet: 1,000 halved three times");
+        demand.RecentPeak.Should().Be(125, "the windows ending at 20, 30 and 40 s passed quiet: 1,000 halved three times");
     }
 
     [Fact]
-    public void The_demand_expected_at_a_later_refill_is_what_ending_the_windows_up_to_it_would_leave()
+    public void The_demand_expected_at_a_later_refill_is_a_whole_window_at_the_peak_that_ending_the_windows_up_to_it_would_leave()
     {
         var demand = default(ForegroundDemand);
         demand.Follow(Now, Now.AddSeconds(10), Window);
-        demand.Spend(2000);
+        demand.Spend(200, Now);
         demand.Follow(Now.AddSeconds(10), Now.AddSeconds(20), Window);
-        demand.Spend(7000);
+        demand.Spend(700, Now.AddSeconds(10));
 
-        demand.ExpectedAt(Now.AddSeconds(15), Window, 10_000).Should().Be(0, "within the current window: as now");
-        demand.ExpectedAt(Now.AddSeconds(20), Window, 10_000).Should().Be(7000, "the refill that ends this window: its spend");
-        demand.ExpectedAt(Now.AddSeconds(30), Window, 10_000).Should().Be(3500, "one refill later, halved");
+        demand.ExpectedAt(Now.AddSeconds(15), Window, 100_000).Should().Be(3500, "within the current window: until its end at 20 s, 5 s at 700");
+        demand.ExpectedAt(Now.AddSeconds(20), Window, 100_000).Should().Be(7000, "the refill that ends this window: a whole window at its peak");
+        demand.ExpectedAt(Now.AddSeconds(30), Window, 100_000).Should().Be(3500, "one refill later, halved");
         demand.ExpectedAt(Now.AddSeconds(20), Window, 5000).Should().Be(5000, "never more than the limit");
-        demand.Recent.Should().Be(2000, "a read: nothing ends");
-        demand.Spent.Should().Be(7000);
-        default(ForegroundDemand).ExpectedAt(Now.AddHours(1), Window, 10_000).Should().Be(0, "no window followed: as now");
+        demand.RecentPeak.Should().Be(200, "a read: nothing ends");
+        demand.Peak.Should().Be(700);
+        default(ForegroundDemand).ExpectedAt(Now.AddHours(1), Window, 10_000).Should().Be(0, "no foreground: nothing");
     }
 }
