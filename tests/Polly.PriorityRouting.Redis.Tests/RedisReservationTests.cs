@@ -137,7 +137,7 @@ public sealed class RedisReservationTests : IClassFixture<RedisServerFixture>
         await using var replica = await StartReplicaAsync(_redis.Configuration, NewPrefix());
         var store = Reserving(replica);
         var now = replica.Time.GetUtcNow();
-        await CorrectAsync(replica, await store.ReserveAsync(Key, 1_000, 0, 0, now, default), remaining: 9_000, limit: 10_000, reset: TimeSpan.FromSeconds(30));
+        await CorrectAsync(replica, await store.ReserveAsync(Key, 1_000, 0.5, 0, now, default), remaining: 9_000, limit: 10_000, reset: TimeSpan.FromSeconds(30));
 
         (await store.ReserveAsync(Key, 4_500, 0.5, 0, now, default)).Status.Should().Be(BackendReservationStatus.Refused, "1,000 + 4,500 would take more than half");
         (await store.ReserveAsync(Key, 4_000, 0.5, 0, now, default)).Status.Should().Be(BackendReservationStatus.Granted);
@@ -150,7 +150,7 @@ public sealed class RedisReservationTests : IClassFixture<RedisServerFixture>
         await using var replica = await StartReplicaAsync(_redis.Configuration, NewPrefix());
         var store = Reserving(replica);
         var now = replica.Time.GetUtcNow();
-        await CorrectAsync(replica, await store.ReserveAsync(Key, 1_000, 0, 0, now, default), remaining: 10_000, limit: 10_000, reset: TimeSpan.FromSeconds(30));
+        await CorrectAsync(replica, await store.ReserveAsync(Key, 1_000, 0.2, 0, now, default), remaining: 10_000, limit: 10_000, reset: TimeSpan.FromSeconds(30));
 
         // 9,000 can never leave the 2,000 kept: it goes on a full budget (the replica's view admits it then), never after
         // other spends, and never into room promised to foreground callers.
@@ -182,26 +182,31 @@ public sealed class RedisReservationTests : IClassFixture<RedisServerFixture>
         await using var peer = await ConnectionMultiplexer.ConnectAsync(_redis.Configuration);
         var database = peer.GetDatabase();
         var key = new RedisStoreLayout(prefix, prefix + "events").ReservationKeyOf(Key);
-        await CorrectAsync(replica, await store.ReserveAsync(Key, 1_000, 0, 0, now, default), remaining: 10_000, limit: 10_000, reset: TimeSpan.FromSeconds(30));
-        await database.HashSetAsync(key, [new("tfs", "0"), new("tfr", "6000")]);
+        await CorrectAsync(replica, await store.ReserveAsync(Key, 1_000, 0.2, 0, now, default), remaining: 10_000, limit: 10_000, reset: TimeSpan.FromSeconds(30));
 
         (await store.ReserveAsync(Key, 3_000, 0, 0, now, default)).Status.Should().Be(BackendReservationStatus.Granted);
-        ((long)await database.HashGetAsync(key, "tfs")).Should().Be(3_000, "a foreground reservation counts towards the foreground's demand");
-        (await store.ReserveAsync(Key, 2_001, 0.2, 0, now, default)).Status.Should().Be(BackendReservationStatus.Refused, "3,000 more are expected of the 6,000 of the last window, 2,000 are the headroom");
+        ((long)await database.HashGetAsync(key, "tfp")).Should().Be(3_000, "a foreground reservation counts towards the foreground's peak: the most within one second");
+        var early = await store.ReserveAsync(Key, 1, 0.2, 0, now, default);
+        early.Status.Should().Be(BackendReservationStatus.Refused, "the foreground can spend 3,000 in each of the 30 seconds left, more than the budget");
+        early.RetryAfter.Should().BeGreaterThan(TimeSpan.FromSeconds(25)).And.BeLessThanOrEqualTo(TimeSpan.FromSeconds(29),
+            "one second at the peak leaves it room beyond the 3,000 reserved and the headroom: the window's last second");
+
+        // Half a second left (the window's end moved on the server's clock): one second at the peak is expected.
+        var time = await database.ExecuteAsync("TIME");
+        var serverMs = long.Parse(((RedisResult[])time!)[0].ToString()!, CultureInfo.InvariantCulture) * 1000;
+        await database.HashSetAsync(key, [new("te", (serverMs + 500).ToString(CultureInfo.InvariantCulture)), new("tw", "30000")]);
+        (await store.ReserveAsync(Key, 2_001, 0.2, 0, now, default)).Status.Should().Be(BackendReservationStatus.Refused, "3,000 reserved, 3,000 expected, 2,000 the headroom");
         (await store.ReserveAsync(Key, 2_000, 0.2, 0, now, default)).Status.Should().Be(BackendReservationStatus.Granted);
 
-        // The window ends (its end moved to a moment past on the server's clock): its 3,000, or the last one's 6,000
-        // halved, are expected in the next.
-        var time = await database.ExecuteAsync("TIME");
-        var serverMs = (long.Parse(((RedisResult[])time!)[0].ToString()!, CultureInfo.InvariantCulture) * 1000) - 1;
-        await database.HashSetAsync(key, [new("te", serverMs.ToString(CultureInfo.InvariantCulture)), new("tw", "30000")]);
-        (await store.ReserveAsync(Key, 5_001, 0.2, 0, now, default)).Status.Should().Be(BackendReservationStatus.Refused);
-        ((long)await database.HashGetAsync(key, "tfr")).Should().Be(3_000);
-        (await store.ReserveAsync(Key, 5_000, 0.2, 0, now, default)).Status.Should().Be(BackendReservationStatus.Granted, "a full window less the headroom less the 3,000 expected");
+        // The window ends: its peak is the recent one, held through the next window.
+        await database.HashSetAsync(key, [new("te", (serverMs - 1).ToString(CultureInfo.InvariantCulture)), new("tw", "30000")]);
+        (await store.ReserveAsync(Key, 1, 0.2, 0, now, default)).Status.Should().Be(BackendReservationStatus.Refused, "a whole window at the last one's peak");
+        ((long)await database.HashGetAsync(key, "tfk")).Should().Be(3_000);
+        ((long)await database.HashGetAsync(key, "tfp")).Should().Be(0);
 
         // A nightly batch: no foreground for many windows.
         await database.HashSetAsync(key, [new("te", (serverMs - 600_000).ToString(CultureInfo.InvariantCulture)), new("tw", "30000")]);
-        (await store.ReserveAsync(Key, 8_000, 0.2, 0, now, default)).Status.Should().Be(BackendReservationStatus.Granted, "quiet windows halve the expected demand to nothing");
+        (await store.ReserveAsync(Key, 8_000, 0.2, 0, now, default)).Status.Should().Be(BackendReservationStatus.Granted, "quiet windows halve the peak to nothing");
     }
 
     [Fact]

@@ -7,10 +7,11 @@ namespace Polly.PriorityRouting.Redis;
 /// window's length (<c>w</c>), the running count at its last refill (<c>m</c>), whether it refills continuously
 /// (<c>k</c>, 1 once learned) and the running count at the reservation whose answer set the window's end (<c>s</c>); plus
 /// the running counts of reservations (<c>n</c>) and of reserved tokens (<c>c</c>), which are the reservations' history
-/// in two numbers; and per budget the foreground's demand (<c>tfs</c>/<c>rfs</c> spent in the current window,
-/// <c>tfr</c>/<c>rfr</c> the most spent in a recent one, halved per window since: <c>ForegroundDemand</c>'s rule, ended
-/// with the window); and the running count up to which releases are void (<c>p</c>: the last refill's, or the one of the
-/// reservation whose report set or raised the count).
+/// in two numbers; and per budget the foreground's demand, <c>ForegroundDemand</c>'s rule (<c>fq</c> spent in the current
+/// one-second slice, which ends at <c>fe</c>; <c>fp</c> the most spent in one slice of the current window; <c>fk</c> the
+/// most in one slice of a recent window, halved per window since: its recent peak rate, ended with the window); and the
+/// running count up to which releases are void (<c>p</c>: the last refill's, or the one of the reservation whose report
+/// set or raised the count).
 /// </summary>
 /// <remarks>
 /// <para>
@@ -47,9 +48,10 @@ internal static class ReservationScripts
     /// as in the process's view: a request too large to leave it goes on a full budget only — plus, strictly (no request
     /// is too large for them), ceil(promised × limit) (<c>BackendBudget.PromisedShare</c>) and, for a background request
     /// (a non-zero headroom), the foreground demand of every process expected until the reset
-    /// (<c>ForegroundDemand.Expected</c>: the recent window's foreground spend less the current one's); in tokens (also at
-    /// cost 0, as in the process's view) and in requests. A granted foreground request (headroom 0) counts towards that
-    /// demand.
+    /// (<c>ForegroundDemand.Expected</c>: the recent peak, the most spent in one second, for every second left begun); in
+    /// tokens (also at cost 0, as in the process's view) and in requests. A background request refused for that demand
+    /// only is told when the foreground can no longer spend it (<c>ForegroundDemand.UntilExpectedAtMost</c>). A granted
+    /// foreground request (headroom 0) counts towards that demand.
     /// </summary>
     public const string Reserve = Prelude + """
         local cost = num(ARGV[1], 0, BIG, 0)
@@ -63,10 +65,29 @@ internal static class ReservationScripts
         local wait = 0
         local function check(b, amount, always)
           if b.l < 0 or b.e <= now or (amount == 0 and headroom == 0 and promised == 0) or (not always and amount > b.l) then return end
+          local left = b.e - now
+          local peak = math.max(b.fp, b.fk)
           local expected = 0
-          if headroom > 0 then expected = math.min(math.max(b.fr - b.fs, 0), b.l) end
-          local kept = math.max(0, math.min(math.ceil(headroom * b.l), b.l - amount)) + math.ceil(promised * b.l) + expected
-          if b.v + amount > b.l - kept and b.e - now > wait then wait = b.e - now end
+          if headroom > 0 then expected = math.min(peak * math.ceil(left / SLICE), b.l) end
+          local kept = math.max(0, math.min(math.ceil(headroom * b.l), b.l - amount)) + math.ceil(promised * b.l)
+          if b.v + amount <= b.l - kept - expected then return end
+          -- ForegroundDemand.UntilExpectedAtMost: held back by the foreground's demand only, until the seconds left
+          -- at its peak fit in the room.
+          local room = b.l - kept - b.v - amount
+          local untilLeft = left
+          if room >= 0 and peak > 0 then
+            untilLeft = left - math.min(math.floor(room / peak), math.floor(left / SLICE)) * SLICE
+            if untilLeft <= 0 then untilLeft = left end
+          end
+          if untilLeft > wait then wait = untilLeft end
+        end
+        local function spend(b, amount)
+          if now >= b.fe then
+            b.fe = now + SLICE
+            b.fq = 0
+          end
+          b.fq = b.fq + amount
+          if b.fq > b.fp then b.fp = b.fq end
         end
         check(T, cost, false)
         check(R, 1, true)
@@ -77,8 +98,8 @@ internal static class ReservationScripts
         T.v = T.v + cost
         R.v = R.v + 1
         if headroom == 0 then
-          T.fs = T.fs + cost
-          R.fs = R.fs + 1
+          spend(T, cost)
+          spend(R, 1)
         end
         n = n + 1
         c = c + cost
@@ -166,7 +187,9 @@ internal static class ReservationScripts
         local now = tonumber(time[1]) * 1000 + math.floor(tonumber(time[2]) / 1000)
         local kind = redis.call('TYPE', key)['ok']
         if kind ~= 'hash' and kind ~= 'none' then redis.call('DEL', key) end
-        local f = redis.call('HMGET', key, 'tl', 'tv', 'te', 'tw', 'tm', 'rl', 'rv', 're', 'rw', 'rm', 'n', 'c', 'tk', 'ts', 'rk', 'rs', 'tfs', 'tfr', 'rfs', 'rfr', 'tp', 'rp')
+        local SLICE = 1000
+        local f = redis.call('HMGET', key, 'tl', 'tv', 'te', 'tw', 'tm', 'rl', 'rv', 're', 'rw', 'rm', 'n', 'c', 'tk', 'ts', 'rk', 'rs',
+          'tfq', 'tfe', 'tfp', 'tfk', 'rfq', 'rfe', 'rfp', 'rfk', 'tp', 'rp')
         local function num(v, lo, hi, default)
           local x = tonumber(v)
           if x == nil or x ~= x or x < lo or x > hi then return default end
@@ -177,8 +200,9 @@ internal static class ReservationScripts
         local function budget(i, j, d, q, count)
           local b = { l = num(f[i], -1, BIG, -1), v = num(f[i + 1], 0, BIG, 0), e = num(f[i + 2], 0, BIG, 0),
                       w = num(f[i + 3], 0, maxWindow, 0), m = num(f[i + 4], 0, BIG, 0), k = num(f[j], 0, 1, 0),
-                      s = num(f[j + 1], 0, count, 0), fs = num(f[d], 0, BIG, 0), fr = num(f[d + 1], 0, BIG, 0),
-                      p = num(f[q], 0, count, 0) }
+                      s = num(f[j + 1], 0, count, 0), fq = num(f[d], 0, BIG, 0), fe = num(f[d + 1], 0, BIG, 0),
+                      fp = num(f[d + 2], 0, BIG, 0), fk = num(f[d + 3], 0, BIG, 0), p = num(f[q], 0, count, 0) }
+          if b.fe > now + SLICE then b.fe = 0 b.fq = 0 end
           if b.e > now + maxWindow or b.m > count then b.e = 0 b.v = 0 b.m = 0 b.s = 0 b.p = 0 end
           if b.e > 0 and now >= b.e then
             if b.k == 1 and b.s > b.m and now < b.e + b.w then
@@ -197,19 +221,23 @@ internal static class ReservationScripts
             else
               b.e = 0
             end
-            -- ForegroundDemand.EndWindows: the window's foreground spend, or the recent one halved; halved per further window.
-            b.fr = math.floor(math.max(b.fs, math.floor(b.fr / 2)) / 2 ^ math.min(windows - 1, 63))
-            b.fs = 0
+            -- ForegroundDemand.EndWindows: the window's peak, or the recent one halved; halved per further window. The next
+            -- spend starts a slice.
+            b.fk = math.floor(math.max(b.fp, math.floor(b.fk / 2)) / 2 ^ math.min(windows - 1, 63))
+            b.fp = 0
+            b.fq = 0
+            b.fe = 0
           end
           return b
         end
-        local T = budget(1, 13, 17, 21, c)
-        local R = budget(6, 15, 19, 22, n)
+        local T = budget(1, 13, 17, 25, c)
+        local R = budget(6, 15, 21, 26, n)
         local function save()
           local d = function(x) return string.format('%d', x) end
           redis.call('HSET', key, 'tl', d(T.l), 'tv', d(T.v), 'te', d(T.e), 'tw', d(T.w), 'tm', d(T.m),
             'rl', d(R.l), 'rv', d(R.v), 're', d(R.e), 'rw', d(R.w), 'rm', d(R.m), 'n', d(n), 'c', d(c),
-            'tk', d(T.k), 'ts', d(T.s), 'rk', d(R.k), 'rs', d(R.s), 'tfs', d(T.fs), 'tfr', d(T.fr), 'rfs', d(R.fs), 'rfr', d(R.fr),
+            'tk', d(T.k), 'ts', d(T.s), 'rk', d(R.k), 'rs', d(R.s),
+            'tfq', d(T.fq), 'tfe', d(T.fe), 'tfp', d(T.fp), 'tfk', d(T.fk), 'rfq', d(R.fq), 'rfe', d(R.fe), 'rfp', d(R.fp), 'rfk', d(R.fk),
             'tp', d(T.p), 'rp', d(R.p))
           local ends = math.max(T.e, R.e)
           local ttl = history + math.max(T.w, R.w)
