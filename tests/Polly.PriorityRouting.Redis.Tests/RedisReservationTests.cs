@@ -205,6 +205,38 @@ public sealed class RedisReservationTests : IClassFixture<RedisServerFixture>
     }
 
     [Fact]
+    public async Task A_request_of_unknown_cost_counts_no_tokens_and_is_never_held_back_by_the_token_budget()
+    {
+        // The replica view's rule (BackendBudget.TimeUntilAdmitted), and the simulation's counter's (same name).
+        await using var replica = await StartReplicaAsync(_redis.Configuration, NewPrefix());
+        var store = Reserving(replica);
+        var now = replica.Time.GetUtcNow();
+        await CorrectAsync(replica, await store.ReserveAsync(Key, 1_000, 0, 0, now, default), remaining: 1_000, limit: 10_000, reset: TimeSpan.FromSeconds(30));
+
+        (await store.ReserveAsync(Key, 0, 0, 0, now, default)).Status.Should().Be(BackendReservationStatus.Granted);
+        (await store.ReserveAsync(Key, 0, 0, 0, now, default)).Status.Should().Be(BackendReservationStatus.Granted);
+        (await store.ReserveAsync(Key, 1_000, 0, 0, now, default)).Status.Should().Be(BackendReservationStatus.Granted, "the two requests of unknown cost counted no tokens: 1,000 are left");
+        (await store.ReserveAsync(Key, 1, 0, 0, now, default)).Status.Should().Be(BackendReservationStatus.Refused);
+        (await store.ReserveAsync(Key, 0, 0, 0, now, default)).Status.Should().Be(BackendReservationStatus.Granted, "a spent token budget never holds back a request of unknown cost");
+    }
+
+    [Fact]
+    public async Task A_request_budget_reported_with_a_limit_of_0_admits_no_request()
+    {
+        // The replica view's rule (BackendBudgetsTests, same name), and the simulation's counter's (same name).
+        await using var replica = await StartReplicaAsync(_redis.Configuration, NewPrefix());
+        var store = Reserving(replica);
+        var now = replica.Time.GetUtcNow();
+        var seed = await store.ReserveAsync(Key, 1_000, 0, 0, now, default);
+        await CorrectAsync(replica, seed, new BackendReservationReport(null, null, TimeSpan.Zero, 0, 0, TimeSpan.FromSeconds(30), now, now));
+
+        var refused = await store.ReserveAsync(Key, 1_000, 0, 0, now, default);
+        refused.Status.Should().Be(BackendReservationStatus.Refused);
+        refused.RetryAfter.Should().BeGreaterThan(TimeSpan.FromSeconds(20)).And.BeLessThanOrEqualTo(TimeSpan.FromSeconds(30), "until the refill");
+        (await store.ReserveAsync(Key, 0, 0, 0, now, default)).Status.Should().Be(BackendReservationStatus.Refused, "a request of unknown cost is still one request");
+    }
+
+    [Fact]
     public async Task Whatever_a_peer_wrote_into_the_key_a_reservation_never_throws_and_the_key_heals()
     {
         var prefix = NewPrefix();
@@ -356,11 +388,16 @@ public sealed class RedisReservationTests : IClassFixture<RedisServerFixture>
         await Eventually.HoldsAsync(() => replica.RedisStore.Reservations!.Flushed > flushed, Flushed, "the release reaches Redis");
     }
 
-    private static async Task CorrectAsync(Replica replica, BackendReservation reservation, long remaining, long limit, TimeSpan reset)
+    private static Task CorrectAsync(Replica replica, BackendReservation reservation, long remaining, long limit, TimeSpan reset)
+    {
+        var now = replica.Time.GetUtcNow();
+        return CorrectAsync(replica, reservation, new BackendReservationReport(remaining, limit, reset, null, null, TimeSpan.Zero, now, now));
+    }
+
+    private static async Task CorrectAsync(Replica replica, BackendReservation reservation, BackendReservationReport report)
     {
         var flushed = replica.RedisStore.Reservations!.Flushed;
-        var now = replica.Time.GetUtcNow();
-        Reserving(replica).Correct(reservation, new BackendReservationReport(remaining, limit, reset, null, null, TimeSpan.Zero, now, now));
+        Reserving(replica).Correct(reservation, report);
         await Eventually.HoldsAsync(() => replica.RedisStore.Reservations!.Flushed > flushed, Flushed, "the correction reaches Redis");
     }
 

@@ -177,6 +177,34 @@ public class SharedReservationCounterTests
     }
 
     [Fact]
+    public void A_request_of_unknown_cost_counts_no_tokens_and_is_never_held_back_by_the_token_budget()
+    {
+        // The replica view's rule (BackendBudget.TimeUntilAdmitted), and the Redis script's (RedisReservationTests, same name).
+        var counter = new SharedReservationCounter();
+        counter.Correct(counter.Reserve(Ptu, 1_000, 0, 0, Start), Tokens(1_000, 10_000, TimeSpan.FromSeconds(30), Start, Start), Start);
+
+        Reserve(counter, Start, 0).Should().Be(BackendReservationStatus.Granted);
+        Reserve(counter, Start, 0).Should().Be(BackendReservationStatus.Granted);
+        Reserve(counter, Start, 1_000).Should().Be(BackendReservationStatus.Granted, "the two requests of unknown cost counted no tokens: 1,000 are left");
+        Reserve(counter, Start, 1).Should().Be(BackendReservationStatus.Refused);
+        Reserve(counter, Start, 0).Should().Be(BackendReservationStatus.Granted, "a spent token budget never holds back a request of unknown cost");
+    }
+
+    [Fact]
+    public void A_request_budget_reported_with_a_limit_of_0_admits_no_request()
+    {
+        // The replica view's rule (BackendBudgetsTests, same name), and the Redis script's (RedisReservationTests, same name).
+        var counter = new SharedReservationCounter();
+        counter.Correct(counter.Reserve(Ptu, 1_000, 0, 0, Start), Requests(0, 0, TimeSpan.FromSeconds(10), Start, Start), Start);
+
+        var refused = counter.Reserve(Ptu, 1_000, 0, 0, Start.AddSeconds(1));
+        refused.Status.Should().Be(BackendReservationStatus.Refused);
+        refused.RetryAfter.Should().Be(TimeSpan.FromSeconds(9), "until the refill");
+        Reserve(counter, Start.AddSeconds(1), 0).Should().Be(BackendReservationStatus.Refused, "a request of unknown cost is still one request");
+        Reserve(counter, Start.AddSeconds(10), 1_000).Should().Be(BackendReservationStatus.Refused, "the refill brings a limit of 0 back");
+    }
+
+    [Fact]
     public void Nothing_known_refuses_nothing_and_says_so()
     {
         var counter = new SharedReservationCounter();
@@ -190,6 +218,9 @@ public class SharedReservationCounterTests
     }
 
     private static BackendReservationStatus Reserve(SharedReservationCounter counter, DateTimeOffset now, long cost) => counter.Reserve(Ptu, cost, 0, 0, now).Status;
+
+    private static BackendReservationReport Requests(long remaining, long limit, TimeSpan reset, DateTimeOffset sentAt, DateTimeOffset receivedAt)
+        => new(null, null, TimeSpan.Zero, remaining, limit, reset, sentAt, receivedAt);
 
     private static BackendReservationReport Tokens(long remaining, long limit, TimeSpan reset, DateTimeOffset sentAt, DateTimeOffset receivedAt)
         => new(remaining, limit, reset, null, null, TimeSpan.Zero, sentAt, receivedAt);

@@ -62,7 +62,7 @@ internal sealed class SharedReservationCounter
         // until the reset, strictly like the room promised. A request larger than the whole budget is the backend's to judge.
         var expected = headroom > 0 && known ? budget.Foreground.Expected(budget.Limit) : 0;
         var kept = Math.Max(0, Math.Min(Math.Ceiling(headroom * budget.Limit), budget.Limit - amount)) + Math.Ceiling(promised * budget.Limit) + expected;
-        if (known && budget.Reserved + amount > budget.Limit - kept && amount <= budget.Limit)
+        if (known && budget.Judges(amount, headroom, promised) && budget.Reserved + amount > budget.Limit - kept)
         {
             Refused++;
             return BackendReservation.Refused(key, cost, budget.WindowEnd - now);
@@ -224,8 +224,16 @@ internal sealed class SharedReservationCounter
 
         public Queue<(long Sequence, DateTimeOffset At, long Amount)> Recent { get; } = new();
 
-        /// <summary>Returns what a request of <paramref name="cost"/> tokens counts against this budget.</summary>
-        public long AmountOf(long cost) => CountsRequests || cost <= 0 ? 1 : cost;
+        /// <summary>Returns what a request of <paramref name="cost"/> tokens counts against this budget: one request, or its tokens (none when unknown).</summary>
+        public long AmountOf(long cost) => CountsRequests ? 1 : Math.Max(0, cost);
+
+        /// <summary>
+        /// Returns whether the budget may hold back a request counting <paramref name="amount"/>, as the replica's view and
+        /// the Redis script judge it: a request budget every request (a limit of 0 admits none); a token budget neither a
+        /// request larger than its whole limit (only the backend can judge it) nor a foreground one of unknown cost.
+        /// </summary>
+        public bool Judges(long amount, double headroom, double promised)
+            => CountsRequests || (amount <= Limit && (amount > 0 || headroom > 0 || promised > 0));
 
         public void ObserveReset(DateTimeOffset resetAt, TimeSpan sameWindow)
         {
