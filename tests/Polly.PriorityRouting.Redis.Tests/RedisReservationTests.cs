@@ -237,6 +237,46 @@ public sealed class RedisReservationTests : IClassFixture<RedisServerFixture>
     }
 
     [Fact]
+    public async Task A_foreground_demand_a_peer_wrote_beyond_the_limit_holds_background_work_off_as_the_limit_would_and_no_longer()
+    {
+        var prefix = NewPrefix();
+        await using var replica = await StartReplicaAsync(_redis.Configuration, prefix);
+        var store = Reserving(replica);
+        var now = replica.Time.GetUtcNow();
+        await using var peer = await ConnectionMultiplexer.ConnectAsync(_redis.Configuration);
+        var database = peer.GetDatabase();
+        var key = new RedisStoreLayout(prefix, prefix + "events").ReservationKeyOf(Key);
+        await CorrectAsync(replica, await store.ReserveAsync(Key, 1_000, 0, 0, now, default), remaining: 10_000, limit: 10_000, reset: TimeSpan.FromSeconds(30));
+
+        // 2^50 tokens spent by the foreground, this window and the last: a budget of 10,000 never spends more than 10,000.
+        await database.HashSetAsync(key, [new("tfs", "1125899906842624"), new("tfr", "1125899906842624")]);
+        await EndWindowsAsync(database, key, 2);
+
+        (await store.ReserveAsync(Key, 3_001, 0.2, 0, now, default)).Status.Should().Be(BackendReservationStatus.Refused);
+        (await store.ReserveAsync(Key, 3_000, 0.2, 0, now, default)).Status.Should().Be(BackendReservationStatus.Granted, "10,000 spent two windows ago leave 5,000 expected, and 2,000 are the headroom");
+    }
+
+    [Fact]
+    public async Task A_foreground_request_larger_than_the_whole_budget_counts_as_its_limit_in_the_foreground_demand()
+    {
+        // The replica view's rule (BackgroundHeadroomTests, same name), and the simulation's counter's (same name).
+        var prefix = NewPrefix();
+        await using var replica = await StartReplicaAsync(_redis.Configuration, prefix);
+        var store = Reserving(replica);
+        var now = replica.Time.GetUtcNow();
+        await using var peer = await ConnectionMultiplexer.ConnectAsync(_redis.Configuration);
+        var database = peer.GetDatabase();
+        var key = new RedisStoreLayout(prefix, prefix + "events").ReservationKeyOf(Key);
+        await CorrectAsync(replica, await store.ReserveAsync(Key, 1_000, 0, 0, now, default), remaining: 10_000, limit: 10_000, reset: TimeSpan.FromSeconds(30));
+        (await store.ReserveAsync(Key, 1_000_000, 0, 0, now, default)).Status.Should().Be(BackendReservationStatus.Granted, "only the backend can judge it");
+
+        await EndWindowsAsync(database, key, 2);
+
+        (await store.ReserveAsync(Key, 3_001, 0.2, 0, now, default)).Status.Should().Be(BackendReservationStatus.Refused);
+        (await store.ReserveAsync(Key, 3_000, 0.2, 0, now, default)).Status.Should().Be(BackendReservationStatus.Granted, "at most 10,000 spent two windows ago leave 5,000 expected, and 2,000 are the headroom");
+    }
+
+    [Fact]
     public async Task Whatever_a_peer_wrote_into_the_key_a_reservation_never_throws_and_the_key_heals()
     {
         var prefix = NewPrefix();
@@ -380,6 +420,15 @@ public sealed class RedisReservationTests : IClassFixture<RedisServerFixture>
             using var response = await (i % 2 == 0 ? clientA : clientB).SendAsync(request);
             return response.StatusCode;
         }));
+
+    /// <summary>Moves the token window's end <paramref name="windows"/> windows of 30 s into the past on the server's clock: the next call ends them.</summary>
+    private static async Task EndWindowsAsync(IDatabase database, RedisKey key, int windows)
+    {
+        var time = await database.ExecuteAsync("TIME");
+        var serverMs = long.Parse(((RedisResult[])time!)[0].ToString()!, CultureInfo.InvariantCulture) * 1000;
+        var end = serverMs - 1 - ((windows - 1) * 30_000L);
+        await database.HashSetAsync(key, [new("te", end.ToString(CultureInfo.InvariantCulture)), new("tw", "30000")]);
+    }
 
     private static async Task ReleaseAsync(Replica replica, BackendReservation reservation)
     {

@@ -205,6 +205,19 @@ public class SharedReservationCounterTests
     }
 
     [Fact]
+    public void A_foreground_request_larger_than_the_whole_budget_counts_as_its_limit_in_the_foreground_demand()
+    {
+        // The replica view's rule (BackgroundHeadroomTests, same name), and the Redis script's (RedisReservationTests, same name).
+        var counter = new SharedReservationCounter();
+        counter.Correct(counter.Reserve(Ptu, 1_000, 0, 0, Start), Tokens(10_000, 10_000, TimeSpan.FromSeconds(10), Start, Start), Start);
+        Reserve(counter, Start, 1_000_000).Should().Be(BackendReservationStatus.Granted, "only the backend can judge it");
+
+        var twoWindowsLater = Start.AddSeconds(20);
+        counter.Reserve(Ptu, 3_001, 0.2, 0, twoWindowsLater).Status.Should().Be(BackendReservationStatus.Refused);
+        counter.Reserve(Ptu, 3_000, 0.2, 0, twoWindowsLater).Status.Should().Be(BackendReservationStatus.Granted, "at most 10,000 spent two windows ago leave 5,000 expected, and 2,000 are the headroom");
+    }
+
+    [Fact]
     public void Nothing_known_refuses_nothing_and_says_so()
     {
         var counter = new SharedReservationCounter();

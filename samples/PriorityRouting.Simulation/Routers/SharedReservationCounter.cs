@@ -72,7 +72,7 @@ internal sealed class SharedReservationCounter
         budget.Reserved += amount;
         if (headroom <= 0)
         {
-            budget.Foreground.Spend(amount);
+            budget.Foreground.Spend(amount, budget.Limit);
         }
 
         budget.Recent.Enqueue((sequence, now, amount));

@@ -31,7 +31,8 @@ namespace Polly.PriorityRouting.Redis;
 /// </para>
 /// <para>
 /// Whatever a peer wrote into the key never throws: a key of another type is deleted, a field that is not a number (or
-/// lies outside its bounds) reads as unknown. Every write sets the key's expiry to the end of its known windows plus one
+/// lies outside its bounds) reads as unknown, and the foreground's demand reads as no more than the limit (a window
+/// never spends more), so no value holds background work off longer than a foreground that spent the whole budget. Every write sets the key's expiry to the end of its known windows plus one
 /// window and the history (long enough for the slowest answer to correct it), never more than twice the longest window
 /// plus the history: keys never outlive what they describe. Each script touches its one key only, so every one works on
 /// a Redis Cluster.
@@ -180,6 +181,8 @@ internal static class ReservationScripts
                       s = num(f[j + 1], 0, count, 0), fs = num(f[d], 0, BIG, 0), fr = num(f[d + 1], 0, BIG, 0),
                       p = num(f[q], 0, count, 0) }
           if b.e > now + maxWindow or b.m > count then b.e = 0 b.v = 0 b.m = 0 b.s = 0 b.p = 0 end
+          -- ForegroundDemand.Spend's bound: a window never spends more than the limit (whatever a peer or a request too large wrote).
+          if b.l >= 0 then b.fs = math.min(b.fs, b.l) b.fr = math.min(b.fr, b.l) end
           if b.e > 0 and now >= b.e then
             if b.k == 1 and b.s > b.m and now < b.e + b.w then
               -- A continuous refill's full moment: what was reserved after the report that named it is still spent.

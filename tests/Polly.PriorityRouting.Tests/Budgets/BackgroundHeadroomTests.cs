@@ -180,6 +180,18 @@ public class BackgroundHeadroomTests
     }
 
     [Fact]
+    public void A_foreground_request_larger_than_the_whole_budget_counts_as_its_limit_in_the_foreground_demand()
+    {
+        // The rule the shared reservations keep too (RedisReservationTests and SharedReservationCounterTests, same name).
+        var budgets = Observed(("x-ratelimit-remaining-tokens", "10000"), ("x-ratelimit-limit-tokens", "10000"), ("x-ratelimit-reset-tokens", "10s"));
+        budgets.TryTake(Key, 1_000_000, Now).Should().BeTrue("only the backend can judge it");
+
+        var twoWindowsLater = Now.AddSeconds(20);
+        budgets.CanAdmit(Key, 3001, twoWindowsLater, headroom: Headroom).Should().BeFalse();
+        budgets.CanAdmit(Key, 3000, twoWindowsLater, headroom: Headroom).Should().BeTrue("at most 10,000 spent two windows ago leave 5,000 expected, and 2,000 are the headroom");
+    }
+
+    [Fact]
     public void Background_only_work_gets_the_whole_budget_less_the_headroom_once_the_foreground_is_quiet()
     {
         var budgets = Observed(("x-ratelimit-remaining-tokens", "10000"), ("x-ratelimit-limit-tokens", "10000"), ("x-ratelimit-reset-tokens", "10s"));
