@@ -79,6 +79,34 @@ public sealed class RedisReservationTests : IClassFixture<RedisServerFixture>
     }
 
     [Fact]
+    public async Task A_budget_refilled_continuously_counts_at_its_full_moment_no_reservation_released_since_its_last_report()
+    {
+        // The simulation's counter's rule too (SharedReservationCounterTests, same name).
+        var prefix = NewPrefix();
+        await using var replica = await StartReplicaAsync(_redis.Configuration, prefix);
+        var store = Reserving(replica);
+        var now = replica.Time.GetUtcNow();
+        await using var peer = await ConnectionMultiplexer.ConnectAsync(_redis.Configuration);
+        var key = new RedisStoreLayout(prefix, prefix + "events").ReservationKeyOf(Key);
+        await CorrectAsync(replica, await store.ReserveAsync(Key, 1_000, 0, 0, now, default), remaining: 9_000, limit: 10_000, reset: TimeSpan.FromMilliseconds(2_000));
+        await CorrectAsync(replica, await store.ReserveAsync(Key, 4_000, 0, 0, now, default), remaining: 5_000, limit: 10_000, reset: TimeSpan.FromMilliseconds(2_600));
+        var refusedByTheBackend = await store.ReserveAsync(Key, 3_000, 0, 0, now, default);
+        (await store.ReserveAsync(Key, 2_000, 0, 0, now, default)).Status.Should().Be(BackendReservationStatus.Granted);
+        await ReleaseAsync(replica, refusedByTheBackend);
+
+        // A window of a minute (a peer learned it): only the full moment can refill within the wait below.
+        await peer.GetDatabase().HashSetAsync(key, "tw", "60000");
+
+        // At the full moment the backend holds 10,000 less the 2,000 it admitted after the last report; the 3,000 it
+        // refused were given back and must not be counted again.
+        await Eventually.HoldsAsync(
+            async () => (await store.ReserveAsync(Key, 8_000, 0, 0, now, default)).Status == BackendReservationStatus.Granted,
+            TimeSpan.FromSeconds(10),
+            "the full moment passes");
+        (await store.ReserveAsync(Key, 1, 0, 0, now, default)).Status.Should().Be(BackendReservationStatus.Refused, "2,000 + 8,000 fill the 10,000");
+    }
+
+    [Fact]
     public async Task A_released_reservation_gives_its_room_back()
     {
         await using var replica = await StartReplicaAsync(_redis.Configuration, NewPrefix());

@@ -70,6 +70,24 @@ public class SharedReservationCounterTests
     }
 
     [Fact]
+    public void A_budget_refilled_continuously_counts_at_its_full_moment_no_reservation_released_since_its_last_report()
+    {
+        // The Redis script's rule too (RedisReservationTests, same name).
+        var counter = new SharedReservationCounter();
+        counter.Correct(counter.Reserve(Ptu, 1_000, 0, 0, Start), Tokens(9_000, 10_000, TimeSpan.FromMilliseconds(2_000), Start, Start), Start);
+        counter.Correct(counter.Reserve(Ptu, 4_000, 0, 0, Start), Tokens(5_000, 10_000, TimeSpan.FromMilliseconds(2_600), Start, Start), Start);
+        var refusedByTheBackend = counter.Reserve(Ptu, 3_000, 0, 0, Start);
+        Reserve(counter, Start, 2_000).Should().Be(BackendReservationStatus.Granted);
+        counter.Release(refusedByTheBackend);
+
+        // At the full moment the backend holds 10,000 less the 2,000 it admitted after the last report; the 3,000 it
+        // refused were given back and must not be counted again.
+        var full = Start.AddMilliseconds(2_600);
+        Reserve(counter, full, 8_001).Should().Be(BackendReservationStatus.Refused);
+        Reserve(counter, full, 8_000).Should().Be(BackendReservationStatus.Granted);
+    }
+
+    [Fact]
     public void A_window_refilled_at_once_forgets_at_its_end_what_was_reserved_after_its_last_report()
     {
         var counter = new SharedReservationCounter();
