@@ -153,9 +153,9 @@ internal sealed partial class BackendBudget
         if (headroom <= 0)
         {
             _foregroundTokens.Follow(now, Tokens.ResetAt, Tokens.Window);
-            _foregroundTokens.Spend(cost, now);
+            _foregroundTokens.Spend(cost, now, Tokens.Limit);
             _foregroundRequests.Follow(now, Requests.ResetAt, Requests.Window);
-            _foregroundRequests.Spend(1, now);
+            _foregroundRequests.Spend(1, now, Requests.Limit);
         }
     }
 

@@ -41,8 +41,13 @@ internal struct ForegroundDemand
     /// <summary>Gets the most foreground requests spent in one slice of a recent window, halved for each window since.</summary>
     public long RecentPeak { get; private set; }
 
-    /// <summary>Counts a foreground admission of <paramref name="amount"/> at <paramref name="now"/>.</summary>
-    public void Spend(long amount, DateTimeOffset now)
+    /// <summary>
+    /// Counts a foreground admission of <paramref name="amount"/> at <paramref name="now"/>, a slice's spend up to
+    /// <paramref name="limit"/> (negative: unknown, unbounded): a backend never spends more than its limit in one window,
+    /// so a request larger than the whole budget (admitted for the backend to judge) weighs as the limit, and halves away
+    /// as fast.
+    /// </summary>
+    public void Spend(long amount, DateTimeOffset now, long limit)
     {
         if (now >= _sliceEnd)
         {
@@ -51,6 +56,11 @@ internal struct ForegroundDemand
         }
 
         SliceSpent += amount > 0 ? amount : 0;
+        if (limit >= 0 && SliceSpent > limit)
+        {
+            SliceSpent = limit;
+        }
+
         Peak = Math.Max(Peak, SliceSpent);
     }
 
@@ -79,16 +89,17 @@ internal struct ForegroundDemand
     }
 
     /// <summary>
-    /// Returns the foreground demand expected in the window a refill at <paramref name="at"/> starts (a promise's
-    /// moment), within 0 and <paramref name="limit"/>: <see cref="Expected"/> until the followed window's end while
-    /// <paramref name="at"/> lies in it (a whole window when none is followed); else a whole window at the peak rate
-    /// that ending the windows up to it would leave. Background admission at that refill keeps it, so a promise of that
-    /// refill must leave it too.
+    /// Returns the foreground demand a background request promised the refill at <paramref name="at"/> (an exhausted
+    /// answer's moment, or a waiter's) must leave, within 0 and <paramref name="limit"/>: <see cref="Expected"/> until the
+    /// followed window's end while <paramref name="at"/> lies in it (a whole window when none is followed) — admission
+    /// then is what was promised; for a later refill, what the peak that ending the windows up to it would leave spends
+    /// in the last slice of that window: the caller's room is in that window, and its admission there waits (its next
+    /// answer or wait says until when) until the foreground can no longer spend it.
     /// </summary>
     public readonly long ExpectedAt(DateTimeOffset at, TimeSpan window, long limit)
         => _windowEnd == default || at < _windowEnd
             ? Expected(limit, _windowEnd == default ? window : _windowEnd - at)
-            : Math.Clamp(AtPeak(RecentAfter(Peak, RecentPeak, WindowsEndedBy(_windowEnd, at, window)), window), 0, Math.Max(0, limit));
+            : Math.Clamp(AtPeak(RecentAfter(Peak, RecentPeak, WindowsEndedBy(_windowEnd, at, window)), Slice), 0, Math.Max(0, limit));
 
     /// <summary>
     /// Ends the current window and <paramref name="windows"/> − 1 more: its peak becomes the recent one, unless the

@@ -284,7 +284,7 @@ public class BackgroundRequestTests
         using var admitted = await Send(on, "bg", 2000, Background());
 
         heldBack.StatusCode.Should().Be(HttpStatusCode.TooManyRequests, "the 6,000 sent within one second while classes were off are the foreground's peak (the first request came before any budget was known): in the last half second 6,000 are expected, 2,000 are the headroom, 2,000 are left");
-        heldBack.Headers.GetValues("retry-after-ms").Single().Should().Be("10502", "no second at the peak leaves 2,001 before the reset, nor does a whole window at it after: the refill after the next");
+        heldBack.Headers.GetValues("retry-after-ms").Single().Should().Be("502", "no second at the peak leaves 2,001 before the reset; the refill's window has room for it beyond the headroom and its last second at the peak, halved to 3,000");
         admitted.StatusCode.Should().Be(HttpStatusCode.OK);
 
         using var offAgain = Reloaded(off, a, headroom: 0);
