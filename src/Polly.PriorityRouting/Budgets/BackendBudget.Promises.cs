@@ -187,7 +187,7 @@ internal sealed partial class BackendBudget
 
     // Each process promises its share of a refill: the callers of every process sharing the store come back at once. A
     // foreground request counts the foreground demand only; a background one counts all of it and leaves its headroom,
-    // and the foreground demand this process expects in the window the refill starts (as its admission there will).
+    // and the foreground demand this process expects in the window the refill starts (ForegroundDemand.ExpectedAt).
     private bool Fits(PromisedRefill promised, long cost, double share, double headroom)
     {
         var background = headroom > 0;
