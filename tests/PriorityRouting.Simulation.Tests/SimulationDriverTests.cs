@@ -189,13 +189,17 @@ public class SimulationDriverTests
             if (run.Router == SimulationReport.OursReserved)
             {
                 run.ForegroundServedShare.Should().BeGreaterThanOrEqualTo(0.99, because);
-                run.BackgroundServedShare.Should().BeLessThan(0.7, because).And.BePositive(because);
+                run.BackgroundServedShare.Should().BeLessThan(0.7, because);
             }
             else if (run.Router == SimulationReport.Ours)
             {
                 run.ForegroundServedShare.Should().BeGreaterThanOrEqualTo(0.9, because);
             }
         }
+
+        // Background work gets what is left, the room the foreground cannot spend before a reset at its peak rate: with the
+        // foreground alone at 1x, over these 20 seconds that is nothing (over the scenario's two minutes, 1-8 %; that it
+        // gets the room at a window's end: BackgroundHeadroomTests).
     }
 
     [Fact]
