@@ -46,7 +46,7 @@ internal sealed class PriorityRoutingResilienceStrategy : ResilienceStrategy<Htt
         _timeProvider = timeProvider;
         _shouldHandle = options.ShouldHandle;
         _deferCredentials = options.DeferCredentials;
-        _planner = new RequestPlanner(options, _pool, _telemetry);
+        _planner = new RequestPlanner(options, _pool, _telemetry, timeProvider);
         _observers = new AnswerObservers(options, _pool, _telemetry, timeProvider, _planner.Affinity);
         _waits = new RefillWaits(_pool, _telemetry, timeProvider);
         _reservationRefused = _telemetry.ReservationRefused;

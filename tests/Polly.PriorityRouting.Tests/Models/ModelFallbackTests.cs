@@ -112,7 +112,7 @@ public class ModelFallbackTests
     public async Task A_request_pinned_to_a_backend_by_its_id_never_falls_back()
     {
         using var h = Harness(o => o.ModelFallbacks["gpt-4o"] = ["mini"], Serving("a", 1, ("gpt-4o", "gpt-4o-ptu")), Serving("b", 1, ("mini", "mini-deploy")));
-        ((InMemoryAffinityStore)(h.Options.Affinity.Store ?? InMemoryAffinityStore.Shared)).Pin("resp_fallback_1", "a@http://a", TimeSpan.FromDays(1));
+        ((InMemoryAffinityStore)(h.Options.Affinity.Store ?? InMemoryAffinityStore.SharedOn(h.Time))).Pin("resp_fallback_1", "a@http://a", TimeSpan.FromDays(1));
         h.Transport.Respond("a", HttpStatusCode.TooManyRequests, ("Retry-After", "30"));
 
         using var response = await h.Client.PostAsync(
