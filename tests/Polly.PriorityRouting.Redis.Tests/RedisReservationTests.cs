@@ -205,6 +205,27 @@ public sealed class RedisReservationTests : IClassFixture<RedisServerFixture>
     }
 
     [Fact]
+    public async Task A_background_reservation_leaves_free_the_headroom_the_shared_foreground_demand_and_the_promised_room_together()
+    {
+        var prefix = NewPrefix();
+        await using var replica = await StartReplicaAsync(_redis.Configuration, prefix);
+        var store = Reserving(replica);
+        var now = replica.Time.GetUtcNow();
+        await using var peer = await ConnectionMultiplexer.ConnectAsync(_redis.Configuration);
+        var database = peer.GetDatabase();
+        var key = new RedisStoreLayout(prefix, prefix + "events").ReservationKeyOf(Key);
+        await CorrectAsync(replica, await store.ReserveAsync(Key, 1_000, 0, 0, now, default), remaining: 10_000, limit: 10_000, reset: TimeSpan.FromSeconds(30));
+        await database.HashSetAsync(key, [new("tfs", "0"), new("tfr", "6000")]);
+        (await store.ReserveAsync(Key, 3_000, 0, 0, now, default)).Status.Should().Be(BackendReservationStatus.Granted);
+
+        (await store.ReserveAsync(Key, 1_001, 0.2, 0.1, now, default)).Status.Should().Be(
+            BackendReservationStatus.Refused, "of the 7,000 left, 2,000 are the headroom, 3,000 the foreground's expected demand and 1,000 promised to foreground callers");
+        (await store.ReserveAsync(Key, 1_000, 0.2, 0.1, now, default)).Status.Should().Be(BackendReservationStatus.Granted);
+        (await store.ReserveAsync(Key, 6_000, 0, 0, now, default)).Status.Should().Be(BackendReservationStatus.Granted, "a foreground request uses all that was kept");
+        (await store.ReserveAsync(Key, 1, 0, 0, now, default)).Status.Should().Be(BackendReservationStatus.Refused, "the budget is spent");
+    }
+
+    [Fact]
     public async Task Whatever_a_peer_wrote_into_the_key_a_reservation_never_throws_and_the_key_heals()
     {
         var prefix = NewPrefix();
