@@ -381,6 +381,28 @@ public sealed class RedisReservationTests : IClassFixture<RedisServerFixture>
         secondary.Admitted.Should().Be(1, "the background request that did not fit went to the next tier");
     }
 
+    [Fact]
+    public async Task A_shared_budget_replicated_before_a_failover_still_refuses_on_the_promoted_replica_what_does_not_fit()
+    {
+        using var group = new RedisReplicationGroup(withSentinels: false);
+        await using var replica = await StartReplicaAsync(group.PlainConfiguration, NewPrefix());
+        var store = Reserving(replica);
+        var now = replica.Time.GetUtcNow();
+        await CorrectAsync(replica, await store.ReserveAsync(Key, 1_000, 0, 0, now, default), remaining: 1_000, limit: 10_000, reset: TimeSpan.FromSeconds(30));
+        (await store.ReserveAsync(Key, 1_001, 0, 0, now, default)).Status.Should().Be(BackendReservationStatus.Refused, "1,000 are left");
+        RedisProcess.Cli(group.NodePorts[0], "wait", "1", "5000");
+
+        group.Kill(0);
+        group.PromoteByHand(1);
+        await Eventually.HoldsAsync(
+            async () => (await store.ReserveAsync(Key, 1_001, 0, 0, now, default)).Status == BackendReservationStatus.Refused,
+            TimeSpan.FromSeconds(20),
+            "the store reserves on the promoted replica, which holds the replicated budget (meanwhile its own view decides)");
+
+        (await store.ReserveAsync(Key, 1_000, 0, 0, now, default)).Status.Should().Be(BackendReservationStatus.Granted, "the replicated count, not a fresh budget");
+        (await store.ReserveAsync(Key, 1, 0, 0, now, default)).Status.Should().Be(BackendReservationStatus.Refused);
+    }
+
     internal static string NewPrefix() => $"test:{Guid.NewGuid():N}:";
 
     internal static IBackendReservationStore Reserving(Replica replica) => (IBackendReservationStore)replica.Store;
