@@ -68,6 +68,27 @@ public partial class ConcurrencyCapTests
     }
 
     [Fact]
+    public async Task After_a_reload_lowers_MaxConcurrentRequests_a_waiting_request_is_sent_only_once_the_old_pipelines_requests_leave_room_under_the_new_cap()
+    {
+        var time = new TimerCountingTimeProvider(RoutingHarness.Start);
+        using var before = new RoutingHarness(o => { o.Randomizer = _ => 0; o.MaxQueueWait = TimeSpan.FromSeconds(5); }, null, time, Capped("a", 1, 2));
+        using var after = new RoutingHarness(o => { o.Randomizer = _ => 0; o.MaxQueueWait = TimeSpan.FromSeconds(5); o.StateStore = before.Store; }, null, time, Capped("a", 1, 1));
+        var first = await SendAs(before, "hold 1");
+        var second = await SendAs(before, "hold 2");
+        var waiting = SendAs(after, "fg");
+        time.WaitForTimers(1).Should().BeTrue("the reloaded pipeline's request waits for a slot under its cap of 1");
+
+        first.Dispose();
+        time.WaitForTimers(2).Should().BeTrue("one request still in flight fills the new cap: the request waits again");
+        waiting.IsCompleted.Should().BeFalse();
+        second.Dispose();
+        using var served = await waiting.WaitAsync(HangGuard);
+
+        served.StatusCode.Should().Be(HttpStatusCode.OK);
+        (CallersOf(before), CallersOf(after)).Should().BeEquivalentTo((new[] { "hold 1", "hold 2" }, new[] { "fg" }));
+    }
+
+    [Fact]
     public async Task A_slot_given_back_on_a_backend_a_hinted_foreground_waiter_may_not_use_goes_to_a_background_waiter_at_once()
     {
         var time = new TimerCountingTimeProvider(RoutingHarness.Start);
