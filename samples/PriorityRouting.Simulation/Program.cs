@@ -4,7 +4,7 @@ using PriorityRouting.Simulation;
 using PriorityRouting.Simulation.Routers;
 
 // Usage: dotnet run -c Release --project samples/PriorityRouting.Simulation
-//            [-- --period <seconds>] [--measured <seconds> (where a scenario has no window of its own)] [--loads 1,1.5] [--replicas 1,8] [--scenario mixed] [--routers ours] [--budget-interval <ms>] [--budget-delay <ms>] [--budget-sharing on|off] [--budget-headers admission|answer] [--reservation-delay <ms>] [--reservation-reads send|<seconds>] [--queue-wait <seconds>] [--charts <directory>] [--json]
+//            [-- --period <seconds>] [--measured <seconds> (where a scenario has no window of its own)] [--loads 1,1.5] [--replicas 1,8] [--scenario mixed] [--routers ours] [--budget-interval <ms>] [--budget-delay <ms>] [--budget-sharing on|off] [--budget-headers admission|answer] [--reservation-delay <ms>] [--reservation-reads send|<seconds>] [--queue-wait <seconds>] [--charts <directory>] [--seed <int>] [--json]
 //        or: dotnet run -c Release --project samples/PriorityRouting.Simulation -- --latency
 if (args.Contains("--latency"))
 {
@@ -66,8 +66,12 @@ for (var i = 0; i + 1 < args.Length; i += 2)
         case "--charts":
             chartDirectory = args[i + 1];
             break;
+        case "--seed":
+            // Another draw of arrivals, sizes and completion times: how much a number moves by chance alone.
+            settings = settings with { Seed = int.Parse(args[i + 1], CultureInfo.InvariantCulture) };
+            break;
         default:
-            throw new ArgumentException($"Unknown option {args[i]}. Options: --period <seconds>, --measured <seconds>, --loads <list>, --replicas <list>, --scenario <name part>, --routers <name part>, --budget-interval <ms>, --budget-delay <ms>, --budget-sharing on|off, --budget-headers admission|answer, --reservation-delay <ms>, --reservation-reads send|<max answer delay, seconds>, --queue-wait <seconds>, --charts <directory>, --json.");
+            throw new ArgumentException($"Unknown option {args[i]}. Options: --period <seconds>, --measured <seconds>, --loads <list>, --replicas <list>, --scenario <name part>, --routers <name part>, --budget-interval <ms>, --budget-delay <ms>, --budget-sharing on|off, --budget-headers admission|answer, --reservation-delay <ms>, --reservation-reads send|<max answer delay, seconds>, --queue-wait <seconds>, --charts <directory>, --seed <int>, --json.");
     }
 }
 
