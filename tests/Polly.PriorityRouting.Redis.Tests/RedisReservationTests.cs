@@ -79,6 +79,34 @@ public sealed class RedisReservationTests : IClassFixture<RedisServerFixture>
     }
 
     [Fact]
+    public async Task A_budget_refilled_continuously_counts_at_its_full_moment_no_reservation_released_since_its_last_report()
+    {
+        // The simulation's counter's rule too (SharedReservationCounterTests, same name).
+        var prefix = NewPrefix();
+        await using var replica = await StartReplicaAsync(_redis.Configuration, prefix);
+        var store = Reserving(replica);
+        var now = replica.Time.GetUtcNow();
+        await using var peer = await ConnectionMultiplexer.ConnectAsync(_redis.Configuration);
+        var key = new RedisStoreLayout(prefix, prefix + "events").ReservationKeyOf(Key);
+        await CorrectAsync(replica, await store.ReserveAsync(Key, 1_000, 0, 0, now, default), remaining: 9_000, limit: 10_000, reset: TimeSpan.FromMilliseconds(2_000));
+        await CorrectAsync(replica, await store.ReserveAsync(Key, 4_000, 0, 0, now, default), remaining: 5_000, limit: 10_000, reset: TimeSpan.FromMilliseconds(2_600));
+        var refusedByTheBackend = await store.ReserveAsync(Key, 3_000, 0, 0, now, default);
+        (await store.ReserveAsync(Key, 2_000, 0, 0, now, default)).Status.Should().Be(BackendReservationStatus.Granted);
+        await ReleaseAsync(replica, refusedByTheBackend);
+
+        // A window of a minute (a peer learned it): only the full moment can refill within the wait below.
+        await peer.GetDatabase().HashSetAsync(key, "tw", "60000");
+
+        // At the full moment the backend holds 10,000 less the 2,000 it admitted after the last report; the 3,000 it
+        // refused were given back and must not be counted again.
+        await Eventually.HoldsAsync(
+            async () => (await store.ReserveAsync(Key, 8_000, 0, 0, now, default)).Status == BackendReservationStatus.Granted,
+            TimeSpan.FromSeconds(10),
+            "the full moment passes");
+        (await store.ReserveAsync(Key, 1, 0, 0, now, default)).Status.Should().Be(BackendReservationStatus.Refused, "2,000 + 8,000 fill the 10,000");
+    }
+
+    [Fact]
     public async Task A_released_reservation_gives_its_room_back()
     {
         await using var replica = await StartReplicaAsync(_redis.Configuration, NewPrefix());
@@ -223,6 +251,78 @@ public sealed class RedisReservationTests : IClassFixture<RedisServerFixture>
         (await store.ReserveAsync(Key, 1_000, 0.2, 0.1, now, default)).Status.Should().Be(BackendReservationStatus.Granted);
         (await store.ReserveAsync(Key, 6_000, 0, 0, now, default)).Status.Should().Be(BackendReservationStatus.Granted, "a foreground request uses all that was kept");
         (await store.ReserveAsync(Key, 1, 0, 0, now, default)).Status.Should().Be(BackendReservationStatus.Refused, "the budget is spent");
+    }
+
+    [Fact]
+    public async Task A_request_of_unknown_cost_counts_no_tokens_and_is_never_held_back_by_the_token_budget()
+    {
+        // The replica view's rule (BackendBudget.TimeUntilAdmitted), and the simulation's counter's (same name).
+        await using var replica = await StartReplicaAsync(_redis.Configuration, NewPrefix());
+        var store = Reserving(replica);
+        var now = replica.Time.GetUtcNow();
+        await CorrectAsync(replica, await store.ReserveAsync(Key, 1_000, 0, 0, now, default), remaining: 1_000, limit: 10_000, reset: TimeSpan.FromSeconds(30));
+
+        (await store.ReserveAsync(Key, 0, 0, 0, now, default)).Status.Should().Be(BackendReservationStatus.Granted);
+        (await store.ReserveAsync(Key, 0, 0, 0, now, default)).Status.Should().Be(BackendReservationStatus.Granted);
+        (await store.ReserveAsync(Key, 1_000, 0, 0, now, default)).Status.Should().Be(BackendReservationStatus.Granted, "the two requests of unknown cost counted no tokens: 1,000 are left");
+        (await store.ReserveAsync(Key, 1, 0, 0, now, default)).Status.Should().Be(BackendReservationStatus.Refused);
+        (await store.ReserveAsync(Key, 0, 0, 0, now, default)).Status.Should().Be(BackendReservationStatus.Granted, "a spent token budget never holds back a request of unknown cost");
+    }
+
+    [Fact]
+    public async Task A_request_budget_reported_with_a_limit_of_0_admits_no_request()
+    {
+        // The replica view's rule (BackendBudgetsTests, same name), and the simulation's counter's (same name).
+        await using var replica = await StartReplicaAsync(_redis.Configuration, NewPrefix());
+        var store = Reserving(replica);
+        var now = replica.Time.GetUtcNow();
+        var seed = await store.ReserveAsync(Key, 1_000, 0, 0, now, default);
+        await CorrectAsync(replica, seed, new BackendReservationReport(null, null, TimeSpan.Zero, 0, 0, TimeSpan.FromSeconds(30), now, now));
+
+        var refused = await store.ReserveAsync(Key, 1_000, 0, 0, now, default);
+        refused.Status.Should().Be(BackendReservationStatus.Refused);
+        refused.RetryAfter.Should().BeGreaterThan(TimeSpan.FromSeconds(20)).And.BeLessThanOrEqualTo(TimeSpan.FromSeconds(30), "until the refill");
+        (await store.ReserveAsync(Key, 0, 0, 0, now, default)).Status.Should().Be(BackendReservationStatus.Refused, "a request of unknown cost is still one request");
+    }
+
+    [Fact]
+    public async Task A_foreground_demand_a_peer_wrote_beyond_the_limit_holds_background_work_off_as_the_limit_would_and_no_longer()
+    {
+        var prefix = NewPrefix();
+        await using var replica = await StartReplicaAsync(_redis.Configuration, prefix);
+        var store = Reserving(replica);
+        var now = replica.Time.GetUtcNow();
+        await using var peer = await ConnectionMultiplexer.ConnectAsync(_redis.Configuration);
+        var database = peer.GetDatabase();
+        var key = new RedisStoreLayout(prefix, prefix + "events").ReservationKeyOf(Key);
+        await CorrectAsync(replica, await store.ReserveAsync(Key, 1_000, 0, 0, now, default), remaining: 10_000, limit: 10_000, reset: TimeSpan.FromSeconds(30));
+
+        // 2^50 tokens spent by the foreground, this window and the last: a budget of 10,000 never spends more than 10,000.
+        await database.HashSetAsync(key, [new("tfs", "1125899906842624"), new("tfr", "1125899906842624")]);
+        await EndWindowsAsync(database, key, 2);
+
+        (await store.ReserveAsync(Key, 3_001, 0.2, 0, now, default)).Status.Should().Be(BackendReservationStatus.Refused);
+        (await store.ReserveAsync(Key, 3_000, 0.2, 0, now, default)).Status.Should().Be(BackendReservationStatus.Granted, "10,000 spent two windows ago leave 5,000 expected, and 2,000 are the headroom");
+    }
+
+    [Fact]
+    public async Task A_foreground_request_larger_than_the_whole_budget_counts_as_its_limit_in_the_foreground_demand()
+    {
+        // The replica view's rule (BackgroundHeadroomTests, same name), and the simulation's counter's (same name).
+        var prefix = NewPrefix();
+        await using var replica = await StartReplicaAsync(_redis.Configuration, prefix);
+        var store = Reserving(replica);
+        var now = replica.Time.GetUtcNow();
+        await using var peer = await ConnectionMultiplexer.ConnectAsync(_redis.Configuration);
+        var database = peer.GetDatabase();
+        var key = new RedisStoreLayout(prefix, prefix + "events").ReservationKeyOf(Key);
+        await CorrectAsync(replica, await store.ReserveAsync(Key, 1_000, 0, 0, now, default), remaining: 10_000, limit: 10_000, reset: TimeSpan.FromSeconds(30));
+        (await store.ReserveAsync(Key, 1_000_000, 0, 0, now, default)).Status.Should().Be(BackendReservationStatus.Granted, "only the backend can judge it");
+
+        await EndWindowsAsync(database, key, 2);
+
+        (await store.ReserveAsync(Key, 3_001, 0.2, 0, now, default)).Status.Should().Be(BackendReservationStatus.Refused);
+        (await store.ReserveAsync(Key, 3_000, 0.2, 0, now, default)).Status.Should().Be(BackendReservationStatus.Granted, "at most 10,000 spent two windows ago leave 5,000 expected, and 2,000 are the headroom");
     }
 
     [Fact]
@@ -476,6 +576,15 @@ public sealed class RedisReservationTests : IClassFixture<RedisServerFixture>
         return response.StatusCode;
     }
 
+    /// <summary>Moves the token window's end <paramref name="windows"/> windows of 30 s into the past on the server's clock: the next call ends them.</summary>
+    private static async Task EndWindowsAsync(IDatabase database, RedisKey key, int windows)
+    {
+        var time = await database.ExecuteAsync("TIME");
+        var serverMs = long.Parse(((RedisResult[])time!)[0].ToString()!, CultureInfo.InvariantCulture) * 1000;
+        var end = serverMs - 1 - ((windows - 1) * 30_000L);
+        await database.HashSetAsync(key, [new("te", end.ToString(CultureInfo.InvariantCulture)), new("tw", "30000")]);
+    }
+
     private static async Task ReleaseAsync(Replica replica, BackendReservation reservation)
     {
         var flushed = replica.RedisStore.Reservations!.Flushed;
@@ -483,11 +592,16 @@ public sealed class RedisReservationTests : IClassFixture<RedisServerFixture>
         await Eventually.HoldsAsync(() => replica.RedisStore.Reservations!.Flushed > flushed, Flushed, "the release reaches Redis");
     }
 
-    private static async Task CorrectAsync(Replica replica, BackendReservation reservation, long remaining, long limit, TimeSpan reset)
+    private static Task CorrectAsync(Replica replica, BackendReservation reservation, long remaining, long limit, TimeSpan reset)
+    {
+        var now = replica.Time.GetUtcNow();
+        return CorrectAsync(replica, reservation, new BackendReservationReport(remaining, limit, reset, null, null, TimeSpan.Zero, now, now));
+    }
+
+    private static async Task CorrectAsync(Replica replica, BackendReservation reservation, BackendReservationReport report)
     {
         var flushed = replica.RedisStore.Reservations!.Flushed;
-        var now = replica.Time.GetUtcNow();
-        Reserving(replica).Correct(reservation, new BackendReservationReport(remaining, limit, reset, null, null, TimeSpan.Zero, now, now));
+        Reserving(replica).Correct(reservation, report);
         await Eventually.HoldsAsync(() => replica.RedisStore.Reservations!.Flushed > flushed, Flushed, "the correction reaches Redis");
     }
 
