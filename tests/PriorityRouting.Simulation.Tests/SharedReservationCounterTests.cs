@@ -70,6 +70,24 @@ public class SharedReservationCounterTests
     }
 
     [Fact]
+    public void A_budget_refilled_continuously_counts_at_its_full_moment_no_reservation_released_since_its_last_report()
+    {
+        // The Redis script's rule too (RedisReservationTests, same name).
+        var counter = new SharedReservationCounter();
+        counter.Correct(counter.Reserve(Ptu, 1_000, 0, 0, Start), Tokens(9_000, 10_000, TimeSpan.FromMilliseconds(2_000), Start, Start), Start);
+        counter.Correct(counter.Reserve(Ptu, 4_000, 0, 0, Start), Tokens(5_000, 10_000, TimeSpan.FromMilliseconds(2_600), Start, Start), Start);
+        var refusedByTheBackend = counter.Reserve(Ptu, 3_000, 0, 0, Start);
+        Reserve(counter, Start, 2_000).Should().Be(BackendReservationStatus.Granted);
+        counter.Release(refusedByTheBackend);
+
+        // At the full moment the backend holds 10,000 less the 2,000 it admitted after the last report; the 3,000 it
+        // refused were given back and must not be counted again.
+        var full = Start.AddMilliseconds(2_600);
+        Reserve(counter, full, 8_001).Should().Be(BackendReservationStatus.Refused);
+        Reserve(counter, full, 8_000).Should().Be(BackendReservationStatus.Granted);
+    }
+
+    [Fact]
     public void A_window_refilled_at_once_forgets_at_its_end_what_was_reserved_after_its_last_report()
     {
         var counter = new SharedReservationCounter();
@@ -177,6 +195,47 @@ public class SharedReservationCounterTests
     }
 
     [Fact]
+    public void A_request_of_unknown_cost_counts_no_tokens_and_is_never_held_back_by_the_token_budget()
+    {
+        // The replica view's rule (BackendBudget.TimeUntilAdmitted), and the Redis script's (RedisReservationTests, same name).
+        var counter = new SharedReservationCounter();
+        counter.Correct(counter.Reserve(Ptu, 1_000, 0, 0, Start), Tokens(1_000, 10_000, TimeSpan.FromSeconds(30), Start, Start), Start);
+
+        Reserve(counter, Start, 0).Should().Be(BackendReservationStatus.Granted);
+        Reserve(counter, Start, 0).Should().Be(BackendReservationStatus.Granted);
+        Reserve(counter, Start, 1_000).Should().Be(BackendReservationStatus.Granted, "the two requests of unknown cost counted no tokens: 1,000 are left");
+        Reserve(counter, Start, 1).Should().Be(BackendReservationStatus.Refused);
+        Reserve(counter, Start, 0).Should().Be(BackendReservationStatus.Granted, "a spent token budget never holds back a request of unknown cost");
+    }
+
+    [Fact]
+    public void A_request_budget_reported_with_a_limit_of_0_admits_no_request()
+    {
+        // The replica view's rule (BackendBudgetsTests, same name), and the Redis script's (RedisReservationTests, same name).
+        var counter = new SharedReservationCounter();
+        counter.Correct(counter.Reserve(Ptu, 1_000, 0, 0, Start), Requests(0, 0, TimeSpan.FromSeconds(10), Start, Start), Start);
+
+        var refused = counter.Reserve(Ptu, 1_000, 0, 0, Start.AddSeconds(1));
+        refused.Status.Should().Be(BackendReservationStatus.Refused);
+        refused.RetryAfter.Should().Be(TimeSpan.FromSeconds(9), "until the refill");
+        Reserve(counter, Start.AddSeconds(1), 0).Should().Be(BackendReservationStatus.Refused, "a request of unknown cost is still one request");
+        Reserve(counter, Start.AddSeconds(10), 1_000).Should().Be(BackendReservationStatus.Refused, "the refill brings a limit of 0 back");
+    }
+
+    [Fact]
+    public void A_foreground_request_larger_than_the_whole_budget_counts_as_its_limit_in_the_foreground_demand()
+    {
+        // The replica view's rule (BackgroundHeadroomTests, same name), and the Redis script's (RedisReservationTests, same name).
+        var counter = new SharedReservationCounter();
+        counter.Correct(counter.Reserve(Ptu, 1_000, 0, 0, Start), Tokens(10_000, 10_000, TimeSpan.FromSeconds(10), Start, Start), Start);
+        Reserve(counter, Start, 1_000_000).Should().Be(BackendReservationStatus.Granted, "only the backend can judge it");
+
+        var twoWindowsLater = Start.AddSeconds(20);
+        counter.Reserve(Ptu, 3_001, 0.2, 0, twoWindowsLater).Status.Should().Be(BackendReservationStatus.Refused);
+        counter.Reserve(Ptu, 3_000, 0.2, 0, twoWindowsLater).Status.Should().Be(BackendReservationStatus.Granted, "at most 10,000 spent two windows ago leave 5,000 expected, and 2,000 are the headroom");
+    }
+
+    [Fact]
     public void Nothing_known_refuses_nothing_and_says_so()
     {
         var counter = new SharedReservationCounter();
@@ -190,6 +249,9 @@ public class SharedReservationCounterTests
     }
 
     private static BackendReservationStatus Reserve(SharedReservationCounter counter, DateTimeOffset now, long cost) => counter.Reserve(Ptu, cost, 0, 0, now).Status;
+
+    private static BackendReservationReport Requests(long remaining, long limit, TimeSpan reset, DateTimeOffset sentAt, DateTimeOffset receivedAt)
+        => new(null, null, TimeSpan.Zero, remaining, limit, reset, sentAt, receivedAt);
 
     private static BackendReservationReport Tokens(long remaining, long limit, TimeSpan reset, DateTimeOffset sentAt, DateTimeOffset receivedAt)
         => new(remaining, limit, reset, null, null, TimeSpan.Zero, sentAt, receivedAt);

@@ -14,7 +14,7 @@ namespace PriorityRouting.Simulation.Routers;
 /// the gap between two windows reported one after the other, else the longest reset delay reported. A budget refilled
 /// continuously (OpenAI's: two reports moments apart name full moments less than a window apart) is full at its reported
 /// moment only if nothing was admitted after the report that named it: at that refill it keeps what was reserved since,
-/// as the Redis script does (<c>ReservationScripts</c>: the same rule). A report corrects
+/// less what was given back of it, as the Redis script does (<c>ReservationScripts</c>: the same rule). A report corrects
 /// the count to what the backend had spent when it admitted the request plus what was reserved since (later in the
 /// store's order: many replicas reserve within one tick), so an answer that arrives seconds late loses nothing reserved
 /// meanwhile. Until a backend has reported a budget, nothing is refused (<see cref="BackendReservationStatus.Unknown"/>:
@@ -62,7 +62,7 @@ internal sealed class SharedReservationCounter
         // until the reset, strictly like the room promised. A request larger than the whole budget is the backend's to judge.
         var expected = headroom > 0 && known ? budget.Foreground.Expected(budget.Limit) : 0;
         var kept = Math.Max(0, Math.Min(Math.Ceiling(headroom * budget.Limit), budget.Limit - amount)) + Math.Ceiling(promised * budget.Limit) + expected;
-        if (known && budget.Reserved + amount > budget.Limit - kept && amount <= budget.Limit)
+        if (known && budget.Judges(amount, headroom, promised) && budget.Reserved + amount > budget.Limit - kept)
         {
             Refused++;
             return BackendReservation.Refused(key, cost, budget.WindowEnd - now);
@@ -72,7 +72,7 @@ internal sealed class SharedReservationCounter
         budget.Reserved += amount;
         if (headroom <= 0)
         {
-            budget.Foreground.Spend(amount);
+            budget.Foreground.Spend(amount, budget.Limit);
         }
 
         budget.Recent.Enqueue((sequence, now, amount));
@@ -99,6 +99,10 @@ internal sealed class SharedReservationCounter
         {
             // Only a reservation of the current window: an older one was forgotten with its window.
             budget.Reserved = Math.Max(0, budget.Reserved - reservation.Offset);
+            if (reservation.Sequence > budget.ReportSequence)
+            {
+                budget.GivenBackSinceReport += reservation.Offset;
+            }
         }
     }
 
@@ -156,10 +160,16 @@ internal sealed class SharedReservationCounter
             budget.Reserved = reserved;
             budget.WindowStartSequence = reservation.Sequence;
             budget.ReportSequence = reservation.Sequence;
+            budget.GivenBackSinceReport = 0;
         }
         else if (resetAt >= budget.WindowEnd - sameWindow)
         {
-            budget.ReportSequence = resetAt >= budget.WindowEnd ? reservation.Sequence : budget.ReportSequence;
+            if (resetAt >= budget.WindowEnd)
+            {
+                budget.ReportSequence = reservation.Sequence;
+                budget.GivenBackSinceReport = 0;
+            }
+
             budget.WindowEnd = resetAt;
             if (reserved > budget.Reserved)
             {
@@ -219,13 +229,27 @@ internal sealed class SharedReservationCounter
         /// <summary>Gets or sets the sequence of the reservation whose answer named <see cref="WindowEnd"/>.</summary>
         public long ReportSequence { get; set; }
 
+        /// <summary>
+        /// Gets or sets what was given back of the reservations made after <see cref="ReportSequence"/> (the script's
+        /// <c>g</c>): emptied when another report sets it, whose releases it cannot tell apart, and at each refill.
+        /// </summary>
+        public long GivenBackSinceReport { get; set; }
+
         /// <summary>Gets or sets a value indicating whether the budget refills continuously (learned from its reports).</summary>
         public bool RefillsContinuously { get; set; }
 
         public Queue<(long Sequence, DateTimeOffset At, long Amount)> Recent { get; } = new();
 
-        /// <summary>Returns what a request of <paramref name="cost"/> tokens counts against this budget.</summary>
-        public long AmountOf(long cost) => CountsRequests || cost <= 0 ? 1 : cost;
+        /// <summary>Returns what a request of <paramref name="cost"/> tokens counts against this budget: one request, or its tokens (none when unknown).</summary>
+        public long AmountOf(long cost) => CountsRequests ? 1 : Math.Max(0, cost);
+
+        /// <summary>
+        /// Returns whether the budget may hold back a request counting <paramref name="amount"/>, as the replica's view and
+        /// the Redis script judge it: a request budget every request (a limit of 0 admits none); a token budget neither a
+        /// request larger than its whole limit (only the backend can judge it) nor a foreground one of unknown cost.
+        /// </summary>
+        public bool Judges(long amount, double headroom, double promised)
+            => CountsRequests || (amount <= Limit && (amount > 0 || headroom > 0 || promised > 0));
 
         public void ObserveReset(DateTimeOffset resetAt, TimeSpan sameWindow)
         {
@@ -251,13 +275,15 @@ internal sealed class SharedReservationCounter
 
             if (RefillsContinuously && ReportSequence > RefillSequence && now < WindowEnd + Window)
             {
-                // A continuous refill's full moment: what was reserved after the report that named it is still spent.
-                Reserved = 0;
+                // A continuous refill's full moment: what was reserved after the report that named it is still spent,
+                // less what was given back since.
+                var reservedSince = 0L;
                 foreach (var (sequence, _, amount) in Recent)
                 {
-                    Reserved += sequence > ReportSequence ? amount : 0;
+                    reservedSince += sequence > ReportSequence ? amount : 0;
                 }
 
+                Reserved = Math.Max(0, reservedSince - GivenBackSinceReport);
                 WindowStartSequence = RefillSequence = ReportSequence;
             }
             else
@@ -265,6 +291,8 @@ internal sealed class SharedReservationCounter
                 Reserved = 0;
                 WindowStartSequence = RefillSequence = lastSequence;
             }
+
+            GivenBackSinceReport = 0;
 
             if (Window <= TimeSpan.Zero)
             {

@@ -9,8 +9,9 @@ namespace Polly.PriorityRouting.Redis;
 /// the running counts of reservations (<c>n</c>) and of reserved tokens (<c>c</c>), which are the reservations' history
 /// in two numbers; and per budget the foreground's demand (<c>tfs</c>/<c>rfs</c> spent in the current window,
 /// <c>tfr</c>/<c>rfr</c> the most spent in a recent one, halved per window since: <c>ForegroundDemand</c>'s rule, ended
-/// with the window); and the running count up to which releases are void (<c>p</c>: the last refill's, or the one of the
-/// reservation whose report set or raised the count).
+/// with the window); the running count up to which releases are void (<c>p</c>: the last refill's, or the one of the
+/// reservation whose report set or raised the count); and what was given back of the reservations made after <c>s</c>
+/// (<c>g</c>, emptied when another report sets <c>s</c>, whose releases it cannot tell apart, and at each refill).
 /// </summary>
 /// <remarks>
 /// <para>
@@ -19,7 +20,8 @@ namespace Polly.PriorityRouting.Redis;
 /// step, as in the process's budget view. A budget refilled continuously (OpenAI's: its reset is the time until it is
 /// full, so two reports moments apart name moments less than a window apart) is full at that moment only if nothing was
 /// admitted after the report that named it: at that first refill it keeps what was reserved since (<c>s</c> to the
-/// running count), as the process's view keeps its spends; a window later those have refilled too.
+/// running count) less what was given back of it (<c>g</c>), as the process's view keeps its spends; a window later
+/// those have refilled too.
 /// </para>
 /// <para>
 /// A correction sets the count to what the backend had spent when it admitted the request (<c>limit − remaining</c>)
@@ -31,7 +33,8 @@ namespace Polly.PriorityRouting.Redis;
 /// </para>
 /// <para>
 /// Whatever a peer wrote into the key never throws: a key of another type is deleted, a field that is not a number (or
-/// lies outside its bounds) reads as unknown. Every write sets the key's expiry to the end of its known windows plus one
+/// lies outside its bounds) reads as unknown, and the foreground's demand reads as no more than the limit (a window
+/// never spends more), so no value holds background work off longer than a foreground that spent the whole budget. Every write sets the key's expiry to the end of its known windows plus one
 /// window and the history (long enough for the slowest answer to correct it), never more than twice the longest window
 /// plus the history: keys never outlive what they describe. Each script touches its one key only, so every one works on
 /// a Redis Cluster.
@@ -114,10 +117,11 @@ internal static class ReservationScripts
             b.e = resetAt
             b.v = reserved
             b.s = count
+            b.g = 0
             -- The count is the report's now: a reservation made before it is in the report, or not counted at all.
             b.p = count
           elseif resetAt >= b.e - sameWindow then
-            if resetAt >= b.e then b.s = count end
+            if resetAt >= b.e then b.s = count b.g = 0 end
             b.e = resetAt
             if reserved > b.v then
               b.v = reserved
@@ -144,12 +148,15 @@ internal static class ReservationScripts
         local offset = num(ARGV[2], 0, BIG, 0)
         local cost = num(ARGV[5], 0, BIG, 0)
         local released = 0
+        -- Given back after the report that named a full moment: not counted again there (g, until another report names one).
         if sequence > 0 and offset - cost >= T.p then
           T.v = math.max(0, T.v - cost)
+          if offset - cost >= T.s then T.g = T.g + cost end
           released = 1
         end
         if sequence > 0 and sequence - 1 >= R.p then
           R.v = math.max(0, R.v - 1)
+          if sequence - 1 >= R.s then R.g = R.g + 1 end
           released = 1
         end
         save()
@@ -166,7 +173,7 @@ internal static class ReservationScripts
         local now = tonumber(time[1]) * 1000 + math.floor(tonumber(time[2]) / 1000)
         local kind = redis.call('TYPE', key)['ok']
         if kind ~= 'hash' and kind ~= 'none' then redis.call('DEL', key) end
-        local f = redis.call('HMGET', key, 'tl', 'tv', 'te', 'tw', 'tm', 'rl', 'rv', 're', 'rw', 'rm', 'n', 'c', 'tk', 'ts', 'rk', 'rs', 'tfs', 'tfr', 'rfs', 'rfr', 'tp', 'rp')
+        local f = redis.call('HMGET', key, 'tl', 'tv', 'te', 'tw', 'tm', 'rl', 'rv', 're', 'rw', 'rm', 'n', 'c', 'tk', 'ts', 'rk', 'rs', 'tfs', 'tfr', 'rfs', 'rfr', 'tp', 'rp', 'tg', 'rg')
         local function num(v, lo, hi, default)
           local x = tonumber(v)
           if x == nil or x ~= x or x < lo or x > hi then return default end
@@ -174,22 +181,26 @@ internal static class ReservationScripts
         end
         local n = num(f[11], 0, BIG, 0)
         local c = num(f[12], 0, BIG, 0)
-        local function budget(i, j, d, q, count)
+        local function budget(i, j, d, q, count, g)
           local b = { l = num(f[i], -1, BIG, -1), v = num(f[i + 1], 0, BIG, 0), e = num(f[i + 2], 0, BIG, 0),
                       w = num(f[i + 3], 0, maxWindow, 0), m = num(f[i + 4], 0, BIG, 0), k = num(f[j], 0, 1, 0),
                       s = num(f[j + 1], 0, count, 0), fs = num(f[d], 0, BIG, 0), fr = num(f[d + 1], 0, BIG, 0),
-                      p = num(f[q], 0, count, 0) }
-          if b.e > now + maxWindow or b.m > count then b.e = 0 b.v = 0 b.m = 0 b.s = 0 b.p = 0 end
+                      p = num(f[q], 0, count, 0), g = num(f[g], 0, BIG, 0) }
+          if b.e > now + maxWindow or b.m > count then b.e = 0 b.v = 0 b.m = 0 b.s = 0 b.p = 0 b.g = 0 end
+          -- ForegroundDemand.Spend's bound: a window never spends more than the limit (whatever a peer or a request too large wrote).
+          if b.l >= 0 then b.fs = math.min(b.fs, b.l) b.fr = math.min(b.fr, b.l) end
           if b.e > 0 and now >= b.e then
             if b.k == 1 and b.s > b.m and now < b.e + b.w then
-              -- A continuous refill's full moment: what was reserved after the report that named it is still spent.
-              b.v = count - b.s
+              -- A continuous refill's full moment: what was reserved after the report that named it is still spent,
+              -- less what was given back since.
+              b.v = math.max(0, count - b.s - b.g)
               b.m = b.s
             else
               b.v = 0
               b.m = count
             end
             b.p = b.m
+            b.g = 0
             local windows = 1
             if b.w > 0 then
               windows = math.floor((now - b.e) / b.w) + 1
@@ -203,14 +214,14 @@ internal static class ReservationScripts
           end
           return b
         end
-        local T = budget(1, 13, 17, 21, c)
-        local R = budget(6, 15, 19, 22, n)
+        local T = budget(1, 13, 17, 21, c, 23)
+        local R = budget(6, 15, 19, 22, n, 24)
         local function save()
           local d = function(x) return string.format('%d', x) end
           redis.call('HSET', key, 'tl', d(T.l), 'tv', d(T.v), 'te', d(T.e), 'tw', d(T.w), 'tm', d(T.m),
             'rl', d(R.l), 'rv', d(R.v), 're', d(R.e), 'rw', d(R.w), 'rm', d(R.m), 'n', d(n), 'c', d(c),
             'tk', d(T.k), 'ts', d(T.s), 'rk', d(R.k), 'rs', d(R.s), 'tfs', d(T.fs), 'tfr', d(T.fr), 'rfs', d(R.fs), 'rfr', d(R.fr),
-            'tp', d(T.p), 'rp', d(R.p))
+            'tp', d(T.p), 'rp', d(R.p), 'tg', d(T.g), 'rg', d(R.g))
           local ends = math.max(T.e, R.e)
           local ttl = history + math.max(T.w, R.w)
           if ends > now then ttl = ttl + math.min(ends - now, maxWindow) end

@@ -52,6 +52,12 @@ internal sealed partial class BackendBudget
             }
 
             at += Window;
+            if (!Fits(At(at), cost, share, headroom))
+            {
+                // The next window is full too (the foreground expected there, for a background caller): promising it
+                // anyway would over-promise a refill the admission there will not give.
+                return earliest;
+            }
         }
 
         reserved = Take(at, cost, headroom > 0);

@@ -150,9 +150,9 @@ internal sealed partial class BackendBudget
         if (headroom <= 0)
         {
             _foregroundTokens.Follow(now, Tokens.ResetAt, Tokens.Window);
-            _foregroundTokens.Spend(cost);
+            _foregroundTokens.Spend(cost, Tokens.Limit);
             _foregroundRequests.Follow(now, Requests.ResetAt, Requests.Window);
-            _foregroundRequests.Spend(1);
+            _foregroundRequests.Spend(1, Requests.Limit);
         }
     }
 

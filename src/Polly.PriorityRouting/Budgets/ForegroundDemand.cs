@@ -26,8 +26,19 @@ internal struct ForegroundDemand
     /// <summary>Gets the most foreground requests spent in a recent window, halved for each window since.</summary>
     public long Recent { get; private set; }
 
-    /// <summary>Counts a foreground admission of <paramref name="amount"/> in the current window.</summary>
-    public void Spend(long amount) => Spent += amount > 0 ? amount : 0;
+    /// <summary>
+    /// Counts a foreground admission of <paramref name="amount"/> in the current window, up to <paramref name="limit"/>
+    /// (negative: unknown, unbounded): a backend never spends more than its limit in one window, so a request larger than
+    /// the whole budget (admitted for the backend to judge) is expected again as the limit, and halves away as fast.
+    /// </summary>
+    public void Spend(long amount, long limit)
+    {
+        Spent += amount > 0 ? amount : 0;
+        if (limit >= 0 && Spent > limit)
+        {
+            Spent = limit;
+        }
+    }
 
     /// <summary>
     /// Returns the foreground demand expected in the rest of the current window: the recent window's spend less what the

@@ -166,6 +166,7 @@ internal sealed class PriorityRoutingResilienceStrategy : ResilienceStrategy<Htt
                         // after 0" would send the caller back for what this call can take itself. Once, so a backend
                         // open yet not selectable (MaxAttempts spent) still gets its answer.
                         reselected = true;
+                        plan.ReturnToOpenModel(_pool);
                         attempt--;
                         continue;
                     }

@@ -127,6 +127,18 @@ public class BackendBudgetsTests
     }
 
     [Fact]
+    public void A_request_budget_reported_with_a_limit_of_0_admits_no_request()
+    {
+        // The rule the shared reservations keep too (RedisReservationTests and SharedReservationCounterTests, same name).
+        var budgets = new BackendBudgets();
+        budgets.Observe(Key, Headers(("x-ratelimit-remaining-requests", "0"), ("x-ratelimit-limit-requests", "0"), ("x-ratelimit-reset-requests", "10s")), Now, MaxCooldown);
+
+        budgets.TimeUntilAdmitted(Key, 1_000, Now.AddSeconds(1)).Should().Be(TimeSpan.FromSeconds(9), "until the refill");
+        budgets.CanAdmit(Key, 0, Now.AddSeconds(1)).Should().BeFalse("a request of unknown cost is still one request");
+        budgets.CanAdmit(Key, 1_000, Now.AddSeconds(10)).Should().BeFalse("the refill brings a limit of 0 back");
+    }
+
+    [Fact]
     public void Partitions_have_budgets_of_their_own()
     {
         var budgets = new BackendBudgets();

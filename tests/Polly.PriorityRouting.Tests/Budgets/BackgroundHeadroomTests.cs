@@ -94,6 +94,23 @@ public class BackgroundHeadroomTests
     }
 
     [Fact]
+    public void A_background_caller_is_promised_the_next_window_only_if_it_fits_there_else_the_soonest_moment_reserving_nothing()
+    {
+        var budgets = Observed(("x-ratelimit-remaining-tokens", "10000"), ("x-ratelimit-limit-tokens", "10000"), ("x-ratelimit-reset-tokens", "10s"));
+        budgets.TryTake(Key, 9000, Now).Should().BeTrue("the foreground spends 9,000 in the first window");
+        var reset = Now.AddSeconds(10);
+
+        budgets.Promise(Key, 4000, reset, out var reserved, Headroom).Should().Be(reset, "the refill keeps 9,000 for the foreground and the next one 4,500: neither leaves 4,000 and the 2,000 of headroom");
+        reserved.Should().BeFalse();
+
+        budgets.Promise(Key, 3500, reset, out reserved, Headroom).Should().Be(reset.AddSeconds(10), "3,500 fit the next window beside 4,500 expected and the headroom");
+        reserved.Should().BeTrue();
+        budgets.Promise(Key, 1, reset, out reserved, Headroom).Should().Be(reset, "that window is now full too");
+        reserved.Should().BeFalse();
+        budgets.CanAdmit(Key, 4000, reset.AddSeconds(10), headroom: Headroom).Should().BeFalse("a promise of 4,000 in the next window would have been broken there");
+    }
+
+    [Fact]
     public void A_foreground_caller_told_to_come_back_at_the_refill_finds_its_room_there_although_background_requests_arrived_first()
     {
         var budgets = Observed(("x-ratelimit-remaining-tokens", "0"), ("x-ratelimit-limit-tokens", "10000"), ("x-ratelimit-reset-tokens", "10s"));
@@ -160,6 +177,18 @@ public class BackgroundHeadroomTests
         budgets.TryTake(Key, 7000, next).Should().BeTrue("the foreground spends more than expected");
         budgets.CanAdmit(Key, 1000, next, headroom: Headroom).Should().BeTrue("nothing more is expected: what is left beyond the headroom");
         budgets.CanAdmit(Key, 1001, next, headroom: Headroom).Should().BeFalse();
+    }
+
+    [Fact]
+    public void A_foreground_request_larger_than_the_whole_budget_counts_as_its_limit_in_the_foreground_demand()
+    {
+        // The rule the shared reservations keep too (RedisReservationTests and SharedReservationCounterTests, same name).
+        var budgets = Observed(("x-ratelimit-remaining-tokens", "10000"), ("x-ratelimit-limit-tokens", "10000"), ("x-ratelimit-reset-tokens", "10s"));
+        budgets.TryTake(Key, 1_000_000, Now).Should().BeTrue("only the backend can judge it");
+
+        var twoWindowsLater = Now.AddSeconds(20);
+        budgets.CanAdmit(Key, 3001, twoWindowsLater, headroom: Headroom).Should().BeFalse();
+        budgets.CanAdmit(Key, 3000, twoWindowsLater, headroom: Headroom).Should().BeTrue("at most 10,000 spent two windows ago leave 5,000 expected, and 2,000 are the headroom");
     }
 
     [Fact]
