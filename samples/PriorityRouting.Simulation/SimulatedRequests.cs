@@ -7,7 +7,8 @@ namespace PriorityRouting.Simulation;
 /// <summary>
 /// The request bodies of a run, drawn once from the seed: chat completions whose prompt text is 4 UTF-8 bytes per token
 /// (so that the prompt's true size is known) and whose cost, as the backend admits it, is prompt plus <c>max_tokens</c>.
-/// Uniform requests cost 1 (one request of a request budget) and have no body.
+/// Every logical request's body is its own, as real prompts are: it names its end user (OpenAI's <c>user</c> field,
+/// <c>user-&lt;sequence&gt;</c>), kept by its retries. Uniform requests cost 1 (one request of a request budget) and have no body.
 /// </summary>
 internal sealed class SimulatedRequests
 {
@@ -52,8 +53,9 @@ internal sealed class SimulatedRequests
             // Prompts log-uniform over 200..8,000 tokens; the "user" role string counts one token of them.
             var prompt = (int)Math.Round(200 * Math.Pow(40, random.NextDouble()));
             var cap = OutputCaps[random.Next(OutputCaps.Length)];
+            // Without its closing brace: each request's user is appended (see Create).
             var body = "{\"model\":\"gpt-4o\",\"messages\":[{\"role\":\"user\",\"content\":\"" + new string('x', (prompt - 1) * 4) +
-                       "\"}],\"max_tokens\":" + cap.ToString(CultureInfo.InvariantCulture) + "}";
+                       "\"}],\"max_tokens\":" + cap.ToString(CultureInfo.InvariantCulture);
             _bodies[i] = Encoding.UTF8.GetBytes(body);
             _costs[i] = prompt + cap;
         }
@@ -86,12 +88,22 @@ internal sealed class SimulatedRequests
             ? new DateTimeOffset(ticks, TimeSpan.Zero)
             : null;
 
+    /// <summary>Returns the body (drawn without its closing brace) with the request's own <c>user</c>, closed.</summary>
+    private static byte[] WithUser(byte[] unclosed, long sequence)
+    {
+        var user = Encoding.UTF8.GetBytes(",\"user\":\"user-" + sequence.ToString(CultureInfo.InvariantCulture) + "\"}");
+        var body = new byte[unclosed.Length + user.Length];
+        unclosed.CopyTo(body, 0);
+        user.CopyTo(body, unclosed.Length);
+        return body;
+    }
+
     public HttpRequestMessage Create(Uri address, int index, bool background = false, long sequence = 0)
     {
         var request = new HttpRequestMessage(HttpMethod.Post, address);
         if (_bodies[index].Length > 0)
         {
-            request.Content = new ByteArrayContent(_bodies[index]);
+            request.Content = new ByteArrayContent(WithUser(_bodies[index], sequence));
             request.Content.Headers.ContentType = new("application/json");
         }
 

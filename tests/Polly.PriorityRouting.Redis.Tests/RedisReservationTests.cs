@@ -237,6 +237,27 @@ public sealed class RedisReservationTests : IClassFixture<RedisServerFixture>
     }
 
     [Fact]
+    public async Task A_background_reservation_leaves_free_the_headroom_the_shared_foreground_demand_and_the_promised_room_together()
+    {
+        var prefix = NewPrefix();
+        await using var replica = await StartReplicaAsync(_redis.Configuration, prefix);
+        var store = Reserving(replica);
+        var now = replica.Time.GetUtcNow();
+        await using var peer = await ConnectionMultiplexer.ConnectAsync(_redis.Configuration);
+        var database = peer.GetDatabase();
+        var key = new RedisStoreLayout(prefix, prefix + "events").ReservationKeyOf(Key);
+        await CorrectAsync(replica, await store.ReserveAsync(Key, 1_000, 0, 0, now, default), remaining: 10_000, limit: 10_000, reset: TimeSpan.FromSeconds(30));
+        await database.HashSetAsync(key, [new("tfs", "0"), new("tfr", "6000")]);
+        (await store.ReserveAsync(Key, 3_000, 0, 0, now, default)).Status.Should().Be(BackendReservationStatus.Granted);
+
+        (await store.ReserveAsync(Key, 1_001, 0.2, 0.1, now, default)).Status.Should().Be(
+            BackendReservationStatus.Refused, "of the 7,000 left, 2,000 are the headroom, 3,000 the foreground's expected demand and 1,000 promised to foreground callers");
+        (await store.ReserveAsync(Key, 1_000, 0.2, 0.1, now, default)).Status.Should().Be(BackendReservationStatus.Granted);
+        (await store.ReserveAsync(Key, 6_000, 0, 0, now, default)).Status.Should().Be(BackendReservationStatus.Granted, "a foreground request uses all that was kept");
+        (await store.ReserveAsync(Key, 1, 0, 0, now, default)).Status.Should().Be(BackendReservationStatus.Refused, "the budget is spent");
+    }
+
+    [Fact]
     public async Task A_request_of_unknown_cost_counts_no_tokens_and_is_never_held_back_by_the_token_budget()
     {
         // The replica view's rule (BackendBudget.TimeUntilAdmitted), and the simulation's counter's (same name).
@@ -394,6 +415,103 @@ public sealed class RedisReservationTests : IClassFixture<RedisServerFixture>
         ((long)await inspector.GetDatabase().HashGetAsync(key, "n")).Should().BePositive("reservations resumed on the restarted Redis");
     }
 
+    [Fact]
+    public async Task A_budget_lost_in_a_redis_restart_without_persistence_starts_fresh_and_the_next_answer_corrects_it()
+    {
+        await using var replica = await StartReplicaAsync(_redis.Configuration, NewPrefix());
+        var store = Reserving(replica);
+        var now = replica.Time.GetUtcNow();
+        await CorrectAsync(replica, await store.ReserveAsync(Key, 1_000, 0, 0, now, default), remaining: 1_000, limit: 10_000, reset: TimeSpan.FromSeconds(30));
+        (await store.ReserveAsync(Key, 1_001, 0, 0, now, default)).Status.Should().Be(BackendReservationStatus.Refused, "1,000 are left before the restart");
+
+        _redis.Kill();
+        _redis.Start();
+        BackendReservation fresh = default;
+        await Eventually.HoldsAsync(
+            async () => (fresh = await store.ReserveAsync(Key, 5_000, 0, 0, now, default)).IsCounted,
+            TimeSpan.FromSeconds(15),
+            "the replica reserves on the restarted Redis again (until it has reconnected, its own view decides)");
+        fresh.Status.Should().Be(BackendReservationStatus.Unknown, "the restarted Redis holds no budget: the reservation is counted, and its answer will tell");
+        await CorrectAsync(replica, fresh, remaining: 4_000, limit: 10_000, reset: TimeSpan.FromSeconds(30));
+
+        (await store.ReserveAsync(Key, 4_001, 0, 0, now, default)).Status.Should().Be(BackendReservationStatus.Refused, "the answer reported 4,000 left");
+        (await store.ReserveAsync(Key, 4_000, 0, 0, now, default)).Status.Should().Be(BackendReservationStatus.Granted);
+    }
+
+    [Fact]
+    public async Task The_shared_foreground_demand_lost_with_the_key_holds_no_background_work_off_once_an_answer_reseeds_the_budget()
+    {
+        var prefix = NewPrefix();
+        await using var replica = await StartReplicaAsync(_redis.Configuration, prefix);
+        var store = Reserving(replica);
+        var now = replica.Time.GetUtcNow();
+        await using var peer = await ConnectionMultiplexer.ConnectAsync(_redis.Configuration + ",allowAdmin=true");
+        var database = peer.GetDatabase();
+        var key = new RedisStoreLayout(prefix, prefix + "events").ReservationKeyOf(Key);
+        await CorrectAsync(replica, await store.ReserveAsync(Key, 1_000, 0, 0, now, default), remaining: 10_000, limit: 10_000, reset: TimeSpan.FromSeconds(30));
+        await database.HashSetAsync(key, [new("tfs", "0"), new("tfr", "6000")]);
+        (await store.ReserveAsync(Key, 8_000, 0.2, 0, now, default)).Status.Should().Be(BackendReservationStatus.Refused, "6,000 are the foreground's expected demand");
+
+        await database.ExecuteAsync("FLUSHDB");
+        var fresh = await store.ReserveAsync(Key, 1_000, 0.2, 0, now, default);
+        fresh.Status.Should().Be(BackendReservationStatus.Unknown, "the budget was lost: the replica's own view decides");
+        await CorrectAsync(replica, fresh, remaining: 9_000, limit: 10_000, reset: TimeSpan.FromSeconds(30));
+
+        (await store.ReserveAsync(Key, 7_000, 0.2, 0, now, default)).Status.Should().Be(BackendReservationStatus.Granted, "nothing is expected of the foreground any more: 9,000 less the 2,000 headroom");
+        (await store.ReserveAsync(Key, 1, 0.2, 0, now, default)).Status.Should().Be(BackendReservationStatus.Refused, "the headroom stays the foreground's");
+        ((long)await database.HashGetAsync(key, "tfr")).Should().Be(0, "the lost demand is not restored, and background reservations add none");
+    }
+
+    [Fact]
+    public async Task While_redis_is_down_the_replicas_own_view_keeps_background_work_to_the_room_outside_the_headroom_and_no_request_fails()
+    {
+        await using var primary = await TokenBudgetBackend.StartAsync(limit: 10_000, TimeSpan.FromMinutes(1), TimeSpan.FromMilliseconds(50));
+        await using var secondary = await TokenBudgetBackend.StartAsync(limit: null, TimeSpan.FromMinutes(1), TimeSpan.FromMilliseconds(50));
+        await using var host = await StartReplicaAsync(_redis.Configuration, NewPrefix(), primary, secondary);
+        var client = host.CreateClient();
+        await TokenBudgetBackend.WarmUpAsync(client);
+        (await SendAsync(client, 1_000, background: false)).Should().Be(HttpStatusCode.OK, "the answer tells the replica's view: 9,000 left");
+
+        var statuses = new List<HttpStatusCode>();
+        _redis.Kill();
+        try
+        {
+            statuses.Add(await SendAsync(client, 7_001, background: true));
+            statuses.Add(await SendAsync(client, 7_000, background: true));
+            statuses.Add(await SendAsync(client, 2_000, background: false));
+        }
+        finally
+        {
+            _redis.Start();
+        }
+
+        statuses.Should().Equal([HttpStatusCode.OK, HttpStatusCode.OK, HttpStatusCode.OK], "a reservation that cannot reach Redis fails open");
+        (primary.Admitted, primary.Throttled).Should().Be((3, 0), "the view kept 7,001 off the 9,000 left (2,000 are the headroom) and admitted 7,000, then the foreground's 2,000");
+        secondary.Admitted.Should().Be(1, "the background request that did not fit went to the next tier");
+    }
+
+    [Fact]
+    public async Task A_shared_budget_replicated_before_a_failover_still_refuses_on_the_promoted_replica_what_does_not_fit()
+    {
+        using var group = new RedisReplicationGroup(withSentinels: false);
+        await using var replica = await StartReplicaAsync(group.PlainConfiguration, NewPrefix());
+        var store = Reserving(replica);
+        var now = replica.Time.GetUtcNow();
+        await CorrectAsync(replica, await store.ReserveAsync(Key, 1_000, 0, 0, now, default), remaining: 1_000, limit: 10_000, reset: TimeSpan.FromSeconds(30));
+        (await store.ReserveAsync(Key, 1_001, 0, 0, now, default)).Status.Should().Be(BackendReservationStatus.Refused, "1,000 are left");
+        RedisProcess.Cli(group.NodePorts[0], "wait", "1", "5000");
+
+        group.Kill(0);
+        group.PromoteByHand(1);
+        await Eventually.HoldsAsync(
+            async () => (await store.ReserveAsync(Key, 1_001, 0, 0, now, default)).Status == BackendReservationStatus.Refused,
+            TimeSpan.FromSeconds(20),
+            "the store reserves on the promoted replica, which holds the replicated budget (meanwhile its own view decides)");
+
+        (await store.ReserveAsync(Key, 1_000, 0, 0, now, default)).Status.Should().Be(BackendReservationStatus.Granted, "the replicated count, not a fresh budget");
+        (await store.ReserveAsync(Key, 1, 0, 0, now, default)).Status.Should().Be(BackendReservationStatus.Refused);
+    }
+
     internal static string NewPrefix() => $"test:{Guid.NewGuid():N}:";
 
     internal static IBackendReservationStore Reserving(Replica replica) => (IBackendReservationStore)replica.Store;
@@ -457,6 +575,15 @@ public sealed class RedisReservationTests : IClassFixture<RedisServerFixture>
             using var response = await (i % 2 == 0 ? clientA : clientB).SendAsync(request);
             return response.StatusCode;
         }));
+
+    private static async Task<HttpStatusCode> SendAsync(HttpClient client, long cost, bool background)
+    {
+        using var request = new HttpRequestMessage(HttpMethod.Post, RoutedHost.AnyPath) { Content = new StringContent("{}") };
+        request.Headers.Add(TokenBudgetBackend.CostHeader, cost.ToString(CultureInfo.InvariantCulture));
+        request.Options.Set(PriorityRoutingRequestOptions.Hints, new PriorityRoutingHints { Background = background });
+        using var response = await client.SendAsync(request);
+        return response.StatusCode;
+    }
 
     /// <summary>Moves the token window's end <paramref name="windows"/> windows of 30 s into the past on the server's clock: the next call ends them.</summary>
     private static async Task EndWindowsAsync(IDatabase database, RedisKey key, int windows)

@@ -1,4 +1,5 @@
 using System.Text.Json;
+using PriorityRouting.Simulation.Routers;
 
 namespace PriorityRouting.Simulation.Tests;
 
@@ -39,6 +40,21 @@ public class SimulationDriverTests
         var second = SimulationJson.Format(await SimulationDriver.RunAllAsync(settings));
 
         second.Should().Be(first);
+    }
+
+    [Fact]
+    public async Task A_run_prints_the_same_json_whether_or_not_other_runs_came_before_it_in_the_process()
+    {
+        // Every request names its own user, a soft-affinity key: anything a run left behind in the process (the default
+        // affinity store on the system clock did) would steer the requests of the same sequence numbers in the next run.
+        var alone = Settings with { ReplicaCounts = [8], Scenarios = [InFlight], RouterFilter = PriorityRoutingRouter.ReservedName };
+        var afterAnother = alone with { ReplicaCounts = [1, 8] };
+
+        var first = SimulationJson.Format(await SimulationDriver.RunAllAsync(alone));
+        var second = await SimulationDriver.RunAllAsync(afterAnother);
+
+        second.Select(r => r.Replicas).Should().Equal(1, 8);
+        SimulationJson.Format([second[1]]).Should().Be(first);
     }
 
     [Fact]

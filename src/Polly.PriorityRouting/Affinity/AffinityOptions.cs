@@ -42,7 +42,8 @@ public sealed class AffinityOptions
     /// </summary>
     /// <value>
     /// The default value is <see langword="null"/>: the <see cref="IAffinityStore"/> registered in DI (the Redis store
-    /// registers one), else <see cref="InMemoryAffinityStore.Shared"/>.
+    /// registers one), else <see cref="InMemoryAffinityStore.Shared"/> (on a pipeline whose <see cref="TimeProvider"/> is not
+    /// the system's, a store shared by the pipelines on that clock, which expires pins on it).
     /// </value>
     public IAffinityStore? Store { get; set; }
 

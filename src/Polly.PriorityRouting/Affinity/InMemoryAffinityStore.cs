@@ -1,3 +1,5 @@
+using System.Runtime.CompilerServices;
+
 namespace Polly.PriorityRouting;
 
 /// <summary>
@@ -27,6 +29,9 @@ public sealed class InMemoryAffinityStore : IAffinityStore
     /// about 80 new keys a second before the keys idle longest lose their preference.
     /// </summary>
     public const int DefaultStickyCapacity = 50_000;
+
+    // The default store of pipelines on clocks other than the system's (a test's fake one): one per clock, collected with it.
+    private static readonly ConditionalWeakTable<TimeProvider, InMemoryAffinityStore> SharedByClock = new();
 
     private readonly PinTable _ids;
     private readonly PinTable _stickyKeys;
@@ -68,8 +73,21 @@ public sealed class InMemoryAffinityStore : IAffinityStore
         _timeProvider = timeProvider;
     }
 
-    /// <summary>Gets the store shared by every pipeline of the process that does not configure its own.</summary>
+    /// <summary>
+    /// Gets the store shared by every pipeline of the process that does not configure its own and runs on the system
+    /// clock (a pipeline on another <see cref="TimeProvider"/> shares one with the pipelines on that clock).
+    /// </summary>
     public static InMemoryAffinityStore Shared { get; } = new();
+
+    /// <summary>
+    /// Returns the store of the pipelines on <paramref name="timeProvider"/> that configure none: <see cref="Shared"/> on
+    /// the system clock, else one per clock, which expires its pins on that clock. Pins are relative to a clock: on a
+    /// fake one (a test's) they must neither outlive their lifetime nor steer the pipelines of another test.
+    /// </summary>
+    internal static InMemoryAffinityStore SharedOn(TimeProvider timeProvider)
+        => timeProvider == TimeProvider.System
+            ? Shared
+            : SharedByClock.GetValue(timeProvider, static clock => new InMemoryAffinityStore(DefaultCapacity, DefaultStickyCapacity, clock));
 
     /// <summary>Gets the most ids the store holds.</summary>
     public int Capacity => _ids.Capacity;

@@ -46,7 +46,7 @@ internal sealed class PriorityRoutingResilienceStrategy : ResilienceStrategy<Htt
         _timeProvider = timeProvider;
         _shouldHandle = options.ShouldHandle;
         _deferCredentials = options.DeferCredentials;
-        _planner = new RequestPlanner(options, _pool, _telemetry);
+        _planner = new RequestPlanner(options, _pool, _telemetry, timeProvider);
         _observers = new AnswerObservers(options, _pool, _telemetry, timeProvider, _planner.Affinity);
         _waits = new RefillWaits(_pool, _telemetry, timeProvider);
         _reservationRefused = _telemetry.ReservationRefused;
@@ -166,6 +166,7 @@ internal sealed class PriorityRoutingResilienceStrategy : ResilienceStrategy<Htt
                         // after 0" would send the caller back for what this call can take itself. Once, so a backend
                         // open yet not selectable (MaxAttempts spent) still gets its answer.
                         reselected = true;
+                        plan.ReturnToOpenModel(_pool);
                         attempt--;
                         continue;
                     }

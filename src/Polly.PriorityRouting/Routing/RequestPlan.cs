@@ -166,6 +166,23 @@ internal struct RequestPlan
     }
 
     /// <summary>
+    /// Before the call selects once more because a backend is open now (a deadline passed between the selection and the
+    /// exhausted answer): goes back to the first model of the chain that has one, which the walk left when it was out —
+    /// the exhausted answer is computed over every model, so the selection once more must see them too, in their order.
+    /// </summary>
+    public void ReturnToOpenModel(BackendPool pool)
+    {
+        for (var i = 0; _chain is not null && i < _position; i++)
+        {
+            if (pool.Exhaustion.GetTimeUntilAvailable(RouteOf(_chain[i])).RetryAfter == TimeSpan.Zero)
+            {
+                MoveTo(i);
+                return;
+            }
+        }
+    }
+
+    /// <summary>
     /// Computes the exhausted answer: over the allowed backends of the current model, or of every model of the chain
     /// (the soonest of them all; the budget view's promise is the first model's).
     /// </summary>

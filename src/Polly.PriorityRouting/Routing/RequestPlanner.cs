@@ -19,12 +19,12 @@ internal sealed class RequestPlanner
     private readonly int _maxAttempts;
     private readonly double _backgroundHeadroom;
 
-    public RequestPlanner(PriorityRoutingStrategyOptions options, BackendPool pool, RoutingTelemetry telemetry)
+    public RequestPlanner(PriorityRoutingStrategyOptions options, BackendPool pool, RoutingTelemetry telemetry, TimeProvider timeProvider)
     {
         _pool = pool;
         _partitionKey = options.ThrottlePartitionKey;
         Affinity = options.Affinity is { Enabled: true } affinity
-            ? new AffinityRouter(affinity, affinity.Store ?? options.AffinityStoreFromServices ?? InMemoryAffinityStore.Shared, pool.Backends)
+            ? new AffinityRouter(affinity, affinity.Store ?? options.AffinityStoreFromServices ?? InMemoryAffinityStore.SharedOn(timeProvider), pool.Backends)
             : null;
         _keepBodyBytes = pool.Models is not null || Affinity is { ReadsBodyBytes: true };
 

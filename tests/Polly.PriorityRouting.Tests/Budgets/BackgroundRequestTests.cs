@@ -13,7 +13,7 @@ namespace Polly.PriorityRouting.Tests.Budgets;
 /// Backend "a" has 10,000 tokens per 10-second window (aligned on the harness's start) and answers with what is left;
 /// a request costs its <c>x-cost</c> header. The default headroom, 0.2, keeps 2,000 tokens for foreground requests.
 /// </remarks>
-public class BackgroundRequestTests
+public partial class BackgroundRequestTests
 {
     private const long Limit = 10_000;
     private static readonly TimeSpan Window = TimeSpan.FromSeconds(10);

@@ -291,6 +291,78 @@ public class ReservationWaitTests
         time.Queue.Count.Should().Be(0);
     }
 
+    [Fact]
+    public async Task Callers_refused_by_the_shared_budget_of_a_backend_with_a_declared_quota_all_wait_for_the_refill_and_are_served()
+    {
+        // A declared TokensPerMinute makes this process's view know a's budget from the start — room for one of these
+        // 6,000-token callers in its 10,000 — while its peers spent the shared one: the shared budget decides at its
+        // refill, so both callers wait for the refusal's refill rather than one being told to come back in a minute.
+        var declared = RoutingHarness.Backend("a", 1);
+        declared.TokensPerMinute = 10_000;
+        var store = new ReservingStore().Refuse("a", TimeSpan.FromSeconds(3));
+        using var h = Harness(store, declared);
+        h.Transport.Respond("a", HttpStatusCode.OK);
+
+        var waiting = Enumerable.Range(0, 2).Select(_ => h.Client.PostAsync("/", Chat(6000))).ToArray();
+        await ((LateTimerTimeProvider)h.Time).WhenWaitingAsync(2).WaitAsync(TimeSpan.FromSeconds(30));
+        waiting.Where(call => call.IsCompleted).Should().BeEmpty("each caller waits for the refusal's refill instead of a 429");
+        store.Grant("a");
+        h.AdvanceOffContext(TimeSpan.FromSeconds(3));
+
+        var responses = await Task.WhenAll(waiting).WaitAsync(TimeSpan.FromSeconds(30));
+        responses.Select(r => r.StatusCode).Should().Equal(HttpStatusCode.OK, HttpStatusCode.OK);
+        store.Reserved.Select(r => r.Status).Should().Equal(
+            BackendReservationStatus.Refused, BackendReservationStatus.Refused, BackendReservationStatus.Granted, BackendReservationStatus.Granted);
+        h.Transport.CountFor("a").Should().Be(2);
+        foreach (var response in responses)
+        {
+            response.Dispose();
+        }
+    }
+
+    [Fact]
+    public async Task A_caller_refused_by_the_shared_budgets_of_its_model_and_of_its_fallback_waits_for_the_soonest_refill_and_is_served_its_own_model()
+    {
+        var a = RoutingHarness.Backend("a", 1);
+        a.Models["gpt-4o"] = "gpt-4o-ptu";
+        var b = RoutingHarness.Backend("b", 1);
+        b.Models["mini"] = "mini-deploy";
+        var store = new ReservingStore().Refuse("a", TimeSpan.FromSeconds(3)).Refuse("b", TimeSpan.FromSeconds(5));
+        using var h = Harness(store, o => o.ModelFallbacks["gpt-4o"] = ["mini"], a, b);
+        h.Transport.Respond("a", HttpStatusCode.OK).Respond("b", HttpStatusCode.OK);
+
+        var waiting = h.Client.PostAsync("/v1/chat/completions", Chat(100, "gpt-4o"));
+        await WhenWaiting(h).WaitAsync(TimeSpan.FromSeconds(30));
+        waiting.IsCompleted.Should().BeFalse("both models' shared budgets refused: the caller waits for a's refill, the soonest");
+        store.Grant("a");
+        h.AdvanceOffContext(TimeSpan.FromSeconds(3));
+
+        using var response = await waiting.WaitAsync(TimeSpan.FromSeconds(30));
+        response.StatusCode.Should().Be(HttpStatusCode.OK);
+        response.Headers.GetValues("x-priority-routing-model").Should().Equal("gpt-4o");
+        store.Reserved.Select(r => (r.Key.Backend, r.Status)).Should().Equal(
+            ("a@http://a", BackendReservationStatus.Refused), ("b@http://b", BackendReservationStatus.Refused), ("a@http://a", BackendReservationStatus.Granted));
+        h.Transport.Hosts.Should().Equal("a");
+    }
+
+    [Fact]
+    public async Task A_caller_refused_by_the_shared_budgets_of_its_model_and_of_its_fallback_beyond_max_queue_wait_is_told_the_soonest_refill()
+    {
+        var a = RoutingHarness.Backend("a", 1);
+        a.Models["gpt-4o"] = "gpt-4o-ptu";
+        var b = RoutingHarness.Backend("b", 1);
+        b.Models["mini"] = "mini-deploy";
+        var store = new ReservingStore().Refuse("a", TimeSpan.FromSeconds(14)).Refuse("b", TimeSpan.FromSeconds(12));
+        using var h = Harness(store, o => o.ModelFallbacks["gpt-4o"] = ["mini"], a, b);
+
+        using var response = await h.Client.PostAsync("/v1/chat/completions", Chat(100, "gpt-4o")).WaitAsync(TimeSpan.FromSeconds(30));
+
+        response.StatusCode.Should().Be(HttpStatusCode.TooManyRequests);
+        response.Headers.RetryAfter!.Delta.Should().Be(TimeSpan.FromSeconds(12), "the fallback's refill is the soonest");
+        store.Reserved.Should().HaveCount(2);
+        h.Transport.Requests.Should().BeEmpty();
+    }
+
     /// <summary>This process's view learns the budget of a from an answer of its own: 9,000 of 10,000 tokens left, reset in 60 s.</summary>
     private static async Task LearnRoomAsync(RoutingHarness h)
     {
@@ -333,6 +405,6 @@ public class ReservationWaitTests
     private static Task<HttpResponseMessage> HoldAsync(RoutingHarness h)
         => h.Client.SendAsync(new HttpRequestMessage(HttpMethod.Post, "/") { Content = Chat(100) }, HttpCompletionOption.ResponseHeadersRead);
 
-    private static StringContent Chat(int maxTokens)
-        => new("{\"messages\":[{\"role\":\"user\",\"content\":\"hi\"}],\"max_tokens\":" + maxTokens.ToString(CultureInfo.InvariantCulture) + "}", Encoding.UTF8, "application/json");
+    private static StringContent Chat(int maxTokens, string? model = null)
+        => new("{" + (model is null ? string.Empty : "\"model\":\"" + model + "\",") + "\"messages\":[{\"role\":\"user\",\"content\":\"hi\"}],\"max_tokens\":" + maxTokens.ToString(CultureInfo.InvariantCulture) + "}", Encoding.UTF8, "application/json");
 }

@@ -7,7 +7,7 @@ namespace Polly.PriorityRouting.Tests.Concurrency;
 /// <see cref="PriorityBackend.MaxConcurrentRequests"/> through the strategy: a response counts until its body ends, a
 /// request beyond the cap goes on, and when every backend is at its cap the caller is answered at once.
 /// </summary>
-public class ConcurrencyCapTests
+public partial class ConcurrencyCapTests
 {
     [Fact]
     public async Task A_backend_at_its_cap_sends_the_request_to_the_same_tier_first_then_to_the_lower_one()

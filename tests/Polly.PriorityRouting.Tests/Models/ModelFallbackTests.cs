@@ -112,7 +112,7 @@ public class ModelFallbackTests
     public async Task A_request_pinned_to_a_backend_by_its_id_never_falls_back()
     {
         using var h = Harness(o => o.ModelFallbacks["gpt-4o"] = ["mini"], Serving("a", 1, ("gpt-4o", "gpt-4o-ptu")), Serving("b", 1, ("mini", "mini-deploy")));
-        ((InMemoryAffinityStore)(h.Options.Affinity.Store ?? InMemoryAffinityStore.Shared)).Pin("resp_fallback_1", "a@http://a", TimeSpan.FromDays(1));
+        ((InMemoryAffinityStore)(h.Options.Affinity.Store ?? InMemoryAffinityStore.SharedOn(h.Time))).Pin("resp_fallback_1", "a@http://a", TimeSpan.FromDays(1));
         h.Transport.Respond("a", HttpStatusCode.TooManyRequests, ("Retry-After", "30"));
 
         using var response = await h.Client.PostAsync(
@@ -317,6 +317,31 @@ public class ModelFallbackTests
         => ContextLengthError.IsContextLengthExceeded(Encoding.UTF8.GetBytes(body)).Should().Be(expected);
 
     private const string ContextLengthExceededBody = "{\"error\":{\"message\":\"too long\",\"type\":\"invalid_request_error\",\"code\":\"context_length_exceeded\"}}";
+
+    [Fact]
+    public async Task A_first_models_backend_whose_throttle_ends_while_the_call_walks_the_fallbacks_serves_it_rather_than_an_answer_saying_come_back_now()
+    {
+        // a (gpt-4o) is throttled for 1 s, b (the fallback, mini) for 30 s; a's deadline passes right after the selection
+        // read it, while the call walks on to mini and finds b out too.
+        var time = new Microsoft.Extensions.Time.Testing.FakeTimeProvider(RoutingHarness.Start);
+        var store = new ClockAdvancingStore(time);
+        using var h = new RoutingHarness(
+            o => { o.Randomizer = _ => 0; o.StateStore = store; o.ModelFallbacks["gpt-4o"] = ["mini"]; },
+            null,
+            time,
+            Serving("a", 1, ("gpt-4o", "gpt-4o-ptu")),
+            Serving("b", 1, ("mini", "mini-deploy")));
+        var now = time.GetUtcNow();
+        await store.MarkUnavailableAsync(RoutingHarness.Key("a", "gpt-4o-ptu"), new BackendUnavailability(now.AddSeconds(1), BackendUnavailableReason.Throttled, now), now, default);
+        await store.MarkUnavailableAsync(RoutingHarness.Key("b", "mini-deploy"), new BackendUnavailability(now.AddSeconds(30), BackendUnavailableReason.Throttled, now), now, default);
+        store.AdvanceAfterReading(RoutingHarness.Key("a", "gpt-4o-ptu"), TimeSpan.FromSeconds(1));
+
+        using var response = await h.Client.PostAsync("/v1/chat/completions", Chat("gpt-4o"));
+
+        response.StatusCode.Should().Be(HttpStatusCode.OK, "a serves gpt-4o again: the caller is not told to come back now");
+        response.Headers.GetValues("x-priority-routing-model").Should().Equal("gpt-4o");
+        h.Transport.Requests.Select(r => r.Body).Should().Equal(ChatBody("gpt-4o-ptu"));
+    }
 
     private static HttpResponseMessage ContextLengthExceeded()
         => new(HttpStatusCode.BadRequest) { Content = new StringContent(ContextLengthExceededBody, Encoding.UTF8, "application/json") };

@@ -361,6 +361,34 @@ public class PriorityRoutingResilienceStrategyTests
     }
 
     [Fact]
+    public async Task A_call_that_spent_MaxAttempts_sends_nothing_more_when_a_throttle_ends_during_it_and_its_retry_is_served_there()
+    {
+        // b is out for 1 s and its deadline passes while a (MaxAttempts = 1) is throttled for 20 s: the selection once more
+        // may not send a second attempt, so the answer says what is true — b is open now — and the caller's retry gets b.
+        var time = new FakeTimeProvider(RoutingHarness.Start);
+        var store = new ClockAdvancingStore(time);
+        using var h = new RoutingHarness(o => { o.Randomizer = _ => 0; o.StateStore = store; o.MaxAttempts = 1; }, null, time, RoutingHarness.Backend("a", 1), RoutingHarness.Backend("b", 2));
+        await store.MarkUnavailableAsync(RoutingHarness.Key("b"), new BackendUnavailability(time.GetUtcNow().AddSeconds(1), BackendUnavailableReason.Throttled, time.GetUtcNow()), time.GetUtcNow(), default);
+        h.Transport.Respond("a", _ =>
+        {
+            time.Advance(TimeSpan.FromSeconds(1));
+            var throttled = new HttpResponseMessage(HttpStatusCode.TooManyRequests);
+            throttled.Headers.TryAddWithoutValidation("retry-after-ms", "20000");
+            return throttled;
+        });
+
+        using var exhausted = await h.Client.GetAsync("/").WaitAsync(TimeSpan.FromSeconds(30));
+        using var retry = await h.Client.GetAsync("/");
+
+        exhausted.StatusCode.Should().Be(HttpStatusCode.TooManyRequests);
+        exhausted.Headers.GetValues("retry-after-ms").Should().Equal(["0"], "b is open now: the caller may come back at once");
+        exhausted.Headers.RetryAfter!.Delta.Should().Be(TimeSpan.Zero);
+        retry.StatusCode.Should().Be(HttpStatusCode.OK);
+        (await retry.Content.ReadAsStringAsync()).Should().Be("b");
+        h.Transport.Hosts.Should().Equal(["a", "b"], "one attempt per call: the selection once more sends nothing beyond MaxAttempts");
+    }
+
+    [Fact]
     public async Task With_MaxQueueWait_a_backend_whose_throttle_ends_during_the_call_serves_the_caller_at_once_rather_than_making_it_wait()
     {
         // The exhausted answer, read after the deadline passed, has nothing to wait for: the call selects once more and a
