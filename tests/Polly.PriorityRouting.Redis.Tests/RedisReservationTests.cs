@@ -246,12 +246,14 @@ public sealed class RedisReservationTests : IClassFixture<RedisServerFixture>
         await using var peer = await ConnectionMultiplexer.ConnectAsync(_redis.Configuration);
         var database = peer.GetDatabase();
         var key = new RedisStoreLayout(prefix, prefix + "events").ReservationKeyOf(Key);
-        await CorrectAsync(replica, await store.ReserveAsync(Key, 1_000, 0, 0, now, default), remaining: 10_000, limit: 10_000, reset: TimeSpan.FromSeconds(30));
-        await database.HashSetAsync(key, [new("tfs", "0"), new("tfr", "6000")]);
+        await CorrectAsync(replica, await store.ReserveAsync(Key, 1_000, 0.2, 0, now, default), remaining: 10_000, limit: 10_000, reset: TimeSpan.FromSeconds(30));
+
+        // A recent peak of 3,000 within one second, and half a second left in the window (on the server's clock).
+        await database.HashSetAsync(key, [new("tfk", "3000"), new("te", (await ServerMillisecondsAsync(database) + 500).ToString(CultureInfo.InvariantCulture))]);
         (await store.ReserveAsync(Key, 3_000, 0, 0, now, default)).Status.Should().Be(BackendReservationStatus.Granted);
 
         (await store.ReserveAsync(Key, 1_001, 0.2, 0.1, now, default)).Status.Should().Be(
-            BackendReservationStatus.Refused, "of the 7,000 left, 2,000 are the headroom, 3,000 the foreground's expected demand and 1,000 promised to foreground callers");
+            BackendReservationStatus.Refused, "of the 7,000 left, 2,000 are the headroom, 3,000 what the foreground can spend in the last half second at its peak and 1,000 promised to foreground callers");
         (await store.ReserveAsync(Key, 1_000, 0.2, 0.1, now, default)).Status.Should().Be(BackendReservationStatus.Granted);
         (await store.ReserveAsync(Key, 6_000, 0, 0, now, default)).Status.Should().Be(BackendReservationStatus.Granted, "a foreground request uses all that was kept");
         (await store.ReserveAsync(Key, 1, 0, 0, now, default)).Status.Should().Be(BackendReservationStatus.Refused, "the budget is spent");
