@@ -39,6 +39,10 @@ internal struct RequestPlan
     private int _position;
     private bool _onContextWindowChain;
 
+    // This round's state of each model of the chain the walk left (what was closed, how many attempts it made), so a
+    // return to one (ReturnToOpenModel) or a walk on to one again goes on with its round; null until a model is left.
+    private (BackendSet Closed, int Attempts)?[]? _rounds;
+
     public RequestPlan(
         RequestRoute route,
         BackendSet disallowed,
@@ -145,7 +149,7 @@ internal struct RequestPlan
 
         _chain = Route.Model!.ContextWindowChain;
         _onContextWindowChain = true;
-        MoveTo(0);
+        MoveTo(0, newRound: true);
     }
 
     /// <summary>
@@ -158,9 +162,11 @@ internal struct RequestPlan
         _route = _route.WithoutRefusals();
         if (_chain is not null && _position != 0)
         {
-            MoveTo(0);
+            MoveTo(0, newRound: true);
             return;
         }
+
+        _rounds = null;
 
         _closed = _disallowed.Copy();
     }
@@ -169,12 +175,14 @@ internal struct RequestPlan
     /// Before the call selects once more because a backend is open now (a deadline passed between the selection and the
     /// exhausted answer): goes back to the first model of the chain that has one, which the walk left when it was out —
     /// the exhausted answer is computed over every model, so the selection once more must see them too, in their order.
+    /// Only to a model whose round this call has not spent: a backend tried for it in this round is not tried again.
     /// </summary>
     public void ReturnToOpenModel(BackendPool pool)
     {
         for (var i = 0; _chain is not null && i < _position; i++)
         {
-            if (pool.Exhaustion.GetTimeUntilAvailable(RouteOf(_chain[i])).RetryAfter == TimeSpan.Zero)
+            if (pool.Exhaustion.GetTimeUntilAvailable(RouteOf(_chain[i])).RetryAfter == TimeSpan.Zero &&
+                (_rounds?[i] is not { } round || (round.Attempts < _maxAttempts && pool.HasOpen(round.Closed, RouteOf(_chain[i])))))
             {
                 MoveTo(i);
                 return;
@@ -319,15 +327,23 @@ internal struct RequestPlan
         return true;
     }
 
-    private void MoveTo(int position)
+    private void MoveTo(int position, bool newRound = false)
     {
         // A room held from a wait is on a budget of the model left behind (or started over from): given back.
         Route.Held?.Release();
+        if (newRound)
+        {
+            _rounds = null;
+        }
+        else
+        {
+            (_rounds ??= new (BackendSet, int)?[_chain!.Length])[_position] = (_closed, _attempts);
+        }
+
         _position = position;
         var model = _chain![position];
         _disallowed = _fallbacks!.DisallowedFor(model, _facts, out var narrowed);
-        _closed = _disallowed.Copy();
-        _attempts = 0;
+        (_closed, _attempts) = _rounds?[position] ?? (_disallowed.Copy(), 0);
         _preferred = null;
         _route = _route.ForModel(model, narrowed ? _disallowed.Copy() : null);
     }

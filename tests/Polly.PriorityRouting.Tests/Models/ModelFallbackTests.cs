@@ -343,6 +343,33 @@ public class ModelFallbackTests
         h.Transport.Requests.Select(r => r.Body).Should().Equal(ChatBody("gpt-4o-ptu"));
     }
 
+    [Fact]
+    public async Task A_first_models_backend_that_failed_in_the_call_is_not_sent_the_request_again_when_its_throttle_ends_while_the_call_walks_the_fallbacks()
+    {
+        // a (gpt-4o) answers this call 429 for 1 s; the call walks on to mini, whose b is out for 30 s, and a's deadline
+        // passes meanwhile. A round tries a backend at most once for each model: a is not sent the request again.
+        var time = new Microsoft.Extensions.Time.Testing.FakeTimeProvider(RoutingHarness.Start);
+        var store = new ClockAdvancingStore(time);
+        using var h = new RoutingHarness(
+            o => { o.Randomizer = _ => 0; o.StateStore = store; o.ModelFallbacks["gpt-4o"] = ["mini"]; },
+            null,
+            time,
+            Serving("a", 1, ("gpt-4o", "gpt-4o-ptu")),
+            Serving("b", 1, ("mini", "mini-deploy")));
+        var now = time.GetUtcNow();
+        await store.MarkUnavailableAsync(RoutingHarness.Key("b", "mini-deploy"), new BackendUnavailability(now.AddSeconds(30), BackendUnavailableReason.Throttled, now), now, default);
+        h.Transport.Respond("a", _ =>
+        {
+            store.AdvanceAfterReading(RoutingHarness.Key("b", "mini-deploy"), TimeSpan.FromSeconds(1));
+            return new HttpResponseMessage(HttpStatusCode.TooManyRequests) { Headers = { { "Retry-After", "1" } } };
+        });
+
+        using var response = await h.Client.PostAsync("/v1/chat/completions", Chat("gpt-4o"));
+
+        h.Transport.Requests.Select(r => r.Body).Should().Equal([ChatBody("gpt-4o-ptu")], "a failed this call on gpt-4o once already");
+        response.StatusCode.Should().Be(HttpStatusCode.TooManyRequests);
+    }
+
     private static HttpResponseMessage ContextLengthExceeded()
         => new(HttpStatusCode.BadRequest) { Content = new StringContent(ContextLengthExceededBody, Encoding.UTF8, "application/json") };
 
