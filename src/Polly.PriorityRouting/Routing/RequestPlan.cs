@@ -43,6 +43,10 @@ internal struct RequestPlan
     // return to one (ReturnToOpenModel) or a walk on to one again goes on with its round; null until a model is left.
     private (BackendSet Closed, int Attempts)?[]? _rounds;
 
+    // The models of the context-window chain that answered the prompt does not fit: for this call, as if out for good
+    // (never selected again, not counted by the exhausted answer); kept across rounds. Null until one answered.
+    private bool[]? _tooSmall;
+
     public RequestPlan(
         RequestRoute route,
         BackendSet disallowed,
@@ -143,6 +147,7 @@ internal struct RequestPlan
     {
         if (_onContextWindowChain)
         {
+            (_tooSmall ??= new bool[_chain!.Length])[_position] = true;
             MoveTo(_position + 1);
             return;
         }
@@ -181,7 +186,7 @@ internal struct RequestPlan
     {
         for (var i = 0; _chain is not null && i < _position; i++)
         {
-            if (pool.Exhaustion.GetTimeUntilAvailable(RouteOf(_chain[i])).RetryAfter == TimeSpan.Zero &&
+            if (!IsTooSmall(i) && pool.Exhaustion.GetTimeUntilAvailable(RouteOf(_chain[i])).RetryAfter == TimeSpan.Zero &&
                 (_rounds?[i] is not { } round || (round.Attempts < _maxAttempts && pool.HasOpen(round.Closed, RouteOf(_chain[i])))))
             {
                 MoveTo(i);
@@ -213,7 +218,7 @@ internal struct RequestPlan
         for (var i = 0; i < _chain.Length; i++)
         {
             var route = RouteOf(_chain[i]);
-            var (retryAfter, modelThrottled) = pool.Exhaustion.GetTimeUntilAvailable(route);
+            var (retryAfter, modelThrottled) = IsTooSmall(i) ? (null, false) : pool.Exhaustion.GetTimeUntilAvailable(route);
             if (retryAfter is null)
             {
                 continue;
@@ -264,7 +269,7 @@ internal struct RequestPlan
     {
         while (true)
         {
-            if (_attempts < _maxAttempts && TryAcquireOnModel(pool, out lease))
+            if (!IsTooSmall(_position) && _attempts < _maxAttempts && TryAcquireOnModel(pool, out lease))
             {
                 return true;
             }
@@ -347,6 +352,8 @@ internal struct RequestPlan
         _preferred = null;
         _route = _route.ForModel(model, narrowed ? _disallowed.Copy() : null);
     }
+
+    private readonly bool IsTooSmall(int position) => _tooSmall is not null && _chain is not null && position < _tooSmall.Length && _tooSmall[position];
 
     private readonly RequestRoute RouteOf(ModelRoute model)
     {

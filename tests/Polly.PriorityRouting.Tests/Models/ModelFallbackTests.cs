@@ -1,3 +1,4 @@
+using System.Globalization;
 using System.Net;
 using System.Text;
 using Polly.PriorityRouting.Tests.Support;
@@ -368,6 +369,28 @@ public class ModelFallbackTests
 
         h.Transport.Requests.Select(r => r.Body).Should().Equal([ChatBody("gpt-4o-ptu")], "a failed this call on gpt-4o once already");
         response.StatusCode.Should().Be(HttpStatusCode.TooManyRequests);
+    }
+
+    [Fact]
+    public async Task A_prompt_too_long_for_every_open_model_of_its_context_window_chain_is_told_the_larger_models_refill_not_to_come_back_now()
+    {
+        // 8k and 32k say the prompt does not fit (they stay in rotation: a 400 is not the backend's failure); 128k is out
+        // for 30 s. Only 128k can serve the request: coming back sooner finds the same answers.
+        using var h = Harness(
+            o => o.ContextWindowFallbacks["gpt-4o-8k"] = ["gpt-4o-32k", "gpt-4o-128k"],
+            Serving("a", 1, ("gpt-4o-8k", "small")),
+            Serving("b", 1, ("gpt-4o-32k", "medium")),
+            Serving("c", 2, ("gpt-4o-128k", "large")));
+        var now = h.Time.GetUtcNow();
+        await h.Store.MarkUnavailableAsync(RoutingHarness.Key("c", "large"), new BackendUnavailability(now.AddSeconds(30), BackendUnavailableReason.Throttled, now), now, default);
+        h.Transport.Respond("a", _ => ContextLengthExceeded());
+        h.Transport.Respond("b", _ => ContextLengthExceeded());
+
+        using var response = await h.Client.PostAsync("/v1/chat/completions", Chat("gpt-4o-8k"));
+
+        h.Transport.Hosts.Should().Equal("a", "b");
+        response.StatusCode.Should().Be(HttpStatusCode.TooManyRequests);
+        response.Headers.GetValues("retry-after-ms").Should().Equal((30_000 + ExhaustedResponse.TimerSlackMilliseconds).ToString(CultureInfo.InvariantCulture));
     }
 
     private static HttpResponseMessage ContextLengthExceeded()
