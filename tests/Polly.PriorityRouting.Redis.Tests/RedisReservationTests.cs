@@ -365,6 +365,35 @@ public sealed class RedisReservationTests : IClassFixture<RedisServerFixture>
     }
 
     [Fact]
+    public async Task Whatever_a_peer_wrote_into_the_foreground_demand_and_release_fields_reads_as_none_and_never_throws()
+    {
+        // The fields of the peak rule (tfq/tfe/tfp/tfk, rfq/rfe/rfp/rfk) and of releases (tp/rp, tg/rg), as an older or
+        // broken peer might leave them: not numbers, out of bounds, infinite.
+        var prefix = NewPrefix();
+        await using var replica = await StartReplicaAsync(_redis.Configuration, prefix);
+        var store = Reserving(replica);
+        var now = replica.Time.GetUtcNow();
+        await using var peer = await ConnectionMultiplexer.ConnectAsync(_redis.Configuration);
+        var database = peer.GetDatabase();
+        var key = new RedisStoreLayout(prefix, prefix + "events").ReservationKeyOf(Key);
+        await CorrectAsync(replica, await store.ReserveAsync(Key, 1_000, 0.2, 0, now, default), remaining: 10_000, limit: 10_000, reset: TimeSpan.FromSeconds(30));
+        await database.HashSetAsync(key, [
+            new("tfq", "lots"), new("tfe", "-1"), new("tfp", "NaN"), new("tfk", "-inf"), new("rfq", "inf"), new("rfe", "99999999999999999999"),
+            new("rfp", "-3"), new("rfk", "{}"), new("tp", "2.5e300"), new("rp", "-1"), new("tg", "x"), new("rg", "1e400")]);
+
+        var background = await store.ReserveAsync(Key, 4_000, 0.2, 0, now, default);
+        var foreground = await store.ReserveAsync(Key, 100, 0, 0, now, default);
+        await ReleaseAsync(replica, foreground);
+        await CorrectAsync(replica, background, remaining: 6_000, limit: 10_000, reset: TimeSpan.FromSeconds(29));
+
+        background.Status.Should().Be(BackendReservationStatus.Granted, "no foreground demand was read from the garbage: 1,000 + 4,000 leave the 2,000 of headroom");
+        foreground.Status.Should().Be(BackendReservationStatus.Granted);
+        ((long)await database.HashGetAsync(key, "tfp")).Should().Be(100, "the foreground's peak starts again from what it spent");
+        ((long)await database.HashGetAsync(key, "rfp")).Should().Be(1);
+        replica.RedisStore.IsInOutage.Should().BeFalse("garbage is no outage");
+    }
+
+    [Fact]
     public async Task Two_replicas_with_completions_in_flight_pay_no_backend_429_with_reservations()
     {
         await using var load = await LoadAsync(_redis.Configuration, reservations: true);
