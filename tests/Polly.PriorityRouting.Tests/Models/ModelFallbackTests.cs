@@ -372,6 +372,37 @@ public class ModelFallbackTests
     }
 
     [Fact]
+    public async Task A_first_model_that_spent_MaxAttempts_is_not_sent_more_when_another_of_its_backends_opens_while_the_call_walks_the_fallbacks()
+    {
+        // MaxAttempts 1: a (gpt-4o) answers 429 for 30 s while a2 (gpt-4o) is out for 1 s, so the call walks on to mini,
+        // whose b is out for 30 s; a2's throttle ends meanwhile. gpt-4o spent its attempt: the call answers that a2 is
+        // open now (as on one model) rather than send a second attempt to gpt-4o.
+        var time = new Microsoft.Extensions.Time.Testing.FakeTimeProvider(RoutingHarness.Start);
+        var store = new ClockAdvancingStore(time);
+        using var h = new RoutingHarness(
+            o => { o.Randomizer = _ => 0; o.StateStore = store; o.ModelFallbacks["gpt-4o"] = ["mini"]; o.MaxAttempts = 1; },
+            null,
+            time,
+            Serving("a", 1, ("gpt-4o", "gpt-4o-ptu")),
+            Serving("a2", 2, ("gpt-4o", "gpt-4o-paygo")),
+            Serving("b", 1, ("mini", "mini-deploy")));
+        var now = time.GetUtcNow();
+        await store.MarkUnavailableAsync(RoutingHarness.Key("a2", "gpt-4o-paygo"), new BackendUnavailability(now.AddSeconds(1), BackendUnavailableReason.Throttled, now), now, default);
+        await store.MarkUnavailableAsync(RoutingHarness.Key("b", "mini-deploy"), new BackendUnavailability(now.AddSeconds(30), BackendUnavailableReason.Throttled, now), now, default);
+        h.Transport.Respond("a", _ =>
+        {
+            store.AdvanceAfterReading(RoutingHarness.Key("b", "mini-deploy"), TimeSpan.FromSeconds(1));
+            return new HttpResponseMessage(HttpStatusCode.TooManyRequests) { Headers = { { "Retry-After", "30" } } };
+        });
+
+        using var response = await h.Client.PostAsync("/v1/chat/completions", Chat("gpt-4o"));
+
+        h.Transport.Hosts.Should().Equal(["a"], "MaxAttempts bounds each model's round");
+        response.StatusCode.Should().Be(HttpStatusCode.TooManyRequests);
+        response.Headers.GetValues("retry-after-ms").Should().Equal("0");
+    }
+
+    [Fact]
     public async Task A_prompt_too_long_for_every_open_model_of_its_context_window_chain_is_told_the_larger_models_refill_not_to_come_back_now()
     {
         // 8k and 32k say the prompt does not fit (they stay in rotation: a 400 is not the backend's failure); 128k is out
