@@ -525,22 +525,26 @@ public sealed class RedisReservationTests : IClassFixture<RedisServerFixture>
     public async Task A_shared_budget_replicated_before_a_failover_still_refuses_on_the_promoted_replica_what_does_not_fit()
     {
         using var group = new RedisReplicationGroup(withSentinels: false);
-        await using var replica = await StartReplicaAsync(group.PlainConfiguration, NewPrefix());
+        var prefix = NewPrefix();
+        await using var replica = await StartReplicaAsync(group.PlainConfiguration, prefix);
         var store = Reserving(replica);
         var now = replica.Time.GetUtcNow();
         await CorrectAsync(replica, await store.ReserveAsync(Key, 1_000, 0, 0, now, default), remaining: 1_000, limit: 10_000, reset: TimeSpan.FromSeconds(30));
         (await store.ReserveAsync(Key, 1_001, 0, 0, now, default)).Status.Should().Be(BackendReservationStatus.Refused, "1,000 are left");
-        RedisProcess.Cli(group.NodePorts[0], "wait", "1", "5000");
+        group.WaitForReplication(primary: 0, replica: 1);
 
         group.Kill(0);
         group.PromoteByHand(1);
-        await Eventually.HoldsAsync(
-            async () => (await store.ReserveAsync(Key, 1_001, 0, 0, now, default)).Status == BackendReservationStatus.Refused,
-            TimeSpan.FromSeconds(20),
-            "the store reserves on the promoted replica, which holds the replicated budget (meanwhile its own view decides)");
 
-        (await store.ReserveAsync(Key, 1_000, 0, 0, now, default)).Status.Should().Be(BackendReservationStatus.Granted, "the replicated count, not a fresh budget");
-        (await store.ReserveAsync(Key, 1, 0, 0, now, default)).Status.Should().Be(BackendReservationStatus.Refused);
+        // A replica that reaches only the promoted node: how a multiplexer follows a failover is RedisFailoverTests'
+        // subject (Sentinel, a moving DNS name, a cluster); here, what the promoted node holds once it had everything
+        // (an asynchronous replica may lose the last writes in a real failover: Redis's, not the store's, guarantee).
+        // Before, "WAIT 1" from redis-cli's own connection waited for nothing, and 2 runs in 6 lost the correction.
+        await using var afterFailover = await StartReplicaAsync($"127.0.0.1:{group.NodePorts[1]},connectTimeout=2000", prefix);
+        var promoted = Reserving(afterFailover);
+        (await promoted.ReserveAsync(Key, 1_001, 0, 0, now, default)).Status.Should().Be(BackendReservationStatus.Refused, "the replicated count, not a fresh budget");
+        (await promoted.ReserveAsync(Key, 1_000, 0, 0, now, default)).Status.Should().Be(BackendReservationStatus.Granted);
+        (await promoted.ReserveAsync(Key, 1, 0, 0, now, default)).Status.Should().Be(BackendReservationStatus.Refused);
     }
 
     internal static string NewPrefix() => $"test:{Guid.NewGuid():N}:";

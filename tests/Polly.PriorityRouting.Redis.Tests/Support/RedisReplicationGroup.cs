@@ -78,6 +78,22 @@ public sealed class RedisReplicationGroup : IDisposable
     /// <summary>Promotes a node by hand, as an operator would: <c>REPLICAOF NO ONE</c>.</summary>
     public void PromoteByHand(int node) => RedisProcess.Cli(NodePorts[node], "replicaof", "no", "one");
 
+    /// <summary>
+    /// Waits, bounded, until the replica has applied everything the primary wrote so far (its replication offset caught
+    /// up). <c>WAIT</c> would not do from another connection: it waits for that connection's own writes only.
+    /// </summary>
+    public void WaitForReplication(int primary, int replica)
+    {
+        var written = Offset(RedisProcess.Cli(NodePorts[primary], "info", "replication"), "master_repl_offset:");
+        WaitUntil(() => Offset(RedisProcess.Cli(NodePorts[replica], "info", "replication"), "slave_repl_offset:") >= written, $"node {replica} has what node {primary} wrote");
+
+        static long Offset(string info, string field)
+            => info.Split('\n').Select(line => line.Trim()).FirstOrDefault(line => line.StartsWith(field, StringComparison.Ordinal)) is { } found &&
+               long.TryParse(found.AsSpan(field.Length), NumberStyles.Integer, CultureInfo.InvariantCulture, out var offset)
+                ? offset
+                : -1;
+    }
+
     /// <summary>Waits, bounded, until the node reports the role.</summary>
     public void WaitForRole(int node, string role)
         => WaitUntil(() => RedisProcess.Cli(NodePorts[node], "role").StartsWith(role, StringComparison.Ordinal), $"node {node} is a {role}");
