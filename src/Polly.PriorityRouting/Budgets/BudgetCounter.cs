@@ -331,13 +331,14 @@ internal partial struct BudgetCounter
             // The next window: one window after the last, unless that one was seen twice or one between went unreported.
             var gap = resetAt - _windowResetAt;
             var longest = delay > _windowLongest ? delay : _windowLongest;
-            if (gap >= longest - MomentSlack && gap < longest * 2)
+            if (gap >= longest && gap < longest * 2)
             {
                 _windowGap = gap;
             }
-            else if (gap < longest)
+            else if (gap < longest - MomentSlack)
             {
-                // The moment it is full moved by clearly less than a window: a budget refilled continuously.
+                // The moment it is full moved by clearly less than a window: a budget refilled continuously. (A little
+                // less is one window, its moments measured a little apart; the longest reset stands for its length.)
                 _refillsContinuously = true;
             }
 
