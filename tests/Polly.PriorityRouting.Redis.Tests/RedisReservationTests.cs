@@ -107,6 +107,31 @@ public sealed class RedisReservationTests : IClassFixture<RedisServerFixture>
     }
 
     [Fact]
+    public async Task A_late_answer_of_an_earlier_admission_never_brings_the_budgets_refill_forward()
+    {
+        // A budget refilled continuously names a sooner full moment in the answer of a request admitted earlier, and that
+        // answer can arrive after a later one's (a longer completion). Taken full at the sooner moment, the budget grants
+        // what the backend, full only at the later one, refuses (the simulation's one-replica 429s on OpenAI).
+        var prefix = NewPrefix();
+        await using var replica = await StartReplicaAsync(_redis.Configuration, prefix);
+        var store = Reserving(replica);
+        var now = replica.Time.GetUtcNow();
+        await using var peer = await ConnectionMultiplexer.ConnectAsync(_redis.Configuration);
+        var database = peer.GetDatabase();
+        var key = new RedisStoreLayout(prefix, prefix + "events").ReservationKeyOf(Key);
+        var earlier = await store.ReserveAsync(Key, 1_000, 0, 0, now, default);
+        var later = await store.ReserveAsync(Key, 4_000, 0, 0, now, default);
+        await CorrectAsync(replica, later, remaining: 5_000, limit: 10_000, reset: TimeSpan.FromSeconds(5));
+        var refill = (long)await database.HashGetAsync(key, "te");
+
+        // The earlier admission's answer names a moment 90 ms sooner: one window still, on the script's terms (100 ms).
+        var untilSooner = refill - 90 - await ServerMillisecondsAsync(database);
+        await CorrectAsync(replica, earlier, remaining: 9_000, limit: 10_000, reset: TimeSpan.FromMilliseconds(untilSooner));
+
+        ((long)await database.HashGetAsync(key, "te")).Should().BeGreaterThanOrEqualTo(refill, "the budget is full at the later moment, not at the sooner one an older answer named");
+    }
+
+    [Fact]
     public async Task A_released_reservation_gives_its_room_back()
     {
         await using var replica = await StartReplicaAsync(_redis.Configuration, NewPrefix());

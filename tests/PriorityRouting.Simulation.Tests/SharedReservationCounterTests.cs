@@ -88,6 +88,21 @@ public class SharedReservationCounterTests
     }
 
     [Fact]
+    public void A_late_answer_of_an_earlier_admission_never_brings_the_budgets_refill_forward()
+    {
+        // The Redis script's rule too (RedisReservationTests, same name): a budget refilled continuously names a sooner
+        // full moment in the answer of a request admitted earlier, which can arrive after a later one's.
+        var counter = new SharedReservationCounter();
+        var earlier = counter.Reserve(Ptu, 1_000, 0, 0, Start);
+        var later = counter.Reserve(Ptu, 4_000, 0, 0, Start);
+        counter.Correct(later, Tokens(5_000, 10_000, TimeSpan.FromMilliseconds(2_600), Start, Start.AddSeconds(0.5)), Start.AddSeconds(0.5));
+        counter.Correct(earlier, Tokens(9_000, 10_000, TimeSpan.FromMilliseconds(2_560), Start, Start.AddSeconds(1)), Start.AddSeconds(1));
+
+        Reserve(counter, Start.AddMilliseconds(2_580), 5_001).Should().Be(BackendReservationStatus.Refused, "the backend is full only at 2.6 s: 5,000 left until then");
+        Reserve(counter, Start.AddMilliseconds(2_600), 10_000).Should().Be(BackendReservationStatus.Granted);
+    }
+
+    [Fact]
     public void A_window_refilled_at_once_forgets_at_its_end_what_was_reserved_after_its_last_report()
     {
         var counter = new SharedReservationCounter();

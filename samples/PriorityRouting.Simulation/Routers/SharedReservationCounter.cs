@@ -170,11 +170,12 @@ internal sealed class SharedReservationCounter
         {
             if (resetAt >= budget.WindowEnd)
             {
+                // One window's later moment: an older answer names a sooner one (a continuous refill's), never the refill.
                 budget.ReportSequence = reservation.Sequence;
                 budget.GivenBackSinceReport = 0;
+                budget.WindowEnd = resetAt;
             }
 
-            budget.WindowEnd = resetAt;
             if (reserved > budget.Reserved)
             {
                 // Raised, the count is the report's: a reservation made before it is in the report, or was never

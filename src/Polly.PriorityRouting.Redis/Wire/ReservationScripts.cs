@@ -143,8 +143,8 @@ internal static class ReservationScripts
             -- The count is the report's now: a reservation made before it is in the report, or not counted at all.
             b.p = count
           elseif resetAt >= b.e - sameWindow then
-            if resetAt >= b.e then b.s = count b.g = 0 end
-            b.e = resetAt
+            -- One window's later moment: an older answer names a sooner one (a continuous refill's), never the refill.
+            if resetAt >= b.e then b.s = count b.g = 0 b.e = resetAt end
             if reserved > b.v then
               b.v = reserved
               -- Raised, the count is the report's too: releases of reservations made before it are void as above.

@@ -86,6 +86,30 @@ public class BackendBudgetsTests
     }
 
     [Fact]
+    public void A_budget_refilled_in_windows_holds_its_count_until_the_reset_though_its_answers_name_that_moment_a_millisecond_apart()
+    {
+        // Azure-like: 100,000 tokens every 10 s. The view counts a reset from the attempt's send, the backend from its own
+        // admission a little later (or on its own clock, to the millisecond): two windows' moments can be 9.999 s apart.
+        var budgets = new BackendBudgets();
+        Observe(budgets, remaining: 90_000, reset: "10s", sentAt: Now, arrivedAt: Now.AddSeconds(0.5));
+        Observe(budgets, remaining: 99_000, reset: "9.119s", sentAt: Now.AddSeconds(10.88), arrivedAt: Now.AddSeconds(10.9));
+        Observe(budgets, remaining: 5_000, reset: "8.999s", sentAt: Now.AddSeconds(11), arrivedAt: Now.AddSeconds(11.1));
+
+        var beforeReset = Now.AddSeconds(15);
+        budgets.CanAdmit(Key, 6_000, beforeReset).Should().BeFalse("the window's 5,000 tokens are all the backend holds until it refills at 20 s");
+        budgets.CanAdmit(Key, 5_000, beforeReset).Should().BeTrue();
+        budgets.TimeUntilAdmitted(Key, 6_000, beforeReset).Should().Be(TimeSpan.FromSeconds(4.999));
+    }
+
+    private static void Observe(BackendBudgets budgets, long remaining, string reset, DateTimeOffset sentAt, DateTimeOffset arrivedAt)
+        => budgets.Observe(
+            Key,
+            Headers(("x-ratelimit-remaining-tokens", remaining.ToString(System.Globalization.CultureInfo.InvariantCulture)), ("x-ratelimit-limit-tokens", "100000"), ("x-ratelimit-reset-tokens", reset)),
+            arrivedAt,
+            MaxCooldown,
+            sentAt: sentAt);
+
+    [Fact]
     public void An_answer_admitted_before_the_one_that_set_the_count_never_raises_it_back()
     {
         // Two completions admitted one after the other on a budget refilled continuously: the first had more left, and
