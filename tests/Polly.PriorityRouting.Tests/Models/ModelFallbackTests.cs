@@ -319,6 +319,15 @@ public class ModelFallbackTests
 
     private const string ContextLengthExceededBody = "{\"error\":{\"message\":\"too long\",\"type\":\"invalid_request_error\",\"code\":\"context_length_exceeded\"}}";
 
+    /// <summary>a serves gpt-4o, b serves its fallback mini; the store moves the clock when told to (see <see cref="ClockAdvancingStore"/>).</summary>
+    private static RoutingHarness GptFallingBackToMini(Microsoft.Extensions.Time.Testing.FakeTimeProvider time, ClockAdvancingStore store)
+        => new(
+            o => { o.Randomizer = _ => 0; o.StateStore = store; o.ModelFallbacks["gpt-4o"] = ["mini"]; },
+            null,
+            time,
+            Serving("a", 1, ("gpt-4o", "gpt-4o-ptu")),
+            Serving("b", 1, ("mini", "mini-deploy")));
+
     [Fact]
     public async Task A_first_models_backend_whose_throttle_ends_while_the_call_walks_the_fallbacks_serves_it_rather_than_an_answer_saying_come_back_now()
     {
@@ -326,12 +335,7 @@ public class ModelFallbackTests
         // read it, while the call walks on to mini and finds b out too.
         var time = new Microsoft.Extensions.Time.Testing.FakeTimeProvider(RoutingHarness.Start);
         var store = new ClockAdvancingStore(time);
-        using var h = new RoutingHarness(
-            o => { o.Randomizer = _ => 0; o.StateStore = store; o.ModelFallbacks["gpt-4o"] = ["mini"]; },
-            null,
-            time,
-            Serving("a", 1, ("gpt-4o", "gpt-4o-ptu")),
-            Serving("b", 1, ("mini", "mini-deploy")));
+        using var h = GptFallingBackToMini(time, store);
         var now = time.GetUtcNow();
         await store.MarkUnavailableAsync(RoutingHarness.Key("a", "gpt-4o-ptu"), new BackendUnavailability(now.AddSeconds(1), BackendUnavailableReason.Throttled, now), now, default);
         await store.MarkUnavailableAsync(RoutingHarness.Key("b", "mini-deploy"), new BackendUnavailability(now.AddSeconds(30), BackendUnavailableReason.Throttled, now), now, default);
@@ -351,12 +355,7 @@ public class ModelFallbackTests
         // passes meanwhile. A round tries a backend at most once for each model: a is not sent the request again.
         var time = new Microsoft.Extensions.Time.Testing.FakeTimeProvider(RoutingHarness.Start);
         var store = new ClockAdvancingStore(time);
-        using var h = new RoutingHarness(
-            o => { o.Randomizer = _ => 0; o.StateStore = store; o.ModelFallbacks["gpt-4o"] = ["mini"]; },
-            null,
-            time,
-            Serving("a", 1, ("gpt-4o", "gpt-4o-ptu")),
-            Serving("b", 1, ("mini", "mini-deploy")));
+        using var h = GptFallingBackToMini(time, store);
         var now = time.GetUtcNow();
         await store.MarkUnavailableAsync(RoutingHarness.Key("b", "mini-deploy"), new BackendUnavailability(now.AddSeconds(30), BackendUnavailableReason.Throttled, now), now, default);
         h.Transport.Respond("a", _ =>
