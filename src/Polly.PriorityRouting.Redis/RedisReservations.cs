@@ -55,7 +55,7 @@ internal sealed partial class RedisReservations
     /// <summary>Gets how many corrections and releases were sent (a test hook).</summary>
     public long Flushed => _flush.Flushed;
 
-    /// <inheritdoc cref="IBackendReservationStore.ReserveAsync"/>
+    /// <inheritdoc cref="IBackendReservationStore.ReserveAsync(BackendStateKey, long, double, double, DateTimeOffset, CancellationToken)"/>
     public ValueTask<BackendReservation> ReserveAsync(BackendStateKey key, long cost, double headroom, double promised, DateTimeOffset now, CancellationToken cancellationToken)
     {
         if (!StateKeyEncoding.CanEncode(key) || _connection.WritableWhileShared() is not { } multiplexer)

@@ -16,8 +16,9 @@ public readonly struct BackendReservation
     public static readonly TimeSpan MinRetryAfter = TimeSpan.FromMilliseconds(1);
 
     private BackendReservation(
-        BackendReservationStatus status, BackendStateKey key, long cost, DateTimeOffset reservedAt, TimeSpan retryAfter, long sequence, long offset)
+        BackendReservationStatus status, BackendStateKey key, long cost, DateTimeOffset reservedAt, TimeSpan retryAfter, long sequence, long offset, bool holdsClaim = false)
     {
+        HoldsClaim = holdsClaim;
         Status = status;
         Key = key;
         Cost = cost;
@@ -51,6 +52,13 @@ public readonly struct BackendReservation
     /// </summary>
     public long Offset { get; }
 
+    /// <summary>
+    /// Gets a value indicating whether the refusal holds a claim: the store set the cost aside in the refill
+    /// <see cref="RetryAfter"/> names, for the same claimant only (see <see cref="IBackendReservationStore"/>'s overload
+    /// with a claimant).
+    /// </summary>
+    public bool HoldsClaim { get; }
+
     /// <summary>Gets a value indicating whether the store counted the reservation: it must then be corrected or released.</summary>
     public bool IsCounted => Sequence != 0;
 
@@ -71,6 +79,17 @@ public readonly struct BackendReservation
     /// <returns>The refusal.</returns>
     public static BackendReservation Refused(BackendStateKey key, long cost, TimeSpan retryAfter)
         => new(BackendReservationStatus.Refused, key, cost, default, retryAfter > MinRetryAfter ? retryAfter : MinRetryAfter, 0, 0);
+
+    /// <summary>
+    /// Returns a refusal that holds a claim: the store set <paramref name="cost"/> aside in the refill due in
+    /// <paramref name="retryAfter"/>, and grants it to the same claimant when it comes back then.
+    /// </summary>
+    /// <param name="key">The backend (and partition).</param>
+    /// <param name="cost">The estimated cost that did not fit now, set aside in the claimed refill.</param>
+    /// <param name="retryAfter">How long until the claimed refill; at least <see cref="MinRetryAfter"/> is kept.</param>
+    /// <returns>The refusal.</returns>
+    public static BackendReservation Claimed(BackendStateKey key, long cost, TimeSpan retryAfter)
+        => new(BackendReservationStatus.Refused, key, cost, default, retryAfter > MinRetryAfter ? retryAfter : MinRetryAfter, 0, 0, holdsClaim: true);
 
     /// <summary>
     /// Returns an answer without a verdict: the process's budget view decides. Pass <paramref name="sequence"/> when the

@@ -48,7 +48,7 @@ internal sealed class BudgetAdmission
         {
             var reservedAt = _timeProvider.GetUtcNow();
             var promised = _budgets!.PromisedShare(key, route.Headroom, reservedAt);
-            reservation = await _reservations!.ReserveAsync(key, route.Cost, route.Headroom, promised, reservedAt, cancellationToken)
+            reservation = await _reservations!.ReserveAsync(key, route.Cost, route.Headroom, promised, route.Claimant, reservedAt, cancellationToken)
                 .ConfigureAwait(continueOnCapturedContext);
         }
         catch (Exception)

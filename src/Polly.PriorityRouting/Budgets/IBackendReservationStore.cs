@@ -14,7 +14,7 @@ namespace Polly.PriorityRouting;
 /// <see cref="BackendReservationStatus.Unknown"/> leaves the decision to the process's own budget view (fail open).
 /// </para>
 /// <para>
-/// <see cref="ReserveAsync"/> is on the request's path: one round trip at most, with a short bound of its own; it
+/// <see cref="ReserveAsync(BackendStateKey, long, double, double, long, DateTimeOffset, CancellationToken)"/> is on the request's path: one round trip at most, with a short bound of its own; it
 /// should not throw (a thrown exception is taken as <see cref="BackendReservationStatus.Unknown"/>) and should stop at
 /// the caller's cancellation. <see cref="Correct"/> and <see cref="Release"/> are called on the path of an answer: they
 /// must not block, perform I/O on the caller's thread or throw, and may coalesce and drop what they cannot deliver.
@@ -42,9 +42,30 @@ public interface IBackendReservationStore
     ValueTask<BackendReservation> ReserveAsync(BackendStateKey key, long cost, double headroom, double promised, DateTimeOffset now, CancellationToken cancellationToken);
 
     /// <summary>
+    /// Reserves an attempt's estimated cost against the shared budget of <paramref name="key"/> on behalf of
+    /// <paramref name="claimant"/>: a store that keeps claims sets room aside in a later refill for a foreground request it
+    /// refuses (<see cref="BackendReservation.HoldsClaim"/>), and grants that room to the same claimant when it comes back,
+    /// whichever process it comes back through. The strategy calls this overload; by default it ignores the claimant.
+    /// </summary>
+    /// <param name="key">The backend, and the request's partition of it (its deployment, for a mapped model).</param>
+    /// <param name="cost">The request's estimated tokens (0 when unknown: it then counts one request only).</param>
+    /// <param name="headroom">The share of the limit kept for foreground requests (see the other overload).</param>
+    /// <param name="promised">The share of the limit promised to foreground callers (see the other overload).</param>
+    /// <param name="claimant">
+    /// The request's fingerprint, the same on every process for the same request (its method, path and query, and
+    /// body), so that a caller sent back is recognised when it retries; 0 for a request that never claims (a background
+    /// one, or one whose body cannot be read twice).
+    /// </param>
+    /// <param name="now">The reserving process's current time (<see cref="BackendReservation.ReservedAt"/>).</param>
+    /// <param name="cancellationToken">The caller's cancellation.</param>
+    /// <returns>The store's answer.</returns>
+    ValueTask<BackendReservation> ReserveAsync(BackendStateKey key, long cost, double headroom, double promised, long claimant, DateTimeOffset now, CancellationToken cancellationToken)
+        => ReserveAsync(key, cost, headroom, promised, now, cancellationToken);
+
+    /// <summary>
     /// Corrects the shared budget with what the answer to a reserved attempt reported (see <see cref="BackendReservationReport"/>).
     /// </summary>
-    /// <param name="reservation">The attempt's reservation, as <see cref="ReserveAsync"/> returned it.</param>
+    /// <param name="reservation">The attempt's reservation, as <see cref="ReserveAsync(BackendStateKey, long, double, double, long, DateTimeOffset, CancellationToken)"/> returned it.</param>
     /// <param name="report">What the answer reported, and when the attempt was sent.</param>
     void Correct(BackendReservation reservation, BackendReservationReport report);
 
@@ -53,6 +74,6 @@ public interface IBackendReservationStore
     /// attempt ended before it was sent (the caller cancelled while it travelled) or with no verdict recorded (the caller
     /// cancelled in flight).
     /// </summary>
-    /// <param name="reservation">The attempt's reservation, as <see cref="ReserveAsync"/> returned it.</param>
+    /// <param name="reservation">The attempt's reservation, as <see cref="ReserveAsync(BackendStateKey, long, double, double, long, DateTimeOffset, CancellationToken)"/> returned it.</param>
     void Release(BackendReservation reservation);
 }

@@ -19,8 +19,10 @@ internal readonly struct RequestRoute
         BackendSet? excluded = null,
         BudgetHold? held = null,
         double headroom = 0,
-        ReservationRefusals? refusals = null)
+        ReservationRefusals? refusals = null,
+        long claimant = 0)
     {
+        Claimant = claimant;
         Partition = partition;
         Model = model;
         Cost = cost;
@@ -63,30 +65,36 @@ internal readonly struct RequestRoute
     public bool IsBackground => Headroom > 0;
 
     /// <summary>
+    /// Gets the request's fingerprint for shared claims (see <see cref="IBackendReservationStore"/>), the same on every
+    /// process for the same request; 0 when the request never claims (background, or reservations are not shared).
+    /// </summary>
+    public long Claimant { get; }
+
+    /// <summary>
     /// Gets the shared reservations refused to this request in this round, or <see langword="null"/> (see
     /// <see cref="ReservationRefusals"/>): their refills count in the exhausted answer.
     /// </summary>
     public ReservationRefusals? Refusals { get; }
 
     /// <summary>Returns the same route with another set of excluded backends.</summary>
-    public RequestRoute WithExcluded(BackendSet excluded) => new(Partition, Model, Cost, excluded, Held, Headroom, Refusals);
+    public RequestRoute WithExcluded(BackendSet excluded) => new(Partition, Model, Cost, excluded, Held, Headroom, Refusals, Claimant);
 
     /// <summary>Returns the same route holding <paramref name="held"/>, a released waiter's room.</summary>
-    public RequestRoute WithHeld(BudgetHold? held) => new(Partition, Model, Cost, Excluded, held, Headroom, Refusals);
+    public RequestRoute WithHeld(BudgetHold? held) => new(Partition, Model, Cost, Excluded, held, Headroom, Refusals, Claimant);
 
     /// <summary>Returns the route of the same request on another model of its fallback chain (a refusal is per key: it stays).</summary>
-    public RequestRoute ForModel(ModelRoute model, BackendSet? excluded) => new(Partition, model, Cost, excluded, null, Headroom, Refusals);
+    public RequestRoute ForModel(ModelRoute model, BackendSet? excluded) => new(Partition, model, Cost, excluded, null, Headroom, Refusals, Claimant);
 
     /// <summary>Returns the same route remembering that <paramref name="key"/>'s reservation was refused until <paramref name="until"/>.</summary>
     public RequestRoute WithRefusal(BackendStateKey key, DateTimeOffset until)
     {
         var refusals = Refusals ?? new ReservationRefusals();
         refusals.Add(key, until);
-        return new(Partition, Model, Cost, Excluded, Held, Headroom, refusals);
+        return new(Partition, Model, Cost, Excluded, Held, Headroom, refusals, Claimant);
     }
 
     /// <summary>Returns the same route without refusals: a new round, in which every backend may be asked again.</summary>
-    public RequestRoute WithoutRefusals() => Refusals is null ? this : new(Partition, Model, Cost, Excluded, Held, Headroom);
+    public RequestRoute WithoutRefusals() => Refusals is null ? this : new(Partition, Model, Cost, Excluded, Held, Headroom, claimant: Claimant);
 
     /// <summary>Returns the throttle partition of this request on <paramref name="backend"/>.</summary>
     public string? PartitionOn(RoutedBackend backend) => Model?.DeploymentOn(backend)?.Name ?? Partition;
