@@ -20,6 +20,11 @@ namespace Polly.PriorityRouting;
 /// must not block, perform I/O on the caller's thread or throw, and may coalesce and drop what they cannot deliver.
 /// What the store keeps must be bounded whatever peers write into it.
 /// </para>
+/// <para>
+/// A store that wraps another must forward the overload with a claimant (it is the one the strategy calls): a wrapper
+/// that implements only the other overload still works, but its callers never claim — they are told the refill as
+/// before, and compete for it with the newcomers when they come back (fail safe, not fair).
+/// </para>
 /// </remarks>
 public interface IBackendReservationStore
 {

@@ -11,20 +11,27 @@ namespace Polly.PriorityRouting;
 /// </remarks>
 internal sealed class ReservationRefusals
 {
-    private readonly List<(BackendStateKey Key, DateTimeOffset Until)> _refused = new(2);
+    private readonly List<(BackendStateKey Key, DateTimeOffset Until, bool Claimed)> _refused = new(2);
 
-    public void Add(BackendStateKey key, DateTimeOffset until) => _refused.Add((key, until));
+    /// <summary>Remembers a refusal; <paramref name="claimed"/> when the store set room aside for this request at <paramref name="until"/>.</summary>
+    public void Add(BackendStateKey key, DateTimeOffset until, bool claimed = false) => _refused.Add((key, until, claimed));
 
     /// <summary>Returns until when the key's reservation was refused to this request; the latest when refused twice.</summary>
-    public bool TryGetUntil(BackendStateKey key, out DateTimeOffset until)
+    public bool TryGetUntil(BackendStateKey key, out DateTimeOffset until) => TryGetUntil(key, out until, out _);
+
+    /// <summary>
+    /// Returns until when the key's reservation was refused to this request (the latest when refused twice), and whether
+    /// that refusal holds a claim (<see cref="BackendReservation.HoldsClaim"/>).
+    /// </summary>
+    public bool TryGetUntil(BackendStateKey key, out DateTimeOffset until, out bool claimed)
     {
-        until = default;
+        (until, claimed) = (default, false);
         var found = false;
         foreach (var refusal in _refused)
         {
             if (refusal.Key == key && (!found || refusal.Until > until))
             {
-                (found, until) = (true, refusal.Until);
+                (found, until, claimed) = (true, refusal.Until, refusal.Claimed);
             }
         }
 

@@ -245,7 +245,7 @@ internal struct RequestPlan
     {
         while (!context.CancellationToken.IsCancellationRequested && plan.TrySelect(pool, out var selected))
         {
-            var (lease, key, refusedUntil) = await pool.BudgetAdmission.ReserveAsync(selected, plan.Route, context.ContinueOnCapturedContext, context.CancellationToken)
+            var (lease, key, refusedUntil, claimed) = await pool.BudgetAdmission.ReserveAsync(selected, plan.Route, context.ContinueOnCapturedContext, context.CancellationToken)
                 .ConfigureAwait(context.ContinueOnCapturedContext);
             if (lease is { } admitted)
             {
@@ -256,7 +256,7 @@ internal struct RequestPlan
             if (refusedUntil is { } until)
             {
                 // Closed to this request only (TrySelect closed it); its refill is when the exhausted answer sends the caller back.
-                plan._route = plan._route.WithRefusal(key, until);
+                plan._route = plan._route.WithRefusal(key, until, claimed);
                 refused(selected.Backend, plan._route.IsBackground);
             }
         }
