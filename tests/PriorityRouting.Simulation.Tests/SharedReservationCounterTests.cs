@@ -406,6 +406,21 @@ public class SharedReservationCounterTests
         (beyond.HoldsClaim, beyond.RetryAfter).Should().Be((false, TimeSpan.FromSeconds(90)));
     }
 
+    [Fact]
+    public void A_claim_counts_in_the_refill_nearest_its_moment()
+    {
+        // A later answer moves the window's end by 20 ms (10.02 s): the claim made for the refill at 10 s is still that
+        // refill's, not the window's before, so the same refill is not claimed twice over.
+        var counter = SpentUntil10s();
+        counter.Reserve(Ptu, 10_000, 0, 0, claimant: 1, Start.AddSeconds(1)).RetryAfter.Should().Be(TimeSpan.FromSeconds(9));
+        counter.Correct(counter.Reserve(Ptu, 0, 0, 0, Start.AddSeconds(1)), Tokens(0, 10_000, TimeSpan.FromMilliseconds(9_020), Start.AddSeconds(1), Start.AddSeconds(1)), Start.AddSeconds(1));
+
+        var second = counter.Reserve(Ptu, 10_000, 0, 0, claimant: 2, Start.AddSeconds(1));
+        (second.HoldsClaim, second.RetryAfter).Should().Be((true, TimeSpan.FromMilliseconds(19_020)), "the refill at 10.02 s is the one claimed at 10 s");
+        Reserve(counter, Start.AddMilliseconds(10_020), 1).Should().Be(BackendReservationStatus.Refused, "the refill is claimed whole");
+        counter.Reserve(Ptu, 10_000, 0, 0, claimant: 1, Start.AddMilliseconds(10_020)).Status.Should().Be(BackendReservationStatus.Granted);
+    }
+
     private static SharedReservationCounter SpentUntil10s()
     {
         var counter = new SharedReservationCounter();

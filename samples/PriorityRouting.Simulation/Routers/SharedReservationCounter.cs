@@ -259,7 +259,7 @@ internal sealed class SharedReservationCounter
         for (var refill = 0; refill < MaxRefills && candidate <= horizon; refill++)
         {
             var windowEnd = window > TimeSpan.Zero ? candidate + window : DateTimeOffset.MaxValue;
-            if (budget.Limit - budget.ClaimsIn(candidate, windowEnd) >= amount)
+            if (budget.Limit - budget.ClaimsOfRefill(candidate) >= amount)
             {
                 if (claimant != 0 && headroom <= 0)
                 {
@@ -397,9 +397,22 @@ internal sealed class SharedReservationCounter
             }
         }
 
-        /// <summary>Returns what is claimed in the current window (its moment passed or not): with no window learned, every claim before its end.</summary>
+        /// <summary>
+        /// Returns what is claimed in the current window (its moment passed or not): the claims of its refill (see
+        /// <see cref="ClaimsOfRefill"/>); with no window learned, every claim before its end.
+        /// </summary>
         public long ClaimsDueInCurrentWindow()
-            => ClaimsIn(Window > TimeSpan.Zero ? WindowEnd - Window : DateTimeOffset.MinValue, WindowEnd);
+            => Window > TimeSpan.Zero ? ClaimsOfRefill(WindowEnd - Window) : ClaimsIn(DateTimeOffset.MinValue, WindowEnd);
+
+        /// <summary>
+        /// Returns what is claimed in the refill at <paramref name="refill"/>: the claims whose moment is nearer to it than
+        /// to any other refill (within half a window either side). Claims are made at refill moments, but a budget's
+        /// window end moves by milliseconds with the answers that report it: counted from the moment on, a claim made a
+        /// millisecond before would fall in the window before, and the same refill would be claimed twice over.
+        /// With no window learned, every claim from it on.
+        /// </summary>
+        public long ClaimsOfRefill(DateTimeOffset refill)
+            => Window > TimeSpan.Zero ? ClaimsIn(refill - (Window / 2), refill + (Window / 2)) : ClaimsIn(refill, DateTimeOffset.MaxValue);
 
         /// <summary>Returns what is claimed at moments in [<paramref name="from"/>, <paramref name="to"/>).</summary>
         public long ClaimsIn(DateTimeOffset from, DateTimeOffset to)
