@@ -421,6 +421,19 @@ public class SharedReservationCounterTests
         counter.Reserve(Ptu, 10_000, 0, 0, claimant: 1, Start.AddMilliseconds(10_020)).Status.Should().Be(BackendReservationStatus.Granted);
     }
 
+    [Fact]
+    public void A_claim_given_back_frees_its_room()
+    {
+        var counter = SpentUntil10s();
+        counter.Reserve(Ptu, 6_000, 0, 0, claimant: 42, Start.AddSeconds(1)).HoldsClaim.Should().BeTrue();
+        counter.Reserve(Ptu, 6_000, 0, 0, claimant: 43, Start.AddSeconds(1)).RetryAfter.Should().Be(TimeSpan.FromSeconds(19));
+
+        counter.Unclaim(Ptu, 42, Start.AddSeconds(2));
+
+        counter.Reserve(Ptu, 10_000, 0, 0, claimant: 44, Start.AddSeconds(2)).RetryAfter.Should().Be(TimeSpan.FromSeconds(8), "the refill at 10 s is unclaimed again");
+        counter.Reserve(Ptu, 6_000, 0, 0, claimant: 42, Start.AddSeconds(10)).Status.Should().Be(BackendReservationStatus.Refused, "its claim is gone");
+    }
+
     private static SharedReservationCounter SpentUntil10s()
     {
         var counter = new SharedReservationCounter();

@@ -32,6 +32,10 @@ internal sealed class ReservingReplicaStateStore(
         return reservation;
     }
 
+    /// <summary>Gives a claim back, half a round trip later, off the caller's path (the Redis store's <c>Unclaim</c>).</summary>
+    public void ReleaseClaim(BackendStateKey key, long claimant)
+        => _ = LaterAsync(() => counter.Unclaim(key, claimant, time.GetUtcNow()));
+
     public void Correct(BackendReservation reservation, BackendReservationReport report)
         => _ = LaterAsync(() => counter.Correct(reservation, report, time.GetUtcNow()));
 

@@ -137,6 +137,17 @@ internal sealed class SharedReservationCounter
             : BackendReservation.Unknown(key, cost, now, sequence, amount);
     }
 
+    /// <summary>
+    /// Gives back the room <paramref name="claimant"/> claimed on <paramref name="key"/> (the request will not come for
+    /// it): the Redis script's <c>Unclaim</c>, the same rule.
+    /// </summary>
+    public void Unclaim(BackendStateKey key, long claimant, DateTimeOffset now)
+    {
+        var budget = GetOrAdd(key);
+        budget.DropExpiredClaims(now);
+        budget.RemoveClaim(claimant);
+    }
+
     /// <summary>Returns what is left of <paramref name="key"/>'s budget now, and until when; <see langword="false"/> when nothing is known.</summary>
     public bool TryGetAvailable(BackendStateKey key, DateTimeOffset now, out long available, out DateTimeOffset resetAt)
     {

@@ -93,6 +93,28 @@ internal sealed class BudgetAdmission
     }
 
     /// <summary>
+    /// Gives back the claims the request's refusals hold in the shared budgets: all of them once it is admitted
+    /// (<paramref name="keepSoonest"/> false), all but the soonest when it is sent back or waits (it comes back for that
+    /// one). A store that fails is ignored: the claims then end with their grace.
+    /// </summary>
+    public void ReleaseClaims(in RequestRoute route, bool keepSoonest)
+    {
+        if (_reservations is null || route.Refusals is not { } refusals || route.Claimant == 0)
+        {
+            return;
+        }
+
+        try
+        {
+            refusals.ReleaseClaims(_reservations, route.Claimant, keepSoonest);
+        }
+        catch (Exception)
+        {
+            // A store's failure never fails a request.
+        }
+    }
+
+    /// <summary>
     /// Takes the request's estimated cost off this process's budget view when it admits it (checked and taken in one
     /// step); a released waiter admitted elsewhere gives its held room back (spent, when admitted where it was held).
     /// </summary>

@@ -68,6 +68,19 @@ public interface IBackendReservationStore
         => ReserveAsync(key, cost, headroom, promised, now, cancellationToken);
 
     /// <summary>
+    /// Gives back the room <paramref name="claimant"/> claimed in <paramref name="key"/>'s shared budget (see the
+    /// overload of <c>ReserveAsync</c> with a claimant): the request was admitted elsewhere, or holds a sooner claim on
+    /// another backend, and will not come for it. Called on the request's path: must not block, perform I/O on the
+    /// caller's thread or throw; may drop what it cannot deliver (the claim then ends with its grace). By default it does
+    /// nothing.
+    /// </summary>
+    /// <param name="key">The backend, and the request's partition of it, whose refusal held the claim.</param>
+    /// <param name="claimant">The request's fingerprint, as it was passed to <c>ReserveAsync</c>.</param>
+    void ReleaseClaim(BackendStateKey key, long claimant)
+    {
+    }
+
+    /// <summary>
     /// Corrects the shared budget with what the answer to a reserved attempt reported (see <see cref="BackendReservationReport"/>).
     /// </summary>
     /// <param name="reservation">The attempt's reservation, as <see cref="ReserveAsync(BackendStateKey, long, double, double, long, DateTimeOffset, CancellationToken)"/> returned it.</param>

@@ -20,6 +20,33 @@ internal sealed class ReservationRefusals
     public bool TryGetUntil(BackendStateKey key, out DateTimeOffset until) => TryGetUntil(key, out until, out _);
 
     /// <summary>
+    /// Gives back every claim these refusals hold but the soonest (<paramref name="keepSoonest"/>) or all: a request
+    /// comes back for one claim only, and a claim it will not come for holds room from everyone else until its grace ends.
+    /// </summary>
+    public void ReleaseClaims(IBackendReservationStore store, long claimant, bool keepSoonest)
+    {
+        var kept = -1;
+        for (var i = 0; keepSoonest && i < _refused.Count; i++)
+        {
+            if (_refused[i].Claimed && (kept < 0 || _refused[i].Until < _refused[kept].Until))
+            {
+                kept = i;
+            }
+        }
+
+        for (var i = 0; i < _refused.Count; i++)
+        {
+            var (key, until, claimed) = _refused[i];
+            if (claimed && i != kept)
+            {
+                // Once: a claim given back is no longer held.
+                _refused[i] = (key, until, false);
+                store.ReleaseClaim(key, claimant);
+            }
+        }
+    }
+
+    /// <summary>
     /// Returns until when the key's reservation was refused to this request (the latest when refused twice), and whether
     /// that refusal holds a claim (<see cref="BackendReservation.HoldsClaim"/>).
     /// </summary>

@@ -249,6 +249,8 @@ internal struct RequestPlan
                 .ConfigureAwait(context.ContinueOnCapturedContext);
             if (lease is { } admitted)
             {
+                // Admitted: it will come back for none of the claims its refusals hold.
+                pool.BudgetAdmission.ReleaseClaims(plan.Route, keepSoonest: false);
                 plan.Admitted(admitted);
                 return (plan, admitted);
             }
@@ -360,6 +362,12 @@ internal struct RequestPlan
         var disallowed = _fallbacks!.DisallowedFor(model, _facts, out var narrowed);
         return Route.ForModel(model, narrowed ? disallowed : null);
     }
+
+    /// <summary>
+    /// The round ends with no backend admitted (the caller waits, or gets the exhausted answer): of the claims its
+    /// refusals hold, only the soonest is kept — the one it comes back for.
+    /// </summary>
+    public readonly void KeepSoonestClaim(BackendPool pool) => pool.BudgetAdmission.ReleaseClaims(Route, keepSoonest: true);
 
     /// <summary>The request was released from a wait holding <paramref name="held"/>: its next admission spends it.</summary>
     public void Hold(BudgetHold? held) => _route = _route.WithHeld(held);

@@ -212,6 +212,38 @@ public class SharedClaimTests
         RetryAfterMs(exhausted).Should().Be(4_000 + ExhaustedResponse.TimerSlackMilliseconds, "the fallback's claim comes first");
     }
 
+    [Fact]
+    public async Task A_caller_admitted_elsewhere_gives_back_the_claims_its_refusals_hold()
+    {
+        var store = new ReservingStore()
+            .AnswerClaimant("a", (key, cost, _, now) => BackendReservation.Claimed(key, cost, TimeSpan.FromSeconds(9)))
+            .Refuse("b", TimeSpan.FromSeconds(4));
+        using var h = Harness(store, RoutingHarness.Backend("a", 1), RoutingHarness.Backend("b", 2), RoutingHarness.Backend("c", 3));
+        h.Transport.Respond("c", HttpStatusCode.OK);
+
+        using var response = await h.Client.PostAsync("/", Chat("served by c"));
+
+        response.StatusCode.Should().Be(HttpStatusCode.OK);
+        var claimant = store.Claimants.First();
+        store.ReleasedClaims.Should().Equal([(RoutingHarness.Key("a"), claimant)], "a's claim holds room it will not come for; b's refusal held none");
+    }
+
+    [Fact]
+    public async Task A_caller_sent_back_keeps_only_its_soonest_claim()
+    {
+        var store = new ReservingStore()
+            .AnswerClaimant("a", (key, cost, _, now) => BackendReservation.Claimed(key, cost, TimeSpan.FromSeconds(9)))
+            .AnswerClaimant("b", (key, cost, _, now) => BackendReservation.Claimed(key, cost, TimeSpan.FromSeconds(4)))
+            .AnswerClaimant("c", (key, cost, _, now) => BackendReservation.Claimed(key, cost, TimeSpan.FromSeconds(20)));
+        using var h = Harness(store, RoutingHarness.Backend("a", 1), RoutingHarness.Backend("b", 2), RoutingHarness.Backend("c", 3));
+
+        using var response = await h.Client.PostAsync("/", Chat("sent back"));
+
+        RetryAfterMs(response).Should().Be(4_000 + ExhaustedResponse.TimerSlackMilliseconds);
+        var claimant = store.Claimants.First();
+        store.ReleasedClaims.Should().Equal([(RoutingHarness.Key("a"), claimant), (RoutingHarness.Key("c"), claimant)], "it comes back for b's claim only");
+    }
+
     private static RoutingHarness Harness(ReservingStore store, params PriorityBackend[] backends) => Harness(store, null, backends);
 
     private static RoutingHarness Harness(ReservingStore store, Action<PriorityRoutingStrategyOptions>? configure, params PriorityBackend[] backends)

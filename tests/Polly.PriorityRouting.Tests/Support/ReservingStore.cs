@@ -29,6 +29,11 @@ internal sealed class ReservingStore : IBackendStateStore, IBackendReservationSt
 
     public ConcurrentQueue<BackendReservation> Released { get; } = new();
 
+    /// <summary>Gets every claim given back (<see cref="IBackendReservationStore.ReleaseClaim"/>), in order.</summary>
+    public ConcurrentQueue<(BackendStateKey Key, long Claimant)> ReleasedClaims { get; } = new();
+
+    public void ReleaseClaim(BackendStateKey key, long claimant) => ReleasedClaims.Enqueue((key, claimant));
+
     public ReservingStore Refuse(string host, TimeSpan retryAfter)
         => Answer(host, (key, cost, _, _) => new(BackendReservation.Refused(key, cost, retryAfter)));
 
