@@ -21,9 +21,10 @@ namespace Polly.PriorityRouting;
 /// What the store keeps must be bounded whatever peers write into it.
 /// </para>
 /// <para>
-/// A store that wraps another must forward the overload with a claimant (it is the one the strategy calls): a wrapper
-/// that implements only the other overload still works, but its callers never claim — they are told the refill as
-/// before, and compete for it with the newcomers when they come back (fail safe, not fair).
+/// A store that wraps another must forward the overload with a claimant (it is the one the strategy calls) and
+/// <see cref="ReleaseClaim"/>: a wrapper that implements only the other overload still works, but its callers never
+/// claim — they are told the refill as before, and compete for it with the newcomers when they come back (fail safe,
+/// not fair); one that drops <see cref="ReleaseClaim"/> leaves claims nobody comes for to their grace.
 /// </para>
 /// </remarks>
 public interface IBackendReservationStore
