@@ -37,7 +37,7 @@ internal sealed class ReservationRefusals
         for (var i = 0; i < _refused.Count; i++)
         {
             var (key, until, claimed) = _refused[i];
-            if (claimed && i != kept)
+            if (claimed && i != kept && (kept < 0 || key != _refused[kept].Key))
             {
                 // Once: a claim given back is no longer held.
                 _refused[i] = (key, until, false);
