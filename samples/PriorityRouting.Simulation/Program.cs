@@ -4,7 +4,7 @@ using PriorityRouting.Simulation;
 using PriorityRouting.Simulation.Routers;
 
 // Usage: dotnet run -c Release --project samples/PriorityRouting.Simulation
-//            [-- --period <seconds>] [--measured <seconds> (where a scenario has no window of its own)] [--loads 1,1.5] [--replicas 1,8] [--scenario mixed] [--routers ours] [--budget-interval <ms>] [--budget-delay <ms>] [--budget-sharing on|off] [--budget-headers admission|answer] [--reservation-delay <ms>] [--reservation-reads send|<seconds>] [--queue-wait <seconds>] [--charts <directory>] [--seed <int>] [--json]
+//            [-- --period <seconds>] [--measured <seconds> (where a scenario has no window of its own)] [--loads 1,1.5] [--replicas 1,8] [--scenario mixed] [--routers ours] [--budget-interval <ms>] [--budget-delay <ms>] [--budget-sharing on|off] [--budget-headers admission|answer] [--reservation-delay <ms>] [--reservation-reads send|<seconds>] [--queue-wait <seconds>] [--retries same|any] [--charts <directory>] [--seed <int>] [--json]
 //        or: dotnet run -c Release --project samples/PriorityRouting.Simulation -- --latency
 if (args.Contains("--latency"))
 {
@@ -63,6 +63,18 @@ for (var i = 0; i + 1 < args.Length; i += 2)
         case "--queue-wait":
             settings = settings with { QueueWait = Seconds(args[i + 1]) };
             break;
+        case "--retries":
+            // Where a client's retry lands: the replica that answered it, or any (a gateway's load balancer).
+            settings = settings with
+            {
+                RetriesOnAnyReplica = args[i + 1] switch
+                {
+                    "same" => false,
+                    "any" => true,
+                    _ => throw new ArgumentException($"--retries takes same or any, not {args[i + 1]}."),
+                },
+            };
+            break;
         case "--charts":
             chartDirectory = args[i + 1];
             break;
@@ -71,7 +83,7 @@ for (var i = 0; i + 1 < args.Length; i += 2)
             settings = settings with { Seed = int.Parse(args[i + 1], CultureInfo.InvariantCulture) };
             break;
         default:
-            throw new ArgumentException($"Unknown option {args[i]}. Options: --period <seconds>, --measured <seconds>, --loads <list>, --replicas <list>, --scenario <name part>, --routers <name part>, --budget-interval <ms>, --budget-delay <ms>, --budget-sharing on|off, --budget-headers admission|answer, --reservation-delay <ms>, --reservation-reads send|<max answer delay, seconds>, --queue-wait <seconds>, --charts <directory>, --seed <int>, --json.");
+            throw new ArgumentException($"Unknown option {args[i]}. Options: --period <seconds>, --measured <seconds>, --loads <list>, --replicas <list>, --scenario <name part>, --routers <name part>, --budget-interval <ms>, --budget-delay <ms>, --budget-sharing on|off, --budget-headers admission|answer, --reservation-delay <ms>, --reservation-reads send|<max answer delay, seconds>, --queue-wait <seconds>, --retries same|any, --charts <directory>, --seed <int>, --json.");
     }
 }
 
@@ -95,7 +107,7 @@ foreach (var scenario in settings.Scenarios)
 }
 
 Console.WriteLine(string.Create(CultureInfo.InvariantCulture,
-    $"Token buckets refilled every {settings.ReplenishmentPeriod.TotalSeconds:0.###} s; {settings.Warmup.TotalSeconds:0} s warm-up, {settings.Measured.TotalSeconds:0} s measured in steps of {settings.Step.TotalMilliseconds:0} ms; clients retry 429/503 up to {settings.ClientRetries} times after Retry-After."));
+    $"Token buckets refilled every {settings.ReplenishmentPeriod.TotalSeconds:0.###} s; {settings.Warmup.TotalSeconds:0} s warm-up, {settings.Measured.TotalSeconds:0} s measured in steps of {settings.Step.TotalMilliseconds:0} ms; clients retry 429/503 up to {settings.ClientRetries} times after Retry-After{(settings.RetriesOnAnyReplica ? ", on any replica" : "")}."));
 
 Console.WriteLine();
 var stopwatch = Stopwatch.StartNew();

@@ -12,7 +12,8 @@ namespace PriorityRouting.Simulation;
 /// <remarks>
 /// The caller's retry is played by the driver, the same for every router: a 429/503 answer (or an exception) is
 /// re-issued after the <c>retry-after-ms</c> / <c>Retry-After</c> it carried (2 s without one, the standard retry's
-/// first delay), at most <see cref="SimulationSettings.ClientRetries"/> times. Polly's own retry would wait on the
+/// first delay), at most <see cref="SimulationSettings.ClientRetries"/> times, on the replica that answered it or, with
+/// <see cref="SimulationSettings.RetriesOnAnyReplica"/>, on one drawn at random (a load balancer's choice). Polly's own retry would wait on the
 /// virtual clock inside the call; the driver waits between waves instead. Most calls complete synchronously; a call
 /// that waits on the virtual clock inside the router (<see cref="Polly.PriorityRouting.PriorityRoutingStrategyOptions.MaxQueueWait"/>)
 /// stays in flight and completes while the clock advances: its timer's callback releases it, its continuation is posted
@@ -118,6 +119,9 @@ public static class SimulationDriver
         var sizes = new Random(settings.Seed ^ 0x5eed);
         var classes = new Random(settings.Seed ^ 0xc1a55);
 
+        // Its own draw: a run whose retries land on their replica draws exactly what it drew before the option existed.
+        var landings = new Random(settings.Seed ^ 0x1a4d);
+
         var counts = new ClientCounts();
         var timesToSuccess = new List<double>();
         var foregroundTimesToSuccess = new List<double>();
@@ -151,7 +155,8 @@ public static class SimulationDriver
                     cohortPending--;
                 }
 
-                Send(due.Replica, due.RetriesDone, due.Body, due.Background, due.Sequence, due.FirstSent, due.Measured);
+                var landsOn = settings.RetriesOnAnyReplica ? landings.Next(replicaCount) : due.Replica;
+                Send(landsOn, due.RetriesDone, due.Body, due.Background, due.Sequence, due.FirstSent, due.Measured);
             }
 
             // New requests: each replica's share of the offered load, interleaved so that no replica sees the others'

@@ -95,6 +95,12 @@ public sealed record SimulationSettings
     public int ClientRetries { get; init; } = 3;
 
     /// <summary>
+    /// Gets a value indicating whether a client's retry lands on any replica, drawn at random (behind a gateway's load
+    /// balancer: <c>--retries any</c>), rather than on the replica that answered it (<c>--retries same</c>, the default).
+    /// </summary>
+    public bool RetriesOnAnyReplica { get; init; }
+
+    /// <summary>
     /// Gets a value indicating whether the replicas' requests are spread over time (replica r sends a fraction r/replicas
     /// of an interval ahead) rather than in lockstep (every replica sends in the same wave).
     /// </summary>

@@ -271,6 +271,176 @@ public class SharedReservationCounterTests
         counter.Refused.Should().Be(0);
     }
 
+    // Claims: the Redis script's rule too (RedisReservationTests, same names). A budget of 10,000 tokens refilled every
+    // 10 s (at 10 s, 20 s, ...), 9,000 of it spent at the start.
+    [Fact]
+    public void A_refused_foreground_request_claims_the_soonest_refill_where_it_fits()
+    {
+        var counter = SpentUntil10s();
+
+        var first = counter.Reserve(Ptu, 6_000, 0, 0, claimant: 42, Start.AddSeconds(1));
+        (first.Status, first.HoldsClaim, first.RetryAfter).Should().Be((BackendReservationStatus.Refused, true, TimeSpan.FromSeconds(9)));
+
+        var second = counter.Reserve(Ptu, 5_000, 0, 0, claimant: 43, Start.AddSeconds(1));
+        (second.Status, second.HoldsClaim, second.RetryAfter).Should().Be(
+            (BackendReservationStatus.Refused, true, TimeSpan.FromSeconds(19)), "4,000 of the refill at 10 s are unclaimed: the next one has room");
+
+        var third = counter.Reserve(Ptu, 4_000, 0, 0, claimant: 44, Start.AddSeconds(2));
+        (third.Status, third.HoldsClaim, third.RetryAfter).Should().Be((BackendReservationStatus.Refused, true, TimeSpan.FromSeconds(8)), "it fits the refill at 10 s");
+    }
+
+    [Fact]
+    public void Claimed_room_is_left_free_for_its_claimant()
+    {
+        var counter = SpentUntil10s();
+        counter.Reserve(Ptu, 6_000, 0, 0, claimant: 42, Start.AddSeconds(1)).HoldsClaim.Should().BeTrue();
+
+        var refill = Start.AddSeconds(10);
+        Reserve(counter, refill, 4_001).Should().Be(BackendReservationStatus.Refused, "6,000 of the refill are claimed");
+        counter.Reserve(Ptu, 4_001, 0, 0, claimant: 43, refill).RetryAfter.Should().Be(TimeSpan.FromSeconds(10), "another claimant claims the next refill");
+        Reserve(counter, refill, 4_000).Should().Be(BackendReservationStatus.Granted);
+
+        counter.Reserve(Ptu, 6_000, 0, 0, claimant: 42, refill.AddSeconds(1.5)).Status.Should().Be(BackendReservationStatus.Granted, "its claimant comes back within the grace");
+        Reserve(counter, refill.AddSeconds(1.5), 1).Should().Be(BackendReservationStatus.Refused, "the refill is spent");
+    }
+
+    [Fact]
+    public void A_claimant_that_comes_back_early_is_told_the_time_left_to_its_claim()
+    {
+        var counter = SpentUntil10s();
+        counter.Reserve(Ptu, 6_000, 0, 0, claimant: 42, Start.AddSeconds(1)).HoldsClaim.Should().BeTrue();
+
+        // Early, although the current window has room for 500 now: its claim decides.
+        var early = counter.Reserve(Ptu, 500, 0, 0, claimant: 42, Start.AddSeconds(6));
+        (early.Status, early.HoldsClaim, early.RetryAfter).Should().Be((BackendReservationStatus.Refused, true, TimeSpan.FromSeconds(4)));
+
+        Reserve(counter, Start.AddSeconds(10), 4_001).Should().Be(BackendReservationStatus.Refused, "the claim stays");
+        counter.Reserve(Ptu, 6_000, 0, 0, claimant: 42, Start.AddSeconds(10)).Status.Should().Be(BackendReservationStatus.Granted);
+    }
+
+    [Fact]
+    public void Claimed_room_no_claimant_redeemed_within_the_grace_is_free_again()
+    {
+        var counter = SpentUntil10s();
+        counter.Reserve(Ptu, 6_000, 0, 0, claimant: 42, Start.AddSeconds(1)).HoldsClaim.Should().BeTrue();
+
+        Reserve(counter, Start.AddMilliseconds(11_999), 4_001).Should().Be(BackendReservationStatus.Refused, "its grace lasts 2 s after its moment");
+        Reserve(counter, Start.AddSeconds(12), 10_000).Should().Be(BackendReservationStatus.Granted, "the grace is over");
+
+        var late = counter.Reserve(Ptu, 6_000, 0, 0, claimant: 42, Start.AddSeconds(12));
+        (late.Status, late.HoldsClaim, late.RetryAfter).Should().Be(
+            (BackendReservationStatus.Refused, true, TimeSpan.FromSeconds(8)), "its claim is gone: refused like anyone, it claims the next refill");
+    }
+
+    [Fact]
+    public void A_background_request_never_claims_and_leaves_claimed_room_free()
+    {
+        // A background seed: the foreground's expected demand is then nothing (see the background tests above).
+        var counter = new SharedReservationCounter();
+        counter.Correct(counter.Reserve(Ptu, 1_000, 0.2, 0, Start), Tokens(1_000, 10_000, TimeSpan.FromSeconds(10), Start, Start), Start);
+
+        var background = counter.Reserve(Ptu, 5_000, 0.2, 0, claimant: 7, Start.AddSeconds(1));
+        (background.Status, background.HoldsClaim, background.RetryAfter).Should().Be((BackendReservationStatus.Refused, false, TimeSpan.FromSeconds(9)));
+        var foreground = counter.Reserve(Ptu, 5_000, 0, 0, claimant: 42, Start.AddSeconds(1));
+        (foreground.HoldsClaim, foreground.RetryAfter).Should().Be((true, TimeSpan.FromSeconds(9)), "the background request claimed nothing");
+
+        var refill = Start.AddSeconds(10);
+        counter.Reserve(Ptu, 3_001, 0.2, 0, claimant: 7, refill).Status.Should().Be(
+            BackendReservationStatus.Refused, "5,000 are claimed and 2,000 are the headroom");
+        counter.Reserve(Ptu, 3_000, 0.2, 0, claimant: 7, refill).Status.Should().Be(BackendReservationStatus.Granted);
+        counter.Reserve(Ptu, 5_000, 0, 0, claimant: 42, refill).Status.Should().Be(BackendReservationStatus.Granted);
+    }
+
+    [Fact]
+    public void A_claim_fits_the_windows_of_both_tokens_and_requests()
+    {
+        // The counter keeps the one budget a backend reports per key: a token budget counts a claim's tokens, a request
+        // budget one request per claim, whatever its tokens (the Redis store keeps both on one key: its test checks both at once).
+        var tokens = SpentUntil10s();
+        tokens.Reserve(Ptu, 9_000, 0, 0, claimant: 1, Start.AddSeconds(1)).RetryAfter.Should().Be(TimeSpan.FromSeconds(9));
+        tokens.Reserve(Ptu, 1_001, 0, 0, claimant: 2, Start.AddSeconds(1)).RetryAfter.Should().Be(TimeSpan.FromSeconds(19), "1,000 tokens of the refill at 10 s are unclaimed");
+        tokens.Reserve(Ptu, 1_000, 0, 0, Start.AddSeconds(10)).Status.Should().Be(BackendReservationStatus.Granted, "the unclaimed 1,000 of the refill");
+        tokens.Reserve(Ptu, 1, 0, 0, Start.AddSeconds(10)).Status.Should().Be(BackendReservationStatus.Refused);
+
+        var requests = new SharedReservationCounter();
+        requests.Correct(requests.Reserve(Ptu, 1_000, 0, 0, Start), Requests(0, 2, TimeSpan.FromSeconds(10), Start, Start), Start);
+        requests.Reserve(Ptu, 9_000, 0, 0, claimant: 1, Start.AddSeconds(1)).RetryAfter.Should().Be(TimeSpan.FromSeconds(9));
+        requests.Reserve(Ptu, 9_000, 0, 0, claimant: 2, Start.AddSeconds(1)).RetryAfter.Should().Be(TimeSpan.FromSeconds(9), "a refill of 2 requests holds two claims, whatever their tokens");
+        requests.Reserve(Ptu, 1, 0, 0, claimant: 3, Start.AddSeconds(1)).RetryAfter.Should().Be(TimeSpan.FromSeconds(19));
+        requests.Reserve(Ptu, 1, 0, 0, Start.AddSeconds(10)).Status.Should().Be(BackendReservationStatus.Refused, "both requests of the refill are claimed");
+    }
+
+    [Fact]
+    public void A_refusal_names_the_soonest_refill_with_unclaimed_room()
+    {
+        var counter = SpentUntil10s();
+        counter.Reserve(Ptu, 8_000, 0, 0, claimant: 42, Start.AddSeconds(1)).HoldsClaim.Should().BeTrue();
+
+        var unclaimed = counter.Reserve(Ptu, 3_000, 0, 0, Start.AddSeconds(1));
+        (unclaimed.Status, unclaimed.HoldsClaim, unclaimed.RetryAfter).Should().Be(
+            (BackendReservationStatus.Refused, false, TimeSpan.FromSeconds(19)), "2,000 of the refill at 10 s are unclaimed; a request without claimant claims nothing");
+        counter.Reserve(Ptu, 2_000, 0, 0, Start.AddSeconds(1)).RetryAfter.Should().Be(TimeSpan.FromSeconds(9), "it fits the refill at 10 s");
+        counter.Reserve(Ptu, 10_000, 0, 0, claimant: 43, Start.AddSeconds(1)).RetryAfter.Should().Be(TimeSpan.FromSeconds(19), "the refill at 20 s is unclaimed");
+    }
+
+    [Fact]
+    public void Claims_are_bounded_by_the_horizon()
+    {
+        // At most 4 refills are looked at: 10, 20, 30 and 40 s, each claimed whole.
+        var counter = SpentUntil10s();
+        for (var claimant = 1; claimant <= 4; claimant++)
+        {
+            counter.Reserve(Ptu, 10_000, 0, 0, claimant, Start).RetryAfter.Should().Be(TimeSpan.FromSeconds(10 * claimant));
+        }
+
+        var fifth = counter.Reserve(Ptu, 1_001, 0, 0, claimant: 5, Start);
+        (fifth.Status, fifth.HoldsClaim, fifth.RetryAfter).Should().Be((BackendReservationStatus.Refused, false, TimeSpan.FromSeconds(50)), "the moment after the last refill looked at");
+        Reserve(counter, Start.AddSeconds(50), 10_000).Should().Be(BackendReservationStatus.Granted, "nothing was claimed at 50 s");
+
+        // Refills 30 s apart: only those within 60 s (30 and 60 s) are looked at.
+        var longWindows = new SharedReservationCounter();
+        longWindows.Correct(longWindows.Reserve(Ptu, 1_000, 0, 0, Start), Tokens(0, 10_000, TimeSpan.FromSeconds(30), Start, Start), Start);
+        longWindows.Reserve(Ptu, 10_000, 0, 0, claimant: 1, Start).RetryAfter.Should().Be(TimeSpan.FromSeconds(30));
+        longWindows.Reserve(Ptu, 10_000, 0, 0, claimant: 2, Start).RetryAfter.Should().Be(TimeSpan.FromSeconds(60));
+        var beyond = longWindows.Reserve(Ptu, 10_000, 0, 0, claimant: 3, Start);
+        (beyond.HoldsClaim, beyond.RetryAfter).Should().Be((false, TimeSpan.FromSeconds(90)));
+    }
+
+    [Fact]
+    public void A_claim_counts_in_the_refill_nearest_its_moment()
+    {
+        // A later answer moves the window's end by 20 ms (10.02 s): the claim made for the refill at 10 s is still that
+        // refill's, not the window's before, so the same refill is not claimed twice over.
+        var counter = SpentUntil10s();
+        counter.Reserve(Ptu, 10_000, 0, 0, claimant: 1, Start.AddSeconds(1)).RetryAfter.Should().Be(TimeSpan.FromSeconds(9));
+        counter.Correct(counter.Reserve(Ptu, 0, 0, 0, Start.AddSeconds(1)), Tokens(0, 10_000, TimeSpan.FromMilliseconds(9_020), Start.AddSeconds(1), Start.AddSeconds(1)), Start.AddSeconds(1));
+
+        var second = counter.Reserve(Ptu, 10_000, 0, 0, claimant: 2, Start.AddSeconds(1));
+        (second.HoldsClaim, second.RetryAfter).Should().Be((true, TimeSpan.FromMilliseconds(19_020)), "the refill at 10.02 s is the one claimed at 10 s");
+        Reserve(counter, Start.AddMilliseconds(10_020), 1).Should().Be(BackendReservationStatus.Refused, "the refill is claimed whole");
+        counter.Reserve(Ptu, 10_000, 0, 0, claimant: 1, Start.AddMilliseconds(10_020)).Status.Should().Be(BackendReservationStatus.Granted);
+    }
+
+    [Fact]
+    public void A_claim_given_back_frees_its_room()
+    {
+        var counter = SpentUntil10s();
+        counter.Reserve(Ptu, 6_000, 0, 0, claimant: 42, Start.AddSeconds(1)).HoldsClaim.Should().BeTrue();
+        counter.Reserve(Ptu, 6_000, 0, 0, claimant: 43, Start.AddSeconds(1)).RetryAfter.Should().Be(TimeSpan.FromSeconds(19));
+
+        counter.Unclaim(Ptu, 42, Start.AddSeconds(2));
+
+        counter.Reserve(Ptu, 10_000, 0, 0, claimant: 44, Start.AddSeconds(2)).RetryAfter.Should().Be(TimeSpan.FromSeconds(8), "the refill at 10 s is unclaimed again");
+        counter.Reserve(Ptu, 6_000, 0, 0, claimant: 42, Start.AddSeconds(10)).Status.Should().Be(BackendReservationStatus.Refused, "its claim is gone");
+    }
+
+    private static SharedReservationCounter SpentUntil10s()
+    {
+        var counter = new SharedReservationCounter();
+        counter.Correct(counter.Reserve(Ptu, 1_000, 0, 0, Start), Tokens(1_000, 10_000, TimeSpan.FromSeconds(10), Start, Start), Start);
+        return counter;
+    }
+
     private static BackendReservationStatus Reserve(SharedReservationCounter counter, DateTimeOffset now, long cost) => counter.Reserve(Ptu, cost, 0, 0, now).Status;
 
     private static BackendReservationReport Requests(long remaining, long limit, TimeSpan reset, DateTimeOffset sentAt, DateTimeOffset receivedAt)

@@ -28,6 +28,24 @@ internal sealed class SharedReservationCounter
     /// <summary>How long reservations are remembered to correct the count with a late answer (longer than any completion).</summary>
     public static readonly TimeSpan History = TimeSpan.FromMinutes(3);
 
+    /// <summary>
+    /// How long after its moment claimed room waits for its claimant. The Redis store's constant
+    /// (<c>RedisReservations</c>, passed to its script), mirrored here.
+    /// </summary>
+    public static readonly TimeSpan Grace = TimeSpan.FromSeconds(2);
+
+    /// <summary>How far ahead a refusal looks for a refill with room (the Redis store's constant, mirrored).</summary>
+    public static readonly TimeSpan Horizon = TimeSpan.FromSeconds(60);
+
+    /// <summary>How many refills of a budget a refusal looks at, at most (the Redis store's constant, mirrored).</summary>
+    public const int MaxRefills = 4;
+
+    /// <summary>
+    /// How many claim moments a budget keeps at most: more are garbage (the rule writes at most <see cref="MaxRefills"/>
+    /// per budget), dropped whole (the Redis store's bound, mirrored).
+    /// </summary>
+    public const int MaxClaimMoments = 16;
+
     /// <summary>How far apart two reset moments may be and still describe one window.</summary>
     private static readonly TimeSpan SameWindow = TimeSpan.FromMilliseconds(50);
 
@@ -49,13 +67,39 @@ internal sealed class SharedReservationCounter
     /// Reserves <paramref name="cost"/> on <paramref name="key"/>'s budget, leaving <paramref name="headroom"/> of its
     /// limit free (no more than the limit less the amount: a request too large to leave it goes on a full budget only)
     /// and, strictly, <paramref name="promised"/> of it; refused, tells how long until it refills; unknown (but counted)
-    /// while no answer reported the budget. The Redis script's rule.
+    /// while no answer reported the budget. The Redis script's rule, claims aside (a request that never claims).
     /// </summary>
     public BackendReservation Reserve(BackendStateKey key, long cost, double headroom, double promised, DateTimeOffset now)
+        => Reserve(key, cost, headroom, promised, claimant: 0, now);
+
+    /// <summary>
+    /// Reserves as the other overload does, on behalf of <paramref name="claimant"/> (the request's fingerprint; 0 never
+    /// claims): the claims rule of the Redis script (<c>ReservationScripts.Reserve</c>, the same-named tests). Claimed
+    /// room due in the current window is left free for its claimant, which redeems it when it comes back at or after
+    /// its moment (within <see cref="Grace"/>); a refused request is told the soonest refill (within
+    /// <see cref="Horizon"/>) whose room it fits beside the claims already made there, and a foreground one with a
+    /// claimant claims it.
+    /// </summary>
+    public BackendReservation Reserve(BackendStateKey key, long cost, double headroom, double promised, long claimant, DateTimeOffset now)
     {
         var budget = GetOrAdd(key);
         budget.Roll(now, _sequence);
         budget.Prune(now);
+        budget.DropExpiredClaims(now);
+
+        if (claimant != 0 && budget.TryGetClaim(claimant, out var claimedAt))
+        {
+            if (now < claimedAt)
+            {
+                // Back before its moment: its room stays set aside, and it is told the time left to it.
+                Refused++;
+                return BackendReservation.Claimed(key, cost, claimedAt - now);
+            }
+
+            // Its moment came: its room is free again, for it to take as an ordinary grant.
+            budget.RemoveClaim(claimant);
+        }
+
         var amount = budget.AmountOf(cost);
         var known = budget.Limit >= 0 && budget.WindowEnd > now;
 
@@ -63,13 +107,21 @@ internal sealed class SharedReservationCounter
         // until the reset, strictly like the room promised. A request larger than the whole budget is the backend's to judge.
         var expected = headroom > 0 && known ? budget.Foreground.Expected(budget.Limit, budget.WindowEnd - now) : 0;
         var kept = (long)(Math.Max(0, Math.Min(Math.Ceiling(headroom * budget.Limit), budget.Limit - amount)) + Math.Ceiling(promised * budget.Limit));
-        if (known && budget.Judges(amount, headroom, promised) && budget.Reserved + amount > budget.Limit - kept - expected)
+
+        // Room claimed in the current window is its claimants', until their grace ends.
+        var claimed = known ? budget.ClaimsDueInCurrentWindow() : 0;
+        if (known && budget.Judges(amount, headroom, promised) && budget.Reserved + amount > budget.Limit - kept - expected - claimed)
         {
-            // Held back only by what the foreground can spend before the reset: until it no longer can.
             Refused++;
-            var room = budget.Limit - kept - budget.Reserved - amount;
-            var untilLeft = room >= 0 ? budget.Foreground.UntilExpectedAtMost(room, budget.WindowEnd - now) : TimeSpan.Zero;
-            return BackendReservation.Refused(key, cost, untilLeft > TimeSpan.Zero ? untilLeft : budget.WindowEnd - now);
+            var room = budget.Limit - kept - claimed - budget.Reserved - amount;
+            if (room >= 0)
+            {
+                // Held back only by what the foreground can spend before the reset: until it no longer can.
+                var untilLeft = budget.Foreground.UntilExpectedAtMost(room, budget.WindowEnd - now);
+                return BackendReservation.Refused(key, cost, untilLeft > TimeSpan.Zero ? untilLeft : budget.WindowEnd - now);
+            }
+
+            return RefuseAtSoonestRoom(budget, key, cost, amount, headroom, claimant, now);
         }
 
         var sequence = ++_sequence;
@@ -83,6 +135,17 @@ internal sealed class SharedReservationCounter
         return known
             ? BackendReservation.Granted(key, cost, now, sequence, amount)
             : BackendReservation.Unknown(key, cost, now, sequence, amount);
+    }
+
+    /// <summary>
+    /// Gives back the room <paramref name="claimant"/> claimed on <paramref name="key"/> (the request will not come for
+    /// it): the Redis script's <c>Unclaim</c>, the same rule.
+    /// </summary>
+    public void Unclaim(BackendStateKey key, long claimant, DateTimeOffset now)
+    {
+        var budget = GetOrAdd(key);
+        budget.DropExpiredClaims(now);
+        budget.RemoveClaim(claimant);
     }
 
     /// <summary>Returns what is left of <paramref name="key"/>'s budget now, and until when; <see langword="false"/> when nothing is known.</summary>
@@ -186,6 +249,52 @@ internal sealed class SharedReservationCounter
         }
     }
 
+    /// <summary>
+    /// A refusal: the soonest refill (of at most <see cref="MaxRefills"/>, within <see cref="Horizon"/>) whose room fits
+    /// the amount beside the claims already made in its window — claimed for a foreground request that names a
+    /// claimant, only named otherwise; none within the horizon, the moment after the last one looked at.
+    /// </summary>
+    private static BackendReservation RefuseAtSoonestRoom(Budget budget, BackendStateKey key, long cost, long amount, double headroom, long claimant, DateTimeOffset now)
+    {
+        // Refills of later windows only: the current one refused the request. Headroom, promises and the foreground's
+        // expected demand are the current window's; only claims are known of a later one.
+        var window = budget.Window;
+        var candidate = budget.WindowEnd;
+        if (amount > budget.Limit)
+        {
+            // No refill can hold it (a request budget with a limit of 0): told the next refill, as before claims, claiming nothing.
+            return BackendReservation.Refused(key, cost, candidate - now);
+        }
+
+        var horizon = now + Horizon;
+        for (var refill = 0; refill < MaxRefills && candidate <= horizon; refill++)
+        {
+            var windowEnd = window > TimeSpan.Zero ? candidate + window : DateTimeOffset.MaxValue;
+            if (budget.Limit - budget.ClaimsOfRefill(candidate) >= amount)
+            {
+                if (claimant != 0 && headroom <= 0)
+                {
+                    budget.AddClaim(claimant, candidate, amount);
+                    return BackendReservation.Claimed(key, cost, candidate - now);
+                }
+
+                return BackendReservation.Refused(key, cost, candidate - now);
+            }
+
+            if (window <= TimeSpan.Zero)
+            {
+                // One refill known (no window learned yet): the next is beyond what the counter can tell.
+                return BackendReservation.Refused(key, cost, Horizon);
+            }
+
+            candidate = windowEnd;
+        }
+
+        // Every refill looked at is claimed: the moment after the last one (or, when even the first is beyond the
+        // horizon, that refill).
+        return BackendReservation.Refused(key, cost, candidate - now);
+    }
+
     private Budget GetOrAdd(BackendStateKey key)
     {
         if (!_budgets.TryGetValue(key, out var budget))
@@ -244,6 +353,89 @@ internal sealed class SharedReservationCounter
         public bool RefillsContinuously { get; set; }
 
         public Queue<(long Sequence, DateTimeOffset At, long Amount)> Recent { get; } = new();
+
+        /// <summary>Gets the claimed amounts by claim moment; each ends with its claimants' grace.</summary>
+        private Dictionary<DateTimeOffset, long> Claims { get; } = [];
+
+        /// <summary>Gets the claimant records: each claimant's moment and amount, dropped with its moment's claims.</summary>
+        private Dictionary<long, (DateTimeOffset At, long Amount)> Claimants { get; } = [];
+
+        public bool TryGetClaim(long claimant, out DateTimeOffset at)
+        {
+            var found = Claimants.TryGetValue(claimant, out var claim);
+            at = claim.At;
+            return found;
+        }
+
+        public void AddClaim(long claimant, DateTimeOffset at, long amount)
+        {
+            Claims[at] = Math.Min(Limit, Claims.GetValueOrDefault(at) + amount);
+            Claimants[claimant] = (at, amount);
+        }
+
+        public void RemoveClaim(long claimant)
+        {
+            if (Claimants.Remove(claimant, out var claim) && Claims.TryGetValue(claim.At, out var claimed))
+            {
+                Claims[claim.At] = Math.Max(0, claimed - claim.Amount);
+            }
+        }
+
+        /// <summary>Drops every claim whose grace is over (its room is free again), and a claims structure too large to be the rule's.</summary>
+        public void DropExpiredClaims(DateTimeOffset now)
+        {
+            if (Claims.Count == 0)
+            {
+                return;
+            }
+
+            var expired = Claims.Count > MaxClaimMoments
+                ? [.. Claims.Keys]
+                : Claims.Keys.Where(at => at + Grace <= now || at > now + Horizon + Grace).ToList();
+            if (expired.Count == 0)
+            {
+                return;
+            }
+
+            foreach (var at in expired)
+            {
+                Claims.Remove(at);
+            }
+
+            foreach (var (claimant, claim) in Claimants.Where(record => !Claims.ContainsKey(record.Value.At)).ToList())
+            {
+                Claimants.Remove(claimant);
+            }
+        }
+
+        /// <summary>
+        /// Returns what is claimed in the current window (its moment passed or not): the claims of its refill (see
+        /// <see cref="ClaimsOfRefill"/>); with no window learned, every claim before its end.
+        /// </summary>
+        public long ClaimsDueInCurrentWindow()
+            => Window > TimeSpan.Zero ? ClaimsOfRefill(WindowEnd - Window) : ClaimsIn(DateTimeOffset.MinValue, WindowEnd);
+
+        /// <summary>
+        /// Returns what is claimed in the refill at <paramref name="refill"/>: the claims whose moment is nearer to it than
+        /// to any other refill (within half a window either side). Claims are made at refill moments, but a budget's
+        /// window end moves by milliseconds with the answers that report it: counted from the moment on, a claim made a
+        /// millisecond before would fall in the window before, and the same refill would be claimed twice over.
+        /// With no window learned, every claim from it on.
+        /// </summary>
+        public long ClaimsOfRefill(DateTimeOffset refill)
+            => Window > TimeSpan.Zero ? ClaimsIn(refill - (Window / 2), refill + (Window / 2)) : ClaimsIn(refill, DateTimeOffset.MaxValue);
+
+        /// <summary>Returns what is claimed at moments in [<paramref name="from"/>, <paramref name="to"/>).</summary>
+        public long ClaimsIn(DateTimeOffset from, DateTimeOffset to)
+        {
+            var claimed = 0L;
+            foreach (var (at, amount) in Claims)
+            {
+                claimed += at >= from && at < to ? amount : 0;
+            }
+
+            return claimed;
+        }
 
         /// <summary>Returns what a request of <paramref name="cost"/> tokens counts against this budget: one request, or its tokens (none when unknown).</summary>
         public long AmountOf(long cost) => CountsRequests ? 1 : Math.Max(0, cost);

@@ -37,8 +37,11 @@ internal sealed class BudgetAdmission
     /// backend is closed to this request only, until the refill the store said — no mark, no health effect, nothing
     /// counted; with no verdict (nothing known, the store slow, failing or down), this process's view decides.
     /// </summary>
-    /// <returns>The lease when the attempt goes (it holds the counted reservation); else none, and the refusal's refill when refused.</returns>
-    public async ValueTask<(BackendLease? Lease, BackendStateKey Key, DateTimeOffset? RefusedUntil)> ReserveAsync(
+    /// <returns>
+    /// The lease when the attempt goes (it holds the counted reservation); else none, and the refusal's refill when
+    /// refused, and whether the store claimed room for this request at that refill.
+    /// </returns>
+    public async ValueTask<(BackendLease? Lease, BackendStateKey Key, DateTimeOffset? RefusedUntil, bool Claimed)> ReserveAsync(
         BackendLease lease, RequestRoute route, bool continueOnCapturedContext, CancellationToken cancellationToken)
     {
         var backend = lease.Backend;
@@ -64,26 +67,51 @@ internal sealed class BudgetAdmission
             // The caller gave up while the reservation travelled: nothing is admitted, nothing spent, anything counted given back.
             ticket?.Release();
             lease.Dispose();
-            return (null, key, null);
+            return (null, key, null, false);
         }
 
         if (reservation.Status == BackendReservationStatus.Granted)
         {
             _budgets!.Spend(key, route.Cost, now, out var spent, route.Held, backend.Quota, route.Headroom);
             route.Held?.Release();
-            return (lease.WithReservation(ticket).WithSpend(spent), key, null);
+            return (lease.WithReservation(ticket).WithSpend(spent), key, null, false);
         }
 
         if (reservation.Status == BackendReservationStatus.Unknown && TryTake(backend, now, route, out var taken))
         {
-            return (lease.WithReservation(ticket).WithSpend(taken), key, null);
+            return (lease.WithReservation(ticket).WithSpend(taken), key, null, false);
         }
 
         ticket?.Release();
         lease.Dispose();
 
-        // A store's refill is bounded like every deadline it is told (a custom store's may be anything).
-        return (null, key, reservation.Status == BackendReservationStatus.Refused ? now + (reservation.RetryAfter < _maxCooldown ? reservation.RetryAfter : _maxCooldown) : null);
+        // A store's refill is bounded like every deadline it is told (a custom store's may be anything); a bounded claim
+        // is no longer the claimed moment.
+        var refused = reservation.Status == BackendReservationStatus.Refused;
+        var bounded = reservation.RetryAfter < _maxCooldown;
+        return (null, key, refused ? now + (bounded ? reservation.RetryAfter : _maxCooldown) : null, refused && bounded && reservation.HoldsClaim);
+    }
+
+    /// <summary>
+    /// Gives back the claims the request's refusals hold in the shared budgets: all of them once it is admitted
+    /// (<paramref name="keepSoonest"/> false), all but the soonest when it is sent back or waits (it comes back for that
+    /// one). A store that fails is ignored: the claims then end with their grace.
+    /// </summary>
+    public void ReleaseClaims(in RequestRoute route, bool keepSoonest)
+    {
+        if (_reservations is null || route.Refusals is not { } refusals || route.Claimant == 0)
+        {
+            return;
+        }
+
+        try
+        {
+            refusals.ReleaseClaims(_reservations, route.Claimant, keepSoonest);
+        }
+        catch (Exception)
+        {
+            // A store's failure never fails a request.
+        }
     }
 
     /// <summary>

@@ -26,7 +26,8 @@ internal static class BudgetExhaustion
         out bool isRefill)
     {
         var partition = route.PartitionOn(backend);
-        var remaining = availability.GetTimeUntilAvailable(backend, now, partition, out throttled);
+        var cooldown = availability.GetTimeUntilAvailable(backend, now, partition, out throttled);
+        var remaining = cooldown;
         key = backend.GetThrottleKey(partition);
         var budgetWait = budgets.TimeUntilAdmitted(key, route.Cost, now, backend.Quota, route.Headroom);
 
@@ -39,14 +40,21 @@ internal static class BudgetExhaustion
             throttled = true;
         }
 
-        if (route.Refusals is { } refusals && refusals.TryGetUntil(key, out var refusedUntil))
+        if (route.Refusals is { } refusals && refusals.TryGetUntil(key, out var refusedUntil, out var claimed))
         {
             // The shared budget refused this request: it is spent until its refill, which this process's view may not
             // know of; never "free now" (the refused request was not sent). A refill binds: the view may spread the
             // callers it sends back over this process's share of it, as for its own spent budget.
             var refill = refusedUntil - now;
             refill = refill > BackendReservation.MinRetryAfter ? refill : BackendReservation.MinRetryAfter;
-            if (refill > remaining)
+            if (claimed)
+            {
+                // The store set room aside for this request at that refill, for it only: the moment the backend is free
+                // for it, whatever this process's view expects of the budget (the store admits, not the view).
+                (remaining, isRefill) = refill >= cooldown ? (refill, true) : (cooldown, false);
+                throttled |= isRefill;
+            }
+            else if (refill > remaining)
             {
                 (remaining, throttled, isRefill) = (refill, true, true);
             }
@@ -65,6 +73,10 @@ internal static class BudgetExhaustion
     /// </summary>
     private static bool RefusedByStore(BackendStateKey key, RequestRoute route)
         => route.Refusals is { } refusals && refusals.TryGetUntil(key, out _);
+
+    /// <summary>Returns whether the shared budget's refusal holds a claim for the request (see <see cref="BackendReservation.HoldsClaim"/>).</summary>
+    private static bool ClaimedByStore(BackendStateKey key, RequestRoute route)
+        => route.Refusals is { } refusals && refusals.TryGetUntil(key, out _, out var claimed) && claimed;
 
     public static (TimeSpan RetryAfter, bool Throttled, BudgetReservation? Reservation) Compute(
         IReadOnlyList<RoutedBackend> backends,
@@ -115,10 +127,12 @@ internal static class BudgetExhaustion
             }
         }
 
-        if (!soonestIsRefill)
+        if (!soonestIsRefill || ClaimedByStore(soonestKey, route))
         {
             // The soonest backend is out for its own cooldown and its budget has room: the caller comes back when the
-            // backend frees up, not at a refill promised to callers the budget had no room for.
+            // backend frees up, not at a refill promised to callers the budget had no room for. A claim is the store's
+            // promise to this caller: its moment, never spread over later refills by this process's view (a caller
+            // that comes back after the claim's grace finds its room given away).
             return (soonest, anyThrottled, null);
         }
 

@@ -20,6 +20,12 @@ namespace Polly.PriorityRouting;
 /// must not block, perform I/O on the caller's thread or throw, and may coalesce and drop what they cannot deliver.
 /// What the store keeps must be bounded whatever peers write into it.
 /// </para>
+/// <para>
+/// A store that wraps another must forward the overload with a claimant (it is the one the strategy calls) and
+/// <see cref="ReleaseClaim"/>: a wrapper that implements only the other overload still works, but its callers never
+/// claim — they are told the refill as before, and compete for it with the newcomers when they come back (fail safe,
+/// not fair); one that drops <see cref="ReleaseClaim"/> leaves claims nobody comes for to their grace.
+/// </para>
 /// </remarks>
 public interface IBackendReservationStore
 {
@@ -61,6 +67,19 @@ public interface IBackendReservationStore
     /// <returns>The store's answer.</returns>
     ValueTask<BackendReservation> ReserveAsync(BackendStateKey key, long cost, double headroom, double promised, long claimant, DateTimeOffset now, CancellationToken cancellationToken)
         => ReserveAsync(key, cost, headroom, promised, now, cancellationToken);
+
+    /// <summary>
+    /// Gives back the room <paramref name="claimant"/> claimed in <paramref name="key"/>'s shared budget (see the
+    /// overload of <c>ReserveAsync</c> with a claimant): the request was admitted elsewhere, or holds a sooner claim on
+    /// another backend, and will not come for it. Called on the request's path: must not block, perform I/O on the
+    /// caller's thread or throw; may drop what it cannot deliver (the claim then ends with its grace). By default it does
+    /// nothing.
+    /// </summary>
+    /// <param name="key">The backend, and the request's partition of it, whose refusal held the claim.</param>
+    /// <param name="claimant">The request's fingerprint, as it was passed to <c>ReserveAsync</c>.</param>
+    void ReleaseClaim(BackendStateKey key, long claimant)
+    {
+    }
 
     /// <summary>
     /// Corrects the shared budget with what the answer to a reserved attempt reported (see <see cref="BackendReservationReport"/>).

@@ -11,20 +11,54 @@ namespace Polly.PriorityRouting;
 /// </remarks>
 internal sealed class ReservationRefusals
 {
-    private readonly List<(BackendStateKey Key, DateTimeOffset Until)> _refused = new(2);
+    private readonly List<(BackendStateKey Key, DateTimeOffset Until, bool Claimed)> _refused = new(2);
 
-    public void Add(BackendStateKey key, DateTimeOffset until) => _refused.Add((key, until));
+    /// <summary>Remembers a refusal; <paramref name="claimed"/> when the store set room aside for this request at <paramref name="until"/>.</summary>
+    public void Add(BackendStateKey key, DateTimeOffset until, bool claimed = false) => _refused.Add((key, until, claimed));
 
     /// <summary>Returns until when the key's reservation was refused to this request; the latest when refused twice.</summary>
-    public bool TryGetUntil(BackendStateKey key, out DateTimeOffset until)
+    public bool TryGetUntil(BackendStateKey key, out DateTimeOffset until) => TryGetUntil(key, out until, out _);
+
+    /// <summary>
+    /// Gives back every claim these refusals hold but the soonest (<paramref name="keepSoonest"/>) or all: a request
+    /// comes back for one claim only, and a claim it will not come for holds room from everyone else until its grace ends.
+    /// </summary>
+    public void ReleaseClaims(IBackendReservationStore store, long claimant, bool keepSoonest)
     {
-        until = default;
+        var kept = -1;
+        for (var i = 0; keepSoonest && i < _refused.Count; i++)
+        {
+            if (_refused[i].Claimed && (kept < 0 || _refused[i].Until < _refused[kept].Until))
+            {
+                kept = i;
+            }
+        }
+
+        for (var i = 0; i < _refused.Count; i++)
+        {
+            var (key, until, claimed) = _refused[i];
+            if (claimed && i != kept && (kept < 0 || key != _refused[kept].Key))
+            {
+                // Once: a claim given back is no longer held.
+                _refused[i] = (key, until, false);
+                store.ReleaseClaim(key, claimant);
+            }
+        }
+    }
+
+    /// <summary>
+    /// Returns until when the key's reservation was refused to this request (the latest when refused twice), and whether
+    /// that refusal holds a claim (<see cref="BackendReservation.HoldsClaim"/>).
+    /// </summary>
+    public bool TryGetUntil(BackendStateKey key, out DateTimeOffset until, out bool claimed)
+    {
+        (until, claimed) = (default, false);
         var found = false;
         foreach (var refusal in _refused)
         {
             if (refusal.Key == key && (!found || refusal.Until > until))
             {
-                (found, until) = (true, refusal.Until);
+                (found, until, claimed) = (true, refusal.Until, refusal.Claimed);
             }
         }
 

@@ -171,6 +171,8 @@ internal sealed class PriorityRoutingResilienceStrategy : ResilienceStrategy<Htt
                         continue;
                     }
 
+                    // Whether it waits or is sent back, the caller comes back for its soonest claim only.
+                    plan.KeepSoonestClaim(_pool);
                     var wait = await _waits.WaitAsync(exhaustion.Reservation, plan.Route, waited, context).ConfigureAwait(context.ContinueOnCapturedContext);
                     waited += wait.Waited;
                     switch (wait.Outcome)

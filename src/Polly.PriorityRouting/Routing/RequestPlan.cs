@@ -245,10 +245,12 @@ internal struct RequestPlan
     {
         while (!context.CancellationToken.IsCancellationRequested && plan.TrySelect(pool, out var selected))
         {
-            var (lease, key, refusedUntil) = await pool.BudgetAdmission.ReserveAsync(selected, plan.Route, context.ContinueOnCapturedContext, context.CancellationToken)
+            var (lease, key, refusedUntil, claimed) = await pool.BudgetAdmission.ReserveAsync(selected, plan.Route, context.ContinueOnCapturedContext, context.CancellationToken)
                 .ConfigureAwait(context.ContinueOnCapturedContext);
             if (lease is { } admitted)
             {
+                // Admitted: it will come back for none of the claims its refusals hold.
+                pool.BudgetAdmission.ReleaseClaims(plan.Route, keepSoonest: false);
                 plan.Admitted(admitted);
                 return (plan, admitted);
             }
@@ -256,7 +258,7 @@ internal struct RequestPlan
             if (refusedUntil is { } until)
             {
                 // Closed to this request only (TrySelect closed it); its refill is when the exhausted answer sends the caller back.
-                plan._route = plan._route.WithRefusal(key, until);
+                plan._route = plan._route.WithRefusal(key, until, claimed);
                 refused(selected.Backend, plan._route.IsBackground);
             }
         }
@@ -360,6 +362,12 @@ internal struct RequestPlan
         var disallowed = _fallbacks!.DisallowedFor(model, _facts, out var narrowed);
         return Route.ForModel(model, narrowed ? disallowed : null);
     }
+
+    /// <summary>
+    /// The round ends with no backend admitted (the caller waits, or gets the exhausted answer): of the claims its
+    /// refusals hold, only the soonest is kept — the one it comes back for.
+    /// </summary>
+    public readonly void KeepSoonestClaim(BackendPool pool) => pool.BudgetAdmission.ReleaseClaims(Route, keepSoonest: true);
 
     /// <summary>The request was released from a wait holding <paramref name="held"/>: its next admission spends it.</summary>
     public void Hold(BudgetHold? held) => _route = _route.WithHeld(held);

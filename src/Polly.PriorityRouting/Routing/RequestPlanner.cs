@@ -18,6 +18,7 @@ internal sealed class RequestPlanner
     private readonly IPlanStage[] _stages;
     private readonly int _maxAttempts;
     private readonly double _backgroundHeadroom;
+    private readonly bool _claims;
 
     public RequestPlanner(PriorityRoutingStrategyOptions options, BackendPool pool, RoutingTelemetry telemetry, TimeProvider timeProvider)
     {
@@ -60,6 +61,7 @@ internal sealed class RequestPlanner
         _stages = [.. stages];
         _maxAttempts = Math.Min(options.MaxAttempts ?? int.MaxValue, pool.Backends.Count);
         _backgroundHeadroom = options.BackgroundHeadroom;
+        _claims = pool.BudgetAdmission.SharesReservations;
     }
 
     /// <summary>Gets the affinity router, or <see langword="null"/> when affinity is off.</summary>
@@ -151,7 +153,11 @@ internal sealed class RequestPlanner
 
         // The exhausted answer is computed over what was allowed; the request's class travels with it.
         var headroom = HintsStage.HeadroomOf(hints, _backgroundHeadroom);
-        var route = new RequestRoute(partition, model?.Route, cost, narrowed ? disallowed.Copy() : null, headroom: headroom);
+
+        // Only a foreground request claims room in a shared budget's refill (a background one never does, even with no
+        // headroom to tell it apart): its fingerprint, read only when the pool shares reservations.
+        var claimant = _claims && hints is not { Background: true } ? RequestFingerprint.Of(original) : 0;
+        var route = new RequestRoute(partition, model?.Route, cost, narrowed ? disallowed.Copy() : null, headroom: headroom, claimant: claimant);
         return new RequestPlan(route, disallowed, facts, preferred, _maxAttempts, fallbacks);
     }
 }

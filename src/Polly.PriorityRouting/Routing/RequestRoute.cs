@@ -65,8 +65,9 @@ internal readonly struct RequestRoute
     public bool IsBackground => Headroom > 0;
 
     /// <summary>
-    /// Gets the request's fingerprint for shared claims (see <see cref="IBackendReservationStore"/>), the same on every
-    /// process for the same request; 0 when the request never claims (background, or reservations are not shared).
+    /// Gets the request's fingerprint for shared claims (<see cref="RequestFingerprint"/>, see
+    /// <see cref="IBackendReservationStore"/>), the same on every process for the same request; 0 when the request never
+    /// claims (background, a body that cannot be read again, or reservations are not shared).
     /// </summary>
     public long Claimant { get; }
 
@@ -85,11 +86,14 @@ internal readonly struct RequestRoute
     /// <summary>Returns the route of the same request on another model of its fallback chain (a refusal is per key: it stays).</summary>
     public RequestRoute ForModel(ModelRoute model, BackendSet? excluded) => new(Partition, model, Cost, excluded, null, Headroom, Refusals, Claimant);
 
-    /// <summary>Returns the same route remembering that <paramref name="key"/>'s reservation was refused until <paramref name="until"/>.</summary>
-    public RequestRoute WithRefusal(BackendStateKey key, DateTimeOffset until)
+    /// <summary>
+    /// Returns the same route remembering that <paramref name="key"/>'s reservation was refused until <paramref name="until"/>
+    /// (<paramref name="claimed"/>: the store set room aside for this request then).
+    /// </summary>
+    public RequestRoute WithRefusal(BackendStateKey key, DateTimeOffset until, bool claimed = false)
     {
         var refusals = Refusals ?? new ReservationRefusals();
-        refusals.Add(key, until);
+        refusals.Add(key, until, claimed);
         return new(Partition, Model, Cost, Excluded, Held, Headroom, refusals, Claimant);
     }
 
