@@ -101,6 +101,9 @@ internal sealed partial class RedisReservations
         return WaitAsync(call, key, cost, claimant, now, cancellationToken);
     }
 
+    /// <summary>Gives back the claim <paramref name="claimant"/> holds on <paramref name="key"/>'s budget, off the caller's path (<see cref="RedisReservationFlush.Unclaim"/>).</summary>
+    public void GiveBack(BackendStateKey key, long claimant) => _flush.Unclaim(key, claimant);
+
     /// <inheritdoc cref="IBackendReservationStore.Correct"/>
     public void Correct(BackendReservation reservation, BackendReservationReport report) => _flush.Correct(reservation, report);
 
@@ -187,7 +190,7 @@ internal sealed partial class RedisReservations
             var reservation = Read(await call.ConfigureAwait(false), key, cost, now);
             if (reservation.HoldsClaim)
             {
-                _flush.Unclaim(key, claimant);
+                GiveBack(key, claimant);
             }
             else if (release)
             {

@@ -273,6 +273,43 @@ public sealed class RedisClaimTests : IClassFixture<RedisServerFixture>
         setup.Replica.RedisStore.IsInOutage.Should().BeFalse("garbage is no outage");
     }
 
+    [Fact]
+    public async Task A_user_restricted_to_the_reservations_acl_claims_and_redeems()
+    {
+        // The documented ACL of the store and of shared reservations (docs/distributed.md), with the commands the claims
+        // add inside the script: HLEN, HGETALL, HGET, HDEL and STRLEN (GET, SET and PTTL the store has already).
+        var user = $"claims-{Guid.NewGuid():N}";
+        await using var admin = await ConnectionMultiplexer.ConnectAsync(_redis.Configuration);
+        await admin.GetDatabase().ExecuteAsync("ACL", [
+            "SETUSER", user, "on", ">secret", "~test:*", "~reservations:test:*", "&test:*",
+            "+eval", "+evalsha", "+script|load", "+scan", "+pttl", "+get", "+set", "+publish", "+subscribe", "+unsubscribe",
+            "+hello", "+auth", "+client|setname", "+client|id", "+info", "+echo", "+ping", "+cluster|nodes", "+cluster|slots", "+quit",
+            "+time", "+type", "+del", "+hmget", "+hset", "+pexpire", "+exists",
+            "+hlen", "+hgetall", "+hget", "+hdel", "+strlen"]);
+        try
+        {
+            var restricted = $"127.0.0.1:{_redis.Port},connectTimeout=2000,user={user},password=secret,tiebreaker=";
+            await using var setup = await SpentAsync(restricted, grace: LongGrace, peerConfiguration: _redis.Configuration);
+            (await setup.ReserveAsync(6_000, claimant: 1)).HoldsClaim.Should().BeTrue();
+            await setup.StepToClaimAsync(claimant: 1);
+            (await setup.ReserveAsync(4_001, claimant: 0)).Status.Should().Be(BackendReservationStatus.Refused);
+            (await setup.ReserveAsync(6_000, claimant: 1)).Status.Should().Be(BackendReservationStatus.Granted);
+
+            // A claim nobody waited for, given back by the flush under the same user.
+            (await setup.ReserveAsync(4_001, claimant: 2)).HoldsClaim.Should().BeTrue();
+            var flushed = setup.Replica.RedisStore.Reservations!.Flushed;
+            setup.Replica.RedisStore.Reservations!.GiveBack(setup.Key, 2);
+            await Eventually.HoldsAsync(() => setup.Replica.RedisStore.Reservations!.Flushed > flushed, Flushed, "the claim is given back");
+            (await setup.Database.KeyExistsAsync(RedisStoreLayout.ClaimantKeyOf(setup.BudgetKey, 2))).Should().BeFalse();
+            setup.Replica.RedisStore.IsInOutage.Should().BeFalse();
+            setup.Replica.WarningCount.Should().Be(0);
+        }
+        finally
+        {
+            await admin.GetDatabase().ExecuteAsync("ACL", ["DELUSER", user]);
+        }
+    }
+
     /// <summary>
     /// A replica and one budget of 10,000 tokens per window (30 s unless told), its window's end on the server
     /// (<see cref="Claiming.Refill"/>), <paramref name="remaining"/> of it left (none unless told), reached through a peer's
@@ -285,7 +322,8 @@ public sealed class RedisClaimTests : IClassFixture<RedisServerFixture>
         (long Limit, TimeSpan Window)? requests = null,
         long remaining = 0,
         string deployment = "gpt-4o",
-        TimeSpan? timeout = null)
+        TimeSpan? timeout = null,
+        string? peerConfiguration = null)
     {
         var prefix = RedisReservationTests.NewPrefix();
         var replica = timeout is { } reservationTimeout
@@ -296,7 +334,7 @@ public sealed class RedisClaimTests : IClassFixture<RedisServerFixture>
             }))
             : await RedisReservationTests.StartReplicaAsync(configuration, prefix);
         replica.RedisStore.Reservations!.ClaimGrace = grace ?? RedisReservations.Grace;
-        var peer = await ConnectionMultiplexer.ConnectAsync(configuration);
+        var peer = await ConnectionMultiplexer.ConnectAsync(peerConfiguration ?? configuration);
         var key = new BackendStateKey(Key.Backend, deployment);
         var setup = new Claiming(replica, peer, prefix, key);
         var now = replica.Time.GetUtcNow();

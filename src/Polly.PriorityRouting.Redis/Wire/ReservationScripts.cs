@@ -75,7 +75,8 @@ internal static class ReservationScripts
     /// does. A claimant with a record is refused until t (told the time left) and then redeems it: its room is free again
     /// for its own check. A request that does not fit now is told the soonest refill (of either budget, at most ARGV[8]
     /// per budget, within the horizon) where it fits the room no claim holds in the window of each budget that contains
-    /// it; a foreground request with a claimant claims it there. At most <see cref="MaxClaimMoments"/> moments are kept:
+    /// it; a foreground request with a claimant claims it there (none fits: the moment after the last refill looked at,
+    /// unclaimed; a budget whose limit no refill can hold the request in, 0 requests, answers its refill as before). At most <see cref="MaxClaimMoments"/> moments are kept:
     /// a claims hash with more, or a field or record that does not parse or lies outside now + horizon + grace, is
     /// dropped, and amounts are clamped to the limit.
     /// </para>
@@ -102,7 +103,7 @@ internal static class ReservationScripts
         local dirty = false
         local function bounded(x, b)
           if b.l >= 0 and x > b.l then return b.l end
-          return x
+          return math.min(x, BIG)
         end
         local function moment(v)
           if type(v) ~= 'string' or #v > 16 or not string.match(v, '^%d+$') then return nil end
@@ -239,6 +240,12 @@ internal static class ReservationScripts
           if applies(R, 1, true) then known[#known + 1] = { b = R, amount = 1, field = 'q' } end
           local candidates = {}
           local windows = {}
+          -- A budget no refill can hold the request in (a limit of 0 requests) answers as today: its refill, no claim.
+          local never = false
+          for _, k in ipairs(known) do
+            if k.b.l < k.amount then never = true end
+          end
+          if never then known = {} end
           for _, k in ipairs(known) do
             for i = 0, REFILLS - 1 do
               local t = k.b.e + i * k.b.w
@@ -350,8 +357,9 @@ internal static class ReservationScripts
           redis.call('HDEL', claimsKey, t)
           return 0
         end
-        ca = math.max(0, tonumber(ca) - tonumber(a))
-        cq = math.max(0, tonumber(cq) - tonumber(q))
+        local BIG = 9007199254740991
+        ca = math.min(BIG, math.max(0, tonumber(ca) - tonumber(a)))
+        cq = math.min(BIG, math.max(0, tonumber(cq) - tonumber(q)))
         if ca == 0 and cq == 0 then
           redis.call('HDEL', claimsKey, t)
         else
