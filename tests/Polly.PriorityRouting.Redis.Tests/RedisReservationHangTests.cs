@@ -120,6 +120,30 @@ public sealed class RedisReservationHangTests : IClassFixture<RedisServerFixture
         newcomer.RetryAfter.Should().BeLessThanOrEqualTo(TimeSpan.FromSeconds(30), "the whole next refill is free again");
     }
 
+    [Fact]
+    public async Task A_claim_redis_makes_for_a_caller_that_gave_up_is_given_back()
+    {
+        await using var setup = await RedisClaimTests.SpentAsync(_redis.Configuration);
+        var flushed = setup.Replica.RedisStore.Reservations!.Flushed;
+        using var giveUp = new CancellationTokenSource();
+        Task<BackendReservation> abandoned;
+        _redis.Pause();
+        try
+        {
+            abandoned = setup.Store.ReserveAsync(setup.Key, 6_000, 0, 0, 1, setup.Replica.Time.GetUtcNow(), giveUp.Token).AsTask();
+            giveUp.Cancel();
+            (await abandoned).Status.Should().Be(BackendReservationStatus.Unknown, "the caller gave up");
+        }
+        finally
+        {
+            _redis.Resume();
+        }
+
+        await Eventually.HoldsAsync(() => setup.Replica.RedisStore.Reservations!.Flushed > flushed, TimeSpan.FromSeconds(20), "the claim is given back");
+        (await setup.Database.KeyExistsAsync(RedisStoreLayout.ClaimantKeyOf(setup.BudgetKey, 1))).Should().BeFalse();
+        (await setup.ClaimsAsync()).Should().BeEmpty();
+    }
+
     private static HttpRequestMessage CostingRequest()
     {
         var request = new HttpRequestMessage(HttpMethod.Post, RoutedHost.AnyPath) { Content = new StringContent("{}") };
