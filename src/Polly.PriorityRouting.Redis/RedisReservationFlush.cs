@@ -4,14 +4,16 @@ using StackExchange.Redis;
 namespace Polly.PriorityRouting.Redis;
 
 /// <summary>
-/// The reservations' corrections and releases, sent off the caller's path: what comes while a flush runs goes with the
-/// next one, pipelined (<see cref="ReservationScripts.Correct"/>, <see cref="ReservationScripts.Release"/>).
+/// The reservations' corrections, releases and claims given back, sent off the caller's path: what comes while a flush
+/// runs goes with the next one, pipelined (<see cref="ReservationScripts.Correct"/>, <see cref="ReservationScripts.Release"/>,
+/// <see cref="ReservationScripts.Unclaim"/>).
 /// </summary>
 /// <remarks>
 /// Bounded: at most <see cref="MaxPending"/> keys wait with a correction (the latest reservation's of each key
-/// supersedes the earlier: its count is the newest) and <see cref="MaxPending"/> releases; beyond, they are dropped —
-/// a dropped correction is made by the next answer, a dropped release is given back at the window's refill. A flush
-/// while the budgets may not be written drops them likewise.
+/// supersedes the earlier: its count is the newest), <see cref="MaxPending"/> releases and <see cref="MaxPending"/>
+/// claims to give back; beyond, they are dropped — a dropped correction is made by the next answer, a dropped release
+/// is given back at the window's refill, a dropped claim when its grace ends. A flush while the budgets may not be
+/// written drops them likewise.
 /// </remarks>
 internal sealed class RedisReservationFlush
 {
@@ -28,8 +30,10 @@ internal sealed class RedisReservationFlush
     private readonly CancellationToken _disposing;
     private readonly ConcurrentDictionary<BackendStateKey, (BackendReservation Reservation, BackendReservationReport Report)> _corrections = new();
     private readonly ConcurrentQueue<BackendReservation> _releases = new();
+    private readonly ConcurrentQueue<(BackendStateKey Key, long Claimant)> _unclaims = new();
     private int _correctionCount;
     private int _releaseCount;
+    private int _unclaimCount;
     private int _flushScheduled;
     private long _flushed;
 
@@ -55,10 +59,10 @@ internal sealed class RedisReservationFlush
         _disposing = disposing;
     }
 
-    /// <summary>Gets how many corrections and releases wait to be sent.</summary>
-    public int PendingCount => Volatile.Read(ref _correctionCount) + Volatile.Read(ref _releaseCount);
+    /// <summary>Gets how many corrections, releases and claims to give back wait to be sent.</summary>
+    public int PendingCount => Volatile.Read(ref _correctionCount) + Volatile.Read(ref _releaseCount) + Volatile.Read(ref _unclaimCount);
 
-    /// <summary>Gets how many corrections and releases were sent (a test hook).</summary>
+    /// <summary>Gets how many corrections, releases and claims given back were sent (a test hook).</summary>
     public long Flushed => Interlocked.Read(ref _flushed);
 
     /// <inheritdoc cref="IBackendReservationStore.Correct"/>
@@ -112,6 +116,27 @@ internal sealed class RedisReservationFlush
         }
 
         _releases.Enqueue(reservation);
+        ScheduleFlush();
+    }
+
+    /// <summary>
+    /// Gives back the claim <paramref name="claimant"/> holds on <paramref name="key"/>'s budget: one made for a
+    /// reservation whose answer came after nobody waited for it.
+    /// </summary>
+    public void Unclaim(BackendStateKey key, long claimant)
+    {
+        if (claimant == 0 || !StateKeyEncoding.CanEncode(key))
+        {
+            return;
+        }
+
+        if (Interlocked.Increment(ref _unclaimCount) > MaxPending)
+        {
+            Interlocked.Decrement(ref _unclaimCount);
+            return;
+        }
+
+        _unclaims.Enqueue((key, claimant));
         ScheduleFlush();
     }
 
@@ -176,6 +201,18 @@ internal sealed class RedisReservationFlush
                     ReservationScripts.Release,
                     [_layout.ReservationKeyOf(reservation.Key)],
                     [reservation.Sequence, reservation.Offset, (long)RedisReservations.History.TotalMilliseconds, _maxWindowMilliseconds, reservation.Cost]));
+            }
+        }
+
+        while (_unclaims.TryDequeue(out var unclaim))
+        {
+            Interlocked.Decrement(ref _unclaimCount);
+            if (database is not null)
+            {
+                var budget = _layout.ReservationKeyOf(unclaim.Key);
+                (sent ??= []).Add(database.ScriptEvaluateAsync(
+                    ReservationScripts.Unclaim,
+                    [RedisStoreLayout.ClaimsKeyOf(budget), RedisStoreLayout.ClaimantKeyOf(budget, unclaim.Claimant)]));
             }
         }
 

@@ -23,6 +23,19 @@ internal sealed partial class RedisReservations
     /// <summary>How long a budget's running counts outlive its windows: longer than the slowest completion corrects them.</summary>
     public static readonly TimeSpan History = TimeSpan.FromMinutes(3);
 
+    /// <summary>
+    /// How long after its moment claimed room waits for its claimant (<see cref="ReservationScripts.Reserve"/>): long
+    /// enough for a caller told "retry after N" to come back through any replica, short enough that room nobody redeems
+    /// is soon free again. The simulation's counter mirrors it.
+    /// </summary>
+    public static readonly TimeSpan Grace = TimeSpan.FromSeconds(2);
+
+    /// <summary>How far ahead a refused request looks for a refill where it fits (and claims): beyond, it is told that moment, unclaimed.</summary>
+    public static readonly TimeSpan Horizon = TimeSpan.FromSeconds(60);
+
+    /// <summary>The most refills per budget a refused request looks at within <see cref="Horizon"/>: bounds the claim moments of a budget.</summary>
+    public const int Refills = 4;
+
     private readonly RedisConnection _connection;
     private readonly Action _synchronize;
     private readonly RedisStoreLayout _layout;
@@ -52,23 +65,44 @@ internal sealed partial class RedisReservations
         _flush = new RedisReservationFlush(connection.WritableWhileShared, connection.Outage, layout, timeProvider, maxWindow, disposing);
     }
 
-    /// <summary>Gets how many corrections and releases were sent (a test hook).</summary>
+    /// <summary>Gets how many corrections, releases and claims given back were sent (a test hook).</summary>
     public long Flushed => _flush.Flushed;
+
+    /// <summary>
+    /// Gets or sets the grace this replica's reservations give a claim: <see cref="Grace"/>, or longer in a test that steps
+    /// the budget's moments by hand and must not race the real clock between two calls (a test hook).
+    /// </summary>
+    public TimeSpan ClaimGrace { get; set; } = Grace;
 
     /// <inheritdoc cref="IBackendReservationStore.ReserveAsync(BackendStateKey, long, double, double, DateTimeOffset, CancellationToken)"/>
     public ValueTask<BackendReservation> ReserveAsync(BackendStateKey key, long cost, double headroom, double promised, DateTimeOffset now, CancellationToken cancellationToken)
+        => ReserveAsync(key, cost, headroom, promised, claimant: 0, now, cancellationToken);
+
+    /// <inheritdoc cref="IBackendReservationStore.ReserveAsync(BackendStateKey, long, double, double, long, DateTimeOffset, CancellationToken)"/>
+    public ValueTask<BackendReservation> ReserveAsync(BackendStateKey key, long cost, double headroom, double promised, long claimant, DateTimeOffset now, CancellationToken cancellationToken)
     {
         if (!StateKeyEncoding.CanEncode(key) || _connection.WritableWhileShared() is not { } multiplexer)
         {
             return new(BackendReservation.Unknown(key, cost, now, 0, 0));
         }
 
+        // The claims and the claimant's record share the budget's hash tag: one slot, so the script runs on a cluster.
+        var budget = _layout.ReservationKeyOf(key);
+        RedisKey[] keys = claimant == 0
+            ? [budget, RedisStoreLayout.ClaimsKeyOf(budget)]
+            : [budget, RedisStoreLayout.ClaimsKeyOf(budget), RedisStoreLayout.ClaimantKeyOf(budget, claimant)];
         var call = multiplexer.GetDatabase().ScriptEvaluateAsync(
             ReservationScripts.Reserve,
-            [_layout.ReservationKeyOf(key)],
-            [Math.Max(0, cost), Math.Clamp(headroom, 0, 1), (long)History.TotalMilliseconds, _maxWindowMilliseconds, Math.Clamp(promised, 0, 1)]);
-        return WaitAsync(call, key, cost, now, cancellationToken);
+            keys,
+            [
+                Math.Max(0, cost), Math.Clamp(headroom, 0, 1), (long)History.TotalMilliseconds, _maxWindowMilliseconds, Math.Clamp(promised, 0, 1),
+                (long)ClaimGrace.TotalMilliseconds, (long)Horizon.TotalMilliseconds, Refills,
+            ]);
+        return WaitAsync(call, key, cost, claimant, now, cancellationToken);
     }
+
+    /// <summary>Gives back the claim <paramref name="claimant"/> holds on <paramref name="key"/>'s budget, off the caller's path (<see cref="RedisReservationFlush.Unclaim"/>).</summary>
+    public void GiveBack(BackendStateKey key, long claimant) => _flush.Unclaim(key, claimant);
 
     /// <inheritdoc cref="IBackendReservationStore.Correct"/>
     public void Correct(BackendReservation reservation, BackendReservationReport report) => _flush.Correct(reservation, report);
@@ -76,7 +110,7 @@ internal sealed partial class RedisReservations
     /// <inheritdoc cref="IBackendReservationStore.Release"/>
     public void Release(BackendReservation reservation) => _flush.Release(reservation);
 
-    private async ValueTask<BackendReservation> WaitAsync(Task<RedisResult> call, BackendStateKey key, long cost, DateTimeOffset now, CancellationToken cancellationToken)
+    private async ValueTask<BackendReservation> WaitAsync(Task<RedisResult> call, BackendStateKey key, long cost, long claimant, DateTimeOffset now, CancellationToken cancellationToken)
     {
         try
         {
@@ -89,14 +123,15 @@ internal sealed partial class RedisReservations
         {
             // The caller gave up: a reservation Redis makes anyway (or made just as the caller cancelled) is given back
             // when it comes. Never Redis's failure.
-            _ = SettleLateAsync(call, key, cost, now, release: true);
+            _ = SettleLateAsync(call, key, cost, claimant, now, release: true);
         }
         catch (TimeoutException)
         {
             AnsweredLate();
 
-            // The attempt goes on the replica's own view, and most likely is sent: a late reservation stays counted.
-            _ = SettleLateAsync(call, key, cost, now, release: false);
+            // The attempt goes on the replica's own view, and most likely is sent: a late reservation stays counted, and a
+            // late claim is given back (nobody will redeem it: the caller was not told to come back).
+            _ = SettleLateAsync(call, key, cost, claimant, now, release: false);
         }
         catch (Exception e)
         {
@@ -119,6 +154,11 @@ internal sealed partial class RedisReservations
             return BackendReservation.Refused(key, cost, TimeSpan.FromMilliseconds(first));
         }
 
+        if (status == 3)
+        {
+            return BackendReservation.Claimed(key, cost, TimeSpan.FromMilliseconds(first));
+        }
+
         if (result.Length < 3 || !TryGetLong(result[2], out var offset) || first <= 0)
         {
             return BackendReservation.Unknown(key, cost, now, 0, 0);
@@ -139,13 +179,20 @@ internal sealed partial class RedisReservations
         return true;
     }
 
-    /// <summary>Observes a reservation nobody waits for any more: given back when asked to, and never unobserved.</summary>
-    private async Task SettleLateAsync(Task<RedisResult> call, BackendStateKey key, long cost, DateTimeOffset now, bool release)
+    /// <summary>
+    /// Observes a reservation nobody waits for any more: given back when asked to, its claim always (nobody was told to
+    /// come back for it), and never unobserved.
+    /// </summary>
+    private async Task SettleLateAsync(Task<RedisResult> call, BackendStateKey key, long cost, long claimant, DateTimeOffset now, bool release)
     {
         try
         {
             var reservation = Read(await call.ConfigureAwait(false), key, cost, now);
-            if (release)
+            if (reservation.HoldsClaim)
+            {
+                GiveBack(key, claimant);
+            }
+            else if (release)
             {
                 Release(reservation);
             }

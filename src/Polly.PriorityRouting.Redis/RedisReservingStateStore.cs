@@ -51,6 +51,10 @@ internal sealed class RedisReservingStateStore : IBackendStateStore, IBackendBud
         => _reservations.ReserveAsync(key, cost, headroom, promised, now, cancellationToken);
 
     /// <inheritdoc/>
+    public ValueTask<BackendReservation> ReserveAsync(BackendStateKey key, long cost, double headroom, double promised, long claimant, DateTimeOffset now, CancellationToken cancellationToken)
+        => _reservations.ReserveAsync(key, cost, headroom, promised, claimant, now, cancellationToken);
+
+    /// <inheritdoc/>
     public void Correct(BackendReservation reservation, BackendReservationReport report) => _reservations.Correct(reservation, report);
 
     /// <inheritdoc/>

@@ -42,4 +42,22 @@ public sealed class RedisClusterReservationTests : IClassFixture<RedisClusterFix
 
         replica.RedisStore.IsInOutage.Should().BeFalse();
     }
+
+    [Fact]
+    public async Task Claims_beside_budgets_on_every_shard_are_kept_and_redeemed()
+    {
+        // The claims hash and the claimant's record share their budget's hash tag: a script over all three is one slot.
+        foreach (var deployment in Enumerable.Range(0, 4).Select(i => $"deployment-{i}"))
+        {
+            await using var setup = await RedisClaimTests.SpentAsync(_cluster.Configuration, grace: TimeSpan.FromMinutes(1), deployment: deployment);
+            (await setup.ReserveAsync(6_000, claimant: 1)).HoldsClaim.Should().BeTrue(deployment);
+            (await setup.ReserveAsync(6_000, claimant: 1)).HoldsClaim.Should().BeTrue($"{deployment}: back early");
+
+            await setup.StepToClaimAsync(claimant: 1);
+
+            (await setup.ReserveAsync(4_001, claimant: 0)).Status.Should().Be(BackendReservationStatus.Refused, deployment);
+            (await setup.ReserveAsync(6_000, claimant: 1)).Status.Should().Be(BackendReservationStatus.Granted, $"{deployment}: redeemed");
+            setup.Replica.RedisStore.IsInOutage.Should().BeFalse();
+        }
+    }
 }

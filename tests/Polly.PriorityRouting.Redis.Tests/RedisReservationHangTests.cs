@@ -91,6 +91,59 @@ public sealed class RedisReservationHangTests : IClassFixture<RedisServerFixture
         }
     }
 
+    [Fact]
+    public async Task A_claim_redis_makes_after_the_reservation_timed_out_is_given_back()
+    {
+        // The budget is spent through a patient replica; the hurried one's reservation times out while Redis hangs, and
+        // Redis claims the next refill for it when it resumes: nobody was told to come back for that claim.
+        await using var setup = await RedisClaimTests.SpentAsync(_redis.Configuration);
+        await using var hurried = await StartAsync(setup.Prefix);
+        var store = (IBackendReservationStore)hurried.Store;
+        var flushed = hurried.RedisStore.Reservations!.Flushed;
+        BackendReservation late;
+        _redis.Pause();
+        try
+        {
+            late = await store.ReserveAsync(setup.Key, 6_000, 0, 0, 1, hurried.Time.GetUtcNow(), default);
+        }
+        finally
+        {
+            _redis.Resume();
+        }
+
+        late.Status.Should().Be(BackendReservationStatus.Unknown, "the replica's own view decided");
+        await Eventually.HoldsAsync(() => hurried.RedisStore.Reservations!.Flushed > flushed, TimeSpan.FromSeconds(20), "the late claim is given back");
+        (await setup.Database.KeyExistsAsync(RedisStoreLayout.ClaimantKeyOf(setup.BudgetKey, 1))).Should().BeFalse();
+        (await setup.ClaimsAsync()).Should().BeEmpty();
+        var newcomer = await setup.ReserveAsync(10_000, claimant: 2);
+        newcomer.HoldsClaim.Should().BeTrue();
+        newcomer.RetryAfter.Should().BeLessThanOrEqualTo(TimeSpan.FromSeconds(30), "the whole next refill is free again");
+    }
+
+    [Fact]
+    public async Task A_claim_redis_makes_for_a_caller_that_gave_up_is_given_back()
+    {
+        await using var setup = await RedisClaimTests.SpentAsync(_redis.Configuration);
+        var flushed = setup.Replica.RedisStore.Reservations!.Flushed;
+        using var giveUp = new CancellationTokenSource();
+        Task<BackendReservation> abandoned;
+        _redis.Pause();
+        try
+        {
+            abandoned = setup.Store.ReserveAsync(setup.Key, 6_000, 0, 0, 1, setup.Replica.Time.GetUtcNow(), giveUp.Token).AsTask();
+            giveUp.Cancel();
+            (await abandoned).Status.Should().Be(BackendReservationStatus.Unknown, "the caller gave up");
+        }
+        finally
+        {
+            _redis.Resume();
+        }
+
+        await Eventually.HoldsAsync(() => setup.Replica.RedisStore.Reservations!.Flushed > flushed, TimeSpan.FromSeconds(20), "the claim is given back");
+        (await setup.Database.KeyExistsAsync(RedisStoreLayout.ClaimantKeyOf(setup.BudgetKey, 1))).Should().BeFalse();
+        (await setup.ClaimsAsync()).Should().BeEmpty();
+    }
+
     private static HttpRequestMessage CostingRequest()
     {
         var request = new HttpRequestMessage(HttpMethod.Post, RoutedHost.AnyPath) { Content = new StringContent("{}") };
@@ -100,8 +153,10 @@ public sealed class RedisReservationHangTests : IClassFixture<RedisServerFixture
 
     private static int Late(Replica replica) => replica.StoreLogs.Count(record => record.Id.Id == 7 && record.Level == LogLevel.Warning);
 
-    private Task<Replica> StartAsync(params TokenBudgetBackend[] backends)
-        => Replica.StartAsync(_redis.Configuration, RedisReservationTests.NewPrefix(), DateTimeOffset.UtcNow, services =>
+    private Task<Replica> StartAsync(params TokenBudgetBackend[] backends) => StartAsync(RedisReservationTests.NewPrefix(), backends);
+
+    private Task<Replica> StartAsync(string prefix, params TokenBudgetBackend[] backends)
+        => Replica.StartAsync(_redis.Configuration, prefix, DateTimeOffset.UtcNow, services =>
         {
             services.Configure<PriorityRoutingRedisStoreOptions>(options =>
             {

@@ -28,6 +28,12 @@ internal sealed class RedisStoreLayout
     /// <summary>What the key prefix is preceded by for the shared reservations' keys.</summary>
     public const string ReservationPrefix = "reservations:";
 
+    /// <summary>What follows a budget's key in the key of its claims.</summary>
+    public const string ClaimsSuffix = ":q";
+
+    /// <summary>What follows a budget's key in the key of a claimant's record, before the claimant.</summary>
+    public const string ClaimantSuffix = ":c:";
+
     /// <summary>What a soft-affinity key is preceded by, after the affinity prefix.</summary>
     public const string StickyPrefix = "~";
 
@@ -71,6 +77,19 @@ internal sealed class RedisStoreLayout
     /// <see cref="StateKeyEncoding.CanEncode"/> accepts.
     /// </summary>
     public RedisKey ReservationKeyOf(BackendStateKey key) => string.Concat(_reservationKeyPrefix, "{", StateKeyEncoding.Encode(key), "}");
+
+    /// <summary>
+    /// Returns the Redis key of a budget's claims (<see cref="ReservationScripts.Reserve"/>): its budget's key and
+    /// <c>:q</c>, so it shares the budget's hash tag (and slot).
+    /// </summary>
+    public static RedisKey ClaimsKeyOf(RedisKey reservationKey) => reservationKey.Append(ClaimsSuffix);
+
+    /// <summary>
+    /// Returns the Redis key of a claimant's record on a budget: its budget's key, <c>:c:</c> and the claimant as 16
+    /// hexadecimal digits, so it shares the budget's hash tag (and slot).
+    /// </summary>
+    public static RedisKey ClaimantKeyOf(RedisKey reservationKey, long claimant)
+        => reservationKey.Append(ClaimantSuffix + claimant.ToString("x16", System.Globalization.CultureInfo.InvariantCulture));
 
     /// <summary>Returns the Redis key of a soft-affinity key.</summary>
     public RedisKey StickyKeyOf(string key) => _stickyKeyPrefix + key;

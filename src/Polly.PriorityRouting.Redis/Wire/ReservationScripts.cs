@@ -37,24 +37,49 @@ namespace Polly.PriorityRouting.Redis;
 /// lies outside its bounds) reads as unknown, and the foreground's demand reads as no more than the limit (a window
 /// never spends more), so no value holds background work off longer than a foreground that spent the whole budget. Every write sets the key's expiry to the end of its known windows plus one
 /// window and the history (long enough for the slowest answer to correct it), never more than twice the longest window
-/// plus the history: keys never outlive what they describe. Each script touches its one key only, so every one works on
-/// a Redis Cluster.
+/// plus the history: keys never outlive what they describe. A budget's claims and its claimants' records expire with
+/// their claims' grace (at most the horizon and the grace from now). Each script touches one budget's keys only, which
+/// share its hash tag (<see cref="RedisStoreLayout.ReservationKeyOf"/>), so every one works on a Redis Cluster.
 /// </para>
 /// </remarks>
 internal static class ReservationScripts
 {
     /// <summary>
-    /// KEYS[1] the budget's key; ARGV[1] the cost in tokens; ARGV[2] the headroom (0 to 1); ARGV[3] the history in
-    /// milliseconds; ARGV[4] the longest window in milliseconds; ARGV[5] the share promised to foreground callers (0 to 1).
+    /// The most claim moments a budget's claims hash holds (<c>MAXMOMENTS</c> in <see cref="Reserve"/>, which names it):
+    /// about twice the refills of its two budgets looked at, so a moving window end still finds room; a hash with more
+    /// (a peer's) is dropped, and no claim adds a moment beyond it.
+    /// </summary>
+    public const int MaxClaimMoments = 16;
+
+    /// <summary>
+    /// KEYS[1] the budget's key; KEYS[2] its claims (<see cref="RedisStoreLayout.ClaimsKeyOf"/>); KEYS[3], only for a
+    /// request that may claim, its claimant's record (<see cref="RedisStoreLayout.ClaimantKeyOf"/>); ARGV[1] the cost in
+    /// tokens; ARGV[2] the headroom (0 to 1); ARGV[3] the history in milliseconds; ARGV[4] the longest window in
+    /// milliseconds; ARGV[5] the share promised to foreground callers (0 to 1); ARGV[6] the grace, ARGV[7] the horizon
+    /// (milliseconds) and ARGV[8] the most refills per budget looked at (<see cref="RedisReservations.Grace"/>,
+    /// <see cref="RedisReservations.Horizon"/>, <see cref="RedisReservations.Refills"/>).
     /// Returns { 0, milliseconds until the refill } when refused, { 1, n, c } when granted, { 2, n, c } when counted
-    /// without a known budget. After the cost, ceil(headroom × limit) stays free — no more than the limit less the cost,
-    /// as in the process's view: a request too large to leave it goes on a full budget only — plus, strictly (no request
-    /// is too large for them), ceil(promised × limit) (<c>BackendBudget.PromisedShare</c>) and, for a background request
-    /// (a non-zero headroom), the foreground demand of every process expected until the reset
+    /// without a known budget, { 3, milliseconds until the claimed refill } when refused holding a claim. After the cost,
+    /// ceil(headroom × limit) stays free — no more than the limit less the cost, as in the process's view: a request too
+    /// large to leave it goes on a full budget only — plus, strictly (no request is too large for them),
+    /// ceil(promised × limit) (<c>BackendBudget.PromisedShare</c>), the claims due in the budget's current window, and,
+    /// for a background request (a non-zero headroom), the foreground demand of every process expected until the reset
     /// (<c>ForegroundDemand.Expected</c>: the recent peak, the most spent in one second, for every second left begun); in
     /// tokens (also at cost 0, as in the process's view) and in requests. A background request refused for that demand
     /// only is told when the foreground can no longer spend it (<c>ForegroundDemand.UntilExpectedAtMost</c>). A granted
     /// foreground request (headroom 0) counts towards that demand.
+    /// <para>
+    /// Claims (the one rule of docs/distributed.md, which the simulation's <c>SharedReservationCounter</c> mirrors): the
+    /// claims hash maps a claim's moment (<c>t</c>, Redis server milliseconds) to the amounts set aside then
+    /// (<c>tokens:requests</c>); a claimant's record holds <c>t:tokens:requests</c> and expires at t + grace, as its claim
+    /// does. A claimant with a record is refused until t (told the time left) and then redeems it: its room is free again
+    /// for its own check. A request that does not fit now is told the soonest refill (of either budget, at most ARGV[8]
+    /// per budget, within the horizon) where it fits the room no claim holds in the window of each budget that contains
+    /// it; a foreground request with a claimant claims it there (none fits: the moment after the last refill looked at,
+    /// unclaimed; a budget whose limit no refill can hold the request in, 0 requests, answers its refill as before). At most <see cref="MaxClaimMoments"/> moments are kept:
+    /// a claims hash with more, or a field or record that does not parse or lies outside now + horizon + grace, is
+    /// dropped, and amounts are clamped to the limit.
+    /// </para>
     /// </summary>
     public const string Reserve = Prelude + """
         local cost = num(ARGV[1], 0, BIG, 0)
@@ -65,14 +90,125 @@ internal static class ReservationScripts
         end
         local headroom = share(ARGV[2])
         local promised = share(ARGV[5])
+        local GRACE = num(ARGV[6], 0, 3600000, 0)
+        local HORIZON = num(ARGV[7], 0, 3600000, 0)
+        local REFILLS = num(ARGV[8], 0, 16, 0)
+        -- MaxClaimMoments.
+        local MAXMOMENTS = 16
+        local claimsKey = KEYS[2]
+        local recordKey = KEYS[3]
+        -- The claims: moment -> { tokens, requests }, read within every bound (whatever a peer wrote heals here).
+        local claims = {}
+        local moments = 0
+        local dirty = false
+        local function bounded(x, b)
+          if b.l >= 0 and x > b.l then return b.l end
+          return math.min(x, BIG)
+        end
+        local function moment(v)
+          if type(v) ~= 'string' or #v > 16 or not string.match(v, '^%d+$') then return nil end
+          local t = tonumber(v)
+          if t + GRACE <= now or t > now + HORIZON + GRACE then return nil end
+          return t
+        end
+        if claimsKey then
+          local kind = redis.call('TYPE', claimsKey)['ok']
+          if kind == 'hash' and redis.call('HLEN', claimsKey) > MAXMOMENTS then
+            redis.call('DEL', claimsKey)
+          elseif kind == 'hash' then
+            local raw = redis.call('HGETALL', claimsKey)
+            for i = 1, #raw, 2 do
+              local t = moment(raw[i])
+              local a, q
+              if t and #raw[i + 1] <= 40 then a, q = string.match(raw[i + 1], '^(%d+):(%d+)$') end
+              if a then
+                a, q = tonumber(a), tonumber(q)
+                local ba, bq = bounded(a, T), bounded(q, R)
+                if ba ~= a or bq ~= q then dirty = true end
+                claims[t] = { a = ba, q = bq }
+                moments = moments + 1
+              else
+                dirty = true
+              end
+            end
+            if redis.call('PTTL', claimsKey) < 0 then dirty = true end
+          elseif kind ~= 'none' then
+            redis.call('DEL', claimsKey)
+          end
+        end
+        local function saveClaims()
+          if not dirty then return end
+          redis.call('DEL', claimsKey)
+          local last = 0
+          local fields = {}
+          for t, amounts in pairs(claims) do
+            fields[#fields + 1] = string.format('%d', t)
+            fields[#fields + 1] = string.format('%d:%d', amounts.a, amounts.q)
+            if t > last then last = t end
+          end
+          if #fields > 0 then
+            redis.call('HSET', claimsKey, unpack(fields))
+            redis.call('PEXPIRE', claimsKey, math.max(1, last + GRACE - now))
+          end
+        end
+        local function unclaim(t, a, q)
+          local amounts = claims[t]
+          if amounts == nil then return end
+          amounts.a = math.max(0, amounts.a - a)
+          amounts.q = math.max(0, amounts.q - q)
+          if amounts.a == 0 and amounts.q == 0 then
+            claims[t] = nil
+            moments = moments - 1
+          end
+          dirty = true
+        end
+        -- Redeem: a claimant back before its moment is told the time left; from its moment on its room is its own again.
+        if recordKey then
+          local kind = redis.call('TYPE', recordKey)['ok']
+          if kind == 'string' then
+            local rt, ra, rq
+            if redis.call('STRLEN', recordKey) <= 64 then
+              local record = redis.call('GET', recordKey)
+              local mt, ma, mq = string.match(record, '^(%d+):(%d+):(%d+)$')
+              rt = moment(mt)
+              ra, rq = tonumber(ma), tonumber(mq)
+            end
+            if rt and ra and rq and now < rt then
+              redis.call('PEXPIRE', recordKey, rt + GRACE - now)
+              save()
+              saveClaims()
+              return { 3, rt - now }
+            end
+            if rt and ra and rq then unclaim(rt, ra, rq) end
+            redis.call('DEL', recordKey)
+          elseif kind ~= 'none' then
+            redis.call('DEL', recordKey)
+          end
+        end
+        -- What the claims hold of a budget in [from, to).
+        local function claimed(field, from, to)
+          local sum = 0
+          for t, amounts in pairs(claims) do
+            if t >= from and t < to then sum = sum + amounts[field] end
+          end
+          return sum
+        end
+        local function due(b, field)
+          if b.w > 0 then return claimed(field, b.e - b.w, b.e) end
+          return claimed(field, -BIG, b.e)
+        end
+        local function applies(b, amount, always)
+          return not (b.l < 0 or b.e <= now or (amount == 0 and headroom == 0 and promised == 0) or (not always and amount > b.l))
+        end
         local wait = 0
-        local function check(b, amount, always)
-          if b.l < 0 or b.e <= now or (amount == 0 and headroom == 0 and promised == 0) or (not always and amount > b.l) then return end
+        local outright = false
+        local function check(b, amount, always, field)
+          if not applies(b, amount, always) then return end
           local left = b.e - now
           local peak = math.max(b.fp, b.fk)
           local expected = 0
           if headroom > 0 then expected = math.min(peak * math.ceil(left / SLICE), b.l) end
-          local kept = math.max(0, math.min(math.ceil(headroom * b.l), b.l - amount)) + math.ceil(promised * b.l)
+          local kept = math.max(0, math.min(math.ceil(headroom * b.l), b.l - amount)) + math.ceil(promised * b.l) + due(b, field)
           if b.v + amount <= b.l - kept - expected then return end
           -- ForegroundDemand.UntilExpectedAtMost: held back by the foreground's demand only, until the seconds left
           -- at its peak fit in the room.
@@ -82,6 +218,7 @@ internal static class ReservationScripts
             untilLeft = left - math.min(math.floor(room / peak), math.floor(left / SLICE)) * SLICE
             if untilLeft <= 0 then untilLeft = left end
           end
+          if room < 0 then outright = true end
           if untilLeft > wait then wait = untilLeft end
         end
         local function spend(b, amount)
@@ -93,10 +230,86 @@ internal static class ReservationScripts
           if b.l >= 0 and b.fq > b.l then b.fq = b.l end
           if b.fq > b.fp then b.fp = b.fq end
         end
-        check(T, cost, false)
-        check(R, 1, true)
+        check(T, cost, false, 'a')
+        check(R, 1, true, 'q')
+        if wait > 0 and outright then
+          -- The soonest refill (of either budget) where the request fits the room no claim holds, in the window of each
+          -- budget that contains it; future windows keep no headroom, promise or expected demand.
+          local known = {}
+          if applies(T, cost, false) then known[#known + 1] = { b = T, amount = cost, field = 'a' } end
+          if applies(R, 1, true) then known[#known + 1] = { b = R, amount = 1, field = 'q' } end
+          local candidates = {}
+          local windows = {}
+          -- A budget no refill can hold the request in (a limit of 0 requests) answers as today: its refill, no claim.
+          local never = false
+          for _, k in ipairs(known) do
+            if k.b.l < k.amount then never = true end
+          end
+          if never then known = {} end
+          for _, k in ipairs(known) do
+            for i = 0, REFILLS - 1 do
+              local t = k.b.e + i * k.b.w
+              if t > now + HORIZON or (i > 0 and k.b.w <= 0) then break end
+              if windows[t] == nil then candidates[#candidates + 1] = t end
+              windows[t] = math.max(windows[t] or 0, k.b.w)
+            end
+          end
+          table.sort(candidates)
+          local function fits(t)
+            for _, k in ipairs(known) do
+              local b = k.b
+              local room
+              if t < b.e then
+                room = b.l - b.v - due(b, k.field)
+              elseif b.w > 0 then
+                local from = b.e + math.floor((t - b.e) / b.w) * b.w
+                room = b.l - claimed(k.field, from, from + b.w)
+              else
+                room = b.l - claimed(k.field, b.e, BIG)
+              end
+              if room < k.amount then return false end
+            end
+            return true
+          end
+          local soonest = nil
+          for _, t in ipairs(candidates) do
+            if fits(t) then
+              soonest = t
+              break
+            end
+          end
+          if soonest and recordKey and headroom == 0 and (claims[soonest] or moments < MAXMOMENTS) then
+            local amounts = claims[soonest]
+            if amounts == nil then
+              amounts = { a = 0, q = 0 }
+              claims[soonest] = amounts
+              moments = moments + 1
+            end
+            local a, q = 0, 0
+            for _, k in ipairs(known) do
+              if k.field == 'a' then a = k.amount else q = k.amount end
+            end
+            amounts.a = bounded(amounts.a + a, T)
+            amounts.q = bounded(amounts.q + q, R)
+            dirty = true
+            redis.call('SET', recordKey, string.format('%d:%d:%d', soonest, a, q), 'PX', soonest + GRACE - now)
+            save()
+            saveClaims()
+            return { 3, soonest - now }
+          end
+          if soonest then
+            wait = math.max(wait, soonest - now)
+          elseif #candidates > 0 then
+            -- Nothing fits within the horizon: the moment after the last refill looked at.
+            local last = candidates[#candidates]
+            local after = now + HORIZON
+            if windows[last] > 0 then after = last + windows[last] end
+            wait = math.max(wait, after - now)
+          end
+        end
         if wait > 0 then
           save()
+          saveClaims()
           return { 0, wait }
         end
         T.v = T.v + cost
@@ -108,10 +321,51 @@ internal static class ReservationScripts
         n = n + 1
         c = c + cost
         save()
+        saveClaims()
         if (T.l >= 0 and T.e > now) or (R.l >= 0 and R.e > now) then
           return { 1, n, c }
         end
         return { 2, n, c }
+        """;
+
+    /// <summary>
+    /// KEYS[1] a budget's claims (<see cref="RedisStoreLayout.ClaimsKeyOf"/>); KEYS[2] a claimant's record
+    /// (<see cref="RedisStoreLayout.ClaimantKeyOf"/>). Gives the claimant's claim back (its amounts leave the claims at
+    /// its moment, and the record goes): a claim made for a reservation nobody waited for. Returns 1 when one was given
+    /// back, else 0; whatever a peer wrote into either key is dropped, never thrown on.
+    /// </summary>
+    public const string Unclaim = """
+        local claimsKey = KEYS[1]
+        local recordKey = KEYS[2]
+        local kind = redis.call('TYPE', recordKey)['ok']
+        if kind == 'none' then return 0 end
+        local t, a, q
+        if kind == 'string' and redis.call('STRLEN', recordKey) <= 64 then
+          t, a, q = string.match(redis.call('GET', recordKey), '^(%d+):(%d+):(%d+)$')
+        end
+        redis.call('DEL', recordKey)
+        if t == nil or #t > 16 then return 0 end
+        local ckind = redis.call('TYPE', claimsKey)['ok']
+        if ckind ~= 'hash' then
+          if ckind ~= 'none' then redis.call('DEL', claimsKey) end
+          return 0
+        end
+        local amounts = redis.call('HGET', claimsKey, t)
+        local ca, cq
+        if amounts and #amounts <= 40 then ca, cq = string.match(amounts, '^(%d+):(%d+)$') end
+        if ca == nil then
+          redis.call('HDEL', claimsKey, t)
+          return 0
+        end
+        local BIG = 9007199254740991
+        ca = math.min(BIG, math.max(0, tonumber(ca) - tonumber(a)))
+        cq = math.min(BIG, math.max(0, tonumber(cq) - tonumber(q)))
+        if ca == 0 and cq == 0 then
+          redis.call('HDEL', claimsKey, t)
+        else
+          redis.call('HSET', claimsKey, t, string.format('%d:%d', ca, cq))
+        end
+        return 1
         """;
 
     /// <summary>

@@ -1,0 +1,432 @@
+using System.Globalization;
+using Microsoft.Extensions.DependencyInjection;
+using Polly.PriorityRouting.Redis.Tests.Support;
+using StackExchange.Redis;
+
+namespace Polly.PriorityRouting.Redis.Tests;
+
+/// <summary>
+/// Shared claims on a real Redis (<see cref="ReservationScripts.Reserve"/>): a refused foreground request claims the
+/// soonest refill where it fits, and its claimant redeems it there through any replica. The tests named as the steps of
+/// the rule are the simulation's counter's too (SharedReservationCounterTests, same names).
+/// </summary>
+/// <remarks>
+/// No test waits for a refill: each steps the budget's moments (its windows' ends, its claims and its claimants'
+/// records) back on the server by hand, as if that much time had passed. A test that redeems a claim gives its
+/// replicas a grace of a minute, so that no pause of the machine between the step and the next call can end it; the
+/// grace's own end is stepped past, never waited for.
+/// </remarks>
+public sealed class RedisClaimTests : IClassFixture<RedisServerFixture>
+{
+    internal static readonly BackendStateKey Key = new("ptu@http://ptu.example", "gpt-4o");
+
+    private static readonly TimeSpan Flushed = TimeSpan.FromSeconds(5);
+    private static readonly TimeSpan LongGrace = TimeSpan.FromMinutes(1);
+
+    private readonly RedisServerFixture _redis;
+
+    public RedisClaimTests(RedisServerFixture redis) => _redis = redis;
+
+    [Fact]
+    public async Task A_refused_foreground_request_claims_the_soonest_refill_where_it_fits()
+    {
+        await using var setup = await SpentAsync(_redis.Configuration);
+
+        var first = await setup.ReserveAsync(4_000, claimant: 1);
+        var second = await setup.ReserveAsync(7_000, claimant: 2);
+        var third = await setup.ReserveAsync(6_000, claimant: 3);
+
+        first.HoldsClaim.Should().BeTrue();
+        first.Status.Should().Be(BackendReservationStatus.Refused);
+        first.RetryAfter.Should().BeGreaterThan(TimeSpan.FromSeconds(20)).And.BeLessThanOrEqualTo(TimeSpan.FromSeconds(30), "the next refill");
+        second.HoldsClaim.Should().BeTrue();
+        second.RetryAfter.Should().BeGreaterThan(TimeSpan.FromSeconds(50)).And.BeLessThanOrEqualTo(TimeSpan.FromSeconds(60), "4,000 + 7,000 exceed the 10,000 of the next refill: the one after");
+        third.HoldsClaim.Should().BeTrue();
+        third.RetryAfter.Should().BeLessThanOrEqualTo(first.RetryAfter, "4,000 + 6,000 fit the next refill");
+        (await setup.ClaimsAsync()).Should().Equal(
+            new Dictionary<long, string> { [setup.Refill] = "10000:0", [setup.Refill + 30_000] = "7000:0" },
+            "the tokens set aside per refill; the requests budget is unknown and claims nothing");
+    }
+
+    [Fact]
+    public async Task Claimed_room_is_left_free_for_its_claimant()
+    {
+        await using var setup = await SpentAsync(_redis.Configuration, grace: LongGrace);
+        (await setup.ReserveAsync(6_000, claimant: 1)).HoldsClaim.Should().BeTrue();
+
+        await setup.StepToClaimAsync(claimant: 1);
+
+        var newcomer = await setup.ReserveAsync(4_001, claimant: 2);
+        newcomer.HoldsClaim.Should().BeTrue("6,000 of the refilled 10,000 are claimed: the newcomer claims the next refill");
+        newcomer.RetryAfter.Should().BeGreaterThan(TimeSpan.FromSeconds(20));
+        (await setup.ReserveAsync(4_000, claimant: 0)).Status.Should().Be(BackendReservationStatus.Granted, "the room no claim holds");
+        (await setup.ReserveAsync(6_000, claimant: 1)).Status.Should().Be(BackendReservationStatus.Granted, "its claimant redeems the claim");
+        (await setup.ReserveAsync(1, claimant: 0)).Status.Should().Be(BackendReservationStatus.Refused, "the window is spent");
+    }
+
+    [Fact]
+    public async Task A_claimant_that_comes_back_early_is_told_the_time_left_to_its_claim()
+    {
+        await using var setup = await SpentAsync(_redis.Configuration);
+        var claim = await setup.ReserveAsync(6_000, claimant: 1);
+
+        var early = await setup.ReserveAsync(6_000, claimant: 1);
+        await setup.StepAsync(TimeSpan.FromSeconds(10), 1);
+        var later = await setup.ReserveAsync(6_000, claimant: 1);
+
+        early.HoldsClaim.Should().BeTrue();
+        early.RetryAfter.Should().BeLessThanOrEqualTo(claim.RetryAfter).And.BeGreaterThan(TimeSpan.FromSeconds(20));
+        later.HoldsClaim.Should().BeTrue();
+        later.RetryAfter.Should().BeGreaterThan(TimeSpan.FromSeconds(10)).And.BeLessThanOrEqualTo(TimeSpan.FromSeconds(20), "10 s of the wait passed");
+        (await setup.ClaimsAsync()).Values.Should().Equal(["6000:0"], "the claim stays, once");
+    }
+
+    [Fact]
+    public async Task Claimed_room_no_claimant_redeemed_within_the_grace_is_free_again()
+    {
+        await using var setup = await SpentAsync(_redis.Configuration);
+        (await setup.ReserveAsync(6_000, claimant: 1)).HoldsClaim.Should().BeTrue();
+
+        // The claim's moment and its whole grace pass.
+        await setup.StepToClaimAsync(claimant: 1, beyond: RedisReservations.Grace + TimeSpan.FromSeconds(1));
+
+        (await setup.ReserveAsync(10_000, claimant: 0)).Status.Should().Be(BackendReservationStatus.Granted, "the unredeemed claim holds nothing any more");
+        (await setup.Database.KeyExistsAsync(setup.ClaimsKey)).Should().BeFalse("a claims hash left empty is deleted");
+        var late = await setup.ReserveAsync(6_000, claimant: 1);
+        late.HoldsClaim.Should().BeTrue("back after the grace, the claimant is a newcomer: it claims the next refill");
+        late.RetryAfter.Should().BeGreaterThan(TimeSpan.FromSeconds(20));
+    }
+
+    [Fact]
+    public async Task A_background_request_never_claims_and_leaves_claimed_room_free()
+    {
+        await using var setup = await SpentAsync(_redis.Configuration, grace: LongGrace);
+        (await setup.ReserveAsync(6_000, claimant: 1)).HoldsClaim.Should().BeTrue();
+
+        var background = await setup.ReserveAsync(1_000, claimant: 7, headroom: 0.2);
+        background.Status.Should().Be(BackendReservationStatus.Refused);
+        background.HoldsClaim.Should().BeFalse("a background request never claims, whatever claimant it names");
+        (await setup.ClaimsAsync()).Values.Should().Equal(["6000:0"]);
+        (await setup.Database.KeyExistsAsync(RedisStoreLayout.ClaimantKeyOf(setup.BudgetKey, 7))).Should().BeFalse();
+
+        await setup.StepToClaimAsync(claimant: 1);
+
+        var tooLarge = await setup.ReserveAsync(2_001, claimant: 0, headroom: 0.2);
+        tooLarge.Status.Should().Be(BackendReservationStatus.Refused, "of the 10,000 refilled, 6,000 are claimed and 2,000 the headroom");
+        tooLarge.HoldsClaim.Should().BeFalse();
+        tooLarge.RetryAfter.Should().BeGreaterThan(TimeSpan.FromSeconds(20)).And.BeLessThanOrEqualTo(TimeSpan.FromSeconds(30), "the next refill, where it fits");
+        (await setup.ReserveAsync(2_000, claimant: 0, headroom: 0.2)).Status.Should().Be(BackendReservationStatus.Granted);
+        (await setup.ReserveAsync(6_000, claimant: 1)).Status.Should().Be(BackendReservationStatus.Granted, "the claimant finds its room");
+    }
+
+    [Fact]
+    public async Task A_claim_fits_the_windows_of_both_tokens_and_requests()
+    {
+        // Tokens: 10,000 per 30 s, spent. Requests: 2 per 45 s, spent. The tokens refill first, but no request is free
+        // then: the soonest refill where both fit is the requests'.
+        await using var setup = await SpentAsync(_redis.Configuration, requests: (2, TimeSpan.FromSeconds(45)));
+        var requestsRefill = (long)await setup.Database.HashGetAsync(setup.BudgetKey, "re");
+
+        var first = await setup.ReserveAsync(1_000, claimant: 1);
+        var second = await setup.ReserveAsync(1_000, claimant: 2);
+        var third = await setup.ReserveAsync(1_000, claimant: 3);
+
+        first.HoldsClaim.Should().BeTrue();
+        first.RetryAfter.Should().BeGreaterThan(TimeSpan.FromSeconds(35)).And.BeLessThanOrEqualTo(TimeSpan.FromSeconds(45), "the requests' refill");
+        second.HoldsClaim.Should().BeTrue();
+        second.RetryAfter.Should().BeLessThanOrEqualTo(first.RetryAfter, "the second of the 2 requests fits there too");
+        third.HoldsClaim.Should().BeFalse("no refill within the horizon has a request free: at 60 s the requests' window is the one claimed full");
+        third.RetryAfter.Should().BeGreaterThan(TimeSpan.FromSeconds(80)).And.BeLessThanOrEqualTo(TimeSpan.FromSeconds(90), "after the last refill looked at (60 s) and its window");
+        (await setup.ClaimsAsync()).Should().Equal(new Dictionary<long, string> { [requestsRefill] = "2000:2" });
+    }
+
+    [Fact]
+    public async Task A_refusal_names_the_soonest_refill_with_unclaimed_room()
+    {
+        await using var setup = await SpentAsync(_redis.Configuration);
+        (await setup.ReserveAsync(10_000, claimant: 1)).HoldsClaim.Should().BeTrue();
+
+        var unclaiming = await setup.ReserveAsync(1, claimant: 0);
+        var background = await setup.ReserveAsync(1, claimant: 0, headroom: 0.2);
+
+        foreach (var refusal in new[] { unclaiming, background })
+        {
+            refusal.Status.Should().Be(BackendReservationStatus.Refused);
+            refusal.HoldsClaim.Should().BeFalse();
+            refusal.RetryAfter.Should().BeGreaterThan(TimeSpan.FromSeconds(50)).And.BeLessThanOrEqualTo(TimeSpan.FromSeconds(60), "the next refill is claimed whole: the one after");
+        }
+
+        (await setup.ClaimsAsync()).Values.Should().Equal(["10000:0"]);
+    }
+
+    [Fact]
+    public async Task Claims_are_bounded_by_the_horizon()
+    {
+        // Windows of 12 s: five refills lie within the horizon of 60 s, four are looked at.
+        await using var shortWindows = await SpentAsync(_redis.Configuration, tokensWindow: TimeSpan.FromSeconds(12));
+        var claims = new List<BackendReservation>();
+        for (var claimant = 1; claimant <= RedisReservations.Refills; claimant++)
+        {
+            claims.Add(await shortWindows.ReserveAsync(10_000, claimant));
+        }
+
+        var beyond = await shortWindows.ReserveAsync(10_000, claimant: 99);
+
+        claims.Should().OnlyContain(claim => claim.HoldsClaim);
+        claims.Select(claim => claim.RetryAfter).Should().BeInAscendingOrder();
+        (await shortWindows.ClaimsAsync()).Keys.Should().Equal(Enumerable.Range(0, RedisReservations.Refills).Select(i => shortWindows.Refill + (i * 12_000L)));
+        beyond.HoldsClaim.Should().BeFalse();
+        beyond.RetryAfter.Should().BeGreaterThan(claims[^1].RetryAfter, "the moment after the last refill looked at");
+        (await shortWindows.Database.KeyExistsAsync(RedisStoreLayout.ClaimantKeyOf(shortWindows.BudgetKey, 99))).Should().BeFalse();
+
+        // Windows of 30 s: two refills lie within the horizon.
+        await using var longWindows = await SpentAsync(_redis.Configuration, deployment: "gpt-4o-long");
+        (await longWindows.ReserveAsync(10_000, claimant: 1)).HoldsClaim.Should().BeTrue();
+        (await longWindows.ReserveAsync(10_000, claimant: 2)).HoldsClaim.Should().BeTrue();
+        var late = await longWindows.ReserveAsync(10_000, claimant: 3);
+        late.HoldsClaim.Should().BeFalse();
+        late.RetryAfter.Should().BeGreaterThan(TimeSpan.FromSeconds(80)).And.BeLessThanOrEqualTo(TimeSpan.FromSeconds(90));
+        (await longWindows.ClaimsAsync()).Should().HaveCount(2);
+    }
+
+    [Fact]
+    public async Task A_caller_whose_retry_lands_on_another_replica_redeems_its_claim_there()
+    {
+        await using var setup = await SpentAsync(_redis.Configuration, grace: LongGrace);
+        await using var other = await RedisReservationTests.StartReplicaAsync(_redis.Configuration, setup.Prefix);
+        other.RedisStore.Reservations!.ClaimGrace = LongGrace;
+        var elsewhere = RedisReservationTests.Reserving(other);
+        var now = other.Time.GetUtcNow();
+        (await setup.ReserveAsync(6_000, claimant: 1)).HoldsClaim.Should().BeTrue();
+
+        var early = await elsewhere.ReserveAsync(Key, 6_000, 0, 0, 1, now, default);
+        early.HoldsClaim.Should().BeTrue("the other replica knows the claim: the caller is early");
+        early.RetryAfter.Should().BeGreaterThan(TimeSpan.FromSeconds(20));
+        await setup.StepToClaimAsync(claimant: 1);
+
+        (await elsewhere.ReserveAsync(Key, 4_001, 0, 0, 2, now, default)).Status.Should().Be(BackendReservationStatus.Refused);
+        (await elsewhere.ReserveAsync(Key, 6_000, 0, 0, 1, now, default)).Status.Should().Be(BackendReservationStatus.Granted, "redeemed through the other replica");
+        (await setup.ReserveAsync(4_000, claimant: 0)).Status.Should().Be(BackendReservationStatus.Granted);
+        (await setup.ReserveAsync(1, claimant: 0)).Status.Should().Be(BackendReservationStatus.Refused);
+    }
+
+    [Fact]
+    public async Task Claims_and_claimant_records_expire_with_their_claims_grace()
+    {
+        await using var setup = await SpentAsync(_redis.Configuration);
+        var claim = await setup.ReserveAsync(6_000, claimant: 1);
+        var bound = RedisReservations.Horizon + RedisReservations.Grace;
+
+        var claimsTtl = await setup.Database.KeyTimeToLiveAsync(setup.ClaimsKey);
+        var recordTtl = await setup.Database.KeyTimeToLiveAsync(RedisStoreLayout.ClaimantKeyOf(setup.BudgetKey, 1));
+
+        // The claim's moment, seen a little later than the script saw it, plus the grace.
+        claimsTtl.Should().NotBeNull().And.BeGreaterThan(claim.RetryAfter + RedisReservations.Grace - TimeSpan.FromSeconds(10)).And.BeLessThanOrEqualTo(claim.RetryAfter + RedisReservations.Grace);
+        recordTtl.Should().NotBeNull().And.BeGreaterThan(claim.RetryAfter + RedisReservations.Grace - TimeSpan.FromSeconds(10)).And.BeLessThanOrEqualTo(claim.RetryAfter + RedisReservations.Grace);
+        claimsTtl.Should().BeLessThanOrEqualTo(bound);
+        (await setup.Database.KeyTimeToLiveAsync(setup.BudgetKey)).Should().NotBeNull();
+    }
+
+    [Fact]
+    public async Task Whatever_a_peer_wrote_into_the_claims_or_a_claimants_record_a_reservation_never_throws_and_both_heal()
+    {
+        // Not spent: 10,000 free in the window, so what the claims read as decides.
+        await using var setup = await SpentAsync(_redis.Configuration, remaining: 10_000);
+        var database = setup.Database;
+        var record = RedisStoreLayout.ClaimantKeyOf(setup.BudgetKey, 1);
+
+        // Of another type.
+        await database.StringSetAsync(setup.ClaimsKey, "not a hash");
+        await database.ListLeftPushAsync(record, "not a record");
+        (await setup.ReserveAsync(1_000, claimant: 1)).Status.Should().Be(BackendReservationStatus.Granted);
+        (await database.KeyExistsAsync(setup.ClaimsKey)).Should().BeFalse();
+        (await database.KeyExistsAsync(record)).Should().BeFalse();
+
+        // Too many moments: dropped whole, whatever they hold.
+        var serverMs = await setup.ServerMillisecondsAsync();
+        await database.HashSetAsync(setup.ClaimsKey, [.. Enumerable.Range(1, 40).Select(i => new HashEntry(serverMs + (i * 1_000L), "10000:0"))]);
+        (await setup.ReserveAsync(1_000, claimant: 0)).Status.Should().Be(BackendReservationStatus.Granted, "the claims were dropped");
+        (await database.KeyExistsAsync(setup.ClaimsKey)).Should().BeFalse();
+
+        // Fields that are not moments, moments outside the horizon, amounts that are not numbers or lie beyond the limit.
+        var valid = serverMs + 20_000;
+        await database.HashSetAsync(setup.ClaimsKey,
+        [
+            new("soon", "1:1"), new("-1000", "1:1"), new("99999999999999999999", "1:1"), new(serverMs + 3_600_000, "1:1"),
+            new(serverMs + 21_000, "-5:3"), new(serverMs + 22_000, "1e300:1"), new(serverMs + 23_000, "lots"), new(serverMs + 24_000, new string('9', 100)),
+            new(valid, "999999999999:5"),
+        ]);
+        (await setup.ReserveAsync(1, claimant: 0)).Status.Should().Be(BackendReservationStatus.Refused, "the one valid claim, clamped to the limit, holds the whole window");
+        (await setup.ClaimsAsync()).Should().Equal(new Dictionary<long, string> { [valid] = "10000:5" });
+        (await database.KeyTimeToLiveAsync(setup.ClaimsKey)).Should().NotBeNull().And.BeLessThanOrEqualTo(RedisReservations.Horizon + RedisReservations.Grace);
+
+        // Records that do not parse, or name a moment beyond the horizon: the claimant is a newcomer.
+        foreach (var garbage in new[] { "x", "99999999999999999999:1:1", $"{serverMs + 3_600_000}:1:1", "1:2", new string('1', 100) })
+        {
+            await database.StringSetAsync(record, garbage);
+            var newcomer = await setup.ReserveAsync(1_000, claimant: 1);
+            newcomer.HoldsClaim.Should().BeTrue($"'{garbage[..Math.Min(20, garbage.Length)]}' is no claim: the claimant claims the next refill");
+            newcomer.RetryAfter.Should().BeGreaterThan(TimeSpan.FromSeconds(20));
+            await database.KeyDeleteAsync(record);
+        }
+
+        setup.Replica.RedisStore.IsInOutage.Should().BeFalse("garbage is no outage");
+    }
+
+    [Fact]
+    public async Task A_user_restricted_to_the_reservations_acl_claims_and_redeems()
+    {
+        // The documented ACL of the store and of shared reservations (docs/distributed.md), with the commands the claims
+        // add inside the script: HLEN, HGETALL, HGET, HDEL and STRLEN (GET, SET and PTTL the store has already).
+        var user = $"claims-{Guid.NewGuid():N}";
+        await using var admin = await ConnectionMultiplexer.ConnectAsync(_redis.Configuration);
+        await admin.GetDatabase().ExecuteAsync("ACL", [
+            "SETUSER", user, "on", ">secret", "~test:*", "~reservations:test:*", "&test:*",
+            "+eval", "+evalsha", "+script|load", "+scan", "+pttl", "+get", "+set", "+publish", "+subscribe", "+unsubscribe",
+            "+hello", "+auth", "+client|setname", "+client|id", "+info", "+echo", "+ping", "+cluster|nodes", "+cluster|slots", "+quit",
+            "+time", "+type", "+del", "+hmget", "+hset", "+pexpire", "+exists",
+            "+hlen", "+hgetall", "+hget", "+hdel", "+strlen"]);
+        try
+        {
+            var restricted = $"127.0.0.1:{_redis.Port},connectTimeout=2000,user={user},password=secret,tiebreaker=";
+            await using var setup = await SpentAsync(restricted, grace: LongGrace, peerConfiguration: _redis.Configuration);
+            (await setup.ReserveAsync(6_000, claimant: 1)).HoldsClaim.Should().BeTrue();
+            await setup.StepToClaimAsync(claimant: 1);
+            (await setup.ReserveAsync(4_001, claimant: 0)).Status.Should().Be(BackendReservationStatus.Refused);
+            (await setup.ReserveAsync(6_000, claimant: 1)).Status.Should().Be(BackendReservationStatus.Granted);
+
+            // A claim nobody waited for, given back by the flush under the same user.
+            (await setup.ReserveAsync(4_001, claimant: 2)).HoldsClaim.Should().BeTrue();
+            var flushed = setup.Replica.RedisStore.Reservations!.Flushed;
+            setup.Replica.RedisStore.Reservations!.GiveBack(setup.Key, 2);
+            await Eventually.HoldsAsync(() => setup.Replica.RedisStore.Reservations!.Flushed > flushed, Flushed, "the claim is given back");
+            (await setup.Database.KeyExistsAsync(RedisStoreLayout.ClaimantKeyOf(setup.BudgetKey, 2))).Should().BeFalse();
+            setup.Replica.RedisStore.IsInOutage.Should().BeFalse();
+            setup.Replica.WarningCount.Should().Be(0);
+        }
+        finally
+        {
+            await admin.GetDatabase().ExecuteAsync("ACL", ["DELUSER", user]);
+        }
+    }
+
+    /// <summary>
+    /// A replica and one budget of 10,000 tokens per window (30 s unless told), its window's end on the server
+    /// (<see cref="Claiming.Refill"/>), <paramref name="remaining"/> of it left (none unless told), reached through a peer's
+    /// connection too. Seeded by a background reservation: no foreground demand holds background work off.
+    /// </summary>
+    internal static async Task<Claiming> SpentAsync(
+        string configuration,
+        TimeSpan? grace = null,
+        TimeSpan? tokensWindow = null,
+        (long Limit, TimeSpan Window)? requests = null,
+        long remaining = 0,
+        string deployment = "gpt-4o",
+        TimeSpan? timeout = null,
+        string? peerConfiguration = null)
+    {
+        var prefix = RedisReservationTests.NewPrefix();
+        var replica = timeout is { } reservationTimeout
+            ? await Replica.StartAsync(configuration, prefix, DateTimeOffset.UtcNow, services => services.Configure<PriorityRoutingRedisStoreOptions>(options =>
+            {
+                options.Reservations = true;
+                options.ReservationTimeout = reservationTimeout;
+            }))
+            : await RedisReservationTests.StartReplicaAsync(configuration, prefix);
+        replica.RedisStore.Reservations!.ClaimGrace = grace ?? RedisReservations.Grace;
+        var peer = await ConnectionMultiplexer.ConnectAsync(peerConfiguration ?? configuration);
+        var key = new BackendStateKey(Key.Backend, deployment);
+        var setup = new Claiming(replica, peer, prefix, key);
+        var now = replica.Time.GetUtcNow();
+        var seed = await setup.Store.ReserveAsync(key, 1_000, 0.2, 0, now, default);
+        var flushed = replica.RedisStore.Reservations!.Flushed;
+        setup.Store.Correct(seed, new BackendReservationReport(
+            remaining, 10_000, tokensWindow ?? TimeSpan.FromSeconds(30), requests is null ? null : (long?)0, requests?.Limit, requests?.Window ?? TimeSpan.Zero, now, now));
+        await Eventually.HoldsAsync(() => replica.RedisStore.Reservations!.Flushed > flushed, Flushed, "the correction reaches Redis");
+        setup.Refill = (long)await setup.Database.HashGetAsync(setup.BudgetKey, "te");
+        return setup;
+    }
+
+    /// <summary>One budget of one replica, and a peer's view of its keys.</summary>
+    internal sealed class Claiming(Replica replica, ConnectionMultiplexer peer, string prefix, BackendStateKey key) : IAsyncDisposable
+    {
+        public Replica Replica { get; } = replica;
+
+        public string Prefix { get; } = prefix;
+
+        public BackendStateKey Key { get; } = key;
+
+        public IBackendReservationStore Store => RedisReservationTests.Reserving(Replica);
+
+        public IDatabase Database => peer.GetDatabase();
+
+        public RedisKey BudgetKey => new RedisStoreLayout(Prefix, Prefix + "events").ReservationKeyOf(Key);
+
+        public RedisKey ClaimsKey => RedisStoreLayout.ClaimsKeyOf(BudgetKey);
+
+        /// <summary>Gets the token window's end when the budget was spent (Redis server milliseconds).</summary>
+        public long Refill { get; set; }
+
+        public Task<BackendReservation> ReserveAsync(long cost, long claimant, double headroom = 0)
+            => Store.ReserveAsync(Key, cost, headroom, 0, claimant, Replica.Time.GetUtcNow(), default).AsTask();
+
+        /// <summary>The claims hash: moment → <c>tokens:requests</c>, by moment.</summary>
+        public async Task<SortedDictionary<long, string>> ClaimsAsync()
+            => new((await Database.HashGetAllAsync(ClaimsKey)).ToDictionary(entry => (long)entry.Name, entry => (string)entry.Value!));
+
+        public async Task<long> ServerMillisecondsAsync()
+        {
+            var time = (RedisResult[])(await Database.ExecuteAsync("TIME"))!;
+            return (long.Parse(time[0].ToString()!, CultureInfo.InvariantCulture) * 1000) + (long.Parse(time[1].ToString()!, CultureInfo.InvariantCulture) / 1000);
+        }
+
+        /// <summary>Steps the budget's moments back until <paramref name="claimant"/>'s claim is due now, or <paramref name="beyond"/> past it.</summary>
+        public async Task StepToClaimAsync(long claimant, TimeSpan beyond = default)
+        {
+            var record = (string)(await Database.StringGetAsync(RedisStoreLayout.ClaimantKeyOf(BudgetKey, claimant)))!;
+            var moment = long.Parse(record.Split(':')[0], CultureInfo.InvariantCulture);
+            await StepAsync(TimeSpan.FromMilliseconds(moment - await ServerMillisecondsAsync()) + beyond, claimant);
+        }
+
+        /// <summary>
+        /// As if <paramref name="elapsed"/> had passed: every moment the budget's keys hold (its windows' ends, its claims,
+        /// the records of <paramref name="claimants"/>) moves that much into the past on the server's clock.
+        /// </summary>
+        public async Task StepAsync(TimeSpan elapsed, params long[] claimants)
+        {
+            var step = (long)elapsed.TotalMilliseconds;
+            foreach (var field in new[] { "te", "re", "tfe", "rfe" })
+            {
+                var value = await Database.HashGetAsync(BudgetKey, field);
+                if (value.HasValue && (long)value > 0)
+                {
+                    await Database.HashSetAsync(BudgetKey, field, (long)value - step);
+                }
+            }
+
+            var claims = await Database.HashGetAllAsync(ClaimsKey);
+            await Database.KeyDeleteAsync(ClaimsKey);
+            if (claims.Length > 0)
+            {
+                await Database.HashSetAsync(ClaimsKey, [.. claims.Select(entry => new HashEntry((long)entry.Name - step, entry.Value))]);
+                await Database.KeyExpireAsync(ClaimsKey, TimeSpan.FromMinutes(3));
+            }
+
+            foreach (var claimant in claimants)
+            {
+                var record = RedisStoreLayout.ClaimantKeyOf(BudgetKey, claimant);
+                var value = (string?)await Database.StringGetAsync(record);
+                if (value?.Split(':') is [var moment, var tokens, var requests])
+                {
+                    await Database.StringSetAsync(record, $"{long.Parse(moment, CultureInfo.InvariantCulture) - step}:{tokens}:{requests}", expiry: null, keepTtl: true);
+                }
+            }
+        }
+
+        public async ValueTask DisposeAsync()
+        {
+            await Replica.DisposeAsync();
+            await peer.DisposeAsync();
+        }
+    }
+}
