@@ -65,6 +65,14 @@ internal partial struct BudgetCounter
     private TimeSpan _windowGap;
     private bool _refillsContinuously;
 
+    // The moment the current window's first report named; whether a later one named it again, or another one.
+    private DateTimeOffset _windowFirstResetAt;
+    private bool _windowRepeated;
+    private bool _windowMoved;
+
+    // How many windows in a row ended steady (their moment named twice, never moved) one window after the one before.
+    private int _steadySteps;
+
     // The continuous refill's state (its rules: BudgetCounter.ContinuousRefill.cs; the fields stay here, where a partial
     // struct's fields have one declaration order).
     // A continuous refill's rate (tokens or requests per second) as the latest own answer told it; 0 until one did.

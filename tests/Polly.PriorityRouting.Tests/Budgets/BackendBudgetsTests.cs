@@ -101,6 +101,60 @@ public class BackendBudgetsTests
         budgets.TimeUntilAdmitted(Key, 6_000, beforeReset).Should().Be(TimeSpan.FromSeconds(4.999));
     }
 
+    [Fact]
+    public void A_budget_refilled_in_windows_refills_whole_again_once_its_windows_come_steadily_after_one_late_answer_looked_continuous()
+    {
+        // 100,000 tokens every 10 s (at 10, 20, 30, 40 s). One answer was admitted 2 s after its send (queued at the
+        // backend): counted from the send, its reset names 8 s where the window's other answer named 10 s, as a budget
+        // refilled continuously would. Three windows later, each reported twice at one moment, 10 s apart.
+        var budgets = new BackendBudgets();
+        Observe(budgets, remaining: 90_000, reset: "10s", sentAt: Now, arrivedAt: Now.AddSeconds(0.5));
+        Observe(budgets, remaining: 80_000, reset: "7s", sentAt: Now.AddSeconds(1), arrivedAt: Now.AddSeconds(3.5));
+        for (var window = 1; window <= 3; window++)
+        {
+            var start = Now.AddSeconds(window * 10);
+            Observe(budgets, remaining: 95_000, reset: "9.5s", sentAt: start.AddSeconds(0.5), arrivedAt: start.AddSeconds(1));
+            if (window < 3)
+            {
+                Observe(budgets, remaining: 90_000, reset: "8s", sentAt: start.AddSeconds(2), arrivedAt: start.AddSeconds(2.5));
+            }
+        }
+
+        budgets.TryTake(Key, 60_000, Now.AddSeconds(35)).Should().BeTrue();
+
+        var afterReset = Now.AddSeconds(40).AddMilliseconds(1);
+        budgets.CanAdmit(Key, 90_000, afterReset).Should().BeTrue("the window's refill at 40 s forgets what was spent in it");
+        budgets.TryTake(Key, 100_000, afterReset).Should().BeTrue();
+        budgets.CanAdmit(Key, 1, afterReset).Should().BeFalse("the refilled window is spent");
+        budgets.TimeUntilAdmitted(Key, 1, afterReset).Should().Be(Now.AddSeconds(50) - afterReset, "the next refill is a window later");
+    }
+
+    [Fact]
+    public void A_budget_refilled_continuously_stays_continuous_though_its_full_moments_step_by_the_same_gap_each_period()
+    {
+        // OpenAI-like: 100,000 tokens, refilled at 10,000 a second. Every 10 s a 60,000-token completion finds it full
+        // (full again 6 s later), and a 20,000-token one a second after it moves that moment 2 s later (8 s): the full
+        // moments step by the same 8 s every period, like windows, but move with every answer within one.
+        var budgets = new BackendBudgets();
+        for (var period = 0; period < 5; period++)
+        {
+            var start = Now.AddSeconds(period * 10);
+            budgets.Observe(Key, Tokens(40_000, "6s"), start.AddSeconds(0.2), MaxCooldown, sentAt: start);
+            budgets.Observe(Key, Tokens(30_000, "7s"), start.AddSeconds(1.2), MaxCooldown, sentAt: start.AddSeconds(1));
+        }
+
+        var last = Now.AddSeconds(40);
+        budgets.TryTake(Key, 40_000, last.AddSeconds(2)).Should().BeTrue("30,000 at 41 s plus 10,000 refilled since");
+
+        // The backend held nothing at 42 s, 60,000 at the last full moment the answers named (48 s).
+        var atFull = last.AddSeconds(8).AddMilliseconds(1);
+        budgets.CanAdmit(Key, 70_000, atFull).Should().BeFalse("what was sent since the last answer is not refilled by its full moment");
+        budgets.CanAdmit(Key, 60_000, atFull).Should().BeTrue();
+    }
+
+    private static System.Net.Http.Headers.HttpResponseHeaders Tokens(long remaining, string reset)
+        => Headers(("x-ratelimit-remaining-tokens", remaining.ToString(System.Globalization.CultureInfo.InvariantCulture)), ("x-ratelimit-limit-tokens", "100000"), ("x-ratelimit-reset-tokens", reset));
+
     private static void Observe(BackendBudgets budgets, long remaining, string reset, DateTimeOffset sentAt, DateTimeOffset arrivedAt)
         => budgets.Observe(
             Key,
