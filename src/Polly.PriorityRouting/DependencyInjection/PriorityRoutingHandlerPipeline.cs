@@ -21,7 +21,7 @@ internal static class PriorityRoutingHandlerPipeline
         IServiceProvider services)
     {
         var timeProvider = pipeline.TimeProvider ?? TimeProvider.System;
-        var routing = WithServices(options.Routing, services);
+        var routing = WithServices(options.Routing, services, timeProvider);
         if (services.GetService(typeof(LivePipelines)) is LivePipelines live)
         {
             routing.AttachPool = pool => live.Attach(optionsName, pool);
@@ -130,12 +130,16 @@ internal static class PriorityRoutingHandlerPipeline
     public static SharedBackendState ResolveSharedState(PriorityRoutingStrategyOptions routing, IServiceProvider services)
         => SharedBackendState.For(ResolveStore(routing, services));
 
-    private static PriorityRoutingStrategyOptions WithServices(PriorityRoutingStrategyOptions source, IServiceProvider services)
+    private static PriorityRoutingStrategyOptions WithServices(PriorityRoutingStrategyOptions source, IServiceProvider services, TimeProvider timeProvider)
     {
         var options = source.Clone();
         options.StateStore = ResolveStore(source, services);
         options.DeferCredentials = true;
-        options.AffinityStoreFromServices = (IAffinityStore?)services.GetService(typeof(IAffinityStore));
+
+        // Without a registered store, the default one of the container's first clock: a transient clock must not start
+        // an empty store at every reload.
+        options.AffinityStoreFromServices = (IAffinityStore?)services.GetService(typeof(IAffinityStore))
+            ?? (services.GetService(typeof(DefaultAffinityClock)) as DefaultAffinityClock)?.StoreFor(timeProvider);
         options.LoggerFactory ??= (ILoggerFactory?)services.GetService(typeof(ILoggerFactory));
         options.MeterFactory ??= (IMeterFactory?)services.GetService(typeof(IMeterFactory));
         return options;

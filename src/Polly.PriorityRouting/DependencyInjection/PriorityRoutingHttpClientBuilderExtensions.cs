@@ -81,6 +81,7 @@ public static class PriorityRoutingHttpClientBuilderExtensions
 
         // What every client on the container's store shares: marks, health, budgets.
         builder.Services.TryAddSingleton(PriorityRoutingHandlerPipeline.CreateSharedState);
+        builder.Services.TryAddSingleton<DefaultAffinityClock>();
         builder.Services.AddPriorityRoutingSnapshots();
         builder.Services.AddSingleton(new PriorityRoutingRegistration(builder.Name));
         builder.AddResilienceHandler(PriorityRoutingHandlerNames.PipelineSuffix, (pipeline, context) =>

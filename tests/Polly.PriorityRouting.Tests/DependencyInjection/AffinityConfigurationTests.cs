@@ -71,6 +71,39 @@ public class AffinityConfigurationTests
         store.Pins.Should().Equal(("resp_1", TimeSpan.FromDays(1)), ("resp_2", TimeSpan.FromDays(3)));
     }
 
+    [Fact]
+    public async Task A_reload_keeps_the_soft_affinity_pins_of_the_default_store_on_a_transient_clock()
+    {
+        // A TimeProvider registered as transient: each pipeline build (the first, and every reload) gets its own
+        // instance. Two backends of one tier; the randomizer picks a first, then always b, so only a pin brings the
+        // user back to a.
+        var config = new ConfigurationBuilder().AddInMemoryCollection(new Dictionary<string, string?>
+        {
+            ["PriorityRouting:Routing:Backends:0:Name"] = "a",
+            ["PriorityRouting:Routing:Backends:0:BaseAddress"] = "https://a.example/",
+            ["PriorityRouting:Routing:Backends:1:Name"] = "b",
+            ["PriorityRouting:Routing:Backends:1:BaseAddress"] = "https://b.example/",
+            ["PriorityRouting:Routing:Affinity:StickyLifetime"] = "00:10:00",
+        }).Build();
+        var transport = new RecordingHandler();
+        var picks = 0;
+        var services = new ServiceCollection();
+        services.AddTransient<TimeProvider>(_ => new Microsoft.Extensions.Time.Testing.FakeTimeProvider(RoutingHarness.Start));
+        services.AddHttpClient("aoai").ConfigurePrimaryHttpMessageHandler(() => transport)
+            .AddPriorityRoutingHandler(config.GetSection("PriorityRouting"))
+            .Configure(o => o.Routing.Randomizer = bound => Interlocked.Increment(ref picks) == 1 ? 0 : bound - 1);
+        using var provider = services.BuildServiceProvider();
+        var client = provider.GetRequiredService<IHttpClientFactory>().CreateClient("aoai");
+
+        await SendAsync(client, "/v1/chat/completions", """{"messages":[],"user":"u-1"}""");
+        await SendAsync(client, "/v1/chat/completions", """{"messages":[],"user":"u-2"}""");
+        config["PriorityRouting:Routing:Affinity:ResponseLifetime"] = "3.00:00:00";
+        config.Reload();
+        await SendAsync(client, "/v1/chat/completions", """{"messages":[],"user":"u-1"}""");
+
+        transport.Hosts.Should().Equal(["a.example", "b.example", "a.example"], "the user's pin on a outlives the reload");
+    }
+
     [Theory]
     [InlineData("""{ "ResponseLifetime": "00:00:00" }""",
         "Routing.Affinity.ResponseLifetime must be between 00:00:01 and 3650.00:00:00, but was 00:00:00.")]
