@@ -237,10 +237,12 @@ public class SharedReservationCounterTests
         var counter = new SharedReservationCounter();
         counter.Correct(counter.Reserve(Ptu, 1_000, 0, 0, Start), Requests(0, 0, TimeSpan.FromSeconds(10), Start, Start), Start);
 
-        var refused = counter.Reserve(Ptu, 1_000, 0, 0, Start.AddSeconds(1));
-        refused.Status.Should().Be(BackendReservationStatus.Refused);
+        // A foreground request that may claim: no refill can hold it, so it is told the refill and claims nothing.
+        var refused = counter.Reserve(Ptu, 1_000, 0, 0, claimant: 42, Start.AddSeconds(1));
+        (refused.Status, refused.HoldsClaim).Should().Be((BackendReservationStatus.Refused, false));
         refused.RetryAfter.Should().Be(TimeSpan.FromSeconds(9), "until the refill");
         Reserve(counter, Start.AddSeconds(1), 0).Should().Be(BackendReservationStatus.Refused, "a request of unknown cost is still one request");
+        counter.Reserve(Ptu, 1_000, 0, 0, claimant: 42, Start.AddSeconds(2)).RetryAfter.Should().Be(TimeSpan.FromSeconds(8), "no claim of it waits");
         Reserve(counter, Start.AddSeconds(10), 1_000).Should().Be(BackendReservationStatus.Refused, "the refill brings a limit of 0 back");
     }
 
@@ -432,6 +434,25 @@ public class SharedReservationCounterTests
 
         counter.Reserve(Ptu, 10_000, 0, 0, claimant: 44, Start.AddSeconds(2)).RetryAfter.Should().Be(TimeSpan.FromSeconds(8), "the refill at 10 s is unclaimed again");
         counter.Reserve(Ptu, 6_000, 0, 0, claimant: 42, Start.AddSeconds(10)).Status.Should().Be(BackendReservationStatus.Refused, "its claim is gone");
+    }
+
+    [Fact]
+    public void A_budget_keeps_at_most_16_claim_moments_and_a_request_past_them_is_told_its_refill_unclaimed()
+    {
+        // Answers move the window's end by a millisecond each time: every claim is made at a moment of its own.
+        var counter = SpentUntil10s();
+        var now = Start.AddSeconds(1);
+        for (var claimant = 1; claimant <= SharedReservationCounter.MaxClaimMoments + 1; claimant++)
+        {
+            counter.Correct(counter.Reserve(Ptu, 0, 0, 0, now), Tokens(0, 10_000, TimeSpan.FromMilliseconds(9_000 + claimant), now, now), now);
+            var reservation = counter.Reserve(Ptu, 1, 0, 0, claimant, now);
+            (reservation.Status, reservation.HoldsClaim, reservation.RetryAfter).Should().Be(
+                (BackendReservationStatus.Refused, claimant <= SharedReservationCounter.MaxClaimMoments, TimeSpan.FromMilliseconds(9_000 + claimant)),
+                $"claimant {claimant}: past 16 moments, the refill is named, unclaimed");
+        }
+
+        var first = counter.Reserve(Ptu, 1, 0, 0, claimant: 1, now);
+        (first.HoldsClaim, first.RetryAfter).Should().Be((true, TimeSpan.FromMilliseconds(9_001)), "the 16 claims stay");
     }
 
     private static SharedReservationCounter SpentUntil10s()

@@ -257,7 +257,10 @@ internal sealed class SharedReservationCounter
     private static BackendReservation RefuseAtSoonestRoom(Budget budget, BackendStateKey key, long cost, long amount, double headroom, long claimant, DateTimeOffset now)
     {
         // Refills of later windows only: the current one refused the request. Headroom, promises and the foreground's
-        // expected demand are the current window's; only claims are known of a later one.
+        // expected demand are the current window's; only claims are known of a later one. The first candidate is the
+        // refill, today's answer: as in the Redis script (whose candidates are never sooner than today's answer), a
+        // refusal never names a moment sooner than its budget's refill. Only a budget that judged the request takes
+        // part (the script skips a token budget that does not judge it); here that is the key's one budget.
         var window = budget.Window;
         var candidate = budget.WindowEnd;
         if (amount > budget.Limit)
@@ -272,7 +275,7 @@ internal sealed class SharedReservationCounter
             var windowEnd = window > TimeSpan.Zero ? candidate + window : DateTimeOffset.MaxValue;
             if (budget.Limit - budget.ClaimsOfRefill(candidate) >= amount)
             {
-                if (claimant != 0 && headroom <= 0)
+                if (claimant != 0 && headroom <= 0 && budget.CanClaimAt(candidate))
                 {
                     budget.AddClaim(claimant, candidate, amount);
                     return BackendReservation.Claimed(key, cost, candidate - now);
@@ -366,6 +369,12 @@ internal sealed class SharedReservationCounter
             at = claim.At;
             return found;
         }
+
+        /// <summary>
+        /// Returns whether a claim may be made at <paramref name="at"/>: a moment already claimed, or room for one more
+        /// below <see cref="MaxClaimMoments"/> (the Redis script's bound: past it, the refill is named, unclaimed).
+        /// </summary>
+        public bool CanClaimAt(DateTimeOffset at) => Claims.ContainsKey(at) || Claims.Count < MaxClaimMoments;
 
         public void AddClaim(long claimant, DateTimeOffset at, long amount)
         {
