@@ -436,25 +436,6 @@ public class SharedReservationCounterTests
         counter.Reserve(Ptu, 6_000, 0, 0, claimant: 42, Start.AddSeconds(10)).Status.Should().Be(BackendReservationStatus.Refused, "its claim is gone");
     }
 
-    [Fact]
-    public void A_budget_keeps_at_most_16_claim_moments_and_a_request_past_them_is_told_its_refill_unclaimed()
-    {
-        // Answers move the window's end by a millisecond each time: every claim is made at a moment of its own.
-        var counter = SpentUntil10s();
-        var now = Start.AddSeconds(1);
-        for (var claimant = 1; claimant <= SharedReservationCounter.MaxClaimMoments + 1; claimant++)
-        {
-            counter.Correct(counter.Reserve(Ptu, 0, 0, 0, now), Tokens(0, 10_000, TimeSpan.FromMilliseconds(9_000 + claimant), now, now), now);
-            var reservation = counter.Reserve(Ptu, 1, 0, 0, claimant, now);
-            (reservation.Status, reservation.HoldsClaim, reservation.RetryAfter).Should().Be(
-                (BackendReservationStatus.Refused, claimant <= SharedReservationCounter.MaxClaimMoments, TimeSpan.FromMilliseconds(9_000 + claimant)),
-                $"claimant {claimant}: past 16 moments, the refill is named, unclaimed");
-        }
-
-        var first = counter.Reserve(Ptu, 1, 0, 0, claimant: 1, now);
-        (first.HoldsClaim, first.RetryAfter).Should().Be((true, TimeSpan.FromMilliseconds(9_001)), "the 16 claims stay");
-    }
-
     private static SharedReservationCounter SpentUntil10s()
     {
         var counter = new SharedReservationCounter();
