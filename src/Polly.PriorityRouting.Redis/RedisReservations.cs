@@ -101,8 +101,11 @@ internal sealed partial class RedisReservations
         return WaitAsync(call, key, cost, claimant, now, cancellationToken);
     }
 
-    /// <summary>Gives back the claim <paramref name="claimant"/> holds on <paramref name="key"/>'s budget, off the caller's path (<see cref="RedisReservationFlush.Unclaim"/>).</summary>
-    public void GiveBack(BackendStateKey key, long claimant) => _flush.Unclaim(key, claimant);
+    /// <summary>
+    /// Gives back the claim <paramref name="claimant"/> holds on <paramref name="key"/>'s budget, off the caller's path
+    /// (<see cref="RedisReservationFlush.Unclaim"/>, bounded: a claim dropped there is free again when its grace ends).
+    /// </summary>
+    public void ReleaseClaim(BackendStateKey key, long claimant) => _flush.Unclaim(key, claimant);
 
     /// <inheritdoc cref="IBackendReservationStore.Correct"/>
     public void Correct(BackendReservation reservation, BackendReservationReport report) => _flush.Correct(reservation, report);
@@ -190,7 +193,7 @@ internal sealed partial class RedisReservations
             var reservation = Read(await call.ConfigureAwait(false), key, cost, now);
             if (reservation.HoldsClaim)
             {
-                GiveBack(key, claimant);
+                ReleaseClaim(key, claimant);
             }
             else if (release)
             {

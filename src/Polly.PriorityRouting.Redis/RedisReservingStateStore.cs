@@ -55,6 +55,9 @@ internal sealed class RedisReservingStateStore : IBackendStateStore, IBackendBud
         => _reservations.ReserveAsync(key, cost, headroom, promised, claimant, now, cancellationToken);
 
     /// <inheritdoc/>
+    public void ReleaseClaim(BackendStateKey key, long claimant) => _reservations.ReleaseClaim(key, claimant);
+
+    /// <inheritdoc/>
     public void Correct(BackendReservation reservation, BackendReservationReport report) => _reservations.Correct(reservation, report);
 
     /// <inheritdoc/>

@@ -190,6 +190,73 @@ public sealed class RedisClaimTests : IClassFixture<RedisServerFixture>
     }
 
     [Fact]
+    public async Task A_claim_counts_in_the_refill_nearest_its_moment()
+    {
+        // Tokens (10,000) and requests (2) both refilled every 20 s, both spent, their windows ending at one moment.
+        await using var setup = await SpentAsync(_redis.Configuration, grace: LongGrace, tokensWindow: TimeSpan.FromSeconds(20), requests: (2, TimeSpan.FromSeconds(20)));
+        var refill = setup.Refill;
+        ((long)await setup.Database.HashGetAsync(setup.BudgetKey, "re")).Should().Be(refill);
+        (await setup.ReserveAsync(10_000, claimant: 1)).HoldsClaim.Should().BeTrue();
+
+        // A later answer moves both windows' ends by 20 ms: the claim made for the refill at `refill` is still that
+        // refill's, not the window's before, so the same refill is not claimed twice over.
+        await setup.Database.HashSetAsync(setup.BudgetKey, [new("te", refill + 20), new("re", refill + 20)]);
+        var second = await setup.ReserveAsync(10_000, claimant: 2);
+
+        second.HoldsClaim.Should().BeTrue();
+        second.RetryAfter.Should().BeGreaterThan(TimeSpan.FromSeconds(20), "the refill 20 ms after the claimed moment is the one claimed");
+        (await setup.ClaimsAsync()).Should().Equal(new Dictionary<long, string> { [refill] = "10000:1", [refill + 20_020] = "10000:1" });
+
+        // At the moved refill, the current window leaves the claim of its refill free, in tokens and in requests.
+        await setup.StepToClaimAsync(claimant: 1, beyond: TimeSpan.FromMilliseconds(20));
+        (await setup.ReserveAsync(1, claimant: 0)).Status.Should().Be(BackendReservationStatus.Refused, "the refill's tokens are claimed whole");
+        (await setup.ReserveAsync(0, claimant: 0)).Status.Should().Be(BackendReservationStatus.Granted, "one of the refill's 2 requests is claimed, one is free");
+        (await setup.ReserveAsync(10_000, claimant: 1)).Status.Should().Be(BackendReservationStatus.Granted, "its claimant redeems it");
+        (await setup.ReserveAsync(0, claimant: 0)).Status.Should().Be(BackendReservationStatus.Refused, "both requests of the window are spent");
+    }
+
+    [Fact]
+    public async Task A_claim_given_back_frees_its_room()
+    {
+        await using var setup = await SpentAsync(_redis.Configuration, grace: LongGrace);
+        (await setup.ReserveAsync(6_000, claimant: 1)).HoldsClaim.Should().BeTrue();
+        (await setup.ReserveAsync(6_000, claimant: 2)).RetryAfter.Should().BeGreaterThan(TimeSpan.FromSeconds(50), "the refill after the next one");
+
+        // Through the store the strategy holds (RedisReservingStateStore), off the caller's path.
+        var flushed = setup.Replica.RedisStore.Reservations!.Flushed;
+        setup.Store.ReleaseClaim(setup.Key, 1);
+        await Eventually.HoldsAsync(() => setup.Replica.RedisStore.Reservations!.Flushed > flushed, Flushed, "the claim given back reaches Redis");
+
+        (await setup.Database.KeyExistsAsync(RedisStoreLayout.ClaimantKeyOf(setup.BudgetKey, 1))).Should().BeFalse("its record is gone");
+        var third = await setup.ReserveAsync(10_000, claimant: 3);
+        third.HoldsClaim.Should().BeTrue();
+        third.RetryAfter.Should().BeLessThanOrEqualTo(TimeSpan.FromSeconds(30), "the next refill is unclaimed again");
+        (await setup.ClaimsAsync()).Should().Equal(new Dictionary<long, string> { [setup.Refill] = "10000:0", [setup.Refill + 30_000] = "6000:0" });
+
+        await setup.StepToClaimAsync(claimant: 3);
+        (await setup.ReserveAsync(6_000, claimant: 1)).Status.Should().Be(BackendReservationStatus.Refused, "its claim is gone");
+    }
+
+    [Fact]
+    public async Task A_budget_keeps_at_most_16_claim_moments_and_a_request_past_them_is_told_its_refill_unclaimed()
+    {
+        // Answers move the window's end by a millisecond each time: every claim is made at a moment of its own.
+        await using var setup = await SpentAsync(_redis.Configuration);
+        var claims = new List<BackendReservation>();
+        for (var claimant = 1; claimant <= ReservationScripts.MaxClaimMoments + 1; claimant++)
+        {
+            await setup.Database.HashSetAsync(setup.BudgetKey, "te", setup.Refill + claimant);
+            claims.Add(await setup.ReserveAsync(1, claimant));
+        }
+
+        claims.Take(ReservationScripts.MaxClaimMoments).Should().OnlyContain(claim => claim.HoldsClaim);
+        (claims[^1].Status, claims[^1].HoldsClaim).Should().Be((BackendReservationStatus.Refused, false), "past 16 moments, the refill is named, unclaimed");
+        claims[^1].RetryAfter.Should().BeLessThanOrEqualTo(TimeSpan.FromMilliseconds(30_000 + claims.Count), "the refill, moved 17 ms");
+        (await setup.ClaimsAsync()).Keys.Should().Equal(Enumerable.Range(1, ReservationScripts.MaxClaimMoments).Select(i => setup.Refill + i));
+        (await setup.ReserveAsync(1, claimant: 1)).HoldsClaim.Should().BeTrue("the 16 claims stay");
+    }
+
+    [Fact]
     public async Task A_caller_whose_retry_lands_on_another_replica_redeems_its_claim_there()
     {
         await using var setup = await SpentAsync(_redis.Configuration, grace: LongGrace);
@@ -249,7 +316,8 @@ public sealed class RedisClaimTests : IClassFixture<RedisServerFixture>
         (await database.KeyExistsAsync(setup.ClaimsKey)).Should().BeFalse();
 
         // Fields that are not moments, moments outside the horizon, amounts that are not numbers or lie beyond the limit.
-        var valid = serverMs + 20_000;
+        // The valid one within half a window of the current window's refill (e − w, about now): that window's claim.
+        var valid = serverMs + 5_000;
         await database.HashSetAsync(setup.ClaimsKey,
         [
             new("soon", "1:1"), new("-1000", "1:1"), new("99999999999999999999", "1:1"), new(serverMs + 3_600_000, "1:1"),
@@ -298,7 +366,7 @@ public sealed class RedisClaimTests : IClassFixture<RedisServerFixture>
             // A claim nobody waited for, given back by the flush under the same user.
             (await setup.ReserveAsync(4_001, claimant: 2)).HoldsClaim.Should().BeTrue();
             var flushed = setup.Replica.RedisStore.Reservations!.Flushed;
-            setup.Replica.RedisStore.Reservations!.GiveBack(setup.Key, 2);
+            setup.Replica.RedisStore.Reservations!.ReleaseClaim(setup.Key, 2);
             await Eventually.HoldsAsync(() => setup.Replica.RedisStore.Reservations!.Flushed > flushed, Flushed, "the claim is given back");
             (await setup.Database.KeyExistsAsync(RedisStoreLayout.ClaimantKeyOf(setup.BudgetKey, 2))).Should().BeFalse();
             setup.Replica.RedisStore.IsInOutage.Should().BeFalse();

@@ -304,16 +304,22 @@ public sealed class RedisReservationTests : IClassFixture<RedisServerFixture>
     public async Task A_request_budget_reported_with_a_limit_of_0_admits_no_request()
     {
         // The replica view's rule (BackendBudgetsTests, same name), and the simulation's counter's (same name).
-        await using var replica = await StartReplicaAsync(_redis.Configuration, NewPrefix());
+        var prefix = NewPrefix();
+        await using var replica = await StartReplicaAsync(_redis.Configuration, prefix);
         var store = Reserving(replica);
         var now = replica.Time.GetUtcNow();
         var seed = await store.ReserveAsync(Key, 1_000, 0, 0, now, default);
         await CorrectAsync(replica, seed, new BackendReservationReport(null, null, TimeSpan.Zero, 0, 0, TimeSpan.FromSeconds(30), now, now));
 
-        var refused = await store.ReserveAsync(Key, 1_000, 0, 0, now, default);
+        // A foreground request that may claim: no refill can hold it, so it is told the refill and claims nothing.
+        var refused = await store.ReserveAsync(Key, 1_000, 0, 0, 42, now, default);
         refused.Status.Should().Be(BackendReservationStatus.Refused);
+        refused.HoldsClaim.Should().BeFalse();
         refused.RetryAfter.Should().BeGreaterThan(TimeSpan.FromSeconds(20)).And.BeLessThanOrEqualTo(TimeSpan.FromSeconds(30), "until the refill");
         (await store.ReserveAsync(Key, 0, 0, 0, now, default)).Status.Should().Be(BackendReservationStatus.Refused, "a request of unknown cost is still one request");
+        await using var peer = await ConnectionMultiplexer.ConnectAsync(_redis.Configuration);
+        var budget = new RedisStoreLayout(prefix, prefix + "events").ReservationKeyOf(Key);
+        (await peer.GetDatabase().KeyExistsAsync(RedisStoreLayout.ClaimsKeyOf(budget))).Should().BeFalse("nothing was claimed");
     }
 
     [Fact]

@@ -237,10 +237,12 @@ public class SharedReservationCounterTests
         var counter = new SharedReservationCounter();
         counter.Correct(counter.Reserve(Ptu, 1_000, 0, 0, Start), Requests(0, 0, TimeSpan.FromSeconds(10), Start, Start), Start);
 
-        var refused = counter.Reserve(Ptu, 1_000, 0, 0, Start.AddSeconds(1));
-        refused.Status.Should().Be(BackendReservationStatus.Refused);
+        // A foreground request that may claim: no refill can hold it, so it is told the refill and claims nothing.
+        var refused = counter.Reserve(Ptu, 1_000, 0, 0, claimant: 42, Start.AddSeconds(1));
+        (refused.Status, refused.HoldsClaim).Should().Be((BackendReservationStatus.Refused, false));
         refused.RetryAfter.Should().Be(TimeSpan.FromSeconds(9), "until the refill");
         Reserve(counter, Start.AddSeconds(1), 0).Should().Be(BackendReservationStatus.Refused, "a request of unknown cost is still one request");
+        counter.Reserve(Ptu, 1_000, 0, 0, claimant: 42, Start.AddSeconds(2)).RetryAfter.Should().Be(TimeSpan.FromSeconds(8), "no claim of it waits");
         Reserve(counter, Start.AddSeconds(10), 1_000).Should().Be(BackendReservationStatus.Refused, "the refill brings a limit of 0 back");
     }
 

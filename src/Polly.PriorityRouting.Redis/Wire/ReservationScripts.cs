@@ -12,7 +12,11 @@ namespace Polly.PriorityRouting.Redis;
 /// most in one slice of a recent window, halved per window since: its recent peak rate, ended with the window); the
 /// running count up to which releases are void (<c>p</c>: the last refill's, or the one of the reservation whose report
 /// set or raised the count); and what was given back of the reservations made after <c>s</c> (<c>g</c>, emptied when
-/// another report sets <c>s</c>, whose releases it cannot tell apart, and at each refill).
+/// another report sets <c>s</c>, whose releases it cannot tell apart, and at each refill). Beside it, sharing its hash
+/// tag: the budget's claims, a hash (<see cref="RedisStoreLayout.ClaimsKeyOf"/>, <c>&lt;budget key&gt;:q</c>) whose
+/// field is a claim's moment (Redis server milliseconds) and whose value is what is set aside then
+/// (<c>tokens:requests</c>), and one string per claimant (<see cref="RedisStoreLayout.ClaimantKeyOf"/>,
+/// <c>&lt;budget key&gt;:c:&lt;claimant as 16 hex digits&gt;</c>) holding <c>moment:tokens:requests</c>.
 /// </summary>
 /// <remarks>
 /// <para>
@@ -62,7 +66,7 @@ internal static class ReservationScripts
     /// without a known budget, { 3, milliseconds until the claimed refill } when refused holding a claim. After the cost,
     /// ceil(headroom × limit) stays free — no more than the limit less the cost, as in the process's view: a request too
     /// large to leave it goes on a full budget only — plus, strictly (no request is too large for them),
-    /// ceil(promised × limit) (<c>BackendBudget.PromisedShare</c>), the claims due in the budget's current window, and,
+    /// ceil(promised × limit) (<c>BackendBudget.PromisedShare</c>), the claims of the budget's current window's refill, and,
     /// for a background request (a non-zero headroom), the foreground demand of every process expected until the reset
     /// (<c>ForegroundDemand.Expected</c>: the recent peak, the most spent in one second, for every second left begun); in
     /// tokens (also at cost 0, as in the process's view) and in requests. A background request refused for that demand
@@ -73,10 +77,17 @@ internal static class ReservationScripts
     /// claims hash maps a claim's moment (<c>t</c>, Redis server milliseconds) to the amounts set aside then
     /// (<c>tokens:requests</c>); a claimant's record holds <c>t:tokens:requests</c> and expires at t + grace, as its claim
     /// does. A claimant with a record is refused until t (told the time left) and then redeems it: its room is free again
-    /// for its own check. A request that does not fit now is told the soonest refill (of either budget, at most ARGV[8]
-    /// per budget, within the horizon) where it fits the room no claim holds in the window of each budget that contains
-    /// it; a foreground request with a claimant claims it there (none fits: the moment after the last refill looked at,
-    /// unclaimed; a budget whose limit no refill can hold the request in, 0 requests, answers its refill as before). At most <see cref="MaxClaimMoments"/> moments are kept:
+    /// for its own check. A claim counts in the refill nearest its moment: with a window w known, the claims of the refill
+    /// at s are those whose moment lies in [s − w/2, s + w/2) (answers move a window's end by milliseconds: counted from
+    /// its moment on, a claim made just before a refill fell in the window before and the refill was claimed twice
+    /// over), so the current window (ending at e) leaves free the claims of its refill e − w; with w unknown (0), every
+    /// claim before e, and a refill at e holds every claim from e on. A request that does not fit now is told the soonest
+    /// refill (of the budgets that judged it, at most ARGV[8] per budget, within the horizon, and never sooner than
+    /// today's answer) where it fits the room no claim holds in the window of each such budget that contains it (a
+    /// moment t ≥ e lies in the refill e + floor((t − e) / w) × w); a foreground request with a claimant claims it
+    /// there. None fits: the moment after the last refill looked at (its window later; with w unknown, the horizon),
+    /// or, when even the first is beyond the horizon, today's answer, unclaimed; a budget whose limit no refill can hold
+    /// the request in (0 requests) answers its refill as before, unclaimed. At most <see cref="MaxClaimMoments"/> moments are kept:
     /// a claims hash with more, or a field or record that does not parse or lies outside now + horizon + grace, is
     /// dropped, and amounts are clamped to the limit.
     /// </para>
@@ -193,8 +204,17 @@ internal static class ReservationScripts
           end
           return sum
         end
+        -- A claim counts in the refill nearest its moment (within half a window either side): a window's end moves by
+        -- milliseconds with the answers that report it, and counted from its moment on, a claim made a millisecond
+        -- before a refill would fall in the window before, letting the same refill be claimed twice over. With no
+        -- window known, every claim from the refill on.
+        local function ofRefill(b, field, s)
+          if b.w > 0 then return claimed(field, s - b.w / 2, s + b.w / 2) end
+          return claimed(field, s, BIG)
+        end
+        -- The claims the current window leaves free: its own refill's (e - w); with no window known, every claim before its end.
         local function due(b, field)
-          if b.w > 0 then return claimed(field, b.e - b.w, b.e) end
+          if b.w > 0 then return ofRefill(b, field, b.e - b.w) end
           return claimed(field, -BIG, b.e)
         end
         local function applies(b, amount, always)
@@ -246,12 +266,16 @@ internal static class ReservationScripts
             if k.b.l < k.amount then never = true end
           end
           if never then known = {} end
+          -- No sooner than today's answer (the later of the refusing budgets' moments): a moment this window refused is
+          -- never named, nor claimed.
           for _, k in ipairs(known) do
             for i = 0, REFILLS - 1 do
               local t = k.b.e + i * k.b.w
               if t > now + HORIZON or (i > 0 and k.b.w <= 0) then break end
-              if windows[t] == nil then candidates[#candidates + 1] = t end
-              windows[t] = math.max(windows[t] or 0, k.b.w)
+              if t >= now + wait then
+                if windows[t] == nil then candidates[#candidates + 1] = t end
+                windows[t] = math.max(windows[t] or 0, k.b.w)
+              end
             end
           end
           table.sort(candidates)
@@ -262,10 +286,10 @@ internal static class ReservationScripts
               if t < b.e then
                 room = b.l - b.v - due(b, k.field)
               elseif b.w > 0 then
-                local from = b.e + math.floor((t - b.e) / b.w) * b.w
-                room = b.l - claimed(k.field, from, from + b.w)
+                -- The refill of this budget whose window holds t.
+                room = b.l - ofRefill(b, k.field, b.e + math.floor((t - b.e) / b.w) * b.w)
               else
-                room = b.l - claimed(k.field, b.e, BIG)
+                room = b.l - ofRefill(b, k.field, b.e)
               end
               if room < k.amount then return false end
             end
