@@ -105,7 +105,13 @@ public sealed class RedisFailoverTests
         await using var scenario = await FailoverScenario.StartAsync(cluster.Configuration);
         var (primary, replica) = cluster.APrimaryAndItsReplica();
 
-        var measurement = await scenario.RunAsync(() => cluster.Kill(primary), () => cluster.WaitForPromotion(replica));
+        var measurement = await scenario.RunAsync(
+            () =>
+            {
+                cluster.AllowFailover(replica);
+                cluster.Kill(primary);
+            },
+            () => cluster.WaitForPromotion(replica));
 
         _output.WriteLine($"Cluster, a replica promoted: {measurement}");
         scenario.AssertOneCleanOutage(measurement);
