@@ -5,7 +5,9 @@ namespace Polly.PriorityRouting.Redis.Tests.Support;
 
 /// <summary>
 /// A Redis Cluster of three primaries, each with one replica (six nodes, <c>cluster-node-timeout</c> 1000), on random
-/// loopback ports in a temporary directory; started for one test, every process killed after.
+/// loopback ports in a temporary directory; started for one test, every process killed after. No replica fails over
+/// until a test allows it (<see cref="AllowFailover"/>): on a loaded machine a primary that stalls a second looks dead,
+/// and a failover the test did not cause may lose what the last writes acknowledged (asynchronous replication).
 /// </summary>
 public sealed class RedisClusterWithReplicas : IDisposable
 {
@@ -25,7 +27,7 @@ public sealed class RedisClusterWithReplicas : IDisposable
                 [
                     .. RedisProcess.NodeArguments(Ports[node], _directory),
                     "--cluster-enabled", "yes", "--cluster-config-file", $"nodes-{port}.conf", "--cluster-node-timeout", "1000",
-                    "--cluster-require-full-coverage", "no",
+                    "--cluster-require-full-coverage", "no", "--cluster-replica-no-failover", "yes",
                 ]);
             }
 
@@ -65,6 +67,16 @@ public sealed class RedisClusterWithReplicas : IDisposable
         }
 
         throw new InvalidOperationException("No replica found.");
+    }
+
+    /// <summary>Lets the replica fail over when its primary is down, as a test does just before it kills that primary.</summary>
+    public void AllowFailover(int replica)
+    {
+        var answer = RedisProcess.Cli(Ports[replica], "config", "set", "cluster-replica-no-failover", "no");
+        if (!answer.StartsWith("OK", StringComparison.Ordinal))
+        {
+            throw new InvalidOperationException($"Node {replica} refused to allow a failover: {answer}");
+        }
     }
 
     public void Kill(int node)

@@ -10,7 +10,16 @@ namespace Polly.PriorityRouting.Redis.Tests.Support;
 public sealed class RedisReplicationGroup : IDisposable
 {
     public const string ServiceName = "mymaster";
+
+    // More than the three sentinels: none can ever see a node objectively down, so none fails over.
+    private const int NoFailoverQuorum = 4;
     private static readonly TimeSpan Bound = TimeSpan.FromSeconds(30);
+
+    // How long Sentinel is given to make a returning old primary a replica before a test does: well within the 30 s the
+    // store waits out two nodes that say they are the primary before it declares an outage (RedisRoleCheck.SplitGrace),
+    // so that the fallback never turns the return into a second outage, the store's documented answer to a split that
+    // lasts. Sentinel, no longer able to fail over (ForbidFailovers), converts it in about 10 s.
+    private static readonly TimeSpan DemotionBound = TimeSpan.FromSeconds(20);
     private readonly string _directory = Directory.CreateTempSubdirectory("redis-replication-").FullName;
     private readonly RedisProcess?[] _nodes = new RedisProcess?[2];
     private readonly List<RedisProcess> _sentinels = [];
@@ -98,18 +107,24 @@ public sealed class RedisReplicationGroup : IDisposable
     public void WaitForRole(int node, string role)
         => WaitUntil(() => RedisProcess.Cli(NodePorts[node], "role").StartsWith(role, StringComparison.Ordinal), $"node {node} is a {role}");
 
+    private bool IsReplica(int node) => RedisProcess.Cli(NodePorts[node], "role").StartsWith("slave", StringComparison.Ordinal);
+
     /// <summary>
     /// Waits until the sentinels make a returning old primary a replica of <paramref name="primary"/>; if they have not
-    /// within the bound, makes it one by hand, as they would. Sentinel converts it only after its own periods (an
-    /// instance's INFO every 10 s, then a wait of its publish periods before it reconfigures a node that claims to be a
-    /// primary), which a loaded machine stretched past 30 s once; what a test checks is the store while two nodes claim
-    /// to be primaries and after one stops, not how long Sentinel takes. Returns whether Sentinel did it.
+    /// within <see cref="DemotionBound"/>, makes it one by hand, as they would. Sentinel converts it only after its own
+    /// periods (an instance's INFO every 10 s, then a wait of its publish periods before it reconfigures a node that
+    /// claims to be a primary); what a test checks is the store while two nodes claim to be primaries and after one
+    /// stops, not how long Sentinel takes. Returns whether Sentinel did it.
     /// </summary>
+    /// <remarks>
+    /// A node that never became a replica within 30 s was, in the runs that lost pins, one the sentinels had promoted
+    /// back in a second failover (see <see cref="ForbidFailovers"/>).
+    /// </remarks>
     public bool WaitForDemotion(int node, int primary)
     {
         try
         {
-            WaitForRole(node, "slave");
+            WaitUntil(() => IsReplica(node), $"Sentinel makes node {node} a replica", DemotionBound);
             return true;
         }
         catch (TimeoutException)
@@ -119,6 +134,22 @@ public sealed class RedisReplicationGroup : IDisposable
             return false;
         }
     }
+
+    /// <summary>
+    /// Lets the sentinels fail over (quorum 2 of 3), as a test does just before it kills the primary. They start unable
+    /// to (<see cref="ForbidFailovers"/>).
+    /// </summary>
+    public void AllowFailover() => SetQuorum(2);
+
+    /// <summary>
+    /// Makes the sentinels unable to fail over (a quorum of 4, more than there are sentinels: no node is ever objectively
+    /// down), while they still watch the nodes and make a returning old primary a replica. A test wants the one failover
+    /// it causes: on a loaded machine a sentinel (<c>down-after-milliseconds</c> 1000) takes a primary that stalls a
+    /// second for dead, and failed over before the kill, or after it to the returning old primary — which, empty, then
+    /// replaced the data of the primary it followed: acknowledged pins lost by Redis, as asynchronous replication allows,
+    /// not by the store.
+    /// </summary>
+    public void ForbidFailovers() => SetQuorum(NoFailoverQuorum);
 
     /// <summary>Waits, bounded, until every sentinel names the node as the primary.</summary>
     public void WaitForSentinelsToName(int node)
@@ -152,12 +183,24 @@ public sealed class RedisReplicationGroup : IDisposable
             $"port {port}",
             "bind 127.0.0.1",
             $"dir {_directory}",
-            $"sentinel monitor {ServiceName} 127.0.0.1 {NodePorts[0]} 2",
+            $"sentinel monitor {ServiceName} 127.0.0.1 {NodePorts[0]} {NoFailoverQuorum}",
             $"sentinel down-after-milliseconds {ServiceName} 1000",
             $"sentinel failover-timeout {ServiceName} 5000",
             $"sentinel parallel-syncs {ServiceName} 1",
             string.Empty));
         return RedisProcess.Start(port, _directory, file, "--sentinel");
+    }
+
+    private void SetQuorum(int quorum)
+    {
+        foreach (var sentinel in _sentinels)
+        {
+            var answer = RedisProcess.Cli(sentinel.Port, "sentinel", "set", ServiceName, "quorum", quorum.ToString(CultureInfo.InvariantCulture));
+            if (!answer.StartsWith("OK", StringComparison.Ordinal))
+            {
+                throw new InvalidOperationException($"Sentinel on {sentinel.Port} refused quorum {quorum}: {answer}");
+            }
+        }
     }
 
     private static string? ValueAfter(List<string> lines, string name)
@@ -166,14 +209,15 @@ public sealed class RedisReplicationGroup : IDisposable
         return index >= 0 && index + 1 < lines.Count ? lines[index + 1] : null;
     }
 
-    private static void WaitUntil(Func<bool> condition, string description)
+    private static void WaitUntil(Func<bool> condition, string description, TimeSpan? bound = null)
     {
+        var limit = bound ?? Bound;
         var waited = Stopwatch.StartNew();
         while (!condition())
         {
-            if (waited.Elapsed > Bound)
+            if (waited.Elapsed > limit)
             {
-                throw new TimeoutException($"Not within {Bound}: {description}.");
+                throw new TimeoutException($"Not within {limit}: {description}.");
             }
 
             Thread.Sleep(50);
