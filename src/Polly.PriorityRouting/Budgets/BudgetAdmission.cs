@@ -64,9 +64,15 @@ internal sealed class BudgetAdmission
         var ticket = reservation.IsCounted ? new ReservationTicket(_reservations!, reservation) : null;
         if (cancellationToken.IsCancellationRequested)
         {
-            // The caller gave up while the reservation travelled: nothing is admitted, nothing spent, anything counted given back.
+            // The caller gave up while the reservation travelled: nothing is admitted, nothing spent, anything counted or
+            // claimed given back (nobody comes for the claim; its room would stay idle until its grace ends).
             ticket?.Release();
             lease.Dispose();
+            if (reservation.HoldsClaim)
+            {
+                GiveBack(key, route.Claimant);
+            }
+
             return (null, key, null, false);
         }
 
@@ -107,6 +113,24 @@ internal sealed class BudgetAdmission
         try
         {
             refusals.ReleaseClaims(_reservations, route.Claimant, keepSoonest);
+        }
+        catch (Exception)
+        {
+            // A store's failure never fails a request.
+        }
+    }
+
+    /// <summary>Gives back one claim the store holds for the request; a store that fails is ignored (the claim ends with its grace).</summary>
+    private void GiveBack(BackendStateKey key, long claimant)
+    {
+        if (claimant == 0)
+        {
+            return;
+        }
+
+        try
+        {
+            _reservations!.ReleaseClaim(key, claimant);
         }
         catch (Exception)
         {

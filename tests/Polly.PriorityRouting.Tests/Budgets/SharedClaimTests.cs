@@ -244,6 +244,42 @@ public class SharedClaimTests
         store.ReleasedClaims.Should().Equal([(RoutingHarness.Key("a"), claimant), (RoutingHarness.Key("c"), claimant)], "it comes back for b's claim only");
     }
 
+    [Fact]
+    public async Task A_caller_that_gives_up_while_it_waits_for_its_claim_gives_it_back()
+    {
+        var store = new ReservingStore().AnswerClaimant("a", (key, cost, _, now) => BackendReservation.Claimed(key, cost, ClaimedRefill));
+        using var h = Harness(store, o => o.MaxQueueWait = TimeSpan.FromSeconds(15), RoutingHarness.Backend("a", 1));
+        using var cancellation = new CancellationTokenSource();
+
+        var waiting = h.Client.PostAsync("/", Chat("given up"), cancellation.Token);
+        waiting.IsCompleted.Should().BeFalse("the caller waits for its claim");
+        await cancellation.CancelAsync();
+        var giveUp = async () => await waiting.WaitAsync(TimeSpan.FromSeconds(30));
+
+        await giveUp.Should().ThrowAsync<OperationCanceledException>();
+        store.ReleasedClaims.Should().Equal([(RoutingHarness.Key("a"), store.Claimants.Single())], "nobody comes for the claim: its room goes back to the others");
+        h.Transport.Requests.Should().BeEmpty();
+    }
+
+    [Fact]
+    public async Task A_caller_that_gave_up_while_the_store_claimed_for_it_gives_the_claim_back()
+    {
+        using var cancellation = new CancellationTokenSource();
+        var store = new ReservingStore().AnswerClaimant("a", (key, cost, _, now) =>
+        {
+            // The caller gives up while the reservation travels; the store's answer claims room for it all the same.
+            cancellation.Cancel();
+            return BackendReservation.Claimed(key, cost, ClaimedRefill);
+        });
+        using var h = Harness(store, RoutingHarness.Backend("a", 1));
+
+        var giveUp = async () => await h.Client.PostAsync("/", Chat("given up"), cancellation.Token);
+
+        await giveUp.Should().ThrowAsync<OperationCanceledException>();
+        store.ReleasedClaims.Should().Equal([(RoutingHarness.Key("a"), store.Claimants.Single())]);
+        h.Transport.Requests.Should().BeEmpty();
+    }
+
     private static RoutingHarness Harness(ReservingStore store, params PriorityBackend[] backends) => Harness(store, null, backends);
 
     private static RoutingHarness Harness(ReservingStore store, Action<PriorityRoutingStrategyOptions>? configure, params PriorityBackend[] backends)
