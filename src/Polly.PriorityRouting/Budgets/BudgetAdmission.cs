@@ -95,6 +95,13 @@ internal sealed class BudgetAdmission
         // is no longer the claimed moment.
         var refused = reservation.Status == BackendReservationStatus.Refused;
         var bounded = reservation.RetryAfter < _maxCooldown;
+        if (refused && !bounded && reservation.HoldsClaim)
+        {
+            // The caller is told MaxCooldown, sooner than the claim: nobody comes for it at its moment, and the refusal
+            // no longer says it holds one (so no admission would give it back): given back now.
+            GiveBack(key, route.Claimant);
+        }
+
         return (null, key, refused ? now + (bounded ? reservation.RetryAfter : _maxCooldown) : null, refused && bounded && reservation.HoldsClaim);
     }
 

@@ -280,6 +280,21 @@ public class SharedClaimTests
         h.Transport.Requests.Should().BeEmpty();
     }
 
+    [Fact]
+    public async Task A_claim_beyond_MaxCooldown_is_given_back_since_the_caller_is_told_to_come_back_sooner()
+    {
+        // The caller is told MaxCooldown, not the claim's moment: nobody comes for the claim then, and a caller admitted
+        // elsewhere would never give it back (its refusal no longer says it holds one).
+        var store = new ReservingStore().AnswerClaimant("a", (key, cost, _, now) => BackendReservation.Claimed(key, cost, TimeSpan.FromSeconds(40)));
+        using var h = Harness(store, o => o.MaxCooldown = TimeSpan.FromSeconds(30), RoutingHarness.Backend("a", 1));
+
+        using var response = await h.Client.PostAsync("/", Chat("bounded"));
+
+        response.StatusCode.Should().Be(HttpStatusCode.TooManyRequests);
+        RetryAfterMs(response).Should().BeLessThanOrEqualTo(30_000 + ExhaustedResponse.TimerSlackMilliseconds);
+        store.ReleasedClaims.Should().Equal([(RoutingHarness.Key("a"), store.Claimants.Single())]);
+    }
+
     private static RoutingHarness Harness(ReservingStore store, params PriorityBackend[] backends) => Harness(store, null, backends);
 
     private static RoutingHarness Harness(ReservingStore store, Action<PriorityRoutingStrategyOptions>? configure, params PriorityBackend[] backends)
