@@ -295,6 +295,23 @@ public class SharedClaimTests
         store.ReleasedClaims.Should().Equal([(RoutingHarness.Key("a"), store.Claimants.Single())]);
     }
 
+    [Fact]
+    public async Task A_claim_on_the_first_model_is_given_back_when_a_fallback_model_serves()
+    {
+        var a = RoutingHarness.Backend("a", 1);
+        a.Models["gpt-4o"] = "gpt-4o-ptu";
+        var b = RoutingHarness.Backend("b", 1);
+        b.Models["gpt-4o-mini"] = "mini";
+        var store = new ReservingStore().AnswerClaimant("a", (key, cost, _, now) => BackendReservation.Claimed(key, cost, TimeSpan.FromSeconds(9)));
+        using var h = Harness(store, o => o.ModelFallbacks["gpt-4o"] = ["gpt-4o-mini"], a, b);
+        h.Transport.Respond("b", HttpStatusCode.OK);
+
+        using var served = await h.Client.PostAsync("/v1/chat/completions", Json("{\"model\":\"gpt-4o\",\"messages\":[{\"role\":\"user\",\"content\":\"hi\"}],\"max_tokens\":100}"));
+
+        served.StatusCode.Should().Be(HttpStatusCode.OK);
+        store.ReleasedClaims.Should().Equal([(RoutingHarness.Key("a", "gpt-4o-ptu"), store.Claimants.First())], "the caller will not come back for the first model's claim");
+    }
+
     private static RoutingHarness Harness(ReservingStore store, params PriorityBackend[] backends) => Harness(store, null, backends);
 
     private static RoutingHarness Harness(ReservingStore store, Action<PriorityRoutingStrategyOptions>? configure, params PriorityBackend[] backends)
