@@ -64,9 +64,15 @@ internal sealed class BudgetAdmission
         var ticket = reservation.IsCounted ? new ReservationTicket(_reservations!, reservation) : null;
         if (cancellationToken.IsCancellationRequested)
         {
-            // The caller gave up while the reservation travelled: nothing is admitted, nothing spent, anything counted given back.
+            // The caller gave up while the reservation travelled: nothing is admitted, nothing spent, anything counted or
+            // claimed given back (nobody comes for the claim; its room would stay idle until its grace ends).
             ticket?.Release();
             lease.Dispose();
+            if (reservation.HoldsClaim)
+            {
+                GiveBack(key, route.Claimant);
+            }
+
             return (null, key, null, false);
         }
 
@@ -89,6 +95,13 @@ internal sealed class BudgetAdmission
         // is no longer the claimed moment.
         var refused = reservation.Status == BackendReservationStatus.Refused;
         var bounded = reservation.RetryAfter < _maxCooldown;
+        if (refused && !bounded && reservation.HoldsClaim)
+        {
+            // The caller is told MaxCooldown, sooner than the claim: nobody comes for it at its moment, and the refusal
+            // no longer says it holds one (so no admission would give it back): given back now.
+            GiveBack(key, route.Claimant);
+        }
+
         return (null, key, refused ? now + (bounded ? reservation.RetryAfter : _maxCooldown) : null, refused && bounded && reservation.HoldsClaim);
     }
 
@@ -107,6 +120,24 @@ internal sealed class BudgetAdmission
         try
         {
             refusals.ReleaseClaims(_reservations, route.Claimant, keepSoonest);
+        }
+        catch (Exception)
+        {
+            // A store's failure never fails a request.
+        }
+    }
+
+    /// <summary>Gives back one claim the store holds for the request; a store that fails is ignored (the claim ends with its grace).</summary>
+    private void GiveBack(BackendStateKey key, long claimant)
+    {
+        if (claimant == 0)
+        {
+            return;
+        }
+
+        try
+        {
+            _reservations!.ReleaseClaim(key, claimant);
         }
         catch (Exception)
         {

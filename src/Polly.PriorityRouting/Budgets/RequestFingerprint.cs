@@ -13,7 +13,9 @@ namespace Polly.PriorityRouting;
 /// </summary>
 /// <remarks>
 /// Non-cryptographic: a caller who forges another's fingerprint takes a room that was set aside for a request with the
-/// same body, which its own request could have spent anyway. 0 means "never claims": a hash of 0 is taken as 1, and a
+/// same body, which its own request could have spent anyway. Two callers sending the identical request (same method,
+/// path and query, body) are one claimant: they share one claim, which the first to come at its moment takes
+/// (docs/distributed.md, claims). 0 means "never claims": a hash of 0 is taken as 1, and a
 /// body that cannot be read again (not seekable, failing, or larger than <see cref="RequestBody.MaxBytes"/>) gives 0.
 /// </remarks>
 internal static class RequestFingerprint

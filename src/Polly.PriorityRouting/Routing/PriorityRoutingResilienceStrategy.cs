@@ -154,7 +154,9 @@ internal sealed class PriorityRoutingResilienceStrategy : ResilienceStrategy<Htt
                 {
                     if (context.CancellationToken.IsCancellationRequested)
                     {
-                        // The caller gave up (also while a reservation travelled): its cancellation is the answer.
+                        // The caller gave up (also while a reservation travelled): its cancellation is the answer, and it
+                        // comes back for none of the claims its refusals hold.
+                        plan.GiveBackClaims(_pool);
                         return CallerCanceled(context);
                     }
 
@@ -178,6 +180,8 @@ internal sealed class PriorityRoutingResilienceStrategy : ResilienceStrategy<Htt
                     switch (wait.Outcome)
                     {
                         case WaitOutcome.Canceled:
+                            // The claim it waited for holds room from everyone else until its grace ends: given back.
+                            plan.GiveBackClaims(_pool);
                             return CallerCanceled(context);
                         case WaitOutcome.Released:
                             // A new round over every allowed backend, MaxAttempts of them; the next attempt keeps this

@@ -369,6 +369,9 @@ internal struct RequestPlan
     /// </summary>
     public readonly void KeepSoonestClaim(BackendPool pool) => pool.BudgetAdmission.ReleaseClaims(Route, keepSoonest: true);
 
+    /// <summary>The caller gave up: it comes back for none of the claims its refusals hold.</summary>
+    public readonly void GiveBackClaims(BackendPool pool) => pool.BudgetAdmission.ReleaseClaims(Route, keepSoonest: false);
+
     /// <summary>The request was released from a wait holding <paramref name="held"/>: its next admission spends it.</summary>
     public void Hold(BudgetHold? held) => _route = _route.WithHeld(held);
 }

@@ -244,6 +244,74 @@ public class SharedClaimTests
         store.ReleasedClaims.Should().Equal([(RoutingHarness.Key("a"), claimant), (RoutingHarness.Key("c"), claimant)], "it comes back for b's claim only");
     }
 
+    [Fact]
+    public async Task A_caller_that_gives_up_while_it_waits_for_its_claim_gives_it_back()
+    {
+        var store = new ReservingStore().AnswerClaimant("a", (key, cost, _, now) => BackendReservation.Claimed(key, cost, ClaimedRefill));
+        using var h = Harness(store, o => o.MaxQueueWait = TimeSpan.FromSeconds(15), RoutingHarness.Backend("a", 1));
+        using var cancellation = new CancellationTokenSource();
+
+        var waiting = h.Client.PostAsync("/", Chat("given up"), cancellation.Token);
+        waiting.IsCompleted.Should().BeFalse("the caller waits for its claim");
+        await cancellation.CancelAsync();
+        var giveUp = async () => await waiting.WaitAsync(TimeSpan.FromSeconds(30));
+
+        await giveUp.Should().ThrowAsync<OperationCanceledException>();
+        store.ReleasedClaims.Should().Equal([(RoutingHarness.Key("a"), store.Claimants.Single())], "nobody comes for the claim: its room goes back to the others");
+        h.Transport.Requests.Should().BeEmpty();
+    }
+
+    [Fact]
+    public async Task A_caller_that_gave_up_while_the_store_claimed_for_it_gives_the_claim_back()
+    {
+        using var cancellation = new CancellationTokenSource();
+        var store = new ReservingStore().AnswerClaimant("a", (key, cost, _, now) =>
+        {
+            // The caller gives up while the reservation travels; the store's answer claims room for it all the same.
+            cancellation.Cancel();
+            return BackendReservation.Claimed(key, cost, ClaimedRefill);
+        });
+        using var h = Harness(store, RoutingHarness.Backend("a", 1));
+
+        var giveUp = async () => await h.Client.PostAsync("/", Chat("given up"), cancellation.Token);
+
+        await giveUp.Should().ThrowAsync<OperationCanceledException>();
+        store.ReleasedClaims.Should().Equal([(RoutingHarness.Key("a"), store.Claimants.Single())]);
+        h.Transport.Requests.Should().BeEmpty();
+    }
+
+    [Fact]
+    public async Task A_claim_beyond_MaxCooldown_is_given_back_since_the_caller_is_told_to_come_back_sooner()
+    {
+        // The caller is told MaxCooldown, not the claim's moment: nobody comes for the claim then, and a caller admitted
+        // elsewhere would never give it back (its refusal no longer says it holds one).
+        var store = new ReservingStore().AnswerClaimant("a", (key, cost, _, now) => BackendReservation.Claimed(key, cost, TimeSpan.FromSeconds(40)));
+        using var h = Harness(store, o => o.MaxCooldown = TimeSpan.FromSeconds(30), RoutingHarness.Backend("a", 1));
+
+        using var response = await h.Client.PostAsync("/", Chat("bounded"));
+
+        response.StatusCode.Should().Be(HttpStatusCode.TooManyRequests);
+        RetryAfterMs(response).Should().BeLessThanOrEqualTo(30_000 + ExhaustedResponse.TimerSlackMilliseconds);
+        store.ReleasedClaims.Should().Equal([(RoutingHarness.Key("a"), store.Claimants.Single())]);
+    }
+
+    [Fact]
+    public async Task A_claim_on_the_first_model_is_given_back_when_a_fallback_model_serves()
+    {
+        var a = RoutingHarness.Backend("a", 1);
+        a.Models["gpt-4o"] = "gpt-4o-ptu";
+        var b = RoutingHarness.Backend("b", 1);
+        b.Models["gpt-4o-mini"] = "mini";
+        var store = new ReservingStore().AnswerClaimant("a", (key, cost, _, now) => BackendReservation.Claimed(key, cost, TimeSpan.FromSeconds(9)));
+        using var h = Harness(store, o => o.ModelFallbacks["gpt-4o"] = ["gpt-4o-mini"], a, b);
+        h.Transport.Respond("b", HttpStatusCode.OK);
+
+        using var served = await h.Client.PostAsync("/v1/chat/completions", Json("{\"model\":\"gpt-4o\",\"messages\":[{\"role\":\"user\",\"content\":\"hi\"}],\"max_tokens\":100}"));
+
+        served.StatusCode.Should().Be(HttpStatusCode.OK);
+        store.ReleasedClaims.Should().Equal([(RoutingHarness.Key("a", "gpt-4o-ptu"), store.Claimants.First())], "the caller will not come back for the first model's claim");
+    }
+
     private static RoutingHarness Harness(ReservingStore store, params PriorityBackend[] backends) => Harness(store, null, backends);
 
     private static RoutingHarness Harness(ReservingStore store, Action<PriorityRoutingStrategyOptions>? configure, params PriorityBackend[] backends)
