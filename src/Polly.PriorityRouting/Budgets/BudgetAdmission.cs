@@ -110,7 +110,7 @@ internal sealed class BudgetAdmission
     /// (<paramref name="keepSoonest"/> false), all but the soonest when it is sent back or waits (it comes back for that
     /// one). A store that fails is ignored: the claims then end with their grace.
     /// </summary>
-    public void ReleaseClaims(in RequestRoute route, bool keepSoonest)
+    public void ReleaseClaims(in RequestRoute route, bool keepSoonest, BackendStateKey? admitted = null)
     {
         if (_reservations is null || route.Refusals is not { } refusals || route.Claimant == 0)
         {
@@ -119,7 +119,7 @@ internal sealed class BudgetAdmission
 
         try
         {
-            refusals.ReleaseClaims(_reservations, route.Claimant, keepSoonest);
+            refusals.ReleaseClaims(_reservations, route.Claimant, keepSoonest, admitted);
         }
         catch (Exception)
         {

@@ -7,14 +7,34 @@ namespace Polly.PriorityRouting;
 /// </summary>
 /// <remarks>
 /// Allocated at a request's first refusal only, and bounded by the request itself: each backend of each model it
-/// walks is refused at most once per round (a new round after a wait starts without refusals).
+/// walks is refused at most once per round. A new round after a wait starts without refusals (<see cref="NextRound"/>)
+/// but keeps the claim the request waited for, so that it is given back if the request is admitted elsewhere.
 /// </remarks>
 internal sealed class ReservationRefusals
 {
-    private readonly List<(BackendStateKey Key, DateTimeOffset Until, bool Claimed)> _refused = new(2);
+    private readonly List<(BackendStateKey Key, DateTimeOffset Until, bool Claimed, bool ThisRound)> _refused = new(2);
 
     /// <summary>Remembers a refusal; <paramref name="claimed"/> when the store set room aside for this request at <paramref name="until"/>.</summary>
-    public void Add(BackendStateKey key, DateTimeOffset until, bool claimed = false) => _refused.Add((key, until, claimed));
+    public void Add(BackendStateKey key, DateTimeOffset until, bool claimed = false) => _refused.Add((key, until, claimed, true));
+
+    /// <summary>
+    /// Returns the refusals of a new round: none, but the claims still held (they close no backend and name no refill
+    /// in the new round's answer), or <see langword="null"/> when none is held.
+    /// </summary>
+    public ReservationRefusals? NextRound()
+    {
+        ReservationRefusals? next = null;
+        foreach (var (key, until, claimed, _) in _refused)
+        {
+            if (claimed)
+            {
+                next ??= new ReservationRefusals();
+                next._refused.Add((key, until, true, false));
+            }
+        }
+
+        return next;
+    }
 
     /// <summary>Returns until when the key's reservation was refused to this request; the latest when refused twice.</summary>
     public bool TryGetUntil(BackendStateKey key, out DateTimeOffset until) => TryGetUntil(key, out until, out _);
@@ -22,8 +42,10 @@ internal sealed class ReservationRefusals
     /// <summary>
     /// Gives back every claim these refusals hold but the soonest (<paramref name="keepSoonest"/>) or all: a request
     /// comes back for one claim only, and a claim it will not come for holds room from everyone else until its grace ends.
+    /// The claim on <paramref name="admitted"/>, the key the request is admitted on, is not given back: the store
+    /// redeemed it with that admission.
     /// </summary>
-    public void ReleaseClaims(IBackendReservationStore store, long claimant, bool keepSoonest)
+    public void ReleaseClaims(IBackendReservationStore store, long claimant, bool keepSoonest, BackendStateKey? admitted = null)
     {
         var kept = -1;
         for (var i = 0; keepSoonest && i < _refused.Count; i++)
@@ -36,12 +58,15 @@ internal sealed class ReservationRefusals
 
         for (var i = 0; i < _refused.Count; i++)
         {
-            var (key, until, claimed) = _refused[i];
+            var (key, until, claimed, thisRound) = _refused[i];
             if (claimed && i != kept && (kept < 0 || key != _refused[kept].Key))
             {
-                // Once: a claim given back is no longer held.
-                _refused[i] = (key, until, false);
-                store.ReleaseClaim(key, claimant);
+                // Once: a claim given back (or redeemed) is no longer held.
+                _refused[i] = (key, until, false, thisRound);
+                if (key != admitted)
+                {
+                    store.ReleaseClaim(key, claimant);
+                }
             }
         }
     }
@@ -56,7 +81,7 @@ internal sealed class ReservationRefusals
         var found = false;
         foreach (var refusal in _refused)
         {
-            if (refusal.Key == key && (!found || refusal.Until > until))
+            if (refusal.ThisRound && refusal.Key == key && (!found || refusal.Until > until))
             {
                 (found, until, claimed) = (true, refusal.Until, refusal.Claimed);
             }

@@ -249,8 +249,8 @@ internal struct RequestPlan
                 .ConfigureAwait(context.ContinueOnCapturedContext);
             if (lease is { } admitted)
             {
-                // Admitted: it will come back for none of the claims its refusals hold.
-                pool.BudgetAdmission.ReleaseClaims(plan.Route, keepSoonest: false);
+                // Admitted: it will come back for none of the claims its refusals hold (the one of this key, if any, redeemed).
+                pool.BudgetAdmission.ReleaseClaims(plan.Route, keepSoonest: false, admitted: key);
                 plan.Admitted(admitted);
                 return (plan, admitted);
             }

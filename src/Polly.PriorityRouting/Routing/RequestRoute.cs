@@ -97,8 +97,8 @@ internal readonly struct RequestRoute
         return new(Partition, Model, Cost, Excluded, Held, Headroom, refusals, Claimant);
     }
 
-    /// <summary>Returns the same route without refusals: a new round, in which every backend may be asked again.</summary>
-    public RequestRoute WithoutRefusals() => Refusals is null ? this : new(Partition, Model, Cost, Excluded, Held, Headroom, claimant: Claimant);
+    /// <summary>Returns the same route without refusals (but the claims still held): a new round, in which every backend may be asked again.</summary>
+    public RequestRoute WithoutRefusals() => Refusals is null ? this : new(Partition, Model, Cost, Excluded, Held, Headroom, Refusals.NextRound(), Claimant);
 
     /// <summary>Returns the throttle partition of this request on <paramref name="backend"/>.</summary>
     public string? PartitionOn(RoutedBackend backend) => Model?.DeploymentOn(backend)?.Name ?? Partition;

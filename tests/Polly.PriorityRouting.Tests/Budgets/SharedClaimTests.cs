@@ -162,6 +162,50 @@ public class SharedClaimTests
     }
 
     [Fact]
+    public async Task A_caller_that_waited_for_its_claim_and_is_admitted_elsewhere_gives_the_claim_back()
+    {
+        // a claims its refill for the caller; b is refused until 4 s, then grants: the caller waits (MaxQueueWait), and
+        // its new round, in which a is throttled, is admitted on b before a's claim is due.
+        var bRefill = RoutingHarness.Start + TimeSpan.FromSeconds(4);
+        var store = new ReservingStore()
+            .AnswerClaimant("a", (key, cost, _, now) => BackendReservation.Claimed(key, cost, RoutingHarness.Start + ClaimedRefill - now))
+            .AnswerClaimant("b", (key, cost, _, now) => now < bRefill
+                ? BackendReservation.Refused(key, cost, bRefill - now)
+                : BackendReservation.Granted(key, cost, now, 1, cost));
+        using var h = Harness(store, o => o.MaxQueueWait = TimeSpan.FromSeconds(15), RoutingHarness.Backend("a", 1), RoutingHarness.Backend("b", 2));
+        h.Transport.Respond("b", HttpStatusCode.OK);
+
+        var waiting = h.Client.PostAsync("/", Chat("served by b after a wait"));
+        waiting.IsCompleted.Should().BeFalse("the caller waits for b's refill");
+
+        // Meanwhile another request's 429 takes a out of rotation: the new round never asks a again.
+        await store.Marks.MarkUnavailableAsync(RoutingHarness.Key("a"), new BackendUnavailability(RoutingHarness.Start + TimeSpan.FromMinutes(1), BackendUnavailableReason.Throttled), RoutingHarness.Start, default);
+        h.AdvanceOffContext(TimeSpan.FromSeconds(4));
+        using var response = await waiting.WaitAsync(TimeSpan.FromSeconds(30));
+
+        response.StatusCode.Should().Be(HttpStatusCode.OK);
+        h.Transport.CountFor("b").Should().Be(1);
+        store.ReleasedClaims.Should().Equal([(RoutingHarness.Key("a"), store.Claimants.First())], "the claim it waited beside holds room it will not come for");
+    }
+
+    [Fact]
+    public async Task A_caller_that_redeems_its_claim_after_a_wait_gives_back_nothing()
+    {
+        var budget = new OneClaimBudget();
+        var store = new ReservingStore().AnswerClaimant("a", budget.Answer);
+        using var h = Harness(store, o => o.MaxQueueWait = TimeSpan.FromSeconds(15), RoutingHarness.Backend("a", 1));
+        h.Transport.Respond("a", HttpStatusCode.OK);
+
+        var waiting = h.Client.PostAsync("/", Chat("queued"));
+        h.AdvanceOffContext(ClaimedRefill);
+        using var response = await waiting.WaitAsync(TimeSpan.FromSeconds(30));
+
+        response.StatusCode.Should().Be(HttpStatusCode.OK);
+        budget.Redeemed.Should().BeTrue();
+        store.ReleasedClaims.Should().BeEmpty("the admission redeemed the claim: nothing is left to give back");
+    }
+
+    [Fact]
     public async Task A_request_limited_by_hints_claims_only_on_the_backends_it_may_use()
     {
         var store = new ReservingStore()
