@@ -30,7 +30,7 @@ internal sealed class PriorityRoutingResilienceStrategy : ResilienceStrategy<Htt
     private readonly RequestPlanner _planner;
     private readonly AnswerObservers _observers;
     private readonly RefillWaits _waits;
-    private readonly Action<RoutedBackend, bool> _reservationRefused;
+    private readonly Action<RoutedBackend, bool, bool> _reservationRefused;
     private readonly IDisposable? _attachment;
 
     public PriorityRoutingResilienceStrategy(

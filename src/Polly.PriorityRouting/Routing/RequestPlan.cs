@@ -108,7 +108,7 @@ internal struct RequestPlan
     /// <param name="refused">Told of each backend whose shared budget refused the request, and whether the request is background.</param>
     /// <param name="context">The execution's context (its cancellation).</param>
     /// <returns>The plan as it is after the acquisition, and the lease, or none when no backend is left or the caller cancelled.</returns>
-    public static ValueTask<(RequestPlan Plan, BackendLease? Lease)> AcquireAsync(RequestPlan plan, BackendPool pool, Action<RoutedBackend, bool> refused, ResilienceContext context)
+    public static ValueTask<(RequestPlan Plan, BackendLease? Lease)> AcquireAsync(RequestPlan plan, BackendPool pool, Action<RoutedBackend, bool, bool> refused, ResilienceContext context)
     {
         if (context.CancellationToken.IsCancellationRequested)
         {
@@ -241,7 +241,7 @@ internal struct RequestPlan
         return (soonest ?? TimeSpan.Zero, throttled, reservation);
     }
 
-    private static async ValueTask<(RequestPlan Plan, BackendLease? Lease)> AcquireReservedAsync(RequestPlan plan, BackendPool pool, Action<RoutedBackend, bool> refused, ResilienceContext context)
+    private static async ValueTask<(RequestPlan Plan, BackendLease? Lease)> AcquireReservedAsync(RequestPlan plan, BackendPool pool, Action<RoutedBackend, bool, bool> refused, ResilienceContext context)
     {
         while (!context.CancellationToken.IsCancellationRequested && plan.TrySelect(pool, out var selected))
         {
@@ -259,7 +259,7 @@ internal struct RequestPlan
             {
                 // Closed to this request only (TrySelect closed it); its refill is when the exhausted answer sends the caller back.
                 plan._route = plan._route.WithRefusal(key, until, claimed);
-                refused(selected.Backend, plan._route.IsBackground);
+                refused(selected.Backend, plan._route.IsBackground, claimed);
             }
         }
 

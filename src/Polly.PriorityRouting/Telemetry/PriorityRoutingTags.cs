@@ -33,6 +33,12 @@ internal static class PriorityRoutingTags
     /// </summary>
     public const string RequestClass = "request.class";
 
+    /// <summary>
+    /// On a shared reservation's refusal that set room aside for the caller in a later refill (a claim): <c>true</c>.
+    /// Other refusals carry no such tag.
+    /// </summary>
+    public const string ReservationClaimed = "reservation.claimed";
+
     /// <summary>The <see cref="RequestClass"/> of a background request.</summary>
     public const string BackgroundClass = "background";
 

@@ -179,10 +179,12 @@ internal sealed partial class RoutingTelemetry
     }
 
     /// <summary>
-    /// The shared budget refused an attempt on <paramref name="backend"/>: counted by backend and class. Not by
-    /// partition, which may come from the caller (a header): one series each would grow without bound.
+    /// The shared budget refused an attempt on <paramref name="backend"/>: counted by backend and class, and tagged
+    /// when the refusal set room aside for the caller in a later refill (<paramref name="claimed"/>: the caller was
+    /// promised that refill). Not by partition, which may come from the caller (a header): one series each would grow
+    /// without bound.
     /// </summary>
-    public void ReservationRefused(RoutedBackend backend, bool background)
+    public void ReservationRefused(RoutedBackend backend, bool background, bool claimed)
     {
         if (!_metrics.ReservationsRefused.Enabled)
         {
@@ -191,6 +193,11 @@ internal sealed partial class RoutingTelemetry
 
         var tags = WithBackend(backend);
         AddClass(ref tags, background);
+        if (claimed)
+        {
+            tags.Add(PriorityRoutingTags.ReservationClaimed, true);
+        }
+
         _metrics.ReservationsRefused.Add(1, tags);
     }
 

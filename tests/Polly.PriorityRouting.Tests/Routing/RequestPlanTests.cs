@@ -199,7 +199,7 @@ public class RequestPlanTests
 
         void Acquire()
         {
-            var acquiring = RequestPlan.AcquireAsync(plan, pool, static (_, _) => { }, context);
+            var acquiring = RequestPlan.AcquireAsync(plan, pool, static (_, _, _) => { }, context);
             if (!acquiring.IsCompletedSuccessfully || acquiring.Result.Lease is not { } lease)
             {
                 throw new InvalidOperationException("The acquisition did not complete at once with a lease.");

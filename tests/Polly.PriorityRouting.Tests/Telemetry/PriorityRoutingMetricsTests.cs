@@ -126,6 +126,31 @@ public sealed class PriorityRoutingMetricsTests : IDisposable
     }
 
     [Fact]
+    public async Task Tags_a_shared_reservation_refusal_that_claimed_a_later_refill_for_the_caller()
+    {
+        using var refused = Collector<long>("priority_routing.reservations.refused");
+        var store = new ReservingStore()
+            .AnswerClaimant("a", (key, cost, _, _) => BackendReservation.Claimed(key, cost, TimeSpan.FromSeconds(10)))
+            .Refuse("b", TimeSpan.FromSeconds(5));
+        using var h = new RoutingHarness(
+            o =>
+            {
+                o.MeterFactory = MeterFactory;
+                o.StateStore = store;
+                o.Randomizer = _ => 0;
+            },
+            pipelineName: "claims-pipeline",
+            RoutingHarness.Backend("a", 1),
+            RoutingHarness.Backend("b", 2));
+
+        using var response = await h.Client.PostAsync("/", new StringContent("{}"));
+
+        response.StatusCode.Should().Be(HttpStatusCode.TooManyRequests);
+        refused.GetMeasurementSnapshot().Select(m => (m.Value, Tag(m, "backend.name"), m.Tags.TryGetValue("reservation.claimed", out var claimed) ? claimed : null))
+            .Should().Equal((1L, "a", (object?)true), (1L, "b", null));
+    }
+
+    [Fact]
     public void Counts_the_shared_reservation_refusals_of_synchronous_sends_as_of_asynchronous_ones()
     {
         using var refused = Collector<long>("priority_routing.reservations.refused");
