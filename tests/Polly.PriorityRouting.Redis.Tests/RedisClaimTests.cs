@@ -238,22 +238,88 @@ public sealed class RedisClaimTests : IClassFixture<RedisServerFixture>
     }
 
     [Fact]
-    public async Task A_budget_keeps_at_most_16_claim_moments_and_a_request_past_them_is_told_its_refill_unclaimed()
+    public async Task A_claim_of_a_refill_whose_moment_moved_by_milliseconds_joins_its_entry()
     {
-        // Answers move the window's end by a millisecond each time: every claim is made at a moment of its own.
-        await using var setup = await SpentAsync(_redis.Configuration);
-        var claims = new List<BackendReservation>();
-        for (var claimant = 1; claimant <= ReservationScripts.MaxClaimMoments + 1; claimant++)
+        // Every answer moves the window's end by a millisecond: each claim of the next refill is made at a moment of its own.
+        await using var setup = await SpentAsync(_redis.Configuration, grace: LongGrace);
+        var claimants = Enumerable.Range(1, 20).Select(claimant => (long)claimant).ToArray();
+        foreach (var claimant in claimants)
         {
             await setup.Database.HashSetAsync(setup.BudgetKey, "te", setup.Refill + claimant);
-            claims.Add(await setup.ReserveAsync(1, claimant));
+            (await setup.ReserveAsync(100, claimant)).HoldsClaim.Should().BeTrue("claimant {0} fits the refill", claimant);
         }
 
-        claims.Take(ReservationScripts.MaxClaimMoments).Should().OnlyContain(claim => claim.HoldsClaim);
-        (claims[^1].Status, claims[^1].HoldsClaim).Should().Be((BackendReservationStatus.Refused, false), "past 16 moments, the refill is named, unclaimed");
-        claims[^1].RetryAfter.Should().BeLessThanOrEqualTo(TimeSpan.FromMilliseconds(30_000 + claims.Count), "the refill, moved 17 ms");
-        (await setup.ClaimsAsync()).Keys.Should().Equal(Enumerable.Range(1, ReservationScripts.MaxClaimMoments).Select(i => setup.Refill + i));
-        (await setup.ReserveAsync(1, claimant: 1)).HoldsClaim.Should().BeTrue("the 16 claims stay");
+        (await setup.ClaimsAsync()).Should().Equal(
+            new Dictionary<long, string> { [setup.Refill + 1] = $"2000:0:{setup.Refill + 20}" }, "one entry per refill: at its first claim's moment, lasting its latest claimant's grace");
+
+        await setup.StepAsync(TimeSpan.FromMilliseconds(setup.Refill + 20 - await setup.ServerMillisecondsAsync()), claimants);
+        (await setup.ReserveAsync(8_001, claimant: 0)).Status.Should().Be(BackendReservationStatus.Refused, "2,000 of the refill are claimed");
+        foreach (var claimant in claimants)
+        {
+            (await setup.ReserveAsync(100, claimant)).Status.Should().Be(BackendReservationStatus.Granted, "claimant {0} redeems its claim", claimant);
+        }
+
+        (await setup.ReserveAsync(8_000, claimant: 0)).Status.Should().Be(BackendReservationStatus.Granted, "the room no claim holds");
+        (await setup.ReserveAsync(1, claimant: 0)).Status.Should().Be(BackendReservationStatus.Refused);
+        (await setup.ClaimsAsync()).Should().BeEmpty();
+    }
+
+    [Fact]
+    public async Task A_claimant_told_a_moved_moment_redeems_from_its_refills_entry()
+    {
+        await using var setup = await SpentAsync(_redis.Configuration, grace: LongGrace);
+        (await setup.ReserveAsync(5_000, claimant: 1)).HoldsClaim.Should().BeTrue();
+        await setup.Database.HashSetAsync(setup.BudgetKey, "te", setup.Refill + 20);
+        (await setup.ReserveAsync(5_000, claimant: 2)).HoldsClaim.Should().BeTrue();
+        (await setup.ClaimsAsync()).Should().Equal(
+            new Dictionary<long, string> { [setup.Refill] = $"10000:0:{setup.Refill + 20}" }, "the second claim joined the refill's entry, which lasts its grace");
+        ((string?)await setup.Database.StringGetAsync(RedisStoreLayout.ClaimantKeyOf(setup.BudgetKey, 2))).Should().Be($"{setup.Refill + 20}:5000:0", "the second claimant keeps the moment it was told");
+
+        var early = await setup.ReserveAsync(5_000, claimant: 2);
+        (early.Status, early.HoldsClaim).Should().Be((BackendReservationStatus.Refused, true));
+        early.RetryAfter.Should().BeGreaterThan(TimeSpan.FromSeconds(20)).And.BeLessThanOrEqualTo(TimeSpan.FromMilliseconds(30_020), "early: the time left to the moment it was told, the refill moved 20 ms");
+
+        await setup.StepAsync(TimeSpan.FromMilliseconds(setup.Refill + 20 - await setup.ServerMillisecondsAsync()), 1, 2);
+        (await setup.ReserveAsync(1, claimant: 0)).Status.Should().Be(BackendReservationStatus.Refused, "the refill is claimed whole");
+        (await setup.ReserveAsync(5_000, claimant: 2)).Status.Should().Be(BackendReservationStatus.Granted, "told the moved moment, it redeems from the refill's entry");
+        (await setup.ReserveAsync(5_000, claimant: 1)).Status.Should().Be(BackendReservationStatus.Granted);
+        (await setup.ReserveAsync(1, claimant: 0)).Status.Should().Be(BackendReservationStatus.Refused, "the window is spent");
+    }
+
+    [Fact]
+    public async Task A_claim_given_back_after_its_refill_moved_frees_its_room()
+    {
+        await using var setup = await SpentAsync(_redis.Configuration, grace: LongGrace);
+        (await setup.ReserveAsync(5_000, claimant: 1)).HoldsClaim.Should().BeTrue();
+        await setup.Database.HashSetAsync(setup.BudgetKey, "te", setup.Refill + 20);
+        (await setup.ReserveAsync(5_000, claimant: 2)).HoldsClaim.Should().BeTrue();
+
+        var flushed = setup.Replica.RedisStore.Reservations!.Flushed;
+        setup.Store.ReleaseClaim(setup.Key, 2);
+        await Eventually.HoldsAsync(() => setup.Replica.RedisStore.Reservations!.Flushed > flushed, Flushed, "the claim given back reaches Redis");
+
+        (await setup.ClaimsAsync()).Should().Equal(
+            new Dictionary<long, string> { [setup.Refill] = $"5000:0:{setup.Refill + 20}" }, "told the moved moment, its amount leaves the refill's entry");
+        var third = await setup.ReserveAsync(5_000, claimant: 3);
+        third.HoldsClaim.Should().BeTrue();
+        third.RetryAfter.Should().BeLessThanOrEqualTo(TimeSpan.FromSeconds(30), "the refill has room again");
+    }
+
+    [Fact]
+    public async Task A_budget_keeps_at_most_16_claim_moments_and_a_request_past_them_is_told_its_refill_unclaimed()
+    {
+        // The rule writes one moment per refill claimed: 16 moments are a peer's (here all in the refill after the next).
+        await using var setup = await SpentAsync(_redis.Configuration);
+        await setup.Database.HashSetAsync(
+            setup.ClaimsKey, [.. Enumerable.Range(1, ReservationScripts.MaxClaimMoments).Select(i => new HashEntry(setup.Refill + 30_000 + i, "1:0"))]);
+        await setup.Database.KeyExpireAsync(setup.ClaimsKey, TimeSpan.FromMinutes(1));
+
+        var past = await setup.ReserveAsync(1, claimant: 1);
+
+        (past.Status, past.HoldsClaim).Should().Be((BackendReservationStatus.Refused, false), "past 16 moments, the refill is named, unclaimed");
+        past.RetryAfter.Should().BeGreaterThan(TimeSpan.FromSeconds(20)).And.BeLessThanOrEqualTo(TimeSpan.FromSeconds(30), "the refill");
+        (await setup.ClaimsAsync()).Keys.Should().Equal(Enumerable.Range(1, ReservationScripts.MaxClaimMoments).Select(i => setup.Refill + 30_000 + i), "the 16 claims stay");
+        (await setup.Database.KeyExistsAsync(RedisStoreLayout.ClaimantKeyOf(setup.BudgetKey, 1))).Should().BeFalse("no claim, no record");
     }
 
     [Fact]
@@ -476,7 +542,7 @@ public sealed class RedisClaimTests : IClassFixture<RedisServerFixture>
             await Database.KeyDeleteAsync(ClaimsKey);
             if (claims.Length > 0)
             {
-                await Database.HashSetAsync(ClaimsKey, [.. claims.Select(entry => new HashEntry((long)entry.Name - step, entry.Value))]);
+                await Database.HashSetAsync(ClaimsKey, [.. claims.Select(entry => new HashEntry((long)entry.Name - step, Stepped((string)entry.Value!, step)))]);
                 await Database.KeyExpireAsync(ClaimsKey, TimeSpan.FromMinutes(3));
             }
 
@@ -490,6 +556,12 @@ public sealed class RedisClaimTests : IClassFixture<RedisServerFixture>
                 }
             }
         }
+
+        /// <summary>An entry's value with its latest claimant's moment (<c>tokens:requests:latest</c>), if any, stepped too.</summary>
+        private static string Stepped(string value, long step)
+            => value.Split(':') is [var tokens, var requests, var latest]
+                ? $"{tokens}:{requests}:{long.Parse(latest, CultureInfo.InvariantCulture) - step}"
+                : value;
 
         public async ValueTask DisposeAsync()
         {

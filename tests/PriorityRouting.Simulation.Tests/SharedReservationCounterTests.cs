@@ -436,6 +436,87 @@ public class SharedReservationCounterTests
         counter.Reserve(Ptu, 6_000, 0, 0, claimant: 42, Start.AddSeconds(10)).Status.Should().Be(BackendReservationStatus.Refused, "its claim is gone");
     }
 
+    [Fact]
+    public void A_claim_of_a_refill_whose_moment_moved_by_milliseconds_joins_its_entry()
+    {
+        // Every answer moves the window's end by a millisecond: each claim of the refill at 10 s is made at a moment of its own.
+        var counter = SpentUntil10s();
+        var now = Start.AddSeconds(1);
+        for (var claimant = 1; claimant <= 20; claimant++)
+        {
+            MoveWindowEnd(counter, now, TimeSpan.FromMilliseconds(9_000 + claimant));
+            var claim = counter.Reserve(Ptu, 100, 0, 0, claimant, now);
+            (claim.HoldsClaim, claim.RetryAfter).Should().Be((true, TimeSpan.FromMilliseconds(9_000 + claimant)), "claimant {0} fits the refill", claimant);
+        }
+
+        counter.ClaimMoments(Ptu).Should().Be(1, "one entry per refill: at its first claim's moment, lasting its latest claimant's grace");
+        var refill = Start.AddMilliseconds(10_020);
+        Reserve(counter, refill, 8_001).Should().Be(BackendReservationStatus.Refused, "2,000 of the refill are claimed");
+        for (var claimant = 1; claimant <= 20; claimant++)
+        {
+            counter.Reserve(Ptu, 100, 0, 0, claimant, refill).Status.Should().Be(BackendReservationStatus.Granted, "claimant {0} redeems its claim", claimant);
+        }
+
+        Reserve(counter, refill, 8_000).Should().Be(BackendReservationStatus.Granted, "the room no claim holds");
+        Reserve(counter, refill, 1).Should().Be(BackendReservationStatus.Refused);
+        counter.ClaimMoments(Ptu).Should().Be(0);
+    }
+
+    [Fact]
+    public void A_claimant_told_a_moved_moment_redeems_from_its_refills_entry()
+    {
+        var counter = SpentUntil10s();
+        counter.Reserve(Ptu, 5_000, 0, 0, claimant: 1, Start.AddSeconds(1)).RetryAfter.Should().Be(TimeSpan.FromSeconds(9));
+        MoveWindowEnd(counter, Start.AddSeconds(1), TimeSpan.FromMilliseconds(9_020));
+        var second = counter.Reserve(Ptu, 5_000, 0, 0, claimant: 2, Start.AddSeconds(1));
+        (second.HoldsClaim, second.RetryAfter).Should().Be((true, TimeSpan.FromMilliseconds(9_020)));
+        counter.ClaimMoments(Ptu).Should().Be(1, "the second claim joined the refill's entry (at 10 s)");
+
+        counter.Reserve(Ptu, 5_000, 0, 0, claimant: 2, Start.AddSeconds(9.5)).RetryAfter.Should().Be(TimeSpan.FromMilliseconds(520), "early: the time left to the moment it was told");
+        var refill = Start.AddMilliseconds(10_020);
+        Reserve(counter, refill, 1).Should().Be(BackendReservationStatus.Refused, "the refill is claimed whole");
+        counter.Reserve(Ptu, 5_000, 0, 0, claimant: 2, refill).Status.Should().Be(BackendReservationStatus.Granted, "told 10.02 s, it redeems from the entry at 10 s");
+        counter.Reserve(Ptu, 5_000, 0, 0, claimant: 1, refill).Status.Should().Be(BackendReservationStatus.Granted);
+        Reserve(counter, refill, 1).Should().Be(BackendReservationStatus.Refused, "the window is spent");
+    }
+
+    [Fact]
+    public void A_claim_given_back_after_its_refill_moved_frees_its_room()
+    {
+        var counter = SpentUntil10s();
+        counter.Reserve(Ptu, 5_000, 0, 0, claimant: 1, Start.AddSeconds(1)).HoldsClaim.Should().BeTrue();
+        MoveWindowEnd(counter, Start.AddSeconds(1), TimeSpan.FromMilliseconds(9_020));
+        counter.Reserve(Ptu, 5_000, 0, 0, claimant: 2, Start.AddSeconds(1)).HoldsClaim.Should().BeTrue();
+
+        counter.Unclaim(Ptu, 2, Start.AddSeconds(2));
+
+        counter.Reserve(Ptu, 5_000, 0, 0, claimant: 3, Start.AddSeconds(2)).RetryAfter.Should().Be(TimeSpan.FromMilliseconds(8_020), "the refill at 10.02 s has room again");
+        counter.ClaimMoments(Ptu).Should().Be(1);
+    }
+
+    [Fact]
+    public void A_budget_keeps_at_most_16_claim_moments_and_a_request_past_them_is_told_its_refill_unclaimed()
+    {
+        // Windows of 100 ms, each claimed whole within the 2 s grace of the claims before: a moment per refill, 16 alive.
+        var counter = new SharedReservationCounter();
+        counter.Correct(counter.Reserve(Ptu, 1_000, 0, 0, Start), Tokens(9_000, 10_000, TimeSpan.FromMilliseconds(100), Start, Start), Start);
+        for (var claimant = 1; claimant <= SharedReservationCounter.MaxClaimMoments; claimant++)
+        {
+            var claim = counter.Reserve(Ptu, 10_000, 0, 0, claimant, Start.AddMilliseconds((claimant * 100) - 50));
+            (claim.HoldsClaim, claim.RetryAfter).Should().Be((true, TimeSpan.FromMilliseconds(50)), "claimant {0} claims the next refill", claimant);
+        }
+
+        counter.ClaimMoments(Ptu).Should().Be(SharedReservationCounter.MaxClaimMoments);
+        var now = Start.AddMilliseconds(1_650);
+        var past = counter.Reserve(Ptu, 10_000, 0, 0, claimant: 17, now);
+        (past.Status, past.HoldsClaim, past.RetryAfter).Should().Be((BackendReservationStatus.Refused, false, TimeSpan.FromMilliseconds(50)), "past 16 moments, the refill is named, unclaimed");
+        counter.ClaimMoments(Ptu).Should().Be(SharedReservationCounter.MaxClaimMoments, "the 16 claims stay");
+        counter.Reserve(Ptu, 10_000, 0, 0, claimant: 16, now).Status.Should().Be(BackendReservationStatus.Granted, "its claim stayed: it redeems it");
+    }
+
+    private static void MoveWindowEnd(SharedReservationCounter counter, DateTimeOffset now, TimeSpan resetIn)
+        => counter.Correct(counter.Reserve(Ptu, 0, 0, 0, now), Tokens(0, 10_000, resetIn, now, now), now);
+
     private static SharedReservationCounter SpentUntil10s()
     {
         var counter = new SharedReservationCounter();

@@ -15,7 +15,7 @@ namespace Polly.PriorityRouting.Redis;
 /// another report sets <c>s</c>, whose releases it cannot tell apart, and at each refill). Beside it, sharing its hash
 /// tag: the budget's claims, a hash (<see cref="RedisStoreLayout.ClaimsKeyOf"/>, <c>&lt;budget key&gt;:q</c>) whose
 /// field is a claim's moment (Redis server milliseconds) and whose value is what is set aside then
-/// (<c>tokens:requests</c>), and one string per claimant (<see cref="RedisStoreLayout.ClaimantKeyOf"/>,
+/// (<c>tokens:requests</c>, then <c>:</c> and the latest moment of the claims that joined it when later), and one string per claimant (<see cref="RedisStoreLayout.ClaimantKeyOf"/>,
 /// <c>&lt;budget key&gt;:c:&lt;claimant as 16 hex digits&gt;</c>) holding <c>moment:tokens:requests</c>.
 /// </summary>
 /// <remarks>
@@ -75,8 +75,12 @@ internal static class ReservationScripts
     /// <para>
     /// Claims (the one rule of docs/distributed.md, which the simulation's <c>SharedReservationCounter</c> mirrors): the
     /// claims hash maps a claim's moment (<c>t</c>, Redis server milliseconds) to the amounts set aside then
-    /// (<c>tokens:requests</c>); a claimant's record holds <c>t:tokens:requests</c> and expires at t + grace, as its claim
-    /// does. A claimant with a record is refused until t (told the time left) and then redeems it: its room is free again
+    /// (<c>tokens:requests</c>, and <c>:latest</c> once a later claim joined it); a claimant's record holds
+    /// <c>t:tokens:requests</c> and expires at t + grace, its claim at its latest claimant's moment + grace. A claim joins
+    /// the entry its refill already has (a moment nearer than half the window of each budget it claims: answers move a
+    /// window's end by milliseconds), which keeps its moment and takes the claim's amounts, so a budget holds one entry
+    /// per refill claimed; redeemed or given back, a claim leaves the entry of the refill nearest the moment its
+    /// claimant was told. A claimant with a record is refused until t (told the time left) and then redeems it: its room is free again
     /// for its own check. A claim counts in the refill nearest its moment: with a window w known, the claims of the refill
     /// at s are those whose moment lies in [s − w/2, s + w/2) (answers move a window's end by milliseconds: counted from
     /// its moment on, a claim made just before a refill fell in the window before and the refill was claimed twice
@@ -116,10 +120,10 @@ internal static class ReservationScripts
           if b.l >= 0 and x > b.l then return b.l end
           return math.min(x, BIG)
         end
-        local function moment(v)
+        local function moment(v, latest)
           if type(v) ~= 'string' or #v > 16 or not string.match(v, '^%d+$') then return nil end
           local t = tonumber(v)
-          if t + GRACE <= now or t > now + HORIZON + GRACE then return nil end
+          if math.max(latest or t, t) + GRACE <= now or t > now + HORIZON + GRACE then return nil end
           return t
         end
         if claimsKey then
@@ -129,14 +133,18 @@ internal static class ReservationScripts
           elseif kind == 'hash' then
             local raw = redis.call('HGETALL', claimsKey)
             for i = 1, #raw, 2 do
-              local t = moment(raw[i])
-              local a, q
-              if t and #raw[i + 1] <= 40 then a, q = string.match(raw[i + 1], '^(%d+):(%d+)$') end
-              if a then
+              -- tokens:requests, then the latest claimant's moment when later than the entry's (it lasts that one's grace).
+              local a, q, l
+              if #raw[i + 1] <= 60 then a, q, l = string.match(raw[i + 1], '^(%d+):(%d+):?(%d*)$') end
+              local latest = nil
+              if l and l ~= '' and #l <= 16 then latest = tonumber(l) end
+              local t = a and moment(raw[i], latest)
+              if t and latest and (latest < t or latest > t + HORIZON) then latest = nil dirty = true end
+              if t then
                 a, q = tonumber(a), tonumber(q)
                 local ba, bq = bounded(a, T), bounded(q, R)
                 if ba ~= a or bq ~= q then dirty = true end
-                claims[t] = { a = ba, q = bq }
+                claims[t] = { a = ba, q = bq, l = latest or t }
                 moments = moments + 1
               else
                 dirty = true
@@ -154,17 +162,44 @@ internal static class ReservationScripts
           local fields = {}
           for t, amounts in pairs(claims) do
             fields[#fields + 1] = string.format('%d', t)
-            fields[#fields + 1] = string.format('%d:%d', amounts.a, amounts.q)
-            if t > last then last = t end
+            if amounts.l > t then
+              fields[#fields + 1] = string.format('%d:%d:%d', amounts.a, amounts.q, amounts.l)
+            else
+              fields[#fields + 1] = string.format('%d:%d', amounts.a, amounts.q)
+            end
+            if amounts.l > last then last = amounts.l end
           end
           if #fields > 0 then
             redis.call('HSET', claimsKey, unpack(fields))
             redis.call('PEXPIRE', claimsKey, math.max(1, last + GRACE - now))
           end
         end
-        local function unclaim(t, a, q)
+        -- The half window within which two moments belong to one refill, for a claim of tokens a and requests q: the
+        -- nearest-refill rule's (half the window of each budget the claim holds room of; the smaller when both do). With
+        -- no such window known, only the very moment.
+        local function joins(a, q)
+          local half = BIG
+          if a > 0 and T.w > 0 then half = math.min(half, T.w / 2) end
+          if q > 0 and R.w > 0 then half = math.min(half, R.w / 2) end
+          if half == BIG then half = 0 end
+          return half
+        end
+        -- The entry of the refill a claim told moment t belongs to: the nearest one nearer than the half window (a
+        -- window's end moves by milliseconds with the answers that report it, so a refill's claims name moments
+        -- milliseconds apart, and share one entry).
+        local function entryOf(t, a, q)
+          local half = joins(a, q)
+          local entry, distance = nil, nil
+          for m, _ in pairs(claims) do
+            local d = math.abs(m - t)
+            if (d < half or d == 0) and (distance == nil or d < distance) then entry, distance = m, d end
+          end
+          return entry
+        end
+        local function unclaim(rt, a, q)
+          local t = entryOf(rt, a, q)
+          if t == nil then return end
           local amounts = claims[t]
-          if amounts == nil then return end
           amounts.a = math.max(0, amounts.a - a)
           amounts.q = math.max(0, amounts.q - q)
           if amounts.a == 0 and amounts.q == 0 then
@@ -302,16 +337,24 @@ internal static class ReservationScripts
               break
             end
           end
-          if soonest and recordKey and headroom == 0 and (claims[soonest] or moments < MAXMOMENTS) then
-            local amounts = claims[soonest]
-            if amounts == nil then
-              amounts = { a = 0, q = 0 }
+          local a, q = 0, 0
+          for _, k in ipairs(known) do
+            if k.field == 'a' then a = k.amount else q = k.amount end
+          end
+          -- A claim joins the entry its refill already has, which keeps the moment it counts at (its first claim's: moved
+          -- to each later claimant's, it would creep a refill forward join by join where refill moments move by seconds,
+          -- a continuous refill's) and lasts its latest claimant's grace; the claimant's record keeps the moment it is told.
+          local entry = nil
+          if soonest then entry = entryOf(soonest, a, q) end
+          if soonest and recordKey and headroom == 0 and (entry or moments < MAXMOMENTS) then
+            local amounts
+            if entry then
+              amounts = claims[entry]
+              amounts.l = math.max(amounts.l, soonest)
+            else
+              amounts = { a = 0, q = 0, l = soonest }
               claims[soonest] = amounts
               moments = moments + 1
-            end
-            local a, q = 0, 0
-            for _, k in ipairs(known) do
-              if k.field == 'a' then a = k.amount else q = k.amount end
             end
             amounts.a = bounded(amounts.a + a, T)
             amounts.q = bounded(amounts.q + q, R)
@@ -353,14 +396,15 @@ internal static class ReservationScripts
         """;
 
     /// <summary>
-    /// KEYS[1] a budget's claims (<see cref="RedisStoreLayout.ClaimsKeyOf"/>); KEYS[2] a claimant's record
-    /// (<see cref="RedisStoreLayout.ClaimantKeyOf"/>). Gives the claimant's claim back (its amounts leave the claims at
-    /// its moment, and the record goes): a claim made for a reservation nobody waited for. Returns 1 when one was given
-    /// back, else 0; whatever a peer wrote into either key is dropped, never thrown on.
+    /// KEYS[1] the budget's key (read only: its windows); KEYS[2] its claims (<see cref="RedisStoreLayout.ClaimsKeyOf"/>);
+    /// KEYS[3] a claimant's record (<see cref="RedisStoreLayout.ClaimantKeyOf"/>). Gives the claimant's claim back (its
+    /// amounts leave the entry of the refill nearest the moment it was told, as <see cref="Reserve"/> redeems it, and
+    /// the record goes): a claim made for a reservation nobody waited for. Returns 1 when one was given back, else 0;
+    /// whatever a peer wrote into either key is dropped, never thrown on.
     /// </summary>
     public const string Unclaim = """
-        local claimsKey = KEYS[1]
-        local recordKey = KEYS[2]
+        local claimsKey = KEYS[2]
+        local recordKey = KEYS[3]
         local kind = redis.call('TYPE', recordKey)['ok']
         if kind == 'none' then return 0 end
         local t, a, q
@@ -374,20 +418,44 @@ internal static class ReservationScripts
           if ckind ~= 'none' then redis.call('DEL', claimsKey) end
           return 0
         end
+        local BIG = 9007199254740991
+        -- The entry of the refill nearest t (Reserve's entryOf: within half the window of each budget the claim holds).
+        local half = BIG
+        local windows = {}
+        if redis.call('TYPE', KEYS[1])['ok'] == 'hash' then windows = redis.call('HMGET', KEYS[1], 'tw', 'rw') end
+        local tw, rw = tonumber(windows[1]) or 0, tonumber(windows[2]) or 0
+        if tonumber(a) > 0 and tw > 0 then half = math.min(half, tw / 2) end
+        if tonumber(q) > 0 and rw > 0 then half = math.min(half, rw / 2) end
+        if half == BIG then half = 0 end
+        local told = tonumber(t)
+        local entry, distance = nil, nil
+        if redis.call('HLEN', claimsKey) <= 16 then
+          local raw = redis.call('HGETALL', claimsKey)
+          for i = 1, #raw, 2 do
+            local m = raw[i]
+            local mt = #m <= 16 and string.match(m, '^%d+$') and tonumber(m)
+            if mt then
+              local d = math.abs(mt - told)
+              if (d < half or d == 0) and (distance == nil or d < distance) then entry, distance = m, d end
+            end
+          end
+        end
+        if entry == nil then return 0 end
+        t = entry
         local amounts = redis.call('HGET', claimsKey, t)
         local ca, cq
-        if amounts and #amounts <= 40 then ca, cq = string.match(amounts, '^(%d+):(%d+)$') end
+        local cl
+        if amounts and #amounts <= 60 then ca, cq, cl = string.match(amounts, '^(%d+):(%d+)(:?%d*)$') end
         if ca == nil then
           redis.call('HDEL', claimsKey, t)
           return 0
         end
-        local BIG = 9007199254740991
         ca = math.min(BIG, math.max(0, tonumber(ca) - tonumber(a)))
         cq = math.min(BIG, math.max(0, tonumber(cq) - tonumber(q)))
         if ca == 0 and cq == 0 then
           redis.call('HDEL', claimsKey, t)
         else
-          redis.call('HSET', claimsKey, t, string.format('%d:%d', ca, cq))
+          redis.call('HSET', claimsKey, t, string.format('%d:%d', ca, cq) .. cl)
         end
         return 1
         """;
