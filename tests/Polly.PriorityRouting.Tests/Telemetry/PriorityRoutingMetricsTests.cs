@@ -132,16 +132,7 @@ public sealed class PriorityRoutingMetricsTests : IDisposable
         var store = new ReservingStore()
             .AnswerClaimant("a", (key, cost, _, _) => BackendReservation.Claimed(key, cost, TimeSpan.FromSeconds(10)))
             .Refuse("b", TimeSpan.FromSeconds(5));
-        using var h = new RoutingHarness(
-            o =>
-            {
-                o.MeterFactory = MeterFactory;
-                o.StateStore = store;
-                o.Randomizer = _ => 0;
-            },
-            pipelineName: "claims-pipeline",
-            RoutingHarness.Backend("a", 1),
-            RoutingHarness.Backend("b", 2));
+        using var h = ReservingHarness(store, "claims-pipeline");
 
         using var response = await h.Client.PostAsync("/", new StringContent("{}"));
 
@@ -155,16 +146,7 @@ public sealed class PriorityRoutingMetricsTests : IDisposable
     {
         using var refused = Collector<long>("priority_routing.reservations.refused");
         var store = new ReservingStore().Refuse("a", TimeSpan.FromSeconds(10));
-        using var h = new RoutingHarness(
-            o =>
-            {
-                o.MeterFactory = MeterFactory;
-                o.StateStore = store;
-                o.Randomizer = _ => 0;
-            },
-            pipelineName: "sync-pipeline",
-            RoutingHarness.Backend("a", 1),
-            RoutingHarness.Backend("b", 2));
+        using var h = ReservingHarness(store, "sync-pipeline");
 
         h.Client.Send(new HttpRequestMessage(HttpMethod.Get, "/")).Dispose();
         using var background = new HttpRequestMessage(HttpMethod.Get, "/");
@@ -322,4 +304,16 @@ public sealed class PriorityRoutingMetricsTests : IDisposable
     private static string? Tag<T>(CollectedMeasurement<T> measurement, string name)
         where T : struct
         => measurement.Tags.TryGetValue(name, out var value) ? Convert.ToString(value, System.Globalization.CultureInfo.InvariantCulture) : null;
+
+    /// <summary>A pipeline over backends a (priority 1) and b (priority 2) whose shared budgets <paramref name="store"/> answers.</summary>
+    private RoutingHarness ReservingHarness(ReservingStore store, string pipelineName) => new(
+        o =>
+        {
+            o.MeterFactory = MeterFactory;
+            o.StateStore = store;
+            o.Randomizer = _ => 0;
+        },
+        pipelineName: pipelineName,
+        RoutingHarness.Backend("a", 1),
+        RoutingHarness.Backend("b", 2));
 }
