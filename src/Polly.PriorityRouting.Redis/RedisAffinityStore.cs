@@ -156,8 +156,13 @@ internal sealed class RedisAffinityStore : IAffinityStore
         }
         else
         {
-            // Still connecting or in an outage: the synchronization that shares the state publishes what was kept.
+            // Still connecting or in an outage: the synchronization that shares the state publishes what was kept. An
+            // outage that ended meanwhile (after its pass published) has no pass left to publish it: one is asked for.
             keep?.Invoke();
+            if (keep is not null && _connection.WritableWhileShared() is not null)
+            {
+                _synchronizer.Request();
+            }
         }
     }
 

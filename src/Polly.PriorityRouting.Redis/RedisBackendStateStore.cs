@@ -216,8 +216,14 @@ internal sealed partial class RedisBackendStateStore : IBackendStateStore, IBack
     {
         if (_connection.Writable() is not { } multiplexer)
         {
-            // Still connecting, or no single writable primary right now: the synchronization that shares it publishes it.
+            // Still connecting, or no single writable primary right now: the synchronization that shares it publishes it
+            // (asked for if the store became writable meanwhile, after a pass had published).
             _unpublished.Keep(key, unavailability, _mirror.Now);
+            if (_connection.Writable() is not null)
+            {
+                _synchronizer.Request();
+            }
+
             return;
         }
 

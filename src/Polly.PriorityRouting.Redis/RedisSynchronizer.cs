@@ -85,7 +85,12 @@ internal sealed class RedisSynchronizer
     /// <summary>Gets how many loads began (a test hook).</summary>
     public int LoadCount => _loader.LoadCount;
 
-    private bool NeedsSynchronization => _connection.Outage.IsUnshared || !_firstSynchronization.Task.IsCompleted;
+    /// <summary>
+    /// Gets a value indicating whether a pass has work: the state is not shared, or something kept for publication waits
+    /// (a request that found the outage not yet ended kept it after this pass had published, before it ended the outage).
+    /// </summary>
+    private bool NeedsSynchronization
+        => _connection.Outage.IsUnshared || !_firstSynchronization.Task.IsCompleted || _unpublished.Count > 0 || _unpublishedPins.Count > 0;
 
     /// <summary>
     /// Asks for a synchronization; returns at once. Requests made while a pass runs make one more pass.
@@ -206,6 +211,13 @@ internal sealed class RedisSynchronizer
         }
 
         _firstSynchronization.TrySetResult();
+        if (_unpublished.Count > 0 || _unpublishedPins.Count > 0)
+        {
+            // Kept by a request between this pass's publication and the end of the outage: one more pass publishes it
+            // (else it would wait for the next outage).
+            Volatile.Write(ref _requested, 1);
+        }
+
         return true;
     }
 
