@@ -96,7 +96,7 @@ internal static class ReservationScripts
     /// dropped, and amounts are clamped to the limit.
     /// </para>
     /// </summary>
-    public const string Reserve = Prelude + """
+    public const string Reserve = Prelude + NearestRefill + """
         local cost = num(ARGV[1], 0, BIG, 0)
         local function share(v)
           local x = tonumber(v) or 0
@@ -174,27 +174,12 @@ internal static class ReservationScripts
             redis.call('PEXPIRE', claimsKey, math.max(1, last + GRACE - now))
           end
         end
-        -- The half window within which two moments belong to one refill, for a claim of tokens a and requests q: the
-        -- nearest-refill rule's (half the window of each budget the claim holds room of; the smaller when both do). With
-        -- no such window known, only the very moment.
-        local function joins(a, q)
-          local half = BIG
-          if a > 0 and T.w > 0 then half = math.min(half, T.w / 2) end
-          if q > 0 and R.w > 0 then half = math.min(half, R.w / 2) end
-          if half == BIG then half = 0 end
-          return half
-        end
-        -- The entry of the refill a claim told moment t belongs to: the nearest one nearer than the half window (a
-        -- window's end moves by milliseconds with the answers that report it, so a refill's claims name moments
-        -- milliseconds apart, and share one entry).
+        -- The entry of the refill a claim told moment t belongs to (NearestRefill; a window's end moves by milliseconds
+        -- with the answers that report it, so a refill's claims name moments milliseconds apart, and share one entry).
         local function entryOf(t, a, q)
-          local half = joins(a, q)
-          local entry, distance = nil, nil
-          for m, _ in pairs(claims) do
-            local d = math.abs(m - t)
-            if (d < half or d == 0) and (distance == nil or d < distance) then entry, distance = m, d end
-          end
-          return entry
+          local entries = {}
+          for m, _ in pairs(claims) do entries[#entries + 1] = m end
+          return nearestEntry(entries, t, halfWindow(a, q, T.w, R.w))
         end
         local function unclaim(rt, a, q)
           local t = entryOf(rt, a, q)
@@ -402,7 +387,7 @@ internal static class ReservationScripts
     /// the record goes): a claim made for a reservation nobody waited for. Returns 1 when one was given back, else 0;
     /// whatever a peer wrote into either key is dropped, never thrown on.
     /// </summary>
-    public const string Unclaim = """
+    public const string Unclaim = NearestRefill + """
         local claimsKey = KEYS[2]
         local recordKey = KEYS[3]
         local kind = redis.call('TYPE', recordKey)['ok']
@@ -419,29 +404,25 @@ internal static class ReservationScripts
           return 0
         end
         local BIG = 9007199254740991
-        -- The entry of the refill nearest t (Reserve's entryOf: within half the window of each budget the claim holds).
-        local half = BIG
+        -- The entry of the refill nearest t (as Reserve's entryOf finds it).
         local windows = {}
         if redis.call('TYPE', KEYS[1])['ok'] == 'hash' then windows = redis.call('HMGET', KEYS[1], 'tw', 'rw') end
-        local tw, rw = tonumber(windows[1]) or 0, tonumber(windows[2]) or 0
-        if tonumber(a) > 0 and tw > 0 then half = math.min(half, tw / 2) end
-        if tonumber(q) > 0 and rw > 0 then half = math.min(half, rw / 2) end
-        if half == BIG then half = 0 end
-        local told = tonumber(t)
-        local entry, distance = nil, nil
+        local half = halfWindow(tonumber(a), tonumber(q), tonumber(windows[1]) or 0, tonumber(windows[2]) or 0)
+        local entries, fields = {}, {}
         if redis.call('HLEN', claimsKey) <= 16 then
           local raw = redis.call('HGETALL', claimsKey)
           for i = 1, #raw, 2 do
             local m = raw[i]
             local mt = #m <= 16 and string.match(m, '^%d+$') and tonumber(m)
             if mt then
-              local d = math.abs(mt - told)
-              if (d < half or d == 0) and (distance == nil or d < distance) then entry, distance = m, d end
+              entries[#entries + 1] = mt
+              fields[mt] = m
             end
           end
         end
+        local entry = nearestEntry(entries, tonumber(t), half)
         if entry == nil then return 0 end
-        t = entry
+        t = fields[entry]
         local amounts = redis.call('HGET', claimsKey, t)
         local ca, cq
         local cl
@@ -529,6 +510,30 @@ internal static class ReservationScripts
         end
         save()
         return released
+        """;
+
+    /// <summary>
+    /// The nearest-refill rule of claims, one owner for <see cref="Reserve"/> and <see cref="Unclaim"/>: two claim moments
+    /// belong to one refill when nearer than half the window of each budget the claim holds room of (the smaller when
+    /// both do; with no such window known, only the very moment), and a claim's entry is the nearest such moment.
+    /// </summary>
+    private const string NearestRefill = """
+        local function halfWindow(a, q, tw, rw)
+          local half = 9007199254740991
+          if a > 0 and tw > 0 then half = math.min(half, tw / 2) end
+          if q > 0 and rw > 0 then half = math.min(half, rw / 2) end
+          if half == 9007199254740991 then half = 0 end
+          return half
+        end
+        local function nearestEntry(entries, t, half)
+          local entry, distance = nil, nil
+          for _, m in ipairs(entries) do
+            local d = math.abs(m - t)
+            if (d < half or d == 0) and (distance == nil or d < distance) then entry, distance = m, d end
+          end
+          return entry
+        end
+
         """;
 
     /// <summary>Reads the key (healing what is not a hash), rolls both budgets to now, and defines <c>save</c>.</summary>
