@@ -15,9 +15,8 @@ namespace Polly.PriorityRouting;
 /// </para>
 /// <para>
 /// A request that may fall back (<see cref="ModelFallbackStage"/>) walks a chain of models, one round each: when no
-/// backend of the current model is left — none in rotation, or every one tried in this call — the next model's
-/// allowed set replaces the current one. <c>MaxAttempts</c> bounds each model's round; a round that reached it while a
-/// backend of its model could still take the request ends the call rather than fall back.
+/// backend of the current model is left, the next model's allowed set replaces the current one. The walk and its rules
+/// are <see cref="ModelChainWalk"/>'s; the plan holds the current model's round and hands it over when the walk moves.
 /// </para>
 /// <para>A mutable struct held by the attempt loop: no allocation per request.</para>
 /// </remarks>
@@ -25,27 +24,12 @@ internal struct RequestPlan
 {
     private readonly bool _noFailover;
     private readonly int _maxAttempts;
-    private readonly ModelFallbackStage? _fallbacks;
-    private readonly RequestFacts _facts;
     private BackendSet _disallowed;
     private BackendSet _closed;
     private RoutedBackend? _preferred;
     private RequestRoute _route;
     private int _attempts;
-
-    // The models being walked (the requested model's fallback chain, or after a context-length answer that model's
-    // context-window chain); null when the request stays on its model.
-    private ModelRoute[]? _chain;
-    private int _position;
-    private bool _onContextWindowChain;
-
-    // This round's state of each model of the chain the walk left (what was closed, how many attempts it made), so a
-    // return to one (ReturnToOpenModel) or a walk on to one again goes on with its round; null until a model is left.
-    private (BackendSet Closed, int Attempts)?[]? _rounds;
-
-    // The models of the context-window chain that answered the prompt does not fit: for this call, as if out for good
-    // (never selected again, not counted by the exhausted answer); kept across rounds. Null until one answered.
-    private bool[]? _tooSmall;
+    private ModelChainWalk _walk;
 
     public RequestPlan(
         RequestRoute route,
@@ -63,12 +47,7 @@ internal struct RequestPlan
         _disallowed = disallowed;
         _closed = disallowed.Copy();
         _preferred = preferred;
-        _fallbacks = fallbacks;
-        if (fallbacks is not null)
-        {
-            _facts = facts;
-            _chain = facts.Model!.Route!.ModelChain;
-        }
+        _walk = new ModelChainWalk(fallbacks, facts, maxAttempts);
     }
 
     private RequestPlan(HttpResponseMessage answer) => Answer = answer;
@@ -92,8 +71,7 @@ internal struct RequestPlan
     /// Gets a value indicating whether a context-length answer moves this request to a larger model: the next of the
     /// context-window chain it walks, or the first of its current model's.
     /// </summary>
-    public readonly bool CanMoveToLargerModel
-        => _fallbacks is not null && (_onContextWindowChain ? _position + 1 < _chain!.Length : Route.Model!.ContextWindowChain.Length > 0);
+    public readonly bool CanMoveToLargerModel => _walk.CanMoveToLargerModel(Route);
 
     public static RequestPlan AnswerWith(HttpResponseMessage answer) => new(answer);
 
@@ -143,19 +121,7 @@ internal struct RequestPlan
     /// Moves the request to the next larger model after a backend answered that its prompt does not fit (see
     /// <see cref="CanMoveToLargerModel"/>): not another backend of the same model.
     /// </summary>
-    public void MoveToLargerModel()
-    {
-        if (_onContextWindowChain)
-        {
-            (_tooSmall ??= new bool[_chain!.Length])[_position] = true;
-            MoveTo(_position + 1);
-            return;
-        }
-
-        _chain = Route.Model!.ContextWindowChain;
-        _onContextWindowChain = true;
-        MoveTo(0, newRound: true);
-    }
+    public void MoveToLargerModel() => Enter(_walk.MoveToLargerModel(Round));
 
     /// <summary>
     /// A new round after a wait for a refill: every allowed backend is open again (those that failed before the wait
@@ -165,13 +131,11 @@ internal struct RequestPlan
     {
         _attempts = 0;
         _route = _route.WithoutRefusals();
-        if (_chain is not null && _position != 0)
+        if (_walk.StartOver(Round, out var first))
         {
-            MoveTo(0, newRound: true);
+            Enter(first);
             return;
         }
-
-        _rounds = null;
 
         _closed = _disallowed.Copy();
     }
@@ -184,14 +148,9 @@ internal struct RequestPlan
     /// </summary>
     public void ReturnToOpenModel(BackendPool pool)
     {
-        for (var i = 0; _chain is not null && i < _position; i++)
+        if (_walk.TryReturnToOpenModel(pool, Round, out var open))
         {
-            if (!IsTooSmall(i) && pool.Exhaustion.GetTimeUntilAvailable(RouteOf(_chain[i])).RetryAfter == TimeSpan.Zero &&
-                (_rounds?[i] is not { } round || (round.Attempts < _maxAttempts && pool.HasOpen(round.Closed, RouteOf(_chain[i])))))
-            {
-                MoveTo(i);
-                return;
-            }
+            Enter(open);
         }
     }
 
@@ -202,44 +161,7 @@ internal struct RequestPlan
     /// <param name="pool">The pool.</param>
     /// <param name="waited">How long the request has waited in the strategy so far (see <see cref="PoolExhaustion.GetExhaustion"/>).</param>
     public readonly (TimeSpan RetryAfter, bool Throttled, BudgetReservation? Reservation) GetExhaustion(BackendPool pool, TimeSpan waited)
-    {
-        if (_chain is null)
-        {
-            return pool.Exhaustion.GetExhaustion(Route, waited);
-        }
-
-        // A room still held from a wait is the first model's: given back before the chain is read.
-        Route.Held?.Release();
-
-        // A model none of whose backends the request may use has no say; the budget view's promise is the first model's.
-        TimeSpan? soonest = null;
-        var throttled = false;
-        BudgetReservation? reservation = null;
-        for (var i = 0; i < _chain.Length; i++)
-        {
-            var route = RouteOf(_chain[i]);
-            var (retryAfter, modelThrottled) = IsTooSmall(i) ? (null, false) : pool.Exhaustion.GetTimeUntilAvailable(route);
-            if (retryAfter is null)
-            {
-                continue;
-            }
-
-            if (i == 0)
-            {
-                (retryAfter, modelThrottled, reservation) = pool.Exhaustion.GetExhaustion(route, waited);
-            }
-
-            throttled |= modelThrottled;
-            if (soonest is null || retryAfter < soonest)
-            {
-                // Coming back then finds a fallback: the first model's promise is not the soonest.
-                reservation = i == 0 ? reservation : null;
-                soonest = retryAfter;
-            }
-        }
-
-        return (soonest ?? TimeSpan.Zero, throttled, reservation);
-    }
+        => _walk.GetExhaustion(pool, Route, waited);
 
     private static async ValueTask<(RequestPlan Plan, BackendLease? Lease)> AcquireReservedAsync(RequestPlan plan, BackendPool pool, Action<RoutedBackend, bool, bool> refused, ResilienceContext context)
     {
@@ -271,16 +193,19 @@ internal struct RequestPlan
     {
         while (true)
         {
-            if (!IsTooSmall(_position) && _attempts < _maxAttempts && TryAcquireOnModel(pool, out lease))
+            if (!_walk.IsOnTooSmallModel && _attempts < _maxAttempts && TryAcquireOnModel(pool, out lease))
             {
                 return true;
             }
 
-            if (!TryFallBack(pool))
+            // Nothing left on this model: the walk moves on to the next, if its rules allow.
+            if (!_walk.TryFallBack(pool, Round, out var next))
             {
                 lease = default;
                 return false;
             }
+
+            Enter(next);
         }
     }
 
@@ -318,49 +243,20 @@ internal struct RequestPlan
         return acquired;
     }
 
+    /// <summary>The current model's round, as the walk is handed it when it moves.</summary>
+    private readonly ModelRound Round => new(_disallowed, _closed, _attempts, _route);
+
     /// <summary>
-    /// Moves to the next model of the chain when the current one has nothing left for the request; never while one of
-    /// its backends could still take it (a round that reached <c>MaxAttempts</c> with one left ends the call).
+    /// Goes on with <paramref name="round"/>, on the model the walk moved to; a soft preference was the model left's, and
+    /// ends with it.
     /// </summary>
-    private bool TryFallBack(BackendPool pool)
+    private void Enter(in ModelRound round)
     {
-        if (_chain is null || _position + 1 >= _chain.Length ||
-            (_attempts >= _maxAttempts && pool.HasOpen(_closed, Route)))
-        {
-            return false;
-        }
-
-        MoveTo(_position + 1);
-        return true;
-    }
-
-    private void MoveTo(int position, bool newRound = false)
-    {
-        // A room held from a wait is on a budget of the model left behind (or started over from): given back.
-        Route.Held?.Release();
-        if (newRound)
-        {
-            _rounds = null;
-        }
-        else
-        {
-            (_rounds ??= new (BackendSet, int)?[_chain!.Length])[_position] = (_closed, _attempts);
-        }
-
-        _position = position;
-        var model = _chain![position];
-        _disallowed = _fallbacks!.DisallowedFor(model, _facts, out var narrowed);
-        (_closed, _attempts) = _rounds?[position] ?? (_disallowed.Copy(), 0);
+        _disallowed = round.Disallowed;
+        _closed = round.Closed;
+        _attempts = round.Attempts;
         _preferred = null;
-        _route = _route.ForModel(model, narrowed ? _disallowed.Copy() : null);
-    }
-
-    private readonly bool IsTooSmall(int position) => _tooSmall is not null && _chain is not null && position < _tooSmall.Length && _tooSmall[position];
-
-    private readonly RequestRoute RouteOf(ModelRoute model)
-    {
-        var disallowed = _fallbacks!.DisallowedFor(model, _facts, out var narrowed);
-        return Route.ForModel(model, narrowed ? disallowed : null);
+        _route = round.Route;
     }
 
     /// <summary>
