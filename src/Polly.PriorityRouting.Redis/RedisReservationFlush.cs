@@ -212,7 +212,7 @@ internal sealed class RedisReservationFlush
                 var budget = _layout.ReservationKeyOf(unclaim.Key);
                 (sent ??= []).Add(database.ScriptEvaluateAsync(
                     ReservationScripts.Unclaim,
-                    [budget, RedisStoreLayout.ClaimsKeyOf(budget), RedisStoreLayout.ClaimantKeyOf(budget, unclaim.Claimant)]));
+                    [budget, RedisStoreLayout.ClaimsKeyOf(budget), RedisStoreLayout.FlowClaimsKeyOf(budget), RedisStoreLayout.ClaimantKeyOf(budget, unclaim.Claimant)]));
             }
         }
 

@@ -89,8 +89,8 @@ internal sealed partial class RedisReservations
         // The claims and the claimant's record share the budget's hash tag: one slot, so the script runs on a cluster.
         var budget = _layout.ReservationKeyOf(key);
         RedisKey[] keys = claimant == 0
-            ? [budget, RedisStoreLayout.ClaimsKeyOf(budget)]
-            : [budget, RedisStoreLayout.ClaimsKeyOf(budget), RedisStoreLayout.ClaimantKeyOf(budget, claimant)];
+            ? [budget, RedisStoreLayout.ClaimsKeyOf(budget), RedisStoreLayout.FlowClaimsKeyOf(budget)]
+            : [budget, RedisStoreLayout.ClaimsKeyOf(budget), RedisStoreLayout.FlowClaimsKeyOf(budget), RedisStoreLayout.ClaimantKeyOf(budget, claimant)];
         var call = multiplexer.GetDatabase().ScriptEvaluateAsync(
             ReservationScripts.Reserve,
             keys,

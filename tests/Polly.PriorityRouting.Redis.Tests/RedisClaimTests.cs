@@ -49,6 +49,55 @@ public sealed class RedisClaimTests : IClassFixture<RedisServerFixture>
     }
 
     [Fact]
+    public async Task A_claim_on_a_continuous_budget_waits_behind_the_claims_before_it_and_newcomers_never_take_its_room()
+    {
+        await using var setup = await FlowingAsync(_redis.Configuration);
+        var first = await setup.ReserveAsync(5_500, claimant: 1);
+        var second = await setup.ReserveAsync(300, claimant: 2);
+
+        first.HoldsClaim.Should().BeTrue();
+        first.RetryAfter.Should().BeCloseTo(TimeSpan.FromSeconds(26), TimeSpan.FromSeconds(1), "500 must come back first");
+        second.HoldsClaim.Should().BeTrue();
+        second.RetryAfter.Should().BeCloseTo(TimeSpan.FromSeconds(41.6), TimeSpan.FromSeconds(1), "behind the first claim: 800 must come back");
+        (await setup.ReserveAsync(100, claimant: 0)).Status.Should().Be(BackendReservationStatus.Refused);
+
+        await setup.StepAsync(TimeSpan.FromSeconds(26), 1, 2);
+        (await setup.ReserveAsync(100, claimant: 0)).Status.Should().Be(BackendReservationStatus.Refused, "what came back is the first claimant's");
+        (await setup.ReserveAsync(5_500, claimant: 1)).Status.Should().Be(BackendReservationStatus.Granted, "its room was counted when it claimed");
+        (await setup.ReserveAsync(100, claimant: 0)).Status.Should().Be(BackendReservationStatus.Refused, "what comes back next is the second claimant's");
+        var early = await setup.ReserveAsync(300, claimant: 2);
+        early.HoldsClaim.Should().BeTrue();
+        early.RetryAfter.Should().BeCloseTo(TimeSpan.FromSeconds(15.6), TimeSpan.FromSeconds(1));
+
+        await setup.StepAsync(TimeSpan.FromSeconds(15.6), 2);
+        (await setup.ReserveAsync(300, claimant: 2)).Status.Should().Be(BackendReservationStatus.Granted);
+        (await setup.ReserveAsync(100, claimant: 0)).Status.Should().Be(BackendReservationStatus.Refused, "the 10,000 are spent");
+        await setup.StepAsync(TimeSpan.FromSeconds(10.4));
+        (await setup.ReserveAsync(100, claimant: 0)).Status.Should().Be(BackendReservationStatus.Granted, "200 came back since");
+        (await setup.Database.SortedSetLengthAsync(setup.FlowClaimsKey)).Should().Be(0, "both claims were redeemed");
+    }
+
+    [Fact]
+    public async Task A_claim_on_a_continuous_budget_given_back_or_expired_frees_its_room()
+    {
+        await using var setup = await FlowingAsync(_redis.Configuration);
+        (await setup.ReserveAsync(5_500, claimant: 1)).HoldsClaim.Should().BeTrue();
+        var flushed = setup.Replica.RedisStore.Reservations!.Flushed;
+        setup.Store.ReleaseClaim(setup.Key, 1);
+        await Eventually.HoldsAsync(() => setup.Replica.RedisStore.Reservations!.Flushed > flushed, Flushed, "the claim given back reaches Redis");
+        (await setup.ReserveAsync(4_700, claimant: 0)).Status.Should().Be(BackendReservationStatus.Granted, "the claim given back left 5,000 spent");
+
+        var claim = await setup.ReserveAsync(500, claimant: 2);
+        claim.HoldsClaim.Should().BeTrue();
+        claim.RetryAfter.Should().BeCloseTo(TimeSpan.FromSeconds(10.4), TimeSpan.FromSeconds(1));
+
+        // Its grace ends unredeemed: 10,200 less what came back in 13.4 s (about 258) less its own 500.
+        await setup.StepAsync(claim.RetryAfter + RedisReservations.Grace + TimeSpan.FromSeconds(1), 2);
+        (await setup.ReserveAsync(400, claimant: 0)).Status.Should().Be(BackendReservationStatus.Granted);
+        (await setup.Database.SortedSetLengthAsync(setup.FlowClaimsKey)).Should().Be(0);
+    }
+
+    [Fact]
     public async Task Claimed_room_is_left_free_for_its_claimant()
     {
         await using var setup = await SpentAsync(_redis.Configuration, grace: LongGrace);
@@ -481,6 +530,30 @@ public sealed class RedisClaimTests : IClassFixture<RedisServerFixture>
         return setup;
     }
 
+    /// <summary>
+    /// A replica and one budget of 10,000 tokens learned continuous (two reports name full moments 60 s apart, less than
+    /// the 260 s window), 5,000 of it spent and coming back at 5,000 per 260 s (about 19 a second: the milliseconds a test
+    /// takes move it by a few tokens); the simulation's counter's <c>Flowing</c> too.
+    /// </summary>
+    internal static async Task<Claiming> FlowingAsync(string configuration)
+    {
+        var prefix = RedisReservationTests.NewPrefix();
+        var replica = await RedisReservationTests.StartReplicaAsync(configuration, prefix);
+        replica.RedisStore.Reservations!.ClaimGrace = RedisReservations.Grace;
+        var setup = new Claiming(replica, await ConnectionMultiplexer.ConnectAsync(configuration), prefix, Key);
+        foreach (var (cost, remaining, reset) in new[] { (1_000L, 9_000L, 200), (4_000L, 5_000L, 260) })
+        {
+            var now = replica.Time.GetUtcNow();
+            var reservation = await setup.Store.ReserveAsync(Key, cost, 0, 0, now, default);
+            var flushed = replica.RedisStore.Reservations!.Flushed;
+            setup.Store.Correct(reservation, new BackendReservationReport(remaining, 10_000, TimeSpan.FromSeconds(reset), null, null, TimeSpan.Zero, now, now));
+            await Eventually.HoldsAsync(() => replica.RedisStore.Reservations!.Flushed > flushed, Flushed, "the correction reaches Redis");
+        }
+
+        ((double)await setup.Database.HashGetAsync(setup.BudgetKey, "tz")).Should().BeApproximately(5_000.0 / 260_000, 1e-9, "the budget is a flow");
+        return setup;
+    }
+
     /// <summary>One budget of one replica, and a peer's view of its keys.</summary>
     internal sealed class Claiming(Replica replica, ConnectionMultiplexer peer, string prefix, BackendStateKey key) : IAsyncDisposable
     {
@@ -497,6 +570,8 @@ public sealed class RedisClaimTests : IClassFixture<RedisServerFixture>
         public RedisKey BudgetKey => new RedisStoreLayout(Prefix, Prefix + "events").ReservationKeyOf(Key);
 
         public RedisKey ClaimsKey => RedisStoreLayout.ClaimsKeyOf(BudgetKey);
+
+        public RedisKey FlowClaimsKey => RedisStoreLayout.FlowClaimsKeyOf(BudgetKey);
 
         /// <summary>Gets the token window's end when the budget was spent (Redis server milliseconds).</summary>
         public long Refill { get; set; }
@@ -529,7 +604,7 @@ public sealed class RedisClaimTests : IClassFixture<RedisServerFixture>
         public async Task StepAsync(TimeSpan elapsed, params long[] claimants)
         {
             var step = (long)elapsed.TotalMilliseconds;
-            foreach (var field in new[] { "te", "re", "tfe", "rfe" })
+            foreach (var field in new[] { "te", "re", "tfe", "rfe", "ty", "ry" })
             {
                 var value = await Database.HashGetAsync(BudgetKey, field);
                 if (value.HasValue && (long)value > 0)
@@ -544,6 +619,13 @@ public sealed class RedisClaimTests : IClassFixture<RedisServerFixture>
             {
                 await Database.HashSetAsync(ClaimsKey, [.. claims.Select(entry => new HashEntry((long)entry.Name - step, Stepped((string)entry.Value!, step)))]);
                 await Database.KeyExpireAsync(ClaimsKey, TimeSpan.FromMinutes(3));
+            }
+
+            // A flow's claims (a budget refilled continuously), scored by their moments.
+            var flowClaims = await Database.SortedSetRangeByRankWithScoresAsync(FlowClaimsKey);
+            foreach (var claim in flowClaims)
+            {
+                await Database.SortedSetAddAsync(FlowClaimsKey, claim.Element, claim.Score - step);
             }
 
             foreach (var claimant in claimants)

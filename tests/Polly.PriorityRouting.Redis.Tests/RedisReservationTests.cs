@@ -57,53 +57,35 @@ public sealed class RedisReservationTests : IClassFixture<RedisServerFixture>
         (await store.ReserveAsync(Key, 1, 0, 0, now, default)).Status.Should().Be(BackendReservationStatus.Refused, "1,000 + 3,500 reserved since + 5,500 fill the 10,000");
     }
 
+    // A budget refilled continuously, as a flow (ReservationScripts.FlowReserve; the simulation's counter's rule too:
+    // SharedReservationCounterTests, same names). Time is stepped on the server (RedisClaimTests.Claiming.StepAsync).
+
     [Fact]
-    public async Task A_budget_refilled_continuously_still_counts_at_its_full_moment_what_was_reserved_after_its_last_report()
+    public async Task A_budget_refilled_continuously_gives_back_what_its_report_lacked_at_the_rate_the_report_tells()
     {
-        // OpenAI's reset is the time until the bucket is full: two reports moments apart name full moments 600 ms apart.
-        await using var replica = await StartReplicaAsync(_redis.Configuration, NewPrefix());
-        var store = Reserving(replica);
-        var now = replica.Time.GetUtcNow();
-        await CorrectAsync(replica, await store.ReserveAsync(Key, 1_000, 0, 0, now, default), remaining: 9_000, limit: 10_000, reset: TimeSpan.FromMilliseconds(2_000));
-        await CorrectAsync(replica, await store.ReserveAsync(Key, 4_000, 0, 0, now, default), remaining: 5_000, limit: 10_000, reset: TimeSpan.FromMilliseconds(2_600));
-        (await store.ReserveAsync(Key, 3_000, 0, 0, now, default)).Status.Should().Be(BackendReservationStatus.Granted, "admitted after the last report, which does not count it");
+        await using var setup = await RedisClaimTests.FlowingAsync(_redis.Configuration);
+        (await setup.ReserveAsync(3_000, claimant: 0)).Status.Should().Be(BackendReservationStatus.Granted, "5,000 + 3,000 fit the 10,000");
 
-        // At the full moment the backend holds 10,000 less those 3,000, not 10,000: 2,001 fits only from then on.
-        await Eventually.HoldsAsync(
-            async () => (await store.ReserveAsync(Key, 2_001, 0, 0, now, default)).Status == BackendReservationStatus.Granted,
-            TimeSpan.FromSeconds(10),
-            "the full moment passes");
+        // 130 s later half of what the report lacked is back: 5,500 spent.
+        await setup.StepAsync(TimeSpan.FromSeconds(130));
+        (await setup.ReserveAsync(4_700, claimant: 0)).Status.Should().Be(BackendReservationStatus.Refused);
+        (await setup.ReserveAsync(4_300, claimant: 0)).Status.Should().Be(BackendReservationStatus.Granted);
 
-        (await store.ReserveAsync(Key, 5_000, 0, 0, now, default)).Status.Should().Be(BackendReservationStatus.Refused, "3,000 + 2,001 + 5,000 exceed the 10,000");
-        (await store.ReserveAsync(Key, 4_999, 0, 0, now, default)).Status.Should().Be(BackendReservationStatus.Granted);
+        var refused = await setup.ReserveAsync(1_000, claimant: 0);
+        refused.Status.Should().Be(BackendReservationStatus.Refused);
+        refused.RetryAfter.Should().BeCloseTo(TimeSpan.FromSeconds(41.6), TimeSpan.FromSeconds(1), "800 more must come back first, at 5,000 / 260 s");
     }
 
     [Fact]
-    public async Task A_budget_refilled_continuously_counts_at_its_full_moment_no_reservation_released_since_its_last_report()
+    public async Task A_budget_refilled_continuously_gives_back_a_reservation_the_backend_did_not_count()
     {
-        // The simulation's counter's rule too (SharedReservationCounterTests, same name).
-        var prefix = NewPrefix();
-        await using var replica = await StartReplicaAsync(_redis.Configuration, prefix);
-        var store = Reserving(replica);
-        var now = replica.Time.GetUtcNow();
-        await using var peer = await ConnectionMultiplexer.ConnectAsync(_redis.Configuration);
-        var key = new RedisStoreLayout(prefix, prefix + "events").ReservationKeyOf(Key);
-        await CorrectAsync(replica, await store.ReserveAsync(Key, 1_000, 0, 0, now, default), remaining: 9_000, limit: 10_000, reset: TimeSpan.FromMilliseconds(2_000));
-        await CorrectAsync(replica, await store.ReserveAsync(Key, 4_000, 0, 0, now, default), remaining: 5_000, limit: 10_000, reset: TimeSpan.FromMilliseconds(2_600));
-        var refusedByTheBackend = await store.ReserveAsync(Key, 3_000, 0, 0, now, default);
-        (await store.ReserveAsync(Key, 2_000, 0, 0, now, default)).Status.Should().Be(BackendReservationStatus.Granted);
-        await ReleaseAsync(replica, refusedByTheBackend);
+        await using var setup = await RedisClaimTests.FlowingAsync(_redis.Configuration);
+        var refusedByTheBackend = await setup.ReserveAsync(3_000, claimant: 0);
+        (await setup.ReserveAsync(2_000, claimant: 0)).Status.Should().Be(BackendReservationStatus.Granted);
+        await ReleaseAsync(setup.Replica, refusedByTheBackend);
 
-        // A window of a minute (a peer learned it): only the full moment can refill within the wait below.
-        await peer.GetDatabase().HashSetAsync(key, "tw", "60000");
-
-        // At the full moment the backend holds 10,000 less the 2,000 it admitted after the last report; the 3,000 it
-        // refused were given back and must not be counted again.
-        await Eventually.HoldsAsync(
-            async () => (await store.ReserveAsync(Key, 8_000, 0, 0, now, default)).Status == BackendReservationStatus.Granted,
-            TimeSpan.FromSeconds(10),
-            "the full moment passes");
-        (await store.ReserveAsync(Key, 1, 0, 0, now, default)).Status.Should().Be(BackendReservationStatus.Refused, "2,000 + 8,000 fill the 10,000");
+        (await setup.ReserveAsync(3_200, claimant: 0)).Status.Should().Be(BackendReservationStatus.Refused, "5,000 + 2,000 are spent");
+        (await setup.ReserveAsync(2_800, claimant: 0)).Status.Should().Be(BackendReservationStatus.Granted);
     }
 
     [Fact]

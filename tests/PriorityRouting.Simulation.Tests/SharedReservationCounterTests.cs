@@ -47,44 +47,89 @@ public class SharedReservationCounterTests
         Reserve(counter, Start.AddSeconds(6), 5_001).Should().Be(BackendReservationStatus.Refused);
     }
 
+    // A budget refilled continuously, as a flow (SharedReservationCounter.Flow.cs; the Redis script's rule too:
+    // RedisReservationTests and RedisClaimTests, same names). Two reports name full moments 60 s apart, less than the
+    // 260 s window: continuous. The second says 5,000 were lacking, all back in 260 s: 5,000 / 260 s, about 19 a second.
+
     [Fact]
-    public void A_budget_refilled_continuously_still_counts_at_its_full_moment_what_was_reserved_after_its_last_report()
+    public void A_budget_refilled_continuously_gives_back_what_its_report_lacked_at_the_rate_the_report_tells()
     {
-        // OpenAI's reset is the time until the bucket is full: two reports moments apart name full moments 600 ms apart
-        // (the same rule as the Redis script's; see RedisReservationTests).
-        var counter = new SharedReservationCounter();
-        var first = counter.Reserve(Ptu, 1_000, 0, 0, Start);
-        counter.Correct(first, Tokens(9_000, 10_000, TimeSpan.FromMilliseconds(2_000), Start, Start), Start);
-        var second = counter.Reserve(Ptu, 4_000, 0, 0, Start);
-        counter.Correct(second, Tokens(5_000, 10_000, TimeSpan.FromMilliseconds(2_600), Start, Start), Start);
-        Reserve(counter, Start, 3_000).Should().Be(BackendReservationStatus.Granted, "admitted after the last report, which does not count it");
-        Reserve(counter, Start.AddMilliseconds(2_599), 2_001).Should().Be(BackendReservationStatus.Refused);
+        var counter = Flowing();
+        Reserve(counter, Start, 3_000).Should().Be(BackendReservationStatus.Granted, "5,000 + 3,000 fit the 10,000");
 
-        // At the full moment the backend holds 10,000 less those 3,000, not 10,000.
-        var full = Start.AddMilliseconds(2_600);
-        Reserve(counter, full, 7_001).Should().Be(BackendReservationStatus.Refused);
-        Reserve(counter, full, 7_000).Should().Be(BackendReservationStatus.Granted);
+        // 130 s later half of what the report lacked is back: 5,500 spent.
+        var later = Start.AddSeconds(130);
+        Reserve(counter, later, 4_700).Should().Be(BackendReservationStatus.Refused);
+        Reserve(counter, later, 4_300).Should().Be(BackendReservationStatus.Granted);
 
-        // A window later those 3,000 have refilled too.
-        Reserve(counter, full.AddMilliseconds(2_600), 10_000).Should().Be(BackendReservationStatus.Granted);
+        var refused = counter.Reserve(Ptu, 1_000, 0, 0, later);
+        refused.Status.Should().Be(BackendReservationStatus.Refused);
+        refused.RetryAfter.Should().BeCloseTo(TimeSpan.FromSeconds(41.6), TimeSpan.FromMilliseconds(1), "800 more must come back first, at 5,000 / 260 s");
     }
 
     [Fact]
-    public void A_budget_refilled_continuously_counts_at_its_full_moment_no_reservation_released_since_its_last_report()
+    public void A_budget_refilled_continuously_gives_back_a_reservation_the_backend_did_not_count()
     {
-        // The Redis script's rule too (RedisReservationTests, same name).
-        var counter = new SharedReservationCounter();
-        counter.Correct(counter.Reserve(Ptu, 1_000, 0, 0, Start), Tokens(9_000, 10_000, TimeSpan.FromMilliseconds(2_000), Start, Start), Start);
-        counter.Correct(counter.Reserve(Ptu, 4_000, 0, 0, Start), Tokens(5_000, 10_000, TimeSpan.FromMilliseconds(2_600), Start, Start), Start);
+        var counter = Flowing();
         var refusedByTheBackend = counter.Reserve(Ptu, 3_000, 0, 0, Start);
         Reserve(counter, Start, 2_000).Should().Be(BackendReservationStatus.Granted);
         counter.Release(refusedByTheBackend);
 
-        // At the full moment the backend holds 10,000 less the 2,000 it admitted after the last report; the 3,000 it
-        // refused were given back and must not be counted again.
-        var full = Start.AddMilliseconds(2_600);
-        Reserve(counter, full, 8_001).Should().Be(BackendReservationStatus.Refused);
-        Reserve(counter, full, 8_000).Should().Be(BackendReservationStatus.Granted);
+        Reserve(counter, Start, 3_200).Should().Be(BackendReservationStatus.Refused, "5,000 + 2,000 are spent");
+        Reserve(counter, Start, 2_800).Should().Be(BackendReservationStatus.Granted);
+    }
+
+    [Fact]
+    public void A_claim_on_a_continuous_budget_waits_behind_the_claims_before_it_and_newcomers_never_take_its_room()
+    {
+        var counter = Flowing();
+        var first = counter.Reserve(Ptu, 5_500, 0, 0, claimant: 1, Start);
+        var second = counter.Reserve(Ptu, 300, 0, 0, claimant: 2, Start);
+
+        first.HoldsClaim.Should().BeTrue();
+        first.RetryAfter.Should().BeCloseTo(TimeSpan.FromSeconds(26), TimeSpan.FromMilliseconds(1), "500 must come back first");
+        second.HoldsClaim.Should().BeTrue();
+        second.RetryAfter.Should().BeCloseTo(TimeSpan.FromSeconds(41.6), TimeSpan.FromMilliseconds(1), "behind the first claim: 800 must come back");
+        Reserve(counter, Start, 100).Should().Be(BackendReservationStatus.Refused);
+
+        var firstDue = Start + first.RetryAfter;
+        Reserve(counter, firstDue, 100).Should().Be(BackendReservationStatus.Refused, "what came back is the first claimant's");
+        counter.Reserve(Ptu, 5_500, 0, 0, claimant: 1, firstDue).Status.Should().Be(BackendReservationStatus.Granted, "its room was counted when it claimed");
+        Reserve(counter, firstDue, 100).Should().Be(BackendReservationStatus.Refused, "what comes back next is the second claimant's");
+        var early = counter.Reserve(Ptu, 300, 0, 0, claimant: 2, firstDue);
+        early.HoldsClaim.Should().BeTrue();
+        early.RetryAfter.Should().BeCloseTo(TimeSpan.FromSeconds(15.6), TimeSpan.FromMilliseconds(2));
+
+        var secondDue = Start + second.RetryAfter;
+        counter.Reserve(Ptu, 300, 0, 0, claimant: 2, secondDue).Status.Should().Be(BackendReservationStatus.Granted);
+        Reserve(counter, secondDue, 100).Should().Be(BackendReservationStatus.Refused, "the 10,000 are spent");
+        Reserve(counter, secondDue.AddSeconds(10.4), 100).Should().Be(BackendReservationStatus.Granted, "200 came back since");
+    }
+
+    [Fact]
+    public void A_claim_on_a_continuous_budget_given_back_or_expired_frees_its_room()
+    {
+        var counter = Flowing();
+        counter.Reserve(Ptu, 5_500, 0, 0, claimant: 1, Start).HoldsClaim.Should().BeTrue();
+        counter.Unclaim(Ptu, 1, Start);
+        Reserve(counter, Start, 4_700).Should().Be(BackendReservationStatus.Granted, "the claim given back left 5,000 spent");
+
+        var claim = counter.Reserve(Ptu, 500, 0, 0, claimant: 2, Start);
+        claim.HoldsClaim.Should().BeTrue();
+        claim.RetryAfter.Should().BeCloseTo(TimeSpan.FromSeconds(10.4), TimeSpan.FromMilliseconds(1));
+
+        // Its grace ends unredeemed: 10,200 less what came back in 13.4 s (about 258) less its own 500.
+        var expired = Start + claim.RetryAfter + SharedReservationCounter.Grace + TimeSpan.FromSeconds(1);
+        Reserve(counter, expired, 400).Should().Be(BackendReservationStatus.Granted);
+    }
+
+    /// <summary>A budget of 10,000 learned continuous, 5,000 of it spent and coming back at 5,000 per 260 s from <see cref="Start"/>.</summary>
+    private static SharedReservationCounter Flowing()
+    {
+        var counter = new SharedReservationCounter();
+        counter.Correct(counter.Reserve(Ptu, 1_000, 0, 0, Start), Tokens(9_000, 10_000, TimeSpan.FromSeconds(200), Start, Start), Start);
+        counter.Correct(counter.Reserve(Ptu, 4_000, 0, 0, Start), Tokens(5_000, 10_000, TimeSpan.FromSeconds(260), Start, Start), Start);
+        return counter;
     }
 
     [Fact]

@@ -12,9 +12,8 @@ namespace PriorityRouting.Simulation.Routers;
 /// <remarks>
 /// Like the library's budget view, a budget is taken as full again at its reset (a step); the window it advances by is
 /// the gap between two windows reported one after the other, else the longest reset delay reported. A budget refilled
-/// continuously (OpenAI's: two reports moments apart name full moments less than a window apart) is full at its reported
-/// moment only if nothing was admitted after the report that named it: at that refill it keeps what was reserved since,
-/// less what was given back of it, as the Redis script does (<c>ReservationScripts</c>: the same rule). A report corrects
+/// continuously (OpenAI's: two reports moments apart name full moments less than a window apart) is a flow once a report
+/// gave it a rate (<c>SharedReservationCounter.Flow.cs</c>, the Redis script's rule too). A report corrects
 /// the count to what the backend had spent when it admitted the request plus what was reserved since (later in the
 /// store's order: many replicas reserve within one tick), so an answer that arrives seconds late loses nothing reserved
 /// meanwhile. Until a backend has reported a budget, nothing is refused (<see cref="BackendReservationStatus.Unknown"/>:
@@ -23,7 +22,7 @@ namespace PriorityRouting.Simulation.Routers;
 /// until the reset (<see cref="ForegroundDemand"/>: what the foreground can spend at its recent peak rate, the rule the
 /// Redis script keeps too); refused only for that demand, it is told when the foreground can no longer spend it.
 /// </remarks>
-internal sealed class SharedReservationCounter
+internal sealed partial class SharedReservationCounter
 {
     /// <summary>How long reservations are remembered to correct the count with a late answer (longer than any completion).</summary>
     public static readonly TimeSpan History = TimeSpan.FromMinutes(3);
@@ -84,8 +83,13 @@ internal sealed class SharedReservationCounter
     public BackendReservation Reserve(BackendStateKey key, long cost, double headroom, double promised, long claimant, DateTimeOffset now)
     {
         var budget = GetOrAdd(key);
-        budget.Roll(now, _sequence);
         budget.Prune(now);
+        if (budget.Flow is { } flow)
+        {
+            return ReserveFromFlow(budget, flow, key, cost, headroom, promised, claimant, now);
+        }
+
+        budget.Roll(now, _sequence);
         budget.DropExpiredClaims(now);
 
         if (claimant != 0 && budget.TryGetClaim(claimant, out var claimedAt))
@@ -145,6 +149,12 @@ internal sealed class SharedReservationCounter
     public void Unclaim(BackendStateKey key, long claimant, DateTimeOffset now)
     {
         var budget = GetOrAdd(key);
+        if (budget.Flow is { } flow)
+        {
+            flow.GiveBack(claimant);
+            return;
+        }
+
         budget.DropExpiredClaims(now);
         budget.RemoveClaim(claimant);
     }
@@ -156,6 +166,14 @@ internal sealed class SharedReservationCounter
     public bool TryGetAvailable(BackendStateKey key, DateTimeOffset now, out long available, out DateTimeOffset resetAt)
     {
         var budget = GetOrAdd(key);
+        if (budget.Flow is { } flow)
+        {
+            flow.Decay(now);
+            available = Math.Max(0, budget.Limit - (long)Math.Ceiling(flow.Spent));
+            resetAt = now + flow.UntilWhole;
+            return true;
+        }
+
         budget.Roll(now, _sequence);
         available = Math.Max(0, budget.Limit - budget.Reserved);
         resetAt = budget.WindowEnd;
@@ -166,6 +184,12 @@ internal sealed class SharedReservationCounter
     public void Release(BackendReservation reservation)
     {
         var budget = GetOrAdd(reservation.Key);
+        if (budget.Flow is { } flow)
+        {
+            flow.Release(reservation);
+            return;
+        }
+
         if (reservation.Sequence > budget.WindowStartSequence)
         {
             // Only a reservation of the current window: an older one was forgotten with its window.
@@ -222,6 +246,13 @@ internal sealed class SharedReservationCounter
         {
             // A reported full moment (not one the counter rolled to) moved by less than a window: a continuous refill.
             budget.RefillsContinuously = true;
+        }
+
+        if (budget.RefillsContinuously && remaining < knownLimit && resetIn > TimeSpan.Zero)
+        {
+            // A continuous refill with a rate: a flow from now on (what the report lacked comes back at lacked / reset).
+            (budget.Flow ??= new Flow()).Report(reservation.Sequence, knownLimit - remaining, resetAt - resetIn, resetIn, reservedSince, now);
+            return;
         }
 
         if (budget.WindowEnd == default || resetAt > budget.WindowEnd + sameWindow)
@@ -358,6 +389,9 @@ internal sealed class SharedReservationCounter
         /// <summary>Gets or sets a value indicating whether the budget refills continuously (learned from its reports).</summary>
         public bool RefillsContinuously { get; set; }
 
+        /// <summary>Gets or sets the budget as a flow, once it refills continuously and a report gave it a rate; <see langword="null"/> before.</summary>
+        public Flow? Flow { get; set; }
+
         public Queue<(long Sequence, DateTimeOffset At, long Amount)> Recent { get; } = new();
 
         /// <summary>
@@ -371,10 +405,12 @@ internal sealed class SharedReservationCounter
 
         public int ClaimMoments => Claims.Count;
 
-        public bool TryGetClaim(long claimant, out DateTimeOffset at)
+        public bool TryGetClaim(long claimant, out DateTimeOffset at) => TryGetClaim(claimant, out at, out _);
+
+        public bool TryGetClaim(long claimant, out DateTimeOffset at, out long amount)
         {
             var found = Claimants.TryGetValue(claimant, out var claim);
-            at = claim.At;
+            (at, amount) = claim;
             return found;
         }
 
@@ -451,18 +487,21 @@ internal sealed class SharedReservationCounter
         /// <summary>
         /// Drops every claim whose grace is over (its room is free again), and every claimant record whose own grace is
         /// over (as the Redis store's records expire: an entry lasts its latest claimant's grace, a record its own).
+        /// Returns what the entries whose grace ended held (a flow counted it: <see cref="Flow"/>).
         /// </summary>
         /// <remarks>
         /// The counter holds only claims of its own making, never more than <see cref="MaxClaimMoments"/> moments
         /// (<see cref="TryAddClaim"/>): unlike the Redis script, it has no peer's garbage to drop whole.
         /// </remarks>
-        public void DropExpiredClaims(DateTimeOffset now)
+        public long DropExpiredClaims(DateTimeOffset now)
         {
+            var expired = 0L;
             if (Claims.Count > 0)
             {
-                foreach (var at in Claims.Where(entry => entry.Value.Latest + Grace <= now || entry.Key > now + Horizon + Grace).Select(entry => entry.Key).ToList())
+                foreach (var (at, (amount, latest)) in Claims.Where(entry => entry.Value.Latest + Grace <= now || entry.Key > now + Horizon + Grace).ToList())
                 {
                     Claims.Remove(at);
+                    expired += latest + Grace <= now ? amount : 0;
                 }
             }
 
@@ -473,6 +512,8 @@ internal sealed class SharedReservationCounter
                     Claimants.Remove(claimant);
                 }
             }
+
+            return expired;
         }
 
         /// <summary>

@@ -34,6 +34,9 @@ internal sealed class RedisStoreLayout
     /// <summary>What follows a budget's key in the key of a claimant's record, before the claimant.</summary>
     public const string ClaimantSuffix = ":c:";
 
+    /// <summary>What follows a budget's key in the key of its flow claims (a budget refilled continuously).</summary>
+    public const string FlowClaimsSuffix = ":f";
+
     /// <summary>What a soft-affinity key is preceded by, after the affinity prefix.</summary>
     public const string StickyPrefix = "~";
 
@@ -83,6 +86,13 @@ internal sealed class RedisStoreLayout
     /// <c>:q</c>, so it shares the budget's hash tag (and slot).
     /// </summary>
     public static RedisKey ClaimsKeyOf(RedisKey reservationKey) => reservationKey.Append(ClaimsSuffix);
+
+    /// <summary>
+    /// Returns the Redis key of a budget's flow claims (<see cref="ReservationScripts.FlowReserve"/>: a sorted set of
+    /// claims on a budget refilled continuously, by moment): its budget's key and <c>:f</c>, so it shares the budget's
+    /// hash tag (and slot).
+    /// </summary>
+    public static RedisKey FlowClaimsKeyOf(RedisKey reservationKey) => reservationKey.Append(FlowClaimsSuffix);
 
     /// <summary>
     /// Returns the Redis key of a claimant's record on a budget: its budget's key, <c>:c:</c> and the claimant as 16

@@ -56,8 +56,9 @@ internal static class ReservationScripts
     public const int MaxClaimMoments = 16;
 
     /// <summary>
-    /// KEYS[1] the budget's key; KEYS[2] its claims (<see cref="RedisStoreLayout.ClaimsKeyOf"/>); KEYS[3], only for a
-    /// request that may claim, its claimant's record (<see cref="RedisStoreLayout.ClaimantKeyOf"/>); ARGV[1] the cost in
+    /// KEYS[1] the budget's key; KEYS[2] its claims (<see cref="RedisStoreLayout.ClaimsKeyOf"/>); KEYS[3] its flow claims
+    /// (<see cref="RedisStoreLayout.FlowClaimsKeyOf"/>, <see cref="FlowReserve"/>: a budget refilled continuously); KEYS[4],
+    /// only for a request that may claim, its claimant's record (<see cref="RedisStoreLayout.ClaimantKeyOf"/>); ARGV[1] the cost in
     /// tokens; ARGV[2] the headroom (0 to 1); ARGV[3] the history in milliseconds; ARGV[4] the longest window in
     /// milliseconds; ARGV[5] the share promised to foreground callers (0 to 1); ARGV[6] the grace, ARGV[7] the horizon
     /// (milliseconds) and ARGV[8] the most refills per budget looked at (<see cref="RedisReservations.Grace"/>,
@@ -111,7 +112,9 @@ internal static class ReservationScripts
         -- MaxClaimMoments.
         local MAXMOMENTS = 16
         local claimsKey = KEYS[2]
-        local recordKey = KEYS[3]
+        local flowKey = KEYS[3]
+        local recordKey = KEYS[4]
+""" + FlowReserve + """
         -- The claims: moment -> { tokens, requests }, read within every bound (whatever a peer wrote heals here).
         local claims = {}
         local moments = 0
@@ -261,15 +264,6 @@ internal static class ReservationScripts
           if room < 0 then outright = true end
           if untilLeft > wait then wait = untilLeft end
         end
-        local function spend(b, amount)
-          if now >= b.fe then
-            b.fe = now + SLICE
-            b.fq = 0
-          end
-          b.fq = b.fq + amount
-          if b.l >= 0 and b.fq > b.l then b.fq = b.l end
-          if b.fq > b.fp then b.fp = b.fq end
-        end
         check(T, cost, false, 'a')
         check(R, 1, true, 'q')
         if wait > 0 and outright then
@@ -381,15 +375,125 @@ internal static class ReservationScripts
         """;
 
     /// <summary>
-    /// KEYS[1] the budget's key (read only: its windows); KEYS[2] its claims (<see cref="RedisStoreLayout.ClaimsKeyOf"/>);
-    /// KEYS[3] a claimant's record (<see cref="RedisStoreLayout.ClaimantKeyOf"/>). Gives the claimant's claim back (its
+    /// The flow part of <see cref="Reserve"/> (docs/distributed.md, "Continuous budgets"; the simulation's
+    /// <c>SharedReservationCounter.Flow.cs</c> keeps the same rule): when every budget of the key with a known limit refills
+    /// continuously and has a rate, what is spent comes back at that rate, a refused request is told when the flow will
+    /// have room for it, and a foreground one with a claimant claims that moment: its amount counts at once (x and h), its
+    /// record (KEYS[4]) holds <c>moment:tokens:requests</c>, and the budget's sorted set of flow claims (KEYS[3],
+    /// <see cref="RedisStoreLayout.FlowClaimsKeyOf"/>) the member <c>claimant:tokens:requests</c> scored by its moment,
+    /// so that a claim whose grace ended unredeemed gives its room back. A claimant back at its moment is admitted without a
+    /// check (its room was counted); back before, it is told the time left. Any other case falls through to the windows rule.
+    /// </summary>
+    internal const string FlowReserve = """
+        local MAXFLOWCLAIMS = 4096
+        local isFlow = (T.l >= 0 or R.l >= 0) and (T.l < 0 or flowing(T)) and (R.l < 0 or flowing(R))
+        if isFlow then
+          decay(T)
+          decay(R)
+          local fkind = redis.call('TYPE', flowKey)['ok']
+          if fkind ~= 'zset' and fkind ~= 'none' then
+            redis.call('DEL', flowKey)
+          elseif fkind == 'zset' and redis.call('ZCARD', flowKey) > MAXFLOWCLAIMS then
+            -- More than this store ever adds (a peer's): dropped whole; what it counted comes back at the rate.
+            redis.call('DEL', flowKey)
+            T.h, R.h = 0, 0
+          elseif fkind == 'zset' then
+            -- Claims whose grace ended unredeemed: their room, counted when they were claimed, is free again.
+            local gone = redis.call('ZRANGEBYSCORE', flowKey, '-inf', now - GRACE)
+            for _, member in ipairs(gone) do
+              local ga, gq
+              if #member <= 60 then ga, gq = string.match(member, '^%x+:(%d+):(%d+)$') end
+              if ga then
+                ga, gq = tonumber(ga), tonumber(gq)
+                T.x, T.h = math.max(0, T.x - ga), math.max(0, T.h - ga)
+                R.x, R.h = math.max(0, R.x - gq), math.max(0, R.h - gq)
+              end
+            end
+            if #gone > 0 then redis.call('ZREMRANGEBYSCORE', flowKey, '-inf', now - GRACE) end
+          end
+          local a, q = 0, 0
+          if T.l >= 0 then a = cost end
+          if R.l >= 0 then q = 1 end
+          local function grant()
+            if headroom == 0 then
+              spend(T, cost)
+              spend(R, 1)
+            end
+            n = n + 1
+            c = c + cost
+            save()
+            return { 1, n, c }
+          end
+          if recordKey then
+            local kind = redis.call('TYPE', recordKey)['ok']
+            local rt, ra, rq
+            if kind == 'string' and redis.call('STRLEN', recordKey) <= 64 then
+              local mt, ma, mq = string.match(redis.call('GET', recordKey), '^(%d+):(%d+):(%d+)$')
+              if mt and #mt <= 16 then rt, ra, rq = tonumber(mt), tonumber(ma), tonumber(mq) end
+            end
+            local member = nil
+            if rt then member = string.format('%s:%d:%d', string.sub(recordKey, -16), ra, rq) end
+            if member and redis.call('ZSCORE', flowKey, member) then
+              if now < rt then
+                redis.call('PEXPIRE', recordKey, math.max(1, rt + GRACE - now))
+                save()
+                return { 3, rt - now }
+              end
+              -- Redeemed: counted when it was claimed (a request of another size moves the count by the difference).
+              redis.call('ZREM', flowKey, member)
+              redis.call('DEL', recordKey)
+              T.h, R.h = math.max(0, T.h - ra), math.max(0, R.h - rq)
+              T.x, R.x = math.max(0, T.x + a - ra), math.max(0, R.x + q - rq)
+              return grant()
+            end
+            -- A record with no flow claim (made in windows, or its claim expired): the request is an ordinary one.
+            if kind ~= 'none' then redis.call('DEL', recordKey) end
+          end
+          local wait = 0
+          local function over(b, amount, always)
+            if b.l < 0 or (amount == 0 and headroom == 0 and promised == 0) or (not always and amount > b.l) then return end
+            local kept = math.max(0, math.min(math.ceil(headroom * b.l), b.l - amount)) + math.ceil(promised * b.l)
+            local expected = 0
+            if headroom > 0 then expected = math.min(math.max(b.fp, b.fk) * math.ceil(math.ceil(b.x / b.z) / SLICE), b.l) end
+            local excess = b.x + amount + kept + expected - b.l
+            if excess > 0 then wait = math.max(wait, math.max(1, math.ceil(excess / b.z))) end
+          end
+          over(T, cost, false)
+          over(R, 1, true)
+          if wait > 0 then
+            -- A claim counts at once: whatever comes after it, claimed or not, waits behind it.
+            if recordKey and headroom == 0 and wait <= HORIZON and (T.l < 0 or cost <= T.l) and (R.l < 0 or 1 <= R.l)
+                and redis.call('ZCARD', flowKey) < MAXFLOWCLAIMS then
+              local at = now + wait
+              redis.call('ZADD', flowKey, at, string.format('%s:%d:%d', string.sub(recordKey, -16), a, q))
+              if redis.call('PTTL', flowKey) < wait + GRACE then redis.call('PEXPIRE', flowKey, wait + GRACE) end
+              redis.call('SET', recordKey, string.format('%d:%d:%d', at, a, q), 'PX', wait + GRACE)
+              T.x, T.h = T.x + a, T.h + a
+              R.x, R.h = R.x + q, R.h + q
+              save()
+              return { 3, wait }
+            end
+            save()
+            return { 0, wait }
+          end
+          T.x = T.x + a
+          R.x = R.x + q
+          return grant()
+        end
+        """;
+
+    /// <summary>
+    /// KEYS[1] the budget's key (its windows; a flow's spend, which a flow claim given back leaves); KEYS[2] its claims
+    /// (<see cref="RedisStoreLayout.ClaimsKeyOf"/>); KEYS[3] its flow claims (<see cref="RedisStoreLayout.FlowClaimsKeyOf"/>);
+    /// KEYS[4] a claimant's record (<see cref="RedisStoreLayout.ClaimantKeyOf"/>). Gives the claimant's claim back (its
     /// amounts leave the entry of the refill nearest the moment it was told, as <see cref="Reserve"/> redeems it, and
     /// the record goes): a claim made for a reservation nobody waited for. Returns 1 when one was given back, else 0;
     /// whatever a peer wrote into either key is dropped, never thrown on.
     /// </summary>
     public const string Unclaim = NearestRefill + """
         local claimsKey = KEYS[2]
-        local recordKey = KEYS[3]
+        local flowKey = KEYS[3]
+        local recordKey = KEYS[4]
         local kind = redis.call('TYPE', recordKey)['ok']
         if kind == 'none' then return 0 end
         local t, a, q
@@ -398,6 +502,20 @@ internal static class ReservationScripts
         end
         redis.call('DEL', recordKey)
         if t == nil or #t > 16 then return 0 end
+        -- A flow's claim: its amount, counted when it was claimed, leaves the flow's spend (no decay needed: it is linear).
+        if redis.call('TYPE', flowKey)['ok'] == 'zset' and
+            redis.call('ZREM', flowKey, string.format('%s:%d:%d', string.sub(recordKey, -16), tonumber(a), tonumber(q))) == 1 then
+          if redis.call('TYPE', KEYS[1])['ok'] == 'hash' then
+            local v = redis.call('HMGET', KEYS[1], 'tx', 'th', 'rx', 'rh')
+            local function less(x, by)
+              x = tonumber(x) or 0
+              if x ~= x or x < 0 then x = 0 end
+              return string.format('%.17g', math.max(0, x - by))
+            end
+            redis.call('HSET', KEYS[1], 'tx', less(v[1], tonumber(a)), 'th', less(v[2], tonumber(a)), 'rx', less(v[3], tonumber(q)), 'rh', less(v[4], tonumber(q)))
+          end
+          return 1
+        end
         local ckind = redis.call('TYPE', claimsKey)['ok']
         if ckind ~= 'hash' then
           if ckind ~= 'none' then redis.call('DEL', claimsKey) end
@@ -462,6 +580,19 @@ internal static class ReservationScripts
           local reserved = math.max(0, b.l - remaining) + since
           -- A reported full moment (not one the counter rolled to) that a report moves by less than a window.
           if b.s > b.m and resetAt > b.e + sameWindow and resetAt < b.e + b.w - sameWindow then b.k = 1 end
+          if b.k == 1 and remaining < b.l and reported > 0 then
+            -- A continuous refill with a rate: a flow (FlowReserve). What the backend lacked when it answered comes back
+            -- at lacked / reset; what was reserved since and what claims hold are spent on top. An older report than
+            -- the one that set it changes nothing.
+            if count > b.o then
+              local lacked = b.l - remaining
+              b.z = lacked / reported
+              b.x = math.max(0, lacked - b.z * math.max(0, now - (resetAt - reported))) + since + b.h
+              b.y = now
+              b.o = count
+            end
+            return
+          end
           if b.e == 0 or resetAt > b.e + sameWindow then
             b.e = resetAt
             b.v = reserved
@@ -506,6 +637,15 @@ internal static class ReservationScripts
         if sequence > 0 and sequence - 1 >= R.p then
           R.v = math.max(0, R.v - 1)
           if sequence - 1 >= R.s then R.g = R.g + 1 end
+          released = 1
+        end
+        -- A flow gives back what was reserved after the report that set it (FlowReserve).
+        if flowing(T) and sequence > 0 and offset - cost >= T.o then
+          T.x = math.max(0, T.x - cost)
+          released = 1
+        end
+        if flowing(R) and sequence > 0 and sequence - 1 >= R.o then
+          R.x = math.max(0, R.x - 1)
           released = 1
         end
         save()
@@ -556,11 +696,21 @@ internal static class ReservationScripts
         end
         local n = num(f[11], 0, BIG, 0)
         local c = num(f[12], 0, BIG, 0)
-        local function budget(i, j, d, q, count, g)
+        -- A budget refilled continuously, as a flow (FlowState): spent x as of y, rate z per millisecond, the running
+        -- count o of the reservation whose report set x, and h what its claims not yet redeemed hold (counted in x).
+        local g2 = redis.call('HMGET', key, 'tx', 'ty', 'tz', 'to', 'th', 'rx', 'ry', 'rz', 'ro', 'rh')
+        local function real(v, lo, hi, default)
+          local x = tonumber(v)
+          if x == nil or x ~= x or x < lo or x > hi then return default end
+          return x
+        end
+        local function budget(i, j, d, q, count, g, fi)
           local b = { l = num(f[i], -1, BIG, -1), v = num(f[i + 1], 0, BIG, 0), e = num(f[i + 2], 0, BIG, 0),
                       w = num(f[i + 3], 0, maxWindow, 0), m = num(f[i + 4], 0, BIG, 0), k = num(f[j], 0, 1, 0),
                       s = num(f[j + 1], 0, count, 0), fq = num(f[d], 0, BIG, 0), fe = num(f[d + 1], 0, BIG, 0),
-                      fp = num(f[d + 2], 0, BIG, 0), fk = num(f[d + 3], 0, BIG, 0), p = num(f[q], 0, count, 0), g = num(f[g], 0, BIG, 0) }
+                      fp = num(f[d + 2], 0, BIG, 0), fk = num(f[d + 3], 0, BIG, 0), p = num(f[q], 0, count, 0), g = num(f[g], 0, BIG, 0),
+                      x = real(g2[fi], 0, BIG, 0), y = num(g2[fi + 1], 0, BIG, 0), z = real(g2[fi + 2], 0, BIG, 0),
+                      o = num(g2[fi + 3], 0, count, 0), h = num(g2[fi + 4], 0, BIG, 0) }
           if b.fe > now + SLICE then b.fe = 0 b.fq = 0 end
           if b.e > now + maxWindow or b.m > count then b.e = 0 b.v = 0 b.m = 0 b.s = 0 b.p = 0 b.g = 0 end
           -- ForegroundDemand.Spend's bound: a window never spends more than the limit (whatever a peer or a request too large wrote).
@@ -593,15 +743,37 @@ internal static class ReservationScripts
           end
           return b
         end
-        local T = budget(1, 13, 17, 25, c, 27)
-        local R = budget(6, 15, 21, 26, n, 28)
+        local T = budget(1, 13, 17, 25, c, 27, 1)
+        local R = budget(6, 15, 21, 26, n, 28, 6)
+        local function real17(x) return string.format('%.17g', x) end
+        -- A flow: learned continuous with a rate (a report gave it), and a known limit.
+        local function flowing(b) return b.k == 1 and b.z > 0 and b.l >= 0 end
+        -- Brings a flow's spend forward to now: what came back since is free.
+        local function decay(b)
+          if now > b.y then
+            b.x = math.max(0, b.x - b.z * (now - b.y))
+            b.y = now
+          end
+        end
+        -- ForegroundDemand.Spend: a granted foreground request counts towards its budget's recent peak.
+        local function spend(b, amount)
+          if now >= b.fe then
+            b.fe = now + SLICE
+            b.fq = 0
+          end
+          b.fq = b.fq + amount
+          if b.l >= 0 and b.fq > b.l then b.fq = b.l end
+          if b.fq > b.fp then b.fp = b.fq end
+        end
         local function save()
           local d = function(x) return string.format('%d', x) end
           redis.call('HSET', key, 'tl', d(T.l), 'tv', d(T.v), 'te', d(T.e), 'tw', d(T.w), 'tm', d(T.m),
             'rl', d(R.l), 'rv', d(R.v), 're', d(R.e), 'rw', d(R.w), 'rm', d(R.m), 'n', d(n), 'c', d(c),
             'tk', d(T.k), 'ts', d(T.s), 'rk', d(R.k), 'rs', d(R.s),
             'tfq', d(T.fq), 'tfe', d(T.fe), 'tfp', d(T.fp), 'tfk', d(T.fk), 'rfq', d(R.fq), 'rfe', d(R.fe), 'rfp', d(R.fp), 'rfk', d(R.fk),
-            'tp', d(T.p), 'rp', d(R.p), 'tg', d(T.g), 'rg', d(R.g))
+            'tp', d(T.p), 'rp', d(R.p), 'tg', d(T.g), 'rg', d(R.g),
+            'tx', real17(T.x), 'ty', d(T.y), 'tz', real17(T.z), 'to', d(T.o), 'th', d(T.h),
+            'rx', real17(R.x), 'ry', d(R.y), 'rz', real17(R.z), 'ro', d(R.o), 'rh', d(R.h))
           local ends = math.max(T.e, R.e)
           local ttl = history + math.max(T.w, R.w)
           if ends > now then ttl = ttl + math.min(ends - now, maxWindow) end
