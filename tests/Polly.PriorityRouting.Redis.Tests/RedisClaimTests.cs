@@ -493,6 +493,79 @@ public sealed class RedisClaimTests : IClassFixture<RedisServerFixture>
         }
     }
 
+    [Fact]
+    public async Task A_user_restricted_to_the_reservations_acl_claims_and_redeems_on_a_continuous_budget()
+    {
+        // The documented ACL (docs/distributed.md) with what a continuous budget's claims add inside the script:
+        // ZADD, ZREM, ZSCORE, ZCARD, ZRANGEBYSCORE and ZREMRANGEBYSCORE.
+        var user = $"flows-{Guid.NewGuid():N}";
+        await using var admin = await ConnectionMultiplexer.ConnectAsync(_redis.Configuration);
+        await admin.GetDatabase().ExecuteAsync("ACL", [
+            "SETUSER", user, "on", ">secret", "~test:*", "~reservations:test:*", "&test:*",
+            "+eval", "+evalsha", "+script|load", "+scan", "+pttl", "+get", "+set", "+publish", "+subscribe", "+unsubscribe",
+            "+hello", "+auth", "+client|setname", "+client|id", "+info", "+echo", "+ping", "+cluster|nodes", "+cluster|slots", "+quit",
+            "+time", "+type", "+del", "+hmget", "+hset", "+pexpire", "+exists",
+            "+hlen", "+hgetall", "+hget", "+hdel", "+strlen",
+            "+zadd", "+zrem", "+zscore", "+zcard", "+zrangebyscore", "+zremrangebyscore"]);
+        try
+        {
+            var restricted = $"127.0.0.1:{_redis.Port},connectTimeout=2000,user={user},password=secret,tiebreaker=";
+            await using var setup = await FlowingAsync(restricted, peerConfiguration: _redis.Configuration);
+            var claim = await setup.ReserveAsync(5_500, claimant: 1);
+            claim.HoldsClaim.Should().BeTrue();
+            await setup.StepAsync(claim.RetryAfter, 1);
+            (await setup.ReserveAsync(5_500, claimant: 1)).Status.Should().Be(BackendReservationStatus.Granted);
+
+            // A claim nobody waited for, given back by the flush under the same user; another left to expire.
+            (await setup.ReserveAsync(300, claimant: 2)).HoldsClaim.Should().BeTrue();
+            var flushed = setup.Replica.RedisStore.Reservations!.Flushed;
+            setup.Replica.RedisStore.Reservations!.ReleaseClaim(setup.Key, 2);
+            await Eventually.HoldsAsync(() => setup.Replica.RedisStore.Reservations!.Flushed > flushed, Flushed, "the claim is given back");
+            var expiring = await setup.ReserveAsync(300, claimant: 3);
+            expiring.HoldsClaim.Should().BeTrue();
+            await setup.StepAsync(expiring.RetryAfter + RedisReservations.Grace + TimeSpan.FromSeconds(1), 3);
+            await setup.ReserveAsync(1, claimant: 0);
+            (await setup.Database.SortedSetLengthAsync(setup.FlowClaimsKey)).Should().Be(0);
+            setup.Replica.RedisStore.IsInOutage.Should().BeFalse();
+            setup.Replica.WarningCount.Should().Be(0);
+        }
+        finally
+        {
+            await admin.GetDatabase().ExecuteAsync("ACL", ["DELUSER", user]);
+        }
+    }
+
+    [Fact]
+    public async Task Whatever_a_peer_wrote_into_a_continuous_budgets_claims_never_fails_a_reservation()
+    {
+        await using var setup = await FlowingAsync(_redis.Configuration);
+        var database = setup.Database;
+
+        // A key of another type is replaced.
+        await database.StringSetAsync(setup.FlowClaimsKey, "garbage");
+        (await setup.ReserveAsync(5_500, claimant: 1)).HoldsClaim.Should().BeTrue("5,000 are spent: the claimant claims in the flow");
+        (await database.KeyTypeAsync(setup.FlowClaimsKey)).Should().Be(RedisType.SortedSet);
+
+        // Members that do not parse, past their grace, are dropped without freeing anything; valid ones stay.
+        var serverMs = await setup.ServerMillisecondsAsync();
+        await database.SortedSetAddAsync(setup.FlowClaimsKey, [
+            new("x", serverMs - 60_000), new("zz:1:1", serverMs - 60_000), new($"00000000000000aa:{new string('9', 30)}:1", serverMs - 60_000),
+            new(new string('1', 100), serverMs - 60_000)]);
+        (await setup.ReserveAsync(100, claimant: 0)).Status.Should().Be(BackendReservationStatus.Refused, "10,500 are still spent: garbage frees nothing");
+        (await database.SortedSetLengthAsync(setup.FlowClaimsKey)).Should().Be(1, "the claim of claimant 1 stays");
+
+        // Spend and rate fields that are not numbers in their bounds read as nothing known of the flow: no request fails.
+        await database.HashSetAsync(setup.BudgetKey, [new("tx", "nan"), new("tz", "-1"), new("th", "1e400")]);
+        (await setup.ReserveAsync(100, claimant: 0)).Status.Should().NotBe(BackendReservationStatus.Unknown);
+
+        // A rate so small that the wait would be centuries: told no more than the longest window.
+        await database.HashSetAsync(setup.BudgetKey, [new("tk", "1"), new("tx", "20000"), new("tz", "1e-300"), new("tl", "10000")]);
+        var refused = await setup.ReserveAsync(100, claimant: 0);
+        refused.Status.Should().Be(BackendReservationStatus.Refused);
+        refused.RetryAfter.Should().BeGreaterThan(TimeSpan.Zero).And.BeLessThanOrEqualTo(TimeSpan.FromHours(1));
+        setup.Replica.RedisStore.IsInOutage.Should().BeFalse("garbage is no outage");
+    }
+
     /// <summary>
     /// A replica and one budget of 10,000 tokens per window (30 s unless told), its window's end on the server
     /// (<see cref="Claiming.Refill"/>), <paramref name="remaining"/> of it left (none unless told), reached through a peer's
@@ -535,12 +608,12 @@ public sealed class RedisClaimTests : IClassFixture<RedisServerFixture>
     /// the 260 s window), 5,000 of it spent and coming back at 5,000 per 260 s (about 19 a second: the milliseconds a test
     /// takes move it by a few tokens); the simulation's counter's <c>Flowing</c> too.
     /// </summary>
-    internal static async Task<Claiming> FlowingAsync(string configuration)
+    internal static async Task<Claiming> FlowingAsync(string configuration, string? peerConfiguration = null)
     {
         var prefix = RedisReservationTests.NewPrefix();
         var replica = await RedisReservationTests.StartReplicaAsync(configuration, prefix);
         replica.RedisStore.Reservations!.ClaimGrace = RedisReservations.Grace;
-        var setup = new Claiming(replica, await ConnectionMultiplexer.ConnectAsync(configuration), prefix, Key);
+        var setup = new Claiming(replica, await ConnectionMultiplexer.ConnectAsync(peerConfiguration ?? configuration), prefix, Key);
         foreach (var (cost, remaining, reset) in new[] { (1_000L, 9_000L, 200), (4_000L, 5_000L, 260) })
         {
             var now = replica.Time.GetUtcNow();

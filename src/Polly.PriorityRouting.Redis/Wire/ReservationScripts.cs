@@ -401,12 +401,14 @@ internal static class ReservationScripts
             -- Claims whose grace ended unredeemed: their room, counted when they were claimed, is free again.
             local gone = redis.call('ZRANGEBYSCORE', flowKey, '-inf', now - GRACE)
             for _, member in ipairs(gone) do
-              local ga, gq
-              if #member <= 60 then ga, gq = string.match(member, '^%x+:(%d+):(%d+)$') end
-              if ga then
-                ga, gq = tonumber(ga), tonumber(gq)
-                T.x, T.h = math.max(0, T.x - ga), math.max(0, T.h - ga)
-                R.x, R.h = math.max(0, R.x - gq), math.max(0, R.h - gq)
+              local id, ga, gq
+              if #member <= 60 then id, ga, gq = string.match(member, '^(%x+):(%d+):(%d+)$') end
+              if ga then ga, gq = tonumber(ga), tonumber(gq) end
+              -- A claim this store made: 16 hex digits, amounts within the limits; never more than the claims hold.
+              if ga and #id == 16 and ga <= math.max(T.l, 0) and gq <= math.max(R.l, 0) then
+                ga, gq = math.min(ga, T.h), math.min(gq, R.h)
+                T.x, T.h = math.max(0, T.x - ga), T.h - ga
+                R.x, R.h = math.max(0, R.x - gq), R.h - gq
               end
             end
             if #gone > 0 then redis.call('ZREMRANGEBYSCORE', flowKey, '-inf', now - GRACE) end
@@ -442,7 +444,8 @@ internal static class ReservationScripts
               -- Redeemed: counted when it was claimed (a request of another size moves the count by the difference).
               redis.call('ZREM', flowKey, member)
               redis.call('DEL', recordKey)
-              T.h, R.h = math.max(0, T.h - ra), math.max(0, R.h - rq)
+              ra, rq = math.min(ra, T.h), math.min(rq, R.h)
+              T.h, R.h = T.h - ra, R.h - rq
               T.x, R.x = math.max(0, T.x + a - ra), math.max(0, R.x + q - rq)
               return grant()
             end
@@ -456,7 +459,8 @@ internal static class ReservationScripts
             local expected = 0
             if headroom > 0 then expected = math.min(math.max(b.fp, b.fk) * math.ceil(math.ceil(b.x / b.z) / SLICE), b.l) end
             local excess = b.x + amount + kept + expected - b.l
-            if excess > 0 then wait = math.max(wait, math.max(1, math.ceil(excess / b.z))) end
+            -- Never beyond the longest window (a peer's rate may be any tiny number).
+            if excess > 0 then wait = math.max(wait, math.min(math.max(1, math.ceil(excess / b.z)), math.max(1, maxWindow))) end
           end
           over(T, cost, false)
           over(R, 1, true)
@@ -507,12 +511,15 @@ internal static class ReservationScripts
             redis.call('ZREM', flowKey, string.format('%s:%d:%d', string.sub(recordKey, -16), tonumber(a), tonumber(q))) == 1 then
           if redis.call('TYPE', KEYS[1])['ok'] == 'hash' then
             local v = redis.call('HMGET', KEYS[1], 'tx', 'th', 'rx', 'rh')
-            local function less(x, by)
+            local function number(x)
               x = tonumber(x) or 0
-              if x ~= x or x < 0 then x = 0 end
-              return string.format('%.17g', math.max(0, x - by))
+              if x ~= x or x < 0 or x > 9007199254740991 then x = 0 end
+              return x
             end
-            redis.call('HSET', KEYS[1], 'tx', less(v[1], tonumber(a)), 'th', less(v[2], tonumber(a)), 'rx', less(v[3], tonumber(q)), 'rh', less(v[4], tonumber(q)))
+            -- Never more than the claims hold (a peer's record may name any amount).
+            local ta, rq = math.min(tonumber(a), number(v[2])), math.min(tonumber(q), number(v[4]))
+            local function less(x, by) return string.format('%.17g', math.max(0, number(x) - by)) end
+            redis.call('HSET', KEYS[1], 'tx', less(v[1], ta), 'th', less(v[2], ta), 'rx', less(v[3], rq), 'rh', less(v[4], rq))
           end
           return 1
         end
