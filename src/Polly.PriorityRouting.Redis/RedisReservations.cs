@@ -145,21 +145,23 @@ internal sealed partial class RedisReservations
     }
 
     /// <summary>Reads the script's answer; anything unexpected is no verdict.</summary>
-    private static BackendReservation Read(RedisResult result, BackendStateKey key, long cost, DateTimeOffset now)
+    private BackendReservation Read(RedisResult result, BackendStateKey key, long cost, DateTimeOffset now)
     {
         if (result.Resp2Type != ResultType.Array || result.Length < 2 || !TryGetLong(result[0], out var status) || !TryGetLong(result[1], out var first))
         {
             return BackendReservation.Unknown(key, cost, now, 0, 0);
         }
 
+        // A wait is never beyond the longest window (whatever a peer wrote, the script's answer must not throw here).
+        var wait = TimeSpan.FromMilliseconds(Math.Clamp(first, 1, Math.Max(1, _maxWindowMilliseconds)));
         if (status == 0)
         {
-            return BackendReservation.Refused(key, cost, TimeSpan.FromMilliseconds(first));
+            return BackendReservation.Refused(key, cost, wait);
         }
 
         if (status == 3)
         {
-            return BackendReservation.Claimed(key, cost, TimeSpan.FromMilliseconds(first));
+            return BackendReservation.Claimed(key, cost, wait);
         }
 
         if (result.Length < 3 || !TryGetLong(result[2], out var offset) || first <= 0)

@@ -123,6 +123,15 @@ public class SharedReservationCounterTests
         Reserve(counter, expired, 400).Should().Be(BackendReservationStatus.Granted);
     }
 
+    [Fact]
+    public void A_continuous_budget_ends_the_foregrounds_windows_without_a_report()
+    {
+        var counter = Flowing();
+        var later = Start.AddSeconds(2_000);
+        Reserve(counter, later, 20).Should().Be(BackendReservationStatus.Granted);
+        counter.Reserve(Ptu, 5_000, 0.1, 0, later).Status.Should().Be(BackendReservationStatus.Granted, "the foreground's peak of 5,000, halved per window ended since (7 of 260 s), leaves room for it");
+    }
+
     /// <summary>A budget of 10,000 learned continuous, 5,000 of it spent and coming back at 5,000 per 260 s from <see cref="Start"/>.</summary>
     private static SharedReservationCounter Flowing()
     {

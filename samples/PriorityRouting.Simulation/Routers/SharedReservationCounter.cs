@@ -83,13 +83,14 @@ internal sealed partial class SharedReservationCounter
     public BackendReservation Reserve(BackendStateKey key, long cost, double headroom, double promised, long claimant, DateTimeOffset now)
     {
         var budget = GetOrAdd(key);
+        budget.Roll(now, _sequence);
         budget.Prune(now);
         if (budget.Flow is { } flow)
         {
+            // The roll still ends the foreground's windows (its recent peak, for background requests), as the script's prelude does.
             return ReserveFromFlow(budget, flow, key, cost, headroom, promised, claimant, now);
         }
 
-        budget.Roll(now, _sequence);
         budget.DropExpiredClaims(now);
 
         if (claimant != 0 && budget.TryGetClaim(claimant, out var claimedAt))
@@ -251,8 +252,8 @@ internal sealed partial class SharedReservationCounter
         if (budget.RefillsContinuously && remaining < knownLimit && resetIn > TimeSpan.Zero)
         {
             // A continuous refill with a rate: a flow from now on (what the report lacked comes back at lacked / reset).
+            // The windows below are still corrected, unused while the flow decides, as in the script.
             (budget.Flow ??= new Flow()).Report(reservation.Sequence, knownLimit - remaining, resetAt - resetIn, resetIn, reservedSince, now);
-            return;
         }
 
         if (budget.WindowEnd == default || resetAt > budget.WindowEnd + sameWindow)

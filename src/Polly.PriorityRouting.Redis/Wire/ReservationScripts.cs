@@ -386,13 +386,19 @@ internal static class ReservationScripts
     /// </summary>
     internal const string FlowReserve = """
         local MAXFLOWCLAIMS = 4096
-        local isFlow = (T.l >= 0 or R.l >= 0) and (T.l < 0 or flowing(T)) and (R.l < 0 or flowing(R))
+        -- A flow when a budget of the key flows and the other either flows too or judges nothing now (unknown, or no
+        -- window known: OpenAI's requests budget at a low rate reports resets of milliseconds, which name no window).
+        local function idle(b) return b.l < 0 or b.e <= now end
+        local isFlow = (flowing(T) or flowing(R)) and (flowing(T) or idle(T)) and (flowing(R) or idle(R))
         if isFlow then
           decay(T)
           decay(R)
           local fkind = redis.call('TYPE', flowKey)['ok']
-          if fkind ~= 'zset' and fkind ~= 'none' then
-            redis.call('DEL', flowKey)
+          if fkind ~= 'zset' then
+            -- No claims (expired with their key, or a peer's key of another type): nothing is held for them any more.
+            if fkind ~= 'none' then redis.call('DEL', flowKey) end
+            T.x, T.h = math.max(0, T.x - T.h), 0
+            R.x, R.h = math.max(0, R.x - R.h), 0
           elseif fkind == 'zset' and redis.call('ZCARD', flowKey) > MAXFLOWCLAIMS then
             -- More than this store ever adds (a peer's): dropped whole; what it counted comes back at the rate.
             redis.call('DEL', flowKey)
@@ -414,8 +420,8 @@ internal static class ReservationScripts
             if #gone > 0 then redis.call('ZREMRANGEBYSCORE', flowKey, '-inf', now - GRACE) end
           end
           local a, q = 0, 0
-          if T.l >= 0 then a = cost end
-          if R.l >= 0 then q = 1 end
+          if flowing(T) then a = cost end
+          if flowing(R) then q = 1 end
           local function grant()
             if headroom == 0 then
               spend(T, cost)
@@ -431,7 +437,8 @@ internal static class ReservationScripts
             local rt, ra, rq
             if kind == 'string' and redis.call('STRLEN', recordKey) <= 64 then
               local mt, ma, mq = string.match(redis.call('GET', recordKey), '^(%d+):(%d+):(%d+)$')
-              if mt and #mt <= 16 then rt, ra, rq = tonumber(mt), tonumber(ma), tonumber(mq) end
+              -- A moment beyond the horizon and its grace is no claim of this store's (a peer's record).
+            if mt and #mt <= 16 and tonumber(mt) <= now + HORIZON + GRACE then rt, ra, rq = tonumber(mt), tonumber(ma), tonumber(mq) end
             end
             local member = nil
             if rt then member = string.format('%s:%d:%d', string.sub(recordKey, -16), ra, rq) end
@@ -462,18 +469,21 @@ internal static class ReservationScripts
             -- Never beyond the longest window (a peer's rate may be any tiny number).
             if excess > 0 then wait = math.max(wait, math.min(math.max(1, math.ceil(excess / b.z)), math.max(1, maxWindow))) end
           end
-          over(T, cost, false)
-          over(R, 1, true)
+          if flowing(T) then over(T, cost, false) end
+          if flowing(R) then over(R, 1, true) end
           if wait > 0 then
             -- A claim counts at once: whatever comes after it, claimed or not, waits behind it.
-            if recordKey and headroom == 0 and wait <= HORIZON and (T.l < 0 or cost <= T.l) and (R.l < 0 or 1 <= R.l)
+            if recordKey and headroom == 0 and wait <= HORIZON and (not flowing(T) or cost <= T.l) and (not flowing(R) or 1 <= R.l)
                 and redis.call('ZCARD', flowKey) < MAXFLOWCLAIMS then
               local at = now + wait
-              redis.call('ZADD', flowKey, at, string.format('%s:%d:%d', string.sub(recordKey, -16), a, q))
-              if redis.call('PTTL', flowKey) < wait + GRACE then redis.call('PEXPIRE', flowKey, wait + GRACE) end
+              -- Counted once: a claimant whose record was lost while its claim stayed is not counted twice.
+              if redis.call('ZADD', flowKey, 'NX', at, string.format('%s:%d:%d', string.sub(recordKey, -16), a, q)) == 1 then
+                T.x, T.h = T.x + a, T.h + a
+                R.x, R.h = R.x + q, R.h + q
+              end
+              -- The set outlives its last claim's grace by a horizon, so that a sweep sees every claim whose grace ended.
+              if redis.call('PTTL', flowKey) < wait + GRACE + HORIZON then redis.call('PEXPIRE', flowKey, wait + GRACE + HORIZON) end
               redis.call('SET', recordKey, string.format('%d:%d:%d', at, a, q), 'PX', wait + GRACE)
-              T.x, T.h = T.x + a, T.h + a
-              R.x, R.h = R.x + q, R.h + q
               save()
               return { 3, wait }
             end
@@ -574,7 +584,7 @@ internal static class ReservationScripts
     /// </summary>
     public const string Correct = Prelude + """
         local sameWindow = num(ARGV[5], 0, maxWindow, 0)
-        local function correct(b, at, since, count)
+        local function correct(b, at, since, count, sequence)
           local remaining = num(ARGV[at], -1, BIG, -1)
           local limit = num(ARGV[at + 1], -1, BIG, -1)
           local resetIn = num(ARGV[at + 2], -BIG, BIG, 0)
@@ -591,14 +601,13 @@ internal static class ReservationScripts
             -- A continuous refill with a rate: a flow (FlowReserve). What the backend lacked when it answered comes back
             -- at lacked / reset; what was reserved since and what claims hold are spent on top. An older report than
             -- the one that set it changes nothing.
-            if count > b.o then
+            if sequence > b.o then
               local lacked = b.l - remaining
               b.z = lacked / reported
               b.x = math.max(0, lacked - b.z * math.max(0, now - (resetAt - reported))) + since + b.h
               b.y = now
-              b.o = count
+              b.o = sequence
             end
-            return
           end
           if b.e == 0 or resetAt > b.e + sameWindow then
             b.e = resetAt
@@ -619,8 +628,8 @@ internal static class ReservationScripts
         end
         local reservedC = num(ARGV[2], 0, BIG, c)
         local reservedN = num(ARGV[1], 0, BIG, n)
-        correct(T, 6, math.max(0, c - reservedC), reservedC)
-        correct(R, 10, math.max(0, n - reservedN), reservedN)
+        correct(T, 6, math.max(0, c - reservedC), reservedC, reservedN)
+        correct(R, 10, math.max(0, n - reservedN), reservedN, reservedN)
         save()
         return 1
         """;
@@ -647,7 +656,7 @@ internal static class ReservationScripts
           released = 1
         end
         -- A flow gives back what was reserved after the report that set it (FlowReserve).
-        if flowing(T) and sequence > 0 and offset - cost >= T.o then
+        if flowing(T) and sequence > 0 and sequence - 1 >= T.o then
           T.x = math.max(0, T.x - cost)
           released = 1
         end
@@ -717,7 +726,9 @@ internal static class ReservationScripts
                       s = num(f[j + 1], 0, count, 0), fq = num(f[d], 0, BIG, 0), fe = num(f[d + 1], 0, BIG, 0),
                       fp = num(f[d + 2], 0, BIG, 0), fk = num(f[d + 3], 0, BIG, 0), p = num(f[q], 0, count, 0), g = num(f[g], 0, BIG, 0),
                       x = real(g2[fi], 0, BIG, 0), y = num(g2[fi + 1], 0, BIG, 0), z = real(g2[fi + 2], 0, BIG, 0),
-                      o = num(g2[fi + 3], 0, count, 0), h = num(g2[fi + 4], 0, BIG, 0) }
+                      o = num(g2[fi + 3], 0, n, 0), h = num(g2[fi + 4], 0, BIG, 0) }
+          -- A rate is lacked / reset, a reset never longer than the longest window: anything slower is a peer's garbage.
+          if b.z < 1 / math.max(1, maxWindow) then b.z = 0 end
           if b.fe > now + SLICE then b.fe = 0 b.fq = 0 end
           if b.e > now + maxWindow or b.m > count then b.e = 0 b.v = 0 b.m = 0 b.s = 0 b.p = 0 b.g = 0 end
           -- ForegroundDemand.Spend's bound: a window never spends more than the limit (whatever a peer or a request too large wrote).
@@ -757,6 +768,8 @@ internal static class ReservationScripts
         local function flowing(b) return b.k == 1 and b.z > 0 and b.l >= 0 end
         -- Brings a flow's spend forward to now: what came back since is free.
         local function decay(b)
+          -- A moment ahead of this server's clock (a peer's, or a primary behind after a failover) is now.
+          if b.y > now then b.y = now end
           if now > b.y then
             b.x = math.max(0, b.x - b.z * (now - b.y))
             b.y = now
