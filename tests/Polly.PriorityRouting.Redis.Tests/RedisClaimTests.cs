@@ -463,12 +463,7 @@ public sealed class RedisClaimTests : IClassFixture<RedisServerFixture>
         // add inside the script: HLEN, HGETALL, HGET, HDEL and STRLEN (GET, SET and PTTL the store has already).
         var user = $"claims-{Guid.NewGuid():N}";
         await using var admin = await ConnectionMultiplexer.ConnectAsync(_redis.Configuration);
-        await admin.GetDatabase().ExecuteAsync("ACL", [
-            "SETUSER", user, "on", ">secret", "~test:*", "~reservations:test:*", "&test:*",
-            "+eval", "+evalsha", "+script|load", "+scan", "+pttl", "+get", "+set", "+publish", "+subscribe", "+unsubscribe",
-            "+hello", "+auth", "+client|setname", "+client|id", "+info", "+echo", "+ping", "+cluster|nodes", "+cluster|slots", "+quit",
-            "+time", "+type", "+del", "+hmget", "+hset", "+pexpire", "+exists",
-            "+hlen", "+hgetall", "+hget", "+hdel", "+strlen"]);
+        await SetUpReservationsUserAsync(admin, user);
         try
         {
             var restricted = $"127.0.0.1:{_redis.Port},connectTimeout=2000,user={user},password=secret,tiebreaker=";
@@ -569,13 +564,7 @@ public sealed class RedisClaimTests : IClassFixture<RedisServerFixture>
         // ZADD, ZREM, ZSCORE, ZCARD, ZRANGEBYSCORE and ZREMRANGEBYSCORE.
         var user = $"flows-{Guid.NewGuid():N}";
         await using var admin = await ConnectionMultiplexer.ConnectAsync(_redis.Configuration);
-        await admin.GetDatabase().ExecuteAsync("ACL", [
-            "SETUSER", user, "on", ">secret", "~test:*", "~reservations:test:*", "&test:*",
-            "+eval", "+evalsha", "+script|load", "+scan", "+pttl", "+get", "+set", "+publish", "+subscribe", "+unsubscribe",
-            "+hello", "+auth", "+client|setname", "+client|id", "+info", "+echo", "+ping", "+cluster|nodes", "+cluster|slots", "+quit",
-            "+time", "+type", "+del", "+hmget", "+hset", "+pexpire", "+exists",
-            "+hlen", "+hgetall", "+hget", "+hdel", "+strlen",
-            "+zadd", "+zrem", "+zscore", "+zcard", "+zrangebyscore", "+zremrangebyscore"]);
+        await SetUpReservationsUserAsync(admin, user, "+zadd", "+zrem", "+zscore", "+zcard", "+zrangebyscore", "+zremrangebyscore");
         try
         {
             var restricted = $"127.0.0.1:{_redis.Port},connectTimeout=2000,user={user},password=secret,tiebreaker=";
@@ -633,6 +622,18 @@ public sealed class RedisClaimTests : IClassFixture<RedisServerFixture>
         ((double)await database.HashGetAsync(setup.BudgetKey, "tz")).Should().Be(0);
         setup.Replica.RedisStore.IsInOutage.Should().BeFalse("garbage is no outage");
     }
+
+    /// <summary>
+    /// Creates <paramref name="user"/> with the documented ACL of the store and of shared reservations
+    /// (docs/distributed.md): the claims' HLEN, HGETALL, HGET, HDEL and STRLEN included, and <paramref name="more"/>.
+    /// </summary>
+    private static Task SetUpReservationsUserAsync(ConnectionMultiplexer admin, string user, params string[] more)
+        => admin.GetDatabase().ExecuteAsync("ACL", [
+            "SETUSER", user, "on", ">secret", "~test:*", "~reservations:test:*", "&test:*",
+            "+eval", "+evalsha", "+script|load", "+scan", "+pttl", "+get", "+set", "+publish", "+subscribe", "+unsubscribe",
+            "+hello", "+auth", "+client|setname", "+client|id", "+info", "+echo", "+ping", "+cluster|nodes", "+cluster|slots", "+quit",
+            "+time", "+type", "+del", "+hmget", "+hset", "+pexpire", "+exists",
+            "+hlen", "+hgetall", "+hget", "+hdel", "+strlen", .. more]);
 
     /// <summary>
     /// A replica and one budget of 10,000 tokens per window (30 s unless told), its window's end on the server

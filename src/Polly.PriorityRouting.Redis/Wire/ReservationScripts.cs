@@ -360,12 +360,7 @@ internal static class ReservationScripts
         end
         T.v = T.v + cost
         R.v = R.v + 1
-        if headroom == 0 then
-          spend(T, cost)
-          spend(R, 1)
-        end
-        n = n + 1
-        c = c + cost
+        admit(cost, headroom)
         save()
         saveClaims()
         if (T.l >= 0 and T.e > now) or (R.l >= 0 and R.e > now) then
@@ -423,12 +418,7 @@ internal static class ReservationScripts
           if flowing(T) then a = cost end
           if flowing(R) then q = 1 end
           local function grant()
-            if headroom == 0 then
-              spend(T, cost)
-              spend(R, 1)
-            end
-            n = n + 1
-            c = c + cost
+            admit(cost, headroom)
             save()
             return { 1, n, c }
           end
@@ -784,6 +774,15 @@ internal static class ReservationScripts
           b.fq = b.fq + amount
           if b.l >= 0 and b.fq > b.l then b.fq = b.l end
           if b.fq > b.fp then b.fp = b.fq end
+        end
+        -- A granted request: the running counts, and a foreground one (headroom 0) the foreground's peak.
+        local function admit(cost, headroom)
+          if headroom == 0 then
+            spend(T, cost)
+            spend(R, 1)
+          end
+          n = n + 1
+          c = c + cost
         end
         local function save()
           local d = function(x) return string.format('%d', x) end
