@@ -677,16 +677,17 @@ public sealed class RedisClaimTests : IClassFixture<RedisServerFixture>
     /// the 260 s window), 5,000 of it spent and coming back at 5,000 per 260 s (about 19 a second: the milliseconds a test
     /// takes move it by a few tokens); the simulation's counter's <c>Flowing</c> too.
     /// </summary>
-    internal static async Task<Claiming> FlowingAsync(string configuration, string? peerConfiguration = null)
+    internal static async Task<Claiming> FlowingAsync(string configuration, string? peerConfiguration = null, string deployment = "gpt-4o")
     {
         var prefix = RedisReservationTests.NewPrefix();
         var replica = await RedisReservationTests.StartReplicaAsync(configuration, prefix);
         replica.RedisStore.Reservations!.ClaimGrace = RedisReservations.Grace;
-        var setup = new Claiming(replica, await ConnectionMultiplexer.ConnectAsync(peerConfiguration ?? configuration), prefix, Key);
+        var key = new BackendStateKey(Key.Backend, deployment);
+        var setup = new Claiming(replica, await ConnectionMultiplexer.ConnectAsync(peerConfiguration ?? configuration), prefix, key);
         foreach (var (cost, remaining, reset) in new[] { (1_000L, 9_000L, 200), (4_000L, 5_000L, 260) })
         {
             var now = replica.Time.GetUtcNow();
-            var reservation = await setup.Store.ReserveAsync(Key, cost, 0, 0, now, default);
+            var reservation = await setup.Store.ReserveAsync(key, cost, 0, 0, now, default);
             var flushed = replica.RedisStore.Reservations!.Flushed;
             setup.Store.Correct(reservation, new BackendReservationReport(remaining, 10_000, TimeSpan.FromSeconds(reset), null, null, TimeSpan.Zero, now, now));
             await Eventually.HoldsAsync(() => replica.RedisStore.Reservations!.Flushed > flushed, Flushed, "the correction reaches Redis");

@@ -60,4 +60,27 @@ public sealed class RedisClusterReservationTests : IClassFixture<RedisClusterFix
             setup.Replica.RedisStore.IsInOutage.Should().BeFalse();
         }
     }
+
+    [Fact]
+    public async Task Claims_on_continuous_budgets_on_every_shard_are_kept_redeemed_and_given_back()
+    {
+        // A flow's claims (a sorted set) share their budget's hash tag too.
+        foreach (var deployment in Enumerable.Range(0, 4).Select(i => $"deployment-{i}"))
+        {
+            await using var setup = await RedisClaimTests.FlowingAsync(_cluster.Configuration, deployment: deployment);
+            var claim = await setup.ReserveAsync(5_500, claimant: 1);
+            claim.HoldsClaim.Should().BeTrue(deployment);
+            (await setup.ReserveAsync(300, claimant: 2)).HoldsClaim.Should().BeTrue(deployment);
+
+            await setup.StepAsync(claim.RetryAfter, 1, 2);
+
+            (await setup.ReserveAsync(100, claimant: 0)).Status.Should().Be(BackendReservationStatus.Refused, deployment);
+            (await setup.ReserveAsync(5_500, claimant: 1)).Status.Should().Be(BackendReservationStatus.Granted, $"{deployment}: redeemed");
+            var flushed = setup.Replica.RedisStore.Reservations!.Flushed;
+            setup.Store.ReleaseClaim(setup.Key, 2);
+            await Eventually.HoldsAsync(() => setup.Replica.RedisStore.Reservations!.Flushed > flushed, TimeSpan.FromSeconds(5), $"{deployment}: the claim given back reaches Redis");
+            (await setup.Database.SortedSetLengthAsync(setup.FlowClaimsKey)).Should().Be(0, deployment);
+            setup.Replica.RedisStore.IsInOutage.Should().BeFalse();
+        }
+    }
 }
