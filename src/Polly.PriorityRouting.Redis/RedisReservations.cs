@@ -152,8 +152,9 @@ internal sealed partial class RedisReservations
             return BackendReservation.Unknown(key, cost, now, 0, 0);
         }
 
-        // A wait is never beyond the longest window (whatever a peer wrote, the script's answer must not throw here).
-        var wait = TimeSpan.FromMilliseconds(Math.Clamp(first, 1, Math.Max(1, _maxWindowMilliseconds)));
+        // A wait is never beyond the longest window or a claim's horizon and grace (whatever a peer wrote, the script's
+        // answer must not throw here).
+        var wait = TimeSpan.FromMilliseconds(Math.Clamp(first, 1, Math.Max(_maxWindowMilliseconds, (long)(Horizon + ClaimGrace).TotalMilliseconds)));
         if (status == 0)
         {
             return BackendReservation.Refused(key, cost, wait);

@@ -547,6 +547,35 @@ public sealed class RedisClaimTests : IClassFixture<RedisServerFixture>
     }
 
     [Fact]
+    public async Task A_continuous_budget_claims_only_within_the_horizon_though_its_longest_window_is_shorter()
+    {
+        // MaxUnavailability (the longest window) of 30 s, below the 60 s horizon: a wait beyond the horizon is told,
+        // capped at the longest window, but never claimed (claimed at the cap, its claimant would be admitted while
+        // the flow still lacks the room, ahead of the claims queued before it).
+        var prefix = RedisReservationTests.NewPrefix();
+        await using var replica = await Replica.StartAsync(_redis.Configuration, prefix, DateTimeOffset.UtcNow, services => services.Configure<PriorityRoutingRedisStoreOptions>(options =>
+        {
+            options.Reservations = true;
+            options.ReservationTimeout = TimeSpan.FromSeconds(1);
+            options.MaxUnavailability = TimeSpan.FromSeconds(30);
+        }));
+        await using var setup = new Claiming(replica, await ConnectionMultiplexer.ConnectAsync(_redis.Configuration), prefix, Key);
+        var now = await setup.ServerMillisecondsAsync();
+
+        // 30,000 spent on a budget of 10,000 refilled at 10,000 per 30 s: about 60 s of claims queued.
+        await setup.Database.HashSetAsync(setup.BudgetKey, [
+            new("tl", "10000"), new("tk", "1"), new("tx", "30000"), new("ty", now.ToString(CultureInfo.InvariantCulture)),
+            new("tz", (10_000.0 / 30_000).ToString("R", CultureInfo.InvariantCulture)), new("th", "20000")]);
+        await setup.Database.SortedSetAddAsync(setup.FlowClaimsKey, "00000000000000aa:20000:0", now + 59_000);
+
+        var refused = await setup.ReserveAsync(1_000, claimant: 1);
+        refused.HoldsClaim.Should().BeFalse("its turn (about 63 s) lies beyond the horizon");
+        refused.Status.Should().Be(BackendReservationStatus.Refused);
+        refused.RetryAfter.Should().Be(TimeSpan.FromSeconds(30), "told no later than the longest window");
+        ((long)await setup.Database.HashGetAsync(setup.BudgetKey, "th")).Should().Be(20_000, "nothing was claimed");
+    }
+
+    [Fact]
     public async Task A_continuous_budget_ends_the_foregrounds_windows_without_a_report()
     {
         // The simulation's counter's rule too (SharedReservationCounterTests, same name): a background request is

@@ -405,7 +405,8 @@ internal static class ReservationScripts
               local id, ga, gq
               if #member <= 60 then id, ga, gq = string.match(member, '^(%x+):(%d+):(%d+)$') end
               if ga then ga, gq = tonumber(ga), tonumber(gq) end
-              -- A claim this store made: 16 hex digits, amounts within the limits; never more than the claims hold.
+              -- A claim this store made: 16 hex digits, amounts within the limits; never more than the claims hold. (A claim
+              -- beyond a limit lowered since is dropped unfreed: what it held comes back at the rate.)
               if ga and #id == 16 and ga <= math.max(T.l, 0) and gq <= math.max(R.l, 0) then
                 ga, gq = math.min(ga, T.h), math.min(gq, R.h)
                 T.x, T.h = math.max(0, T.x - ga), T.h - ga
@@ -456,20 +457,24 @@ internal static class ReservationScripts
             local expected = 0
             if headroom > 0 then expected = math.min(math.max(b.fp, b.fk) * math.ceil(math.ceil(b.x / b.z) / SLICE), b.l) end
             local excess = b.x + amount + kept + expected - b.l
-            -- Never beyond the longest window (a peer's rate may be any tiny number).
-            if excess > 0 then wait = math.max(wait, math.min(math.max(1, math.ceil(excess / b.z)), math.max(1, maxWindow))) end
+            if excess > 0 then wait = math.max(wait, math.max(1, math.ceil(excess / b.z))) end
           end
           if flowing(T) then over(T, cost, false) end
           if flowing(R) then over(R, 1, true) end
           if wait > 0 then
             -- A claim counts at once: whatever comes after it, claimed or not, waits behind it.
+            -- Claimed only within the horizon; told never beyond the longest window (a peer's rate may be any tiny number).
             if recordKey and headroom == 0 and wait <= HORIZON and (not flowing(T) or cost <= T.l) and (not flowing(R) or 1 <= R.l)
                 and redis.call('ZCARD', flowKey) < MAXFLOWCLAIMS then
               local at = now + wait
-              -- Counted once: a claimant whose record was lost while its claim stayed is not counted twice.
-              if redis.call('ZADD', flowKey, 'NX', at, string.format('%s:%d:%d', string.sub(recordKey, -16), a, q)) == 1 then
+              -- Counted once: a claimant whose record was lost while its claim stayed is not counted twice (its claim
+              -- moves to the new moment).
+              local member = string.format('%s:%d:%d', string.sub(recordKey, -16), a, q)
+              if redis.call('ZADD', flowKey, 'NX', at, member) == 1 then
                 T.x, T.h = T.x + a, T.h + a
                 R.x, R.h = R.x + q, R.h + q
+              else
+                redis.call('ZADD', flowKey, 'XX', at, member)
               end
               -- The set outlives its last claim's grace by a horizon, so that a sweep sees every claim whose grace ended.
               if redis.call('PTTL', flowKey) < wait + GRACE + HORIZON then redis.call('PEXPIRE', flowKey, wait + GRACE + HORIZON) end
@@ -478,7 +483,7 @@ internal static class ReservationScripts
               return { 3, wait }
             end
             save()
-            return { 0, wait }
+            return { 0, math.min(wait, math.max(1, maxWindow)) }
           end
           T.x = T.x + a
           R.x = R.x + q
