@@ -699,7 +699,8 @@ internal static class ReservationScripts
         if kind ~= 'hash' and kind ~= 'none' then redis.call('DEL', key) end
         local SLICE = 1000
         local f = redis.call('HMGET', key, 'tl', 'tv', 'te', 'tw', 'tm', 'rl', 'rv', 're', 'rw', 'rm', 'n', 'c', 'tk', 'ts', 'rk', 'rs',
-          'tfq', 'tfe', 'tfp', 'tfk', 'rfq', 'rfe', 'rfp', 'rfk', 'tp', 'rp', 'tg', 'rg')
+          'tfq', 'tfe', 'tfp', 'tfk', 'rfq', 'rfe', 'rfp', 'rfk', 'tp', 'rp', 'tg', 'rg',
+          'tx', 'ty', 'tz', 'to', 'th', 'rx', 'ry', 'rz', 'ro', 'rh')
         local function num(v, lo, hi, default)
           local x = tonumber(v)
           if x == nil or x ~= x or x < lo or x > hi then return default end
@@ -709,7 +710,12 @@ internal static class ReservationScripts
         local c = num(f[12], 0, BIG, 0)
         -- A budget refilled continuously, as a flow (FlowState): spent x as of y, rate z per millisecond, the running
         -- count o of the reservation whose report set x, and h what its claims not yet redeemed hold (counted in x).
-        local g2 = redis.call('HMGET', key, 'tx', 'ty', 'tz', 'to', 'th', 'rx', 'ry', 'rz', 'ro', 'rh')
+        local g2 = { unpack(f, 29, 38) }
+        -- Written back only for a budget that has had a flow (most keys never do: a budget refilled in windows).
+        local hadFlow = false
+        for i = 1, 10 do
+          if g2[i] then hadFlow = true end
+        end
         local function real(v, lo, hi, default)
           local x = tonumber(v)
           if x == nil or x ~= x or x < lo or x > hi then return default end
@@ -795,9 +801,11 @@ internal static class ReservationScripts
             'rl', d(R.l), 'rv', d(R.v), 're', d(R.e), 'rw', d(R.w), 'rm', d(R.m), 'n', d(n), 'c', d(c),
             'tk', d(T.k), 'ts', d(T.s), 'rk', d(R.k), 'rs', d(R.s),
             'tfq', d(T.fq), 'tfe', d(T.fe), 'tfp', d(T.fp), 'tfk', d(T.fk), 'rfq', d(R.fq), 'rfe', d(R.fe), 'rfp', d(R.fp), 'rfk', d(R.fk),
-            'tp', d(T.p), 'rp', d(R.p), 'tg', d(T.g), 'rg', d(R.g),
-            'tx', real17(T.x), 'ty', d(T.y), 'tz', real17(T.z), 'to', d(T.o), 'th', d(T.h),
-            'rx', real17(R.x), 'ry', d(R.y), 'rz', real17(R.z), 'ro', d(R.o), 'rh', d(R.h))
+            'tp', d(T.p), 'rp', d(R.p), 'tg', d(T.g), 'rg', d(R.g))
+          if hadFlow or T.z > 0 or R.z > 0 or T.x > 0 or R.x > 0 or T.h > 0 or R.h > 0 then
+            redis.call('HSET', key, 'tx', real17(T.x), 'ty', d(T.y), 'tz', real17(T.z), 'to', d(T.o), 'th', d(T.h),
+              'rx', real17(R.x), 'ry', d(R.y), 'rz', real17(R.z), 'ro', d(R.o), 'rh', d(R.h))
+          end
           local ends = math.max(T.e, R.e)
           local ttl = history + math.max(T.w, R.w)
           if ends > now then ttl = ttl + math.min(ends - now, maxWindow) end
