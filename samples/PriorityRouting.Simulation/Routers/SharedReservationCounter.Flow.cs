@@ -33,7 +33,7 @@ internal sealed partial class SharedReservationCounter
             // Its room was counted when it was claimed: admitted without a check (a request of another size moves the
             // count by the difference).
             flow.Redeem(claimant, amount);
-            return Grant(budget, key, cost, amount, headroom, now);
+            return Admit(budget, key, cost, amount, headroom, now);
         }
 
         // A background request also leaves free what the foreground is expected to spend until the flow is whole again.
@@ -54,19 +54,7 @@ internal sealed partial class SharedReservationCounter
         }
 
         flow.Spent += amount;
-        return Grant(budget, key, cost, amount, headroom, now);
-    }
-
-    private BackendReservation Grant(Budget budget, BackendStateKey key, long cost, long amount, double headroom, DateTimeOffset now)
-    {
-        var sequence = ++_sequence;
-        if (headroom <= 0)
-        {
-            budget.Foreground.Spend(amount, now, budget.Limit);
-        }
-
-        budget.Recent.Enqueue((sequence, now, amount));
-        return BackendReservation.Granted(key, cost, now, sequence, amount);
+        return Admit(budget, key, cost, amount, headroom, now);
     }
 
     /// <summary>

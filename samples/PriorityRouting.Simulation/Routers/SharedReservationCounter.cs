@@ -130,8 +130,17 @@ internal sealed partial class SharedReservationCounter
             return RefuseAtSoonestRoom(budget, key, cost, amount, headroom, claimant, now);
         }
 
-        var sequence = ++_sequence;
         budget.Reserved += amount;
+        return Admit(budget, key, cost, amount, headroom, now, known);
+    }
+
+    /// <summary>
+    /// Admits a request (in windows or from a flow): a foreground one counts towards the foreground's demand, and every
+    /// one joins the recent reservations a late answer corrects with.
+    /// </summary>
+    private BackendReservation Admit(Budget budget, BackendStateKey key, long cost, long amount, double headroom, DateTimeOffset now, bool known = true)
+    {
+        var sequence = ++_sequence;
         if (headroom <= 0)
         {
             budget.Foreground.Spend(amount, now, budget.Limit);
@@ -406,12 +415,10 @@ internal sealed partial class SharedReservationCounter
 
         public int ClaimMoments => Claims.Count;
 
-        public bool TryGetClaim(long claimant, out DateTimeOffset at) => TryGetClaim(claimant, out at, out _);
-
-        public bool TryGetClaim(long claimant, out DateTimeOffset at, out long amount)
+        public bool TryGetClaim(long claimant, out DateTimeOffset at)
         {
             var found = Claimants.TryGetValue(claimant, out var claim);
-            (at, amount) = claim;
+            at = claim.At;
             return found;
         }
 
@@ -488,21 +495,18 @@ internal sealed partial class SharedReservationCounter
         /// <summary>
         /// Drops every claim whose grace is over (its room is free again), and every claimant record whose own grace is
         /// over (as the Redis store's records expire: an entry lasts its latest claimant's grace, a record its own).
-        /// Returns what the entries whose grace ended held (a flow counted it: <see cref="Flow"/>).
         /// </summary>
         /// <remarks>
         /// The counter holds only claims of its own making, never more than <see cref="MaxClaimMoments"/> moments
         /// (<see cref="TryAddClaim"/>): unlike the Redis script, it has no peer's garbage to drop whole.
         /// </remarks>
-        public long DropExpiredClaims(DateTimeOffset now)
+        public void DropExpiredClaims(DateTimeOffset now)
         {
-            var expired = 0L;
             if (Claims.Count > 0)
             {
-                foreach (var (at, (amount, latest)) in Claims.Where(entry => entry.Value.Latest + Grace <= now || entry.Key > now + Horizon + Grace).ToList())
+                foreach (var at in Claims.Where(entry => entry.Value.Latest + Grace <= now || entry.Key > now + Horizon + Grace).Select(entry => entry.Key).ToList())
                 {
                     Claims.Remove(at);
-                    expired += latest + Grace <= now ? amount : 0;
                 }
             }
 
@@ -513,8 +517,6 @@ internal sealed partial class SharedReservationCounter
                     Claimants.Remove(claimant);
                 }
             }
-
-            return expired;
         }
 
         /// <summary>
