@@ -61,7 +61,7 @@ public sealed class RedisClaimTests : IClassFixture<RedisServerFixture>
         second.RetryAfter.Should().BeCloseTo(TimeSpan.FromSeconds(41.6), TimeSpan.FromSeconds(1), "behind the first claim: 800 must come back");
         (await setup.ReserveAsync(100, claimant: 0)).Status.Should().Be(BackendReservationStatus.Refused);
 
-        await setup.StepAsync(TimeSpan.FromSeconds(26), 1, 2);
+        await setup.StepAsync(first.RetryAfter + Claiming.Due, 1, 2);
         (await setup.ReserveAsync(100, claimant: 0)).Status.Should().Be(BackendReservationStatus.Refused, "what came back is the first claimant's");
         (await setup.ReserveAsync(5_500, claimant: 1)).Status.Should().Be(BackendReservationStatus.Granted, "its room was counted when it claimed");
         (await setup.ReserveAsync(100, claimant: 0)).Status.Should().Be(BackendReservationStatus.Refused, "what comes back next is the second claimant's");
@@ -69,7 +69,7 @@ public sealed class RedisClaimTests : IClassFixture<RedisServerFixture>
         early.HoldsClaim.Should().BeTrue();
         early.RetryAfter.Should().BeCloseTo(TimeSpan.FromSeconds(15.6), TimeSpan.FromSeconds(1));
 
-        await setup.StepAsync(TimeSpan.FromSeconds(15.6), 2);
+        await setup.StepAsync(early.RetryAfter + Claiming.Due, 2);
         (await setup.ReserveAsync(300, claimant: 2)).Status.Should().Be(BackendReservationStatus.Granted);
         (await setup.ReserveAsync(100, claimant: 0)).Status.Should().Be(BackendReservationStatus.Refused, "the 10,000 are spent");
         await setup.StepAsync(TimeSpan.FromSeconds(10.4));
@@ -494,6 +494,7 @@ public sealed class RedisClaimTests : IClassFixture<RedisServerFixture>
         // Not stepped: the flow claims' key lives on its own clock too, and a claim past its grace must leave the
         // count although that key may be gone by then.
         await using var setup = await FlowingAsync(_redis.Configuration);
+        setup.FrozenAt = null;
         var claim = await setup.ReserveAsync(5_020, claimant: 1);
         claim.HoldsClaim.Should().BeTrue();
         ((long)await setup.Database.HashGetAsync(setup.BudgetKey, "th")).Should().Be(5_020);
@@ -530,9 +531,15 @@ public sealed class RedisClaimTests : IClassFixture<RedisServerFixture>
         }
 
         ((double)await peer.GetDatabase().HashGetAsync(budgetKey, "tz")).Should().BeGreaterThan(0, "the tokens budget has a rate");
+        var flowAt = (long)await peer.GetDatabase().HashGetAsync(budgetKey, "ty");
+        var before = await RedisReservationTests.ServerMillisecondsAsync(peer.GetDatabase());
         var refused = await store.ReserveAsync(Key, 4_000, 0, 0, replica.Time.GetUtcNow(), default);
+        var after = await RedisReservationTests.ServerMillisecondsAsync(peer.GetDatabase());
         refused.Status.Should().Be(BackendReservationStatus.Refused, "the backend reported 0 tokens left");
-        refused.RetryAfter.Should().BeCloseTo(TimeSpan.FromSeconds(104), TimeSpan.FromSeconds(2), "4,000 of 10,000 / 260 s");
+
+        // 4,000 of 10,000 / 260 s, less the real time the flow ran since it was set (and the report's 20 ms).
+        refused.RetryAfter.Should().BeGreaterThanOrEqualTo(TimeSpan.FromMilliseconds(104_000 - 20 - (after - flowAt) - 1))
+            .And.BeLessThanOrEqualTo(TimeSpan.FromMilliseconds(104_000 - 20 - (before - flowAt) + 1));
     }
 
     [Fact]
@@ -600,7 +607,7 @@ public sealed class RedisClaimTests : IClassFixture<RedisServerFixture>
             await using var setup = await FlowingAsync(restricted, peerConfiguration: _redis.Configuration);
             var claim = await setup.ReserveAsync(5_500, claimant: 1);
             claim.HoldsClaim.Should().BeTrue();
-            await setup.StepAsync(claim.RetryAfter, 1);
+            await setup.StepAsync(claim.RetryAfter + Claiming.Due, 1);
             (await setup.ReserveAsync(5_500, claimant: 1)).Status.Should().Be(BackendReservationStatus.Granted);
 
             // A claim nobody waited for, given back by the flush under the same user; another left to expire.
@@ -626,6 +633,7 @@ public sealed class RedisClaimTests : IClassFixture<RedisServerFixture>
     public async Task Whatever_a_peer_wrote_into_a_continuous_budgets_claims_never_fails_a_reservation()
     {
         await using var setup = await FlowingAsync(_redis.Configuration);
+        setup.FrozenAt = null;
         var database = setup.Database;
 
         // A key of another type is replaced.
@@ -723,6 +731,7 @@ public sealed class RedisClaimTests : IClassFixture<RedisServerFixture>
         }
 
         ((double)await setup.Database.HashGetAsync(setup.BudgetKey, "tz")).Should().BeApproximately(5_000.0 / 260_000, 1e-9, "the budget is a flow");
+        setup.FrozenAt = (long)await setup.Database.HashGetAsync(setup.BudgetKey, "ty");
         return setup;
     }
 
@@ -748,8 +757,40 @@ public sealed class RedisClaimTests : IClassFixture<RedisServerFixture>
         /// <summary>Gets the token window's end when the budget was spent (Redis server milliseconds).</summary>
         public long Refill { get; set; }
 
-        public Task<BackendReservation> ReserveAsync(long cost, long claimant, double headroom = 0)
-            => Store.ReserveAsync(Key, cost, headroom, 0, claimant, Replica.Time.GetUtcNow(), default).AsTask();
+        /// <summary>
+        /// Gets or sets the server moment at which real time stops for a flow (<see cref="FlowingAsync"/>): every
+        /// reservation first steps the budget's moments forward by the real time since (a flow gives back about 19
+        /// tokens a second, and a test paused by a loaded machine must not see them), so only <see cref="StepAsync"/>
+        /// moves the flow's time. <see langword="null"/>: real time runs.
+        /// </summary>
+        public long? FrozenAt { get; set; }
+
+        /// <summary>
+        /// Gets how far past a claim's moment a test steps to redeem it: with time frozen, the claim's moment lies a round
+        /// trip (of a loaded machine) after the moment frozen, which a step of exactly the wait told does not cover. Half a
+        /// second is about 10 tokens of the flow's rate, within every margin of the tests.
+        /// </summary>
+        public static TimeSpan Due { get; } = TimeSpan.FromMilliseconds(500);
+
+        private HashSet<long> Claimants { get; } = [];
+
+        public async Task<BackendReservation> ReserveAsync(long cost, long claimant, double headroom = 0)
+        {
+            if (FrozenAt is { } frozenAt)
+            {
+                await StepAsync(TimeSpan.FromMilliseconds(frozenAt - await ServerMillisecondsAsync()), [.. Claimants]);
+
+                // From here to the script: one round trip of real time, which the next reservation steps back.
+                FrozenAt = await ServerMillisecondsAsync();
+            }
+
+            if (claimant != 0)
+            {
+                Claimants.Add(claimant);
+            }
+
+            return await Store.ReserveAsync(Key, cost, headroom, 0, claimant, Replica.Time.GetUtcNow(), default);
+        }
 
         /// <summary>The claims hash: moment → <c>tokens:requests</c>, by moment.</summary>
         public async Task<SortedDictionary<long, string>> ClaimsAsync()

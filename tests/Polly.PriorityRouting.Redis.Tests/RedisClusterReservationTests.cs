@@ -72,7 +72,7 @@ public sealed class RedisClusterReservationTests : IClassFixture<RedisClusterFix
             claim.HoldsClaim.Should().BeTrue(deployment);
             (await setup.ReserveAsync(300, claimant: 2)).HoldsClaim.Should().BeTrue(deployment);
 
-            await setup.StepAsync(claim.RetryAfter, 1, 2);
+            await setup.StepAsync(claim.RetryAfter + RedisClaimTests.Claiming.Due, 1, 2);
 
             (await setup.ReserveAsync(100, claimant: 0)).Status.Should().Be(BackendReservationStatus.Refused, deployment);
             (await setup.ReserveAsync(5_500, claimant: 1)).Status.Should().Be(BackendReservationStatus.Granted, $"{deployment}: redeemed");

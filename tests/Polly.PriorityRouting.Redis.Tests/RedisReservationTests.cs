@@ -653,7 +653,7 @@ public sealed class RedisReservationTests : IClassFixture<RedisServerFixture>
     }
 
     /// <summary>The Redis server's clock, in milliseconds (the scripts' <c>now</c>).</summary>
-    private static async Task<long> ServerMillisecondsAsync(IDatabase database)
+    internal static async Task<long> ServerMillisecondsAsync(IDatabase database)
     {
         var time = (RedisResult[])(await database.ExecuteAsync("TIME"))!;
         return (long.Parse(time[0].ToString()!, CultureInfo.InvariantCulture) * 1000) + (long.Parse(time[1].ToString()!, CultureInfo.InvariantCulture) / 1000);
