@@ -62,6 +62,13 @@ public sealed record RunResult(
     /// </summary>
     public double KeptPromiseBound => KeptPromise.Bound(LoadFactor, ClientRetries);
 
+    /// <summary>
+    /// Gets the served share of an ideal router on the same arrivals (<see cref="IdealService"/>): exact knowledge,
+    /// callers that wait as long as it takes, the capacity lost soonest spent first. What it leaves unserved, the demand
+    /// left unused for every router; <see cref="double.NaN"/> when not computed.
+    /// </summary>
+    public double IdealServedShare { get; init; } = double.NaN;
+
     /// <summary>Gets the share of foreground requests served (by cohort); NaN without request classes.</summary>
     public double ForegroundServedShare => HasClasses && ForegroundRequests > 0 ? (double)ForegroundSuccesses / ForegroundRequests : double.NaN;
 

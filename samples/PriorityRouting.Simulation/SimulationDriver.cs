@@ -28,7 +28,7 @@ public static class SimulationDriver
     public static readonly Uri PlaceholderAddress = new("http://placeholder/");
 
     private static readonly TimeSpan RetryDelayWithoutHeader = TimeSpan.FromSeconds(2);
-    private static readonly DateTimeOffset VirtualStart = new(2026, 1, 1, 0, 0, 0, TimeSpan.Zero);
+    internal static readonly DateTimeOffset VirtualStart = new(2026, 1, 1, 0, 0, 0, TimeSpan.Zero);
 
     /// <summary>
     /// Gets the routers, side by side in every run: "ours (before)" is the same strategy with
@@ -64,13 +64,20 @@ public static class SimulationDriver
         {
             foreach (var replicas in settings.ReplicaCounts)
             {
+                // Every router of a row meets the same arrivals: the ideal router's share is the row's.
+                var ideals = new Dictionary<double, double>();
                 foreach (var router in Routers.Where(r => RunsOn(r, scenario) && (settings.RouterFilter is null || r.Name.Contains(settings.RouterFilter, StringComparison.Ordinal))))
                 {
                     foreach (var load in scenario.Loads ?? settings.LoadFactors)
                     {
                         // On the thread pool, away from any synchronization context (a test runner's): the run
                         // installs its own, which it pumps itself.
-                        var result = await Task.Run(() => Run(settings, scenario, router, load, replicas)).ConfigureAwait(false);
+                        if (!ideals.TryGetValue(load, out var ideal))
+                        {
+                            ideals[load] = ideal = IdealService.ServedShare(settings, scenario, load, replicas);
+                        }
+
+                        var result = await Task.Run(() => Run(settings, scenario, router, load, replicas)).ConfigureAwait(false) with { IdealServedShare = ideal };
                         onResult?.Invoke(result);
                         results.Add(result);
                     }
@@ -116,8 +123,6 @@ public static class SimulationDriver
         var replicas = router.CreateReplicas(environment, replicaCount);
         var address = router.RequestAddress(scenario);
         var requests = new SimulatedRequests(scenario, settings.Seed);
-        var sizes = new Random(settings.Seed ^ 0x5eed);
-        var classes = new Random(settings.Seed ^ 0xc1a55);
 
         // Its own draw: a run whose retries land on their replica draws exactly what it drew before the option existed.
         var landings = new Random(settings.Seed ^ 0x1a4d);
@@ -127,8 +132,7 @@ public static class SimulationDriver
         var foregroundTimesToSuccess = new List<double>();
         var retries = new PriorityQueue<PendingRetry, (DateTimeOffset Due, long Sequence)>();
         long retrySequence = 0;
-        var ratePerReplica = loadFactor * scenario.AggregateCapacity / requests.MeanCost / replicaCount;
-        var arrivals = new Arrivals(settings, scenario, replicaCount, ratePerReplica, end + measuredTime - VirtualStart, measuredTime);
+        var arrivals = new ArrivalDraws(settings, scenario, replicaCount, loadFactor, requests, end + measuredTime - VirtualStart, measuredTime);
 
         // Requests are counted by cohort: those first sent inside the measured window, followed through every retry, even
         // after the window ends (the load goes on, unmeasured, until the last of them is served or given up), so that a
@@ -139,9 +143,6 @@ public static class SimulationDriver
         // until they are answered.
         var cohortInFlight = 0L;
 
-        // Each arrival's place in the stream (dropped background ones included, so that the baseline's foreground
-        // requests keep the numbers they have in the classes run): its completion time is drawn from it.
-        var arrivalSequence = 0L;
         for (var now = time.GetUtcNow(); now < end || cohortPending > 0 || cohortInFlight > 0; delays.AdvanceTo(now + settings.Step), now = time.GetUtcNow())
         {
             delays.Settle();
@@ -167,15 +168,14 @@ public static class SimulationDriver
                 sentThisRound = false;
                 for (var replica = 0; replica < replicaCount; replica++)
                 {
-                    if (arrivals.TryTake(replica))
+                    if (arrivals.TryTake(replica, out var arrival))
                     {
                         sentThisRound = true;
-                        var background = scenario.HasClasses && classes.NextDouble() < scenario.BackgroundShare;
-                        var body = sizes.Next(requests.Count);
-                        var sequence = arrivalSequence++;
-                        if (background && scenario.DropsBackground)
+                        var (body, background, sequence, dropped) = arrival;
+                        if (dropped)
                         {
-                            // Drawn like the classes scenario's (same foreground arrivals and sizes), never sent.
+                            // Drawn like the classes scenario's (same foreground arrivals and sizes), never sent; its
+                            // place in the stream still counts, so the foreground keeps its completion times.
                             continue;
                         }
 
@@ -320,7 +320,7 @@ public static class SimulationDriver
     private static double Percentile(List<double> sorted, double quantile)
         => sorted.Count == 0 ? double.NaN : sorted[Math.Min(sorted.Count - 1, (int)Math.Ceiling(quantile * sorted.Count) - 1)];
 
-    private static List<SimulatedBackend> CreateBackends(SimulationSettings settings, SimulationScenario scenario, DateTimeOffset start)
+    internal static List<SimulatedBackend> CreateBackends(SimulationSettings settings, SimulationScenario scenario, DateTimeOffset start)
     {
         var count = scenario.Backends.Count;
         var period = scenario.RefillPeriod ?? settings.ReplenishmentPeriod;

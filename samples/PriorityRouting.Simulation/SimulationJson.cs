@@ -22,6 +22,7 @@ public static class SimulationJson
                 writer.WriteNumber("replicas", r.Replicas);
                 writer.WriteNumber("load", r.LoadFactor);
                 Number(writer, "servedShare", r.ServedFraction);
+                Number(writer, "idealServedShare", r.IdealServedShare);
                 Number(writer, "backend429PerSuccess", r.ThrottledPerSuccess);
                 Number(writer, "clientExhaustedPerRequest", r.ClientVisibleRejectionsPerRequest);
                 Number(writer, "clientExhaustedFloor", r.ClientVisibleRejectionsFloor);
