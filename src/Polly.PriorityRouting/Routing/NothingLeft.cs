@@ -5,31 +5,22 @@ namespace Polly.PriorityRouting;
 /// <see cref="Answer"/>, or select again for the same attempt. It also carries what the call has spent so far to its
 /// next such decision (the default before the first): its wait, its one reselection.
 /// </summary>
-internal readonly struct NothingLeft
+internal readonly struct NothingLeft(Outcome<HttpResponseMessage>? answer, TimeSpan waited, bool reselected, bool newRound, SlotTurn? turn)
 {
-    private NothingLeft(Outcome<HttpResponseMessage>? answer, TimeSpan waited, bool reselected, bool newRound, SlotTurn? turn)
-    {
-        Answer = answer;
-        Waited = waited;
-        Reselected = reselected;
-        NewRound = newRound;
-        Turn = turn;
-    }
-
     /// <summary>Gets the call's answer (the caller's cancellation, or the exhausted answer), or <see langword="null"/> when the loop selects again.</summary>
-    public Outcome<HttpResponseMessage>? Answer { get; }
+    public Outcome<HttpResponseMessage>? Answer { get; } = answer;
 
     /// <summary>Gets how long the call has waited for room so far: its next wait gets what is left of the bound.</summary>
-    public TimeSpan Waited { get; }
+    public TimeSpan Waited { get; } = waited;
 
     /// <summary>Gets a value indicating whether the call has spent its one selection again without a wait.</summary>
-    public bool Reselected { get; }
+    public bool Reselected { get; } = reselected;
 
     /// <summary>Gets a value indicating whether the loop starts a new round after a wait: its next attempt fails over from no backend.</summary>
-    public bool NewRound { get; }
+    public bool NewRound { get; } = newRound;
 
     /// <summary>Gets a foreground caller's turn at the slots it waited for (see <see cref="SlotTurn"/>): the loop ends it once its next admission is decided.</summary>
-    public SlotTurn? Turn { get; }
+    public SlotTurn? Turn { get; } = turn;
 
     /// <summary>The call ends with <paramref name="answer"/>.</summary>
     public static NothingLeft Answered(Outcome<HttpResponseMessage> answer) => new(answer, TimeSpan.Zero, reselected: false, newRound: false, turn: null);
