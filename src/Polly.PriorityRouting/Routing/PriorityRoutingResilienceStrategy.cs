@@ -1,4 +1,3 @@
-using System.Net;
 using Polly.Telemetry;
 
 // GetRequestMessage/SetRequestMessage are experimental in Microsoft.Extensions.Http.Resilience. They are the documented
@@ -137,8 +136,7 @@ internal sealed class PriorityRoutingResilienceStrategy : ResilienceStrategy<Htt
         var throttledInThisCall = false;
         RoutedBackend? failed = null;
         ModelRoute? failedModel = null;
-        var waited = TimeSpan.Zero;
-        var reselected = false;
+        var nothingLeft = default(NothingLeft);
         SlotTurn? turn = null;
         try
         {
@@ -152,49 +150,18 @@ internal sealed class PriorityRoutingResilienceStrategy : ResilienceStrategy<Htt
                 turn = null;
                 if (acquired is not { } lease)
                 {
-                    if (context.CancellationToken.IsCancellationRequested)
+                    // Nothing left, on any model of the request: select again (at once, or after a wait), or answer now.
+                    (plan, nothingLeft) = await _waits.WhenNothingLeftAsync(plan, nothingLeft, attempt, throttledInThisCall, original, context).ConfigureAwait(context.ContinueOnCapturedContext);
+                    if (nothingLeft.Answer is { } end)
                     {
-                        // The caller gave up (also while a reservation travelled): its cancellation is the answer, and it
-                        // comes back for none of the claims its refusals hold.
-                        plan.GiveBackClaims(_pool);
-                        return CallerCanceled(context);
+                        return end;
                     }
 
-                    // Nothing left, on any model of the request: wait for a promised refill and start a new round, or answer now.
-                    var exhaustion = plan.GetExhaustion(_pool, waited);
-                    if (exhaustion.RetryAfter == TimeSpan.Zero && !reselected)
-                    {
-                        // A deadline passed between the selection and this answer: a backend is open now, and "retry
-                        // after 0" would send the caller back for what this call can take itself. Once, so a backend
-                        // open yet not selectable (MaxAttempts spent) still gets its answer.
-                        reselected = true;
-                        plan.ReturnToOpenModel(_pool);
-                        attempt--;
-                        continue;
-                    }
-
-                    // Whether it waits or is sent back, the caller comes back for its soonest claim only.
-                    plan.KeepSoonestClaim(_pool);
-                    var wait = await _waits.WaitAsync(exhaustion.Reservation, plan.Route, waited, context).ConfigureAwait(context.ContinueOnCapturedContext);
-                    waited += wait.Waited;
-                    switch (wait.Outcome)
-                    {
-                        case WaitOutcome.Canceled:
-                            // The claim it waited for holds room from everyone else until its grace ends: given back.
-                            plan.GiveBackClaims(_pool);
-                            return CallerCanceled(context);
-                        case WaitOutcome.Released:
-                            // A new round over every allowed backend, MaxAttempts of them; the next attempt keeps this
-                            // number (the loop's increment).
-                            plan.StartOver();
-                            plan.Hold(wait.Held);
-                            turn = wait.Turn;
-                            failed = null;
-                            attempt--;
-                            continue;
-                        default:
-                            return await ExhaustedAsync(context, original, attempt, exhaustion, throttledInThisCall, plan.Route.IsBackground).ConfigureAwait(context.ContinueOnCapturedContext);
-                    }
+                    // The next attempt keeps this number (the loop's increment); after a wait it fails over from nothing.
+                    turn = nothingLeft.Turn;
+                    failed = nothingLeft.NewRound ? null : failed;
+                    attempt--;
+                    continue;
                 }
 
                 // Disposing the lease frees a probe slot on every path that records no verdict.
@@ -212,79 +179,36 @@ internal sealed class PriorityRoutingResilienceStrategy : ResilienceStrategy<Htt
 
                     // Send.
                     var started = _timeProvider.GetTimestamp();
-                    var outcome = await SendAsync(callback, context, state, original, backend, plan.Model, plan.Route.Model).ConfigureAwait(context.ContinueOnCapturedContext);
-                    if (outcome.Exception is OperationCanceledException && context.CancellationToken.IsCancellationRequested)
-                    {
-                        // The caller gave up: the backend did nothing wrong and must not be marked.
-                        _telemetry.AttemptEnded(context, backend, outcome, attempt, _timeProvider.GetElapsedTime(started), handled: false, PriorityRoutingTags.CanceledOutcome, plan.Route.IsBackground);
-                        return outcome;
-                    }
+                    var sent = await SendAsync(callback, context, state, original, backend, plan.Model, plan.Route.Model).ConfigureAwait(context.ContinueOnCapturedContext);
 
-                    // Classify: the predicate, then the observers of an answer going back (which may still fail it).
-                    bool handled;
-                    try
-                    {
-                        handled = await _shouldHandle(new PriorityRoutingPredicateArguments(context, outcome, backend.Name, backend.Priority))
-                            .ConfigureAwait(context.ContinueOnCapturedContext);
-                    }
-                    catch (Exception e)
-                    {
-                        return Discarded(outcome, e);
-                    }
-
-                    var verdict = AnswerVerdict.Accepted;
-                    if (!handled && outcome.Result is { } response)
-                    {
-                        try
-                        {
-                            verdict = await _observers.ObserveAsync(new ReturnedAnswer(context, response, lease, original.Method, started, attempt, plan.Route, plan.Affinity, plan.Model, plan.CanMoveToLargerModel))
-                                .ConfigureAwait(context.ContinueOnCapturedContext);
-                        }
-                        catch (Exception e)
-                        {
-                            // A callback the observers call (OnBackendUnavailable on a spent budget) failed.
-                            return Discarded(outcome, e);
-                        }
-
-                        if (verdict.IsCanceled)
-                        {
-                            var canceled = CallerCanceled(context);
-                            _telemetry.AttemptEnded(context, backend, canceled, attempt, _timeProvider.GetElapsedTime(started), handled: false, PriorityRoutingTags.CanceledOutcome, plan.Route.IsBackground);
-                            return canceled;
-                        }
-
-                        if (verdict.MovesToLargerModel)
-                        {
-                            // The backend answered correctly that the prompt does not fit its model: it stays in
-                            // rotation, and the request goes on to a larger model.
-                            _pool.RecordAnswered(lease, healthyNow: true);
-                            _telemetry.AttemptEnded(context, backend, outcome, attempt, _timeProvider.GetElapsedTime(started), handled: true, PriorityRoutingTags.ContextLengthExceededOutcome, plan.Route.IsBackground);
-                            (failed, failedModel) = (backend, plan.Route.Model);
-                            plan.MoveToLargerModel();
-                            continue;
-                        }
-
-                        if (verdict.Failure is { } failure)
-                        {
-                            outcome = failure;
-                            handled = true;
-                        }
-                        else
-                        {
-                            // The caller gets its own request back, never the attempt's with the backend's credential on it.
-                            response.RequestMessage = original;
-                        }
-                    }
+                    // Classify.
+                    var (ending, outcome, deferHealth) = await ClassifyAsync(context, sent, lease, original, started, attempt, plan).ConfigureAwait(context.ContinueOnCapturedContext);
 
                     // Record.
                     var duration = _timeProvider.GetElapsedTime(started);
-                    if (!handled)
+                    switch (ending)
                     {
-                        _pool.RecordAnswered(lease, healthyNow: outcome.Result is not null && !verdict.DeferHealth);
-                        _telemetry.AttemptEnded(context, backend, outcome, attempt, duration, handled: false, PriorityRoutingTags.ReturnedOutcome, plan.Route.IsBackground);
-                        return outcome;
+                        case AttemptEnding.Discarded:
+                            return outcome;
+                        case AttemptEnding.Canceled:
+                            // The caller gave up: the backend did nothing wrong and must not be marked.
+                            _telemetry.AttemptEnded(context, backend, outcome, attempt, duration, handled: false, PriorityRoutingTags.CanceledOutcome, plan.Route.IsBackground);
+                            return outcome;
+                        case AttemptEnding.Returned:
+                            _pool.RecordAnswered(lease, healthyNow: outcome.Result is not null && !deferHealth);
+                            _telemetry.AttemptEnded(context, backend, outcome, attempt, duration, handled: false, PriorityRoutingTags.ReturnedOutcome, plan.Route.IsBackground);
+                            return outcome;
+                        case AttemptEnding.LargerModel:
+                            // The backend answered correctly that the prompt does not fit its model: it stays in
+                            // rotation, and the request goes on to a larger model.
+                            _pool.RecordAnswered(lease, healthyNow: true);
+                            _telemetry.AttemptEnded(context, backend, outcome, attempt, duration, handled: true, PriorityRoutingTags.ContextLengthExceededOutcome, plan.Route.IsBackground);
+                            (failed, failedModel) = (backend, plan.Route.Model);
+                            plan.MoveToLargerModel();
+                            continue;
                     }
 
+                    // Failed.
                     try
                     {
                         var marked = await _pool.RecordFailureAsync(lease, outcome, plan.Route, context.CancellationToken).ConfigureAwait(context.ContinueOnCapturedContext);
@@ -314,6 +238,74 @@ internal sealed class PriorityRoutingResilienceStrategy : ResilienceStrategy<Htt
         }
     }
 
+    /// <summary>
+    /// Says how an attempt ends: the caller's cancellation; else the predicate, then the observers of an answer going
+    /// back (which may still fail it).
+    /// </summary>
+    /// <returns>How the attempt ends, the outcome to record (and return, unless it failed over), and whether the answer's body reports the backend's health when it ends.</returns>
+    private async ValueTask<(AttemptEnding Ending, Outcome<HttpResponseMessage> Outcome, bool DeferHealth)> ClassifyAsync(
+        ResilienceContext context,
+        Outcome<HttpResponseMessage> outcome,
+        BackendLease lease,
+        HttpRequestMessage original,
+        long started,
+        int attempt,
+        RequestPlan plan)
+    {
+        if (outcome.Exception is OperationCanceledException && context.CancellationToken.IsCancellationRequested)
+        {
+            return (AttemptEnding.Canceled, outcome, false);
+        }
+
+        var backend = lease.Backend;
+        bool handled;
+        try
+        {
+            handled = await _shouldHandle(new PriorityRoutingPredicateArguments(context, outcome, backend.Name, backend.Priority))
+                .ConfigureAwait(context.ContinueOnCapturedContext);
+        }
+        catch (Exception e)
+        {
+            return (AttemptEnding.Discarded, Discarded(outcome, e), false);
+        }
+
+        if (handled || outcome.Result is not { } response)
+        {
+            return (handled ? AttemptEnding.Failed : AttemptEnding.Returned, outcome, false);
+        }
+
+        AnswerVerdict verdict;
+        try
+        {
+            verdict = await _observers.ObserveAsync(new ReturnedAnswer(context, response, lease, original.Method, started, attempt, plan.Route, plan.Affinity, plan.Model, plan.CanMoveToLargerModel))
+                .ConfigureAwait(context.ContinueOnCapturedContext);
+        }
+        catch (Exception e)
+        {
+            // A callback the observers call (OnBackendUnavailable on a spent budget) failed.
+            return (AttemptEnding.Discarded, Discarded(outcome, e), false);
+        }
+
+        if (verdict.IsCanceled)
+        {
+            return (AttemptEnding.Canceled, CallerCanceled(context), false);
+        }
+
+        if (verdict.MovesToLargerModel)
+        {
+            return (AttemptEnding.LargerModel, outcome, false);
+        }
+
+        if (verdict.Failure is { } failure)
+        {
+            return (AttemptEnding.Failed, failure, false);
+        }
+
+        // The caller gets its own request back, never the attempt's with the backend's credential on it.
+        response.RequestMessage = original;
+        return (AttemptEnding.Returned, outcome, verdict.DeferHealth);
+    }
+
     /// <summary>Planning failed on the caller's own request (its body, its partition function): no backend is involved, none is marked.</summary>
     private static Outcome<HttpResponseMessage> CallersOwnFailure(Exception e) => Outcome.FromException<HttpResponseMessage>(e);
 
@@ -327,7 +319,8 @@ internal sealed class PriorityRoutingResilienceStrategy : ResilienceStrategy<Htt
         return Outcome.FromException<HttpResponseMessage>(failure);
     }
 
-    private static Outcome<HttpResponseMessage> CallerCanceled(ResilienceContext context)
+    /// <summary>The caller's cancellation as the answer: the loop's, and <see cref="RefillWaits"/>' when nothing is left.</summary>
+    internal static Outcome<HttpResponseMessage> CallerCanceled(ResilienceContext context)
         => Outcome.FromException<HttpResponseMessage>(new OperationCanceledException(context.CancellationToken));
 
     private async ValueTask<Outcome<HttpResponseMessage>> SendAsync<TState>(
@@ -359,20 +352,22 @@ internal sealed class PriorityRoutingResilienceStrategy : ResilienceStrategy<Htt
         return await callback(context, state).ConfigureAwait(context.ContinueOnCapturedContext);
     }
 
-    private async ValueTask<Outcome<HttpResponseMessage>> ExhaustedAsync(
-        ResilienceContext context,
-        HttpRequestMessage original,
-        int attemptCount,
-        (TimeSpan RetryAfter, bool Throttled, BudgetReservation? Reservation) exhaustion,
-        bool throttledInThisCall,
-        bool background)
+    /// <summary>How an attempt ends, as <see cref="ClassifyAsync"/> says: what the loop records, and what it does next.</summary>
+    private enum AttemptEnding
     {
-        // 429 when throttling is why nothing is left: a pending throttle deadline, or a throttle seen by this call
-        // (a backend that said "Retry-After: 0" is free again, yet the call was throttled).
-        var (retryAfter, throttled, _) = exhaustion;
-        var statusCode = throttled || throttledInThisCall ? HttpStatusCode.TooManyRequests : HttpStatusCode.ServiceUnavailable;
-        var outcome = Outcome.FromResult(ExhaustedResponse.Create(statusCode, retryAfter, original));
-        await _telemetry.ExhaustedAsync(context, outcome, statusCode, retryAfter, attemptCount, background).ConfigureAwait(context.ContinueOnCapturedContext);
-        return outcome;
+        /// <summary>The answer, or an unhandled exception, goes back to the caller.</summary>
+        Returned,
+
+        /// <summary>A handled failure: the backend is marked, and the next attempt goes elsewhere.</summary>
+        Failed,
+
+        /// <summary>The prompt does not fit the backend's model: the request goes on to a larger model.</summary>
+        LargerModel,
+
+        /// <summary>The caller gave up: its cancellation goes back.</summary>
+        Canceled,
+
+        /// <summary>The predicate, or a callback the observers call, failed: its failure goes back, nothing is recorded.</summary>
+        Discarded,
     }
 }
