@@ -98,6 +98,25 @@ public sealed class RedisClaimTests : IClassFixture<RedisServerFixture>
     }
 
     [Fact]
+    public async Task A_newcomer_takes_the_room_a_claim_given_back_left_while_every_later_claim_still_has_its_room_at_its_moment()
+    {
+        await using var setup = await FlowingAsync(_redis.Configuration);
+        (await setup.ReserveAsync(5_500, claimant: 1)).HoldsClaim.Should().BeTrue();
+        var second = await setup.ReserveAsync(300, claimant: 2);
+        second.RetryAfter.Should().BeCloseTo(TimeSpan.FromSeconds(41.6), TimeSpan.FromSeconds(1), "behind the first claim");
+        var flushed = setup.Replica.RedisStore.Reservations!.Flushed;
+        setup.Store.ReleaseClaim(setup.Key, 1);
+        await Eventually.HoldsAsync(() => setup.Replica.RedisStore.Reservations!.Flushed > flushed, Flushed, "the claim given back reaches Redis");
+
+        // 5,300 counted (5,000 spent, the second claim's 300): 4,900 more is over the 10,000, but the bucket holds 5,000
+        // now, and 800 come back by the second claim's moment, which needs 300 of them.
+        (await setup.ReserveAsync(4_900, claimant: 0)).Status.Should().Be(BackendReservationStatus.Granted);
+        (await setup.ReserveAsync(200, claimant: 0)).Status.Should().Be(BackendReservationStatus.Refused, "100 are left now");
+        await setup.StepAsync(second.RetryAfter + Claiming.Due, 2);
+        (await setup.ReserveAsync(300, claimant: 2)).Status.Should().Be(BackendReservationStatus.Granted, "its room came back by its moment");
+    }
+
+    [Fact]
     public async Task Claimed_room_is_left_free_for_its_claimant()
     {
         await using var setup = await SpentAsync(_redis.Configuration, grace: LongGrace);

@@ -124,6 +124,22 @@ public class SharedReservationCounterTests
     }
 
     [Fact]
+    public void A_newcomer_takes_the_room_a_claim_given_back_left_while_every_later_claim_still_has_its_room_at_its_moment()
+    {
+        var counter = Flowing();
+        counter.Reserve(Ptu, 5_500, 0, 0, claimant: 1, Start).HoldsClaim.Should().BeTrue();
+        var second = counter.Reserve(Ptu, 300, 0, 0, claimant: 2, Start);
+        second.RetryAfter.Should().BeCloseTo(TimeSpan.FromSeconds(41.6), TimeSpan.FromMilliseconds(1), "behind the first claim");
+        counter.Unclaim(Ptu, 1, Start);
+
+        // 5,300 counted (5,000 spent, the second claim's 300): 4,900 more is over the 10,000, but the bucket holds 5,000
+        // now, and 800 come back by the second claim's moment, which needs 300 of them.
+        Reserve(counter, Start, 4_900).Should().Be(BackendReservationStatus.Granted);
+        Reserve(counter, Start, 200).Should().Be(BackendReservationStatus.Refused, "100 are left now");
+        counter.Reserve(Ptu, 300, 0, 0, claimant: 2, Start + second.RetryAfter).Status.Should().Be(BackendReservationStatus.Granted, "its room came back by its moment");
+    }
+
+    [Fact]
     public void A_continuous_budget_ends_the_foregrounds_windows_without_a_report()
     {
         var counter = Flowing();

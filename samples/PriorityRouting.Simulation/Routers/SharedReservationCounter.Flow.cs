@@ -12,7 +12,9 @@ namespace PriorityRouting.Simulation.Routers;
 /// claims of that moment were all redeemed at once, after which no answer reported the budget for a while. As a flow,
 /// what a report lacked comes back at lacked ÷ reset (OpenAI's reset is the time until the bucket is full), a refused
 /// request is told when the flow will have room for it, and a claim counts its amount at once: later requests, claimed
-/// or not, wait behind it, and its claimant, back at its moment, is admitted without a check.
+/// or not, wait behind it, and its claimant, back at its moment, is admitted without a check. A foreground request the
+/// count refuses may still take room no claim needs by its moment (<see cref="Flow.RoomNow"/>): the gap a claim given
+/// back leaves before the claims queued behind it.
 /// </remarks>
 internal sealed partial class SharedReservationCounter
 {
@@ -39,7 +41,10 @@ internal sealed partial class SharedReservationCounter
         // A background request also leaves free what the foreground is expected to spend until the flow is whole again.
         var expected = headroom > 0 ? budget.Foreground.Expected(limit, flow.UntilWhole) : 0;
         var kept = (long)(Math.Max(0, Math.Min(Math.Ceiling(headroom * limit), limit - amount)) + Math.Ceiling(promised * limit));
-        if (budget.Judges(amount, headroom, promised) && flow.Spent + amount > limit - kept - expected)
+        // A foreground request may also take room no claim needs by its moment: a claim given back leaves a gap before
+        // the claims queued behind it, which keep their moments.
+        if (budget.Judges(amount, headroom, promised) && flow.Spent + amount > limit - kept - expected
+            && !(headroom <= 0 && promised <= 0 && amount <= flow.RoomNow(limit, now)))
         {
             Refused++;
             var wait = flow.Until(amount + kept + expected - limit);
@@ -108,6 +113,33 @@ internal sealed partial class SharedReservationCounter
             Spent = Math.Max(0, lacked - (_rate * Math.Max(0, (now - reportedAt).TotalMilliseconds))) + reservedSince + Claimed;
             _at = now;
             _reportSequence = sequence;
+        }
+
+        /// <summary>
+        /// Returns the most a request admitted now may take while every claim still finds its amount at its moment: what
+        /// the bucket holds now (the limit less what is spent but for the claims), and, claim by claim in the order of their
+        /// moments, what it holds then (refilled at the rate, never beyond the limit) less the claims due by then. The
+        /// limit less <see cref="Spent"/> when every claim is queued right behind the one before it; more where a claim
+        /// given back (or expired) left a gap.
+        /// </summary>
+        public double RoomNow(long limit, DateTimeOffset now)
+        {
+            var level = Math.Min(limit, limit - (Spent - Claimed));
+            var room = level;
+            var at = now;
+            foreach (var (moment, amount) in _claims.Values.OrderBy(claim => claim.At))
+            {
+                if (moment > at)
+                {
+                    level = Math.Min(limit, level + (_rate * (moment - at).TotalMilliseconds));
+                    at = moment;
+                }
+
+                level -= amount;
+                room = Math.Min(room, level);
+            }
+
+            return room;
         }
 
         /// <summary>Gets what the claims not yet redeemed hold (counted in <see cref="Spent"/>).</summary>

@@ -11,10 +11,13 @@ internal static partial class ReservationScripts
     /// record (KEYS[4]) holds <c>moment:tokens:requests</c>, and the budget's sorted set of flow claims (KEYS[3],
     /// <see cref="RedisStoreLayout.FlowClaimsKeyOf"/>) the member <c>claimant:tokens:requests</c> scored by its moment,
     /// so that a claim whose grace ended unredeemed gives its room back. A claimant back at its moment is admitted without a
-    /// check (its room was counted); back before, it is told the time left. Any other case falls through to the windows rule.
+    /// check (its room was counted); back before, it is told the time left. A foreground request refused by the count may
+    /// still take room no claim needs by its moment (a gap a claim given back left before later claims), read from the set
+    /// while it holds at most 512 claims. Any other case falls through to the windows rule.
     /// </summary>
     internal const string FlowReserve = """
         local MAXFLOWCLAIMS = 4096
+        local MAXROOMSCAN = 512
         -- A flow when a budget of the key flows and the other either flows too or judges nothing now (unknown, or no
         -- window known: OpenAI's requests budget at a low rate reports resets of milliseconds, which name no window).
         local function idle(b) return b.l < 0 or b.e <= now end
@@ -95,6 +98,32 @@ internal static partial class ReservationScripts
           end
           if flowing(T) then over(T, cost, false) end
           if flowing(R) then over(R, 1, true) end
+          if wait > 0 and headroom == 0 and promised == 0 then
+            -- A foreground request may also take room no claim needs by its moment: a claim given back leaves a gap
+            -- before the claims queued behind it, which keep their moments. Read whole only while the queue is short.
+            local queued = redis.call('ZCARD', flowKey)
+            if queued > 0 and queued <= MAXROOMSCAN then
+              local claims = redis.call('ZRANGEBYSCORE', flowKey, '-inf', '+inf', 'WITHSCORES')
+              -- What the bucket holds now (the limit less what is spent but for the claims), and at each claim's moment
+              -- (refilled at the rate, never beyond the limit) less the claims due by then: the least of these is free now.
+              local function roomNow(b, part)
+                local level = math.min(b.l, b.l - (b.x - b.h))
+                local room, at = level, now
+                for i = 1, #claims, 2 do
+                  local ta, tq = nil, nil
+                  if #claims[i] <= 60 then ta, tq = string.match(claims[i], '^%x+:(%d+):(%d+)$') end
+                  local moment = tonumber(claims[i + 1])
+                  if ta and moment then
+                    if moment > at then level, at = math.min(b.l, level + b.z * (moment - at)), moment end
+                    if part == 1 then level = level - tonumber(ta) else level = level - tonumber(tq) end
+                    room = math.min(room, level)
+                  end
+                end
+                return room
+              end
+              if (not flowing(T) or cost > T.l or cost <= roomNow(T, 1)) and (not flowing(R) or 1 <= roomNow(R, 2)) then wait = 0 end
+            end
+          end
           if wait > 0 then
             -- A claim counts at once: whatever comes after it, claimed or not, waits behind it.
             -- Claimed only within the horizon; told never beyond the longest window (a peer's rate may be any tiny number).
