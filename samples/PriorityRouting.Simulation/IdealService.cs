@@ -1,23 +1,23 @@
 namespace PriorityRouting.Simulation;
 
 /// <summary>
-/// The served share an ideal router reaches on a row's arrivals: it knows every budget exactly, its callers wait as long
-/// as it takes, and it spends first the capacity that is lost soonest (a windowed budget's at its refill, a continuous
-/// one's when it would be full). It is fluid — a request's tokens may be split over backends — so it serves all the
-/// arrivals it can as early as it can; no router that serves as much as it can before the measured window serves more
-/// of it inside. Where the demand lulls with nothing left waiting, the capacity that refills then is lost to every
-/// router: this is how much, on the row's own draw of arrivals.
+/// The served share an ideal router reaches on a row's arrivals: it knows every budget exactly, and its callers wait as
+/// long as it takes. It is fluid — a request's tokens may be split over backends — and serves every arrival as early as
+/// the capacity allows, so where the demand lulls with nothing left waiting, what refills then is lost to it too. Which
+/// capacity it spends first is <see cref="IdealOrder"/>'s: the reserved capacity first, as a priority router does (the
+/// reference for ours), or whatever is lost soonest (the most any router could serve, spending pay-as-you-go capacity in
+/// a lull to keep the reserved one for the next burst).
 /// </summary>
 internal static class IdealService
 {
     /// <summary>Returns the ideal router's units admitted inside the measured window, as a fraction of the capacity.</summary>
-    public static double ServedShare(SimulationSettings settings, SimulationScenario scenario, double loadFactor, int replicaCount)
+    public static double ServedShare(SimulationSettings settings, SimulationScenario scenario, double loadFactor, int replicaCount, IdealOrder order)
     {
         var start = SimulationDriver.VirtualStart;
         var measureFrom = start + settings.Warmup;
         var measured = scenario.Measured ?? settings.Measured;
         var end = measureFrom + measured;
-        var budgets = SimulationDriver.CreateBackends(settings, scenario, start).Select(backend => backend.Bucket).ToArray();
+        var backends = SimulationDriver.CreateBackends(settings, scenario, start);
         var requests = new SimulatedRequests(scenario, settings.Seed);
         var draws = new ArrivalDraws(settings, scenario, replicaCount, loadFactor, requests, end + measured - start, measured);
         var waiting = 0L;
@@ -38,13 +38,17 @@ internal static class IdealService
                 }
             }
 
-            foreach (var budget in budgets)
+            foreach (var backend in backends)
             {
-                budget.Advance(now);
+                backend.Bucket.Advance(now);
             }
 
-            // The capacity lost soonest first: the budget whose refill (or whose being full) comes first.
-            foreach (var budget in budgets.OrderBy(budget => budget.UntilReplenishment(now)))
+            // Within a priority (or over all of them), the capacity lost soonest first: the budget whose refill (or whose
+            // being full) comes first.
+            foreach (var budget in backends
+                         .OrderBy(backend => order == IdealOrder.PriorityFirst ? backend.Spec.Priority : 0)
+                         .ThenBy(backend => backend.Bucket.UntilReplenishment(now))
+                         .Select(backend => backend.Bucket))
             {
                 var taken = Math.Min(waiting, budget.Remaining);
                 if (taken > 0 && budget.TryAcquire(now, out _, taken))
@@ -57,4 +61,14 @@ internal static class IdealService
 
         return served / (scenario.AggregateCapacity * measured.TotalSeconds);
     }
+}
+
+/// <summary>Which capacity <see cref="IdealService"/> spends first.</summary>
+internal enum IdealOrder
+{
+    /// <summary>The best priority first, as a priority router does; within it, what is lost soonest.</summary>
+    PriorityFirst,
+
+    /// <summary>Whatever is lost soonest, whatever its priority: the most any router could serve.</summary>
+    SoonestLostFirst,
 }

@@ -63,11 +63,17 @@ public sealed record RunResult(
     public double KeptPromiseBound => KeptPromise.Bound(LoadFactor, ClientRetries);
 
     /// <summary>
-    /// Gets the served share of an ideal router on the same arrivals (<see cref="IdealService"/>): exact knowledge,
-    /// callers that wait as long as it takes, the capacity lost soonest spent first. What it leaves unserved, the demand
-    /// left unused for every router; <see cref="double.NaN"/> when not computed.
+    /// Gets the served share of an ideal priority router on the same arrivals (<see cref="IdealService"/>, the reserved
+    /// capacity first): exact knowledge, callers that wait as long as it takes. What it leaves unserved, no router that
+    /// spends the best priority first can serve; <see cref="double.NaN"/> when not computed.
     /// </summary>
     public double IdealServedShare { get; init; } = double.NaN;
+
+    /// <summary>
+    /// Gets the served share of an ideal router that spends whatever capacity is lost soonest first, whatever its
+    /// priority (<see cref="IdealOrder.SoonestLostFirst"/>): the most any router could serve of the same arrivals.
+    /// </summary>
+    public double IdealAnyOrderServedShare { get; init; } = double.NaN;
 
     /// <summary>Gets the share of foreground requests served (by cohort); NaN without request classes.</summary>
     public double ForegroundServedShare => HasClasses && ForegroundRequests > 0 ? (double)ForegroundSuccesses / ForegroundRequests : double.NaN;

@@ -64,8 +64,8 @@ public static class SimulationDriver
         {
             foreach (var replicas in settings.ReplicaCounts)
             {
-                // Every router of a row meets the same arrivals: the ideal router's share is the row's.
-                var ideals = new Dictionary<double, double>();
+                // Every router of a row meets the same arrivals: the ideal routers' shares are the row's.
+                var ideals = new Dictionary<double, (double Priority, double AnyOrder)>();
                 foreach (var router in Routers.Where(r => RunsOn(r, scenario) && (settings.RouterFilter is null || r.Name.Contains(settings.RouterFilter, StringComparison.Ordinal))))
                 {
                     foreach (var load in scenario.Loads ?? settings.LoadFactors)
@@ -74,10 +74,16 @@ public static class SimulationDriver
                         // installs its own, which it pumps itself.
                         if (!ideals.TryGetValue(load, out var ideal))
                         {
-                            ideals[load] = ideal = IdealService.ServedShare(settings, scenario, load, replicas);
+                            ideals[load] = ideal = (
+                                IdealService.ServedShare(settings, scenario, load, replicas, IdealOrder.PriorityFirst),
+                                IdealService.ServedShare(settings, scenario, load, replicas, IdealOrder.SoonestLostFirst));
                         }
 
-                        var result = await Task.Run(() => Run(settings, scenario, router, load, replicas)).ConfigureAwait(false) with { IdealServedShare = ideal };
+                        var result = await Task.Run(() => Run(settings, scenario, router, load, replicas)).ConfigureAwait(false) with
+                        {
+                            IdealServedShare = ideal.Priority,
+                            IdealAnyOrderServedShare = ideal.AnyOrder,
+                        };
                         onResult?.Invoke(result);
                         results.Add(result);
                     }

@@ -23,6 +23,7 @@ public static class SimulationJson
                 writer.WriteNumber("load", r.LoadFactor);
                 Number(writer, "servedShare", r.ServedFraction);
                 Number(writer, "idealServedShare", r.IdealServedShare);
+                Number(writer, "idealAnyOrderServedShare", r.IdealAnyOrderServedShare);
                 Number(writer, "backend429PerSuccess", r.ThrottledPerSuccess);
                 Number(writer, "clientExhaustedPerRequest", r.ClientVisibleRejectionsPerRequest);
                 Number(writer, "clientExhaustedFloor", r.ClientVisibleRejectionsFloor);

@@ -29,7 +29,7 @@ public static class SimulationReport
                 }
 
                 var title = $"{scenario.Name}, {replicas} replica(s)";
-                AppendAcrossLoads(text, runs, $"{title}: served share of aggregate {scenario.Unit} capacity (an ideal router's on the same arrivals)", r => Invariant($"{Percent(r.ServedFraction)} ({Percent(r.IdealServedShare)})"));
+                AppendAcrossLoads(text, runs, $"{title}: served share of aggregate {scenario.Unit} capacity (an ideal priority router's / any router's on the same arrivals)", r => Invariant($"{Percent(r.ServedFraction)} ({Percent(r.IdealServedShare)} / {Percent(r.IdealAnyOrderServedShare)})"));
                 AppendAcrossLoads(text, runs, $"{title}: backend 429s per success", r => Invariant($"{r.ThrottledPerSuccess:0.0000}"));
                 AppendAcrossLoads(text, runs, $"{title}: client-visible 429/503 per request (floor)", r => Invariant($"{r.ClientVisibleRejectionsPerRequest:0.000} ({r.ClientVisibleRejectionsFloor:0.000})"));
                 AppendAcrossLoads(text, runs, $"{title}: kept-promise rate (served share of retries) / its bound", r => Invariant($"{r.KeptPromiseRate:0.000} / {r.KeptPromiseBound:0.000}"));
@@ -95,7 +95,7 @@ public static class SimulationReport
                     lines.Add(Verdict(run.ThrottledPerSuccess <= 0.001, Invariant($"{where}: backend 429s per success <= 0.001: {run.ThrottledPerSuccess:0.0000}")));
                     if (run.LoadFactor > 1)
                     {
-                        lines.Add(Verdict(run.ServedFraction >= 0.99, Invariant($"{where}: served share >= 99%: {Percent(run.ServedFraction)} (ideal {Percent(run.IdealServedShare)})")));
+                        lines.Add(Verdict(run.ServedFraction >= 0.99, Invariant($"{where}: served share >= 99%: {run.ServedFraction * 100:0.00}% (an ideal priority router's {run.IdealServedShare * 100:0.00}%)")));
                     }
 
                     if (!double.IsNaN(run.PriorityOneUtilisationWhileSpilling))
@@ -122,7 +122,7 @@ public static class SimulationReport
             lines.Add(Verdict(run.ThrottledPerSuccess <= 0.001, Invariant($"{where}: backend 429s per success <= 0.001: {run.ThrottledPerSuccess:0.0000}")));
             if (run.LoadFactor > 1)
             {
-                lines.Add(Verdict(run.ServedFraction >= 0.99, Invariant($"{where}: served share >= 99%: {Percent(run.ServedFraction)} (ideal {Percent(run.IdealServedShare)})")));
+                lines.Add(Verdict(run.ServedFraction >= 0.99, Invariant($"{where}: served share >= 99%: {run.ServedFraction * 100:0.00}% (an ideal priority router's {run.IdealServedShare * 100:0.00}%)")));
                 lines.Add(KeptPromiseVerdict(run, where));
             }
 
@@ -145,7 +145,7 @@ public static class SimulationReport
             lines.Add(Verdict(run.BackendThrottled == 0, Invariant($"{where}: no backend 429: {run.BackendThrottled} ({run.ThrottledPerSuccess:0.0000} per success)")));
             if (run.LoadFactor > 1)
             {
-                lines.Add(Verdict(run.ServedFraction >= 0.99, Invariant($"{where}: served share >= 99%: {Percent(run.ServedFraction)} (ideal {Percent(run.IdealServedShare)})")));
+                lines.Add(Verdict(run.ServedFraction >= 0.99, Invariant($"{where}: served share >= 99%: {run.ServedFraction * 100:0.00}% (an ideal priority router's {run.IdealServedShare * 100:0.00}%)")));
             }
 
             if (!double.IsNaN(run.PriorityOneUtilisationWhileSpilling))

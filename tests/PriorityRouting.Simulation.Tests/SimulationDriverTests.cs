@@ -326,7 +326,7 @@ public class SimulationDriverTests
         foreach (var field in new[]
                  {
                      "router", "scenario", "replicas", "load", "servedShare", "backend429PerSuccess", "clientExhaustedPerRequest",
-                     "clientExhaustedFloor", "keptPromiseRate", "keptPromiseBound", "idealServedShare", "p50TimeToSuccessMs", "p99TimeToSuccessMs", "priority1Utilisation",
+                     "clientExhaustedFloor", "keptPromiseRate", "keptPromiseBound", "idealServedShare", "idealAnyOrderServedShare", "p50TimeToSuccessMs", "p99TimeToSuccessMs", "priority1Utilisation",
                      "foregroundServedShare", "backgroundServedShare", "foregroundP99TimeToSuccessMs",
                  })
         {
