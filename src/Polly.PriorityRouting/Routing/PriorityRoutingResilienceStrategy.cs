@@ -323,6 +323,10 @@ internal sealed class PriorityRoutingResilienceStrategy : ResilienceStrategy<Htt
     internal static Outcome<HttpResponseMessage> CallerCanceled(ResilienceContext context)
         => Outcome.FromException<HttpResponseMessage>(new OperationCanceledException(context.CancellationToken));
 
+    /// <summary>
+    /// Sends one attempt to <paramref name="backend"/>: its own request (the backend's address, headers and, for a mapped
+    /// model, its deployment's body or path), with the backend's credentials applied here when no handler below does.
+    /// </summary>
     private async ValueTask<Outcome<HttpResponseMessage>> SendAsync<TState>(
         Func<ResilienceContext, TState, ValueTask<Outcome<HttpResponseMessage>>> callback,
         ResilienceContext context,
