@@ -117,6 +117,25 @@ public sealed class RedisClaimTests : IClassFixture<RedisServerFixture>
     }
 
     [Fact]
+    public async Task A_gap_in_a_queue_of_more_than_512_claims_is_not_read_the_counts_answer_stands()
+    {
+        // As the simulation's counter has it (same name): 5,000 spent and 513 claims of 1 from 26 s on, as if the
+        // claim of 5,500 ahead of them had been given back.
+        await using var setup = await FlowingAsync(_redis.Configuration);
+        setup.FrozenAt = null;
+        var now = await setup.ServerMillisecondsAsync();
+        await setup.Database.HashSetAsync(setup.BudgetKey, [new("tx", "5513"), new("ty", now), new("th", "513")]);
+        await setup.Database.SortedSetAddAsync(setup.FlowClaimsKey, [.. Enumerable.Range(1, 513).Select(i => new SortedSetEntry($"{i:x16}:1:0", now + 26_000 + (i * 52)))]);
+        await setup.Database.KeyExpireAsync(setup.FlowClaimsKey, TimeSpan.FromMinutes(3));
+
+        (await setup.ReserveAsync(4_900, claimant: 0)).Status.Should().Be(BackendReservationStatus.Refused, "513 claims queued: the count's answer");
+        await setup.Database.SortedSetRemoveAsync(setup.FlowClaimsKey, $"{513:x16}:1:0");
+        var spent = (double)await setup.Database.HashGetAsync(setup.BudgetKey, "tx");
+        await setup.Database.HashSetAsync(setup.BudgetKey, [new("tx", (spent - 1).ToString("R", CultureInfo.InvariantCulture)), new("th", "512")]);
+        (await setup.ReserveAsync(4_900, claimant: 0)).Status.Should().Be(BackendReservationStatus.Granted, "512 claims queued: their gap is read");
+    }
+
+    [Fact]
     public async Task Claimed_room_is_left_free_for_its_claimant()
     {
         await using var setup = await SpentAsync(_redis.Configuration, grace: LongGrace);
