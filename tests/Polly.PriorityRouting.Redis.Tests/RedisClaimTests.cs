@@ -117,6 +117,27 @@ public sealed class RedisClaimTests : IClassFixture<RedisServerFixture>
     }
 
     [Fact]
+    public async Task A_gap_is_read_only_on_the_budgets_whose_count_refuses_a_request_of_no_tokens_is_never_held_back_by_the_tokens_claims()
+    {
+        // Both budgets flow. Tokens: 11,000 spent beyond a claim of 5,000 due in 50 s (answers in flight): no gap. Requests:
+        // 100 a minute, 98 spent beyond two claims due in 50 s: the count refuses one more, but 2 are free now and the
+        // claims find 85 by their moment. A request of no tokens takes nothing from the tokens budget, whose count never
+        // judges it (the simulation's counter keeps one budget per key: its token budget does not judge it either).
+        await using var setup = await FlowingAsync(_redis.Configuration);
+        setup.FrozenAt = null;
+        var now = await setup.ServerMillisecondsAsync();
+        await setup.Database.HashSetAsync(setup.BudgetKey, [
+            new("tx", "16000"), new("th", "5000"), new("ty", now), new("rl", "100"), new("rk", "1"), new("rx", "100"),
+            new("rh", "2"), new("ry", now), new("rz", (100.0 / 60_000).ToString("R", CultureInfo.InvariantCulture))]);
+        await setup.Database.SortedSetAddAsync(setup.FlowClaimsKey, [
+            new SortedSetEntry("00000000000000a1:5000:1", now + 50_000), new SortedSetEntry("00000000000000a2:0:1", now + 50_000)]);
+        await setup.Database.KeyExpireAsync(setup.FlowClaimsKey, TimeSpan.FromMinutes(3));
+
+        (await setup.ReserveAsync(1, claimant: 0)).Status.Should().Be(BackendReservationStatus.Refused, "the tokens budget has no room");
+        (await setup.ReserveAsync(0, claimant: 0)).Status.Should().Be(BackendReservationStatus.Granted, "the requests budget's gap holds it");
+    }
+
+    [Fact]
     public async Task A_gap_in_a_queue_of_more_than_512_claims_is_not_read_the_counts_answer_stands()
     {
         // As the simulation's counter has it (same name): 5,000 spent and 513 claims of 1 from 26 s on, as if the

@@ -88,16 +88,19 @@ internal static partial class ReservationScripts
             if kind ~= 'none' then redis.call('DEL', recordKey) end
           end
           local wait = 0
+          -- Whether the count refuses the request on b (and wait then holds when it will have room).
           local function over(b, amount, always)
-            if b.l < 0 or (amount == 0 and headroom == 0 and promised == 0) or (not always and amount > b.l) then return end
+            if b.l < 0 or (amount == 0 and headroom == 0 and promised == 0) or (not always and amount > b.l) then return false end
             local kept = math.max(0, math.min(math.ceil(headroom * b.l), b.l - amount)) + math.ceil(promised * b.l)
             local expected = 0
             if headroom > 0 then expected = math.min(math.max(b.fp, b.fk) * math.ceil(math.ceil(b.x / b.z) / SLICE), b.l) end
             local excess = b.x + amount + kept + expected - b.l
-            if excess > 0 then wait = math.max(wait, math.max(1, math.ceil(excess / b.z))) end
+            if excess <= 0 then return false end
+            wait = math.max(wait, math.max(1, math.ceil(excess / b.z)))
+            return true
           end
-          if flowing(T) then over(T, cost, false) end
-          if flowing(R) then over(R, 1, true) end
+          local overT = flowing(T) and over(T, cost, false)
+          local overR = flowing(R) and over(R, 1, true)
           if wait > 0 and headroom == 0 and promised == 0 then
             -- A foreground request may also take room no claim needs by its moment: a claim given back leaves a gap
             -- before the claims queued behind it, which keep their moments. Read whole only while the queue is short.
@@ -121,7 +124,8 @@ internal static partial class ReservationScripts
                 end
                 return room
               end
-              if (not flowing(T) or cost > T.l or cost <= roomNow(T, 1)) and (not flowing(R) or 1 <= roomNow(R, 2)) then wait = 0 end
+              -- Read on each budget whose count refuses the request only (one that does not judge it takes nothing of it).
+              if (not overT or cost <= roomNow(T, 1)) and (not overR or 1 <= roomNow(R, 2)) then wait = 0 end
             end
           end
           if wait > 0 then
