@@ -138,6 +138,28 @@ public sealed class RedisClaimTests : IClassFixture<RedisServerFixture>
     }
 
     [Fact]
+    public async Task A_gap_holds_no_room_for_a_peers_member_that_no_claimant_of_this_store_can_redeem()
+    {
+        // 5,300 counted: 5,000 spent and a claim of 300 due in 41.6 s (the claim of 5,500 ahead of it given back). Beside it
+        // members no claimant can redeem (a claimant's member names its 16 hex digits), which the sweep frees nothing for
+        // either; and one of 16 hex digits beyond the limit (a claim made before the limit was lowered), which may be redeemed.
+        await using var setup = await FlowingAsync(_redis.Configuration);
+        setup.FrozenAt = null;
+        var now = await setup.ServerMillisecondsAsync();
+        await setup.Database.HashSetAsync(setup.BudgetKey, [new("tx", "5300"), new("th", "300"), new("ty", now)]);
+        await setup.Database.SortedSetAddAsync(setup.FlowClaimsKey, [
+            new SortedSetEntry("00000000000000a2:300:0", now + 41_600), new SortedSetEntry("abc:9000:0", now + 30_000),
+            new SortedSetEntry($"{new string('f', 40)}:9000:0", now + 30_000), new SortedSetEntry("00000000000000a3:9000", now + 30_000)]);
+        await setup.Database.KeyExpireAsync(setup.FlowClaimsKey, TimeSpan.FromMinutes(3));
+
+        (await setup.ReserveAsync(4_900, claimant: 0)).Status.Should().Be(BackendReservationStatus.Granted, "the bucket holds 5,000 now, and the claim of 300 finds 800 by its moment");
+        (await setup.ReserveAsync(200, claimant: 0)).Status.Should().Be(BackendReservationStatus.Refused, "100 are left now");
+
+        await setup.Database.SortedSetAddAsync(setup.FlowClaimsKey, "00000000000000a4:20000:0", now + 50_000);
+        (await setup.ReserveAsync(50, claimant: 0)).Status.Should().Be(BackendReservationStatus.Refused, "a claim beyond the limit holds all there is");
+    }
+
+    [Fact]
     public async Task A_gap_in_a_queue_of_more_than_512_claims_is_not_read_the_counts_answer_stands()
     {
         // As the simulation's counter has it (same name): 5,000 spent and 513 claims of 1 from 26 s on, as if the
