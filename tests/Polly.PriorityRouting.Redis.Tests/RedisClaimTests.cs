@@ -117,6 +117,68 @@ public sealed class RedisClaimTests : IClassFixture<RedisServerFixture>
     }
 
     [Fact]
+    public async Task A_gap_is_read_only_on_the_budgets_whose_count_refuses_a_request_of_no_tokens_is_never_held_back_by_the_tokens_claims()
+    {
+        // Both budgets flow. Tokens: 11,000 spent beyond a claim of 5,000 due in 50 s (answers in flight): no gap. Requests:
+        // 100 a minute, 98 spent beyond two claims due in 50 s: the count refuses one more, but 2 are free now and the
+        // claims find 85 by their moment. A request of no tokens takes nothing from the tokens budget, whose count never
+        // judges it (the simulation's counter keeps one budget per key: its token budget does not judge it either).
+        await using var setup = await FlowingAsync(_redis.Configuration);
+        setup.FrozenAt = null;
+        var now = await setup.ServerMillisecondsAsync();
+        await setup.Database.HashSetAsync(setup.BudgetKey, [
+            new("tx", "16000"), new("th", "5000"), new("ty", now), new("rl", "100"), new("rk", "1"), new("rx", "100"),
+            new("rh", "2"), new("ry", now), new("rz", (100.0 / 60_000).ToString("R", CultureInfo.InvariantCulture))]);
+        await setup.Database.SortedSetAddAsync(setup.FlowClaimsKey, [
+            new SortedSetEntry("00000000000000a1:5000:1", now + 50_000), new SortedSetEntry("00000000000000a2:0:1", now + 50_000)]);
+        await setup.Database.KeyExpireAsync(setup.FlowClaimsKey, TimeSpan.FromMinutes(3));
+
+        (await setup.ReserveAsync(1, claimant: 0)).Status.Should().Be(BackendReservationStatus.Refused, "the tokens budget has no room");
+        (await setup.ReserveAsync(0, claimant: 0)).Status.Should().Be(BackendReservationStatus.Granted, "the requests budget's gap holds it");
+    }
+
+    [Fact]
+    public async Task A_gap_holds_no_room_for_a_peers_member_that_no_claimant_of_this_store_can_redeem()
+    {
+        // 5,300 counted: 5,000 spent and a claim of 300 due in 41.6 s (the claim of 5,500 ahead of it given back). Beside it
+        // members no claimant can redeem (a claimant's member names its 16 hex digits), which the sweep frees nothing for
+        // either; and one of 16 hex digits beyond the limit (a claim made before the limit was lowered), which may be redeemed.
+        await using var setup = await FlowingAsync(_redis.Configuration);
+        setup.FrozenAt = null;
+        var now = await setup.ServerMillisecondsAsync();
+        await setup.Database.HashSetAsync(setup.BudgetKey, [new("tx", "5300"), new("th", "300"), new("ty", now)]);
+        await setup.Database.SortedSetAddAsync(setup.FlowClaimsKey, [
+            new SortedSetEntry("00000000000000a2:300:0", now + 41_600), new SortedSetEntry("abc:9000:0", now + 30_000),
+            new SortedSetEntry($"{new string('f', 40)}:9000:0", now + 30_000), new SortedSetEntry("00000000000000a3:9000", now + 30_000)]);
+        await setup.Database.KeyExpireAsync(setup.FlowClaimsKey, TimeSpan.FromMinutes(3));
+
+        (await setup.ReserveAsync(4_900, claimant: 0)).Status.Should().Be(BackendReservationStatus.Granted, "the bucket holds 5,000 now, and the claim of 300 finds 800 by its moment");
+        (await setup.ReserveAsync(200, claimant: 0)).Status.Should().Be(BackendReservationStatus.Refused, "100 are left now");
+
+        await setup.Database.SortedSetAddAsync(setup.FlowClaimsKey, "00000000000000a4:20000:0", now + 50_000);
+        (await setup.ReserveAsync(50, claimant: 0)).Status.Should().Be(BackendReservationStatus.Refused, "a claim beyond the limit holds all there is");
+    }
+
+    [Fact]
+    public async Task A_gap_in_a_queue_of_more_than_512_claims_is_not_read_the_counts_answer_stands()
+    {
+        // As the simulation's counter has it (same name): 5,000 spent and 513 claims of 1 from 26 s on, as if the
+        // claim of 5,500 ahead of them had been given back.
+        await using var setup = await FlowingAsync(_redis.Configuration);
+        setup.FrozenAt = null;
+        var now = await setup.ServerMillisecondsAsync();
+        await setup.Database.HashSetAsync(setup.BudgetKey, [new("tx", "5513"), new("ty", now), new("th", "513")]);
+        await setup.Database.SortedSetAddAsync(setup.FlowClaimsKey, [.. Enumerable.Range(1, 513).Select(i => new SortedSetEntry($"{i:x16}:1:0", now + 26_000 + (i * 52)))]);
+        await setup.Database.KeyExpireAsync(setup.FlowClaimsKey, TimeSpan.FromMinutes(3));
+
+        (await setup.ReserveAsync(4_900, claimant: 0)).Status.Should().Be(BackendReservationStatus.Refused, "513 claims queued: the count's answer");
+        await setup.Database.SortedSetRemoveAsync(setup.FlowClaimsKey, $"{513:x16}:1:0");
+        var spent = (double)await setup.Database.HashGetAsync(setup.BudgetKey, "tx");
+        await setup.Database.HashSetAsync(setup.BudgetKey, [new("tx", (spent - 1).ToString("R", CultureInfo.InvariantCulture)), new("th", "512")]);
+        (await setup.ReserveAsync(4_900, claimant: 0)).Status.Should().Be(BackendReservationStatus.Granted, "512 claims queued: their gap is read");
+    }
+
+    [Fact]
     public async Task Claimed_room_is_left_free_for_its_claimant()
     {
         await using var setup = await SpentAsync(_redis.Configuration, grace: LongGrace);

@@ -140,6 +140,25 @@ public class SharedReservationCounterTests
     }
 
     [Fact]
+    public void A_gap_in_a_queue_of_more_than_512_claims_is_not_read_the_counts_answer_stands()
+    {
+        // The Redis script reads the claims for a gap only while the set holds 1 to 512 (MAXROOMSCAN).
+        var counter = Flowing();
+        counter.Reserve(Ptu, 5_500, 0, 0, claimant: 1, Start).HoldsClaim.Should().BeTrue();
+        for (var claimant = 2L; claimant <= 514; claimant++)
+        {
+            counter.Reserve(Ptu, 1, 0, 0, claimant, Start).HoldsClaim.Should().BeTrue();
+        }
+
+        counter.Unclaim(Ptu, 1, Start);
+
+        // 5,513 counted (5,000 spent, 513 claims of 1 from 26 s on): the bucket holds 5,000 now, but 513 claims are not read.
+        Reserve(counter, Start, 4_900).Should().Be(BackendReservationStatus.Refused, "513 claims queued: the count's answer");
+        counter.Unclaim(Ptu, 514, Start);
+        Reserve(counter, Start, 4_900).Should().Be(BackendReservationStatus.Granted, "512 claims queued: their gap is read");
+    }
+
+    [Fact]
     public void A_continuous_budget_ends_the_foregrounds_windows_without_a_report()
     {
         var counter = Flowing();

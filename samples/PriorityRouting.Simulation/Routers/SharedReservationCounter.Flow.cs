@@ -72,6 +72,9 @@ internal sealed partial class SharedReservationCounter
         /// <summary>The most claims a flow holds (the Redis script's bound on its sorted set): no claim is added beyond it.</summary>
         public const int MaxClaims = 4096;
 
+        /// <summary>The most claims <see cref="RoomNow"/> reads (the Redis script's <c>MAXROOMSCAN</c>): a longer queue keeps the count's answer.</summary>
+        public const int MaxRoomScan = 512;
+
         private readonly Dictionary<long, (DateTimeOffset At, long Amount)> _claims = [];
         private DateTimeOffset _at;
         private double _rate;
@@ -120,10 +123,16 @@ internal sealed partial class SharedReservationCounter
         /// the bucket holds now (the limit less what is spent but for the claims), and, claim by claim in the order of their
         /// moments, what it holds then (refilled at the rate, never beyond the limit) less the claims due by then. The
         /// limit less <see cref="Spent"/> when every claim is queued right behind the one before it; more where a claim
-        /// given back (or expired) left a gap.
+        /// given back (or expired) left a gap. With more than <see cref="MaxRoomScan"/> claims, the count's room: the limit
+        /// less <see cref="Spent"/>.
         /// </summary>
         public double RoomNow(long limit, DateTimeOffset now)
         {
+            if (_claims.Count > MaxRoomScan)
+            {
+                return limit - Spent;
+            }
+
             var level = Math.Min(limit, limit - (Spent - Claimed));
             var room = level;
             var at = now;

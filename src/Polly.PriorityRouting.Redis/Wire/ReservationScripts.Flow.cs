@@ -18,6 +18,14 @@ internal static partial class ReservationScripts
     internal const string FlowReserve = """
         local MAXFLOWCLAIMS = 4096
         local MAXROOMSCAN = 512
+        -- A flow claim's member as this store writes it (its claimant's 16 hex digits, then its tokens and requests): the
+        -- amounts; nil for anything else (a peer's), which no claimant can redeem.
+        local function flowClaim(member)
+          if #member > 60 then return nil end
+          local id, a, q = string.match(member, '^(%x+):(%d+):(%d+)$')
+          if id == nil or #id ~= 16 then return nil end
+          return tonumber(a), tonumber(q)
+        end
         -- A flow when a budget of the key flows and the other either flows too or judges nothing now (unknown, or no
         -- window known: OpenAI's requests budget at a low rate reports resets of milliseconds, which name no window).
         local function idle(b) return b.l < 0 or b.e <= now end
@@ -39,12 +47,10 @@ internal static partial class ReservationScripts
             -- Claims whose grace ended unredeemed: their room, counted when they were claimed, is free again.
             local gone = redis.call('ZRANGEBYSCORE', flowKey, '-inf', now - GRACE)
             for _, member in ipairs(gone) do
-              local id, ga, gq
-              if #member <= 60 then id, ga, gq = string.match(member, '^(%x+):(%d+):(%d+)$') end
-              if ga then ga, gq = tonumber(ga), tonumber(gq) end
-              -- A claim this store made: 16 hex digits, amounts within the limits; never more than the claims hold. (A claim
-              -- beyond a limit lowered since is dropped unfreed: what it held comes back at the rate.)
-              if ga and #id == 16 and ga <= math.max(T.l, 0) and gq <= math.max(R.l, 0) then
+              local ga, gq = flowClaim(member)
+              -- A claim this store made, amounts within the limits; never more than the claims hold. (A claim beyond a
+              -- limit lowered since is dropped unfreed: what it held comes back at the rate.)
+              if ga and ga <= math.max(T.l, 0) and gq <= math.max(R.l, 0) then
                 ga, gq = math.min(ga, T.h), math.min(gq, R.h)
                 T.x, T.h = math.max(0, T.x - ga), T.h - ga
                 R.x, R.h = math.max(0, R.x - gq), R.h - gq
@@ -88,40 +94,46 @@ internal static partial class ReservationScripts
             if kind ~= 'none' then redis.call('DEL', recordKey) end
           end
           local wait = 0
+          -- Whether the count refuses the request on b (and wait then holds when it will have room).
           local function over(b, amount, always)
-            if b.l < 0 or (amount == 0 and headroom == 0 and promised == 0) or (not always and amount > b.l) then return end
+            if b.l < 0 or (amount == 0 and headroom == 0 and promised == 0) or (not always and amount > b.l) then return false end
             local kept = math.max(0, math.min(math.ceil(headroom * b.l), b.l - amount)) + math.ceil(promised * b.l)
             local expected = 0
             if headroom > 0 then expected = math.min(math.max(b.fp, b.fk) * math.ceil(math.ceil(b.x / b.z) / SLICE), b.l) end
             local excess = b.x + amount + kept + expected - b.l
-            if excess > 0 then wait = math.max(wait, math.max(1, math.ceil(excess / b.z))) end
+            if excess <= 0 then return false end
+            wait = math.max(wait, math.max(1, math.ceil(excess / b.z)))
+            return true
           end
-          if flowing(T) then over(T, cost, false) end
-          if flowing(R) then over(R, 1, true) end
+          local overT = flowing(T) and over(T, cost, false)
+          local overR = flowing(R) and over(R, 1, true)
           if wait > 0 and headroom == 0 and promised == 0 then
             -- A foreground request may also take room no claim needs by its moment: a claim given back leaves a gap
             -- before the claims queued behind it, which keep their moments. Read whole only while the queue is short.
             local queued = redis.call('ZCARD', flowKey)
             if queued > 0 and queued <= MAXROOMSCAN then
-              local claims = redis.call('ZRANGEBYSCORE', flowKey, '-inf', '+inf', 'WITHSCORES')
+              -- The claims by moment (a claim beyond a limit lowered since counts whole: its claimant may still redeem it).
+              local members = redis.call('ZRANGEBYSCORE', flowKey, '-inf', '+inf', 'WITHSCORES')
+              local claims = {}
+              for i = 1, #members, 2 do
+                local ca, cq = flowClaim(members[i])
+                local moment = tonumber(members[i + 1])
+                if ca and moment then claims[#claims + 1] = { t = moment, a = ca, q = cq } end
+              end
               -- What the bucket holds now (the limit less what is spent but for the claims), and at each claim's moment
               -- (refilled at the rate, never beyond the limit) less the claims due by then: the least of these is free now.
-              local function roomNow(b, part)
+              local function roomNow(b, field)
                 local level = math.min(b.l, b.l - (b.x - b.h))
                 local room, at = level, now
-                for i = 1, #claims, 2 do
-                  local ta, tq = nil, nil
-                  if #claims[i] <= 60 then ta, tq = string.match(claims[i], '^%x+:(%d+):(%d+)$') end
-                  local moment = tonumber(claims[i + 1])
-                  if ta and moment then
-                    if moment > at then level, at = math.min(b.l, level + b.z * (moment - at)), moment end
-                    if part == 1 then level = level - tonumber(ta) else level = level - tonumber(tq) end
-                    room = math.min(room, level)
-                  end
+                for _, claim in ipairs(claims) do
+                  if claim.t > at then level, at = math.min(b.l, level + b.z * (claim.t - at)), claim.t end
+                  level = level - claim[field]
+                  room = math.min(room, level)
                 end
                 return room
               end
-              if (not flowing(T) or cost > T.l or cost <= roomNow(T, 1)) and (not flowing(R) or 1 <= roomNow(R, 2)) then wait = 0 end
+              -- Read on each budget whose count refuses the request only (one that does not judge it takes nothing of it).
+              if (not overT or cost <= roomNow(T, 'a')) and (not overR or 1 <= roomNow(R, 'q')) then wait = 0 end
             end
           end
           if wait > 0 then
