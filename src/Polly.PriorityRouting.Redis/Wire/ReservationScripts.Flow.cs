@@ -18,6 +18,7 @@ internal static partial class ReservationScripts
     internal const string FlowReserve = """
         local MAXFLOWCLAIMS = 4096
         local MAXROOMSCAN = 512
+        local ROOMPAGE = 32
         -- A flow claim's member as this store writes it (its claimant's 16 hex digits, then its tokens and requests): the
         -- amounts; nil for anything else (a peer's), which no claimant can redeem.
         local function flowClaim(member)
@@ -107,40 +108,52 @@ internal static partial class ReservationScripts
           end
           local overT = flowing(T) and over(T, cost, false)
           local overR = flowing(R) and over(R, 1, true)
+          local queued = nil
+          local function claimsQueued()
+            if queued == nil then queued = redis.call('ZCARD', flowKey) end
+            return queued
+          end
           if wait > 0 and headroom == 0 and promised == 0 then
             -- A foreground request may also take room no claim needs by its moment: a claim given back leaves a gap
-            -- before the claims queued behind it, which keep their moments. Read whole only while the queue is short.
-            local queued = redis.call('ZCARD', flowKey)
-            if queued > 0 and queued <= MAXROOMSCAN then
-              -- The claims by moment (a claim beyond a limit lowered since counts whole: its claimant may still redeem it).
-              local members = redis.call('ZRANGEBYSCORE', flowKey, '-inf', '+inf', 'WITHSCORES')
-              local claims = {}
-              for i = 1, #members, 2 do
-                local ca, cq = flowClaim(members[i])
-                local moment = tonumber(members[i + 1])
-                if ca and moment then claims[#claims + 1] = { t = moment, a = ca, q = cq } end
-              end
-              -- What the bucket holds now (the limit less what is spent but for the claims), and at each claim's moment
-              -- (refilled at the rate, never beyond the limit) less the claims due by then: the least of these is free now.
-              local function roomNow(b, field)
-                local level = math.min(b.l, b.l - (b.x - b.h))
-                local room, at = level, now
-                for _, claim in ipairs(claims) do
-                  if claim.t > at then level, at = math.min(b.l, level + b.z * (claim.t - at)), claim.t end
-                  level = level - claim[field]
-                  room = math.min(room, level)
+            -- before the claims queued behind it, which keep their moments. Read on each budget whose count refuses the
+            -- request only (one that does not judge it takes nothing of it): what its bucket holds now (the limit less what
+            -- is spent but for the claims), then at each claim's moment by moment (refilled at the rate, never beyond the
+            -- limit) less the claims due by then. A page at a time, until a level is short of the request (mostly the
+            -- first), and only while at most 512 are queued. (A claim beyond a limit lowered since counts whole: its
+            -- claimant may still redeem it.)
+            local tl, rl = nil, nil
+            if overT then tl = math.min(T.l, T.l - (T.x - T.h)) end
+            if overR then rl = math.min(R.l, R.l - (R.x - R.h)) end
+            local function fits() return (tl == nil or cost <= tl) and (rl == nil or 1 <= rl) end
+            if fits() and claimsQueued() > 0 and claimsQueued() <= MAXROOMSCAN then
+              local at, from = now, 0
+              while fits() and from < queued do
+                local page = redis.call('ZRANGEBYSCORE', flowKey, '-inf', '+inf', 'WITHSCORES', 'LIMIT', from, ROOMPAGE)
+                if #page == 0 then break end
+                for i = 1, #page, 2 do
+                  local ca, cq = flowClaim(page[i])
+                  local moment = tonumber(page[i + 1])
+                  if ca and moment then
+                    if moment > at then
+                      if tl then tl = math.min(T.l, tl + T.z * (moment - at)) end
+                      if rl then rl = math.min(R.l, rl + R.z * (moment - at)) end
+                      at = moment
+                    end
+                    if tl then tl = tl - ca end
+                    if rl then rl = rl - cq end
+                    if not fits() then break end
+                  end
                 end
-                return room
+                from = from + ROOMPAGE
               end
-              -- Read on each budget whose count refuses the request only (one that does not judge it takes nothing of it).
-              if (not overT or cost <= roomNow(T, 'a')) and (not overR or 1 <= roomNow(R, 'q')) then wait = 0 end
+              if fits() then wait = 0 end
             end
           end
           if wait > 0 then
             -- A claim counts at once: whatever comes after it, claimed or not, waits behind it.
             -- Claimed only within the horizon; told never beyond the longest window (a peer's rate may be any tiny number).
             if recordKey and headroom == 0 and wait <= HORIZON and (not flowing(T) or cost <= T.l) and (not flowing(R) or 1 <= R.l)
-                and redis.call('ZCARD', flowKey) < MAXFLOWCLAIMS then
+                and claimsQueued() < MAXFLOWCLAIMS then
               local at = now + wait
               -- Counted once: a claimant whose record was lost while its claim stayed is not counted twice (its claim
               -- moves to the new moment).
