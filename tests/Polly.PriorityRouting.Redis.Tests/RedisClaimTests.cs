@@ -160,6 +160,23 @@ public sealed class RedisClaimTests : IClassFixture<RedisServerFixture>
     }
 
     [Fact]
+    public async Task A_flow_whose_spend_decayed_below_what_its_claims_hold_never_grants_their_room()
+    {
+        // A peer's state: 1,000 counted but 9,000 claimed (due in 5 s), as a flow that decayed past its claims leaves it
+        // (a claimant late in its grace, a release after its tokens came back). The bucket is full: 10,000 now, about
+        // 10,096 by the claim's moment (never more than the limit), 9,000 of them the claim's.
+        await using var setup = await FlowingAsync(_redis.Configuration);
+        setup.FrozenAt = null;
+        var now = await setup.ServerMillisecondsAsync();
+        await setup.Database.HashSetAsync(setup.BudgetKey, [new("tx", "1000"), new("th", "9000"), new("ty", now)]);
+        await setup.Database.SortedSetAddAsync(setup.FlowClaimsKey, "00000000000000b1:9000:0", now + 5_000);
+        await setup.Database.KeyExpireAsync(setup.FlowClaimsKey, TimeSpan.FromMinutes(3));
+
+        (await setup.ReserveAsync(2_000, claimant: 0)).Status.Should().Be(BackendReservationStatus.Refused, "1,000 are free of the claim");
+        (await setup.ReserveAsync(900, claimant: 0)).Status.Should().Be(BackendReservationStatus.Granted);
+    }
+
+    [Fact]
     public async Task A_gap_in_a_queue_of_more_than_512_claims_is_not_read_the_counts_answer_stands()
     {
         // As the simulation's counter has it (same name): 5,000 spent and 513 claims of 1 from 26 s on, as if the

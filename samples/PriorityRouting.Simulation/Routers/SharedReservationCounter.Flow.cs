@@ -43,7 +43,7 @@ internal sealed partial class SharedReservationCounter
         var kept = (long)(Math.Max(0, Math.Min(Math.Ceiling(headroom * limit), limit - amount)) + Math.Ceiling(promised * limit));
         // A foreground request may also take room no claim needs by its moment: a claim given back leaves a gap before
         // the claims queued behind it, which keep their moments.
-        if (budget.Judges(amount, headroom, promised) && flow.Spent + amount > limit - kept - expected
+        if (budget.Judges(amount, headroom, promised) && flow.Counted + amount > limit - kept - expected
             && !(headroom <= 0 && promised <= 0 && amount <= flow.RoomNow(limit, now)))
         {
             Refused++;
@@ -96,9 +96,15 @@ internal sealed partial class SharedReservationCounter
             }
         }
 
-        /// <summary>Returns how long until what is spent has come down by <paramref name="over"/> (at least a millisecond).</summary>
+        /// <summary>
+        /// Gets what the count holds: what is spent, never less than the claims hold (their room is theirs, even where the
+        /// count decayed past them).
+        /// </summary>
+        public double Counted => Math.Max(Spent, Claimed);
+
+        /// <summary>Returns how long until what is counted has come down by <paramref name="over"/> (at least a millisecond).</summary>
         public TimeSpan Until(double over)
-            => TimeSpan.FromMilliseconds(Math.Max(1, Math.Ceiling((Spent + over) / _rate)));
+            => TimeSpan.FromMilliseconds(Math.Max(1, Math.Ceiling((Counted + over) / _rate)));
 
         /// <summary>
         /// Sets the flow from a report of the answer to reservation <paramref name="sequence"/>, unless a later one set it

@@ -101,7 +101,8 @@ internal static partial class ReservationScripts
             local kept = math.max(0, math.min(math.ceil(headroom * b.l), b.l - amount)) + math.ceil(promised * b.l)
             local expected = 0
             if headroom > 0 then expected = math.min(math.max(b.fp, b.fk) * math.ceil(math.ceil(b.x / b.z) / SLICE), b.l) end
-            local excess = b.x + amount + kept + expected - b.l
+            -- Never less spent than the claims hold: their room is theirs, even where the count decayed past them.
+            local excess = math.max(b.x, b.h) + amount + kept + expected - b.l
             if excess <= 0 then return false end
             wait = math.max(wait, math.max(1, math.ceil(excess / b.z)))
             return true
