@@ -33,22 +33,59 @@ internal sealed partial class RedisOutageState
     private readonly Action _synchronize;
     private readonly ILogger _logger;
 
-    // Guards the unshared and outage flags and the failure count.
-    private readonly object _gate = new();
-
     private readonly TaskCompletionSource _firstOutage = new(TaskCreationOptions.RunContinuationsAsynchronously);
 
-    private bool _stopped;
-    private bool _unshared;
-    private bool _inOutage;
-    private Exception? _firstFailure;
-    private bool _started;
-    private bool _replicaReported;
+    /// <summary>Guards the fields below.</summary>
+    private readonly object _gate = new();
+
+    /// <summary>
+    /// Whether the state is shared, and if not, why. The store starts <see cref="Sharing.Shared"/>: nothing is withheld
+    /// from Redis before a failure (<see cref="_everShared"/> tells the start apart).
+    /// </summary>
+    private Sharing _sharing = Sharing.Shared;
+
+    /// <summary>Whether a synchronization has ever shared the state; also read without the gate.</summary>
     private bool _everShared;
+
+    /// <summary>When the state was last unshared, or when the store began if it was never shared.</summary>
     private long _unsharedSince = Environment.TickCount64;
-    private long? _failingSince;
-    private bool _notAStall;
+
+    /// <summary>How many failures were reported (<see cref="Failures"/>).</summary>
     private long _failures;
+
+    /// <summary>Whether the store is disposed: failures are still counted and the state still changes, but no outage is declared.</summary>
+    private bool _stopped;
+
+    // The failures since the state was last shared: they mean something while Failing or in an Outage, and are reset
+    // when the state is shared again.
+
+    /// <summary>When the first of the failures was reported: it tells a later declaration which failures it is for.</summary>
+    private long _failingSince;
+
+    /// <summary>The first exception among the failures: the outage's warning carries it.</summary>
+    private Exception? _firstFailure;
+
+    /// <summary>Whether the failures are more than a lone timeout, which may be the client's own stall.</summary>
+    private bool _notAStall;
+
+    /// <summary>Whether the warning named the replicas already: it does so once per outage.</summary>
+    private bool _replicasWarnedOf;
+
+    /// <summary>Whether the state is shared, and if not, why.</summary>
+    private enum Sharing
+    {
+        /// <summary>Shared (or not yet unshared, before the first synchronization): writes go to Redis.</summary>
+        Shared,
+
+        /// <summary>Unshared without a failure (<see cref="BeginUnshared"/>): nothing is written until a synchronization shares it.</summary>
+        Unshared,
+
+        /// <summary>Failures reported, not yet for <see cref="OutageAfter"/>: unshared, and not yet warned of.</summary>
+        Failing,
+
+        /// <summary>The failures lasted: an outage, warned of once.</summary>
+        Outage,
+    }
 
     /// <param name="topology">What the multiplexer is connected to, or <see langword="null"/> while it connects.</param>
     /// <param name="synchronize">Requests a synchronization, which finds out whether the state can be shared (again).</param>
@@ -67,7 +104,7 @@ internal sealed partial class RedisOutageState
         {
             lock (_gate)
             {
-                return _inOutage;
+                return _sharing == Sharing.Outage;
             }
         }
     }
@@ -82,7 +119,7 @@ internal sealed partial class RedisOutageState
         {
             lock (_gate)
             {
-                return _unshared;
+                return _sharing != Sharing.Shared;
             }
         }
     }
@@ -109,10 +146,19 @@ internal sealed partial class RedisOutageState
         {
             lock (_gate)
             {
-                return _unshared || !_everShared ? TimeSpan.FromMilliseconds(Environment.TickCount64 - _unsharedSince) : TimeSpan.Zero;
+                return _sharing != Sharing.Shared || !_everShared ? TimeSpan.FromMilliseconds(Environment.TickCount64 - _unsharedSince) : TimeSpan.Zero;
             }
         }
     }
+
+    /// <summary>Gets whether failures are being reported (an outage or not yet); callers hold the gate.</summary>
+    private bool IsFailing => _sharing is Sharing.Failing or Sharing.Outage;
+
+    /// <summary>
+    /// Gets whether the start is over: the state was shared, or a failure was reported (which only sharing it ends);
+    /// callers hold the gate.
+    /// </summary>
+    private bool HasStarted => _everShared || IsFailing;
 
     /// <summary>
     /// Reports a failure (a lost connection, a failed command or a synchronization that could not share the state): it
@@ -154,7 +200,7 @@ internal sealed partial class RedisOutageState
     {
         lock (_gate)
         {
-            if (!_started)
+            if (!HasStarted)
             {
                 _failures++;
                 return;
@@ -170,16 +216,12 @@ internal sealed partial class RedisOutageState
         lock (_gate)
         {
             _failures++;
-            if (_unshared)
+            if (_sharing != Sharing.Shared)
             {
                 return;
             }
 
-            _unshared = true;
-            if (_everShared)
-            {
-                _unsharedSince = Environment.TickCount64;
-            }
+            Unshare(Sharing.Unshared, Environment.TickCount64);
         }
 
         _synchronize();
@@ -203,14 +245,11 @@ internal sealed partial class RedisOutageState
                 return false;
             }
 
-            ended = _inOutage;
-            _unshared = false;
-            _inOutage = false;
+            ended = _sharing == Sharing.Outage;
+            _sharing = Sharing.Shared;
             _firstFailure = null;
-            _failingSince = null;
             _notAStall = false;
-            _started = true;
-            _replicaReported = false;
+            _replicasWarnedOf = false;
             Volatile.Write(ref _everShared, true);
         }
 
@@ -258,6 +297,18 @@ internal sealed partial class RedisOutageState
     private IReadOnlyList<EndPoint>? OnlyReplicasBeforeFirstShare()
         => Volatile.Read(ref _everShared) ? null : _topology()?.OnlyReplicas;
 
+    /// <summary>Moves the state to <paramref name="next"/>, an unshared one, at <paramref name="now"/>; callers hold the gate.</summary>
+    private void Unshare(Sharing next, long now)
+    {
+        // Before the first share, the state has been unshared since the start.
+        if (_sharing == Sharing.Shared && _everShared)
+        {
+            _unsharedSince = now;
+        }
+
+        _sharing = next;
+    }
+
     /// <summary>
     /// Counts a failure and applies the one rule: failures are an outage once the state has stayed unshared for
     /// <see cref="OutageAfter"/> since the first (unless that was a lone timeout) — checked then, and on every failure
@@ -275,21 +326,17 @@ internal sealed partial class RedisOutageState
         {
             var now = Environment.TickCount64;
             _failures++;
-            _started = true;
-            firstFailure = _failingSince is null;
+            firstFailure = !IsFailing;
             // A timeout alone may be the client's own stall (StackExchange.Redis blocks threads while Sentinel
             // reconfigures it); a lost connection, a refused command or a second failure is not.
             _notAStall |= !firstFailure || exception is not TimeoutException;
-            failingSince = _failingSince ??= now;
-            if (!_unshared)
+            if (firstFailure)
             {
-                _unshared = true;
-                if (_everShared)
-                {
-                    _unsharedSince = now;
-                }
+                Unshare(Sharing.Failing, now);
+                _failingSince = now;
             }
 
+            failingSince = _failingSince;
             _firstFailure ??= exception;
 
             // Before the first share, the time since the start counts.
@@ -342,15 +389,15 @@ internal sealed partial class RedisOutageState
         Exception? cause;
         lock (_gate)
         {
-            if (_stopped || _failingSince != failingSince)
+            if (_stopped || !IsFailing || _failingSince != failingSince)
             {
                 return false;
             }
 
-            began = !_inOutage;
-            _inOutage = true;
-            warnOfReplicas = onlyReplicas is { Count: > 0 } && !_replicaReported;
-            _replicaReported |= warnOfReplicas;
+            began = _sharing != Sharing.Outage;
+            _sharing = Sharing.Outage;
+            warnOfReplicas = onlyReplicas is { Count: > 0 } && !_replicasWarnedOf;
+            _replicasWarnedOf |= warnOfReplicas;
             cause = _firstFailure;
         }
 
