@@ -9,6 +9,7 @@ internal sealed class ArrivalDraws
     private readonly SimulationScenario _scenario;
     private readonly Arrivals _arrivals;
     private readonly int _bodies;
+    private readonly int _replicas;
     private readonly Random _sizes;
     private readonly Random _classes;
     private long _sequence;
@@ -17,14 +18,34 @@ internal sealed class ArrivalDraws
     {
         _scenario = scenario;
         _bodies = requests.Count;
+        _replicas = replicaCount;
         _sizes = new Random(settings.Seed ^ 0x5eed);
         _classes = new Random(settings.Seed ^ 0xc1a55);
         var ratePerReplica = loadFactor * scenario.AggregateCapacity / requests.MeanCost / replicaCount;
         _arrivals = new Arrivals(settings, scenario, replicaCount, ratePerReplica, duration, measured);
     }
 
-    /// <summary>Moves to <paramref name="elapsed"/> since the run's start: the requests offered by then are due.</summary>
-    public void AdvanceTo(TimeSpan elapsed) => _arrivals.AdvanceTo(elapsed);
+    /// <summary>
+    /// Moves to <paramref name="elapsed"/> since the run's start and takes the requests offered by then, interleaved
+    /// replica by replica (one each in turn while any has one due), so that no replica sees the others' answers before
+    /// sending its own (they are separate processes).
+    /// </summary>
+    public IEnumerable<(int Replica, DrawnArrival Arrival)> TakeDue(TimeSpan elapsed)
+    {
+        _arrivals.AdvanceTo(elapsed);
+        for (var more = true; more;)
+        {
+            more = false;
+            for (var replica = 0; replica < _replicas; replica++)
+            {
+                if (TryTake(replica, out var arrival))
+                {
+                    more = true;
+                    yield return (replica, arrival);
+                }
+            }
+        }
+    }
 
     /// <summary>Takes one due request of <paramref name="replica"/>, if any, drawing its class and size.</summary>
     /// <param name="replica">The replica it arrives at.</param>
@@ -32,7 +53,7 @@ internal sealed class ArrivalDraws
     /// Its body, class and place in the stream; <see cref="DrawnArrival.Dropped"/> when it is a background request the
     /// scenario draws but never sends (its baseline).
     /// </param>
-    public bool TryTake(int replica, out DrawnArrival arrival)
+    private bool TryTake(int replica, out DrawnArrival arrival)
     {
         if (!_arrivals.TryTake(replica))
         {

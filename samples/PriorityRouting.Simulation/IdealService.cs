@@ -24,18 +24,9 @@ internal static class IdealService
         var served = 0L;
         for (var now = start; now < end; now += settings.Step)
         {
-            draws.AdvanceTo(now + settings.Step - start);
-            for (var arrived = true; arrived;)
+            foreach (var (_, arrival) in draws.TakeDue(now + settings.Step - start))
             {
-                arrived = false;
-                for (var replica = 0; replica < replicaCount; replica++)
-                {
-                    if (draws.TryTake(replica, out var arrival))
-                    {
-                        arrived = true;
-                        waiting += arrival.Dropped ? 0 : requests.CostOf(arrival.Body);
-                    }
-                }
+                waiting += arrival.Dropped ? 0 : requests.CostOf(arrival.Body);
             }
 
             foreach (var backend in backends)

@@ -168,32 +168,22 @@ public static class SimulationDriver
 
             // New requests: each replica's share of the offered load, interleaved so that no replica sees the others'
             // answers before sending its own (they are separate processes).
-            arrivals.AdvanceTo(now + settings.Step - VirtualStart);
-            for (var sentThisRound = true; sentThisRound;)
+            foreach (var (replica, (body, background, sequence, dropped)) in arrivals.TakeDue(now + settings.Step - VirtualStart))
             {
-                sentThisRound = false;
-                for (var replica = 0; replica < replicaCount; replica++)
+                if (dropped)
                 {
-                    if (arrivals.TryTake(replica, out var arrival))
-                    {
-                        sentThisRound = true;
-                        var (body, background, sequence, dropped) = arrival;
-                        if (dropped)
-                        {
-                            // Drawn like the classes scenario's (same foreground arrivals and sizes), never sent; its
-                            // place in the stream still counts, so the foreground keeps its completion times.
-                            continue;
-                        }
-
-                        if (inWindow)
-                        {
-                            counts.NewRequests++;
-                            counts.NewBackground += background ? 1 : 0;
-                        }
-
-                        Send(replica, retriesDone: 0, body, background, sequence, now, inWindow);
-                    }
+                    // Drawn like the classes scenario's (same foreground arrivals and sizes), never sent; its place in
+                    // the stream still counts, so the foreground keeps its completion times.
+                    continue;
                 }
+
+                if (inWindow)
+                {
+                    counts.NewRequests++;
+                    counts.NewBackground += background ? 1 : 0;
+                }
+
+                Send(replica, retriesDone: 0, body, background, sequence, now, inWindow);
             }
 
             // Starts a call; one that does not complete at once is followed to its answer as the clock advances.

@@ -110,8 +110,9 @@ internal sealed partial class RedisOutageState
     }
 
     /// <summary>
-    /// Gets whether a failure was reported since the state was last shared: an outage, or failures not yet long enough
-    /// to be one. The synchronization runs until it ends.
+    /// Gets whether the state is unshared: a failure was reported since it was last shared (an outage, or failures not yet
+    /// long enough to be one), or it was unshared without one (<see cref="BeginUnshared"/>). The synchronization runs
+    /// until it ends.
     /// </summary>
     public bool IsUnshared
     {
