@@ -56,8 +56,8 @@ internal sealed partial class RedisOutageState
     /// <summary>Whether the store is disposed: failures are still counted and the state still changes, but no outage is declared.</summary>
     private bool _stopped;
 
-    // The failures since the state was last shared: they mean something while Failing or in an Outage, and are reset
-    // when the state is shared again.
+    // The failures since the state was last shared: they mean something only while Failing or in an Outage, and the
+    // next first failure sets them anew.
 
     /// <summary>When the first of the failures was reported: it tells a later declaration which failures it is for.</summary>
     private long _failingSince;
@@ -74,7 +74,10 @@ internal sealed partial class RedisOutageState
     /// <summary>Whether the state is shared, and if not, why.</summary>
     private enum Sharing
     {
-        /// <summary>Shared (or not yet unshared, before the first synchronization): writes go to Redis.</summary>
+        /// <summary>
+        /// Shared: writes go to Redis. A fresh store starts here too, before its first synchronization
+        /// (<see cref="_everShared"/> tells the two apart).
+        /// </summary>
         Shared,
 
         /// <summary>Unshared without a failure (<see cref="BeginUnshared"/>): nothing is written until a synchronization shares it.</summary>
@@ -140,7 +143,10 @@ internal sealed partial class RedisOutageState
     /// <summary>Gets a task that completes when the first outage is declared (Redis unreachable at start, say).</summary>
     public Task FirstOutage => _firstOutage.Task;
 
-    /// <summary>Gets how long the state has not been shared: since the store began, or since the outage began.</summary>
+    /// <summary>
+    /// Gets how long the state has not been shared: since the store began, or since it last left <see cref="Sharing.Shared"/>
+    /// (a first failure, or <see cref="BeginUnshared"/>).
+    /// </summary>
     public TimeSpan UnsharedFor
     {
         get
