@@ -324,6 +324,36 @@ public class QueuedWaitTests
     }
 
     [Fact]
+    public async Task A_released_waiter_whose_new_round_ends_beyond_the_bound_is_answered_with_the_attempts_of_the_call()
+    {
+        // Cross-feature check of the "nothing left" branch: a wait released, a new round of one attempt throttled for 2 s,
+        // only 1 s of the bound left: not queued again, the exhausted answer at once, reporting the one attempt sent.
+        var exhausted = new List<OnBackendsExhaustedArguments>();
+        using var h = Harness(o =>
+        {
+            o.MaxQueueWait = TimeSpan.FromSeconds(11);
+            o.MaxAttempts = 1;
+            o.OnBackendsExhausted = args => { exhausted.Add(args); return default; };
+        });
+        h.Transport.Respond("a", request => Caller(request) switch
+        {
+            "spend" => Budget(remaining: 0, reset: "10s"),
+            _ => new HttpResponseMessage(HttpStatusCode.TooManyRequests) { Headers = { { "Retry-After", "2" } } },
+        });
+        await SpendTheBudgetAsync(h);
+
+        var x = Post(h, "x", 3000);
+        x.IsCompleted.Should().BeFalse();
+        Advance(h, Window);
+
+        using var response = await x.WaitAsync(HangGuard);
+        response.StatusCode.Should().Be(HttpStatusCode.TooManyRequests);
+        response.Headers.RetryAfter!.Delta.Should().Be(TimeSpan.FromSeconds(2));
+        Callers(h).Should().Equal(["spend", "x"]);
+        exhausted.Select(e => e.AttemptCount).Should().Equal([1], "the wait sent nothing; the round after it sent one attempt");
+    }
+
+    [Fact]
     public async Task Each_wait_is_recorded_with_its_time_backend_and_outcome()
     {
         using var services = new ServiceCollection().AddMetrics().BuildServiceProvider();
