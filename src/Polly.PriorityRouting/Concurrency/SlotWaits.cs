@@ -31,12 +31,17 @@ internal sealed class SlotWaits
     /// and at its cap (<see cref="PriorityRoutingStrategyOptions.MaxQueueWait"/>); at most
     /// <see cref="WaitQueue.MaxWaiters"/> requests of the pipeline wait so at once.
     /// </summary>
+    /// <param name="route">The request's route: the backends whose slots it may wait for, and its class.</param>
+    /// <param name="bound">What is left of the request's bound on waiting.</param>
+    /// <param name="synchronous">Whether the caller is synchronous (<c>HttpClient.Send</c>): it then waits on its own thread.</param>
+    /// <param name="continueOnCapturedContext">Whether to continue on the caller's context.</param>
+    /// <param name="cancellationToken">The caller's cancellation.</param>
     /// <returns>
     /// Whether a slot was given back in time (the request starts a new round); <see langword="false"/> at once when no
     /// such backend is at its cap, too many wait, or the bound is spent; also when the caller cancels. When a slot was
     /// given back to a foreground request, its turn, which the caller ends once its next admission is decided.
     /// </returns>
-    public async ValueTask<(bool Freed, SlotTurn? Turn)> WaitAsync(RequestRoute route, TimeSpan bound, bool continueOnCapturedContext, CancellationToken cancellationToken)
+    public async ValueTask<(bool Freed, SlotTurn? Turn)> WaitAsync(RequestRoute route, TimeSpan bound, bool synchronous, bool continueOnCapturedContext, CancellationToken cancellationToken)
     {
         if (bound <= TimeSpan.Zero || SlotReleases(route) is not { } releases)
         {
@@ -56,7 +61,10 @@ internal sealed class SlotWaits
         {
             var bounded = Task.Delay(bound, _timeProvider, timeout.Token);
             releases.Tasks.Add(bounded);
-            var first = await Task.WhenAny(releases.Tasks).ConfigureAwait(continueOnCapturedContext);
+            // A synchronous caller (sync-over-async in HttpClient.Send) is blocked anyway: it waits on its own thread rather
+            // than taking a thread-pool thread for a continuation that would block again in its synchronous send.
+            var released = Task.WhenAny(releases.Tasks);
+            var first = synchronous ? released.GetAwaiter().GetResult() : await released.ConfigureAwait(continueOnCapturedContext);
             freed = first != bounded && !cancellationToken.IsCancellationRequested;
             return (freed, freed ? turn : null);
         }
@@ -67,8 +75,15 @@ internal sealed class SlotWaits
                 turn?.Dispose();
             }
 
-            // The delay's timer goes with the wait.
-            await timeout.CancelAsync().ConfigureAwait(continueOnCapturedContext);
+            // The delay's timer goes with the wait (on a synchronous caller's own thread, too).
+            if (synchronous)
+            {
+                timeout.Cancel();
+            }
+            else
+            {
+                await timeout.CancelAsync().ConfigureAwait(continueOnCapturedContext);
+            }
             Interlocked.Decrement(ref _waiters);
         }
     }

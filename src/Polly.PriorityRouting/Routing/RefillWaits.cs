@@ -119,7 +119,7 @@ internal sealed class RefillWaits(BackendPool pool, RoutingTelemetry telemetry, 
     private async ValueTask<(WaitOutcome Outcome, TimeSpan Waited, BudgetHold? Held, SlotTurn? Turn)> WaitForSlotAsync(RequestRoute route, TimeSpan waited, ResilienceContext context)
     {
         var started = timeProvider.GetTimestamp();
-        var (freed, turn) = await pool.SlotWaits.WaitAsync(route, _queue!.MaxWait - waited, context.ContinueOnCapturedContext, context.CancellationToken)
+        var (freed, turn) = await pool.SlotWaits.WaitAsync(route, _queue!.MaxWait - waited, SynchronousExecution.Is(context), context.ContinueOnCapturedContext, context.CancellationToken)
             .ConfigureAwait(context.ContinueOnCapturedContext);
         var waitedNow = timeProvider.GetElapsedTime(started);
         var outcome = context.CancellationToken.IsCancellationRequested ? WaitOutcome.Canceled

@@ -152,14 +152,17 @@ public partial class ConcurrencyCapTests
         var time = new TimerCountingTimeProvider(RoutingHarness.Start);
         using var h = new RoutingHarness(o => o.MaxQueueWait = TimeSpan.FromSeconds(5), null, time, Capped("a", 1, 1));
         var first = await Hold(h);
+
+        // Each wait for a slot is bounded by a timer of its own; the pipeline made one already (its wait queue's).
+        var timers = time.Created;
         var background = h.Client.SendAsync(Background(), HttpCompletionOption.ResponseHeadersRead);
-        time.WaitForTimers(1).Should().BeTrue("the background request waits for a slot");
+        time.WaitForTimers(timers + 1).Should().BeTrue("the background request waits for a slot");
         var foreground = Task.Factory.StartNew(
             () => h.Client.Send(new HttpRequestMessage(HttpMethod.Get, "/"), HttpCompletionOption.ResponseHeadersRead),
             CancellationToken.None,
             TaskCreationOptions.LongRunning,
             TaskScheduler.Default);
-        time.WaitForTimers(2).Should().BeTrue("the synchronous foreground request waits for a slot, on its own thread");
+        time.WaitForTimers(timers + 2).Should().BeTrue("the synchronous foreground request waits for a slot, on its own thread");
 
         var releasing = new Thread(first.Dispose);
         releasing.Start();
@@ -174,6 +177,37 @@ public partial class ConcurrencyCapTests
         using var next = await background;
         next.StatusCode.Should().Be(HttpStatusCode.OK);
         h.Transport.Hosts.Should().Equal("a", "a", "a");
+    }
+
+    [Fact]
+    public async Task A_synchronous_send_waiting_for_a_slot_is_sent_from_its_own_thread()
+    {
+        // HttpClient.Send blocks its thread anyway: a continuation on the thread pool would take a second thread, which
+        // then blocks again in the synchronous send below.
+        var time = new TimerCountingTimeProvider(RoutingHarness.Start);
+        using var h = new RoutingHarness(o => o.MaxQueueWait = TimeSpan.FromSeconds(5), null, time, Capped("a", 1, 1));
+        var first = await Hold(h);
+        var timers = time.Created;
+        var callerThread = 0;
+        var waiting = Task.Factory.StartNew(
+            () =>
+            {
+                callerThread = Environment.CurrentManagedThreadId;
+                return h.Client.Send(new HttpRequestMessage(HttpMethod.Get, "/"), HttpCompletionOption.ResponseHeadersRead);
+            },
+            CancellationToken.None,
+            TaskCreationOptions.LongRunning,
+            TaskScheduler.Default);
+        time.WaitForTimers(timers + 1).Should().BeTrue("the synchronous request waits for a slot (a timer bounds its wait)");
+
+        var releasing = new Thread(first.Dispose);
+        releasing.Start();
+        releasing.Join();
+        using var second = await waiting;
+
+        second.StatusCode.Should().Be(HttpStatusCode.OK);
+        h.Transport.Hosts.Should().Equal("a", "a");
+        h.Transport.Requests.Last().ThreadId.Should().Be(callerThread, "the waiter is sent from its own thread");
     }
 
     [Fact]

@@ -7,6 +7,9 @@ internal sealed class TimerCountingTimeProvider(DateTimeOffset start) : FakeTime
 {
     private int _created;
 
+    /// <summary>Gets how many timers were created so far (the pipeline's own included: its wait queue's).</summary>
+    public int Created => Volatile.Read(ref _created);
+
     /// <summary>Waits, for a few real seconds at most, until <paramref name="count"/> timers were created.</summary>
     public bool WaitForTimers(int count) => SpinWait.SpinUntil(() => Volatile.Read(ref _created) >= count, TimeSpan.FromSeconds(10));
 
