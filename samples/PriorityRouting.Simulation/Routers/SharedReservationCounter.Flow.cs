@@ -130,13 +130,13 @@ internal sealed partial class SharedReservationCounter
         /// moments, what it holds then (refilled at the rate, never beyond the limit) less the claims due by then. The
         /// limit less <see cref="Spent"/> when every claim is queued right behind the one before it; more where a claim
         /// given back (or expired) left a gap. With more than <see cref="MaxRoomScan"/> claims, the count's room: the limit
-        /// less <see cref="Spent"/>.
+        /// less <see cref="Counted"/>.
         /// </summary>
         public double RoomNow(long limit, DateTimeOffset now)
         {
             if (_claims.Count > MaxRoomScan)
             {
-                return limit - Spent;
+                return limit - Counted;
             }
 
             var level = Math.Min(limit, limit - (Spent - Claimed));
